@@ -1,0 +1,9 @@
+//! siplb: a SIP load balancer for carrier trunks.
+//!
+//! The crate is split along the line between protocol and I/O. [`sip`] (message view and
+//! rewriting) and [`proxy`] (transactions, per-call records, routing) never touch a socket or
+//! the clock: they take bytes, a source address and `now`, and return what to send and when to
+//! wake up. [`worker`] owns the sockets and io_uring rings and drives them; [`config`] reads
+//! the TOML file.
+
+pub mod sip;

@@ -1,0 +1,447 @@
+//! [`SipMsg`]: a checked, zero-copy view of one SIP message.
+//!
+//! Once [`SipMsg::parse`] has returned `Ok`, the headers a proxy relies on (Via, Call-ID, From,
+//! To, CSeq, Max-Forwards, Content-Length) are present, single where they must be, and well
+//! formed; the accessors cannot fail or panic.
+
+use super::value::{self, CommaList, NameAddr, SipUri, Via, trim};
+use super::{HeaderName, Method, ParseError, Span};
+
+/// At most this many header lines; more is a 400.
+pub const MAX_HEADERS: usize = 80;
+/// The largest message accepted (the largest UDP payload).
+pub const MAX_MESSAGE: usize = 65_535;
+
+/// One header line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Header {
+    pub name: HeaderName,
+    pub name_span: Span,
+    /// The value, trimmed; folded continuation lines included.
+    pub value: Span,
+    /// The whole line(s), from the first byte of the name to just past the line feed.
+    pub line: Span,
+}
+
+impl Default for HeaderName {
+    fn default() -> Self {
+        HeaderName::Other
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine {
+    Request {
+        method: Method,
+        method_span: Span,
+        uri: Span,
+    },
+    Response {
+        code: u16,
+        reason: Span,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SipMsg<'a> {
+    pub buf: &'a [u8],
+    pub start: StartLine,
+    /// The start line including its line end.
+    pub start_line: Span,
+    headers: [Header; MAX_HEADERS],
+    n_headers: usize,
+    /// Offset of the empty line that ends the headers.
+    pub headers_end: u32,
+    /// The body as framed by Content-Length (bytes past it are not part of the message).
+    pub body: Span,
+    pub call_id: Span,
+    pub from: NameAddr,
+    pub from_tag: Option<Span>,
+    pub to: NameAddr,
+    pub to_tag: Option<Span>,
+    pub cseq: u32,
+    pub cseq_method: Method,
+    /// The CSeq method as written.
+    pub cseq_method_span: Span,
+    /// Max-Forwards and the index of its header.
+    pub max_forwards: Option<(u32, usize)>,
+    /// Content-Length and the index of its header.
+    pub content_length: Option<(u32, usize)>,
+    /// The first Via element and the index of its header.
+    pub top_via: Via,
+    pub top_via_header: usize,
+    /// Index of the first Proxy-Require header, if any.
+    pub proxy_require: Option<usize>,
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Position of the next line feed at or after `from`.
+fn next_lf(buf: &[u8], from: usize) -> Option<usize> {
+    buf[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| from + p)
+}
+
+/// The end of a line's content: before `\r\n` or `\n`.
+fn content_end(buf: &[u8], start: usize, lf: usize) -> usize {
+    if lf > start && buf[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    }
+}
+
+fn parse_version(v: &[u8]) -> Result<(), ParseError> {
+    if v.len() >= 4 && v[..4].eq_ignore_ascii_case(b"SIP/") {
+        if &v[4..] == b"2.0" {
+            return Ok(());
+        }
+        let rest = &v[4..];
+        let looks_like_version =
+            rest.iter().all(|b| b.is_ascii_digit() || *b == b'.') && rest.contains(&b'.');
+        return Err(if looks_like_version {
+            ParseError::Version
+        } else {
+            ParseError::StartLine
+        });
+    }
+    Err(ParseError::StartLine)
+}
+
+fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseError> {
+    let line = &buf[s..e];
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp1 = line
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(ParseError::StartLine)?;
+        parse_version(&line[..sp1])?;
+        let code = line.get(sp1 + 1..sp1 + 4).ok_or(ParseError::StartLine)?;
+        if !code.iter().all(u8::is_ascii_digit) {
+            return Err(ParseError::StartLine);
+        }
+        let code = code.iter().fold(0u16, |a, d| a * 10 + (d - b'0') as u16);
+        if !(100..=699).contains(&code) {
+            return Err(ParseError::StartLine);
+        }
+        let reason = match line.get(sp1 + 4) {
+            None => Span::new(e, e),
+            Some(b' ') => Span::new(s + sp1 + 5, e),
+            Some(_) => return Err(ParseError::StartLine),
+        };
+        return Ok(StartLine::Response { code, reason });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version, single spaces.
+    let sp1 = line
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(ParseError::StartLine)?;
+    let sp2 = line
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(ParseError::StartLine)?;
+    if sp1 == 0 || sp2 <= sp1 + 1 {
+        return Err(ParseError::StartLine);
+    }
+    let method = &line[..sp1];
+    if !method.iter().all(|&b| is_token(b)) {
+        return Err(ParseError::StartLine);
+    }
+    parse_version(&line[sp2 + 1..])?;
+    let uri = &line[sp1 + 1..sp2];
+    if uri.iter().any(|&b| b == b' ' || b == b'\t') {
+        return Err(ParseError::RequestUri);
+    }
+    let uri_span = Span::new(s + sp1 + 1, s + sp2);
+    match SipUri::parse(buf, uri_span) {
+        Ok(_) => {}
+        Err(true) => {
+            // Another scheme: tel: is fine for a trunk proxy, the rest is 416.
+            let colon = uri.iter().position(|&b| b == b':').unwrap_or(0);
+            if !uri[..colon].eq_ignore_ascii_case(b"tel") {
+                return Err(ParseError::UriScheme);
+            }
+        }
+        Err(false) => return Err(ParseError::RequestUri),
+    }
+    Ok(StartLine::Request {
+        method: Method::parse(method),
+        method_span: Span::new(s, s + sp1),
+        uri: uri_span,
+    })
+}
+
+impl<'a> SipMsg<'a> {
+    /// Parses one datagram. Leading empty lines are skipped (RFC 3261 §7.5); bytes after the
+    /// body that Content-Length frames are ignored (§18.3).
+    pub fn parse(buf: &'a [u8]) -> Result<SipMsg<'a>, ParseError> {
+        if buf.len() > MAX_MESSAGE {
+            return Err(ParseError::TooLarge);
+        }
+        let mut s = 0;
+        while s < buf.len() && (buf[s] == b'\r' || buf[s] == b'\n') {
+            s += 1;
+        }
+        if s == buf.len() {
+            return Err(ParseError::Empty);
+        }
+        let lf = next_lf(buf, s).ok_or(ParseError::Unterminated)?;
+        let start = parse_start_line(buf, s, content_end(buf, s, lf))?;
+        let start_line = Span::new(s, lf + 1);
+
+        let mut headers = [Header::default(); MAX_HEADERS];
+        let mut n = 0usize;
+        let mut pos = lf + 1;
+        let headers_end;
+        loop {
+            let lf = next_lf(buf, pos).ok_or(ParseError::Unterminated)?;
+            let ce = content_end(buf, pos, lf);
+            if ce == pos {
+                headers_end = pos;
+                pos = lf + 1;
+                break;
+            }
+            if buf[pos] == b' ' || buf[pos] == b'\t' {
+                // folded continuation of the previous header
+                if n == 0 {
+                    return Err(ParseError::HeaderLine);
+                }
+                headers[n - 1].value.end = ce as u32;
+                headers[n - 1].line.end = (lf + 1) as u32;
+            } else {
+                let mut i = pos;
+                while i < ce && is_token(buf[i]) {
+                    i += 1;
+                }
+                let name_end = i;
+                while i < ce && (buf[i] == b' ' || buf[i] == b'\t') {
+                    i += 1;
+                }
+                if name_end == pos || i >= ce || buf[i] != b':' {
+                    return Err(ParseError::HeaderLine);
+                }
+                if n == MAX_HEADERS {
+                    return Err(ParseError::TooManyHeaders);
+                }
+                let name_span = Span::new(pos, name_end);
+                headers[n] = Header {
+                    name: HeaderName::parse(name_span.of(buf)),
+                    name_span,
+                    value: Span::new(i + 1, ce),
+                    line: Span::new(pos, lf + 1),
+                };
+                n += 1;
+            }
+            pos = lf + 1;
+        }
+        let body_start = pos;
+
+        let mut via = None;
+        let mut call_id = None;
+        let mut from = None;
+        let mut to = None;
+        let mut cseq = None;
+        let mut max_forwards = None;
+        let mut content_length = None;
+        let mut proxy_require = None;
+        fn once<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), ParseError> {
+            if slot.is_some() {
+                return Err(ParseError::Repeated(name));
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        for (idx, h) in headers[..n].iter_mut().enumerate() {
+            h.value = trim(buf, h.value);
+            match h.name {
+                HeaderName::Via if via.is_none() => {
+                    let first = CommaList::new(buf, h.value)
+                        .next()
+                        .and_then(Result::ok)
+                        .ok_or(ParseError::BadHeader("Via"))?;
+                    let v = Via::parse(buf, first).map_err(|_| ParseError::BadHeader("Via"))?;
+                    via = Some((v, idx));
+                }
+                HeaderName::CallId => {
+                    let v = h.value.of(buf);
+                    if v.is_empty() || v.iter().any(|&b| value::is_ws(b)) {
+                        return Err(ParseError::BadHeader("Call-ID"));
+                    }
+                    once(&mut call_id, h.value, "Call-ID")?
+                }
+                HeaderName::From => {
+                    let na =
+                        NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("From"))?;
+                    once(&mut from, na, "From")?
+                }
+                HeaderName::To => {
+                    let na =
+                        NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("To"))?;
+                    once(&mut to, na, "To")?
+                }
+                HeaderName::CSeq => {
+                    let v = h.value.of(buf);
+                    let bad = ParseError::BadHeader("CSeq");
+                    let digits = v
+                        .iter()
+                        .position(|b| !b.is_ascii_digit())
+                        .unwrap_or(v.len());
+                    let num = value::parse_u32(&v[..digits])
+                        .filter(|n| *n < 1 << 31)
+                        .ok_or(bad)?;
+                    let mut m = digits;
+                    while m < v.len() && value::is_ws(v[m]) {
+                        m += 1;
+                    }
+                    if m == digits || m == v.len() || !v[m..].iter().all(|&b| is_token(b)) {
+                        return Err(bad);
+                    }
+                    let mspan = Span::new(h.value.start as usize + m, h.value.end as usize);
+                    once(
+                        &mut cseq,
+                        (num, Method::parse(mspan.of(buf)), mspan),
+                        "CSeq",
+                    )?
+                }
+                HeaderName::MaxForwards => {
+                    let mf = value::parse_u32(h.value.of(buf))
+                        .filter(|v| *v <= 255)
+                        .ok_or(ParseError::BadHeader("Max-Forwards"))?;
+                    once(&mut max_forwards, (mf, idx), "Max-Forwards")?
+                }
+                HeaderName::ContentLength => {
+                    let cl = value::parse_u32(h.value.of(buf))
+                        .ok_or(ParseError::BadHeader("Content-Length"))?;
+                    once(&mut content_length, (cl, idx), "Content-Length")?
+                }
+                HeaderName::ProxyRequire if proxy_require.is_none() => proxy_require = Some(idx),
+                _ => {}
+            }
+        }
+        let (top_via, top_via_header) = via.ok_or(ParseError::Missing("Via"))?;
+        let call_id = call_id.ok_or(ParseError::Missing("Call-ID"))?;
+        let from = from.ok_or(ParseError::Missing("From"))?;
+        let to = to.ok_or(ParseError::Missing("To"))?;
+        let (cseq, cseq_method, cseq_method_span) = cseq.ok_or(ParseError::Missing("CSeq"))?;
+        if let StartLine::Request { method_span, .. } = start
+            && cseq_method_span.of(buf) != method_span.of(buf)
+        {
+            return Err(ParseError::CSeqMethod);
+        }
+        let avail = buf.len() - body_start;
+        let body = match content_length {
+            Some((cl, _)) if cl as usize > avail => return Err(ParseError::ContentLength),
+            Some((cl, _)) => Span::new(body_start, body_start + cl as usize),
+            None => Span::new(body_start, buf.len()),
+        };
+        Ok(SipMsg {
+            buf,
+            start,
+            start_line,
+            headers,
+            n_headers: n,
+            headers_end: headers_end as u32,
+            body,
+            call_id,
+            from_tag: from.tag(buf),
+            from,
+            to_tag: to.tag(buf),
+            to,
+            cseq,
+            cseq_method,
+            cseq_method_span,
+            max_forwards,
+            content_length,
+            top_via,
+            top_via_header,
+            proxy_require,
+        })
+    }
+
+    pub fn headers(&self) -> &[Header] {
+        &self.headers[..self.n_headers]
+    }
+
+    /// Headers with this name, in order.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = (usize, &Header)> {
+        self.headers()
+            .iter()
+            .enumerate()
+            .filter(move |(_, h)| h.name == name)
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The request method, or `None` for a response.
+    pub fn method(&self) -> Option<Method> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, or `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn request_uri(&self) -> Option<Span> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The branch of the top Via, if it has one.
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.top_via.branch(self.buf).map(|s| s.of(self.buf))
+    }
+
+    pub fn call_id(&self) -> &'a [u8] {
+        self.call_id.of(self.buf)
+    }
+
+    pub fn from_tag(&self) -> Option<&'a [u8]> {
+        self.from_tag.map(|s| s.of(self.buf))
+    }
+
+    pub fn to_tag(&self) -> Option<&'a [u8]> {
+        self.to_tag.map(|s| s.of(self.buf))
+    }
+
+    pub fn span(&self, s: Span) -> &'a [u8] {
+        s.of(self.buf)
+    }
+
+    /// The first element of the first Route header.
+    pub fn first_route(&self) -> Option<(usize, Span)> {
+        let (idx, h) = self.headers_named(HeaderName::Route).next()?;
+        let first = CommaList::new(self.buf, h.value).next()?.ok()?;
+        Some((idx, first))
+    }
+
+    /// Number of Via elements (comma lists counted element by element).
+    pub fn via_count(&self) -> usize {
+        self.headers_named(HeaderName::Via)
+            .map(|(_, h)| CommaList::new(self.buf, h.value).count())
+            .sum()
+    }
+
+    /// The end of the message as framed (end of the body).
+    pub fn end(&self) -> usize {
+        self.body.end as usize
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,494 @@
+//! Header value grammar: comma lists, quoted strings, name-addr, URI host and port, Via, params.
+//!
+//! Everything works on byte ranges ([`Span`]) into the message buffer and never copies.
+
+use super::Span;
+use std::net::IpAddr;
+
+#[inline]
+pub fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t' || b == b'\r' || b == b'\n'
+}
+
+/// `span` without surrounding white space (folding included).
+pub fn trim(buf: &[u8], mut span: Span) -> Span {
+    while span.start < span.end && is_ws(buf[span.start as usize]) {
+        span.start += 1;
+    }
+    while span.end > span.start && is_ws(buf[span.end as usize - 1]) {
+        span.end -= 1;
+    }
+    span
+}
+
+/// Index just past the closing quote of a quoted string whose opening quote is at `i`, honouring
+/// backslash escapes; `None` when it never closes.
+pub fn skip_quoted(buf: &[u8], mut i: usize, end: usize) -> Option<usize> {
+    debug_assert_eq!(buf[i], b'"');
+    i += 1;
+    while i < end {
+        match buf[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Splits a comma-separated header value into its elements, skipping commas inside quoted
+/// strings and `<...>`. Yields trimmed spans; `Err` on an unbalanced quote or angle bracket.
+pub struct CommaList<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+    done: bool,
+}
+
+impl<'a> CommaList<'a> {
+    pub fn new(buf: &'a [u8], span: Span) -> Self {
+        Self {
+            buf,
+            pos: span.start as usize,
+            end: span.end as usize,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for CommaList<'_> {
+    type Item = Result<Span, ()>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let start = self.pos;
+        let mut i = self.pos;
+        while i < self.end {
+            match self.buf[i] {
+                b'"' => match skip_quoted(self.buf, i, self.end) {
+                    Some(j) => i = j,
+                    None => {
+                        self.done = true;
+                        return Some(Err(()));
+                    }
+                },
+                b'<' => match self.buf[i..self.end].iter().position(|&b| b == b'>') {
+                    Some(j) => i += j + 1,
+                    None => {
+                        self.done = true;
+                        return Some(Err(()));
+                    }
+                },
+                b',' => break,
+                _ => i += 1,
+            }
+        }
+        if i >= self.end {
+            self.done = true;
+        }
+        self.pos = i + 1;
+        Some(Ok(trim(self.buf, Span::new(start, i))))
+    }
+}
+
+/// `;name=value` parameters in `span` (which starts at or before the first `;`). Yields
+/// `(name, value)` with an empty value span for a flag parameter. Quoted values are kept quoted.
+pub struct Params<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(buf: &'a [u8], span: Span) -> Self {
+        Self {
+            buf,
+            pos: span.start as usize,
+            end: span.end as usize,
+        }
+    }
+}
+
+impl Iterator for Params<'_> {
+    type Item = (Span, Span);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let buf = self.buf;
+        // find next ';'
+        while self.pos < self.end && buf[self.pos] != b';' {
+            self.pos += 1;
+        }
+        if self.pos >= self.end {
+            return None;
+        }
+        let name_start = self.pos + 1;
+        let mut i = name_start;
+        while i < self.end && buf[i] != b'=' && buf[i] != b';' {
+            i += 1;
+        }
+        let name = trim(buf, Span::new(name_start, i));
+        if i < self.end && buf[i] == b'=' {
+            let vstart = i + 1;
+            let mut j = vstart;
+            while j < self.end && buf[j] != b';' {
+                if buf[j] == b'"' {
+                    j = skip_quoted(buf, j, self.end).unwrap_or(self.end);
+                } else {
+                    j += 1;
+                }
+            }
+            self.pos = j;
+            Some((name, trim(buf, Span::new(vstart, j))))
+        } else {
+            self.pos = i;
+            Some((name, Span::new(i, i)))
+        }
+    }
+}
+
+/// The value of parameter `name` (case-insensitive) within `span`.
+pub fn param(buf: &[u8], span: Span, name: &[u8]) -> Option<Span> {
+    Params::new(buf, span)
+        .find(|(n, _)| n.of(buf).eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A `name-addr` or `addr-spec` (From, To, Contact, Route, Record-Route element).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The URI, without angle brackets.
+    pub uri: Span,
+    /// The header parameters after the URI (starting at the first `;`), possibly empty.
+    pub params: Span,
+}
+
+impl NameAddr {
+    pub fn parse(buf: &[u8], span: Span) -> Result<NameAddr, ()> {
+        let span = trim(buf, span);
+        let (s, e) = (span.start as usize, span.end as usize);
+        if s == e {
+            return Err(());
+        }
+        // name-addr: [display-name] <uri> params
+        let mut i = s;
+        let mut lt = None;
+        while i < e {
+            match buf[i] {
+                b'"' => i = skip_quoted(buf, i, e).ok_or(())?,
+                b'<' => {
+                    lt = Some(i);
+                    break;
+                }
+                b';' => break,
+                _ => i += 1,
+            }
+        }
+        if let Some(lt) = lt {
+            let gt = lt + buf[lt..e].iter().position(|&b| b == b'>').ok_or(())?;
+            let uri = trim(buf, Span::new(lt + 1, gt));
+            if uri.is_empty() {
+                return Err(());
+            }
+            return Ok(NameAddr {
+                uri,
+                params: Span::new(gt + 1, e),
+            });
+        }
+        // addr-spec: parameters after the URI belong to the header (RFC 3261 §20.10).
+        let semi = buf[s..e]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(e, |p| s + p);
+        let uri = trim(buf, Span::new(s, semi));
+        if uri.is_empty() || buf[uri.start as usize..uri.end as usize].contains(&b' ') {
+            return Err(());
+        }
+        Ok(NameAddr {
+            uri,
+            params: Span::new(semi, e),
+        })
+    }
+
+    pub fn tag(&self, buf: &[u8]) -> Option<Span> {
+        param(buf, self.params, b"tag").filter(|t| !t.is_empty())
+    }
+}
+
+/// The parts of a SIP URI the proxy needs: scheme, host and port, and the URI parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUri {
+    pub scheme: Span,
+    pub user: Option<Span>,
+    /// Host as written (IPv6 references keep their brackets).
+    pub host: Span,
+    pub port: Option<u16>,
+    /// URI parameters (starting at the first `;` after host/port), possibly empty.
+    pub params: Span,
+}
+
+impl SipUri {
+    /// Parses `sip:`/`sips:` URIs. Other schemes give `Err(true)`, malformed ones `Err(false)`.
+    pub fn parse(buf: &[u8], span: Span) -> Result<SipUri, bool> {
+        let (s, e) = (span.start as usize, span.end as usize);
+        let colon = buf[s..e].iter().position(|&b| b == b':').ok_or(false)? + s;
+        let scheme = Span::new(s, colon);
+        let sch = scheme.of(buf);
+        if sch.is_empty()
+            || !sch
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        {
+            return Err(false);
+        }
+        if !sch.eq_ignore_ascii_case(b"sip") && !sch.eq_ignore_ascii_case(b"sips") {
+            return Err(true);
+        }
+        let rest = colon + 1;
+        // userinfo ends at the last '@' before any ';', '?' (an '@' may be escaped only as %40).
+        let hp_end = buf[rest..e]
+            .iter()
+            .position(|&b| b == b';' || b == b'?')
+            .map_or(e, |p| rest + p);
+        let (user, host_start) = match buf[rest..hp_end].iter().rposition(|&b| b == b'@') {
+            Some(p) => (Some(Span::new(rest, rest + p)), rest + p + 1),
+            None => {
+                // user part may contain ';' (e.g. sip:user;par=x@host): look for '@' further on
+                match buf[rest..e].iter().position(|&b| b == b'@') {
+                    Some(p) => (Some(Span::new(rest, rest + p)), rest + p + 1),
+                    None => (None, rest),
+                }
+            }
+        };
+        let hp_end = buf[host_start..e]
+            .iter()
+            .position(|&b| b == b';' || b == b'?')
+            .map_or(e, |p| host_start + p);
+        let (host, port) =
+            parse_host_port(buf, Span::new(host_start, hp_end)).map_err(|_| false)?;
+        let params_end = buf[hp_end..e]
+            .iter()
+            .position(|&b| b == b'?')
+            .map_or(e, |p| hp_end + p);
+        Ok(SipUri {
+            scheme,
+            user,
+            host,
+            port,
+            params: Span::new(hp_end, params_end),
+        })
+    }
+}
+
+/// `host[:port]` with IPv6 references in brackets.
+pub fn parse_host_port(buf: &[u8], span: Span) -> Result<(Span, Option<u16>), ()> {
+    let span = trim(buf, span);
+    let (s, e) = (span.start as usize, span.end as usize);
+    if s >= e {
+        return Err(());
+    }
+    let host_end = if buf[s] == b'[' {
+        let close = buf[s..e].iter().position(|&b| b == b']').ok_or(())? + s;
+        let inner = std::str::from_utf8(&buf[s + 1..close]).map_err(|_| ())?;
+        inner.parse::<std::net::Ipv6Addr>().map_err(|_| ())?;
+        close + 1
+    } else {
+        let p = buf[s..e]
+            .iter()
+            .position(|&b| b == b':')
+            .map_or(e, |p| s + p);
+        if !buf[s..p]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
+            || p == s
+        {
+            return Err(());
+        }
+        p
+    };
+    let host = Span::new(s, host_end);
+    if host_end == e {
+        return Ok((host, None));
+    }
+    if buf[host_end] != b':' {
+        return Err(());
+    }
+    let port = trim(buf, Span::new(host_end + 1, e));
+    let port = parse_u32(port.of(buf)).filter(|p| *p <= 65535).ok_or(())?;
+    Ok((host, Some(port as u16)))
+}
+
+/// The host of a URI or Via as an IP address (brackets of IPv6 references removed).
+pub fn host_ip(host: &[u8]) -> Option<IpAddr> {
+    let h = if host.first() == Some(&b'[') && host.last() == Some(&b']') {
+        &host[1..host.len() - 1]
+    } else {
+        host
+    };
+    std::str::from_utf8(h).ok()?.parse().ok()
+}
+
+/// A decimal number of at most 10 digits that fits in u32.
+pub fn parse_u32(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 10 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v: u64 = b.iter().fold(0, |a, d| a * 10 + (d - b'0') as u64);
+    u32::try_from(v).ok()
+}
+
+/// One Via element: `SIP/2.0/UDP host:port;params`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via {
+    /// The whole element (trimmed).
+    pub span: Span,
+    pub transport: Span,
+    pub host: Span,
+    pub port: Option<u16>,
+    /// Parameters, starting at the first `;`.
+    pub params: Span,
+}
+
+impl Via {
+    pub fn parse(buf: &[u8], span: Span) -> Result<Via, ()> {
+        let span = trim(buf, span);
+        let (s, e) = (span.start as usize, span.end as usize);
+        // sent-protocol: name / version / transport, white space allowed around '/'.
+        let mut i = s;
+        let mut parts = [Span::new(0, 0); 3];
+        for (k, part) in parts.iter_mut().enumerate() {
+            while i < e && is_ws(buf[i]) {
+                i += 1;
+            }
+            let ps = i;
+            while i < e && !is_ws(buf[i]) && buf[i] != b'/' {
+                i += 1;
+            }
+            *part = Span::new(ps, i);
+            if part.is_empty() {
+                return Err(());
+            }
+            while i < e && is_ws(buf[i]) {
+                i += 1;
+            }
+            if k < 2 {
+                if i >= e || buf[i] != b'/' {
+                    return Err(());
+                }
+                i += 1;
+            }
+        }
+        if !parts[0].of(buf).eq_ignore_ascii_case(b"SIP") || parts[1].of(buf) != b"2.0" {
+            return Err(());
+        }
+        let sb_end = buf[i..e]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(e, |p| i + p);
+        let (host, port) = parse_host_port(buf, Span::new(i, sb_end))?;
+        Ok(Via {
+            span,
+            transport: parts[2],
+            host,
+            port,
+            params: Span::new(sb_end, e),
+        })
+    }
+
+    pub fn branch(&self, buf: &[u8]) -> Option<Span> {
+        param(buf, self.params, b"branch")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(b: &[u8]) -> Span {
+        Span::new(0, b.len())
+    }
+
+    #[test]
+    fn comma_list_respects_quotes_and_brackets() {
+        let b = br#""a, b" <sip:x;p=1,2>, <sip:y>,sip:z"#;
+        let v: Vec<_> = CommaList::new(b, sp(b))
+            .map(|r| r.unwrap().of(b).to_vec())
+            .collect();
+        assert_eq!(
+            v,
+            vec![
+                br#""a, b" <sip:x;p=1,2>"#.to_vec(),
+                b"<sip:y>".to_vec(),
+                b"sip:z".to_vec()
+            ]
+        );
+        let bad = br#""unbalanced, x"#;
+        assert!(CommaList::new(bad, sp(bad)).any(|r| r.is_err()));
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let b = br#""J \"Rosenberg\" <x>" <sip:j@example.com;transport=udp>;tag=98asjd8"#;
+        let na = NameAddr::parse(b, sp(b)).unwrap();
+        assert_eq!(na.uri.of(b), b"sip:j@example.com;transport=udp");
+        assert_eq!(na.tag(b).unwrap().of(b), b"98asjd8");
+        let b = b"sip:j@example.com;tag=abc";
+        let na = NameAddr::parse(b, sp(b)).unwrap();
+        assert_eq!(na.uri.of(b), b"sip:j@example.com");
+        assert_eq!(na.tag(b).unwrap().of(b), b"abc");
+        assert!(NameAddr::parse(b"<sip:unclosed", sp(b"<sip:unclosed")).is_err());
+    }
+
+    #[test]
+    fn uri_hosts_and_ports() {
+        let b = b"sip:user@[2001:db8::10]:5070;lr;did=1";
+        let u = SipUri::parse(b, sp(b)).unwrap();
+        assert_eq!(u.host.of(b), b"[2001:db8::10]");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(param(b, u.params, b"did").unwrap().of(b), b"1");
+        assert_eq!(host_ip(u.host.of(b)), Some("2001:db8::10".parse().unwrap()));
+        let b = b"sip:127.0.0.1;lr";
+        let u = SipUri::parse(b, sp(b)).unwrap();
+        assert_eq!(
+            (u.host.of(b), u.port, u.user),
+            (&b"127.0.0.1"[..], None, None)
+        );
+        assert_eq!(
+            SipUri::parse(b"unknownscheme:x", sp(b"unknownscheme:x")),
+            Err(true)
+        );
+        assert_eq!(
+            SipUri::parse(b"sip:[2001:db8::10", sp(b"sip:[2001:db8::10")),
+            Err(false)
+        );
+        assert_eq!(
+            SipUri::parse(b"sip:h:99999", sp(b"sip:h:99999")),
+            Err(false)
+        );
+    }
+
+    #[test]
+    fn via_with_odd_white_space() {
+        let b = b"SIP / 2.0 / UDP 192.0.2.1:5060 ;branch=z9hG4bK1;rport";
+        let v = Via::parse(b, sp(b)).unwrap();
+        assert_eq!(v.transport.of(b), b"UDP");
+        assert_eq!(v.host.of(b), b"192.0.2.1");
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch(b).unwrap().of(b), b"z9hG4bK1");
+        assert!(param(b, v.params, b"rport").unwrap().is_empty());
+        let b = b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3";
+        assert_eq!(Via::parse(b, sp(b)).unwrap().host.of(b), b"[2001:db8::9:1]");
+        assert!(Via::parse(b"SIP/3.0/UDP h", sp(b"SIP/3.0/UDP h")).is_err());
+        assert!(Via::parse(b"SIP/2.0/UDP", sp(b"SIP/2.0/UDP")).is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"-1"), None);
+        assert_eq!(parse_u32(b""), None);
+        assert_eq!(parse_u32(b"99999999999999999999"), None);
+    }
+}
