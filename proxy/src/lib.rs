@@ -6,4 +6,9 @@
 //! wake up. [`worker`] owns the sockets and io_uring rings and drives them; [`config`] reads
 //! the TOML file.
 
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod proxy;
 pub mod sip;
+pub mod worker;

@@ -1,1 +1,230 @@
-fn main() {}
+//! The `siplb` binary: `siplb --config <file>` runs the proxy; `siplb ctl --config <file> <verb>`
+//! talks to a running one.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use siplb::config::{Config, SteeringMode};
+use siplb::control::{self, ControlState};
+use siplb::metrics::{ShardStats, names};
+use siplb::worker::{Plane, Worker, WorkerHandle, new_eventfd, pin_to_core};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "siplb",
+    version,
+    about = "SIP load balancer for carrier trunks"
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a control command against the siplb started with the same --config.
+    Ctl {
+        /// Print JSON instead of kamcmd's format.
+        #[arg(long)]
+        json: bool,
+        /// Verb and arguments, e.g. `stats.get_statistics all`.
+        #[arg(required = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Ctl { json, args }) => ctl(cli.config, json, args),
+        None => run(cli.config, cli.check),
+    };
+    if let Err(e) = result {
+        eprintln!("siplb: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
+    let path = config.context("--config <file> is required")?;
+    Ok(Config::load(&path)?)
+}
+
+fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let out = control::call(&cfg.control_socket, &args).map_err(anyhow::Error::msg)?;
+    if json {
+        let mut obj = String::from("{");
+        for (i, line) in out.lines().filter_map(|l| l.split_once(" = ")).enumerate() {
+            if i > 0 {
+                obj.push(',');
+            }
+            let v = line.1.trim();
+            if v.parse::<i64>().is_ok() {
+                obj.push_str(&format!("\"{}\":{v}", line.0));
+            } else {
+                obj.push_str(&format!("\"{}\":\"{}\"", line.0, v.replace('"', "\\\"")));
+            }
+        }
+        obj.push('}');
+        println!("{obj}");
+    } else {
+        print!("{out}");
+    }
+    Ok(())
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most 4 bytes into a 4-byte buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 4, 0) };
+    if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts), so that `sigwait`
+/// in the main thread receives them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set; pthread_sigmask on the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    if check {
+        println!("{}: ok", cfg.path.display());
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIPLB_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cfg.steering {
+        SteeringMode::Bpf => bail!(
+            "steering.mode = \"bpf\": this build has no BPF steering yet; use \"auto\" or \"off\""
+        ),
+        SteeringMode::Auto => {
+            tracing::info!(
+                "steering: software hand-off (BPF steering is not built into this version)"
+            )
+        }
+        SteeringMode::Off => {
+            tracing::info!("steering: software hand-off (steering.mode = \"off\")")
+        }
+    }
+
+    let hash_key = cfg.hash_key.unwrap_or_else(random_u32);
+    let mut proxy = cfg.proxy.clone();
+    proxy.instance = random_u32();
+    let proxy = Arc::new(proxy);
+    let mut handles = Vec::new();
+    for _ in 0..cfg.workers {
+        handles.push(Arc::new(WorkerHandle {
+            queue: crossbeam_queue::ArrayQueue::new(cfg.queue_per_worker),
+            eventfd: new_eventfd().context("eventfd")?,
+            stats: Arc::new(ShardStats::default()),
+        }));
+    }
+    let plane = Arc::new(Plane {
+        workers: handles,
+        hash_key,
+        shutdown: AtomicBool::new(false),
+    });
+    let mut workers = Vec::new();
+    for id in 0..cfg.workers {
+        let w = Worker::new(id as u32, &cfg, proxy.clone(), plane.clone()).with_context(|| {
+            format!(
+                "worker {id}: cannot set up {} (io_uring, socket)",
+                cfg.listen
+            )
+        })?;
+        workers.push(w);
+    }
+
+    let sigset = block_signals();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let control = control::serve(
+        &cfg.control_socket,
+        ControlState {
+            stats: plane.workers.iter().map(|w| w.stats.clone()).collect(),
+            globals: vec![(names::CORE_STEERING_BPF, 0)],
+            shutdown: shutdown.clone(),
+        },
+    )
+    .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::new();
+    for (id, w) in workers.into_iter().enumerate() {
+        let pin = cfg.pin_workers;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("siplb-w{id}"))
+                .spawn(move || {
+                    if pin && let Err(e) = pin_to_core(id % cores) {
+                        tracing::warn!(worker = id, "cannot pin to core {}: {e}", id % cores);
+                    }
+                    let r = w.run();
+                    if let Err(e) = &r {
+                        // A worker that stops takes the process down: no silent half-capacity proxy.
+                        tracing::error!(worker = id, "worker stopped: {e}");
+                        // SAFETY: sends SIGTERM to our own process, which the main thread waits for.
+                        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+                    }
+                    r
+                })?,
+        );
+    }
+    tracing::info!(
+        "siplb {} listening on udp:{} with {} workers; control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.listen,
+        cfg.workers,
+        cfg.control_socket.display()
+    );
+
+    let mut sig: libc::c_int = 0;
+    // SAFETY: waits for one of the signals blocked above.
+    unsafe { libc::sigwait(&sigset, &mut sig) };
+    tracing::info!("signal {sig}: shutting down");
+    plane.shutdown.store(true, Ordering::Relaxed);
+    shutdown.store(true, Ordering::Relaxed);
+    let mut failed = None;
+    for (id, t) in threads.into_iter().enumerate() {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(anyhow::anyhow!("worker {id}: {e}")),
+            Err(_) => failed = Some(anyhow::anyhow!("worker {id} panicked")),
+        }
+    }
+    let _ = control.join();
+    failed.map_or(Ok(()), Err)
+}

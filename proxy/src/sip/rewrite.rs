@@ -67,14 +67,20 @@ impl Rewrite {
         self.replace(start, end, |_| {})
     }
 
-    /// Writes `src[..end]` with the edits applied into `out` (appending). Edits must not
-    /// overlap; those are a bug in the caller and are skipped in release builds.
+    /// Writes `src[..end]` with the edits applied into `out` (appending).
     pub fn apply(&mut self, src: &[u8], end: usize, out: &mut Vec<u8>) {
+        self.apply_range(src, 0, end, out)
+    }
+
+    /// Writes `src[start..end]` with the edits that fall inside it applied into `out`
+    /// (appending). Edits must not overlap; those are a bug in the caller and are skipped in
+    /// release builds, as are edits outside the range.
+    pub fn apply_range(&mut self, src: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
         self.edits.sort_unstable_by_key(|e| (e.start, e.seq));
-        let mut cursor = 0usize;
+        let mut cursor = start;
         for e in &self.edits {
             let (s, t) = (e.start as usize, e.end as usize);
-            debug_assert!(s >= cursor, "overlapping edits");
+            debug_assert!(s >= cursor || s < start, "overlapping edits");
             if s < cursor || t > end {
                 continue;
             }

@@ -21,6 +21,21 @@ pub fn trim(buf: &[u8], mut span: Span) -> Span {
     span
 }
 
+/// `b` without surrounding white space.
+pub fn trim_bytes(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b
+        && is_ws(*first)
+    {
+        b = rest;
+    }
+    while let [rest @ .., last] = b
+        && is_ws(*last)
+    {
+        b = rest;
+    }
+    b
+}
+
 /// Index just past the closing quote of a quoted string whose opening quote is at `i`, honouring
 /// backslash escapes; `None` when it never closes.
 pub fn skip_quoted(buf: &[u8], mut i: usize, end: usize) -> Option<usize> {

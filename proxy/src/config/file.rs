@@ -1,0 +1,194 @@
+//! The configuration file as written. `docs/CONFIG.md` documents every key; a test checks it.
+
+use super::*;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Listen,
+    #[serde(default)]
+    pub workers: Workers,
+    #[serde(default)]
+    pub steering: Steering,
+    #[serde(default)]
+    pub control: Control,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub timers: TimersFile,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub customer: Vec<CustomerFile>,
+    #[serde(default)]
+    pub gateway_set: Vec<GatewaySet>,
+    #[serde(default)]
+    pub debug: Debug,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// UDP listen addresses (`ip:port`).
+    pub sip: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workers {
+    /// Worker threads; 0 = one per core.
+    pub count: usize,
+    /// Pin worker k to core k.
+    pub pin: bool,
+    /// Provided receive buffers per worker (power of two).
+    pub recv_buffers: u16,
+    /// Size of one receive buffer; longer datagrams are dropped and counted.
+    pub recv_buffer_size: u32,
+    /// SO_RCVBUF of each worker socket.
+    pub socket_rcvbuf: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            count: 0,
+            pin: true,
+            recv_buffers: DEFAULT_RECV_BUFFERS,
+            recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
+            socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Steering {
+    /// `auto`, `bpf` or `off`.
+    pub mode: Spanned<String>,
+    /// Fixed owner-hash key (tests); random per start when absent.
+    pub hash_key: Option<u32>,
+    /// Interfaces for XDP when listening on a wildcard address.
+    pub xdp_interfaces: Vec<String>,
+}
+
+impl Default for Steering {
+    fn default() -> Self {
+        Steering {
+            mode: Spanned::new(0..0, "auto".into()),
+            hash_key: None,
+            xdp_interfaces: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// Control socket path (relative to the config file's folder).
+    pub socket: String,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: DEFAULT_CONTROL_SOCKET.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Prometheus listen address (`127.0.0.1:9260`); none = off.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersFile {
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    pub timer_b_ms: u64,
+    pub timer_c_ms: u64,
+    pub timer_d_ms: u64,
+    pub call_linger_ms: u64,
+    pub call_max_age_s: u64,
+}
+
+impl Default for TimersFile {
+    fn default() -> Self {
+        TimersFile {
+            t1_ms: DEFAULT_T1_MS,
+            t2_ms: DEFAULT_T2_MS,
+            t4_ms: DEFAULT_T4_MS,
+            timer_b_ms: DEFAULT_TIMER_B_MS,
+            timer_c_ms: DEFAULT_TIMER_C_MS,
+            timer_d_ms: DEFAULT_TIMER_D_MS,
+            call_linger_ms: DEFAULT_CALL_LINGER_MS,
+            call_max_age_s: DEFAULT_CALL_MAX_AGE_S,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Hand-off queue of each worker (datagrams from other workers).
+    pub queue_per_worker: usize,
+    pub transactions_per_worker: usize,
+    pub calls_per_worker: usize,
+    /// Retry-After of the overload 503.
+    pub retry_after_s: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queue_per_worker: DEFAULT_QUEUE_PER_WORKER,
+            transactions_per_worker: DEFAULT_TRANSACTIONS_PER_WORKER,
+            calls_per_worker: DEFAULT_CALLS_PER_WORKER,
+            retry_after_s: DEFAULT_RETRY_AFTER_S,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerFile {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// `customer`, `from_user` or `from_domain`.
+    #[serde(default = "default_account_key")]
+    pub account_key: Spanned<String>,
+}
+
+fn default_account_key() -> Spanned<String> {
+    Spanned::new(0..0, "customer".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySet {
+    pub name: Spanned<String>,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: Spanned<String>,
+    pub gateways: Vec<Spanned<String>>,
+}
+
+fn default_algorithm() -> Spanned<String> {
+    Spanned::new(0..0, "callid_hash".into())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Debug {
+    /// Ownership trace for tests: each worker appends `<processed_by> <received_by> <call-id>`
+    /// per message to `<path>.<worker>`.
+    pub trace_ownership: Option<String>,
+}

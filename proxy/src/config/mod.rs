@@ -1,0 +1,389 @@
+//! The configuration file: TOML as written ([`file::FileConfig`]) turned into a checked
+//! [`Config`]. Every error names the file, the line and the key; unknown keys are errors;
+//! relative paths resolve from the file's folder. Defaults are the `DEFAULT_*` constants.
+
+pub mod file;
+
+use crate::proxy::{Cidr, Customer, ProxyConfig, Routing, Timers};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+pub const DEFAULT_CONTROL_SOCKET: &str = "siplb.ctl";
+pub const DEFAULT_QUEUE_PER_WORKER: usize = 65_536;
+pub const DEFAULT_TRANSACTIONS_PER_WORKER: usize = 200_000;
+pub const DEFAULT_CALLS_PER_WORKER: usize = 200_000;
+pub const DEFAULT_RETRY_AFTER_S: u32 = 5;
+pub const DEFAULT_RECV_BUFFERS: u16 = 512;
+pub const DEFAULT_RECV_BUFFER_SIZE: u32 = 16_384;
+pub const DEFAULT_SOCKET_RCVBUF: usize = 4 << 20;
+pub const DEFAULT_T1_MS: u64 = 500;
+pub const DEFAULT_T2_MS: u64 = 4_000;
+pub const DEFAULT_T4_MS: u64 = 5_000;
+pub const DEFAULT_TIMER_B_MS: u64 = 32_000;
+pub const DEFAULT_TIMER_C_MS: u64 = 180_000;
+pub const DEFAULT_TIMER_D_MS: u64 = 32_000;
+pub const DEFAULT_CALL_LINGER_MS: u64 = 32_000;
+pub const DEFAULT_CALL_MAX_AGE_S: u64 = 43_200;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown keys, wrong types: toml's message names the key.
+    #[error("{file}:{line}: {message}")]
+    Toml {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}:{line}: `{key}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// How datagrams reach their owner worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteeringMode {
+    /// BPF when it can attach, software hand-off otherwise.
+    Auto,
+    /// BPF or fail.
+    Bpf,
+    /// Software hand-off only.
+    Off,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    /// Worker threads; resolved (0 in the file = one per core).
+    pub workers: usize,
+    pub pin_workers: bool,
+    pub recv_buffers: u16,
+    pub recv_buffer_size: u32,
+    pub socket_rcvbuf: usize,
+    pub steering: SteeringMode,
+    /// Key of the owner hash; random per start unless fixed (for tests).
+    pub hash_key: Option<u32>,
+    pub control_socket: PathBuf,
+    pub queue_per_worker: usize,
+    pub proxy: ProxyConfig,
+    /// Ownership trace (tests): each worker writes `<path>.<worker>`.
+    pub trace_ownership: Option<PathBuf>,
+}
+
+/// The 1-based line of byte offset `at` in `src`.
+pub fn line_of(src: &str, at: usize) -> usize {
+    src.as_bytes()[..at.min(src.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A toml error as `file:line: message`, with the key of that line named when toml's
+/// message does not name it (wrong types do not).
+fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map_or(0, |s| line_of(src, s.start));
+    let mut message = e.message().trim().to_string();
+    let key = src
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim());
+    if let Some(key) = key
+        && !key.is_empty()
+        && !message.contains(key)
+    {
+        message = format!("`{key}`: {message}");
+    }
+    ConfigError::Toml {
+        file: path.into(),
+        line,
+        message,
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.into(),
+            source,
+        })?;
+        Config::parse(path, &src)
+    }
+
+    pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
+        let f: file::FileConfig = toml::from_str(src).map_err(|e| toml_error(path, src, &e))?;
+        let invalid =
+            |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
+                file: path.into(),
+                line: line_of(src, span.start),
+                key: key.into(),
+                message,
+            };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.into()
+            } else {
+                dir.join(p)
+            }
+        };
+
+        let listen = f.listen.sip.get_ref();
+        if listen.len() != 1 {
+            return Err(invalid(
+                f.listen.sip.span(),
+                "listen.sip",
+                "exactly one UDP listen address is supported in this version".into(),
+            ));
+        }
+        let listen: SocketAddr = listen[0].get_ref().parse().map_err(|_| {
+            invalid(
+                listen[0].span(),
+                "listen.sip",
+                format!("`{}` is not an ip:port", listen[0].get_ref()),
+            )
+        })?;
+        if listen.ip().is_unspecified() {
+            return Err(invalid(
+                f.listen.sip.span(),
+                "listen.sip",
+                "a wildcard address cannot be put in Via/Record-Route; listen on a concrete address".into(),
+            ));
+        }
+
+        let workers = match f.workers.count {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let steering = match f.steering.mode.get_ref().as_str() {
+            "auto" => SteeringMode::Auto,
+            "bpf" => SteeringMode::Bpf,
+            "off" => SteeringMode::Off,
+            other => {
+                return Err(invalid(
+                    f.steering.mode.span(),
+                    "steering.mode",
+                    format!("`{other}` is not one of auto, bpf, off"),
+                ));
+            }
+        };
+
+        let mut customers = Vec::new();
+        for c in &f.customer {
+            let mut sources = Vec::new();
+            for s in &c.sources {
+                sources.push(
+                    s.get_ref()
+                        .parse::<Cidr>()
+                        .map_err(|m| invalid(s.span(), "customer.sources", m))?,
+                );
+            }
+            if sources.is_empty() && c.domains.is_empty() {
+                return Err(invalid(
+                    c.name.span(),
+                    "customer",
+                    format!(
+                        "customer `{}` needs `sources` or `domains`",
+                        c.name.get_ref()
+                    ),
+                ));
+            }
+            match c.account_key.get_ref().as_str() {
+                "customer" | "from_user" | "from_domain" => {}
+                other => {
+                    return Err(invalid(
+                        c.account_key.span(),
+                        "customer.account_key",
+                        format!("`{other}` is not one of customer, from_user, from_domain"),
+                    ));
+                }
+            }
+            customers.push(Customer {
+                name: c.name.get_ref().clone(),
+                sources,
+                domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            });
+        }
+        let mut gateways = Vec::new();
+        if f.gateway_set.len() > 1 {
+            return Err(invalid(
+                f.gateway_set[1].name.span(),
+                "gateway_set",
+                "one gateway set is supported in this version".into(),
+            ));
+        }
+        for set in &f.gateway_set {
+            if set.algorithm.get_ref() != "callid_hash" {
+                return Err(invalid(
+                    set.algorithm.span(),
+                    "gateway_set.algorithm",
+                    format!(
+                        "`{}` is not supported (callid_hash)",
+                        set.algorithm.get_ref()
+                    ),
+                ));
+            }
+            for g in &set.gateways {
+                let a: SocketAddr = g.get_ref().parse().map_err(|_| {
+                    invalid(
+                        g.span(),
+                        "gateway_set.gateways",
+                        format!("`{}` is not an ip:port", g.get_ref()),
+                    )
+                })?;
+                gateways.push(a);
+            }
+        }
+
+        let t = &f.timers;
+        let ms = Duration::from_millis;
+        let timers = Timers {
+            t1: ms(t.t1_ms),
+            t2: ms(t.t2_ms),
+            t4: ms(t.t4_ms),
+            timer_b: ms(t.timer_b_ms),
+            timer_c: ms(t.timer_c_ms),
+            timer_d: ms(t.timer_d_ms),
+        };
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+            return Err(invalid(
+                0..0,
+                "timers",
+                "t1_ms must be > 0 and t2_ms >= t1_ms".into(),
+            ));
+        }
+        let mut proxy = ProxyConfig::new(
+            listen,
+            Routing {
+                customers,
+                gateways,
+            },
+        );
+        proxy.timers = timers;
+        proxy.max_transactions = f.limits.transactions_per_worker;
+        proxy.max_calls = f.limits.calls_per_worker;
+        proxy.retry_after = f.limits.retry_after_s;
+        proxy.call_linger = ms(t.call_linger_ms);
+        proxy.call_max_age = Duration::from_secs(t.call_max_age_s);
+        if f.limits.queue_per_worker == 0 {
+            return Err(invalid(
+                0..0,
+                "limits.queue_per_worker",
+                "must be at least 1".into(),
+            ));
+        }
+        if !f.workers.recv_buffers.is_power_of_two() {
+            return Err(invalid(
+                0..0,
+                "workers.recv_buffers",
+                "must be a power of two".into(),
+            ));
+        }
+
+        Ok(Config {
+            path: path.into(),
+            listen,
+            workers,
+            pin_workers: f.workers.pin,
+            recv_buffers: f.workers.recv_buffers,
+            recv_buffer_size: f.workers.recv_buffer_size,
+            socket_rcvbuf: f.workers.socket_rcvbuf,
+            steering,
+            hash_key: f.steering.hash_key,
+            control_socket: resolve(&f.control.socket),
+            queue_per_worker: f.limits.queue_per_worker,
+            proxy,
+            trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/siplb/t.toml"), src)
+    }
+
+    const MIN: &str = r#"
+[listen]
+sip = ["127.0.0.1:5060"]
+
+[[customer]]
+name = "local"
+sources = ["127.0.0.1/32"]
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(c.proxy.routing.gateways.len(), 2);
+        assert_eq!(c.proxy.timers.t1, Duration::from_millis(DEFAULT_T1_MS));
+        assert_eq!(c.queue_per_worker, DEFAULT_QUEUE_PER_WORKER);
+        assert_eq!(c.control_socket, Path::new("/etc/siplb/siplb.ctl"));
+        assert_eq!(c.steering, SteeringMode::Auto);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let src = format!("{MIN}\n[timers]\nt1_ms = 100\nbogus = 3\n");
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/siplb/t.toml:15: unknown field `bogus`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_cidr_names_line_and_key() {
+        let src = MIN.replace("127.0.0.1/32", "127.0.0.1/40");
+        let e = parse(&src).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/etc/siplb/t.toml:7: `customer.sources`: bad prefix length in `127.0.0.1/40`"
+        );
+    }
+
+    #[test]
+    fn bad_gateway_address() {
+        let src = MIN.replace("127.0.0.1:5082", "gw.example.com:5060");
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/siplb/t.toml:11: `gateway_set.gateways`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let src = format!("{MIN}\n[workers]\ncount = \"two\"\n");
+        let e = parse(&src).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Statistics: per-worker counters written by one thread and read by any, and their names.
+//!
+//! Each worker owns a [`ShardStats`]; only that worker writes it, so a counter is bumped with
+//! a relaxed load and store (no locked instruction). Readers sum over workers.
+
+pub mod names;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A counter with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed)
+    }
+
+    /// A counter written by several threads (rare paths only).
+    #[inline]
+    pub fn inc_shared(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed)
+    }
+}
+
+macro_rules! shard_stats {
+    ($( $(#[$doc:meta])* $field:ident => $name:expr ),* $(,)?) => {
+        /// The counters of one worker.
+        #[derive(Debug, Default)]
+        pub struct ShardStats {
+            $( $(#[$doc])* pub $field: Counter, )*
+        }
+
+        impl ShardStats {
+            /// `(group:name, value)` for every counter, in declaration order.
+            pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
+                $( f($name, self.$field.get()); )*
+            }
+        }
+    };
+}
+
+shard_stats! {
+    /// Requests received (parsed).
+    rcv_requests => names::CORE_RCV_REQUESTS,
+    /// Responses received (parsed).
+    rcv_replies => names::CORE_RCV_REPLIES,
+    /// Requests forwarded (retransmissions included).
+    fwd_requests => names::CORE_FWD_REQUESTS,
+    /// Responses forwarded.
+    fwd_replies => names::CORE_FWD_REPLIES,
+    /// Requests dropped (ACK without a call, bad input that cannot be answered).
+    drop_requests => names::CORE_DROP_REQUESTS,
+    /// Responses dropped (no matching transaction, not ours, malformed).
+    drop_replies => names::CORE_DROP_REPLIES,
+    /// Datagrams that failed to parse.
+    bad_msg => names::CORE_BAD_MSG_HDR,
+    /// Replies siplb generated itself (100 excluded).
+    local_replies => names::SL_SENT_REPLIES,
+    /// Requests refused with 403 (unknown source, preloaded Route).
+    forbidden => names::CORE_FORBIDDEN,
+    /// New INVITEs refused with 503 + Retry-After because a queue or table was full.
+    overload_503 => names::CORE_OVERLOAD_503,
+    /// Datagrams received by this worker and handed to the owner worker.
+    hand_offs => names::CORE_HAND_OFFS,
+    /// Hand-offs dropped because the owner's queue was full.
+    hand_off_drops => names::CORE_HAND_OFF_DROPS,
+    /// Request and response retransmissions absorbed or answered from the transaction.
+    retrans_absorbed => names::TM_RETRANS_ABSORBED,
+    /// Retransmissions siplb sent (Timers A, E, G).
+    retransmissions => names::TM_RETRANSMISSIONS,
+    /// Transactions created.
+    transactions => names::TM_CREATED,
+    /// INVITE client transactions that timed out (Timer B): 408 upstream.
+    timeouts => names::TM_TIMEOUTS,
+    /// Datagrams larger than a receive buffer (truncated, dropped).
+    truncated => names::CORE_TRUNCATED,
+    /// Open transactions (a gauge, refreshed by the worker after each batch).
+    active_transactions => names::TM_ACTIVE,
+    /// Per-call records held (a gauge, refreshed by the worker after each batch).
+    active_calls => names::CORE_ACTIVE_CALLS,
+}

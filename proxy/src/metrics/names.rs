@@ -1,0 +1,23 @@
+//! Every statistic name, as `group:name`. Kamailio's names where Kamailio has the statistic;
+//! siplb's own in the groups of DESIGN §7. `docs/METRICS.md` lists them.
+
+pub const CORE_RCV_REQUESTS: &str = "core:rcv_requests";
+pub const CORE_RCV_REPLIES: &str = "core:rcv_replies";
+pub const CORE_FWD_REQUESTS: &str = "core:fwd_requests";
+pub const CORE_FWD_REPLIES: &str = "core:fwd_replies";
+pub const CORE_DROP_REQUESTS: &str = "core:drop_requests";
+pub const CORE_DROP_REPLIES: &str = "core:drop_replies";
+pub const CORE_BAD_MSG_HDR: &str = "core:bad_msg_hdr";
+pub const CORE_FORBIDDEN: &str = "core:forbidden";
+pub const CORE_OVERLOAD_503: &str = "core:overload_503";
+pub const CORE_HAND_OFFS: &str = "core:hand_offs";
+pub const CORE_HAND_OFF_DROPS: &str = "core:hand_off_drops";
+pub const CORE_TRUNCATED: &str = "core:truncated";
+pub const CORE_STEERING_BPF: &str = "core:steering_bpf";
+pub const SL_SENT_REPLIES: &str = "sl:sent_replies";
+pub const TM_RETRANS_ABSORBED: &str = "tmx:retrans_absorbed";
+pub const TM_RETRANSMISSIONS: &str = "tmx:retransmissions";
+pub const TM_CREATED: &str = "tmx:created_transactions";
+pub const TM_TIMEOUTS: &str = "tmx:timeouts";
+pub const TM_ACTIVE: &str = "tmx:active_transactions";
+pub const CORE_ACTIVE_CALLS: &str = "core:active_calls";

@@ -1,0 +1,121 @@
+//! Replies siplb answers itself: 100 Trying, errors, overload 503.
+
+use super::via::{Received, add_received};
+use crate::sip::{HeaderName, ParseError, Rewrite, SipMsg, reason_phrase};
+use std::io::Write;
+use std::net::SocketAddr;
+
+/// Extra lines of a local reply, written after the copied headers (each ends with CRLF).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    pub reason: Option<&'a str>,
+    pub retry_after: Option<u32>,
+    /// Raw header lines, CRLF-terminated.
+    pub headers: &'a [u8],
+}
+
+/// Writes a reply to `req` into `out`: status line, the request's Via headers (top one with
+/// `received`/`rport` for `src`), From, To (with `to_tag` added when the request has none and
+/// the code is above 100), Call-ID and CSeq, then `extra`, and an empty body.
+pub fn build(
+    req: &SipMsg<'_>,
+    src: SocketAddr,
+    code: u16,
+    to_tag: &[u8],
+    extra: Extra<'_>,
+    scratch: &mut Rewrite,
+    out: &mut Vec<u8>,
+) {
+    let buf = req.buf;
+    let reason = extra.reason.unwrap_or_else(|| reason_phrase(code));
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    for (idx, h) in req.headers().iter().enumerate() {
+        match h.name {
+            HeaderName::Via if idx == req.top_via_header => {
+                scratch.clear();
+                add_received(req, src, Received::Always, scratch);
+                scratch.apply_range(buf, h.line.start as usize, h.line.end as usize, out);
+            }
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                out.extend_from_slice(h.line.of(buf));
+            }
+            HeaderName::To => {
+                if code > 100 && req.to_tag.is_none() && !to_tag.is_empty() {
+                    let line = h.line.of(buf);
+                    let value_end = (h.value.end - h.line.start) as usize;
+                    out.extend_from_slice(&line[..value_end]);
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(to_tag);
+                    out.extend_from_slice(&line[value_end..]);
+                } else {
+                    out.extend_from_slice(h.line.of(buf));
+                }
+            }
+            _ => {}
+        }
+        if !out.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if let Some(secs) = extra.retry_after {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
+    out.extend_from_slice(extra.headers);
+    out.extend_from_slice(b"Server: siplb\r\nContent-Length: 0\r\n\r\n");
+}
+
+/// Answers a request that failed to parse, from whatever lines of it can be read: the request
+/// line must look like one and a Via line must be there (else nobody could match the reply,
+/// and it is dropped). The Via, From, To, Call-ID and CSeq lines are copied as they are.
+/// Returns whether a reply was written.
+pub fn build_unparsable(data: &[u8], src: SocketAddr, e: ParseError, out: &mut Vec<u8>) -> bool {
+    let _ = src;
+    let first_end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let first = &data[..first_end];
+    let is_request = first.iter().position(|&b| b == b' ').is_some_and(|sp| {
+        sp > 0 && first[..sp].iter().all(|b| b.is_ascii_uppercase()) && !first.starts_with(b"SIP/")
+    });
+    if !is_request || first.starts_with(b"ACK ") {
+        return false;
+    }
+    let code = e.status();
+    let _ = write!(out, "SIP/2.0 {code} {}\r\n", e.reason());
+    let mut has_via = false;
+    let mut pos = first_end + 1;
+    while pos < data.len() {
+        let end = data[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |p| pos + p + 1);
+        let line = &data[pos..end];
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            break;
+        }
+        if let Some(colon) = content.iter().position(|&b| b == b':') {
+            let name = HeaderName::parse(crate::sip::value::trim_bytes(&content[..colon]));
+            if matches!(
+                name,
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+            ) && content.len() <= 1024
+                && content.iter().all(|&b| b >= 0x20 || b == b'\t')
+            {
+                has_via |= name == HeaderName::Via;
+                out.extend_from_slice(content);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        pos = end;
+    }
+    if !has_via {
+        out.clear();
+        return false;
+    }
+    out.extend_from_slice(b"Server: siplb\r\nContent-Length: 0\r\n\r\n");
+    true
+}

@@ -1,0 +1,1255 @@
+//! [`Shard`]: transactions, per-call records and timers of the calls one worker owns.
+
+use super::call::{Call, CallState};
+use super::reply::{self, Extra};
+use super::route::Peer;
+use super::txn::{Cancel, ClientState, Kind, ServerState, Timer, Txn};
+use super::via::{MAGIC_COOKIE, Received, add_received, top_via_is_ours, write_via};
+use super::{ProxyConfig, Transmit};
+use crate::metrics::ShardStats;
+use crate::sip::value::{CommaList, SipUri, host_ip, param};
+use crate::sip::{HeaderName, Method, ParseError, Rewrite, SipMsg, Span};
+use hashbrown::HashMap;
+use siplb_common::owner_hash;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a timer queue entry refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerRef {
+    Txn { slot: u32, generation: u32 },
+    Call { did: u64 },
+}
+
+/// Allowed methods, for 405.
+const ALLOW: &[u8] =
+    b"Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY\r\n";
+
+pub struct Shard {
+    cfg: Arc<ProxyConfig>,
+    id: u32,
+    pub stats: Arc<ShardStats>,
+    txns: Vec<Option<Txn>>,
+    free: Vec<u32>,
+    live_txns: usize,
+    next_generation: u32,
+    server_index: HashMap<Box<[u8]>, u32>,
+    client_index: HashMap<Box<[u8]>, u32>,
+    calls: HashMap<u64, Call>,
+    call_ids: HashMap<Box<[u8]>, u64>,
+    next_did: u64,
+    next_branch: u64,
+    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    rewrite: Rewrite,
+    key: Vec<u8>,
+    /// Datagrams to send; the worker drains it and gives the buffers back with `recycle`.
+    pub transmits: Vec<Transmit>,
+    pool: Vec<Vec<u8>>,
+}
+
+fn did_param(buf: &[u8], uri: Span) -> Option<u64> {
+    let u = SipUri::parse(buf, uri).ok()?;
+    let v = param(buf, u.params, b"did")?;
+    u64::from_str_radix(std::str::from_utf8(v.of(buf)).ok()?, 16).ok()
+}
+
+/// Appends the server-transaction key of `msg` to `out`: top Via branch and sent-by, and the
+/// method class (ACK matches INVITE; RFC 3261 §17.2.3).
+fn server_key(msg: &SipMsg<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    let buf = msg.buf;
+    match msg.branch() {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => out.extend_from_slice(b),
+        // RFC 2543 peers: no usable branch; Call-ID, From tag and CSeq number instead.
+        _ => {
+            out.extend_from_slice(msg.call_id());
+            out.push(b'|');
+            out.extend_from_slice(msg.from_tag().unwrap_or(b""));
+            let _ = write!(out, "|{}", msg.cseq);
+        }
+    }
+    out.push(b'|');
+    out.extend_from_slice(msg.top_via.host.of(buf));
+    let _ = write!(out, ":{}|", msg.top_via.port.unwrap_or(5060));
+    let class = match msg.method() {
+        Some(Method::Ack) | Some(Method::Invite) => b"INVITE",
+        _ => msg.cseq_method_span.of(buf),
+    };
+    out.extend_from_slice(if msg.method() == Some(Method::Cancel) {
+        b"CANCEL"
+    } else {
+        class
+    });
+}
+
+/// Client index key: our branch, plus a marker for the CANCEL that shares it.
+fn client_key(branch: &[u8], cancel: bool, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(branch);
+    if cancel {
+        out.extend_from_slice(b"|C");
+    }
+}
+
+impl Shard {
+    pub fn new(cfg: Arc<ProxyConfig>, id: u32, stats: Arc<ShardStats>) -> Shard {
+        Shard {
+            cfg,
+            id,
+            stats,
+            txns: Vec::new(),
+            free: Vec::new(),
+            live_txns: 0,
+            next_generation: 1,
+            server_index: HashMap::new(),
+            client_index: HashMap::new(),
+            calls: HashMap::new(),
+            call_ids: HashMap::new(),
+            next_did: 1,
+            next_branch: 1,
+            timers: BinaryHeap::new(),
+            rewrite: Rewrite::new(),
+            key: Vec::new(),
+            transmits: Vec::new(),
+            pool: Vec::new(),
+        }
+    }
+
+    /// Open transactions.
+    pub fn transactions(&self) -> usize {
+        self.live_txns
+    }
+
+    /// Per-call records held (active and lingering).
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn call(&self, call_id: &[u8]) -> Option<&Call> {
+        self.calls.get(self.call_ids.get(call_id)?)
+    }
+
+    /// Gives a sent buffer back for reuse.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < 1024 && buf.capacity() <= 70_000 {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(2048))
+    }
+
+    fn send(&mut self, dst: SocketAddr, data: &[u8]) {
+        let mut buf = self.buffer();
+        buf.extend_from_slice(data);
+        self.transmits.push(Transmit { dst, data: buf });
+    }
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Retry-After seconds of an overload 503.
+    pub fn retry_after(&self) -> u32 {
+        self.cfg.retry_after
+    }
+
+    /// Whether a new INVITE would be refused for lack of room.
+    pub fn full(&self) -> bool {
+        self.live_txns >= self.cfg.max_transactions || self.calls.len() >= self.cfg.max_calls
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// One datagram from `src`.
+    pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        match SipMsg::parse(data) {
+            Ok(msg) if msg.is_request() => {
+                self.stats.rcv_requests.inc();
+                self.handle_request(now, src, &msg)
+            }
+            Ok(msg) => {
+                self.stats.rcv_replies.inc();
+                self.handle_response(now, src, &msg)
+            }
+            Err(ParseError::Empty) => {} // keep-alive CRLFs
+            Err(e) => {
+                self.stats.bad_msg.inc();
+                self.reply_unparsable(src, data, e);
+            }
+        }
+    }
+
+    /// A request that failed to parse is answered when enough of it is readable (a request
+    /// line and a Via); a response, or anything without a Via, is dropped (RFC 3261 §16.3).
+    fn reply_unparsable(&mut self, src: SocketAddr, data: &[u8], e: ParseError) {
+        let mut out = self.buffer();
+        if reply::build_unparsable(data, src, e, &mut out) {
+            self.stats.local_replies.inc();
+            self.transmits.push(Transmit {
+                dst: src,
+                data: out,
+            });
+        } else {
+            self.stats.drop_requests.inc();
+            self.recycle(out);
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let mut key = std::mem::take(&mut self.key);
+        server_key(msg, &mut key);
+        let existing = self.server_index.get(key.as_slice()).copied();
+        if let Some(slot) = existing {
+            self.key = key;
+            return self.on_request_retransmission(now, src, slot, msg);
+        }
+        if method == Method::Cancel {
+            self.key = key;
+            return self.on_cancel(now, src, msg);
+        }
+        let buf = msg.buf;
+        let from_domain = SipUri::parse(buf, msg.from.uri)
+            .map(|u| u.host.of(buf))
+            .unwrap_or(b"");
+        let peer = self.cfg.routing.classify(src, from_domain);
+        if peer == Peer::Unknown {
+            self.key = key;
+            self.stats.forbidden.inc();
+            return self.reply_stateless(
+                msg,
+                src,
+                403,
+                Extra {
+                    reason: Some("Forbidden - Unknown Source"),
+                    ..Extra::default()
+                },
+            );
+        }
+        if let Some((0, _)) = msg.max_forwards {
+            self.key = key;
+            return self.reply_stateless(msg, src, 483, Extra::default());
+        }
+        if let Some(idx) = msg.proxy_require {
+            self.key = key;
+            let h = msg.headers()[idx];
+            let mut line = Vec::with_capacity(h.value.len() + 16);
+            line.extend_from_slice(b"Unsupported: ");
+            line.extend_from_slice(h.value.of(buf));
+            line.extend_from_slice(b"\r\n");
+            return self.reply_stateless(
+                msg,
+                src,
+                420,
+                Extra {
+                    headers: &line,
+                    ..Extra::default()
+                },
+            );
+        }
+        let own_route = msg
+            .first_route()
+            .filter(|(_, r)| self.route_is_ours(buf, *r));
+        if msg.to_tag.is_some() || own_route.is_some() {
+            return self.on_in_dialog(now, src, msg, key, own_route);
+        }
+        if msg.first_route().is_some() {
+            self.key = key;
+            self.stats.forbidden.inc();
+            return self.reply_stateless(
+                msg,
+                src,
+                403,
+                Extra {
+                    reason: Some("Forbidden - Preloaded Route"),
+                    ..Extra::default()
+                },
+            );
+        }
+        match (method, peer) {
+            (Method::Invite, Peer::Customer(_)) => self.on_new_invite(now, src, msg, key),
+            (Method::Invite, _) => {
+                self.key = key;
+                self.stats.forbidden.inc();
+                self.reply_stateless(
+                    msg,
+                    src,
+                    403,
+                    Extra {
+                        reason: Some("Forbidden - Not A Customer"),
+                        ..Extra::default()
+                    },
+                )
+            }
+            (Method::Ack, _) => {
+                // ACK for a reply siplb sent statelessly, or stray: absorbed.
+                self.key = key;
+                self.stats.drop_requests.inc();
+            }
+            (Method::Options, _) => {
+                self.key = key;
+                self.reply_stateless(msg, src, 200, Extra::default())
+            }
+            _ => {
+                self.key = key;
+                self.reply_stateless(
+                    msg,
+                    src,
+                    405,
+                    Extra {
+                        headers: ALLOW,
+                        ..Extra::default()
+                    },
+                )
+            }
+        }
+    }
+
+    fn route_is_ours(&self, buf: &[u8], route: Span) -> bool {
+        let Ok(na) = crate::sip::value::NameAddr::parse(buf, route) else {
+            return false;
+        };
+        let Ok(uri) = SipUri::parse(buf, na.uri) else {
+            return false;
+        };
+        uri.port.unwrap_or(5060) == self.cfg.local.port()
+            && host_ip(uri.host.of(buf)) == Some(self.cfg.local.ip())
+    }
+
+    /// A local reply to `msg`, no transaction kept.
+    fn reply_stateless(&mut self, msg: &SipMsg<'_>, src: SocketAddr, code: u16, extra: Extra<'_>) {
+        let mut out = self.buffer();
+        let tag = local_tag(msg);
+        reply::build(
+            msg,
+            src,
+            code,
+            tag.as_bytes(),
+            extra,
+            &mut self.rewrite,
+            &mut out,
+        );
+        self.stats.local_replies.inc();
+        self.transmits.push(Transmit {
+            dst: src,
+            data: out,
+        });
+    }
+
+    fn on_request_retransmission(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        slot: u32,
+        msg: &SipMsg<'_>,
+    ) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let Some(t) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        match (t.kind, t.server, method) {
+            (Kind::Invite, ServerState::Completed, Method::Ack) => {
+                t.server = ServerState::Confirmed;
+                t.clear(Timer::G);
+                t.clear(Timer::H);
+                t.set(Timer::I, now + self.cfg.timers.t4);
+                self.stats.retrans_absorbed.inc();
+                self.schedule(slot, now + self.cfg.timers.t4);
+            }
+            (Kind::Invite, ServerState::Accepted, Method::Ack) => {
+                // A peer that reuses the INVITE branch for the ACK of a 2xx: end to end.
+                let own_route = msg
+                    .first_route()
+                    .filter(|(_, r)| self.route_is_ours(msg.buf, *r));
+                let key = std::mem::take(&mut self.key);
+                self.on_in_dialog(now, src, msg, key, own_route);
+            }
+            (_, _, Method::Ack) | (_, ServerState::Trying, _) | (_, ServerState::Confirmed, _) => {
+                self.stats.retrans_absorbed.inc();
+            }
+            (Kind::Invite, ServerState::Accepted, _) => self.stats.retrans_absorbed.inc(),
+            (_, ServerState::Proceeding | ServerState::Completed, _)
+                if !t.last_response.is_empty() =>
+            {
+                let (dst, resp) = (t.upstream, std::mem::take(&mut t.last_response));
+                self.stats.retrans_absorbed.inc();
+                self.send(dst, &resp);
+                if let Some(t) = self.txns[slot as usize].as_mut() {
+                    t.last_response = resp;
+                }
+            }
+            _ => self.stats.retrans_absorbed.inc(),
+        }
+    }
+
+    fn alloc_txn(&mut self, txn: Txn) -> u32 {
+        self.live_txns += 1;
+        self.stats.transactions.inc();
+        match self.free.pop() {
+            Some(slot) => {
+                self.txns[slot as usize] = Some(txn);
+                slot
+            }
+            None => {
+                self.txns.push(Some(txn));
+                (self.txns.len() - 1) as u32
+            }
+        }
+    }
+
+    fn new_txn(
+        &mut self,
+        kind: Kind,
+        method: Method,
+        upstream: SocketAddr,
+        downstream: SocketAddr,
+    ) -> Txn {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        Txn {
+            generation,
+            kind,
+            method,
+            server_key: Box::default(),
+            client_key: Box::default(),
+            upstream,
+            downstream,
+            server: ServerState::Trying,
+            client: ClientState::Terminated,
+            received: Vec::new(),
+            forwarded: Vec::new(),
+            last_response: Vec::new(),
+            ack: Vec::new(),
+            client_interval: self.cfg.timers.t1,
+            server_interval: self.cfg.timers.t1,
+            timers: [None; super::txn::N_TIMERS],
+            cancel: Cancel::None,
+            local_cancel: false,
+            call: None,
+        }
+    }
+
+    fn new_branch(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(MAGIC_COOKIE);
+        let n = self.next_branch;
+        self.next_branch += 1;
+        let _ = write!(out, "-{:x}.{:x}.{:x}", self.cfg.instance, self.id, n);
+    }
+
+    fn schedule(&mut self, slot: u32, at: Instant) {
+        let generation = self.txns[slot as usize]
+            .as_ref()
+            .map_or(0, |t| t.generation);
+        self.timers
+            .push(Reverse((at, TimerRef::Txn { slot, generation })));
+    }
+
+    fn on_new_invite(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>, key: Vec<u8>) {
+        if self.full() {
+            self.key = key;
+            self.stats.overload_503.inc();
+            let retry = self.cfg.retry_after;
+            return self.reply_stateless(
+                msg,
+                src,
+                503,
+                Extra {
+                    retry_after: Some(retry),
+                    reason: Some("Service Unavailable - Overload"),
+                    ..Extra::default()
+                },
+            );
+        }
+        let call_id = msg.call_id();
+        let caller_tag = msg.from_tag().unwrap_or(b"");
+        // An INVITE for a known call (e.g. resent after a challenge) keeps its record.
+        let known = self.call_ids.get(call_id).copied().filter(|did| {
+            self.calls
+                .get(did)
+                .is_some_and(|c| *c.caller_tag == *caller_tag && c.state != CallState::Confirmed)
+        });
+        let (did, gateway) = match known {
+            Some(did) => {
+                let c = self
+                    .calls
+                    .get_mut(&did)
+                    .expect("did from call_ids is in calls");
+                c.state = CallState::Early;
+                c.caller = src;
+                (did, c.gateway)
+            }
+            None => {
+                let Some(gateway) = self.cfg.routing.select_gateway(call_id) else {
+                    self.key = key;
+                    return self.reply_stateless(
+                        msg,
+                        src,
+                        503,
+                        Extra {
+                            reason: Some("Service Unavailable - No Gateway"),
+                            ..Extra::default()
+                        },
+                    );
+                };
+                if self.call_ids.contains_key(call_id) {
+                    self.key = key;
+                    return self.reply_stateless(msg, src, 482, Extra::default());
+                }
+                let did = ((self.id as u64) << 48) | self.next_did;
+                self.next_did += 1;
+                let expires = now + self.cfg.call_max_age;
+                self.calls.insert(
+                    did,
+                    Call {
+                        call_id: call_id.into(),
+                        caller: src,
+                        gateway,
+                        caller_tag: caller_tag.into(),
+                        callee_tag: None,
+                        state: CallState::Early,
+                        expires,
+                    },
+                );
+                self.call_ids.insert(call_id.into(), did);
+                self.timers.push(Reverse((expires, TimerRef::Call { did })));
+                (did, gateway)
+            }
+        };
+        self.start_txn(
+            now,
+            src,
+            gateway,
+            msg,
+            key,
+            Some(did),
+            Forward {
+                record_route: Some(did),
+                strip_route: None,
+            },
+        );
+    }
+
+    /// Creates a proxy transaction for `msg`, answers 100 for INVITE, forwards to `dst`.
+    #[allow(clippy::too_many_arguments)]
+    fn start_txn(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        call: Option<u64>,
+        fwd: Forward,
+    ) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let kind = if method == Method::Invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let mut t = self.new_txn(kind, method, src, dst);
+        t.call = call;
+        t.server_key = key.as_slice().into();
+        self.key = key;
+        t.received.extend_from_slice(&msg.buf[..msg.end()]);
+        let mut branch = Vec::with_capacity(40);
+        self.new_branch(&mut branch);
+        let mut ck = Vec::new();
+        client_key(&branch, false, &mut ck);
+        t.client_key = ck.into();
+        let mut out = self.buffer();
+        self.forward_request(msg, src, &branch, fwd, &mut out);
+        t.forwarded.extend_from_slice(&out);
+        t.client = ClientState::Calling;
+        let t1 = self.cfg.timers.t1;
+        match kind {
+            Kind::Invite => {
+                t.set(Timer::A, now + t1);
+                t.set(Timer::B, now + self.cfg.timers.timer_b);
+                // 100 Trying: hop by hop, no To tag.
+                reply::build(
+                    msg,
+                    src,
+                    100,
+                    b"",
+                    Extra::default(),
+                    &mut self.rewrite,
+                    &mut t.last_response,
+                );
+                t.server = ServerState::Proceeding;
+            }
+            Kind::NonInvite => {
+                t.set(Timer::E, now + t1);
+                t.set(Timer::F, now + self.cfg.timers.timer_b);
+            }
+        }
+        let trying = (kind == Kind::Invite).then(|| t.last_response.clone());
+        let (sk, ckey) = (t.server_key.clone(), t.client_key.clone());
+        let slot = self.alloc_txn(t);
+        self.server_index.insert(sk, slot);
+        self.client_index.insert(ckey, slot);
+        if let Some(trying) = trying {
+            self.send(src, &trying);
+        }
+        self.stats.fwd_requests.inc();
+        self.transmits.push(Transmit { dst, data: out });
+        self.schedule(slot, now + t1);
+    }
+
+    /// Builds the forwarded copy of a request: our Via on top, `received`/`rport` on the
+    /// sender's, Max-Forwards decremented, optional Record-Route, our Route removed.
+    fn forward_request(
+        &mut self,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        branch: &[u8],
+        fwd: Forward,
+        out: &mut Vec<u8>,
+    ) {
+        let buf = msg.buf;
+        let local = self.cfg.local;
+        let rw = &mut self.rewrite;
+        rw.clear();
+        let headers = msg.headers();
+        let top = headers[msg.top_via_header];
+        rw.insert(top.line.start as usize, |o| write_via(o, local, branch));
+        add_received(msg, src, Received::Always, rw);
+        let headers_start = msg.start_line.end as usize;
+        match msg.max_forwards {
+            Some((mf, idx)) => {
+                let v = headers[idx].value;
+                rw.replace(v.start as usize, v.end as usize, |o| {
+                    let _ = write!(o, "{}", mf.saturating_sub(1));
+                });
+            }
+            None => rw.insert(headers_start, |o| {
+                o.extend_from_slice(b"Max-Forwards: 69\r\n")
+            }),
+        }
+        if let Some(did) = fwd.record_route {
+            rw.insert_fmt(
+                headers_start,
+                format_args!("Record-Route: <sip:{local};lr;did={did:x}>\r\n"),
+            );
+        }
+        if let Some((idx, elem)) = fwd.strip_route {
+            remove_list_element(buf, headers[idx].line, headers[idx].value, elem, rw);
+        }
+        if msg.content_length.is_none() {
+            rw.insert_fmt(
+                msg.headers_end as usize,
+                format_args!("Content-Length: {}\r\n", msg.body.len()),
+            );
+        }
+        rw.apply(buf, msg.end(), out);
+    }
+
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        own_route: Option<(usize, Span)>,
+    ) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let buf = msg.buf;
+        let did = own_route
+            .and_then(|(_, r)| crate::sip::value::NameAddr::parse(buf, r).ok())
+            .and_then(|na| did_param(buf, na.uri))
+            .filter(|did| self.calls.contains_key(did))
+            .or_else(|| self.call_ids.get(msg.call_id()).copied());
+        let call = did.and_then(|d| self.calls.get(&d));
+        let dst = call
+            .filter(|c| *c.call_id == *msg.call_id())
+            .and_then(|c| c.peer_for(msg.from_tag(), src));
+        let (Some(did), Some(dst)) = (did, dst) else {
+            self.key = key;
+            if method == Method::Ack {
+                self.stats.drop_requests.inc();
+                return;
+            }
+            return self.reply_stateless(msg, src, 481, Extra::default());
+        };
+        let fwd = Forward {
+            record_route: None,
+            strip_route: own_route,
+        };
+        if method == Method::Ack {
+            self.key = key;
+            // ACK for a 2xx: its own transaction end to end; forwarded without state, with a
+            // branch derived from the incoming one so retransmissions carry the same branch.
+            let mut branch = Vec::with_capacity(32);
+            branch.extend_from_slice(MAGIC_COOKIE);
+            let b = msg.branch().unwrap_or(msg.call_id());
+            let _ = write!(branch, "-a{:08x}{:08x}", owner_hash(1, b), owner_hash(2, b));
+            let mut out = self.buffer();
+            self.forward_request(msg, src, &branch, fwd, &mut out);
+            self.stats.fwd_requests.inc();
+            self.transmits.push(Transmit { dst, data: out });
+            return;
+        }
+        if self.live_txns >= self.cfg.max_transactions {
+            self.key = key;
+            self.stats.overload_503.inc();
+            let retry = self.cfg.retry_after;
+            return self.reply_stateless(
+                msg,
+                src,
+                503,
+                Extra {
+                    retry_after: Some(retry),
+                    ..Extra::default()
+                },
+            );
+        }
+        self.start_txn(now, src, dst, msg, key, Some(did), fwd);
+    }
+
+    fn on_cancel(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) {
+        // The INVITE this CANCEL is for has the same branch and sent-by.
+        let mut key = std::mem::take(&mut self.key);
+        server_key(msg, &mut key);
+        let cancel_key: Box<[u8]> = key.as_slice().into();
+        let n = key.len() - b"CANCEL".len();
+        key.truncate(n);
+        key.extend_from_slice(b"INVITE");
+        let invite = self.server_index.get(key.as_slice()).copied();
+        self.key = key;
+        let Some(slot) = invite else {
+            return self.reply_stateless(msg, src, 481, Extra::default());
+        };
+        // 200 to the CANCEL, kept in a transaction of its own for its retransmissions.
+        let mut t = self.new_txn(Kind::NonInvite, Method::Cancel, src, src);
+        reply::build(
+            msg,
+            src,
+            200,
+            local_tag(msg).as_bytes(),
+            Extra::default(),
+            &mut self.rewrite,
+            &mut t.last_response,
+        );
+        t.server = ServerState::Completed;
+        t.server_key = cancel_key.clone();
+        t.set(Timer::J, now + self.cfg.timers.timer_b);
+        let ok = t.last_response.clone();
+        let cslot = self.alloc_txn(t);
+        self.server_index.insert(cancel_key, cslot);
+        self.schedule(cslot, now + self.cfg.timers.timer_b);
+        self.stats.local_replies.inc();
+        self.send(src, &ok);
+
+        let Some(inv) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        if inv.kind != Kind::Invite
+            || inv.server != ServerState::Proceeding
+            || inv.cancel != Cancel::None
+        {
+            return;
+        }
+        match inv.client {
+            ClientState::Calling => inv.cancel = Cancel::Pending,
+            ClientState::Proceeding => self.send_cancel(now, slot),
+            _ => {}
+        }
+    }
+
+    /// Sends CANCEL downstream for the INVITE in `slot` (same branch, RFC 3261 §9.1).
+    fn send_cancel(&mut self, now: Instant, slot: u32) {
+        let Some(inv) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        let mut out = self.pool.pop().unwrap_or_default();
+        let branch = {
+            let Ok(fwd) = SipMsg::parse(&inv.forwarded) else {
+                return;
+            };
+            build_hop_request(&fwd, Method::Cancel, None, &mut out);
+            fwd.branch().unwrap_or(b"").to_vec()
+        };
+        inv.cancel = Cancel::Sent;
+        inv.set(Timer::CancelGuard, now + self.cfg.timers.timer_b);
+        let (dst, call) = (inv.downstream, inv.call);
+        let mut t = self.new_txn(Kind::NonInvite, Method::Cancel, dst, dst);
+        t.server = ServerState::Terminated;
+        t.client = ClientState::Calling;
+        t.local_cancel = true;
+        t.call = call;
+        let mut ck = Vec::new();
+        client_key(&branch, true, &mut ck);
+        t.client_key = ck.as_slice().into();
+        t.forwarded.extend_from_slice(&out);
+        t.set(Timer::E, now + self.cfg.timers.t1);
+        t.set(Timer::F, now + self.cfg.timers.timer_b);
+        let cslot = self.alloc_txn(t);
+        self.client_index.insert(ck.into(), cslot);
+        self.schedule(cslot, now + self.cfg.timers.t1);
+        self.schedule(slot, now + self.cfg.timers.timer_b);
+        self.stats.fwd_requests.inc();
+        self.transmits.push(Transmit { dst, data: out });
+    }
+
+    // ------------------------------------------------------------- responses
+
+    fn handle_response(&mut self, now: Instant, _src: SocketAddr, msg: &SipMsg<'_>) {
+        if !top_via_is_ours(msg, self.cfg.local) {
+            self.stats.drop_replies.inc();
+            return;
+        }
+        let mut key = std::mem::take(&mut self.key);
+        client_key(
+            msg.branch().unwrap_or(b""),
+            msg.cseq_method == Method::Cancel,
+            &mut key,
+        );
+        let slot = self.client_index.get(key.as_slice()).copied();
+        self.key = key;
+        let Some(slot) = slot else {
+            self.stats.drop_replies.inc();
+            return;
+        };
+        let code = msg.status().unwrap_or(500);
+        let timers = self.cfg.timers;
+        let Some(t) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        if t.local_cancel {
+            if code >= 200 && matches!(t.client, ClientState::Calling | ClientState::Proceeding) {
+                t.client = ClientState::Completed;
+                t.clear(Timer::E);
+                t.clear(Timer::F);
+                t.set(Timer::K, now + timers.t4);
+                self.schedule(slot, now + timers.t4);
+            }
+            return;
+        }
+        match (t.kind, t.client) {
+            (Kind::Invite, ClientState::Calling | ClientState::Proceeding) if code < 200 => {
+                t.client = ClientState::Proceeding;
+                t.clear(Timer::A);
+                t.clear(Timer::B);
+                if !t.is_set(Timer::C) {
+                    t.set(Timer::C, now + timers.timer_c);
+                }
+                let pending = t.cancel == Cancel::Pending;
+                if code > 100 {
+                    self.forward_response(slot, msg, false);
+                }
+                if pending {
+                    self.send_cancel(now, slot);
+                }
+                self.schedule(slot, now + timers.timer_c);
+            }
+            (Kind::Invite, ClientState::Calling | ClientState::Proceeding) if code < 300 => {
+                t.client = ClientState::Accepted;
+                t.server = ServerState::Accepted;
+                for x in [Timer::A, Timer::B, Timer::C, Timer::CancelGuard] {
+                    t.clear(x);
+                }
+                t.set(Timer::L, now + timers.timer_b);
+                t.set(Timer::M, now + timers.timer_b);
+                let call = t.call;
+                self.forward_response(slot, msg, true);
+                self.schedule(slot, now + timers.timer_b);
+                if let Some(c) = call.and_then(|d| self.calls.get_mut(&d)) {
+                    c.state = CallState::Confirmed;
+                    c.callee_tag = msg.to_tag().map(Into::into);
+                }
+            }
+            (Kind::Invite, ClientState::Calling | ClientState::Proceeding) => {
+                // Non-2xx final: ACK it ourselves (hop by hop), pass it upstream.
+                let mut ack = Vec::new();
+                if let Ok(fwd) = SipMsg::parse(&t.forwarded) {
+                    build_hop_request(&fwd, Method::Ack, Some(msg), &mut ack);
+                }
+                t.client = ClientState::Completed;
+                for x in [Timer::A, Timer::B, Timer::C, Timer::CancelGuard] {
+                    t.clear(x);
+                }
+                t.set(Timer::D, now + timers.timer_d);
+                let dst = t.downstream;
+                t.ack = ack;
+                let ack = t.ack.clone();
+                self.send(dst, &ack);
+                self.complete_server_invite(now, slot);
+                self.forward_response(slot, msg, true);
+                self.schedule(slot, now + timers.t1);
+            }
+            (Kind::Invite, ClientState::Accepted) if (200..300).contains(&code) => {
+                // 2xx retransmission: forwarded end to end.
+                self.forward_response(slot, msg, false);
+            }
+            (Kind::Invite, ClientState::Completed) if code >= 300 => {
+                let (dst, ack) = (t.downstream, t.ack.clone());
+                self.stats.retrans_absorbed.inc();
+                self.send(dst, &ack);
+            }
+            (Kind::NonInvite, ClientState::Calling | ClientState::Proceeding) if code < 200 => {
+                t.client = ClientState::Proceeding;
+                if code > 100 {
+                    self.forward_response(slot, msg, false);
+                }
+            }
+            (Kind::NonInvite, ClientState::Calling | ClientState::Proceeding) => {
+                t.client = ClientState::Completed;
+                t.clear(Timer::E);
+                t.clear(Timer::F);
+                t.set(Timer::K, now + timers.t4);
+                t.server = ServerState::Completed;
+                t.set(Timer::J, now + timers.timer_b);
+                let (method, call) = (t.method, t.call);
+                self.forward_response(slot, msg, true);
+                self.schedule(slot, now + timers.t4);
+                if method == Method::Bye {
+                    self.end_call(now, call);
+                }
+            }
+            _ => self.stats.retrans_absorbed.inc(),
+        }
+    }
+
+    /// Server side of an INVITE gets its non-2xx final: retransmit until ACK (Timers G, H).
+    fn complete_server_invite(&mut self, now: Instant, slot: u32) {
+        let timers = self.cfg.timers;
+        let Some(t) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        t.server = ServerState::Completed;
+        t.server_interval = timers.t1;
+        t.set(Timer::G, now + timers.t1);
+        t.set(Timer::H, now + timers.timer_b);
+        let call = t.call;
+        self.fail_call(now, call);
+    }
+
+    /// Passes a response upstream without our Via; `keep` stores it for retransmissions.
+    fn forward_response(&mut self, slot: u32, msg: &SipMsg<'_>, keep: bool) {
+        let buf = msg.buf;
+        let rw = &mut self.rewrite;
+        rw.clear();
+        let h = msg.headers()[msg.top_via_header];
+        remove_list_element(buf, h.line, h.value, msg.top_via.span, rw);
+        if msg.content_length.is_none() {
+            rw.insert_fmt(
+                msg.headers_end as usize,
+                format_args!("Content-Length: {}\r\n", msg.body.len()),
+            );
+        }
+        let mut out = self.pool.pop().unwrap_or_default();
+        rw.apply(buf, msg.end(), &mut out);
+        let Some(t) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        if keep || msg.status().is_some_and(|c| c > 100 && c < 200) {
+            t.last_response.clear();
+            t.last_response.extend_from_slice(&out);
+        }
+        self.stats.fwd_replies.inc();
+        self.transmits.push(Transmit {
+            dst: t.upstream,
+            data: out,
+        });
+    }
+
+    /// A reply siplb makes for the INVITE in `slot` (408 on Timer B, 487 after CANCEL), sent
+    /// upstream as its final response.
+    fn local_final(&mut self, now: Instant, slot: u32, code: u16) {
+        let Some(t) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        if t.server != ServerState::Proceeding && t.server != ServerState::Trying {
+            return;
+        }
+        let received = std::mem::take(&mut t.received);
+        let upstream = t.upstream;
+        let mut out = Vec::new();
+        if let Ok(req) = SipMsg::parse(&received) {
+            let tag = local_tag(&req);
+            reply::build(
+                &req,
+                upstream,
+                code,
+                tag.as_bytes(),
+                Extra::default(),
+                &mut self.rewrite,
+                &mut out,
+            );
+        }
+        let t = self.txns[slot as usize]
+            .as_mut()
+            .expect("slot checked above");
+        t.received = received;
+        t.last_response = out.clone();
+        match t.kind {
+            Kind::Invite => self.complete_server_invite(now, slot),
+            Kind::NonInvite => {
+                t.server = ServerState::Completed;
+                t.set(Timer::J, now + self.cfg.timers.timer_b);
+            }
+        }
+        self.stats.local_replies.inc();
+        self.transmits.push(Transmit {
+            dst: upstream,
+            data: out,
+        });
+    }
+
+    fn fail_call(&mut self, now: Instant, call: Option<u64>) {
+        if let Some(c) = call.and_then(|d| self.calls.get(&d))
+            && c.state == CallState::Early
+        {
+            self.end_call(now, call);
+        }
+    }
+
+    fn end_call(&mut self, now: Instant, call: Option<u64>) {
+        let Some(did) = call else { return };
+        let linger = now + self.cfg.call_linger;
+        if let Some(c) = self.calls.get_mut(&did)
+            && c.state != CallState::Ended
+        {
+            c.state = CallState::Ended;
+            c.expires = c.expires.min(linger);
+            self.timers
+                .push(Reverse((c.expires, TimerRef::Call { did })));
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, r))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match r {
+                TimerRef::Txn { slot, generation } => {
+                    if self
+                        .txns
+                        .get(slot as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|t| t.generation == generation)
+                    {
+                        self.run_txn_timers(now, slot);
+                    }
+                }
+                TimerRef::Call { did } => {
+                    if self.calls.get(&did).is_some_and(|c| c.expires <= now) {
+                        let c = self.calls.remove(&did).expect("checked above");
+                        self.call_ids.remove(&c.call_id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_txn_timers(&mut self, now: Instant, slot: u32) {
+        let timers = self.cfg.timers;
+        for timer in Timer::ALL {
+            let Some(t) = self.txns[slot as usize].as_mut() else {
+                return;
+            };
+            match t.timers[timer as usize] {
+                Some(at) if at <= now => t.clear(timer),
+                _ => continue,
+            }
+            match timer {
+                Timer::A if t.client == ClientState::Calling => {
+                    t.client_interval *= 2;
+                    let next = now + t.client_interval;
+                    t.set(Timer::A, next);
+                    let (dst, data) = (t.downstream, t.forwarded.clone());
+                    self.stats.retransmissions.inc();
+                    self.send(dst, &data);
+                }
+                Timer::E if matches!(t.client, ClientState::Calling | ClientState::Proceeding) => {
+                    t.client_interval = if t.client == ClientState::Calling {
+                        (t.client_interval * 2).min(timers.t2)
+                    } else {
+                        timers.t2
+                    };
+                    let next = now + t.client_interval;
+                    t.set(Timer::E, next);
+                    let (dst, data) = (t.downstream, t.forwarded.clone());
+                    self.stats.retransmissions.inc();
+                    self.send(dst, &data);
+                }
+                Timer::B if t.client == ClientState::Calling => {
+                    t.client = ClientState::Terminated;
+                    t.clear(Timer::A);
+                    self.stats.timeouts.inc();
+                    self.local_final(now, slot, 408);
+                }
+                Timer::C if t.client == ClientState::Proceeding => {
+                    if t.cancel == Cancel::Sent {
+                        continue;
+                    }
+                    self.send_cancel(now, slot);
+                }
+                Timer::CancelGuard if t.client == ClientState::Proceeding => {
+                    t.client = ClientState::Terminated;
+                    t.clear(Timer::C);
+                    self.local_final(now, slot, 487);
+                }
+                Timer::F if matches!(t.client, ClientState::Calling | ClientState::Proceeding) => {
+                    // No 408 upstream for non-INVITE (RFC 4320): the sender times out itself.
+                    t.client = ClientState::Terminated;
+                    t.clear(Timer::E);
+                    if t.server != ServerState::Completed {
+                        t.server = ServerState::Terminated;
+                    }
+                    if t.method == Method::Bye {
+                        let call = t.call;
+                        self.end_call(now, call);
+                    }
+                }
+                Timer::D | Timer::K | Timer::M => t.client = ClientState::Terminated,
+                Timer::G if t.server == ServerState::Completed => {
+                    t.server_interval = (t.server_interval * 2).min(timers.t2);
+                    let next = now + t.server_interval;
+                    t.set(Timer::G, next);
+                    let (dst, data) = (t.upstream, t.last_response.clone());
+                    self.stats.retransmissions.inc();
+                    self.send(dst, &data);
+                }
+                Timer::H => {
+                    t.server = ServerState::Terminated;
+                    t.clear(Timer::G);
+                }
+                Timer::I | Timer::J | Timer::L => t.server = ServerState::Terminated,
+                _ => {}
+            }
+        }
+        let Some(t) = self.txns[slot as usize].as_ref() else {
+            return;
+        };
+        if t.done() {
+            self.remove_txn(slot);
+        } else if let Some(next) = t.next_deadline() {
+            self.schedule(slot, next);
+        }
+    }
+
+    fn remove_txn(&mut self, slot: u32) {
+        let Some(t) = self.txns[slot as usize].take() else {
+            return;
+        };
+        if !t.server_key.is_empty() && self.server_index.get(&t.server_key) == Some(&slot) {
+            self.server_index.remove(&t.server_key);
+        }
+        if !t.client_key.is_empty() && self.client_index.get(&t.client_key) == Some(&slot) {
+            self.client_index.remove(&t.client_key);
+        }
+        self.free.push(slot);
+        self.live_txns -= 1;
+    }
+}
+
+/// How to forward a request.
+#[derive(Debug, Clone, Copy)]
+struct Forward {
+    /// Add our Record-Route with this dialog id.
+    record_route: Option<u64>,
+    /// Remove this element (our own Route) of the header at this index.
+    strip_route: Option<(usize, Span)>,
+}
+
+/// Removes one element of a comma-separated header: the whole line when it is the only one.
+fn remove_list_element(buf: &[u8], line: Span, value: Span, elem: Span, rw: &mut Rewrite) {
+    let mut elems = CommaList::new(buf, value);
+    let first = elems.next();
+    let second = elems.next();
+    match (first, second) {
+        (Some(Ok(f)), None) if f == elem => rw.delete(line.start as usize, line.end as usize),
+        _ => {
+            // Element and the comma (and white space) after it.
+            let mut end = elem.end as usize;
+            while end < value.end as usize && buf[end] != b',' {
+                end += 1;
+            }
+            if end < value.end as usize {
+                end += 1;
+                while end < value.end as usize && (buf[end] == b' ' || buf[end] == b'\t') {
+                    end += 1;
+                }
+                rw.delete(elem.start as usize, end);
+            } else {
+                // Last element: remove the comma before it instead.
+                let mut start = elem.start as usize;
+                while start > value.start as usize && buf[start - 1] != b',' {
+                    start -= 1;
+                }
+                rw.delete(
+                    start.saturating_sub(1).max(value.start as usize),
+                    elem.end as usize,
+                );
+            }
+        }
+    }
+}
+
+/// The To tag of replies siplb generates for `msg`: stable across its retransmissions.
+fn local_tag(msg: &SipMsg<'_>) -> String {
+    let b = msg.branch().unwrap_or(msg.call_id());
+    format!("sl{:08x}", owner_hash(0x746167, b))
+}
+
+/// A request siplb sends hop by hop for an INVITE it forwarded (`fwd`): CANCEL (§9.1) or the
+/// ACK of a non-2xx final (§17.1.1.3, To from `response`).
+fn build_hop_request(
+    fwd: &SipMsg<'_>,
+    method: Method,
+    response: Option<&SipMsg<'_>>,
+    out: &mut Vec<u8>,
+) {
+    let buf = fwd.buf;
+    let uri = fwd.request_uri().map_or(&b""[..], |u| u.of(buf));
+    let m = method.as_str();
+    let _ = write!(out, "{m} ");
+    out.extend_from_slice(uri);
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    // Our Via is the first element of the first Via line of what we forwarded.
+    out.extend_from_slice(b"Via: ");
+    out.extend_from_slice(fwd.top_via.span.of(buf));
+    out.extend_from_slice(b"\r\n");
+    for h in fwd.headers() {
+        match h.name {
+            HeaderName::From | HeaderName::CallId | HeaderName::Route => {
+                out.extend_from_slice(h.line.of(buf))
+            }
+            HeaderName::To => match response {
+                Some(r) => {
+                    if let Some((_, rh)) = r.headers_named(HeaderName::To).next() {
+                        out.extend_from_slice(rh.line.of(r.buf));
+                    }
+                }
+                None => out.extend_from_slice(h.line.of(buf)),
+            },
+            _ => continue,
+        }
+        if !out.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    let _ = write!(
+        out,
+        "CSeq: {} {m}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        fwd.cseq
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! A proxy transaction: the server transaction facing the sender of a request joined to the
+//! client transaction facing where siplb forwarded it (RFC 3261 §17, §16; RFC 6026's
+//! Accepted state for 2xx to INVITE).
+
+use crate::sip::Method;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Invite,
+    NonInvite,
+}
+
+/// Server side (facing upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Non-INVITE received, nothing sent back yet.
+    Trying,
+    /// A provisional response was sent back.
+    Proceeding,
+    /// A final response was sent back (non-2xx for INVITE): retransmit it on request
+    /// retransmissions; for INVITE wait for the ACK.
+    Completed,
+    /// INVITE: the ACK for the non-2xx final arrived.
+    Confirmed,
+    /// INVITE: a 2xx was forwarded (RFC 6026).
+    Accepted,
+    Terminated,
+}
+
+/// Client side (facing downstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Request sent, no response yet (INVITE "Calling", non-INVITE "Trying").
+    Calling,
+    Proceeding,
+    Completed,
+    /// INVITE: a 2xx arrived (RFC 6026).
+    Accepted,
+    Terminated,
+}
+
+/// What happens with a CANCEL for this INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    None,
+    /// Cancelled before any provisional response: send CANCEL when one arrives (§9.1).
+    Pending,
+    /// CANCEL sent downstream.
+    Sent,
+}
+
+/// The timers of a transaction (RFC 3261 §17 names; L and M from RFC 6026; `CancelGuard` ends
+/// an INVITE whose CANCEL got no final response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Timer {
+    A = 0,
+    B,
+    C,
+    D,
+    E,
+    F,
+    G,
+    H,
+    I,
+    J,
+    K,
+    L,
+    M,
+    CancelGuard,
+}
+
+pub const N_TIMERS: usize = Timer::CancelGuard as usize + 1;
+
+impl Timer {
+    pub const ALL: [Timer; N_TIMERS] = [
+        Timer::A,
+        Timer::B,
+        Timer::C,
+        Timer::D,
+        Timer::E,
+        Timer::F,
+        Timer::G,
+        Timer::H,
+        Timer::I,
+        Timer::J,
+        Timer::K,
+        Timer::L,
+        Timer::M,
+        Timer::CancelGuard,
+    ];
+}
+
+#[derive(Debug)]
+pub struct Txn {
+    pub generation: u32,
+    pub kind: Kind,
+    pub method: Method,
+    /// Key in the server index (empty for a CANCEL siplb originated).
+    pub server_key: Box<[u8]>,
+    /// Key in the client index (empty when nothing was forwarded).
+    pub client_key: Box<[u8]>,
+    pub upstream: SocketAddr,
+    pub downstream: SocketAddr,
+    pub server: ServerState,
+    pub client: ClientState,
+    /// The request as received (for replies siplb generates: 408, 487).
+    pub received: Vec<u8>,
+    /// The request as forwarded (retransmissions; source of CANCEL and ACK).
+    pub forwarded: Vec<u8>,
+    /// The last response sent upstream, resent on request retransmissions.
+    pub last_response: Vec<u8>,
+    /// The ACK sent downstream for a non-2xx final, resent on its retransmissions.
+    pub ack: Vec<u8>,
+    /// Current retransmission interval of Timer A/E and of Timer G.
+    pub client_interval: Duration,
+    pub server_interval: Duration,
+    pub timers: [Option<Instant>; N_TIMERS],
+    pub cancel: Cancel,
+    /// This is a CANCEL siplb sends downstream: its responses are absorbed.
+    pub local_cancel: bool,
+    /// Slot of the INVITE a local CANCEL belongs to.
+    pub call: Option<u64>,
+}
+
+impl Txn {
+    pub fn set(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+
+    pub fn clear(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+
+    pub fn is_set(&self, t: Timer) -> bool {
+        self.timers[t as usize].is_some()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    pub fn done(&self) -> bool {
+        self.server == ServerState::Terminated && self.client == ClientState::Terminated
+    }
+}

@@ -1,0 +1,433 @@
+//! The data plane: one worker thread per core, each with its own `SO_REUSEPORT` UDP socket,
+//! its own io_uring (multishot `RecvMsg` into a provided-buffer ring, `SendMsg` in batches)
+//! and its own [`Shard`] of calls.
+//!
+//! A datagram belongs to the worker that owns its Call-ID (`siplb_common::owner_of`). When the
+//! kernel delivers it to another worker (no BPF steering), that worker hands it to the owner
+//! through the owner's bounded lock-free queue and wakes it with an eventfd. A full queue drops
+//! the datagram and counts it; a new INVITE then gets 503 + Retry-After from the worker that
+//! received it (a stateless reply needs no shard).
+
+mod bufring;
+mod socket;
+
+use crate::config::Config;
+use crate::metrics::ShardStats;
+use crate::proxy::reply::{self, Extra};
+use crate::proxy::{ProxyConfig, Shard, Transmit};
+use crate::sip::{Method, Rewrite, SipMsg};
+use bufring::BufRing;
+use crossbeam_queue::ArrayQueue;
+use io_uring::{IoUring, cqueue, opcode, types};
+use siplb_common::{call_id_hash, owner_of};
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A datagram on its way to its owner.
+pub struct HandOff {
+    pub src: SocketAddr,
+    pub data: Vec<u8>,
+    pub received_by: u32,
+}
+
+/// What other threads may touch of a worker.
+pub struct WorkerHandle {
+    pub queue: ArrayQueue<HandOff>,
+    pub eventfd: OwnedFd,
+    pub stats: Arc<ShardStats>,
+}
+
+impl WorkerHandle {
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
+        unsafe {
+            libc::write(
+                self.eventfd.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+}
+
+/// Everything the workers share.
+pub struct Plane {
+    pub workers: Vec<Arc<WorkerHandle>>,
+    pub hash_key: u32,
+    pub shutdown: AtomicBool,
+}
+
+const TOKEN_RECV: u64 = 1 << 62;
+const TOKEN_EVENTFD: u64 = 2 << 62;
+const TOKEN_SEND: u64 = 3 << 62;
+const TOKEN_MASK: u64 = 3 << 62;
+const RING_ENTRIES: u32 = 1024;
+
+/// One in-flight `SendMsg`: its header, iovec, address and bytes stay put until completion.
+struct SendSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+    data: Vec<u8>,
+}
+
+pub struct Worker {
+    id: u32,
+    // Field order matters: the ring is dropped (closed, buffer ring unregistered) before the
+    // buffer memory it pointed at.
+    uring: IoUring,
+    bufring: BufRing,
+    socket: OwnedFd,
+    plane: Arc<Plane>,
+    shard: Shard,
+    stats: Arc<ShardStats>,
+    recv_hdr: Box<libc::msghdr>,
+    event_buf: Box<u64>,
+    sends: Vec<Box<SendSlot>>,
+    free_sends: Vec<u32>,
+    /// Workers to wake at the end of this batch (hand-offs pushed to them).
+    wake: Vec<bool>,
+    trace: Option<BufWriter<std::fs::File>>,
+    rewrite: Rewrite,
+    workers: u32,
+}
+
+// SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
+// worker moves to its thread once, before any I/O, and is used only there.
+unsafe impl Send for Worker {}
+
+impl Worker {
+    pub fn new(
+        id: u32,
+        cfg: &Config,
+        proxy: Arc<ProxyConfig>,
+        plane: Arc<Plane>,
+    ) -> io::Result<Worker> {
+        let socket = socket::bind_reuseport(cfg.listen, cfg.socket_rcvbuf)?;
+        let uring = IoUring::builder().build(RING_ENTRIES)?;
+        let bufring = BufRing::new(&uring, cfg.recv_buffers, cfg.recv_buffer_size, 0)?;
+        let stats = plane.workers[id as usize].stats.clone();
+        let shard = Shard::new(proxy, id, stats.clone());
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
+        let trace = match &cfg.trace_ownership {
+            Some(p) => {
+                let path = format!("{}.{id}", p.display());
+                Some(BufWriter::new(std::fs::File::create(path)?))
+            }
+            None => None,
+        };
+        let workers = plane.workers.len() as u32;
+        Ok(Worker {
+            id,
+            uring,
+            bufring,
+            socket,
+            plane,
+            shard,
+            stats,
+            recv_hdr,
+            event_buf: Box::new(0),
+            sends: Vec::new(),
+            free_sends: Vec::new(),
+            wake: vec![false; workers as usize],
+            trace,
+            rewrite: Rewrite::new(),
+            workers,
+        })
+    }
+
+    fn arm_recv(&mut self) -> io::Result<()> {
+        let e = opcode::RecvMsgMulti::new(
+            types::Fd(self.socket.as_raw_fd()),
+            &*self.recv_hdr,
+            self.bufring.bgid(),
+        )
+        .build()
+        .user_data(TOKEN_RECV);
+        self.push_sqe(&e)
+    }
+
+    fn arm_eventfd(&mut self) -> io::Result<()> {
+        let fd = self.plane.workers[self.id as usize].eventfd.as_raw_fd();
+        let e = opcode::Read::new(
+            types::Fd(fd),
+            &mut *self.event_buf as *mut u64 as *mut u8,
+            8,
+        )
+        .build()
+        .user_data(TOKEN_EVENTFD);
+        self.push_sqe(&e)
+    }
+
+    fn push_sqe(&mut self, e: &io_uring::squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every pointer in the entries we build stays valid until completion
+            // (boxed msghdrs, send slots, the event buffer).
+            if unsafe { self.uring.submission().push(e) }.is_ok() {
+                return Ok(());
+            }
+            self.uring.submit()?;
+        }
+    }
+
+    /// Runs until shutdown.
+    pub fn run(mut self) -> io::Result<()> {
+        self.arm_recv()?;
+        self.arm_eventfd()?;
+        let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(RING_ENTRIES as usize);
+        loop {
+            if self.plane.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            let wait = self
+                .shard
+                .poll_timeout()
+                .map_or(Duration::from_millis(200), |t| {
+                    t.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(200));
+            let ts = types::Timespec::from(wait);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.uring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ETIME)
+                        || e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e),
+            }
+            completions.clear();
+            completions.extend(
+                self.uring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            let now = Instant::now();
+            let mut rearm_recv = false;
+            for &(ud, res, flags) in &completions {
+                match ud & TOKEN_MASK {
+                    TOKEN_RECV => {
+                        if res < 0 {
+                            if res != -libc::ENOBUFS {
+                                tracing::warn!(
+                                    worker = self.id,
+                                    "recvmsg failed: {}",
+                                    io::Error::from_raw_os_error(-res)
+                                );
+                            }
+                        } else if let Some(bid) = cqueue::buffer_select(flags) {
+                            self.on_datagram(now, bid, res as usize);
+                            self.bufring.recycle(bid);
+                        }
+                        if !cqueue::more(flags) {
+                            rearm_recv = true;
+                        }
+                    }
+                    TOKEN_EVENTFD => {
+                        self.drain_hand_offs(now);
+                        self.arm_eventfd()?;
+                    }
+                    TOKEN_SEND => {
+                        let slot = (ud & !TOKEN_MASK) as u32;
+                        if res < 0 {
+                            tracing::debug!(
+                                worker = self.id,
+                                "sendmsg failed: {}",
+                                io::Error::from_raw_os_error(-res)
+                            );
+                        }
+                        let data = std::mem::take(&mut self.sends[slot as usize].data);
+                        self.shard.recycle(data);
+                        self.free_sends.push(slot);
+                    }
+                    _ => {}
+                }
+            }
+            self.bufring.publish();
+            if rearm_recv {
+                self.arm_recv()?;
+            }
+            // Hand-offs can also arrive without a wake-up we have seen yet.
+            self.drain_hand_offs(now);
+            self.shard.handle_timeout(now);
+            self.flush_transmits()?;
+            self.stats
+                .active_transactions
+                .set(self.shard.transactions() as u64);
+            self.stats.active_calls.set(self.shard.calls() as u64);
+            for (w, flag) in self.wake.iter_mut().enumerate() {
+                if std::mem::take(flag) {
+                    self.plane.workers[w].wake();
+                }
+            }
+        }
+        if let Some(t) = self.trace.as_mut() {
+            t.flush()?;
+        }
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, now: Instant, bid: u16, len: usize) {
+        let buf = self.bufring.buffer(bid, len);
+        let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) else {
+            return;
+        };
+        if out.is_payload_truncated() {
+            self.stats.truncated.inc();
+            return;
+        }
+        let Some(src) = socket::sockaddr_from_bytes(out.name_data()) else {
+            return;
+        };
+        let payload: &[u8] = out.payload_data();
+        // SAFETY: the payload lives in buffer `bid` of the ring, which is handed back to the
+        // kernel only after this function returns (`recycle` in `run`); nothing below touches
+        // the buffer ring, so detaching the borrow from `self` is sound.
+        let payload: &[u8] = unsafe { std::slice::from_raw_parts(payload.as_ptr(), payload.len()) };
+        let owner = call_id_hash(self.plane.hash_key, payload)
+            .map_or(self.id, |h| owner_of(h, self.workers));
+        if owner == self.id {
+            self.process(now, src, payload, self.id);
+            return;
+        }
+        self.stats.hand_offs.inc();
+        let h = HandOff {
+            src,
+            data: payload.to_vec(),
+            received_by: self.id,
+        };
+        match self.plane.workers[owner as usize].queue.push(h) {
+            Ok(()) => self.wake[owner as usize] = true,
+            Err(h) => {
+                self.stats.hand_off_drops.inc();
+                self.overload_reply(&h);
+            }
+        }
+    }
+
+    /// The owner's queue is full: a new INVITE gets 503 + Retry-After from here.
+    fn overload_reply(&mut self, h: &HandOff) {
+        let Ok(msg) = SipMsg::parse(&h.data) else {
+            return;
+        };
+        if msg.method() != Some(Method::Invite) || msg.to_tag.is_some() {
+            return;
+        }
+        let mut out = Vec::with_capacity(512);
+        let retry = self.shard_retry_after();
+        reply::build(
+            &msg,
+            h.src,
+            503,
+            b"ovl",
+            Extra {
+                retry_after: Some(retry),
+                reason: Some("Service Unavailable - Overload"),
+                ..Extra::default()
+            },
+            &mut self.rewrite,
+            &mut out,
+        );
+        self.stats.overload_503.inc();
+        self.shard.transmits.push(Transmit {
+            dst: h.src,
+            data: out,
+        });
+    }
+
+    fn shard_retry_after(&self) -> u32 {
+        self.shard.retry_after()
+    }
+
+    fn drain_hand_offs(&mut self, now: Instant) {
+        let handle = self.plane.workers[self.id as usize].clone();
+        while let Some(h) = handle.queue.pop() {
+            self.process(now, h.src, &h.data, h.received_by);
+        }
+    }
+
+    fn process(&mut self, now: Instant, src: SocketAddr, data: &[u8], received_by: u32) {
+        if let Some(t) = self.trace.as_mut() {
+            let call_id = SipMsg::parse(data).map(|m| m.call_id()).unwrap_or(b"-");
+            let _ = write!(t, "{} {} ", self.id, received_by);
+            let _ = t.write_all(call_id);
+            let _ = t.write_all(b"\n");
+        }
+        self.shard.handle(now, src, data);
+    }
+
+    fn flush_transmits(&mut self) -> io::Result<()> {
+        let fd = self.socket.as_raw_fd();
+        let transmits = std::mem::take(&mut self.shard.transmits);
+        for t in transmits {
+            let slot = match self.free_sends.pop() {
+                Some(s) => s,
+                None => {
+                    self.sends.push(Box::new(SendSlot {
+                        // SAFETY: msghdr, iovec and sockaddr_storage are plain data; all
+                        // zeroes is a valid value of each, filled in below.
+                        hdr: unsafe { std::mem::zeroed() },
+                        iov: libc::iovec {
+                            iov_base: std::ptr::null_mut(),
+                            iov_len: 0,
+                        },
+                        // SAFETY: as above.
+                        addr: unsafe { std::mem::zeroed() },
+                        data: Vec::new(),
+                    }));
+                    (self.sends.len() - 1) as u32
+                }
+            };
+            let s = &mut *self.sends[slot as usize];
+            s.data = t.data;
+            let addr_len = socket::sockaddr_to_storage(t.dst, &mut s.addr);
+            s.iov = libc::iovec {
+                iov_base: s.data.as_mut_ptr() as *mut libc::c_void,
+                iov_len: s.data.len(),
+            };
+            // SAFETY: plain data.
+            s.hdr = unsafe { std::mem::zeroed() };
+            s.hdr.msg_name = &mut s.addr as *mut _ as *mut libc::c_void;
+            s.hdr.msg_namelen = addr_len;
+            s.hdr.msg_iov = &mut s.iov;
+            s.hdr.msg_iovlen = 1;
+            let e = opcode::SendMsg::new(types::Fd(fd), &s.hdr)
+                .build()
+                .user_data(TOKEN_SEND | slot as u64);
+            self.push_sqe(&e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes the eventfd of a worker.
+pub fn new_eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the fd is owned by the returned OwnedFd.
+    let fd: RawFd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Pins the calling thread to `core`.
+pub fn pin_to_core(core: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
