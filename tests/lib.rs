@@ -1,1 +1,559 @@
+//! Test kit for siplb's end-to-end tests: start the real binary on a config written for the
+//! test, drive it with sipp over real sockets on loopback, read its statistics with
+//! `siplb ctl`, and clean up (by PID) whatever the test started.
+//!
+//! Every test gets its own loopback address (`127.0.N.1`), so tests never collide with each
+//! other or with a siplb running on the shipped example config. Heavy tests take [`serial`]
+//! so that two sipp loads never share the machine's two cores.
+//!
+//! Tests panic instead of returning errors: a panic shows where and why.
 
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The repository's top folder.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .into()
+}
+
+/// A sipp scenario of the repository: `examples/sipp/<name>` or `tests/scenarios/<name>`.
+pub fn scenario(name: &str) -> PathBuf {
+    for dir in ["examples/sipp", "tests/scenarios"] {
+        let p = repo().join(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no scenario {name} in examples/sipp or tests/scenarios");
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the machine for one load test at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails the test with the install hint when sipp is missing.
+pub fn require_sipp() {
+    let ok = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "sipp is not installed: `apt-get install sip-tester` (`cargo xtask ci` installs it)"
+    );
+}
+
+/// A scratch folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("siplb-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SIPLB_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The addresses of one test: siplb, two gateways and the caller, on `127.0.<net>.1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Net {
+    pub ip: [u8; 4],
+}
+
+impl Net {
+    pub fn new(net: u8) -> Net {
+        Net {
+            ip: [127, 0, net, 1],
+        }
+    }
+
+    pub fn ip(&self) -> String {
+        let [a, b, c, d] = self.ip;
+        format!("{a}.{b}.{c}.{d}")
+    }
+
+    pub fn siplb(&self) -> String {
+        format!("{}:5060", self.ip())
+    }
+
+    pub fn gw(&self, n: u16) -> String {
+        format!("{}:{}", self.ip(), 5080 + n)
+    }
+
+    pub fn caller_port(&self) -> u16 {
+        5070
+    }
+}
+
+/// A running siplb, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Siplb {
+    pub child: Child,
+    pub config: PathBuf,
+    pub dir: PathBuf,
+    bin: PathBuf,
+}
+
+/// A config for `net` with the given extra TOML appended (sections not already present).
+pub fn config(net: Net, workers: usize, extra: &str) -> String {
+    format!(
+        r#"[listen]
+sip = ["{siplb}"]
+
+[workers]
+count = {workers}
+pin = false
+
+[steering]
+mode = "off"
+hash_key = 12345
+
+[control]
+socket = "siplb.ctl"
+
+{extra}
+
+[[customer]]
+name = "local"
+sources = ["{ip}/32"]
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["{gw1}", "{gw2}"]
+"#,
+        siplb = net.siplb(),
+        ip = net.ip(),
+        gw1 = net.gw(1),
+        gw2 = net.gw(2),
+    )
+}
+
+impl Siplb {
+    /// Starts `bin` with `config_text` written to `<dir>/siplb.toml`, and waits until its
+    /// control socket answers.
+    pub fn start(bin: &str, dir: &Path, config_text: &str) -> Siplb {
+        let config = dir.join("siplb.toml");
+        std::fs::write(&config, config_text).expect("write config");
+        let log = std::fs::File::create(dir.join("siplb.log")).expect("log file");
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .env("SIPLB_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start siplb");
+        let mut s = Siplb {
+            child,
+            config,
+            dir: dir.into(),
+            bin: bin.into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if s.ctl(&["core.version"]).is_ok() {
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("siplb exited at start ({status}): {}", s.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "siplb did not come up: {}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("siplb.log")).unwrap_or_default()
+    }
+
+    /// `siplb ctl --config <config> <args>`: stdout on success, stderr on failure.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(&self.bin)
+            .arg("ctl")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run siplb ctl");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into())
+        }
+    }
+
+    /// All statistics by `group:name`.
+    pub fn stats(&self) -> HashMap<String, u64> {
+        let text = self
+            .ctl(&["stats.get_statistics", "all"])
+            .expect("stats.get_statistics");
+        text.lines()
+            .filter_map(|l| l.split_once(" = "))
+            .map(|(k, v)| {
+                (
+                    k.trim().to_string(),
+                    v.trim().parse().expect("numeric statistic"),
+                )
+            })
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        *self
+            .stats()
+            .get(name)
+            .unwrap_or_else(|| panic!("no statistic {name}"))
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Asserts the process is still running.
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("siplb died ({status}): {}", self.log());
+        }
+    }
+
+    /// Stops it with SIGTERM and waits (at most 10 s).
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+impl Drop for Siplb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// SIGTERM, wait up to 10 s, then SIGKILL.
+pub fn stop_child(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    // SAFETY: signalling a child we started, by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A sipp process started by a test; killed on drop if still running.
+pub struct Sipp {
+    pub child: Child,
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The final counters of a sipp run (its `-trace_stat` CSV).
+#[derive(Debug, Default, Clone)]
+pub struct SippStats {
+    pub fields: HashMap<String, String>,
+}
+
+impl SippStats {
+    pub fn get(&self, name: &str) -> u64 {
+        self.fields
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.get("SuccessfulCall(C)")
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.get("FailedCall(C)")
+    }
+}
+
+impl Sipp {
+    /// Starts a sipp UAS (gateway) on `addr` with `scenario`; `extra` arguments appended.
+    pub fn uas(dir: &Path, name: &str, addr: &str, scenario_name: &str, extra: &[&str]) -> Sipp {
+        let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+        let child = Command::new("sipp")
+            .current_dir(dir)
+            .args(["-sf", scenario(scenario_name).to_str().expect("utf-8 path")])
+            .args([
+                "-i",
+                ip,
+                "-p",
+                port,
+                "-bind_local",
+                "-nostdin",
+                "-buff_size",
+                "1048576",
+            ])
+            .args([
+                "-trace_stat",
+                "-stf",
+                &format!("{name}.csv"),
+                "-fd",
+                "1",
+                "-trace_counts",
+            ])
+            .args(["-trace_err", "-error_file", &format!("{name}_errors.log")])
+            .args(["-timeout", "240s"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).expect("sipp out"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)");
+        let s = Sipp {
+            child,
+            name: name.into(),
+            dir: dir.into(),
+        };
+        wait_bound(addr);
+        s
+    }
+
+    /// Runs a sipp UAC to completion (bounded by `max_s` seconds) and returns its counters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn uac(
+        dir: &Path,
+        name: &str,
+        target: &str,
+        local_ip: &str,
+        scenario_name: &str,
+        calls: u32,
+        rate: u32,
+        extra: &[&str],
+        max_s: u64,
+    ) -> SippStats {
+        let mut cmd = Command::new("timeout");
+        cmd.current_dir(dir)
+            .args(["-k", "5", &format!("{}", max_s + 10), "sipp", target])
+            .args(["-sf", scenario(scenario_name).to_str().expect("utf-8 path")])
+            .args([
+                "-inf",
+                repo()
+                    .join("examples/sipp/accounts.csv")
+                    .to_str()
+                    .expect("utf-8"),
+            ])
+            .args([
+                "-i",
+                local_ip,
+                "-p",
+                "5070",
+                "-bind_local",
+                "-nostdin",
+                "-buff_size",
+                "1048576",
+            ])
+            .args([
+                "-m",
+                &calls.to_string(),
+                "-r",
+                &rate.to_string(),
+                "-l",
+                "100000",
+            ])
+            .args([
+                "-trace_stat",
+                "-stf",
+                &format!("{name}.csv"),
+                "-fd",
+                "1",
+                "-trace_error_codes",
+            ])
+            .args(["-trace_err", "-error_file", &format!("{name}_errors.log")])
+            .args(["-recv_timeout", "20000", "-timeout", &format!("{max_s}s")])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).expect("sipp out"))
+            .stderr(Stdio::null());
+        let status = cmd.status().expect("run sipp");
+        let stats = read_sipp_csv(&dir.join(format!("{name}.csv")));
+        if stats.fields.is_empty() {
+            let out = std::fs::read_to_string(dir.join(format!("{name}.out"))).unwrap_or_default();
+            panic!("sipp {name} produced no statistics ({status}): {out}");
+        }
+        stats
+    }
+
+    /// Stops a UAS (SIGUSR1 = soft exit, then kill) and returns its counters and per-message
+    /// counts (`-trace_counts`).
+    pub fn finish(mut self) -> (SippStats, SippStats) {
+        // SAFETY: signalling a child we started, by its PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGUSR1) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let stats = read_sipp_csv(&self.dir.join(format!("{}.csv", self.name)));
+        // -trace_counts writes <scenario>_<pid>_counts.csv
+        let suffix = format!("_{}_counts.csv", self.child.id());
+        let counts = std::fs::read_dir(&self.dir)
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(&suffix))
+            })
+            .map(|p| read_sipp_csv(&p))
+            .unwrap_or_default();
+        (stats, counts)
+    }
+}
+
+/// Waits until something listens on UDP `addr` (at most 5 s).
+pub fn wait_bound(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if UdpSocket::bind(addr).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing bound {addr}");
+}
+
+/// The last line of a sipp `;`-separated CSV as a map by column name.
+pub fn read_sipp_csv(path: &Path) -> SippStats {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(head) = lines.next() else {
+        return SippStats::default();
+    };
+    let Some(last) = lines.last() else {
+        return SippStats::default();
+    };
+    let fields = head
+        .split(';')
+        .zip(last.split(';'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    SippStats { fields }
+}
+
+/// The owner hash of a Call-ID, as siplb computes it.
+pub fn owner(hash_key: u32, call_id: &[u8], workers: u32) -> u32 {
+    siplb_common::owner_of(siplb_common::owner_hash(hash_key, call_id), workers)
+}
+
+/// A UDP socket for hand-made traffic, with a receive timeout.
+pub fn udp(addr: &str) -> UdpSocket {
+    let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    // Room for bursts of replies (SO_RCVBUFFORCE: the tests run as root).
+    let size: libc::c_int = 16 << 20;
+    // SAFETY: setsockopt reads an int from a valid pointer.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as u32,
+        );
+    }
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    s
+}
+
+/// Receives everything that arrives within `quiet` of silence.
+pub fn drain(s: &UdpSocket, quiet: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    s.set_read_timeout(Some(quiet)).expect("timeout");
+    while let Ok((n, from)) = s.recv_from(&mut buf) {
+        out.push((from, buf[..n].to_vec()));
+    }
+    out
+}
+
+/// The status code of a response, if it is one.
+pub fn status_of(msg: &[u8]) -> Option<u16> {
+    let rest = msg.strip_prefix(b"SIP/2.0 ")?;
+    std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
+}
+
+/// The reason phrase of a response.
+pub fn reason_of(msg: &[u8]) -> String {
+    let line = msg.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = String::from_utf8_lossy(line);
+    line.trim_end()
+        .splitn(3, ' ')
+        .nth(2)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A minimal INVITE from `from` (ip:port) to siplb at `to`.
+pub fn invite(from: &str, to: &str, call_id: &str, branch: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:15550001@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{branch}\r\n\
+         From: <sip:acct1@{from}>;tag=t{branch}\r\nTo: <sip:15550001@{to}>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:acct1@{from}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}

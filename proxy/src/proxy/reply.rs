@@ -70,6 +70,8 @@ pub fn build(
 /// Returns whether a reply was written.
 pub fn build_unparsable(data: &[u8], src: SocketAddr, e: ParseError, out: &mut Vec<u8>) -> bool {
     let _ = src;
+    // Empty lines before the start line are skipped, as the parser does (RFC 3261 §7.5).
+    let data = skip_empty_lines(data);
     let first_end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let first = &data[..first_end];
     let is_request = first.iter().position(|&b| b == b' ').is_some_and(|sp| {
@@ -118,4 +120,20 @@ pub fn build_unparsable(data: &[u8], src: SocketAddr, e: ParseError, out: &mut V
     }
     out.extend_from_slice(b"Server: siplb\r\nContent-Length: 0\r\n\r\n");
     true
+}
+
+fn skip_empty_lines(data: &[u8]) -> &[u8] {
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
+    &data[start..]
+}
+
+/// Whether a datagram that failed to parse starts like a response (a status line), so that
+/// dropping it is counted as a dropped reply.
+pub fn looks_like_response(data: &[u8]) -> bool {
+    skip_empty_lines(data)
+        .get(..4)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"SIP/"))
 }

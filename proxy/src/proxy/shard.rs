@@ -145,12 +145,6 @@ impl Shard {
         self.pool.pop().unwrap_or_else(|| Vec::with_capacity(2048))
     }
 
-    fn send(&mut self, dst: SocketAddr, data: &[u8]) {
-        let mut buf = self.buffer();
-        buf.extend_from_slice(data);
-        self.transmits.push(Transmit { dst, data: buf });
-    }
-
     /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((t, _))| *t)
@@ -198,7 +192,11 @@ impl Shard {
                 data: out,
             });
         } else {
-            self.stats.drop_requests.inc();
+            if reply::looks_like_response(data) {
+                self.stats.drop_replies.inc();
+            } else {
+                self.stats.drop_requests.inc();
+            }
             self.recycle(out);
         }
     }
@@ -325,7 +323,12 @@ impl Shard {
     }
 
     /// A local reply to `msg`, no transaction kept.
+    /// An ACK is never answered (RFC 3261 §17): whatever is wrong with it, it is dropped.
     fn reply_stateless(&mut self, msg: &SipMsg<'_>, src: SocketAddr, code: u16, extra: Extra<'_>) {
+        if msg.method() == Some(Method::Ack) {
+            self.stats.drop_requests.inc();
+            return;
+        }
         let mut out = self.buffer();
         let tag = local_tag(msg);
         reply::build(
@@ -379,12 +382,13 @@ impl Shard {
             (_, ServerState::Proceeding | ServerState::Completed, _)
                 if !t.last_response.is_empty() =>
             {
-                let (dst, resp) = (t.upstream, std::mem::take(&mut t.last_response));
                 self.stats.retrans_absorbed.inc();
-                self.send(dst, &resp);
-                if let Some(t) = self.txns[slot as usize].as_mut() {
-                    t.last_response = resp;
-                }
+                push_copy(
+                    &mut self.pool,
+                    &mut self.transmits,
+                    t.upstream,
+                    &t.last_response,
+                );
             }
             _ => self.stats.retrans_absorbed.inc(),
         }
@@ -431,6 +435,7 @@ impl Shard {
             client_interval: self.cfg.timers.t1,
             server_interval: self.cfg.timers.t1,
             timers: [None; super::txn::N_TIMERS],
+            queued: None,
             cancel: Cancel::None,
             local_cancel: false,
             call: None,
@@ -445,10 +450,18 @@ impl Shard {
         let _ = write!(out, "-{:x}.{:x}.{:x}", self.cfg.instance, self.id, n);
     }
 
+    /// Makes sure the transaction in `slot` is run at `at` or earlier. One queue entry per
+    /// transaction is live (`Txn::queued`); a later one is not pushed, so the queue does not
+    /// grow with every response and stale entries do not each run the transaction again.
     fn schedule(&mut self, slot: u32, at: Instant) {
-        let generation = self.txns[slot as usize]
-            .as_ref()
-            .map_or(0, |t| t.generation);
+        let Some(t) = self.txns[slot as usize].as_mut() else {
+            return;
+        };
+        if t.queued.is_some_and(|q| q <= at) {
+            return;
+        }
+        t.queued = Some(at);
+        let generation = t.generation;
         self.timers
             .push(Reverse((at, TimerRef::Txn { slot, generation })));
     }
@@ -485,6 +498,12 @@ impl Shard {
                     .expect("did from call_ids is in calls");
                 c.state = CallState::Early;
                 c.caller = src;
+                // An ended record was set to expire after `call_linger`: the call lives again.
+                let expires = now + self.cfg.call_max_age;
+                if c.expires < expires {
+                    c.expires = expires;
+                    self.timers.push(Reverse((expires, TimerRef::Call { did })));
+                }
                 (did, c.gateway)
             }
             None => {
@@ -592,14 +611,13 @@ impl Shard {
                 t.set(Timer::F, now + self.cfg.timers.timer_b);
             }
         }
-        let trying = (kind == Kind::Invite).then(|| t.last_response.clone());
+        if kind == Kind::Invite {
+            push_copy(&mut self.pool, &mut self.transmits, src, &t.last_response);
+        }
         let (sk, ckey) = (t.server_key.clone(), t.client_key.clone());
         let slot = self.alloc_txn(t);
         self.server_index.insert(sk, slot);
         self.client_index.insert(ckey, slot);
-        if let Some(trying) = trying {
-            self.send(src, &trying);
-        }
         self.stats.fwd_requests.inc();
         self.transmits.push(Transmit { dst, data: out });
         self.schedule(slot, now + t1);
@@ -621,8 +639,6 @@ impl Shard {
         rw.clear();
         let headers = msg.headers();
         let top = headers[msg.top_via_header];
-        rw.insert(top.line.start as usize, |o| write_via(o, local, branch));
-        add_received(msg, src, Received::Always, rw);
         let headers_start = msg.start_line.end as usize;
         match msg.max_forwards {
             Some((mf, idx)) => {
@@ -631,8 +647,9 @@ impl Shard {
                     let _ = write!(o, "{}", mf.saturating_sub(1));
                 });
             }
+            // RFC 3261 §16.6 step 3: added with the value 70.
             None => rw.insert(headers_start, |o| {
-                o.extend_from_slice(b"Max-Forwards: 69\r\n")
+                o.extend_from_slice(b"Max-Forwards: 70\r\n")
             }),
         }
         if let Some(did) = fwd.record_route {
@@ -641,6 +658,10 @@ impl Shard {
                 format_args!("Record-Route: <sip:{local};lr;did={did:x}>\r\n"),
             );
         }
+        // After the insertions above: when the Via is the first header they share its position,
+        // and edits at one position keep their order, so our Via stays next to the sender's.
+        rw.insert(top.line.start as usize, |o| write_via(o, local, branch));
+        add_received(msg, src, Received::Always, rw);
         if let Some((idx, elem)) = fwd.strip_route {
             remove_list_element(buf, headers[idx].line, headers[idx].value, elem, rw);
         }
@@ -742,12 +763,11 @@ impl Shard {
         t.server = ServerState::Completed;
         t.server_key = cancel_key.clone();
         t.set(Timer::J, now + self.cfg.timers.timer_b);
-        let ok = t.last_response.clone();
+        push_copy(&mut self.pool, &mut self.transmits, src, &t.last_response);
         let cslot = self.alloc_txn(t);
         self.server_index.insert(cancel_key, cslot);
         self.schedule(cslot, now + self.cfg.timers.timer_b);
         self.stats.local_replies.inc();
-        self.send(src, &ok);
 
         let Some(inv) = self.txns[slot as usize].as_mut() else {
             return;
@@ -839,7 +859,9 @@ impl Shard {
                 t.client = ClientState::Proceeding;
                 t.clear(Timer::A);
                 t.clear(Timer::B);
-                if !t.is_set(Timer::C) {
+                // Timer C runs from the first provisional (Timer B covers the time before)
+                // and is reset by each one from 101 to 199 (RFC 3261 §16.7 step 2).
+                if code > 100 || !t.is_set(Timer::C) {
                     t.set(Timer::C, now + timers.timer_c);
                 }
                 let pending = t.cancel == Cancel::Pending;
@@ -862,7 +884,11 @@ impl Shard {
                 let call = t.call;
                 self.forward_response(slot, msg, true);
                 self.schedule(slot, now + timers.timer_b);
-                if let Some(c) = call.and_then(|d| self.calls.get_mut(&d)) {
+                // The 2xx of the initial INVITE confirms the call and names the callee; that of
+                // a re-INVITE (either way) changes neither.
+                if let Some(c) = call.and_then(|d| self.calls.get_mut(&d))
+                    && c.state == CallState::Early
+                {
                     c.state = CallState::Confirmed;
                     c.callee_tag = msg.to_tag().map(Into::into);
                 }
@@ -878,10 +904,8 @@ impl Shard {
                     t.clear(x);
                 }
                 t.set(Timer::D, now + timers.timer_d);
-                let dst = t.downstream;
+                push_copy(&mut self.pool, &mut self.transmits, t.downstream, &ack);
                 t.ack = ack;
-                let ack = t.ack.clone();
-                self.send(dst, &ack);
                 self.complete_server_invite(now, slot);
                 self.forward_response(slot, msg, true);
                 self.schedule(slot, now + timers.t1);
@@ -891,13 +915,14 @@ impl Shard {
                 self.forward_response(slot, msg, false);
             }
             (Kind::Invite, ClientState::Completed) if code >= 300 => {
-                let (dst, ack) = (t.downstream, t.ack.clone());
                 self.stats.retrans_absorbed.inc();
-                self.send(dst, &ack);
+                push_copy(&mut self.pool, &mut self.transmits, t.downstream, &t.ack);
             }
             (Kind::NonInvite, ClientState::Calling | ClientState::Proceeding) if code < 200 => {
                 t.client = ClientState::Proceeding;
                 if code > 100 {
+                    // Sent upstream: request retransmissions now get it again (§17.2.2).
+                    t.server = ServerState::Proceeding;
                     self.forward_response(slot, msg, false);
                 }
             }
@@ -1037,12 +1062,13 @@ impl Shard {
             self.timers.pop();
             match r {
                 TimerRef::Txn { slot, generation } => {
-                    if self
-                        .txns
-                        .get(slot as usize)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|t| t.generation == generation)
+                    // Entries of removed transactions, and entries superseded by an earlier
+                    // wake-up, are stale.
+                    if let Some(t) = self.txns.get_mut(slot as usize).and_then(Option::as_mut)
+                        && t.generation == generation
+                        && t.queued == Some(at)
                     {
+                        t.queued = None;
                         self.run_txn_timers(now, slot);
                     }
                 }
@@ -1071,9 +1097,13 @@ impl Shard {
                     t.client_interval *= 2;
                     let next = now + t.client_interval;
                     t.set(Timer::A, next);
-                    let (dst, data) = (t.downstream, t.forwarded.clone());
                     self.stats.retransmissions.inc();
-                    self.send(dst, &data);
+                    push_copy(
+                        &mut self.pool,
+                        &mut self.transmits,
+                        t.downstream,
+                        &t.forwarded,
+                    );
                 }
                 Timer::E if matches!(t.client, ClientState::Calling | ClientState::Proceeding) => {
                     t.client_interval = if t.client == ClientState::Calling {
@@ -1083,9 +1113,13 @@ impl Shard {
                     };
                     let next = now + t.client_interval;
                     t.set(Timer::E, next);
-                    let (dst, data) = (t.downstream, t.forwarded.clone());
                     self.stats.retransmissions.inc();
-                    self.send(dst, &data);
+                    push_copy(
+                        &mut self.pool,
+                        &mut self.transmits,
+                        t.downstream,
+                        &t.forwarded,
+                    );
                 }
                 Timer::B if t.client == ClientState::Calling => {
                     t.client = ClientState::Terminated;
@@ -1121,9 +1155,13 @@ impl Shard {
                     t.server_interval = (t.server_interval * 2).min(timers.t2);
                     let next = now + t.server_interval;
                     t.set(Timer::G, next);
-                    let (dst, data) = (t.upstream, t.last_response.clone());
                     self.stats.retransmissions.inc();
-                    self.send(dst, &data);
+                    push_copy(
+                        &mut self.pool,
+                        &mut self.transmits,
+                        t.upstream,
+                        &t.last_response,
+                    );
                 }
                 Timer::H => {
                     t.server = ServerState::Terminated;
@@ -1156,6 +1194,14 @@ impl Shard {
         self.free.push(slot);
         self.live_txns -= 1;
     }
+}
+
+/// Queues a copy of `data` for `dst` in a pooled buffer. Takes the two fields rather than the
+/// shard so that it can send what a transaction borrowed from the shard holds, without a copy.
+fn push_copy(pool: &mut Vec<Vec<u8>>, transmits: &mut Vec<Transmit>, dst: SocketAddr, data: &[u8]) {
+    let mut buf = pool.pop().unwrap_or_else(|| Vec::with_capacity(2048));
+    buf.extend_from_slice(data);
+    transmits.push(Transmit { dst, data: buf });
 }
 
 /// How to forward a request.

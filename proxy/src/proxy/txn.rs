@@ -118,6 +118,9 @@ pub struct Txn {
     pub client_interval: Duration,
     pub server_interval: Duration,
     pub timers: [Option<Instant>; N_TIMERS],
+    /// The wake-up in the shard's timer queue that will run this transaction's timers (the
+    /// earliest; later entries for it are stale and skipped).
+    pub queued: Option<Instant>,
     pub cancel: Cancel,
     /// This is a CANCEL siplb sends downstream: its responses are absorbed.
     pub local_cancel: bool,

@@ -72,6 +72,7 @@ impl ParseError {
             ParseError::BadHeader("CSeq") => "Bad Request - Bad CSeq",
             ParseError::BadHeader("Max-Forwards") => "Bad Request - Bad Max-Forwards",
             ParseError::BadHeader("Content-Length") => "Bad Request - Bad Content-Length",
+            ParseError::BadHeader("Contact") => "Bad Request - Bad Contact",
             ParseError::BadHeader(_) => "Bad Request - Bad Header",
             ParseError::ContentLength => "Bad Request - Content-Length Mismatch",
             ParseError::CSeqMethod => "Bad Request - CSeq Method Mismatch",

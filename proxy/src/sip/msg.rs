@@ -2,9 +2,9 @@
 //!
 //! Once [`SipMsg::parse`] has returned `Ok`, the headers a proxy relies on (Via, Call-ID, From,
 //! To, CSeq, Max-Forwards, Content-Length) are present, single where they must be, and well
-//! formed; the accessors cannot fail or panic.
+//! formed; every Via and Contact element parses; the accessors cannot fail or panic.
 
-use super::value::{self, CommaList, NameAddr, SipUri, Via, trim};
+use super::value::{self, CommaList, NameAddr, SipUri, Via, is_token, trim};
 use super::{HeaderName, Method, ParseError, Span};
 
 /// At most this many header lines; more is a 400.
@@ -72,10 +72,6 @@ pub struct SipMsg<'a> {
     pub top_via_header: usize,
     /// Index of the first Proxy-Require header, if any.
     pub proxy_require: Option<usize>,
-}
-
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
 /// Position of the next line feed at or after `from`.
@@ -159,6 +155,8 @@ fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseEr
     }
     let uri_span = Span::new(s + sp1 + 1, s + sp2);
     match SipUri::parse(buf, uri_span) {
+        // `?headers` are not allowed in a Request-URI (RFC 3261 §19.1.5; RFC 4475 escruri).
+        Ok(u) if u.params.end != uri_span.end => return Err(ParseError::RequestUri),
         Ok(_) => {}
         Err(true) => {
             // Another scheme: tel: is fine for a trunk proxy, the rest is 416.
@@ -259,13 +257,26 @@ impl<'a> SipMsg<'a> {
         for (idx, h) in headers[..n].iter_mut().enumerate() {
             h.value = trim(buf, h.value);
             match h.name {
-                HeaderName::Via if via.is_none() => {
-                    let first = CommaList::new(buf, h.value)
-                        .next()
-                        .and_then(Result::ok)
-                        .ok_or(ParseError::BadHeader("Via"))?;
-                    let v = Via::parse(buf, first).map_err(|_| ParseError::BadHeader("Via"))?;
-                    via = Some((v, idx));
+                HeaderName::Via => {
+                    // Every element must parse: responses travel back along them, and an
+                    // empty one (`;,,` in RFC 4475 badinv01) makes the message invalid.
+                    for el in CommaList::new(buf, h.value) {
+                        let bad = ParseError::BadHeader("Via");
+                        let v = Via::parse(buf, el.map_err(|_| bad)?).map_err(|_| bad)?;
+                        if via.is_none() {
+                            via = Some((v, idx));
+                        }
+                    }
+                }
+                HeaderName::Contact => {
+                    // `*` or name-addr / addr-spec elements (RFC 4475 regbadct is a 400).
+                    for el in CommaList::new(buf, h.value) {
+                        let bad = ParseError::BadHeader("Contact");
+                        let el = el.map_err(|_| bad)?;
+                        if el.of(buf) != b"*" {
+                            NameAddr::parse(buf, el).map_err(|_| bad)?;
+                        }
+                    }
                 }
                 HeaderName::CallId => {
                     let v = h.value.of(buf);

@@ -10,6 +10,12 @@ pub fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t' || b == b'\r' || b == b'\n'
 }
 
+/// A `token` character (RFC 3261 §25.1).
+#[inline]
+pub fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
 /// `span` without surrounding white space (folding included).
 pub fn trim(buf: &[u8], mut span: Span) -> Span {
     while span.start < span.end && is_ws(buf[span.start as usize]) {
@@ -180,6 +186,10 @@ pub struct NameAddr {
 }
 
 impl NameAddr {
+    /// Parses `[display-name] <URI> *(;param)` or `URI *(;param)`. Rejects what RFC 4475 calls
+    /// invalid in these forms: an unbalanced quote, an unquoted display name with non-token
+    /// characters (`baddn`), white space inside the angle brackets (`badaspec`), and a bare
+    /// URI with `?headers` that must have been in angle brackets (`regbadct`, RFC 3261 §20).
     pub fn parse(buf: &[u8], span: Span) -> Result<NameAddr, ()> {
         let span = trim(buf, span);
         let (s, e) = (span.start as usize, span.end as usize);
@@ -201,9 +211,22 @@ impl NameAddr {
             }
         }
         if let Some(lt) = lt {
+            // display-name = *(token LWS) / quoted-string; UTF-8 outside quotes is tolerated.
+            let mut i = s;
+            while i < lt {
+                match buf[i] {
+                    b'"' => i = skip_quoted(buf, i, lt).ok_or(())?,
+                    b if is_token(b) || is_ws(b) || b >= 0x80 => i += 1,
+                    _ => return Err(()),
+                }
+            }
             let gt = lt + buf[lt..e].iter().position(|&b| b == b'>').ok_or(())?;
-            let uri = trim(buf, Span::new(lt + 1, gt));
-            if uri.is_empty() {
+            let uri = Span::new(lt + 1, gt);
+            if !is_uri(uri.of(buf)) {
+                return Err(());
+            }
+            let params = trim(buf, Span::new(gt + 1, e));
+            if !params.is_empty() && buf[params.start as usize] != b';' {
                 return Err(());
             }
             return Ok(NameAddr {
@@ -217,7 +240,7 @@ impl NameAddr {
             .position(|&b| b == b';')
             .map_or(e, |p| s + p);
         let uri = trim(buf, Span::new(s, semi));
-        if uri.is_empty() || buf[uri.start as usize..uri.end as usize].contains(&b' ') {
+        if !is_uri(uri.of(buf)) || uri.of(buf).contains(&b'?') {
             return Err(());
         }
         Ok(NameAddr {
@@ -229,6 +252,19 @@ impl NameAddr {
     pub fn tag(&self, buf: &[u8]) -> Option<Span> {
         param(buf, self.params, b"tag").filter(|t| !t.is_empty())
     }
+}
+
+/// `scheme ":" rest` without white space: the shape of any URI a name-addr may hold.
+fn is_uri(u: &[u8]) -> bool {
+    let Some(colon) = u.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    colon > 0
+        && u[0].is_ascii_alphabetic()
+        && u[..colon]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        && !u.iter().any(|&b| is_ws(b))
 }
 
 /// The parts of a SIP URI the proxy needs: scheme, host and port, and the URI parameters.
@@ -453,6 +489,37 @@ mod tests {
         assert_eq!(na.uri.of(b), b"sip:j@example.com");
         assert_eq!(na.tag(b).unwrap().of(b), b"abc");
         assert!(NameAddr::parse(b"<sip:unclosed", sp(b"<sip:unclosed")).is_err());
+        let b = b"caller<sip:caller@example.com>;tag=323";
+        assert_eq!(
+            NameAddr::parse(b, sp(b)).unwrap().uri.of(b),
+            b"sip:caller@example.com"
+        );
+        let b = b"<name:John_Smith>";
+        assert_eq!(
+            NameAddr::parse(b, sp(b)).unwrap().uri.of(b),
+            b"name:John_Smith"
+        );
+    }
+
+    #[test]
+    fn name_addr_rejects_malformed_forms() {
+        for bad in [
+            &b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43"[..],
+            b"\"Watson, Thomas\" < sip:t.watson@example.org >",
+            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            b"<sip:a@h> junk",
+            b"<>",
+            b"no-scheme",
+            b":no-scheme",
+            b"\"Name\" sip:a@h",
+            b"\"unbalanced <sip:a@h>",
+        ] {
+            assert!(
+                NameAddr::parse(bad, sp(bad)).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -356,10 +356,26 @@ impl Worker {
 
     fn process(&mut self, now: Instant, src: SocketAddr, data: &[u8], received_by: u32) {
         if let Some(t) = self.trace.as_mut() {
-            let call_id = SipMsg::parse(data).map(|m| m.call_id()).unwrap_or(b"-");
-            let _ = write!(t, "{} {} ", self.id, received_by);
-            let _ = t.write_all(call_id);
-            let _ = t.write_all(b"\n");
+            // `<processed_by> <received_by> <method or status> <cseq method> <call-id>`
+            if let Ok(m) = SipMsg::parse(data) {
+                let _ = write!(t, "{} {} ", self.id, received_by);
+                match m.method() {
+                    Some(_) => t.write_all(
+                        m.start_line
+                            .of(data)
+                            .split(|&b| b == b' ')
+                            .next()
+                            .unwrap_or(b"-"),
+                    ),
+                    None => write!(t, "{}", m.status().unwrap_or(0)),
+                }
+                .and_then(|_| t.write_all(b" "))
+                .and_then(|_| t.write_all(m.cseq_method_span.of(data)))
+                .and_then(|_| t.write_all(b" "))
+                .and_then(|_| t.write_all(m.call_id()))
+                .and_then(|_| t.write_all(b"\n"))
+                .ok();
+            }
         }
         self.shard.handle(now, src, data);
     }

@@ -717,7 +717,7 @@ fn leading_crlfs_skipped() {
     let mut b = b"\r\n\r\n\n\r\n".to_vec();
     b.extend_from_slice(INVITE);
     let m = parse_ok(&b);
-    assert_eq!(m.start_line.start, 6);
+    assert_eq!(m.start_line.start, 7);
     assert_eq!(
         m.span(m.start_line),
         b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
@@ -1201,10 +1201,10 @@ fn rewrite_without_edits_reproduces_framed_bytes() {
 enum Outcome {
     /// Parses: the proxy goes on with it (it may still answer it itself, e.g. 420 or 483).
     Parse,
-    /// A request rejected with this status.
-    Reject(u16),
-    /// A malformed response: dropped, whatever the error.
-    DropResponse,
+    /// A request answered with this status, failing this way.
+    Reject(u16, ParseError),
+    /// A malformed response, failing this way: dropped (no answer to a response).
+    DropResponse(ParseError),
 }
 
 struct Fixture {
@@ -1224,6 +1224,7 @@ macro_rules! fixtures {
 }
 
 use Outcome::{DropResponse, Parse, Reject};
+use ParseError as E;
 
 const TORTURE: &[Fixture] = fixtures! {
     // RFC 4475 §3.1.1: valid messages.
@@ -1241,38 +1242,38 @@ const TORTURE: &[Fixture] = fixtures! {
     "unreason" => Parse,
     "noreason" => Parse,
     // §3.1.2: invalid messages.
-    "badinv01" => Reject(400),
-    "clerr" => Reject(400),
-    "ncl" => Reject(400),
-    "scalar02" => Reject(400),
-    "scalarlg" => DropResponse,
-    "quotbal" => Reject(400),
-    "ltgtruri" => Reject(400),
-    "lwsruri" => Reject(400),
-    "lwsstart" => Reject(400),
-    "trws" => Reject(400),
-    "escruri" => Reject(400),
+    "badinv01" => Reject(400, E::BadHeader("Via")),
+    "clerr" => Reject(400, E::ContentLength),
+    "ncl" => Reject(400, E::BadHeader("Content-Length")),
+    "scalar02" => Reject(400, E::BadHeader("CSeq")),
+    "scalarlg" => DropResponse(E::BadHeader("CSeq")),
+    "quotbal" => Reject(400, E::BadHeader("To")),
+    "ltgtruri" => Reject(400, E::RequestUri),
+    "lwsruri" => Reject(400, E::RequestUri),
+    "lwsstart" => Reject(400, E::RequestUri),
+    "trws" => Reject(400, E::StartLine),
+    "escruri" => Reject(400, E::RequestUri),
     // A non-GMT Date: a proxy does not look at Date, so it forwards it (the RFC allows both).
     "baddate" => Parse,
-    "regbadct" => Reject(400),
-    "badaspec" => Reject(400),
-    "baddn" => Reject(400),
-    "badvers" => Reject(505),
-    "mismatch01" => Reject(400),
-    "mismatch02" => Reject(400),
-    "bigcode" => DropResponse,
+    "regbadct" => Reject(400, E::BadHeader("Contact")),
+    "badaspec" => Reject(400, E::BadHeader("To")),
+    "baddn" => Reject(400, E::BadHeader("From")),
+    "badvers" => Reject(505, E::Version),
+    "mismatch01" => Reject(400, E::CSeqMethod),
+    "mismatch02" => Reject(400, E::CSeqMethod),
+    "bigcode" => DropResponse(E::StartLine),
     // §3.2: transaction layer.
     "badbranch" => Parse,
     // §3.3: application layer.
-    "insuf" => Reject(400),
-    "unkscm" => Reject(416),
-    "novelsc" => Reject(416),
+    "insuf" => Reject(400, E::Missing("Call-ID")),
+    "unkscm" => Reject(416, E::UriScheme),
+    "novelsc" => Reject(416, E::UriScheme),
     "unksm2" => Parse,
     "bext01" => Parse, // the proxy answers 420 for Proxy-Require
     "invut" => Parse,
     "regaut01" => Parse,
-    "multi01" => Reject(400),
-    "mcl01" => Reject(400),
+    "multi01" => Reject(400, E::Repeated("CSeq")),
+    "mcl01" => Reject(400, E::Repeated("Content-Length")),
     "bcast" => Parse,
     "zeromf" => Parse, // the proxy answers 483
     "cparam01" => Parse,
@@ -1283,12 +1284,12 @@ const TORTURE: &[Fixture] = fixtures! {
     "inv2543" => Parse,
     // RFC 5118: IPv6.
     "ipv6-good" => Parse,
-    "ipv6-bad" => Reject(400),
+    "ipv6-bad" => Reject(400, E::RequestUri),
     "port-ambiguous" => Parse,
     "port-unambiguous" => Parse,
     "via-received-param-with-delim" => Parse,
     "via-received-param-no-delim" => Parse,
-    "ipv6-bug-abnf-3-colons" => Reject(400),
+    "ipv6-bug-abnf-3-colons" => Reject(400, E::RequestUri),
     "ipv6-correct-abnf-2-colons" => Parse,
     "mult-ip-in-header" => Parse,
     "ipv4-mapped-ipv6" => Parse,
@@ -1309,8 +1310,8 @@ fn torture_fixtures_match_expected_outcomes() {
         let got = SipMsg::parse(f.bytes);
         let ok = match (f.expect, &got) {
             (Parse, Ok(_)) => true,
-            (Reject(code), Err(e)) => e.status() == code,
-            (DropResponse, Err(_)) => f.bytes.starts_with(b"SIP/"),
+            (Reject(code, want), Err(e)) => *e == want && e.status() == code,
+            (DropResponse(want), Err(e)) => *e == want && f.bytes.starts_with(b"SIP/"),
             _ => false,
         };
         if !ok {
@@ -1318,7 +1319,7 @@ fn torture_fixtures_match_expected_outcomes() {
                 "{}: expected {:?}, got {:?}",
                 f.name,
                 f.expect,
-                got.map(|_| ())
+                got.map(|_| ()).map_err(|e| (e.status(), e))
             ));
         }
     }
