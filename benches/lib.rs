@@ -1,1 +1,87 @@
+//! Shared inputs of siplb's micro benchmarks, and the rsip oracle tests: rsip (the chosen
+//! crate for messages siplb builds) must read the same headers out of the benchmark messages
+//! as siplb's own parser does, so the speed comparison is between parsers that agree.
 
+/// A typical carrier INVITE with SDP, as a customer's SBC sends it.
+pub const INVITE: &[u8] = b"INVITE sip:15550001234@198.18.0.10:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.18.1.20:5060;branch=z9hG4bK-524287-1---8a0bb3a2f1e3c2d0;rport\r\n\
+Max-Forwards: 70\r\n\
+Contact: <sip:acct001@198.18.1.20:5060>\r\n\
+To: <sip:15550001234@198.18.0.10>\r\n\
+From: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n\
+Call-ID: 3c26700863d4-1a2b3c4d5e6f@198.18.1.20\r\n\
+CSeq: 1 INVITE\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO\r\n\
+Content-Type: application/sdp\r\n\
+Supported: replaces, timer\r\n\
+User-Agent: carrier-sbc 4.2\r\n\
+P-Asserted-Identity: <sip:+15550009999@198.18.1.20>\r\n\
+Content-Length: 233\r\n\
+\r\n\
+v=0\r\n\
+o=- 3847562910 3847562910 IN IP4 198.18.1.20\r\n\
+s=-\r\n\
+c=IN IP4 198.18.1.20\r\n\
+t=0 0\r\n\
+m=audio 20000 RTP/AVP 0 8 18 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:18 G729/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=ptime:20\r\n";
+
+/// The gateway's 200 OK to it, as it reaches siplb.
+pub const OK: &[u8] = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 198.18.0.10:5060;branch=z9hG4bK-5f3a.0.1c\r\n\
+Via: SIP/2.0/UDP 198.18.1.20:5060;branch=z9hG4bK-524287-1---8a0bb3a2f1e3c2d0;received=198.18.1.20;rport=5060\r\n\
+Record-Route: <sip:198.18.0.10:5060;lr;did=1c>\r\n\
+Contact: <sip:15550001234@198.18.2.30:5060>\r\n\
+To: <sip:15550001234@198.18.0.10>;tag=as58f4201b\r\n\
+From: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n\
+Call-ID: 3c26700863d4-1a2b3c4d5e6f@198.18.1.20\r\n\
+CSeq: 1 INVITE\r\n\
+Server: gateway 1.0\r\n\
+Allow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsip::headers::UntypedHeader;
+    use rsip::message::HasHeaders;
+    use siplb::sip::SipMsg;
+
+    fn rsip_header<'a>(m: &'a rsip::SipMessage, name: &str) -> Option<&'a str> {
+        m.headers().iter().find_map(|h| match (h, name) {
+            (rsip::Header::CallId(v), "Call-ID") => Some(v.value()),
+            (rsip::Header::CSeq(v), "CSeq") => Some(v.value()),
+            (rsip::Header::From(v), "From") => Some(v.value()),
+            (rsip::Header::To(v), "To") => Some(v.value()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn siplb_and_rsip_agree_on_the_benchmark_messages() {
+        for bytes in [INVITE, OK] {
+            let ours = SipMsg::parse(bytes).expect("siplb parses it");
+            let theirs = rsip::SipMessage::try_from(bytes).expect("rsip parses it");
+            assert_eq!(
+                ours.call_id(),
+                rsip_header(&theirs, "Call-ID").unwrap().as_bytes()
+            );
+            assert_eq!(ours.span(ours.from.uri), b"sip:acct001@198.18.1.20");
+            assert!(
+                rsip_header(&theirs, "From")
+                    .unwrap()
+                    .contains("tag=6f7a3c21")
+            );
+            assert_eq!(ours.from_tag(), Some(&b"6f7a3c21"[..]));
+            let cseq = rsip_header(&theirs, "CSeq").unwrap();
+            assert_eq!(cseq, format!("{} INVITE", ours.cseq));
+            assert_eq!(ours.body.len(), theirs.body().len());
+        }
+    }
+}

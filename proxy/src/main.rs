@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use siplb::config::{Config, SteeringMode};
 use siplb::control::{self, ControlState};
-use siplb::metrics::{ShardStats, names};
-use siplb::worker::{Plane, Worker, WorkerHandle, new_eventfd, pin_to_core};
+use siplb::metrics::names;
+use siplb::worker::{Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,30 +145,10 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let mut proxy = cfg.proxy.clone();
     proxy.instance = random_u32();
     let proxy = Arc::new(proxy);
-    let mut handles = Vec::new();
-    for _ in 0..cfg.workers {
-        handles.push(Arc::new(WorkerHandle {
-            queue: crossbeam_queue::ArrayQueue::new(cfg.queue_per_worker),
-            eventfd: new_eventfd().context("eventfd")?,
-            stats: Arc::new(ShardStats::default()),
-        }));
-    }
-    let plane = Arc::new(Plane {
-        workers: handles,
-        hash_key,
-        shutdown: AtomicBool::new(false),
-    });
-    let mut workers = Vec::new();
-    for id in 0..cfg.workers {
-        let w = Worker::new(id as u32, &cfg, proxy.clone(), plane.clone()).with_context(|| {
-            format!(
-                "worker {id}: cannot set up {} (io_uring, socket)",
-                cfg.listen
-            )
-        })?;
-        workers.push(w);
-    }
-
+    let handles = (0..cfg.workers)
+        .map(|_| Arc::new(WorkerHandle::new(cfg.queue_per_worker)))
+        .collect();
+    let plane = Arc::new(Plane::new(handles, hash_key));
     let sigset = block_signals();
     let shutdown = Arc::new(AtomicBool::new(false));
     let control = control::serve(
@@ -183,15 +163,35 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::new();
-    for (id, w) in workers.into_iter().enumerate() {
-        let pin = cfg.pin_workers;
+    // Each worker sets itself up on its own thread (its io_uring is single-issuer, bound to
+    // the thread that creates it) and reports back before the proxy counts as started.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, std::io::Result<()>)>();
+    let cfg = Arc::new(cfg);
+    for id in 0..cfg.workers {
+        let (cfg, proxy, plane, ready) =
+            (cfg.clone(), proxy.clone(), plane.clone(), ready_tx.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("siplb-w{id}"))
                 .spawn(move || {
-                    if pin && let Err(e) = pin_to_core(id % cores) {
+                    if cfg.pin_workers
+                        && let Err(e) = pin_to_core(id % cores)
+                    {
                         tracing::warn!(worker = id, "cannot pin to core {}: {e}", id % cores);
                     }
+                    let w = match Worker::new(id as u32, &cfg, proxy, plane.clone()) {
+                        Ok(w) => {
+                            let _ = ready.send((id, Ok(())));
+                            w
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = ready.send((id, Err(e)));
+                            // The others wait for every worker before they start.
+                            plane.ready.wait();
+                            return Err(std::io::Error::other(msg));
+                        }
+                    };
                     let r = w.run();
                     if let Err(e) = &r {
                         // A worker that stops takes the process down: no silent half-capacity proxy.
@@ -202,6 +202,24 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     r
                 })?,
         );
+    }
+    drop(ready_tx);
+    let mut setup_error = None;
+    for (id, r) in ready_rx.iter().take(cfg.workers) {
+        if let Err(e) = r {
+            setup_error = Some(anyhow::anyhow!(
+                "worker {id}: cannot set up {} (io_uring, socket): {e}",
+                cfg.listen
+            ));
+        }
+    }
+    if let Some(e) = setup_error {
+        plane.shutdown.store(true, Ordering::Relaxed);
+        shutdown.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
     }
     tracing::info!(
         "siplb {} listening on udp:{} with {} workers; control socket {}",

@@ -1,1 +1,476 @@
-fn main() {}
+//! Project tasks: `cargo xtask ci` (install what the tests need, run them all) and
+//! `cargo xtask bench` (sipp through siplb and through Kamailio, same scenario and rate).
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("install-deps") => install_deps(&["sip-tester", "iproute2", "procps"]),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 ci            install the test dependencies (apt), check formatting, run every test\n\
+                 install-deps  install the test dependencies only\n\
+                 bench [--rate N] [--calls N] [--repeat N] [--proxy siplb|kamailio|both]\n\
+                 \x20             sipp through siplb and Kamailio at one fixed rate; CPU per 1000 calls"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ is inside the repository")
+        .into()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages that are not installed yet (`apt-get update` first).
+fn install_deps(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ci() -> Result<()> {
+    install_deps(&["sip-tester", "iproute2", "procps"])?;
+    let root = root();
+    if Command::new("cargo")
+        .args(["fmt", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        run(Command::new("cargo")
+            .current_dir(&root)
+            .args(["fmt", "--all", "--", "--check"]))?;
+    }
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["test", "--workspace", "--locked"]))
+}
+
+// ------------------------------------------------------------------------------ bench
+
+struct BenchArgs {
+    rate: u32,
+    calls: u32,
+    repeat: u32,
+    proxies: Vec<&'static str>,
+}
+
+fn bench_args(args: &[String]) -> Result<BenchArgs> {
+    let mut b = BenchArgs {
+        rate: 1000,
+        calls: 20_000,
+        repeat: 3,
+        proxies: vec!["siplb", "kamailio"],
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().context("missing value");
+        match a.as_str() {
+            "--rate" => b.rate = val()?.parse()?,
+            "--calls" => b.calls = val()?.parse()?,
+            "--repeat" => b.repeat = val()?.parse::<u32>()?.clamp(1, 9),
+            "--proxy" => {
+                b.proxies = match val()?.as_str() {
+                    "siplb" => vec!["siplb"],
+                    "kamailio" => vec!["kamailio"],
+                    "both" => vec!["siplb", "kamailio"],
+                    other => bail!("--proxy {other}: siplb, kamailio or both"),
+                }
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if b.rate == 0 || b.rate > 20_000 || b.calls == 0 || b.calls > 1_000_000 {
+        bail!("--rate 1..20000, --calls 1..1000000");
+    }
+    Ok(b)
+}
+
+/// The address both proxies listen on in turn (loopback only), and their gateways.
+const BENCH_IP: &str = "127.0.50.1";
+
+/// utime + stime in clock ticks of a process and all its descendants.
+fn cpu_ticks(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(") ")
+        {
+            let f: Vec<&str> = rest.split(' ').collect();
+            total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn stop(child: &mut Child) {
+    // SIGTERM by PID, then SIGKILL after 10 s.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_udp(addr: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::UdpSocket::bind(addr).is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on {addr}")
+}
+
+fn last_csv(path: &Path) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let head = lines.next().unwrap_or("");
+    let last = lines.last().unwrap_or("");
+    head.split(';')
+        .zip(last.split(';'))
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
+}
+
+struct Outcome {
+    proxy: &'static str,
+    ok: u64,
+    failed: u64,
+    achieved_cps: f64,
+    cpu_s: f64,
+    wall_s: f64,
+    retrans: u64,
+}
+
+impl Outcome {
+    /// Proxy CPU-seconds per 1,000 successful calls.
+    fn per_k(&self) -> f64 {
+        if self.ok > 0 {
+            self.cpu_s / self.ok as f64 * 1000.0
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let b = bench_args(args)?;
+    install_deps(&["sip-tester", "kamailio", "procps"])?;
+    let root = root();
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "siplb",
+    ]))?;
+    let work = root.join("target/bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    // Proxies take turns, `repeat` rounds; each figure below is the median round (by CPU per
+    // call), so a burst of noise from the rest of the machine does not decide the comparison.
+    let mut rounds: Vec<Vec<Outcome>> = b.proxies.iter().map(|_| Vec::new()).collect();
+    for round in 0..b.repeat {
+        for (i, proxy) in b.proxies.iter().enumerate() {
+            let o = bench_one(&root, &work.join(format!("round{round}")), proxy, &b)?;
+            eprintln!(
+                "xtask: round {round} {proxy}: ok {} failed {} cpu {:.2} s ({:.3} per 1000 calls)",
+                o.ok,
+                o.failed,
+                o.cpu_s,
+                o.per_k()
+            );
+            rounds[i].push(o);
+        }
+    }
+    let outcomes: Vec<Outcome> = rounds
+        .into_iter()
+        .map(|mut r| {
+            r.sort_by(|a, b| a.per_k().total_cmp(&b.per_k()));
+            r.swap_remove(r.len() / 2)
+        })
+        .collect();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "\nsipp uac.xml/uas.xml (one UAC, two UAS gateways), {} calls at {} calls/s, hold 0, median of {} rounds, {} ({} cores)\n",
+        b.calls,
+        b.rate,
+        b.repeat,
+        cpu_model,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "| proxy | calls ok | failed | calls/s | retransmissions | proxy CPU-s | CPU-s per 1000 calls | proxy CPU % |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for o in &outcomes {
+        let per_k = o.per_k();
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {:.2} | {:.3} | {:.1} |",
+            o.proxy,
+            o.ok,
+            o.failed,
+            o.achieved_cps,
+            o.retrans,
+            o.cpu_s,
+            per_k,
+            o.cpu_s / o.wall_s * 100.0
+        );
+    }
+    if let [s, k] = &outcomes[..] {
+        let ratio = (s.cpu_s / s.ok.max(1) as f64) / (k.cpu_s / k.ok.max(1) as f64);
+        println!(
+            "\nsiplb uses {:.3} of Kamailio's CPU per call ({:.1}x less)",
+            ratio,
+            1.0 / ratio
+        );
+    }
+    println!("\nraw sipp output: {}", work.display());
+    Ok(())
+}
+
+fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Result<Outcome> {
+    let dir = work.join(proxy);
+    std::fs::create_dir_all(&dir)?;
+    let target = format!("{BENCH_IP}:5060");
+    let mut child = match proxy {
+        "siplb" => {
+            let cfg = std::fs::read_to_string(root.join("examples/siplb.toml"))?
+                .replace("127.0.0.1", BENCH_IP)
+                .replace(
+                    "/tmp/siplb.ctl",
+                    &dir.join("siplb.ctl").display().to_string(),
+                );
+            let cfg_path = dir.join("siplb.toml");
+            std::fs::write(&cfg_path, cfg)?;
+            Command::new(root.join("target/release/siplb"))
+                .arg("--config")
+                .arg(&cfg_path)
+                .stdout(std::fs::File::create(dir.join("proxy.log"))?)
+                .stderr(std::fs::File::create(dir.join("proxy.err"))?)
+                .spawn()?
+        }
+        _ => {
+            let acc = dir.join("acc");
+            std::fs::create_dir_all(&acc)?;
+            let ds = dir.join("dispatcher.list");
+            std::fs::write(
+                &ds,
+                format!("1 sip:{BENCH_IP}:5081 0 0\n1 sip:{BENCH_IP}:5082 0 0\n"),
+            )?;
+            Command::new("kamailio")
+                .arg("-f")
+                .arg(root.join("benches/kamailio/kamailio.cfg"))
+                .args(["-DD", "-E", "-m", "1024", "-M", "16"])
+                .arg("-P")
+                .arg(dir.join("kamailio.pid"))
+                .arg("-Y")
+                .arg(&dir)
+                .arg("-w")
+                .arg(&dir)
+                .arg("-A")
+                .arg(format!("LISTEN=udp:{BENCH_IP}:5060"))
+                .arg("-A")
+                .arg(format!("DS_LIST=\"{}\"", ds.display()))
+                .arg("-A")
+                .arg(format!("ACC_DB_URL=\"flatstore:{}\"", acc.display()))
+                .arg("-A")
+                .arg(format!(
+                    "CTL_SOCK=\"unix:{}\"",
+                    dir.join("kamailio_ctl").display()
+                ))
+                .stdout(std::fs::File::create(dir.join("proxy.log"))?)
+                .stderr(std::fs::File::create(dir.join("proxy.err"))?)
+                .spawn()?
+        }
+    };
+    let result = drive(root, &dir, proxy, &target, &child, b);
+    stop(&mut child);
+    result
+}
+
+fn drive(
+    root: &Path,
+    dir: &Path,
+    proxy: &'static str,
+    target: &str,
+    child: &Child,
+    b: &BenchArgs,
+) -> Result<Outcome> {
+    wait_udp(target)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let sipp_common = [
+        "-bind_local",
+        "-nostdin",
+        "-buff_size",
+        "1048576",
+        "-trace_stat",
+        "-fd",
+        "1",
+    ];
+    let max_s = (b.calls / b.rate) as u64 + 40;
+    let mut uas = Vec::new();
+    for (i, port) in ["5081", "5082"].iter().enumerate() {
+        uas.push(
+            Command::new("sipp")
+                .current_dir(dir)
+                .args([
+                    "-sf",
+                    &root.join("examples/sipp/uas.xml").display().to_string(),
+                ])
+                .args(["-i", BENCH_IP, "-p", port])
+                .args(sipp_common)
+                .args([
+                    "-stf",
+                    &format!("uas{}.csv", i + 1),
+                    "-timeout",
+                    &format!("{}s", max_s + 20),
+                ])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(
+                    dir.join(format!("uas{}.out", i + 1)),
+                )?)
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_udp(&format!("{BENCH_IP}:{port}"))?;
+    }
+    let ticks0 = cpu_ticks(child.id());
+    let t0 = Instant::now();
+    let status = Command::new("timeout")
+        .current_dir(dir)
+        .args(["-k", "5", &format!("{}", max_s + 10), "sipp", target])
+        .args([
+            "-sf",
+            &root.join("examples/sipp/uac.xml").display().to_string(),
+        ])
+        .args([
+            "-inf",
+            &root
+                .join("examples/sipp/accounts.csv")
+                .display()
+                .to_string(),
+        ])
+        .args(["-i", BENCH_IP, "-p", "5070"])
+        .args(sipp_common)
+        .args([
+            "-stf",
+            "uac.csv",
+            "-r",
+            &b.rate.to_string(),
+            "-rp",
+            "1000",
+            "-m",
+            &b.calls.to_string(),
+        ])
+        .args([
+            "-l",
+            "100000",
+            "-recv_timeout",
+            "10000",
+            "-timeout",
+            &format!("{max_s}s"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("uac.out"))?)
+        .stderr(Stdio::null())
+        .status()?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    let ticks1 = cpu_ticks(child.id());
+    for mut u in uas {
+        let _ = Command::new("kill")
+            .arg("-USR1")
+            .arg(u.id().to_string())
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = u.kill();
+        let _ = u.wait();
+    }
+    let uac = last_csv(&dir.join("uac.csv"));
+    let get = |k: &str| {
+        uac.get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    eprintln!("xtask: {proxy}: sipp exited with {status}");
+    Ok(Outcome {
+        proxy,
+        ok: get("SuccessfulCall(C)") as u64,
+        failed: get("FailedCall(C)") as u64,
+        achieved_cps: get("SuccessfulCall(C)") / wall_s,
+        cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
+        wall_s,
+        retrans: get("Retransmissions(C)") as u64,
+    })
+}

@@ -48,6 +48,10 @@ pub struct Workers {
     pub recv_buffer_size: u32,
     /// SO_RCVBUF of each worker socket.
     pub socket_rcvbuf: usize,
+    /// Completions waited for at most per wake-up while `batch_wait_us` lasts.
+    pub batch: usize,
+    /// Microseconds a worker holding one completion waits for more (0 = none).
+    pub batch_wait_us: u32,
 }
 
 impl Default for Workers {
@@ -58,6 +62,8 @@ impl Default for Workers {
             recv_buffers: DEFAULT_RECV_BUFFERS,
             recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
             socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
+            batch: DEFAULT_BATCH,
+            batch_wait_us: DEFAULT_BATCH_WAIT_US,
         }
     }
 }

@@ -18,6 +18,8 @@ pub const DEFAULT_RETRY_AFTER_S: u32 = 5;
 pub const DEFAULT_RECV_BUFFERS: u16 = 512;
 pub const DEFAULT_RECV_BUFFER_SIZE: u32 = 16_384;
 pub const DEFAULT_SOCKET_RCVBUF: usize = 4 << 20;
+pub const DEFAULT_BATCH: usize = 32;
+pub const DEFAULT_BATCH_WAIT_US: u32 = 500;
 pub const DEFAULT_T1_MS: u64 = 500;
 pub const DEFAULT_T2_MS: u64 = 4_000;
 pub const DEFAULT_T4_MS: u64 = 5_000;
@@ -72,6 +74,10 @@ pub struct Config {
     pub recv_buffers: u16,
     pub recv_buffer_size: u32,
     pub socket_rcvbuf: usize,
+    /// Completions a worker waits for at most per wake-up while `batch_wait_us` lasts.
+    pub batch: usize,
+    /// How long a worker that has one completion waits for more (0 = no batching).
+    pub batch_wait_us: u32,
     pub steering: SteeringMode,
     /// Key of the owner hash; random per start unless fixed (for tests).
     pub hash_key: Option<u32>,
@@ -305,6 +311,8 @@ impl Config {
             recv_buffers: f.workers.recv_buffers,
             recv_buffer_size: f.workers.recv_buffer_size,
             socket_rcvbuf: f.workers.socket_rcvbuf,
+            batch: f.workers.batch,
+            batch_wait_us: f.workers.batch_wait_us,
             steering,
             hash_key: f.steering.hash_key,
             control_socket: resolve(&f.control.socket),
@@ -385,5 +393,81 @@ gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
             e,
             "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
         );
+    }
+
+    /// The keys serde accepts in one section, read off its "unknown field" error.
+    fn accepted_keys(src: &str) -> Vec<String> {
+        let e = toml::from_str::<file::FileConfig>(src).expect_err("zz_bogus is unknown");
+        let m = e.message().to_string();
+        let after = m.split("expected").nth(1).unwrap_or_else(|| panic!("{m}"));
+        after
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let mut missing = Vec::new();
+        let tables = [
+            "workers", "steering", "control", "metrics", "timers", "limits", "debug",
+        ];
+        for t in tables {
+            for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
+                if !doc.contains(&format!("`{t}.{k}`")) {
+                    missing.push(format!("{t}.{k}"));
+                }
+            }
+        }
+        let inline = [
+            (
+                "listen",
+                "sip = [\"127.0.0.1:5060\"]\n",
+                "sip = [\"127.0.0.1:5060\"]\nzz_bogus = 1\n",
+            ),
+            (
+                "customer",
+                "name = \"local\"\n",
+                "name = \"local\"\nzz_bogus = 1\n",
+            ),
+            (
+                "gateway_set",
+                "name = \"trunk\"\n",
+                "name = \"trunk\"\nzz_bogus = 1\n",
+            ),
+        ];
+        for (t, from, to) in inline {
+            for k in accepted_keys(&MIN.replacen(from, to, 1)) {
+                if !doc.contains(&format!("`{t}.{k}`")) {
+                    missing.push(format!("{t}.{k}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "keys missing from docs/CONFIG.md: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/siplb.toml"
+        ));
+        let c = Config::load(path).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(c.proxy.routing.customers[0].name, "local");
+        let gws: Vec<String> = c
+            .proxy
+            .routing
+            .gateways
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        assert_eq!(gws, ["127.0.0.1:5081", "127.0.0.1:5082"]);
     }
 }

@@ -96,3 +96,21 @@ shard_stats! {
     /// Per-call records held (a gauge, refreshed by the worker after each batch).
     active_calls => names::CORE_ACTIVE_CALLS,
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_name_is_documented() {
+        let doc = include_str!("../../../docs/METRICS.md");
+        let names = include_str!("names.rs");
+        let missing: Vec<&str> = names
+            .lines()
+            .filter_map(|l| l.split('"').nth(1))
+            .filter(|n| !doc.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "statistics missing from docs/METRICS.md: {missing:?}"
+        );
+    }
+}

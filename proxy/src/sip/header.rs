@@ -24,6 +24,9 @@ pub enum HeaderName {
 impl HeaderName {
     /// Recognises a header name (RFC 3261 §7.3.3 compact forms included), case-insensitively.
     pub fn parse(name: &[u8]) -> HeaderName {
+        if name.is_empty() {
+            return HeaderName::Other;
+        }
         if name.len() == 1 {
             return match name[0].to_ascii_lowercase() {
                 b'v' => HeaderName::Via,
@@ -40,29 +43,33 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        const NAMES: &[(&[u8], HeaderName)] = &[
-            (b"via", HeaderName::Via),
-            (b"from", HeaderName::From),
-            (b"to", HeaderName::To),
-            (b"call-id", HeaderName::CallId),
-            (b"cseq", HeaderName::CSeq),
-            (b"max-forwards", HeaderName::MaxForwards),
-            (b"content-length", HeaderName::ContentLength),
-            (b"content-type", HeaderName::ContentType),
-            (b"contact", HeaderName::Contact),
-            (b"route", HeaderName::Route),
-            (b"record-route", HeaderName::RecordRoute),
-            (b"proxy-require", HeaderName::ProxyRequire),
-            (b"require", HeaderName::Require),
-            (b"supported", HeaderName::Supported),
-            (b"subject", HeaderName::Subject),
-        ];
-        for (n, h) in NAMES {
-            if n.eq_ignore_ascii_case(name) {
-                return *h;
-            }
+        // Dispatch on length and first letter: one comparison for the names we know.
+        let (n, first) = (name.len(), name[0].to_ascii_lowercase());
+        let (want, h): (&[u8], HeaderName) = match (n, first) {
+            (3, b'v') => (b"via", HeaderName::Via),
+            (4, b'f') => (b"from", HeaderName::From),
+            (2, b't') => (b"to", HeaderName::To),
+            (7, b'c') => match name[1].to_ascii_lowercase() {
+                b'a' => (b"call-id", HeaderName::CallId),
+                _ => (b"contact", HeaderName::Contact),
+            },
+            (4, b'c') => (b"cseq", HeaderName::CSeq),
+            (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
+            (14, b'c') => (b"content-length", HeaderName::ContentLength),
+            (12, b'c') => (b"content-type", HeaderName::ContentType),
+            (5, b'r') => (b"route", HeaderName::Route),
+            (12, b'r') => (b"record-route", HeaderName::RecordRoute),
+            (13, b'p') => (b"proxy-require", HeaderName::ProxyRequire),
+            (7, b'r') => (b"require", HeaderName::Require),
+            (9, b's') => (b"supported", HeaderName::Supported),
+            (7, b's') => (b"subject", HeaderName::Subject),
+            _ => return HeaderName::Other,
+        };
+        if want.eq_ignore_ascii_case(name) {
+            h
+        } else {
+            HeaderName::Other
         }
-        HeaderName::Other
     }
 
     /// The canonical long name, for error messages.
@@ -103,5 +110,14 @@ mod tests {
         assert_eq!(HeaderName::parse(b"Record-Route"), HeaderName::RecordRoute);
         assert_eq!(HeaderName::parse(b"e"), HeaderName::Other);
         assert_eq!(HeaderName::parse(b"X-Custom"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b""), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"CONTACT"), HeaderName::Contact);
+        assert_eq!(HeaderName::parse(b"Content-Type"), HeaderName::ContentType);
+        assert_eq!(HeaderName::parse(b"Max-Forwards"), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::parse(b"Proxy-Require"),
+            HeaderName::ProxyRequire
+        );
+        assert_eq!(HeaderName::parse(b"Requires"), HeaderName::Other);
     }
 }

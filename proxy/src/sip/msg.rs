@@ -76,10 +76,7 @@ pub struct SipMsg<'a> {
 
 /// Position of the next line feed at or after `from`.
 fn next_lf(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| from + p)
+    memchr::memchr(b'\n', &buf[from..]).map(|p| from + p)
 }
 
 /// The end of a line's content: before `\r\n` or `\n`.
@@ -254,9 +251,21 @@ impl<'a> SipMsg<'a> {
             *slot = Some(v);
             Ok(())
         }
+        let is_request = matches!(start, StartLine::Request { .. });
         for (idx, h) in headers[..n].iter_mut().enumerate() {
             h.value = trim(buf, h.value);
             match h.name {
+                // In a response only the top Via matters to siplb (it is its own); the rest
+                // is the business of the hops behind it, and is forwarded unread.
+                HeaderName::Via if !is_request && via.is_some() => {}
+                HeaderName::Via if !is_request => {
+                    let bad = ParseError::BadHeader("Via");
+                    let first = CommaList::new(buf, h.value)
+                        .next()
+                        .ok_or(bad)?
+                        .map_err(|_| bad)?;
+                    via = Some((Via::parse(buf, first).map_err(|_| bad)?, idx));
+                }
                 HeaderName::Via => {
                     // Every element must parse: responses travel back along them, and an
                     // empty one (`;,,` in RFC 4475 badinv01) makes the message invalid.
@@ -268,7 +277,7 @@ impl<'a> SipMsg<'a> {
                         }
                     }
                 }
-                HeaderName::Contact => {
+                HeaderName::Contact if is_request => {
                     // `*` or name-addr / addr-spec elements (RFC 4475 regbadct is a 400).
                     for el in CommaList::new(buf, h.value) {
                         let bad = ParseError::BadHeader("Contact");

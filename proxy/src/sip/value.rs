@@ -13,8 +13,24 @@ pub fn is_ws(b: u8) -> bool {
 /// A `token` character (RFC 3261 §25.1).
 #[inline]
 pub fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN[b as usize]
 }
+
+/// RFC 3261 `token` characters: alphanumerics and `-.!%*_+`'~`.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 /// `span` without surrounding white space (folding included).
 pub fn trim(buf: &[u8], mut span: Span) -> Span {
@@ -87,6 +103,14 @@ impl Iterator for CommaList<'_> {
         let start = self.pos;
         let mut i = self.pos;
         while i < self.end {
+            // Jump to the next byte that matters.
+            match memchr::memchr3(b'"', b'<', b',', &self.buf[i..self.end]) {
+                None => i = self.end,
+                Some(p) => i += p,
+            }
+            if i >= self.end {
+                break;
+            }
             match self.buf[i] {
                 b'"' => match skip_quoted(self.buf, i, self.end) {
                     Some(j) => i = j,
@@ -95,15 +119,14 @@ impl Iterator for CommaList<'_> {
                         return Some(Err(()));
                     }
                 },
-                b'<' => match self.buf[i..self.end].iter().position(|&b| b == b'>') {
+                b'<' => match memchr::memchr(b'>', &self.buf[i..self.end]) {
                     Some(j) => i += j + 1,
                     None => {
                         self.done = true;
                         return Some(Err(()));
                     }
                 },
-                b',' => break,
-                _ => i += 1,
+                _ => break, // ','
             }
         }
         if i >= self.end {

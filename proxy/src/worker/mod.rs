@@ -4,7 +4,8 @@
 //!
 //! A datagram belongs to the worker that owns its Call-ID (`siplb_common::owner_of`). When the
 //! kernel delivers it to another worker (no BPF steering), that worker hands it to the owner
-//! through the owner's bounded lock-free queue and wakes it with an eventfd. A full queue drops
+//! through the owner's bounded lock-free queue and wakes it with an io_uring `MSG_RING`
+//! completion posted straight into the owner's ring (no extra syscall). A full queue drops
 //! the datagram and counts it; a new INVITE then gets 503 + Retry-After from the worker that
 //! received it (a stateless reply needs no shard).
 
@@ -22,9 +23,10 @@ use io_uring::{IoUring, cqueue, opcode, types};
 use siplb_common::{call_id_hash, owner_of};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A datagram on its way to its owner.
@@ -37,21 +39,18 @@ pub struct HandOff {
 /// What other threads may touch of a worker.
 pub struct WorkerHandle {
     pub queue: ArrayQueue<HandOff>,
-    pub eventfd: OwnedFd,
+    /// The worker's io_uring fd (-1 until it is set up), target of hand-off wake-ups.
+    pub ring_fd: AtomicI32,
     pub stats: Arc<ShardStats>,
 }
 
 impl WorkerHandle {
-    fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
-        unsafe {
-            libc::write(
-                self.eventfd.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            )
-        };
+    pub fn new(queue: usize) -> WorkerHandle {
+        WorkerHandle {
+            queue: ArrayQueue::new(queue),
+            ring_fd: AtomicI32::new(-1),
+            stats: Arc::default(),
+        }
     }
 }
 
@@ -60,10 +59,24 @@ pub struct Plane {
     pub workers: Vec<Arc<WorkerHandle>>,
     pub hash_key: u32,
     pub shutdown: AtomicBool,
+    /// Workers start their loops together, once every ring exists.
+    pub ready: Barrier,
+}
+
+impl Plane {
+    pub fn new(workers: Vec<Arc<WorkerHandle>>, hash_key: u32) -> Plane {
+        let n = workers.len();
+        Plane {
+            workers,
+            hash_key,
+            shutdown: AtomicBool::new(false),
+            ready: Barrier::new(n),
+        }
+    }
 }
 
 const TOKEN_RECV: u64 = 1 << 62;
-const TOKEN_EVENTFD: u64 = 2 << 62;
+const TOKEN_HANDOFF: u64 = 2 << 62;
 const TOKEN_SEND: u64 = 3 << 62;
 const TOKEN_MASK: u64 = 3 << 62;
 const RING_ENTRIES: u32 = 1024;
@@ -87,7 +100,6 @@ pub struct Worker {
     shard: Shard,
     stats: Arc<ShardStats>,
     recv_hdr: Box<libc::msghdr>,
-    event_buf: Box<u64>,
     sends: Vec<Box<SendSlot>>,
     free_sends: Vec<u32>,
     /// Workers to wake at the end of this batch (hand-offs pushed to them).
@@ -95,6 +107,8 @@ pub struct Worker {
     trace: Option<BufWriter<std::fs::File>>,
     rewrite: Rewrite,
     workers: u32,
+    batch: usize,
+    batch_wait_us: u32,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -109,8 +123,15 @@ impl Worker {
         plane: Arc<Plane>,
     ) -> io::Result<Worker> {
         let socket = socket::bind_reuseport(cfg.listen, cfg.socket_rcvbuf)?;
-        let uring = IoUring::builder().build(RING_ENTRIES)?;
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(RING_ENTRIES * 4)
+            .build(RING_ENTRIES)?;
         let bufring = BufRing::new(&uring, cfg.recv_buffers, cfg.recv_buffer_size, 0)?;
+        plane.workers[id as usize]
+            .ring_fd
+            .store(uring.as_raw_fd(), Ordering::Release);
         let stats = plane.workers[id as usize].stats.clone();
         let shard = Shard::new(proxy, id, stats.clone());
         // SAFETY: msghdr is plain data; zeroed is a valid empty header.
@@ -133,13 +154,14 @@ impl Worker {
             shard,
             stats,
             recv_hdr,
-            event_buf: Box::new(0),
             sends: Vec::new(),
             free_sends: Vec::new(),
             wake: vec![false; workers as usize],
             trace,
             rewrite: Rewrite::new(),
             workers,
+            batch: cfg.batch.max(1),
+            batch_wait_us: cfg.batch_wait_us,
         })
     }
 
@@ -151,18 +173,6 @@ impl Worker {
         )
         .build()
         .user_data(TOKEN_RECV);
-        self.push_sqe(&e)
-    }
-
-    fn arm_eventfd(&mut self) -> io::Result<()> {
-        let fd = self.plane.workers[self.id as usize].eventfd.as_raw_fd();
-        let e = opcode::Read::new(
-            types::Fd(fd),
-            &mut *self.event_buf as *mut u64 as *mut u8,
-            8,
-        )
-        .build()
-        .user_data(TOKEN_EVENTFD);
         self.push_sqe(&e)
     }
 
@@ -179,8 +189,8 @@ impl Worker {
 
     /// Runs until shutdown.
     pub fn run(mut self) -> io::Result<()> {
+        self.plane.ready.wait();
         self.arm_recv()?;
-        self.arm_eventfd()?;
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(RING_ENTRIES as usize);
         loop {
             if self.plane.shutdown.load(Ordering::Relaxed) {
@@ -195,8 +205,17 @@ impl Worker {
                 })
                 .min(Duration::from_millis(200));
             let ts = types::Timespec::from(wait);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            match self.uring.submitter().submit_with_args(1, &args) {
+            // Wait for one completion, or for up to `batch` of them while `batch_wait` lasts:
+            // under load one wake-up then serves a batch of datagrams.
+            let args = types::SubmitArgs::new()
+                .timespec(&ts)
+                .min_wait_usec(self.batch_wait_us);
+            let want = if self.batch_wait_us > 0 {
+                self.batch
+            } else {
+                1
+            };
+            match self.uring.submitter().submit_with_args(want, &args) {
                 Ok(_) => {}
                 Err(e)
                     if e.raw_os_error() == Some(libc::ETIME)
@@ -231,10 +250,7 @@ impl Worker {
                             rearm_recv = true;
                         }
                     }
-                    TOKEN_EVENTFD => {
-                        self.drain_hand_offs(now);
-                        self.arm_eventfd()?;
-                    }
+                    TOKEN_HANDOFF => self.drain_hand_offs(now),
                     TOKEN_SEND => {
                         let slot = (ud & !TOKEN_MASK) as u32;
                         if res < 0 {
@@ -263,9 +279,16 @@ impl Worker {
                 .active_transactions
                 .set(self.shard.transactions() as u64);
             self.stats.active_calls.set(self.shard.calls() as u64);
-            for (w, flag) in self.wake.iter_mut().enumerate() {
-                if std::mem::take(flag) {
-                    self.plane.workers[w].wake();
+            for w in 0..self.wake.len() {
+                if std::mem::take(&mut self.wake[w]) {
+                    // Posts a completion into the owner's ring: it wakes and drains its queue.
+                    // Submitted with the next enter, at the top of the loop.
+                    let fd = self.plane.workers[w].ring_fd.load(Ordering::Acquire);
+                    let e = opcode::MsgRingData::new(types::Fd(fd), 0, TOKEN_HANDOFF, None)
+                        .build()
+                        .flags(io_uring::squeue::Flags::SKIP_SUCCESS)
+                        .user_data(TOKEN_HANDOFF | 1);
+                    self.push_sqe(&e)?;
                 }
             }
         }
@@ -422,17 +445,6 @@ impl Worker {
         }
         Ok(())
     }
-}
-
-/// Makes the eventfd of a worker.
-pub fn new_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the fd is owned by the returned OwnedFd.
-    let fd: RawFd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Pins the calling thread to `core`.
