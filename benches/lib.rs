@@ -72,7 +72,10 @@ mod tests {
                 ours.call_id(),
                 rsip_header(&theirs, "Call-ID").unwrap().as_bytes()
             );
-            assert_eq!(ours.span(ours.from.uri), b"sip:acct001@198.18.1.20");
+            assert_eq!(
+                ours.span(ours.from().unwrap().uri),
+                b"sip:acct001@198.18.1.20"
+            );
             assert!(
                 rsip_header(&theirs, "From")
                     .unwrap()

@@ -77,9 +77,46 @@ fn ci() -> Result<()> {
             .current_dir(&root)
             .args(["fmt", "--all", "--", "--check"]))?;
     }
-    run(Command::new("cargo")
+    // Every test binary's output passes through; their "test result" lines are added up into
+    // one closing line, so a reader of the log sees the whole suite's count last.
+    let mut child = Command::new("cargo")
         .current_dir(&root)
-        .args(["test", "--workspace", "--locked"]))
+        .args(["test", "--workspace", "--locked", "--color", "never"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cargo test")?;
+    let out = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            // "ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in …"
+            for part in rest
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .split(';')
+            {
+                let mut w = part.split_whitespace();
+                let (Some(n), Some(what)) = (w.next(), w.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("\nsiplb: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------ bench

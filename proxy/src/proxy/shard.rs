@@ -215,7 +215,7 @@ impl Shard {
             return self.on_cancel(now, src, msg);
         }
         let buf = msg.buf;
-        let from_domain = SipUri::parse(buf, msg.from.uri)
+        let from_domain = SipUri::parse(buf, msg.from().map_or(Span::default(), |f| f.uri))
             .map(|u| u.host.of(buf))
             .unwrap_or(b"");
         let peer = self.cfg.routing.classify(src, from_domain);

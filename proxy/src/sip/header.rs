@@ -65,11 +65,12 @@ impl HeaderName {
             (7, b's') => (b"subject", HeaderName::Subject),
             _ => return HeaderName::Other,
         };
-        if want.eq_ignore_ascii_case(name) {
-            h
-        } else {
-            HeaderName::Other
-        }
+        // Length and first letter matched: compare the rest, folding only letters.
+        let same = name
+            .iter()
+            .zip(want)
+            .all(|(&a, &b)| a == b || (b.is_ascii_lowercase() && (a | 0x20) == b));
+        if same { h } else { HeaderName::Other }
     }
 
     /// The canonical long name, for error messages.
@@ -119,5 +120,6 @@ mod tests {
             HeaderName::ProxyRequire
         );
         assert_eq!(HeaderName::parse(b"Requires"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Call\rid"), HeaderName::Other);
     }
 }

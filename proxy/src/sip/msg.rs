@@ -55,8 +55,10 @@ pub struct SipMsg<'a> {
     /// The body as framed by Content-Length (bytes past it are not part of the message).
     pub body: Span,
     pub call_id: Span,
-    pub from: NameAddr,
-    pub from_tag: Option<Span>,
+    /// The From value. A request's From is parsed and checked up front ([`from`](Self::from));
+    /// a response's only when asked: siplb routes responses by Via, never by From.
+    from_value: Span,
+    from: Option<NameAddr>,
     pub to: NameAddr,
     pub to_tag: Option<Span>,
     pub cseq: u32,
@@ -209,23 +211,29 @@ impl<'a> SipMsg<'a> {
                 headers[n - 1].value.end = ce as u32;
                 headers[n - 1].line.end = (lf + 1) as u32;
             } else {
-                let mut i = pos;
-                while i < ce && is_token(buf[i]) {
-                    i += 1;
+                // name, optional white space, colon
+                let colon = memchr::memchr(b':', &buf[pos..ce])
+                    .map(|p| pos + p)
+                    .ok_or(ParseError::HeaderLine)?;
+                let mut name_end = colon;
+                while name_end > pos && (buf[name_end - 1] == b' ' || buf[name_end - 1] == b'\t') {
+                    name_end -= 1;
                 }
-                let name_end = i;
-                while i < ce && (buf[i] == b' ' || buf[i] == b'\t') {
-                    i += 1;
-                }
-                if name_end == pos || i >= ce || buf[i] != b':' {
+                let name_span = Span::new(pos, name_end);
+                let name = HeaderName::parse(name_span.of(buf));
+                // A known name matched exactly; any other must be a token.
+                if name_end == pos
+                    || (name == HeaderName::Other
+                        && !buf[pos..name_end].iter().all(|&b| is_token(b)))
+                {
                     return Err(ParseError::HeaderLine);
                 }
+                let i = colon;
                 if n == MAX_HEADERS {
                     return Err(ParseError::TooManyHeaders);
                 }
-                let name_span = Span::new(pos, name_end);
                 headers[n] = Header {
-                    name: HeaderName::parse(name_span.of(buf)),
+                    name,
                     name_span,
                     value: Span::new(i + 1, ce),
                     line: Span::new(pos, lf + 1),
@@ -294,10 +302,11 @@ impl<'a> SipMsg<'a> {
                     }
                     once(&mut call_id, h.value, "Call-ID")?
                 }
+                HeaderName::From if !is_request => once(&mut from, (None, h.value), "From")?,
                 HeaderName::From => {
                     let na =
                         NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("From"))?;
-                    once(&mut from, na, "From")?
+                    once(&mut from, (Some(na), h.value), "From")?
                 }
                 HeaderName::To => {
                     let na =
@@ -368,8 +377,8 @@ impl<'a> SipMsg<'a> {
             headers_end: headers_end as u32,
             body,
             call_id,
-            from_tag: from.tag(buf),
-            from,
+            from_value: from.1,
+            from: from.0,
             to_tag: to.tag(buf),
             to,
             cseq,
@@ -431,8 +440,16 @@ impl<'a> SipMsg<'a> {
         self.call_id.of(self.buf)
     }
 
+    /// The From header as name-addr (parsed now for a response).
+    pub fn from(&self) -> Option<NameAddr> {
+        self.from
+            .or_else(|| NameAddr::parse(self.buf, self.from_value).ok())
+    }
+
     pub fn from_tag(&self) -> Option<&'a [u8]> {
-        self.from_tag.map(|s| s.of(self.buf))
+        self.from()
+            .and_then(|f| f.tag(self.buf))
+            .map(|s| s.of(self.buf))
     }
 
     pub fn to_tag(&self) -> Option<&'a [u8]> {

@@ -372,10 +372,10 @@ pub fn parse_host_port(buf: &[u8], span: Span) -> Result<(Span, Option<u16>), ()
             .iter()
             .position(|&b| b == b':')
             .map_or(e, |p| s + p);
-        if !buf[s..p]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
-            || p == s
+        if p == s
+            || !buf[s..p]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         {
             return Err(());
         }

@@ -480,7 +480,10 @@ fn quoted_display_name_with_escapes() {
     );
     let m = parse_ok(&b);
     assert_eq!(m.from_tag(), Some(&b"real"[..]));
-    assert_eq!(m.span(m.from.uri), b"sip:alice@atlanta.example.com");
+    assert_eq!(
+        m.span(m.from().unwrap().uri),
+        b"sip:alice@atlanta.example.com"
+    );
 }
 
 #[test]
@@ -495,7 +498,7 @@ fn quoted_display_name_ending_in_escaped_backslash() {
 fn token_display_name_without_space_before_angle() {
     let b = request_with("From:", "From: caller<sip:caller@example.com>;tag=323");
     let m = parse_ok(&b);
-    assert_eq!(m.span(m.from.uri), b"sip:caller@example.com");
+    assert_eq!(m.span(m.from().unwrap().uri), b"sip:caller@example.com");
     assert_eq!(m.from_tag(), Some(&b"323"[..]));
 }
 
@@ -524,7 +527,7 @@ fn unclosed_angle_bracket_is_400() {
 fn addr_spec_with_header_params() {
     let b = request_with("From:", "From: sip:alice@example.com;tag=abc;other=1");
     let m = parse_ok(&b);
-    assert_eq!(m.span(m.from.uri), b"sip:alice@example.com");
+    assert_eq!(m.span(m.from().unwrap().uri), b"sip:alice@example.com");
     assert_eq!(m.from_tag(), Some(&b"abc"[..]));
 }
 
@@ -1353,7 +1356,7 @@ fn torture_wsinv_fields() {
     assert_eq!(m.method(), Some(Method::Invite));
     assert_eq!(m.to_tag(), Some(&b"1918181833n"[..]));
     assert_eq!(m.from_tag(), Some(&b"98asjd8"[..]));
-    assert_eq!(m.span(m.from.uri), b"sip:jdrosen@example.com");
+    assert_eq!(m.span(m.from().unwrap().uri), b"sip:jdrosen@example.com");
     assert_eq!(m.max_forwards.map(|m| m.0), Some(68));
     assert_eq!((m.cseq, m.cseq_method), (9, Method::Invite));
     assert_eq!(m.call_id(), b"wsinv.ndaksdj@192.0.2.1");
