@@ -285,16 +285,9 @@ impl<'a> SipMsg<'a> {
                         }
                     }
                 }
-                HeaderName::Contact if is_request => {
-                    // `*` or name-addr / addr-spec elements (RFC 4475 regbadct is a 400).
-                    for el in CommaList::new(buf, h.value) {
-                        let bad = ParseError::BadHeader("Contact");
-                        let el = el.map_err(|_| bad)?;
-                        if el.of(buf) != b"*" {
-                            NameAddr::parse(buf, el).map_err(|_| bad)?;
-                        }
-                    }
-                }
+                // Contact is not read: a proxy forwards it unchanged (RFC 3261 §16.3: components
+                // not involved in validation or forwarding SHOULD be ignored), and siplb never
+                // sends to an address taken from a message.
                 HeaderName::CallId => {
                     let v = h.value.of(buf);
                     if v.is_empty() || v.iter().any(|&b| value::is_ws(b)) {

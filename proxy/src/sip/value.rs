@@ -7,30 +7,46 @@ use std::net::IpAddr;
 
 #[inline]
 pub fn is_ws(b: u8) -> bool {
-    b == b' ' || b == b'\t' || b == b'\r' || b == b'\n'
+    CLASS[b as usize] & WS != 0
 }
 
-/// A `token` character (RFC 3261 §25.1).
-#[inline]
-pub fn is_token(b: u8) -> bool {
-    TOKEN[b as usize]
-}
+const TOKEN_CHAR: u8 = 1;
+const WS: u8 = 2;
+/// Characters of a URI scheme: alphanumerics and `+-.`.
+const SCHEME: u8 = 4;
 
-/// RFC 3261 `token` characters: alphanumerics and `-.!%*_+`'~`.
-static TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
+/// Character classes, one table lookup per byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
+        let mut c = 0;
+        if b.is_ascii_alphanumeric()
             || matches!(
                 b,
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
+            )
+        {
+            c |= TOKEN_CHAR;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            c |= WS;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
+            c |= SCHEME;
+        }
+        t[i] = c;
         i += 1;
     }
     t
 };
+
+/// A `token` character (RFC 3261 §25.1).
+#[inline]
+pub fn is_token(b: u8) -> bool {
+    CLASS[b as usize] & TOKEN_CHAR != 0
+}
 
 /// `span` without surrounding white space (folding included).
 pub fn trim(buf: &[u8], mut span: Span) -> Span {
@@ -223,14 +239,17 @@ impl NameAddr {
         let mut i = s;
         let mut lt = None;
         while i < e {
+            match memchr::memchr3(b'"', b'<', b';', &buf[i..e]) {
+                None => break,
+                Some(p) => i += p,
+            }
             match buf[i] {
                 b'"' => i = skip_quoted(buf, i, e).ok_or(())?,
                 b'<' => {
                     lt = Some(i);
                     break;
                 }
-                b';' => break,
-                _ => i += 1,
+                _ => break, // ';'
             }
         }
         if let Some(lt) = lt {
@@ -239,11 +258,11 @@ impl NameAddr {
             while i < lt {
                 match buf[i] {
                     b'"' => i = skip_quoted(buf, i, lt).ok_or(())?,
-                    b if is_token(b) || is_ws(b) || b >= 0x80 => i += 1,
+                    b if CLASS[b as usize] & (TOKEN_CHAR | WS) != 0 || b >= 0x80 => i += 1,
                     _ => return Err(()),
                 }
             }
-            let gt = lt + buf[lt..e].iter().position(|&b| b == b'>').ok_or(())?;
+            let gt = lt + memchr::memchr(b'>', &buf[lt..e]).ok_or(())?;
             let uri = Span::new(lt + 1, gt);
             if !is_uri(uri.of(buf)) {
                 return Err(());
@@ -279,15 +298,13 @@ impl NameAddr {
 
 /// `scheme ":" rest` without white space: the shape of any URI a name-addr may hold.
 fn is_uri(u: &[u8]) -> bool {
-    let Some(colon) = u.iter().position(|&b| b == b':') else {
+    let Some(colon) = memchr::memchr(b':', u) else {
         return false;
     };
     colon > 0
         && u[0].is_ascii_alphabetic()
-        && u[..colon]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-        && !u.iter().any(|&b| is_ws(b))
+        && u[..colon].iter().all(|&b| CLASS[b as usize] & SCHEME != 0)
+        && u.iter().all(|&b| CLASS[b as usize] & WS == 0)
 }
 
 /// The parts of a SIP URI the proxy needs: scheme, host and port, and the URI parameters.
@@ -306,45 +323,38 @@ impl SipUri {
     /// Parses `sip:`/`sips:` URIs. Other schemes give `Err(true)`, malformed ones `Err(false)`.
     pub fn parse(buf: &[u8], span: Span) -> Result<SipUri, bool> {
         let (s, e) = (span.start as usize, span.end as usize);
-        let colon = buf[s..e].iter().position(|&b| b == b':').ok_or(false)? + s;
-        let scheme = Span::new(s, colon);
-        let sch = scheme.of(buf);
-        if sch.is_empty()
-            || !sch
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-        {
-            return Err(false);
-        }
-        if !sch.eq_ignore_ascii_case(b"sip") && !sch.eq_ignore_ascii_case(b"sips") {
+        // Fast path for the schemes siplb routes.
+        let b = &buf[s..e];
+        let colon = if b.len() > 4 && b[..4].eq_ignore_ascii_case(b"sip:") {
+            s + 3
+        } else if b.len() > 5 && b[..5].eq_ignore_ascii_case(b"sips:") {
+            s + 4
+        } else {
+            let colon = memchr::memchr(b':', b).ok_or(false)? + s;
+            let sch = &buf[s..colon];
+            if sch.is_empty() || !sch.iter().all(|&b| CLASS[b as usize] & SCHEME != 0) {
+                return Err(false);
+            }
             return Err(true);
-        }
+        };
+        let scheme = Span::new(s, colon);
         let rest = colon + 1;
         // userinfo ends at the last '@' before any ';', '?' (an '@' may be escaped only as %40).
-        let hp_end = buf[rest..e]
-            .iter()
-            .position(|&b| b == b';' || b == b'?')
-            .map_or(e, |p| rest + p);
-        let (user, host_start) = match buf[rest..hp_end].iter().rposition(|&b| b == b'@') {
+        let hp_end = memchr::memchr2(b';', b'?', &buf[rest..e]).map_or(e, |p| rest + p);
+        let (user, host_start) = match memchr::memrchr(b'@', &buf[rest..hp_end]) {
             Some(p) => (Some(Span::new(rest, rest + p)), rest + p + 1),
             None => {
                 // user part may contain ';' (e.g. sip:user;par=x@host): look for '@' further on
-                match buf[rest..e].iter().position(|&b| b == b'@') {
+                match memchr::memchr(b'@', &buf[rest..e]) {
                     Some(p) => (Some(Span::new(rest, rest + p)), rest + p + 1),
                     None => (None, rest),
                 }
             }
         };
-        let hp_end = buf[host_start..e]
-            .iter()
-            .position(|&b| b == b';' || b == b'?')
-            .map_or(e, |p| host_start + p);
+        let hp_end = memchr::memchr2(b';', b'?', &buf[host_start..e]).map_or(e, |p| host_start + p);
         let (host, port) =
             parse_host_port(buf, Span::new(host_start, hp_end)).map_err(|_| false)?;
-        let params_end = buf[hp_end..e]
-            .iter()
-            .position(|&b| b == b'?')
-            .map_or(e, |p| hp_end + p);
+        let params_end = memchr::memchr(b'?', &buf[hp_end..e]).map_or(e, |p| hp_end + p);
         Ok(SipUri {
             scheme,
             user,
@@ -428,6 +438,28 @@ impl Via {
     pub fn parse(buf: &[u8], span: Span) -> Result<Via, ()> {
         let span = trim(buf, span);
         let (s, e) = (span.start as usize, span.end as usize);
+        // Fast path for the form everybody sends: `SIP/2.0/UDP host…`.
+        if e - s > 8 && buf[s..s + 8].eq_ignore_ascii_case(b"SIP/2.0/") {
+            let mut i = s + 8;
+            while i < e && is_token(buf[i]) {
+                i += 1;
+            }
+            let transport = Span::new(s + 8, i);
+            if !transport.is_empty() && i < e && is_ws(buf[i]) {
+                while i < e && is_ws(buf[i]) {
+                    i += 1;
+                }
+                let sb_end = memchr::memchr(b';', &buf[i..e]).map_or(e, |p| i + p);
+                let (host, port) = parse_host_port(buf, Span::new(i, sb_end))?;
+                return Ok(Via {
+                    span,
+                    transport,
+                    host,
+                    port,
+                    params: Span::new(sb_end, e),
+                });
+            }
+        }
         // sent-protocol: name / version / transport, white space allowed around '/'.
         let mut i = s;
         let mut parts = [Span::new(0, 0); 3];
