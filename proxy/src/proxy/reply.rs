@@ -40,7 +40,7 @@ pub fn build(
                 out.extend_from_slice(h.line.of(buf));
             }
             HeaderName::To => {
-                if code > 100 && req.to_tag.is_none() && !to_tag.is_empty() {
+                if code > 100 && req.to_tag().is_none() && !to_tag.is_empty() {
                     let line = h.line.of(buf);
                     let value_end = (h.value.end - h.line.start) as usize;
                     out.extend_from_slice(&line[..value_end]);

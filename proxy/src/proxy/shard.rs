@@ -256,7 +256,7 @@ impl Shard {
         let own_route = msg
             .first_route()
             .filter(|(_, r)| self.route_is_ours(buf, *r));
-        if msg.to_tag.is_some() || own_route.is_some() {
+        if msg.to_tag().is_some() || own_route.is_some() {
             return self.on_in_dialog(now, src, msg, key, own_route);
         }
         if msg.first_route().is_some() {

@@ -43,26 +43,24 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        // Dispatch on length and first letter: one comparison for the names we know.
-        let (n, first) = (name.len(), name[0].to_ascii_lowercase());
-        let (want, h): (&[u8], HeaderName) = match (n, first) {
+        // Dispatch on length, then first letter: one comparison for the names we know.
+        let first = name[0] | 0x20;
+        let (want, h): (&[u8], HeaderName) = match (name.len(), first) {
+            (2, b't') => (b"to", HeaderName::To),
             (3, b'v') => (b"via", HeaderName::Via),
             (4, b'f') => (b"from", HeaderName::From),
-            (2, b't') => (b"to", HeaderName::To),
-            (7, b'c') => match name[1].to_ascii_lowercase() {
-                b'a' => (b"call-id", HeaderName::CallId),
-                _ => (b"contact", HeaderName::Contact),
-            },
             (4, b'c') => (b"cseq", HeaderName::CSeq),
-            (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
-            (14, b'c') => (b"content-length", HeaderName::ContentLength),
-            (12, b'c') => (b"content-type", HeaderName::ContentType),
             (5, b'r') => (b"route", HeaderName::Route),
+            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", HeaderName::CallId),
+            (7, b'c') => (b"contact", HeaderName::Contact),
+            (7, b'r') => (b"require", HeaderName::Require),
+            (7, b's') => (b"subject", HeaderName::Subject),
+            (9, b's') => (b"supported", HeaderName::Supported),
+            (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
+            (12, b'c') => (b"content-type", HeaderName::ContentType),
             (12, b'r') => (b"record-route", HeaderName::RecordRoute),
             (13, b'p') => (b"proxy-require", HeaderName::ProxyRequire),
-            (7, b'r') => (b"require", HeaderName::Require),
-            (9, b's') => (b"supported", HeaderName::Supported),
-            (7, b's') => (b"subject", HeaderName::Subject),
+            (14, b'c') => (b"content-length", HeaderName::ContentLength),
             _ => return HeaderName::Other,
         };
         // Length and first letter matched: compare the rest, folding only letters.

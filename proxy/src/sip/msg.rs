@@ -8,7 +8,7 @@ use super::value::{self, CommaList, NameAddr, SipUri, Via, is_token, trim};
 use super::{HeaderName, Method, ParseError, Span};
 
 /// At most this many header lines; more is a 400.
-pub const MAX_HEADERS: usize = 80;
+pub const MAX_HEADERS: usize = 64;
 /// The largest message accepted (the largest UDP payload).
 pub const MAX_MESSAGE: usize = 65_535;
 
@@ -16,7 +16,6 @@ pub const MAX_MESSAGE: usize = 65_535;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Header {
     pub name: HeaderName,
-    pub name_span: Span,
     /// The value, trimmed; folded continuation lines included.
     pub value: Span,
     /// The whole line(s), from the first byte of the name to just past the line feed.
@@ -26,6 +25,15 @@ pub struct Header {
 impl Default for HeaderName {
     fn default() -> Self {
         HeaderName::Other
+    }
+}
+
+impl Header {
+    /// The header name as written (without the white space before the colon).
+    pub fn name_bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let line = self.line.of(buf);
+        let colon = memchr::memchr(b':', line).unwrap_or(0);
+        value::trim_bytes(&line[..colon])
     }
 }
 
@@ -59,8 +67,10 @@ pub struct SipMsg<'a> {
     /// a response's only when asked: siplb routes responses by Via, never by From.
     from_value: Span,
     from: Option<NameAddr>,
-    pub to: NameAddr,
-    pub to_tag: Option<Span>,
+    /// The To value; parsed and checked up front in a request, when asked in a response
+    /// ([`to`](Self::to), [`to_tag`](Self::to_tag)).
+    to_value: Span,
+    to: Option<NameAddr>,
     pub cseq: u32,
     pub cseq_method: Method,
     /// The CSeq method as written.
@@ -219,8 +229,7 @@ impl<'a> SipMsg<'a> {
                 while name_end > pos && (buf[name_end - 1] == b' ' || buf[name_end - 1] == b'\t') {
                     name_end -= 1;
                 }
-                let name_span = Span::new(pos, name_end);
-                let name = HeaderName::parse(name_span.of(buf));
+                let name = HeaderName::parse(&buf[pos..name_end]);
                 // A known name matched exactly; any other must be a token.
                 if name_end == pos
                     || (name == HeaderName::Other
@@ -234,7 +243,6 @@ impl<'a> SipMsg<'a> {
                 }
                 headers[n] = Header {
                     name,
-                    name_span,
                     value: Span::new(i + 1, ce),
                     line: Span::new(pos, lf + 1),
                 };
@@ -301,10 +309,11 @@ impl<'a> SipMsg<'a> {
                         NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("From"))?;
                     once(&mut from, (Some(na), h.value), "From")?
                 }
+                HeaderName::To if !is_request => once(&mut to, (None, h.value), "To")?,
                 HeaderName::To => {
                     let na =
                         NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("To"))?;
-                    once(&mut to, na, "To")?
+                    once(&mut to, (Some(na), h.value), "To")?
                 }
                 HeaderName::CSeq => {
                     let v = h.value.of(buf);
@@ -372,8 +381,8 @@ impl<'a> SipMsg<'a> {
             call_id,
             from_value: from.1,
             from: from.0,
-            to_tag: to.tag(buf),
-            to,
+            to_value: to.1,
+            to: to.0,
             cseq,
             cseq_method,
             cseq_method_span,
@@ -445,8 +454,16 @@ impl<'a> SipMsg<'a> {
             .map(|s| s.of(self.buf))
     }
 
+    /// The To header as name-addr (parsed now for a response).
+    pub fn to(&self) -> Option<NameAddr> {
+        self.to
+            .or_else(|| NameAddr::parse(self.buf, self.to_value).ok())
+    }
+
     pub fn to_tag(&self) -> Option<&'a [u8]> {
-        self.to_tag.map(|s| s.of(self.buf))
+        self.to()
+            .and_then(|t| t.tag(self.buf))
+            .map(|s| s.of(self.buf))
     }
 
     pub fn span(&self, s: Span) -> &'a [u8] {

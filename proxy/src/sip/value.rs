@@ -177,26 +177,25 @@ impl Iterator for Params<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         let buf = self.buf;
         // find next ';'
-        while self.pos < self.end && buf[self.pos] != b';' {
-            self.pos += 1;
-        }
-        if self.pos >= self.end {
-            return None;
-        }
+        self.pos += memchr::memchr(b';', &buf[self.pos.min(self.end)..self.end])?;
         let name_start = self.pos + 1;
-        let mut i = name_start;
-        while i < self.end && buf[i] != b'=' && buf[i] != b';' {
-            i += 1;
-        }
+        let i = memchr::memchr2(b'=', b';', &buf[name_start..self.end])
+            .map_or(self.end, |p| name_start + p);
         let name = trim(buf, Span::new(name_start, i));
         if i < self.end && buf[i] == b'=' {
             let vstart = i + 1;
             let mut j = vstart;
-            while j < self.end && buf[j] != b';' {
-                if buf[j] == b'"' {
-                    j = skip_quoted(buf, j, self.end).unwrap_or(self.end);
-                } else {
-                    j += 1;
+            loop {
+                match memchr::memchr2(b';', b'"', &buf[j..self.end]) {
+                    None => {
+                        j = self.end;
+                        break;
+                    }
+                    Some(p) if buf[j + p] == b';' => {
+                        j += p;
+                        break;
+                    }
+                    Some(p) => j = skip_quoted(buf, j + p, self.end).unwrap_or(self.end),
                 }
             }
             self.pos = j;

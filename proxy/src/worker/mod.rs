@@ -341,7 +341,7 @@ impl Worker {
         let Ok(msg) = SipMsg::parse(&h.data) else {
             return;
         };
-        if msg.method() != Some(Method::Invite) || msg.to_tag.is_some() {
+        if msg.method() != Some(Method::Invite) || msg.to_tag().is_some() {
             return;
         }
         let mut out = Vec::with_capacity(512);

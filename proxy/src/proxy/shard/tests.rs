@@ -122,7 +122,7 @@ impl Out {
         let m = self.msg();
         m.headers()
             .iter()
-            .find(|h| h.name_span.of(m.buf).eq_ignore_ascii_case(name.as_bytes()))
+            .find(|h| h.name_bytes(m.buf).eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| lossy(h.value.of(m.buf)))
     }
 
