@@ -63,12 +63,14 @@ impl HeaderName {
             (14, b'c') => (b"content-length", HeaderName::ContentLength),
             _ => return HeaderName::Other,
         };
-        // Length and first letter matched: compare the rest, folding only letters.
-        let same = name
-            .iter()
-            .zip(want)
-            .all(|(&a, &b)| a == b || (b.is_ascii_lowercase() && (a | 0x20) == b));
-        if same { h } else { HeaderName::Other }
+        // Length and first letter matched: compare the rest, folding only letters ('-' is the
+        // only other character of a known name and must match as is).
+        for (&a, &b) in name[1..].iter().zip(&want[1..]) {
+            if a != b && ((a | 0x20) != b || b == b'-') {
+                return HeaderName::Other;
+            }
+        }
+        h
     }
 
     /// The canonical long name, for error messages.

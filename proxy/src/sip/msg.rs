@@ -88,7 +88,27 @@ pub struct SipMsg<'a> {
 
 /// Position of the next line feed at or after `from`.
 fn next_lf(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr(b'\n', &buf[from..]).map(|p| from + p)
+    find_byte(buf, b'\n', from, buf.len())
+}
+
+/// Position of the first `b` in `buf[from..end]`, eight bytes at a time: cheaper than a
+/// vectorised search for the short distances of header lines (≈ 40 bytes).
+#[inline]
+fn find_byte(buf: &[u8], b: u8, from: usize, end: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while i + 8 <= end {
+        let w = u64::from_le_bytes(buf[i..i + 8].try_into().expect("eight bytes"));
+        let x = w ^ (ONES * b as u64);
+        // The lowest flagged byte is exact (only bytes above a match can be false flags).
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    buf[i..end].iter().position(|&c| c == b).map(|p| i + p)
 }
 
 /// The end of a line's content: before `\r\n` or `\n`.
@@ -222,9 +242,7 @@ impl<'a> SipMsg<'a> {
                 headers[n - 1].line.end = (lf + 1) as u32;
             } else {
                 // name, optional white space, colon
-                let colon = memchr::memchr(b':', &buf[pos..ce])
-                    .map(|p| pos + p)
-                    .ok_or(ParseError::HeaderLine)?;
+                let colon = find_byte(buf, b':', pos, ce).ok_or(ParseError::HeaderLine)?;
                 let mut name_end = colon;
                 while name_end > pos && (buf[name_end - 1] == b' ' || buf[name_end - 1] == b'\t') {
                     name_end -= 1;
@@ -442,10 +460,10 @@ impl<'a> SipMsg<'a> {
         self.call_id.of(self.buf)
     }
 
-    /// The From header as name-addr (parsed now for a response).
+    /// The From header as name-addr (for a response located now, without judging it).
     pub fn from(&self) -> Option<NameAddr> {
         self.from
-            .or_else(|| NameAddr::parse(self.buf, self.from_value).ok())
+            .or_else(|| NameAddr::locate(self.buf, self.from_value))
     }
 
     pub fn from_tag(&self) -> Option<&'a [u8]> {
@@ -454,10 +472,10 @@ impl<'a> SipMsg<'a> {
             .map(|s| s.of(self.buf))
     }
 
-    /// The To header as name-addr (parsed now for a response).
+    /// The To header as name-addr (for a response located now, without judging it).
     pub fn to(&self) -> Option<NameAddr> {
         self.to
-            .or_else(|| NameAddr::parse(self.buf, self.to_value).ok())
+            .or_else(|| NameAddr::locate(self.buf, self.to_value))
     }
 
     pub fn to_tag(&self) -> Option<&'a [u8]> {

@@ -290,7 +290,48 @@ impl NameAddr {
         })
     }
 
+    /// Where the URI and the parameters are, without judging the display name or the URI
+    /// (for headers siplb reads but does not vouch for, as the To of a response).
+    pub fn locate(buf: &[u8], span: Span) -> Option<NameAddr> {
+        let (s, e) = (span.start as usize, span.end as usize);
+        let mut i = s;
+        loop {
+            let Some(p) = memchr::memchr3(b'"', b'<', b';', &buf[i..e]) else {
+                return Some(NameAddr {
+                    uri: trim(buf, span),
+                    params: Span::new(e, e),
+                });
+            };
+            i += p;
+            match buf[i] {
+                b'"' => i = skip_quoted(buf, i, e)?,
+                b'<' => {
+                    let gt = i + memchr::memchr(b'>', &buf[i..e])?;
+                    return Some(NameAddr {
+                        uri: Span::new(i + 1, gt),
+                        params: Span::new(gt + 1, e),
+                    });
+                }
+                _ => {
+                    return Some(NameAddr {
+                        uri: trim(buf, Span::new(s, i)),
+                        params: Span::new(i, e),
+                    });
+                }
+            }
+        }
+    }
+
     pub fn tag(&self, buf: &[u8]) -> Option<Span> {
+        // Fast path: `;tag=` is usually the first parameter.
+        let (s, e) = (self.params.start as usize, self.params.end as usize);
+        if e - s > 5 && buf[s..s + 5].eq_ignore_ascii_case(b";tag=") {
+            let v = s + 5;
+            let end = memchr::memchr2(b';', b'"', &buf[v..e]).map_or(e, |p| v + p);
+            if end == e || buf[end] == b';' {
+                return Some(trim(buf, Span::new(v, end))).filter(|t| !t.is_empty());
+            }
+        }
         param(buf, self.params, b"tag").filter(|t| !t.is_empty())
     }
 }
@@ -502,6 +543,15 @@ impl Via {
     }
 
     pub fn branch(&self, buf: &[u8]) -> Option<Span> {
+        // Fast path: nearly every Via has `;branch=` first.
+        let (s, e) = (self.params.start as usize, self.params.end as usize);
+        if e - s > 8 && buf[s..s + 8].eq_ignore_ascii_case(b";branch=") {
+            let v = s + 8;
+            let end = memchr::memchr2(b';', b'"', &buf[v..e]).map_or(e, |p| v + p);
+            if end == e || buf[end] == b';' {
+                return Some(trim(buf, Span::new(v, end)));
+            }
+        }
         param(buf, self.params, b"branch")
     }
 }
@@ -626,5 +676,39 @@ mod tests {
         assert_eq!(parse_u32(b"-1"), None);
         assert_eq!(parse_u32(b""), None);
         assert_eq!(parse_u32(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn locate_finds_uri_and_params_without_judging() {
+        for (v, uri, tag) in [
+            (&b"<sip:b@h>;tag=x1"[..], &b"sip:b@h"[..], Some(&b"x1"[..])),
+            (b"\"A <, B\" <sip:b@h>;tag=x2", b"sip:b@h", Some(b"x2")),
+            (b"sip:b@h;tag=x3", b"sip:b@h", Some(b"x3")),
+            (b"sip:b@h", b"sip:b@h", None),
+            (b"Bell, Alexander <sip:a@h>;tag=x4", b"sip:a@h", Some(b"x4")),
+        ] {
+            let na = NameAddr::locate(v, sp(v)).unwrap();
+            assert_eq!(na.uri.of(v), uri);
+            assert_eq!(na.tag(v).map(|t| t.of(v)), tag);
+        }
+        assert!(NameAddr::locate(b"<sip:unclosed", sp(b"<sip:unclosed")).is_none());
+    }
+
+    #[test]
+    fn via_branch_fast_and_slow_paths_agree() {
+        for v in [
+            &b"SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport"[..],
+            b"SIP/2.0/UDP h;BRANCH=z9hG4bK1",
+            b"SIP/2.0/UDP h;rport;branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;branch= z9hG4bK1 ;ttl=1",
+        ] {
+            let via = Via::parse(v, sp(v)).unwrap();
+            assert_eq!(
+                via.branch(v).unwrap().of(v),
+                b"z9hG4bK1",
+                "{:?}",
+                std::str::from_utf8(v)
+            );
+        }
     }
 }
