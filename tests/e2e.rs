@@ -16,13 +16,20 @@ fn setup(tag: &str, net: Net, extra: &str) -> (TempDir, Siplb) {
     (dir, siplb)
 }
 
+/// Two sipp gateways with the same scenario on the test's gateway addresses.
+fn gateways(dir: &TempDir, net: Net, scenario: &str, extra: &[&str]) -> (Sipp, Sipp) {
+    (
+        Sipp::uas(&dir.0, "uas1", &net.gw(1), scenario, extra),
+        Sipp::uas(&dir.0, "uas2", &net.gw(2), scenario, extra),
+    )
+}
+
 #[test]
 fn calls_2000_at_200_cps_over_two_gateways() {
     let _g = serial();
     let net = Net::new(11);
     let (dir, mut siplb) = setup("basic", net, "");
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let (uas1, uas2) = gateways(&dir, net, "uas.xml", &[]);
     let uac = Sipp::uac(
         &dir.0,
         "uac",
@@ -56,8 +63,7 @@ fn cancel_after_ringing_gets_487() {
     let _g = serial();
     let net = Net::new(12);
     let (dir, mut siplb) = setup("cancel", net, "");
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_cancel.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_cancel.xml", &[]);
+    let (uas1, uas2) = gateways(&dir, net, "uas_cancel.xml", &[]);
     let uac = Sipp::uac(
         &dir.0,
         "uac",
@@ -85,8 +91,7 @@ fn busy_gateway_486_reaches_caller_and_ack_is_hop_by_hop() {
     let _g = serial();
     let net = Net::new(13);
     let (dir, mut siplb) = setup("busy", net, "");
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_busy.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_busy.xml", &[]);
+    let (uas1, uas2) = gateways(&dir, net, "uas_busy.xml", &[]);
     let uac = Sipp::uac(
         &dir.0,
         "uac",
@@ -150,8 +155,7 @@ fn lossy_network_calls_complete_through_retransmissions() {
     let _g = serial();
     let net = Net::new(15);
     let (dir, mut siplb) = setup("lossy", net, "");
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &["-lost", "10"]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &["-lost", "10"]);
+    let (uas1, uas2) = gateways(&dir, net, "uas.xml", &["-lost", "10"]);
     let uac = Sipp::uac(
         &dir.0,
         "uac",
@@ -222,8 +226,7 @@ fn every_message_is_processed_by_its_owner() {
     let mut siplb = Siplb::start(BIN, &dir.0, &config(net, 2, &extra));
     // Loss (sipp drops some of what it sends) makes the other side retransmit, so
     // retransmissions are covered too.
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &["-lost", "5"]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &["-lost", "5"]);
+    let (uas1, uas2) = gateways(&dir, net, "uas.xml", &["-lost", "5"]);
     let uac = Sipp::uac(
         &dir.0,
         "uac",
@@ -396,8 +399,7 @@ fn bad_input_flood_is_answered_or_dropped_and_calls_go_on() {
         let _ = sock.send_to(&big, &target);
     }
     send(60_000, 1);
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let (uas1, uas2) = gateways(&dir, net, "uas.xml", &[]);
     let warm = Sipp::uac(
         &dir.0,
         "warm",

@@ -14,6 +14,17 @@ pub struct Extra<'a> {
     pub headers: &'a [u8],
 }
 
+impl Extra<'static> {
+    /// The overload answer: `503` with `Retry-After`, so the sender backs off this node.
+    pub fn overload(retry_after: u32) -> Extra<'static> {
+        Extra {
+            retry_after: Some(retry_after),
+            reason: Some("Service Unavailable - Overload"),
+            headers: b"",
+        }
+    }
+}
+
 /// Writes a reply to `req` into `out`: status line, the request's Via headers (top one with
 /// `received`/`rport` for `src`), From, To (with `to_tag` added when the request has none and
 /// the code is above 100), Call-ID and CSeq, then `extra`, and an empty body.

@@ -322,6 +322,13 @@ impl Shard {
             && host_ip(uri.host.of(buf)) == Some(self.cfg.local.ip())
     }
 
+    /// A new request siplb has no room for: `503` + `Retry-After`, counted.
+    fn reply_overload(&mut self, msg: &SipMsg<'_>, src: SocketAddr) {
+        self.stats.overload_503.inc();
+        let retry = self.cfg.retry_after;
+        self.reply_stateless(msg, src, 503, Extra::overload(retry))
+    }
+
     /// A local reply to `msg`, no transaction kept.
     /// An ACK is never answered (RFC 3261 §17): whatever is wrong with it, it is dropped.
     fn reply_stateless(&mut self, msg: &SipMsg<'_>, src: SocketAddr, code: u16, extra: Extra<'_>) {
@@ -469,18 +476,7 @@ impl Shard {
     fn on_new_invite(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>, key: Vec<u8>) {
         if self.full() {
             self.key = key;
-            self.stats.overload_503.inc();
-            let retry = self.cfg.retry_after;
-            return self.reply_stateless(
-                msg,
-                src,
-                503,
-                Extra {
-                    retry_after: Some(retry),
-                    reason: Some("Service Unavailable - Overload"),
-                    ..Extra::default()
-                },
-            );
+            return self.reply_overload(msg, src);
         }
         let call_id = msg.call_id();
         let caller_tag = msg.from_tag().unwrap_or(b"");
@@ -721,17 +717,7 @@ impl Shard {
         }
         if self.live_txns >= self.cfg.max_transactions {
             self.key = key;
-            self.stats.overload_503.inc();
-            let retry = self.cfg.retry_after;
-            return self.reply_stateless(
-                msg,
-                src,
-                503,
-                Extra {
-                    retry_after: Some(retry),
-                    ..Extra::default()
-                },
-            );
+            return self.reply_overload(msg, src);
         }
         self.start_txn(now, src, dst, msg, key, Some(did), fwd);
     }
@@ -1093,26 +1079,23 @@ impl Shard {
                 _ => continue,
             }
             match timer {
-                Timer::A if t.client == ClientState::Calling => {
-                    t.client_interval *= 2;
-                    let next = now + t.client_interval;
-                    t.set(Timer::A, next);
-                    self.stats.retransmissions.inc();
-                    push_copy(
-                        &mut self.pool,
-                        &mut self.transmits,
-                        t.downstream,
-                        &t.forwarded,
-                    );
-                }
-                Timer::E if matches!(t.client, ClientState::Calling | ClientState::Proceeding) => {
-                    t.client_interval = if t.client == ClientState::Calling {
-                        (t.client_interval * 2).min(timers.t2)
-                    } else {
-                        timers.t2
+                // Retransmit the request: INVITE every doubled interval (A), non-INVITE doubling
+                // up to T2 and at T2 once a provisional arrived (E).
+                Timer::A | Timer::E
+                    if (timer == Timer::A && t.client == ClientState::Calling)
+                        || (timer == Timer::E
+                            && matches!(
+                                t.client,
+                                ClientState::Calling | ClientState::Proceeding
+                            )) =>
+                {
+                    t.client_interval = match (timer, t.client) {
+                        (Timer::A, _) => t.client_interval * 2,
+                        (_, ClientState::Calling) => (t.client_interval * 2).min(timers.t2),
+                        _ => timers.t2,
                     };
                     let next = now + t.client_interval;
-                    t.set(Timer::E, next);
+                    t.set(timer, next);
                     self.stats.retransmissions.inc();
                     push_copy(
                         &mut self.pool,

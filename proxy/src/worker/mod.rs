@@ -345,17 +345,13 @@ impl Worker {
             return;
         }
         let mut out = Vec::with_capacity(512);
-        let retry = self.shard_retry_after();
+        let retry = self.shard.retry_after();
         reply::build(
             &msg,
             h.src,
             503,
             b"ovl",
-            Extra {
-                retry_after: Some(retry),
-                reason: Some("Service Unavailable - Overload"),
-                ..Extra::default()
-            },
+            Extra::overload(retry),
             &mut self.rewrite,
             &mut out,
         );
@@ -364,10 +360,6 @@ impl Worker {
             dst: h.src,
             data: out,
         });
-    }
-
-    fn shard_retry_after(&self) -> u32 {
-        self.shard.retry_after()
     }
 
     fn drain_hand_offs(&mut self, now: Instant) {
