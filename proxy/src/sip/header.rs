@@ -43,34 +43,37 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        // Dispatch on length, then first letter: one comparison for the names we know.
-        let first = name[0] | 0x20;
-        let (want, h): (&[u8], HeaderName) = match (name.len(), first) {
-            (2, b't') => (b"to", HeaderName::To),
-            (3, b'v') => (b"via", HeaderName::Via),
-            (4, b'f') => (b"from", HeaderName::From),
-            (4, b'c') => (b"cseq", HeaderName::CSeq),
-            (5, b'r') => (b"route", HeaderName::Route),
-            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", HeaderName::CallId),
-            (7, b'c') => (b"contact", HeaderName::Contact),
-            (7, b'r') => (b"require", HeaderName::Require),
-            (7, b's') => (b"subject", HeaderName::Subject),
-            (9, b's') => (b"supported", HeaderName::Supported),
-            (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
-            (12, b'c') => (b"content-type", HeaderName::ContentType),
-            (12, b'r') => (b"record-route", HeaderName::RecordRoute),
-            (13, b'p') => (b"proxy-require", HeaderName::ProxyRequire),
-            (14, b'c') => (b"content-length", HeaderName::ContentLength),
-            _ => return HeaderName::Other,
-        };
-        // Length and first letter matched: compare the rest, folding only letters ('-' is the
-        // only other character of a known name and must match as is).
-        for (&a, &b) in name[1..].iter().zip(&want[1..]) {
-            if a != b && ((a | 0x20) != b || b == b'-') {
-                return HeaderName::Other;
-            }
+        // Dispatch on length, then first letter; then one comparison of the whole name, with
+        // the expected name a constant in each arm (so its words and case mask are too).
+        macro_rules! known {
+            ($want:literal, $h:expr) => {{
+                const K: [u64; 4] = name_words($want);
+                if matches_folded(name, K) {
+                    $h
+                } else {
+                    HeaderName::Other
+                }
+            }};
         }
-        h
+        let first = name[0] | 0x20;
+        match (name.len(), first) {
+            (2, b't') => known!(b"to", HeaderName::To),
+            (3, b'v') => known!(b"via", HeaderName::Via),
+            (4, b'f') => known!(b"from", HeaderName::From),
+            (4, b'c') => known!(b"cseq", HeaderName::CSeq),
+            (5, b'r') => known!(b"route", HeaderName::Route),
+            (7, b'c') if name[1] | 0x20 == b'a' => known!(b"call-id", HeaderName::CallId),
+            (7, b'c') => known!(b"contact", HeaderName::Contact),
+            (7, b'r') => known!(b"require", HeaderName::Require),
+            (7, b's') => known!(b"subject", HeaderName::Subject),
+            (9, b's') => known!(b"supported", HeaderName::Supported),
+            (12, b'm') => known!(b"max-forwards", HeaderName::MaxForwards),
+            (12, b'c') => known!(b"content-type", HeaderName::ContentType),
+            (12, b'r') => known!(b"record-route", HeaderName::RecordRoute),
+            (13, b'p') => known!(b"proxy-require", HeaderName::ProxyRequire),
+            (14, b'c') => known!(b"content-length", HeaderName::ContentLength),
+            _ => HeaderName::Other,
+        }
     }
 
     /// The canonical long name, for error messages.
@@ -94,6 +97,55 @@ impl HeaderName {
             HeaderName::Other => "header",
         }
     }
+}
+
+/// `name` equals the known name whose [`name_words`] are `k`, letters compared without case:
+/// two overlapping little-endian words cover any length from 2 to 16, so the comparison is a
+/// few instructions instead of a loop. A byte only folds to a letter if it is that letter in
+/// upper or lower case; a '-' must be a '-'.
+#[inline]
+fn matches_folded(name: &[u8], k: [u64; 4]) -> bool {
+    let (lo, hi) = words(name);
+    (lo | k[2]) == k[0] && (hi | k[3]) == k[1]
+}
+
+/// The first and the last (up to) eight bytes of `b` as little-endian words.
+#[inline]
+fn words(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    if n >= 8 {
+        let lo = u64::from_le_bytes(b[..8].try_into().expect("eight bytes"));
+        let hi = u64::from_le_bytes(b[n - 8..].try_into().expect("eight bytes"));
+        (lo, hi)
+    } else {
+        let mut w = [0u8; 8];
+        w[..n].copy_from_slice(b);
+        let v = u64::from_le_bytes(w);
+        (v, v)
+    }
+}
+
+/// For a known name (lower case letters and '-', 2 to 16 bytes): its first and last words as
+/// [`words`] reads them, and for each a mask with 0x20 in the bytes that are letters.
+const fn name_words(w: &[u8]) -> [u64; 4] {
+    let n = w.len();
+    assert!(n >= 2 && n <= 16);
+    let (lo_start, hi_start, len) = if n >= 8 { (0, n - 8, 8) } else { (0, 0, n) };
+    let mut k = [0u64; 4];
+    let mut i = 0;
+    while i < len {
+        let (a, b) = (w[lo_start + i], w[hi_start + i]);
+        k[0] |= (a as u64) << (8 * i);
+        k[1] |= (b as u64) << (8 * i);
+        if a.is_ascii_lowercase() {
+            k[2] |= 0x20 << (8 * i);
+        }
+        if b.is_ascii_lowercase() {
+            k[3] |= 0x20 << (8 * i);
+        }
+        i += 1;
+    }
+    k
 }
 
 #[cfg(test)]
@@ -121,5 +173,14 @@ mod tests {
         );
         assert_eq!(HeaderName::parse(b"Requires"), HeaderName::Other);
         assert_eq!(HeaderName::parse(b"Call\rid"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Call\x0did"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::parse(b"CONTENT-LENGTH"),
+            HeaderName::ContentLength
+        );
+        assert_eq!(HeaderName::parse(b"content_length"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"Record-Routf"), HeaderName::Other);
+        assert_eq!(HeaderName::parse(b"tO"), HeaderName::To);
+        assert_eq!(HeaderName::parse(b"t@"), HeaderName::Other);
     }
 }

@@ -14,6 +14,8 @@ const TOKEN_CHAR: u8 = 1;
 const WS: u8 = 2;
 /// Characters of a URI scheme: alphanumerics and `+-.`.
 const SCHEME: u8 = 4;
+/// Characters of a host name or IPv4 address: alphanumerics and `-.`.
+const HOST: u8 = 8;
 
 /// Character classes, one table lookup per byte.
 static CLASS: [u8; 256] = {
@@ -35,6 +37,9 @@ static CLASS: [u8; 256] = {
         }
         if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
             c |= SCHEME;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.') {
+            c |= HOST;
         }
         t[i] = c;
         i += 1;
@@ -413,23 +418,19 @@ pub fn parse_host_port(buf: &[u8], span: Span) -> Result<(Span, Option<u16>), ()
         return Err(());
     }
     let host_end = if buf[s] == b'[' {
-        let close = buf[s..e].iter().position(|&b| b == b']').ok_or(())? + s;
+        let close = memchr::memchr(b']', &buf[s..e]).ok_or(())? + s;
         let inner = std::str::from_utf8(&buf[s + 1..close]).map_err(|_| ())?;
         inner.parse::<std::net::Ipv6Addr>().map_err(|_| ())?;
         close + 1
     } else {
-        let p = buf[s..e]
-            .iter()
-            .position(|&b| b == b':')
-            .map_or(e, |p| s + p);
-        if p == s
-            || !buf[s..p]
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        {
+        let mut i = s;
+        while i < e && CLASS[buf[i] as usize] & HOST != 0 {
+            i += 1;
+        }
+        if i == s {
             return Err(());
         }
-        p
+        i
     };
     let host = Span::new(s, host_end);
     if host_end == e {
@@ -438,9 +439,21 @@ pub fn parse_host_port(buf: &[u8], span: Span) -> Result<(Span, Option<u16>), ()
     if buf[host_end] != b':' {
         return Err(());
     }
-    let port = trim(buf, Span::new(host_end + 1, e));
-    let port = parse_u32(port.of(buf)).filter(|p| *p <= 65535).ok_or(())?;
-    Ok((host, Some(port as u16)))
+    let port = trim_bytes(&buf[host_end + 1..e]);
+    if port.is_empty() || port.len() > 5 {
+        return Err(());
+    }
+    let mut v = 0u32;
+    for &d in port {
+        if !d.is_ascii_digit() {
+            return Err(());
+        }
+        v = v * 10 + (d - b'0') as u32;
+    }
+    if v > 65535 {
+        return Err(());
+    }
+    Ok((host, Some(v as u16)))
 }
 
 /// The host of a URI or Via as an IP address (brackets of IPv6 references removed).
