@@ -10,6 +10,7 @@
 //! received it (a stateless reply needs no shard).
 
 mod bufring;
+pub mod owner;
 mod socket;
 
 use crate::config::Config;
@@ -20,7 +21,7 @@ use crate::sip::{Method, Rewrite, SipMsg};
 use bufring::BufRing;
 use crossbeam_queue::ArrayQueue;
 use io_uring::{IoUring, cqueue, opcode, types};
-use siplb_common::{call_id_hash, owner_of};
+use siplb_common::owner_of;
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -315,7 +316,7 @@ impl Worker {
         // kernel only after this function returns (`recycle` in `run`); nothing below touches
         // the buffer ring, so detaching the borrow from `self` is sound.
         let payload: &[u8] = unsafe { std::slice::from_raw_parts(payload.as_ptr(), payload.len()) };
-        let owner = call_id_hash(self.plane.hash_key, payload)
+        let owner = owner::call_id_hash(self.plane.hash_key, payload)
             .map_or(self.id, |h| owner_of(h, self.workers));
         if owner == self.id {
             self.process(now, src, payload, self.id);
