@@ -17,7 +17,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  ci            install the test dependencies (apt), check formatting, run every test\n\
                  install-deps  install the test dependencies only\n\
-                 bench [--rate N] [--calls N] [--repeat N] [--proxy siplb|kamailio|both]\n\
+                 bench [--rate N] [--calls N] [--repeat N] [--proxy siplb|kamailio|both] [--batch-wait-us N]\n\
                  \x20             sipp through siplb and Kamailio at one fixed rate; CPU per 1000 calls"
             );
             std::process::exit(2);
@@ -125,6 +125,8 @@ struct BenchArgs {
     rate: u32,
     calls: u32,
     repeat: u32,
+    /// Overrides `workers.batch_wait_us` of the example config.
+    batch_wait_us: Option<u32>,
     proxies: Vec<&'static str>,
 }
 
@@ -133,6 +135,7 @@ fn bench_args(args: &[String]) -> Result<BenchArgs> {
         rate: 1000,
         calls: 20_000,
         repeat: 3,
+        batch_wait_us: None,
         proxies: vec!["siplb", "kamailio"],
     };
     let mut it = args.iter();
@@ -142,6 +145,7 @@ fn bench_args(args: &[String]) -> Result<BenchArgs> {
             "--rate" => b.rate = val()?.parse()?,
             "--calls" => b.calls = val()?.parse()?,
             "--repeat" => b.repeat = val()?.parse::<u32>()?.clamp(1, 9),
+            "--batch-wait-us" => b.batch_wait_us = Some(val()?.parse()?),
             "--proxy" => {
                 b.proxies = match val()?.as_str() {
                     "siplb" => vec!["siplb"],
