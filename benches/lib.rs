@@ -30,7 +30,7 @@ a=rtpmap:18 G729/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\n\
 a=ptime:20\r\n";
 
-/// The gateway's 200 OK to it, as it reaches siplb.
+/// The gateway's 200 OK to it with the SDP answer, as it reaches siplb.
 pub const OK: &[u8] = b"SIP/2.0 200 OK\r\n\
 Via: SIP/2.0/UDP 198.18.0.10:5060;branch=z9hG4bK-5f3a.0.1c\r\n\
 Via: SIP/2.0/UDP 198.18.1.20:5060;branch=z9hG4bK-524287-1---8a0bb3a2f1e3c2d0;received=198.18.1.20;rport=5060\r\n\
@@ -43,8 +43,17 @@ CSeq: 1 INVITE\r\n\
 Server: gateway 1.0\r\n\
 Allow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 0\r\n\
-\r\n";
+Content-Length: 178\r\n\
+\r\n\
+v=0\r\n\
+o=gw 1234567 1234567 IN IP4 198.18.2.30\r\n\
+s=-\r\n\
+c=IN IP4 198.18.2.30\r\n\
+t=0 0\r\n\
+m=audio 31000 RTP/AVP 0 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=ptime:20\r\n";
 
 #[cfg(test)]
 mod tests {

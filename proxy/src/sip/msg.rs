@@ -243,10 +243,11 @@ impl<'a> SipMsg<'a> {
             } else {
                 // name, optional white space, colon
                 let colon = find_byte(buf, b':', pos, ce).ok_or(ParseError::HeaderLine)?;
-                let mut name_end = colon;
-                while name_end > pos && (buf[name_end - 1] == b' ' || buf[name_end - 1] == b'\t') {
-                    name_end -= 1;
+                let mut name = &buf[pos..colon];
+                while let [rest @ .., b' ' | b'\t'] = name {
+                    name = rest;
                 }
+                let name_end = pos + name.len();
                 let name = HeaderName::parse(&buf[pos..name_end]);
                 // A known name matched exactly; any other must be a token.
                 if name_end == pos
@@ -294,10 +295,15 @@ impl<'a> SipMsg<'a> {
                 HeaderName::Via if !is_request && via.is_some() => {}
                 HeaderName::Via if !is_request => {
                     let bad = ParseError::BadHeader("Via");
-                    let first = CommaList::new(buf, h.value)
-                        .next()
-                        .ok_or(bad)?
-                        .map_err(|_| bad)?;
+                    // One Via per header line is the common case: no comma list to walk.
+                    let first = if memchr::memchr(b',', h.value.of(buf)).is_none() {
+                        h.value
+                    } else {
+                        CommaList::new(buf, h.value)
+                            .next()
+                            .ok_or(bad)?
+                            .map_err(|_| bad)?
+                    };
                     via = Some((Via::parse(buf, first).map_err(|_| bad)?, idx));
                 }
                 HeaderName::Via => {
@@ -316,7 +322,10 @@ impl<'a> SipMsg<'a> {
                 // sends to an address taken from a message.
                 HeaderName::CallId => {
                     let v = h.value.of(buf);
-                    if v.is_empty() || v.iter().any(|&b| value::is_ws(b)) {
+                    if v.is_empty()
+                        || memchr::memchr3(b' ', b'\t', b'\n', v).is_some()
+                        || memchr::memchr(b'\r', v).is_some()
+                    {
                         return Err(ParseError::BadHeader("Call-ID"));
                     }
                     once(&mut call_id, h.value, "Call-ID")?

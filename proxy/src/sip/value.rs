@@ -158,6 +158,22 @@ impl Iterator for CommaList<'_> {
     }
 }
 
+/// The end of an unquoted parameter value starting at `v`: the next `;`, or `end`. `None` when
+/// a quote comes first (then the general parser handles it). Values are short: a plain loop
+/// beats a vectorised search here.
+#[inline]
+fn plain_value_end(buf: &[u8], v: usize, end: usize) -> Option<usize> {
+    let mut j = v;
+    while j < end {
+        match buf[j] {
+            b';' => return Some(j),
+            b'"' => return None,
+            _ => j += 1,
+        }
+    }
+    Some(end)
+}
+
 /// `;name=value` parameters in `span` (which starts at or before the first `;`). Yields
 /// `(name, value)` with an empty value span for a flag parameter. Quoted values are kept quoted.
 pub struct Params<'a> {
@@ -330,12 +346,11 @@ impl NameAddr {
     pub fn tag(&self, buf: &[u8]) -> Option<Span> {
         // Fast path: `;tag=` is usually the first parameter.
         let (s, e) = (self.params.start as usize, self.params.end as usize);
-        if e - s > 5 && buf[s..s + 5].eq_ignore_ascii_case(b";tag=") {
-            let v = s + 5;
-            let end = memchr::memchr2(b';', b'"', &buf[v..e]).map_or(e, |p| v + p);
-            if end == e || buf[end] == b';' {
-                return Some(trim(buf, Span::new(v, end))).filter(|t| !t.is_empty());
-            }
+        if e - s > 5
+            && buf[s..s + 5].eq_ignore_ascii_case(b";tag=")
+            && let Some(end) = plain_value_end(buf, s + 5, e)
+        {
+            return Some(trim(buf, Span::new(s + 5, end))).filter(|t| !t.is_empty());
         }
         param(buf, self.params, b"tag").filter(|t| !t.is_empty())
     }
