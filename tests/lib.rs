@@ -483,7 +483,7 @@ pub fn read_sipp_csv(path: &Path) -> SippStats {
     let Some(head) = lines.next() else {
         return SippStats::default();
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return SippStats::default();
     };
     let fields = head

@@ -77,6 +77,21 @@ fn ci() -> Result<()> {
             .current_dir(&root)
             .args(["fmt", "--all", "--", "--check"]))?;
     }
+    if Command::new("cargo")
+        .args(["clippy", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        run(Command::new("cargo").current_dir(&root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
     // Every test binary's output passes through; their "test result" lines are added up into
     // one closing line, so a reader of the log sees the whole suite's count last.
     let mut child = Command::new("cargo")
@@ -230,7 +245,7 @@ fn last_csv(path: &Path) -> std::collections::HashMap<String, String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let head = lines.next().unwrap_or("");
-    let last = lines.last().unwrap_or("");
+    let last = lines.next_back().unwrap_or("");
     head.split(';')
         .zip(last.split(';'))
         .map(|(k, v)| (k.into(), v.into()))

@@ -1,7 +1,7 @@
 //! Header names: the ones the proxy reads, recognised in long and compact form, any case.
 
 /// A header the proxy looks at, or `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderName {
     Via,
     From,
@@ -18,6 +18,7 @@ pub enum HeaderName {
     Require,
     Supported,
     Subject,
+    #[default]
     Other,
 }
 

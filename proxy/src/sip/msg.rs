@@ -22,12 +22,6 @@ pub struct Header {
     pub line: Span,
 }
 
-impl Default for HeaderName {
-    fn default() -> Self {
-        HeaderName::Other
-    }
-}
-
 impl Header {
     /// The header name as written (without the white space before the colon).
     pub fn name_bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {

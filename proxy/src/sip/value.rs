@@ -2,6 +2,10 @@
 //!
 //! Everything works on byte ranges ([`Span`]) into the message buffer and never copies.
 
+// The grammar helpers answer "malformed" with `Err(())`: the caller knows which header it was
+// reading and turns that into the `ParseError` that names it.
+#![allow(clippy::result_unit_err)]
+
 use super::Span;
 use std::net::IpAddr;
 

@@ -101,6 +101,9 @@ pub struct Worker {
     shard: Shard,
     stats: Arc<ShardStats>,
     recv_hdr: Box<libc::msghdr>,
+    // Boxed on purpose: the kernel holds pointers into a slot until its completion, so a slot
+    // must not move when the Vec grows.
+    #[allow(clippy::vec_box)]
     sends: Vec<Box<SendSlot>>,
     free_sends: Vec<u32>,
     /// Workers to wake at the end of this batch (hand-offs pushed to them).
