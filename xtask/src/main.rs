@@ -260,6 +260,8 @@ struct Outcome {
     cpu_s: f64,
     wall_s: f64,
     retrans: u64,
+    /// siplb only: (p50, p99, max) µs from kernel receive to processed.
+    latency_us: Option<(u64, u64, u64)>,
 }
 
 impl Outcome {
@@ -344,6 +346,14 @@ fn bench(args: &[String]) -> Result<()> {
             o.cpu_s / o.wall_s * 100.0
         );
     }
+    for o in &outcomes {
+        if let Some((p50, p99, max)) = o.latency_us {
+            println!(
+                "\n{}: kernel receive to processed, per datagram: p50 {p50} µs, p99 {p99} µs, max {max} µs",
+                o.proxy
+            );
+        }
+    }
     if let [s, k] = &outcomes[..] {
         let ratio = (s.cpu_s / s.ok.max(1) as f64) / (k.cpu_s / k.ok.max(1) as f64);
         println!(
@@ -414,6 +424,28 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
     let result = drive(root, &dir, proxy, &target, &child, b);
     stop(&mut child);
     result
+}
+
+/// `core:latency_p50_us`, `_p99_us`, `_max_us` of the siplb run in `dir`.
+fn siplb_latency(root: &Path, dir: &Path) -> Option<(u64, u64, u64)> {
+    let out = Command::new(root.join("target/release/siplb"))
+        .arg("ctl")
+        .arg("--config")
+        .arg(dir.join("siplb.toml"))
+        .args(["stats.get_statistics", "core:"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(" = ")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((
+        get("core:latency_p50_us")?,
+        get("core:latency_p99_us")?,
+        get("core:latency_max_us")?,
+    ))
 }
 
 fn drive(
@@ -504,6 +536,13 @@ fn drive(
         .status()?;
     let wall_s = t0.elapsed().as_secs_f64();
     let ticks1 = cpu_ticks(child.id());
+    let latency_us = if proxy == "siplb" {
+        // The workers publish their latency figures every second.
+        std::thread::sleep(Duration::from_millis(1200));
+        siplb_latency(root, dir)
+    } else {
+        None
+    };
     for mut u in uas {
         let _ = Command::new("kill")
             .arg("-USR1")
@@ -528,5 +567,6 @@ fn drive(
         cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
         wall_s,
         retrans: get("Retransmissions(C)") as u64,
+        latency_us,
     })
 }

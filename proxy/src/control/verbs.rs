@@ -13,7 +13,11 @@ pub fn statistics(state: &ControlState) -> Vec<(&'static str, u64)> {
         let mut i = 0;
         s.each(|name, v| {
             if let Some(e) = all.get_mut(i) {
-                e.1 += v;
+                if crate::metrics::names::MAX_OF_WORKERS.contains(&name) {
+                    e.1 = e.1.max(v);
+                } else {
+                    e.1 += v;
+                }
             } else {
                 all.push((name, v));
             }

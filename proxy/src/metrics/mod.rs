@@ -95,6 +95,12 @@ shard_stats! {
     active_transactions => names::TM_ACTIVE,
     /// Per-call records held (a gauge, refreshed by the worker after each batch).
     active_calls => names::CORE_ACTIVE_CALLS,
+    /// Median kernel-receive-to-processed time in µs since start (refreshed every second).
+    latency_p50_us => names::CORE_LATENCY_P50_US,
+    /// 99th percentile of the same.
+    latency_p99_us => names::CORE_LATENCY_P99_US,
+    /// Largest of the same.
+    latency_max_us => names::CORE_LATENCY_MAX_US,
 }
 
 #[cfg(test)]

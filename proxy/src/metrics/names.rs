@@ -21,3 +21,14 @@ pub const TM_CREATED: &str = "tmx:created_transactions";
 pub const TM_TIMEOUTS: &str = "tmx:timeouts";
 pub const TM_ACTIVE: &str = "tmx:active_transactions";
 pub const CORE_ACTIVE_CALLS: &str = "core:active_calls";
+pub const CORE_LATENCY_P50_US: &str = "core:latency_p50_us";
+pub const CORE_LATENCY_P99_US: &str = "core:latency_p99_us";
+pub const CORE_LATENCY_MAX_US: &str = "core:latency_max_us";
+
+/// Statistics that are per-worker gauges of a distribution: read as the highest worker's
+/// value, not the sum.
+pub const MAX_OF_WORKERS: &[&str] = &[
+    CORE_LATENCY_P50_US,
+    CORE_LATENCY_P99_US,
+    CORE_LATENCY_MAX_US,
+];

@@ -35,6 +35,8 @@ pub struct HandOff {
     pub src: SocketAddr,
     pub data: Vec<u8>,
     pub received_by: u32,
+    /// When the kernel received it (CLOCK_REALTIME ns; 0 = unknown).
+    pub rx_ns: u64,
 }
 
 /// What other threads may touch of a worker.
@@ -113,6 +115,9 @@ pub struct Worker {
     workers: u32,
     batch: usize,
     batch_wait_us: u32,
+    /// Kernel receive to processed, in µs.
+    latency: hdrhistogram::Histogram<u64>,
+    last_publish: Instant,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -141,6 +146,8 @@ impl Worker {
         // SAFETY: msghdr is plain data; zeroed is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
+        // Room for one SCM_TIMESTAMPNS message: the kernel's receive time of each datagram.
+        recv_hdr.msg_controllen = socket::RX_CONTROL_LEN;
         let trace = match &cfg.trace_ownership {
             Some(p) => {
                 let path = format!("{}.{id}", p.display());
@@ -166,6 +173,9 @@ impl Worker {
             workers,
             batch: cfg.batch.max(1),
             batch_wait_us: cfg.batch_wait_us,
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+            last_publish: Instant::now(),
         })
     }
 
@@ -283,6 +293,10 @@ impl Worker {
                 .active_transactions
                 .set(self.shard.transactions() as u64);
             self.stats.active_calls.set(self.shard.calls() as u64);
+            if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
+                self.last_publish = now;
+                self.publish_latency();
+            }
             for w in 0..self.wake.len() {
                 if std::mem::take(&mut self.wake[w]) {
                     // Posts a completion into the owner's ring: it wakes and drains its queue.
@@ -296,6 +310,7 @@ impl Worker {
                 }
             }
         }
+        self.publish_latency();
         if let Some(t) = self.trace.as_mut() {
             t.flush()?;
         }
@@ -314,6 +329,7 @@ impl Worker {
         let Some(src) = socket::sockaddr_from_bytes(out.name_data()) else {
             return;
         };
+        let rx_ns = socket::rx_timestamp_ns(out.control_data()).unwrap_or(0);
         let payload: &[u8] = out.payload_data();
         // SAFETY: the payload lives in buffer `bid` of the ring, which is handed back to the
         // kernel only after this function returns (`recycle` in `run`); nothing below touches
@@ -322,17 +338,20 @@ impl Worker {
         let owner = owner::call_id_hash(self.plane.hash_key, payload)
             .map_or(self.id, |h| owner_of(h, self.workers));
         if owner == self.id {
-            self.process(now, src, payload, self.id);
+            self.process(now, src, payload, self.id, rx_ns);
             return;
         }
-        self.stats.hand_offs.inc();
         let h = HandOff {
             src,
             data: payload.to_vec(),
             received_by: self.id,
+            rx_ns,
         };
         match self.plane.workers[owner as usize].queue.push(h) {
-            Ok(()) => self.wake[owner as usize] = true,
+            Ok(()) => {
+                self.stats.hand_offs.inc();
+                self.wake[owner as usize] = true;
+            }
             Err(h) => {
                 self.stats.hand_off_drops.inc();
                 self.overload_reply(&h);
@@ -369,11 +388,18 @@ impl Worker {
     fn drain_hand_offs(&mut self, now: Instant) {
         let handle = self.plane.workers[self.id as usize].clone();
         while let Some(h) = handle.queue.pop() {
-            self.process(now, h.src, &h.data, h.received_by);
+            self.process(now, h.src, &h.data, h.received_by, h.rx_ns);
         }
     }
 
-    fn process(&mut self, now: Instant, src: SocketAddr, data: &[u8], received_by: u32) {
+    fn process(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        data: &[u8],
+        received_by: u32,
+        rx_ns: u64,
+    ) {
         if let Some(t) = self.trace.as_mut() {
             // `<processed_by> <received_by> <method or status> <cseq method> <call-id>`
             if let Ok(m) = SipMsg::parse(data) {
@@ -397,6 +423,26 @@ impl Worker {
             }
         }
         self.shard.handle(now, src, data);
+        if rx_ns != 0 {
+            // Kernel receive to done here (what it causes is sent at the next ring enter, a
+            // few µs on): the latency siplb adds, batching wait and hand-off included.
+            let done = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            self.latency
+                .saturating_record(done.saturating_sub(rx_ns) / 1000);
+        }
+    }
+
+    /// Publishes the latency percentiles (µs since start) into the statistics.
+    fn publish_latency(&mut self) {
+        let h = &self.latency;
+        if h.is_empty() {
+            return;
+        }
+        self.stats.latency_p50_us.set(h.value_at_quantile(0.50));
+        self.stats.latency_p99_us.set(h.value_at_quantile(0.99));
+        self.stats.latency_max_us.set(h.max());
     }
 
     fn flush_transmits(&mut self) -> io::Result<()> {

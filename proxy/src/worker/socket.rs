@@ -18,6 +18,8 @@ pub fn bind_reuseport(addr: SocketAddr, rcvbuf: usize) -> io::Result<OwnedFd> {
         let _ = s.set_recv_buffer_size(rcvbuf);
     }
     let _ = s.set_send_buffer_size(rcvbuf);
+    // The kernel's receive time of each datagram comes with it (latency statistics).
+    set_int(&s, libc::SO_TIMESTAMPNS, 1);
     s.bind(&addr.into())?;
     Ok(s.into())
 }
@@ -35,6 +37,34 @@ fn set_int(s: &Socket, opt: libc::c_int, v: usize) -> bool {
             size_of::<libc::c_int>() as u32,
         ) == 0
     }
+}
+
+/// Control space for one `SCM_TIMESTAMPNS` message (`CMSG_SPACE(sizeof(struct timespec))`).
+pub const RX_CONTROL_LEN: usize = 32;
+
+/// The `SCM_TIMESTAMPNS` receive time (CLOCK_REALTIME, ns) in a datagram's control data.
+pub fn rx_timestamp_ns(control: &[u8]) -> Option<u64> {
+    // struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; } then the data,
+    // 8-byte aligned on this platform.
+    let mut c = control;
+    while c.len() >= 16 {
+        let len = usize::from_ne_bytes(c[..8].try_into().ok()?);
+        let level = i32::from_ne_bytes(c[8..12].try_into().ok()?);
+        let kind = i32::from_ne_bytes(c[12..16].try_into().ok()?);
+        if len < 16 || len > c.len() {
+            return None;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS && len >= 32 {
+            let sec = i64::from_ne_bytes(c[16..24].try_into().ok()?);
+            let nsec = i64::from_ne_bytes(c[24..32].try_into().ok()?);
+            return u64::try_from(sec)
+                .ok()?
+                .checked_mul(1_000_000_000)?
+                .checked_add(u64::try_from(nsec).ok()?);
+        }
+        c = &c[len.next_multiple_of(8).min(c.len())..];
+    }
+    None
 }
 
 /// Reads a `sockaddr_in`/`sockaddr_in6` as the kernel wrote it into a receive buffer.
@@ -92,5 +122,21 @@ mod tests {
                 unsafe { std::slice::from_raw_parts(&st as *const _ as *const u8, len as usize) };
             assert_eq!(sockaddr_from_bytes(bytes), Some(a));
         }
+    }
+
+    #[test]
+    fn receive_timestamp_from_control_data() {
+        let mut c = Vec::new();
+        c.extend_from_slice(&32usize.to_ne_bytes());
+        c.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c.extend_from_slice(&libc::SCM_TIMESTAMPNS.to_ne_bytes());
+        c.extend_from_slice(&1_795_000_000i64.to_ne_bytes());
+        c.extend_from_slice(&123_456_789i64.to_ne_bytes());
+        assert_eq!(rx_timestamp_ns(&c), Some(1_795_000_000_123_456_789));
+        assert_eq!(rx_timestamp_ns(&c[..20]), None);
+        assert_eq!(rx_timestamp_ns(&[]), None);
+        let mut bad = c.clone();
+        bad[..8].copy_from_slice(&4usize.to_ne_bytes());
+        assert_eq!(rx_timestamp_ns(&bad), None);
     }
 }
