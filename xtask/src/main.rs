@@ -378,6 +378,14 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
                     "/tmp/siplb.ctl",
                     &dir.join("siplb.ctl").display().to_string(),
                 );
+            let cfg = match b.batch_wait_us {
+                Some(us) => cfg.replacen(
+                    "[workers]\n",
+                    &format!("[workers]\nbatch_wait_us = {us}\n"),
+                    1,
+                ),
+                None => cfg,
+            };
             let cfg_path = dir.join("siplb.toml");
             std::fs::write(&cfg_path, cfg)?;
             Command::new(root.join("target/release/siplb"))
