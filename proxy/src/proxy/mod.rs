@@ -15,6 +15,7 @@ pub mod route;
 mod shard;
 mod txn;
 pub mod via;
+pub mod wheel;
 
 pub use call::{Call, CallState};
 pub use route::{Cidr, Customer, Peer, Routing};

@@ -5,14 +5,13 @@ use super::reply::{self, Extra};
 use super::route::Peer;
 use super::txn::{Cancel, ClientState, Kind, ServerState, Timer, Txn};
 use super::via::{MAGIC_COOKIE, Received, add_received, top_via_is_ours, write_via};
+use super::wheel::TimerWheel;
 use super::{ProxyConfig, Transmit};
 use crate::metrics::ShardStats;
 use crate::sip::value::{CommaList, SipUri, host_ip, param};
 use crate::sip::{HeaderName, Method, ParseError, Rewrite, SipMsg, Span};
 use hashbrown::HashMap;
 use siplb_common::owner_hash;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,7 +42,10 @@ pub struct Shard {
     call_ids: HashMap<Box<[u8]>, u64>,
     next_did: u64,
     next_branch: u64,
-    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    /// Created at the first timer, with that time as its origin (the shard reads no clock).
+    timers: Option<TimerWheel<TimerRef>>,
+    /// Scratch list of the timers due in one `handle_timeout`.
+    due: Vec<(Instant, TimerRef)>,
     rewrite: Rewrite,
     key: Vec<u8>,
     /// Datagrams to send; the worker drains it and gives the buffers back with `recycle`.
@@ -111,7 +113,8 @@ impl Shard {
             call_ids: HashMap::new(),
             next_did: 1,
             next_branch: 1,
-            timers: BinaryHeap::new(),
+            timers: None,
+            due: Vec::new(),
             rewrite: Rewrite::new(),
             key: Vec::new(),
             transmits: Vec::new(),
@@ -147,7 +150,7 @@ impl Shard {
 
     /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.as_ref().and_then(TimerWheel::next_deadline)
     }
 
     /// Retry-After seconds of an overload 503.
@@ -457,6 +460,12 @@ impl Shard {
         let _ = write!(out, "-{:x}.{:x}.{:x}", self.cfg.instance, self.id, n);
     }
 
+    fn add_timer(&mut self, at: Instant, r: TimerRef) {
+        self.timers
+            .get_or_insert_with(|| TimerWheel::new(at))
+            .insert(at, r);
+    }
+
     /// Makes sure the transaction in `slot` is run at `at` or earlier. One queue entry per
     /// transaction is live (`Txn::queued`); a later one is not pushed, so the queue does not
     /// grow with every response and stale entries do not each run the transaction again.
@@ -469,8 +478,7 @@ impl Shard {
         }
         t.queued = Some(at);
         let generation = t.generation;
-        self.timers
-            .push(Reverse((at, TimerRef::Txn { slot, generation })));
+        self.add_timer(at, TimerRef::Txn { slot, generation });
     }
 
     fn on_new_invite(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>, key: Vec<u8>) {
@@ -496,11 +504,12 @@ impl Shard {
                 c.caller = src;
                 // An ended record was set to expire after `call_linger`: the call lives again.
                 let expires = now + self.cfg.call_max_age;
+                let gateway = c.gateway;
                 if c.expires < expires {
                     c.expires = expires;
-                    self.timers.push(Reverse((expires, TimerRef::Call { did })));
+                    self.add_timer(expires, TimerRef::Call { did });
                 }
-                (did, c.gateway)
+                (did, gateway)
             }
             None => {
                 let Some(gateway) = self.cfg.routing.select_gateway(call_id) else {
@@ -535,7 +544,7 @@ impl Shard {
                     },
                 );
                 self.call_ids.insert(call_id.into(), did);
-                self.timers.push(Reverse((expires, TimerRef::Call { did })));
+                self.add_timer(expires, TimerRef::Call { did });
                 (did, gateway)
             }
         };
@@ -1032,8 +1041,8 @@ impl Shard {
         {
             c.state = CallState::Ended;
             c.expires = c.expires.min(linger);
-            self.timers
-                .push(Reverse((c.expires, TimerRef::Call { did })));
+            let expires = c.expires;
+            self.add_timer(expires, TimerRef::Call { did });
         }
     }
 
@@ -1041,11 +1050,14 @@ impl Shard {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, r))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        let Some(wheel) = self.timers.as_mut() else {
+            return;
+        };
+        let mut due = std::mem::take(&mut self.due);
+        wheel.expire(now, |at, r| due.push((at, r)));
+        // Deadline order, as the RFC timers of one transaction expect.
+        due.sort_unstable();
+        for &(at, r) in &due {
             match r {
                 TimerRef::Txn { slot, generation } => {
                     // Entries of removed transactions, and entries superseded by an earlier
@@ -1066,6 +1078,8 @@ impl Shard {
                 }
             }
         }
+        due.clear();
+        self.due = due;
     }
 
     fn run_txn_timers(&mut self, now: Instant, slot: u32) {
