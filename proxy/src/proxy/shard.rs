@@ -15,14 +15,26 @@ use siplb_common::owner_hash;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a timer queue entry refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
-    Txn { slot: u32, generation: u32 },
-    Call { did: u64 },
+    Txn {
+        slot: u32,
+        generation: u32,
+    },
+    /// A call record whose linger (after its end) is over.
+    Call {
+        did: u64,
+    },
+    /// The sweep that removes call records past `call_max_age` (calls that never ended).
+    Sweep,
 }
+
+/// How often call records are checked against `call_max_age`. One sweep per shard instead of
+/// a 12-hour timer per call, which would stay queued long after most calls ended.
+const CALL_SWEEP: Duration = Duration::from_secs(60);
 
 /// Allowed methods, for 405.
 const ALLOW: &[u8] =
@@ -42,10 +54,12 @@ pub struct Shard {
     call_ids: HashMap<Box<[u8]>, u64>,
     next_did: u64,
     next_branch: u64,
-    /// Created at the first timer, with that time as its origin (the shard reads no clock).
+    /// Created with the first `now` the shard is given as its origin (it reads no clock).
     timers: Option<TimerWheel<TimerRef>>,
     /// Scratch list of the timers due in one `handle_timeout`.
     due: Vec<(Instant, TimerRef)>,
+    /// When the next call sweep runs, if one is scheduled.
+    sweep_at: Option<Instant>,
     rewrite: Rewrite,
     key: Vec<u8>,
     /// Datagrams to send; the worker drains it and gives the buffers back with `recycle`.
@@ -115,6 +129,7 @@ impl Shard {
             next_branch: 1,
             timers: None,
             due: Vec::new(),
+            sweep_at: None,
             rewrite: Rewrite::new(),
             key: Vec::new(),
             transmits: Vec::new(),
@@ -167,6 +182,7 @@ impl Shard {
 
     /// One datagram from `src`.
     pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        self.start_clock(now);
         match SipMsg::parse(data) {
             Ok(msg) if msg.is_request() => {
                 self.stats.rcv_requests.inc();
@@ -466,6 +482,21 @@ impl Shard {
             .insert(at, r);
     }
 
+    fn ensure_sweep(&mut self, now: Instant) {
+        if self.sweep_at.is_none() {
+            let at = now + CALL_SWEEP.min(self.cfg.call_max_age);
+            self.sweep_at = Some(at);
+            self.add_timer(at, TimerRef::Sweep);
+        }
+    }
+
+    /// The wheel's origin is the first time the shard hears of: every deadline comes after it.
+    fn start_clock(&mut self, now: Instant) {
+        if self.timers.is_none() {
+            self.timers = Some(TimerWheel::new(now));
+        }
+    }
+
     /// Makes sure the transaction in `slot` is run at `at` or earlier. One queue entry per
     /// transaction is live (`Txn::queued`); a later one is not pushed, so the queue does not
     /// grow with every response and stale entries do not each run the transaction again.
@@ -505,10 +536,7 @@ impl Shard {
                 // An ended record was set to expire after `call_linger`: the call lives again.
                 let expires = now + self.cfg.call_max_age;
                 let gateway = c.gateway;
-                if c.expires < expires {
-                    c.expires = expires;
-                    self.add_timer(expires, TimerRef::Call { did });
-                }
+                c.expires = c.expires.max(expires);
                 (did, gateway)
             }
             None => {
@@ -544,7 +572,7 @@ impl Shard {
                     },
                 );
                 self.call_ids.insert(call_id.into(), did);
-                self.add_timer(expires, TimerRef::Call { did });
+                self.ensure_sweep(now);
                 (did, gateway)
             }
         };
@@ -1050,6 +1078,7 @@ impl Shard {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.start_clock(now);
         let Some(wheel) = self.timers.as_mut() else {
             return;
         };
@@ -1074,6 +1103,20 @@ impl Shard {
                     if self.calls.get(&did).is_some_and(|c| c.expires <= now) {
                         let c = self.calls.remove(&did).expect("checked above");
                         self.call_ids.remove(&c.call_id);
+                    }
+                }
+                TimerRef::Sweep => {
+                    self.sweep_at = None;
+                    let call_ids = &mut self.call_ids;
+                    self.calls.retain(|_, c| {
+                        let keep = c.expires > now;
+                        if !keep {
+                            call_ids.remove(&c.call_id);
+                        }
+                        keep
+                    });
+                    if !self.calls.is_empty() {
+                        self.ensure_sweep(now);
                     }
                 }
             }

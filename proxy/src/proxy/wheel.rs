@@ -191,6 +191,16 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_before_the_origin_still_work() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0 + Duration::from_secs(100));
+        w.insert(t0 + Duration::from_secs(1), 1);
+        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert!(drain(&mut w, t0).is_empty());
+        assert_eq!(drain(&mut w, t0 + Duration::from_secs(1)), [1]);
+    }
+
+    #[test]
     fn past_deadlines_fire_at_the_next_expiry() {
         let t0 = Instant::now();
         let mut w = TimerWheel::new(t0);

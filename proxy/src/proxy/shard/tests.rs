@@ -1934,3 +1934,15 @@ fn pending_cancel_released_by_180_which_is_forwarded_too() {
             .any(|o| o.dst == fwd.dst && o.is_request(Method::Cancel))
     );
 }
+
+#[test]
+fn call_that_never_ends_is_swept_after_call_max_age() {
+    let mut h = Harness::with_config(|c| c.call_max_age = Duration::from_secs(300));
+    let _call = h.established_call("c1");
+    h.advance(Duration::from_secs(200));
+    assert_eq!(h.shard.calls(), 1, "still within call_max_age");
+    h.advance(Duration::from_secs(200));
+    assert_eq!(h.shard.calls(), 0, "removed by the sweep after call_max_age");
+    h.drive();
+    assert_eq!(h.shard.poll_timeout(), None, "no sweep left once no call is");
+}
