@@ -240,16 +240,7 @@ impl Shard {
         let peer = self.cfg.routing.classify(src, from_domain);
         if peer == Peer::Unknown {
             self.key = key;
-            self.stats.forbidden.inc();
-            return self.reply_stateless(
-                msg,
-                src,
-                403,
-                Extra {
-                    reason: Some("Forbidden - Unknown Source"),
-                    ..Extra::default()
-                },
-            );
+            return self.forbid(msg, src, "Forbidden - Unknown Source");
         }
         if let Some((0, _)) = msg.max_forwards {
             self.key = key;
@@ -280,31 +271,13 @@ impl Shard {
         }
         if msg.first_route().is_some() {
             self.key = key;
-            self.stats.forbidden.inc();
-            return self.reply_stateless(
-                msg,
-                src,
-                403,
-                Extra {
-                    reason: Some("Forbidden - Preloaded Route"),
-                    ..Extra::default()
-                },
-            );
+            return self.forbid(msg, src, "Forbidden - Preloaded Route");
         }
         match (method, peer) {
             (Method::Invite, Peer::Customer(_)) => self.on_new_invite(now, src, msg, key),
             (Method::Invite, _) => {
                 self.key = key;
-                self.stats.forbidden.inc();
-                self.reply_stateless(
-                    msg,
-                    src,
-                    403,
-                    Extra {
-                        reason: Some("Forbidden - Not A Customer"),
-                        ..Extra::default()
-                    },
-                )
+                self.forbid(msg, src, "Forbidden - Not A Customer")
             }
             (Method::Ack, _) => {
                 // ACK for a reply siplb sent statelessly, or stray: absorbed.
@@ -339,6 +312,20 @@ impl Shard {
         };
         uri.port.unwrap_or(5060) == self.cfg.local.port()
             && host_ip(uri.host.of(buf)) == Some(self.cfg.local.ip())
+    }
+
+    /// `403` with a reason that says why, counted.
+    fn forbid(&mut self, msg: &SipMsg<'_>, src: SocketAddr, reason: &'static str) {
+        self.stats.forbidden.inc();
+        self.reply_stateless(
+            msg,
+            src,
+            403,
+            Extra {
+                reason: Some(reason),
+                ..Extra::default()
+            },
+        )
     }
 
     /// A new request siplb has no room for: `503` + `Retry-After`, counted.

@@ -1942,7 +1942,15 @@ fn call_that_never_ends_is_swept_after_call_max_age() {
     h.advance(Duration::from_secs(200));
     assert_eq!(h.shard.calls(), 1, "still within call_max_age");
     h.advance(Duration::from_secs(200));
-    assert_eq!(h.shard.calls(), 0, "removed by the sweep after call_max_age");
+    assert_eq!(
+        h.shard.calls(),
+        0,
+        "removed by the sweep after call_max_age"
+    );
     h.drive();
-    assert_eq!(h.shard.poll_timeout(), None, "no sweep left once no call is");
+    assert_eq!(
+        h.shard.poll_timeout(),
+        None,
+        "no sweep left once no call is"
+    );
 }
