@@ -599,7 +599,11 @@ impl Shard {
         t.call = call;
         t.server_key = key.as_slice().into();
         self.key = key;
-        t.received.extend_from_slice(&msg.buf[..msg.end()]);
+        if kind == Kind::Invite {
+            // Only an INVITE gets a final reply from siplb itself (408, 487): keep what it
+            // came as for that. A non-INVITE times out silently (RFC 4320).
+            t.received.extend_from_slice(&msg.buf[..msg.end()]);
+        }
         let mut branch = Vec::with_capacity(40);
         self.new_branch(&mut branch);
         let mut ck = Vec::new();
@@ -1026,13 +1030,8 @@ impl Shard {
             .expect("slot checked above");
         t.received = received;
         t.last_response = out.clone();
-        match t.kind {
-            Kind::Invite => self.complete_server_invite(now, slot),
-            Kind::NonInvite => {
-                t.server = ServerState::Completed;
-                t.set(Timer::J, now + self.cfg.timers.timer_b);
-            }
-        }
+        debug_assert_eq!(t.kind, Kind::Invite, "only INVITEs get a local final reply");
+        self.complete_server_invite(now, slot);
         self.stats.local_replies.inc();
         self.transmits.push(Transmit {
             dst: upstream,

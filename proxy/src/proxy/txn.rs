@@ -106,7 +106,7 @@ pub struct Txn {
     pub downstream: SocketAddr,
     pub server: ServerState,
     pub client: ClientState,
-    /// The request as received (for replies siplb generates: 408, 487).
+    /// The request as received, INVITE only (for replies siplb generates: 408, 487).
     pub received: Vec<u8>,
     /// The request as forwarded (retransmissions; source of CANCEL and ACK).
     pub forwarded: Vec<u8>,
