@@ -322,6 +322,30 @@ impl SippStats {
     }
 }
 
+/// Arguments every sipp of the tests gets: bound to its address, no keyboard, a large socket
+/// buffer, final statistics in `<name>.csv` and errors in `<name>_errors.log`.
+fn sipp_common(name: &str) -> Vec<String> {
+    [
+        "-bind_local",
+        "-nostdin",
+        "-buff_size",
+        "1048576",
+        "-trace_stat",
+        "-fd",
+        "1",
+        "-trace_err",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-stf".into(),
+        format!("{name}.csv"),
+        "-error_file".into(),
+        format!("{name}_errors.log"),
+    ])
+    .collect()
+}
+
 impl Sipp {
     /// Starts a sipp UAS (gateway) on `addr` with `scenario`; `extra` arguments appended.
     pub fn uas(dir: &Path, name: &str, addr: &str, scenario_name: &str, extra: &[&str]) -> Sipp {
@@ -329,25 +353,9 @@ impl Sipp {
         let child = Command::new("sipp")
             .current_dir(dir)
             .args(["-sf", scenario(scenario_name).to_str().expect("utf-8 path")])
-            .args([
-                "-i",
-                ip,
-                "-p",
-                port,
-                "-bind_local",
-                "-nostdin",
-                "-buff_size",
-                "1048576",
-            ])
-            .args([
-                "-trace_stat",
-                "-stf",
-                &format!("{name}.csv"),
-                "-fd",
-                "1",
-                "-trace_counts",
-            ])
-            .args(["-trace_err", "-error_file", &format!("{name}_errors.log")])
+            .args(["-i", ip, "-p", port])
+            .args(sipp_common(name))
+            .arg("-trace_counts")
             .args(["-timeout", "240s"])
             .args(extra)
             .stdin(Stdio::null())
@@ -388,16 +396,8 @@ impl Sipp {
                     .to_str()
                     .expect("utf-8"),
             ])
-            .args([
-                "-i",
-                local_ip,
-                "-p",
-                "5070",
-                "-bind_local",
-                "-nostdin",
-                "-buff_size",
-                "1048576",
-            ])
+            .args(["-i", local_ip, "-p", "5070"])
+            .args(sipp_common(name))
             .args([
                 "-m",
                 &calls.to_string(),
@@ -406,15 +406,7 @@ impl Sipp {
                 "-l",
                 "100000",
             ])
-            .args([
-                "-trace_stat",
-                "-stf",
-                &format!("{name}.csv"),
-                "-fd",
-                "1",
-                "-trace_error_codes",
-            ])
-            .args(["-trace_err", "-error_file", &format!("{name}_errors.log")])
+            .arg("-trace_error_codes")
             .args(["-recv_timeout", "20000", "-timeout", &format!("{max_s}s")])
             .args(extra)
             .stdin(Stdio::null())
