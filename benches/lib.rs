@@ -55,6 +55,39 @@ a=rtpmap:0 PCMU/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\n\
 a=ptime:20\r\n";
 
+/// What a proxy reads of every message it handles, as lengths (so that neither side has to
+/// copy): Call-ID, CSeq number, top-Via branch, To tag.
+pub type Seen = (usize, u32, Option<usize>, Option<usize>);
+
+/// siplb: parse, then read what the proxy reads.
+pub fn siplb_read(bytes: &[u8]) -> Seen {
+    let m = siplb::sip::SipMsg::parse(bytes).expect("valid");
+    (
+        m.call_id().len(),
+        m.cseq,
+        m.branch().map(<[u8]>::len),
+        m.to_tag().map(<[u8]>::len),
+    )
+}
+
+/// rsip: parse, then read the same through its typed headers.
+pub fn rsip_read(bytes: &[u8]) -> Seen {
+    use rsip::headers::UntypedHeader;
+    use rsip::prelude::{HeadersExt, ToTypedHeader};
+    let m = rsip::SipMessage::try_from(bytes).expect("valid");
+    let call_id = m.call_id_header().expect("Call-ID").value().len();
+    let cseq = m.cseq_header().expect("CSeq").typed().expect("CSeq").seq;
+    let via = m.via_header().expect("Via").typed().expect("Via");
+    let branch = via.branch().map(|b| b.to_string().len());
+    let to_tag = m
+        .to_header()
+        .expect("To")
+        .tag()
+        .expect("To")
+        .map(|t| t.value().len());
+    (call_id, cseq, branch, to_tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +127,12 @@ mod tests {
             let cseq = rsip_header(&theirs, "CSeq").unwrap();
             assert_eq!(cseq, format!("{} INVITE", ours.cseq));
             assert_eq!(ours.body.len(), theirs.body().len());
+            assert_eq!(siplb_read(bytes), rsip_read(bytes));
         }
+        assert_eq!(siplb_read(OK).3, Some(b"as58f4201b".len()));
+        assert_eq!(
+            siplb_read(INVITE).2,
+            Some(b"z9hG4bK-524287-1---8a0bb3a2f1e3c2d0".len())
+        );
     }
 }

@@ -45,21 +45,21 @@ pub fn build(
             HeaderName::Via if idx == req.top_via_header => {
                 scratch.clear();
                 add_received(req, src, Received::Always, scratch);
-                scratch.apply_range(buf, h.line.start as usize, h.line.end as usize, out);
+                scratch.apply_range(buf, h.line().start as usize, h.line().end as usize, out);
             }
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                out.extend_from_slice(h.line.of(buf));
+                out.extend_from_slice(h.line().of(buf));
             }
             HeaderName::To => {
                 if code > 100 && req.to_tag().is_none() && !to_tag.is_empty() {
-                    let line = h.line.of(buf);
-                    let value_end = (h.value.end - h.line.start) as usize;
+                    let line = h.line().of(buf);
+                    let value_end = (h.value().end - h.line().start) as usize;
                     out.extend_from_slice(&line[..value_end]);
                     out.extend_from_slice(b";tag=");
                     out.extend_from_slice(to_tag);
                     out.extend_from_slice(&line[value_end..]);
                 } else {
-                    out.extend_from_slice(h.line.of(buf));
+                    out.extend_from_slice(h.line().of(buf));
                 }
             }
             _ => {}

@@ -249,9 +249,9 @@ impl Shard {
         if let Some(idx) = msg.proxy_require {
             self.key = key;
             let h = msg.headers()[idx];
-            let mut line = Vec::with_capacity(h.value.len() + 16);
+            let mut line = Vec::with_capacity(h.value().len() + 16);
             line.extend_from_slice(b"Unsupported: ");
-            line.extend_from_slice(h.value.of(buf));
+            line.extend_from_slice(h.value().of(buf));
             line.extend_from_slice(b"\r\n");
             return self.reply_stateless(
                 msg,
@@ -666,7 +666,7 @@ impl Shard {
         let headers_start = msg.start_line.end as usize;
         match msg.max_forwards {
             Some((mf, idx)) => {
-                let v = headers[idx].value;
+                let v = headers[idx].value();
                 rw.replace(v.start as usize, v.end as usize, |o| {
                     let _ = write!(o, "{}", mf.saturating_sub(1));
                 });
@@ -684,10 +684,10 @@ impl Shard {
         }
         // After the insertions above: when the Via is the first header they share its position,
         // and edits at one position keep their order, so our Via stays next to the sender's.
-        rw.insert(top.line.start as usize, |o| write_via(o, local, branch));
+        rw.insert(top.line().start as usize, |o| write_via(o, local, branch));
         add_received(msg, src, Received::Always, rw);
         if let Some((idx, elem)) = fwd.strip_route {
-            remove_list_element(buf, headers[idx].line, headers[idx].value, elem, rw);
+            remove_list_element(buf, headers[idx].line(), headers[idx].value(), elem, rw);
         }
         if msg.content_length.is_none() {
             rw.insert_fmt(
@@ -978,7 +978,7 @@ impl Shard {
         let rw = &mut self.rewrite;
         rw.clear();
         let h = msg.headers()[msg.top_via_header];
-        remove_list_element(buf, h.line, h.value, msg.top_via.span, rw);
+        remove_list_element(buf, h.line(), h.value(), msg.top_via.span, rw);
         if msg.content_length.is_none() {
             rw.insert_fmt(
                 msg.headers_end as usize,
@@ -1300,15 +1300,15 @@ fn build_hop_request(
     for h in fwd.headers() {
         match h.name {
             HeaderName::From | HeaderName::CallId | HeaderName::Route => {
-                out.extend_from_slice(h.line.of(buf))
+                out.extend_from_slice(h.line().of(buf))
             }
             HeaderName::To => match response {
                 Some(r) => {
                     if let Some((_, rh)) = r.headers_named(HeaderName::To).next() {
-                        out.extend_from_slice(rh.line.of(r.buf));
+                        out.extend_from_slice(rh.line().of(r.buf));
                     }
                 }
-                None => out.extend_from_slice(h.line.of(buf)),
+                None => out.extend_from_slice(h.line().of(buf)),
             },
             _ => continue,
         }

@@ -24,6 +24,7 @@ pub enum HeaderName {
 
 impl HeaderName {
     /// Recognises a header name (RFC 3261 §7.3.3 compact forms included), case-insensitively.
+    #[inline]
     pub fn parse(name: &[u8]) -> HeaderName {
         if name.is_empty() {
             return HeaderName::Other;

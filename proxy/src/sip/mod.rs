@@ -9,6 +9,7 @@ mod error;
 mod header;
 mod msg;
 mod rewrite;
+mod scan;
 pub mod value;
 
 pub use error::ParseError;

@@ -4,7 +4,8 @@
 //! To, CSeq, Max-Forwards, Content-Length) are present, single where they must be, and well
 //! formed; every Via and Contact element parses; the accessors cannot fail or panic.
 
-use super::value::{self, CommaList, NameAddr, SipUri, Via, is_token, trim};
+use super::scan::{self, LineFeeds};
+use super::value::{self, CommaList, NameAddr, SipUri, Via, is_token};
 use super::{HeaderName, Method, ParseError, Span};
 
 /// At most this many header lines; more is a 400.
@@ -12,20 +13,31 @@ pub const MAX_HEADERS: usize = 64;
 /// The largest message accepted (the largest UDP payload).
 pub const MAX_MESSAGE: usize = 65_535;
 
-/// One header line.
+/// One header line. Offsets are kept as `u16` (a message is at most [`MAX_MESSAGE`] bytes): the
+/// table of [`MAX_HEADERS`] is half the size, and so is every copy of a [`SipMsg`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Header {
     pub name: HeaderName,
-    /// The value, trimmed; folded continuation lines included.
-    pub value: Span,
-    /// The whole line(s), from the first byte of the name to just past the line feed.
-    pub line: Span,
+    value: [u16; 2],
+    line: [u16; 2],
 }
 
 impl Header {
+    /// The value, trimmed; folded continuation lines included.
+    #[inline]
+    pub fn value(&self) -> Span {
+        Span::new(self.value[0].into(), self.value[1].into())
+    }
+
+    /// The whole line(s), from the first byte of the name to just past the line feed.
+    #[inline]
+    pub fn line(&self) -> Span {
+        Span::new(self.line[0].into(), self.line[1].into())
+    }
+
     /// The header name as written (without the white space before the colon).
     pub fn name_bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        let line = self.line.of(buf);
+        let line = self.line().of(buf);
         let colon = memchr::memchr(b':', line).unwrap_or(0);
         value::trim_bytes(&line[..colon])
     }
@@ -80,13 +92,8 @@ pub struct SipMsg<'a> {
     pub proxy_require: Option<usize>,
 }
 
-/// Position of the next line feed at or after `from`.
-fn next_lf(buf: &[u8], from: usize) -> Option<usize> {
-    find_byte(buf, b'\n', from, buf.len())
-}
-
 /// Position of the first `b` in `buf[from..end]`, eight bytes at a time: cheaper than a
-/// vectorised search for the short distances of header lines (≈ 40 bytes).
+/// vectorised search for the short distance from a line's start to its colon.
 #[inline]
 fn find_byte(buf: &[u8], b: u8, from: usize, end: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -103,6 +110,29 @@ fn find_byte(buf: &[u8], b: u8, from: usize, end: usize) -> Option<usize> {
         i += 8;
     }
     buf[i..end].iter().position(|&c| c == b).map(|p| i + p)
+}
+
+#[inline]
+fn is_sp_ht(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// `start`, moved forward over spaces and tabs but not past `end`.
+#[inline]
+fn skip_ws(buf: &[u8], mut start: usize, end: usize) -> usize {
+    while start < end && is_sp_ht(buf[start]) {
+        start += 1;
+    }
+    start
+}
+
+/// `end`, moved back over spaces and tabs but not before `start`.
+#[inline]
+fn trim_end(buf: &[u8], start: usize, mut end: usize) -> usize {
+    while end > start && is_sp_ht(buf[end - 1]) {
+        end -= 1;
+    }
+    end
 }
 
 /// The end of a line's content: before `\r\n` or `\n`.
@@ -197,6 +227,84 @@ fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseEr
     })
 }
 
+/// The header lines from `pos` (the line after the start line) to the empty line, into
+/// `headers`. Returns their number, the offset of the empty line and that of the body.
+fn header_lines(
+    buf: &[u8],
+    mut pos: usize,
+    lfs: &mut LineFeeds<'_>,
+    headers: &mut [Header; MAX_HEADERS],
+) -> Result<(usize, usize, usize), ParseError> {
+    let mut n = 0usize;
+    let headers_end;
+    loop {
+        let lf = lfs.next(pos).ok_or(ParseError::Unterminated)?;
+        // `buf[pos - 1]` is the previous line's feed, so a `\r` before `lf` is in this line.
+        let ce = lf - usize::from(buf[lf - 1] == b'\r');
+        if ce == pos {
+            headers_end = pos;
+            pos = lf + 1;
+            break;
+        }
+        if is_sp_ht(buf[pos]) {
+            // folded continuation of the previous header
+            if n == 0 {
+                return Err(ParseError::HeaderLine);
+            }
+            let h = &mut headers[n - 1];
+            let end = trim_end(buf, pos, ce);
+            if end > pos {
+                if h.value[0] == h.value[1] {
+                    // The value starts on this line.
+                    h.value[0] = skip_ws(buf, pos, ce) as u16;
+                }
+                h.value[1] = end as u16;
+            }
+            h.line[1] = (lf + 1) as u16;
+        } else {
+            // name, optional white space, colon
+            // The 16 bytes at the line's start usually hold the name, the colon and the
+            // white space after it: one look finds all three.
+            let head = scan::line_head(buf, pos).filter(|(colon, _)| *colon != 0);
+            let colon = match head {
+                Some((colon, _)) => pos + colon.trailing_zeros() as usize,
+                None => find_byte(buf, b':', pos, ce).ok_or(ParseError::HeaderLine)?,
+            };
+            if colon >= ce {
+                return Err(ParseError::HeaderLine);
+            }
+            let name_end = trim_end(buf, pos, colon);
+            let name = HeaderName::parse(&buf[pos..name_end]);
+            // A known name matched exactly; any other must be a token.
+            if name_end == pos
+                || (name == HeaderName::Other && !buf[pos..name_end].iter().all(|&b| is_token(b)))
+            {
+                return Err(ParseError::HeaderLine);
+            }
+            if n == MAX_HEADERS {
+                return Err(ParseError::TooManyHeaders);
+            }
+            let vs = match head {
+                // Past the white space in view after the colon (and any beyond it).
+                Some((_, ws)) if colon + 1 - pos < 16 => {
+                    let not_ws = !ws >> (colon + 1 - pos);
+                    let vs = colon + 1 + not_ws.trailing_zeros() as usize;
+                    skip_ws(buf, vs.min(ce), ce)
+                }
+                _ => skip_ws(buf, colon + 1, ce),
+            };
+            headers[n] = Header {
+                name,
+                value: [vs as u16, trim_end(buf, vs, ce) as u16],
+                line: [pos as u16, (lf + 1) as u16],
+            };
+            n += 1;
+        }
+        pos = lf + 1;
+    }
+    Ok((n, headers_end, pos))
+}
+
 impl<'a> SipMsg<'a> {
     /// Parses one datagram. Leading empty lines are skipped (RFC 3261 §7.5); bytes after the
     /// body that Content-Length frames are ignored (§18.3).
@@ -211,59 +319,13 @@ impl<'a> SipMsg<'a> {
         if s == buf.len() {
             return Err(ParseError::Empty);
         }
-        let lf = next_lf(buf, s).ok_or(ParseError::Unterminated)?;
+        let mut lfs = LineFeeds::new(buf, s);
+        let lf = lfs.next(s).ok_or(ParseError::Unterminated)?;
         let start = parse_start_line(buf, s, content_end(buf, s, lf))?;
         let start_line = Span::new(s, lf + 1);
 
         let mut headers = [Header::default(); MAX_HEADERS];
-        let mut n = 0usize;
-        let mut pos = lf + 1;
-        let headers_end;
-        loop {
-            let lf = next_lf(buf, pos).ok_or(ParseError::Unterminated)?;
-            let ce = content_end(buf, pos, lf);
-            if ce == pos {
-                headers_end = pos;
-                pos = lf + 1;
-                break;
-            }
-            if buf[pos] == b' ' || buf[pos] == b'\t' {
-                // folded continuation of the previous header
-                if n == 0 {
-                    return Err(ParseError::HeaderLine);
-                }
-                headers[n - 1].value.end = ce as u32;
-                headers[n - 1].line.end = (lf + 1) as u32;
-            } else {
-                // name, optional white space, colon
-                let colon = find_byte(buf, b':', pos, ce).ok_or(ParseError::HeaderLine)?;
-                let mut name = &buf[pos..colon];
-                while let [rest @ .., b' ' | b'\t'] = name {
-                    name = rest;
-                }
-                let name_end = pos + name.len();
-                let name = HeaderName::parse(&buf[pos..name_end]);
-                // A known name matched exactly; any other must be a token.
-                if name_end == pos
-                    || (name == HeaderName::Other
-                        && !buf[pos..name_end].iter().all(|&b| is_token(b)))
-                {
-                    return Err(ParseError::HeaderLine);
-                }
-                let i = colon;
-                if n == MAX_HEADERS {
-                    return Err(ParseError::TooManyHeaders);
-                }
-                headers[n] = Header {
-                    name,
-                    value: Span::new(i + 1, ce),
-                    line: Span::new(pos, lf + 1),
-                };
-                n += 1;
-            }
-            pos = lf + 1;
-        }
-        let body_start = pos;
+        let (n, headers_end, body_start) = header_lines(buf, lf + 1, &mut lfs, &mut headers)?;
 
         let mut via = None;
         let mut call_id = None;
@@ -281,8 +343,7 @@ impl<'a> SipMsg<'a> {
             Ok(())
         }
         let is_request = matches!(start, StartLine::Request { .. });
-        for (idx, h) in headers[..n].iter_mut().enumerate() {
-            h.value = trim(buf, h.value);
+        for (idx, h) in headers[..n].iter().enumerate() {
             match h.name {
                 // In a response only the top Via matters to siplb (it is its own); the rest
                 // is the business of the hops behind it, and is forwarded unread.
@@ -290,10 +351,10 @@ impl<'a> SipMsg<'a> {
                 HeaderName::Via if !is_request => {
                     let bad = ParseError::BadHeader("Via");
                     // One Via per header line is the common case: no comma list to walk.
-                    let first = if memchr::memchr(b',', h.value.of(buf)).is_none() {
-                        h.value
+                    let first = if memchr::memchr(b',', h.value().of(buf)).is_none() {
+                        h.value()
                     } else {
-                        CommaList::new(buf, h.value)
+                        CommaList::new(buf, h.value())
                             .next()
                             .ok_or(bad)?
                             .map_err(|_| bad)?
@@ -303,7 +364,7 @@ impl<'a> SipMsg<'a> {
                 HeaderName::Via => {
                     // Every element must parse: responses travel back along them, and an
                     // empty one (`;,,` in RFC 4475 badinv01) makes the message invalid.
-                    for el in CommaList::new(buf, h.value) {
+                    for el in CommaList::new(buf, h.value()) {
                         let bad = ParseError::BadHeader("Via");
                         let v = Via::parse(buf, el.map_err(|_| bad)?).map_err(|_| bad)?;
                         if via.is_none() {
@@ -315,29 +376,28 @@ impl<'a> SipMsg<'a> {
                 // not involved in validation or forwarding SHOULD be ignored), and siplb never
                 // sends to an address taken from a message.
                 HeaderName::CallId => {
-                    let v = h.value.of(buf);
-                    if v.is_empty()
-                        || memchr::memchr3(b' ', b'\t', b'\n', v).is_some()
-                        || memchr::memchr(b'\r', v).is_some()
-                    {
+                    let v = h.value().of(buf);
+                    // A folded value has white space after its line break, so no line feed
+                    // can be inside a value without a space or tab.
+                    if v.is_empty() || memchr::memchr3(b' ', b'\t', b'\r', v).is_some() {
                         return Err(ParseError::BadHeader("Call-ID"));
                     }
-                    once(&mut call_id, h.value, "Call-ID")?
+                    once(&mut call_id, h.value(), "Call-ID")?
                 }
-                HeaderName::From if !is_request => once(&mut from, (None, h.value), "From")?,
+                HeaderName::From if !is_request => once(&mut from, (None, h.value()), "From")?,
                 HeaderName::From => {
-                    let na =
-                        NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("From"))?;
-                    once(&mut from, (Some(na), h.value), "From")?
+                    let na = NameAddr::parse(buf, h.value())
+                        .map_err(|_| ParseError::BadHeader("From"))?;
+                    once(&mut from, (Some(na), h.value()), "From")?
                 }
-                HeaderName::To if !is_request => once(&mut to, (None, h.value), "To")?,
+                HeaderName::To if !is_request => once(&mut to, (None, h.value()), "To")?,
                 HeaderName::To => {
                     let na =
-                        NameAddr::parse(buf, h.value).map_err(|_| ParseError::BadHeader("To"))?;
-                    once(&mut to, (Some(na), h.value), "To")?
+                        NameAddr::parse(buf, h.value()).map_err(|_| ParseError::BadHeader("To"))?;
+                    once(&mut to, (Some(na), h.value()), "To")?
                 }
                 HeaderName::CSeq => {
-                    let v = h.value.of(buf);
+                    let v = h.value().of(buf);
                     let bad = ParseError::BadHeader("CSeq");
                     let digits = v
                         .iter()
@@ -353,7 +413,7 @@ impl<'a> SipMsg<'a> {
                     if m == digits || m == v.len() || !v[m..].iter().all(|&b| is_token(b)) {
                         return Err(bad);
                     }
-                    let mspan = Span::new(h.value.start as usize + m, h.value.end as usize);
+                    let mspan = Span::new(h.value().start as usize + m, h.value().end as usize);
                     once(
                         &mut cseq,
                         (num, Method::parse(mspan.of(buf)), mspan),
@@ -361,13 +421,13 @@ impl<'a> SipMsg<'a> {
                     )?
                 }
                 HeaderName::MaxForwards => {
-                    let mf = value::parse_u32(h.value.of(buf))
+                    let mf = value::parse_u32(h.value().of(buf))
                         .filter(|v| *v <= 255)
                         .ok_or(ParseError::BadHeader("Max-Forwards"))?;
                     once(&mut max_forwards, (mf, idx), "Max-Forwards")?
                 }
                 HeaderName::ContentLength => {
-                    let cl = value::parse_u32(h.value.of(buf))
+                    let cl = value::parse_u32(h.value().of(buf))
                         .ok_or(ParseError::BadHeader("Content-Length"))?;
                     once(&mut content_length, (cl, idx), "Content-Length")?
                 }
@@ -494,14 +554,14 @@ impl<'a> SipMsg<'a> {
     /// The first element of the first Route header.
     pub fn first_route(&self) -> Option<(usize, Span)> {
         let (idx, h) = self.headers_named(HeaderName::Route).next()?;
-        let first = CommaList::new(self.buf, h.value).next()?.ok()?;
+        let first = CommaList::new(self.buf, h.value()).next()?.ok()?;
         Some((idx, first))
     }
 
     /// Number of Via elements (comma lists counted element by element).
     pub fn via_count(&self) -> usize {
         self.headers_named(HeaderName::Via)
-            .map(|(_, h)| CommaList::new(self.buf, h.value).count())
+            .map(|(_, h)| CommaList::new(self.buf, h.value()).count())
             .sum()
     }
 

@@ -108,7 +108,7 @@ impl Out {
     fn headers(&self, name: HeaderName) -> Vec<String> {
         let m = self.msg();
         m.headers_named(name)
-            .map(|(_, h)| lossy(h.value.of(m.buf)))
+            .map(|(_, h)| lossy(h.value().of(m.buf)))
             .collect()
     }
 
@@ -123,21 +123,23 @@ impl Out {
         m.headers()
             .iter()
             .find(|h| h.name_bytes(m.buf).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| lossy(h.value.of(m.buf)))
+            .map(|h| lossy(h.value().of(m.buf)))
     }
 
     /// Whole header lines with this name, as sent.
     fn header_lines(&self, name: HeaderName) -> Vec<String> {
         let m = self.msg();
         m.headers_named(name)
-            .map(|(_, h)| lossy(h.line.of(m.buf)))
+            .map(|(_, h)| lossy(h.line().of(m.buf)))
             .collect()
     }
 
     fn vias(&self) -> Vec<String> {
         let m = self.msg();
         m.headers_named(HeaderName::Via)
-            .flat_map(|(_, h)| CommaList::new(m.buf, h.value).map(|e| lossy(e.unwrap().of(m.buf))))
+            .flat_map(|(_, h)| {
+                CommaList::new(m.buf, h.value()).map(|e| lossy(e.unwrap().of(m.buf)))
+            })
             .collect()
     }
 

@@ -77,7 +77,7 @@ fn parse_err(b: &[u8]) -> ParseError {
 /// The value of the first header called `name`.
 fn value<'a>(m: &SipMsg<'a>, name: HeaderName) -> &'a [u8] {
     let (_, h) = m.headers_named(name).next().expect("header present");
-    m.span(h.value)
+    m.span(h.value())
 }
 
 /// The value of the first header whose name is written exactly `name`.
@@ -87,7 +87,7 @@ fn value_as_written<'a>(m: &SipMsg<'a>, name: &str) -> &'a [u8] {
         .iter()
         .find(|h| h.name_bytes(m.buf) == name.as_bytes())
         .unwrap_or_else(|| panic!("no header written {name}"));
-    m.span(h.value)
+    m.span(h.value())
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn compact_header_names_parse() {
             .find(|h| h.name_bytes(m.buf) == name.as_bytes())
             .unwrap();
         assert_eq!(h.name, HeaderName::Other, "{name}");
-        assert_eq!(m.span(h.value), v, "{name}");
+        assert_eq!(m.span(h.value()), v, "{name}");
     }
     assert_eq!(m.headers().len(), 15);
 }
@@ -289,7 +289,7 @@ fn folded_header_value_joined() {
     );
     let (_, h) = m.headers_named(HeaderName::Subject).next().unwrap();
     assert_eq!(
-        m.span(h.line),
+        m.span(h.line()),
         b"Subject: first part\r\n  second part\r\n\tthird part\r\n"
     );
     assert_eq!(value_as_written(&m, "X-After"), b"y");
@@ -436,7 +436,7 @@ fn repeated_list_headers_kept_in_order() {
     let m = parse_ok(&b);
     let routes: Vec<&[u8]> = m
         .headers_named(HeaderName::Route)
-        .flat_map(|(_, h)| CommaList::new(m.buf, h.value))
+        .flat_map(|(_, h)| CommaList::new(m.buf, h.value()))
         .map(|r| m.span(r.unwrap()))
         .collect();
     assert_eq!(
@@ -453,7 +453,7 @@ fn repeated_list_headers_kept_in_order() {
     );
     let contacts: Vec<&[u8]> = m
         .headers_named(HeaderName::Contact)
-        .flat_map(|(_, h)| CommaList::new(m.buf, h.value))
+        .flat_map(|(_, h)| CommaList::new(m.buf, h.value()))
         .map(|r| {
             let na = NameAddr::parse(m.buf, r.unwrap()).unwrap();
             m.span(na.uri)
@@ -592,7 +592,11 @@ fn ipv6_in_contact() {
     let m = parse_ok(&b);
     let c = NameAddr::parse(
         m.buf,
-        m.headers_named(HeaderName::Contact).next().unwrap().1.value,
+        m.headers_named(HeaderName::Contact)
+            .next()
+            .unwrap()
+            .1
+            .value(),
     )
     .unwrap();
     let u = SipUri::parse(m.buf, c.uri).unwrap();
@@ -1173,7 +1177,12 @@ fn contact_is_forwarded_unread() {
     ] {
         let b = request(&[c]);
         let m = parse_ok(&b);
-        let v = m.headers_named(HeaderName::Contact).next().unwrap().1.value;
+        let v = m
+            .headers_named(HeaderName::Contact)
+            .next()
+            .unwrap()
+            .1
+            .value();
         assert_eq!(m.span(v), c["Contact:".len()..].trim().as_bytes(), "{c}");
     }
 }
@@ -1385,7 +1394,7 @@ fn torture_wsinv_fields() {
         b";;,,;;,;"
     );
     let (_, v) = m.headers_named(HeaderName::Via).nth(1).unwrap();
-    let second: Vec<Via> = CommaList::new(m.buf, v.value)
+    let second: Vec<Via> = CommaList::new(m.buf, v.value())
         .map(|e| Via::parse(m.buf, e.unwrap()).unwrap())
         .collect();
     assert_eq!(m.span(second[0].host), b"spindle.example.com");
@@ -1456,7 +1465,7 @@ fn torture_transports_vias() {
     let m = parse_ok(torture("transports"));
     let transports: Vec<&[u8]> = m
         .headers_named(HeaderName::Via)
-        .map(|(_, h)| m.span(Via::parse(m.buf, h.value).unwrap().transport))
+        .map(|(_, h)| m.span(Via::parse(m.buf, h.value()).unwrap().transport))
         .collect();
     assert_eq!(
         transports,
@@ -1483,7 +1492,7 @@ fn torture_ipv6_vias() {
     let hosts: Vec<(&[u8], Option<u16>)> = m
         .headers_named(HeaderName::Via)
         .map(|(_, h)| {
-            let v = Via::parse(m.buf, h.value).unwrap();
+            let v = Via::parse(m.buf, h.value()).unwrap();
             (m.span(v.host), v.port)
         })
         .collect();
