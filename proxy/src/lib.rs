@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+pub mod dialog;
 pub mod metrics;
 pub mod proxy;
 pub mod sip;

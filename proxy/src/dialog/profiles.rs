@@ -1,0 +1,446 @@
+//! Dialog profiles (Kamailio's `profiles_no_value` / `profiles_with_value`), the rules that put
+//! a new dialog into them, and the limits on their sizes.
+//!
+//! Profile `account` always exists: every dialog is in it, valued by its account (DESIGN §3).
+
+use super::limits::{Count, Denied, Place, UNLIMITED, ValueTable};
+use crate::proxy::Cidr;
+use regex::bytes::Regex;
+use std::net::IpAddr;
+
+/// The built-in with-value profile that carries the per-account limit.
+pub const ACCOUNT: &str = "account";
+
+/// Index of a profile in [`Profiles::list`].
+pub type ProfileId = u16;
+
+pub enum Counter {
+    NoValue(Count),
+    WithValue(ValueTable),
+}
+
+pub struct Profile {
+    pub name: String,
+    pub counter: Counter,
+}
+
+impl Profile {
+    pub fn with_value(&self) -> bool {
+        matches!(self.counter, Counter::WithValue(_))
+    }
+
+    /// Dialogs in the profile, or with `value` in it.
+    pub fn size(&self, value: Option<&[u8]>) -> u64 {
+        match (&self.counter, value) {
+            (Counter::NoValue(c), _) => c.get() as u64,
+            (Counter::WithValue(t), Some(v)) => t.get(v) as u64,
+            (Counter::WithValue(t), None) => t.total(),
+        }
+    }
+
+    /// The highest size reached (for a value: since it entered the table).
+    pub fn high_water(&self, value: Option<&[u8]>) -> u64 {
+        match (&self.counter, value) {
+            (Counter::NoValue(c), _) => c.high_water() as u64,
+            (Counter::WithValue(t), Some(v)) => t.high_water(v) as u64,
+            (Counter::WithValue(_), None) => 0,
+        }
+    }
+}
+
+/// Where a rule's profile value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueFrom {
+    Literal(String),
+    /// The Request-URI user: the number dialed.
+    Dialed,
+    FromUser,
+    FromDomain,
+    ToUser,
+    Source,
+    Customer,
+    Account,
+}
+
+impl ValueFrom {
+    pub const NAMES: &'static str =
+        "dialed, from_user, from_domain, to_user, source, customer, account";
+
+    pub fn parse(s: &str) -> Option<ValueFrom> {
+        Some(match s {
+            "dialed" => ValueFrom::Dialed,
+            "from_user" => ValueFrom::FromUser,
+            "from_domain" => ValueFrom::FromDomain,
+            "to_user" => ValueFrom::ToUser,
+            "source" => ValueFrom::Source,
+            "customer" => ValueFrom::Customer,
+            "account" => ValueFrom::Account,
+            _ => return None,
+        })
+    }
+}
+
+/// A classification rule: when every condition holds, the dialog joins `profile`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub profile: ProfileId,
+    pub value: Option<ValueFrom>,
+    pub dialed_prefix: Vec<String>,
+    pub dialed_regex: Option<Regex>,
+    pub from_user: Option<Regex>,
+    pub source: Vec<Cidr>,
+    pub customer: Vec<String>,
+    pub account: Option<Regex>,
+    /// No further rules once this one matched.
+    pub stop: bool,
+}
+
+impl Rule {
+    pub fn new(profile: ProfileId) -> Rule {
+        Rule {
+            profile,
+            value: None,
+            dialed_prefix: Vec::new(),
+            dialed_regex: None,
+            from_user: None,
+            source: Vec::new(),
+            customer: Vec::new(),
+            account: None,
+            stop: false,
+        }
+    }
+
+    fn matches(&self, f: &CallFacts<'_>) -> bool {
+        (self.dialed_prefix.is_empty()
+            || self
+                .dialed_prefix
+                .iter()
+                .any(|p| f.dialed.starts_with(p.as_bytes())))
+            && self
+                .dialed_regex
+                .as_ref()
+                .is_none_or(|r| r.is_match(f.dialed))
+            && self
+                .from_user
+                .as_ref()
+                .is_none_or(|r| r.is_match(f.from_user))
+            && (self.source.is_empty() || self.source.iter().any(|c| c.contains(f.source)))
+            && (self.customer.is_empty() || self.customer.iter().any(|c| c == f.customer))
+            && self.account.as_ref().is_none_or(|r| r.is_match(f.account))
+    }
+}
+
+/// What the rules look at, taken from the initial INVITE.
+#[derive(Debug, Clone, Copy)]
+pub struct CallFacts<'a> {
+    pub dialed: &'a [u8],
+    pub from_user: &'a [u8],
+    pub from_domain: &'a [u8],
+    pub to_user: &'a [u8],
+    pub source: IpAddr,
+    pub customer: &'a str,
+    pub account: &'a [u8],
+}
+
+/// One profile a dialog is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub profile: ProfileId,
+    /// The value, for a with-value profile, and where it is counted.
+    pub value: Option<(Box<[u8]>, Place)>,
+}
+
+/// The profile that refused a new dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub profile: ProfileId,
+    pub why: Denied,
+}
+
+/// Every profile and the rules; shared by all workers.
+pub struct Profiles {
+    pub list: Vec<Profile>,
+    pub rules: Vec<Rule>,
+}
+
+/// Limits of one profile, as configured.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileLimits {
+    /// No-value profile: its limit. With-value profile: the limit of each value that has none
+    /// of its own.
+    pub max: Option<u32>,
+    /// With-value profile: values with a limit of their own.
+    pub values: Vec<(String, u32)>,
+    /// With-value profile: values held at once.
+    pub table: usize,
+}
+
+impl Profiles {
+    /// Profiles from their declarations; `account` is added when not declared.
+    pub fn new(
+        no_value: &[(String, ProfileLimits)],
+        with_value: &[(String, ProfileLimits)],
+        account_table: usize,
+    ) -> Profiles {
+        let mut list = Vec::new();
+        for (name, l) in no_value {
+            list.push(Profile {
+                name: name.clone(),
+                counter: Counter::NoValue(Count::new(l.max.unwrap_or(UNLIMITED))),
+            });
+        }
+        let account = with_value.iter().any(|(n, _)| n == ACCOUNT);
+        let implicit = (!account).then(|| (ACCOUNT.to_string(), ProfileLimits::default()));
+        for (name, l) in with_value.iter().chain(implicit.as_ref()) {
+            let table = if name == ACCOUNT {
+                account_table
+            } else {
+                l.table
+            };
+            let own = l
+                .values
+                .iter()
+                .map(|(v, max)| (v.as_bytes().into(), *max))
+                .collect();
+            list.push(Profile {
+                name: name.clone(),
+                counter: Counter::WithValue(ValueTable::new(
+                    table,
+                    l.max.unwrap_or(UNLIMITED),
+                    own,
+                )),
+            });
+        }
+        Profiles {
+            list,
+            rules: Vec::new(),
+        }
+    }
+
+    pub fn id(&self, name: &str) -> Option<ProfileId> {
+        self.list
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as ProfileId)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Profile> {
+        self.list.iter().find(|p| p.name == name)
+    }
+
+    pub fn account(&self) -> ProfileId {
+        self.id(ACCOUNT).expect("profile `account` always exists")
+    }
+
+    /// Puts a new dialog into its account's profile and those its rules select, taking a
+    /// place in each; on a refusal every place taken is given back.
+    pub fn enter(&self, f: &CallFacts<'_>, out: &mut Vec<Membership>) -> Result<(), Refusal> {
+        out.clear();
+        let account = self.account();
+        let result = self.join(account, Some(f.account), out).and_then(|()| {
+            for r in &self.rules {
+                if !r.matches(f) {
+                    continue;
+                }
+                let value = r.value.as_ref().map(|v| value_of(v, f));
+                let already = out.iter().any(|m| {
+                    m.profile == r.profile
+                        && m.value.as_ref().map(|(v, _)| &v[..]) == value.as_deref()
+                });
+                if !already {
+                    self.join(r.profile, value.as_deref(), out)?;
+                }
+                if r.stop {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            self.leave(out);
+        }
+        result
+    }
+
+    fn join(
+        &self,
+        profile: ProfileId,
+        value: Option<&[u8]>,
+        out: &mut Vec<Membership>,
+    ) -> Result<(), Refusal> {
+        let refuse = |why| Refusal { profile, why };
+        match (&self.list[profile as usize].counter, value) {
+            (Counter::NoValue(c), _) => {
+                c.try_acquire().map_err(refuse)?;
+                out.push(Membership {
+                    profile,
+                    value: None,
+                });
+            }
+            (Counter::WithValue(t), Some(v)) => {
+                let place = t.try_acquire(v).map_err(refuse)?;
+                out.push(Membership {
+                    profile,
+                    value: Some((v.into(), place)),
+                });
+            }
+            (Counter::WithValue(_), None) => {
+                debug_assert!(false, "config checks give with-value profiles a value");
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back every place of `ms` and empties it: call exactly once per dialog.
+    pub fn leave(&self, ms: &mut Vec<Membership>) {
+        for m in ms.drain(..) {
+            match (&self.list[m.profile as usize].counter, m.value) {
+                (Counter::NoValue(c), _) => c.release(),
+                (Counter::WithValue(t), Some((_, place))) => t.release(place),
+                (Counter::WithValue(_), None) => {}
+            }
+        }
+    }
+}
+
+fn value_of<'a>(v: &'a ValueFrom, f: &CallFacts<'a>) -> std::borrow::Cow<'a, [u8]> {
+    use std::borrow::Cow;
+    match v {
+        ValueFrom::Literal(s) => Cow::Borrowed(s.as_bytes()),
+        ValueFrom::Dialed => Cow::Borrowed(f.dialed),
+        ValueFrom::FromUser => Cow::Borrowed(f.from_user),
+        ValueFrom::FromDomain => Cow::Borrowed(f.from_domain),
+        ValueFrom::ToUser => Cow::Borrowed(f.to_user),
+        ValueFrom::Source => Cow::Owned(f.source.to_string().into_bytes()),
+        ValueFrom::Customer => Cow::Borrowed(f.customer.as_bytes()),
+        ValueFrom::Account => Cow::Borrowed(f.account),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(dialed: &'a [u8], account: &'a [u8]) -> CallFacts<'a> {
+        CallFacts {
+            dialed,
+            from_user: b"alice",
+            from_domain: b"example.com",
+            to_user: dialed,
+            source: "198.18.0.1".parse().unwrap(),
+            customer: "local",
+            account,
+        }
+    }
+
+    /// The dialog article's classification: total, then 00 → international, 0 → domestic,
+    /// else local.
+    fn article() -> Profiles {
+        let nv = |n: &str, max: Option<u32>| {
+            (
+                n.to_string(),
+                ProfileLimits {
+                    max,
+                    ..Default::default()
+                },
+            )
+        };
+        let mut p = Profiles::new(
+            &[
+                nv("total", None),
+                nv("local", None),
+                nv("domestic", None),
+                nv("international", Some(1)),
+            ],
+            &[(
+                ACCOUNT.into(),
+                ProfileLimits {
+                    max: Some(2),
+                    values: vec![("big".into(), 3)],
+                    table: 0,
+                },
+            )],
+            100,
+        );
+        let id = |n| p.id(n).unwrap();
+        let mut intl = Rule::new(id("international"));
+        intl.dialed_prefix = vec!["00".into()];
+        intl.stop = true;
+        let mut dom = Rule::new(id("domestic"));
+        dom.dialed_prefix = vec!["0".into()];
+        dom.stop = true;
+        p.rules = vec![Rule::new(id("total")), intl, dom, Rule::new(id("local"))];
+        p
+    }
+
+    fn names(p: &Profiles, ms: &[Membership]) -> Vec<String> {
+        ms.iter()
+            .map(|m| {
+                let n = &p.list[m.profile as usize].name;
+                match &m.value {
+                    Some((v, _)) => format!("{n}={}", String::from_utf8_lossy(v)),
+                    None => n.clone(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rules_classify_by_dialed_prefix() {
+        let p = article();
+        let mut ms = Vec::new();
+        p.enter(&facts(b"0044123", b"a"), &mut ms).unwrap();
+        assert_eq!(names(&p, &ms), ["account=a", "total", "international"]);
+        let mut ms2 = Vec::new();
+        p.enter(&facts(b"0301234", b"a"), &mut ms2).unwrap();
+        assert_eq!(names(&p, &ms2), ["account=a", "total", "domestic"]);
+        let mut ms3 = Vec::new();
+        p.enter(&facts(b"5551234", b"b"), &mut ms3).unwrap();
+        assert_eq!(names(&p, &ms3), ["account=b", "total", "local"]);
+        assert_eq!(p.get("total").unwrap().size(None), 3);
+        assert_eq!(p.get(ACCOUNT).unwrap().size(Some(b"a")), 2);
+        for ms in [&mut ms, &mut ms2, &mut ms3] {
+            p.leave(ms);
+        }
+        assert!(p.list.iter().all(|x| x.size(None) == 0));
+    }
+
+    #[test]
+    fn a_refusal_gives_back_what_was_taken() {
+        let p = article();
+        let mut first = Vec::new();
+        p.enter(&facts(b"00", b"a"), &mut first).unwrap();
+        // International is full (limit 1): account and total must not keep the second call.
+        let mut second = Vec::new();
+        let r = p.enter(&facts(b"00", b"a"), &mut second).unwrap_err();
+        assert_eq!(r.profile, p.id("international").unwrap());
+        assert_eq!(r.why, Denied::Limit);
+        assert!(second.is_empty());
+        assert_eq!(p.get(ACCOUNT).unwrap().size(Some(b"a")), 1);
+        assert_eq!(p.get("total").unwrap().size(None), 1);
+        // Account limit 2, value `big` 3.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut ms = Vec::new();
+            p.enter(&facts(b"5", b"big"), &mut ms).unwrap();
+            held.push(ms);
+        }
+        let mut ms = Vec::new();
+        let r = p.enter(&facts(b"5", b"big"), &mut ms).unwrap_err();
+        assert_eq!(r.profile, p.account());
+        for mut ms in held {
+            p.leave(&mut ms);
+        }
+        p.leave(&mut first);
+        assert!(p.list.iter().all(|x| x.size(None) == 0));
+    }
+
+    #[test]
+    fn account_exists_without_being_declared() {
+        let p = Profiles::new(&[], &[], 10);
+        let mut ms = Vec::new();
+        p.enter(&facts(b"1", b"local"), &mut ms).unwrap();
+        assert_eq!(p.get(ACCOUNT).unwrap().size(Some(b"local")), 1);
+        p.leave(&mut ms);
+    }
+}
