@@ -108,7 +108,7 @@ fn racing_threads_never_pass_a_limit() {
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
-                    if x % 3 != 0 || mine.is_empty() {
+                    if !x.is_multiple_of(3) || mine.is_empty() {
                         let v = x as usize % VALUES;
                         if let Ok(p) = t.try_acquire(format!("acct{v}").as_bytes()) {
                             let now = held[v].fetch_add(1, Ordering::SeqCst) + 1;
