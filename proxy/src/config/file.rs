@@ -21,6 +21,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub dialog: DialogFile,
+    #[serde(default)]
     pub customer: Vec<CustomerFile>,
     #[serde(default)]
     pub gateway_set: Vec<GatewaySet>,
@@ -121,7 +123,6 @@ pub struct TimersFile {
     pub timer_c_ms: u64,
     pub timer_d_ms: u64,
     pub call_linger_ms: u64,
-    pub call_max_age_s: u64,
 }
 
 impl Default for TimersFile {
@@ -134,7 +135,6 @@ impl Default for TimersFile {
             timer_c_ms: DEFAULT_TIMER_C_MS,
             timer_d_ms: DEFAULT_TIMER_D_MS,
             call_linger_ms: DEFAULT_CALL_LINGER_MS,
-            call_max_age_s: DEFAULT_CALL_MAX_AGE_S,
         }
     }
 }
@@ -148,6 +148,17 @@ pub struct Limits {
     pub calls_per_worker: usize,
     /// Retry-After of the overload 503.
     pub retry_after_s: u32,
+    /// Values of profile `account` held at once.
+    pub account_table: usize,
+    /// Values of each other with-value profile held at once.
+    pub value_table: usize,
+    /// The reply to an INVITE over a profile limit.
+    pub reply_code: Spanned<u16>,
+    pub reply_reason: String,
+    /// Q.850 cause of the `Reason` header of that reply; 0 = no `Reason` header.
+    pub reply_q850_cause: u16,
+    /// Limits on profile sizes.
+    pub profile: Vec<LimitFile>,
 }
 
 impl Default for Limits {
@@ -157,8 +168,90 @@ impl Default for Limits {
             transactions_per_worker: DEFAULT_TRANSACTIONS_PER_WORKER,
             calls_per_worker: DEFAULT_CALLS_PER_WORKER,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
+            account_table: DEFAULT_ACCOUNT_TABLE,
+            value_table: DEFAULT_VALUE_TABLE,
+            reply_code: Spanned::new(0..0, DEFAULT_LIMIT_REPLY_CODE),
+            reply_reason: DEFAULT_LIMIT_REPLY_REASON.into(),
+            reply_q850_cause: DEFAULT_LIMIT_Q850_CAUSE,
+            profile: Vec::new(),
         }
     }
+}
+
+/// `[[limits.profile]]`: the most dialogs a profile (no value), each value of it (with value,
+/// no `value` given) or one value of it may have at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitFile {
+    pub profile: Spanned<String>,
+    pub value: Option<Spanned<String>>,
+    pub max: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialogFile {
+    /// Lifetime of a dialog (Kamailio `default_timeout`).
+    pub default_timeout_s: u64,
+    /// A dialog still without a final answer after this is ended (Kamailio `early_timeout`).
+    pub early_timeout_s: u64,
+    /// A dialog answered but never acknowledged is ended after this (Kamailio `noack_timeout`).
+    pub noack_timeout_s: u64,
+    pub profiles_no_value: Vec<Spanned<String>>,
+    pub profiles_with_value: Vec<Spanned<String>>,
+    /// Classification rules, in order.
+    pub rule: Vec<RuleFile>,
+}
+
+impl Default for DialogFile {
+    fn default() -> Self {
+        DialogFile {
+            default_timeout_s: DEFAULT_DIALOG_TIMEOUT_S,
+            early_timeout_s: DEFAULT_EARLY_TIMEOUT_S,
+            noack_timeout_s: DEFAULT_NOACK_TIMEOUT_S,
+            profiles_no_value: Vec::new(),
+            profiles_with_value: Vec::new(),
+            rule: Vec::new(),
+        }
+    }
+}
+
+/// One string or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `[[dialog.rule]]`: when every condition given holds, the dialog joins `profile`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub profile: Spanned<String>,
+    /// A literal value (with-value profiles).
+    pub value: Option<Spanned<String>>,
+    /// Where the value comes from (with-value profiles).
+    pub value_from: Option<Spanned<String>>,
+    pub dialed_prefix: Option<Spanned<OneOrMany>>,
+    pub dialed_regex: Option<Spanned<String>>,
+    pub from_user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub source: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub customer: Vec<String>,
+    pub account: Option<Spanned<String>>,
+    #[serde(default)]
+    pub stop: bool,
 }
 
 #[derive(Debug, Deserialize)]

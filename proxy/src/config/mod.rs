@@ -2,11 +2,15 @@
 //! [`Config`]. Every error names the file, the line and the key; unknown keys are errors;
 //! relative paths resolve from the file's folder. Defaults are the `DEFAULT_*` constants.
 
+mod dialog;
 pub mod file;
 
-use crate::proxy::{Cidr, Customer, ProxyConfig, Routing, Timers};
+use crate::proxy::{
+    AccountKey, Cidr, Customer, DialogTimers, LimitReply, ProxyConfig, Routing, Timers,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -27,7 +31,14 @@ pub const DEFAULT_TIMER_B_MS: u64 = 32_000;
 pub const DEFAULT_TIMER_C_MS: u64 = 180_000;
 pub const DEFAULT_TIMER_D_MS: u64 = 32_000;
 pub const DEFAULT_CALL_LINGER_MS: u64 = 32_000;
-pub const DEFAULT_CALL_MAX_AGE_S: u64 = 43_200;
+pub const DEFAULT_DIALOG_TIMEOUT_S: u64 = 43_200;
+pub const DEFAULT_EARLY_TIMEOUT_S: u64 = 300;
+pub const DEFAULT_NOACK_TIMEOUT_S: u64 = 60;
+pub const DEFAULT_ACCOUNT_TABLE: usize = 100_000;
+pub const DEFAULT_VALUE_TABLE: usize = 100_000;
+pub const DEFAULT_LIMIT_REPLY_CODE: u16 = 503;
+pub const DEFAULT_LIMIT_REPLY_REASON: &str = "Account call limit";
+pub const DEFAULT_LIMIT_Q850_CAUSE: u16 = 34;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -211,8 +222,10 @@ impl Config {
                     ),
                 ));
             }
-            match c.account_key.get_ref().as_str() {
-                "customer" | "from_user" | "from_domain" => {}
+            let account_key = match c.account_key.get_ref().as_str() {
+                "customer" => AccountKey::Customer,
+                "from_user" => AccountKey::FromUser,
+                "from_domain" => AccountKey::FromDomain,
                 other => {
                     return Err(invalid(
                         c.account_key.span(),
@@ -220,11 +233,12 @@ impl Config {
                         format!("`{other}` is not one of customer, from_user, from_domain"),
                     ));
                 }
-            }
+            };
             customers.push(Customer {
                 name: c.name.get_ref().clone(),
                 sources,
                 domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                account_key,
             });
         }
         let mut gateways = Vec::new();
@@ -287,7 +301,40 @@ impl Config {
         proxy.max_calls = f.limits.calls_per_worker;
         proxy.retry_after = f.limits.retry_after_s;
         proxy.call_linger = ms(t.call_linger_ms);
-        proxy.call_max_age = Duration::from_secs(t.call_max_age_s);
+        let d = &f.dialog;
+        proxy.dialog = DialogTimers {
+            default_timeout: Duration::from_secs(d.default_timeout_s),
+            early_timeout: Duration::from_secs(d.early_timeout_s),
+            noack_timeout: Duration::from_secs(d.noack_timeout_s),
+        };
+        if d.default_timeout_s == 0 || d.early_timeout_s == 0 || d.noack_timeout_s == 0 {
+            return Err(invalid(
+                0..0,
+                "dialog",
+                "default_timeout_s, early_timeout_s and noack_timeout_s must be > 0".into(),
+            ));
+        }
+        proxy.profiles = Arc::new(dialog::profiles(&f, &invalid)?);
+        let code = *f.limits.reply_code.get_ref();
+        if !(400..=699).contains(&code) {
+            return Err(invalid(
+                f.limits.reply_code.span(),
+                "limits.reply_code",
+                format!("{code} is not a final error code (400 to 699)"),
+            ));
+        }
+        if f.limits.reply_reason.contains(['\r', '\n']) {
+            return Err(invalid(
+                0..0,
+                "limits.reply_reason",
+                "must be one line".into(),
+            ));
+        }
+        proxy.limit_reply = LimitReply {
+            code,
+            reason: f.limits.reply_reason.clone(),
+            q850_cause: Some(f.limits.reply_q850_cause).filter(|c| *c != 0),
+        };
         if f.limits.queue_per_worker == 0 {
             return Err(invalid(
                 0..0,
@@ -395,6 +442,118 @@ gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
         );
     }
 
+    /// The dialog article's profiles and the per-account limit, for the error tests below.
+    const DIALOG: &str = r#"
+[dialog]
+profiles_no_value = ["total", "local", "domestic", "international"]
+profiles_with_value = ["user"]
+
+[[dialog.rule]]
+profile = "total"
+
+[[dialog.rule]]
+profile = "international"
+dialed_prefix = "00"
+stop = true
+
+[[dialog.rule]]
+profile = "user"
+value_from = "from_user"
+
+[[limits.profile]]
+profile = "account"
+max = 5
+"#;
+
+    fn dialog_error(from: &str, to: &str) -> String {
+        let src = format!("{MIN}{}", DIALOG.replacen(from, to, 1));
+        parse(&src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn dialog_profiles_rules_and_limits_are_read() {
+        let c = parse(&format!("{MIN}{DIALOG}")).unwrap();
+        let p = &c.proxy.profiles;
+        let names: Vec<&str> = p.list.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "total",
+                "local",
+                "domestic",
+                "international",
+                "user",
+                "account"
+            ]
+        );
+        assert_eq!(p.rules.len(), 3);
+        assert_eq!(c.proxy.limit_reply, LimitReply::default());
+        assert_eq!(c.proxy.dialog, DialogTimers::default());
+    }
+
+    #[test]
+    fn each_dialog_misconfiguration_names_file_line_and_key() {
+        let cases = [
+            (
+                ("profile = \"international\"", "profile = \"intl\""),
+                "/etc/siplb/t.toml:21: `dialog.rule.profile`: profile `intl` is not declared in dialog.profiles_no_value or dialog.profiles_with_value",
+            ),
+            (
+                (
+                    "profile = \"total\"\n",
+                    "profile = \"total\"\nvalue = \"x\"\n",
+                ),
+                "/etc/siplb/t.toml:19: `dialog.rule.value`: profile `total` is declared in dialog.profiles_no_value: a rule for it takes no value",
+            ),
+            (
+                ("value_from = \"from_user\"", "dialed_prefix = \"1\""),
+                "/etc/siplb/t.toml:26: `dialog.rule.profile`: profile `user` is declared in dialog.profiles_with_value: a rule for it needs `value` or `value_from`",
+            ),
+            (
+                ("value_from = \"from_user\"", "value_from = \"from_uri\""),
+                "/etc/siplb/t.toml:27: `dialog.rule.value_from`: `from_uri` is not one of dialed, from_user, from_domain, to_user, source, customer, account",
+            ),
+            (
+                ("dialed_prefix = \"00\"", "dialed_regex = \"^(00\""),
+                "/etc/siplb/t.toml:22: `dialog.rule.dialed_regex`: `^(00` is not a regular expression: error: unclosed group",
+            ),
+            (
+                (
+                    "profile = \"account\"\nmax = 5",
+                    "profile = \"total\"\nvalue = \"x\"\nmax = 5",
+                ),
+                "/etc/siplb/t.toml:31: `limits.profile.value`: profile `total` is declared in dialog.profiles_no_value: it has no values",
+            ),
+            (
+                (
+                    "profile = \"account\"\nmax = 5",
+                    "profile = \"acount\"\nmax = 5",
+                ),
+                "/etc/siplb/t.toml:30: `limits.profile.profile`: profile `acount` is not declared in dialog.profiles_no_value or dialog.profiles_with_value",
+            ),
+            (
+                ("[\"total\", ", "[\"total\", \"account\", "),
+                "/etc/siplb/t.toml:14: `dialog.profiles_no_value`: profile `account` has a value (the account): declare it in dialog.profiles_with_value or not at all",
+            ),
+            (
+                ("[\"user\"]", "[\"user\", \"total\"]"),
+                "/etc/siplb/t.toml:15: `dialog.profiles_with_value`: profile `total` is declared twice",
+            ),
+            (
+                ("max = 5", "max = \"five\""),
+                "/etc/siplb/t.toml:31: `max`: invalid type: string \"five\", expected u32",
+            ),
+        ];
+        for ((from, to), want) in cases {
+            assert_eq!(dialog_error(from, to), want, "{to}");
+        }
+        let e = parse(&format!("{MIN}[limits]\nreply_code = 200\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/siplb/t.toml:13: `limits.reply_code`: 200 is not a final error code (400 to 699)"
+        );
+    }
+
     /// The keys serde accepts in one section, read off its "unknown field" error.
     fn accepted_keys(src: &str) -> Vec<String> {
         let e = toml::from_str::<file::FileConfig>(src).expect_err("zz_bogus is unknown");
@@ -413,7 +572,7 @@ gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
         let doc = include_str!("../../../docs/CONFIG.md");
         let mut missing = Vec::new();
         let tables = [
-            "workers", "steering", "control", "metrics", "timers", "limits", "debug",
+            "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "debug",
         ];
         for t in tables {
             for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
@@ -437,6 +596,16 @@ gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
                 "gateway_set",
                 "name = \"trunk\"\n",
                 "name = \"trunk\"\nzz_bogus = 1\n",
+            ),
+            (
+                "limits.profile",
+                "[[customer]]",
+                "[[limits.profile]]\nprofile = \"x\"\nmax = 1\nzz_bogus = 1\n[[customer]]",
+            ),
+            (
+                "dialog.rule",
+                "[[customer]]",
+                "[[dialog.rule]]\nprofile = \"x\"\nzz_bogus = 1\n[[customer]]",
             ),
         ];
         for (t, from, to) in inline {

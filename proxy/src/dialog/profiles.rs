@@ -163,6 +163,18 @@ pub struct Profiles {
     pub rules: Vec<Rule>,
 }
 
+impl std::fmt::Debug for Profiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiles")
+            .field(
+                "list",
+                &self.list.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
 /// Limits of one profile, as configured.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileLimits {

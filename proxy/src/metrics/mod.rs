@@ -95,6 +95,20 @@ shard_stats! {
     active_transactions => names::TM_ACTIVE,
     /// Per-call records held (a gauge, refreshed by the worker after each batch).
     active_calls => names::CORE_ACTIVE_CALLS,
+    /// Dialogs not ended (a gauge, refreshed by the worker after each batch).
+    active_dialogs => names::DIALOG_ACTIVE,
+    /// Dialogs not answered yet (a gauge, as above).
+    early_dialogs => names::DIALOG_EARLY,
+    /// Dialogs created.
+    processed_dialogs => names::DIALOG_PROCESSED,
+    /// Dialogs ended by `default_timeout` or `noack_timeout` (BYE sent to both sides).
+    expired_dialogs => names::DIALOG_EXPIRED,
+    /// Dialogs whose INVITE failed (non-2xx final, CANCEL, timeout).
+    failed_dialogs => names::DIALOG_FAILED,
+    /// INVITEs refused by a profile limit.
+    limits_rejected => names::LIMITS_REJECTED,
+    /// Of those, refused because their value was new and the value table full.
+    limits_account_table_full => names::LIMITS_ACCOUNT_TABLE_FULL,
     /// Median kernel-receive-to-processed time in µs since start (refreshed every second).
     latency_p50_us => names::CORE_LATENCY_P50_US,
     /// 99th percentile of the same.

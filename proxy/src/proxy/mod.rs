@@ -18,11 +18,13 @@ pub mod via;
 pub mod wheel;
 
 pub use call::{Call, CallState};
-pub use route::{Cidr, Customer, Peer, Routing};
+pub use route::{AccountKey, Cidr, Customer, Peer, Routing};
 pub use shard::Shard;
 pub use txn::{ClientState, ServerState, Timer};
 
+use crate::dialog::Profiles;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// RFC 3261 timer values and the proxy's own time limits.
@@ -67,13 +69,58 @@ pub struct ProxyConfig {
     pub max_calls: usize,
     /// How long a call record stays after the call ended, to absorb late retransmissions.
     pub call_linger: Duration,
-    /// The longest a call record lives at all (the dialog timeout of DESIGN §3).
-    pub call_max_age: Duration,
+    /// Dialog timeouts (Kamailio's `default_timeout`, `early_timeout`, `noack_timeout`).
+    pub dialog: DialogTimers,
     /// Retry-After seconds on an overload 503.
     pub retry_after: u32,
     /// A value fixed at start that makes the branches of this run unique.
     pub instance: u32,
     pub routing: Routing,
+    /// Profiles, their counts and limits, and the classification rules; shared by all workers.
+    pub profiles: Arc<Profiles>,
+    /// The reply to an INVITE over a profile limit.
+    pub limit_reply: LimitReply,
+}
+
+/// How long a dialog may stay in each phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogTimers {
+    /// Lifetime of a dialog from its answer (and the longest a call record lives at all):
+    /// then BYE to both sides.
+    pub default_timeout: Duration,
+    /// A dialog without a final answer after this is cancelled.
+    pub early_timeout: Duration,
+    /// A dialog answered but never acknowledged is ended with BYE after this.
+    pub noack_timeout: Duration,
+}
+
+impl Default for DialogTimers {
+    fn default() -> Self {
+        DialogTimers {
+            default_timeout: Duration::from_secs(43_200),
+            early_timeout: Duration::from_secs(300),
+            noack_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The reply to an INVITE refused by a profile limit (DESIGN §3): no Retry-After.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitReply {
+    pub code: u16,
+    pub reason: String,
+    /// Q.850 cause of its `Reason` header; none = no `Reason` header.
+    pub q850_cause: Option<u16>,
+}
+
+impl Default for LimitReply {
+    fn default() -> Self {
+        LimitReply {
+            code: 503,
+            reason: "Account call limit".into(),
+            q850_cause: Some(34),
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -84,10 +131,12 @@ impl ProxyConfig {
             max_transactions: 200_000,
             max_calls: 200_000,
             call_linger: Duration::from_secs(32),
-            call_max_age: Duration::from_secs(43_200),
+            dialog: DialogTimers::default(),
             retry_after: 5,
             instance: 0,
             routing,
+            profiles: Arc::new(Profiles::new(&[], &[], 100_000)),
+            limit_reply: LimitReply::default(),
         }
     }
 }

@@ -72,6 +72,20 @@ pub struct Customer {
     pub sources: Vec<Cidr>,
     /// From domains (lower case); empty = any.
     pub domains: Vec<String>,
+    /// What the account of a call from this customer is (the value in profile `account`).
+    pub account_key: AccountKey,
+}
+
+/// The account of a call, the key of the per-account limit (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountKey {
+    /// The customer itself.
+    #[default]
+    Customer,
+    /// The From user within the customer.
+    FromUser,
+    /// The From domain within the customer.
+    FromDomain,
 }
 
 /// Who sent a message.
@@ -147,6 +161,7 @@ mod tests {
                 name: "c".into(),
                 sources: vec!["127.0.0.1".parse().unwrap()],
                 domains: vec![],
+                account_key: AccountKey::Customer,
             }],
             gateways: vec!["127.0.0.1:5081".parse().unwrap()],
         };
@@ -171,6 +186,7 @@ mod tests {
                 name: "d".into(),
                 sources: vec![],
                 domains: vec!["example.com".into()],
+                account_key: AccountKey::Customer,
             }],
             gateways: vec![],
         };

@@ -1,14 +1,15 @@
 //! [`Shard`]: transactions, per-call records and timers of the calls one worker owns.
 
-use super::call::{Call, CallState};
+use super::call::{Call, CallState, EndCause, Leg};
 use super::reply::{self, Extra};
-use super::route::Peer;
+use super::route::{AccountKey, Peer};
 use super::txn::{Cancel, ClientState, Kind, ServerState, Timer, Txn};
 use super::via::{MAGIC_COOKIE, Received, add_received, top_via_is_ours, write_via};
 use super::wheel::TimerWheel;
 use super::{ProxyConfig, Transmit};
+use crate::dialog::{CallFacts, Denied, Membership};
 use crate::metrics::ShardStats;
-use crate::sip::value::{CommaList, SipUri, host_ip, param};
+use crate::sip::value::{CommaList, NameAddr, SipUri, host_ip, param};
 use crate::sip::{HeaderName, Method, ParseError, Rewrite, SipMsg, Span};
 use hashbrown::HashMap;
 use siplb_common::owner_hash;
@@ -32,8 +33,9 @@ enum TimerRef {
     Sweep,
 }
 
-/// How often call records are checked against `call_max_age`. One sweep per shard instead of
-/// a 12-hour timer per call, which would stay queued long after most calls ended.
+/// How often dialogs are checked against their timeouts, at most: one sweep per shard instead
+/// of a 12-hour timer per call, which would stay queued long after most calls ended. Shorter
+/// timeouts sweep more often (a tenth of the shortest), so that they are kept to within 10 %.
 const CALL_SWEEP: Duration = Duration::from_secs(60);
 
 /// Allowed methods, for 405.
@@ -60,6 +62,13 @@ pub struct Shard {
     due: Vec<(Instant, TimerRef)>,
     /// When the next call sweep runs, if one is scheduled.
     sweep_at: Option<Instant>,
+    /// Wall-clock origin: an instant and its Unix time in ms (given by the worker).
+    epoch: Option<(Instant, u64)>,
+    /// Dialogs not ended, and those of them not answered yet.
+    live_dialogs: usize,
+    early_dialogs: usize,
+    /// Scratch: dialogs to act on in one sweep.
+    swept: Vec<u64>,
     rewrite: Rewrite,
     key: Vec<u8>,
     /// Datagrams to send; the worker drains it and gives the buffers back with `recycle`.
@@ -130,6 +139,10 @@ impl Shard {
             timers: None,
             due: Vec::new(),
             sweep_at: None,
+            epoch: None,
+            live_dialogs: 0,
+            early_dialogs: 0,
+            swept: Vec::new(),
             rewrite: Rewrite::new(),
             key: Vec::new(),
             transmits: Vec::new(),
@@ -149,6 +162,37 @@ impl Shard {
 
     pub fn call(&self, call_id: &[u8]) -> Option<&Call> {
         self.calls.get(self.call_ids.get(call_id)?)
+    }
+
+    /// Dialogs not ended yet (Kamailio's `active_dialogs`).
+    pub fn active_dialogs(&self) -> usize {
+        self.live_dialogs
+    }
+
+    /// Dialogs not answered yet (Kamailio's `early_dialogs`).
+    pub fn early_dialogs(&self) -> usize {
+        self.early_dialogs
+    }
+
+    /// Every dialog record, ended ones (still lingering) included.
+    pub fn dialogs(&self) -> impl Iterator<Item = (u64, &Call)> {
+        self.calls.iter().map(|(did, c)| (*did, c))
+    }
+
+    /// Sets the wall clock: `now` is `unix_ms` milliseconds after the Unix epoch. Dialog times
+    /// (`init_ts`, `start_ts`, `end_ts`) are derived from it; without it they count from the
+    /// shard's first `now`.
+    pub fn set_epoch(&mut self, now: Instant, unix_ms: u64) {
+        self.epoch = Some((now, unix_ms));
+    }
+
+    /// Unix time in ms of `now`.
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        match self.epoch {
+            Some((at, ms)) if now >= at => ms + now.duration_since(at).as_millis() as u64,
+            Some((at, ms)) => ms.saturating_sub(at.duration_since(now).as_millis() as u64),
+            None => 0,
+        }
     }
 
     /// Gives a sent buffer back for reuse.
@@ -274,7 +318,7 @@ impl Shard {
             return self.forbid(msg, src, "Forbidden - Preloaded Route");
         }
         match (method, peer) {
-            (Method::Invite, Peer::Customer(_)) => self.on_new_invite(now, src, msg, key),
+            (Method::Invite, Peer::Customer(c)) => self.on_new_invite(now, src, msg, key, c),
             (Method::Invite, _) => {
                 self.key = key;
                 self.forbid(msg, src, "Forbidden - Not A Customer")
@@ -450,7 +494,7 @@ impl Shard {
             timers: [None; super::txn::N_TIMERS],
             queued: None,
             cancel: Cancel::None,
-            local_cancel: false,
+            local_request: false,
             call: None,
         }
     }
@@ -471,16 +515,25 @@ impl Shard {
 
     fn ensure_sweep(&mut self, now: Instant) {
         if self.sweep_at.is_none() {
-            let at = now + CALL_SWEEP.min(self.cfg.call_max_age);
+            let at = now + self.sweep_interval();
             self.sweep_at = Some(at);
             self.add_timer(at, TimerRef::Sweep);
         }
     }
 
     /// The wheel's origin is the first time the shard hears of: every deadline comes after it.
+    fn sweep_interval(&self) -> Duration {
+        let d = self.cfg.dialog;
+        (d.default_timeout.min(d.early_timeout).min(d.noack_timeout) / 10)
+            .clamp(Duration::from_millis(100), CALL_SWEEP)
+    }
+
     fn start_clock(&mut self, now: Instant) {
         if self.timers.is_none() {
             self.timers = Some(TimerWheel::new(now));
+        }
+        if self.epoch.is_none() {
+            self.epoch = Some((now, 0));
         }
     }
 
@@ -499,31 +552,61 @@ impl Shard {
         self.add_timer(at, TimerRef::Txn { slot, generation });
     }
 
-    fn on_new_invite(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>, key: Vec<u8>) {
+    fn on_new_invite(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        customer: usize,
+    ) {
         if self.full() {
             self.key = key;
             return self.reply_overload(msg, src);
         }
         let call_id = msg.call_id();
         let caller_tag = msg.from_tag().unwrap_or(b"");
-        // An INVITE for a known call (e.g. resent after a challenge) keeps its record.
+        // An INVITE for a known call from the same caller: one resent while the first is still
+        // pending keeps the dialog; one after a failure (e.g. answering a challenge) revives it,
+        // taking its places in the profiles again.
         let known = self.call_ids.get(call_id).copied().filter(|did| {
-            self.calls
-                .get(did)
-                .is_some_and(|c| *c.caller_tag == *caller_tag && c.state != CallState::Confirmed)
+            self.calls.get(did).is_some_and(|c| {
+                c.caller_tag() == caller_tag
+                    && (c.state.is_early() || c.end_cause == Some(EndCause::Failed))
+            })
         });
         let (did, gateway) = match known {
             Some(did) => {
+                let failed = self.calls[&did].state == CallState::Ended;
+                let mut profiles = Vec::new();
+                if failed && let Err(why) = self.enter_profiles(msg, src, customer, &mut profiles) {
+                    self.key = key;
+                    return self.reply_limit(msg, src, why);
+                }
+                let init_ms = self.unix_ms(now);
                 let c = self
                     .calls
                     .get_mut(&did)
                     .expect("did from call_ids is in calls");
-                c.state = CallState::Early;
                 c.caller = src;
-                // An ended record was set to expire after `call_linger`: the call lives again.
-                let expires = now + self.cfg.call_max_age;
+                c.caller_leg.cseq = c.caller_leg.cseq.max(msg.cseq);
+                if failed {
+                    c.state = CallState::Unconfirmed;
+                    c.profiles = profiles;
+                    c.created = now;
+                    c.init_ms = init_ms;
+                    c.end_ms = 0;
+                    c.end_cause = None;
+                    c.early_cancelled = false;
+                    c.expires = now + self.cfg.dialog.default_timeout;
+                }
                 let gateway = c.gateway;
-                c.expires = c.expires.max(expires);
+                if failed {
+                    self.live_dialogs += 1;
+                    self.early_dialogs += 1;
+                    self.stats.processed_dialogs.inc();
+                    self.ensure_sweep(now);
+                }
                 (did, gateway)
             }
             None => {
@@ -543,27 +626,59 @@ impl Shard {
                     self.key = key;
                     return self.reply_stateless(msg, src, 482, Extra::default());
                 }
+                let mut profiles = Vec::new();
+                if let Err(why) = self.enter_profiles(msg, src, customer, &mut profiles) {
+                    self.key = key;
+                    return self.reply_limit(msg, src, why);
+                }
                 let did = ((self.id as u64) << 48) | self.next_did;
                 self.next_did += 1;
-                let expires = now + self.cfg.call_max_age;
+                let expires = now + self.cfg.dialog.default_timeout;
+                let buf = msg.buf;
+                let value_of = |name| {
+                    msg.headers_named(name)
+                        .next()
+                        .map_or(Span::default(), |(_, h)| h.value())
+                };
+                let (from, to) = (value_of(HeaderName::From), value_of(HeaderName::To));
+                let caller_routes = record_routes(msg, None);
                 self.calls.insert(
                     did,
                     Call {
                         call_id: call_id.into(),
                         caller: src,
                         gateway,
-                        caller_tag: caller_tag.into(),
-                        callee_tag: None,
-                        state: CallState::Early,
+                        caller_leg: Leg {
+                            tag: caller_tag.into(),
+                            contact: first_contact(msg).into(),
+                            cseq: msg.cseq,
+                            route_set: caller_routes.into(),
+                        },
+                        callee_leg: Leg::default(),
+                        from: from.of(buf).into(),
+                        to: to.of(buf).into(),
+                        state: CallState::Unconfirmed,
+                        created: now,
+                        answered: None,
+                        init_ms: self.unix_ms(now),
+                        start_ms: 0,
+                        end_ms: 0,
+                        invite: None,
+                        early_cancelled: false,
                         expires,
+                        profiles,
+                        end_cause: None,
                     },
                 );
                 self.call_ids.insert(call_id.into(), did);
+                self.live_dialogs += 1;
+                self.early_dialogs += 1;
+                self.stats.processed_dialogs.inc();
                 self.ensure_sweep(now);
                 (did, gateway)
             }
         };
-        self.start_txn(
+        let slot = self.start_txn(
             now,
             src,
             gateway,
@@ -575,6 +690,77 @@ impl Shard {
                 strip_route: None,
             },
         );
+        let generation = self.txns[slot as usize]
+            .as_ref()
+            .map_or(0, |t| t.generation);
+        if let Some(c) = self.calls.get_mut(&did) {
+            c.invite = Some((slot, generation));
+        }
+    }
+
+    /// Puts a new call into its account's profile and those its rules select (DESIGN §3).
+    fn enter_profiles(
+        &mut self,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+        out: &mut Vec<Membership>,
+    ) -> Result<(), crate::dialog::Refusal> {
+        let buf = msg.buf;
+        let user_host = |uri: Option<Span>| -> (&[u8], &[u8]) {
+            match uri.and_then(|u| SipUri::parse(buf, u).ok()) {
+                Some(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
+                None => (b"", b""),
+            }
+        };
+        let (dialed, _) = user_host(msg.request_uri());
+        let (from_user, from_domain) = user_host(msg.from().map(|f| f.uri));
+        let (to_user, _) = user_host(msg.to().map(|t| t.uri));
+        let c = &self.cfg.routing.customers[customer];
+        let account = match c.account_key {
+            AccountKey::Customer => c.name.as_bytes(),
+            AccountKey::FromUser => from_user,
+            AccountKey::FromDomain => from_domain,
+        };
+        let facts = CallFacts {
+            dialed,
+            from_user,
+            from_domain,
+            to_user,
+            source: src.ip(),
+            customer: &c.name,
+            account,
+        };
+        self.cfg.profiles.enter(&facts, out)
+    }
+
+    /// The reply to an INVITE a profile limit refused: by default `503 Account call limit`
+    /// with `Reason: Q.850;cause=34` and no `Retry-After` (DESIGN §3). Counted.
+    fn reply_limit(&mut self, msg: &SipMsg<'_>, src: SocketAddr, why: crate::dialog::Refusal) {
+        self.stats.limits_rejected.inc();
+        if why.why == Denied::TableFull {
+            self.stats.limits_account_table_full.inc();
+        }
+        let lr = &self.cfg.limit_reply;
+        let mut headers = Vec::new();
+        if let Some(cause) = lr.q850_cause {
+            let _ = write!(
+                headers,
+                "Reason: Q.850;cause={cause};text=\"{}\"\r\n",
+                lr.reason.replace('"', "'")
+            );
+        }
+        let (code, reason) = (lr.code, lr.reason.clone());
+        self.reply_stateless(
+            msg,
+            src,
+            code,
+            Extra {
+                reason: Some(&reason),
+                headers: &headers,
+                ..Extra::default()
+            },
+        )
     }
 
     /// Creates a proxy transaction for `msg`, answers 100 for INVITE, forwards to `dst`.
@@ -588,7 +774,7 @@ impl Shard {
         key: Vec<u8>,
         call: Option<u64>,
         fwd: Forward,
-    ) {
+    ) -> u32 {
         let method = msg.method().unwrap_or(Method::Other);
         let kind = if method == Method::Invite {
             Kind::Invite
@@ -645,6 +831,7 @@ impl Shard {
         self.stats.fwd_requests.inc();
         self.transmits.push(Transmit { dst, data: out });
         self.schedule(slot, now + t1);
+        slot
     }
 
     /// Builds the forwarded copy of a request: our Via on top, `received`/`rport` on the
@@ -729,6 +916,23 @@ impl Shard {
             record_route: None,
             strip_route: own_route,
         };
+        if let Some(c) = self.calls.get_mut(&did) {
+            let leg = if c.from_caller(msg.from_tag()) {
+                &mut c.caller_leg
+            } else {
+                &mut c.callee_leg
+            };
+            leg.cseq = leg.cseq.max(msg.cseq);
+        }
+        match method {
+            Method::Ack => {
+                self.set_state(Some(did), CallState::ConfirmedNoAck, CallState::Confirmed);
+            }
+            // The dialog ends with the BYE itself (as Kamailio's does); its record stays to
+            // carry the BYE's transaction and stragglers.
+            Method::Bye => self.end_call(now, Some(did), EndCause::Bye),
+            _ => {}
+        }
         if method == Method::Ack {
             self.key = key;
             // ACK for a 2xx: its own transaction end to end; forwarded without state, with a
@@ -818,7 +1022,7 @@ impl Shard {
         let mut t = self.new_txn(Kind::NonInvite, Method::Cancel, dst, dst);
         t.server = ServerState::Terminated;
         t.client = ClientState::Calling;
-        t.local_cancel = true;
+        t.local_request = true;
         t.call = call;
         let mut ck = Vec::new();
         client_key(&branch, true, &mut ck);
@@ -858,7 +1062,7 @@ impl Shard {
         let Some(t) = self.txns[slot as usize].as_mut() else {
             return;
         };
-        if t.local_cancel {
+        if t.local_request {
             if code >= 200 && matches!(t.client, ClientState::Calling | ClientState::Proceeding) {
                 t.client = ClientState::Completed;
                 t.clear(Timer::E);
@@ -879,8 +1083,10 @@ impl Shard {
                     t.set(Timer::C, now + timers.timer_c);
                 }
                 let pending = t.cancel == Cancel::Pending;
+                let call = t.call;
                 if code > 100 {
                     self.forward_response(slot, msg, false);
+                    self.set_state(call, CallState::Unconfirmed, CallState::Early);
                 }
                 if pending {
                     self.send_cancel(now, slot);
@@ -898,14 +1104,7 @@ impl Shard {
                 let call = t.call;
                 self.forward_response(slot, msg, true);
                 self.schedule(slot, now + timers.timer_b);
-                // The 2xx of the initial INVITE confirms the call and names the callee; that of
-                // a re-INVITE (either way) changes neither.
-                if let Some(c) = call.and_then(|d| self.calls.get_mut(&d))
-                    && c.state == CallState::Early
-                {
-                    c.state = CallState::Confirmed;
-                    c.callee_tag = msg.to_tag().map(Into::into);
-                }
+                self.answer(now, call, msg);
             }
             (Kind::Invite, ClientState::Calling | ClientState::Proceeding) => {
                 // Non-2xx final: ACK it ourselves (hop by hop), pass it upstream.
@@ -951,7 +1150,7 @@ impl Shard {
                 self.forward_response(slot, msg, true);
                 self.schedule(slot, now + timers.t4);
                 if method == Method::Bye {
-                    self.end_call(now, call);
+                    self.end_call(now, call, EndCause::Bye);
                 }
             }
             _ => self.stats.retrans_absorbed.inc(),
@@ -1039,25 +1238,77 @@ impl Shard {
         });
     }
 
+    /// Moves the dialog from `from` to `to` (nothing if it is elsewhere), keeping the counts.
+    fn set_state(&mut self, call: Option<u64>, from: CallState, to: CallState) -> bool {
+        let Some(c) = call.and_then(|d| self.calls.get_mut(&d)) else {
+            return false;
+        };
+        if c.state != from {
+            return false;
+        }
+        c.state = to;
+        if from.is_early() && !to.is_early() {
+            self.early_dialogs -= 1;
+        }
+        true
+    }
+
+    /// The 2xx of the initial INVITE confirms the dialog and names the callee; that of a
+    /// re-INVITE (either way) changes neither.
+    fn answer(&mut self, now: Instant, call: Option<u64>, msg: &SipMsg<'_>) {
+        let Some(did) = call else { return };
+        let unix = self.unix_ms(now);
+        let Some(c) = self.calls.get_mut(&did).filter(|c| c.state.is_early()) else {
+            return;
+        };
+        let state = c.state;
+        c.answered = Some(now);
+        c.start_ms = unix;
+        c.callee_leg.tag = msg.to_tag().unwrap_or(b"").into();
+        c.callee_leg.contact = first_contact(msg).into();
+        c.callee_leg.route_set = record_routes(msg, Some(did)).into();
+        if let Some((_, h)) = msg.headers_named(HeaderName::To).next() {
+            c.to = h.value().of(msg.buf).into();
+        }
+        // The dialog lives `default_timeout` from its answer (and a while longer as a record).
+        c.expires = now + self.cfg.dialog.default_timeout + self.cfg.call_linger;
+        self.set_state(call, state, CallState::ConfirmedNoAck);
+    }
+
+    /// The INVITE of a dialog not answered yet failed: the dialog ends.
     fn fail_call(&mut self, now: Instant, call: Option<u64>) {
         if let Some(c) = call.and_then(|d| self.calls.get(&d))
-            && c.state == CallState::Early
+            && c.state.is_early()
         {
-            self.end_call(now, call);
+            self.stats.failed_dialogs.inc();
+            self.end_call(now, call, EndCause::Failed);
         }
     }
 
-    fn end_call(&mut self, now: Instant, call: Option<u64>) {
+    /// Ends a dialog: its places in the profiles are given back (exactly once: only here), and
+    /// its record stays `call_linger` to absorb stragglers.
+    fn end_call(&mut self, now: Instant, call: Option<u64>, cause: EndCause) {
         let Some(did) = call else { return };
         let linger = now + self.cfg.call_linger;
-        if let Some(c) = self.calls.get_mut(&did)
-            && c.state != CallState::Ended
-        {
-            c.state = CallState::Ended;
-            c.expires = c.expires.min(linger);
-            let expires = c.expires;
-            self.add_timer(expires, TimerRef::Call { did });
+        let unix = self.unix_ms(now);
+        let Some(c) = self.calls.get_mut(&did) else {
+            return;
+        };
+        if c.state == CallState::Ended {
+            return;
         }
+        let was_early = c.state.is_early();
+        c.state = CallState::Ended;
+        c.end_ms = unix;
+        c.end_cause = Some(cause);
+        self.cfg.profiles.leave(&mut c.profiles);
+        c.expires = c.expires.min(linger);
+        let expires = c.expires;
+        self.live_dialogs -= 1;
+        if was_early {
+            self.early_dialogs -= 1;
+        }
+        self.add_timer(expires, TimerRef::Call { did });
     }
 
     // ---------------------------------------------------------------- timers
@@ -1093,14 +1344,7 @@ impl Shard {
                 }
                 TimerRef::Sweep => {
                     self.sweep_at = None;
-                    let call_ids = &mut self.call_ids;
-                    self.calls.retain(|_, c| {
-                        let keep = c.expires > now;
-                        if !keep {
-                            call_ids.remove(&c.call_id);
-                        }
-                        keep
-                    });
+                    self.sweep(now);
                     if !self.calls.is_empty() {
                         self.ensure_sweep(now);
                     }
@@ -1109,6 +1353,118 @@ impl Shard {
         }
         due.clear();
         self.due = due;
+    }
+
+    /// The dialog timeouts (DESIGN §3), checked in one pass over the shard's dialogs: records
+    /// past their time are removed, dialogs unanswered after `early_timeout` are cancelled,
+    /// answered ones past `noack_timeout` without ACK or past `default_timeout` get BYE on
+    /// both sides.
+    fn sweep(&mut self, now: Instant) {
+        let d = self.cfg.dialog;
+        let mut due = std::mem::take(&mut self.swept);
+        for (did, c) in &self.calls {
+            let late = |from: Option<Instant>, after| from.is_some_and(|t| t + after <= now);
+            let act = c.expires <= now
+                || match c.state {
+                    CallState::Ended => false,
+                    s if s.is_early() => {
+                        !c.early_cancelled && late(Some(c.created), d.early_timeout)
+                    }
+                    CallState::ConfirmedNoAck => {
+                        late(c.answered, d.noack_timeout) || late(c.answered, d.default_timeout)
+                    }
+                    _ => late(c.answered, d.default_timeout),
+                };
+            if act {
+                due.push(*did);
+            }
+        }
+        for did in due.drain(..) {
+            let Some(c) = self.calls.get_mut(&did) else {
+                continue;
+            };
+            let (state, expired) = (c.state, c.expires <= now);
+            if state.is_confirmed() {
+                self.stats.expired_dialogs.inc();
+                self.terminate(now, did, EndCause::Expired);
+            } else if state.is_early() && !expired {
+                c.early_cancelled = true;
+                let invite = c.invite;
+                self.cancel_invite(now, did, invite);
+            } else if expired {
+                // A record past its time: an ended call's linger is over, or (a backstop) a
+                // dialog nothing ended gives its places back now.
+                if state != CallState::Ended {
+                    self.end_call(now, Some(did), EndCause::Expired);
+                }
+                if let Some(c) = self.calls.remove(&did) {
+                    self.call_ids.remove(&c.call_id);
+                }
+            }
+        }
+        self.swept = due;
+    }
+
+    /// Cancels the INVITE of a dialog not answered in time, as Timer C would.
+    fn cancel_invite(&mut self, now: Instant, did: u64, invite: Option<(u32, u32)>) {
+        let alive = invite.and_then(|(slot, generation)| {
+            let t = self.txns.get(slot as usize)?.as_ref()?;
+            (t.generation == generation && t.call == Some(did)).then_some((slot, t))
+        });
+        match alive {
+            Some((slot, t)) if t.client == ClientState::Proceeding && t.cancel == Cancel::None => {
+                self.send_cancel(now, slot)
+            }
+            Some((slot, t)) if t.client == ClientState::Calling && t.cancel == Cancel::None => {
+                if let Some(t) = self.txns[slot as usize].as_mut() {
+                    t.cancel = Cancel::Pending;
+                }
+            }
+            Some(_) => {}
+            // Its transaction is gone: nothing can answer it any more.
+            None => self.fail_call(now, Some(did)),
+        }
+    }
+
+    /// Ends an answered dialog from siplb's side: BYE to the callee (as the caller would send
+    /// it) and to the caller (as the callee would), each in a transaction of its own.
+    pub fn terminate(&mut self, now: Instant, did: u64, cause: EndCause) -> bool {
+        let local = self.cfg.local;
+        let Some(c) = self.calls.get_mut(&did).filter(|c| c.state.is_confirmed()) else {
+            return false;
+        };
+        c.caller_leg.cseq += 1;
+        c.callee_leg.cseq += 1;
+        let mut byes = Vec::with_capacity(2);
+        for toward_callee in [true, false] {
+            let mut branch = Vec::with_capacity(40);
+            self.new_branch(&mut branch);
+            let mut out = self.pool.pop().unwrap_or_default();
+            let c = &self.calls[&did];
+            build_bye(c, toward_callee, local, &branch, &mut out);
+            let dst = if toward_callee { c.gateway } else { c.caller };
+            byes.push((dst, branch, out));
+        }
+        self.end_call(now, Some(did), cause);
+        for (dst, branch, out) in byes {
+            let mut t = self.new_txn(Kind::NonInvite, Method::Bye, dst, dst);
+            t.server = ServerState::Terminated;
+            t.client = ClientState::Calling;
+            t.local_request = true;
+            t.call = Some(did);
+            let mut ck = Vec::new();
+            client_key(&branch, false, &mut ck);
+            t.client_key = ck.as_slice().into();
+            t.forwarded.extend_from_slice(&out);
+            t.set(Timer::E, now + self.cfg.timers.t1);
+            t.set(Timer::F, now + self.cfg.timers.timer_b);
+            let slot = self.alloc_txn(t);
+            self.client_index.insert(ck.into(), slot);
+            self.schedule(slot, now + self.cfg.timers.t1);
+            self.stats.fwd_requests.inc();
+            self.transmits.push(Transmit { dst, data: out });
+        }
+        true
     }
 
     fn run_txn_timers(&mut self, now: Instant, slot: u32) {
@@ -1173,7 +1529,7 @@ impl Shard {
                     }
                     if t.method == Method::Bye {
                         let call = t.call;
-                        self.end_call(now, call);
+                        self.end_call(now, call, EndCause::Bye);
                     }
                 }
                 Timer::D | Timer::K | Timer::M => t.client = ClientState::Terminated,
@@ -1277,6 +1633,75 @@ fn remove_list_element(buf: &[u8], line: Span, value: Span, elem: Span, rw: &mut
 fn local_tag(msg: &SipMsg<'_>) -> String {
     let b = msg.branch().unwrap_or(msg.call_id());
     format!("sl{:08x}", owner_hash(0x746167, b))
+}
+
+/// The URI of the first Contact of `msg` (empty when it has none).
+fn first_contact<'a>(msg: &SipMsg<'a>) -> &'a [u8] {
+    msg.headers_named(HeaderName::Contact)
+        .find_map(|(_, h)| CommaList::new(msg.buf, h.value()).next()?.ok())
+        .and_then(|el| NameAddr::locate(msg.buf, el))
+        .map_or(&b""[..], |na| na.uri.of(msg.buf))
+}
+
+/// A route set from the Record-Route headers of `msg` (RFC 3261 §12.1), nearest hop first,
+/// as the comma-separated values of a Route header. From an INVITE as received (`ours` none):
+/// the proxies toward the caller, in order. From the 2xx (`ours` the dialog id siplb put in
+/// its own entry): the entries above siplb's, which are the proxies toward the callee, in
+/// reverse.
+fn record_routes(msg: &SipMsg<'_>, ours: Option<u64>) -> Vec<u8> {
+    let buf = msg.buf;
+    let mut all: Vec<Span> = msg
+        .headers_named(HeaderName::RecordRoute)
+        .flat_map(|(_, h)| CommaList::new(buf, h.value()).filter_map(Result::ok))
+        .collect();
+    if let Some(did) = ours {
+        let mine = all.iter().position(|el| {
+            NameAddr::locate(buf, *el).and_then(|na| did_param(buf, na.uri)) == Some(did)
+        });
+        all.truncate(mine.unwrap_or(0));
+        all.reverse();
+    }
+    let mut out = Vec::new();
+    for (i, el) in all.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(el.of(buf));
+    }
+    out
+}
+
+/// A BYE siplb sends on its own to one side of a dialog (RFC 3261 §15.1.1): toward the
+/// callee as the caller would send it, toward the caller as the callee would.
+fn build_bye(c: &Call, toward_callee: bool, local: SocketAddr, branch: &[u8], out: &mut Vec<u8>) {
+    let (leg, peer, from, to, cseq) = if toward_callee {
+        (&c.callee_leg, c.gateway, &c.from, &c.to, c.caller_leg.cseq)
+    } else {
+        (&c.caller_leg, c.caller, &c.to, &c.from, c.callee_leg.cseq)
+    };
+    out.extend_from_slice(b"BYE ");
+    if leg.contact.is_empty() {
+        let _ = write!(out, "sip:{peer}");
+    } else {
+        out.extend_from_slice(&leg.contact);
+    }
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    write_via(out, local, branch);
+    if !leg.route_set.is_empty() {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(&leg.route_set);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Max-Forwards: 70\r\nFrom: ");
+    out.extend_from_slice(from);
+    out.extend_from_slice(b"\r\nTo: ");
+    out.extend_from_slice(to);
+    out.extend_from_slice(b"\r\nCall-ID: ");
+    out.extend_from_slice(&c.call_id);
+    let _ = write!(
+        out,
+        "\r\nCSeq: {cseq} BYE\r\nReason: SIP;cause=408;text=\"dialog timeout\"\r\nContent-Length: 0\r\n\r\n"
+    );
 }
 
 /// A request siplb sends hop by hop for an INVITE it forwarded (`fwd`): CANCEL (§9.1) or the

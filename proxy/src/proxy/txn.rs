@@ -122,8 +122,8 @@ pub struct Txn {
     /// earliest; later entries for it are stale and skipped).
     pub queued: Option<Instant>,
     pub cancel: Cancel,
-    /// This is a CANCEL siplb sends downstream: its responses are absorbed.
-    pub local_cancel: bool,
+    /// A request siplb originated (CANCEL, BYE): its responses are absorbed.
+    pub local_request: bool,
     /// Slot of the INVITE a local CANCEL belongs to.
     pub call: Option<u64>,
 }

@@ -142,7 +142,11 @@ impl Worker {
             .ring_fd
             .store(uring.as_raw_fd(), Ordering::Release);
         let stats = plane.workers[id as usize].stats.clone();
-        let shard = Shard::new(proxy, id, stats.clone());
+        let mut shard = Shard::new(proxy, id, stats.clone());
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        shard.set_epoch(Instant::now(), unix_ms);
         // SAFETY: msghdr is plain data; zeroed is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
@@ -293,6 +297,12 @@ impl Worker {
                 .active_transactions
                 .set(self.shard.transactions() as u64);
             self.stats.active_calls.set(self.shard.calls() as u64);
+            self.stats
+                .active_dialogs
+                .set(self.shard.active_dialogs() as u64);
+            self.stats
+                .early_dialogs
+                .set(self.shard.early_dialogs() as u64);
             if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
                 self.last_publish = now;
                 self.publish_latency();

@@ -4,7 +4,7 @@
 //! the headers a proxy is responsible for.
 
 use super::*;
-use crate::proxy::{Customer, Routing};
+use crate::proxy::{AccountKey, Customer, Routing};
 use std::fmt;
 use std::time::Duration;
 
@@ -207,6 +207,7 @@ impl Harness {
                 name: "acme".into(),
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],
+                account_key: AccountKey::FromUser,
             }],
             gateways: vec![gw1(), gw2()],
         };
@@ -371,7 +372,7 @@ impl Harness {
             .txns
             .iter()
             .flatten()
-            .filter(|t| t.method == method && !t.local_cancel)
+            .filter(|t| t.method == method && !t.local_request)
             .map(|t| (t.server, t.client))
             .collect();
         assert_eq!(found.len(), 1, "{:?}", self.txn_states());
@@ -784,13 +785,17 @@ fn response_without_content_length_gets_one_on_forward() {
 fn ok_forwarded_and_call_confirmed() {
     let mut h = Harness::new();
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    assert_eq!(h.call_state("c1"), Some(CallState::Unconfirmed));
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
     assert_eq!(h.call_state("c1"), Some(CallState::Early));
     let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
     assert_eq!(ok.first_line(), "SIP/2.0 200 OK");
     assert_eq!(ok.vias().len(), 1);
+    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    h.caller_sends(&caller_in_dialog("ACK", &ok, "z9hG4bK-ack", 1).text());
     assert_eq!(h.call_state("c1"), Some(CallState::Confirmed));
     let call = h.shard.call(b"c1").unwrap();
-    assert_eq!(call.callee_tag.as_deref(), Some(&b"gw-tag"[..]));
+    assert_eq!(call.callee_tag(), Some(&b"gw-tag"[..]));
     assert_eq!(call.gateway, fwd.dst);
     assert_eq!(
         h.txn(Method::Invite),
@@ -1264,6 +1269,8 @@ fn timer_f_times_out_bye_without_408() {
     let start = h.elapsed();
     h.caller_sends(&caller_in_dialog("BYE", &call.ok, "z9hG4bK-bye", 2).text());
     h.take_one();
+    // The dialog ends with the BYE; its record stays for the BYE's transaction.
+    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
     h.advance_to(start + t1s(64) - MS);
     assert!(
         h.take()
@@ -1278,7 +1285,6 @@ fn timer_f_times_out_bye_without_408() {
         "{:?}",
         h.txn_states()
     );
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
 }
 
 #[test]
@@ -1494,9 +1500,11 @@ fn ok_crossing_cancel_forwarded_and_call_confirmed() {
     let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
     assert!(ok.is_response(200));
     assert_eq!(ok.cseq(), (1, Method::Invite));
-    assert_eq!(h.call_state("c1"), Some(CallState::Confirmed));
+    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
     h.deliver(fwd.dst, &response(&c, 200, Some("gw-tag")));
     h.expect_nothing();
+    h.caller_sends(&caller_in_dialog("ACK", &ok, "z9hG4bK-ack", 1).text());
+    assert_eq!(h.take_one().dst, fwd.dst);
     // No 487 from siplb later either.
     h.advance(Duration::from_secs(64));
     h.expect_nothing();
@@ -1645,7 +1653,7 @@ fn response_with_unknown_branch_dropped_and_counted() {
     h.deliver(fwd.dst, &resp);
     h.expect_nothing();
     assert_eq!(h.stats.drop_replies.get(), 1);
-    assert_eq!(h.call_state("c1"), Some(CallState::Early));
+    assert_eq!(h.call_state("c1"), Some(CallState::Unconfirmed));
 }
 
 #[test]
@@ -1810,13 +1818,15 @@ fn invite_after_challenge_keeps_the_call_record() {
     again.cseq = 2;
     let (_, fwd2) = h.start_call(&again);
     assert_eq!(fwd2.dst, fwd.dst, "same gateway");
-    assert_eq!(h.call_state("c1"), Some(CallState::Early));
+    assert_eq!(h.call_state("c1"), Some(CallState::Unconfirmed));
     h.gateway_answers(&fwd2, &response(&fwd2, 180, Some("gw-tag2")));
     // Ringing for longer than an ended call lingers.
     h.advance(Duration::from_secs(60));
     assert_eq!(h.call_state("c1"), Some(CallState::Early));
     let ok = h.gateway_answers(&fwd2, &response(&fwd2, 200, Some("gw-tag2")));
-    assert_eq!(h.call_state("c1"), Some(CallState::Confirmed));
+    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    assert_eq!(h.stats.processed_dialogs.get(), 2);
+    assert_eq!(h.stats.failed_dialogs.get(), 1);
     h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 3).text());
     assert_eq!(h.take_one().dst, fwd.dst);
 }
@@ -1886,8 +1896,8 @@ fn reinvite_from_gateway_forwarded_to_caller_and_keeps_the_callee_tag() {
     assert_eq!(ok.dst, call.gateway());
     assert!(ok.is_response(200));
     let c = h.shard.call(b"c1").unwrap();
-    assert_eq!(c.callee_tag.as_deref(), Some(&b"gw-tag"[..]));
-    assert_eq!(c.caller_tag.as_ref(), b"alice-tag");
+    assert_eq!(c.callee_tag(), Some(&b"gw-tag"[..]));
+    assert_eq!(c.caller_tag(), b"alice-tag");
 }
 
 #[test]
@@ -1939,7 +1949,7 @@ fn pending_cancel_released_by_180_which_is_forwarded_too() {
 
 #[test]
 fn call_that_never_ends_is_swept_after_call_max_age() {
-    let mut h = Harness::with_config(|c| c.call_max_age = Duration::from_secs(300));
+    let mut h = Harness::with_config(|c| c.dialog.default_timeout = Duration::from_secs(300));
     let _call = h.established_call("c1");
     h.advance(Duration::from_secs(200));
     assert_eq!(h.shard.calls(), 1, "still within call_max_age");
