@@ -389,13 +389,18 @@ impl Sipp {
         cmd.current_dir(dir)
             .args(["-k", "5", &format!("{}", max_s + 10), "sipp", target])
             .args(["-sf", scenario(scenario_name).to_str().expect("utf-8 path")])
-            .args([
-                "-inf",
-                repo()
-                    .join("examples/sipp/accounts.csv")
-                    .to_str()
-                    .expect("utf-8"),
-            ])
+            .args(if extra.contains(&"-inf") {
+                vec![]
+            } else {
+                vec![
+                    "-inf".to_string(),
+                    repo()
+                        .join("examples/sipp/accounts.csv")
+                        .to_str()
+                        .expect("utf-8")
+                        .to_string(),
+                ]
+            })
             .args(["-i", local_ip, "-p", "5070"])
             .args(sipp_common(name))
             .args([

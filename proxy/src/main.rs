@@ -63,25 +63,8 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
 
 fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result<()> {
     let cfg = load(config)?;
-    let out = control::call(&cfg.control_socket, &args).map_err(anyhow::Error::msg)?;
-    if json {
-        let mut obj = String::from("{");
-        for (i, line) in out.lines().filter_map(|l| l.split_once(" = ")).enumerate() {
-            if i > 0 {
-                obj.push(',');
-            }
-            let v = line.1.trim();
-            if v.parse::<i64>().is_ok() {
-                obj.push_str(&format!("\"{}\":{v}", line.0));
-            } else {
-                obj.push_str(&format!("\"{}\":\"{}\"", line.0, v.replace('"', "\\\"")));
-            }
-        }
-        obj.push('}');
-        println!("{obj}");
-    } else {
-        print!("{out}");
-    }
+    let out = control::call(&cfg.control_socket, json, &args).map_err(anyhow::Error::msg)?;
+    print!("{out}");
     Ok(())
 }
 
@@ -153,11 +136,12 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let control = control::serve(
         &cfg.control_socket,
-        ControlState {
-            stats: plane.workers.iter().map(|w| w.stats.clone()).collect(),
-            globals: vec![(names::CORE_STEERING_BPF, 0)],
-            shutdown: shutdown.clone(),
-        },
+        ControlState::new(
+            plane.workers.clone(),
+            proxy.profiles.clone(),
+            vec![(names::CORE_STEERING_BPF, 0)],
+            shutdown.clone(),
+        ),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
 

@@ -622,6 +622,24 @@ max = 5
     }
 
     #[test]
+    fn shipped_limits_example_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/limits.toml"
+        ));
+        let c = Config::load(path).unwrap();
+        let p = &c.proxy.profiles;
+        for name in ["total", "local", "domestic", "international", "account"] {
+            assert!(p.get(name).is_some(), "{name}");
+        }
+        assert_eq!(
+            c.proxy.routing.customers[0].account_key,
+            AccountKey::FromUser
+        );
+        assert_eq!(p.rules.len(), 4);
+    }
+
+    #[test]
     fn shipped_example_config_is_valid() {
         let path = Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -1,12 +1,17 @@
 //! The control socket: a local Unix socket answering Kamailio-style RPC verbs, and the client
 //! side used by `siplb ctl`.
 //!
-//! One request per connection: the client writes one line (`verb arg …`), the server answers
-//! `ok\n` followed by the output, or `error <message>\n`, and closes.
+//! One request per connection: the client writes one line (`[--json] verb arg …`), the server
+//! answers `ok\n` followed by the output (kamcmd's format, or JSON), or `error <message>\n`,
+//! and closes. Verbs about dialogs ask the workers, through a small queue each and a
+//! `MSG_RING` wake-up posted into their io_uring.
 
+pub mod format;
 pub mod verbs;
 
-use crate::metrics::ShardStats;
+use crate::dialog::Profiles;
+use crate::worker::{TOKEN_CONTROL, WorkerHandle};
+use io_uring::{IoUring, opcode, types};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -16,10 +21,49 @@ use std::time::Duration;
 
 /// What the control thread can see.
 pub struct ControlState {
-    pub stats: Vec<Arc<ShardStats>>,
+    pub workers: Vec<Arc<WorkerHandle>>,
+    pub profiles: Arc<Profiles>,
     /// Gauges and flags that are not per worker: `(name, value)`.
     pub globals: Vec<(&'static str, u64)>,
     pub shutdown: Arc<AtomicBool>,
+    /// A ring of the control thread's own, to post wake-ups into the workers' rings (none:
+    /// the workers find their jobs at their next wake-up, within 200 ms).
+    ring: Option<std::cell::RefCell<IoUring>>,
+}
+
+impl ControlState {
+    pub fn new(
+        workers: Vec<Arc<WorkerHandle>>,
+        profiles: Arc<Profiles>,
+        globals: Vec<(&'static str, u64)>,
+        shutdown: Arc<AtomicBool>,
+    ) -> ControlState {
+        ControlState {
+            workers,
+            profiles,
+            globals,
+            shutdown,
+            ring: None,
+        }
+    }
+
+    /// Wakes worker `i` to look at its control queue.
+    fn wake(&self, i: usize) {
+        let Some(ring) = &self.ring else { return };
+        let fd = self.workers[i].ring_fd.load(Ordering::Acquire);
+        if fd < 0 {
+            return;
+        }
+        let mut ring = ring.borrow_mut();
+        let e = opcode::MsgRingData::new(types::Fd(fd), 0, TOKEN_CONTROL, None)
+            .build()
+            .user_data(1);
+        // SAFETY: the entry holds no pointers.
+        if unsafe { ring.submission().push(&e) }.is_ok() {
+            let _ = ring.submit_and_wait(1);
+        }
+        ring.completion().for_each(drop);
+    }
 }
 
 /// Binds the control socket (replacing a stale one) and serves it on a thread of its own.
@@ -36,9 +80,11 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
     let listener = UnixListener::bind(path)?;
     listener.set_nonblocking(true)?;
     let path: PathBuf = path.into();
+    let mut state = state;
     std::thread::Builder::new()
         .name("siplb-control".into())
         .spawn(move || {
+            state.ring = IoUring::new(8).ok().map(std::cell::RefCell::new);
             while !state.shutdown.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
@@ -66,20 +112,25 @@ fn handle(stream: UnixStream, state: &ControlState) -> io::Result<()> {
     BufReader::new(stream.try_clone()?)
         .take(4096)
         .read_line(&mut line)?;
-    let args: Vec<&str> = line.split_whitespace().collect();
+    let mut args: Vec<&str> = line.split_whitespace().collect();
+    let json = args.first() == Some(&"--json");
+    if json {
+        args.remove(0);
+    }
     let mut out = stream;
     match verbs::run(state, &args) {
-        Ok(text) => {
+        Ok(reply) => {
             out.write_all(b"ok\n")?;
-            out.write_all(text.as_bytes())?;
+            out.write_all(reply.render(json).as_bytes())?;
         }
         Err(msg) => writeln!(out, "error {msg}")?,
     }
     Ok(())
 }
 
-/// Sends one request; `Ok(output)` or `Err(message)` as the server said, or why it could not.
-pub fn call(path: &Path, args: &[String]) -> Result<String, String> {
+/// Sends one request (`json`: ask for JSON); `Ok(output)` or `Err(message)` as the server
+/// said, or why it could not.
+pub fn call(path: &Path, json: bool, args: &[String]) -> Result<String, String> {
     let mut s = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot connect to {}: {e} (is siplb running with this config?)",
@@ -87,7 +138,8 @@ pub fn call(path: &Path, args: &[String]) -> Result<String, String> {
         )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    writeln!(s, "{}", args.join(" ")).map_err(|e| e.to_string())?;
+    let flag = if json { "--json " } else { "" };
+    writeln!(s, "{flag}{}", args.join(" ")).map_err(|e| e.to_string())?;
     let mut reply = String::new();
     s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
     match reply.split_once('\n') {

@@ -122,3 +122,59 @@ impl Call {
         from_tag == Some(self.caller_tag())
     }
 }
+
+/// Which dialogs a control query wants.
+#[derive(Debug, Clone, Default)]
+pub struct DialogFilter {
+    /// Only those in this profile (and with this value in it).
+    pub profile: Option<(crate::dialog::ProfileId, Option<Box<[u8]>>)>,
+}
+
+/// Which dialog `dlg.end_dlg` / `dlg.terminate_dlg` ends.
+#[derive(Debug, Clone)]
+pub enum EndTarget {
+    /// Kamailio's `h_entry` and `h_id`.
+    Id { h_entry: u32, h_id: u64 },
+    /// Call-ID, From tag, To tag.
+    Tags {
+        call_id: Box<[u8]>,
+        from_tag: Box<[u8]>,
+        to_tag: Box<[u8]>,
+    },
+}
+
+/// One side of a dialog in a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegInfo {
+    pub tag: String,
+    pub contact: String,
+    pub cseq: u32,
+    pub route_set: String,
+    pub socket: String,
+}
+
+/// A dialog as `dlg.list` shows it (Kamailio's fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialogInfo {
+    pub h_entry: u32,
+    pub h_id: u64,
+    pub call_id: String,
+    pub from_uri: String,
+    pub to_uri: String,
+    pub state: u8,
+    /// Unix seconds: answer (0 before), INVITE, end (0 before).
+    pub start_ts: u64,
+    pub init_ts: u64,
+    pub end_ts: u64,
+    /// Seconds since the answer.
+    pub duration: u64,
+    /// Unix second the dialog times out.
+    pub timeout: u64,
+    /// Seconds an answered dialog lives.
+    pub lifetime: u64,
+    pub caller: LegInfo,
+    pub callee: LegInfo,
+    /// `name` or `name: value`.
+    pub profiles: Vec<String>,
+    pub variables: Vec<(String, String)>,
+}

@@ -17,7 +17,7 @@ mod txn;
 pub mod via;
 pub mod wheel;
 
-pub use call::{Call, CallState};
+pub use call::{Call, CallState, DialogFilter, DialogInfo, EndCause, EndTarget, LegInfo};
 pub use route::{AccountKey, Cidr, Customer, Peer, Routing};
 pub use shard::Shard;
 pub use txn::{ClientState, ServerState, Timer};

@@ -1,6 +1,6 @@
 //! [`Shard`]: transactions, per-call records and timers of the calls one worker owns.
 
-use super::call::{Call, CallState, EndCause, Leg};
+use super::call::{Call, CallState, DialogFilter, DialogInfo, EndCause, EndTarget, Leg, LegInfo};
 use super::reply::{self, Extra};
 use super::route::{AccountKey, Peer};
 use super::txn::{Cancel, ClientState, Kind, ServerState, Timer, Txn};
@@ -177,6 +177,108 @@ impl Shard {
     /// Every dialog record, ended ones (still lingering) included.
     pub fn dialogs(&self) -> impl Iterator<Item = (u64, &Call)> {
         self.calls.iter().map(|(did, c)| (*did, c))
+    }
+
+    /// Snapshots of the dialogs not ended that match `filter`, for the control socket.
+    pub fn dialog_infos(&self, now: Instant, filter: &DialogFilter) -> Vec<DialogInfo> {
+        let profiles = &self.cfg.profiles;
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let uri = |v: &[u8]| {
+            NameAddr::locate(v, Span::new(0, v.len()))
+                .map_or_else(String::new, |na| lossy(na.uri.of(v)))
+        };
+        let socket = format!("udp:{}", self.cfg.local);
+        let d = self.cfg.dialog;
+        let unix_s = |ms: u64| ms / 1000;
+        let mut out = Vec::new();
+        for (did, c) in &self.calls {
+            if c.state == CallState::Ended {
+                continue;
+            }
+            if let Some((p, v)) = &filter.profile
+                && !c.profiles.iter().any(|m| {
+                    m.profile == *p
+                        && v.as_deref()
+                            .is_none_or(|v| m.value.as_ref().is_some_and(|(mv, _)| **mv == *v))
+                })
+            {
+                continue;
+            }
+            let leg = |l: &Leg| LegInfo {
+                tag: lossy(&l.tag),
+                contact: lossy(&l.contact),
+                cseq: l.cseq,
+                route_set: lossy(&l.route_set),
+                socket: socket.clone(),
+            };
+            let timeout = match c.answered {
+                Some(_) => unix_s(c.start_ms) + d.default_timeout.as_secs(),
+                None => unix_s(c.init_ms) + d.early_timeout.as_secs(),
+            };
+            out.push(DialogInfo {
+                h_entry: (did >> 48) as u32,
+                h_id: did & ((1 << 48) - 1),
+                call_id: lossy(&c.call_id),
+                from_uri: uri(&c.from),
+                to_uri: uri(&c.to),
+                state: c.state.number(),
+                start_ts: unix_s(c.start_ms),
+                init_ts: unix_s(c.init_ms),
+                end_ts: unix_s(c.end_ms),
+                duration: c
+                    .answered
+                    .map_or(0, |a| now.saturating_duration_since(a).as_secs()),
+                timeout,
+                lifetime: d.default_timeout.as_secs(),
+                caller: leg(&c.caller_leg),
+                callee: leg(&c.callee_leg),
+                profiles: c
+                    .profiles
+                    .iter()
+                    .map(|m| {
+                        let name = &profiles.list[m.profile as usize].name;
+                        match &m.value {
+                            Some((v, _)) => format!("{name}: {}", lossy(v)),
+                            None => name.clone(),
+                        }
+                    })
+                    .collect(),
+                variables: Vec::new(),
+            });
+        }
+        out.sort_by_key(|i| (i.h_entry, i.h_id));
+        out
+    }
+
+    /// Ends the dialog `target` names, if this shard has it: BYE to both sides when answered,
+    /// CANCEL when not yet. Whether it was found.
+    pub fn end_dialog(&mut self, now: Instant, target: &EndTarget) -> bool {
+        let did = match target {
+            EndTarget::Id { h_entry, h_id } => {
+                let did = ((*h_entry as u64) << 48) | h_id;
+                self.calls.contains_key(&did).then_some(did)
+            }
+            EndTarget::Tags {
+                call_id,
+                from_tag,
+                to_tag,
+            } => self.call_ids.get(call_id).copied().filter(|did| {
+                let c = &self.calls[did];
+                let (a, b) = (c.caller_tag(), c.callee_tag().unwrap_or(b""));
+                (**from_tag == *a && **to_tag == *b) || (**from_tag == *b && **to_tag == *a)
+            }),
+        };
+        let Some(did) = did else { return false };
+        let c = &self.calls[&did];
+        match c.state {
+            CallState::Ended => false,
+            s if s.is_early() => {
+                let invite = c.invite;
+                self.cancel_invite(now, did, invite);
+                true
+            }
+            _ => self.terminate(now, did, EndCause::Admin),
+        }
     }
 
     /// Sets the wall clock: `now` is `unix_ms` milliseconds after the Unix epoch. Dialog times
@@ -1441,7 +1543,7 @@ impl Shard {
             self.new_branch(&mut branch);
             let mut out = self.pool.pop().unwrap_or_default();
             let c = &self.calls[&did];
-            build_bye(c, toward_callee, local, &branch, &mut out);
+            build_bye(c, toward_callee, local, &branch, cause, &mut out);
             let dst = if toward_callee { c.gateway } else { c.caller };
             byes.push((dst, branch, out));
         }
@@ -1673,7 +1775,14 @@ fn record_routes(msg: &SipMsg<'_>, ours: Option<u64>) -> Vec<u8> {
 
 /// A BYE siplb sends on its own to one side of a dialog (RFC 3261 §15.1.1): toward the
 /// callee as the caller would send it, toward the caller as the callee would.
-fn build_bye(c: &Call, toward_callee: bool, local: SocketAddr, branch: &[u8], out: &mut Vec<u8>) {
+fn build_bye(
+    c: &Call,
+    toward_callee: bool,
+    local: SocketAddr,
+    branch: &[u8],
+    cause: EndCause,
+    out: &mut Vec<u8>,
+) {
     let (leg, peer, from, to, cseq) = if toward_callee {
         (&c.callee_leg, c.gateway, &c.from, &c.to, c.caller_leg.cseq)
     } else {
@@ -1698,10 +1807,11 @@ fn build_bye(c: &Call, toward_callee: bool, local: SocketAddr, branch: &[u8], ou
     out.extend_from_slice(to);
     out.extend_from_slice(b"\r\nCall-ID: ");
     out.extend_from_slice(&c.call_id);
-    let _ = write!(
-        out,
-        "\r\nCSeq: {cseq} BYE\r\nReason: SIP;cause=408;text=\"dialog timeout\"\r\nContent-Length: 0\r\n\r\n"
-    );
+    let _ = write!(out, "\r\nCSeq: {cseq} BYE\r\n");
+    if cause == EndCause::Expired {
+        out.extend_from_slice(b"Reason: SIP;cause=408;text=\"dialog timeout\"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
 }
 
 /// A request siplb sends hop by hop for an INVITE it forwarded (`fwd`): CANCEL (§9.1) or the

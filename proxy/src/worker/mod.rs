@@ -16,7 +16,7 @@ mod socket;
 use crate::config::Config;
 use crate::metrics::ShardStats;
 use crate::proxy::reply::{self, Extra};
-use crate::proxy::{ProxyConfig, Shard, Transmit};
+use crate::proxy::{DialogFilter, DialogInfo, EndTarget, ProxyConfig, Shard, Transmit};
 use crate::sip::{Method, Rewrite, SipMsg};
 use bufring::BufRing;
 use crossbeam_queue::ArrayQueue;
@@ -28,6 +28,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 /// A datagram on its way to its owner.
@@ -39,9 +40,25 @@ pub struct HandOff {
     pub rx_ns: u64,
 }
 
+/// A request from the control socket to a worker's shard.
+pub enum ControlJob {
+    /// Snapshots of the worker's dialogs that match.
+    Dialogs {
+        filter: DialogFilter,
+        reply: SyncSender<Vec<DialogInfo>>,
+    },
+    /// End a dialog (BYE to both sides, or CANCEL before the answer): whether found here.
+    End {
+        target: EndTarget,
+        reply: SyncSender<bool>,
+    },
+}
+
 /// What other threads may touch of a worker.
 pub struct WorkerHandle {
     pub queue: ArrayQueue<HandOff>,
+    /// Control requests, few and small.
+    pub control: ArrayQueue<ControlJob>,
     /// The worker's io_uring fd (-1 until it is set up), target of hand-off wake-ups.
     pub ring_fd: AtomicI32,
     pub stats: Arc<ShardStats>,
@@ -51,6 +68,7 @@ impl WorkerHandle {
     pub fn new(queue: usize) -> WorkerHandle {
         WorkerHandle {
             queue: ArrayQueue::new(queue),
+            control: ArrayQueue::new(64),
             ring_fd: AtomicI32::new(-1),
             stats: Arc::default(),
         }
@@ -78,6 +96,8 @@ impl Plane {
     }
 }
 
+/// User data of the `MSG_RING` completion the control thread posts into a worker's ring.
+pub const TOKEN_CONTROL: u64 = 0;
 const TOKEN_RECV: u64 = 1 << 62;
 const TOKEN_HANDOFF: u64 = 2 << 62;
 const TOKEN_SEND: u64 = 3 << 62;
@@ -291,6 +311,7 @@ impl Worker {
             }
             // Hand-offs can also arrive without a wake-up we have seen yet.
             self.drain_hand_offs(now);
+            self.drain_control(now);
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
             self.stats
@@ -393,6 +414,20 @@ impl Worker {
             dst: h.src,
             data: out,
         });
+    }
+
+    fn drain_control(&mut self, now: Instant) {
+        let handle = self.plane.workers[self.id as usize].clone();
+        while let Some(job) = handle.control.pop() {
+            match job {
+                ControlJob::Dialogs { filter, reply } => {
+                    let _ = reply.send(self.shard.dialog_infos(now, &filter));
+                }
+                ControlJob::End { target, reply } => {
+                    let _ = reply.send(self.shard.end_dialog(now, &target));
+                }
+            }
+        }
     }
 
     fn drain_hand_offs(&mut self, now: Instant) {
