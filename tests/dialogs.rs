@@ -386,3 +386,84 @@ fn racing_invites_never_pass_an_account_limit() {
         );
     }
 }
+
+/// `dlg.end_dlg` and `dlg.terminate_dlg` end answered calls with BYE to both sides; bad
+/// arguments get exit status 1 and a message.
+#[test]
+fn operator_ends_dialogs_by_id_and_by_tags() {
+    let _g = serial();
+    let net = Net::new(36);
+    let (dir, mut siplb) = start("admin", net, |s| s);
+    let (uas1, uas2) = (
+        Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_timeout.xml", &[]),
+        Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_timeout.xml", &[]),
+    );
+    let lines: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("op{i}"), format!("555{i:04}")))
+        .collect();
+    let inf = accounts(&dir.0, "o.csv", &lines);
+    std::thread::scope(|s| {
+        let uac = s.spawn(|| {
+            Sipp::uac(
+                &dir.0,
+                "uac",
+                &net.siplb(),
+                &net.ip(),
+                "uac_timeout.xml",
+                4,
+                20,
+                &["-inf", &inf],
+                60,
+            )
+        });
+        eventually("4 calls acknowledged", || {
+            siplb
+                .ctl(&["dlg.stats_active"])
+                .is_ok_and(|a| a.contains("\tongoing: 4\n"))
+        });
+        let json = siplb.ctl(&["--json", "dlg.list"]).unwrap();
+        let list: Vec<serde_json::Value> = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(list.len(), 4, "{json}");
+        for (i, d) in list.iter().enumerate() {
+            if i % 2 == 0 {
+                let (e, id) = (d["h_entry"].to_string(), d["h_id"].to_string());
+                siplb.ctl(&["dlg.end_dlg", &e, &id]).expect("end_dlg");
+            } else {
+                let cid = d["call-id"].as_str().unwrap();
+                let ft = d["caller"]["tag"].as_str().unwrap();
+                let tt = d["callee"]["tag"].as_str().unwrap();
+                siplb
+                    .ctl(&["dlg.terminate_dlg", cid, ft, tt])
+                    .expect("terminate_dlg");
+            }
+        }
+        let uac = uac.join().expect("uac thread");
+        assert_eq!(
+            (uac.ok(), uac.failed()),
+            (4, 0),
+            "callers got BYE: {:?}",
+            uac.fields
+        );
+    });
+    let (s1, _) = uas1.finish();
+    let (s2, _) = uas2.finish();
+    assert_eq!(s1.ok() + s2.ok(), 4, "gateways got BYE");
+    siplb.assert_alive();
+    assert_eq!(siplb.stats()["dialog:active_dialogs"], 0);
+    for (args, msg) in [
+        (&["dlg.end_dlg", "0", "999"][..], "dialog not found"),
+        (
+            &["dlg.end_dlg", "x"][..],
+            "usage: dlg.end_dlg <h_entry> <h_id>",
+        ),
+        (&["dlg.profile_get_size", "nope"][..], "no profile `nope`"),
+        (
+            &["dlg.profile_get_size", "total", "x"][..],
+            "profile `total` has no values",
+        ),
+        (&["dlg.nonsense"][..], "unknown command `dlg.nonsense`"),
+    ] {
+        let e = siplb.ctl(args).expect_err("an error");
+        assert!(e.contains(msg), "{args:?}: {e}");
+    }
+}

@@ -159,6 +159,23 @@ impl Slot {
     }
 }
 
+/// `n` free slots, from zeroed memory: the allocator hands out fresh pages for a large table,
+/// and only the pages of slots ever used become resident.
+fn zeroed_slots(n: usize) -> Box<[Slot]> {
+    let layout = std::alloc::Layout::array::<Slot>(n).expect("table size fits in memory");
+    // SAFETY: `layout` has a non-zero size (n ≥ WINDOW). A `Slot` is made only of atomic
+    // integers, for which all-zero bytes are a valid value (the same as `new(0)`), so the
+    // zeroed allocation holds `n` initialised slots; the box takes ownership of exactly that
+    // allocation with that layout.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout).cast::<Slot>();
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+    }
+}
+
 /// Where a value sits: given back to [`ValueTable::release`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place(u32);
@@ -184,17 +201,8 @@ impl ValueTable {
         own_limits: hashbrown::HashMap<Box<[u8]>, u32>,
     ) -> ValueTable {
         let n = (capacity.max(1) * 2).next_power_of_two().max(WINDOW);
-        let slots = (0..n)
-            .map(|_| Slot {
-                word: AtomicU64::new(0),
-                key: Default::default(),
-                len: AtomicU64::new(0),
-                high: AtomicU32::new(0),
-                limit: AtomicU32::new(0),
-            })
-            .collect();
         ValueTable {
-            slots,
+            slots: zeroed_slots(n),
             mask: n - 1,
             capacity,
             default_limit,
