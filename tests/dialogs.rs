@@ -45,6 +45,44 @@ fn accounts(dir: &Path, name: &str, lines: &[(String, String)]) -> String {
     p.to_str().expect("utf-8").into()
 }
 
+/// Prometheus samples by `name{labels}`.
+struct Scrape(Vec<(String, u64)>);
+
+impl Scrape {
+    fn get(&self, series: &str) -> Option<u64> {
+        self.0.iter().find(|(k, _)| k == series).map(|(_, v)| *v)
+    }
+
+    /// The sum over every series of `name` (all label values).
+    fn sum(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name || k.starts_with(&format!("{name}{{")))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// `GET /metrics` over a plain TCP connection.
+fn scrape(addr: &str) -> Scrape {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: siplb\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    c.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    Scrape(
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(k, v)| (k.to_string(), v.parse().expect("sample value")))
+            .collect(),
+    )
+}
+
 fn ctl_u64(siplb: &Siplb, args: &[&str]) -> u64 {
     let out = siplb.ctl(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     out.trim()
@@ -65,7 +103,13 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn account_limit_5_answers_5_of_20_calls_and_everything_returns_to_zero() {
     let _g = serial();
     let net = Net::new(31);
-    let (dir, mut siplb) = start("limit5", net, |s| s);
+    let metrics = format!("{}:9260", net.ip());
+    let (dir, mut siplb) = start("limit5", net, |s| {
+        s.replace(
+            "[dialog]",
+            &format!("[metrics]\nlisten = \"{metrics}\"\n\n[dialog]"),
+        )
+    });
     let (uas1, uas2) = (
         Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]),
         Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]),
@@ -128,7 +172,8 @@ fn account_limit_5_answers_5_of_20_calls_and_everything_returns_to_zero() {
             "\t\tcseq: 1\n",
             "\tcallee: {\n\t\ttag: ",
             "\tprofiles: {\n\t\taccount: A\n\t\ttotal\n\t\tlocal\n\t}",
-            "\tvariables: {\n\t}",
+            "\tvariables: {\n\t\tSetupTime: ",
+            "\t\tAnswerTime: ",
         ] {
             assert_eq!(list.matches(field).count(), 5, "{field:?} in {list}");
         }
@@ -142,6 +187,21 @@ fn account_limit_5_answers_5_of_20_calls_and_everything_returns_to_zero() {
         assert!(json.starts_with("[{\"h_entry\":"), "{json}");
         let active = siplb.ctl(&["dlg.stats_active"]).unwrap();
         assert!(active.contains("\tongoing: 5\n\tall: 5\n"), "{active}");
+        // The same through Prometheus (per-worker series summed).
+        let m = scrape(&metrics);
+        assert_eq!(m.sum("siplb_dialog_active_dialogs"), 5);
+        assert_eq!(m.sum("siplb_dialog_ongoing"), 5);
+        assert_eq!(m.sum("siplb_limits_rejected_total"), 15);
+        assert_eq!(
+            m.get("siplb_dialog_profile_size{profile=\"account\"}"),
+            Some(5)
+        );
+        assert_eq!(
+            m.get("siplb_dialog_profile_size{profile=\"total\"}"),
+            Some(5)
+        );
+        assert!(m.get("siplb_core_hand_offs_total{worker=\"1\"}").is_some());
+        assert!(m.sum("siplb_core_rcv_requests_total") >= 20);
         let uac = uac.join().expect("uac thread");
         assert_eq!((uac.ok(), uac.failed()), (5, 15), "uac: {:?}", uac.fields);
     });
@@ -466,4 +526,72 @@ fn operator_ends_dialogs_by_id_and_by_tags() {
         let e = siplb.ctl(args).expect_err("an error");
         assert!(e.contains(msg), "{args:?}: {e}");
     }
+}
+
+/// Each answered call ends with one `Call_End` event, in the event file and POSTed to a real
+/// HTTP server, with BillSec equal to sipp's hold time to the second.
+#[test]
+fn call_end_events_carry_billsec_to_the_file_and_the_http_endpoint() {
+    let _g = serial();
+    let net = Net::new(37);
+    let http_addr = format!("{}:8080", net.ip());
+    let http = HttpSink::start(&http_addr);
+    let (dir, mut siplb) = start("events", net, |s| {
+        s.replace(
+            "[[customer]]",
+            &format!(
+                "[events]\nfile = \"events.jsonl\"\nhttp_post = \"http://{http_addr}/call_end\"\n\n\
+                 [[dialog.var]]\nname = \"Trunk\"\nvalue = \"acme\"\nat = \"start\"\n\n[[customer]]"
+            ),
+        )
+    });
+    let (uas1, uas2) = (
+        Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]),
+        Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]),
+    );
+    let lines: Vec<(String, String)> = (0..10)
+        .map(|i| (format!("e{i}"), format!("555{i:04}")))
+        .collect();
+    let inf = accounts(&dir.0, "e.csv", &lines);
+    let uac = Sipp::uac(
+        &dir.0,
+        "uac",
+        &net.siplb(),
+        &net.ip(),
+        "uac.xml",
+        10,
+        10,
+        &["-inf", &inf, "-d", "3000"],
+        60,
+    );
+    uas1.finish();
+    uas2.finish();
+    siplb.assert_alive();
+    assert_eq!((uac.ok(), uac.failed()), (10, 0), "uac: {:?}", uac.fields);
+    eventually("10 events written", || {
+        siplb.stats()["events:written"] == 10
+    });
+    eventually("10 events POSTed", || http.bodies().len() == 10);
+    let file = std::fs::read_to_string(dir.0.join("events.jsonl")).expect("event file");
+    assert_eq!(file.lines().count(), 10, "{file}");
+    let mut call_ids = std::collections::HashSet::new();
+    for body in http.bodies() {
+        let e: serde_json::Value = serde_json::from_str(&body).expect("JSON event");
+        assert_eq!(e["Event"], "Call_End");
+        assert_eq!(e["BillSec"], 3, "hold time 3 s: {e}");
+        assert_eq!(e["Trunk"], "acme");
+        assert!(e["From"].as_str().unwrap().starts_with("sip:e"), "{e}");
+        assert!(e["To"].as_str().unwrap().starts_with("sip:555"), "{e}");
+        let (s, a, end) = (
+            e["SetupTime"].as_u64().unwrap(),
+            e["AnswerTime"].as_u64().unwrap(),
+            e["EndTime"].as_u64().unwrap(),
+        );
+        assert!(s <= a && a < end, "{e}");
+        assert!(file.contains(e["CallID"].as_str().unwrap()));
+        call_ids.insert(e["CallID"].as_str().unwrap().to_string());
+    }
+    assert_eq!(call_ids.len(), 10, "one event per call");
+    let st = siplb.stats();
+    assert_eq!((st["events:dropped"], st["events:http_failed"]), (0, 0));
 }

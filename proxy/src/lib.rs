@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod dialog;
+pub mod events;
 pub mod metrics;
 pub mod proxy;
 pub mod sip;

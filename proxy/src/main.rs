@@ -5,7 +5,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use siplb::config::{Config, SteeringMode};
 use siplb::control::{self, ControlState};
+use siplb::events::{self, EventSink};
 use siplb::metrics::names;
+use siplb::metrics::prometheus;
 use siplb::worker::{Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,15 +133,51 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let handles = (0..cfg.workers)
         .map(|_| Arc::new(WorkerHandle::new(cfg.queue_per_worker)))
         .collect();
-    let plane = Arc::new(Plane::new(handles, hash_key));
+    let mut plane = Plane::new(handles, hash_key);
+    let sink = Arc::new(EventSink::new(cfg.events_queue));
+    let events = if cfg.events_file.is_some() || cfg.events_http.is_some() {
+        plane.events = Some(sink.clone());
+        Some(
+            events::spawn(
+                sink.clone(),
+                cfg.events_file.clone(),
+                cfg.events_http.clone(),
+            )
+            .context("events")?,
+        )
+    } else {
+        None
+    };
+    let plane = Arc::new(plane);
     let sigset = block_signals();
     let shutdown = Arc::new(AtomicBool::new(false));
+    let globals = vec![
+        (names::CORE_STEERING_BPF, Arc::default()),
+        (names::EVENTS_WRITTEN, sink.written.clone()),
+        (names::EVENTS_DROPPED, sink.dropped.clone()),
+        (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
+    ];
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(
+            prometheus::serve(
+                addr,
+                prometheus::Sources {
+                    workers: plane.workers.iter().map(|w| w.stats.clone()).collect(),
+                    globals: globals.clone(),
+                    profiles: proxy.profiles.clone(),
+                },
+                shutdown.clone(),
+            )
+            .with_context(|| format!("metrics.listen {addr}"))?,
+        ),
+        None => None,
+    };
     let control = control::serve(
         &cfg.control_socket,
         ControlState::new(
             plane.workers.clone(),
             proxy.profiles.clone(),
-            vec![(names::CORE_STEERING_BPF, 0)],
+            globals,
             shutdown.clone(),
         ),
     )
@@ -227,6 +265,13 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             Err(_) => failed = Some(anyhow::anyhow!("worker {id} panicked")),
         }
     }
+    sink.shutdown.store(true, Ordering::Release);
+    if let Some(t) = events {
+        let _ = t.join();
+    }
     let _ = control.join();
+    if let Some(t) = metrics {
+        let _ = t.join();
+    }
     failed.map_or(Ok(()), Err)
 }

@@ -3,7 +3,9 @@
 
 use super::ConfigError;
 use super::file::{FileConfig, RuleFile};
-use crate::dialog::{ACCOUNT, ProfileLimits, Profiles, Rule, ValueFrom};
+use crate::dialog::{
+    ACCOUNT, BUILTIN_VARS, DialogVar, ProfileLimits, Profiles, Rule, ValueFrom, VarAt,
+};
 use crate::proxy::Cidr;
 use regex::bytes::Regex;
 use std::ops::Range;
@@ -223,4 +225,102 @@ fn rule(
     }
     rule.stop = r.stop;
     Ok(rule)
+}
+
+/// `[[dialog.var]]`: string values only, as Kamailio's `$dlg_var` holds.
+pub(super) fn vars(f: &FileConfig, invalid: Invalid<'_>) -> Result<Vec<DialogVar>, ConfigError> {
+    let mut out: Vec<DialogVar> = Vec::new();
+    for v in &f.dialog.var {
+        let name = v.name.get_ref().trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(invalid(
+                v.name.span(),
+                "dialog.var.name",
+                format!("variable name `{name}`: letters, digits, `_` and `-` only"),
+            ));
+        }
+        if BUILTIN_VARS.contains(&name) {
+            return Err(invalid(
+                v.name.span(),
+                "dialog.var.name",
+                format!("`{name}` is built in (set by siplb itself)"),
+            ));
+        }
+        let at = match v.at.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("invite") => VarAt::Invite,
+            Some("start") => VarAt::Start,
+            Some("end") => VarAt::End,
+            Some(other) => {
+                return Err(invalid(
+                    v.at.as_ref().map_or(v.name.span(), |a| a.span()),
+                    "dialog.var.at",
+                    format!("`{other}` is not one of invite, start, end"),
+                ));
+            }
+        };
+        if out.iter().any(|x| x.name == name && x.at == at) {
+            return Err(invalid(
+                v.name.span(),
+                "dialog.var.name",
+                format!("variable `{name}` is set twice at the same moment"),
+            ));
+        }
+        let value = match (&v.value, &v.value_from) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    v.name.span(),
+                    "dialog.var",
+                    format!("variable `{name}`: give `value` or `value_from`, not both"),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    v.name.span(),
+                    "dialog.var",
+                    format!("variable `{name}` needs `value` or `value_from`"),
+                ));
+            }
+            (Some(val), None) => match val.get_ref() {
+                toml::Value::String(s) => ValueFrom::Literal(s.clone()),
+                other => {
+                    return Err(invalid(
+                        val.span(),
+                        "dialog.var.value",
+                        format!(
+                            "variable `{name}` = {other}: dialog variables hold strings only (as Kamailio's $dlg_var); write value = \"{}\"",
+                            other.to_string().trim_matches('"')
+                        ),
+                    ));
+                }
+            },
+            (None, Some(from)) => {
+                if at != VarAt::Invite {
+                    return Err(invalid(
+                        from.span(),
+                        "dialog.var.value_from",
+                        format!(
+                            "variable `{name}`: `value_from` reads the INVITE, so `at` must be `invite`"
+                        ),
+                    ));
+                }
+                ValueFrom::parse(from.get_ref()).ok_or_else(|| {
+                    invalid(
+                        from.span(),
+                        "dialog.var.value_from",
+                        format!("`{}` is not one of {}", from.get_ref(), ValueFrom::NAMES),
+                    )
+                })?
+            }
+        };
+        out.push(DialogVar {
+            name: name.into(),
+            value,
+            at,
+        });
+    }
+    Ok(out)
 }

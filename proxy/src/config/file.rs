@@ -27,7 +27,43 @@ pub struct FileConfig {
     #[serde(default)]
     pub gateway_set: Vec<GatewaySet>,
     #[serde(default)]
+    pub events: Events,
+    #[serde(default)]
     pub debug: Debug,
+}
+
+/// `[events]`: where the `Call_End` events of dialogs go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// Event stream file: one JSON object per line, appended (relative to the config's folder).
+    pub file: Option<String>,
+    /// URL each event is POSTed to (`http://host:port/path`).
+    pub http_post: Option<Spanned<String>>,
+    /// Events waiting for the writer; more are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            file: None,
+            http_post: None,
+            queue: DEFAULT_EVENTS_QUEUE,
+        }
+    }
+}
+
+/// `[[dialog.var]]`: a dialog variable (Kamailio `$dlg_var`), a string.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarFile {
+    pub name: Spanned<String>,
+    /// Read as any TOML value so that a number can be refused with a clear message.
+    pub value: Option<Spanned<toml::Value>>,
+    pub value_from: Option<Spanned<String>>,
+    /// `invite` (default), `start` (answer, Kamailio `dialog:start`) or `end` (`dialog:end`).
+    pub at: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,7 +146,7 @@ impl Default for Control {
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     /// Prometheus listen address (`127.0.0.1:9260`); none = off.
-    pub listen: Option<String>,
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +237,8 @@ pub struct DialogFile {
     pub profiles_with_value: Vec<Spanned<String>>,
     /// Classification rules, in order.
     pub rule: Vec<RuleFile>,
+    /// Dialog variables set from the configuration.
+    pub var: Vec<VarFile>,
 }
 
 impl Default for DialogFile {
@@ -212,6 +250,7 @@ impl Default for DialogFile {
             profiles_no_value: Vec::new(),
             profiles_with_value: Vec::new(),
             rule: Vec::new(),
+            var: Vec::new(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub const DEFAULT_VALUE_TABLE: usize = 100_000;
 pub const DEFAULT_LIMIT_REPLY_CODE: u16 = 503;
 pub const DEFAULT_LIMIT_REPLY_REASON: &str = "Account call limit";
 pub const DEFAULT_LIMIT_Q850_CAUSE: u16 = 34;
+pub const DEFAULT_EVENTS_QUEUE: usize = 65_536;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -97,6 +98,12 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Ownership trace (tests): each worker writes `<path>.<worker>`.
     pub trace_ownership: Option<PathBuf>,
+    /// `Call_End` events: the stream file, the URL they are POSTed to, the writer's queue.
+    pub events_file: Option<PathBuf>,
+    pub events_http: Option<String>,
+    pub events_queue: usize,
+    /// Prometheus endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The 1-based line of byte offset `at` in `src`.
@@ -315,6 +322,30 @@ impl Config {
             ));
         }
         proxy.profiles = Arc::new(dialog::profiles(&f, &invalid)?);
+        proxy.vars = dialog::vars(&f, &invalid)?;
+        if let Some(u) = &f.events.http_post
+            && !u.get_ref().starts_with("http://")
+        {
+            return Err(invalid(
+                u.span(),
+                "events.http_post",
+                format!("`{}` is not an http:// URL", u.get_ref()),
+            ));
+        }
+        if f.events.queue == 0 {
+            return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
+        }
+        proxy.call_end_events = f.events.file.is_some() || f.events.http_post.is_some();
+        let metrics_listen = match &f.metrics.listen {
+            None => None,
+            Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    a.span(),
+                    "metrics.listen",
+                    format!("`{}` is not an ip:port", a.get_ref()),
+                )
+            })?),
+        };
         let code = *f.limits.reply_code.get_ref();
         if !(400..=699).contains(&code) {
             return Err(invalid(
@@ -366,6 +397,10 @@ impl Config {
             queue_per_worker: f.limits.queue_per_worker,
             proxy,
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
+            events_file: f.events.file.as_deref().map(resolve),
+            events_http: f.events.http_post.as_ref().map(|u| u.get_ref().clone()),
+            events_queue: f.events.queue,
+            metrics_listen,
         })
     }
 }
@@ -547,6 +582,43 @@ max = 5
         for ((from, to), want) in cases {
             assert_eq!(dialog_error(from, to), want, "{to}");
         }
+        let var = |body: &str| {
+            parse(&format!(
+                "{MIN}\n[[dialog.var]]\nname = \"Trunk\"\n{body}\n"
+            ))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            var("value = 1"),
+            "/etc/siplb/t.toml:15: `dialog.var.value`: variable `Trunk` = 1: dialog variables hold strings only (as Kamailio's $dlg_var); write value = \"1\""
+        );
+        assert_eq!(
+            var("value = \"a\"\nat = \"answer\""),
+            "/etc/siplb/t.toml:16: `dialog.var.at`: `answer` is not one of invite, start, end"
+        );
+        assert_eq!(
+            var("value_from = \"from_user\"\nat = \"end\""),
+            "/etc/siplb/t.toml:15: `dialog.var.value_from`: variable `Trunk`: `value_from` reads the INVITE, so `at` must be `invite`"
+        );
+        assert_eq!(
+            var(""),
+            "/etc/siplb/t.toml:14: `dialog.var`: variable `Trunk` needs `value` or `value_from`"
+        );
+        let e = parse(&format!(
+            "{MIN}\n[[dialog.var]]\nname = \"BillSec\"\nvalue = \"1\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/siplb/t.toml:14: `dialog.var.name`: `BillSec` is built in (set by siplb itself)"
+        );
+        let e = parse(&format!("{MIN}[events]\nhttp_post = \"https://x/\"\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/siplb/t.toml:13: `events.http_post`: `https://x/` is not an http:// URL"
+        );
         let e = parse(&format!("{MIN}[limits]\nreply_code = 200\n")).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -572,7 +644,8 @@ max = 5
         let doc = include_str!("../../../docs/CONFIG.md");
         let mut missing = Vec::new();
         let tables = [
-            "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "debug",
+            "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events",
+            "debug",
         ];
         for t in tables {
             for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
@@ -606,6 +679,11 @@ max = 5
                 "dialog.rule",
                 "[[customer]]",
                 "[[dialog.rule]]\nprofile = \"x\"\nzz_bogus = 1\n[[customer]]",
+            ),
+            (
+                "dialog.var",
+                "[[customer]]",
+                "[[dialog.var]]\nname = \"x\"\nzz_bogus = 1\n[[customer]]",
             ),
         ];
         for (t, from, to) in inline {

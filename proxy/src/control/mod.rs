@@ -10,6 +10,7 @@ pub mod format;
 pub mod verbs;
 
 use crate::dialog::Profiles;
+use crate::metrics::Counter;
 use crate::worker::{TOKEN_CONTROL, WorkerHandle};
 use io_uring::{IoUring, opcode, types};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -23,8 +24,8 @@ use std::time::Duration;
 pub struct ControlState {
     pub workers: Vec<Arc<WorkerHandle>>,
     pub profiles: Arc<Profiles>,
-    /// Gauges and flags that are not per worker: `(name, value)`.
-    pub globals: Vec<(&'static str, u64)>,
+    /// Statistics that are not per worker.
+    pub globals: Vec<(&'static str, Arc<Counter>)>,
     pub shutdown: Arc<AtomicBool>,
     /// A ring of the control thread's own, to post wake-ups into the workers' rings (none:
     /// the workers find their jobs at their next wake-up, within 200 ms).
@@ -35,7 +36,7 @@ impl ControlState {
     pub fn new(
         workers: Vec<Arc<WorkerHandle>>,
         profiles: Arc<Profiles>,
-        globals: Vec<(&'static str, u64)>,
+        globals: Vec<(&'static str, Arc<Counter>)>,
         shutdown: Arc<AtomicBool>,
     ) -> ControlState {
         ControlState {

@@ -53,7 +53,7 @@ pub fn statistics(state: &ControlState) -> Vec<(&'static str, u64)> {
             i += 1;
         });
     }
-    all.extend(state.globals.iter().copied());
+    all.extend(state.globals.iter().map(|(n, c)| (*n, c.get())));
     all.sort_by_key(|(n, _)| *n);
     all
 }

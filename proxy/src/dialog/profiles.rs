@@ -315,7 +315,7 @@ impl Profiles {
     }
 }
 
-fn value_of<'a>(v: &'a ValueFrom, f: &CallFacts<'a>) -> std::borrow::Cow<'a, [u8]> {
+pub fn value_of<'a>(v: &'a ValueFrom, f: &CallFacts<'a>) -> std::borrow::Cow<'a, [u8]> {
     use std::borrow::Cow;
     match v {
         ValueFrom::Literal(s) => Cow::Borrowed(s.as_bytes()),

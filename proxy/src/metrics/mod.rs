@@ -4,6 +4,7 @@
 //! a relaxed load and store (no locked instruction). Readers sum over workers.
 
 pub mod names;
+pub mod prometheus;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -99,6 +100,11 @@ shard_stats! {
     active_dialogs => names::DIALOG_ACTIVE,
     /// Dialogs not answered yet (a gauge, as above).
     early_dialogs => names::DIALOG_EARLY,
+    /// Dialogs in state 1, 2, 3 and 4 (gauges, as above; `dlg.stats_active`'s names).
+    dialogs_starting => names::DIALOG_STARTING,
+    dialogs_connecting => names::DIALOG_CONNECTING,
+    dialogs_answering => names::DIALOG_ANSWERING,
+    dialogs_ongoing => names::DIALOG_ONGOING,
     /// Dialogs created.
     processed_dialogs => names::DIALOG_PROCESSED,
     /// Dialogs ended by `default_timeout` or `noack_timeout` (BYE sent to both sides).

@@ -23,11 +23,18 @@ pub const TM_ACTIVE: &str = "tmx:active_transactions";
 pub const CORE_ACTIVE_CALLS: &str = "core:active_calls";
 pub const DIALOG_ACTIVE: &str = "dialog:active_dialogs";
 pub const DIALOG_EARLY: &str = "dialog:early_dialogs";
+pub const DIALOG_STARTING: &str = "dialog:starting";
+pub const DIALOG_CONNECTING: &str = "dialog:connecting";
+pub const DIALOG_ANSWERING: &str = "dialog:answering";
+pub const DIALOG_ONGOING: &str = "dialog:ongoing";
 pub const DIALOG_PROCESSED: &str = "dialog:processed_dialogs";
 pub const DIALOG_EXPIRED: &str = "dialog:expired_dialogs";
 pub const DIALOG_FAILED: &str = "dialog:failed_dialogs";
 pub const LIMITS_REJECTED: &str = "limits:rejected";
 pub const LIMITS_ACCOUNT_TABLE_FULL: &str = "limits:account_table_full";
+pub const EVENTS_WRITTEN: &str = "events:written";
+pub const EVENTS_DROPPED: &str = "events:dropped";
+pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
 pub const CORE_LATENCY_P50_US: &str = "core:latency_p50_us";
 pub const CORE_LATENCY_P99_US: &str = "core:latency_p99_us";
 pub const CORE_LATENCY_MAX_US: &str = "core:latency_max_us";
@@ -35,6 +42,23 @@ pub const CORE_LATENCY_MAX_US: &str = "core:latency_max_us";
 /// Statistics that are per-worker gauges of a distribution: read as the highest worker's
 /// value, not the sum.
 pub const MAX_OF_WORKERS: &[&str] = &[
+    CORE_LATENCY_P50_US,
+    CORE_LATENCY_P99_US,
+    CORE_LATENCY_MAX_US,
+];
+
+/// Statistics that are gauges (a level, not a count of events): Prometheus type `gauge`, no
+/// `_total`.
+pub const GAUGES: &[&str] = &[
+    TM_ACTIVE,
+    CORE_ACTIVE_CALLS,
+    CORE_STEERING_BPF,
+    DIALOG_ACTIVE,
+    DIALOG_EARLY,
+    DIALOG_STARTING,
+    DIALOG_CONNECTING,
+    DIALOG_ANSWERING,
+    DIALOG_ONGOING,
     CORE_LATENCY_P50_US,
     CORE_LATENCY_P99_US,
     CORE_LATENCY_MAX_US,

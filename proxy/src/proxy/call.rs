@@ -92,6 +92,8 @@ pub struct Call {
     pub expires: Instant,
     /// The profiles the dialog counts in; emptied (places given back) when it ends.
     pub profiles: Vec<Membership>,
+    /// Dialog variables (Kamailio `$dlg_var`): built-in times and configured values.
+    pub vars: Vec<(Box<str>, Box<str>)>,
     pub end_cause: Option<EndCause>,
 }
 
@@ -114,6 +116,14 @@ impl Call {
             // A callee tag not seen yet (e.g. a BYE racing the 2xx): go by source.
             Some(_) if src == self.gateway => Some(self.caller),
             _ => None,
+        }
+    }
+
+    /// Sets a dialog variable (replacing one of the same name).
+    pub fn set_var(&mut self, name: &str, value: String) {
+        match self.vars.iter_mut().find(|(n, _)| &**n == name) {
+            Some(v) => v.1 = value.into(),
+            None => self.vars.push((name.into(), value.into())),
         }
     }
 

@@ -80,6 +80,10 @@ pub struct ProxyConfig {
     pub profiles: Arc<Profiles>,
     /// The reply to an INVITE over a profile limit.
     pub limit_reply: LimitReply,
+    /// Dialog variables set from the configuration.
+    pub vars: Vec<crate::dialog::DialogVar>,
+    /// Whether answered dialogs emit a `Call_End` event when they end.
+    pub call_end_events: bool,
 }
 
 /// How long a dialog may stay in each phase.
@@ -137,6 +141,8 @@ impl ProxyConfig {
             routing,
             profiles: Arc::new(Profiles::new(&[], &[], 100_000)),
             limit_reply: LimitReply::default(),
+            vars: Vec::new(),
+            call_end_events: false,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::txn::{Cancel, ClientState, Kind, ServerState, Timer, Txn};
 use super::via::{MAGIC_COOKIE, Received, add_received, top_via_is_ours, write_via};
 use super::wheel::TimerWheel;
 use super::{ProxyConfig, Transmit};
-use crate::dialog::{CallFacts, Denied, Membership};
+use crate::dialog::{CallFacts, Denied, Membership, VarAt};
 use crate::metrics::ShardStats;
 use crate::sip::value::{CommaList, NameAddr, SipUri, host_ip, param};
 use crate::sip::{HeaderName, Method, ParseError, Rewrite, SipMsg, Span};
@@ -64,15 +64,16 @@ pub struct Shard {
     sweep_at: Option<Instant>,
     /// Wall-clock origin: an instant and its Unix time in ms (given by the worker).
     epoch: Option<(Instant, u64)>,
-    /// Dialogs not ended, and those of them not answered yet.
-    live_dialogs: usize,
-    early_dialogs: usize,
+    /// Dialogs in each state 1–4 (index = state − 1).
+    by_state: [usize; 4],
     /// Scratch: dialogs to act on in one sweep.
     swept: Vec<u64>,
     rewrite: Rewrite,
     key: Vec<u8>,
     /// Datagrams to send; the worker drains it and gives the buffers back with `recycle`.
     pub transmits: Vec<Transmit>,
+    /// `Call_End` events (JSON) of dialogs that ended; the worker drains it.
+    pub events: Vec<String>,
     pool: Vec<Vec<u8>>,
 }
 
@@ -140,12 +141,12 @@ impl Shard {
             due: Vec::new(),
             sweep_at: None,
             epoch: None,
-            live_dialogs: 0,
-            early_dialogs: 0,
+            by_state: [0; 4],
             swept: Vec::new(),
             rewrite: Rewrite::new(),
             key: Vec::new(),
             transmits: Vec::new(),
+            events: Vec::new(),
             pool: Vec::new(),
         }
     }
@@ -166,12 +167,17 @@ impl Shard {
 
     /// Dialogs not ended yet (Kamailio's `active_dialogs`).
     pub fn active_dialogs(&self) -> usize {
-        self.live_dialogs
+        self.by_state.iter().sum()
+    }
+
+    /// Dialogs in each of the states 1–4 (Kamailio's starting, connecting, answering, ongoing).
+    pub fn dialogs_by_state(&self) -> [usize; 4] {
+        self.by_state
     }
 
     /// Dialogs not answered yet (Kamailio's `early_dialogs`).
     pub fn early_dialogs(&self) -> usize {
-        self.early_dialogs
+        self.by_state[0] + self.by_state[1]
     }
 
     /// Every dialog record, ended ones (still lingering) included.
@@ -243,7 +249,11 @@ impl Shard {
                         }
                     })
                     .collect(),
-                variables: Vec::new(),
+                variables: c
+                    .vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             });
         }
         out.sort_by_key(|i| (i.h_entry, i.h_id));
@@ -680,8 +690,10 @@ impl Shard {
         let (did, gateway) = match known {
             Some(did) => {
                 let failed = self.calls[&did].state == CallState::Ended;
-                let mut profiles = Vec::new();
-                if failed && let Err(why) = self.enter_profiles(msg, src, customer, &mut profiles) {
+                let (mut profiles, mut vars) = (Vec::new(), Vec::new());
+                if failed
+                    && let Err(why) = self.admit(now, msg, src, customer, &mut profiles, &mut vars)
+                {
                     self.key = key;
                     return self.reply_limit(msg, src, why);
                 }
@@ -695,6 +707,7 @@ impl Shard {
                 if failed {
                     c.state = CallState::Unconfirmed;
                     c.profiles = profiles;
+                    c.vars = vars;
                     c.created = now;
                     c.init_ms = init_ms;
                     c.end_ms = 0;
@@ -704,8 +717,7 @@ impl Shard {
                 }
                 let gateway = c.gateway;
                 if failed {
-                    self.live_dialogs += 1;
-                    self.early_dialogs += 1;
+                    self.by_state[0] += 1;
                     self.stats.processed_dialogs.inc();
                     self.ensure_sweep(now);
                 }
@@ -728,8 +740,8 @@ impl Shard {
                     self.key = key;
                     return self.reply_stateless(msg, src, 482, Extra::default());
                 }
-                let mut profiles = Vec::new();
-                if let Err(why) = self.enter_profiles(msg, src, customer, &mut profiles) {
+                let (mut profiles, mut vars) = (Vec::new(), Vec::new());
+                if let Err(why) = self.admit(now, msg, src, customer, &mut profiles, &mut vars) {
                     self.key = key;
                     return self.reply_limit(msg, src, why);
                 }
@@ -769,12 +781,12 @@ impl Shard {
                         early_cancelled: false,
                         expires,
                         profiles,
+                        vars,
                         end_cause: None,
                     },
                 );
                 self.call_ids.insert(call_id.into(), did);
-                self.live_dialogs += 1;
-                self.early_dialogs += 1;
+                self.by_state[0] += 1;
                 self.stats.processed_dialogs.inc();
                 self.ensure_sweep(now);
                 (did, gateway)
@@ -800,13 +812,16 @@ impl Shard {
         }
     }
 
-    /// Puts a new call into its account's profile and those its rules select (DESIGN §3).
-    fn enter_profiles(
+    /// Puts a new call into its account's profile and those its rules select (DESIGN §3),
+    /// and gives it the variables set at INVITE.
+    fn admit(
         &mut self,
+        now: Instant,
         msg: &SipMsg<'_>,
         src: SocketAddr,
         customer: usize,
         out: &mut Vec<Membership>,
+        vars: &mut Vec<(Box<str>, Box<str>)>,
     ) -> Result<(), crate::dialog::Refusal> {
         let buf = msg.buf;
         let user_host = |uri: Option<Span>| -> (&[u8], &[u8]) {
@@ -833,7 +848,32 @@ impl Shard {
             customer: &c.name,
             account,
         };
-        self.cfg.profiles.enter(&facts, out)
+        self.cfg.profiles.enter(&facts, out)?;
+        vars.clear();
+        vars.push((
+            "SetupTime".into(),
+            (self.unix_ms(now) / 1000).to_string().into(),
+        ));
+        for v in self.cfg.vars.iter().filter(|v| v.at == VarAt::Invite) {
+            let value = crate::dialog::profiles::value_of(&v.value, &facts);
+            vars.push((
+                v.name.as_str().into(),
+                String::from_utf8_lossy(&value).into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the configured variables of one moment (answer or end) on dialog `did`.
+    fn set_vars(&mut self, did: u64, at: VarAt) {
+        let Some(c) = self.calls.get_mut(&did) else {
+            return;
+        };
+        for v in self.cfg.vars.iter().filter(|v| v.at == at) {
+            if let crate::dialog::ValueFrom::Literal(s) = &v.value {
+                c.set_var(&v.name, s.clone());
+            }
+        }
     }
 
     /// The reply to an INVITE a profile limit refused: by default `503 Account call limit`
@@ -1349,9 +1389,9 @@ impl Shard {
             return false;
         }
         c.state = to;
-        if from.is_early() && !to.is_early() {
-            self.early_dialogs -= 1;
-        }
+        debug_assert!(from != CallState::Ended && to != CallState::Ended);
+        self.by_state[from as usize - 1] -= 1;
+        self.by_state[to as usize - 1] += 1;
         true
     }
 
@@ -1374,7 +1414,9 @@ impl Shard {
         }
         // The dialog lives `default_timeout` from its answer (and a while longer as a record).
         c.expires = now + self.cfg.dialog.default_timeout + self.cfg.call_linger;
+        c.set_var("AnswerTime", (unix / 1000).to_string());
         self.set_state(call, state, CallState::ConfirmedNoAck);
+        self.set_vars(did, VarAt::Start);
     }
 
     /// The INVITE of a dialog not answered yet failed: the dialog ends.
@@ -1399,18 +1441,29 @@ impl Shard {
         if c.state == CallState::Ended {
             return;
         }
-        let was_early = c.state.is_early();
+        let was = c.state;
+        let was_early = was.is_early();
         c.state = CallState::Ended;
         c.end_ms = unix;
         c.end_cause = Some(cause);
         self.cfg.profiles.leave(&mut c.profiles);
         c.expires = c.expires.min(linger);
         let expires = c.expires;
-        self.live_dialogs -= 1;
-        if was_early {
-            self.early_dialogs -= 1;
-        }
+        // Billed seconds: the answered time rounded to the nearest second (not the difference
+        // of the two times in whole seconds, which can be a second off).
+        let bill = match c.answered {
+            Some(_) => (unix.saturating_sub(c.start_ms) + 500) / 1000,
+            None => 0,
+        };
+        c.set_var("EndTime", (unix / 1000).to_string());
+        c.set_var("BillSec", bill.to_string());
+        self.by_state[was as usize - 1] -= 1;
         self.add_timer(expires, TimerRef::Call { did });
+        self.set_vars(did, VarAt::End);
+        if !was_early && self.cfg.call_end_events {
+            let event = call_end_event(&self.calls[&did]);
+            self.events.push(event);
+        }
     }
 
     // ---------------------------------------------------------------- timers
@@ -1771,6 +1824,39 @@ fn record_routes(msg: &SipMsg<'_>, ours: Option<u64>) -> Vec<u8> {
         out.extend_from_slice(el.of(buf));
     }
     out
+}
+
+/// The `Call_End` event of an answered dialog, as the dialog article's `dialog:end` route
+/// writes it: CallID, From and To URIs, the built-in times as numbers, and the configured
+/// variables as strings.
+fn call_end_event(c: &Call) -> String {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let uri = |v: &[u8]| {
+        NameAddr::locate(v, Span::new(0, v.len()))
+            .map_or_else(String::new, |na| lossy(na.uri.of(v)))
+    };
+    let mut obj = serde_json::Map::new();
+    obj.insert("Event".into(), "Call_End".into());
+    obj.insert("CallID".into(), lossy(&c.call_id).into());
+    obj.insert("From".into(), uri(&c.from).into());
+    obj.insert("To".into(), uri(&c.to).into());
+    for name in crate::dialog::BUILTIN_VARS {
+        let v = c
+            .vars
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map_or("0", |(_, v)| v);
+        obj.insert(
+            name.into(),
+            v.parse::<u64>().map_or_else(|_| v.into(), Into::into),
+        );
+    }
+    for (n, v) in &c.vars {
+        if !crate::dialog::BUILTIN_VARS.contains(&&**n) {
+            obj.insert(n.to_string(), v.to_string().into());
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
 }
 
 /// A BYE siplb sends on its own to one side of a dialog (RFC 3261 §15.1.1): toward the

@@ -78,6 +78,8 @@ impl WorkerHandle {
 /// Everything the workers share.
 pub struct Plane {
     pub workers: Vec<Arc<WorkerHandle>>,
+    /// Where `Call_End` events go, when configured.
+    pub events: Option<Arc<crate::events::EventSink>>,
     pub hash_key: u32,
     pub shutdown: AtomicBool,
     /// Workers start their loops together, once every ring exists.
@@ -89,6 +91,7 @@ impl Plane {
         let n = workers.len();
         Plane {
             workers,
+            events: None,
             hash_key,
             shutdown: AtomicBool::new(false),
             ready: Barrier::new(n),
@@ -314,6 +317,14 @@ impl Worker {
             self.drain_control(now);
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
+            if !self.shard.events.is_empty() {
+                for e in self.shard.events.drain(..) {
+                    match &self.plane.events {
+                        Some(sink) => sink.push(e),
+                        None => break,
+                    }
+                }
+            }
             self.stats
                 .active_transactions
                 .set(self.shard.transactions() as u64);
@@ -324,6 +335,11 @@ impl Worker {
             self.stats
                 .early_dialogs
                 .set(self.shard.early_dialogs() as u64);
+            let [s1, s2, s3, s4] = self.shard.dialogs_by_state();
+            self.stats.dialogs_starting.set(s1 as u64);
+            self.stats.dialogs_connecting.set(s2 as u64);
+            self.stats.dialogs_answering.set(s3 as u64);
+            self.stats.dialogs_ongoing.set(s4 as u64);
             if now.duration_since(self.last_publish) >= Duration::from_secs(1) {
                 self.last_publish = now;
                 self.publish_latency();

@@ -2268,3 +2268,82 @@ fn early_timeout_cancels_a_call_that_rings_too_long() {
     assert_eq!(h.stats.failed_dialogs.get(), 1);
     assert_eq!(h.alice(), 0);
 }
+
+/// Variables set at INVITE, answer and end; the `Call_End` event of an answered dialog with
+/// BillSec the answered time to the second.
+#[test]
+fn dialog_variables_and_the_call_end_event() {
+    use crate::dialog::{DialogVar, ValueFrom, VarAt};
+    let mut h = Harness::with_config(|c| {
+        c.call_end_events = true;
+        c.vars = vec![
+            DialogVar {
+                name: "Caller".into(),
+                value: ValueFrom::FromUser,
+                at: VarAt::Invite,
+            },
+            DialogVar {
+                name: "Answered".into(),
+                value: ValueFrom::Literal("yes".into()),
+                at: VarAt::Start,
+            },
+            DialogVar {
+                name: "Ended".into(),
+                value: ValueFrom::Literal("yes".into()),
+                at: VarAt::End,
+            },
+        ];
+    });
+    h.shard.set_epoch(h.now, 1_700_000_000_000);
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let vars = |h: &Harness| -> Vec<(String, String)> {
+        h.shard
+            .call(b"c1")
+            .unwrap()
+            .vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        vars(&h),
+        [
+            ("SetupTime".into(), "1700000000".into()),
+            ("Caller".into(), "alice".into())
+        ]
+    );
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
+    h.advance(Duration::from_millis(2_300));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    assert!(vars(&h).contains(&("AnswerTime".into(), "1700000002".into())));
+    assert!(vars(&h).contains(&("Answered".into(), "yes".into())));
+    assert!(h.shard.events.is_empty());
+    // Held 61.6 s: billed 62.
+    h.advance(Duration::from_millis(61_600));
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2).text());
+    assert_eq!(h.shard.events.len(), 1);
+    let e: serde_json::Value = serde_json::from_str(&h.shard.events[0]).unwrap();
+    assert_eq!(
+        e,
+        serde_json::json!({
+            "Event": "Call_End",
+            "CallID": "c1",
+            "From": "sip:alice@customer.example",
+            "To": "sip:+15551234@carrier.example",
+            "SetupTime": 1700000000u64,
+            "AnswerTime": 1700000002u64,
+            "EndTime": 1700000063u64,
+            "BillSec": 62,
+            "Caller": "alice",
+            "Answered": "yes",
+            "Ended": "yes",
+        })
+    );
+    h.take();
+    // A call that is never answered has no Call_End.
+    let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-c2"));
+    h.deliver(fwd.dst, &response(&fwd, 486, Some("gw")));
+    assert_eq!(h.shard.events.len(), 1);
+}

@@ -1,0 +1,108 @@
+//! `Call_End` events (DESIGN §3): they leave the workers through one bounded lock-free queue to
+//! a writer thread, which appends each to the event stream file (one JSON object per line) and
+//! POSTs it to the HTTP endpoint. A worker never waits for either: when the queue is full the
+//! event is dropped and counted in `events:dropped`.
+
+use crate::metrics::Counter;
+use crossbeam_queue::ArrayQueue;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What the workers and the writer share.
+pub struct EventSink {
+    pub queue: ArrayQueue<String>,
+    /// Events written (to the file and/or POSTed).
+    pub written: Arc<Counter>,
+    /// Events dropped because the queue was full.
+    pub dropped: Arc<Counter>,
+    /// POSTs that failed (no connection, timeout, status ≥ 400).
+    pub http_failed: Arc<Counter>,
+    /// Set after the workers stopped: the writer drains the queue and ends.
+    pub shutdown: AtomicBool,
+}
+
+impl EventSink {
+    pub fn new(queue: usize) -> EventSink {
+        EventSink {
+            queue: ArrayQueue::new(queue),
+            written: Arc::default(),
+            dropped: Arc::default(),
+            http_failed: Arc::default(),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues one event (from a worker); drops and counts it when the queue is full.
+    pub fn push(&self, event: String) {
+        if self.queue.push(event).is_err() {
+            self.dropped.inc_shared();
+        }
+    }
+}
+
+/// Starts the writer. The file is opened (created, appended to) before it starts, so that a
+/// path that cannot be written is an error at start, not a silent loss.
+pub fn spawn(
+    sink: Arc<EventSink>,
+    file: Option<PathBuf>,
+    http: Option<String>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let mut out = match &file {
+        Some(p) => Some(BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
+        )),
+        None => None,
+    };
+    let agent: Option<ureq::Agent> = http.as_ref().map(|_| {
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into()
+    });
+    std::thread::Builder::new()
+        .name("siplb-events".into())
+        .spawn(move || {
+            loop {
+                let stopping = sink.shutdown.load(Ordering::Acquire);
+                let mut n = 0;
+                while let Some(event) = sink.queue.pop() {
+                    if let Some(f) = out.as_mut()
+                        && let Err(e) = writeln!(f, "{event}")
+                    {
+                        tracing::warn!("event file: {e}");
+                    }
+                    if let (Some(agent), Some(url)) = (&agent, &http) {
+                        let r = agent
+                            .post(url)
+                            .header("Content-Type", "application/json")
+                            .send(event.as_bytes());
+                        if let Err(e) = r {
+                            sink.http_failed.inc_shared();
+                            tracing::debug!("POST {url}: {e}");
+                        }
+                    }
+                    sink.written.inc_shared();
+                    n += 1;
+                }
+                if n > 0
+                    && let Some(f) = out.as_mut()
+                    && let Err(e) = f.flush()
+                {
+                    tracing::warn!("event file: {e}");
+                }
+                if stopping {
+                    break;
+                }
+                if n == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+}
