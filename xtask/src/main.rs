@@ -17,7 +17,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  ci            install the test dependencies (apt), check formatting, run every test\n\
                  install-deps  install the test dependencies only\n\
-                 bench [--rate N] [--calls N] [--repeat N] [--proxy siplb|kamailio|both] [--batch-wait-us N]\n\
+                 bench [--rate N] [--calls N] [--repeat N] [--proxy siplb|kamailio|both] [--batch-wait-us N] [--config examples/limits.toml]\n\
                  \x20             sipp through siplb and Kamailio at one fixed rate; CPU per 1000 calls"
             );
             std::process::exit(2);
@@ -143,6 +143,8 @@ struct BenchArgs {
     /// Overrides `workers.batch_wait_us` of the example config.
     batch_wait_us: Option<u32>,
     proxies: Vec<&'static str>,
+    /// siplb's configuration, relative to the repository (moved to the bench address).
+    config: String,
 }
 
 fn bench_args(args: &[String]) -> Result<BenchArgs> {
@@ -152,6 +154,7 @@ fn bench_args(args: &[String]) -> Result<BenchArgs> {
         repeat: 3,
         batch_wait_us: None,
         proxies: vec!["siplb", "kamailio"],
+        config: "examples/siplb.toml".into(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -161,6 +164,7 @@ fn bench_args(args: &[String]) -> Result<BenchArgs> {
             "--calls" => b.calls = val()?.parse()?,
             "--repeat" => b.repeat = val()?.parse::<u32>()?.clamp(1, 9),
             "--batch-wait-us" => b.batch_wait_us = Some(val()?.parse()?),
+            "--config" => b.config = val()?.clone(),
             "--proxy" => {
                 b.proxies = match val()?.as_str() {
                     "siplb" => vec!["siplb"],
@@ -372,12 +376,19 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
     let target = format!("{BENCH_IP}:5060");
     let mut child = match proxy {
         "siplb" => {
-            let cfg = std::fs::read_to_string(root.join("examples/siplb.toml"))?
+            let ctl = dir.join("siplb.ctl").display().to_string();
+            let cfg = std::fs::read_to_string(root.join(&b.config))?
                 .replace("127.0.0.1", BENCH_IP)
-                .replace(
-                    "/tmp/siplb.ctl",
-                    &dir.join("siplb.ctl").display().to_string(),
-                );
+                .lines()
+                .map(|l| {
+                    if l.starts_with("socket = ") {
+                        format!("socket = \"{ctl}\"")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
             let cfg = match b.batch_wait_us {
                 Some(us) => cfg.replacen(
                     "[workers]\n",
