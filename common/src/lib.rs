@@ -7,6 +7,23 @@
 //! This crate is `no_std`, allocates nothing and has no dependencies.
 #![no_std]
 
+/// Names and layouts of the maps siplb's BPF programs share with userspace.
+pub mod bpf {
+    /// Most workers (sockets) the steering program can choose from.
+    pub const MAX_WORKERS: u32 = 256;
+    /// `SIPLB_STEER` is an array of `u32`: the owner hash key, then the number of workers.
+    pub const STEER_LEN: u32 = 2;
+    pub const STEER_HASH_KEY: u32 = 0;
+    pub const STEER_WORKERS: u32 = 1;
+    /// Bytes of a datagram scanned for the Call-ID at most.
+    pub const MAX_SCAN_BYTES: u32 = 16_384;
+    /// Map names.
+    pub const SOCKETS_MAP: &str = "SIPLB_SOCKETS";
+    pub const STEER_MAP: &str = "SIPLB_STEER";
+    /// Program names.
+    pub const STEER_PROGRAM: &str = "siplb_steer";
+}
+
 /// FNV-1a 32-bit offset basis.
 pub const FNV_OFFSET_BASIS: u32 = 0x811c_9dc5;
 /// FNV-1a 32-bit prime.

@@ -13,4 +13,5 @@ pub mod events;
 pub mod metrics;
 pub mod proxy;
 pub mod sip;
+pub mod steering;
 pub mod worker;

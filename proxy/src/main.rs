@@ -8,6 +8,7 @@ use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
 use siplb::metrics::names;
 use siplb::metrics::prometheus;
+use siplb::steering::BpfSteering;
 use siplb::worker::{Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,20 +113,6 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    match cfg.steering {
-        SteeringMode::Bpf => bail!(
-            "steering.mode = \"bpf\": this build has no BPF steering yet; use \"auto\" or \"off\""
-        ),
-        SteeringMode::Auto => {
-            tracing::info!(
-                "steering: software hand-off (BPF steering is not built into this version)"
-            )
-        }
-        SteeringMode::Off => {
-            tracing::info!("steering: software hand-off (steering.mode = \"off\")")
-        }
-    }
-
     let hash_key = cfg.hash_key.unwrap_or_else(random_u32);
     let mut proxy = cfg.proxy.clone();
     proxy.instance = random_u32();
@@ -151,8 +138,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let plane = Arc::new(plane);
     let sigset = block_signals();
     let shutdown = Arc::new(AtomicBool::new(false));
+    let steering_bpf: Arc<siplb::metrics::Counter> = Arc::default();
     let globals = vec![
-        (names::CORE_STEERING_BPF, Arc::default()),
+        (names::CORE_STEERING_BPF, steering_bpf.clone()),
         (names::EVENTS_WRITTEN, sink.written.clone()),
         (names::EVENTS_DROPPED, sink.dropped.clone()),
         (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
@@ -243,6 +231,43 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         }
         return Err(e);
     }
+    let steering = match cfg.steering {
+        SteeringMode::Off => {
+            tracing::info!("steering: software hand-off (steering.mode = \"off\")");
+            None
+        }
+        mode => {
+            let sockets: Vec<i32> = plane
+                .workers
+                .iter()
+                .map(|w| w.socket_fd.load(Ordering::Acquire))
+                .collect();
+            match BpfSteering::attach(&sockets, hash_key) {
+                Ok(s) => {
+                    steering_bpf.set(1);
+                    tracing::info!(
+                        "steering: BPF sk_reuseport program attached to the {} worker sockets",
+                        sockets.len()
+                    );
+                    Some(s)
+                }
+                Err(e) if mode == SteeringMode::Bpf => {
+                    plane.shutdown.store(true, Ordering::Relaxed);
+                    shutdown.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    bail!("steering.mode = \"bpf\": cannot attach BPF steering: {e}");
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "steering: BPF steering unavailable ({e}); software hand-off instead"
+                    );
+                    None
+                }
+            }
+        }
+    };
     tracing::info!(
         "siplb {} listening on udp:{} with {} workers; control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -255,6 +280,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     // SAFETY: waits for one of the signals blocked above.
     unsafe { libc::sigwait(&sigset, &mut sig) };
     tracing::info!("signal {sig}: shutting down");
+    if let Some(s) = steering {
+        s.detach();
+    }
     plane.shutdown.store(true, Ordering::Relaxed);
     shutdown.store(true, Ordering::Relaxed);
     let mut failed = None;

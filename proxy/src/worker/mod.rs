@@ -61,6 +61,8 @@ pub struct WorkerHandle {
     pub control: ArrayQueue<ControlJob>,
     /// The worker's io_uring fd (-1 until it is set up), target of hand-off wake-ups.
     pub ring_fd: AtomicI32,
+    /// The worker's socket fd (-1 until bound), for the BPF steering map.
+    pub socket_fd: AtomicI32,
     pub stats: Arc<ShardStats>,
 }
 
@@ -70,6 +72,7 @@ impl WorkerHandle {
             queue: ArrayQueue::new(queue),
             control: ArrayQueue::new(64),
             ring_fd: AtomicI32::new(-1),
+            socket_fd: AtomicI32::new(-1),
             stats: Arc::default(),
         }
     }
@@ -155,6 +158,9 @@ impl Worker {
         plane: Arc<Plane>,
     ) -> io::Result<Worker> {
         let socket = socket::bind_reuseport(cfg.listen, cfg.socket_rcvbuf)?;
+        plane.workers[id as usize]
+            .socket_fd
+            .store(socket.as_raw_fd(), Ordering::Release);
         let uring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
