@@ -510,6 +510,14 @@ fn operator_ends_dialogs_by_id_and_by_tags() {
     assert_eq!(s1.ok() + s2.ok(), 4, "gateways got BYE");
     siplb.assert_alive();
     assert_eq!(siplb.stats()["dialog:active_dialogs"], 0);
+    assert_eq!(ctl_u64(&siplb, &["dlg.profile_get_size", "total"]), 0);
+    for i in 0..4 {
+        let account = format!("op{i}");
+        assert_eq!(
+            ctl_u64(&siplb, &["dlg.profile_get_size", "account", &account]),
+            0
+        );
+    }
     for (args, msg) in [
         (&["dlg.end_dlg", "0", "999"][..], "dialog not found"),
         (
@@ -594,4 +602,51 @@ fn call_end_events_carry_billsec_to_the_file_and_the_http_endpoint() {
     assert_eq!(call_ids.len(), 10, "one event per call");
     let st = siplb.stats();
     assert_eq!((st["events:dropped"], st["events:http_failed"]), (0, 0));
+}
+
+/// The real binary refuses a misconfigured dialog section, naming the file, the line and the
+/// key, with exit status 1 (`--check` and a normal start alike).
+#[test]
+fn misconfigured_profiles_are_refused_with_file_line_and_key() {
+    let dir = TempDir::new("badconfig");
+    // (text replaced, replacement, the line the error must name, message)
+    let cases = [
+        (
+            "profile = \"account\"\nmax = 5",
+            "profile = \"total\"\nvalue = \"x\"\nmax = 5",
+            "value = \"x\"",
+            "`limits.profile.value`: profile `total` is declared in dialog.profiles_no_value",
+        ),
+        (
+            "profile = \"local\"\n",
+            "profile = \"local\"\nvalue = \"x\"\n",
+            "value = \"x\"",
+            "`dialog.rule.value`: profile `local` is declared in dialog.profiles_no_value",
+        ),
+        (
+            "[[customer]]",
+            "[[dialog.var]]\nname = \"Trunk\"\nvalue = 7\n\n[[customer]]",
+            "value = 7",
+            "`dialog.var.value`: variable `Trunk` = 7: dialog variables hold strings only",
+        ),
+    ];
+    for (from, to, marker, want) in cases {
+        let text = limits_config(Net::new(38), |s| s.replacen(from, to, 1));
+        let path = dir.0.join("bad.toml");
+        std::fs::write(&path, &text).unwrap();
+        let line = text.lines().position(|l| l == marker).expect("marker line") + 1;
+        for args in [&["--check"][..], &[][..]] {
+            let out = std::process::Command::new(BIN)
+                .arg("--config")
+                .arg(&path)
+                .args(args)
+                .output()
+                .expect("run siplb");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            let prefix = format!("siplb: {}:{line}: ", path.display());
+            assert!(err.starts_with(&prefix), "{err} should start with {prefix}");
+            assert!(err.contains(want), "{err}");
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! `Call_End` events (DESIGN §3): they leave the workers through one bounded lock-free queue to
 //! a writer thread, which appends each to the event stream file (one JSON object per line) and
-//! POSTs it to the HTTP endpoint. A worker never waits for either: when the queue is full the
-//! event is dropped and counted in `events:dropped`.
+//! hands it to a poster thread that POSTs it to the HTTP endpoint. A worker never waits for
+//! either: when the queue is full the event is dropped and counted in `events:dropped`. A slow
+//! or dead endpoint never holds up the file: when the poster's own queue is full, the event is
+//! not POSTed (counted in `events:http_failed`) but is still in the file.
 
 use crate::metrics::Counter;
 use crossbeam_queue::ArrayQueue;
@@ -14,6 +16,8 @@ use std::time::Duration;
 /// What the workers and the writer share.
 pub struct EventSink {
     pub queue: ArrayQueue<String>,
+    /// Events waiting for the poster.
+    http_queue: ArrayQueue<String>,
     /// Events written (to the file and/or POSTed).
     pub written: Arc<Counter>,
     /// Events dropped because the queue was full.
@@ -22,16 +26,20 @@ pub struct EventSink {
     pub http_failed: Arc<Counter>,
     /// Set after the workers stopped: the writer drains the queue and ends.
     pub shutdown: AtomicBool,
+    /// Set by the writer when it ended: the poster drains its queue and ends.
+    http_done: AtomicBool,
 }
 
 impl EventSink {
     pub fn new(queue: usize) -> EventSink {
         EventSink {
             queue: ArrayQueue::new(queue),
+            http_queue: ArrayQueue::new(queue),
             written: Arc::default(),
             dropped: Arc::default(),
             http_failed: Arc::default(),
             shutdown: AtomicBool::new(false),
+            http_done: AtomicBool::new(false),
         }
     }
 
@@ -60,12 +68,10 @@ pub fn spawn(
         )),
         None => None,
     };
-    let agent: Option<ureq::Agent> = http.as_ref().map(|_| {
-        ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into()
-    });
+    let poster = match http {
+        Some(url) => Some(spawn_poster(sink.clone(), url)?),
+        None => None,
+    };
     std::thread::Builder::new()
         .name("siplb-events".into())
         .spawn(move || {
@@ -78,15 +84,8 @@ pub fn spawn(
                     {
                         tracing::warn!("event file: {e}");
                     }
-                    if let (Some(agent), Some(url)) = (&agent, &http) {
-                        let r = agent
-                            .post(url)
-                            .header("Content-Type", "application/json")
-                            .send(event.as_bytes());
-                        if let Err(e) = r {
-                            sink.http_failed.inc_shared();
-                            tracing::debug!("POST {url}: {e}");
-                        }
+                    if poster.is_some() && sink.http_queue.push(event).is_err() {
+                        sink.http_failed.inc_shared();
                     }
                     sink.written.inc_shared();
                     n += 1;
@@ -98,6 +97,43 @@ pub fn spawn(
                     tracing::warn!("event file: {e}");
                 }
                 if stopping {
+                    break;
+                }
+                if n == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            if let Some(p) = poster {
+                sink.http_done.store(true, Ordering::Release);
+                let _ = p.join();
+            }
+        })
+}
+
+/// POSTs each event (2 s timeout); a failure is counted and the event is not retried.
+fn spawn_poster(sink: Arc<EventSink>, url: String) -> io::Result<std::thread::JoinHandle<()>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    std::thread::Builder::new()
+        .name("siplb-post".into())
+        .spawn(move || {
+            loop {
+                let done = sink.http_done.load(Ordering::Acquire);
+                let mut n = 0;
+                while let Some(event) = sink.http_queue.pop() {
+                    let r = agent
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .send(event.as_bytes());
+                    if let Err(e) = r {
+                        sink.http_failed.inc_shared();
+                        tracing::debug!("POST {url}: {e}");
+                    }
+                    n += 1;
+                }
+                if done {
                     break;
                 }
                 if n == 0 {

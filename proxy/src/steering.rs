@@ -36,7 +36,11 @@ impl BpfSteering {
     /// log line of `steering = "auto"`.
     pub fn attach(sockets: &[RawFd], hash_key: u32) -> Result<BpfSteering, String> {
         if sockets.is_empty() || sockets.len() > shared::MAX_WORKERS as usize {
-            return Err(format!("{} workers (1 to {})", sockets.len(), shared::MAX_WORKERS));
+            return Err(format!(
+                "{} workers (1 to {})",
+                sockets.len(),
+                shared::MAX_WORKERS
+            ));
         }
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
         {
@@ -67,7 +71,8 @@ impl BpfSteering {
             .ok_or("no steering program in the BPF object")?
             .try_into()
             .map_err(|e| format!("{e}"))?;
-        prog.load().map_err(|e| format!("loading {}: {e}", shared::STEER_PROGRAM))?;
+        prog.load()
+            .map_err(|e| format!("loading {}: {e}", shared::STEER_PROGRAM))?;
         // SAFETY: the fd is a worker's socket, open for the life of the proxy.
         let group = unsafe { BorrowedFd::borrow_raw(sockets[0]) };
         prog.attach(group)

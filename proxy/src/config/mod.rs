@@ -321,7 +321,9 @@ impl Config {
                 "default_timeout_s, early_timeout_s and noack_timeout_s must be > 0".into(),
             ));
         }
-        proxy.profiles = Arc::new(dialog::profiles(&f, &invalid)?);
+        let mut profiles = dialog::profiles(&f, &invalid)?;
+        profiles.scope_accounts(f.customer.len().min(u16::MAX as usize) as u16);
+        proxy.profiles = Arc::new(profiles);
         proxy.vars = dialog::vars(&f, &invalid)?;
         if let Some(u) = &f.events.http_post
             && !u.get_ref().starts_with("http://")
@@ -330,6 +332,13 @@ impl Config {
                 u.span(),
                 "events.http_post",
                 format!("`{}` is not an http:// URL", u.get_ref()),
+            ));
+        }
+        if f.limits.account_table == 0 || f.limits.value_table == 0 {
+            return Err(invalid(
+                0..0,
+                "limits.account_table",
+                "limits.account_table and limits.value_table must be at least 1".into(),
             ));
         }
         if f.events.queue == 0 {

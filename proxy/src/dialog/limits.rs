@@ -245,10 +245,16 @@ impl ValueTable {
 
     /// One more dialog with `value`, unless that would pass its limit.
     pub fn try_acquire(&self, value: &[u8]) -> Result<Place, Denied> {
+        self.try_acquire_as(value, value)
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for the entry `value` (the table's key), with the
+    /// limit configured for `limit_of` (the value as the operator names it).
+    pub fn try_acquire_as(&self, value: &[u8], limit_of: &[u8]) -> Result<Place, Denied> {
         let key = Key::new(value);
         loop {
             let Some((i, mut w)) = self.find(value, &key) else {
-                match self.insert_new(value, &key)? {
+                match self.insert_new(value, &key, limit_of)? {
                     Some(place) => return Ok(place),
                     None => continue, // inserted meanwhile by another worker: count there
                 }
@@ -278,12 +284,17 @@ impl ValueTable {
     /// Under the mutex: puts `value` in a free slot of its window (or in that of a value
     /// with no dialog left, when the table is full) with a count of one. `None`: it was
     /// inserted by someone else first.
-    fn insert_new(&self, value: &[u8], key: &Key) -> Result<Option<Place>, Denied> {
+    fn insert_new(
+        &self,
+        value: &[u8],
+        key: &Key,
+        limit_of: &[u8],
+    ) -> Result<Option<Place>, Denied> {
         let mut used = self.insert.lock().unwrap_or_else(|e| e.into_inner());
         if self.find(value, key).is_some() {
             return Ok(None);
         }
-        let limit = self.limit_for(value);
+        let limit = self.limit_for(limit_of);
         if limit == 0 {
             return Err(Denied::Limit);
         }
@@ -321,6 +332,10 @@ impl ValueTable {
         let s = &self.slots[i];
         s.word
             .store(word(generation, WRITING, 0), Ordering::Relaxed);
+        // Orders the switch to WRITING before the key writes below: a reader that sees any of
+        // the new key bytes then sees the generation change when it looks at the word again
+        // (the seqlock protocol; the reader has the matching acquire fence).
+        fence(Ordering::Release);
         for (a, b) in s.key.iter().zip(key.words) {
             a.store(b, Ordering::Relaxed);
         }

@@ -22,6 +22,9 @@ pub enum Counter {
 pub struct Profile {
     pub name: String,
     pub counter: Counter,
+    /// For profile `account`: the number of customers its values are counted apart for (the
+    /// From user `1000` of one customer is not that of another); 0 for every other profile.
+    pub scoped: u16,
 }
 
 impl Profile {
@@ -29,20 +32,48 @@ impl Profile {
         matches!(self.counter, Counter::WithValue(_))
     }
 
-    /// Dialogs in the profile, or with `value` in it.
+    /// The table key of `value` for customer `customer`.
+    fn key(&self, customer: u16, value: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        if self.scoped > 0 {
+            out.extend_from_slice(&customer.to_le_bytes());
+            out.push(b'/');
+        }
+        out.extend_from_slice(value);
+    }
+
+    /// `f` of the table entry of `value` for each customer it may belong to.
+    fn each_key(&self, value: &[u8], mut f: impl FnMut(&[u8])) {
+        let mut key = Vec::new();
+        for c in 0..self.scoped.max(1) {
+            self.key(c, value, &mut key);
+            f(&key);
+        }
+    }
+
+    /// Dialogs in the profile, or with `value` in it (for `account`: of every customer).
     pub fn size(&self, value: Option<&[u8]>) -> u64 {
         match (&self.counter, value) {
             (Counter::NoValue(c), _) => c.get() as u64,
-            (Counter::WithValue(t), Some(v)) => t.get(v) as u64,
+            (Counter::WithValue(t), Some(v)) => {
+                let mut n = 0;
+                self.each_key(v, |k| n += t.get(k) as u64);
+                n
+            }
             (Counter::WithValue(t), None) => t.total(),
         }
     }
 
-    /// The highest size reached (for a value: since it entered the table).
+    /// The highest size reached (for a value: since it entered the table; for `account`, the
+    /// highest of any customer's).
     pub fn high_water(&self, value: Option<&[u8]>) -> u64 {
         match (&self.counter, value) {
             (Counter::NoValue(c), _) => c.high_water() as u64,
-            (Counter::WithValue(t), Some(v)) => t.high_water(v) as u64,
+            (Counter::WithValue(t), Some(v)) => {
+                let mut n = 0;
+                self.each_key(v, |k| n = n.max(t.high_water(k) as u64));
+                n
+            }
             (Counter::WithValue(_), None) => 0,
         }
     }
@@ -139,6 +170,8 @@ pub struct CallFacts<'a> {
     pub to_user: &'a [u8],
     pub source: IpAddr,
     pub customer: &'a str,
+    /// Index of the customer in the configuration (accounts are counted per customer).
+    pub customer_index: u16,
     pub account: &'a [u8],
 }
 
@@ -199,6 +232,7 @@ impl Profiles {
             list.push(Profile {
                 name: name.clone(),
                 counter: Counter::NoValue(Count::new(l.max.unwrap_or(UNLIMITED))),
+                scoped: 0,
             });
         }
         let account = with_value.iter().any(|(n, _)| n == ACCOUNT);
@@ -221,6 +255,7 @@ impl Profiles {
                     l.max.unwrap_or(UNLIMITED),
                     own,
                 )),
+                scoped: 0,
             });
         }
         Profiles {
@@ -244,30 +279,38 @@ impl Profiles {
         self.id(ACCOUNT).expect("profile `account` always exists")
     }
 
+    /// Counts the accounts of each of `customers` customers apart.
+    pub fn scope_accounts(&mut self, customers: u16) {
+        let id = self.account() as usize;
+        self.list[id].scoped = customers;
+    }
+
     /// Puts a new dialog into its account's profile and those its rules select, taking a
     /// place in each; on a refusal every place taken is given back.
     pub fn enter(&self, f: &CallFacts<'_>, out: &mut Vec<Membership>) -> Result<(), Refusal> {
         out.clear();
         let account = self.account();
-        let result = self.join(account, Some(f.account), out).and_then(|()| {
-            for r in &self.rules {
-                if !r.matches(f) {
-                    continue;
+        let result = self
+            .join(account, Some(f.account), f.customer_index, out)
+            .and_then(|()| {
+                for r in &self.rules {
+                    if !r.matches(f) {
+                        continue;
+                    }
+                    let value = r.value.as_ref().map(|v| value_of(v, f));
+                    let already = out.iter().any(|m| {
+                        m.profile == r.profile
+                            && m.value.as_ref().map(|(v, _)| &v[..]) == value.as_deref()
+                    });
+                    if !already {
+                        self.join(r.profile, value.as_deref(), f.customer_index, out)?;
+                    }
+                    if r.stop {
+                        break;
+                    }
                 }
-                let value = r.value.as_ref().map(|v| value_of(v, f));
-                let already = out.iter().any(|m| {
-                    m.profile == r.profile
-                        && m.value.as_ref().map(|(v, _)| &v[..]) == value.as_deref()
-                });
-                if !already {
-                    self.join(r.profile, value.as_deref(), out)?;
-                }
-                if r.stop {
-                    break;
-                }
-            }
-            Ok(())
-        });
+                Ok(())
+            });
         if result.is_err() {
             self.leave(out);
         }
@@ -278,10 +321,12 @@ impl Profiles {
         &self,
         profile: ProfileId,
         value: Option<&[u8]>,
+        customer: u16,
         out: &mut Vec<Membership>,
     ) -> Result<(), Refusal> {
         let refuse = |why| Refusal { profile, why };
-        match (&self.list[profile as usize].counter, value) {
+        let p = &self.list[profile as usize];
+        match (&p.counter, value) {
             (Counter::NoValue(c), _) => {
                 c.try_acquire().map_err(refuse)?;
                 out.push(Membership {
@@ -290,7 +335,9 @@ impl Profiles {
                 });
             }
             (Counter::WithValue(t), Some(v)) => {
-                let place = t.try_acquire(v).map_err(refuse)?;
+                let mut key = Vec::new();
+                p.key(customer, v, &mut key);
+                let place = t.try_acquire_as(&key, v).map_err(refuse)?;
                 out.push(Membership {
                     profile,
                     value: Some((v.into(), place)),
@@ -341,6 +388,7 @@ mod tests {
             to_user: dialed,
             source: "198.18.0.1".parse().unwrap(),
             customer: "local",
+            customer_index: 0,
             account,
         }
     }
@@ -445,6 +493,42 @@ mod tests {
         }
         p.leave(&mut first);
         assert!(p.list.iter().all(|x| x.size(None) == 0));
+    }
+
+    /// The From user `1000` of one customer is not that of another: each has its own count
+    /// and limit; asked by value, the profile sums them.
+    #[test]
+    fn accounts_are_counted_per_customer() {
+        let mut p = Profiles::new(
+            &[],
+            &[(
+                ACCOUNT.into(),
+                ProfileLimits {
+                    max: Some(1),
+                    ..Default::default()
+                },
+            )],
+            10,
+        );
+        p.scope_accounts(2);
+        let mut a = facts(b"1", b"1000");
+        let mut ms = Vec::new();
+        p.enter(&a, &mut ms).unwrap();
+        let mut again = Vec::new();
+        assert_eq!(p.enter(&a, &mut again).unwrap_err().why, Denied::Limit);
+        a.customer_index = 1;
+        let mut other = Vec::new();
+        p.enter(&a, &mut other).unwrap();
+        let account = p.get(ACCOUNT).unwrap();
+        assert_eq!(account.size(Some(b"1000")), 2);
+        assert_eq!(account.high_water(Some(b"1000")), 1);
+        assert_eq!(
+            other[0].value.as_ref().map(|(v, _)| &**v),
+            Some(&b"1000"[..])
+        );
+        p.leave(&mut ms);
+        p.leave(&mut other);
+        assert_eq!(p.get(ACCOUNT).unwrap().size(Some(b"1000")), 0);
     }
 
     #[test]

@@ -127,6 +127,20 @@ impl Call {
         }
     }
 
+    /// Whether the To tag of an in-dialog request names the other side of this dialog (RFC
+    /// 3261 §12.2.2: a dialog is its Call-ID and both tags). Until the answer names the callee,
+    /// a request from the caller may carry any To tag (early dialogs of several forks).
+    pub fn to_tag_matches(&self, from_tag: Option<&[u8]>, to_tag: Option<&[u8]>) -> bool {
+        if self.from_caller(from_tag) {
+            match self.callee_tag() {
+                Some(callee) => to_tag == Some(callee),
+                None => true,
+            }
+        } else {
+            to_tag == Some(self.caller_tag())
+        }
+    }
+
     /// Whether a request with this From tag comes from the caller's side.
     pub fn from_caller(&self, from_tag: Option<&[u8]>) -> bool {
         from_tag == Some(self.caller_tag())

@@ -265,6 +265,9 @@ impl Shard {
     pub fn end_dialog(&mut self, now: Instant, target: &EndTarget) -> bool {
         let did = match target {
             EndTarget::Id { h_entry, h_id } => {
+                if *h_entry >= 1 << 16 || *h_id >= 1 << 48 {
+                    return false;
+                }
                 let did = ((*h_entry as u64) << 48) | h_id;
                 self.calls.contains_key(&did).then_some(did)
             }
@@ -694,8 +697,7 @@ impl Shard {
                 if failed
                     && let Err(why) = self.admit(now, msg, src, customer, &mut profiles, &mut vars)
                 {
-                    self.key = key;
-                    return self.reply_limit(msg, src, why);
+                    return self.reply_limit(now, msg, src, key, why);
                 }
                 let init_ms = self.unix_ms(now);
                 let c = self
@@ -742,8 +744,7 @@ impl Shard {
                 }
                 let (mut profiles, mut vars) = (Vec::new(), Vec::new());
                 if let Err(why) = self.admit(now, msg, src, customer, &mut profiles, &mut vars) {
-                    self.key = key;
-                    return self.reply_limit(msg, src, why);
+                    return self.reply_limit(now, msg, src, key, why);
                 }
                 let did = ((self.id as u64) << 48) | self.next_did;
                 self.next_did += 1;
@@ -846,6 +847,7 @@ impl Shard {
             to_user,
             source: src.ip(),
             customer: &c.name,
+            customer_index: customer as u16,
             account,
         };
         self.cfg.profiles.enter(&facts, out)?;
@@ -877,8 +879,17 @@ impl Shard {
     }
 
     /// The reply to an INVITE a profile limit refused: by default `503 Account call limit`
-    /// with `Reason: Q.850;cause=34` and no `Retry-After` (DESIGN §3). Counted.
-    fn reply_limit(&mut self, msg: &SipMsg<'_>, src: SocketAddr, why: crate::dialog::Refusal) {
+    /// with `Reason: Q.850;cause=34` and no `Retry-After` (DESIGN §3). Counted once: the reply
+    /// is kept in a server transaction, which answers the INVITE's retransmissions with it
+    /// (without asking the limits again) and resends it until the ACK (Timers G, H).
+    fn reply_limit(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        key: Vec<u8>,
+        why: crate::dialog::Refusal,
+    ) {
         self.stats.limits_rejected.inc();
         if why.why == Denied::TableFull {
             self.stats.limits_account_table_full.inc();
@@ -893,16 +904,37 @@ impl Shard {
             );
         }
         let (code, reason) = (lr.code, lr.reason.clone());
-        self.reply_stateless(
+        let extra = Extra {
+            reason: Some(&reason),
+            headers: &headers,
+            ..Extra::default()
+        };
+        if self.live_txns >= self.cfg.max_transactions {
+            self.key = key;
+            return self.reply_stateless(msg, src, code, extra);
+        }
+        let timers = self.cfg.timers;
+        let mut t = self.new_txn(Kind::Invite, Method::Invite, src, src);
+        reply::build(
             msg,
             src,
             code,
-            Extra {
-                reason: Some(&reason),
-                headers: &headers,
-                ..Extra::default()
-            },
-        )
+            local_tag(msg).as_bytes(),
+            extra,
+            &mut self.rewrite,
+            &mut t.last_response,
+        );
+        t.server = ServerState::Completed;
+        t.server_key = key.as_slice().into();
+        self.key = key;
+        t.set(Timer::G, now + timers.t1);
+        t.set(Timer::H, now + timers.timer_b);
+        push_copy(&mut self.pool, &mut self.transmits, src, &t.last_response);
+        let sk = t.server_key.clone();
+        let slot = self.alloc_txn(t);
+        self.server_index.insert(sk, slot);
+        self.schedule(slot, now + timers.t1);
+        self.stats.local_replies.inc();
     }
 
     /// Creates a proxy transaction for `msg`, answers 100 for INVITE, forwards to `dst`.
@@ -1045,6 +1077,7 @@ impl Shard {
         let call = did.and_then(|d| self.calls.get(&d));
         let dst = call
             .filter(|c| *c.call_id == *msg.call_id())
+            .filter(|c| c.to_tag_matches(msg.from_tag(), msg.to_tag()))
             .and_then(|c| c.peer_for(msg.from_tag(), src));
         let (Some(did), Some(dst)) = (did, dst) else {
             self.key = key;
@@ -1066,16 +1099,8 @@ impl Shard {
             };
             leg.cseq = leg.cseq.max(msg.cseq);
         }
-        match method {
-            Method::Ack => {
-                self.set_state(Some(did), CallState::ConfirmedNoAck, CallState::Confirmed);
-            }
-            // The dialog ends with the BYE itself (as Kamailio's does); its record stays to
-            // carry the BYE's transaction and stragglers.
-            Method::Bye => self.end_call(now, Some(did), EndCause::Bye),
-            _ => {}
-        }
         if method == Method::Ack {
+            self.set_state(Some(did), CallState::ConfirmedNoAck, CallState::Confirmed);
             self.key = key;
             // ACK for a 2xx: its own transaction end to end; forwarded without state, with a
             // branch derived from the incoming one so retransmissions carry the same branch.
@@ -1092,6 +1117,13 @@ impl Shard {
         if self.live_txns >= self.cfg.max_transactions {
             self.key = key;
             return self.reply_overload(msg, src);
+        }
+        // An answered dialog ends with the BYE itself, as Kamailio's does (its record stays to
+        // carry the BYE's transaction and stragglers); it gives its places back only once its
+        // BYE is on its way, with both tags matching. Before the answer the INVITE's outcome
+        // ends it.
+        if method == Method::Bye && self.calls[&did].state.is_confirmed() {
+            self.end_call(now, Some(did), EndCause::Bye);
         }
         self.start_txn(now, src, dst, msg, key, Some(did), fwd);
     }
@@ -1291,7 +1323,7 @@ impl Shard {
                 let (method, call) = (t.method, t.call);
                 self.forward_response(slot, msg, true);
                 self.schedule(slot, now + timers.t4);
-                if method == Method::Bye {
+                if method == Method::Bye && self.call_confirmed(call) {
                     self.end_call(now, call, EndCause::Bye);
                 }
             }
@@ -1378,6 +1410,11 @@ impl Shard {
             dst: upstream,
             data: out,
         });
+    }
+
+    fn call_confirmed(&self, call: Option<u64>) -> bool {
+        call.and_then(|d| self.calls.get(&d))
+            .is_some_and(|c| c.state.is_confirmed())
     }
 
     /// Moves the dialog from `from` to `to` (nothing if it is elsewhere), keeping the counts.
@@ -1682,9 +1719,11 @@ impl Shard {
                     if t.server != ServerState::Completed {
                         t.server = ServerState::Terminated;
                     }
-                    if t.method == Method::Bye {
+                    if t.method == Method::Bye && !t.local_request {
                         let call = t.call;
-                        self.end_call(now, call, EndCause::Bye);
+                        if self.call_confirmed(call) {
+                            self.end_call(now, call, EndCause::Bye);
+                        }
                     }
                 }
                 Timer::D | Timer::K | Timer::M => t.client = ClientState::Terminated,

@@ -2347,3 +2347,57 @@ fn dialog_variables_and_the_call_end_event() {
     h.deliver(fwd.dst, &response(&fwd, 486, Some("gw")));
     assert_eq!(h.shard.events.len(), 1);
 }
+
+#[test]
+fn a_limit_reply_is_resent_to_retransmissions_and_counted_once() {
+    let mut h = limited(1, DialogTimers::default());
+    h.established_call("c1");
+    let inv = invite("c2", "z9hG4bK-c2");
+    h.caller_sends(&inv.text());
+    let first = h.take_one();
+    assert!(first.is_response(503), "{first:?}");
+    // The INVITE again, after the first call ended: still the same answer, not a new check.
+    h.caller_sends(&inv.text());
+    let again = h.take_one();
+    assert_eq!(again.text(), first.text());
+    assert_eq!(h.stats.limits_rejected.get(), 1);
+    // Unacknowledged, it is resent (Timer G); the ACK stops that.
+    h.advance(t1s(1));
+    assert!(h.take_one().is_response(503));
+    h.caller_sends(&ack_non_2xx(&inv, &first).text());
+    h.advance(t1s(8));
+    h.expect_nothing();
+}
+
+/// A request names a dialog by its Call-ID and both tags: a BYE with another To tag is not
+/// this dialog's and must not end it (nor free its places).
+#[test]
+fn a_bye_with_a_wrong_to_tag_gets_481_and_the_call_keeps_its_place() {
+    let mut h = limited(1, DialogTimers::default());
+    let call = h.established_call("c1");
+    let bye = caller_in_dialog("BYE", &call.ok, "z9hG4bK-bye", 2)
+        .text()
+        .replace(";tag=gw-tag", ";tag=someone-else");
+    h.caller_sends(&bye);
+    let out = h.take_one();
+    assert!(out.is_response(481), "{out:?}");
+    assert_eq!(h.call_state("c1"), Some(CallState::Confirmed));
+    assert_eq!(h.alice(), 1);
+}
+
+/// Before the answer a BYE does not end the dialog: the INVITE's outcome does.
+#[test]
+fn a_bye_before_the_answer_leaves_the_dialog_to_its_invite() {
+    let mut h = limited(1, DialogTimers::default());
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, fwd) = h.start_call(&inv);
+    let ringing = h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
+    h.caller_sends(&caller_in_dialog("BYE", &ringing, "z9hG4bK-bye", 2).text());
+    h.take();
+    assert_eq!(h.call_state("c1"), Some(CallState::Early));
+    assert_eq!(h.alice(), 1);
+    // Answered after all: the dialog is there, counted once.
+    h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    assert_eq!(h.alice(), 1);
+}
