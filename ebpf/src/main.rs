@@ -69,12 +69,12 @@ fn try_steer(ctx: &SkReuseportContext) -> Result<(), c_long> {
     };
     // One callback per payload byte: each verifies once, whatever the datagram's length
     // (a loop over a chunk inside the callback makes the verifier walk every byte position).
-    // SAFETY: `siplb_scan_byte` has the callback signature bpf_loop expects, and `scan` outlives
+    // SAFETY: `scan_byte` has the callback signature bpf_loop expects, and `scan` outlives
     // the call.
     unsafe {
         bpf_loop(
             shared::MAX_SCAN_BYTES,
-            siplb_scan_byte as *mut c_void,
+            scan_byte as *mut c_void,
             &mut scan as *mut Scan as *mut c_void,
             0,
         );
@@ -87,11 +87,7 @@ fn try_steer(ctx: &SkReuseportContext) -> Result<(), c_long> {
 
 /// One `bpf_loop` step: feeds payload byte `i` to the scanner, loading the next CHUNK bytes
 /// when it needs them. Returns 1 (stop) at a verdict or at the end of the datagram.
-///
-/// Not mangled: a mangled name carries a hash of the crate's path, and the object must be the
-/// same from any checkout (its BTF names this function).
-#[unsafe(no_mangle)]
-extern "C" fn siplb_scan_byte(i: u32, data: *mut c_void) -> c_long {
+extern "C" fn scan_byte(i: u32, data: *mut c_void) -> c_long {
     // SAFETY: `data` is the `Scan` that `try_steer` passed to bpf_loop.
     let scan = unsafe { &mut *(data as *mut Scan) };
     let pos = UDP_HEADER + i;

@@ -678,9 +678,10 @@ fn bpf_sources(root: &Path) -> Result<Vec<(String, String)>> {
 fn bpf_record(root: &Path, object: &Path) -> Result<String> {
     let mut r = String::from(
         "# proxy/bpf/siplb.bpf.o\n\n\
-         Built by `cargo xtask build-ebpf` from `ebpf/` (release, bpfel-unknown-none, BTF kept,\n\
-         debug info stripped, paths remapped to /siplb and /cargo). CI rebuilds it with\n\
-         `cargo xtask build-ebpf --check`: with these package versions the bytes must match.\n\n",
+         Built by `cargo xtask build-ebpf` from `ebpf/` and `common/`, copied to\n\
+         /tmp/siplb-bpf-build (release, bpfel-unknown-none, BTF kept, debug info stripped, paths\n\
+         remapped to /siplb and /cargo). CI rebuilds it with `cargo xtask build-ebpf --check`:\n\
+         with these package versions the bytes must match.\n\n",
     );
     r += &format!("object sha256: {}\n\n", sha256(object)?);
     r += "toolchain:\n";
@@ -698,20 +699,42 @@ fn bpf_record(root: &Path, object: &Path) -> Result<String> {
     Ok(r)
 }
 
-/// Builds the BPF object into `out`.
+/// Where the BPF crate is built: always the same folder, because the symbol names of a Rust
+/// object carry a hash of each crate's path, and the object must not depend on where the
+/// repository is checked out.
+const BPF_BUILD_DIR: &str = "/tmp/siplb-bpf-build";
+
+/// Copies the BPF crate and `common/` to [`BPF_BUILD_DIR`] and builds the object into `out`.
 fn build_bpf_object(root: &Path, out: &Path) -> Result<()> {
+    let dir = Path::new(BPF_BUILD_DIR);
+    for sub in ["ebpf/src", "common/src"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+        std::fs::create_dir_all(dir.join(sub))?;
+        for e in std::fs::read_dir(root.join(sub))? {
+            let e = e?;
+            std::fs::copy(e.path(), dir.join(sub).join(e.file_name()))?;
+        }
+    }
+    for f in ["ebpf/Cargo.toml", "ebpf/Cargo.lock"] {
+        std::fs::copy(root.join(f), dir.join(f))?;
+    }
+    // common/ inherits its package fields from the main workspace, which is not copied.
+    std::fs::write(
+        dir.join("common/Cargo.toml"),
+        "[package]\nname = \"siplb-common\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\
+         license = \"Apache-2.0\"\npublish = false\n",
+    )?;
     let path = format!(
         "{}:{}",
         cargo_home().join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let flags = format!(
-        "-C debuginfo=2 -C link-arg=--btf --remap-path-prefix={}=/siplb --remap-path-prefix={}=/cargo",
-        root.display(),
+        "-C debuginfo=2 -C link-arg=--btf --remap-path-prefix={BPF_BUILD_DIR}=/siplb --remap-path-prefix={}=/cargo",
         cargo_home().display()
     );
     run(Command::new("/usr/bin/cargo")
-        .current_dir(root.join("ebpf"))
+        .current_dir(dir.join("ebpf"))
         .args([
             "build",
             "--locked",
@@ -724,10 +747,11 @@ fn build_bpf_object(root: &Path, out: &Path) -> Result<()> {
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTFLAGS", flags)
         .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO"))?;
+        .env_remove("CARGO")
+        .env_remove("CARGO_TARGET_DIR"))?;
     run(Command::new(format!("{LLVM}/bin/llvm-strip"))
         .arg("-g")
-        .arg(root.join("ebpf/target/bpfel-unknown-none/release/siplb"))
+        .arg(dir.join("ebpf/target/bpfel-unknown-none/release/siplb"))
         .arg("-o")
         .arg(out))
 }
@@ -744,7 +768,7 @@ fn build_ebpf(check: bool) -> Result<()> {
         eprintln!("xtask: wrote {BPF_OBJECT} and {BPF_RECORD}");
         return Ok(());
     }
-    let fresh = root.join("ebpf/target/siplb.bpf.o");
+    let fresh = Path::new(BPF_BUILD_DIR).join("siplb.bpf.o");
     build_bpf_object(&root, &fresh)?;
     let recorded = std::fs::read_to_string(root.join(BPF_RECORD))?;
     let now = bpf_record(&root, &fresh)?;
