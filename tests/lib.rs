@@ -153,10 +153,15 @@ impl Siplb {
     /// Starts `bin` with `config_text` written to `<dir>/siplb.toml`, and waits until its
     /// control socket answers.
     pub fn start(bin: &str, dir: &Path, config_text: &str) -> Siplb {
+        Siplb::start_in(None, bin, dir, config_text)
+    }
+
+    /// [`start`](Self::start) inside network namespace `netns` (when given).
+    pub fn start_in(netns: Option<&str>, bin: &str, dir: &Path, config_text: &str) -> Siplb {
         let config = dir.join("siplb.toml");
         std::fs::write(&config, config_text).expect("write config");
         let log = std::fs::File::create(dir.join("siplb.log")).expect("log file");
-        let child = Command::new(bin)
+        let child = in_netns(netns, bin)
             .arg("--config")
             .arg(&config)
             .env("SIPLB_LOG", "info")
@@ -349,8 +354,20 @@ fn sipp_common(name: &str) -> Vec<String> {
 impl Sipp {
     /// Starts a sipp UAS (gateway) on `addr` with `scenario`; `extra` arguments appended.
     pub fn uas(dir: &Path, name: &str, addr: &str, scenario_name: &str, extra: &[&str]) -> Sipp {
+        Sipp::uas_in(None, dir, name, addr, scenario_name, extra)
+    }
+
+    /// [`uas`](Self::uas) inside network namespace `netns` (when given).
+    pub fn uas_in(
+        netns: Option<&str>,
+        dir: &Path,
+        name: &str,
+        addr: &str,
+        scenario_name: &str,
+        extra: &[&str],
+    ) -> Sipp {
         let (ip, port) = addr.rsplit_once(':').expect("ip:port");
-        let child = Command::new("sipp")
+        let child = in_netns(netns, "sipp")
             .current_dir(dir)
             .args(["-sf", scenario(scenario_name).to_str().expect("utf-8 path")])
             .args(["-i", ip, "-p", port])
@@ -368,7 +385,10 @@ impl Sipp {
             name: name.into(),
             dir: dir.into(),
         };
-        wait_bound(addr);
+        match netns {
+            None => wait_bound(addr),
+            Some(ns) => wait_bound_in(ns, addr),
+        }
         s
     }
 
@@ -385,7 +405,35 @@ impl Sipp {
         extra: &[&str],
         max_s: u64,
     ) -> SippStats {
-        let mut cmd = Command::new("timeout");
+        Sipp::uac_in(
+            None,
+            dir,
+            name,
+            target,
+            local_ip,
+            scenario_name,
+            calls,
+            rate,
+            extra,
+            max_s,
+        )
+    }
+
+    /// [`uac`](Self::uac) inside network namespace `netns` (when given).
+    #[allow(clippy::too_many_arguments)]
+    pub fn uac_in(
+        netns: Option<&str>,
+        dir: &Path,
+        name: &str,
+        target: &str,
+        local_ip: &str,
+        scenario_name: &str,
+        calls: u32,
+        rate: u32,
+        extra: &[&str],
+        max_s: u64,
+    ) -> SippStats {
+        let mut cmd = in_netns(netns, "timeout");
         cmd.current_dir(dir)
             .args(["-k", "5", &format!("{}", max_s + 10), "sipp", target])
             .args(["-sf", scenario(scenario_name).to_str().expect("utf-8 path")])
@@ -455,6 +503,85 @@ impl Sipp {
             .map(|p| read_sipp_csv(&p))
             .unwrap_or_default();
         (stats, counts)
+    }
+}
+
+/// `program` as a command, run inside network namespace `netns` when one is given.
+pub fn in_netns(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        None => Command::new(program),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+    }
+}
+
+/// Waits until something listens on UDP `addr` in namespace `ns` (at most 5 s).
+pub fn wait_bound_in(ns: &str, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hlun"])
+            .output()
+            .expect("ss");
+        if String::from_utf8_lossy(&out.stdout).contains(addr) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing bound {addr} in {ns}");
+}
+
+/// Two network namespaces joined by a veth pair, made by the test and deleted on drop:
+/// `a` (callers, `198.18.<n>.1`) and `b` (siplb and the gateways, `198.18.<n>.2`).
+pub struct NetnsPair {
+    pub a: String,
+    pub b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+}
+
+impl NetnsPair {
+    pub fn new(n: u8) -> NetnsPair {
+        let (a, b) = (format!("siplb-t{n}-a"), format!("siplb-t{n}-b"));
+        let (va, vb) = (format!("sl{n}a"), format!("sl{n}b"));
+        // Left over from an earlier run that was killed: start clean.
+        for ns in [&a, &b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip (iproute2)");
+            assert!(st.success(), "ip {args:?} failed");
+        };
+        ip(&["netns", "add", &a]);
+        ip(&["netns", "add", &b]);
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        ip(&["link", "set", &va, "netns", &a]);
+        ip(&["link", "set", &vb, "netns", &b]);
+        let (ip_a, ip_b) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
+        ip(&["-n", &a, "addr", "add", &format!("{ip_a}/24"), "dev", &va]);
+        ip(&["-n", &b, "addr", "add", &format!("{ip_b}/24"), "dev", &vb]);
+        for (ns, dev) in [(&a, &va), (&b, &vb)] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        NetnsPair { a, b, ip_a, ip_b }
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
     }
 }
 

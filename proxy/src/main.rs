@@ -160,6 +160,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let control_ready = Arc::new(AtomicBool::new(false));
     let control = control::serve(
         &cfg.control_socket,
         ControlState::new(
@@ -167,6 +168,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             proxy.profiles.clone(),
             globals,
             shutdown.clone(),
+            control_ready.clone(),
         ),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
@@ -268,6 +270,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             }
         }
     };
+    control_ready.store(true, Ordering::Release);
     tracing::info!(
         "siplb {} listening on udp:{} with {} workers; control socket {}",
         env!("CARGO_PKG_VERSION"),

@@ -27,6 +27,9 @@ pub struct ControlState {
     /// Statistics that are not per worker.
     pub globals: Vec<(&'static str, Arc<Counter>)>,
     pub shutdown: Arc<AtomicBool>,
+    /// Set once siplb is fully up (workers running, steering attached): requests wait until
+    /// then, so a client that gets an answer knows siplb is serving.
+    pub ready: Arc<AtomicBool>,
     /// A ring of the control thread's own, to post wake-ups into the workers' rings (none:
     /// the workers find their jobs at their next wake-up, within 200 ms).
     ring: Option<std::cell::RefCell<IoUring>>,
@@ -38,12 +41,14 @@ impl ControlState {
         profiles: Arc<Profiles>,
         globals: Vec<(&'static str, Arc<Counter>)>,
         shutdown: Arc<AtomicBool>,
+        ready: Arc<AtomicBool>,
     ) -> ControlState {
         ControlState {
             workers,
             profiles,
             globals,
             shutdown,
+            ready,
             ring: None,
         }
     }
@@ -87,6 +92,10 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
         .spawn(move || {
             state.ring = IoUring::new(8).ok().map(std::cell::RefCell::new);
             while !state.shutdown.load(Ordering::Relaxed) {
+                if !state.ready.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
