@@ -1,6 +1,6 @@
-//! BPF steering end to end: siplb, its `sk_reuseport` program and two sipp gateways in one
-//! network namespace, the sipp caller in another, joined by a veth pair (198.18.0.0/15);
-//! every test makes its namespaces and deletes them.
+//! BPF end to end: siplb, its `sk_reuseport` program, its XDP guard and two sipp gateways
+//! in one network namespace, the sipp caller in another, joined by a veth pair
+//! (198.18.0.0/15); every test makes its namespaces and deletes them.
 
 use siplb_tests::*;
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 
 /// siplb on `b` with 2 workers, the caller on `a` as its customer, and ownership traced.
-fn config(pair: &NetnsPair, mode: &str, trace: &std::path::Path) -> String {
+fn config(pair: &NetnsPair, mode: &str, xdp_mode: &str, trace: &std::path::Path) -> String {
     format!(
         r#"[listen]
 sip = ["{b}:5060"]
@@ -20,6 +20,7 @@ pin = false
 [steering]
 mode = "{mode}"
 hash_key = 12345
+xdp_mode = "{xdp_mode}"
 
 [control]
 socket = "siplb.ctl"
@@ -41,20 +42,28 @@ gateways = ["{b}:5081", "{b}:5082"]
     )
 }
 
-/// Runs `calls` calls through siplb with steering `mode`; returns (calls ok, failed,
-/// `core:hand_offs`, `core:steering_bpf`, trace lines that were handed off, trace lines by
-/// kind). Asserts that every message was processed by the owner of its Call-ID.
-fn run(
-    n: u8,
-    mode: &str,
-    calls: u32,
-    rate: u32,
-) -> (u64, u64, u64, u64, u64, HashMap<String, u64>) {
+/// What one run gave.
+struct Outcome {
+    ok: u64,
+    failed: u64,
+    /// siplb's statistics at the end.
+    stats: HashMap<String, u64>,
+    /// Trace lines that were handed off.
+    handed: u64,
+    /// Trace lines by kind (`INVITE INVITE`, `200 BYE`, …).
+    kinds: HashMap<String, u64>,
+}
+
+/// Runs `calls` calls through siplb with steering `mode` and XDP `xdp_mode`, and `junk`
+/// datagrams from the caller's namespace to the SIP port after them. Asserts that every
+/// message was processed by the owner of its Call-ID.
+fn run(n: u8, mode: &str, xdp_mode: &str, calls: u32, rate: u32, junk: u32) -> Outcome {
     require_sipp();
     let pair = NetnsPair::new(n);
-    let dir = TempDir::new(&format!("bpf-{mode}"));
+    let dir = TempDir::new(&format!("bpf-{mode}-{xdp_mode}"));
     let trace = dir.0.join("trace");
-    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &config(&pair, mode, &trace));
+    let text = config(&pair, mode, xdp_mode, &trace);
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &text);
     let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
     let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas.xml", &[]);
@@ -70,6 +79,20 @@ fn run(
         &[],
         120,
     );
+    if junk > 0 {
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range({junk}):\n    s.sendto(b'\\x16\\x03 junk %d' % i, ('{b}', 5060))\n",
+            b = pair.ip_b
+        );
+        let st = in_netns(Some(&pair.a), "python3")
+            .args(["-c", &script])
+            .status()
+            .expect("python3");
+        assert!(st.success(), "junk sender");
+        // The XDP counters are read every 200 ms.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+    }
     drop((uas1, uas2));
     siplb.assert_alive();
     let stats = siplb.stats();
@@ -98,25 +121,28 @@ fn run(
         handed, stats["core:hand_offs"],
         "hand_offs counts the hand-offs"
     );
-    (
-        uac.ok(),
-        uac.failed(),
-        stats["core:hand_offs"],
-        stats["core:steering_bpf"],
+    Outcome {
+        ok: uac.ok(),
+        failed: uac.failed(),
+        stats,
         handed,
         kinds,
-    )
+    }
 }
 
 #[test]
 fn bpf_steering_gives_every_message_to_its_owner_without_hand_offs() {
     let _g = serial();
-    let (ok, failed, hand_offs, bpf, _, kinds) = run(40, "bpf", 5000, 500);
-    assert_eq!(bpf, 1, "the sk_reuseport program is attached");
-    assert_eq!((ok, failed), (5000, 0));
+    let o = run(40, "bpf", "off", 5000, 500, 0);
     assert_eq!(
-        hand_offs, 0,
-        "every datagram reached its owner's socket: {kinds:?}"
+        o.stats["core:steering_bpf"], 1,
+        "the sk_reuseport program is attached"
+    );
+    assert_eq!((o.ok, o.failed), (5000, 0));
+    assert_eq!(
+        o.stats["core:hand_offs"], 0,
+        "every datagram reached its owner's socket: {:?}",
+        o.kinds
     );
     // Gateway responses and in-dialog requests were steered too.
     for k in [
@@ -127,18 +153,51 @@ fn bpf_steering_gives_every_message_to_its_owner_without_hand_offs() {
         "200 INVITE",
         "200 BYE",
     ] {
-        assert!(kinds.get(k).copied().unwrap_or(0) >= 5000, "{k}: {kinds:?}");
+        assert!(
+            o.kinds.get(k).copied().unwrap_or(0) >= 5000,
+            "{k}: {:?}",
+            o.kinds
+        );
     }
 }
 
 #[test]
 fn without_bpf_steering_workers_hand_off_and_calls_still_succeed() {
     let _g = serial();
-    let (ok, failed, hand_offs, bpf, handed, _) = run(41, "off", 1000, 200);
-    assert_eq!(bpf, 0);
-    assert_eq!((ok, failed), (1000, 0));
-    assert!(
-        hand_offs > 0 && handed == hand_offs,
-        "{hand_offs} hand-offs"
+    let o = run(41, "off", "off", 1000, 200, 0);
+    assert_eq!(o.stats["core:steering_bpf"], 0);
+    assert_eq!((o.ok, o.failed), (1000, 0));
+    let h = o.stats["core:hand_offs"];
+    assert!(h > 0 && o.handed == h, "{h} hand-offs");
+}
+
+/// Junk on the SIP port is dropped by the XDP guard before it reaches siplb, while calls
+/// complete.
+fn xdp_guard_drops_junk(n: u8, xdp_mode: &str) {
+    let o = run(n, "bpf", xdp_mode, 500, 100, 2000);
+    assert_eq!(o.stats["xdp:attached"], 1);
+    assert_eq!((o.ok, o.failed), (500, 0));
+    assert_eq!(o.stats["xdp:drop_not_sip"], 2000, "{:?}", o.stats);
+    assert_eq!(o.stats["core:bad_msg_hdr"], 0, "no junk reached siplb");
+    // The guard is on the veth: it sees what the caller sends (INVITE, ACK, BYE of each
+    // call); the gateways talk to siplb inside their namespace.
+    assert!(o.stats["xdp:passed"] >= 500 * 3, "{:?}", o.stats);
+    assert_eq!(
+        o.stats["xdp:seen"],
+        o.stats["xdp:passed"] + o.stats["xdp:drop_not_sip"],
+        "{:?}",
+        o.stats
     );
+}
+
+#[test]
+fn xdp_guard_drops_junk_in_native_mode() {
+    let _g = serial();
+    xdp_guard_drops_junk(42, "native");
+}
+
+#[test]
+fn xdp_guard_drops_junk_in_generic_mode() {
+    let _g = serial();
+    xdp_guard_drops_junk(43, "generic");
 }

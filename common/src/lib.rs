@@ -22,6 +22,38 @@ pub mod bpf {
     pub const STEER_MAP: &str = "SIPLB_STEER";
     /// Program names.
     pub const STEER_PROGRAM: &str = "siplb_steer";
+    pub const GUARD_PROGRAM: &str = "siplb_guard";
+
+    /// `SIPLB_XDP_CONFIG` is an array of `u32`: the SIP port (host order), the flood limit in
+    /// datagrams per second per source (0 = none) and its burst.
+    pub const XDP_CONFIG_MAP: &str = "SIPLB_XDP_CONFIG";
+    pub const XDP_CONFIG_LEN: u32 = 3;
+    pub const XDP_SIP_PORT: u32 = 0;
+    pub const XDP_FLOOD_RATE: u32 = 1;
+    pub const XDP_FLOOD_BURST: u32 = 2;
+    /// Per-CPU counters of the XDP guard (`u64` each), by index.
+    pub const XDP_STATS_MAP: &str = "SIPLB_XDP_STATS";
+    pub const XDP_SEEN: u32 = 0;
+    pub const XDP_PASSED: u32 = 1;
+    pub const XDP_DROP_NOT_SIP: u32 = 2;
+    pub const XDP_DROP_FLOOD: u32 = 3;
+    pub const XDP_DROP_BLOCKED: u32 = 4;
+    pub const XDP_STATS_LEN: u32 = 5;
+    /// Sources whose datagrams to the SIP port are dropped (IPv4 address in network order →
+    /// 1), and sources the flood limit does not apply to (same layout).
+    pub const BLOCKLIST_MAP: &str = "SIPLB_BLOCKLIST";
+    pub const ALLOW_MAP: &str = "SIPLB_ALLOW";
+    pub const SOURCES_MAX: u32 = 65_536;
+    /// The flood limit's token bucket per source (an LRU map: the least recent sources go).
+    pub const PIKE_MAP: &str = "SIPLB_PIKE";
+
+    /// One source's token bucket: tokens in thousandths, and when it was last filled.
+    #[derive(Clone, Copy, Debug, Default)]
+    #[repr(C)]
+    pub struct Bucket {
+        pub milli_tokens: u64,
+        pub last_ns: u64,
+    }
 }
 
 /// FNV-1a 32-bit offset basis.

@@ -5,16 +5,24 @@
 //! (`siplb_common::CallIdScanner`) and picks the socket of the worker that owns the call.
 //! A datagram without a findable Call-ID is left to the kernel's choice; the worker that gets
 //! it hands it on in software.
+//!
+//! `siplb_guard` (XDP, on the interface of the listen address): lets everything pass that is
+//! not IPv4 UDP to the SIP port, and every IP fragment; of the rest, drops what comes from a
+//! blocklisted source, what does not start like a SIP request or status line, and what passes
+//! a source's flood limit (a token bucket per source, like Kamailio's `pike`; allow-listed
+//! sources are exempt). Counts each outcome per CPU.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::bindings::sk_reuseport_md;
-use aya_ebpf::cty::{c_long, c_void};
-use aya_ebpf::helpers::generated::{bpf_loop, bpf_skb_load_bytes};
-use aya_ebpf::macros::{map, sk_reuseport};
-use aya_ebpf::maps::{Array, ReusePortSockArray};
 use aya_ebpf::bindings::sk_action::SK_PASS;
-use aya_ebpf::programs::SkReuseportContext;
+use aya_ebpf::bindings::sk_reuseport_md;
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+use aya_ebpf::cty::{c_long, c_void};
+use aya_ebpf::helpers::generated::{bpf_ktime_get_ns, bpf_loop, bpf_skb_load_bytes};
+use aya_ebpf::macros::{map, sk_reuseport, xdp};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray};
+use aya_ebpf::programs::{SkReuseportContext, XdpContext};
+use shared::Bucket;
 use siplb_common::{CallIdScanner, ScanStep, bpf as shared};
 
 /// The workers' sockets, by worker number (filled by siplb).
@@ -127,6 +135,148 @@ extern "C" fn scan_byte(i: u32, data: *mut c_void) -> c_long {
             1
         }
         ScanStep::NotFound => 1,
+    }
+}
+
+// ------------------------------------------------------------------------------ XDP guard
+
+#[map(name = "SIPLB_XDP_CONFIG")]
+static XDP_CONFIG: Array<u32> = Array::with_max_entries(shared::XDP_CONFIG_LEN, 0);
+
+#[map(name = "SIPLB_XDP_STATS")]
+static XDP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(shared::XDP_STATS_LEN, 0);
+
+#[map(name = "SIPLB_BLOCKLIST")]
+static BLOCKLIST: HashMap<u32, u8> = HashMap::with_max_entries(shared::SOURCES_MAX, 0);
+
+#[map(name = "SIPLB_ALLOW")]
+static ALLOW: HashMap<u32, u8> = HashMap::with_max_entries(shared::SOURCES_MAX, 0);
+
+#[map(name = "SIPLB_PIKE")]
+static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOURCES_MAX, 0);
+
+const ETH_HEADER: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const IPPROTO_UDP: u8 = 17;
+/// Bytes of the payload looked at to tell a SIP start line.
+const HEAD: usize = 16;
+
+#[xdp]
+pub fn siplb_guard(ctx: XdpContext) -> u32 {
+    try_guard(&ctx).unwrap_or(XDP_PASS)
+}
+
+/// A `T` at `off` in the packet, if the packet is that long.
+#[inline(always)]
+fn at<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, ()> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + off + size_of::<T>() > end {
+        return Err(());
+    }
+    // SAFETY: the bytes are inside the packet (checked just above); unaligned read.
+    Ok(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
+}
+
+#[inline(always)]
+fn count(stat: u32) {
+    if let Some(c) = XDP_STATS.get_ptr_mut(stat) {
+        // SAFETY: a per-CPU value of this CPU; nothing else writes it meanwhile.
+        unsafe { *c += 1 };
+    }
+}
+
+fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
+    if u16::from_be(at::<u16>(ctx, 12)?) != ETH_P_IP {
+        return Ok(XDP_PASS);
+    }
+    let ihl = ((at::<u8>(ctx, ETH_HEADER)? & 0x0f) as usize) * 4;
+    if !(20..=60).contains(&ihl) || at::<u8>(ctx, ETH_HEADER + 9)? != IPPROTO_UDP {
+        return Ok(XDP_PASS);
+    }
+    // A fragment (more to come, or not the first): reassembly is the kernel's business.
+    if u16::from_be(at::<u16>(ctx, ETH_HEADER + 6)?) & 0x3fff != 0 {
+        return Ok(XDP_PASS);
+    }
+    let udp = ETH_HEADER + ihl;
+    let port = *XDP_CONFIG.get(shared::XDP_SIP_PORT).ok_or(())?;
+    if u16::from_be(at::<u16>(ctx, udp + 2)?) as u32 != port {
+        return Ok(XDP_PASS);
+    }
+    count(shared::XDP_SEEN);
+    let src: u32 = at(ctx, ETH_HEADER + 12)?;
+    // SAFETY: map lookups of plain values.
+    if unsafe { BLOCKLIST.get(&src) }.is_some() {
+        count(shared::XDP_DROP_BLOCKED);
+        return Ok(XDP_DROP);
+    }
+    let payload = udp + 8;
+    let first: u8 = at(ctx, payload).unwrap_or(0);
+    // Empty lines may come before a start line (RFC 3261 §7.5), and keep-alives are empty lines.
+    let sip = first == b'\r'
+        || first == b'\n'
+        || at::<[u8; HEAD]>(ctx, payload).is_ok_and(|h| looks_like_start_line(&h));
+    if !sip {
+        count(shared::XDP_DROP_NOT_SIP);
+        return Ok(XDP_DROP);
+    }
+    let rate = *XDP_CONFIG.get(shared::XDP_FLOOD_RATE).ok_or(())?;
+    // SAFETY: as above.
+    if rate > 0 && unsafe { ALLOW.get(&src) }.is_none() && over_limit(src, rate) {
+        count(shared::XDP_DROP_FLOOD);
+        return Ok(XDP_DROP);
+    }
+    count(shared::XDP_PASSED);
+    Ok(XDP_PASS)
+}
+
+/// `SIP/…` (a status line) or a method (three or more capital letters) and a space.
+#[inline(always)]
+fn looks_like_start_line(h: &[u8; HEAD]) -> bool {
+    if h[0] == b'S' && h[1] == b'I' && h[2] == b'P' && h[3] == b'/' {
+        return true;
+    }
+    let mut i = 0;
+    while i < HEAD && h[i].is_ascii_uppercase() {
+        i += 1;
+    }
+    (3..HEAD).contains(&i) && h[i] == b' '
+}
+
+/// Takes one token from `src`'s bucket (`rate` per second, at most the configured burst);
+/// whether there was none.
+fn over_limit(src: u32, rate: u32) -> bool {
+    let burst = XDP_CONFIG
+        .get(shared::XDP_FLOOD_BURST)
+        .copied()
+        .unwrap_or(rate)
+        .max(1) as u64
+        * 1000;
+    // SAFETY: reads the clock.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match PIKE.get_ptr_mut(&src) {
+        Some(b) => {
+            // SAFETY: a value of the map; another CPU may update it at the same time, which
+            // only makes the limit approximate.
+            let b = unsafe { &mut *b };
+            let refill = (now.saturating_sub(b.last_ns) / 1000) * rate as u64 / 1000;
+            let tokens = (b.milli_tokens + refill).min(burst);
+            b.last_ns = now;
+            if tokens < 1000 {
+                b.milli_tokens = tokens;
+                true
+            } else {
+                b.milli_tokens = tokens - 1000;
+                false
+            }
+        }
+        None => {
+            let fresh = Bucket {
+                milli_tokens: burst - 1000,
+                last_ns: now,
+            };
+            let _ = PIKE.insert(&src, &fresh, 0);
+            false
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
 use siplb::metrics::names;
 use siplb::metrics::prometheus;
-use siplb::steering::BpfSteering;
+use siplb::steering::{self, BpfSteering, XdpGuard};
 use siplb::worker::{Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,12 +139,25 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let sigset = block_signals();
     let shutdown = Arc::new(AtomicBool::new(false));
     let steering_bpf: Arc<siplb::metrics::Counter> = Arc::default();
-    let globals = vec![
+    // The XDP guard's counters, refreshed from its per-CPU map (see below).
+    let xdp: Vec<(&'static str, Arc<siplb::metrics::Counter>)> = [
+        names::XDP_ATTACHED,
+        names::XDP_SEEN,
+        names::XDP_PASSED,
+        names::XDP_DROP_NOT_SIP,
+        names::XDP_DROP_FLOOD,
+        names::XDP_DROP_BLOCKED,
+    ]
+    .into_iter()
+    .map(|n| (n, Arc::default()))
+    .collect();
+    let mut globals = vec![
         (names::CORE_STEERING_BPF, steering_bpf.clone()),
         (names::EVENTS_WRITTEN, sink.written.clone()),
         (names::EVENTS_DROPPED, sink.dropped.clone()),
         (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
     ];
+    globals.extend(xdp.iter().cloned());
     let metrics = match cfg.metrics_listen {
         Some(addr) => Some(
             prometheus::serve(
@@ -270,6 +283,48 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             }
         }
     };
+    let guard = match (cfg.steering, cfg.xdp_mode) {
+        (SteeringMode::Off, _) | (_, None) => None,
+        (_, Some(mode)) => match steering::interface_of(cfg.listen.ip()) {
+            None => {
+                tracing::warn!(
+                    "XDP guard: no interface holds {}; not attached",
+                    cfg.listen.ip()
+                );
+                None
+            }
+            Some(iface) => match XdpGuard::attach(
+                &iface,
+                cfg.listen.port(),
+                cfg.flood_rate,
+                cfg.flood_burst,
+                mode,
+            ) {
+                Ok(g) => {
+                    tracing::info!("XDP guard attached to {iface} ({} mode)", g.mode);
+                    xdp[0].1.set(1);
+                    Some(Arc::new(g))
+                }
+                Err(e) => {
+                    tracing::warn!("XDP guard not attached: {e}");
+                    None
+                }
+            },
+        },
+    };
+    if let Some(g) = guard.clone() {
+        let (xdp, stop) = (xdp.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("siplb-xdp-stats".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for (i, v) in g.counters().iter().enumerate() {
+                        xdp[i + 1].1.set(*v);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            })?;
+    }
     control_ready.store(true, Ordering::Release);
     tracing::info!(
         "siplb {} listening on udp:{} with {} workers; control socket {}",
@@ -286,6 +341,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     if let Some(s) = steering {
         s.detach();
     }
+    drop(guard);
     plane.shutdown.store(true, Ordering::Relaxed);
     shutdown.store(true, Ordering::Relaxed);
     let mut failed = None;

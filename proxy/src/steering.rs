@@ -1,13 +1,15 @@
 //! BPF steering (DESIGN §1): siplb's `sk_reuseport` program picks, for every datagram that
 //! reaches the workers' `SO_REUSEPORT` group, the socket of the worker that owns its Call-ID,
 //! with the same hash as the workers (`siplb_common`). Then no datagram needs a hand-off.
+//! The XDP guard of the same object drops what is not SIP before the kernel's UDP stack
+//! ([`XdpGuard`]).
 //!
 //! The BPF object is built from `ebpf/` (`cargo xtask build-ebpf`) and committed at
 //! `proxy/bpf/siplb.bpf.o`, so that siplb builds and runs without the BPF toolchain;
 //! `proxy/bpf/BUILD.md` records what it was built from.
 
-use aya::maps::{Array, ReusePortSockArray};
-use aya::programs::SkReuseport;
+use aya::maps::{Array, MapData, PerCpuArray, ReusePortSockArray};
+use aya::programs::{SkReuseport, Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
 use siplb_common::bpf as shared;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -91,4 +93,129 @@ impl BpfSteering {
             tracing::warn!("detaching the steering program: {e}");
         }
     }
+}
+
+/// The XDP guard, attached to the interface of the listen address; detached on drop (its link
+/// belongs to the loaded object).
+pub struct XdpGuard {
+    _ebpf: Ebpf,
+    stats: std::sync::Mutex<PerCpuArray<MapData, u64>>,
+    pub interface: String,
+    pub mode: &'static str,
+}
+
+/// Which XDP mode to attach in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardMode {
+    /// Native where the driver has it, generic otherwise.
+    Auto,
+    Native,
+    Generic,
+}
+
+impl XdpGuard {
+    /// Loads the guard, tells it the SIP port and the flood limit (datagrams per second per
+    /// source, 0 = none) and attaches it to `interface`.
+    pub fn attach(
+        interface: &str,
+        port: u16,
+        flood_rate: u32,
+        flood_burst: u32,
+        mode: GuardMode,
+    ) -> Result<XdpGuard, String> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
+        {
+            let map = ebpf
+                .map_mut(shared::XDP_CONFIG_MAP)
+                .ok_or("no XDP config map in the BPF object")?;
+            let mut cfg: Array<_, u32> = Array::try_from(map).map_err(|e| e.to_string())?;
+            for (k, v) in [
+                (shared::XDP_SIP_PORT, port as u32),
+                (shared::XDP_FLOOD_RATE, flood_rate),
+                (shared::XDP_FLOOD_BURST, flood_burst),
+            ] {
+                cfg.set(k, v, 0).map_err(|e| e.to_string())?;
+            }
+        }
+        let stats = ebpf
+            .take_map(shared::XDP_STATS_MAP)
+            .ok_or("no XDP statistics map in the BPF object")?;
+        let stats: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(stats).map_err(|e| e.to_string())?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(shared::GUARD_PROGRAM)
+            .ok_or("no XDP program in the BPF object")?
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        prog.load()
+            .map_err(|e| format!("loading {}: {e}", shared::GUARD_PROGRAM))?;
+        let tries: &[(XdpMode, &'static str)] = match mode {
+            GuardMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
+            GuardMode::Native => &[(XdpMode::Driver, "native")],
+            GuardMode::Generic => &[(XdpMode::Skb, "generic")],
+        };
+        let mut last = String::new();
+        for (m, name) in tries {
+            match prog.attach(interface, *m) {
+                Ok(_) => {
+                    return Ok(XdpGuard {
+                        _ebpf: ebpf,
+                        stats: std::sync::Mutex::new(stats),
+                        interface: interface.into(),
+                        mode: name,
+                    });
+                }
+                Err(e) => last = format!("attaching to {interface} ({name}): {e}"),
+            }
+        }
+        Err(last)
+    }
+
+    /// The guard's counters, summed over CPUs, by `siplb_common::bpf::XDP_*` index.
+    pub fn counters(&self) -> [u64; shared::XDP_STATS_LEN as usize] {
+        let mut out = [0; shared::XDP_STATS_LEN as usize];
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, o) in out.iter_mut().enumerate() {
+            if let Ok(v) = stats.get(&(i as u32), 0) {
+                *o = v.iter().sum();
+            }
+        }
+        out
+    }
+}
+
+/// The interface that holds IPv4 address `ip` (`lo` for 127.0.0.1).
+pub fn interface_of(ip: std::net::IpAddr) -> Option<String> {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return None;
+    };
+    if v4.is_loopback() {
+        return Some("lo".into());
+    }
+    let mut found = None;
+    // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let a = (*cur).ifa_addr;
+            if !a.is_null() && (*a).sa_family as i32 == libc::AF_INET {
+                let sin = &*(a as *const libc::sockaddr_in);
+                if u32::from_be(sin.sin_addr.s_addr) == u32::from(v4) {
+                    found = Some(
+                        std::ffi::CStr::from_ptr((*cur).ifa_name)
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                    break;
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
 }

@@ -115,6 +115,12 @@ pub struct Steering {
     pub hash_key: Option<u32>,
     /// Interfaces for XDP when listening on a wildcard address.
     pub xdp_interfaces: Vec<String>,
+    /// `auto` (native, else generic), `native`, `generic` or `off`.
+    pub xdp_mode: Spanned<String>,
+    /// The XDP guard's flood limit: datagrams per second per source (0 = none).
+    pub flood_rate: u32,
+    /// Its burst (0 = one second's worth).
+    pub flood_burst: u32,
 }
 
 impl Default for Steering {
@@ -123,6 +129,9 @@ impl Default for Steering {
             mode: Spanned::new(0..0, "auto".into()),
             hash_key: None,
             xdp_interfaces: Vec::new(),
+            xdp_mode: Spanned::new(0..0, "auto".into()),
+            flood_rate: 0,
+            flood_burst: 0,
         }
     }
 }

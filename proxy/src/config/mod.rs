@@ -104,6 +104,10 @@ pub struct Config {
     pub events_queue: usize,
     /// Prometheus endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// XDP guard: mode (`None` = off), flood limit per source and burst.
+    pub xdp_mode: Option<crate::steering::GuardMode>,
+    pub flood_rate: u32,
+    pub flood_burst: u32,
 }
 
 /// The 1-based line of byte offset `at` in `src`.
@@ -345,6 +349,19 @@ impl Config {
             return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
         }
         proxy.call_end_events = f.events.file.is_some() || f.events.http_post.is_some();
+        let xdp_mode = match f.steering.xdp_mode.get_ref().as_str() {
+            "auto" => Some(crate::steering::GuardMode::Auto),
+            "native" => Some(crate::steering::GuardMode::Native),
+            "generic" => Some(crate::steering::GuardMode::Generic),
+            "off" => None,
+            other => {
+                return Err(invalid(
+                    f.steering.xdp_mode.span(),
+                    "steering.xdp_mode",
+                    format!("`{other}` is not one of auto, native, generic, off"),
+                ));
+            }
+        };
         let metrics_listen = match &f.metrics.listen {
             None => None,
             Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -410,6 +427,13 @@ impl Config {
             events_http: f.events.http_post.as_ref().map(|u| u.get_ref().clone()),
             events_queue: f.events.queue,
             metrics_listen,
+            xdp_mode,
+            flood_rate: f.steering.flood_rate,
+            flood_burst: if f.steering.flood_burst == 0 {
+                f.steering.flood_rate
+            } else {
+                f.steering.flood_burst
+            },
         })
     }
 }

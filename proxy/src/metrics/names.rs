@@ -32,6 +32,12 @@ pub const DIALOG_EXPIRED: &str = "dialog:expired_dialogs";
 pub const DIALOG_FAILED: &str = "dialog:failed_dialogs";
 pub const LIMITS_REJECTED: &str = "limits:rejected";
 pub const LIMITS_ACCOUNT_TABLE_FULL: &str = "limits:account_table_full";
+pub const XDP_ATTACHED: &str = "xdp:attached";
+pub const XDP_SEEN: &str = "xdp:seen";
+pub const XDP_PASSED: &str = "xdp:passed";
+pub const XDP_DROP_NOT_SIP: &str = "xdp:drop_not_sip";
+pub const XDP_DROP_FLOOD: &str = "xdp:drop_flood";
+pub const XDP_DROP_BLOCKED: &str = "xdp:drop_blocked";
 pub const EVENTS_WRITTEN: &str = "events:written";
 pub const EVENTS_DROPPED: &str = "events:dropped";
 pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
@@ -53,6 +59,7 @@ pub const GAUGES: &[&str] = &[
     TM_ACTIVE,
     CORE_ACTIVE_CALLS,
     CORE_STEERING_BPF,
+    XDP_ATTACHED,
     DIALOG_ACTIVE,
     DIALOG_EARLY,
     DIALOG_STARTING,
