@@ -9,6 +9,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 
 /// siplb on `b` with 2 workers, the caller on `a` as its customer, and ownership traced.
 fn config(pair: &NetnsPair, mode: &str, xdp_mode: &str, trace: &std::path::Path) -> String {
+    config_with(pair, mode, xdp_mode, trace, "")
+}
+
+/// [`config`] with more `[steering]` lines.
+fn config_with(
+    pair: &NetnsPair,
+    mode: &str,
+    xdp_mode: &str,
+    trace: &std::path::Path,
+    steering: &str,
+) -> String {
     format!(
         r#"[listen]
 sip = ["{b}:5060"]
@@ -21,6 +32,7 @@ pin = false
 mode = "{mode}"
 hash_key = 12345
 xdp_mode = "{xdp_mode}"
+{steering}
 
 [control]
 socket = "siplb.ctl"
@@ -200,4 +212,129 @@ fn xdp_guard_drops_junk_in_native_mode() {
 fn xdp_guard_drops_junk_in_generic_mode() {
     let _g = serial();
     xdp_guard_drops_junk(43, "generic");
+}
+
+/// Sends `count` OPTIONS from `from` to siplb (as fast as it can) inside namespace `ns`, and
+/// returns how many replies came back within `wait_s` seconds after the last.
+fn options(ns: &str, from: &str, to: &str, count: u32, wait_s: f64) -> u64 {
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{from}', 0))\n\
+         port = s.getsockname()[1]\n\
+         for i in range({count}):\n\
+         \x20   m = ('OPTIONS sip:ping@{to} SIP/2.0\\r\\nVia: SIP/2.0/UDP {from}:%d;branch=z9hG4bK-o%d\\r\\n'\n\
+         \x20        'From: <sip:flood@{from}>;tag=f%d\\r\\nTo: <sip:ping@{to}>\\r\\nCall-ID: o%d@{from}\\r\\n'\n\
+         \x20        'CSeq: 1 OPTIONS\\r\\nMax-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n') % (port, i, i, i)\n\
+         \x20   s.sendto(m.encode(), ('{to}', 5060))\n\
+         s.settimeout({wait_s})\n\
+         n = 0\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       s.recv(65536)\n\
+         \x20       n += 1\n\
+         except socket.timeout:\n\
+         \x20   pass\n\
+         print(n)\n"
+    );
+    let out = in_netns(Some(ns), "python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+/// A flood of OPTIONS from one address that is neither a customer nor a gateway is cut down
+/// to its flood limit in XDP while calls from the customer complete; a blocklisted address
+/// gets nothing back, and gets answers again once it is taken off.
+#[test]
+fn xdp_guard_limits_a_flood_and_blocks_blocklisted_sources() {
+    let _g = serial();
+    require_sipp();
+    let pair = NetnsPair::new(44);
+    let flooder = pair.add_a(3);
+    let dir = TempDir::new("bpf-flood");
+    let trace = dir.0.join("trace");
+    let text = config_with(
+        &pair,
+        "bpf",
+        "native",
+        &trace,
+        "flood_rate = 50\nflood_burst = 50",
+    );
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &text);
+    let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
+    let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas.xml", &[]);
+    let replies = std::thread::scope(|s| {
+        let uac = s.spawn(|| {
+            Sipp::uac_in(
+                Some(&pair.a),
+                &dir.0,
+                "uac",
+                &format!("{}:5060", pair.ip_b),
+                &pair.ip_a,
+                "uac.xml",
+                500,
+                100,
+                &[],
+                120,
+            )
+        });
+        let replies = options(&pair.a, &flooder, &pair.ip_b, 3000, 1.0);
+        let uac = uac.join().expect("uac");
+        assert_eq!(
+            (uac.ok(), uac.failed()),
+            (500, 0),
+            "customer calls: {:?}",
+            uac.fields
+        );
+        replies
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let st = siplb.stats();
+    assert!(st["xdp:drop_flood"] >= 2500, "{st:?}");
+    assert_eq!(
+        st["xdp:drop_flood"] + replies,
+        3000,
+        "what passed was answered: {st:?}"
+    );
+    let top = siplb.ctl(&["--json", "pike.top", "1"]).expect("pike.top");
+    assert!(top.contains(&flooder), "{top}");
+
+    siplb
+        .ctl(&["blocklist", "add", &flooder])
+        .expect("blocklist add");
+    assert_eq!(
+        siplb.ctl(&["blocklist", "list"]).unwrap(),
+        format!("{flooder}/32\n")
+    );
+    // Its bucket has filled again meanwhile: only the blocklist can stop it now.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(
+        options(&pair.a, &flooder, &pair.ip_b, 5, 1.0),
+        0,
+        "a blocked source gets nothing"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(siplb.stat("xdp:drop_blocked") >= 5);
+    siplb
+        .ctl(&["blocklist", "del", &flooder])
+        .expect("blocklist del");
+    assert_eq!(
+        options(&pair.a, &flooder, &pair.ip_b, 5, 1.0),
+        5,
+        "answered again"
+    );
+    assert!(siplb.ctl(&["blocklist", "del", &flooder]).is_err());
+    drop((uas1, uas2));
+    siplb.assert_alive();
 }

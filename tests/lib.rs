@@ -577,6 +577,29 @@ impl NetnsPair {
     }
 }
 
+impl NetnsPair {
+    /// Adds another address to the `a` side (`198.18.<n>.<host>`), e.g. a second source.
+    pub fn add_a(&self, host: u8) -> String {
+        let net = self.ip_a.rsplit_once('.').expect("dotted").0;
+        let ip = format!("{net}.{host}");
+        let dev = self.a.replace("siplb-t", "sl").replace("-a", "a");
+        let st = Command::new("ip")
+            .args([
+                "-n",
+                &self.a,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                &dev,
+            ])
+            .status()
+            .expect("ip");
+        assert!(st.success(), "add {ip} to {dev}");
+        ip
+    }
+}
+
 impl Drop for NetnsPair {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {

@@ -20,7 +20,8 @@ use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::cty::{c_long, c_void};
 use aya_ebpf::helpers::generated::{bpf_ktime_get_ns, bpf_loop, bpf_skb_load_bytes};
 use aya_ebpf::macros::{map, sk_reuseport, xdp};
-use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, ReusePortSockArray};
+use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ReusePortSockArray};
 use aya_ebpf::programs::{SkReuseportContext, XdpContext};
 use shared::Bucket;
 use siplb_common::{CallIdScanner, ScanStep, bpf as shared};
@@ -146,11 +147,12 @@ static XDP_CONFIG: Array<u32> = Array::with_max_entries(shared::XDP_CONFIG_LEN, 
 #[map(name = "SIPLB_XDP_STATS")]
 static XDP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(shared::XDP_STATS_LEN, 0);
 
+/// Blocked source networks (IPv4, network order), and those exempt from the flood limit.
 #[map(name = "SIPLB_BLOCKLIST")]
-static BLOCKLIST: HashMap<u32, u8> = HashMap::with_max_entries(shared::SOURCES_MAX, 0);
+static BLOCKLIST: LpmTrie<u32, u8> = LpmTrie::with_max_entries(shared::SOURCES_MAX, 0);
 
 #[map(name = "SIPLB_ALLOW")]
-static ALLOW: HashMap<u32, u8> = HashMap::with_max_entries(shared::SOURCES_MAX, 0);
+static ALLOW: LpmTrie<u32, u8> = LpmTrie::with_max_entries(shared::SOURCES_MAX, 0);
 
 #[map(name = "SIPLB_PIKE")]
 static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOURCES_MAX, 0);
@@ -204,8 +206,8 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
     }
     count(shared::XDP_SEEN);
     let src: u32 = at(ctx, ETH_HEADER + 12)?;
-    // SAFETY: map lookups of plain values.
-    if unsafe { BLOCKLIST.get(&src) }.is_some() {
+    let key = Key::new(32, src);
+    if BLOCKLIST.get(&key).is_some() {
         count(shared::XDP_DROP_BLOCKED);
         return Ok(XDP_DROP);
     }
@@ -220,8 +222,7 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_DROP);
     }
     let rate = *XDP_CONFIG.get(shared::XDP_FLOOD_RATE).ok_or(())?;
-    // SAFETY: as above.
-    if rate > 0 && unsafe { ALLOW.get(&src) }.is_none() && over_limit(src, rate) {
+    if rate > 0 && ALLOW.get(&key).is_none() && over_limit(src, rate) {
         count(shared::XDP_DROP_FLOOD);
         return Ok(XDP_DROP);
     }

@@ -174,6 +174,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         None => None,
     };
     let control_ready = Arc::new(AtomicBool::new(false));
+    let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
     let control = control::serve(
         &cfg.control_socket,
         ControlState::new(
@@ -182,6 +183,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             globals,
             shutdown.clone(),
             control_ready.clone(),
+            guard_slot.clone(),
         ),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
@@ -303,7 +305,24 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 Ok(g) => {
                     tracing::info!("XDP guard attached to {iface} ({} mode)", g.mode);
                     xdp[0].1.set(1);
-                    Some(Arc::new(g))
+                    // Customers and gateways are exempt from the flood limit.
+                    let routing = &proxy.routing;
+                    let nets = routing
+                        .customers
+                        .iter()
+                        .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
+                        .chain(routing.gateways.iter().filter_map(|g| match g.ip() {
+                            std::net::IpAddr::V4(a) => Some((a, 32)),
+                            std::net::IpAddr::V6(_) => None,
+                        }));
+                    for (addr, prefix) in nets {
+                        if let Err(e) = g.allow(steering::Ipv4Net { addr, prefix }) {
+                            tracing::warn!("XDP guard allow-list {addr}/{prefix}: {e}");
+                        }
+                    }
+                    let g = Arc::new(g);
+                    let _ = guard_slot.set(g.clone());
+                    Some(g)
                 }
                 Err(e) => {
                     tracing::warn!("XDP guard not attached: {e}");

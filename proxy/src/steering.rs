@@ -8,7 +8,8 @@
 //! `proxy/bpf/siplb.bpf.o`, so that siplb builds and runs without the BPF toolchain;
 //! `proxy/bpf/BUILD.md` records what it was built from.
 
-use aya::maps::{Array, MapData, PerCpuArray, ReusePortSockArray};
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, ReusePortSockArray};
 use aya::programs::{SkReuseport, Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
 use siplb_common::bpf as shared;
@@ -100,6 +101,10 @@ impl BpfSteering {
 pub struct XdpGuard {
     _ebpf: Ebpf,
     stats: std::sync::Mutex<PerCpuArray<MapData, u64>>,
+    blocklist: std::sync::Mutex<LpmTrie<MapData, u32, u8>>,
+    allow: std::sync::Mutex<LpmTrie<MapData, u32, u8>>,
+    /// Source → [milli-tokens, last fill ns] (`siplb_common::bpf::Bucket`).
+    pike: std::sync::Mutex<HashMap<MapData, u32, [u64; 2]>>,
     pub interface: String,
     pub mode: &'static str,
 }
@@ -142,6 +147,14 @@ impl XdpGuard {
             .ok_or("no XDP statistics map in the BPF object")?;
         let stats: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(stats).map_err(|e| e.to_string())?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or(format!("no map {name} in the BPF object"))
+        };
+        let blocklist =
+            LpmTrie::try_from(take(shared::BLOCKLIST_MAP)?).map_err(|e| e.to_string())?;
+        let allow = LpmTrie::try_from(take(shared::ALLOW_MAP)?).map_err(|e| e.to_string())?;
+        let pike = HashMap::try_from(take(shared::PIKE_MAP)?).map_err(|e| e.to_string())?;
         let prog: &mut Xdp = ebpf
             .program_mut(shared::GUARD_PROGRAM)
             .ok_or("no XDP program in the BPF object")?
@@ -161,6 +174,9 @@ impl XdpGuard {
                     return Ok(XdpGuard {
                         _ebpf: ebpf,
                         stats: std::sync::Mutex::new(stats),
+                        blocklist: std::sync::Mutex::new(blocklist),
+                        allow: std::sync::Mutex::new(allow),
+                        pike: std::sync::Mutex::new(pike),
                         interface: interface.into(),
                         mode: name,
                     });
@@ -169,6 +185,57 @@ impl XdpGuard {
             }
         }
         Err(last)
+    }
+
+    /// Exempts `net` from the flood limit.
+    pub fn allow(&self, net: Ipv4Net) -> Result<(), String> {
+        let mut m = self.allow.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(&net.key(), 1, 0).map_err(|e| e.to_string())
+    }
+
+    /// Drops everything `net` sends to the SIP port.
+    pub fn block(&self, net: Ipv4Net) -> Result<(), String> {
+        let mut m = self.blocklist.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(&net.key(), 1, 0).map_err(|e| e.to_string())
+    }
+
+    /// Takes `net` off the blocklist; whether it was on it.
+    pub fn unblock(&self, net: Ipv4Net) -> bool {
+        let mut m = self.blocklist.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(&net.key()).is_ok()
+    }
+
+    /// The blocklist, sorted.
+    pub fn blocked(&self) -> Vec<Ipv4Net> {
+        let m = self.blocklist.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Ipv4Net> = m
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| Ipv4Net {
+                addr: std::net::Ipv4Addr::from(u32::from_be(k.data())),
+                prefix: k.prefix_len() as u8,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The sources the flood limit tracks, the busiest first: (source, tokens left).
+    pub fn pike_top(&self, n: usize) -> Vec<(std::net::Ipv4Addr, f64)> {
+        let m = self.pike.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(std::net::Ipv4Addr, f64)> = m
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(src, b)| {
+                (
+                    std::net::Ipv4Addr::from(u32::from_be(src)),
+                    b[0] as f64 / 1000.0,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out.truncate(n);
+        out
     }
 
     /// The guard's counters, summed over CPUs, by `siplb_common::bpf::XDP_*` index.
@@ -218,4 +285,45 @@ pub fn interface_of(ip: std::net::IpAddr) -> Option<String> {
         libc::freeifaddrs(list);
     }
     found
+}
+
+/// An IPv4 network (`198.18.0.0/15`, or a bare address = /32), as the guard's lists hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ipv4Net {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    fn key(&self) -> Key<u32> {
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        };
+        Key::new(self.prefix as u32, (u32::from(self.addr) & mask).to_be())
+    }
+}
+
+impl std::str::FromStr for Ipv4Net {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: std::net::Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IPv4 address or network"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or(format!("bad prefix length in `{s}`"))?;
+        Ok(Ipv4Net { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }

@@ -14,6 +14,8 @@ pub enum Reply {
     Struct(Value),
     /// Structures one after another (`dlg.list`); JSON: an array.
     Structs(Vec<Value>),
+    /// Lines of text (`blocklist list`); JSON: an array of strings.
+    Lines(Vec<String>),
     /// Nothing (`dlg.end_dlg`); JSON: `{}`.
     Empty,
 }
@@ -29,6 +31,9 @@ impl Reply {
                 ),
                 Reply::Scalar(v) | Reply::Struct(v) => v.clone(),
                 Reply::Structs(v) => Value::Array(v.clone()),
+                Reply::Lines(l) => {
+                    Value::Array(l.iter().map(|s| Value::from(s.as_str())).collect())
+                }
                 Reply::Empty => Value::Object(Default::default()),
             };
             return format!("{v}\n");
@@ -51,6 +56,12 @@ impl Reply {
             Reply::Structs(vs) => {
                 for v in vs {
                     brace(v, 0, &mut out);
+                    out.push('\n');
+                }
+            }
+            Reply::Lines(l) => {
+                for line in l {
+                    out.push_str(line);
                     out.push('\n');
                 }
             }

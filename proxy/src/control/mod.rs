@@ -27,6 +27,8 @@ pub struct ControlState {
     /// Statistics that are not per worker.
     pub globals: Vec<(&'static str, Arc<Counter>)>,
     pub shutdown: Arc<AtomicBool>,
+    /// The XDP guard, once attached (for `blocklist` and `pike.top`).
+    pub guard: Arc<std::sync::OnceLock<Arc<crate::steering::XdpGuard>>>,
     /// Set once siplb is fully up (workers running, steering attached): requests wait until
     /// then, so a client that gets an answer knows siplb is serving.
     pub ready: Arc<AtomicBool>,
@@ -42,6 +44,7 @@ impl ControlState {
         globals: Vec<(&'static str, Arc<Counter>)>,
         shutdown: Arc<AtomicBool>,
         ready: Arc<AtomicBool>,
+        guard: Arc<std::sync::OnceLock<Arc<crate::steering::XdpGuard>>>,
     ) -> ControlState {
         ControlState {
             workers,
@@ -49,6 +52,7 @@ impl ControlState {
             globals,
             shutdown,
             ready,
+            guard,
             ring: None,
         }
     }

@@ -18,6 +18,10 @@ pub const DLG_PROFILE_LIST: &str = "dlg.profile_list";
 pub const DLG_PROFILE_GET_MAX: &str = "dlg.profile_get_max";
 pub const DLG_END_DLG: &str = "dlg.end_dlg";
 pub const DLG_TERMINATE_DLG: &str = "dlg.terminate_dlg";
+/// siplb's own: the XDP guard's blocklist (`add <net>`, `del <net>`, `list`).
+pub const BLOCKLIST: &str = "blocklist";
+/// Kamailio `pike.top`: the sources the flood limit tracks, busiest first.
+pub const PIKE_TOP: &str = "pike.top";
 
 /// Every verb, for `help` and the CLI documentation test.
 pub const VERBS: &[&str] = &[
@@ -30,6 +34,8 @@ pub const VERBS: &[&str] = &[
     DLG_PROFILE_GET_MAX,
     DLG_END_DLG,
     DLG_TERMINATE_DLG,
+    BLOCKLIST,
+    PIKE_TOP,
 ];
 
 /// How long the control thread waits for the workers.
@@ -175,6 +181,45 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                     to_tag: rest[2].as_bytes().into(),
                 },
             )
+        }
+        BLOCKLIST => {
+            let guard = state.guard.get().ok_or("the XDP guard is not attached")?;
+            match rest {
+                ["list"] => Ok(Reply::Lines(
+                    guard.blocked().iter().map(|n| n.to_string()).collect(),
+                )),
+                ["add", net] => {
+                    let net: crate::steering::Ipv4Net = net.parse()?;
+                    guard.block(net)?;
+                    Ok(Reply::Empty)
+                }
+                ["del", net] => {
+                    let net: crate::steering::Ipv4Net = net.parse()?;
+                    if guard.unblock(net) {
+                        Ok(Reply::Empty)
+                    } else {
+                        Err(format!("{net} is not on the blocklist"))
+                    }
+                }
+                _ => Err(format!(
+                    "usage: {verb} add <ip[/prefix]> | del <ip[/prefix]> | list"
+                )),
+            }
+        }
+        PIKE_TOP => {
+            want(0..=1, "[count]")?;
+            let guard = state.guard.get().ok_or("the XDP guard is not attached")?;
+            let n = match rest.first() {
+                Some(n) => n.parse().map_err(|_| format!("usage: {verb} [count]"))?,
+                None => 20,
+            };
+            Ok(Reply::Structs(
+                guard
+                    .pike_top(n)
+                    .into_iter()
+                    .map(|(src, tokens)| json!({"source": src.to_string(), "tokens": tokens}))
+                    .collect(),
+            ))
         }
         other => Err(format!("unknown command `{other}`")),
     }

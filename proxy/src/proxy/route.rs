@@ -13,6 +13,14 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The network and prefix length, when IPv4.
+    pub fn ipv4(&self) -> Option<(std::net::Ipv4Addr, u8)> {
+        match self.net {
+            IpAddr::V4(a) => Some((a, self.prefix)),
+            IpAddr::V6(_) => None,
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
