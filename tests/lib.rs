@@ -578,6 +578,20 @@ impl NetnsPair {
 }
 
 impl NetnsPair {
+    /// Sets the MTU of both ends of the veth pair (to force IP fragmentation).
+    pub fn set_mtu(&self, mtu: u32) {
+        for (ns, side) in [(&self.a, "a"), (&self.b, "b")] {
+            let dev = ns
+                .replace("siplb-t", "sl")
+                .replace(&format!("-{side}"), side);
+            let st = Command::new("ip")
+                .args(["-n", ns, "link", "set", &dev, "mtu", &mtu.to_string()])
+                .status()
+                .expect("ip");
+            assert!(st.success(), "mtu {mtu} on {dev}");
+        }
+    }
+
     /// Adds another address to the `a` side (`198.18.<n>.<host>`), e.g. a second source.
     pub fn add_a(&self, host: u8) -> String {
         let net = self.ip_a.rsplit_once('.').expect("dotted").0;
