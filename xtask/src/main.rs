@@ -14,6 +14,8 @@ fn main() -> Result<()> {
         Some("install-deps") => install_deps(&["sip-tester", "iproute2", "procps"]),
         Some("bench") => bench(&args[1..]),
         Some("install-bpf-toolchain") => install_bpf_toolchain(),
+        Some("bench-xdp") => bench_xdp(),
+        Some("flood-send") => flood_send(&args[1..]),
         Some("build-ebpf") => build_ebpf(args.get(1).map(String::as_str) == Some("--check")),
         _ => {
             eprintln!(
@@ -175,7 +177,9 @@ fn bench_args(args: &[String]) -> Result<BenchArgs> {
                     "siplb" => vec!["siplb"],
                     "kamailio" => vec!["kamailio"],
                     "both" => vec!["siplb", "kamailio"],
-                    other => bail!("--proxy {other}: siplb, kamailio or both"),
+                    // siplb with BPF steering against siplb with software hand-off.
+                    "steering" => vec!["siplb", "siplb-off"],
+                    other => bail!("--proxy {other}: siplb, kamailio, both or steering"),
                 }
             }
             other => bail!("unknown argument {other}"),
@@ -271,6 +275,8 @@ struct Outcome {
     retrans: u64,
     /// siplb only: (p50, p99, max) µs from kernel receive to processed.
     latency_us: Option<(u64, u64, u64)>,
+    /// siplb only: messages received (requests + replies), hand-offs, BPF steering on.
+    messages: Option<(u64, u64, u64)>,
 }
 
 impl Outcome {
@@ -355,6 +361,17 @@ fn bench(args: &[String]) -> Result<()> {
             o.cpu_s / o.wall_s * 100.0
         );
     }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for o in &outcomes {
+        if let Some((msgs, hand_offs, bpf)) = o.messages {
+            println!(
+                "\n{}: steering {}, {msgs} messages received, {:.0} messages/s per worker ({workers} workers), {hand_offs} hand-offs",
+                o.proxy,
+                if bpf == 1 { "BPF" } else { "software" },
+                msgs as f64 / o.wall_s / workers as f64,
+            );
+        }
+    }
     for o in &outcomes {
         if let Some((p50, p99, max)) = o.latency_us {
             println!(
@@ -363,7 +380,9 @@ fn bench(args: &[String]) -> Result<()> {
             );
         }
     }
-    if let [s, k] = &outcomes[..] {
+    if let [s, k] = &outcomes[..]
+        && k.proxy == "kamailio"
+    {
         let ratio = (s.cpu_s / s.ok.max(1) as f64) / (k.cpu_s / k.ok.max(1) as f64);
         println!(
             "\nsiplb uses {:.3} of Kamailio's CPU per call ({:.1}x less)",
@@ -380,7 +399,7 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
     std::fs::create_dir_all(&dir)?;
     let target = format!("{BENCH_IP}:5060");
     let mut child = match proxy {
-        "siplb" => {
+        "siplb" | "siplb-off" => {
             let ctl = dir.join("siplb.ctl").display().to_string();
             let cfg = std::fs::read_to_string(root.join(&b.config))?
                 .replace("127.0.0.1", BENCH_IP)
@@ -401,6 +420,11 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
                     1,
                 ),
                 None => cfg,
+            };
+            let cfg = if proxy == "siplb-off" {
+                cfg.replacen("mode = \"auto\"", "mode = \"off\"", 1)
+            } else {
+                cfg
             };
             let cfg_path = dir.join("siplb.toml");
             std::fs::write(&cfg_path, cfg)?;
@@ -448,6 +472,29 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
     let result = drive(root, &dir, proxy, &target, &child, b);
     stop(&mut child);
     result
+}
+
+/// (`core:rcv_requests` + `core:rcv_replies`, `core:hand_offs`, `core:steering_bpf`) of the
+/// siplb run in `dir`.
+fn siplb_messages(root: &Path, dir: &Path) -> Option<(u64, u64, u64)> {
+    let out = Command::new(root.join("target/release/siplb"))
+        .arg("ctl")
+        .arg("--config")
+        .arg(dir.join("siplb.toml"))
+        .args(["stats.get_statistics", "core:"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(" = ")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((
+        get("core:rcv_requests")? + get("core:rcv_replies")?,
+        get("core:hand_offs")?,
+        get("core:steering_bpf")?,
+    ))
 }
 
 /// `core:latency_p50_us`, `_p99_us`, `_max_us` of the siplb run in `dir`.
@@ -560,12 +607,12 @@ fn drive(
         .status()?;
     let wall_s = t0.elapsed().as_secs_f64();
     let ticks1 = cpu_ticks(child.id());
-    let latency_us = if proxy == "siplb" {
+    let (latency_us, messages) = if proxy.starts_with("siplb") {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
-        siplb_latency(root, dir)
+        (siplb_latency(root, dir), siplb_messages(root, dir))
     } else {
-        None
+        (None, None)
     };
     for mut u in uas {
         let _ = Command::new("kill")
@@ -589,6 +636,7 @@ fn drive(
         failed: get("FailedCall(C)") as u64,
         achieved_cps: get("SuccessfulCall(C)") / wall_s,
         cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
+        messages,
         wall_s,
         retrans: get("Retransmissions(C)") as u64,
         latency_us,
@@ -799,5 +847,143 @@ fn build_ebpf(check: bool) -> Result<()> {
             "differs from"
         }
     );
+    Ok(())
+}
+
+// ------------------------------------------------------------------------- XDP drop rate
+
+/// Sends 64-byte junk datagrams to `dst` for `secs` seconds, as fast as one thread can; prints
+/// how many. Run inside a network namespace by `bench-xdp`.
+fn flood_send(args: &[String]) -> Result<()> {
+    let dst: std::net::SocketAddr = args
+        .first()
+        .context("flood-send <ip:port> <secs>")?
+        .parse()?;
+    let secs: f64 = args
+        .get(1)
+        .context("flood-send <ip:port> <secs>")?
+        .parse()?;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    sock.connect(dst)?;
+    let junk = [0x16u8; 64];
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..1000 {
+            if sock.send(&junk).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    println!("{sent}");
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run(Command::new("ip").args(args))
+}
+
+/// The XDP guard's drop rate for a junk flood: siplb in one namespace, the sender in another,
+/// over a veth pair (198.18.60.0/24), native mode then generic.
+fn bench_xdp() -> Result<()> {
+    let root = root();
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "siplb",
+    ]))?;
+    let (a, b) = ("siplb-bx-a", "siplb-bx-b");
+    let work = root.join("target/bench-xdp");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let cleanup = || {
+        for ns in [a, b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    };
+    cleanup();
+    let me = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for mode in ["native", "generic"] {
+        ip(&["netns", "add", a])?;
+        ip(&["netns", "add", b])?;
+        ip(&[
+            "link", "add", "sbxa", "type", "veth", "peer", "name", "sbxb",
+        ])?;
+        ip(&["link", "set", "sbxa", "netns", a])?;
+        ip(&["link", "set", "sbxb", "netns", b])?;
+        ip(&["-n", a, "addr", "add", "198.18.60.1/24", "dev", "sbxa"])?;
+        ip(&["-n", b, "addr", "add", "198.18.60.2/24", "dev", "sbxb"])?;
+        for (ns, dev) in [(a, "sbxa"), (b, "sbxb")] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        let cfg = work.join(format!("{mode}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[listen]\nsip = [\"198.18.60.2:5060\"]\n[workers]\ncount = 2\npin = false\n\
+                 [steering]\nmode = \"bpf\"\nxdp_mode = \"{mode}\"\n[control]\nsocket = \"{mode}.ctl\"\n\
+                 [[customer]]\nname = \"c\"\nsources = [\"198.18.60.1/32\"]\n\
+                 [[gateway_set]]\nname = \"t\"\ngateways = [\"198.18.60.2:5081\"]\n"
+            ),
+        )?;
+        let mut siplb = Command::new("ip")
+            .args(["netns", "exec", b])
+            .arg(root.join("target/release/siplb"))
+            .arg("--config")
+            .arg(&cfg)
+            .stderr(std::fs::File::create(work.join(format!("{mode}.log")))?)
+            .spawn()?;
+        let ctl = |verb: &str| -> u64 {
+            output(
+                Command::new(root.join("target/release/siplb"))
+                    .args(["ctl", "--config"])
+                    .arg(&cfg)
+                    .args(["stats.get_statistics", verb]),
+            )
+            .rsplit(" = ")
+            .next()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        let secs = 5.0;
+        let before = ctl("xdp:drop_not_sip");
+        let sent: u64 = output(
+            Command::new("ip")
+                .args(["netns", "exec", a])
+                .arg(&me)
+                .args(["flood-send", "198.18.60.2:5060", &secs.to_string()]),
+        )
+        .parse()
+        .unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(500));
+        let dropped = ctl("xdp:drop_not_sip") - before;
+        let attached = ctl("xdp:attached");
+        let bad = ctl("core:bad_msg_hdr");
+        let _ = Command::new("kill").arg(siplb.id().to_string()).status();
+        let _ = siplb.wait();
+        cleanup();
+        rows.push((mode, attached, sent, dropped, bad, secs));
+    }
+    println!(
+        "\n64-byte junk datagrams to the SIP port, one sender thread, 5 s, veth pair, 2 cores\n"
+    );
+    println!(
+        "| XDP mode | attached | sent | dropped in XDP | dropped per second | reached siplb |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (mode, attached, sent, dropped, bad, secs) in rows {
+        println!(
+            "| {mode} | {attached} | {sent} | {dropped} | {:.0} | {bad} |",
+            dropped as f64 / secs
+        );
+    }
     Ok(())
 }
