@@ -466,3 +466,41 @@ fn bpf_and_userspace_hashes_agree() {
     }
     assert_eq!(lines, sent);
 }
+
+/// With `steering.xdp_cpumap` the guard sends each datagram on to the CPU of the worker that
+/// owns its call (native mode); the calls complete and nothing is handed off.
+#[test]
+fn xdp_guard_redirects_to_the_owners_cpu() {
+    let _g = serial();
+    require_sipp();
+    let pair = NetnsPair::new(47);
+    pair.tx_checksum_off_a();
+    let dir = TempDir::new("bpf-cpumap");
+    let trace = dir.0.join("trace");
+    let text = config_with(&pair, "bpf", "native", &trace, "xdp_cpumap = true")
+        .replace("pin = false", "pin = true");
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &text);
+    let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
+    let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas.xml", &[]);
+    let uac = Sipp::uac_in(
+        Some(&pair.a),
+        &dir.0,
+        "uac",
+        &format!("{}:5060", pair.ip_b),
+        &pair.ip_a,
+        "uac.xml",
+        500,
+        100,
+        &[],
+        120,
+    );
+    drop((uas1, uas2));
+    siplb.assert_alive();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let st = siplb.stats();
+    assert_eq!((uac.ok(), uac.failed()), (500, 0), "uac: {:?}", uac.fields);
+    assert_eq!(st["xdp:attached"], 1);
+    assert!(st["xdp:redirected"] >= 1500, "{st:?}");
+    assert_eq!(st["core:hand_offs"], 0);
+}

@@ -592,6 +592,19 @@ impl NetnsPair {
         }
     }
 
+    /// Turns TX checksum offload off on the `a` side of the veth pair: with native XDP and a
+    /// cpumap redirect on the `b` side, offloaded (not yet computed) UDP checksums would be
+    /// found bad and the datagrams dropped.
+    pub fn tx_checksum_off_a(&self) {
+        let dev = self.a.replace("siplb-t", "sl").replace("-a", "a");
+        let st = Command::new("ip")
+            .args(["netns", "exec", &self.a, "ethtool", "-K", &dev, "tx", "off"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("ethtool");
+        assert!(st.success(), "ethtool -K {dev} tx off");
+    }
+
     /// Adds another address to the `a` side (`198.18.<n>.<host>`), e.g. a second source.
     pub fn add_a(&self, host: u8) -> String {
         let net = self.ip_a.rsplit_once('.').expect("dotted").0;

@@ -27,10 +27,16 @@ pub mod bpf {
     /// `SIPLB_XDP_CONFIG` is an array of `u32`: the SIP port (host order), the flood limit in
     /// datagrams per second per source (0 = none) and its burst.
     pub const XDP_CONFIG_MAP: &str = "SIPLB_XDP_CONFIG";
-    pub const XDP_CONFIG_LEN: u32 = 3;
+    pub const XDP_CONFIG_LEN: u32 = 5;
     pub const XDP_SIP_PORT: u32 = 0;
     pub const XDP_FLOOD_RATE: u32 = 1;
     pub const XDP_FLOOD_BURST: u32 = 2;
+    /// Workers to redirect to through the cpumap (0 = no redirect), and the owner hash key.
+    pub const XDP_REDIRECT_WORKERS: u32 = 3;
+    pub const XDP_HASH_KEY: u32 = 4;
+    /// `SIPLB_WORKER_CPU`: the CPU of each worker (`u32` by worker number), and the cpumap.
+    pub const WORKER_CPU_MAP: &str = "SIPLB_WORKER_CPU";
+    pub const CPUS_MAP: &str = "SIPLB_CPUS";
     /// Per-CPU counters of the XDP guard (`u64` each), by index.
     pub const XDP_STATS_MAP: &str = "SIPLB_XDP_STATS";
     pub const XDP_SEEN: u32 = 0;
@@ -38,7 +44,8 @@ pub mod bpf {
     pub const XDP_DROP_NOT_SIP: u32 = 2;
     pub const XDP_DROP_FLOOD: u32 = 3;
     pub const XDP_DROP_BLOCKED: u32 = 4;
-    pub const XDP_STATS_LEN: u32 = 5;
+    pub const XDP_REDIRECTED: u32 = 5;
+    pub const XDP_STATS_LEN: u32 = 6;
     /// Sources whose datagrams to the SIP port are dropped (IPv4 address in network order →
     /// 1), and sources the flood limit does not apply to (same layout).
     pub const BLOCKLIST_MAP: &str = "SIPLB_BLOCKLIST";

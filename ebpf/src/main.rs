@@ -17,11 +17,14 @@
 use aya_ebpf::bindings::sk_action::SK_PASS;
 use aya_ebpf::bindings::sk_reuseport_md;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+use aya_ebpf::bindings::xdp_md;
 use aya_ebpf::cty::{c_long, c_void};
-use aya_ebpf::helpers::generated::{bpf_ktime_get_ns, bpf_loop, bpf_skb_load_bytes};
+use aya_ebpf::helpers::generated::{
+    bpf_ktime_get_ns, bpf_loop, bpf_skb_load_bytes, bpf_xdp_load_bytes,
+};
 use aya_ebpf::macros::{map, sk_reuseport, xdp};
 use aya_ebpf::maps::lpm_trie::Key;
-use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ReusePortSockArray};
+use aya_ebpf::maps::{Array, CpuMap, LpmTrie, LruHashMap, PerCpuArray, ReusePortSockArray};
 use aya_ebpf::programs::{SkReuseportContext, XdpContext};
 use shared::Bucket;
 use siplb_common::{CallIdScanner, ScanStep, bpf as shared};
@@ -154,6 +157,13 @@ static BLOCKLIST: LpmTrie<u32, u8> = LpmTrie::with_max_entries(shared::SOURCES_M
 #[map(name = "SIPLB_ALLOW")]
 static ALLOW: LpmTrie<u32, u8> = LpmTrie::with_max_entries(shared::SOURCES_MAX, 0);
 
+/// The CPU of each worker, and the cpumap (queues to those CPUs) the guard redirects through.
+#[map(name = "SIPLB_WORKER_CPU")]
+static WORKER_CPU: Array<u32> = Array::with_max_entries(shared::MAX_WORKERS, 0);
+
+#[map(name = "SIPLB_CPUS")]
+static CPUS: CpuMap = CpuMap::with_max_entries(shared::MAX_WORKERS, 0);
+
 #[map(name = "SIPLB_PIKE")]
 static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOURCES_MAX, 0);
 
@@ -179,6 +189,23 @@ fn at<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, ()> {
     Ok(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
 }
 
+/// A `T` at a variable offset `off`, copied out with the load helper (direct access at an
+/// offset the verifier cannot bound fails verification depending on code generation).
+#[inline(always)]
+fn load<T: Copy + Default>(ctx: &XdpContext, off: usize) -> Result<T, ()> {
+    let mut v = T::default();
+    // SAFETY: `v` has room for size_of::<T>() bytes; the helper checks the range.
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            off as u32,
+            &mut v as *mut T as *mut c_void,
+            size_of::<T>() as u32,
+        )
+    };
+    if r == 0 { Ok(v) } else { Err(()) }
+}
+
 #[inline(always)]
 fn count(stat: u32) {
     if let Some(c) = XDP_STATS.get_ptr_mut(stat) {
@@ -201,7 +228,7 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
     }
     let udp = ETH_HEADER + ihl;
     let port = *XDP_CONFIG.get(shared::XDP_SIP_PORT).ok_or(())?;
-    if u16::from_be(at::<u16>(ctx, udp + 2)?) as u32 != port {
+    if u16::from_be(load::<u16>(ctx, udp + 2)?) as u32 != port {
         return Ok(XDP_PASS);
     }
     count(shared::XDP_SEEN);
@@ -212,11 +239,11 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_DROP);
     }
     let payload = udp + 8;
-    let first: u8 = at(ctx, payload).unwrap_or(0);
+    let first: u8 = load(ctx, payload).unwrap_or(0);
     // Empty lines may come before a start line (RFC 3261 §7.5), and keep-alives are empty lines.
     let sip = first == b'\r'
         || first == b'\n'
-        || at::<[u8; HEAD]>(ctx, payload).is_ok_and(|h| looks_like_start_line(&h));
+        || load::<[u8; HEAD]>(ctx, payload).is_ok_and(|h| looks_like_start_line(&h));
     if !sip {
         count(shared::XDP_DROP_NOT_SIP);
         return Ok(XDP_DROP);
@@ -227,7 +254,96 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_DROP);
     }
     count(shared::XDP_PASSED);
+    // Optionally on to the CPU of the worker that owns the call, where the kernel then
+    // delivers it (steering picks the same worker's socket).
+    let workers = *XDP_CONFIG.get(shared::XDP_REDIRECT_WORKERS).ok_or(())?;
+    if workers > 0 {
+        let key = *XDP_CONFIG.get(shared::XDP_HASH_KEY).ok_or(())?;
+        let mut scan = XdpScan {
+            md: ctx.ctx,
+            start: payload as u32,
+            len: (ctx.data_end() - ctx.data()) as u32,
+            base: 0,
+            scanner: CallIdScanner::new(key),
+            found: 0,
+            hash: 0,
+            buf: [0; CHUNK],
+        };
+        // SAFETY: as in `try_steer`.
+        unsafe {
+            bpf_loop(
+                shared::MAX_SCAN_BYTES,
+                xdp_scan_byte as *mut c_void,
+                &mut scan as *mut XdpScan as *mut c_void,
+                0,
+            );
+        }
+        if scan.found == 1 {
+            let cpu = *WORKER_CPU.get(scan.hash % workers).ok_or(())?;
+            if let Ok(action) = CPUS.redirect(cpu, 0) {
+                count(shared::XDP_REDIRECTED);
+                return Ok(action);
+            }
+        }
+    }
     Ok(XDP_PASS)
+}
+
+/// The Call-ID scan of the XDP guard: as [`Scan`], over the frame from `start`.
+#[repr(C)]
+struct XdpScan {
+    md: *mut xdp_md,
+    /// Offset of the UDP payload in the frame.
+    start: u32,
+    /// Frame length.
+    len: u32,
+    base: u32,
+    scanner: CallIdScanner,
+    found: u32,
+    hash: u32,
+    buf: [u8; CHUNK],
+}
+
+/// One `bpf_loop` step of [`XdpScan`] (the same as `scan_byte` with the XDP load helper).
+extern "C" fn xdp_scan_byte(i: u32, data: *mut c_void) -> c_long {
+    // SAFETY: `data` is the `XdpScan` that `try_guard` passed to bpf_loop.
+    let scan = unsafe { &mut *(data as *mut XdpScan) };
+    let pos = scan.start + i;
+    if pos >= scan.len {
+        return 1;
+    }
+    if scan.base == 0 || pos >= scan.base + CHUNK as u32 {
+        let at = if pos + CHUNK as u32 <= scan.len {
+            pos
+        } else if scan.len >= scan.start + CHUNK as u32 {
+            scan.len - CHUNK as u32
+        } else {
+            return 1;
+        };
+        // SAFETY: `buf` has room for CHUNK bytes; the helper checks `at` against the frame.
+        let r = unsafe {
+            bpf_xdp_load_bytes(
+                scan.md,
+                at,
+                scan.buf.as_mut_ptr() as *mut c_void,
+                CHUNK as u32,
+            )
+        };
+        if r != 0 {
+            return 1;
+        }
+        scan.base = at;
+    }
+    let b = scan.buf[(pos.wrapping_sub(scan.base) as usize) & (CHUNK - 1)];
+    match scan.scanner.step(b) {
+        ScanStep::More => 0,
+        ScanStep::Found(h) => {
+            scan.hash = h;
+            scan.found = 1;
+            1
+        }
+        ScanStep::NotFound => 1,
+    }
 }
 
 /// `SIP/…` (a status line) or a method (three or more capital letters) and a space.

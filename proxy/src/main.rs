@@ -147,6 +147,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         names::XDP_DROP_NOT_SIP,
         names::XDP_DROP_FLOOD,
         names::XDP_DROP_BLOCKED,
+        names::XDP_REDIRECTED,
     ]
     .into_iter()
     .map(|n| (n, Arc::default()))
@@ -285,6 +286,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             }
         }
     };
+    let cpus: Vec<u32> = (0..cfg.workers).map(|k| (k % cores) as u32).collect();
     let guard = match (cfg.steering, cfg.xdp_mode) {
         (SteeringMode::Off, _) | (_, None) => None,
         (_, Some(mode)) => match steering::interface_of(cfg.listen.ip()) {
@@ -301,6 +303,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 cfg.flood_rate,
                 cfg.flood_burst,
                 mode,
+                // Worker k runs on core k (mod cores) when pinned.
+                cfg.xdp_cpumap.then_some((hash_key, cpus.as_slice())),
             ) {
                 Ok(g) => {
                     tracing::info!("XDP guard attached to {iface} ({} mode)", g.mode);

@@ -9,7 +9,7 @@
 //! `proxy/bpf/BUILD.md` records what it was built from.
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, ReusePortSockArray};
+use aya::maps::{Array, CpuMap, HashMap, MapData, PerCpuArray, ReusePortSockArray};
 use aya::programs::{SkReuseport, Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
 use siplb_common::bpf as shared;
@@ -121,12 +121,15 @@ pub enum GuardMode {
 impl XdpGuard {
     /// Loads the guard, tells it the SIP port and the flood limit (datagrams per second per
     /// source, 0 = none) and attaches it to `interface`.
+    /// `redirect`: the owner hash key and the CPU of each worker, to send each datagram on to
+    /// its owner's CPU through a cpumap.
     pub fn attach(
         interface: &str,
         port: u16,
         flood_rate: u32,
         flood_burst: u32,
         mode: GuardMode,
+        redirect: Option<(u32, &[u32])>,
     ) -> Result<XdpGuard, String> {
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
         {
@@ -134,12 +137,35 @@ impl XdpGuard {
                 .map_mut(shared::XDP_CONFIG_MAP)
                 .ok_or("no XDP config map in the BPF object")?;
             let mut cfg: Array<_, u32> = Array::try_from(map).map_err(|e| e.to_string())?;
+            let (key, workers) = redirect.map_or((0, 0), |(k, cpus)| (k, cpus.len() as u32));
             for (k, v) in [
                 (shared::XDP_SIP_PORT, port as u32),
                 (shared::XDP_FLOOD_RATE, flood_rate),
                 (shared::XDP_FLOOD_BURST, flood_burst),
+                (shared::XDP_REDIRECT_WORKERS, workers),
+                (shared::XDP_HASH_KEY, key),
             ] {
                 cfg.set(k, v, 0).map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some((_, cpus)) = redirect {
+            {
+                let map = ebpf
+                    .map_mut(shared::WORKER_CPU_MAP)
+                    .ok_or("no worker CPU map in the BPF object")?;
+                let mut wc: Array<_, u32> = Array::try_from(map).map_err(|e| e.to_string())?;
+                for (k, cpu) in cpus.iter().enumerate() {
+                    wc.set(k as u32, *cpu, 0).map_err(|e| e.to_string())?;
+                }
+            }
+            let map = ebpf
+                .map_mut(shared::CPUS_MAP)
+                .ok_or("no cpumap in the BPF object")?;
+            let mut cpumap = CpuMap::try_from(map).map_err(|e| e.to_string())?;
+            for cpu in cpus {
+                cpumap
+                    .set(*cpu, 2048, None, 0)
+                    .map_err(|e| format!("cpumap entry for CPU {cpu}: {e}"))?;
             }
         }
         let stats = ebpf

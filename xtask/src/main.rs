@@ -11,7 +11,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("install-deps") => install_deps(&["sip-tester", "iproute2", "procps"]),
+        Some("install-deps") => install_deps(TEST_PACKAGES),
         Some("bench") => bench(&args[1..]),
         Some("install-bpf-toolchain") => install_bpf_toolchain(),
         Some("bench-xdp") => bench_xdp(),
@@ -70,8 +70,12 @@ fn install_deps(packages: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
+/// (checksum offload on veth for the cpumap test).
+const TEST_PACKAGES: &[&str] = &["sip-tester", "iproute2", "procps", "ethtool"];
+
 fn ci() -> Result<()> {
-    install_deps(&["sip-tester", "iproute2", "procps"])?;
+    install_deps(TEST_PACKAGES)?;
     install_bpf_toolchain()?;
     build_ebpf(true)?;
     let root = root();

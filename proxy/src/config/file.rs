@@ -121,6 +121,8 @@ pub struct Steering {
     pub flood_rate: u32,
     /// Its burst (0 = one second's worth).
     pub flood_burst: u32,
+    /// The XDP guard sends each datagram on to its owner worker's CPU (cpumap redirect).
+    pub xdp_cpumap: bool,
 }
 
 impl Default for Steering {
@@ -132,6 +134,7 @@ impl Default for Steering {
             xdp_mode: Spanned::new(0..0, "auto".into()),
             flood_rate: 0,
             flood_burst: 0,
+            xdp_cpumap: false,
         }
     }
 }

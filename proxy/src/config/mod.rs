@@ -108,6 +108,8 @@ pub struct Config {
     pub xdp_mode: Option<crate::steering::GuardMode>,
     pub flood_rate: u32,
     pub flood_burst: u32,
+    /// XDP guard: redirect to the owner worker's CPU.
+    pub xdp_cpumap: bool,
 }
 
 /// The 1-based line of byte offset `at` in `src`.
@@ -429,6 +431,7 @@ impl Config {
             metrics_listen,
             xdp_mode,
             flood_rate: f.steering.flood_rate,
+            xdp_cpumap: f.steering.xdp_cpumap,
             flood_burst: if f.steering.flood_burst == 0 {
                 f.steering.flood_rate
             } else {

@@ -38,6 +38,7 @@ pub const XDP_PASSED: &str = "xdp:passed";
 pub const XDP_DROP_NOT_SIP: &str = "xdp:drop_not_sip";
 pub const XDP_DROP_FLOOD: &str = "xdp:drop_flood";
 pub const XDP_DROP_BLOCKED: &str = "xdp:drop_blocked";
+pub const XDP_REDIRECTED: &str = "xdp:redirected";
 pub const EVENTS_WRITTEN: &str = "events:written";
 pub const EVENTS_DROPPED: &str = "events:dropped";
 pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
