@@ -127,23 +127,14 @@ fn run_mtu(
     siplb.stop();
     let mut kinds: HashMap<String, u64> = HashMap::new();
     let mut handed = 0;
-    for w in 0..2 {
-        let text = std::fs::read_to_string(format!("{}.{w}", trace.display())).expect("trace file");
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let [processed, received, kind, cseq_method, call_id] = f[..] else {
-                panic!("trace line {line:?}")
-            };
-            let processed: u32 = processed.parse().expect("worker id");
-            assert_eq!(processed, owner(12345, call_id.as_bytes(), 2), "{line}");
-            if processed.to_string() != received {
-                handed += 1;
-                *kinds
-                    .entry(format!("handed {kind} {cseq_method}"))
-                    .or_default() += 1;
-            }
-            *kinds.entry(format!("{kind} {cseq_method}")).or_default() += 1;
+    for t in read_trace(&trace, 2) {
+        assert_eq!(t.processed, owner(12345, t.call_id.as_bytes(), 2), "{t:?}");
+        let kind = format!("{} {}", t.kind, t.cseq_method);
+        if t.processed != t.received {
+            handed += 1;
+            *kinds.entry(format!("handed {kind}")).or_default() += 1;
         }
+        *kinds.entry(kind).or_default() += 1;
     }
     assert_eq!(
         handed, stats["core:hand_offs"],
@@ -355,13 +346,13 @@ fn xdp_guard_limits_a_flood_and_blocks_blocklisted_sources() {
     siplb.assert_alive();
 }
 
-/// With the MTU forced down to 576 the caller's INVITEs (about 650 bytes) arrive in IP
+/// With the MTU forced down to 500 the caller's INVITEs (about 600 bytes) arrive in IP
 /// fragments: the XDP guard lets them pass untouched, the kernel reassembles them, the
 /// steering program sees whole datagrams, and every call completes.
 #[test]
 fn fragmented_invites_get_through_the_guard_and_are_steered() {
     let _g = serial();
-    let o = run_mtu(45, "bpf", "native", 200, 50, 0, Some(576));
+    let o = run_mtu(45, "bpf", "native", 200, 50, 0, Some(500));
     assert_eq!((o.ok, o.failed), (200, 0));
     assert_eq!(o.stats["xdp:attached"], 1);
     assert_eq!(o.stats["core:hand_offs"], 0);
@@ -455,15 +446,11 @@ fn bpf_and_userspace_hashes_agree() {
         stats["core:hand_offs"], 0,
         "BPF and userspace chose the same worker for every message"
     );
-    let mut lines = 0;
-    for w in 0..16 {
-        let text = std::fs::read_to_string(format!("{}.{w}", trace.display())).unwrap_or_default();
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            assert_eq!(f[0], f[1], "processed where received: {line}");
-            lines += 1;
-        }
+    let traced = read_trace(&trace, 16);
+    for t in &traced {
+        assert_eq!(t.processed, t.received, "processed where received: {t:?}");
     }
+    let lines = traced.len();
     assert_eq!(lines, sent);
 }
 

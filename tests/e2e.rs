@@ -255,24 +255,18 @@ fn every_message_is_processed_by_its_owner() {
     let mut kinds: HashMap<String, u64> = HashMap::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     let (mut lines, mut handed) = (0u64, 0u64);
-    for w in 0..2 {
-        let text = std::fs::read_to_string(format!("{}.{w}", trace.display())).expect("trace file");
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let [processed, received, kind, cseq_method, call_id] = f[..] else {
-                panic!("trace line {line:?}")
-            };
-            let processed: u32 = processed.parse().expect("worker id");
-            assert_eq!(processed, owner(12345, call_id.as_bytes(), 2), "{line}");
-            if processed.to_string() != received {
-                handed += 1;
-            }
-            *kinds.entry(format!("{kind} {cseq_method}")).or_default() += 1;
-            *seen
-                .entry(format!("{kind} {cseq_method} {call_id}"))
-                .or_default() += 1;
-            lines += 1;
+    for t in read_trace(&trace, 2) {
+        assert_eq!(t.processed, owner(12345, t.call_id.as_bytes(), 2), "{t:?}");
+        if t.processed != t.received {
+            handed += 1;
         }
+        *kinds
+            .entry(format!("{} {}", t.kind, t.cseq_method))
+            .or_default() += 1;
+        *seen
+            .entry(format!("{} {} {}", t.kind, t.cseq_method, t.call_id))
+            .or_default() += 1;
+        lines += 1;
     }
     assert_eq!(
         handed, hand_offs,

@@ -668,6 +668,40 @@ pub fn read_sipp_csv(path: &Path) -> SippStats {
     SippStats { fields }
 }
 
+/// One line of an ownership trace (`debug.trace_ownership`).
+#[derive(Debug, Clone)]
+pub struct TraceLine {
+    pub processed: u32,
+    pub received: u32,
+    /// Method, or status code.
+    pub kind: String,
+    pub cseq_method: String,
+    pub call_id: String,
+}
+
+/// Every line of the ownership traces `<trace>.<w>` of `workers` workers (a missing file
+/// counts as empty: that worker processed nothing).
+pub fn read_trace(trace: &Path, workers: u32) -> Vec<TraceLine> {
+    let mut out = Vec::new();
+    for w in 0..workers {
+        let text = std::fs::read_to_string(format!("{}.{w}", trace.display())).unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let [processed, received, kind, cseq_method, call_id] = f[..] else {
+                panic!("trace line {line:?}")
+            };
+            out.push(TraceLine {
+                processed: processed.parse().expect("worker id"),
+                received: received.parse().expect("worker id"),
+                kind: kind.into(),
+                cseq_method: cseq_method.into(),
+                call_id: call_id.into(),
+            });
+        }
+    }
+    out
+}
+
 /// The owner hash of a Call-ID, as siplb computes it.
 pub fn owner(hash_key: u32, call_id: &[u8], workers: u32) -> u32 {
     siplb_common::owner_of(siplb_common::owner_hash(hash_key, call_id), workers)

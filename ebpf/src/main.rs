@@ -42,20 +42,102 @@ const CHUNK: usize = 64;
 /// The UDP header before the payload, at the start of what the program sees.
 const UDP_HEADER: u32 = 8;
 
-/// The scan's state, on the program's stack, shared with the `bpf_loop` callback.
+/// A Call-ID scan's state, on the program's stack, shared with its `bpf_loop` callback: the
+/// same for both programs but for `md`, the context the load helper reads from.
 #[repr(C)]
-struct Scan {
-    md: *mut sk_reuseport_md,
-    /// Datagram length (UDP header included).
+struct Scan<M> {
+    md: *mut M,
+    /// Offset of the UDP payload in what the program sees.
+    start: u32,
+    /// Length of what the program sees.
     len: u32,
-    /// Offset of `buf[0]` in the datagram (0 = nothing loaded yet: the UDP header is never
-    /// scanned).
+    /// Offset of `buf[0]` (0 = nothing loaded yet: the payload never starts at 0).
     base: u32,
     scanner: CallIdScanner,
     /// 1 when `hash` holds the Call-ID's hash.
     found: u32,
     hash: u32,
     buf: [u8; CHUNK],
+}
+
+impl<M> Scan<M> {
+    fn new(md: *mut M, start: u32, len: u32, key: u32) -> Self {
+        Scan {
+            md,
+            start,
+            len,
+            base: 0,
+            scanner: CallIdScanner::new(key),
+            found: 0,
+            hash: 0,
+            buf: [0; CHUNK],
+        }
+    }
+
+    /// Feeds payload byte `i` to the scanner, loading the next CHUNK bytes with `load` when
+    /// it needs them; 1 (stop `bpf_loop`) at a verdict or at the end.
+    #[inline(always)]
+    fn step(
+        &mut self,
+        i: u32,
+        load: unsafe extern "C" fn(*mut M, u32, *mut c_void, u32) -> c_long,
+    ) -> c_long {
+        let pos = self.start + i;
+        if pos >= self.len {
+            return 1;
+        }
+        if self.base == 0 || pos >= self.base + CHUNK as u32 {
+            // A whole chunk (the verifier wants a constant length): from here, or the last
+            // CHUNK bytes near the end.
+            let at = if pos + CHUNK as u32 <= self.len {
+                pos
+            } else if self.len >= self.start + CHUNK as u32 {
+                self.len - CHUNK as u32
+            } else {
+                return 1; // shorter than any SIP message with a Call-ID
+            };
+            // SAFETY: `buf` has room for CHUNK bytes; the helper checks `at` against the packet.
+            if unsafe {
+                load(
+                    self.md,
+                    at,
+                    self.buf.as_mut_ptr() as *mut c_void,
+                    CHUNK as u32,
+                )
+            } != 0
+            {
+                return 1;
+            }
+            self.base = at;
+        }
+        let b = self.buf[(pos.wrapping_sub(self.base) as usize) & (CHUNK - 1)];
+        match self.scanner.step(b) {
+            ScanStep::More => 0,
+            ScanStep::Found(h) => {
+                self.hash = h;
+                self.found = 1;
+                1
+            }
+            ScanStep::NotFound => 1,
+        }
+    }
+}
+
+/// The skb load helper with the signature [`Scan::step`] takes.
+unsafe extern "C" fn skb_load(
+    md: *mut sk_reuseport_md,
+    off: u32,
+    to: *mut c_void,
+    len: u32,
+) -> c_long {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { bpf_skb_load_bytes(md as *const c_void, off, to, len) }
+}
+
+/// The XDP load helper with the signature [`Scan::step`] takes.
+unsafe extern "C" fn xdp_load(md: *mut xdp_md, off: u32, to: *mut c_void, len: u32) -> c_long {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { bpf_xdp_load_bytes(md, off, to, len) }
 }
 
 #[sk_reuseport]
@@ -70,15 +152,7 @@ fn try_steer(ctx: &SkReuseportContext) -> Result<(), c_long> {
     if workers == 0 {
         return Ok(());
     }
-    let mut scan = Scan {
-        md: ctx.md,
-        len: ctx.len() as u32,
-        base: 0,
-        scanner: CallIdScanner::new(key),
-        found: 0,
-        hash: 0,
-        buf: [0; CHUNK],
-    };
+    let mut scan = Scan::new(ctx.md, UDP_HEADER, ctx.len() as u32, key);
     // One callback per payload byte: each verifies once, whatever the datagram's length
     // (a loop over a chunk inside the callback makes the verifier walk every byte position).
     // SAFETY: `scan_byte` has the callback signature bpf_loop expects, and `scan` outlives
@@ -87,7 +161,7 @@ fn try_steer(ctx: &SkReuseportContext) -> Result<(), c_long> {
         bpf_loop(
             shared::MAX_SCAN_BYTES,
             scan_byte as *mut c_void,
-            &mut scan as *mut Scan as *mut c_void,
+            &mut scan as *mut Scan<sk_reuseport_md> as *mut c_void,
             0,
         );
     }
@@ -97,49 +171,11 @@ fn try_steer(ctx: &SkReuseportContext) -> Result<(), c_long> {
     Ok(())
 }
 
-/// One `bpf_loop` step: feeds payload byte `i` to the scanner, loading the next CHUNK bytes
-/// when it needs them. Returns 1 (stop) at a verdict or at the end of the datagram.
+/// One `bpf_loop` step of the steering program's scan.
 extern "C" fn scan_byte(i: u32, data: *mut c_void) -> c_long {
     // SAFETY: `data` is the `Scan` that `try_steer` passed to bpf_loop.
-    let scan = unsafe { &mut *(data as *mut Scan) };
-    let pos = UDP_HEADER + i;
-    if pos >= scan.len {
-        return 1;
-    }
-    if scan.base == 0 || pos >= scan.base + CHUNK as u32 {
-        // A whole chunk (the verifier wants a constant length): from here, or the last
-        // CHUNK bytes of the datagram near its end.
-        let at = if pos + CHUNK as u32 <= scan.len {
-            pos
-        } else if scan.len >= UDP_HEADER + CHUNK as u32 {
-            scan.len - CHUNK as u32
-        } else {
-            return 1; // shorter than any SIP message with a Call-ID
-        };
-        // SAFETY: `buf` has room for CHUNK bytes; the helper checks `at` against the packet.
-        let r = unsafe {
-            bpf_skb_load_bytes(
-                scan.md as *const c_void,
-                at,
-                scan.buf.as_mut_ptr() as *mut c_void,
-                CHUNK as u32,
-            )
-        };
-        if r != 0 {
-            return 1;
-        }
-        scan.base = at;
-    }
-    let b = scan.buf[(pos.wrapping_sub(scan.base) as usize) & (CHUNK - 1)];
-    match scan.scanner.step(b) {
-        ScanStep::More => 0,
-        ScanStep::Found(h) => {
-            scan.hash = h;
-            scan.found = 1;
-            1
-        }
-        ScanStep::NotFound => 1,
-    }
+    let scan = unsafe { &mut *(data as *mut Scan<sk_reuseport_md>) };
+    scan.step(i, skb_load)
 }
 
 // ------------------------------------------------------------------------------ XDP guard
@@ -259,22 +295,14 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
     let workers = *XDP_CONFIG.get(shared::XDP_REDIRECT_WORKERS).ok_or(())?;
     if workers > 0 {
         let key = *XDP_CONFIG.get(shared::XDP_HASH_KEY).ok_or(())?;
-        let mut scan = XdpScan {
-            md: ctx.ctx,
-            start: payload as u32,
-            len: (ctx.data_end() - ctx.data()) as u32,
-            base: 0,
-            scanner: CallIdScanner::new(key),
-            found: 0,
-            hash: 0,
-            buf: [0; CHUNK],
-        };
+        let len = (ctx.data_end() - ctx.data()) as u32;
+        let mut scan = Scan::new(ctx.ctx, payload as u32, len, key);
         // SAFETY: as in `try_steer`.
         unsafe {
             bpf_loop(
                 shared::MAX_SCAN_BYTES,
                 xdp_scan_byte as *mut c_void,
-                &mut scan as *mut XdpScan as *mut c_void,
+                &mut scan as *mut Scan<xdp_md> as *mut c_void,
                 0,
             );
         }
@@ -289,61 +317,11 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
     Ok(XDP_PASS)
 }
 
-/// The Call-ID scan of the XDP guard: as [`Scan`], over the frame from `start`.
-#[repr(C)]
-struct XdpScan {
-    md: *mut xdp_md,
-    /// Offset of the UDP payload in the frame.
-    start: u32,
-    /// Frame length.
-    len: u32,
-    base: u32,
-    scanner: CallIdScanner,
-    found: u32,
-    hash: u32,
-    buf: [u8; CHUNK],
-}
-
-/// One `bpf_loop` step of [`XdpScan`] (the same as `scan_byte` with the XDP load helper).
+/// One `bpf_loop` step of the XDP guard's scan.
 extern "C" fn xdp_scan_byte(i: u32, data: *mut c_void) -> c_long {
-    // SAFETY: `data` is the `XdpScan` that `try_guard` passed to bpf_loop.
-    let scan = unsafe { &mut *(data as *mut XdpScan) };
-    let pos = scan.start + i;
-    if pos >= scan.len {
-        return 1;
-    }
-    if scan.base == 0 || pos >= scan.base + CHUNK as u32 {
-        let at = if pos + CHUNK as u32 <= scan.len {
-            pos
-        } else if scan.len >= scan.start + CHUNK as u32 {
-            scan.len - CHUNK as u32
-        } else {
-            return 1;
-        };
-        // SAFETY: `buf` has room for CHUNK bytes; the helper checks `at` against the frame.
-        let r = unsafe {
-            bpf_xdp_load_bytes(
-                scan.md,
-                at,
-                scan.buf.as_mut_ptr() as *mut c_void,
-                CHUNK as u32,
-            )
-        };
-        if r != 0 {
-            return 1;
-        }
-        scan.base = at;
-    }
-    let b = scan.buf[(pos.wrapping_sub(scan.base) as usize) & (CHUNK - 1)];
-    match scan.scanner.step(b) {
-        ScanStep::More => 0,
-        ScanStep::Found(h) => {
-            scan.hash = h;
-            scan.found = 1;
-            1
-        }
-        ScanStep::NotFound => 1,
-    }
+    // SAFETY: `data` is the `Scan` that `try_guard` passed to bpf_loop.
+    let scan = unsafe { &mut *(data as *mut Scan<xdp_md>) };
+    scan.step(i, xdp_load)
 }
 
 /// `SIP/…` (a status line) or a method (three or more capital letters) and a space.
