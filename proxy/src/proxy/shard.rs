@@ -1098,6 +1098,11 @@ impl Shard {
                 &mut c.callee_leg
             };
             leg.cseq = leg.cseq.max(msg.cseq);
+            // A target refresh request updates its sender's remote target (RFC 3261 §12.2.2).
+            let contact = first_contact(msg);
+            if matches!(method, Method::Invite | Method::Update) && !contact.is_empty() {
+                leg.contact = contact.into();
+            }
         }
         if method == Method::Ack {
             self.set_state(Some(did), CallState::ConfirmedNoAck, CallState::Confirmed);
@@ -1437,9 +1442,26 @@ impl Shard {
     fn answer(&mut self, now: Instant, call: Option<u64>, msg: &SipMsg<'_>) {
         let Some(did) = call else { return };
         let unix = self.unix_ms(now);
-        let Some(c) = self.calls.get_mut(&did).filter(|c| c.state.is_early()) else {
+        let Some(c) = self.calls.get_mut(&did) else {
             return;
         };
+        if c.state.is_confirmed() {
+            // The 2xx of a re-INVITE updates its sender's remote target (RFC 3261 §12.2.1.2):
+            // the side whose tag is in the To header answered.
+            let contact = first_contact(msg);
+            if !contact.is_empty() {
+                let leg = if msg.to_tag() == Some(c.caller_tag()) {
+                    &mut c.caller_leg
+                } else {
+                    &mut c.callee_leg
+                };
+                leg.contact = contact.into();
+            }
+            return;
+        }
+        if !c.state.is_early() {
+            return;
+        }
         let state = c.state;
         c.answered = Some(now);
         c.start_ms = unix;

@@ -2401,3 +2401,28 @@ fn a_bye_before_the_answer_leaves_the_dialog_to_its_invite() {
     assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
     assert_eq!(h.alice(), 1);
 }
+
+/// A re-INVITE and its 2xx refresh the remote targets (RFC 3261 §12.2): siplb's own BYEs
+/// then go to the new Contacts.
+#[test]
+fn a_reinvite_refreshes_the_targets_of_both_sides() {
+    let mut h = limited(5, DialogTimers::default());
+    let call = h.established_call("c1");
+    let mut reinvite = caller_in_dialog("INVITE", &call.ok, "z9hG4bK-re", 2);
+    reinvite.extra = "Contact: <sip:alice@127.0.0.1:5999>\r\n".into();
+    h.caller_sends(&reinvite.text());
+    let fwd = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("re-INVITE forwarded");
+    let ok = response(&fwd, 200, None).replace(
+        &format!("Contact: <sip:+15551234@{}>", fwd.dst),
+        "Contact: <sip:gw@127.0.0.1:5998>",
+    );
+    h.deliver(fwd.dst, &ok);
+    h.take();
+    let c = h.shard.call(b"c1").unwrap();
+    assert_eq!(&*c.caller_leg.contact, b"sip:alice@127.0.0.1:5999");
+    assert_eq!(&*c.callee_leg.contact, b"sip:gw@127.0.0.1:5998");
+}
