@@ -541,6 +541,9 @@ pub struct NetnsPair {
     pub b: String,
     pub ip_a: String,
     pub ip_b: String,
+    /// The veth ends in `a` and in `b`.
+    pub dev_a: String,
+    pub dev_b: String,
 }
 
 impl NetnsPair {
@@ -573,19 +576,23 @@ impl NetnsPair {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
-        NetnsPair { a, b, ip_a, ip_b }
+        NetnsPair {
+            a,
+            b,
+            ip_a,
+            ip_b,
+            dev_a: va,
+            dev_b: vb,
+        }
     }
 }
 
 impl NetnsPair {
     /// Sets the MTU of both ends of the veth pair (to force IP fragmentation).
     pub fn set_mtu(&self, mtu: u32) {
-        for (ns, side) in [(&self.a, "a"), (&self.b, "b")] {
-            let dev = ns
-                .replace("siplb-t", "sl")
-                .replace(&format!("-{side}"), side);
+        for (ns, dev) in [(&self.a, &self.dev_a), (&self.b, &self.dev_b)] {
             let st = Command::new("ip")
-                .args(["-n", ns, "link", "set", &dev, "mtu", &mtu.to_string()])
+                .args(["-n", ns, "link", "set", dev, "mtu", &mtu.to_string()])
                 .status()
                 .expect("ip");
             assert!(st.success(), "mtu {mtu} on {dev}");
@@ -596,9 +603,9 @@ impl NetnsPair {
     /// cpumap redirect on the `b` side, offloaded (not yet computed) UDP checksums would be
     /// found bad and the datagrams dropped.
     pub fn tx_checksum_off_a(&self) {
-        let dev = self.a.replace("siplb-t", "sl").replace("-a", "a");
+        let dev = &self.dev_a;
         let st = Command::new("ip")
-            .args(["netns", "exec", &self.a, "ethtool", "-K", &dev, "tx", "off"])
+            .args(["netns", "exec", &self.a, "ethtool", "-K", dev, "tx", "off"])
             .stdout(Stdio::null())
             .status()
             .expect("ethtool");
@@ -609,7 +616,7 @@ impl NetnsPair {
     pub fn add_a(&self, host: u8) -> String {
         let net = self.ip_a.rsplit_once('.').expect("dotted").0;
         let ip = format!("{net}.{host}");
-        let dev = self.a.replace("siplb-t", "sl").replace("-a", "a");
+        let dev = &self.dev_a;
         let st = Command::new("ip")
             .args([
                 "-n",
@@ -618,7 +625,7 @@ impl NetnsPair {
                 "add",
                 &format!("{ip}/24"),
                 "dev",
-                &dev,
+                dev,
             ])
             .status()
             .expect("ip");
