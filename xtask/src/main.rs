@@ -478,9 +478,8 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
     result
 }
 
-/// (`core:rcv_requests` + `core:rcv_replies`, `core:hand_offs`, `core:steering_bpf`) of the
-/// siplb run in `dir`.
-fn siplb_messages(root: &Path, dir: &Path) -> Option<(u64, u64, u64)> {
+/// The `core:` statistics of the siplb run in `dir`, by name.
+fn siplb_core_stats(root: &Path, dir: &Path) -> Option<std::collections::HashMap<String, u64>> {
     let out = Command::new(root.join("target/release/siplb"))
         .arg("ctl")
         .arg("--config")
@@ -488,39 +487,13 @@ fn siplb_messages(root: &Path, dir: &Path) -> Option<(u64, u64, u64)> {
         .args(["stats.get_statistics", "core:"])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let get = |name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(" = ")))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    Some((
-        get("core:rcv_requests")? + get("core:rcv_replies")?,
-        get("core:hand_offs")?,
-        get("core:steering_bpf")?,
-    ))
-}
-
-/// `core:latency_p50_us`, `_p99_us`, `_max_us` of the siplb run in `dir`.
-fn siplb_latency(root: &Path, dir: &Path) -> Option<(u64, u64, u64)> {
-    let out = Command::new(root.join("target/release/siplb"))
-        .arg("ctl")
-        .arg("--config")
-        .arg(dir.join("siplb.toml"))
-        .args(["stats.get_statistics", "core:"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let get = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(" = ")))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    Some((
-        get("core:latency_p50_us")?,
-        get("core:latency_p99_us")?,
-        get("core:latency_max_us")?,
-    ))
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect(),
+    )
 }
 
 fn drive(
@@ -532,6 +505,18 @@ fn drive(
     b: &BenchArgs,
 ) -> Result<Outcome> {
     wait_udp(target)?;
+    if proxy.starts_with("siplb") {
+        // siplb's control socket answers once it is fully up (BPF programs attached).
+        let up = Command::new(root.join("target/release/siplb"))
+            .args(["ctl", "--config"])
+            .arg(dir.join("siplb.toml"))
+            .arg("core.version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !up {
+            bail!("siplb does not answer on its control socket");
+        }
+    }
     std::thread::sleep(Duration::from_millis(500));
     let sipp_common = [
         "-bind_local",
@@ -611,13 +596,28 @@ fn drive(
         .status()?;
     let wall_s = t0.elapsed().as_secs_f64();
     let ticks1 = cpu_ticks(child.id());
-    let (latency_us, messages) = if proxy.starts_with("siplb") {
+    let stats = if proxy.starts_with("siplb") {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
-        (siplb_latency(root, dir), siplb_messages(root, dir))
+        siplb_core_stats(root, dir).unwrap_or_default()
     } else {
-        (None, None)
+        Default::default()
     };
+    let get = |k: &str| stats.get(k).copied();
+    let latency_us = (|| {
+        Some((
+            get("core:latency_p50_us")?,
+            get("core:latency_p99_us")?,
+            get("core:latency_max_us")?,
+        ))
+    })();
+    let messages = (|| {
+        Some((
+            get("core:rcv_requests")? + get("core:rcv_replies")?,
+            get("core:hand_offs")?,
+            get("core:steering_bpf")?,
+        ))
+    })();
     for mut u in uas {
         let _ = Command::new("kill")
             .arg("-USR1")
