@@ -147,7 +147,7 @@ impl DialogDriver {
     }
 
     fn take(&mut self) -> Vec<siplb::proxy::Transmit> {
-        std::mem::take(&mut self.shard.transmits)
+        std::iter::from_fn(|| self.shard.poll_transmit()).collect()
     }
 
     /// `n` more calls, each answered and acknowledged, one every `every` (the INVITE
@@ -171,7 +171,7 @@ impl DialogDriver {
             let out = self.take();
             let fwd = out
                 .iter()
-                .find(|t| t.dst != caller)
+                .find(|t| t.dst.addr != caller)
                 .expect("INVITE forwarded");
             let m = SipMsg::parse(&fwd.data).expect("forwarded INVITE parses");
             let line = |name| {
@@ -188,11 +188,11 @@ impl DialogDriver {
                 line(HeaderName::From),
                 line(HeaderName::CallId),
                 line(HeaderName::CSeq),
-                fwd.dst,
+                fwd.dst.addr,
             );
             let rr = line(HeaderName::RecordRoute);
             let route = rr.trim_end().replacen("Record-Route", "Route", 1);
-            let gw = fwd.dst;
+            let gw = fwd.dst.addr;
             for t in out {
                 self.shard.recycle(t.data);
             }

@@ -1,4 +1,6 @@
-//! `Call_End` events (DESIGN §3): they leave the workers through one bounded lock-free queue to
+//! `Call_End` events (the dialog article's `dialog:end` route posts them): a worker encodes
+//! each answered dialog's [`DialogRecord`] as JSON ([`call_end_json`]); the events leave the
+//! workers through one bounded lock-free queue to
 //! a writer thread, which appends each to the event stream file (one JSON object per line) and
 //! hands it to a poster thread that POSTs it to the HTTP endpoint. A worker never waits for
 //! either: when the queue is full the event is dropped and counted in `events:dropped`. A slow
@@ -6,6 +8,8 @@
 //! not POSTed (counted in `events:http_failed`) but is still in the file.
 
 use crate::metrics::Counter;
+use crate::proxy::DialogRecord;
+use crate::proxy::dialogs::info::uri_of;
 use crossbeam_queue::ArrayQueue;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -141,4 +145,32 @@ fn spawn_poster(sink: Arc<EventSink>, url: String) -> io::Result<std::thread::Jo
                 }
             }
         })
+}
+
+/// The `Call_End` event of an answered dialog, as the dialog article's `dialog:end` route
+/// writes it: CallID, From and To URIs, the built-in times as numbers, and the configured
+/// variables as strings.
+pub fn call_end_json(r: &DialogRecord) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("Event".into(), "Call_End".into());
+    obj.insert("CallID".into(), r.parties.call_id.to_string().into());
+    obj.insert("From".into(), uri_of(r.from.as_bytes()).into());
+    obj.insert("To".into(), uri_of(r.to.as_bytes()).into());
+    for name in crate::dialog::BUILTIN_VARS {
+        let v = r
+            .vars
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map_or("0", |(_, v)| v);
+        obj.insert(
+            name.into(),
+            v.parse::<u64>().map_or_else(|_| v.into(), Into::into),
+        );
+    }
+    for (n, v) in &r.vars {
+        if !crate::dialog::BUILTIN_VARS.contains(&&**n) {
+            obj.insert(n.to_string(), v.to_string().into());
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
 }

@@ -350,7 +350,7 @@ impl Config {
         if f.events.queue == 0 {
             return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
         }
-        proxy.call_end_events = f.events.file.is_some() || f.events.http_post.is_some();
+        proxy.emit.dialogs = f.events.file.is_some() || f.events.http_post.is_some();
         let xdp_mode = match f.steering.xdp_mode.get_ref().as_str() {
             "auto" => Some(crate::steering::GuardMode::Auto),
             "native" => Some(crate::steering::GuardMode::Native),

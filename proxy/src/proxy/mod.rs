@@ -1,25 +1,53 @@
 //! The transaction-stateful proxy core of one worker's shard (sans-IO).
 //!
 //! A [`Shard`] takes datagrams with their source and the time ([`Shard::handle`]), and timer
-//! expiries ([`Shard::handle_timeout`]); it queues what to send in [`Shard::transmits`] and
-//! says when it next needs to be woken ([`Shard::poll_timeout`]). It never reads the clock and
-//! owns no socket, so tests drive it on a virtual clock.
+//! expiries ([`Shard::handle_timeout`]); it hands out what to send
+//! ([`Shard::poll_transmit`]) and typed events ([`Shard::poll_event`]) and says when it next
+//! needs to be woken ([`Shard::poll_timeout`]). It never reads the clock and owns no socket,
+//! so tests drive it on a virtual clock.
 //!
-//! Each datagram takes one of three paths, as quinn's `Endpoint::handle` does: an existing
-//! transaction (retransmission, ACK, response), a new transaction (forwarded), or a reply
-//! siplb sends itself without state (403, 481, 483, 400 …).
+//! Each request takes one of the paths of [`ingress`]: an existing transaction
+//! (retransmission, ACK), CANCEL, an in-dialog request, a new INVITE, or a reply siplb sends
+//! itself without state (403, 481, 483, 400 …). The parts, each with its own state and tests:
+//!
+//! | part | what it owns or decides |
+//! |---|---|
+//! | [`ingress`] | which path a request takes (a pure function) |
+//! | [`txn`] | the transaction table and the RFC 3261 state machines |
+//! | [`dialogs`] | the dialog records and table: states, ends, timeouts |
+//! | [`admission`] | profiles, limits and variables of a new call |
+//! | [`forward`] | what a forwarded request or response looks like |
+//! | [`originate`] | requests siplb sends itself: BYE, CANCEL, ACK; branches |
+//! | [`reply`] | replies siplb answers itself |
+//! | [`event`] | the typed events handed out |
+//! | [`clock`], [`output`] | time given to the shard; what it hands out |
+//! | `shard` | the orchestration, and the response context |
 
-mod call;
+pub mod admission;
+pub mod clock;
+pub mod dialogs;
+pub mod event;
+pub mod forward;
+pub mod ids;
+pub mod ingress;
+pub mod originate;
+pub mod output;
 pub mod reply;
 pub mod route;
 mod shard;
-mod txn;
+pub mod target;
+pub mod txn;
 pub mod via;
 pub mod wheel;
 
-pub use call::{Call, CallState, DialogFilter, DialogInfo, EndCause, EndTarget, LegInfo};
+pub use dialogs::{
+    Dialog, DialogFilter, DialogInfo, DialogState, EndCause, EndTarget, LegInfo, Side,
+};
+pub use event::{DialogRecord, Emit, EndedBy, Event, TxnOutcome};
+pub use ids::{DialogId, TxnId};
 pub use route::{AccountKey, Cidr, Customer, Peer, Routing};
 pub use shard::Shard;
+pub use target::{Target, Transmit, Transport};
 pub use txn::{ClientState, ServerState, Timer};
 
 use crate::dialog::Profiles;
@@ -82,8 +110,8 @@ pub struct ProxyConfig {
     pub limit_reply: LimitReply,
     /// Dialog variables set from the configuration.
     pub vars: Vec<crate::dialog::DialogVar>,
-    /// Whether answered dialogs emit a `Call_End` event when they end.
-    pub call_end_events: bool,
+    /// Which events the shard emits.
+    pub emit: Emit,
 }
 
 /// How long a dialog may stay in each phase.
@@ -108,7 +136,8 @@ impl Default for DialogTimers {
     }
 }
 
-/// The reply to an INVITE refused by a profile limit (DESIGN §3): no Retry-After.
+/// The reply to an INVITE refused by a profile limit: no Retry-After, so that the customer's
+/// SBC does not shun the whole node for every account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitReply {
     pub code: u16,
@@ -142,14 +171,7 @@ impl ProxyConfig {
             profiles: Arc::new(Profiles::new(&[], &[], 100_000)),
             limit_reply: LimitReply::default(),
             vars: Vec::new(),
-            call_end_events: false,
+            emit: Emit::default(),
         }
     }
-}
-
-/// One datagram to send.
-#[derive(Debug)]
-pub struct Transmit {
-    pub dst: SocketAddr,
-    pub data: Vec<u8>,
 }

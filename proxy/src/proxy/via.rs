@@ -1,6 +1,7 @@
 //! The proxy's own Via: `received`/`rport` on the sender's Via, our Via on what we forward,
 //! branch generation.
 
+use super::target::Target;
 use crate::sip::value::{Params, host_ip};
 use crate::sip::{Rewrite, SipMsg};
 use std::net::{IpAddr, SocketAddr};
@@ -41,10 +42,11 @@ pub fn add_received(msg: &SipMsg<'_>, src: SocketAddr, _mode: Received, rw: &mut
     });
 }
 
-/// Writes `Via: SIP/2.0/UDP <local>;branch=<branch>\r\n`.
-pub fn write_via(out: &mut Vec<u8>, local: SocketAddr, branch: &[u8]) {
+/// Writes `Via: SIP/2.0/<transport> <local>;branch=<branch>\r\n`.
+pub fn write_via(out: &mut Vec<u8>, local: Target, branch: &[u8]) {
     use std::io::Write;
-    let _ = write!(out, "Via: SIP/2.0/UDP {local};branch=");
+    let (t, addr) = (local.transport.via_name(), local.addr);
+    let _ = write!(out, "Via: SIP/2.0/{t} {addr};branch=");
     out.extend_from_slice(branch);
     out.extend_from_slice(b"\r\n");
 }

@@ -16,7 +16,9 @@ mod socket;
 use crate::config::Config;
 use crate::metrics::ShardStats;
 use crate::proxy::reply::{self, Extra};
-use crate::proxy::{DialogFilter, DialogInfo, EndTarget, ProxyConfig, Shard, Transmit};
+use crate::proxy::{
+    DialogFilter, DialogInfo, EndTarget, Event, ProxyConfig, Shard, Target, Transmit,
+};
 use crate::sip::{Method, Rewrite, SipMsg};
 use bufring::BufRing;
 use crossbeam_queue::ArrayQueue;
@@ -138,6 +140,8 @@ pub struct Worker {
     wake: Vec<bool>,
     trace: Option<BufWriter<std::fs::File>>,
     rewrite: Rewrite,
+    /// Replies the worker makes itself (overload 503 for a hand-off that did not fit).
+    own_transmits: Vec<Transmit>,
     workers: u32,
     batch: usize,
     batch_wait_us: u32,
@@ -203,6 +207,7 @@ impl Worker {
             wake: vec![false; workers as usize],
             trace,
             rewrite: Rewrite::new(),
+            own_transmits: Vec::new(),
             workers,
             batch: cfg.batch.max(1),
             batch_wait_us: cfg.batch_wait_us,
@@ -323,18 +328,13 @@ impl Worker {
             self.drain_control(now);
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
-            if !self.shard.events.is_empty() {
-                for e in self.shard.events.drain(..) {
-                    match &self.plane.events {
-                        Some(sink) => sink.push(e),
-                        None => break,
-                    }
-                }
-            }
+            self.drain_events();
             self.stats
                 .active_transactions
                 .set(self.shard.transactions() as u64);
-            self.stats.active_calls.set(self.shard.calls() as u64);
+            self.stats
+                .active_calls
+                .set(self.shard.dialog_records() as u64);
             self.stats
                 .active_dialogs
                 .set(self.shard.active_dialogs() as u64);
@@ -432,10 +432,22 @@ impl Worker {
             &mut out,
         );
         self.stats.overload_503.inc();
-        self.shard.transmits.push(Transmit {
-            dst: h.src,
+        self.own_transmits.push(Transmit {
+            dst: Target::udp(h.src),
             data: out,
         });
+    }
+
+    /// Hands the shard's events on: the `Call_End` event of each answered dialog, encoded as
+    /// JSON, to the event sink.
+    fn drain_events(&mut self) {
+        while let Some(e) = self.shard.poll_event() {
+            if let (Event::Dialog(r), Some(sink)) = (&e, &self.plane.events)
+                && r.answered
+            {
+                sink.push(crate::events::call_end_json(r));
+            }
+        }
     }
 
     fn drain_control(&mut self, now: Instant) {
@@ -514,8 +526,8 @@ impl Worker {
 
     fn flush_transmits(&mut self) -> io::Result<()> {
         let fd = self.socket.as_raw_fd();
-        let transmits = std::mem::take(&mut self.shard.transmits);
-        for t in transmits {
+        let mut own = std::mem::take(&mut self.own_transmits);
+        while let Some(t) = own.pop().or_else(|| self.shard.poll_transmit()) {
             let slot = match self.free_sends.pop() {
                 Some(s) => s,
                 None => {
@@ -536,7 +548,7 @@ impl Worker {
             };
             let s = &mut *self.sends[slot as usize];
             s.data = t.data;
-            let addr_len = socket::sockaddr_to_storage(t.dst, &mut s.addr);
+            let addr_len = socket::sockaddr_to_storage(t.dst.addr, &mut s.addr);
             s.iov = libc::iovec {
                 iov_base: s.data.as_mut_ptr() as *mut libc::c_void,
                 iov_len: s.data.len(),
@@ -552,6 +564,7 @@ impl Worker {
                 .user_data(TOKEN_SEND | slot as u64);
             self.push_sqe(&e)?;
         }
+        self.own_transmits = own;
         Ok(())
     }
 }

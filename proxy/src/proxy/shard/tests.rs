@@ -4,7 +4,10 @@
 //! the headers a proxy is responsible for.
 
 use super::*;
-use crate::proxy::{AccountKey, Customer, DialogTimers, LimitReply, Routing};
+use crate::proxy::ServerState;
+use crate::proxy::{AccountKey, ClientState, Customer, DialogTimers, LimitReply, Routing};
+use crate::sip::HeaderName;
+use crate::sip::value::CommaList;
 use std::fmt;
 use std::time::Duration;
 
@@ -191,6 +194,8 @@ fn param_of(v: &str, name: &str) -> Option<String> {
 /// The shard between a caller and two gateways, on a virtual clock.
 struct Harness {
     shard: Shard,
+    /// `Call_End` events taken from the shard so far.
+    call_ends: Vec<String>,
     stats: Arc<ShardStats>,
     t0: Instant,
     now: Instant,
@@ -218,6 +223,7 @@ impl Harness {
         let t0 = Instant::now();
         Harness {
             shard,
+            call_ends: Vec::new(),
             stats,
             t0,
             now: t0,
@@ -285,13 +291,24 @@ impl Harness {
         panic!("timers never settle");
     }
 
+    /// The `Call_End` events (JSON) of the dialogs that ended so far, as the worker encodes
+    /// them (answered dialogs only).
+    fn call_ends(&mut self) -> Vec<String> {
+        while let Some(e) = self.shard.poll_event() {
+            if let Event::Dialog(r) = e
+                && r.answered
+            {
+                self.call_ends.push(crate::events::call_end_json(&r));
+            }
+        }
+        self.call_ends.clone()
+    }
+
     /// Everything siplb sent since the last call.
     fn take(&mut self) -> Vec<Out> {
-        self.shard
-            .transmits
-            .drain(..)
+        std::iter::from_fn(|| self.shard.poll_transmit())
             .map(|t| Out {
-                dst: t.dst,
+                dst: t.dst.addr,
                 data: t.data,
             })
             .collect()
@@ -359,7 +376,6 @@ impl Harness {
         self.shard
             .txns
             .iter()
-            .flatten()
             .map(|t| (t.method, t.server, t.client))
             .collect()
     }
@@ -371,7 +387,6 @@ impl Harness {
             .shard
             .txns
             .iter()
-            .flatten()
             .filter(|t| t.method == method && !t.local_request)
             .map(|t| (t.server, t.client))
             .collect();
@@ -379,8 +394,8 @@ impl Harness {
         found[0]
     }
 
-    fn call_state(&self, call_id: &str) -> Option<CallState> {
-        self.shard.call(call_id.as_bytes()).map(|c| c.state)
+    fn call_state(&self, call_id: &str) -> Option<DialogState> {
+        self.shard.dialog(call_id.as_bytes()).map(|c| c.state)
     }
 }
 
@@ -785,18 +800,18 @@ fn response_without_content_length_gets_one_on_forward() {
 fn ok_forwarded_and_call_confirmed() {
     let mut h = Harness::new();
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
-    assert_eq!(h.call_state("c1"), Some(CallState::Unconfirmed));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Unconfirmed));
     h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
-    assert_eq!(h.call_state("c1"), Some(CallState::Early));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Early));
     let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
     assert_eq!(ok.first_line(), "SIP/2.0 200 OK");
     assert_eq!(ok.vias().len(), 1);
-    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    assert_eq!(h.call_state("c1"), Some(DialogState::ConfirmedNoAck));
     h.caller_sends(&caller_in_dialog("ACK", &ok, "z9hG4bK-ack", 1).text());
-    assert_eq!(h.call_state("c1"), Some(CallState::Confirmed));
-    let call = h.shard.call(b"c1").unwrap();
+    assert_eq!(h.call_state("c1"), Some(DialogState::Confirmed));
+    let call = h.shard.dialog(b"c1").unwrap();
     assert_eq!(call.callee_tag(), Some(&b"gw-tag"[..]));
-    assert_eq!(call.gateway, fwd.dst);
+    assert_eq!(call.gateway.addr, fwd.dst);
     assert_eq!(
         h.txn(Method::Invite),
         (ServerState::Accepted, ClientState::Accepted)
@@ -895,7 +910,7 @@ fn timer_b_transaction_and_call_cleaned_up() {
     h.advance(T4);
     assert_eq!(h.shard.transactions(), 0, "{:?}", h.txn_states());
     h.advance(Duration::from_secs(32));
-    assert_eq!(h.shard.calls(), 0);
+    assert_eq!(h.shard.dialog_records(), 0);
 }
 
 #[test]
@@ -1150,7 +1165,7 @@ fn bye_from_caller_goes_to_the_call_gateway() {
     let ok = h.gateway_answers(&out, &response(&out, 200, None));
     assert_eq!(ok.cseq(), (2, Method::Bye));
     assert_eq!(ok.vias().len(), 1);
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
 }
 
 #[test]
@@ -1173,7 +1188,7 @@ fn bye_from_gateway_goes_to_the_caller_address() {
     let back = h.take_one();
     assert_eq!(back.dst, call.gateway());
     assert!(back.is_response(200));
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
 }
 
 #[test]
@@ -1270,7 +1285,7 @@ fn timer_f_times_out_bye_without_408() {
     h.caller_sends(&caller_in_dialog("BYE", &call.ok, "z9hG4bK-bye", 2).text());
     h.take_one();
     // The dialog ends with the BYE; its record stays for the BYE's transaction.
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
     h.advance_to(start + t1s(64) - MS);
     assert!(
         h.take()
@@ -1485,7 +1500,7 @@ fn cancelled_invite_487_forwarded_and_acked_hop_by_hop() {
     // The caller's ACK for the 487 ends here.
     h.caller_sends(&ack_non_2xx(&inv, terminated).text());
     h.expect_nothing();
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
 }
 
 #[test]
@@ -1500,7 +1515,7 @@ fn ok_crossing_cancel_forwarded_and_call_confirmed() {
     let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
     assert!(ok.is_response(200));
     assert_eq!(ok.cseq(), (1, Method::Invite));
-    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    assert_eq!(h.call_state("c1"), Some(DialogState::ConfirmedNoAck));
     h.deliver(fwd.dst, &response(&c, 200, Some("gw-tag")));
     h.expect_nothing();
     h.caller_sends(&caller_in_dialog("ACK", &ok, "z9hG4bK-ack", 1).text());
@@ -1593,7 +1608,7 @@ fn unknown_source_gets_403_and_nothing_reaches_a_gateway() {
     assert_eq!(param_of(via, "received").as_deref(), Some("192.0.2.9"));
     assert_eq!(h.stats.forbidden.get(), 1);
     assert_eq!(h.stats.fwd_requests.get(), 0);
-    assert_eq!((h.shard.transactions(), h.shard.calls()), (0, 0));
+    assert_eq!((h.shard.transactions(), h.shard.dialog_records()), (0, 0));
 }
 
 #[test]
@@ -1653,7 +1668,7 @@ fn response_with_unknown_branch_dropped_and_counted() {
     h.deliver(fwd.dst, &resp);
     h.expect_nothing();
     assert_eq!(h.stats.drop_replies.get(), 1);
-    assert_eq!(h.call_state("c1"), Some(CallState::Unconfirmed));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Unconfirmed));
 }
 
 #[test]
@@ -1744,10 +1759,10 @@ fn everything_cleaned_up_after_answered_call_and_bye() {
     h.caller_sends(&caller_in_dialog("BYE", &call.ok, "z9hG4bK-bye", 2).text());
     let bye = h.take_one();
     h.gateway_answers(&bye, &response(&bye, 200, None));
-    assert_eq!(h.shard.calls(), 1, "the ended call lingers");
+    assert_eq!(h.shard.dialog_records(), 1, "the ended call lingers");
     h.advance(t1s(64) + Duration::from_secs(40));
     assert_eq!(h.shard.transactions(), 0, "{:?}", h.txn_states());
-    assert_eq!(h.shard.calls(), 0);
+    assert_eq!(h.shard.dialog_records(), 0);
     h.drive();
     assert_eq!(h.shard.poll_timeout(), None);
 }
@@ -1762,7 +1777,7 @@ fn everything_cleaned_up_after_rejected_call() {
     h.caller_sends(&ack_non_2xx(&inv, &busy).text());
     h.advance(Duration::from_secs(40));
     assert_eq!(
-        (h.shard.transactions(), h.shard.calls()),
+        (h.shard.transactions(), h.shard.dialog_records()),
         (0, 0),
         "{:?}",
         h.txn_states()
@@ -1783,7 +1798,7 @@ fn everything_cleaned_up_after_cancelled_call() {
     h.caller_sends(&ack_non_2xx(&inv, &terminated).text());
     h.advance(t1s(64) + MS);
     assert_eq!(
-        (h.shard.transactions(), h.shard.calls()),
+        (h.shard.transactions(), h.shard.dialog_records()),
         (0, 0),
         "{:?}",
         h.txn_states()
@@ -1796,7 +1811,7 @@ fn everything_cleaned_up_when_nobody_answers() {
     h.start_call(&invite("c1", "z9hG4bK-a"));
     h.drive();
     assert_eq!(
-        (h.shard.transactions(), h.shard.calls()),
+        (h.shard.transactions(), h.shard.dialog_records()),
         (0, 0),
         "{:?}",
         h.txn_states()
@@ -1811,20 +1826,20 @@ fn invite_after_challenge_keeps_the_call_record() {
     h.deliver(fwd.dst, &response(&fwd, 407, Some("gw-tag")));
     let challenge = h.take().into_iter().find(|o| o.dst == caller()).unwrap();
     h.caller_sends(&ack_non_2xx(&inv, &challenge).text());
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
     // The caller answers the challenge: same Call-ID and From tag, next CSeq.
     h.advance(Duration::from_secs(1));
     let mut again = invite("c1", "z9hG4bK-b");
     again.cseq = 2;
     let (_, fwd2) = h.start_call(&again);
     assert_eq!(fwd2.dst, fwd.dst, "same gateway");
-    assert_eq!(h.call_state("c1"), Some(CallState::Unconfirmed));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Unconfirmed));
     h.gateway_answers(&fwd2, &response(&fwd2, 180, Some("gw-tag2")));
     // Ringing for longer than an ended call lingers.
     h.advance(Duration::from_secs(60));
-    assert_eq!(h.call_state("c1"), Some(CallState::Early));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Early));
     let ok = h.gateway_answers(&fwd2, &response(&fwd2, 200, Some("gw-tag2")));
-    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    assert_eq!(h.call_state("c1"), Some(DialogState::ConfirmedNoAck));
     assert_eq!(h.stats.processed_dialogs.get(), 2);
     assert_eq!(h.stats.failed_dialogs.get(), 1);
     h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 3).text());
@@ -1841,9 +1856,9 @@ fn repeated_provisionals_do_not_grow_the_timer_queue() {
     }
     // One entry for the transaction, one for the call record.
     assert!(
-        h.shard.timers.as_ref().map_or(0, |w| w.len()) <= 3,
+        h.shard.schedule.len() <= 3,
         "{} timer entries",
-        h.shard.timers.as_ref().map_or(0, |w| w.len())
+        h.shard.schedule.len()
     );
 }
 
@@ -1895,7 +1910,7 @@ fn reinvite_from_gateway_forwarded_to_caller_and_keeps_the_callee_tag() {
     let ok = h.take_one();
     assert_eq!(ok.dst, call.gateway());
     assert!(ok.is_response(200));
-    let c = h.shard.call(b"c1").unwrap();
+    let c = h.shard.dialog(b"c1").unwrap();
     assert_eq!(c.callee_tag(), Some(&b"gw-tag"[..]));
     assert_eq!(c.caller_tag(), b"alice-tag");
 }
@@ -1952,10 +1967,10 @@ fn call_that_never_ends_is_swept_after_call_max_age() {
     let mut h = Harness::with_config(|c| c.dialog.default_timeout = Duration::from_secs(300));
     let _call = h.established_call("c1");
     h.advance(Duration::from_secs(200));
-    assert_eq!(h.shard.calls(), 1, "still within call_max_age");
+    assert_eq!(h.shard.dialog_records(), 1, "still within call_max_age");
     h.advance(Duration::from_secs(200));
     assert_eq!(
-        h.shard.calls(),
+        h.shard.dialog_records(),
         0,
         "removed by the sweep after call_max_age"
     );
@@ -2048,7 +2063,7 @@ fn over_the_account_limit_an_invite_gets_the_limit_reply_and_nothing_is_forwarde
         (2, 2),
         "the refused call holds nothing"
     );
-    assert!(h.shard.call(b"c3").is_none());
+    assert!(h.shard.dialog(b"c3").is_none());
     // One call ends: the next one gets through.
     h.caller_sends(&caller_in_dialog("BYE", &a.ok, "z9hG4bK-bye1", 2).text());
     assert_eq!(h.take_one().dst, a.gateway());
@@ -2132,7 +2147,7 @@ fn every_end_frees_the_place_exactly_once() {
 fn states_and_gauges_follow_kamailio() {
     let mut h = limited(10, DialogTimers::default());
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
-    let state = |h: &Harness| h.shard.call(b"c1").unwrap().state.number();
+    let state = |h: &Harness| h.shard.dialog(b"c1").unwrap().state.number();
     assert_eq!(state(&h), 1);
     assert_eq!((h.shard.active_dialogs(), h.shard.early_dialogs()), (1, 1));
     h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
@@ -2143,7 +2158,7 @@ fn states_and_gauges_follow_kamailio() {
     h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
     h.take();
     assert_eq!(state(&h), 4);
-    let c = h.shard.call(b"c1").unwrap();
+    let c = h.shard.dialog(b"c1").unwrap();
     assert_eq!(&*c.caller_leg.contact, b"sip:alice@127.0.0.1:5070");
     assert_eq!(
         &*c.callee_leg.contact,
@@ -2205,7 +2220,7 @@ fn default_timeout_sends_bye_to_both_sides() {
     assert_eq!(to_caller.to_tag().as_deref(), Some("alice-tag"));
     assert_eq!(to_caller.cseq(), (1, Method::Bye));
     assert_eq!(h.stats.expired_dialogs.get(), 1);
-    assert_eq!(h.call_state("c1"), Some(CallState::Ended));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
     assert_eq!((h.alice(), h.total()), (0, 0));
     // Their 200s are absorbed.
     h.deliver(gw, &response(to_gw, 200, None));
@@ -2275,7 +2290,7 @@ fn early_timeout_cancels_a_call_that_rings_too_long() {
 fn dialog_variables_and_the_call_end_event() {
     use crate::dialog::{DialogVar, ValueFrom, VarAt};
     let mut h = Harness::with_config(|c| {
-        c.call_end_events = true;
+        c.emit.dialogs = true;
         c.vars = vec![
             DialogVar {
                 name: "Caller".into(),
@@ -2298,7 +2313,7 @@ fn dialog_variables_and_the_call_end_event() {
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
     let vars = |h: &Harness| -> Vec<(String, String)> {
         h.shard
-            .call(b"c1")
+            .dialog(b"c1")
             .unwrap()
             .vars
             .iter()
@@ -2319,12 +2334,13 @@ fn dialog_variables_and_the_call_end_event() {
     h.take();
     assert!(vars(&h).contains(&("AnswerTime".into(), "1700000002".into())));
     assert!(vars(&h).contains(&("Answered".into(), "yes".into())));
-    assert!(h.shard.events.is_empty());
+    assert!(h.call_ends().is_empty());
     // Held 61.6 s: billed 62.
     h.advance(Duration::from_millis(61_600));
     h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2).text());
-    assert_eq!(h.shard.events.len(), 1);
-    let e: serde_json::Value = serde_json::from_str(&h.shard.events[0]).unwrap();
+    let ends = h.call_ends();
+    assert_eq!(ends.len(), 1);
+    let e: serde_json::Value = serde_json::from_str(&ends[0]).unwrap();
     assert_eq!(
         e,
         serde_json::json!({
@@ -2345,7 +2361,7 @@ fn dialog_variables_and_the_call_end_event() {
     // A call that is never answered has no Call_End.
     let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-c2"));
     h.deliver(fwd.dst, &response(&fwd, 486, Some("gw")));
-    assert_eq!(h.shard.events.len(), 1);
+    assert_eq!(h.call_ends().len(), 1);
 }
 
 #[test]
@@ -2381,7 +2397,7 @@ fn a_bye_with_a_wrong_to_tag_gets_481_and_the_call_keeps_its_place() {
     h.caller_sends(&bye);
     let out = h.take_one();
     assert!(out.is_response(481), "{out:?}");
-    assert_eq!(h.call_state("c1"), Some(CallState::Confirmed));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Confirmed));
     assert_eq!(h.alice(), 1);
 }
 
@@ -2394,11 +2410,11 @@ fn a_bye_before_the_answer_leaves_the_dialog_to_its_invite() {
     let ringing = h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
     h.caller_sends(&caller_in_dialog("BYE", &ringing, "z9hG4bK-bye", 2).text());
     h.take();
-    assert_eq!(h.call_state("c1"), Some(CallState::Early));
+    assert_eq!(h.call_state("c1"), Some(DialogState::Early));
     assert_eq!(h.alice(), 1);
     // Answered after all: the dialog is there, counted once.
     h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
-    assert_eq!(h.call_state("c1"), Some(CallState::ConfirmedNoAck));
+    assert_eq!(h.call_state("c1"), Some(DialogState::ConfirmedNoAck));
     assert_eq!(h.alice(), 1);
 }
 
@@ -2422,7 +2438,7 @@ fn a_reinvite_refreshes_the_targets_of_both_sides() {
     );
     h.deliver(fwd.dst, &ok);
     h.take();
-    let c = h.shard.call(b"c1").unwrap();
+    let c = h.shard.dialog(b"c1").unwrap();
     assert_eq!(&*c.caller_leg.contact, b"sip:alice@127.0.0.1:5999");
     assert_eq!(&*c.callee_leg.contact, b"sip:gw@127.0.0.1:5998");
 }

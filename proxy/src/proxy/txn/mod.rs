@@ -1,9 +1,20 @@
-//! A proxy transaction: the server transaction facing the sender of a request joined to the
-//! client transaction facing where siplb forwarded it (RFC 3261 §17, §16; RFC 6026's
-//! Accepted state for 2xx to INVITE).
+//! Transactions: a proxy transaction is the server transaction facing the sender of a request
+//! joined to the client transaction facing where siplb forwarded it (RFC 3261 §17, §16; RFC
+//! 6026's Accepted state for 2xx to INVITE).
+//!
+//! [`Txn`] is the record and its timers; [`table`] keeps them (slab, generations, the server
+//! and client indices); [`machine`] holds the state machines, which change a transaction's
+//! states and timers and return what the shard must do. Nothing here sends or reads a clock.
 
+pub mod machine;
+pub mod table;
+
+pub use machine::{ClientAction, ServerAction, TimerAction};
+pub use table::{TxnTable, client_key, server_key};
+
+use super::ids::DialogId;
+use super::target::Target;
 use crate::sip::Method;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,15 +106,18 @@ impl Timer {
 
 #[derive(Debug)]
 pub struct Txn {
-    pub generation: u32,
+    /// Set by the table when the transaction is inserted.
+    pub(super) generation: u32,
     pub kind: Kind,
     pub method: Method,
     /// Key in the server index (empty for a CANCEL siplb originated).
     pub server_key: Box<[u8]>,
     /// Key in the client index (empty when nothing was forwarded).
     pub client_key: Box<[u8]>,
-    pub upstream: SocketAddr,
-    pub downstream: SocketAddr,
+    /// Where the request came from: responses go back there.
+    pub upstream: Target,
+    /// Where the request was forwarded.
+    pub downstream: Target,
     pub server: ServerState,
     pub client: ClientState,
     /// The request as received, INVITE only (for replies siplb generates: 408, 487).
@@ -124,11 +138,59 @@ pub struct Txn {
     pub cancel: Cancel,
     /// A request siplb originated (CANCEL, BYE): its responses are absorbed.
     pub local_request: bool,
-    /// Slot of the INVITE a local CANCEL belongs to.
-    pub call: Option<u64>,
+    /// The dialog the request belongs to.
+    pub dialog: Option<DialogId>,
+    /// A final response was sent upstream (or the transaction ended without one): its outcome
+    /// has been reported.
+    pub reported: bool,
 }
 
 impl Txn {
+    /// A transaction in its first states: server Trying, client not started.
+    pub fn new(
+        kind: Kind,
+        method: Method,
+        upstream: Target,
+        downstream: Target,
+        t1: Duration,
+    ) -> Txn {
+        Txn {
+            generation: 0,
+            kind,
+            method,
+            server_key: Box::default(),
+            client_key: Box::default(),
+            upstream,
+            downstream,
+            server: ServerState::Trying,
+            client: ClientState::Terminated,
+            received: Vec::new(),
+            forwarded: Vec::new(),
+            last_response: Vec::new(),
+            ack: Vec::new(),
+            client_interval: t1,
+            server_interval: t1,
+            timers: [None; N_TIMERS],
+            queued: None,
+            cancel: Cancel::None,
+            local_request: false,
+            dialog: None,
+            reported: false,
+        }
+    }
+
+    /// A request siplb sends on its own (CANCEL, BYE): client side Calling with Timers E and F,
+    /// no server side.
+    pub fn local_request(method: Method, dst: Target, now: Instant, timers: &super::Timers) -> Txn {
+        let mut t = Txn::new(Kind::NonInvite, method, dst, dst, timers.t1);
+        t.server = ServerState::Terminated;
+        t.client = ClientState::Calling;
+        t.local_request = true;
+        t.set(Timer::E, now + timers.t1);
+        t.set(Timer::F, now + timers.timer_b);
+        t
+    }
+
     pub fn set(&mut self, t: Timer, at: Instant) {
         self.timers[t as usize] = Some(at);
     }

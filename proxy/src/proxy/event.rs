@@ -1,0 +1,275 @@
+//! The typed events a shard hands out ([`Shard::poll_event`](super::Shard::poll_event)): the
+//! outcome of each transaction and the whole story of each dialog, with the facts accounting
+//! needs. They are plain values; encoding them (the `Call_End` JSON, CDR files) happens
+//! outside the core.
+
+use super::dialogs::{Dialog, DialogTimes, EndCause, Outcome, Side};
+use super::ids::DialogId;
+use super::target::Target;
+use crate::sip::value::{Params, SipUri};
+use crate::sip::{Method, SipMsg, Span};
+
+/// Which events a shard emits (each costs a little per call or transaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Emit {
+    /// [`Event::Transaction`] for each transaction that completes.
+    pub transactions: bool,
+    /// [`Event::Dialog`] for each dialog that ends and each INVITE a limit refused.
+    pub dialogs: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Transaction(Box<TxnOutcome>),
+    Dialog(Box<DialogRecord>),
+}
+
+/// Who ended an answered dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    Caller,
+    Callee,
+    Timeout,
+    Operator,
+    Shutdown,
+}
+
+impl EndedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Callee => "callee",
+            EndedBy::Timeout => "timeout",
+            EndedBy::Operator => "operator",
+            EndedBy::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What a request says about who calls whom, as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parties {
+    pub call_id: Box<str>,
+    pub from_tag: Box<str>,
+    /// From user and host (Kamailio's `src_user`, `src_domain`).
+    pub from_user: Box<str>,
+    pub from_domain: Box<str>,
+    /// To user (`dst_ouser`).
+    pub to_user: Box<str>,
+    /// Request-URI user and host (`dst_user`, `dst_domain`).
+    pub ruri_user: Box<str>,
+    pub ruri_host: Box<str>,
+}
+
+fn text(b: &[u8]) -> Box<str> {
+    String::from_utf8_lossy(b).into()
+}
+
+/// User and host of a URI at `uri` in `buf` (empty when it does not parse).
+fn user_host(buf: &[u8], uri: Option<Span>) -> (Box<str>, Box<str>) {
+    match uri.and_then(|u| SipUri::parse(buf, u).ok()) {
+        Some(u) => (
+            text(u.user.map_or(&b""[..], |s| s.of(buf))),
+            text(u.host.of(buf)),
+        ),
+        None => Default::default(),
+    }
+}
+
+impl Parties {
+    /// From a request.
+    pub fn of_request(msg: &SipMsg<'_>) -> Parties {
+        let buf = msg.buf;
+        let (from_user, from_domain) = user_host(buf, msg.from().map(|f| f.uri));
+        let (to_user, _) = user_host(buf, msg.to().map(|t| t.uri));
+        let (ruri_user, ruri_host) = user_host(buf, msg.request_uri());
+        Parties {
+            call_id: text(msg.call_id()),
+            from_tag: text(msg.from_tag().unwrap_or(b"")),
+            from_user,
+            from_domain,
+            to_user,
+            ruri_user,
+            ruri_host,
+        }
+    }
+
+    /// From what a dialog keeps of its INVITE.
+    fn of_dialog(d: &Dialog) -> Parties {
+        let header = |v: &[u8]| -> (Box<str>, Box<str>) {
+            let na = crate::sip::value::NameAddr::locate(v, Span::new(0, v.len()));
+            user_host(v, na.map(|na| na.uri))
+        };
+        let (from_user, from_domain) = header(&d.from);
+        let (to_user, _) = header(&d.to);
+        let (ruri_user, ruri_host) =
+            user_host(&d.request_uri, Some(Span::new(0, d.request_uri.len())));
+        Parties {
+            call_id: text(&d.call_id),
+            from_tag: text(d.caller_tag()),
+            from_user,
+            from_domain,
+            to_user,
+            ruri_user,
+            ruri_host,
+        }
+    }
+}
+
+/// A transaction's outcome: the final reply sent back (relayed or siplb's own), or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnOutcome {
+    pub dialog: Option<DialogId>,
+    pub method: Method,
+    pub parties: Parties,
+    /// The To tag of the final reply (or of the request, when it had one).
+    pub to_tag: Box<str>,
+    /// Where the request came from, and where it was forwarded (none for siplb's own reply).
+    pub source: Target,
+    pub destination: Option<Target>,
+    /// The final status; none when no final reply came (a non-INVITE timed out).
+    pub code: Option<u16>,
+    pub reason: Box<str>,
+    pub q850_cause: Option<u16>,
+    /// siplb made the final reply itself (408, 487, a limit reply).
+    pub local: bool,
+    /// Unix ms of the final reply (or of the timeout).
+    pub at_ms: u64,
+}
+
+/// Everything about one call: an ended dialog, or an INVITE a limit refused (no dialog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogRecord {
+    /// None for an INVITE a limit refused.
+    pub id: Option<DialogId>,
+    pub parties: Parties,
+    /// The To tag of the answer (empty when never answered).
+    pub to_tag: Box<str>,
+    /// From and To header values (the To of the answer once there is one).
+    pub from: Box<str>,
+    pub to: Box<str>,
+    pub caller: Target,
+    /// None when no gateway was chosen (a refused INVITE).
+    pub gateway: Option<Target>,
+    pub account: Box<str>,
+    pub times: DialogTimes,
+    /// Gateways tried (one until failover exists).
+    pub attempts: u32,
+    /// The final reply to the INVITE; the Q.850 cause of that reply or of the ending BYE.
+    pub outcome: Outcome,
+    /// siplb refused the INVITE for a profile limit.
+    pub limit_refused: bool,
+    pub answered: bool,
+    /// Who ended an answered dialog.
+    pub ended_by: Option<EndedBy>,
+    pub vars: Vec<(Box<str>, Box<str>)>,
+}
+
+impl DialogRecord {
+    /// The record of an ended dialog.
+    pub fn of(id: DialogId, d: &Dialog) -> DialogRecord {
+        let ended_by = match (d.answered, d.end_cause) {
+            (None, _) | (_, None) | (_, Some(EndCause::Failed)) => None,
+            (_, Some(EndCause::Bye(Side::Caller))) => Some(EndedBy::Caller),
+            (_, Some(EndCause::Bye(Side::Callee))) => Some(EndedBy::Callee),
+            (_, Some(EndCause::Expired)) => Some(EndedBy::Timeout),
+            (_, Some(EndCause::Operator)) => Some(EndedBy::Operator),
+        };
+        DialogRecord {
+            id: Some(id),
+            parties: Parties::of_dialog(d),
+            to_tag: text(d.callee_tag().unwrap_or(b"")),
+            from: text(&d.from),
+            to: text(&d.to),
+            caller: d.caller,
+            gateway: Some(d.gateway),
+            account: text(&d.account),
+            times: d.times,
+            attempts: 1,
+            outcome: d.outcome.clone(),
+            limit_refused: false,
+            answered: d.answered.is_some(),
+            ended_by,
+            vars: d.vars.clone(),
+        }
+    }
+}
+
+/// The reason phrase of a response.
+pub fn reason_of(msg: &SipMsg<'_>) -> Box<str> {
+    let line = msg.start_line.of(msg.buf);
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // "SIP/2.0 486 Busy Here": the phrase starts after the second space.
+    let phrase = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"");
+    text(phrase)
+}
+
+/// The cause of the first `Reason: Q.850;cause=N` header of `msg` (RFC 3326).
+pub fn q850_cause(msg: &SipMsg<'_>) -> Option<u16> {
+    let buf = msg.buf;
+    msg.headers()
+        .iter()
+        .filter(|h| h.name_bytes(buf).eq_ignore_ascii_case(b"Reason"))
+        .flat_map(|h| crate::sip::value::CommaList::new(buf, h.value()).filter_map(Result::ok))
+        .find_map(|el| {
+            let v = el.of(buf);
+            let semi = v.iter().position(|&b| b == b';')?;
+            let proto = v[..semi].trim_ascii();
+            if !proto.eq_ignore_ascii_case(b"Q.850") {
+                return None;
+            }
+            let params = Span::new(el.start as usize + semi, el.end as usize);
+            Params::new(buf, params).find_map(|(n, val)| {
+                if !n.of(buf).eq_ignore_ascii_case(b"cause") {
+                    return None;
+                }
+                std::str::from_utf8(val.of(buf)).ok()?.parse().ok()
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> SipMsg<'_> {
+        SipMsg::parse(text.as_bytes()).unwrap()
+    }
+
+    const BUSY: &str = "SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+        From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+        Reason: SIP;cause=486, Q.850 ;cause=17;text=\"busy\"\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn reason_phrase_and_q850_cause_are_read_from_a_reply() {
+        let m = parse(BUSY);
+        assert_eq!(&*reason_of(&m), "Busy Here");
+        assert_eq!(q850_cause(&m), Some(17));
+    }
+
+    #[test]
+    fn no_q850_reason_means_no_cause() {
+        let text = BUSY.replace("Q.850 ;cause=17", "X;cause=17");
+        let m = parse(&text);
+        assert_eq!(q850_cause(&m), None);
+    }
+
+    #[test]
+    fn parties_of_an_invite() {
+        let m = parse(
+            "INVITE sip:0044123@gw.example SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: \"A\" <sip:alice@cust.example>;tag=f1\r\nTo: <sip:bob@dest.example>\r\n\
+             Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        );
+        let p = Parties::of_request(&m);
+        assert_eq!(
+            (&*p.call_id, &*p.from_tag, &*p.from_user, &*p.from_domain),
+            ("call-1", "f1", "alice", "cust.example")
+        );
+        assert_eq!(
+            (&*p.to_user, &*p.ruri_user, &*p.ruri_host),
+            ("bob", "0044123", "gw.example")
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Forwarding (RFC 3261 §16.6, §16.7): what siplb changes in a request it passes on (its Via
+//! on top, `received`/`rport` on the sender's, Max-Forwards, its Record-Route, its own Route
+//! removed, Content-Length) and in a response it passes back (its Via removed), and what it
+//! reads out of them for the dialog (Contact, route sets).
+
+use super::ids::DialogId;
+use super::target::Target;
+use super::via::{Received, add_received, write_via};
+use crate::sip::value::{CommaList, NameAddr, SipUri, param};
+use crate::sip::{HeaderName, Rewrite, SipMsg, Span};
+use std::io::Write;
+use std::net::SocketAddr;
+
+/// How to forward a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forward {
+    /// Add siplb's Record-Route with this dialog id.
+    pub record_route: Option<DialogId>,
+    /// Remove this element (siplb's own Route) of the header at this index.
+    pub strip_route: Option<(usize, Span)>,
+}
+
+/// Writes the forwarded copy of request `msg` from `src` into `out`, with siplb's Via
+/// (`local`, `branch`) on top.
+pub fn request(
+    msg: &SipMsg<'_>,
+    src: SocketAddr,
+    local: Target,
+    branch: &[u8],
+    fwd: Forward,
+    rw: &mut Rewrite,
+    out: &mut Vec<u8>,
+) {
+    let buf = msg.buf;
+    rw.clear();
+    let headers = msg.headers();
+    let top = headers[msg.top_via_header];
+    let headers_start = msg.start_line.end as usize;
+    match msg.max_forwards {
+        Some((mf, idx)) => {
+            let v = headers[idx].value();
+            rw.replace(v.start as usize, v.end as usize, |o| {
+                let _ = write!(o, "{}", mf.saturating_sub(1));
+            });
+        }
+        // RFC 3261 §16.6 step 3: added with the value 70.
+        None => rw.insert(headers_start, |o| {
+            o.extend_from_slice(b"Max-Forwards: 70\r\n")
+        }),
+    }
+    if let Some(did) = fwd.record_route {
+        let addr = local.addr;
+        rw.insert_fmt(
+            headers_start,
+            format_args!("Record-Route: <sip:{addr};lr;did={did:x}>\r\n"),
+        );
+    }
+    // After the insertions above: when the Via is the first header they share its position,
+    // and edits at one position keep their order, so our Via stays next to the sender's.
+    rw.insert(top.line().start as usize, |o| write_via(o, local, branch));
+    add_received(msg, src, Received::Always, rw);
+    if let Some((idx, elem)) = fwd.strip_route {
+        remove_list_element(buf, headers[idx].line(), headers[idx].value(), elem, rw);
+    }
+    if msg.content_length.is_none() {
+        rw.insert_fmt(
+            msg.headers_end as usize,
+            format_args!("Content-Length: {}\r\n", msg.body.len()),
+        );
+    }
+    rw.apply(buf, msg.end(), out);
+}
+
+/// Writes response `msg` as passed back upstream into `out`: without siplb's Via.
+pub fn response(msg: &SipMsg<'_>, rw: &mut Rewrite, out: &mut Vec<u8>) {
+    let buf = msg.buf;
+    rw.clear();
+    let h = msg.headers()[msg.top_via_header];
+    remove_list_element(buf, h.line(), h.value(), msg.top_via.span, rw);
+    if msg.content_length.is_none() {
+        rw.insert_fmt(
+            msg.headers_end as usize,
+            format_args!("Content-Length: {}\r\n", msg.body.len()),
+        );
+    }
+    rw.apply(buf, msg.end(), out);
+}
+
+/// Removes one element of a comma-separated header: the whole line when it is the only one.
+pub fn remove_list_element(buf: &[u8], line: Span, value: Span, elem: Span, rw: &mut Rewrite) {
+    let mut elems = CommaList::new(buf, value);
+    let first = elems.next();
+    let second = elems.next();
+    match (first, second) {
+        (Some(Ok(f)), None) if f == elem => rw.delete(line.start as usize, line.end as usize),
+        _ => {
+            // Element and the comma (and white space) after it.
+            let mut end = elem.end as usize;
+            while end < value.end as usize && buf[end] != b',' {
+                end += 1;
+            }
+            if end < value.end as usize {
+                end += 1;
+                while end < value.end as usize && (buf[end] == b' ' || buf[end] == b'\t') {
+                    end += 1;
+                }
+                rw.delete(elem.start as usize, end);
+            } else {
+                // Last element: remove the comma before it instead.
+                let mut start = elem.start as usize;
+                while start > value.start as usize && buf[start - 1] != b',' {
+                    start -= 1;
+                }
+                rw.delete(
+                    start.saturating_sub(1).max(value.start as usize),
+                    elem.end as usize,
+                );
+            }
+        }
+    }
+}
+
+/// The dialog id of siplb's Record-Route or Route entry `uri` (its `did` parameter).
+pub fn did_param(buf: &[u8], uri: Span) -> Option<DialogId> {
+    let u = SipUri::parse(buf, uri).ok()?;
+    DialogId::from_param(param(buf, u.params, b"did")?.of(buf))
+}
+
+/// The URI of the first Contact of `msg` (empty when it has none).
+pub fn first_contact<'a>(msg: &SipMsg<'a>) -> &'a [u8] {
+    msg.headers_named(HeaderName::Contact)
+        .find_map(|(_, h)| CommaList::new(msg.buf, h.value()).next()?.ok())
+        .and_then(|el| NameAddr::locate(msg.buf, el))
+        .map_or(&b""[..], |na| na.uri.of(msg.buf))
+}
+
+/// A route set from the Record-Route headers of `msg` (RFC 3261 §12.1), nearest hop first,
+/// as the comma-separated values of a Route header. From an INVITE as received (`ours` none):
+/// the proxies toward the caller, in order. From the 2xx (`ours` the dialog id siplb put in
+/// its own entry): the entries above siplb's, which are the proxies toward the callee, in
+/// reverse.
+pub fn record_routes(msg: &SipMsg<'_>, ours: Option<DialogId>) -> Vec<u8> {
+    let buf = msg.buf;
+    let mut all: Vec<Span> = msg
+        .headers_named(HeaderName::RecordRoute)
+        .flat_map(|(_, h)| CommaList::new(buf, h.value()).filter_map(Result::ok))
+        .collect();
+    if let Some(did) = ours {
+        let mine = all.iter().position(|el| {
+            NameAddr::locate(buf, *el).and_then(|na| did_param(buf, na.uri)) == Some(did)
+        });
+        all.truncate(mine.unwrap_or(0));
+        all.reverse();
+    }
+    let mut out = Vec::new();
+    for (i, el) in all.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(el.of(buf));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(text: &str, name: HeaderName, nth: usize) -> String {
+        let m = SipMsg::parse(text.as_bytes()).unwrap();
+        let (_, h) = m.headers_named(name).next().unwrap();
+        let elem = CommaList::new(m.buf, h.value()).nth(nth).unwrap().unwrap();
+        let mut rw = Rewrite::new();
+        remove_list_element(m.buf, h.line(), h.value(), elem, &mut rw);
+        let mut out = Vec::new();
+        rw.apply(m.buf, m.end(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    const MSG: &str = "BYE sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+        Route: <sip:a;lr>, <sip:b;lr>, <sip:c;lr>\r\nFrom: <sip:a@x>;tag=1\r\n\
+        To: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn removing_a_middle_element_keeps_the_others() {
+        assert!(strip(MSG, HeaderName::Route, 1).contains("Route: <sip:a;lr>, <sip:c;lr>\r\n"));
+    }
+
+    #[test]
+    fn removing_the_last_element_removes_the_comma_before_it() {
+        assert!(strip(MSG, HeaderName::Route, 2).contains("Route: <sip:a;lr>, <sip:b;lr>\r\n"));
+    }
+
+    #[test]
+    fn removing_the_only_element_removes_the_line() {
+        let one = MSG.replace("<sip:a;lr>, <sip:b;lr>, <sip:c;lr>", "<sip:a;lr>");
+        assert!(!strip(&one, HeaderName::Route, 0).contains("Route"));
+    }
+
+    #[test]
+    fn the_2xx_route_set_is_what_lies_beyond_siplb_reversed() {
+        let did = DialogId::new(0, 0x2a).unwrap();
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            Record-Route: <sip:p2;lr>, <sip:p1;lr>\r\n\
+            Record-Route: <sip:127.0.0.1:5060;lr;did=2a>, <sip:c1;lr>\r\n\
+            From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+            Content-Length: 0\r\n\r\n";
+        let m = SipMsg::parse(ok.as_bytes()).unwrap();
+        assert_eq!(record_routes(&m, Some(did)), b"<sip:p1;lr>, <sip:p2;lr>");
+        assert_eq!(
+            record_routes(&m, None),
+            b"<sip:p2;lr>, <sip:p1;lr>, <sip:127.0.0.1:5060;lr;did=2a>, <sip:c1;lr>"
+        );
+    }
+}

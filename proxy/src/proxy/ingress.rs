@@ -1,0 +1,243 @@
+//! Ingress classification: which of siplb's paths a request takes, decided from the request,
+//! its source and whether it matched an open server transaction — nothing else. A pure
+//! function, so each rule has a test of its own.
+
+use super::ids::TxnId;
+use super::route::{Peer, Routing};
+use crate::sip::value::{NameAddr, SipUri, host_ip};
+use crate::sip::{Method, SipMsg, Span};
+use std::net::SocketAddr;
+
+/// The path of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// It belongs to an open server transaction (a retransmission, or the ACK of a final).
+    Existing(TxnId),
+    /// A CANCEL: it goes to the INVITE it cancels.
+    Cancel,
+    /// A request inside a dialog: a To tag, or siplb's own Route on top (removed when
+    /// forwarded).
+    InDialog { own_route: Option<(usize, Span)> },
+    /// A new INVITE from a customer.
+    NewInvite { customer: usize },
+    /// A reply siplb sends without keeping state.
+    Stateless(Stateless),
+    /// An ACK with nothing to acknowledge (or for a reply siplb sent without state): absorbed.
+    Absorb,
+}
+
+/// The stateless replies of the ingress path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stateless {
+    /// 403 with this reason.
+    Forbidden(&'static str),
+    /// 483: Max-Forwards was 0.
+    TooManyHops,
+    /// 420 for the Proxy-Require header at this index.
+    BadExtension(usize),
+    /// 200 to an OPTIONS.
+    OptionsOk,
+    /// 405 with Allow.
+    MethodNotAllowed,
+}
+
+/// Classifies request `msg` from `src`; `existing` is the server transaction its key matched.
+pub fn classify(
+    msg: &SipMsg<'_>,
+    src: SocketAddr,
+    existing: Option<TxnId>,
+    routing: &Routing,
+    local: SocketAddr,
+) -> Ingress {
+    if let Some(id) = existing {
+        return Ingress::Existing(id);
+    }
+    let method = msg.method().unwrap_or(Method::Other);
+    if method == Method::Cancel {
+        return Ingress::Cancel;
+    }
+    let buf = msg.buf;
+    let from_domain = SipUri::parse(buf, msg.from().map_or(Span::default(), |f| f.uri))
+        .map(|u| u.host.of(buf))
+        .unwrap_or(b"");
+    let peer = routing.classify(src, from_domain);
+    if peer == Peer::Unknown {
+        return Ingress::Stateless(Stateless::Forbidden("Forbidden - Unknown Source"));
+    }
+    if let Some((0, _)) = msg.max_forwards {
+        return Ingress::Stateless(Stateless::TooManyHops);
+    }
+    if let Some(idx) = msg.proxy_require {
+        return Ingress::Stateless(Stateless::BadExtension(idx));
+    }
+    let own_route = own_route(msg, local);
+    if msg.to_tag().is_some() || own_route.is_some() {
+        return Ingress::InDialog { own_route };
+    }
+    if msg.first_route().is_some() {
+        return Ingress::Stateless(Stateless::Forbidden("Forbidden - Preloaded Route"));
+    }
+    match (method, peer) {
+        (Method::Invite, Peer::Customer(customer)) => Ingress::NewInvite { customer },
+        (Method::Invite, _) => {
+            Ingress::Stateless(Stateless::Forbidden("Forbidden - Not A Customer"))
+        }
+        (Method::Ack, _) => Ingress::Absorb,
+        (Method::Options, _) => Ingress::Stateless(Stateless::OptionsOk),
+        _ => Ingress::Stateless(Stateless::MethodNotAllowed),
+    }
+}
+
+/// The top Route of `msg` when it names siplb (`local`).
+pub fn own_route(msg: &SipMsg<'_>, local: SocketAddr) -> Option<(usize, Span)> {
+    msg.first_route()
+        .filter(|(_, r)| route_names(msg.buf, *r, local))
+}
+
+fn route_names(buf: &[u8], route: Span, local: SocketAddr) -> bool {
+    let Ok(na) = NameAddr::parse(buf, route) else {
+        return false;
+    };
+    let Ok(uri) = SipUri::parse(buf, na.uri) else {
+        return false;
+    };
+    uri.port.unwrap_or(5060) == local.port() && host_ip(uri.host.of(buf)) == Some(local.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::route::{AccountKey, Customer};
+
+    fn routing() -> Routing {
+        Routing {
+            customers: vec![Customer {
+                name: "acme".into(),
+                sources: vec!["127.0.0.1/32".parse().unwrap()],
+                domains: vec![],
+                account_key: AccountKey::Customer,
+            }],
+            gateways: vec!["127.0.0.1:5081".parse().unwrap()],
+        }
+    }
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:5060".parse().unwrap()
+    }
+
+    fn customer() -> SocketAddr {
+        "127.0.0.1:5070".parse().unwrap()
+    }
+
+    fn request(method: &str, extra: &str) -> String {
+        format!(
+            "{method} sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n{extra}\
+             From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn path(text: &str, src: SocketAddr) -> Ingress {
+        let m = SipMsg::parse(text.as_bytes()).unwrap();
+        classify(&m, src, None, &routing(), local())
+    }
+
+    #[test]
+    fn an_invite_from_a_customer_is_a_new_call() {
+        assert_eq!(
+            path(&request("INVITE", ""), customer()),
+            Ingress::NewInvite { customer: 0 }
+        );
+    }
+
+    #[test]
+    fn a_stranger_is_forbidden() {
+        let stranger = "192.0.2.9:5060".parse().unwrap();
+        assert_eq!(
+            path(&request("INVITE", ""), stranger),
+            Ingress::Stateless(Stateless::Forbidden("Forbidden - Unknown Source"))
+        );
+    }
+
+    #[test]
+    fn an_invite_from_a_gateway_is_not_a_customers_call() {
+        let gw = "127.0.0.1:5081".parse().unwrap();
+        assert_eq!(
+            path(&request("INVITE", ""), gw),
+            Ingress::Stateless(Stateless::Forbidden("Forbidden - Not A Customer"))
+        );
+    }
+
+    #[test]
+    fn max_forwards_zero_is_too_many_hops() {
+        assert_eq!(
+            path(&request("INVITE", "Max-Forwards: 0\r\n"), customer()),
+            Ingress::Stateless(Stateless::TooManyHops)
+        );
+    }
+
+    #[test]
+    fn proxy_require_is_a_bad_extension() {
+        assert!(matches!(
+            path(&request("INVITE", "Proxy-Require: foo\r\n"), customer()),
+            Ingress::Stateless(Stateless::BadExtension(_))
+        ));
+    }
+
+    #[test]
+    fn a_to_tag_makes_a_request_in_dialog() {
+        let bye = request("BYE", "").replace("To: <sip:b@y>", "To: <sip:b@y>;tag=2");
+        assert_eq!(
+            path(&bye, customer()),
+            Ingress::InDialog { own_route: None }
+        );
+    }
+
+    #[test]
+    fn a_route_to_someone_else_is_preloaded_and_forbidden() {
+        assert_eq!(
+            path(
+                &request("INVITE", "Route: <sip:192.0.2.1;lr>\r\n"),
+                customer()
+            ),
+            Ingress::Stateless(Stateless::Forbidden("Forbidden - Preloaded Route"))
+        );
+    }
+
+    #[test]
+    fn siplbs_own_route_is_recognised() {
+        let m = request("BYE", "Route: <sip:127.0.0.1:5060;lr;did=1>\r\n");
+        assert!(matches!(
+            path(&m, customer()),
+            Ingress::InDialog { own_route: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn options_ack_and_other_methods_out_of_dialog() {
+        assert_eq!(
+            path(&request("OPTIONS", ""), customer()),
+            Ingress::Stateless(Stateless::OptionsOk)
+        );
+        assert_eq!(path(&request("ACK", ""), customer()), Ingress::Absorb);
+        assert_eq!(
+            path(&request("MESSAGE", ""), customer()),
+            Ingress::Stateless(Stateless::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn cancel_and_existing_transactions_come_first() {
+        assert_eq!(path(&request("CANCEL", ""), customer()), Ingress::Cancel);
+        let m = request("INVITE", "");
+        let m = SipMsg::parse(m.as_bytes()).unwrap();
+        let id = TxnId {
+            slot: 3,
+            generation: 1,
+        };
+        assert_eq!(
+            classify(&m, customer(), Some(id), &routing(), local()),
+            Ingress::Existing(id)
+        );
+    }
+}

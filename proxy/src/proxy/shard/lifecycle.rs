@@ -1,0 +1,196 @@
+//! How dialogs end: by BYE (on the request path), by failure of their INVITE, by the
+//! timeouts the sweep finds (BYE to both sides, or CANCEL of an INVITE unanswered too long),
+//! and by an operator. Every end goes through [`Shard::end_dialog_now`], which gives the
+//! profile places back once and reports the dialog.
+
+use super::Shard;
+use crate::dialog::VarAt;
+use crate::proxy::admission;
+use crate::proxy::clock::Wake;
+use crate::proxy::dialogs::table::Due;
+use crate::proxy::dialogs::{DialogState, EndCause, EndTarget, Side};
+use crate::proxy::event::{DialogRecord, Event};
+use crate::proxy::ids::{DialogId, TxnId};
+use crate::proxy::originate;
+use crate::proxy::txn::{self, Cancel, ClientState, Txn};
+use crate::sip::Method;
+use std::time::Instant;
+
+/// The Reason of the BYEs of a dialog that timed out.
+const TIMEOUT_REASON: &str = "SIP;cause=408;text=\"dialog timeout\"";
+
+impl Shard {
+    /// Ends the dialog `target` names, if this shard has it: BYE to both sides when answered,
+    /// CANCEL when not yet. Whether it was found.
+    pub fn end_dialog(&mut self, now: Instant, target: &EndTarget) -> bool {
+        let Some(id) = self.dialogs.find(target) else {
+            return false;
+        };
+        let d = self.dialogs.get(id).expect("found above");
+        match d.state {
+            DialogState::Ended => false,
+            s if s.is_early() => {
+                let invite = d.invite;
+                self.cancel_invite(now, id, invite);
+                true
+            }
+            _ => self.terminate(now, id, EndCause::Operator),
+        }
+    }
+
+    /// Ends an answered dialog from siplb's side: BYE to the callee (as the caller would send
+    /// it) and to the caller (as the callee would), each in a transaction of its own.
+    pub fn terminate(&mut self, now: Instant, id: DialogId, cause: EndCause) -> bool {
+        let local = self.local;
+        let reason = (cause == EndCause::Expired).then_some(TIMEOUT_REASON);
+        let mut byes = Vec::with_capacity(2);
+        for toward_callee in [true, false] {
+            let Some(d) = self.dialogs.get_mut(id).filter(|d| d.state.is_confirmed()) else {
+                return false;
+            };
+            // The BYE speaks for the other side: its CSeq is that side's next.
+            let cseq = if toward_callee {
+                d.caller_leg.next_cseq()
+            } else {
+                d.callee_leg.next_cseq()
+            };
+            let mut branch = Vec::with_capacity(40);
+            self.branches.next(&mut branch);
+            let mut out = self.out.buffer();
+            let d = self.dialogs.get(id).expect("checked above");
+            originate::bye(d, toward_callee, local, &branch, cseq, reason, &mut out);
+            let dst = if toward_callee { d.gateway } else { d.caller };
+            byes.push((dst, branch, out));
+        }
+        self.end_dialog_now(now, id, cause);
+        let timers = self.cfg.timers;
+        for (dst, branch, out) in byes {
+            let mut t = Txn::local_request(Method::Bye, dst, now, &timers);
+            t.dialog = Some(id);
+            let mut ck = Vec::new();
+            txn::client_key(&branch, false, &mut ck);
+            t.client_key = ck.into();
+            t.forwarded.extend_from_slice(&out);
+            let tid = self.insert_txn(t);
+            self.schedule_txn(tid, now + timers.t1);
+            self.stats.fwd_requests.inc();
+            self.out.send(dst, out);
+        }
+        true
+    }
+
+    /// The INVITE of a dialog not answered yet failed: the dialog ends.
+    pub(super) fn fail_dialog(&mut self, now: Instant, id: Option<DialogId>) {
+        if let Some(id) = id
+            && self.dialog_state_is(Some(id), DialogState::is_early)
+        {
+            self.stats.failed_dialogs.inc();
+            self.end_dialog_now(now, id, EndCause::Failed);
+        }
+    }
+
+    /// Ends a dialog: its places in the profiles are given back (exactly once: the table's
+    /// `end` does it), its record stays `call_linger` to absorb stragglers, and it is reported.
+    pub(super) fn end_dialog_now(&mut self, now: Instant, id: DialogId, cause: EndCause) {
+        let linger = now + self.cfg.call_linger;
+        let unix = self.clock.unix_ms(now);
+        let Some(d) = self
+            .dialogs
+            .end(id, cause, unix, linger, &self.cfg.profiles)
+        else {
+            return;
+        };
+        for (name, value) in admission::vars_at(&self.cfg, VarAt::End) {
+            d.set_var(name, value.to_string());
+        }
+        let expires = d.expires;
+        if self.cfg.emit.dialogs {
+            let record = DialogRecord::of(id, d);
+            self.out.emit(Event::Dialog(Box::new(record)));
+        }
+        self.schedule.add(expires, Wake::Dialog(id));
+    }
+
+    /// A non-INVITE got no final response (Timer F): a BYE of an answered dialog ends it
+    /// anyway, as the other side may have vanished.
+    pub(super) fn non_invite_timeout(&mut self, now: Instant, id: TxnId) {
+        let Some(t) = self.txns.get(id) else { return };
+        let (method, dialog, local, upstream) = (t.method, t.dialog, t.local_request, t.upstream);
+        let fin = super::Final {
+            code: None,
+            reason: "".into(),
+            q850_cause: None,
+            to_tag: "".into(),
+            local: false,
+        };
+        self.report_txn(now, id, fin);
+        if method == Method::Bye
+            && !local
+            && let Some(did) = dialog
+            && self.dialog_state_is(dialog, DialogState::is_confirmed)
+        {
+            let side = self.side_of(did, upstream);
+            self.end_dialog_now(now, did, EndCause::Bye(side));
+        }
+    }
+
+    /// Which side of dialog `id` sends from `addr`.
+    pub(super) fn side_of(&self, id: DialogId, addr: crate::proxy::target::Target) -> Side {
+        match self.dialogs.get(id) {
+            Some(d) if d.caller == addr => Side::Caller,
+            _ => Side::Callee,
+        }
+    }
+
+    /// The dialog timeouts, checked in one pass over the shard's dialogs: records past their
+    /// time are removed, dialogs unanswered after `early_timeout` are cancelled, answered ones
+    /// past `noack_timeout` without ACK or past `default_timeout` get BYE on both sides.
+    pub(super) fn sweep(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.swept);
+        self.dialogs.due(now, &self.cfg.dialog, &mut due);
+        for (id, what) in due.drain(..) {
+            let Some(d) = self.dialogs.get_mut(id) else {
+                continue;
+            };
+            match what {
+                Due::Expire => {
+                    self.stats.expired_dialogs.inc();
+                    self.terminate(now, id, EndCause::Expired);
+                }
+                Due::CancelEarly => {
+                    d.early_cancelled = true;
+                    let invite = d.invite;
+                    self.cancel_invite(now, id, invite);
+                }
+                Due::Remove => {
+                    // A record past its time: an ended call's linger is over, or (a backstop)
+                    // a dialog nothing ended gives its places back now.
+                    if d.state != DialogState::Ended {
+                        self.end_dialog_now(now, id, EndCause::Expired);
+                    }
+                    self.dialogs.remove(id);
+                }
+            }
+        }
+        self.swept = due;
+    }
+
+    /// Cancels the INVITE of a dialog not answered in time, as Timer C would.
+    pub(super) fn cancel_invite(&mut self, now: Instant, id: DialogId, invite: Option<TxnId>) {
+        let alive = invite.and_then(|tid| {
+            let t = self.txns.get(tid)?;
+            (t.dialog == Some(id)).then_some((tid, t.client, t.cancel))
+        });
+        match alive {
+            Some((tid, ClientState::Proceeding, Cancel::None)) => self.send_cancel(now, tid),
+            Some((tid, ClientState::Calling, Cancel::None)) => {
+                if let Some(t) = self.txns.get_mut(tid) {
+                    t.cancel = Cancel::Pending;
+                }
+            }
+            Some(_) => {}
+            // Its transaction is gone: nothing can answer it any more.
+            None => self.fail_dialog(now, Some(id)),
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! The request paths of the shard, one per [`Ingress`]: retransmissions of open transactions,
+//! CANCEL, in-dialog requests, new INVITEs (admission, the dialog, the forwarded INVITE) and
+//! the stateless replies.
+
+use super::{ALLOW, Final, Shard};
+use crate::dialog::{Denied, Refusal};
+use crate::proxy::admission::{self, Admitted};
+use crate::proxy::dialogs::{Dialog, DialogState, DialogTimes, EndCause, Leg, Outcome, Side};
+use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, q850_cause};
+use crate::proxy::forward::{self, Forward, did_param, first_contact, record_routes};
+use crate::proxy::ids::{DialogId, TxnId};
+use crate::proxy::ingress::{self, Ingress, Stateless};
+use crate::proxy::originate::{self, local_tag};
+use crate::proxy::reply::{self, Extra};
+use crate::proxy::target::Target;
+use crate::proxy::txn::{
+    self, Cancel, ClientState, Kind, ServerAction, ServerState, Timer, Txn, machine,
+};
+use crate::sip::value::NameAddr;
+use crate::sip::{HeaderName, Method, SipMsg, Span};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+impl Shard {
+    pub(super) fn on_request(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) {
+        let mut key = std::mem::take(&mut self.key);
+        txn::server_key(msg, &mut key);
+        let existing = self.txns.by_server_key(&key);
+        let path = ingress::classify(msg, src, existing, &self.cfg.routing, self.cfg.local);
+        match path {
+            Ingress::Existing(id) => {
+                self.key = key;
+                self.on_retransmission(now, src, id, msg)
+            }
+            Ingress::Cancel => {
+                self.key = key;
+                self.on_cancel(now, src, msg)
+            }
+            Ingress::InDialog { own_route } => self.on_in_dialog(now, src, msg, key, own_route),
+            Ingress::NewInvite { customer } => self.on_new_invite(now, src, msg, key, customer),
+            Ingress::Absorb => {
+                self.key = key;
+                self.stats.drop_requests.inc();
+            }
+            Ingress::Stateless(s) => {
+                self.key = key;
+                self.reply_ingress(msg, src, s)
+            }
+        }
+    }
+
+    fn reply_ingress(&mut self, msg: &SipMsg<'_>, src: SocketAddr, s: Stateless) {
+        match s {
+            Stateless::Forbidden(reason) => self.forbid(msg, src, reason),
+            Stateless::TooManyHops => self.reply_stateless(msg, src, 483, Extra::default()),
+            Stateless::BadExtension(idx) => {
+                let value = msg.headers()[idx].value().of(msg.buf);
+                let mut line = Vec::with_capacity(value.len() + 16);
+                line.extend_from_slice(b"Unsupported: ");
+                line.extend_from_slice(value);
+                line.extend_from_slice(b"\r\n");
+                let extra = Extra {
+                    headers: &line,
+                    ..Extra::default()
+                };
+                self.reply_stateless(msg, src, 420, extra)
+            }
+            Stateless::OptionsOk => self.reply_stateless(msg, src, 200, Extra::default()),
+            Stateless::MethodNotAllowed => {
+                let extra = Extra {
+                    headers: ALLOW,
+                    ..Extra::default()
+                };
+                self.reply_stateless(msg, src, 405, extra)
+            }
+        }
+    }
+
+    fn on_retransmission(&mut self, now: Instant, src: SocketAddr, id: TxnId, msg: &SipMsg<'_>) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let timers = self.cfg.timers;
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
+        match machine::on_request(t, method, now, &timers) {
+            ServerAction::Absorb => {
+                self.stats.retrans_absorbed.inc();
+                self.reschedule(id);
+            }
+            ServerAction::ResendResponse => {
+                self.stats.retrans_absorbed.inc();
+                self.out.send_copy(t.upstream, &t.last_response);
+            }
+            ServerAction::AckOf2xx => {
+                // A peer that reuses the INVITE branch for the ACK of a 2xx: end to end.
+                let own_route = ingress::own_route(msg, self.cfg.local);
+                let key = std::mem::take(&mut self.key);
+                self.on_in_dialog(now, src, msg, key, own_route);
+            }
+        }
+    }
+
+    fn on_new_invite(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        customer: usize,
+    ) {
+        if self.full() {
+            self.key = key;
+            return self.reply_overload(msg, src);
+        }
+        let call_id = msg.call_id();
+        let caller_tag = msg.from_tag().unwrap_or(b"");
+        let unix = self.clock.unix_ms(now);
+        // An INVITE for a known call from the same caller: one resent while the first is still
+        // pending keeps the dialog; one after a failure (e.g. answering a challenge) revives it,
+        // taking its places in the profiles again.
+        let known = self.dialogs.by_call_id(call_id).filter(|id| {
+            self.dialogs.get(*id).is_some_and(|d| {
+                d.caller_tag() == caller_tag
+                    && (d.state.is_early() || d.end_cause == Some(EndCause::Failed))
+            })
+        });
+        let id = match known {
+            Some(id) => {
+                if self
+                    .dialogs
+                    .get(id)
+                    .is_some_and(|d| d.state == DialogState::Ended)
+                {
+                    let admitted = match admission::admit(&self.cfg, msg, src, customer, unix) {
+                        Ok(a) => a,
+                        Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
+                    };
+                    let expires = now + self.cfg.dialog.default_timeout;
+                    self.dialogs.restart(id, |d| {
+                        d.profiles = admitted.profiles;
+                        d.vars = admitted.vars;
+                        d.account = admitted.account;
+                        d.created = now;
+                        d.times = DialogTimes {
+                            invite_received: unix,
+                            ..DialogTimes::default()
+                        };
+                        d.outcome = Outcome::default();
+                        d.expires = expires;
+                    });
+                    self.stats.processed_dialogs.inc();
+                    self.ensure_sweep(now);
+                }
+                let d = self
+                    .dialogs
+                    .get_mut(id)
+                    .expect("known dialog is in the table");
+                d.caller = Target::udp(src);
+                d.caller_leg.saw_cseq(msg.cseq);
+                id
+            }
+            None => {
+                let Some(gateway) = self.cfg.routing.select_gateway(call_id) else {
+                    self.key = key;
+                    let extra = Extra {
+                        reason: Some("Service Unavailable - No Gateway"),
+                        ..Extra::default()
+                    };
+                    return self.reply_stateless(msg, src, 503, extra);
+                };
+                if self.dialogs.by_call_id(call_id).is_some() {
+                    self.key = key;
+                    return self.reply_stateless(msg, src, 482, Extra::default());
+                }
+                let admitted = match admission::admit(&self.cfg, msg, src, customer, unix) {
+                    Ok(a) => a,
+                    Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
+                };
+                let dialog = self.new_dialog(now, src, Target::udp(gateway), msg, admitted);
+                let Some(id) = self.dialogs.insert(dialog) else {
+                    self.key = key;
+                    return self.reply_overload(msg, src);
+                };
+                self.stats.processed_dialogs.inc();
+                self.ensure_sweep(now);
+                id
+            }
+        };
+        let gateway = self
+            .dialogs
+            .get(id)
+            .map(|d| d.gateway)
+            .expect("dialog just made");
+        let fwd = Forward {
+            record_route: Some(id),
+            strip_route: None,
+        };
+        let txn = self.start_txn(now, src, gateway, msg, key, Some(id), fwd);
+        if let Some(d) = self.dialogs.get_mut(id) {
+            d.invite = Some(txn);
+            d.times.invite_forwarded = unix;
+        }
+    }
+
+    fn new_dialog(
+        &self,
+        now: Instant,
+        src: SocketAddr,
+        gateway: Target,
+        msg: &SipMsg<'_>,
+        admitted: Admitted,
+    ) -> Dialog {
+        let buf = msg.buf;
+        let value_of = |name| {
+            msg.headers_named(name)
+                .next()
+                .map_or(Span::default(), |(_, h)| h.value())
+        };
+        Dialog {
+            call_id: msg.call_id().into(),
+            caller: Target::udp(src),
+            gateway,
+            caller_leg: Leg::new(
+                msg.from_tag().unwrap_or(b""),
+                first_contact(msg),
+                msg.cseq,
+                record_routes(msg, None),
+            ),
+            callee_leg: Leg::default(),
+            from: value_of(HeaderName::From).of(buf).into(),
+            to: value_of(HeaderName::To).of(buf).into(),
+            request_uri: msg.request_uri().map_or(&b""[..], |u| u.of(buf)).into(),
+            account: admitted.account,
+            state: DialogState::Unconfirmed,
+            created: now,
+            answered: None,
+            times: DialogTimes {
+                invite_received: self.clock.unix_ms(now),
+                ..DialogTimes::default()
+            },
+            outcome: Outcome::default(),
+            invite: None,
+            early_cancelled: false,
+            expires: now + self.cfg.dialog.default_timeout,
+            profiles: admitted.profiles,
+            vars: admitted.vars,
+            end_cause: None,
+        }
+    }
+
+    /// The reply to an INVITE a profile limit refused: by default `503 Account call limit`
+    /// with `Reason: Q.850;cause=34` and no `Retry-After`. Counted once: the reply is kept in
+    /// a server transaction, which answers the INVITE's retransmissions with it (without
+    /// asking the limits again) and resends it until the ACK (Timers G, H).
+    fn reply_limit(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        key: Vec<u8>,
+        customer: usize,
+        why: Refusal,
+    ) {
+        self.stats.limits_rejected.inc();
+        if why.why == Denied::TableFull {
+            self.stats.limits_account_table_full.inc();
+        }
+        let lr = &self.cfg.limit_reply;
+        let mut headers = Vec::new();
+        if let Some(cause) = lr.q850_cause {
+            let _ = write!(
+                headers,
+                "Reason: Q.850;cause={cause};text=\"{}\"\r\n",
+                lr.reason.replace('"', "'")
+            );
+        }
+        let (code, reason, cause) = (lr.code, lr.reason.clone(), lr.q850_cause);
+        if self.cfg.emit.dialogs {
+            self.report_refused(now, msg, src, customer, code, &reason, cause);
+        }
+        let extra = Extra {
+            reason: Some(&reason),
+            headers: &headers,
+            ..Extra::default()
+        };
+        if self.txns.len() >= self.cfg.max_transactions {
+            self.key = key;
+            return self.reply_stateless(msg, src, code, extra);
+        }
+        let timers = self.cfg.timers;
+        let peer = Target::udp(src);
+        let mut t = Txn::new(Kind::Invite, Method::Invite, peer, peer, timers.t1);
+        let tag = local_tag(msg);
+        reply::build(
+            msg,
+            src,
+            code,
+            tag.as_bytes(),
+            extra,
+            &mut self.rewrite,
+            &mut t.last_response,
+        );
+        if self.cfg.emit.transactions {
+            t.received.extend_from_slice(&msg.buf[..msg.end()]);
+        }
+        machine::complete_server_invite(&mut t, now, &timers);
+        t.server_key = key.as_slice().into();
+        self.key = key;
+        self.out.send_copy(peer, &t.last_response);
+        let id = self.insert_txn(t);
+        self.reschedule(id);
+        self.stats.local_replies.inc();
+        let fin = Final {
+            code: Some(code),
+            reason: reason.into(),
+            q850_cause: cause,
+            to_tag: tag.into(),
+            local: true,
+        };
+        self.report_txn(now, id, fin);
+    }
+
+    /// The record of a call a limit refused: it never became a dialog.
+    #[allow(clippy::too_many_arguments)]
+    fn report_refused(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+        code: u16,
+        reason: &str,
+        cause: Option<u16>,
+    ) {
+        let unix = self.clock.unix_ms(now);
+        let header = |name| {
+            msg.headers_named(name)
+                .next()
+                .map_or(Default::default(), |(_, h)| {
+                    String::from_utf8_lossy(h.value().of(msg.buf)).into()
+                })
+        };
+        let account = admission::account_of(&self.cfg, customer, msg);
+        let record = DialogRecord {
+            id: None,
+            parties: Parties::of_request(msg),
+            to_tag: Box::default(),
+            from: header(HeaderName::From),
+            to: header(HeaderName::To),
+            caller: Target::udp(src),
+            gateway: None,
+            account: String::from_utf8_lossy(account).into(),
+            times: DialogTimes {
+                invite_received: unix,
+                end: unix,
+                ..DialogTimes::default()
+            },
+            attempts: 0,
+            outcome: Outcome {
+                code: Some(code),
+                reason: reason.into(),
+                q850_cause: cause,
+            },
+            limit_refused: true,
+            answered: false,
+            ended_by: None::<EndedBy>,
+            vars: Vec::new(),
+        };
+        self.out.emit(Event::Dialog(Box::new(record)));
+    }
+
+    /// Creates a proxy transaction for `msg`, answers 100 for INVITE, forwards to `dst`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_txn(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        dst: Target,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        dialog: Option<DialogId>,
+        fwd: Forward,
+    ) -> TxnId {
+        let method = msg.method().unwrap_or(Method::Other);
+        let kind = if method == Method::Invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let timers = self.cfg.timers;
+        let mut t = Txn::new(kind, method, Target::udp(src), dst, timers.t1);
+        t.dialog = dialog;
+        t.server_key = key.as_slice().into();
+        self.key = key;
+        if kind == Kind::Invite {
+            // Only an INVITE gets a final reply from siplb itself (408, 487): keep what it
+            // came as for that. A non-INVITE times out silently (RFC 4320).
+            t.received.extend_from_slice(&msg.buf[..msg.end()]);
+        }
+        let mut branch = Vec::with_capacity(40);
+        self.branches.next(&mut branch);
+        let mut ck = Vec::new();
+        txn::client_key(&branch, false, &mut ck);
+        t.client_key = ck.into();
+        let mut out = self.out.buffer();
+        forward::request(
+            msg,
+            src,
+            self.local,
+            &branch,
+            fwd,
+            &mut self.rewrite,
+            &mut out,
+        );
+        t.forwarded.extend_from_slice(&out);
+        t.client = ClientState::Calling;
+        match kind {
+            Kind::Invite => {
+                t.set(Timer::A, now + timers.t1);
+                t.set(Timer::B, now + timers.timer_b);
+                // 100 Trying: hop by hop, no To tag.
+                let ex = Extra::default();
+                reply::build(
+                    msg,
+                    src,
+                    100,
+                    b"",
+                    ex,
+                    &mut self.rewrite,
+                    &mut t.last_response,
+                );
+                t.server = ServerState::Proceeding;
+                self.out.send_copy(t.upstream, &t.last_response);
+            }
+            Kind::NonInvite => {
+                t.set(Timer::E, now + timers.t1);
+                t.set(Timer::F, now + timers.timer_b);
+            }
+        }
+        let id = self.insert_txn(t);
+        self.stats.fwd_requests.inc();
+        self.out.send(dst, out);
+        self.schedule_txn(id, now + timers.t1);
+        id
+    }
+
+    pub(super) fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        own_route: Option<(usize, Span)>,
+    ) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let buf = msg.buf;
+        let id = own_route
+            .and_then(|(_, r)| NameAddr::parse(buf, r).ok())
+            .and_then(|na| did_param(buf, na.uri))
+            .filter(|id| self.dialogs.get(*id).is_some())
+            .or_else(|| self.dialogs.by_call_id(msg.call_id()));
+        let dst = id
+            .and_then(|id| self.dialogs.get(id))
+            .filter(|d| *d.call_id == *msg.call_id())
+            .filter(|d| d.to_tag_matches(msg.from_tag(), msg.to_tag()))
+            .and_then(|d| d.peer_for(msg.from_tag(), Target::udp(src)));
+        let (Some(id), Some(dst)) = (id, dst) else {
+            self.key = key;
+            if method == Method::Ack {
+                self.stats.drop_requests.inc();
+                return;
+            }
+            return self.reply_stateless(msg, src, 481, Extra::default());
+        };
+        let fwd = Forward {
+            record_route: None,
+            strip_route: own_route,
+        };
+        let from_caller = {
+            let d = self.dialogs.get_mut(id).expect("found above");
+            let from_caller = d.from_caller(msg.from_tag());
+            let leg = d.leg_of_sender(msg.from_tag());
+            leg.saw_cseq(msg.cseq);
+            // A target refresh request updates its sender's remote target (RFC 3261 §12.2.2).
+            let contact = first_contact(msg);
+            if matches!(method, Method::Invite | Method::Update) && !contact.is_empty() {
+                leg.contact = contact.into();
+            }
+            from_caller
+        };
+        if method == Method::Ack {
+            self.dialogs
+                .set_state(id, DialogState::ConfirmedNoAck, DialogState::Confirmed);
+            self.key = key;
+            // ACK for a 2xx: its own transaction end to end; forwarded without state, with a
+            // branch derived from the incoming one so retransmissions carry the same branch.
+            let mut branch = Vec::with_capacity(32);
+            originate::ack_branch(msg, &mut branch);
+            let mut out = self.out.buffer();
+            forward::request(
+                msg,
+                src,
+                self.local,
+                &branch,
+                fwd,
+                &mut self.rewrite,
+                &mut out,
+            );
+            self.stats.fwd_requests.inc();
+            self.out.send(dst, out);
+            return;
+        }
+        if self.txns.len() >= self.cfg.max_transactions {
+            self.key = key;
+            return self.reply_overload(msg, src);
+        }
+        // An answered dialog ends with the BYE itself, as Kamailio's does (its record stays to
+        // carry the BYE's transaction and stragglers); it gives its places back only once its
+        // BYE is on its way, with both tags matching. Before the answer the INVITE's outcome
+        // ends it.
+        if method == Method::Bye && self.dialog_state_is(Some(id), DialogState::is_confirmed) {
+            if let Some(cause) = q850_cause(msg)
+                && let Some(d) = self.dialogs.get_mut(id)
+            {
+                d.outcome.q850_cause = Some(cause);
+            }
+            let side = if from_caller {
+                Side::Caller
+            } else {
+                Side::Callee
+            };
+            self.end_dialog_now(now, id, EndCause::Bye(side));
+        }
+        self.start_txn(now, src, dst, msg, key, Some(id), fwd);
+    }
+
+    fn on_cancel(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) {
+        // The INVITE this CANCEL is for has the same branch and sent-by.
+        let mut key = std::mem::take(&mut self.key);
+        txn::server_key(msg, &mut key);
+        let cancel_key: Box<[u8]> = key.as_slice().into();
+        txn::table::invite_key_of_cancel(&mut key);
+        let invite = self.txns.by_server_key(&key);
+        self.key = key;
+        let Some(invite) = invite else {
+            return self.reply_stateless(msg, src, 481, Extra::default());
+        };
+        // 200 to the CANCEL, kept in a transaction of its own for its retransmissions.
+        let timers = self.cfg.timers;
+        let peer = Target::udp(src);
+        let mut t = Txn::new(Kind::NonInvite, Method::Cancel, peer, peer, timers.t1);
+        let tag = local_tag(msg);
+        let ex = Extra::default();
+        reply::build(
+            msg,
+            src,
+            200,
+            tag.as_bytes(),
+            ex,
+            &mut self.rewrite,
+            &mut t.last_response,
+        );
+        t.server = ServerState::Completed;
+        t.server_key = cancel_key;
+        t.set(Timer::J, now + timers.timer_b);
+        self.out.send_copy(peer, &t.last_response);
+        let cid = self.insert_txn(t);
+        self.schedule_txn(cid, now + timers.timer_b);
+        self.stats.local_replies.inc();
+
+        let Some(inv) = self.txns.get_mut(invite) else {
+            return;
+        };
+        if inv.kind != Kind::Invite
+            || inv.server != ServerState::Proceeding
+            || inv.cancel != Cancel::None
+        {
+            return;
+        }
+        match inv.client {
+            ClientState::Calling => inv.cancel = Cancel::Pending,
+            ClientState::Proceeding => self.send_cancel(now, invite),
+            _ => {}
+        }
+    }
+
+    /// Sends CANCEL downstream for the INVITE `invite` (same branch, RFC 3261 §9.1).
+    pub(super) fn send_cancel(&mut self, now: Instant, invite: TxnId) {
+        let timers = self.cfg.timers;
+        let mut out = self.out.buffer();
+        let Some(inv) = self.txns.get_mut(invite) else {
+            return;
+        };
+        let branch = {
+            let Ok(fwd) = SipMsg::parse(&inv.forwarded) else {
+                return;
+            };
+            originate::hop_request(&fwd, Method::Cancel, None, &mut out);
+            fwd.branch().unwrap_or(b"").to_vec()
+        };
+        inv.cancel = Cancel::Sent;
+        inv.set(Timer::CancelGuard, now + timers.timer_b);
+        let (dst, dialog) = (inv.downstream, inv.dialog);
+        let mut t = Txn::local_request(Method::Cancel, dst, now, &timers);
+        t.dialog = dialog;
+        let mut ck = Vec::new();
+        txn::client_key(&branch, true, &mut ck);
+        t.client_key = ck.into();
+        t.forwarded.extend_from_slice(&out);
+        let cid = self.insert_txn(t);
+        self.schedule_txn(cid, now + timers.t1);
+        self.schedule_txn(invite, now + timers.timer_b);
+        self.stats.fwd_requests.inc();
+        self.out.send(dst, out);
+    }
+}

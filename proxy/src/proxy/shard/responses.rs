@@ -1,0 +1,303 @@
+//! The response context: a response from downstream is matched to its client transaction,
+//! run through the state machine, and passed back — provisional responses and 2xx at once;
+//! a final non-2xx (received, or siplb's own 408 and 487) goes through [`Shard::on_final`],
+//! the one place that decides whether it is relayed upstream or the request is tried again
+//! elsewhere (gateway failover and trunk authentication plug in there).
+
+use super::{Final, Shard};
+use crate::dialog::VarAt;
+use crate::proxy::admission;
+use crate::proxy::dialogs::DialogState;
+use crate::proxy::event::{q850_cause, reason_of};
+use crate::proxy::forward::{self, first_contact, record_routes};
+use crate::proxy::ids::TxnId;
+use crate::proxy::originate::{self, local_tag};
+use crate::proxy::reply::{self, Extra};
+use crate::proxy::txn::{self, ClientAction, Kind, ServerState, machine};
+use crate::proxy::via::top_via_is_ours;
+use crate::sip::{HeaderName, Method, SipMsg};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// A final non-2xx answer to a forwarded INVITE.
+enum FinalAnswer<'m, 'b> {
+    /// Received from downstream.
+    Received(&'m SipMsg<'b>),
+    /// Made by siplb: 408 on Timer B, 487 when a CANCEL got no answer.
+    Local(u16),
+}
+
+/// What to do with a final non-2xx answer.
+enum Decision {
+    /// Pass it upstream: the transaction is over.
+    Relay,
+}
+
+impl Shard {
+    pub(super) fn on_response(&mut self, now: Instant, _src: SocketAddr, msg: &SipMsg<'_>) {
+        if !top_via_is_ours(msg, self.cfg.local) {
+            self.stats.drop_replies.inc();
+            return;
+        }
+        let mut key = std::mem::take(&mut self.key);
+        let branch = msg.branch().unwrap_or(b"");
+        txn::client_key(branch, msg.cseq_method == Method::Cancel, &mut key);
+        let found = self.txns.by_client_key(&key);
+        self.key = key;
+        let Some(id) = found else {
+            self.stats.drop_replies.inc();
+            return;
+        };
+        let code = msg.status().unwrap_or(500);
+        let timers = self.cfg.timers;
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
+        let action = machine::on_response(t, code, now, &timers);
+        let dialog = t.dialog;
+        if t.kind == Kind::Invite && !t.local_request {
+            self.note_invite_reply(now, id, code);
+        }
+        match action {
+            ClientAction::Absorb => {}
+            ClientAction::AbsorbRetransmission => self.stats.retrans_absorbed.inc(),
+            ClientAction::InviteProvisional { relay, send_cancel } => {
+                if relay {
+                    self.relay(id, msg, false);
+                    if let Some(d) = dialog {
+                        self.dialogs
+                            .set_state(d, DialogState::Unconfirmed, DialogState::Early);
+                    }
+                }
+                if send_cancel {
+                    self.send_cancel(now, id);
+                }
+            }
+            ClientAction::InviteAccepted => {
+                self.relay(id, msg, true);
+                if self.wants_outcomes() {
+                    self.report_txn(now, id, final_of(msg));
+                }
+                self.answer(now, id, msg);
+            }
+            ClientAction::InviteFinal => {
+                // ACK it ourselves, hop by hop, whatever happens to it next.
+                let mut ack = self.out.buffer();
+                let t = self.txns.get_mut(id).expect("looked up above");
+                if let Ok(fwd) = SipMsg::parse(&t.forwarded) {
+                    originate::hop_request(&fwd, Method::Ack, Some(msg), &mut ack);
+                }
+                t.ack.clear();
+                t.ack.extend_from_slice(&ack);
+                let dst = t.downstream;
+                self.out.send(dst, ack);
+                self.on_final(now, id, FinalAnswer::Received(msg));
+            }
+            ClientAction::Relay2xxRetransmission => self.relay(id, msg, false),
+            ClientAction::ResendAck => {
+                self.stats.retrans_absorbed.inc();
+                let t = self.txns.get(id).expect("looked up above");
+                self.out.send_copy(t.downstream, &t.ack);
+            }
+            ClientAction::NonInviteProvisional { relay } => {
+                if relay {
+                    self.relay(id, msg, false);
+                }
+            }
+            ClientAction::NonInviteFinal => {
+                self.relay(id, msg, true);
+                if self.wants_outcomes() {
+                    self.report_txn(now, id, final_of(msg));
+                }
+                let t = self.txns.get(id).expect("looked up above");
+                let (method, upstream) = (t.method, t.upstream);
+                if method == Method::Bye
+                    && let Some(d) = dialog
+                    && self.dialog_state_is(dialog, DialogState::is_confirmed)
+                {
+                    let side = self.side_of(d, upstream);
+                    let cause = crate::proxy::dialogs::EndCause::Bye(side);
+                    self.end_dialog_now(now, d, cause);
+                }
+            }
+        }
+        self.reschedule(id);
+    }
+
+    /// Notes the times of the first reply and of ringing on the dialog of its initial INVITE.
+    fn note_invite_reply(&mut self, now: Instant, id: TxnId, code: u16) {
+        let Some(did) = self.txns.get(id).and_then(|t| t.dialog) else {
+            return;
+        };
+        let unix = self.clock.unix_ms(now);
+        let Some(d) = self.dialogs.get_mut(did).filter(|d| d.invite == Some(id)) else {
+            return;
+        };
+        if d.times.first_reply == 0 {
+            d.times.first_reply = unix;
+        }
+        if (code == 180 || code == 183) && d.times.ringing == 0 {
+            d.times.ringing = unix;
+        }
+    }
+
+    /// A final non-2xx answer to the INVITE `id`: relayed, or (later) tried again elsewhere.
+    fn on_final(&mut self, now: Instant, id: TxnId, answer: FinalAnswer<'_, '_>) {
+        match self.decide(id, &answer) {
+            Decision::Relay => {}
+        }
+        let timers = self.cfg.timers;
+        let fin = match answer {
+            FinalAnswer::Received(msg) => {
+                self.relay(id, msg, true);
+                self.wants_outcomes().then(|| final_of(msg))
+            }
+            FinalAnswer::Local(code) => match self.local_reply(id, code) {
+                Some(fin) => Some(fin),
+                None => return,
+            },
+        };
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
+        machine::complete_server_invite(t, now, &timers);
+        let dialog = t.dialog;
+        if let Some(fin) = fin {
+            if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d))
+                && d.invite == Some(id)
+            {
+                d.outcome.code = fin.code;
+                d.outcome.reason = fin.reason.clone();
+                d.outcome.q850_cause = fin.q850_cause;
+            }
+            self.report_txn(now, id, fin);
+        }
+        self.fail_dialog(now, dialog);
+    }
+
+    /// Whether a final answer is relayed or the request tried again. Always relayed for now:
+    /// gateway failover and trunk authentication decide here.
+    fn decide(&self, _id: TxnId, _answer: &FinalAnswer<'_, '_>) -> Decision {
+        Decision::Relay
+    }
+
+    /// Passes a response upstream without our Via; `keep` stores it for retransmissions.
+    fn relay(&mut self, id: TxnId, msg: &SipMsg<'_>, keep: bool) {
+        let mut out = self.out.buffer();
+        forward::response(msg, &mut self.rewrite, &mut out);
+        let Some(t) = self.txns.get_mut(id) else {
+            self.out.recycle(out);
+            return;
+        };
+        if keep || msg.status().is_some_and(|c| c > 100 && c < 200) {
+            t.last_response.clear();
+            t.last_response.extend_from_slice(&out);
+        }
+        self.stats.fwd_replies.inc();
+        self.out.send(t.upstream, out);
+    }
+
+    /// siplb's own final reply to the INVITE `id` (408, 487), sent upstream; none when the
+    /// server side already answered.
+    fn local_reply(&mut self, id: TxnId, code: u16) -> Option<Final> {
+        let t = self.txns.get_mut(id)?;
+        if t.server != ServerState::Proceeding && t.server != ServerState::Trying {
+            return None;
+        }
+        debug_assert_eq!(t.kind, Kind::Invite, "only INVITEs get a local final reply");
+        let upstream = t.upstream;
+        let mut out = Vec::new();
+        let req = SipMsg::parse(&t.received).ok()?;
+        let tag = local_tag(&req);
+        let ex = Extra::default();
+        reply::build(
+            &req,
+            upstream.addr,
+            code,
+            tag.as_bytes(),
+            ex,
+            &mut self.rewrite,
+            &mut out,
+        );
+        t.last_response.clear();
+        t.last_response.extend_from_slice(&out);
+        self.stats.local_replies.inc();
+        self.out.send(upstream, out);
+        Some(Final {
+            code: Some(code),
+            reason: crate::sip::reason_phrase(code).into(),
+            q850_cause: None,
+            to_tag: tag.into(),
+            local: true,
+        })
+    }
+
+    /// The final reply to an INVITE that siplb makes itself.
+    pub(super) fn local_final(&mut self, now: Instant, id: TxnId, code: u16) {
+        self.on_final(now, id, FinalAnswer::Local(code));
+    }
+
+    /// The 2xx of the initial INVITE confirms the dialog and names the callee; that of a
+    /// re-INVITE (either way) changes neither but refreshes the answering side's target.
+    fn answer(&mut self, now: Instant, id: TxnId, msg: &SipMsg<'_>) {
+        let Some(did) = self.txns.get(id).and_then(|t| t.dialog) else {
+            return;
+        };
+        let unix = self.clock.unix_ms(now);
+        let linger = self.cfg.call_linger;
+        let lifetime = self.cfg.dialog.default_timeout;
+        let Some(d) = self.dialogs.get_mut(did) else {
+            return;
+        };
+        if d.state.is_confirmed() {
+            // The 2xx of a re-INVITE updates its sender's remote target (RFC 3261 §12.2.1.2):
+            // the side whose tag is in the To header answered.
+            let contact = first_contact(msg);
+            if !contact.is_empty() {
+                let leg = if msg.to_tag() == Some(d.caller_tag()) {
+                    &mut d.caller_leg
+                } else {
+                    &mut d.callee_leg
+                };
+                leg.contact = contact.into();
+            }
+            return;
+        }
+        if !d.state.is_early() {
+            return;
+        }
+        let state = d.state;
+        d.answered = Some(now);
+        d.times.answer = unix;
+        if self.cfg.emit.dialogs {
+            d.outcome.code = msg.status();
+            d.outcome.reason = reason_of(msg);
+            d.outcome.q850_cause = q850_cause(msg);
+        }
+        d.callee_leg.tag = msg.to_tag().unwrap_or(b"").into();
+        d.callee_leg.contact = first_contact(msg).into();
+        d.callee_leg.route_set = record_routes(msg, Some(did)).into();
+        if let Some((_, h)) = msg.headers_named(HeaderName::To).next() {
+            d.to = h.value().of(msg.buf).into();
+        }
+        // The dialog lives `default_timeout` from its answer (and a while longer as a record).
+        d.expires = now + lifetime + linger;
+        d.set_var("AnswerTime", (unix / 1000).to_string());
+        for (name, value) in admission::vars_at(&self.cfg, VarAt::Start) {
+            d.set_var(name, value.to_string());
+        }
+        self.dialogs
+            .set_state(did, state, DialogState::ConfirmedNoAck);
+    }
+}
+
+/// The record of a final response received.
+fn final_of(msg: &SipMsg<'_>) -> Final {
+    Final {
+        code: msg.status(),
+        reason: reason_of(msg),
+        q850_cause: q850_cause(msg),
+        to_tag: String::from_utf8_lossy(msg.to_tag().unwrap_or(b"")).into(),
+        local: false,
+    }
+}
