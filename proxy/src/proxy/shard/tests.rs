@@ -2442,3 +2442,5 @@ fn a_reinvite_refreshes_the_targets_of_both_sides() {
     assert_eq!(&*c.caller_leg.contact, b"sip:alice@127.0.0.1:5999");
     assert_eq!(&*c.callee_leg.contact, b"sip:gw@127.0.0.1:5998");
 }
+
+mod events;

@@ -1,0 +1,183 @@
+//! The typed events of the shard: each carries the facts accounting needs (times, final code
+//! and reason, Q.850 cause, who ended the dialog, account, gateway), and none is emitted
+//! unless asked for.
+
+use super::*;
+use crate::proxy::EndTarget;
+use crate::proxy::event::{DialogRecord, EndedBy, Event, TxnOutcome};
+
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+fn with_events() -> Harness {
+    let mut h = Harness::with_config(|c| {
+        c.emit.dialogs = true;
+        c.emit.transactions = true;
+    });
+    h.shard.set_epoch(h.now, EPOCH_MS);
+    h
+}
+
+impl Harness {
+    fn events(&mut self) -> (Vec<TxnOutcome>, Vec<DialogRecord>) {
+        let (mut txns, mut dialogs) = (Vec::new(), Vec::new());
+        while let Some(e) = self.shard.poll_event() {
+            match e {
+                Event::Transaction(t) => txns.push(*t),
+                Event::Dialog(d) => dialogs.push(*d),
+            }
+        }
+        (txns, dialogs)
+    }
+}
+
+#[test]
+fn an_answered_call_reports_every_moment_and_the_caller_who_ended_it() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.advance(Duration::from_millis(100));
+    h.deliver(fwd.dst, &response(&fwd, 100, None));
+    h.advance(Duration::from_millis(150));
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw-tag")));
+    h.advance(Duration::from_millis(2_000));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.advance(Duration::from_millis(10_000));
+    let mut bye = caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2);
+    bye.extra = "Reason: Q.850;cause=16;text=\"Normal call clearing\"\r\n".into();
+    h.caller_sends(&bye.text());
+    let fwd_bye = h.take_one();
+    h.gateway_answers(&fwd_bye, &response(&fwd_bye, 200, None));
+
+    let (txns, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    let d = &dialogs[0];
+    assert_eq!(d.times.invite_received, EPOCH_MS);
+    assert_eq!(d.times.invite_forwarded, EPOCH_MS);
+    assert_eq!(d.times.first_reply, EPOCH_MS + 100);
+    assert_eq!(d.times.ringing, EPOCH_MS + 250);
+    assert_eq!(d.times.answer, EPOCH_MS + 2_250);
+    assert_eq!(d.times.end, EPOCH_MS + 12_250);
+    assert!(d.answered && !d.limit_refused);
+    assert_eq!(d.ended_by, Some(EndedBy::Caller));
+    assert_eq!(d.outcome.code, Some(200));
+    assert_eq!(&*d.outcome.reason, "OK");
+    assert_eq!(d.outcome.q850_cause, Some(16), "the BYE's cause");
+    assert_eq!(&*d.account, "alice");
+    assert_eq!(d.gateway.map(|g| g.addr), Some(fwd.dst));
+    assert_eq!(d.caller.addr, caller());
+    assert_eq!(&*d.to_tag, "gw-tag");
+    assert_eq!(
+        (
+            &*d.parties.call_id,
+            &*d.parties.from_user,
+            &*d.parties.ruri_user
+        ),
+        ("c1", "alice", "+15551234")
+    );
+    assert!(
+        d.vars
+            .iter()
+            .any(|(k, v)| &**k == "BillSec" && &**v == "10")
+    );
+
+    let methods: Vec<(Method, Option<u16>)> = txns.iter().map(|t| (t.method, t.code)).collect();
+    assert_eq!(
+        methods,
+        [(Method::Invite, Some(200)), (Method::Bye, Some(200))]
+    );
+    let invite = &txns[0];
+    assert_eq!(invite.dialog, d.id);
+    assert_eq!(&*invite.to_tag, "gw-tag");
+    assert!(!invite.local);
+    assert_eq!(invite.at_ms, EPOCH_MS + 2_250);
+    assert_eq!(invite.destination.map(|t| t.addr), Some(fwd.dst));
+}
+
+#[test]
+fn a_busy_callee_gives_the_final_code_reason_and_q850_cause() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let busy = response(&fwd, 486, Some("gw")).replace(
+        "Content-Length: 0",
+        "Reason: Q.850;cause=17\r\nContent-Length: 0",
+    );
+    h.deliver(fwd.dst, &busy);
+    let (txns, dialogs) = h.events();
+    let d = &dialogs[0];
+    assert!(!d.answered);
+    assert_eq!(d.ended_by, None);
+    assert_eq!(
+        (d.outcome.code, &*d.outcome.reason, d.outcome.q850_cause),
+        (Some(486), "Busy Here", Some(17))
+    );
+    assert_eq!(txns.len(), 1);
+    assert_eq!((txns[0].code, txns[0].local), (Some(486), false));
+}
+
+#[test]
+fn timer_b_reports_siplbs_own_408() {
+    let mut h = with_events();
+    h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.advance(Duration::from_secs(33));
+    let (txns, dialogs) = h.events();
+    assert_eq!((txns[0].code, txns[0].local), (Some(408), true));
+    assert_eq!(dialogs[0].outcome.code, Some(408));
+}
+
+#[test]
+fn a_limit_refusal_is_a_record_without_a_dialog() {
+    let mut h = limited(1, DialogTimers::default());
+    let mut cfg = (*h.shard.cfg).clone();
+    cfg.emit.dialogs = true;
+    h.shard.cfg = Arc::new(cfg);
+    h.established_call("c1");
+    h.events();
+    h.caller_sends(&invite("c2", "z9hG4bK-c2").text());
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1);
+    let d = &dialogs[0];
+    assert!(d.limit_refused && d.id.is_none() && d.gateway.is_none());
+    assert_eq!(
+        (d.outcome.code, &*d.outcome.reason, d.outcome.q850_cause),
+        (Some(503), "Account call limit", Some(34))
+    );
+    assert_eq!(&*d.account, "alice");
+}
+
+#[test]
+fn the_callee_a_timeout_and_an_operator_end_dialogs_too() {
+    let mut h = with_events();
+    let call = h.established_call("c1");
+    let gw_tag = call.ok.to_tag().unwrap();
+    let bye = gateway_in_dialog("BYE", &call.fwd, &gw_tag, "z9hG4bK-gwbye");
+    h.deliver(call.gateway(), &bye.text());
+    h.take();
+    h.established_call("c2");
+    let target = EndTarget::Id {
+        h_entry: 0,
+        h_id: 2,
+    };
+    assert!(h.shard.end_dialog(h.now, &target));
+    let (_, dialogs) = h.events();
+    let by: Vec<_> = dialogs.iter().map(|d| d.ended_by).collect();
+    assert_eq!(by, [Some(EndedBy::Callee), Some(EndedBy::Operator)]);
+
+    let mut h = Harness::with_config(|c| {
+        c.emit.dialogs = true;
+        c.dialog.default_timeout = Duration::from_secs(2);
+    });
+    h.established_call("c3");
+    h.advance(Duration::from_secs(3));
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs[0].ended_by, Some(EndedBy::Timeout));
+}
+
+#[test]
+fn nothing_is_emitted_unless_asked_for() {
+    let mut h = Harness::new();
+    h.established_call("c1");
+    let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-c2"));
+    h.deliver(fwd.dst, &response(&fwd, 486, Some("gw")));
+    assert_eq!(h.events(), (vec![], vec![]));
+}
