@@ -66,28 +66,32 @@ impl SippStats {
     }
 }
 
-/// Arguments every sipp of the tests gets: bound to its address, no keyboard, a large socket
-/// buffer, final statistics in `<name>.csv` and errors in `<name>_errors.log`.
+/// Arguments every sipp gets (the tests' and `cargo xtask bench`'s): bound to its address, no
+/// keyboard, a large socket buffer, final statistics (`-trace_stat`) every second.
+pub const SIPP_BASE_ARGS: [&str; 7] = [
+    "-bind_local",
+    "-nostdin",
+    "-buff_size",
+    "1048576",
+    "-trace_stat",
+    "-fd",
+    "1",
+];
+
+/// Arguments every sipp of the tests gets: [`SIPP_BASE_ARGS`], final statistics in
+/// `<name>.csv` and errors in `<name>_errors.log`.
 fn sipp_common(name: &str) -> Vec<String> {
-    [
-        "-bind_local",
-        "-nostdin",
-        "-buff_size",
-        "1048576",
-        "-trace_stat",
-        "-fd",
-        "1",
-        "-trace_err",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "-stf".into(),
-        format!("{name}.csv"),
-        "-error_file".into(),
-        format!("{name}_errors.log"),
-    ])
-    .collect()
+    SIPP_BASE_ARGS
+        .iter()
+        .chain(&["-trace_err"])
+        .map(|s| s.to_string())
+        .chain([
+            "-stf".into(),
+            format!("{name}.csv"),
+            "-error_file".into(),
+            format!("{name}_errors.log"),
+        ])
+        .collect()
 }
 
 impl Sipp {
@@ -275,14 +279,23 @@ pub fn wait_bound_in(ns: &str, addr: &str) {
 
 /// Waits until something listens on UDP `addr` (at most 5 s).
 pub fn wait_bound(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    assert!(
+        try_wait_bound(addr, Duration::from_secs(5)),
+        "nothing bound {addr}"
+    );
+}
+
+/// Waits until something listens on UDP `addr` (binding it fails), at most `within`; false
+/// if nothing does.
+pub fn try_wait_bound(addr: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if UdpSocket::bind(addr).is_err() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing bound {addr}");
+    false
 }
 
 /// The last line of a sipp `;`-separated CSV as a map by column name.

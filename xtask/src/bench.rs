@@ -4,6 +4,7 @@
 use crate::ci::install_deps;
 use crate::{root, run};
 use anyhow::{Result, bail};
+use siplb_tests::{SIPP_BASE_ARGS, read_sipp_csv, stop_child, try_wait_bound};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,43 +96,12 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn stop(child: &mut Child) {
-    // SIGTERM by PID, then SIGKILL after 10 s.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
+/// Fails unless something listens on UDP `addr` within 10 s.
 fn wait_udp(addr: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::UdpSocket::bind(addr).is_err() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !try_wait_bound(addr, Duration::from_secs(10)) {
+        bail!("nothing listens on {addr}")
     }
-    bail!("nothing listens on {addr}")
-}
-
-fn last_csv(path: &Path) -> std::collections::HashMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let head = lines.next().unwrap_or("");
-    let last = lines.next_back().unwrap_or("");
-    head.split(';')
-        .zip(last.split(';'))
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect()
+    Ok(())
 }
 
 struct Outcome {
@@ -340,7 +310,7 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
         }
     };
     let result = drive(root, &dir, proxy, &target, &child, b);
-    stop(&mut child);
+    stop_child(&mut child);
     result
 }
 
@@ -384,15 +354,6 @@ fn drive(
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let sipp_common = [
-        "-bind_local",
-        "-nostdin",
-        "-buff_size",
-        "1048576",
-        "-trace_stat",
-        "-fd",
-        "1",
-    ];
     let max_s = (b.calls / b.rate) as u64 + 40;
     let mut uas = Vec::new();
     for (i, port) in ["5081", "5082"].iter().enumerate() {
@@ -404,7 +365,7 @@ fn drive(
                     &root.join("examples/sipp/uas.xml").display().to_string(),
                 ])
                 .args(["-i", BENCH_IP, "-p", port])
-                .args(sipp_common)
+                .args(SIPP_BASE_ARGS)
                 .args([
                     "-stf",
                     &format!("uas{}.csv", i + 1),
@@ -437,7 +398,7 @@ fn drive(
                 .to_string(),
         ])
         .args(["-i", BENCH_IP, "-p", "5070"])
-        .args(sipp_common)
+        .args(SIPP_BASE_ARGS)
         .args([
             "-stf",
             "uac.csv",
@@ -493,12 +454,8 @@ fn drive(
         let _ = u.kill();
         let _ = u.wait();
     }
-    let uac = last_csv(&dir.join("uac.csv"));
-    let get = |k: &str| {
-        uac.get(k)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let uac = read_sipp_csv(&dir.join("uac.csv"));
+    let get = |k: &str| uac.get(k) as f64;
     eprintln!("xtask: {proxy}: sipp exited with {status}");
     Ok(Outcome {
         proxy,
