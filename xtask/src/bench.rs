@@ -3,9 +3,9 @@
 
 use crate::ci::install_deps;
 use crate::{root, run};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use siplb_tests::{SIPP_BASE_ARGS, read_sipp_csv, stop_child, try_wait_bound};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// siplb's configuration, relative to the repository (moved to the bench address).
     #[arg(long, default_value = "examples/siplb.toml")]
     config: String,
+    /// Another siplb binary (e.g. an older commit's release build) to run in the same rounds
+    /// as the freshly built one, under the label `siplb[PATH]` (repeatable)
+    #[arg(long = "siplb-bin", value_name = "PATH")]
+    siplb_bins: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -50,6 +54,48 @@ impl BenchArgs {
         Ok(self)
     }
 
+    /// The proxies that take turns in each round: those of `--proxy`, each siplb one followed
+    /// by the same for every `--siplb-bin`.
+    fn entries(&self, root: &Path) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for name in self.proxies() {
+            if name == "kamailio" {
+                entries.push(Entry {
+                    label: name.into(),
+                    dir: name.into(),
+                    siplb: None,
+                    steering_off: false,
+                    base: None,
+                });
+                continue;
+            }
+            let base = entries.len();
+            entries.push(Entry {
+                label: name.into(),
+                dir: name.into(),
+                siplb: Some(root.join("target/release/siplb")),
+                steering_off: name == "siplb-off",
+                base: None,
+            });
+            for (n, bin) in self.siplb_bins.iter().enumerate() {
+                let path = bin
+                    .canonicalize()
+                    .with_context(|| format!("--siplb-bin {}", bin.display()))?;
+                entries.push(Entry {
+                    label: format!("{name}[{}]", bin.display()),
+                    dir: format!("{name}-bin{}", n + 1),
+                    siplb: Some(path),
+                    steering_off: name == "siplb-off",
+                    base: Some(base),
+                });
+            }
+        }
+        if !self.siplb_bins.is_empty() && entries.iter().all(|e| e.base.is_none()) {
+            bail!("--siplb-bin needs siplb among the proxies (--proxy siplb, both or steering)");
+        }
+        Ok(entries)
+    }
+
     fn proxies(&self) -> Vec<&'static str> {
         match self.proxy {
             ProxyChoice::Siplb => vec!["siplb"],
@@ -59,6 +105,20 @@ impl BenchArgs {
             ProxyChoice::Steering => vec!["siplb", "siplb-off"],
         }
     }
+}
+
+/// One proxy that takes its turn in each round.
+struct Entry {
+    /// Its name in the results: `siplb`, `siplb-off`, `kamailio` or `siplb[PATH]`.
+    label: String,
+    /// Its folder in each round's.
+    dir: String,
+    /// The siplb binary (`None`: Kamailio).
+    siplb: Option<PathBuf>,
+    /// siplb with software hand-off (`steering.mode = "off"`).
+    steering_off: bool,
+    /// For a `--siplb-bin` entry: the entry of the freshly built siplb it is compared with.
+    base: Option<usize>,
 }
 
 /// The address both proxies listen on in turn (loopback only), and their gateways.
@@ -105,7 +165,7 @@ fn wait_udp(addr: &str) -> Result<()> {
 }
 
 struct Outcome {
-    proxy: &'static str,
+    proxy: String,
     ok: u64,
     failed: u64,
     achieved_cps: f64,
@@ -131,9 +191,9 @@ impl Outcome {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let b = args.validate()?;
-    let proxies = b.proxies();
-    install_deps(&["sip-tester", "kamailio", "procps"])?;
     let root = root();
+    let entries = b.entries(&root)?;
+    install_deps(&["sip-tester", "kamailio", "procps"])?;
     run(Command::new("cargo").current_dir(&root).args([
         "build",
         "--release",
@@ -146,12 +206,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     // Proxies take turns, `repeat` rounds; each figure below is the median round (by CPU per
     // call), so a burst of noise from the rest of the machine does not decide the comparison.
-    let mut rounds: Vec<Vec<Outcome>> = proxies.iter().map(|_| Vec::new()).collect();
+    let mut rounds: Vec<Vec<Outcome>> = entries.iter().map(|_| Vec::new()).collect();
     for round in 0..b.repeat {
-        for (i, proxy) in proxies.iter().enumerate() {
-            let o = bench_one(&root, &work.join(format!("round{round}")), proxy, &b)?;
+        for (i, entry) in entries.iter().enumerate() {
+            let o = bench_one(&root, &work.join(format!("round{round}")), entry, &b)?;
             eprintln!(
-                "xtask: round {round} {proxy}: ok {} failed {} cpu {:.2} s ({:.3} per 1000 calls)",
+                "xtask: round {round} {}: ok {} failed {} cpu {:.2} s ({:.3} per 1000 calls)",
+                entry.label,
                 o.ok,
                 o.failed,
                 o.cpu_s,
@@ -160,6 +221,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             rounds[i].push(o);
         }
     }
+    // Each entry's rounds in the order they ran, in CPU ms per call (= CPU-s per 1000 calls).
+    let per_round: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|r| r.iter().map(Outcome::per_k).collect())
+        .collect();
     let outcomes: Vec<Outcome> = rounds
         .into_iter()
         .map(|mut r| {
@@ -220,6 +286,28 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             );
         }
     }
+    if entries.iter().any(|e| e.base.is_some()) {
+        println!("\n| siplb binary | CPU ms per call (median) | rounds | vs the fresh build |");
+        println!("|---|---|---|---|");
+        for (i, (e, o)) in entries.iter().zip(&outcomes).enumerate() {
+            if e.siplb.is_none() {
+                continue;
+            }
+            let rounds = per_round[i]
+                .iter()
+                .map(|v| format!("{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let vs = match e.base {
+                Some(base) => format!(
+                    "{:+.1} %",
+                    (o.per_k() / outcomes[base].per_k() - 1.0) * 100.0
+                ),
+                None => String::new(),
+            };
+            println!("| {} | {:.3} | {rounds} | {vs} |", e.label, o.per_k());
+        }
+    }
     if let [s, k] = &outcomes[..]
         && k.proxy == "kamailio"
     {
@@ -234,12 +322,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Result<Outcome> {
-    let dir = work.join(proxy);
+fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<Outcome> {
+    let dir = work.join(&entry.dir);
     std::fs::create_dir_all(&dir)?;
     let target = format!("{BENCH_IP}:5060");
-    let mut child = match proxy {
-        "siplb" | "siplb-off" => {
+    let mut child = match &entry.siplb {
+        Some(bin) => {
             let ctl = dir.join("siplb.ctl").display().to_string();
             let cfg = std::fs::read_to_string(root.join(&b.config))?
                 .replace("127.0.0.1", BENCH_IP)
@@ -261,21 +349,21 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
                 ),
                 None => cfg,
             };
-            let cfg = if proxy == "siplb-off" {
+            let cfg = if entry.steering_off {
                 cfg.replacen("mode = \"auto\"", "mode = \"off\"", 1)
             } else {
                 cfg
             };
             let cfg_path = dir.join("siplb.toml");
             std::fs::write(&cfg_path, cfg)?;
-            Command::new(root.join("target/release/siplb"))
+            Command::new(bin)
                 .arg("--config")
                 .arg(&cfg_path)
                 .stdout(std::fs::File::create(dir.join("proxy.log"))?)
                 .stderr(std::fs::File::create(dir.join("proxy.err"))?)
                 .spawn()?
         }
-        _ => {
+        None => {
             let acc = dir.join("acc");
             std::fs::create_dir_all(&acc)?;
             let ds = dir.join("dispatcher.list");
@@ -309,14 +397,14 @@ fn bench_one(root: &Path, work: &Path, proxy: &'static str, b: &BenchArgs) -> Re
                 .spawn()?
         }
     };
-    let result = drive(root, &dir, proxy, &target, &child, b);
+    let result = drive(root, &dir, entry, &target, &child, b);
     stop_child(&mut child);
     result
 }
 
-/// The `core:` statistics of the siplb run in `dir`, by name.
-fn siplb_core_stats(root: &Path, dir: &Path) -> Option<std::collections::HashMap<String, u64>> {
-    let out = Command::new(root.join("target/release/siplb"))
+/// The `core:` statistics of the siplb `bin` run in `dir`, by name.
+fn siplb_core_stats(bin: &Path, dir: &Path) -> Option<std::collections::HashMap<String, u64>> {
+    let out = Command::new(bin)
         .arg("ctl")
         .arg("--config")
         .arg(dir.join("siplb.toml"))
@@ -335,15 +423,15 @@ fn siplb_core_stats(root: &Path, dir: &Path) -> Option<std::collections::HashMap
 fn drive(
     root: &Path,
     dir: &Path,
-    proxy: &'static str,
+    entry: &Entry,
     target: &str,
     child: &Child,
     b: &BenchArgs,
 ) -> Result<Outcome> {
     wait_udp(target)?;
-    if proxy.starts_with("siplb") {
+    if let Some(bin) = &entry.siplb {
         // siplb's control socket answers once it is fully up (BPF programs attached).
-        let up = Command::new(root.join("target/release/siplb"))
+        let up = Command::new(bin)
             .args(["ctl", "--config"])
             .arg(dir.join("siplb.toml"))
             .arg("core.version")
@@ -423,10 +511,10 @@ fn drive(
         .status()?;
     let wall_s = t0.elapsed().as_secs_f64();
     let ticks1 = cpu_ticks(child.id());
-    let stats = if proxy.starts_with("siplb") {
+    let stats = if let Some(bin) = &entry.siplb {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
-        siplb_core_stats(root, dir).unwrap_or_default()
+        siplb_core_stats(bin, dir).unwrap_or_default()
     } else {
         Default::default()
     };
@@ -456,9 +544,9 @@ fn drive(
     }
     let uac = read_sipp_csv(&dir.join("uac.csv"));
     let get = |k: &str| uac.get(k) as f64;
-    eprintln!("xtask: {proxy}: sipp exited with {status}");
+    eprintln!("xtask: {}: sipp exited with {status}", entry.label);
     Ok(Outcome {
-        proxy,
+        proxy: entry.label.clone(),
         ok: get("SuccessfulCall(C)") as u64,
         failed: get("FailedCall(C)") as u64,
         achieved_cps: get("SuccessfulCall(C)") / wall_s,
