@@ -1,0 +1,112 @@
+//! Two network namespaces joined by a veth pair, for the tests that need a real interface
+//! (XDP, MTU, checksum offload).
+
+use std::process::{Command, Stdio};
+
+/// Two network namespaces joined by a veth pair, made by the test and deleted on drop:
+/// `a` (callers, `198.18.<n>.1`) and `b` (siplb and the gateways, `198.18.<n>.2`).
+pub struct NetnsPair {
+    pub a: String,
+    pub b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+    /// The veth ends in `a` and in `b`.
+    pub dev_a: String,
+    pub dev_b: String,
+}
+
+impl NetnsPair {
+    pub fn new(n: u8) -> NetnsPair {
+        let (a, b) = (format!("siplb-t{n}-a"), format!("siplb-t{n}-b"));
+        let (va, vb) = (format!("sl{n}a"), format!("sl{n}b"));
+        // Left over from an earlier run that was killed: start clean.
+        for ns in [&a, &b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip (iproute2)");
+            assert!(st.success(), "ip {args:?} failed");
+        };
+        ip(&["netns", "add", &a]);
+        ip(&["netns", "add", &b]);
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        ip(&["link", "set", &va, "netns", &a]);
+        ip(&["link", "set", &vb, "netns", &b]);
+        let (ip_a, ip_b) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
+        ip(&["-n", &a, "addr", "add", &format!("{ip_a}/24"), "dev", &va]);
+        ip(&["-n", &b, "addr", "add", &format!("{ip_b}/24"), "dev", &vb]);
+        for (ns, dev) in [(&a, &va), (&b, &vb)] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        NetnsPair {
+            a,
+            b,
+            ip_a,
+            ip_b,
+            dev_a: va,
+            dev_b: vb,
+        }
+    }
+}
+
+impl NetnsPair {
+    /// Sets the MTU of both ends of the veth pair (to force IP fragmentation).
+    pub fn set_mtu(&self, mtu: u32) {
+        for (ns, dev) in [(&self.a, &self.dev_a), (&self.b, &self.dev_b)] {
+            let st = Command::new("ip")
+                .args(["-n", ns, "link", "set", dev, "mtu", &mtu.to_string()])
+                .status()
+                .expect("ip");
+            assert!(st.success(), "mtu {mtu} on {dev}");
+        }
+    }
+
+    /// Turns TX checksum offload off on the `a` side of the veth pair: with native XDP and a
+    /// cpumap redirect on the `b` side, offloaded (not yet computed) UDP checksums would be
+    /// found bad and the datagrams dropped.
+    pub fn tx_checksum_off_a(&self) {
+        let dev = &self.dev_a;
+        let st = Command::new("ip")
+            .args(["netns", "exec", &self.a, "ethtool", "-K", dev, "tx", "off"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("ethtool");
+        assert!(st.success(), "ethtool -K {dev} tx off");
+    }
+
+    /// Adds another address to the `a` side (`198.18.<n>.<host>`), e.g. a second source.
+    pub fn add_a(&self, host: u8) -> String {
+        let net = self.ip_a.rsplit_once('.').expect("dotted").0;
+        let ip = format!("{net}.{host}");
+        let dev = &self.dev_a;
+        let st = Command::new("ip")
+            .args([
+                "-n",
+                &self.a,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ])
+            .status()
+            .expect("ip");
+        assert!(st.success(), "add {ip} to {dev}");
+        ip
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}

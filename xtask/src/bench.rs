@@ -1,0 +1,559 @@
+//! `cargo xtask bench`: sipp through siplb and through Kamailio, same scenario and rate, the
+//! proxies taking turns; CPU per call of each.
+
+use crate::ci::install_deps;
+use crate::{root, run};
+use anyhow::{Context, Result, bail};
+use siplb_tests::{SIPP_BASE_ARGS, read_sipp_csv, stop_child, try_wait_bound};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `cargo xtask bench` options.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Calls per second (1..20000)
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Calls per round (1..1000000)
+    #[arg(long, default_value_t = 20_000)]
+    calls: u32,
+    /// Rounds (1..9, clamped); each figure is the median round
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// Overrides `workers.batch_wait_us` of the example config.
+    #[arg(long)]
+    batch_wait_us: Option<u32>,
+    /// Which proxies take turns (steering: siplb with BPF steering against software hand-off)
+    #[arg(long = "proxy", value_enum, default_value_t = ProxyChoice::Both)]
+    proxy: ProxyChoice,
+    /// siplb's configuration, relative to the repository (moved to the bench address).
+    #[arg(long, default_value = "examples/siplb.toml")]
+    config: String,
+    /// Another siplb binary (e.g. an older commit's release build) to run in the same rounds
+    /// as the freshly built one, under the label `siplb[PATH]` (repeatable)
+    #[arg(long = "siplb-bin", value_name = "PATH")]
+    siplb_bins: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProxyChoice {
+    Siplb,
+    Kamailio,
+    Both,
+    Steering,
+}
+
+impl BenchArgs {
+    /// Checks the ranges; clamps `repeat`.
+    fn validate(mut self) -> Result<BenchArgs> {
+        self.repeat = self.repeat.clamp(1, 9);
+        if self.rate == 0 || self.rate > 20_000 || self.calls == 0 || self.calls > 1_000_000 {
+            bail!("--rate 1..20000, --calls 1..1000000");
+        }
+        Ok(self)
+    }
+
+    /// The proxies that take turns in each round: those of `--proxy`, each siplb one followed
+    /// by the same for every `--siplb-bin`.
+    fn entries(&self, root: &Path) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for name in self.proxies() {
+            if name == "kamailio" {
+                entries.push(Entry {
+                    label: name.into(),
+                    dir: name.into(),
+                    siplb: None,
+                    steering_off: false,
+                    base: None,
+                });
+                continue;
+            }
+            let base = entries.len();
+            entries.push(Entry {
+                label: name.into(),
+                dir: name.into(),
+                siplb: Some(root.join("target/release/siplb")),
+                steering_off: name == "siplb-off",
+                base: None,
+            });
+            for (n, bin) in self.siplb_bins.iter().enumerate() {
+                let path = bin
+                    .canonicalize()
+                    .with_context(|| format!("--siplb-bin {}", bin.display()))?;
+                entries.push(Entry {
+                    label: format!("{name}[{}]", bin.display()),
+                    dir: format!("{name}-bin{}", n + 1),
+                    siplb: Some(path),
+                    steering_off: name == "siplb-off",
+                    base: Some(base),
+                });
+            }
+        }
+        if !self.siplb_bins.is_empty() && entries.iter().all(|e| e.base.is_none()) {
+            bail!("--siplb-bin needs siplb among the proxies (--proxy siplb, both or steering)");
+        }
+        Ok(entries)
+    }
+
+    fn proxies(&self) -> Vec<&'static str> {
+        match self.proxy {
+            ProxyChoice::Siplb => vec!["siplb"],
+            ProxyChoice::Kamailio => vec!["kamailio"],
+            ProxyChoice::Both => vec!["siplb", "kamailio"],
+            // siplb with BPF steering against siplb with software hand-off.
+            ProxyChoice::Steering => vec!["siplb", "siplb-off"],
+        }
+    }
+}
+
+/// One proxy that takes its turn in each round.
+struct Entry {
+    /// Its name in the results: `siplb`, `siplb-off`, `kamailio` or `siplb[PATH]`.
+    label: String,
+    /// Its folder in each round's.
+    dir: String,
+    /// The siplb binary (`None`: Kamailio).
+    siplb: Option<PathBuf>,
+    /// siplb with software hand-off (`steering.mode = "off"`).
+    steering_off: bool,
+    /// For a `--siplb-bin` entry: the entry of the freshly built siplb it is compared with.
+    base: Option<usize>,
+}
+
+/// The address both proxies listen on in turn (loopback only), and their gateways.
+const BENCH_IP: &str = "127.0.50.1";
+
+/// utime + stime in clock ticks of a process and all its descendants.
+fn cpu_ticks(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(") ")
+        {
+            let f: Vec<&str> = rest.split(' ').collect();
+            total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Fails unless something listens on UDP `addr` within 10 s.
+fn wait_udp(addr: &str) -> Result<()> {
+    if !try_wait_bound(addr, Duration::from_secs(10)) {
+        bail!("nothing listens on {addr}")
+    }
+    Ok(())
+}
+
+struct Outcome {
+    proxy: String,
+    ok: u64,
+    failed: u64,
+    achieved_cps: f64,
+    cpu_s: f64,
+    wall_s: f64,
+    retrans: u64,
+    /// siplb only: (p50, p99, max) µs from kernel receive to processed.
+    latency_us: Option<(u64, u64, u64)>,
+    /// siplb only: messages received (requests + replies), hand-offs, BPF steering on.
+    messages: Option<(u64, u64, u64)>,
+}
+
+impl Outcome {
+    /// Proxy CPU-seconds per 1,000 successful calls.
+    fn per_k(&self) -> f64 {
+        if self.ok > 0 {
+            self.cpu_s / self.ok as f64 * 1000.0
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let b = args.validate()?;
+    let root = root();
+    let entries = b.entries(&root)?;
+    install_deps(&["sip-tester", "kamailio", "procps"])?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "siplb",
+    ]))?;
+    let work = root.join("target/bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    // Proxies take turns, `repeat` rounds; each figure below is the median round (by CPU per
+    // call), so a burst of noise from the rest of the machine does not decide the comparison.
+    let mut rounds: Vec<Vec<Outcome>> = entries.iter().map(|_| Vec::new()).collect();
+    for round in 0..b.repeat {
+        for (i, entry) in entries.iter().enumerate() {
+            let o = bench_one(&root, &work.join(format!("round{round}")), entry, &b)?;
+            eprintln!(
+                "xtask: round {round} {}: ok {} failed {} cpu {:.2} s ({:.3} per 1000 calls)",
+                entry.label,
+                o.ok,
+                o.failed,
+                o.cpu_s,
+                o.per_k()
+            );
+            rounds[i].push(o);
+        }
+    }
+    // Each entry's rounds in the order they ran, in CPU ms per call (= CPU-s per 1000 calls).
+    let per_round: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|r| r.iter().map(Outcome::per_k).collect())
+        .collect();
+    let outcomes: Vec<Outcome> = rounds
+        .into_iter()
+        .map(|mut r| {
+            r.sort_by(|a, b| a.per_k().total_cmp(&b.per_k()));
+            r.swap_remove(r.len() / 2)
+        })
+        .collect();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "\nsipp uac.xml/uas.xml (one UAC, two UAS gateways), {} calls at {} calls/s, hold 0, median of {} rounds, {} ({} cores)\n",
+        b.calls,
+        b.rate,
+        b.repeat,
+        cpu_model,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "| proxy | calls ok | failed | calls/s | retransmissions | proxy CPU-s | CPU-s per 1000 calls | proxy CPU % |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for o in &outcomes {
+        let per_k = o.per_k();
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {:.2} | {:.3} | {:.1} |",
+            o.proxy,
+            o.ok,
+            o.failed,
+            o.achieved_cps,
+            o.retrans,
+            o.cpu_s,
+            per_k,
+            o.cpu_s / o.wall_s * 100.0
+        );
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for o in &outcomes {
+        if let Some((msgs, hand_offs, bpf)) = o.messages {
+            println!(
+                "\n{}: steering {}, {msgs} messages received, {:.0} messages/s per worker ({workers} workers), {hand_offs} hand-offs",
+                o.proxy,
+                if bpf == 1 { "BPF" } else { "software" },
+                msgs as f64 / o.wall_s / workers as f64,
+            );
+        }
+    }
+    for o in &outcomes {
+        if let Some((p50, p99, max)) = o.latency_us {
+            println!(
+                "\n{}: kernel receive to processed, per datagram: p50 {p50} µs, p99 {p99} µs, max {max} µs",
+                o.proxy
+            );
+        }
+    }
+    if entries.iter().any(|e| e.base.is_some()) {
+        println!("\n| siplb binary | CPU ms per call (median) | rounds | vs the fresh build |");
+        println!("|---|---|---|---|");
+        for (i, (e, o)) in entries.iter().zip(&outcomes).enumerate() {
+            if e.siplb.is_none() {
+                continue;
+            }
+            let rounds = per_round[i]
+                .iter()
+                .map(|v| format!("{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let vs = match e.base {
+                Some(base) => format!(
+                    "{:+.1} %",
+                    (o.per_k() / outcomes[base].per_k() - 1.0) * 100.0
+                ),
+                None => String::new(),
+            };
+            println!("| {} | {:.3} | {rounds} | {vs} |", e.label, o.per_k());
+        }
+    }
+    if let [s, k] = &outcomes[..]
+        && k.proxy == "kamailio"
+    {
+        let ratio = (s.cpu_s / s.ok.max(1) as f64) / (k.cpu_s / k.ok.max(1) as f64);
+        println!(
+            "\nsiplb uses {:.3} of Kamailio's CPU per call ({:.1}x less)",
+            ratio,
+            1.0 / ratio
+        );
+    }
+    println!("\nraw sipp output: {}", work.display());
+    Ok(())
+}
+
+fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<Outcome> {
+    let dir = work.join(&entry.dir);
+    std::fs::create_dir_all(&dir)?;
+    let target = format!("{BENCH_IP}:5060");
+    let mut child = match &entry.siplb {
+        Some(bin) => {
+            let ctl = dir.join("siplb.ctl").display().to_string();
+            let cfg = std::fs::read_to_string(root.join(&b.config))?
+                .replace("127.0.0.1", BENCH_IP)
+                .lines()
+                .map(|l| {
+                    if l.starts_with("socket = ") {
+                        format!("socket = \"{ctl}\"")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let cfg = match b.batch_wait_us {
+                Some(us) => cfg.replacen(
+                    "[workers]\n",
+                    &format!("[workers]\nbatch_wait_us = {us}\n"),
+                    1,
+                ),
+                None => cfg,
+            };
+            let cfg = if entry.steering_off {
+                cfg.replacen("mode = \"auto\"", "mode = \"off\"", 1)
+            } else {
+                cfg
+            };
+            let cfg_path = dir.join("siplb.toml");
+            std::fs::write(&cfg_path, cfg)?;
+            Command::new(bin)
+                .arg("--config")
+                .arg(&cfg_path)
+                .stdout(std::fs::File::create(dir.join("proxy.log"))?)
+                .stderr(std::fs::File::create(dir.join("proxy.err"))?)
+                .spawn()?
+        }
+        None => {
+            let acc = dir.join("acc");
+            std::fs::create_dir_all(&acc)?;
+            let ds = dir.join("dispatcher.list");
+            std::fs::write(
+                &ds,
+                format!("1 sip:{BENCH_IP}:5081 0 0\n1 sip:{BENCH_IP}:5082 0 0\n"),
+            )?;
+            Command::new("kamailio")
+                .arg("-f")
+                .arg(root.join("benches/kamailio/kamailio.cfg"))
+                .args(["-DD", "-E", "-m", "1024", "-M", "16"])
+                .arg("-P")
+                .arg(dir.join("kamailio.pid"))
+                .arg("-Y")
+                .arg(&dir)
+                .arg("-w")
+                .arg(&dir)
+                .arg("-A")
+                .arg(format!("LISTEN=udp:{BENCH_IP}:5060"))
+                .arg("-A")
+                .arg(format!("DS_LIST=\"{}\"", ds.display()))
+                .arg("-A")
+                .arg(format!("ACC_DB_URL=\"flatstore:{}\"", acc.display()))
+                .arg("-A")
+                .arg(format!(
+                    "CTL_SOCK=\"unix:{}\"",
+                    dir.join("kamailio_ctl").display()
+                ))
+                .stdout(std::fs::File::create(dir.join("proxy.log"))?)
+                .stderr(std::fs::File::create(dir.join("proxy.err"))?)
+                .spawn()?
+        }
+    };
+    let result = drive(root, &dir, entry, &target, &child, b);
+    stop_child(&mut child);
+    result
+}
+
+/// The `core:` statistics of the siplb `bin` run in `dir`, by name.
+fn siplb_core_stats(bin: &Path, dir: &Path) -> Option<std::collections::HashMap<String, u64>> {
+    let out = Command::new(bin)
+        .arg("ctl")
+        .arg("--config")
+        .arg(dir.join("siplb.toml"))
+        .args(["stats.get_statistics", "core:"])
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect(),
+    )
+}
+
+fn drive(
+    root: &Path,
+    dir: &Path,
+    entry: &Entry,
+    target: &str,
+    child: &Child,
+    b: &BenchArgs,
+) -> Result<Outcome> {
+    wait_udp(target)?;
+    if let Some(bin) = &entry.siplb {
+        // siplb's control socket answers once it is fully up (BPF programs attached).
+        let up = Command::new(bin)
+            .args(["ctl", "--config"])
+            .arg(dir.join("siplb.toml"))
+            .arg("core.version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !up {
+            bail!("siplb does not answer on its control socket");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let max_s = (b.calls / b.rate) as u64 + 40;
+    let mut uas = Vec::new();
+    for (i, port) in ["5081", "5082"].iter().enumerate() {
+        uas.push(
+            Command::new("sipp")
+                .current_dir(dir)
+                .args([
+                    "-sf",
+                    &root.join("examples/sipp/uas.xml").display().to_string(),
+                ])
+                .args(["-i", BENCH_IP, "-p", port])
+                .args(SIPP_BASE_ARGS)
+                .args([
+                    "-stf",
+                    &format!("uas{}.csv", i + 1),
+                    "-timeout",
+                    &format!("{}s", max_s + 20),
+                ])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(
+                    dir.join(format!("uas{}.out", i + 1)),
+                )?)
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_udp(&format!("{BENCH_IP}:{port}"))?;
+    }
+    let ticks0 = cpu_ticks(child.id());
+    let t0 = Instant::now();
+    let status = Command::new("timeout")
+        .current_dir(dir)
+        .args(["-k", "5", &format!("{}", max_s + 10), "sipp", target])
+        .args([
+            "-sf",
+            &root.join("examples/sipp/uac.xml").display().to_string(),
+        ])
+        .args([
+            "-inf",
+            &root
+                .join("examples/sipp/accounts.csv")
+                .display()
+                .to_string(),
+        ])
+        .args(["-i", BENCH_IP, "-p", "5070"])
+        .args(SIPP_BASE_ARGS)
+        .args([
+            "-stf",
+            "uac.csv",
+            "-r",
+            &b.rate.to_string(),
+            "-rp",
+            "1000",
+            "-m",
+            &b.calls.to_string(),
+        ])
+        .args([
+            "-l",
+            "100000",
+            "-recv_timeout",
+            "10000",
+            "-timeout",
+            &format!("{max_s}s"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("uac.out"))?)
+        .stderr(Stdio::null())
+        .status()?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    let ticks1 = cpu_ticks(child.id());
+    let stats = if let Some(bin) = &entry.siplb {
+        // The workers publish their latency figures every second.
+        std::thread::sleep(Duration::from_millis(1200));
+        siplb_core_stats(bin, dir).unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let get = |k: &str| stats.get(k).copied();
+    let latency_us = (|| {
+        Some((
+            get("core:latency_p50_us")?,
+            get("core:latency_p99_us")?,
+            get("core:latency_max_us")?,
+        ))
+    })();
+    let messages = (|| {
+        Some((
+            get("core:rcv_requests")? + get("core:rcv_replies")?,
+            get("core:hand_offs")?,
+            get("core:steering_bpf")?,
+        ))
+    })();
+    for mut u in uas {
+        let _ = Command::new("kill")
+            .arg("-USR1")
+            .arg(u.id().to_string())
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = u.kill();
+        let _ = u.wait();
+    }
+    let uac = read_sipp_csv(&dir.join("uac.csv"));
+    let get = |k: &str| uac.get(k) as f64;
+    eprintln!("xtask: {}: sipp exited with {status}", entry.label);
+    Ok(Outcome {
+        proxy: entry.label.clone(),
+        ok: get("SuccessfulCall(C)") as u64,
+        failed: get("FailedCall(C)") as u64,
+        achieved_cps: get("SuccessfulCall(C)") / wall_s,
+        cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
+        messages,
+        wall_s,
+        retrans: get("Retransmissions(C)") as u64,
+        latency_us,
+    })
+}
