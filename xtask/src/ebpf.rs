@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Debian packages of the BPF build (DESIGN §1): Rust 1.96 on LLVM 22 with a prebuilt `core`
+/// Debian packages of the BPF build (docs/ARCHITECTURE.md, "The BPF object"): Rust 1.96 on LLVM 22 with a prebuilt `core`
 /// for bpfel, and LLVM 22 for bpf-linker.
 const BPF_PACKAGES: &[&str] = &[
     "rustc-web",

@@ -1,7 +1,8 @@
 //! Dialog profiles (Kamailio's `profiles_no_value` / `profiles_with_value`), the rules that put
 //! a new dialog into them, and the limits on their sizes.
 //!
-//! Profile `account` always exists: every dialog is in it, valued by its account (DESIGN §3).
+//! Profile `account` always exists: every dialog is in it, valued by its account (the
+//! customer, or the From user or domain within it: `customer.account_key`).
 
 use super::limits::{Count, Denied, Place, UNLIMITED, ValueTable};
 use crate::proxy::Cidr;

@@ -1,5 +1,5 @@
 //! Every statistic name, as `group:name`. Kamailio's names where Kamailio has the statistic;
-//! siplb's own in the groups of DESIGN §7. `docs/METRICS.md` lists them.
+//! siplb's own in the groups `core:`, `limits:`, `xdp:` and `events:`. `docs/METRICS.md` lists them.
 
 pub const CORE_RCV_REQUESTS: &str = "core:rcv_requests";
 pub const CORE_RCV_REPLIES: &str = "core:rcv_replies";
