@@ -168,7 +168,6 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     globals: globals.clone(),
                     profiles: proxy.profiles.clone(),
                 },
-                shutdown.clone(),
             )
             .with_context(|| format!("metrics.listen {addr}"))?,
         ),
@@ -380,8 +379,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         let _ = t.join();
     }
     let _ = control.join();
-    if let Some(t) = metrics {
-        let _ = t.join();
+    if let Some(m) = metrics {
+        m.stop();
     }
     failed.map_or(Ok(()), Err)
 }
