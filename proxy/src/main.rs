@@ -315,12 +315,12 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                         .iter()
                         .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
                         .chain(routing.gateways.iter().filter_map(|g| match g.ip() {
-                            std::net::IpAddr::V4(a) => Some((a, 32)),
+                            std::net::IpAddr::V4(a) => Some(a.into()),
                             std::net::IpAddr::V6(_) => None,
                         }));
-                    for (addr, prefix) in nets {
-                        if let Err(e) = g.allow(steering::Ipv4Net { addr, prefix }) {
-                            tracing::warn!("XDP guard allow-list {addr}/{prefix}: {e}");
+                    for net in nets {
+                        if let Err(e) = g.allow(net) {
+                            tracing::warn!("XDP guard allow-list {net}: {e}");
                         }
                     }
                     let g = Arc::new(g);

@@ -189,12 +189,12 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                     guard.blocked().iter().map(|n| n.to_string()).collect(),
                 )),
                 ["add", net] => {
-                    let net: crate::steering::Ipv4Net = net.parse()?;
+                    let net = crate::steering::parse_ipv4_net(net)?;
                     guard.block(net)?;
                     Ok(Reply::Empty)
                 }
                 ["del", net] => {
-                    let net: crate::steering::Ipv4Net = net.parse()?;
+                    let net = crate::steering::parse_ipv4_net(net)?;
                     if guard.unblock(net) {
                         Ok(Reply::Empty)
                     } else {
