@@ -73,15 +73,14 @@ fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result
 
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
-    // SAFETY: getrandom writes at most 4 bytes into a 4-byte buffer.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 4, 0) };
-    if n == 4 {
-        u32::from_ne_bytes(b)
-    } else {
-        std::process::id()
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
+    match getrandom::getrandom(&mut b) {
+        Ok(()) => u32::from_ne_bytes(b),
+        Err(_) => {
+            std::process::id()
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos())
+        }
     }
 }
 
