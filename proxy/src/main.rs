@@ -3,6 +3,8 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use siplb::config::{Config, SteeringMode};
 use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
@@ -84,20 +86,6 @@ fn random_u32() -> u32 {
     }
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts), so that `sigwait`
-/// in the main thread receives them.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local set; pthread_sigmask on the calling thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
 fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let cfg = load(config)?;
     if check {
@@ -135,7 +123,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         None
     };
     let plane = Arc::new(plane);
-    let sigset = block_signals();
+    // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("signal handlers")?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let steering_bpf: Arc<siplb::metrics::Counter> = Arc::default();
     // The XDP guard's counters, refreshed from its per-CPU map (see below).
@@ -222,8 +211,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     if let Err(e) = &r {
                         // A worker that stops takes the process down: no silent half-capacity proxy.
                         tracing::error!(worker = id, "worker stopped: {e}");
-                        // SAFETY: sends SIGTERM to our own process, which the main thread waits for.
-                        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+                        // The main thread waits for SIGTERM.
+                        let _ = signal_hook::low_level::raise(SIGTERM);
                     }
                     r
                 })?,
@@ -355,9 +344,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         cfg.control_socket.display()
     );
 
-    let mut sig: libc::c_int = 0;
-    // SAFETY: waits for one of the signals blocked above.
-    unsafe { libc::sigwait(&sigset, &mut sig) };
+    let sig = signals.forever().next().unwrap_or(SIGTERM);
     tracing::info!("signal {sig}: shutting down");
     if let Some(s) = steering {
         s.detach();
