@@ -4,10 +4,9 @@
 
 mod dialog;
 pub mod file;
+mod sections;
 
-use crate::proxy::{
-    AccountKey, Cidr, Customer, DialogTimers, LimitReply, ProxyConfig, Routing, Timers,
-};
+use crate::proxy::{ProxyConfig, Routing};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +39,9 @@ pub const DEFAULT_LIMIT_REPLY_CODE: u16 = 503;
 pub const DEFAULT_LIMIT_REPLY_REASON: &str = "Account call limit";
 pub const DEFAULT_LIMIT_Q850_CAUSE: u16 = 34;
 pub const DEFAULT_EVENTS_QUEUE: usize = 65_536;
+
+/// How a section reader reports a bad value: its span in the file, the key, the message.
+type Invalid<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -153,6 +155,7 @@ impl Config {
         Config::parse(path, &src)
     }
 
+    /// The configuration in `src`, read from `path` (relative paths resolve from its folder).
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let f: file::FileConfig = toml::from_str(src).map_err(|e| toml_error(path, src, &e))?;
         let invalid =
@@ -175,239 +178,28 @@ impl Config {
             }
         };
 
-        let listen = f.listen.sip.get_ref();
-        if listen.len() != 1 {
-            return Err(invalid(
-                f.listen.sip.span(),
-                "listen.sip",
-                "exactly one UDP listen address is supported in this version".into(),
-            ));
-        }
-        let listen: SocketAddr = listen[0].get_ref().parse().map_err(|_| {
-            invalid(
-                listen[0].span(),
-                "listen.sip",
-                format!("`{}` is not an ip:port", listen[0].get_ref()),
-            )
-        })?;
-        if listen.ip().is_unspecified() {
-            return Err(invalid(
-                f.listen.sip.span(),
-                "listen.sip",
-                "a wildcard address cannot be put in Via/Record-Route; listen on a concrete address".into(),
-            ));
-        }
-
-        let workers = match f.workers.count {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+        let listen = sections::listen(&f.listen, &invalid)?;
+        let workers = sections::workers(&f.workers, &invalid)?;
+        let (steering, xdp_mode) = sections::steering(&f.steering, &invalid)?;
+        let routing = Routing {
+            customers: sections::customers(&f.customer, &invalid)?,
+            gateways: sections::gateways(&f.gateway_set, &invalid)?,
         };
-        let steering = match f.steering.mode.get_ref().as_str() {
-            "auto" => SteeringMode::Auto,
-            "bpf" => SteeringMode::Bpf,
-            "off" => SteeringMode::Off,
-            other => {
-                return Err(invalid(
-                    f.steering.mode.span(),
-                    "steering.mode",
-                    format!("`{other}` is not one of auto, bpf, off"),
-                ));
-            }
-        };
-
-        let mut customers = Vec::new();
-        for c in &f.customer {
-            let mut sources = Vec::new();
-            for s in &c.sources {
-                sources.push(
-                    s.get_ref()
-                        .parse::<Cidr>()
-                        .map_err(|m| invalid(s.span(), "customer.sources", m))?,
-                );
-            }
-            if sources.is_empty() && c.domains.is_empty() {
-                return Err(invalid(
-                    c.name.span(),
-                    "customer",
-                    format!(
-                        "customer `{}` needs `sources` or `domains`",
-                        c.name.get_ref()
-                    ),
-                ));
-            }
-            let account_key = match c.account_key.get_ref().as_str() {
-                "customer" => AccountKey::Customer,
-                "from_user" => AccountKey::FromUser,
-                "from_domain" => AccountKey::FromDomain,
-                other => {
-                    return Err(invalid(
-                        c.account_key.span(),
-                        "customer.account_key",
-                        format!("`{other}` is not one of customer, from_user, from_domain"),
-                    ));
-                }
-            };
-            customers.push(Customer {
-                name: c.name.get_ref().clone(),
-                sources,
-                domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                account_key,
-            });
-        }
-        let mut gateways = Vec::new();
-        if f.gateway_set.len() > 1 {
-            return Err(invalid(
-                f.gateway_set[1].name.span(),
-                "gateway_set",
-                "one gateway set is supported in this version".into(),
-            ));
-        }
-        for set in &f.gateway_set {
-            if set.algorithm.get_ref() != "callid_hash" {
-                return Err(invalid(
-                    set.algorithm.span(),
-                    "gateway_set.algorithm",
-                    format!(
-                        "`{}` is not supported (callid_hash)",
-                        set.algorithm.get_ref()
-                    ),
-                ));
-            }
-            for g in &set.gateways {
-                let a: SocketAddr = g.get_ref().parse().map_err(|_| {
-                    invalid(
-                        g.span(),
-                        "gateway_set.gateways",
-                        format!("`{}` is not an ip:port", g.get_ref()),
-                    )
-                })?;
-                gateways.push(a);
-            }
-        }
-
-        let t = &f.timers;
-        let ms = Duration::from_millis;
-        let timers = Timers {
-            t1: ms(t.t1_ms),
-            t2: ms(t.t2_ms),
-            t4: ms(t.t4_ms),
-            timer_b: ms(t.timer_b_ms),
-            timer_c: ms(t.timer_c_ms),
-            timer_d: ms(t.timer_d_ms),
-        };
-        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
-            return Err(invalid(
-                0..0,
-                "timers",
-                "t1_ms must be > 0 and t2_ms >= t1_ms".into(),
-            ));
-        }
-        let mut proxy = ProxyConfig::new(
-            listen,
-            Routing {
-                customers,
-                gateways,
-            },
-        );
-        proxy.timers = timers;
-        proxy.max_transactions = f.limits.transactions_per_worker;
-        proxy.max_calls = f.limits.calls_per_worker;
-        proxy.retry_after = f.limits.retry_after_s;
-        proxy.call_linger = ms(t.call_linger_ms);
-        let d = &f.dialog;
-        proxy.dialog = DialogTimers {
-            default_timeout: Duration::from_secs(d.default_timeout_s),
-            early_timeout: Duration::from_secs(d.early_timeout_s),
-            noack_timeout: Duration::from_secs(d.noack_timeout_s),
-        };
-        if d.default_timeout_s == 0 || d.early_timeout_s == 0 || d.noack_timeout_s == 0 {
-            return Err(invalid(
-                0..0,
-                "dialog",
-                "default_timeout_s, early_timeout_s and noack_timeout_s must be > 0".into(),
-            ));
-        }
+        let mut proxy = ProxyConfig::new(listen, routing);
+        proxy.timers = sections::timers(&f.timers, &invalid)?;
+        proxy.call_linger = Duration::from_millis(f.timers.call_linger_ms);
+        proxy.dialog = sections::dialog_timers(&f.dialog, &invalid)?;
         let mut profiles = dialog::profiles(&f, &invalid)?;
         profiles.scope_accounts(f.customer.len().min(u16::MAX as usize) as u16);
         proxy.profiles = Arc::new(profiles);
         proxy.vars = dialog::vars(&f, &invalid)?;
-        if let Some(u) = &f.events.http_post
-            && !u.get_ref().starts_with("http://")
-        {
-            return Err(invalid(
-                u.span(),
-                "events.http_post",
-                format!("`{}` is not an http:// URL", u.get_ref()),
-            ));
-        }
-        if f.limits.account_table == 0 || f.limits.value_table == 0 {
-            return Err(invalid(
-                0..0,
-                "limits.account_table",
-                "limits.account_table and limits.value_table must be at least 1".into(),
-            ));
-        }
-        if f.events.queue == 0 {
-            return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
-        }
-        proxy.call_end_events = f.events.file.is_some() || f.events.http_post.is_some();
-        let xdp_mode = match f.steering.xdp_mode.get_ref().as_str() {
-            "auto" => Some(crate::steering::GuardMode::Auto),
-            "native" => Some(crate::steering::GuardMode::Native),
-            "generic" => Some(crate::steering::GuardMode::Generic),
-            "off" => None,
-            other => {
-                return Err(invalid(
-                    f.steering.xdp_mode.span(),
-                    "steering.xdp_mode",
-                    format!("`{other}` is not one of auto, native, generic, off"),
-                ));
-            }
-        };
-        let metrics_listen = match &f.metrics.listen {
-            None => None,
-            Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    a.span(),
-                    "metrics.listen",
-                    format!("`{}` is not an ip:port", a.get_ref()),
-                )
-            })?),
-        };
-        let code = *f.limits.reply_code.get_ref();
-        if !(400..=699).contains(&code) {
-            return Err(invalid(
-                f.limits.reply_code.span(),
-                "limits.reply_code",
-                format!("{code} is not a final error code (400 to 699)"),
-            ));
-        }
-        if f.limits.reply_reason.contains(['\r', '\n']) {
-            return Err(invalid(
-                0..0,
-                "limits.reply_reason",
-                "must be one line".into(),
-            ));
-        }
-        proxy.limit_reply = LimitReply {
-            code,
-            reason: f.limits.reply_reason.clone(),
-            q850_cause: Some(f.limits.reply_q850_cause).filter(|c| *c != 0),
-        };
-        if f.limits.queue_per_worker == 0 {
-            return Err(invalid(
-                0..0,
-                "limits.queue_per_worker",
-                "must be at least 1".into(),
-            ));
-        }
-        if !f.workers.recv_buffers.is_power_of_two() {
-            return Err(invalid(
-                0..0,
-                "workers.recv_buffers",
-                "must be a power of two".into(),
-            ));
-        }
+        let events_http = sections::events(&f.events, &invalid)?;
+        proxy.call_end_events = f.events.file.is_some() || events_http.is_some();
+        proxy.limit_reply = sections::limits(&f.limits, &invalid)?;
+        proxy.max_transactions = f.limits.transactions_per_worker;
+        proxy.max_calls = f.limits.calls_per_worker;
+        proxy.retry_after = f.limits.retry_after_s;
+        let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
 
         Ok(Config {
             path: path.into(),
@@ -426,7 +218,7 @@ impl Config {
             proxy,
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
             events_file: f.events.file.as_deref().map(resolve),
-            events_http: f.events.http_post.as_ref().map(|u| u.get_ref().clone()),
+            events_http,
             events_queue: f.events.queue,
             metrics_listen,
             xdp_mode,

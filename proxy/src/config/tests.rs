@@ -1,4 +1,5 @@
 use super::*;
+use crate::proxy::{AccountKey, DialogTimers, LimitReply};
 
 fn parse(src: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/siplb/t.toml"), src)
