@@ -3,16 +3,19 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use siplb::config::{Config, SteeringMode};
 use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
 use siplb::metrics::names;
-use siplb::metrics::prometheus;
+use siplb::metrics::prometheus::{self, MetricsServer};
 use siplb::steering::{self, BpfSteering, XdpGuard};
 use siplb::worker::{Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -73,29 +76,77 @@ fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result
 
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
-    // SAFETY: getrandom writes at most 4 bytes into a 4-byte buffer.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 4, 0) };
-    if n == 4 {
-        u32::from_ne_bytes(b)
-    } else {
-        std::process::id()
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
+    match getrandom::getrandom(&mut b) {
+        Ok(()) => u32::from_ne_bytes(b),
+        Err(_) => {
+            std::process::id()
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos())
+        }
     }
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts), so that `sigwait`
-/// in the main thread receives them.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local set; pthread_sigmask on the calling thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+/// Everything `run` has started, stopped in one place, [`Running::stop`], however `run` ends:
+/// after a signal, or on an error once anything runs (dropping it stops what it holds).
+#[derive(Default)]
+struct Running {
+    /// Its `shutdown` tells the workers to stop.
+    plane: Option<Arc<Plane>>,
+    /// Tells the control thread and the XDP statistics thread to stop.
+    shutdown: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<std::io::Result<()>>>,
+    steering: Option<BpfSteering>,
+    guard: Option<Arc<XdpGuard>>,
+    xdp_stats: Option<JoinHandle<()>>,
+    /// The event writer, stopped through its sink once the workers have stopped adding to it.
+    events: Option<(Arc<EventSink>, JoinHandle<()>)>,
+    /// The control thread and its socket, removed once the thread has stopped.
+    control: Option<(JoinHandle<()>, PathBuf)>,
+    metrics: Option<MetricsServer>,
+}
+
+impl Running {
+    /// Detaches the BPF programs, stops the workers, then the threads around them, and removes
+    /// the control socket; the error is a worker's, if one failed. Stopping twice does nothing.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.steering.take() {
+            s.detach();
+        }
+        self.guard = None;
+        if let Some(plane) = &self.plane {
+            plane.shutdown.store(true, Ordering::Relaxed);
+        }
+        self.shutdown.store(true, Ordering::Relaxed);
+        let mut failed = None;
+        for (id, t) in self.workers.drain(..).enumerate() {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some(anyhow::anyhow!("worker {id}: {e}")),
+                Err(_) => failed = Some(anyhow::anyhow!("worker {id} panicked")),
+            }
+        }
+        if let Some(t) = self.xdp_stats.take() {
+            let _ = t.join();
+        }
+        if let Some((sink, t)) = self.events.take() {
+            sink.shutdown.store(true, Ordering::Release);
+            let _ = t.join();
+        }
+        if let Some((t, socket)) = self.control.take() {
+            let _ = t.join();
+            let _ = std::fs::remove_file(socket);
+        }
+        if let Some(m) = self.metrics.take() {
+            m.stop();
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop();
     }
 }
 
@@ -113,6 +164,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    let mut running = Running::default();
     let hash_key = cfg.hash_key.unwrap_or_else(random_u32);
     let mut proxy = cfg.proxy.clone();
     proxy.instance = random_u32();
@@ -122,22 +174,21 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         .collect();
     let mut plane = Plane::new(handles, hash_key);
     let sink = Arc::new(EventSink::new(cfg.events_queue));
-    let events = if cfg.events_file.is_some() || cfg.events_http.is_some() {
+    if cfg.events_file.is_some() || cfg.events_http.is_some() {
         plane.events = Some(sink.clone());
-        Some(
-            events::spawn(
-                sink.clone(),
-                cfg.events_file.clone(),
-                cfg.events_http.clone(),
-            )
-            .context("events")?,
+        let t = events::spawn(
+            sink.clone(),
+            cfg.events_file.clone(),
+            cfg.events_http.clone(),
         )
-    } else {
-        None
-    };
+        .context("events")?;
+        running.events = Some((sink.clone(), t));
+    }
     let plane = Arc::new(plane);
-    let sigset = block_signals();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    running.plane = Some(plane.clone());
+    // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("signal handlers")?;
+    let shutdown = running.shutdown.clone();
     let steering_bpf: Arc<siplb::metrics::Counter> = Arc::default();
     // The XDP guard's counters, refreshed from its per-CPU map (see below).
     let xdp: Vec<(&'static str, Arc<siplb::metrics::Counter>)> = [
@@ -159,8 +210,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
     ];
     globals.extend(xdp.iter().cloned());
-    let metrics = match cfg.metrics_listen {
-        Some(addr) => Some(
+    if let Some(addr) = cfg.metrics_listen {
+        running.metrics = Some(
             prometheus::serve(
                 addr,
                 prometheus::Sources {
@@ -168,12 +219,10 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     globals: globals.clone(),
                     profiles: proxy.profiles.clone(),
                 },
-                shutdown.clone(),
             )
             .with_context(|| format!("metrics.listen {addr}"))?,
-        ),
-        None => None,
-    };
+        );
+    }
     let control_ready = Arc::new(AtomicBool::new(false));
     let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
     let control = control::serve(
@@ -188,8 +237,11 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         ),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
+    running.control = Some((control, cfg.control_socket.clone()));
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Handed to `running` once they are all started: if one cannot be started, the others
+    // wait at `plane.ready` for ever, and are left to the process exit rather than joined.
     let mut threads = Vec::new();
     // Each worker sets itself up on its own thread (its io_uring is single-issuer, bound to
     // the thread that creates it) and reports back before the proxy counts as started.
@@ -224,14 +276,15 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     if let Err(e) = &r {
                         // A worker that stops takes the process down: no silent half-capacity proxy.
                         tracing::error!(worker = id, "worker stopped: {e}");
-                        // SAFETY: sends SIGTERM to our own process, which the main thread waits for.
-                        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+                        // The main thread waits for SIGTERM.
+                        let _ = signal_hook::low_level::raise(SIGTERM);
                     }
                     r
                 })?,
         );
     }
     drop(ready_tx);
+    running.workers = threads;
     let mut setup_error = None;
     for (id, r) in ready_rx.iter().take(cfg.workers) {
         if let Err(e) = r {
@@ -242,14 +295,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         }
     }
     if let Some(e) = setup_error {
-        plane.shutdown.store(true, Ordering::Relaxed);
-        shutdown.store(true, Ordering::Relaxed);
-        for t in threads {
-            let _ = t.join();
-        }
         return Err(e);
     }
-    let steering = match cfg.steering {
+    running.steering = match cfg.steering {
         SteeringMode::Off => {
             tracing::info!("steering: software hand-off (steering.mode = \"off\")");
             None
@@ -270,11 +318,6 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     Some(s)
                 }
                 Err(e) if mode == SteeringMode::Bpf => {
-                    plane.shutdown.store(true, Ordering::Relaxed);
-                    shutdown.store(true, Ordering::Relaxed);
-                    for t in threads {
-                        let _ = t.join();
-                    }
                     bail!("steering.mode = \"bpf\": cannot attach BPF steering: {e}");
                 }
                 Err(e) => {
@@ -287,7 +330,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         }
     };
     let cpus: Vec<u32> = (0..cfg.workers).map(|k| (k % cores) as u32).collect();
-    let guard = match (cfg.steering, cfg.xdp_mode) {
+    running.guard = match (cfg.steering, cfg.xdp_mode) {
         (SteeringMode::Off, _) | (_, None) => None,
         (_, Some(mode)) => match steering::interface_of(cfg.listen.ip()) {
             None => {
@@ -316,12 +359,12 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                         .iter()
                         .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
                         .chain(routing.gateways.iter().filter_map(|g| match g.ip() {
-                            std::net::IpAddr::V4(a) => Some((a, 32)),
+                            std::net::IpAddr::V4(a) => Some(a.into()),
                             std::net::IpAddr::V6(_) => None,
                         }));
-                    for (addr, prefix) in nets {
-                        if let Err(e) = g.allow(steering::Ipv4Net { addr, prefix }) {
-                            tracing::warn!("XDP guard allow-list {addr}/{prefix}: {e}");
+                    for net in nets {
+                        if let Err(e) = g.allow(net) {
+                            tracing::warn!("XDP guard allow-list {net}: {e}");
                         }
                     }
                     let g = Arc::new(g);
@@ -335,9 +378,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             },
         },
     };
-    if let Some(g) = guard.clone() {
+    if let Some(g) = running.guard.clone() {
         let (xdp, stop) = (xdp.clone(), shutdown.clone());
-        std::thread::Builder::new()
+        let t = std::thread::Builder::new()
             .name("siplb-xdp-stats".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -347,6 +390,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
             })?;
+        running.xdp_stats = Some(t);
     }
     control_ready.store(true, Ordering::Release);
     tracing::info!(
@@ -357,31 +401,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         cfg.control_socket.display()
     );
 
-    let mut sig: libc::c_int = 0;
-    // SAFETY: waits for one of the signals blocked above.
-    unsafe { libc::sigwait(&sigset, &mut sig) };
+    let sig = signals.forever().next().unwrap_or(SIGTERM);
     tracing::info!("signal {sig}: shutting down");
-    if let Some(s) = steering {
-        s.detach();
-    }
-    drop(guard);
-    plane.shutdown.store(true, Ordering::Relaxed);
-    shutdown.store(true, Ordering::Relaxed);
-    let mut failed = None;
-    for (id, t) in threads.into_iter().enumerate() {
-        match t.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(anyhow::anyhow!("worker {id}: {e}")),
-            Err(_) => failed = Some(anyhow::anyhow!("worker {id} panicked")),
-        }
-    }
-    sink.shutdown.store(true, Ordering::Release);
-    if let Some(t) = events {
-        let _ = t.join();
-    }
-    let _ = control.join();
-    if let Some(t) = metrics {
-        let _ = t.join();
-    }
-    failed.map_or(Ok(()), Err)
+    running.stop()
 }

@@ -12,6 +12,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, CpuMap, HashMap, MapData, PerCpuArray, ReusePortSockArray};
 use aya::programs::{SkReuseport, Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
+use ipnet::Ipv4Net;
 use siplb_common::bpf as shared;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
@@ -216,19 +217,19 @@ impl XdpGuard {
     /// Exempts `net` from the flood limit.
     pub fn allow(&self, net: Ipv4Net) -> Result<(), String> {
         let mut m = self.allow.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(&net.key(), 1, 0).map_err(|e| e.to_string())
+        m.insert(&key(net), 1, 0).map_err(|e| e.to_string())
     }
 
     /// Drops everything `net` sends to the SIP port.
     pub fn block(&self, net: Ipv4Net) -> Result<(), String> {
         let mut m = self.blocklist.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(&net.key(), 1, 0).map_err(|e| e.to_string())
+        m.insert(&key(net), 1, 0).map_err(|e| e.to_string())
     }
 
     /// Takes `net` off the blocklist; whether it was on it.
     pub fn unblock(&self, net: Ipv4Net) -> bool {
         let mut m = self.blocklist.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(&net.key()).is_ok()
+        m.remove(&key(net)).is_ok()
     }
 
     /// The blocklist, sorted.
@@ -237,9 +238,12 @@ impl XdpGuard {
         let mut out: Vec<Ipv4Net> = m
             .keys()
             .filter_map(Result::ok)
-            .map(|k| Ipv4Net {
-                addr: std::net::Ipv4Addr::from(u32::from_be(k.data())),
-                prefix: k.prefix_len() as u8,
+            .filter_map(|k| {
+                Ipv4Net::new(
+                    std::net::Ipv4Addr::from(u32::from_be(k.data())),
+                    k.prefix_len() as u8,
+                )
+                .ok()
             })
             .collect();
         out.sort();
@@ -313,43 +317,45 @@ pub fn interface_of(ip: std::net::IpAddr) -> Option<String> {
     found
 }
 
-/// An IPv4 network (`198.18.0.0/15`, or a bare address = /32), as the guard's lists hold it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ipv4Net {
-    pub addr: std::net::Ipv4Addr,
-    pub prefix: u8,
+/// The guard's lists' key for `net`: the prefix length and the network address (host bits
+/// cleared), big endian.
+fn key(net: Ipv4Net) -> Key<u32> {
+    Key::new(net.prefix_len() as u32, u32::from(net.network()).to_be())
 }
 
-impl Ipv4Net {
-    fn key(&self) -> Key<u32> {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        };
-        Key::new(self.prefix as u32, (u32::from(self.addr) & mask).to_be())
-    }
+/// An IPv4 network as `blocklist` takes it: `198.18.0.0/15`, or a bare address = /32.
+pub fn parse_ipv4_net(s: &str) -> Result<Ipv4Net, String> {
+    let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+    let addr: std::net::Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 address or network"))?;
+    p.parse()
+        .ok()
+        .and_then(|p| Ipv4Net::new(addr, p).ok())
+        .ok_or(format!("bad prefix length in `{s}`"))
 }
 
-impl std::str::FromStr for Ipv4Net {
-    type Err = String;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, p) = s.split_once('/').unwrap_or((s, "32"));
-        let addr: std::net::Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IPv4 address or network"))?;
-        let prefix: u8 = p
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or(format!("bad prefix length in `{s}`"))?;
-        Ok(Ipv4Net { addr, prefix })
-    }
-}
-
-impl std::fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+    #[test]
+    fn blocklist_networks() {
+        let n = parse_ipv4_net("198.18.7.9/15").unwrap();
+        assert_eq!(n.to_string(), "198.18.7.9/15");
+        let k = key(n);
+        assert_eq!((k.prefix_len(), u32::from_be(k.data())), (15, 0xc612_0000));
+        assert_eq!(
+            parse_ipv4_net("10.0.0.1").unwrap().to_string(),
+            "10.0.0.1/32"
+        );
+        assert_eq!(
+            parse_ipv4_net("10.0.0.1/33").unwrap_err(),
+            "bad prefix length in `10.0.0.1/33`"
+        );
+        assert_eq!(
+            parse_ipv4_net("::1").unwrap_err(),
+            "`::1` is not an IPv4 address or network"
+        );
     }
 }

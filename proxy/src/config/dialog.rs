@@ -1,17 +1,14 @@
 //! `[dialog]` and the profile part of `[limits]`: profiles, their limits and the rules, checked
 //! against each other. Every mistake names the profile, the key and its line.
 
-use super::ConfigError;
 use super::file::{FileConfig, RuleFile};
+use super::{ConfigError, Invalid};
 use crate::dialog::{
     ACCOUNT, BUILTIN_VARS, DialogVar, ProfileLimits, Profiles, Rule, ValueFrom, VarAt,
 };
 use crate::proxy::Cidr;
 use regex::bytes::Regex;
-use std::ops::Range;
 use toml::Spanned;
-
-type Invalid<'a> = &'a dyn Fn(Range<usize>, &str, String) -> ConfigError;
 
 pub(super) fn profiles(f: &FileConfig, invalid: Invalid<'_>) -> Result<Profiles, ConfigError> {
     let d = &f.dialog;

@@ -4,10 +4,9 @@
 
 mod dialog;
 pub mod file;
+mod sections;
 
-use crate::proxy::{
-    AccountKey, Cidr, Customer, DialogTimers, LimitReply, ProxyConfig, Routing, Timers,
-};
+use crate::proxy::{ProxyConfig, Routing};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +39,9 @@ pub const DEFAULT_LIMIT_REPLY_CODE: u16 = 503;
 pub const DEFAULT_LIMIT_REPLY_REASON: &str = "Account call limit";
 pub const DEFAULT_LIMIT_Q850_CAUSE: u16 = 34;
 pub const DEFAULT_EVENTS_QUEUE: usize = 65_536;
+
+/// How a section reader reports a bad value: its span in the file, the key, the message.
+type Invalid<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -153,6 +155,7 @@ impl Config {
         Config::parse(path, &src)
     }
 
+    /// The configuration in `src`, read from `path` (relative paths resolve from its folder).
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let f: file::FileConfig = toml::from_str(src).map_err(|e| toml_error(path, src, &e))?;
         let invalid =
@@ -175,239 +178,28 @@ impl Config {
             }
         };
 
-        let listen = f.listen.sip.get_ref();
-        if listen.len() != 1 {
-            return Err(invalid(
-                f.listen.sip.span(),
-                "listen.sip",
-                "exactly one UDP listen address is supported in this version".into(),
-            ));
-        }
-        let listen: SocketAddr = listen[0].get_ref().parse().map_err(|_| {
-            invalid(
-                listen[0].span(),
-                "listen.sip",
-                format!("`{}` is not an ip:port", listen[0].get_ref()),
-            )
-        })?;
-        if listen.ip().is_unspecified() {
-            return Err(invalid(
-                f.listen.sip.span(),
-                "listen.sip",
-                "a wildcard address cannot be put in Via/Record-Route; listen on a concrete address".into(),
-            ));
-        }
-
-        let workers = match f.workers.count {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+        let listen = sections::listen(&f.listen, &invalid)?;
+        let workers = sections::workers(&f.workers, &invalid)?;
+        let (steering, xdp_mode) = sections::steering(&f.steering, &invalid)?;
+        let routing = Routing {
+            customers: sections::customers(&f.customer, &invalid)?,
+            gateways: sections::gateways(&f.gateway_set, &invalid)?,
         };
-        let steering = match f.steering.mode.get_ref().as_str() {
-            "auto" => SteeringMode::Auto,
-            "bpf" => SteeringMode::Bpf,
-            "off" => SteeringMode::Off,
-            other => {
-                return Err(invalid(
-                    f.steering.mode.span(),
-                    "steering.mode",
-                    format!("`{other}` is not one of auto, bpf, off"),
-                ));
-            }
-        };
-
-        let mut customers = Vec::new();
-        for c in &f.customer {
-            let mut sources = Vec::new();
-            for s in &c.sources {
-                sources.push(
-                    s.get_ref()
-                        .parse::<Cidr>()
-                        .map_err(|m| invalid(s.span(), "customer.sources", m))?,
-                );
-            }
-            if sources.is_empty() && c.domains.is_empty() {
-                return Err(invalid(
-                    c.name.span(),
-                    "customer",
-                    format!(
-                        "customer `{}` needs `sources` or `domains`",
-                        c.name.get_ref()
-                    ),
-                ));
-            }
-            let account_key = match c.account_key.get_ref().as_str() {
-                "customer" => AccountKey::Customer,
-                "from_user" => AccountKey::FromUser,
-                "from_domain" => AccountKey::FromDomain,
-                other => {
-                    return Err(invalid(
-                        c.account_key.span(),
-                        "customer.account_key",
-                        format!("`{other}` is not one of customer, from_user, from_domain"),
-                    ));
-                }
-            };
-            customers.push(Customer {
-                name: c.name.get_ref().clone(),
-                sources,
-                domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                account_key,
-            });
-        }
-        let mut gateways = Vec::new();
-        if f.gateway_set.len() > 1 {
-            return Err(invalid(
-                f.gateway_set[1].name.span(),
-                "gateway_set",
-                "one gateway set is supported in this version".into(),
-            ));
-        }
-        for set in &f.gateway_set {
-            if set.algorithm.get_ref() != "callid_hash" {
-                return Err(invalid(
-                    set.algorithm.span(),
-                    "gateway_set.algorithm",
-                    format!(
-                        "`{}` is not supported (callid_hash)",
-                        set.algorithm.get_ref()
-                    ),
-                ));
-            }
-            for g in &set.gateways {
-                let a: SocketAddr = g.get_ref().parse().map_err(|_| {
-                    invalid(
-                        g.span(),
-                        "gateway_set.gateways",
-                        format!("`{}` is not an ip:port", g.get_ref()),
-                    )
-                })?;
-                gateways.push(a);
-            }
-        }
-
-        let t = &f.timers;
-        let ms = Duration::from_millis;
-        let timers = Timers {
-            t1: ms(t.t1_ms),
-            t2: ms(t.t2_ms),
-            t4: ms(t.t4_ms),
-            timer_b: ms(t.timer_b_ms),
-            timer_c: ms(t.timer_c_ms),
-            timer_d: ms(t.timer_d_ms),
-        };
-        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
-            return Err(invalid(
-                0..0,
-                "timers",
-                "t1_ms must be > 0 and t2_ms >= t1_ms".into(),
-            ));
-        }
-        let mut proxy = ProxyConfig::new(
-            listen,
-            Routing {
-                customers,
-                gateways,
-            },
-        );
-        proxy.timers = timers;
-        proxy.max_transactions = f.limits.transactions_per_worker;
-        proxy.max_calls = f.limits.calls_per_worker;
-        proxy.retry_after = f.limits.retry_after_s;
-        proxy.call_linger = ms(t.call_linger_ms);
-        let d = &f.dialog;
-        proxy.dialog = DialogTimers {
-            default_timeout: Duration::from_secs(d.default_timeout_s),
-            early_timeout: Duration::from_secs(d.early_timeout_s),
-            noack_timeout: Duration::from_secs(d.noack_timeout_s),
-        };
-        if d.default_timeout_s == 0 || d.early_timeout_s == 0 || d.noack_timeout_s == 0 {
-            return Err(invalid(
-                0..0,
-                "dialog",
-                "default_timeout_s, early_timeout_s and noack_timeout_s must be > 0".into(),
-            ));
-        }
+        let mut proxy = ProxyConfig::new(listen, routing);
+        proxy.timers = sections::timers(&f.timers, &invalid)?;
+        proxy.call_linger = Duration::from_millis(f.timers.call_linger_ms);
+        proxy.dialog = sections::dialog_timers(&f.dialog, &invalid)?;
         let mut profiles = dialog::profiles(&f, &invalid)?;
         profiles.scope_accounts(f.customer.len().min(u16::MAX as usize) as u16);
         proxy.profiles = Arc::new(profiles);
         proxy.vars = dialog::vars(&f, &invalid)?;
-        if let Some(u) = &f.events.http_post
-            && !u.get_ref().starts_with("http://")
-        {
-            return Err(invalid(
-                u.span(),
-                "events.http_post",
-                format!("`{}` is not an http:// URL", u.get_ref()),
-            ));
-        }
-        if f.limits.account_table == 0 || f.limits.value_table == 0 {
-            return Err(invalid(
-                0..0,
-                "limits.account_table",
-                "limits.account_table and limits.value_table must be at least 1".into(),
-            ));
-        }
-        if f.events.queue == 0 {
-            return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
-        }
-        proxy.emit.dialogs = f.events.file.is_some() || f.events.http_post.is_some();
-        let xdp_mode = match f.steering.xdp_mode.get_ref().as_str() {
-            "auto" => Some(crate::steering::GuardMode::Auto),
-            "native" => Some(crate::steering::GuardMode::Native),
-            "generic" => Some(crate::steering::GuardMode::Generic),
-            "off" => None,
-            other => {
-                return Err(invalid(
-                    f.steering.xdp_mode.span(),
-                    "steering.xdp_mode",
-                    format!("`{other}` is not one of auto, native, generic, off"),
-                ));
-            }
-        };
-        let metrics_listen = match &f.metrics.listen {
-            None => None,
-            Some(a) => Some(a.get_ref().parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    a.span(),
-                    "metrics.listen",
-                    format!("`{}` is not an ip:port", a.get_ref()),
-                )
-            })?),
-        };
-        let code = *f.limits.reply_code.get_ref();
-        if !(400..=699).contains(&code) {
-            return Err(invalid(
-                f.limits.reply_code.span(),
-                "limits.reply_code",
-                format!("{code} is not a final error code (400 to 699)"),
-            ));
-        }
-        if f.limits.reply_reason.contains(['\r', '\n']) {
-            return Err(invalid(
-                0..0,
-                "limits.reply_reason",
-                "must be one line".into(),
-            ));
-        }
-        proxy.limit_reply = LimitReply {
-            code,
-            reason: f.limits.reply_reason.clone(),
-            q850_cause: Some(f.limits.reply_q850_cause).filter(|c| *c != 0),
-        };
-        if f.limits.queue_per_worker == 0 {
-            return Err(invalid(
-                0..0,
-                "limits.queue_per_worker",
-                "must be at least 1".into(),
-            ));
-        }
-        if !f.workers.recv_buffers.is_power_of_two() {
-            return Err(invalid(
-                0..0,
-                "workers.recv_buffers",
-                "must be a power of two".into(),
-            ));
-        }
+        let events_http = sections::events(&f.events, &invalid)?;
+        proxy.emit.dialogs = f.events.file.is_some() || events_http.is_some();
+        proxy.limit_reply = sections::limits(&f.limits, &invalid)?;
+        proxy.max_transactions = f.limits.transactions_per_worker;
+        proxy.max_calls = f.limits.calls_per_worker;
+        proxy.retry_after = f.limits.retry_after_s;
+        let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
 
         Ok(Config {
             path: path.into(),
@@ -426,7 +218,7 @@ impl Config {
             proxy,
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
             events_file: f.events.file.as_deref().map(resolve),
-            events_http: f.events.http_post.as_ref().map(|u| u.get_ref().clone()),
+            events_http,
             events_queue: f.events.queue,
             metrics_listen,
             xdp_mode,
@@ -442,333 +234,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(src: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("/etc/siplb/t.toml"), src)
-    }
-
-    const MIN: &str = r#"
-[listen]
-sip = ["127.0.0.1:5060"]
-
-[[customer]]
-name = "local"
-sources = ["127.0.0.1/32"]
-
-[[gateway_set]]
-name = "trunk"
-gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
-"#;
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = parse(MIN).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
-        assert_eq!(c.proxy.routing.gateways.len(), 2);
-        assert_eq!(c.proxy.timers.t1, Duration::from_millis(DEFAULT_T1_MS));
-        assert_eq!(c.queue_per_worker, DEFAULT_QUEUE_PER_WORKER);
-        assert_eq!(c.control_socket, Path::new("/etc/siplb/siplb.ctl"));
-        assert_eq!(c.steering, SteeringMode::Auto);
-    }
-
-    #[test]
-    fn unknown_key_names_key_and_line() {
-        let src = format!("{MIN}\n[timers]\nt1_ms = 100\nbogus = 3\n");
-        let e = parse(&src).unwrap_err().to_string();
-        assert!(
-            e.starts_with("/etc/siplb/t.toml:15: unknown field `bogus`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn bad_cidr_names_line_and_key() {
-        let src = MIN.replace("127.0.0.1/32", "127.0.0.1/40");
-        let e = parse(&src).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "/etc/siplb/t.toml:7: `customer.sources`: bad prefix length in `127.0.0.1/40`"
-        );
-    }
-
-    #[test]
-    fn bad_gateway_address() {
-        let src = MIN.replace("127.0.0.1:5082", "gw.example.com:5060");
-        let e = parse(&src).unwrap_err().to_string();
-        assert!(
-            e.starts_with("/etc/siplb/t.toml:11: `gateway_set.gateways`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn wrong_type_is_an_error() {
-        let src = format!("{MIN}\n[workers]\ncount = \"two\"\n");
-        let e = parse(&src).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
-        );
-    }
-
-    /// The dialog article's profiles and the per-account limit, for the error tests below.
-    const DIALOG: &str = r#"
-[dialog]
-profiles_no_value = ["total", "local", "domestic", "international"]
-profiles_with_value = ["user"]
-
-[[dialog.rule]]
-profile = "total"
-
-[[dialog.rule]]
-profile = "international"
-dialed_prefix = "00"
-stop = true
-
-[[dialog.rule]]
-profile = "user"
-value_from = "from_user"
-
-[[limits.profile]]
-profile = "account"
-max = 5
-"#;
-
-    fn dialog_error(from: &str, to: &str) -> String {
-        let src = format!("{MIN}{}", DIALOG.replacen(from, to, 1));
-        parse(&src).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn dialog_profiles_rules_and_limits_are_read() {
-        let c = parse(&format!("{MIN}{DIALOG}")).unwrap();
-        let p = &c.proxy.profiles;
-        let names: Vec<&str> = p.list.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "total",
-                "local",
-                "domestic",
-                "international",
-                "user",
-                "account"
-            ]
-        );
-        assert_eq!(p.rules.len(), 3);
-        assert_eq!(c.proxy.limit_reply, LimitReply::default());
-        assert_eq!(c.proxy.dialog, DialogTimers::default());
-    }
-
-    #[test]
-    fn each_dialog_misconfiguration_names_file_line_and_key() {
-        let cases = [
-            (
-                ("profile = \"international\"", "profile = \"intl\""),
-                "/etc/siplb/t.toml:21: `dialog.rule.profile`: profile `intl` is not declared in dialog.profiles_no_value or dialog.profiles_with_value",
-            ),
-            (
-                (
-                    "profile = \"total\"\n",
-                    "profile = \"total\"\nvalue = \"x\"\n",
-                ),
-                "/etc/siplb/t.toml:19: `dialog.rule.value`: profile `total` is declared in dialog.profiles_no_value: a rule for it takes no value",
-            ),
-            (
-                ("value_from = \"from_user\"", "dialed_prefix = \"1\""),
-                "/etc/siplb/t.toml:26: `dialog.rule.profile`: profile `user` is declared in dialog.profiles_with_value: a rule for it needs `value` or `value_from`",
-            ),
-            (
-                ("value_from = \"from_user\"", "value_from = \"from_uri\""),
-                "/etc/siplb/t.toml:27: `dialog.rule.value_from`: `from_uri` is not one of dialed, from_user, from_domain, to_user, source, customer, account",
-            ),
-            (
-                ("dialed_prefix = \"00\"", "dialed_regex = \"^(00\""),
-                "/etc/siplb/t.toml:22: `dialog.rule.dialed_regex`: `^(00` is not a regular expression: error: unclosed group",
-            ),
-            (
-                (
-                    "profile = \"account\"\nmax = 5",
-                    "profile = \"total\"\nvalue = \"x\"\nmax = 5",
-                ),
-                "/etc/siplb/t.toml:31: `limits.profile.value`: profile `total` is declared in dialog.profiles_no_value: it has no values",
-            ),
-            (
-                (
-                    "profile = \"account\"\nmax = 5",
-                    "profile = \"acount\"\nmax = 5",
-                ),
-                "/etc/siplb/t.toml:30: `limits.profile.profile`: profile `acount` is not declared in dialog.profiles_no_value or dialog.profiles_with_value",
-            ),
-            (
-                ("[\"total\", ", "[\"total\", \"account\", "),
-                "/etc/siplb/t.toml:14: `dialog.profiles_no_value`: profile `account` has a value (the account): declare it in dialog.profiles_with_value or not at all",
-            ),
-            (
-                ("[\"user\"]", "[\"user\", \"total\"]"),
-                "/etc/siplb/t.toml:15: `dialog.profiles_with_value`: profile `total` is declared twice",
-            ),
-            (
-                ("max = 5", "max = \"five\""),
-                "/etc/siplb/t.toml:31: `max`: invalid type: string \"five\", expected u32",
-            ),
-        ];
-        for ((from, to), want) in cases {
-            assert_eq!(dialog_error(from, to), want, "{to}");
-        }
-        let var = |body: &str| {
-            parse(&format!(
-                "{MIN}\n[[dialog.var]]\nname = \"Trunk\"\n{body}\n"
-            ))
-            .map(|_| ())
-            .unwrap_err()
-            .to_string()
-        };
-        assert_eq!(
-            var("value = 1"),
-            "/etc/siplb/t.toml:15: `dialog.var.value`: variable `Trunk` = 1: dialog variables hold strings only (as Kamailio's $dlg_var); write value = \"1\""
-        );
-        assert_eq!(
-            var("value = \"a\"\nat = \"answer\""),
-            "/etc/siplb/t.toml:16: `dialog.var.at`: `answer` is not one of invite, start, end"
-        );
-        assert_eq!(
-            var("value_from = \"from_user\"\nat = \"end\""),
-            "/etc/siplb/t.toml:15: `dialog.var.value_from`: variable `Trunk`: `value_from` reads the INVITE, so `at` must be `invite`"
-        );
-        assert_eq!(
-            var(""),
-            "/etc/siplb/t.toml:14: `dialog.var`: variable `Trunk` needs `value` or `value_from`"
-        );
-        let e = parse(&format!(
-            "{MIN}\n[[dialog.var]]\nname = \"BillSec\"\nvalue = \"1\"\n"
-        ))
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/etc/siplb/t.toml:14: `dialog.var.name`: `BillSec` is built in (set by siplb itself)"
-        );
-        let e = parse(&format!("{MIN}[events]\nhttp_post = \"https://x/\"\n")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/etc/siplb/t.toml:13: `events.http_post`: `https://x/` is not an http:// URL"
-        );
-        let e = parse(&format!("{MIN}[limits]\nreply_code = 200\n")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/etc/siplb/t.toml:13: `limits.reply_code`: 200 is not a final error code (400 to 699)"
-        );
-    }
-
-    /// The keys serde accepts in one section, read off its "unknown field" error.
-    fn accepted_keys(src: &str) -> Vec<String> {
-        let e = toml::from_str::<file::FileConfig>(src).expect_err("zz_bogus is unknown");
-        let m = e.message().to_string();
-        let after = m.split("expected").nth(1).unwrap_or_else(|| panic!("{m}"));
-        after
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .map(String::from)
-            .collect()
-    }
-
-    #[test]
-    fn every_key_is_documented() {
-        let doc = include_str!("../../../docs/CONFIG.md");
-        let mut missing = Vec::new();
-        let tables = [
-            "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events",
-            "debug",
-        ];
-        for t in tables {
-            for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
-                if !doc.contains(&format!("`{t}.{k}`")) {
-                    missing.push(format!("{t}.{k}"));
-                }
-            }
-        }
-        let inline = [
-            (
-                "listen",
-                "sip = [\"127.0.0.1:5060\"]\n",
-                "sip = [\"127.0.0.1:5060\"]\nzz_bogus = 1\n",
-            ),
-            (
-                "customer",
-                "name = \"local\"\n",
-                "name = \"local\"\nzz_bogus = 1\n",
-            ),
-            (
-                "gateway_set",
-                "name = \"trunk\"\n",
-                "name = \"trunk\"\nzz_bogus = 1\n",
-            ),
-            (
-                "limits.profile",
-                "[[customer]]",
-                "[[limits.profile]]\nprofile = \"x\"\nmax = 1\nzz_bogus = 1\n[[customer]]",
-            ),
-            (
-                "dialog.rule",
-                "[[customer]]",
-                "[[dialog.rule]]\nprofile = \"x\"\nzz_bogus = 1\n[[customer]]",
-            ),
-            (
-                "dialog.var",
-                "[[customer]]",
-                "[[dialog.var]]\nname = \"x\"\nzz_bogus = 1\n[[customer]]",
-            ),
-        ];
-        for (t, from, to) in inline {
-            for k in accepted_keys(&MIN.replacen(from, to, 1)) {
-                if !doc.contains(&format!("`{t}.{k}`")) {
-                    missing.push(format!("{t}.{k}"));
-                }
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "keys missing from docs/CONFIG.md: {missing:?}"
-        );
-    }
-
-    #[test]
-    fn shipped_limits_example_is_valid() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/limits.toml"
-        ));
-        let c = Config::load(path).unwrap();
-        let p = &c.proxy.profiles;
-        for name in ["total", "local", "domestic", "international", "account"] {
-            assert!(p.get(name).is_some(), "{name}");
-        }
-        assert_eq!(
-            c.proxy.routing.customers[0].account_key,
-            AccountKey::FromUser
-        );
-        assert_eq!(p.rules.len(), 4);
-    }
-
-    #[test]
-    fn shipped_example_config_is_valid() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/siplb.toml"
-        ));
-        let c = Config::load(path).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
-        assert_eq!(c.proxy.routing.customers[0].name, "local");
-        let gws: Vec<String> = c
-            .proxy
-            .routing
-            .gateways
-            .iter()
-            .map(|g| g.to_string())
-            .collect();
-        assert_eq!(gws, ["127.0.0.1:5081", "127.0.0.1:5082"]);
-    }
-}
+mod tests;

@@ -15,7 +15,7 @@ use crate::worker::{TOKEN_CONTROL, WorkerHandle};
 use io_uring::{IoUring, opcode, types};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -76,7 +76,8 @@ impl ControlState {
     }
 }
 
-/// Binds the control socket (replacing a stale one) and serves it on a thread of its own.
+/// Binds the control socket (replacing a stale one) and serves it on a thread of its own,
+/// until `state.shutdown`; the caller removes the socket once the thread has stopped.
 pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHandle<()>> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
@@ -89,7 +90,6 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
     }
     let listener = UnixListener::bind(path)?;
     listener.set_nonblocking(true)?;
-    let path: PathBuf = path.into();
     let mut state = state;
     std::thread::Builder::new()
         .name("siplb-control".into())
@@ -117,7 +117,6 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
                     }
                 }
             }
-            let _ = std::fs::remove_file(&path);
         })
 }
 

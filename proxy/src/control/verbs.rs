@@ -5,7 +5,7 @@ use super::format::Reply;
 use crate::proxy::{DialogFilter, DialogInfo, EndTarget, LegInfo};
 use crate::worker::ControlJob;
 use serde_json::{Value, json};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Duration;
 
 pub const STATS_GET_STATISTICS: &str = "stats.get_statistics";
@@ -189,12 +189,12 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                     guard.blocked().iter().map(|n| n.to_string()).collect(),
                 )),
                 ["add", net] => {
-                    let net: crate::steering::Ipv4Net = net.parse()?;
+                    let net = crate::steering::parse_ipv4_net(net)?;
                     guard.block(net)?;
                     Ok(Reply::Empty)
                 }
                 ["del", net] => {
-                    let net: crate::steering::Ipv4Net = net.parse()?;
+                    let net = crate::steering::parse_ipv4_net(net)?;
                     if guard.unblock(net) {
                         Ok(Reply::Empty)
                     } else {
@@ -225,52 +225,46 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
     }
 }
 
-/// Asks every worker for its dialogs that match.
-fn dialogs(state: &ControlState, filter: DialogFilter) -> Result<Vec<DialogInfo>, String> {
+/// Posts the job `job(reply)` to every worker and collects their answers, in worker order.
+fn ask_workers<T>(
+    state: &ControlState,
+    job: impl Fn(SyncSender<T>) -> ControlJob,
+) -> Result<Vec<T>, String> {
     let mut replies = Vec::new();
     for (i, w) in state.workers.iter().enumerate() {
         let (tx, rx) = sync_channel(1);
-        let job = ControlJob::Dialogs {
-            filter: filter.clone(),
-            reply: tx,
-        };
-        if w.control.push(job).is_err() {
+        if w.control.push(job(tx)).is_err() {
             return Err(format!("worker {i} is busy"));
         }
         state.wake(i);
         replies.push(rx);
     }
-    let mut all = Vec::new();
-    for (i, rx) in replies.into_iter().enumerate() {
-        all.extend(
+    replies
+        .into_iter()
+        .enumerate()
+        .map(|(i, rx)| {
             rx.recv_timeout(WORKER_TIMEOUT)
-                .map_err(|_| format!("worker {i} did not answer"))?,
-        );
-    }
-    Ok(all)
+                .map_err(|_| format!("worker {i} did not answer"))
+        })
+        .collect()
 }
 
+/// Asks every worker for its dialogs that match.
+fn dialogs(state: &ControlState, filter: DialogFilter) -> Result<Vec<DialogInfo>, String> {
+    let per_worker = ask_workers(state, |reply| ControlJob::Dialogs {
+        filter: filter.clone(),
+        reply,
+    })?;
+    Ok(per_worker.into_iter().flatten().collect())
+}
+
+/// Asks every worker to end the dialog; it is found if one of them had it.
 fn end(state: &ControlState, target: EndTarget) -> Result<Reply, String> {
-    let mut replies = Vec::new();
-    for (i, w) in state.workers.iter().enumerate() {
-        let (tx, rx) = sync_channel(1);
-        let job = ControlJob::End {
-            target: target.clone(),
-            reply: tx,
-        };
-        if w.control.push(job).is_err() {
-            return Err(format!("worker {i} is busy"));
-        }
-        state.wake(i);
-        replies.push(rx);
-    }
-    let mut found = false;
-    for (i, rx) in replies.into_iter().enumerate() {
-        found |= rx
-            .recv_timeout(WORKER_TIMEOUT)
-            .map_err(|_| format!("worker {i} did not answer"))?;
-    }
-    if found {
+    let found = ask_workers(state, |reply| ControlJob::End {
+        target: target.clone(),
+        reply,
+    })?;
+    if found.contains(&true) {
         Ok(Reply::Empty)
     } else {
         Err("dialog not found".into())

@@ -7,12 +7,18 @@
 use super::names;
 use crate::dialog::Profiles;
 use crate::metrics::{Counter, ShardStats};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// What a scrape reads; all of it shared, none of it locked.
 #[derive(Clone)]
@@ -83,62 +89,84 @@ pub fn render(src: &Sources) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` from a thread of its own until `shutdown`.
-pub fn serve(
-    addr: SocketAddr,
-    src: Sources,
-    shutdown: Arc<AtomicBool>,
-) -> io::Result<std::thread::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    std::thread::Builder::new()
-        .name("siplb-metrics".into())
-        .spawn(move || {
-            while !shutdown.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        if let Err(e) = answer(conn, &src) {
-                            tracing::debug!("metrics connection: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Err(e) => {
-                        tracing::warn!("metrics listener: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })
+/// The `/metrics` HTTP server: hyper on a single-threaded tokio runtime, in a thread of its
+/// own. [`MetricsServer::stop`] ends it.
+pub struct MetricsServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
-fn answer(conn: std::net::TcpStream, src: &Sources) -> io::Result<()> {
-    conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut first = String::new();
-    reader.read_line(&mut first)?;
-    // The rest of the request head.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
+impl MetricsServer {
+    /// Stops accepting, drops the connections in progress and waits for the thread.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
-    let mut w = conn;
-    let path = first.split_whitespace().nth(1).unwrap_or("");
-    if first.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let body = render(src);
-        write!(
-            w,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+}
+
+/// Serves `GET /metrics` on `addr` (anything else: 404), one request per connection.
+pub fn serve(addr: SocketAddr, src: Sources) -> io::Result<MetricsServer> {
+    // Bound here, so that a busy address is an error of the caller's.
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let src = Arc::new(src);
+    let thread = std::thread::Builder::new()
+        .name("siplb-metrics".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!("metrics listener: {e}");
+                        return;
+                    }
+                };
+                loop {
+                    let conn = tokio::select! {
+                        _ = &mut stopped => break,
+                        conn = listener.accept() => conn,
+                    };
+                    let stream = match conn {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            tracing::warn!("metrics listener: {e}");
+                            continue;
+                        }
+                    };
+                    let src = src.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| {
+                            std::future::ready(Ok::<_, Infallible>(answer(&req, &src)))
+                        });
+                        let conn = http1::Builder::new()
+                            .keep_alive(false)
+                            .serve_connection(TokioIo::new(stream), service);
+                        if let Err(e) = conn.await {
+                            tracing::debug!("metrics connection: {e}");
+                        }
+                    });
+                }
+            });
+        })?;
+    Ok(MetricsServer { stop, thread })
+}
+
+fn answer<B>(req: &Request<B>, src: &Sources) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        let mut resp = Response::new(Full::new(Bytes::from(render(src))));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        resp
     } else {
-        w.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
-        )
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        resp
     }
 }
 
@@ -185,5 +213,36 @@ mod tests {
             assert!(name.starts_with("siplb_"), "{l}");
             v.parse::<u64>().unwrap();
         }
+    }
+
+    /// One request per connection, answered and closed; `/metrics` only.
+    #[test]
+    fn serves_metrics_and_404_then_stops() {
+        use std::io::{Read, Write};
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let src = Sources {
+            workers: vec![Arc::new(ShardStats::default())],
+            globals: vec![],
+            profiles: Arc::new(Profiles::new(&[], &[], 10)),
+        };
+        let server = serve(addr, src).unwrap();
+        let get = |path: &str| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            write!(c, "GET {path} HTTP/1.1\r\nHost: siplb\r\n\r\n").unwrap();
+            let mut text = String::new();
+            c.read_to_string(&mut text).unwrap();
+            text
+        };
+        let ok = get("/metrics");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        assert!(ok.contains("\r\n\r\n# TYPE siplb_"), "{ok}");
+        let missing = get("/other");
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        assert!(missing.ends_with("\r\n\r\nnot found\n"), "{missing}");
+        server.stop();
+        assert!(std::net::TcpStream::connect(addr).is_err());
     }
 }

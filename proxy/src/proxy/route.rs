@@ -1,50 +1,28 @@
 //! Who may send what: customers by source address (CIDR) and/or From domain, gateways by
 //! ip:port, and the choice of gateway for a new call.
 
+use ipnet::{IpNet, Ipv4Net};
 use siplb_common::owner_hash;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-/// A network in CIDR notation (`198.18.0.0/15`, `::1/128`; a bare address is a /32 or /128).
+/// A network in CIDR notation (`198.18.0.0/15`, `::1/128`; a bare address is a /32 or /128),
+/// as the configuration writes it: an [`IpNet`] that also reads a bare address and matches
+/// IPv4-mapped IPv6 addresses as IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
-    /// The network and prefix length, when IPv4.
-    pub fn ipv4(&self) -> Option<(std::net::Ipv4Addr, u8)> {
-        match self.net {
-            IpAddr::V4(a) => Some((a, self.prefix)),
-            IpAddr::V6(_) => None,
+    /// The network, when IPv4.
+    pub fn ipv4(&self) -> Option<Ipv4Net> {
+        match self.0 {
+            IpNet::V4(n) => Some(n),
+            IpNet::V6(_) => None,
         }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -56,19 +34,18 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let net: IpAddr = addr
+        let addr: IpAddr = addr
             .parse()
             .map_err(|_| format!("`{s}` is not an IP address or CIDR"))?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
+        match prefix {
+            None => Ok(Cidr(addr.into())),
             Some(p) => p
-                .parse::<u8>()
+                .parse()
                 .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("bad prefix length in `{s}`"))?,
-            None => max,
-        };
-        Ok(Cidr { net, prefix })
+                .and_then(|p| IpNet::new(addr, p).ok())
+                .map(Cidr)
+                .ok_or_else(|| format!("bad prefix length in `{s}`")),
+        }
     }
 }
 
@@ -160,6 +137,12 @@ mod tests {
         assert!(any.contains("203.0.113.5".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8::7".parse().unwrap()));
+        assert!(!v6.contains("198.18.0.9".parse().unwrap()));
+        assert_eq!(c.ipv4().unwrap().to_string(), "198.18.0.0/15");
+        assert_eq!(one.ipv4().unwrap().to_string(), "127.0.0.1/32");
+        assert!(v6.ipv4().is_none());
     }
 
     #[test]

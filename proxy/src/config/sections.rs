@@ -1,0 +1,283 @@
+//! One reader per section of the file: each checks its keys and returns what [`Config`]
+//! takes from them. `[dialog]`'s profiles, rules and variables are in `dialog.rs`.
+//!
+//! [`Config`]: super::Config
+
+use super::file::{CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
+use super::file::{Steering, TimersFile, Workers};
+use super::{ConfigError, Invalid, SteeringMode};
+use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
+use crate::steering::GuardMode;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `[listen]`: the one UDP address, a concrete one.
+pub(super) fn listen(l: &Listen, invalid: Invalid<'_>) -> Result<SocketAddr, ConfigError> {
+    let listen = l.sip.get_ref();
+    if listen.len() != 1 {
+        return Err(invalid(
+            l.sip.span(),
+            "listen.sip",
+            "exactly one UDP listen address is supported in this version".into(),
+        ));
+    }
+    let addr: SocketAddr = listen[0].get_ref().parse().map_err(|_| {
+        invalid(
+            listen[0].span(),
+            "listen.sip",
+            format!("`{}` is not an ip:port", listen[0].get_ref()),
+        )
+    })?;
+    if addr.ip().is_unspecified() {
+        return Err(invalid(
+            l.sip.span(),
+            "listen.sip",
+            "a wildcard address cannot be put in Via/Record-Route; listen on a concrete address"
+                .into(),
+        ));
+    }
+    Ok(addr)
+}
+
+/// `[workers]`: how many (0 = one per core); the receive buffer count is checked.
+pub(super) fn workers(w: &Workers, invalid: Invalid<'_>) -> Result<usize, ConfigError> {
+    if !w.recv_buffers.is_power_of_two() {
+        return Err(invalid(
+            0..0,
+            "workers.recv_buffers",
+            "must be a power of two".into(),
+        ));
+    }
+    Ok(match w.count {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    })
+}
+
+/// `[steering]`: the steering mode and the XDP guard's (`None` = no guard).
+pub(super) fn steering(
+    s: &Steering,
+    invalid: Invalid<'_>,
+) -> Result<(SteeringMode, Option<GuardMode>), ConfigError> {
+    let mode = match s.mode.get_ref().as_str() {
+        "auto" => SteeringMode::Auto,
+        "bpf" => SteeringMode::Bpf,
+        "off" => SteeringMode::Off,
+        other => {
+            return Err(invalid(
+                s.mode.span(),
+                "steering.mode",
+                format!("`{other}` is not one of auto, bpf, off"),
+            ));
+        }
+    };
+    let xdp_mode = match s.xdp_mode.get_ref().as_str() {
+        "auto" => Some(GuardMode::Auto),
+        "native" => Some(GuardMode::Native),
+        "generic" => Some(GuardMode::Generic),
+        "off" => None,
+        other => {
+            return Err(invalid(
+                s.xdp_mode.span(),
+                "steering.xdp_mode",
+                format!("`{other}` is not one of auto, native, generic, off"),
+            ));
+        }
+    };
+    Ok((mode, xdp_mode))
+}
+
+/// `[[customer]]`: each needs sources, domains or both.
+pub(super) fn customers(
+    list: &[CustomerFile],
+    invalid: Invalid<'_>,
+) -> Result<Vec<Customer>, ConfigError> {
+    let mut customers = Vec::new();
+    for c in list {
+        let mut sources = Vec::new();
+        for s in &c.sources {
+            sources.push(
+                s.get_ref()
+                    .parse::<Cidr>()
+                    .map_err(|m| invalid(s.span(), "customer.sources", m))?,
+            );
+        }
+        if sources.is_empty() && c.domains.is_empty() {
+            return Err(invalid(
+                c.name.span(),
+                "customer",
+                format!(
+                    "customer `{}` needs `sources` or `domains`",
+                    c.name.get_ref()
+                ),
+            ));
+        }
+        let account_key = match c.account_key.get_ref().as_str() {
+            "customer" => AccountKey::Customer,
+            "from_user" => AccountKey::FromUser,
+            "from_domain" => AccountKey::FromDomain,
+            other => {
+                return Err(invalid(
+                    c.account_key.span(),
+                    "customer.account_key",
+                    format!("`{other}` is not one of customer, from_user, from_domain"),
+                ));
+            }
+        };
+        customers.push(Customer {
+            name: c.name.get_ref().clone(),
+            sources,
+            domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            account_key,
+        });
+    }
+    Ok(customers)
+}
+
+/// `[[gateway_set]]`: one set, chosen by Call-ID hash.
+pub(super) fn gateways(
+    sets: &[GatewaySet],
+    invalid: Invalid<'_>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    if sets.len() > 1 {
+        return Err(invalid(
+            sets[1].name.span(),
+            "gateway_set",
+            "one gateway set is supported in this version".into(),
+        ));
+    }
+    let mut gateways = Vec::new();
+    for set in sets {
+        if set.algorithm.get_ref() != "callid_hash" {
+            return Err(invalid(
+                set.algorithm.span(),
+                "gateway_set.algorithm",
+                format!(
+                    "`{}` is not supported (callid_hash)",
+                    set.algorithm.get_ref()
+                ),
+            ));
+        }
+        for g in &set.gateways {
+            let a: SocketAddr = g.get_ref().parse().map_err(|_| {
+                invalid(
+                    g.span(),
+                    "gateway_set.gateways",
+                    format!("`{}` is not an ip:port", g.get_ref()),
+                )
+            })?;
+            gateways.push(a);
+        }
+    }
+    Ok(gateways)
+}
+
+/// `[timers]`: the transaction timers (the call linger time is read with them).
+pub(super) fn timers(t: &TimersFile, invalid: Invalid<'_>) -> Result<Timers, ConfigError> {
+    if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+        return Err(invalid(
+            0..0,
+            "timers",
+            "t1_ms must be > 0 and t2_ms >= t1_ms".into(),
+        ));
+    }
+    let ms = Duration::from_millis;
+    Ok(Timers {
+        t1: ms(t.t1_ms),
+        t2: ms(t.t2_ms),
+        t4: ms(t.t4_ms),
+        timer_b: ms(t.timer_b_ms),
+        timer_c: ms(t.timer_c_ms),
+        timer_d: ms(t.timer_d_ms),
+    })
+}
+
+/// `[dialog]`'s timeouts.
+pub(super) fn dialog_timers(
+    d: &DialogFile,
+    invalid: Invalid<'_>,
+) -> Result<DialogTimers, ConfigError> {
+    if d.default_timeout_s == 0 || d.early_timeout_s == 0 || d.noack_timeout_s == 0 {
+        return Err(invalid(
+            0..0,
+            "dialog",
+            "default_timeout_s, early_timeout_s and noack_timeout_s must be > 0".into(),
+        ));
+    }
+    Ok(DialogTimers {
+        default_timeout: Duration::from_secs(d.default_timeout_s),
+        early_timeout: Duration::from_secs(d.early_timeout_s),
+        noack_timeout: Duration::from_secs(d.noack_timeout_s),
+    })
+}
+
+/// `[events]`: the URL `Call_End` events are POSTed to, if any; the queue is checked.
+pub(super) fn events(e: &Events, invalid: Invalid<'_>) -> Result<Option<String>, ConfigError> {
+    if let Some(u) = &e.http_post
+        && !u.get_ref().starts_with("http://")
+    {
+        return Err(invalid(
+            u.span(),
+            "events.http_post",
+            format!("`{}` is not an http:// URL", u.get_ref()),
+        ));
+    }
+    if e.queue == 0 {
+        return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
+    }
+    Ok(e.http_post.as_ref().map(|u| u.get_ref().clone()))
+}
+
+/// `[limits]` (but its profiles, read with the dialog's): the reply over a limit; the table
+/// and queue sizes are checked.
+pub(super) fn limits(l: &Limits, invalid: Invalid<'_>) -> Result<LimitReply, ConfigError> {
+    if l.account_table == 0 || l.value_table == 0 {
+        return Err(invalid(
+            0..0,
+            "limits.account_table",
+            "limits.account_table and limits.value_table must be at least 1".into(),
+        ));
+    }
+    let code = *l.reply_code.get_ref();
+    if !(400..=699).contains(&code) {
+        return Err(invalid(
+            l.reply_code.span(),
+            "limits.reply_code",
+            format!("{code} is not a final error code (400 to 699)"),
+        ));
+    }
+    if l.reply_reason.contains(['\r', '\n']) {
+        return Err(invalid(
+            0..0,
+            "limits.reply_reason",
+            "must be one line".into(),
+        ));
+    }
+    if l.queue_per_worker == 0 {
+        return Err(invalid(
+            0..0,
+            "limits.queue_per_worker",
+            "must be at least 1".into(),
+        ));
+    }
+    Ok(LimitReply {
+        code,
+        reason: l.reply_reason.clone(),
+        q850_cause: Some(l.reply_q850_cause).filter(|c| *c != 0),
+    })
+}
+
+/// `[metrics]`: the Prometheus endpoint, if any.
+pub(super) fn metrics(
+    m: &Metrics,
+    invalid: Invalid<'_>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(a) = &m.listen else { return Ok(None) };
+    a.get_ref().parse().map(Some).map_err(|_| {
+        invalid(
+            a.span(),
+            "metrics.listen",
+            format!("`{}` is not an ip:port", a.get_ref()),
+        )
+    })
+}

@@ -1,0 +1,329 @@
+use super::*;
+use crate::proxy::{AccountKey, DialogTimers, LimitReply};
+
+fn parse(src: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/siplb/t.toml"), src)
+}
+
+const MIN: &str = r#"
+[listen]
+sip = ["127.0.0.1:5060"]
+
+[[customer]]
+name = "local"
+sources = ["127.0.0.1/32"]
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["127.0.0.1:5081", "127.0.0.1:5082"]
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MIN).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
+    assert_eq!(c.proxy.routing.gateways.len(), 2);
+    assert_eq!(c.proxy.timers.t1, Duration::from_millis(DEFAULT_T1_MS));
+    assert_eq!(c.queue_per_worker, DEFAULT_QUEUE_PER_WORKER);
+    assert_eq!(c.control_socket, Path::new("/etc/siplb/siplb.ctl"));
+    assert_eq!(c.steering, SteeringMode::Auto);
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let src = format!("{MIN}\n[timers]\nt1_ms = 100\nbogus = 3\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:15: unknown field `bogus`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_cidr_names_line_and_key() {
+    let src = MIN.replace("127.0.0.1/32", "127.0.0.1/40");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:7: `customer.sources`: bad prefix length in `127.0.0.1/40`"
+    );
+}
+
+#[test]
+fn bad_gateway_address() {
+    let src = MIN.replace("127.0.0.1:5082", "gw.example.com:5060");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:11: `gateway_set.gateways`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_is_an_error() {
+    let src = format!("{MIN}\n[workers]\ncount = \"two\"\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
+    );
+}
+
+/// The dialog article's profiles and the per-account limit, for the error tests below.
+const DIALOG: &str = r#"
+[dialog]
+profiles_no_value = ["total", "local", "domestic", "international"]
+profiles_with_value = ["user"]
+
+[[dialog.rule]]
+profile = "total"
+
+[[dialog.rule]]
+profile = "international"
+dialed_prefix = "00"
+stop = true
+
+[[dialog.rule]]
+profile = "user"
+value_from = "from_user"
+
+[[limits.profile]]
+profile = "account"
+max = 5
+"#;
+
+fn dialog_error(from: &str, to: &str) -> String {
+    let src = format!("{MIN}{}", DIALOG.replacen(from, to, 1));
+    parse(&src).unwrap_err().to_string()
+}
+
+#[test]
+fn dialog_profiles_rules_and_limits_are_read() {
+    let c = parse(&format!("{MIN}{DIALOG}")).unwrap();
+    let p = &c.proxy.profiles;
+    let names: Vec<&str> = p.list.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "total",
+            "local",
+            "domestic",
+            "international",
+            "user",
+            "account"
+        ]
+    );
+    assert_eq!(p.rules.len(), 3);
+    assert_eq!(c.proxy.limit_reply, LimitReply::default());
+    assert_eq!(c.proxy.dialog, DialogTimers::default());
+}
+
+#[test]
+fn each_dialog_misconfiguration_names_file_line_and_key() {
+    let cases = [
+        (
+            ("profile = \"international\"", "profile = \"intl\""),
+            "/etc/siplb/t.toml:21: `dialog.rule.profile`: profile `intl` is not declared in dialog.profiles_no_value or dialog.profiles_with_value",
+        ),
+        (
+            (
+                "profile = \"total\"\n",
+                "profile = \"total\"\nvalue = \"x\"\n",
+            ),
+            "/etc/siplb/t.toml:19: `dialog.rule.value`: profile `total` is declared in dialog.profiles_no_value: a rule for it takes no value",
+        ),
+        (
+            ("value_from = \"from_user\"", "dialed_prefix = \"1\""),
+            "/etc/siplb/t.toml:26: `dialog.rule.profile`: profile `user` is declared in dialog.profiles_with_value: a rule for it needs `value` or `value_from`",
+        ),
+        (
+            ("value_from = \"from_user\"", "value_from = \"from_uri\""),
+            "/etc/siplb/t.toml:27: `dialog.rule.value_from`: `from_uri` is not one of dialed, from_user, from_domain, to_user, source, customer, account",
+        ),
+        (
+            ("dialed_prefix = \"00\"", "dialed_regex = \"^(00\""),
+            "/etc/siplb/t.toml:22: `dialog.rule.dialed_regex`: `^(00` is not a regular expression: error: unclosed group",
+        ),
+        (
+            (
+                "profile = \"account\"\nmax = 5",
+                "profile = \"total\"\nvalue = \"x\"\nmax = 5",
+            ),
+            "/etc/siplb/t.toml:31: `limits.profile.value`: profile `total` is declared in dialog.profiles_no_value: it has no values",
+        ),
+        (
+            (
+                "profile = \"account\"\nmax = 5",
+                "profile = \"acount\"\nmax = 5",
+            ),
+            "/etc/siplb/t.toml:30: `limits.profile.profile`: profile `acount` is not declared in dialog.profiles_no_value or dialog.profiles_with_value",
+        ),
+        (
+            ("[\"total\", ", "[\"total\", \"account\", "),
+            "/etc/siplb/t.toml:14: `dialog.profiles_no_value`: profile `account` has a value (the account): declare it in dialog.profiles_with_value or not at all",
+        ),
+        (
+            ("[\"user\"]", "[\"user\", \"total\"]"),
+            "/etc/siplb/t.toml:15: `dialog.profiles_with_value`: profile `total` is declared twice",
+        ),
+        (
+            ("max = 5", "max = \"five\""),
+            "/etc/siplb/t.toml:31: `max`: invalid type: string \"five\", expected u32",
+        ),
+    ];
+    for ((from, to), want) in cases {
+        assert_eq!(dialog_error(from, to), want, "{to}");
+    }
+    let var = |body: &str| {
+        parse(&format!(
+            "{MIN}\n[[dialog.var]]\nname = \"Trunk\"\n{body}\n"
+        ))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    assert_eq!(
+        var("value = 1"),
+        "/etc/siplb/t.toml:15: `dialog.var.value`: variable `Trunk` = 1: dialog variables hold strings only (as Kamailio's $dlg_var); write value = \"1\""
+    );
+    assert_eq!(
+        var("value = \"a\"\nat = \"answer\""),
+        "/etc/siplb/t.toml:16: `dialog.var.at`: `answer` is not one of invite, start, end"
+    );
+    assert_eq!(
+        var("value_from = \"from_user\"\nat = \"end\""),
+        "/etc/siplb/t.toml:15: `dialog.var.value_from`: variable `Trunk`: `value_from` reads the INVITE, so `at` must be `invite`"
+    );
+    assert_eq!(
+        var(""),
+        "/etc/siplb/t.toml:14: `dialog.var`: variable `Trunk` needs `value` or `value_from`"
+    );
+    let e = parse(&format!(
+        "{MIN}\n[[dialog.var]]\nname = \"BillSec\"\nvalue = \"1\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/siplb/t.toml:14: `dialog.var.name`: `BillSec` is built in (set by siplb itself)"
+    );
+    let e = parse(&format!("{MIN}[events]\nhttp_post = \"https://x/\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/siplb/t.toml:13: `events.http_post`: `https://x/` is not an http:// URL"
+    );
+    let e = parse(&format!("{MIN}[limits]\nreply_code = 200\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/siplb/t.toml:13: `limits.reply_code`: 200 is not a final error code (400 to 699)"
+    );
+}
+
+/// The keys serde accepts in one section, read off its "unknown field" error.
+fn accepted_keys(src: &str) -> Vec<String> {
+    let e = toml::from_str::<file::FileConfig>(src).expect_err("zz_bogus is unknown");
+    let m = e.message().to_string();
+    let after = m.split("expected").nth(1).unwrap_or_else(|| panic!("{m}"));
+    after
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_key_is_documented() {
+    let doc = include_str!("../../../docs/CONFIG.md");
+    let mut missing = Vec::new();
+    let tables = [
+        "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events",
+        "debug",
+    ];
+    for t in tables {
+        for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
+            if !doc.contains(&format!("`{t}.{k}`")) {
+                missing.push(format!("{t}.{k}"));
+            }
+        }
+    }
+    let inline = [
+        (
+            "listen",
+            "sip = [\"127.0.0.1:5060\"]\n",
+            "sip = [\"127.0.0.1:5060\"]\nzz_bogus = 1\n",
+        ),
+        (
+            "customer",
+            "name = \"local\"\n",
+            "name = \"local\"\nzz_bogus = 1\n",
+        ),
+        (
+            "gateway_set",
+            "name = \"trunk\"\n",
+            "name = \"trunk\"\nzz_bogus = 1\n",
+        ),
+        (
+            "limits.profile",
+            "[[customer]]",
+            "[[limits.profile]]\nprofile = \"x\"\nmax = 1\nzz_bogus = 1\n[[customer]]",
+        ),
+        (
+            "dialog.rule",
+            "[[customer]]",
+            "[[dialog.rule]]\nprofile = \"x\"\nzz_bogus = 1\n[[customer]]",
+        ),
+        (
+            "dialog.var",
+            "[[customer]]",
+            "[[dialog.var]]\nname = \"x\"\nzz_bogus = 1\n[[customer]]",
+        ),
+    ];
+    for (t, from, to) in inline {
+        for k in accepted_keys(&MIN.replacen(from, to, 1)) {
+            if !doc.contains(&format!("`{t}.{k}`")) {
+                missing.push(format!("{t}.{k}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys missing from docs/CONFIG.md: {missing:?}"
+    );
+}
+
+#[test]
+fn shipped_limits_example_is_valid() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/limits.toml"
+    ));
+    let c = Config::load(path).unwrap();
+    let p = &c.proxy.profiles;
+    for name in ["total", "local", "domestic", "international", "account"] {
+        assert!(p.get(name).is_some(), "{name}");
+    }
+    assert_eq!(
+        c.proxy.routing.customers[0].account_key,
+        AccountKey::FromUser
+    );
+    assert_eq!(p.rules.len(), 4);
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/siplb.toml"
+    ));
+    let c = Config::load(path).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:5060".parse().unwrap());
+    assert_eq!(c.proxy.routing.customers[0].name, "local");
+    let gws: Vec<String> = c
+        .proxy
+        .routing
+        .gateways
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+    assert_eq!(gws, ["127.0.0.1:5081", "127.0.0.1:5082"]);
+}
