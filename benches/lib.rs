@@ -131,10 +131,11 @@ impl DialogDriver {
             gateways: vec![
                 "198.18.2.30:5060".parse().expect("addr"),
                 "198.18.2.31:5060".parse().expect("addr"),
-            ],
+            ]
+            .into(),
         };
         let mut cfg = ProxyConfig::new("198.18.0.10:5060".parse().expect("addr"), routing);
-        cfg.max_calls = calls + 1;
+        cfg.max_dialogs = calls + 1;
         cfg.max_transactions = calls + 1;
         let now = std::time::Instant::now();
         let mut shard = Shard::new(std::sync::Arc::new(cfg), 0, Default::default());

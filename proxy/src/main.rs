@@ -358,7 +358,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                         .customers
                         .iter()
                         .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
-                        .chain(routing.gateways.iter().filter_map(|g| match g.ip() {
+                        .chain(routing.gateways.addresses().filter_map(|g| match g.ip() {
                             std::net::IpAddr::V4(a) => Some(a.into()),
                             std::net::IpAddr::V6(_) => None,
                         }));

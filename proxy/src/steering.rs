@@ -1,4 +1,4 @@
-//! BPF steering (DESIGN §1): siplb's `sk_reuseport` program picks, for every datagram that
+//! BPF steering: siplb's `sk_reuseport` program picks, for every datagram that
 //! reaches the workers' `SO_REUSEPORT` group, the socket of the worker that owns its Call-ID,
 //! with the same hash as the workers (`siplb_common`). Then no datagram needs a hand-off.
 //! The XDP guard of the same object drops what is not SIP before the kernel's UDP stack

@@ -187,7 +187,7 @@ impl Config {
         };
         let mut proxy = ProxyConfig::new(listen, routing);
         proxy.timers = sections::timers(&f.timers, &invalid)?;
-        proxy.call_linger = Duration::from_millis(f.timers.call_linger_ms);
+        proxy.dialog_linger = Duration::from_millis(f.timers.call_linger_ms);
         proxy.dialog = sections::dialog_timers(&f.dialog, &invalid)?;
         let mut profiles = dialog::profiles(&f, &invalid)?;
         profiles.scope_accounts(f.customer.len().min(u16::MAX as usize) as u16);
@@ -197,7 +197,7 @@ impl Config {
         proxy.emit.dialogs = f.events.file.is_some() || events_http.is_some();
         proxy.limit_reply = sections::limits(&f.limits, &invalid)?;
         proxy.max_transactions = f.limits.transactions_per_worker;
-        proxy.max_calls = f.limits.calls_per_worker;
+        proxy.max_dialogs = f.limits.calls_per_worker;
         proxy.retry_after = f.limits.retry_after_s;
         let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
 

@@ -138,7 +138,7 @@ pub(super) fn customers(
 pub(super) fn gateways(
     sets: &[GatewaySet],
     invalid: Invalid<'_>,
-) -> Result<Vec<SocketAddr>, ConfigError> {
+) -> Result<crate::proxy::GatewaySet, ConfigError> {
     if sets.len() > 1 {
         return Err(invalid(
             sets[1].name.span(),
@@ -146,9 +146,10 @@ pub(super) fn gateways(
             "one gateway set is supported in this version".into(),
         ));
     }
-    let mut gateways = Vec::new();
+    let mut gateways = crate::proxy::GatewaySet::default();
     for set in sets {
-        if set.algorithm.get_ref() != "callid_hash" {
+        gateways.name = set.name.get_ref().clone();
+        if set.algorithm.get_ref() != crate::proxy::Algorithm::CallIdHash.name() {
             return Err(invalid(
                 set.algorithm.span(),
                 "gateway_set.algorithm",
@@ -166,7 +167,9 @@ pub(super) fn gateways(
                     format!("`{}` is not an ip:port", g.get_ref()),
                 )
             })?;
-            gateways.push(a);
+            gateways.gateways.push(crate::proxy::Gateway {
+                target: crate::proxy::Target::udp(a),
+            });
         }
     }
     Ok(gateways)

@@ -322,7 +322,7 @@ fn shipped_example_config_is_valid() {
         .proxy
         .routing
         .gateways
-        .iter()
+        .addresses()
         .map(|g| g.to_string())
         .collect();
     assert_eq!(gws, ["127.0.0.1:5081", "127.0.0.1:5082"]);

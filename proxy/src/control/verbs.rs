@@ -1,4 +1,4 @@
-//! The RPC verbs, with Kamailio's names, arguments and output shapes (DESIGN §3).
+//! The RPC verbs, with Kamailio's names, arguments and output shapes (kamcmd's brace format).
 
 use super::ControlState;
 use super::format::Reply;

@@ -1,6 +1,6 @@
 //! Prometheus text exposition (format 0.0.4) on `metrics.listen`, `GET /metrics`.
 //!
-//! Names follow DESIGN §7: `siplb_<group>_<name>`, `_total` on counters. Per-worker statistics
+//! Names are `siplb_<group>_<name>`, `_total` on counters. Per-worker statistics
 //! carry a `worker` label (sum them for the node); profile sizes carry a `profile` label (the
 //! sum over its values for a with-value profile: one series per account would be unbounded).
 

@@ -106,7 +106,7 @@ mod tests {
                 domains: vec![],
                 account_key: key,
             }],
-            gateways: vec!["127.0.0.1:5081".parse().unwrap()],
+            gateways: vec!["127.0.0.1:5081".parse().unwrap()].into(),
         };
         let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), routing);
         let account = crate::dialog::ProfileLimits {

@@ -117,7 +117,7 @@ mod tests {
                 domains: vec![],
                 account_key: AccountKey::Customer,
             }],
-            gateways: vec!["127.0.0.1:5081".parse().unwrap()],
+            gateways: vec!["127.0.0.1:5081".parse().unwrap()].into(),
         }
     }
 

@@ -16,6 +16,7 @@
 //! | [`txn`] | the transaction table and the RFC 3261 state machines |
 //! | [`dialogs`] | the dialog records and table: states, ends, timeouts |
 //! | [`admission`] | profiles, limits and variables of a new call |
+//! | [`route`], [`gateway`] | customers; gateway sets and the choice of a gateway |
 //! | [`forward`] | what a forwarded request or response looks like |
 //! | [`originate`] | requests siplb sends itself: BYE, CANCEL, ACK; branches |
 //! | [`reply`] | replies siplb answers itself |
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod dialogs;
 pub mod event;
 pub mod forward;
+pub mod gateway;
 pub mod ids;
 pub mod ingress;
 pub mod originate;
@@ -44,6 +46,7 @@ pub use dialogs::{
     Dialog, DialogFilter, DialogInfo, DialogState, EndCause, EndTarget, LegInfo, Side,
 };
 pub use event::{DialogRecord, Emit, EndedBy, Event, TxnOutcome};
+pub use gateway::{Algorithm, Gateway, GatewaySet};
 pub use ids::{DialogId, TxnId};
 pub use route::{AccountKey, Cidr, Customer, Peer, Routing};
 pub use shard::Shard;
@@ -93,10 +96,12 @@ pub struct ProxyConfig {
     pub timers: Timers,
     /// Open transactions per shard; a new INVITE beyond it gets 503 + Retry-After.
     pub max_transactions: usize,
-    /// Calls (per-call records) per shard; a new INVITE beyond it gets 503 + Retry-After.
-    pub max_calls: usize,
-    /// How long a call record stays after the call ended, to absorb late retransmissions.
-    pub call_linger: Duration,
+    /// Dialog records per shard (`limits.calls_per_worker`); a new INVITE beyond it gets 503 +
+    /// Retry-After.
+    pub max_dialogs: usize,
+    /// How long a dialog record stays after the dialog ended, to absorb late retransmissions
+    /// (`timers.call_linger_ms`).
+    pub dialog_linger: Duration,
     /// Dialog timeouts (Kamailio's `default_timeout`, `early_timeout`, `noack_timeout`).
     pub dialog: DialogTimers,
     /// Retry-After seconds on an overload 503.
@@ -162,8 +167,8 @@ impl ProxyConfig {
             local,
             timers: Timers::default(),
             max_transactions: 200_000,
-            max_calls: 200_000,
-            call_linger: Duration::from_secs(32),
+            max_dialogs: 200_000,
+            dialog_linger: Duration::from_secs(32),
             dialog: DialogTimers::default(),
             retry_after: 5,
             instance: 0,

@@ -1,8 +1,9 @@
 //! Who may send what: customers by source address (CIDR) and/or From domain, gateways by
-//! ip:port, and the choice of gateway for a new call.
+//! ip:port (their set is in [`super::gateway`]).
 
+use super::gateway::GatewaySet;
+use super::target::Target;
 use ipnet::{IpNet, Ipv4Net};
-use siplb_common::owner_hash;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
@@ -61,7 +62,7 @@ pub struct Customer {
     pub account_key: AccountKey,
 }
 
-/// The account of a call, the key of the per-account limit (DESIGN §3).
+/// The account of a call, the key of the per-account limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccountKey {
     /// The customer itself.
@@ -84,17 +85,13 @@ pub enum Peer {
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
     pub customers: Vec<Customer>,
-    pub gateways: Vec<SocketAddr>,
+    pub gateways: GatewaySet,
 }
-
-/// Key of the gateway choice hash: fixed, and different from any owner key in practice, so
-/// that the gateway a call goes to does not follow the worker that owns it.
-const GATEWAY_HASH_KEY: u32 = 0x6761_7465;
 
 impl Routing {
     /// Gateways are matched by ip:port first, then customers in configuration order.
     pub fn classify(&self, src: SocketAddr, from_domain: &[u8]) -> Peer {
-        if let Some(i) = self.gateways.iter().position(|g| *g == src) {
+        if let Some(i) = self.gateways.position(src) {
             return Peer::Gateway(i);
         }
         for (i, c) in self.customers.iter().enumerate() {
@@ -110,13 +107,9 @@ impl Routing {
         Peer::Unknown
     }
 
-    /// The gateway for a new call: a hash of its Call-ID over the gateway list.
-    pub fn select_gateway(&self, call_id: &[u8]) -> Option<SocketAddr> {
-        if self.gateways.is_empty() {
-            return None;
-        }
-        let h = owner_hash(GATEWAY_HASH_KEY, call_id);
-        Some(self.gateways[h as usize % self.gateways.len()])
+    /// The gateway for a new call.
+    pub fn select_gateway(&self, call_id: &[u8]) -> Option<Target> {
+        self.gateways.select(call_id)
     }
 }
 
@@ -154,7 +147,7 @@ mod tests {
                 domains: vec![],
                 account_key: AccountKey::Customer,
             }],
-            gateways: vec!["127.0.0.1:5081".parse().unwrap()],
+            gateways: vec!["127.0.0.1:5081".parse().unwrap()].into(),
         };
         assert_eq!(
             r.classify("127.0.0.1:5081".parse().unwrap(), b"x"),
@@ -179,7 +172,7 @@ mod tests {
                 domains: vec!["example.com".into()],
                 account_key: AccountKey::Customer,
             }],
-            gateways: vec![],
+            gateways: GatewaySet::default(),
         };
         assert_eq!(
             r.classify("192.0.2.1:5060".parse().unwrap(), b"EXAMPLE.com"),

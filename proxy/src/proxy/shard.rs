@@ -141,7 +141,7 @@ impl Shard {
 
     /// Whether a new INVITE would be refused for lack of room.
     pub fn full(&self) -> bool {
-        self.txns.len() >= self.cfg.max_transactions || self.dialogs.len() >= self.cfg.max_calls
+        self.txns.len() >= self.cfg.max_transactions || self.dialogs.len() >= self.cfg.max_dialogs
     }
 
     // ---------------------------------------------------------------------- outputs

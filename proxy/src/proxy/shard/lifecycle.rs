@@ -90,9 +90,9 @@ impl Shard {
     }
 
     /// Ends a dialog: its places in the profiles are given back (exactly once: the table's
-    /// `end` does it), its record stays `call_linger` to absorb stragglers, and it is reported.
+    /// `end` does it), its record stays `dialog_linger` to absorb stragglers, and it is reported.
     pub(super) fn end_dialog_now(&mut self, now: Instant, id: DialogId, cause: EndCause) {
-        let linger = now + self.cfg.call_linger;
+        let linger = now + self.cfg.dialog_linger;
         let unix = self.clock.unix_ms(now);
         let Some(d) = self
             .dialogs

@@ -177,7 +177,7 @@ impl Shard {
                     Ok(a) => a,
                     Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
                 };
-                let dialog = self.new_dialog(now, src, Target::udp(gateway), msg, admitted);
+                let dialog = self.new_dialog(now, src, gateway, msg, admitted);
                 let Some(id) = self.dialogs.insert(dialog) else {
                     self.key = key;
                     return self.reply_overload(msg, src);

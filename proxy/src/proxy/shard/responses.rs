@@ -244,7 +244,7 @@ impl Shard {
             return;
         };
         let unix = self.clock.unix_ms(now);
-        let linger = self.cfg.call_linger;
+        let linger = self.cfg.dialog_linger;
         let lifetime = self.cfg.dialog.default_timeout;
         let Some(d) = self.dialogs.get_mut(did) else {
             return;

@@ -214,7 +214,7 @@ impl Harness {
                 domains: vec![],
                 account_key: AccountKey::FromUser,
             }],
-            gateways: vec![gw1(), gw2()],
+            gateways: vec![gw1(), gw2()].into(),
         };
         let mut cfg = ProxyConfig::new(local(), routing);
         f(&mut cfg);

@@ -1,0 +1,133 @@
+//! Gateway sets (Kamailio's dispatcher sets): the trunks a new call may go to, how one is
+//! chosen, and every address each gateway is known by. One set with Call-ID hashing is what
+//! the configuration offers today; priorities, weights, probing and failover come here.
+
+use super::target::Target;
+use siplb_common::owner_hash;
+use std::net::SocketAddr;
+
+/// Key of the gateway choice hash: fixed, and different from any owner key in practice, so
+/// that the gateway a call goes to does not follow the worker that owns it.
+const GATEWAY_HASH_KEY: u32 = 0x6761_7465;
+
+/// How a gateway is chosen for a new call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// A hash of the Call-ID over the gateways (Kamailio's dispatcher algorithm 0).
+    #[default]
+    CallIdHash,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::CallIdHash => "callid_hash",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// Where requests go.
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewaySet {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub gateways: Vec<Gateway>,
+}
+
+impl GatewaySet {
+    /// A set of UDP gateways at `addrs`.
+    pub fn udp(name: &str, algorithm: Algorithm, addrs: &[SocketAddr]) -> GatewaySet {
+        GatewaySet {
+            name: name.into(),
+            algorithm,
+            gateways: addrs
+                .iter()
+                .map(|a| Gateway {
+                    target: Target::udp(*a),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.gateways.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gateways.is_empty()
+    }
+
+    /// The gateway a message from `src` comes from.
+    pub fn position(&self, src: SocketAddr) -> Option<usize> {
+        self.gateways.iter().position(|g| g.target.addr == src)
+    }
+
+    /// Every address of every gateway (for the XDP guard's allow list).
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.gateways.iter().map(|g| g.target.addr)
+    }
+
+    /// The gateway for a new call; none when the set is empty.
+    pub fn select(&self, call_id: &[u8]) -> Option<Target> {
+        if self.gateways.is_empty() {
+            return None;
+        }
+        match self.algorithm {
+            Algorithm::CallIdHash => {
+                let h = owner_hash(GATEWAY_HASH_KEY, call_id);
+                Some(self.gateways[h as usize % self.gateways.len()].target)
+            }
+        }
+    }
+}
+
+/// A set named `default` of UDP gateways, as tests write one.
+impl From<Vec<SocketAddr>> for GatewaySet {
+    fn from(addrs: Vec<SocketAddr>) -> GatewaySet {
+        GatewaySet::udp("default", Algorithm::CallIdHash, &addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> GatewaySet {
+        vec![
+            "127.0.0.1:5081".parse().unwrap(),
+            "127.0.0.1:5082".parse().unwrap(),
+        ]
+        .into()
+    }
+
+    #[test]
+    fn the_same_call_id_always_goes_to_the_same_gateway_and_both_are_used() {
+        let s = set();
+        let mut used = [0; 2];
+        for i in 0..100 {
+            let id = format!("call-{i}");
+            let g = s.select(id.as_bytes()).unwrap();
+            assert_eq!(s.select(id.as_bytes()), Some(g));
+            used[s.position(g.addr).unwrap()] += 1;
+        }
+        assert!(used[0] > 20 && used[1] > 20, "{used:?}");
+    }
+
+    #[test]
+    fn an_empty_set_chooses_nothing() {
+        assert_eq!(GatewaySet::default().select(b"c"), None);
+    }
+
+    #[test]
+    fn gateways_are_known_by_their_address() {
+        let s = set();
+        assert_eq!(s.position("127.0.0.1:5082".parse().unwrap()), Some(1));
+        assert_eq!(s.position("127.0.0.1:5083".parse().unwrap()), None);
+        assert_eq!(s.addresses().count(), 2);
+    }
+}
