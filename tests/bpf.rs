@@ -221,6 +221,86 @@ fn xdp_guard_drops_junk_in_generic_mode() {
     xdp_guard_drops_junk(43, "generic");
 }
 
+/// What the guard lets through and what it drops at the head of a datagram: requests with
+/// extension methods (any RFC 3261 `token`: either case, digits, `-.!%*_+`'~`) reach siplb
+/// and are answered 405; keep-alives (only CRLFs) pass; junk after empty lines is dropped.
+fn xdp_guard_reads_the_start_line(n: u8, xdp_mode: &str) {
+    let pair = NetnsPair::new(n);
+    let dir = TempDir::new(&format!("bpf-head-{xdp_mode}"));
+    let trace = dir.0.join("trace");
+    let text = config(&pair, "bpf", xdp_mode, &trace);
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &text);
+    let (methods, junk, keepalives) = (["x-Custom.Method!%*_+`'~", "Foo", "notify-2"], 500, 20);
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{a}', 0))\n\
+         port = s.getsockname()[1]\n\
+         for i, m in enumerate({methods:?}):\n\
+         \x20   r = ('%s sip:x@{b} SIP/2.0\\r\\nVia: SIP/2.0/UDP {a}:%d;branch=z9hG4bK-m%d\\r\\n'\n\
+         \x20        'From: <sip:c@{a}>;tag=m%d\\r\\nTo: <sip:x@{b}>\\r\\nCall-ID: m%d@{a}\\r\\n'\n\
+         \x20        'CSeq: 1 %s\\r\\nMax-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n') % (m, port, i, i, i, m)\n\
+         \x20   s.sendto(r.encode(), ('{b}', 5060))\n\
+         for i in range({junk}):\n\
+         \x20   s.sendto(b'\\r\\n\\x16\\x03 junk after an empty line %d' % i, ('{b}', 5060))\n\
+         for i in range({keepalives}):\n\
+         \x20   s.sendto(b'\\r\\n\\r\\n', ('{b}', 5060))\n\
+         s.settimeout(1.0)\n\
+         codes = []\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       codes.append(s.recv(65536).split(b' ')[1].decode())\n\
+         except socket.timeout:\n\
+         \x20   pass\n\
+         print(' '.join(sorted(codes)))\n",
+        a = pair.ip_a,
+        b = pair.ip_b,
+        methods = methods,
+    );
+    let out = in_netns(Some(&pair.a), "python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The XDP counters are read every 200 ms.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let codes = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    siplb.assert_alive();
+    let stats = siplb.stats();
+    siplb.stop();
+    assert_eq!(stats["xdp:attached"], 1);
+    assert_eq!(
+        codes, "405 405 405",
+        "every extension method answered: {stats:?}"
+    );
+    assert_eq!(stats["xdp:drop_not_sip"], junk, "{stats:?}");
+    assert_eq!(
+        stats["core:bad_msg_hdr"], 0,
+        "no junk reached siplb: {stats:?}"
+    );
+    assert_eq!(
+        stats["xdp:passed"],
+        methods.len() as u64 + keepalives,
+        "requests and keep-alives passed: {stats:?}"
+    );
+}
+
+#[test]
+fn xdp_guard_reads_the_start_line_in_native_mode() {
+    let _g = serial();
+    xdp_guard_reads_the_start_line(49, "native");
+}
+
+#[test]
+fn xdp_guard_reads_the_start_line_in_generic_mode() {
+    let _g = serial();
+    xdp_guard_reads_the_start_line(50, "generic");
+}
+
 /// Sends `count` OPTIONS from `from` to siplb (as fast as it can) inside namespace `ns`, and
 /// returns how many replies came back within `wait_s` seconds after the last.
 fn options(ns: &str, from: &str, to: &str, count: u32, wait_s: f64) -> u64 {

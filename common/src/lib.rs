@@ -7,6 +7,8 @@
 //! This crate is `no_std`, allocates nothing and has no dependencies.
 #![no_std]
 
+pub mod head;
+
 /// Names and layouts of the maps siplb's BPF programs share with userspace.
 pub mod bpf {
     /// Most workers (sockets) the steering program can choose from.

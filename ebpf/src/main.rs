@@ -27,7 +27,7 @@ use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::{Array, CpuMap, LpmTrie, LruHashMap, PerCpuArray, ReusePortSockArray};
 use aya_ebpf::programs::{SkReuseportContext, XdpContext};
 use shared::Bucket;
-use siplb_common::{CallIdScanner, ScanStep, bpf as shared};
+use siplb_common::{CallIdScanner, ScanStep, bpf as shared, head};
 
 /// The workers' sockets, by worker number (filled by siplb).
 #[map(name = "SIPLB_SOCKETS")]
@@ -206,8 +206,6 @@ static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOUR
 const ETH_HEADER: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const IPPROTO_UDP: u8 = 17;
-/// Bytes of the payload looked at to tell a SIP start line.
-const HEAD: usize = 16;
 
 #[xdp]
 pub fn siplb_guard(ctx: XdpContext) -> u32 {
@@ -275,12 +273,8 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_DROP);
     }
     let payload = udp + 8;
-    let first: u8 = load(ctx, payload).unwrap_or(0);
-    // Empty lines may come before a start line (RFC 3261 §7.5), and keep-alives are empty lines.
-    let sip = first == b'\r'
-        || first == b'\n'
-        || load::<[u8; HEAD]>(ctx, payload).is_ok_and(|h| looks_like_start_line(&h));
-    if !sip {
+    let len = (u16::from_be(load::<u16>(ctx, udp + 4)?) as usize).saturating_sub(8);
+    if !is_sip(ctx, payload, len) {
         count(shared::XDP_DROP_NOT_SIP);
         return Ok(XDP_DROP);
     }
@@ -324,17 +318,27 @@ extern "C" fn xdp_scan_byte(i: u32, data: *mut c_void) -> c_long {
     scan.step(i, xdp_load)
 }
 
-/// `SIP/…` (a status line) or a method (three or more capital letters) and a space.
+/// Whether the `len`-byte payload at `payload` can be SIP (`siplb_common::head`): only empty
+/// lines (a keep-alive), or at most `MAX_LEADING` empty-line bytes and then a start line.
 #[inline(always)]
-fn looks_like_start_line(h: &[u8; HEAD]) -> bool {
-    if h[0] == b'S' && h[1] == b'I' && h[2] == b'P' && h[3] == b'/' {
+fn is_sip(ctx: &XdpContext, payload: usize, len: usize) -> bool {
+    if len == 0 {
+        return false;
+    }
+    let mut lead = 0;
+    while lead < head::MAX_LEADING && lead < len {
+        match load::<u8>(ctx, payload + lead) {
+            Ok(b'\r') | Ok(b'\n') => lead += 1,
+            _ => break,
+        }
+    }
+    if lead == len {
         return true;
     }
-    let mut i = 0;
-    while i < HEAD && h[i].is_ascii_uppercase() {
-        i += 1;
+    if lead >= head::MAX_LEADING {
+        return false;
     }
-    (3..HEAD).contains(&i) && h[i] == b' '
+    load::<[u8; head::HEAD]>(ctx, payload + lead).is_ok_and(|h| head::looks_like_start_line(&h))
 }
 
 /// Takes one token from `src`'s bucket (`rate` per second, at most the configured burst);
