@@ -74,6 +74,10 @@ fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result
     Ok(())
 }
 
+fn random_u64() -> u64 {
+    (u64::from(random_u32()) << 32) | u64::from(random_u32())
+}
+
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     match getrandom::getrandom(&mut b) {
@@ -167,7 +171,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let mut running = Running::default();
     let hash_key = cfg.hash_key.unwrap_or_else(random_u32);
     let mut proxy = cfg.proxy.clone();
-    proxy.instance = random_u32();
+    proxy.branch_key = [random_u64(), random_u64()];
     let proxy = Arc::new(proxy);
     let handles = (0..cfg.workers)
         .map(|_| Arc::new(WorkerHandle::new(cfg.queue_per_worker)))

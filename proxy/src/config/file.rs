@@ -329,6 +329,9 @@ pub struct GatewaySet {
     #[serde(default = "default_algorithm")]
     pub algorithm: Spanned<String>,
     pub gateways: Vec<Spanned<String>>,
+    /// Other addresses a gateway answers from: gateway `ip:port` → its other `ip:port`s.
+    #[serde(default)]
+    pub answers_from: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
 }
 
 fn default_algorithm() -> Spanned<String> {

@@ -169,7 +169,26 @@ pub(super) fn gateways(
             })?;
             gateways.gateways.push(crate::proxy::Gateway {
                 target: crate::proxy::Target::udp(a),
+                answers_from: Vec::new(),
             });
+        }
+        if let Some(map) = &set.answers_from {
+            let key = "gateway_set.answers_from";
+            for (gw, others) in map.get_ref() {
+                let bad =
+                    |what: &str| invalid(map.span(), key, format!("`{what}` is not an ip:port"));
+                let addr: SocketAddr = gw.parse().map_err(|_| bad(gw))?;
+                let Some(g) = gateways.gateways.iter_mut().find(|g| g.target.addr == addr) else {
+                    return Err(invalid(
+                        map.span(),
+                        key,
+                        format!("`{gw}` is not one of this set's gateways"),
+                    ));
+                };
+                for o in others {
+                    g.answers_from.push(o.parse().map_err(|_| bad(o))?);
+                }
+            }
         }
     }
     Ok(gateways)

@@ -90,8 +90,14 @@ shard_stats! {
     transactions => names::TM_CREATED,
     /// INVITE client transactions that timed out (Timer B): 408 upstream.
     timeouts => names::TM_TIMEOUTS,
-    /// Datagrams larger than a receive buffer (truncated, dropped).
+    /// Datagrams larger than a receive buffer (truncated; answered 513 when they can be).
     truncated => names::CORE_TRUNCATED,
+    /// Of those, requests answered `513 Message Too Large` from the part that arrived.
+    too_large_513 => names::CORE_TOO_LARGE_513,
+    /// Requests that came back to siplb unchanged (a loop), answered `482 Loop Detected`.
+    loops_482 => names::CORE_LOOPS_482,
+    /// Responses to a forwarded request from an address it was not sent to, dropped.
+    resp_wrong_source => names::CORE_RESP_WRONG_SOURCE,
     /// Open transactions (a gauge, refreshed by the worker after each batch).
     active_transactions => names::TM_ACTIVE,
     /// Per-call records held (a gauge, refreshed by the worker after each batch).

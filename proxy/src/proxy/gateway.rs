@@ -30,6 +30,9 @@ impl Algorithm {
 pub struct Gateway {
     /// Where requests go.
     pub target: Target,
+    /// Other addresses it sends from (trunks that answer from a pool of addresses): its
+    /// responses are accepted from these too, and its requests are a gateway's.
+    pub answers_from: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +52,7 @@ impl GatewaySet {
                 .iter()
                 .map(|a| Gateway {
                     target: Target::udp(*a),
+                    answers_from: Vec::new(),
                 })
                 .collect(),
         }
@@ -64,12 +68,23 @@ impl GatewaySet {
 
     /// The gateway a message from `src` comes from.
     pub fn position(&self, src: SocketAddr) -> Option<usize> {
-        self.gateways.iter().position(|g| g.target.addr == src)
+        self.gateways
+            .iter()
+            .position(|g| g.target.addr == src || g.answers_from.contains(&src))
+    }
+
+    /// Whether the gateway at `addr` may answer from `src` (one of its other addresses).
+    pub fn answers_from(&self, addr: SocketAddr, src: SocketAddr) -> bool {
+        self.gateways
+            .iter()
+            .any(|g| g.target.addr == addr && g.answers_from.contains(&src))
     }
 
     /// Every address of every gateway (for the XDP guard's allow list).
     pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.gateways.iter().map(|g| g.target.addr)
+        self.gateways
+            .iter()
+            .flat_map(|g| std::iter::once(g.target.addr).chain(g.answers_from.iter().copied()))
     }
 
     /// The gateway for a new call; none when the set is empty.
@@ -121,6 +136,18 @@ mod tests {
     #[test]
     fn an_empty_set_chooses_nothing() {
         assert_eq!(GatewaySet::default().select(b"c"), None);
+    }
+
+    #[test]
+    fn a_gateway_may_answer_from_its_other_addresses_only() {
+        let mut s = set();
+        let other = "127.0.0.1:5091".parse().unwrap();
+        s.gateways[0].answers_from.push(other);
+        let (gw1, gw2) = (s.gateways[0].target.addr, s.gateways[1].target.addr);
+        assert!(s.answers_from(gw1, other));
+        assert!(!s.answers_from(gw2, other));
+        assert_eq!(s.position(other), Some(0));
+        assert_eq!(s.addresses().count(), 3);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! its source and whether it matched an open server transaction — nothing else. A pure
 //! function, so each rule has a test of its own.
 
+use super::forward::did_param;
 use super::ids::TxnId;
 use super::route::{Peer, Routing};
-use crate::sip::value::{NameAddr, SipUri, host_ip};
-use crate::sip::{Method, SipMsg, Span};
+use crate::sip::value::{CommaList, NameAddr, SipUri, host_ip};
+use crate::sip::{HeaderName, Method, SipMsg, Span};
 use std::net::SocketAddr;
 
 /// The path of a request.
@@ -15,11 +16,15 @@ pub enum Ingress {
     Existing(TxnId),
     /// A CANCEL: it goes to the INVITE it cancels.
     Cancel,
-    /// A request inside a dialog: a To tag, or siplb's own Route on top (removed when
-    /// forwarded).
+    /// A request inside a dialog: a To tag, or siplb's own Route with a dialog id on top
+    /// (removed when forwarded).
     InDialog { own_route: Option<(usize, Span)> },
-    /// A new INVITE from a customer.
-    NewInvite { customer: usize },
+    /// A new INVITE from a customer; siplb's own Route on top (a customer using siplb as its
+    /// outbound proxy) is removed when it is forwarded.
+    NewInvite {
+        customer: usize,
+        own_route: Option<(usize, Span)>,
+    },
     /// A reply siplb sends without keeping state.
     Stateless(Stateless),
     /// An ACK with nothing to acknowledge (or for a reply siplb sent without state): absorbed.
@@ -71,14 +76,27 @@ pub fn classify(
         return Ingress::Stateless(Stateless::BadExtension(idx));
     }
     let own_route = own_route(msg, local);
-    if msg.to_tag().is_some() || own_route.is_some() {
+    // Only a To tag, or siplb's dialog id in its Route, makes a request in-dialog; a Route of
+    // siplb's without one is an outbound-proxy hop, removed (RFC 3261 §16.4).
+    let own_dialog = own_route.is_some_and(|(_, r)| {
+        NameAddr::parse(buf, r).is_ok_and(|na| did_param(buf, na.uri).is_some())
+    });
+    if msg.to_tag().is_some() || own_dialog {
         return Ingress::InDialog { own_route };
     }
-    if msg.first_route().is_some() {
+    // What is left of the route set after siplb's own entry is a preloaded route.
+    let routes = msg
+        .headers_named(HeaderName::Route)
+        .flat_map(|(_, h)| CommaList::new(buf, h.value()))
+        .count();
+    if routes > usize::from(own_route.is_some()) {
         return Ingress::Stateless(Stateless::Forbidden("Forbidden - Preloaded Route"));
     }
     match (method, peer) {
-        (Method::Invite, Peer::Customer(customer)) => Ingress::NewInvite { customer },
+        (Method::Invite, Peer::Customer(customer)) => Ingress::NewInvite {
+            customer,
+            own_route,
+        },
         (Method::Invite, _) => {
             Ingress::Stateless(Stateless::Forbidden("Forbidden - Not A Customer"))
         }
@@ -146,7 +164,10 @@ mod tests {
     fn an_invite_from_a_customer_is_a_new_call() {
         assert_eq!(
             path(&request("INVITE", ""), customer()),
-            Ingress::NewInvite { customer: 0 }
+            Ingress::NewInvite {
+                customer: 0,
+                own_route: None
+            }
         );
     }
 
@@ -205,12 +226,40 @@ mod tests {
     }
 
     #[test]
-    fn siplbs_own_route_is_recognised() {
+    fn siplbs_own_route_with_a_dialog_id_is_in_dialog() {
         let m = request("BYE", "Route: <sip:127.0.0.1:5060;lr;did=1>\r\n");
         assert!(matches!(
             path(&m, customer()),
             Ingress::InDialog { own_route: Some(_) }
         ));
+    }
+
+    #[test]
+    fn siplb_as_outbound_proxy_is_a_hop_not_a_dialog() {
+        let m = request("INVITE", "Route: <sip:127.0.0.1:5060;lr>\r\n");
+        assert!(matches!(
+            path(&m, customer()),
+            Ingress::NewInvite {
+                customer: 0,
+                own_route: Some(_)
+            }
+        ));
+        let more = request(
+            "INVITE",
+            "Route: <sip:127.0.0.1:5060;lr>, <sip:192.0.2.1;lr>\r\n",
+        );
+        assert_eq!(
+            path(&more, customer()),
+            Ingress::Stateless(Stateless::Forbidden("Forbidden - Preloaded Route"))
+        );
+        let two_lines = request(
+            "INVITE",
+            "Route: <sip:127.0.0.1:5060;lr>\r\nRoute: <sip:192.0.2.1;lr>\r\n",
+        );
+        assert_eq!(
+            path(&two_lines, customer()),
+            Ingress::Stateless(Stateless::Forbidden("Forbidden - Preloaded Route"))
+        );
     }
 
     #[test]

@@ -106,8 +106,8 @@ pub struct ProxyConfig {
     pub dialog: DialogTimers,
     /// Retry-After seconds on an overload 503.
     pub retry_after: u32,
-    /// A value fixed at start that makes the branches of this run unique.
-    pub instance: u32,
+    /// The secret key of the branches siplb computes, chosen at start.
+    pub branch_key: [u64; 2],
     pub routing: Routing,
     /// Profiles, their counts and limits, and the classification rules; shared by all workers.
     pub profiles: Arc<Profiles>,
@@ -122,8 +122,7 @@ pub struct ProxyConfig {
 /// How long a dialog may stay in each phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DialogTimers {
-    /// Lifetime of a dialog from its answer (and the longest a call record lives at all):
-    /// then BYE to both sides.
+    /// Lifetime of a dialog from its answer: then BYE to both sides.
     pub default_timeout: Duration,
     /// A dialog without a final answer after this is cancelled.
     pub early_timeout: Duration,
@@ -171,7 +170,7 @@ impl ProxyConfig {
             dialog_linger: Duration::from_secs(32),
             dialog: DialogTimers::default(),
             retry_after: 5,
-            instance: 0,
+            branch_key: [0x5349_504c_4221, 0x6272_616e_6368],
             routing,
             profiles: Arc::new(Profiles::new(&[], &[], 100_000)),
             limit_reply: LimitReply::default(),

@@ -6,34 +6,137 @@
 use super::dialogs::Dialog;
 use super::target::Target;
 use super::via::{MAGIC_COOKIE, write_via};
+use crate::sip::value::{CommaList, Via, host_ip, param};
 use crate::sip::{HeaderName, Method, SipMsg};
+use siphasher::sip128::{Hasher128, SipHasher13};
 use siplb_common::owner_hash;
+use std::hash::Hasher;
 use std::io::Write;
+use std::net::SocketAddr;
 
-/// Branches of one shard's client transactions: unique per run, shard and request.
+/// Branches of what siplb sends downstream. Each is a keyed hash (SipHash-1-3, 128 bits,
+/// under a secret key chosen at start), so that nobody who sees siplb's Vias can guess the
+/// branch of another transaction:
+///
+/// - a forwarded request's branch is computed from the request as received (RFC 3261 §16.6
+///   step 8): Request-URI, From and To tags, Call-ID, CSeq, the top Via's branch and sent-by,
+///   and the attempt (each try of a request gets a branch of its own). The same request
+///   always gets the same branch, which is what loop detection checks (§16.3 step 4);
+/// - a request siplb originates (a BYE) hashes the shard and a counter.
 #[derive(Debug)]
 pub struct Branches {
-    instance: u32,
+    key: [u64; 2],
     shard: u32,
     next: u64,
 }
 
+/// What tells a branch siplb computed for a forwarded request (the attempt follows it).
+const FORWARDED: &[u8] = b"-f";
+/// What tells the branch of a request siplb originated.
+const ORIGINATED: &[u8] = b"-o";
+
 impl Branches {
-    pub fn new(instance: u32, shard: u32) -> Branches {
+    pub fn new(key: [u64; 2], shard: u32) -> Branches {
         Branches {
-            instance,
+            key,
             shard,
             next: 1,
         }
     }
 
-    /// A new branch, into `out`.
+    fn hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_keys(self.key[0], self.key[1])
+    }
+
+    /// The branch of a request siplb originates, into `out`.
     pub fn next(&mut self, out: &mut Vec<u8>) {
+        let mut h = self.hasher();
+        h.write_u32(self.shard);
+        h.write_u64(self.next);
+        self.next += 1;
         out.clear();
         out.extend_from_slice(MAGIC_COOKIE);
-        let n = self.next;
-        self.next += 1;
-        let _ = write!(out, "-{:x}.{:x}.{:x}", self.instance, self.shard, n);
+        out.extend_from_slice(ORIGINATED);
+        let _ = write!(out, "{:032x}", h.finish128().as_u128());
+    }
+
+    /// The branch of request `msg` (as received) forwarded for the `attempt`-th time (0 for
+    /// the first), into `out`.
+    pub fn forwarded(&self, msg: &SipMsg<'_>, attempt: u32, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(MAGIC_COOKIE);
+        out.extend_from_slice(FORWARDED);
+        let h = self.request_hash(msg, &msg.top_via, attempt);
+        let _ = write!(out, "{h:032x}.{attempt:x}");
+    }
+
+    /// The hash of `msg` as it was when its top Via was `via`.
+    fn request_hash(&self, msg: &SipMsg<'_>, via: &Via, attempt: u32) -> u128 {
+        let buf = msg.buf;
+        let mut h = self.hasher();
+        let mut field = |b: &[u8]| {
+            h.write_usize(b.len());
+            h.write(b);
+        };
+        field(msg.request_uri().map_or(&b""[..], |u| u.of(buf)));
+        field(msg.from_tag().unwrap_or(b""));
+        field(msg.to_tag().unwrap_or(b""));
+        field(msg.call_id());
+        field(msg.cseq_method_span.of(buf));
+        field(param(buf, via.params, b"branch").map_or(&b""[..], |b| b.of(buf)));
+        field(via.host.of(buf));
+        h.write_u32(msg.cseq);
+        h.write_u16(via.port.unwrap_or(0));
+        h.write_u32(attempt);
+        h.finish128().as_u128()
+    }
+
+    /// Whether `msg` has passed through siplb before, unchanged: one of its Vias names siplb
+    /// (`local`) with the branch siplb computes for the request as it was then, when the Via
+    /// below it was on top (RFC 3261 §16.3 step 4). A spiral — the same request back with
+    /// another Request-URI — gets another hash and is not a loop.
+    pub fn is_loop(&self, msg: &SipMsg<'_>, local: SocketAddr) -> bool {
+        if msg.via_count() < 2 {
+            return false;
+        }
+        let buf = msg.buf;
+        let mut vias = msg
+            .headers_named(HeaderName::Via)
+            .flat_map(|(_, h)| CommaList::new(buf, h.value()).filter_map(Result::ok))
+            .filter_map(|el| Via::parse(buf, el).ok())
+            .peekable();
+        while let Some(via) = vias.next() {
+            let ours = via.port.unwrap_or(5060) == local.port()
+                && host_ip(via.host.of(buf)) == Some(local.ip());
+            if !ours {
+                continue;
+            }
+            let Some(below) = vias.peek() else {
+                return false;
+            };
+            let Some(branch) = param(buf, via.params, b"branch").map(|b| b.of(buf)) else {
+                continue;
+            };
+            let Some(rest) = branch
+                .strip_prefix(MAGIC_COOKIE)
+                .and_then(|b| b.strip_prefix(FORWARDED))
+            else {
+                continue;
+            };
+            let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+                continue;
+            };
+            let attempt = std::str::from_utf8(&rest[dot + 1..])
+                .ok()
+                .and_then(|a| u32::from_str_radix(a, 16).ok());
+            let Some(attempt) = attempt else { continue };
+            let mut want = Vec::with_capacity(32);
+            let _ = write!(want, "{:032x}", self.request_hash(msg, below, attempt));
+            if rest[..dot] == want[..] {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -150,12 +253,73 @@ mod tests {
 
     #[test]
     fn branches_are_unique_and_carry_the_cookie() {
-        let mut b = Branches::new(7, 1);
+        let mut b = Branches::new([7, 8], 1);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         b.next(&mut x);
         b.next(&mut y);
         assert!(x.starts_with(MAGIC_COOKIE));
         assert_ne!(x, y);
+    }
+
+    const INVITE: &str = "INVITE sip:b@gw SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.5:5070;branch=z9hG4bK1\r\n\
+        From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 4 INVITE\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn branch_of(b: &Branches, text: &str, attempt: u32) -> String {
+        let mut out = Vec::new();
+        b.forwarded(&SipMsg::parse(text.as_bytes()).unwrap(), attempt, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_forwarded_branch_depends_on_the_request_the_key_and_the_attempt() {
+        let b = Branches::new([1, 2], 0);
+        let first = branch_of(&b, INVITE, 0);
+        assert_eq!(
+            first,
+            branch_of(&b, INVITE, 0),
+            "the same request, the same branch"
+        );
+        assert_ne!(first, branch_of(&b, INVITE, 1));
+        assert_ne!(
+            first,
+            branch_of(&b, &INVITE.replace("4 INVITE", "5 INVITE"), 0)
+        );
+        assert_ne!(first, branch_of(&Branches::new([1, 3], 0), INVITE, 0));
+        assert!(first.starts_with("z9hG4bK-f"));
+    }
+
+    /// `text` as siplb at 127.0.0.1:5060 forwards it: its Via (with the branch it computes)
+    /// on top.
+    fn forwarded(b: &Branches, text: &str) -> String {
+        let branch = branch_of(b, text, 0);
+        text.replacen(
+            "Via:",
+            &format!("Via: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nVia:"),
+            1,
+        )
+    }
+
+    #[test]
+    fn a_request_back_unchanged_is_a_loop_and_a_spiral_is_not() {
+        let b = Branches::new([1, 2], 0);
+        let local = "127.0.0.1:5060".parse().unwrap();
+        let first = SipMsg::parse(INVITE.as_bytes()).unwrap();
+        assert!(!b.is_loop(&first, local));
+        let back = forwarded(&b, INVITE);
+        // Another proxy on the way added its Via and a received parameter on the original.
+        let back = back
+            .replacen(
+                "Via:",
+                "Via: SIP/2.0/UDP 198.18.9.9;branch=z9hG4bKx\r\nVia:",
+                1,
+            )
+            .replace("branch=z9hG4bK1", "branch=z9hG4bK1;received=198.18.0.5");
+        assert!(b.is_loop(&SipMsg::parse(back.as_bytes()).unwrap(), local));
+        let spiral = back.replace("INVITE sip:b@gw", "INVITE sip:b@other");
+        assert!(!b.is_loop(&SipMsg::parse(spiral.as_bytes()).unwrap(), local));
+        let other_key = Branches::new([9, 9], 0);
+        assert!(!other_key.is_loop(&SipMsg::parse(back.as_bytes()).unwrap(), local));
     }
 
     #[test]

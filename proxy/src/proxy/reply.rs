@@ -81,19 +81,34 @@ pub fn build(
 /// Returns whether a reply was written.
 pub fn build_unparsable(data: &[u8], src: SocketAddr, e: ParseError, out: &mut Vec<u8>) -> bool {
     let _ = src;
+    build_from_lines(data, e, false, out)
+}
+
+/// Answers `513 Message Too Large` to the first part of a datagram too long for a receive
+/// buffer: from its complete lines, when they hold a Via and a Call-ID (without them nobody
+/// could match the reply). Returns whether a reply was written.
+pub fn build_too_large(part: &[u8], out: &mut Vec<u8>) -> bool {
+    // The last line may be cut short: only complete lines count.
+    let end = part.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    build_from_lines(&part[..end], ParseError::TooLarge, true, out)
+}
+
+fn build_from_lines(data: &[u8], e: ParseError, need_call_id: bool, out: &mut Vec<u8>) -> bool {
     // Empty lines before the start line are skipped, as the parser does (RFC 3261 §7.5).
     let data = skip_empty_lines(data);
     let first_end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let first = &data[..first_end];
     let is_request = first.iter().position(|&b| b == b' ').is_some_and(|sp| {
-        sp > 0 && first[..sp].iter().all(|b| b.is_ascii_uppercase()) && !first.starts_with(b"SIP/")
+        sp > 0
+            && first[..sp].iter().all(|&b| siplb_common::head::is_token(b))
+            && !first[..4.min(first.len())].eq_ignore_ascii_case(b"SIP/")
     });
     if !is_request || first.starts_with(b"ACK ") {
         return false;
     }
     let code = e.status();
     let _ = write!(out, "SIP/2.0 {code} {}\r\n", e.reason());
-    let mut has_via = false;
+    let (mut has_via, mut has_call_id) = (false, false);
     let mut pos = first_end + 1;
     while pos < data.len() {
         let end = data[pos..]
@@ -119,13 +134,14 @@ pub fn build_unparsable(data: &[u8], src: SocketAddr, e: ParseError, out: &mut V
                 && content.iter().all(|&b| b >= 0x20 || b == b'\t')
             {
                 has_via |= name == HeaderName::Via;
+                has_call_id |= name == HeaderName::CallId;
                 out.extend_from_slice(content);
                 out.extend_from_slice(b"\r\n");
             }
         }
         pos = end;
     }
-    if !has_via {
+    if !has_via || (need_call_id && !has_call_id) {
         out.clear();
         return false;
     }

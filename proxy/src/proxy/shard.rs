@@ -72,7 +72,7 @@ impl Shard {
     pub fn new(cfg: Arc<ProxyConfig>, id: u32, stats: Arc<ShardStats>) -> Shard {
         Shard {
             local: Target::udp(cfg.local),
-            branches: Branches::new(cfg.instance, id),
+            branches: Branches::new(cfg.branch_key, id),
             cfg,
             stats,
             txns: TxnTable::default(),
@@ -197,10 +197,28 @@ impl Shard {
                 self.on_response(now, src, &msg)
             }
             Err(ParseError::Empty) => {} // keep-alive CRLFs
+            Err(ParseError::TooLarge) => {
+                self.stats.bad_msg.inc();
+                self.handle_truncated(src, &data[..data.len().min(crate::sip::MAX_MESSAGE)]);
+            }
             Err(e) => {
                 self.stats.bad_msg.inc();
                 self.reply_unparsable(src, data, e);
             }
+        }
+    }
+
+    /// The first part of a datagram too long for a receive buffer, from `src`: a request is
+    /// answered `513 Message Too Large` when that part holds its Via and Call-ID; anything else
+    /// is dropped. No state is kept.
+    pub fn handle_truncated(&mut self, src: SocketAddr, part: &[u8]) {
+        let mut out = self.out.buffer();
+        if reply::build_too_large(part, &mut out) {
+            self.stats.too_large_513.inc();
+            self.stats.local_replies.inc();
+            self.out.send(Target::udp(src), out);
+        } else {
+            self.out.recycle(out);
         }
     }
 

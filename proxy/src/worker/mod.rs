@@ -375,13 +375,15 @@ impl Worker {
         let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) else {
             return;
         };
-        if out.is_payload_truncated() {
-            self.stats.truncated.inc();
-            return;
-        }
         let Some(src) = socket::sockaddr_from_bytes(out.name_data()) else {
             return;
         };
+        if out.is_payload_truncated() {
+            // Too long for a receive buffer: a stateless 513 from here when it can be.
+            self.stats.truncated.inc();
+            self.shard.handle_truncated(src, out.payload_data());
+            return;
+        }
         let rx_ns = socket::rx_timestamp_ns(out.control_data()).unwrap_or(0);
         let payload: &[u8] = out.payload_data();
         // SAFETY: the payload lives in buffer `bid` of the ring, which is handed back to the

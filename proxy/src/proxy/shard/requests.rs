@@ -27,6 +27,11 @@ impl Shard {
         let mut key = std::mem::take(&mut self.key);
         txn::server_key(msg, &mut key);
         let existing = self.txns.by_server_key(&key);
+        if existing.is_none() && self.branches.is_loop(msg, self.cfg.local) {
+            self.key = key;
+            self.stats.loops_482.inc();
+            return self.reply_stateless(msg, src, 482, Extra::default());
+        }
         let path = ingress::classify(msg, src, existing, &self.cfg.routing, self.cfg.local);
         match path {
             Ingress::Existing(id) => {
@@ -38,7 +43,10 @@ impl Shard {
                 self.on_cancel(now, src, msg)
             }
             Ingress::InDialog { own_route } => self.on_in_dialog(now, src, msg, key, own_route),
-            Ingress::NewInvite { customer } => self.on_new_invite(now, src, msg, key, customer),
+            Ingress::NewInvite {
+                customer,
+                own_route,
+            } => self.on_new_invite(now, src, msg, key, customer, own_route),
             Ingress::Absorb => {
                 self.key = key;
                 self.stats.drop_requests.inc();
@@ -108,6 +116,7 @@ impl Shard {
         msg: &SipMsg<'_>,
         key: Vec<u8>,
         customer: usize,
+        own_route: Option<(usize, Span)>,
     ) {
         if self.full() {
             self.key = key;
@@ -136,7 +145,7 @@ impl Shard {
                         Ok(a) => a,
                         Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
                     };
-                    let expires = now + self.cfg.dialog.default_timeout;
+                    let expires = self.early_expiry(now);
                     self.dialogs.restart(id, |d| {
                         d.profiles = admitted.profiles;
                         d.vars = admitted.vars;
@@ -194,13 +203,20 @@ impl Shard {
             .expect("dialog just made");
         let fwd = Forward {
             record_route: Some(id),
-            strip_route: None,
+            strip_route: own_route,
         };
         let txn = self.start_txn(now, src, gateway, msg, key, Some(id), fwd);
         if let Some(d) = self.dialogs.get_mut(id) {
             d.invite = Some(txn);
             d.times.invite_forwarded = unix;
         }
+    }
+
+    /// When the record of a dialog not answered yet goes at the latest: its early timeout, the
+    /// CANCEL that sends and siplb's own 487 when that gets no answer, then the linger. Its
+    /// `default_timeout` counts from the answer, as Kamailio's does.
+    fn early_expiry(&self, now: Instant) -> Instant {
+        now + self.cfg.dialog.early_timeout + self.cfg.timers.timer_b * 2 + self.cfg.dialog_linger
     }
 
     fn new_dialog(
@@ -242,7 +258,7 @@ impl Shard {
             outcome: Outcome::default(),
             invite: None,
             early_cancelled: false,
-            expires: now + self.cfg.dialog.default_timeout,
+            expires: self.early_expiry(now),
             profiles: admitted.profiles,
             vars: admitted.vars,
             end_cause: None,
@@ -398,8 +414,8 @@ impl Shard {
             // came as for that. A non-INVITE times out silently (RFC 4320).
             t.received.extend_from_slice(&msg.buf[..msg.end()]);
         }
-        let mut branch = Vec::with_capacity(40);
-        self.branches.next(&mut branch);
+        let mut branch = Vec::with_capacity(48);
+        self.branches.forwarded(msg, 0, &mut branch);
         let mut ck = Vec::new();
         txn::client_key(&branch, false, &mut ck);
         t.client_key = ck.into();

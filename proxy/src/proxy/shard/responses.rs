@@ -34,7 +34,7 @@ enum Decision {
 }
 
 impl Shard {
-    pub(super) fn on_response(&mut self, now: Instant, _src: SocketAddr, msg: &SipMsg<'_>) {
+    pub(super) fn on_response(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) {
         if !top_via_is_ours(msg, self.cfg.local) {
             self.stats.drop_replies.inc();
             return;
@@ -53,6 +53,13 @@ impl Shard {
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
+        // Only the peer the request went to answers it (or another address of that gateway):
+        // a response from anywhere else could end or hijack somebody's call.
+        let dst = t.downstream.addr;
+        if src != dst && !self.cfg.routing.gateways.answers_from(dst, src) {
+            self.stats.resp_wrong_source.inc();
+            return;
+        }
         let action = machine::on_response(t, code, now, &timers);
         let dialog = t.dialog;
         if t.kind == Kind::Invite && !t.local_request {

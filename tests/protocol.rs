@@ -1,0 +1,352 @@
+//! Protocol defects found by probing siplb from outside with raw SIP over UDP, each driven
+//! through the real binary on loopback: the test plays the caller and the gateways with
+//! plain sockets (sipp where a whole call is simpler).
+
+use siplb_tests::*;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_siplb");
+const QUIET: Duration = Duration::from_millis(300);
+
+/// siplb on `net`; T1 of 2 s, so that no retransmission crosses a hand-made exchange.
+fn start(tag: &str, net: Net, extra: &str) -> (TempDir, Siplb) {
+    let dir = TempDir::new(tag);
+    let extra = format!("[timers]\nt1_ms = 2000\n\n{extra}");
+    let siplb = Siplb::start(BIN, &dir.0, &config(net, 2, &extra));
+    (dir, siplb)
+}
+
+/// The caller's and both gateways' sockets.
+fn peers(net: Net) -> (UdpSocket, UdpSocket, UdpSocket) {
+    let caller = udp(&format!("{}:{}", net.ip(), net.caller_port()));
+    (caller, udp(&net.gw(1)), udp(&net.gw(2)))
+}
+
+/// What the two gateways got, together.
+/// What the two gateways got, together, retransmissions left out.
+fn at_gateways(gw1: &UdpSocket, gw2: &UdpSocket) -> Vec<(UdpSocket, Vec<u8>)> {
+    let mut out: Vec<(UdpSocket, Vec<u8>)> = Vec::new();
+    for g in [gw1, gw2] {
+        for (_, m) in drain(g, QUIET) {
+            if !out.iter().any(|(_, seen)| *seen == m) {
+                out.push((g.try_clone().expect("clone"), m));
+            }
+        }
+    }
+    out
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+/// Every header line of `msg` named `name` (full name, any case), with its CRLF.
+fn header_lines(msg: &[u8], name: &str) -> Vec<String> {
+    text(msg)
+        .split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect()
+}
+
+/// A response to `req` as its recipient writes it: Vias (and for 1xx/2xx Record-Routes)
+/// copied, From, To (tagged), Call-ID and CSeq, then `extra` lines.
+fn respond(req: &[u8], code: u16, reason: &str, to_tag: &str, extra: &str) -> Vec<u8> {
+    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+    for l in header_lines(req, "Via") {
+        s += &l;
+    }
+    if code < 300 {
+        for l in header_lines(req, "Record-Route") {
+            s += &l;
+        }
+    }
+    s += &header_lines(req, "From")[0];
+    let to = header_lines(req, "To")[0].trim_end().to_string();
+    if to.contains(";tag=") || code == 100 {
+        s += &format!("{to}\r\n");
+    } else {
+        s += &format!("{to};tag={to_tag}\r\n");
+    }
+    s += &header_lines(req, "Call-ID")[0];
+    s += &header_lines(req, "CSeq")[0];
+    s += extra;
+    s += "Content-Length: 0\r\n\r\n";
+    s.into_bytes()
+}
+
+/// The gateway answers `fwd` (an INVITE it got) with 100 Trying: siplb stops resending it.
+fn trying(gw: &UdpSocket, fwd: &[u8], siplb: &str) {
+    gw.send_to(&respond(fwd, 100, "Trying", "", ""), siplb)
+        .unwrap();
+}
+
+/// The one message of `got` that is a request with `method`.
+#[track_caller]
+fn the_request(got: &[(UdpSocket, Vec<u8>)], method: &str) -> (UdpSocket, Vec<u8>) {
+    let found: Vec<_> = got
+        .iter()
+        .filter(|(_, m)| m.starts_with(format!("{method} ").as_bytes()))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {method}: {:?}",
+        got.iter().map(|(_, m)| text(m)).collect::<Vec<_>>()
+    );
+    let (s, m) = found[0];
+    (s.try_clone().expect("clone"), m.clone())
+}
+
+fn statuses(got: &[(std::net::SocketAddr, Vec<u8>)]) -> Vec<u16> {
+    got.iter().filter_map(|(_, m)| status_of(m)).collect()
+}
+
+/// Point 1: customers that use siplb as their outbound proxy put its Route on the INVITE;
+/// siplb removes it and carries on (RFC 3261 §16.4). A Route set that goes on to another
+/// host after siplb's is a preloaded route: 403.
+#[test]
+fn an_initial_invite_routed_to_siplb_itself_is_forwarded() {
+    let _g = serial();
+    let net = Net::new(51);
+    let (_dir, mut siplb) = start("outbound-proxy", net, "");
+    let (caller, gw1, gw2) = peers(net);
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    let inv = text(&invite(&me, &net.siplb(), "route-1@x", "r1")).replacen(
+        "Max-Forwards:",
+        &format!("Route: <sip:{};lr>\r\nMax-Forwards:", net.siplb()),
+        1,
+    );
+    caller.send_to(inv.as_bytes(), net.siplb()).unwrap();
+    let back = drain(&caller, QUIET);
+    assert_eq!(
+        statuses(&back),
+        [100],
+        "{:?}",
+        back.iter().map(|(_, m)| text(m)).collect::<Vec<_>>()
+    );
+    let got = at_gateways(&gw1, &gw2);
+    let (_, fwd) = the_request(&got, "INVITE");
+    assert!(
+        header_lines(&fwd, "Route").is_empty(),
+        "siplb's Route removed: {}",
+        text(&fwd)
+    );
+    assert_eq!(header_lines(&fwd, "Record-Route").len(), 1);
+
+    let preloaded = text(&invite(&me, &net.siplb(), "route-2@x", "r2")).replacen(
+        "Max-Forwards:",
+        &format!(
+            "Route: <sip:{};lr>, <sip:198.18.7.7;lr>\r\nMax-Forwards:",
+            net.siplb()
+        ),
+        1,
+    );
+    caller.send_to(preloaded.as_bytes(), net.siplb()).unwrap();
+    let back = drain(&caller, QUIET);
+    assert_eq!(statuses(&back), [403]);
+    assert!(reason_of(&back[0].1).contains("Preloaded Route"));
+    assert!(at_gateways(&gw1, &gw2).is_empty());
+    siplb.assert_alive();
+}
+
+/// Point 2: a request that comes back to siplb unchanged (its Via of siplb's own carries the
+/// branch siplb computes for it) is a loop: 482, nothing forwarded. The same request with
+/// another Request-URI is a spiral and is forwarded.
+#[test]
+fn a_request_that_comes_back_unchanged_gets_482_and_a_spiral_is_forwarded() {
+    let _g = serial();
+    let net = Net::new(52);
+    let (_dir, mut siplb) = start("loop", net, "");
+    let (caller, gw1, gw2) = peers(net);
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    caller
+        .send_to(&invite(&me, &net.siplb(), "loop-1@x", "l1"), net.siplb())
+        .unwrap();
+    drain(&caller, QUIET);
+    let (gw, fwd) = the_request(&at_gateways(&gw1, &gw2), "INVITE");
+    trying(&gw, &fwd, &net.siplb());
+    // The forwarded INVITE comes back to siplb, as a misconfigured route would send it.
+    caller.send_to(&fwd, net.siplb()).unwrap();
+    let back = drain(&caller, QUIET);
+    assert_eq!(
+        statuses(&back),
+        [482],
+        "{:?}",
+        back.iter().map(|(_, m)| text(m)).collect::<Vec<_>>()
+    );
+    assert!(
+        at_gateways(&gw1, &gw2).is_empty(),
+        "a loop is not forwarded again"
+    );
+    assert_eq!(siplb.stat("core:loops_482"), 1);
+
+    let spiral = text(&fwd).replacen("INVITE sip:15550001@", "INVITE sip:15550002@", 1);
+    caller.send_to(spiral.as_bytes(), net.siplb()).unwrap();
+    drain(&caller, QUIET);
+    let (_, again) = the_request(&at_gateways(&gw1, &gw2), "INVITE");
+    assert_eq!(
+        header_lines(&again, "Record-Route").len(),
+        2,
+        "a spiral goes on"
+    );
+    assert_eq!(siplb.stat("core:loops_482"), 1);
+    siplb.assert_alive();
+}
+
+/// Point 3: a response forged from another address with the branch of a live INVITE is not
+/// relayed (and does not end the call); the real gateway's answer is. Branches carry no
+/// counter or worker number to guess from, and differ between runs.
+#[test]
+fn responses_from_anywhere_but_the_gateway_are_dropped_and_branches_are_unguessable() {
+    let _g = serial();
+    let net = Net::new(53);
+    let (caller, gw1, gw2) = peers(net);
+    let forger = udp(&format!("{}:5099", net.ip()));
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    let mut branches = Vec::new();
+    for run in 0..2 {
+        let (_dir, mut siplb) = start(&format!("forged-{run}"), net, "");
+        let inv = invite(&me, &net.siplb(), "forged-1@x", "f1");
+        caller.send_to(&inv, net.siplb()).unwrap();
+        drain(&caller, QUIET);
+        let (gw, fwd) = the_request(&at_gateways(&gw1, &gw2), "INVITE");
+        trying(&gw, &fwd, &net.siplb());
+        let via = header_lines(&fwd, "Via")[0].clone();
+        branches.push(via.split("branch=").nth(1).unwrap_or("").trim().to_string());
+        if run == 1 {
+            break;
+        }
+        forger
+            .send_to(&respond(&fwd, 486, "Busy Here", "forged", ""), net.siplb())
+            .unwrap();
+        assert!(
+            drain(&caller, QUIET).is_empty(),
+            "the forged 486 is not relayed"
+        );
+        assert_eq!(siplb.stat("core:resp_wrong_source"), 1);
+        let contact = format!("Contact: <sip:gw@{}>\r\n", gw.local_addr().unwrap());
+        gw.send_to(&respond(&fwd, 200, "OK", "gw", &contact), net.siplb())
+            .unwrap();
+        let back = drain(&caller, QUIET);
+        assert_eq!(statuses(&back), [200], "the gateway's 200 is relayed");
+        assert!(
+            drain(&gw, QUIET).is_empty(),
+            "siplb did not ACK the 200 away itself"
+        );
+        siplb.assert_alive();
+    }
+    assert_ne!(branches[0], branches[1], "a secret per start: {branches:?}");
+    for b in &branches {
+        let hex = b.trim_start_matches("z9hG4bK-f");
+        assert!(hex.len() >= 32, "{b}");
+    }
+}
+
+/// Point 3, trunks that answer from several addresses: a gateway's other configured address
+/// is accepted.
+#[test]
+fn a_gateway_may_answer_from_an_address_configured_for_it() {
+    let _g = serial();
+    let net = Net::new(54);
+    let other = format!("{}:5091", net.ip());
+    let cfg = config(net, 2, "").replace(
+        "gateways = [",
+        &format!(
+            "answers_from = {{ \"{}\" = [\"{other}\"], \"{}\" = [\"{other}\"] }}\ngateways = [",
+            net.gw(1),
+            net.gw(2)
+        ),
+    );
+    let dir = TempDir::new("answers-from");
+    let mut siplb = Siplb::start(BIN, &dir.0, &cfg);
+    let (caller, gw1, gw2) = peers(net);
+    let pool = udp(&other);
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    caller
+        .send_to(&invite(&me, &net.siplb(), "pool-1@x", "p1"), net.siplb())
+        .unwrap();
+    drain(&caller, QUIET);
+    let (_, fwd) = the_request(&at_gateways(&gw1, &gw2), "INVITE");
+    pool.send_to(&respond(&fwd, 486, "Busy Here", "gw", ""), net.siplb())
+        .unwrap();
+    let back = drain(&caller, QUIET);
+    assert_eq!(statuses(&back), [486]);
+    assert_eq!(siplb.stat("core:resp_wrong_source"), 0);
+    siplb.assert_alive();
+}
+
+/// Point 4: `default_timeout` counts from the answer. Calls that ring for 3 s with a 2 s
+/// `default_timeout` complete: ACK and BYE reach the gateway.
+#[test]
+fn a_call_that_rings_longer_than_default_timeout_completes() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(55);
+    let (dir, mut siplb) = start("ring-long", net, "[dialog]\ndefault_timeout_s = 2\n");
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_ring_long.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_ring_long.xml", &[]);
+    let uac = Sipp::uac(
+        &dir.0,
+        "uac",
+        &net.siplb(),
+        &net.ip(),
+        "uac.xml",
+        10,
+        10,
+        &[],
+        60,
+    );
+    let (_, c1) = uas1.finish();
+    let (_, c2) = uas2.finish();
+    siplb.assert_alive();
+    assert_eq!((uac.ok(), uac.failed()), (10, 0), "uac: {:?}", uac.fields);
+    // The scenario's pause is its message 3: the ACK is 5 and the BYE 6.
+    let acks = c1.get("5_ACK_Recv") + c2.get("5_ACK_Recv");
+    let byes = c1.get("6_BYE_Recv") + c2.get("6_BYE_Recv");
+    assert_eq!(
+        (acks, byes),
+        (10, 10),
+        "ACK and BYE of every call reached the gateway: {:?}",
+        c1.fields
+    );
+    assert_eq!(siplb.stat("dialog:expired_dialogs"), 0);
+}
+
+/// Point 5: a request too long for a receive buffer (16 KiB by default) is answered 513 from
+/// the part that arrived, instead of vanishing while the caller retransmits.
+#[test]
+fn a_datagram_over_the_receive_buffer_gets_513() {
+    let _g = serial();
+    let net = Net::new(56);
+    let (_dir, mut siplb) = start("too-large", net, "");
+    let (caller, gw1, gw2) = peers(net);
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    let pad = format!("X-Pad: {}\r\n", "a".repeat(20_000));
+    let big = text(&invite(&me, &net.siplb(), "big-1@x", "b1")).replacen(
+        "Max-Forwards:",
+        &format!("{pad}Max-Forwards:"),
+        1,
+    );
+    assert!(big.len() > 20_000);
+    caller.send_to(big.as_bytes(), net.siplb()).unwrap();
+    let back = drain(&caller, QUIET);
+    assert_eq!(
+        statuses(&back),
+        [513],
+        "{:?}",
+        back.iter().map(|(_, m)| text(m)).collect::<Vec<_>>()
+    );
+    assert!(text(&back[0].1).contains("Call-ID: big-1@x"));
+    assert!(at_gateways(&gw1, &gw2).is_empty());
+    assert_eq!(siplb.stat("core:too_large_513"), 1);
+    assert_eq!(siplb.stat("core:truncated"), 1);
+    siplb.assert_alive();
+}
