@@ -168,6 +168,10 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    // Before anything else is started or created: a second siplb on the same address stops
+    // here, leaving the first one's control socket, steering and traffic alone.
+    let _claim =
+        siplb::instance::claim(cfg.listen, &siplb::instance::lock_dir()).context("listen.sip")?;
     let mut running = Running::default();
     let hash_key = cfg.hash_key.unwrap_or_else(random_u32);
     let mut proxy = cfg.proxy.clone();

@@ -1,0 +1,109 @@
+//! One siplb per SIP address. Linux admits any socket of the same user into an `SO_REUSEPORT`
+//! group, so a second siplb started on the same address would silently share (and with BPF
+//! steering, take) the first one's traffic. Before it builds its group, siplb claims the
+//! address: it holds an exclusive lock on a file named after it, and checks that nothing else
+//! (sipp, another proxy) has the address bound, by binding it once without `SO_REUSEPORT`.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The claim on a listen address, held while siplb runs (the lock goes with the process).
+#[derive(Debug)]
+pub struct AddressClaim {
+    _lock: File,
+    pub path: PathBuf,
+}
+
+/// Where the lock files go: `/run/lock` (Debian's world-writable lock folder) when there is
+/// one, the temporary folder otherwise.
+pub fn lock_dir() -> PathBuf {
+    let run_lock = Path::new("/run/lock");
+    if run_lock.is_dir() {
+        run_lock.into()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// The lock file of `addr` in `dir`.
+pub fn lock_path(dir: &Path, addr: SocketAddr) -> PathBuf {
+    let ip = addr.ip().to_string().replace(':', "_");
+    dir.join(format!("siplb-udp-{ip}-{}.lock", addr.port()))
+}
+
+/// Claims `addr` for this process: fails with "address already in use" when another siplb
+/// holds it or another program has it bound.
+pub fn claim(addr: SocketAddr, dir: &Path) -> io::Result<AddressClaim> {
+    let path = lock_path(dir, addr);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "udp:{addr}: address already in use (another siplb holds {})",
+                    path.display()
+                ),
+            ));
+        }
+        return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = probe.bind(&addr.into()) {
+        return Err(io::Error::new(e.kind(), format!("udp:{addr}: {e}")));
+    }
+    Ok(AddressClaim { _lock: lock, path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("siplb-claim-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn an_address_is_claimed_once() {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let d = dir();
+        let first = claim(addr, &d).unwrap();
+        let second = claim(addr, &d).unwrap_err();
+        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            second.to_string().contains("address already in use"),
+            "{second}"
+        );
+        drop(first);
+        assert!(claim(addr, &d).is_ok(), "the claim goes with its holder");
+    }
+
+    #[test]
+    fn an_address_another_program_has_bound_is_refused() {
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = claim(other.local_addr().unwrap(), &dir()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+    }
+
+    #[test]
+    fn lock_files_are_named_after_the_address() {
+        let p = lock_path(Path::new("/run/lock"), "[::1]:5060".parse().unwrap());
+        assert_eq!(p, Path::new("/run/lock/siplb-udp-__1-5060.lock"));
+    }
+}
