@@ -13,6 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 fn limits_config(net: Net, edit: impl Fn(String) -> String) -> String {
     let src = std::fs::read_to_string(repo().join("examples/limits.toml")).expect("limits.toml");
     let src = src
+        .replace("127.0.0.1:5062", &net.siplb())
         .replace("127.0.0.1", &net.ip())
         .replace(
             "socket = \"/tmp/siplb-limits.ctl\"",

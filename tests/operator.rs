@@ -75,3 +75,192 @@ fn a_second_instance_on_the_same_address_is_refused() {
     assert_eq!(first.stat("core:rcv_requests"), 1);
     first.assert_alive();
 }
+
+/// The README's shell blocks, in order.
+fn readme_blocks() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut blocks = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in text.lines() {
+        match (&mut cur, line.trim_end()) {
+            (None, "```sh") => cur = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                cur = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// Runs the README as written, in a network namespace of its own (its own loopback): the
+/// first set-up command in the background, as if in another terminal, then every block after
+/// the set-up, with `cargo run --release -p siplb --` standing for this build of siplb. Each
+/// block shows what the text around it says.
+#[test]
+fn the_readme_runs_as_written() {
+    let _g = serial();
+    require_sipp();
+    let blocks = readme_blocks();
+    let setup: Vec<&str> = blocks[0].lines().collect();
+    assert_eq!(setup.len(), 2, "two set-up commands: {setup:?}");
+    assert_eq!(setup[1], "cargo xtask ci");
+    let siplb = |b: &str| b.replace("cargo run --release -p siplb --", BIN);
+    let mut script = String::from("cd \"$REPO\"\nexport SIPLB_LOG=warn\n");
+    script += &format!("{} > \"$OUT/first.log\" 2>&1 &\n", siplb(setup[0]));
+    script += &format!(
+        "for i in $(seq 100); do {BIN} ctl --config examples/siplb.toml core.version \
+         >/dev/null 2>&1 && break; sleep 0.1; done\n"
+    );
+    for (i, b) in blocks.iter().enumerate().skip(1) {
+        script += &format!("echo '=== block {i}'\n{}echo \"=== exit $?\"\n", siplb(b));
+    }
+    let dir = TempDir::new("readme");
+    let ns = format!("siplb-readme-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().expect("ip");
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    // Into files, not pipes: what the blocks leave running keeps its output open.
+    let (out_path, err_path) = (dir.0.join("stdout"), dir.0.join("stderr"));
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns, "bash", "-c", &script])
+        .env("REPO", repo())
+        .env("OUT", &dir.0)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .status()
+        .expect("bash");
+    // Everything the blocks left running (siplb, the sipp gateways) is in the namespace.
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &ns])
+        .output()
+        .expect("ip netns pids");
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let _ = Command::new("kill").arg(pid).status();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    ip(&["netns", "delete", &ns]);
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(status.success(), "{text}\n{err}");
+    // What block `i` printed, and its exit status.
+    let block = |i: usize| -> (String, String) {
+        let start = text
+            .find(&format!("=== block {i}\n"))
+            .unwrap_or_else(|| panic!("block {i} did not run: {text}\n{err}"));
+        let rest = &text[start..];
+        let end = rest.find("=== exit ").unwrap_or(rest.len());
+        let status = rest[end..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .replace("=== exit ", "");
+        (rest[..end].to_string(), status)
+    };
+    let stat = |out: &str, name: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    for i in 1..blocks.len() {
+        let (out, status) = block(i);
+        assert_eq!(status, "0", "block {i} failed: {out}\n{err}");
+    }
+    // Try it: 2,000 calls through, each INVITE, ACK and BYE forwarded once.
+    let (stats, _) = block(2);
+    assert_eq!(stat(&stats, "core:fwd_requests"), 6000, "{stats}");
+    assert_eq!(stat(&stats, "tmx:timeouts"), 0, "{stats}");
+    // Per-account limits, while the calls are up.
+    let (limits, _) = block(3);
+    // The first line that is a number alone is what dlg.profile_get_size printed.
+    let size = limits
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(
+        size,
+        Some("5"),
+        "dlg.profile_get_size account acct001: {limits}"
+    );
+    assert_eq!(stat(&limits, "limits:rejected"), 20, "{limits}");
+    assert_eq!(stat(&limits, "dialog:active_dialogs"), 50, "{limits}");
+}
+
+/// Packaging: a LICENSE matching Cargo.toml's licence field.
+#[test]
+fn the_license_file_matches_cargo_toml() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest.contains("license = \"Apache-2.0\""),
+        "the licence field"
+    );
+    let license = std::fs::read_to_string(repo().join("LICENSE")).expect("LICENSE");
+    assert!(license.contains("Apache License") && license.contains("Version 2.0"));
+}
+
+/// Packaging: a systemd unit that restarts on failure, reloads with SIGHUP, and gives siplb
+/// the capabilities BPF and AF_XDP need instead of running it as root.
+#[test]
+fn the_systemd_unit_runs_siplb_with_capabilities_not_root() {
+    let unit = std::fs::read_to_string(repo().join("examples/systemd/siplb.service"))
+        .expect("examples/systemd/siplb.service");
+    let value = |key: &str| -> String {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+            .to_string()
+    };
+    assert!(["simple", "notify"].contains(&value("Type").as_str()));
+    assert_eq!(value("Restart"), "on-failure");
+    assert!(value("ExecReload").contains("-HUP"));
+    assert_ne!(value("User"), "root");
+    let caps = value("AmbientCapabilities");
+    for cap in ["CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_PERFMON"] {
+        assert!(caps.contains(cap), "{cap} in {caps}");
+        assert!(
+            value("CapabilityBoundingSet").contains(cap),
+            "{cap} bounded"
+        );
+    }
+    assert!(value("ExecStart").contains("siplb --config"));
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        // Syntax only: the binary and user need not exist here.
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(repo().join("examples/systemd/siplb.service"))
+            .output()
+            .expect("systemd-analyze");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Unknown key") && !err.contains("Invalid"),
+            "{err}"
+        );
+    }
+}
+
+/// `siplb help <topic>` is the text of `<topic> --help`.
+#[test]
+fn help_topics_are_the_help_text() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().expect("siplb");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let topic = run(&["help", "ctl"]);
+    assert!(topic.contains("Usage: siplb ctl"), "{topic}");
+    assert_eq!(topic, run(&["ctl", "--help"]));
+    assert!(run(&["help"]).contains("ctl"));
+}

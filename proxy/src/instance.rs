@@ -1,7 +1,7 @@
 //! One siplb per SIP address. Linux admits any socket of the same user into an `SO_REUSEPORT`
 //! group, so a second siplb started on the same address would silently share (and with BPF
 //! steering, take) the first one's traffic. Before it builds its group, siplb claims the
-//! address: it holds an exclusive lock on a file named after it, and checks that nothing else
+//! address: it holds an exclusive lock on a file named after it (and its network namespace), and checks that nothing else
 //! (sipp, another proxy) has the address bound, by binding it once without `SO_REUSEPORT`.
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -29,10 +29,13 @@ pub fn lock_dir() -> PathBuf {
     }
 }
 
-/// The lock file of `addr` in `dir`.
+/// The lock file of `addr` in `dir`. The same address in another network namespace is
+/// another address: the namespace's inode is part of the name.
 pub fn lock_path(dir: &Path, addr: SocketAddr) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
     let ip = addr.ip().to_string().replace(':', "_");
-    dir.join(format!("siplb-udp-{ip}-{}.lock", addr.port()))
+    let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+    dir.join(format!("siplb-udp-{ip}-{}-net{netns}.lock", addr.port()))
 }
 
 /// Claims `addr` for this process: fails with "address already in use" when another siplb
@@ -102,8 +105,10 @@ mod tests {
     }
 
     #[test]
-    fn lock_files_are_named_after_the_address() {
+    fn lock_files_are_named_after_the_address_and_the_network_namespace() {
         let p = lock_path(Path::new("/run/lock"), "[::1]:5060".parse().unwrap());
-        assert_eq!(p, Path::new("/run/lock/siplb-udp-__1-5060.lock"));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("siplb-udp-__1-5060-net"), "{name}");
+        assert!(name.ends_with(".lock"), "{name}");
     }
 }
