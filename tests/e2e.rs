@@ -427,8 +427,8 @@ fn bad_input_flood_is_answered_or_dropped_and_calls_go_on() {
     std::thread::sleep(Duration::from_millis(3000));
     let rss1 = siplb.rss_kib();
     let (txns, calls) = (
-        siplb.stat("tmx:active_transactions"),
-        siplb.stat("core:active_calls"),
+        siplb.stat("tmx:inuse_transactions"),
+        siplb.stat("core:call_records"),
     );
     assert_eq!((txns, calls), (0, 0), "all state expired");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

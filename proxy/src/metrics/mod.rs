@@ -46,6 +46,11 @@ macro_rules! shard_stats {
         #[derive(Debug, Default)]
         pub struct ShardStats {
             $( $(#[$doc])* pub $field: Counter, )*
+            /// Latencies recorded (the count of the Prometheus summary; not a statistic of
+            /// `siplb ctl`, which has the percentiles).
+            pub latency_count: Counter,
+            /// Their sum, in ns (the summary's `_sum`).
+            pub latency_sum_ns: Counter,
         }
 
         impl ShardStats {
@@ -62,7 +67,7 @@ shard_stats! {
     rcv_requests => names::CORE_RCV_REQUESTS,
     /// Responses received (parsed).
     rcv_replies => names::CORE_RCV_REPLIES,
-    /// Requests forwarded (retransmissions included).
+    /// Requests forwarded (retransmissions excluded: they are `retransmissions`).
     fwd_requests => names::CORE_FWD_REQUESTS,
     /// Responses forwarded.
     fwd_replies => names::CORE_FWD_REPLIES,
@@ -74,7 +79,8 @@ shard_stats! {
     bad_msg => names::CORE_BAD_MSG_HDR,
     /// Replies siplb generated itself (100 excluded).
     local_replies => names::SL_SENT_REPLIES,
-    /// Requests refused with 403 (unknown source, preloaded Route).
+    /// 403 replies sent (unknown source, preloaded Route, INVITE from a gateway); an ACK from
+    /// such a source is dropped, not counted here.
     forbidden => names::CORE_FORBIDDEN,
     /// New INVITEs refused with 503 + Retry-After because a queue or table was full.
     overload_503 => names::CORE_OVERLOAD_503,
@@ -98,10 +104,11 @@ shard_stats! {
     loops_482 => names::CORE_LOOPS_482,
     /// Responses to a forwarded request from an address it was not sent to, dropped.
     resp_wrong_source => names::CORE_RESP_WRONG_SOURCE,
-    /// Open transactions (a gauge, refreshed by the worker after each batch).
-    active_transactions => names::TM_ACTIVE,
-    /// Per-call records held (a gauge, refreshed by the worker after each batch).
-    active_calls => names::CORE_ACTIVE_CALLS,
+    /// Transaction records held, open ones and those waiting out their RFC 3261 timers after
+    /// the final response (a gauge, refreshed by the worker after each batch).
+    inuse_transactions => names::TM_INUSE,
+    /// Dialog records held, not ended ones and ended ones lingering (a gauge, as above).
+    call_records => names::CORE_CALL_RECORDS,
     /// Dialogs not ended (a gauge, refreshed by the worker after each batch).
     active_dialogs => names::DIALOG_ACTIVE,
     /// Dialogs not answered yet (a gauge, as above).

@@ -22,8 +22,8 @@ pub const TM_RETRANS_ABSORBED: &str = "tmx:retrans_absorbed";
 pub const TM_RETRANSMISSIONS: &str = "tmx:retransmissions";
 pub const TM_CREATED: &str = "tmx:created_transactions";
 pub const TM_TIMEOUTS: &str = "tmx:timeouts";
-pub const TM_ACTIVE: &str = "tmx:active_transactions";
-pub const CORE_ACTIVE_CALLS: &str = "core:active_calls";
+pub const TM_INUSE: &str = "tmx:inuse_transactions";
+pub const CORE_CALL_RECORDS: &str = "core:call_records";
 pub const DIALOG_ACTIVE: &str = "dialog:active_dialogs";
 pub const DIALOG_EARLY: &str = "dialog:early_dialogs";
 pub const DIALOG_STARTING: &str = "dialog:starting";
@@ -60,8 +60,8 @@ pub const MAX_OF_WORKERS: &[&str] = &[
 /// Statistics that are gauges (a level, not a count of events): Prometheus type `gauge`, no
 /// `_total`.
 pub const GAUGES: &[&str] = &[
-    TM_ACTIVE,
-    CORE_ACTIVE_CALLS,
+    TM_INUSE,
+    CORE_CALL_RECORDS,
     CORE_STEERING_BPF,
     XDP_ATTACHED,
     DIALOG_ACTIVE,

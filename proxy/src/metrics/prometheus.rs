@@ -1,24 +1,28 @@
-//! Prometheus text exposition (format 0.0.4) on `metrics.listen`, `GET /metrics`.
+//! Prometheus text exposition (format 0.0.4) on `metrics.listen`, `GET /metrics` (and `HEAD`).
 //!
 //! Names are `siplb_<group>_<name>`, `_total` on counters. Per-worker statistics
 //! carry a `worker` label (sum them for the node); profile sizes carry a `profile` label (the
 //! sum over its values for a with-value profile: one series per account would be unbounded).
+//! Every family has `# HELP` (the meaning column of `docs/METRICS.md`, built in) and `# TYPE`.
+//! The latency percentiles become a summary in seconds; `siplb_build_info` and the standard
+//! `process_*` families (from `/proc/self`) complete it.
 
 use super::names;
 use crate::dialog::Profiles;
 use crate::metrics::{Counter, ShardStats};
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What a scrape reads; all of it shared, none of it locked.
 #[derive(Clone)]
@@ -52,6 +56,104 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `docs/METRICS.md`: its tables give every family its `# HELP`.
+const DOC: &str = include_str!("../../../docs/METRICS.md");
+
+/// A row of a table of `docs/METRICS.md`: its type column and its meaning, as HELP text.
+#[derive(Debug)]
+struct DocRow {
+    #[cfg_attr(not(test), allow(dead_code))] // checked against `names::GAUGES` by a test
+    kind: &'static str,
+    help: String,
+}
+
+/// The rows of `docs/METRICS.md` by name: the statistic (`core:hand_offs`) or the Prometheus
+/// family (`siplb_build_info`, labels cut off).
+fn doc_rows() -> &'static HashMap<&'static str, DocRow> {
+    static ROWS: OnceLock<HashMap<&'static str, DocRow>> = OnceLock::new();
+    ROWS.get_or_init(|| parse_doc(DOC))
+}
+
+fn parse_doc(doc: &'static str) -> HashMap<&'static str, DocRow> {
+    let mut rows = HashMap::new();
+    for line in doc.lines() {
+        let Some(line) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let cells: Vec<&str> = line.trim_end().trim_end_matches('|').split(" | ").collect();
+        let [name, kind, meaning] = cells[..] else {
+            continue;
+        };
+        let Some(name) = name.split('`').next() else {
+            continue;
+        };
+        let name = name.split('{').next().unwrap_or(name);
+        rows.insert(
+            name,
+            DocRow {
+                kind: kind.trim(),
+                help: help_text(meaning.trim()),
+            },
+        );
+    }
+    rows
+}
+
+/// A table cell as a HELP text: no code marks, links as their text, `\|` as `|`, backslash
+/// and line feed escaped.
+fn help_text(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut rest = md;
+    while let Some(c) = rest.chars().next() {
+        // `[text](target)` → `text`
+        if c == '['
+            && let Some((text, after)) = rest[1..].split_once("](")
+            && let Some((_, after)) = after.split_once(')')
+        {
+            out.push_str(text);
+            rest = after;
+            continue;
+        }
+        match c {
+            '`' => {}
+            '\\' if rest[1..].starts_with('|') => {}
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The HELP text of `key` (a statistic or a family); the key itself if it is not documented
+/// (a test makes sure every one is).
+fn help(key: &str) -> &str {
+    doc_rows().get(key).map_or(key, |r| r.help.as_str())
+}
+
+/// `# HELP` and `# TYPE` of a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The per-worker statistics that `/metrics` has as the latency summary and max gauge.
+const LATENCY: [&str; 3] = [
+    names::CORE_LATENCY_P50_US,
+    names::CORE_LATENCY_P99_US,
+    names::CORE_LATENCY_MAX_US,
+];
+
+pub const LATENCY_SUMMARY: &str = "siplb_core_latency_seconds";
+pub const LATENCY_MAX: &str = "siplb_core_latency_max_seconds";
+pub const PROFILE_SIZE: &str = "siplb_dialog_profile_size";
+pub const BUILD_INFO: &str = "siplb_build_info";
+
+/// A value in µs as seconds.
+fn seconds_of_us(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
 pub fn render(src: &Sources) -> String {
     let mut out = String::new();
     let mut per_stat: Vec<(&'static str, Vec<u64>)> = Vec::new();
@@ -66,18 +168,23 @@ pub fn render(src: &Sources) -> String {
         });
     }
     for (stat, values) in &per_stat {
+        if LATENCY.contains(stat) {
+            continue;
+        }
         let n = metric_name(stat);
-        let _ = writeln!(out, "# TYPE {n} {}", kind(stat));
+        family(&mut out, &n, kind(stat), help(stat));
         for (w, v) in values.iter().enumerate() {
             let _ = writeln!(out, "{n}{{worker=\"{w}\"}} {v}");
         }
     }
+    render_latency(&mut out, &src.workers);
     for (stat, c) in &src.globals {
         let n = metric_name(stat);
-        let _ = writeln!(out, "# TYPE {n} {}\n{n} {}", kind(stat), c.get());
+        family(&mut out, &n, kind(stat), help(stat));
+        let _ = writeln!(out, "{n} {}", c.get());
     }
-    let n = "siplb_dialog_profile_size";
-    let _ = writeln!(out, "# TYPE {n} gauge");
+    let n = PROFILE_SIZE;
+    family(&mut out, n, "gauge", help(n));
     for p in &src.profiles.list {
         let _ = writeln!(
             out,
@@ -86,7 +193,142 @@ pub fn render(src: &Sources) -> String {
             p.size(None)
         );
     }
+    let n = BUILD_INFO;
+    family(&mut out, n, "gauge", help(n));
+    let _ = writeln!(
+        out,
+        "{n}{{version=\"{}\"}} 1",
+        label(env!("CARGO_PKG_VERSION"))
+    );
+    render_process(&mut out, &Process::read());
     out
+}
+
+/// The latency summary (quantiles, `_sum`, `_count`) and the max gauge, per worker, in
+/// seconds. The quantiles are NaN while nothing was recorded.
+fn render_latency(out: &mut String, workers: &[Arc<ShardStats>]) {
+    let n = LATENCY_SUMMARY;
+    family(out, n, "summary", help(n));
+    for (w, s) in workers.iter().enumerate() {
+        let count = s.latency_count.get();
+        for (q, v) in [("0.5", &s.latency_p50_us), ("0.99", &s.latency_p99_us)] {
+            if count == 0 {
+                let _ = writeln!(out, "{n}{{worker=\"{w}\",quantile=\"{q}\"}} NaN");
+            } else {
+                let v = seconds_of_us(v.get());
+                let _ = writeln!(out, "{n}{{worker=\"{w}\",quantile=\"{q}\"}} {v}");
+            }
+        }
+        let sum = s.latency_sum_ns.get() as f64 / 1e9;
+        let _ = writeln!(out, "{n}_sum{{worker=\"{w}\"}} {sum}");
+        let _ = writeln!(out, "{n}_count{{worker=\"{w}\"}} {count}");
+    }
+    let n = LATENCY_MAX;
+    family(out, n, "gauge", help(n));
+    for (w, s) in workers.iter().enumerate() {
+        let v = seconds_of_us(s.latency_max_us.get());
+        let _ = writeln!(out, "{n}{{worker=\"{w}\"}} {v}");
+    }
+}
+
+/// The standard `process_*` values, read from `/proc/self` at each scrape; `None` for what
+/// could not be read.
+#[derive(Debug, Default, PartialEq)]
+struct Process {
+    start_time_seconds: Option<f64>,
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<u64>,
+    virtual_bytes: Option<u64>,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+}
+
+impl Process {
+    fn read() -> Process {
+        // SAFETY: sysconf only reads a system constant.
+        let (tick, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| boot_time(&s));
+        let mut p = Process::from_stat(&stat, boot, tick as f64, page.max(0) as u64);
+        p.open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit to a valid pointer.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            p.max_fds = Some(lim.rlim_cur);
+        }
+        p
+    }
+
+    /// From the text of `/proc/self/stat` (proc(5)): utime and stime (fields 14, 15) and
+    /// starttime (22) in clock ticks, vsize (23) in bytes, rss (24) in pages; `boot` is the
+    /// boot time (`btime` of `/proc/stat`), in seconds since the epoch.
+    fn from_stat(stat: &str, boot: Option<u64>, tick: f64, page: u64) -> Process {
+        // The command name (field 2) is in parentheses and may hold anything: count after it.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let ticks = tick > 0.0;
+        Process {
+            start_time_seconds: field(22)
+                .zip(boot)
+                .filter(|_| ticks)
+                .map(|(t, b)| b as f64 + t as f64 / tick),
+            cpu_seconds: field(14)
+                .zip(field(15))
+                .filter(|_| ticks)
+                .map(|(u, s)| (u + s) as f64 / tick),
+            resident_bytes: field(24).map(|p| p * page),
+            virtual_bytes: field(23),
+            open_fds: None,
+            max_fds: None,
+        }
+    }
+}
+
+/// `btime` of `/proc/stat`.
+fn boot_time(proc_stat: &str) -> Option<u64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn render_process(out: &mut String, p: &Process) {
+    let floats = [
+        ("process_start_time_seconds", "gauge", p.start_time_seconds),
+        ("process_cpu_seconds_total", "counter", p.cpu_seconds),
+    ];
+    for (n, kind, v) in floats {
+        if let Some(v) = v {
+            family(out, n, kind, help(n));
+            let _ = writeln!(out, "{n} {v}");
+        }
+    }
+    let ints = [
+        ("process_resident_memory_bytes", p.resident_bytes),
+        ("process_virtual_memory_bytes", p.virtual_bytes),
+        ("process_open_fds", p.open_fds),
+        ("process_max_fds", p.max_fds),
+    ];
+    for (n, v) in ints {
+        if let Some(v) = v {
+            family(out, n, "gauge", help(n));
+            let _ = writeln!(out, "{n} {v}");
+        }
+    }
 }
 
 /// The `/metrics` HTTP server: hyper on a single-threaded tokio runtime, in a thread of its
@@ -155,24 +397,50 @@ pub fn serve(addr: SocketAddr, src: Sources) -> io::Result<MetricsServer> {
     Ok(MetricsServer { stop, thread })
 }
 
+/// `GET /metrics`: the text; `HEAD /metrics`: the same head (hyper leaves out the body of a
+/// reply to HEAD, Content-Length kept); another method on `/metrics`: 405; anything else: 404.
 fn answer<B>(req: &Request<B>, src: &Sources) -> Response<Full<Bytes>> {
-    if req.method() == Method::GET && req.uri().path() == "/metrics" {
-        let mut resp = Response::new(Full::new(Bytes::from(render(src))));
-        resp.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
+    let plain = |status: StatusCode, text: &'static str| {
+        let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+        *resp.status_mut() = status;
         resp
-    } else {
-        let mut resp = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-        *resp.status_mut() = StatusCode::NOT_FOUND;
-        resp
+    };
+    if req.uri().path() != "/metrics" {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
     }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(render(src))));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
+
+#[cfg(test)]
+#[path = "../../../tests/exposition.rs"]
+mod exposition;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sources(workers: Vec<Arc<ShardStats>>) -> Sources {
+        Sources {
+            workers,
+            globals: vec![(names::EVENTS_DROPPED, Arc::default())],
+            profiles: Arc::new(Profiles::new(
+                &[("total".into(), Default::default())],
+                &[],
+                10,
+            )),
+        }
+    }
 
     #[test]
     fn names_types_and_labels() {
@@ -185,16 +453,7 @@ mod tests {
         let b = Arc::new(ShardStats::default());
         a.hand_offs.add(3);
         b.active_dialogs.set(2);
-        let src = Sources {
-            workers: vec![a, b],
-            globals: vec![(names::EVENTS_DROPPED, Arc::default())],
-            profiles: Arc::new(Profiles::new(
-                &[("total".into(), Default::default())],
-                &[],
-                10,
-            )),
-        };
-        let text = render(&src);
+        let text = render(&sources(vec![a, b]));
         for line in [
             "# TYPE siplb_core_hand_offs_total counter",
             "siplb_core_hand_offs_total{worker=\"0\"} 3",
@@ -204,20 +463,174 @@ mod tests {
             "siplb_events_dropped_total 0",
             "siplb_dialog_profile_size{profile=\"total\"} 0",
             "siplb_dialog_profile_size{profile=\"account\"} 0",
+            "# TYPE siplb_build_info gauge",
+            concat!(
+                "siplb_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\"} 1"
+            ),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        // Every sample line is `name{labels} value` or `name value`.
-        for l in text.lines().filter(|l| !l.starts_with('#')) {
-            let (name, v) = l.rsplit_once(' ').unwrap();
-            assert!(name.starts_with("siplb_"), "{l}");
-            v.parse::<u64>().unwrap();
+    }
+
+    /// The whole text, line by line: HELP and TYPE before the samples of each family, names
+    /// and labels well formed, counters in `_total` (the checker of `tests/exposition.rs`).
+    #[test]
+    fn the_text_is_valid_exposition() {
+        let a = Arc::new(ShardStats::default());
+        a.latency_count.add(2);
+        a.latency_p50_us.set(10);
+        let text = render(&sources(vec![a, Arc::default()]));
+        let exp = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(exp.samples.len() > 50, "{text}");
+        // The checker catches what it checks.
+        for bad in [
+            "x 1\n",
+            "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\n# HELP x X.\n",
+            "# HELP x X.\n# TYPE x counter\nx 1\n",
+            "# HELP x X.\nx 1\n# TYPE x gauge\n",
+            "# HELP x X.\n# TYPE x gauge\nx{a=\"1\"} 1\nx{a=\"1\"} 2\n",
+            "# HELP x X.\n# TYPE x summary\nx 1\n",
+            "# HELP 1x X.\n# TYPE 1x gauge\n1x 1\n",
+            "# HELP x X.\n# TYPE x gauge\nx 1\n# HELP y Y.\n# TYPE y gauge\ny 1\nx{a=\"b\"} 1\n",
+        ] {
+            assert!(exposition::parse(bad).is_err(), "{bad}");
         }
     }
 
-    /// One request per connection, answered and closed; `/metrics` only.
+    /// Each family's HELP is the meaning column of its row in docs/METRICS.md, and its TYPE
+    /// the row's type column: the two cannot disagree.
     #[test]
-    fn serves_metrics_and_404_then_stops() {
+    fn every_family_has_the_help_and_type_of_its_row_in_the_docs() {
+        let text = render(&sources(vec![Arc::default()]));
+        let exp = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut stats = Vec::new();
+        ShardStats::default().each(|n, _| stats.push(n));
+        stats.push(names::EVENTS_DROPPED);
+        for (family, (kind, help)) in &exp.families {
+            let key = stats
+                .iter()
+                .find(|s| metric_name(s) == *family)
+                .copied()
+                .unwrap_or(family);
+            let row = doc_rows()
+                .get(key)
+                .unwrap_or_else(|| panic!("{family} ({key}) has no row in docs/METRICS.md"));
+            assert_eq!(&row.help, help, "{family}");
+            assert_eq!(row.kind, kind, "the type of {family} in docs/METRICS.md");
+            assert!(!help.contains('`'), "{help}");
+        }
+        for family in [
+            LATENCY_SUMMARY,
+            LATENCY_MAX,
+            BUILD_INFO,
+            PROFILE_SIZE,
+            "process_start_time_seconds",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert!(exp.families.contains_key(family), "{family} in\n{text}");
+        }
+    }
+
+    /// The type column of every statistic agrees with `names::GAUGES` (and so with the
+    /// `_total` of its Prometheus name).
+    #[test]
+    fn the_docs_type_of_every_statistic_is_its_kind() {
+        let names = include_str!("names.rs");
+        for stat in names
+            .lines()
+            .filter(|l| l.starts_with("pub const"))
+            .filter_map(|l| l.split('"').nth(1))
+        {
+            let row = doc_rows().get(stat).unwrap_or_else(|| panic!("{stat}"));
+            assert_eq!(row.kind, kind(stat), "{stat}");
+        }
+    }
+
+    #[test]
+    fn help_text_from_a_table_cell() {
+        assert_eq!(
+            help_text(r"`a:b` in \`x\` \| see [Renamed](#renamed), a\b."),
+            r"a:b in \\x\\ | see Renamed, a\\b."
+        );
+        assert_eq!(help_text("[not a link"), "[not a link");
+        let rows = parse_doc(
+            "| name | kind | meaning |\n|---|---|---|\n| `core:x` | counter | The `x`. |\n\
+             | `siplb_y{l=\"…\"\\|\"b\"}` | gauge | Y. |\n",
+        );
+        assert_eq!(rows["core:x"].help, "The x.");
+        assert_eq!(rows["core:x"].kind, "counter");
+        assert_eq!(rows["siplb_y"].kind, "gauge");
+    }
+
+    /// The summary: two quantiles, `_sum` and `_count` per worker, in seconds; NaN quantiles
+    /// before the first datagram; the max as a gauge; no `_us` gauges left.
+    #[test]
+    fn latency_is_a_summary_in_seconds() {
+        let a = Arc::new(ShardStats::default());
+        a.latency_p50_us.set(12);
+        a.latency_p99_us.set(250);
+        a.latency_max_us.set(1_500);
+        a.latency_count.add(4);
+        a.latency_sum_ns.add(1_500_000);
+        let text = render(&sources(vec![a, Arc::default()]));
+        for line in [
+            "# TYPE siplb_core_latency_seconds summary",
+            "siplb_core_latency_seconds{worker=\"0\",quantile=\"0.5\"} 0.000012",
+            "siplb_core_latency_seconds{worker=\"0\",quantile=\"0.99\"} 0.00025",
+            "siplb_core_latency_seconds_sum{worker=\"0\"} 0.0015",
+            "siplb_core_latency_seconds_count{worker=\"0\"} 4",
+            "siplb_core_latency_seconds{worker=\"1\",quantile=\"0.5\"} NaN",
+            "siplb_core_latency_seconds_count{worker=\"1\"} 0",
+            "# TYPE siplb_core_latency_max_seconds gauge",
+            "siplb_core_latency_max_seconds{worker=\"0\"} 0.0015",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let samples = text.lines().filter(|l| !l.starts_with('#'));
+        assert!(!samples.clone().any(|l| l.contains("_us")), "{text}");
+    }
+
+    #[test]
+    fn process_values_from_proc_self_stat() {
+        // comm may hold spaces and parentheses; fields counted from the last ')'.
+        let stat = "4242 (siplb (w) 1) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 50 0 0 20 0 3 0 1000 123456789 300 18446744073709551615";
+        let p = Process::from_stat(stat, Some(1_700_000_000), 100.0, 4096);
+        assert_eq!(p.cpu_seconds, Some(3.0));
+        assert_eq!(p.start_time_seconds, Some(1_700_000_010.0));
+        assert_eq!(p.virtual_bytes, Some(123_456_789));
+        assert_eq!(p.resident_bytes, Some(300 * 4096));
+        assert_eq!(
+            Process::from_stat("", None, 100.0, 4096),
+            Process::default()
+        );
+        assert_eq!(
+            boot_time("cpu 1 2\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
+        // This process: started before now, some memory, some fds.
+        let me = Process::read();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = me.start_time_seconds.unwrap();
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
+        assert!(me.resident_bytes.unwrap() > 1 << 20);
+        assert!(me.open_fds.unwrap() >= 3);
+        assert!(me.max_fds.unwrap() >= me.open_fds.unwrap());
+    }
+
+    /// One request per connection, answered and closed; `GET` and `HEAD` on `/metrics` only.
+    #[test]
+    fn serves_metrics_head_405_and_404_then_stops() {
         use std::io::{Read, Write};
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = free.local_addr().unwrap();
@@ -228,18 +641,35 @@ mod tests {
             profiles: Arc::new(Profiles::new(&[], &[], 10)),
         };
         let server = serve(addr, src).unwrap();
-        let get = |path: &str| {
+        let ask = |method: &str, path: &str| {
             let mut c = std::net::TcpStream::connect(addr).unwrap();
-            write!(c, "GET {path} HTTP/1.1\r\nHost: siplb\r\n\r\n").unwrap();
+            write!(c, "{method} {path} HTTP/1.1\r\nHost: siplb\r\n\r\n").unwrap();
             let mut text = String::new();
             c.read_to_string(&mut text).unwrap();
             text
         };
-        let ok = get("/metrics");
+        let ok = ask("GET", "/metrics");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
-        assert!(ok.contains("\r\n\r\n# TYPE siplb_"), "{ok}");
-        let missing = get("/other");
+        assert!(ok.contains("\r\n\r\n# HELP siplb_"), "{ok}");
+        let head = ask("HEAD", "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+        let length = |t: &str| {
+            t.lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        assert!(length(&head).unwrap() > 1000, "{head}");
+        let post = ask("POST", "/metrics");
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.contains("allow: GET, HEAD\r\n"), "{post}");
+        let missing = ask("GET", "/other");
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
         assert!(missing.ends_with("\r\n\r\nnot found\n"), "{missing}");
         server.stop();

@@ -385,9 +385,12 @@ impl Shard {
         }
     }
 
-    /// `403` with a reason that says why, counted.
+    /// `403` with a reason that says why, counted. An ACK (most often the ACK of a 403 siplb
+    /// sent) is not answered: `reply_stateless` drops it, and it is not a 403.
     fn forbid(&mut self, msg: &SipMsg<'_>, src: SocketAddr, reason: &'static str) {
-        self.stats.forbidden.inc();
+        if msg.method() != Some(Method::Ack) {
+            self.stats.forbidden.inc();
+        }
         let extra = Extra {
             reason: Some(reason),
             ..Extra::default()

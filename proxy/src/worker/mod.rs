@@ -330,10 +330,10 @@ impl Worker {
             self.flush_transmits()?;
             self.drain_events();
             self.stats
-                .active_transactions
+                .inuse_transactions
                 .set(self.shard.transactions() as u64);
             self.stats
-                .active_calls
+                .call_records
                 .set(self.shard.dialog_records() as u64);
             self.stats
                 .active_dialogs
@@ -510,8 +510,10 @@ impl Worker {
             let done = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            self.latency
-                .saturating_record(done.saturating_sub(rx_ns) / 1000);
+            let ns = done.saturating_sub(rx_ns);
+            self.latency.saturating_record(ns / 1000);
+            self.stats.latency_count.inc();
+            self.stats.latency_sum_ns.add(ns);
         }
     }
 

@@ -1611,6 +1611,22 @@ fn unknown_source_gets_403_and_nothing_reaches_a_gateway() {
     assert_eq!((h.shard.transactions(), h.shard.dialog_records()), (0, 0));
 }
 
+/// `core:forbidden` counts the 403s sent: the ACK of a 403 is dropped, and counted as a
+/// dropped request only.
+#[test]
+fn the_ack_of_a_403_is_not_counted_as_forbidden() {
+    let mut h = Harness::new();
+    let inv = invite("c1", "z9hG4bK-a");
+    h.deliver(stranger(), &inv.text());
+    let out = h.take_one();
+    assert!(out.is_response(403), "{out:?}");
+    h.deliver(stranger(), &ack_non_2xx(&inv, &out).text());
+    h.expect_nothing();
+    assert_eq!(h.stats.forbidden.get(), 1);
+    assert_eq!(h.stats.local_replies.get(), 1);
+    assert_eq!(h.stats.drop_requests.get(), 1);
+}
+
 #[test]
 fn invite_from_gateway_gets_403() {
     let mut h = Harness::new();
