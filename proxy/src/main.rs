@@ -238,7 +238,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             shutdown.clone(),
             control_ready.clone(),
             guard_slot.clone(),
-        ),
+        )
+        .with_config(&cfg),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
     running.control = Some((control, cfg.control_socket.clone()));

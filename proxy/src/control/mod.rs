@@ -5,6 +5,9 @@
 //! answers `ok\n` followed by the output (kamcmd's format, or JSON), or `error <message>\n`,
 //! and closes. Verbs about dialogs ask the workers, through a small queue each and a
 //! `MSG_RING` wake-up posted into their io_uring.
+//!
+//! The socket is created with the mode `[control] mode` (0660 by default) whatever the umask,
+//! and handed to the group `[control] group` when one is set.
 
 pub mod format;
 pub mod verbs;
@@ -20,6 +23,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The control socket's mode and group (`[control] mode`, `[control] group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketPerms {
+    pub mode: u32,
+    /// A group id; `None`: the group siplb runs as.
+    pub gid: Option<u32>,
+}
+
+impl Default for SocketPerms {
+    fn default() -> Self {
+        SocketPerms {
+            mode: crate::config::DEFAULT_CONTROL_MODE,
+            gid: None,
+        }
+    }
+}
+
 /// What the control thread can see.
 pub struct ControlState {
     pub workers: Vec<Arc<WorkerHandle>>,
@@ -32,6 +52,7 @@ pub struct ControlState {
     /// Set once siplb is fully up (workers running, steering attached): requests wait until
     /// then, so a client that gets an answer knows siplb is serving.
     pub ready: Arc<AtomicBool>,
+    pub perms: SocketPerms,
     /// A ring of the control thread's own, to post wake-ups into the workers' rings (none:
     /// the workers find their jobs at their next wake-up, within 200 ms).
     ring: Option<std::cell::RefCell<IoUring>>,
@@ -53,8 +74,18 @@ impl ControlState {
             shutdown,
             ready,
             guard,
+            perms: SocketPerms::default(),
             ring: None,
         }
+    }
+
+    /// Takes the socket's permissions from `cfg`.
+    pub fn with_config(mut self, cfg: &crate::config::Config) -> ControlState {
+        self.perms = SocketPerms {
+            mode: cfg.control_mode,
+            gid: cfg.control_group,
+        };
+        self
     }
 
     /// Wakes worker `i` to look at its control queue.
@@ -88,7 +119,7 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = bind(path, state.perms)?;
     listener.set_nonblocking(true)?;
     let mut state = state;
     std::thread::Builder::new()
@@ -118,6 +149,34 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
                 }
             }
         })
+}
+
+/// Binds `path` with mode `perms.mode` and group `perms.gid`. The socket's inode gets the
+/// mode before `bind` (Linux creates the file with it, less the umask), so the file is never
+/// more open than asked; `chmod` then sets it exactly, whatever the umask took away.
+fn bind(path: &Path, perms: SocketPerms) -> io::Result<UnixListener> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let s = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    // SAFETY: a plain syscall on a descriptor we own.
+    if unsafe { libc::fchmod(s.as_raw_fd(), perms.mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    s.bind(&SockAddr::unix(path)?)?;
+    let set = || -> io::Result<()> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms.mode))?;
+        if let Some(gid) = perms.gid {
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = set() {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    s.listen(128)?;
+    Ok(s.into())
 }
 
 fn handle(stream: UnixStream, state: &ControlState) -> io::Result<()> {
