@@ -40,8 +40,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a control command against the siplb started with the same --config.
+    #[command(after_help = control::table::help_text())]
     Ctl {
-        /// Print JSON instead of kamcmd's format.
+        /// Print JSON instead of kamcmd's format (also accepted after the verb).
         #[arg(long)]
         json: bool,
         /// Verb and arguments, e.g. `stats.get_statistics all`.
@@ -242,7 +243,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             shutdown.clone(),
             control_ready.clone(),
             guard_slot.clone(),
-        ),
+        )
+        .with_config(&cfg),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
     running.control = Some((control, cfg.control_socket.clone()));

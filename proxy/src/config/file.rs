@@ -144,12 +144,18 @@ impl Default for Steering {
 pub struct Control {
     /// Control socket path (relative to the config file's folder).
     pub socket: String,
+    /// The socket's mode, an octal string (`"0660"`).
+    pub mode: Option<Spanned<String>>,
+    /// The group the socket is handed to (a name).
+    pub group: Option<Spanned<String>>,
 }
 
 impl Default for Control {
     fn default() -> Self {
         Control {
             socket: DEFAULT_CONTROL_SOCKET.into(),
+            mode: None,
+            group: None,
         }
     }
 }

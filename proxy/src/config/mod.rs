@@ -14,6 +14,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "siplb.ctl";
+/// The control socket's mode: owner and group read and write.
+pub const DEFAULT_CONTROL_MODE: u32 = 0o660;
 pub const DEFAULT_QUEUE_PER_WORKER: usize = 65_536;
 pub const DEFAULT_TRANSACTIONS_PER_WORKER: usize = 200_000;
 pub const DEFAULT_CALLS_PER_WORKER: usize = 200_000;
@@ -96,6 +98,9 @@ pub struct Config {
     /// Key of the owner hash; random per start unless fixed (for tests).
     pub hash_key: Option<u32>,
     pub control_socket: PathBuf,
+    /// The control socket's mode and group (`None`: siplb's own).
+    pub control_mode: u32,
+    pub control_group: Option<u32>,
     pub queue_per_worker: usize,
     pub proxy: ProxyConfig,
     /// Ownership trace (tests): each worker writes `<path>.<worker>`.
@@ -200,6 +205,7 @@ impl Config {
         proxy.max_dialogs = f.limits.calls_per_worker;
         proxy.retry_after = f.limits.retry_after_s;
         let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
+        let (control_mode, control_group) = sections::control(&f.control, &invalid)?;
 
         Ok(Config {
             path: path.into(),
@@ -214,6 +220,8 @@ impl Config {
             steering,
             hash_key: f.steering.hash_key,
             control_socket: resolve(&f.control.socket),
+            control_mode,
+            control_group,
             queue_per_worker: f.limits.queue_per_worker,
             proxy,
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),

@@ -3,7 +3,7 @@
 //!
 //! [`Config`]: super::Config
 
-use super::file::{CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
+use super::file::{Control, CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
 use super::file::{Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
@@ -37,6 +37,68 @@ pub(super) fn listen(l: &Listen, invalid: Invalid<'_>) -> Result<SocketAddr, Con
         ));
     }
     Ok(addr)
+}
+
+/// `[control]`: the socket's mode (octal string, permission bits only) and its group's id
+/// (the name looked up now, so that `--check` reports an unknown group).
+pub(super) fn control(
+    c: &Control,
+    invalid: Invalid<'_>,
+) -> Result<(u32, Option<u32>), ConfigError> {
+    let mode = match &c.mode {
+        None => super::DEFAULT_CONTROL_MODE,
+        Some(m) => {
+            let text = m.get_ref().trim();
+            match u32::from_str_radix(text, 8) {
+                Ok(v) if !text.is_empty() && v <= 0o777 => v,
+                _ => {
+                    return Err(invalid(
+                        m.span(),
+                        "control.mode",
+                        format!(
+                            "`{text}` is not an octal file mode from 0000 to 0777 (e.g. \"0660\")"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let gid = match &c.group {
+        None => None,
+        Some(g) => Some(group_id(g.get_ref()).ok_or_else(|| {
+            invalid(
+                g.span(),
+                "control.group",
+                format!("no group named `{}` on this system", g.get_ref()),
+            )
+        })?),
+    };
+    Ok((mode, gid))
+}
+
+/// The id of the group called `name` (`getgrnam_r`).
+fn group_id(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: plain C structures filled by getgrnam_r into `grp` and `buf`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut out: *mut libc::group = std::ptr::null_mut();
+        let r = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut out,
+            )
+        };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        return (r == 0 && !out.is_null()).then_some(grp.gr_gid);
+    }
 }
 
 /// `[workers]`: how many (0 = one per core); the receive buffer count is checked.
@@ -302,4 +364,57 @@ pub(super) fn metrics(
             format!("`{}` is not an ip:port", a.get_ref()),
         )
     })
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::super::{Config, ConfigError, DEFAULT_CONTROL_MODE};
+    use std::path::Path;
+
+    fn parse(control: &str) -> Result<Config, ConfigError> {
+        let src = format!(
+            "[listen]\nsip = [\"127.0.0.1:5060\"]\n\n[control]\n{control}\n\n\
+             [[customer]]\nname = \"local\"\nsources = [\"127.0.0.1/32\"]\n\n\
+             [[gateway_set]]\nname = \"trunk\"\ngateways = [\"127.0.0.1:5081\"]\n"
+        );
+        Config::parse(Path::new("/etc/siplb/t.toml"), &src)
+    }
+
+    #[test]
+    fn control_mode_defaults_to_0660_and_reads_octal() {
+        let c = parse("").unwrap();
+        assert_eq!((c.control_mode, c.control_group), (0o660, None));
+        assert_eq!(DEFAULT_CONTROL_MODE, 0o660);
+        assert_eq!(parse("mode = \"0600\"").unwrap().control_mode, 0o600);
+        assert_eq!(parse("mode = \"770\"").unwrap().control_mode, 0o770);
+    }
+
+    #[test]
+    fn bad_control_mode_is_an_error_naming_the_key() {
+        for bad in ["\"0888\"", "\"rw-rw----\"", "\"4660\"", "\"\""] {
+            let e = parse(&format!("mode = {bad}")).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/etc/siplb/t.toml:5: `control.mode`"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_group_is_looked_up_and_an_unknown_one_is_an_error_naming_the_key() {
+        // The group of gid 0 exists everywhere (`root`, or `wheel`).
+        let root = super::group_id("root").or_else(|| super::group_id("wheel"));
+        assert_eq!(root, Some(0));
+        let c = parse("group = \"root\"").unwrap();
+        assert_eq!(c.control_group, Some(0));
+        let e = parse("group = \"no-such-group-siplb\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "/etc/siplb/t.toml:5: `control.group`: no group named `no-such-group-siplb`"
+            ),
+            "{e}"
+        );
+    }
 }

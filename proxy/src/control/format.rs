@@ -18,6 +18,9 @@ pub enum Reply {
     Lines(Vec<String>),
     /// Nothing (`dlg.end_dlg`); JSON: `{}`.
     Empty,
+    /// A text form and a JSON form of their own: `text` in kamcmd's format, `json` as it is
+    /// (`dlg.list`: the profiles as objects in JSON, as lines in the text).
+    Both { text: Box<Reply>, json: Value },
 }
 
 impl Reply {
@@ -35,6 +38,7 @@ impl Reply {
                     Value::Array(l.iter().map(|s| Value::from(s.as_str())).collect())
                 }
                 Reply::Empty => Value::Object(Default::default()),
+                Reply::Both { json, .. } => json.clone(),
             };
             return format!("{v}\n");
         }
@@ -66,6 +70,7 @@ impl Reply {
                 }
             }
             Reply::Empty => {}
+            Reply::Both { text, .. } => return text.render(false),
         }
         out
     }
@@ -154,5 +159,11 @@ mod tests {
             "{\"core:hand_offs\":0}\n"
         );
         assert_eq!(Reply::Empty.render(false), "");
+        let both = Reply::Both {
+            text: Box::new(Reply::Lines(vec!["a b".into()])),
+            json: json!({"a": "b"}),
+        };
+        assert_eq!(both.render(false), "a b\n");
+        assert_eq!(both.render(true), "{\"a\":\"b\"}\n");
     }
 }

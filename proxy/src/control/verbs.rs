@@ -1,15 +1,23 @@
 //! The RPC verbs, with Kamailio's names, arguments and output shapes (kamcmd's brace format).
+//! Each verb is described in [`super::table::VERBS`].
 
 use super::ControlState;
 use super::format::Reply;
+use super::table;
 use crate::proxy::{DialogFilter, DialogInfo, EndTarget, LegInfo};
 use crate::worker::ControlJob;
 use serde_json::{Value, json};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Duration;
 
+pub const SYSTEM_LIST_METHODS: &str = "system.listMethods";
+pub const SYSTEM_METHOD_HELP: &str = "system.methodHelp";
 pub const STATS_GET_STATISTICS: &str = "stats.get_statistics";
 pub const CORE_VERSION: &str = "core.version";
+/// Kamailio's shape: `{ now, up_since, uptime }`.
+pub const CORE_UPTIME: &str = "core.uptime";
+/// siplb's own: workers, steering, listen addresses, config file.
+pub const CORE_INFO: &str = "core.info";
 pub const DLG_LIST: &str = "dlg.list";
 pub const DLG_STATS_ACTIVE: &str = "dlg.stats_active";
 pub const DLG_PROFILE_GET_SIZE: &str = "dlg.profile_get_size";
@@ -22,21 +30,6 @@ pub const DLG_TERMINATE_DLG: &str = "dlg.terminate_dlg";
 pub const BLOCKLIST: &str = "blocklist";
 /// Kamailio `pike.top`: the sources the flood limit tracks, busiest first.
 pub const PIKE_TOP: &str = "pike.top";
-
-/// Every verb, for `help` and the CLI documentation test.
-pub const VERBS: &[&str] = &[
-    STATS_GET_STATISTICS,
-    CORE_VERSION,
-    DLG_LIST,
-    DLG_STATS_ACTIVE,
-    DLG_PROFILE_GET_SIZE,
-    DLG_PROFILE_LIST,
-    DLG_PROFILE_GET_MAX,
-    DLG_END_DLG,
-    DLG_TERMINATE_DLG,
-    BLOCKLIST,
-    PIKE_TOP,
-];
 
 /// How long the control thread waits for the workers.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -76,6 +69,55 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
         }
     };
     match verb {
+        SYSTEM_LIST_METHODS => {
+            want(0..=0, "")?;
+            Ok(Reply::Both {
+                text: Box::new(Reply::Lines(table::lines())),
+                json: table::VERBS.iter().map(verb_value).collect(),
+            })
+        }
+        SYSTEM_METHOD_HELP => {
+            want(1..=1, "<verb>")?;
+            let v = table::find(rest[0]).ok_or_else(|| table::unknown(rest[0]))?;
+            Ok(Reply::Both {
+                text: Box::new(Reply::Scalar(Value::from(v.help))),
+                json: verb_value(v),
+            })
+        }
+        CORE_UPTIME => {
+            want(0..=0, "")?;
+            let now = std::time::SystemTime::now();
+            let unix = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            Ok(Reply::Struct(json!({
+                "now": ctime(unix(now)),
+                "up_since": ctime(unix(state.started.0)),
+                "uptime": state.started.1.elapsed().as_secs(),
+            })))
+        }
+        CORE_INFO => {
+            want(0..=0, "")?;
+            let bpf = state
+                .globals
+                .iter()
+                .any(|(n, c)| *n == crate::metrics::names::CORE_STEERING_BPF && c.get() > 0);
+            let info = &state.info;
+            Ok(Reply::Struct(json!({
+                "version": version(),
+                "pid": std::process::id(),
+                "workers": state.workers.len(),
+                "steering": {
+                    "mode": info.steering,
+                    "active": if bpf { "bpf" } else { "software" },
+                },
+                "xdp_guard": if state.guard.get().is_some() { "attached" } else { "off" },
+                "listen": info.listen,
+                "config": info.config,
+                "control_socket": info.control_socket,
+            })))
+        }
         STATS_GET_STATISTICS => {
             let filters: Vec<&str> = if rest.is_empty() {
                 vec!["all"]
@@ -102,10 +144,10 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
             }
             Ok(Reply::Statistics(out))
         }
-        CORE_VERSION => Ok(Reply::Scalar(Value::from(format!(
-            "siplb {}",
-            env!("CARGO_PKG_VERSION")
-        )))),
+        CORE_VERSION => {
+            want(0..=0, "")?;
+            Ok(Reply::Scalar(Value::from(version())))
+        }
         DLG_PROFILE_GET_SIZE | DLG_PROFILE_GET_MAX => {
             want(1..=2, "<profile> [value]")?;
             let p = state
@@ -139,18 +181,11 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
             let filter = DialogFilter {
                 profile: Some((id, rest.get(1).map(|v| v.as_bytes().into()))),
             };
-            Ok(Reply::Structs(
-                dialogs(state, filter)?.iter().map(dialog_value).collect(),
-            ))
+            Ok(dialog_reply(&dialogs(state, filter)?))
         }
         DLG_LIST => {
             want(0..=0, "")?;
-            Ok(Reply::Structs(
-                dialogs(state, DialogFilter::default())?
-                    .iter()
-                    .map(dialog_value)
-                    .collect(),
-            ))
+            Ok(dialog_reply(&dialogs(state, DialogFilter::default())?))
         }
         DLG_STATS_ACTIVE => {
             want(0..=0, "")?;
@@ -221,7 +256,7 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                     .collect(),
             ))
         }
-        other => Err(format!("unknown command `{other}`")),
+        other => Err(table::unknown(other)),
     }
 }
 
@@ -281,8 +316,34 @@ fn leg_value(l: &LegInfo) -> Value {
     })
 }
 
+/// Dialogs as `dlg.list` prints them: kamcmd's structures (a profile with a value as a
+/// `name: value` line), or in JSON the same fields with the profiles as `{name, value}`
+/// objects (`value` null for a profile without values) and the variables as an object.
+fn dialog_reply(ds: &[DialogInfo]) -> Reply {
+    Reply::Both {
+        text: Box::new(Reply::Structs(
+            ds.iter()
+                .map(|d| dialog_value(d, Value::from(d.profiles.clone())))
+                .collect(),
+        )),
+        json: ds
+            .iter()
+            .map(|d| dialog_value(d, d.profiles.iter().map(|p| profile_value(p)).collect()))
+            .collect(),
+    }
+}
+
+/// A profile membership, `name` or `name: value` (profile names are letters, digits and `_`,
+/// so the first `: ` ends the name), as `{name, value}`.
+fn profile_value(p: &str) -> Value {
+    match p.split_once(": ") {
+        Some((name, value)) => json!({"name": name, "value": value}),
+        None => json!({"name": p, "value": null}),
+    }
+}
+
 /// A dialog with the fields and in the order of Kamailio's `dlg.list`.
-fn dialog_value(d: &DialogInfo) -> Value {
+fn dialog_value(d: &DialogInfo, profiles: Value) -> Value {
     json!({
         "h_entry": d.h_entry,
         "h_id": d.h_id,
@@ -302,7 +363,101 @@ fn dialog_value(d: &DialogInfo) -> Value {
         "iflags": 0,
         "caller": leg_value(&d.caller),
         "callee": leg_value(&d.callee),
-        "profiles": d.profiles,
+        "profiles": profiles,
         "variables": d.variables.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
     })
+}
+
+/// A verb of the table, for `system.listMethods` and `system.methodHelp` in JSON.
+fn verb_value(v: &table::Verb) -> Value {
+    json!({"name": v.name, "arguments": v.args, "description": v.help})
+}
+
+/// `siplb <version>`, the version of this binary.
+pub fn version() -> String {
+    format!("siplb {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Unix second `t` in local time as C's `ctime` writes it (`Thu Nov 13 10:04:05 2025`), the
+/// way Kamailio's `core.uptime` prints its times.
+pub fn ctime(t: u64) -> String {
+    let t = t as libc::time_t;
+    let mut buf = [0 as libc::c_char; 32];
+    // SAFETY: `buf` is larger than the 26 bytes ctime_r writes at most.
+    let p = unsafe { libc::ctime_r(&t, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return t.to_string();
+    }
+    // SAFETY: ctime_r wrote a NUL-terminated string into `buf`.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .trim_end()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::{DialogInfo, LegInfo};
+
+    fn leg(tag: &str) -> LegInfo {
+        LegInfo {
+            tag: tag.into(),
+            contact: "sip:a@h".into(),
+            cseq: 1,
+            route_set: String::new(),
+            socket: "udp:127.0.0.1:5060".into(),
+        }
+    }
+
+    fn info() -> DialogInfo {
+        DialogInfo {
+            h_entry: 1,
+            h_id: 7,
+            call_id: "c1".into(),
+            from_uri: "sip:A@h".into(),
+            to_uri: "sip:B@h".into(),
+            state: 4,
+            start_ts: 10,
+            init_ts: 9,
+            end_ts: 0,
+            duration: 3,
+            timeout: 100,
+            lifetime: 43200,
+            caller: leg("t1"),
+            callee: leg("t2"),
+            profiles: vec!["account: A: b".into(), "total".into()],
+            variables: vec![("SetupTime".into(), "9".into())],
+        }
+    }
+
+    #[test]
+    fn dialogs_in_json_are_structured_all_the_way_down() {
+        let r = dialog_reply(&[info()]);
+        let v: Value = serde_json::from_str(&r.render(true)).unwrap();
+        assert_eq!(
+            v[0]["profiles"],
+            json!([{"name": "account", "value": "A: b"}, {"name": "total", "value": null}])
+        );
+        assert_eq!(v[0]["variables"], json!({"SetupTime": "9"}));
+        assert_eq!(v[0]["caller"]["tag"], "t1");
+        // kamcmd's format is unchanged.
+        let text = r.render(false);
+        assert!(
+            text.contains("\tprofiles: {\n\t\taccount: A: b\n\t\ttotal\n\t}\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\tvariables: {\n\t\tSetupTime: 9\n\t}\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ctime_is_c_ctime() {
+        let s = ctime(0);
+        // Local time: the epoch is 1969 or 1970 depending on the zone.
+        assert_eq!(s.len(), 24, "{s}");
+        assert!(s.ends_with("1970") || s.ends_with("1969"), "{s}");
+    }
 }
