@@ -264,3 +264,103 @@ fn help_topics_are_the_help_text() {
     assert_eq!(topic, run(&["ctl", "--help"]));
     assert!(run(&["help"]).contains("ctl"));
 }
+
+fn signal(siplb: &Siplb, sig: i32) {
+    // SAFETY: signalling a child this test started, by its PID.
+    unsafe { libc::kill(siplb.pid() as i32, sig) };
+}
+
+/// Waits (at most 5 s) until siplb's log contains `text`.
+#[track_caller]
+fn wait_log(siplb: &Siplb, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !siplb.log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{text}` in the log: {}",
+            siplb.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGHUP re-reads and checks the configuration instead of killing siplb; a file that
+/// changes what cannot change live is refused, naming the key, and siplb runs on.
+#[test]
+fn sighup_reloads_instead_of_stopping() {
+    let _g = serial();
+    let net = Net::new(76);
+    let dir = TempDir::new("sighup");
+    let text = config(net, 2, "");
+    let mut siplb = Siplb::start(BIN, &dir.0, &text);
+    signal(&siplb, libc::SIGHUP);
+    wait_log(&siplb, "SIGHUP: reloading");
+    siplb.assert_alive();
+    std::fs::write(
+        dir.0.join("siplb.toml"),
+        text.replace(&net.siplb(), &format!("{}:5099", net.ip())),
+    )
+    .expect("write");
+    signal(&siplb, libc::SIGHUP);
+    wait_log(&siplb, "`listen.sip` cannot change without a restart");
+    std::fs::write(dir.0.join("siplb.toml"), "[listen\n").expect("write");
+    signal(&siplb, libc::SIGHUP);
+    wait_log(&siplb, "the running configuration is kept");
+    siplb.assert_alive();
+    // `siplb ctl` finds the socket through the file: give it back.
+    std::fs::write(dir.0.join("siplb.toml"), &text).expect("write");
+    assert!(siplb.ctl(&["core.version"]).is_ok(), "still answering");
+}
+
+/// Calls held up while siplb stops: `[shutdown] dialogs` decides whether the gateways get a
+/// BYE; the log says how many dialogs were up either way.
+fn stop_with_calls_up(net: Net, shutdown: &str) -> (String, u64) {
+    require_sipp();
+    let dir = TempDir::new(&format!("shutdown-{shutdown}"));
+    let extra = format!("[shutdown]\ndialogs = \"{shutdown}\"\nbye_wait_ms = 500\n");
+    let mut siplb = Siplb::start(BIN, &dir.0, &config(net, 2, &extra));
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let caller = std::thread::scope(|s| {
+        let uac = s.spawn(|| {
+            Sipp::uac(
+                &dir.0,
+                "uac",
+                &net.siplb(),
+                &net.ip(),
+                "uac.xml",
+                3,
+                10,
+                &["-d", "4000"],
+                20,
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while siplb.stat("dialog:active_dialogs") < 3 {
+            assert!(Instant::now() < deadline, "calls did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        siplb.stop();
+        uac.join()
+    });
+    drop(caller);
+    let (_, c1) = uas1.finish();
+    let (_, c2) = uas2.finish();
+    (siplb.log(), c1.get("5_BYE_Recv") + c2.get("5_BYE_Recv"))
+}
+
+#[test]
+fn shutdown_leaves_dialogs_by_default_and_says_how_many() {
+    let _g = serial();
+    let (log, byes) = stop_with_calls_up(Net::new(77), "leave");
+    assert!(log.contains("3 dialogs up at shutdown"), "{log}");
+    assert_eq!(byes, 0, "no BYE from siplb");
+}
+
+#[test]
+fn shutdown_with_bye_ends_every_dialog_on_both_sides() {
+    let _g = serial();
+    let (log, byes) = stop_with_calls_up(Net::new(78), "bye");
+    assert!(log.contains("3 dialogs up at shutdown"), "{log}");
+    assert_eq!(byes, 3, "each gateway got its calls' BYE: {log}");
+}

@@ -3,15 +3,15 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use siplb::config::{Config, SteeringMode};
+use siplb::config::{Config, ShutdownDialogs, SteeringMode};
 use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
 use siplb::metrics::names;
 use siplb::metrics::prometheus::{self, MetricsServer};
 use siplb::steering::{self, BpfSteering, XdpGuard};
-use siplb::worker::{Plane, Worker, WorkerHandle, pin_to_core};
+use siplb::worker::{ControlJob, Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,7 +196,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let plane = Arc::new(plane);
     running.plane = Some(plane.clone());
     // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("signal handlers")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("signal handlers")?;
     let shutdown = running.shutdown.clone();
     let steering_bpf: Arc<siplb::metrics::Counter> = Arc::default();
     // The XDP guard's counters, refreshed from its per-CPU map (see below).
@@ -411,7 +411,80 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         cfg.control_socket.display()
     );
 
-    let sig = signals.forever().next().unwrap_or(SIGTERM);
-    tracing::info!("signal {sig}: shutting down");
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            tracing::info!("SIGHUP: reloading {}", cfg.path.display());
+            if let Err(e) = reload(&cfg) {
+                tracing::error!("reload: {e:#}; the running configuration is kept");
+            }
+            continue;
+        }
+        tracing::info!("signal {sig}: shutting down");
+        break;
+    }
+    shut_down_dialogs(&plane, &cfg);
     running.stop()
+}
+
+/// Re-reads the configuration file and checks it; what can change is applied live.
+fn reload(cfg: &Config) -> anyhow::Result<()> {
+    let new = Config::load(&cfg.path)?;
+    if new.listen != cfg.listen {
+        bail!(
+            "`listen.sip` cannot change without a restart (udp:{} now, udp:{} in the file)",
+            cfg.listen,
+            new.listen
+        );
+    }
+    if new.workers != cfg.workers {
+        bail!(
+            "`workers.count` cannot change without a restart ({} workers now, {} in the file)",
+            cfg.workers,
+            new.workers
+        );
+    }
+    tracing::info!(
+        "reload: {} checked; nothing of it is applied live yet",
+        cfg.path.display()
+    );
+    Ok(())
+}
+
+/// What `[shutdown] dialogs` says to do with the dialogs still up: leave them, or BYE to
+/// both sides (each worker ends its own) and wait `bye_wait_ms` for the answers.
+fn shut_down_dialogs(plane: &Plane, cfg: &Config) {
+    let up: u64 = plane
+        .workers
+        .iter()
+        .map(|w| w.stats.active_dialogs.get())
+        .sum();
+    match cfg.shutdown_dialogs {
+        ShutdownDialogs::Leave => tracing::info!(
+            "{up} dialogs up at shutdown; shutdown.dialogs = \"leave\": their peers keep \
+             talking, without siplb for their in-dialog requests"
+        ),
+        ShutdownDialogs::Bye => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(plane.workers.len());
+            for w in &plane.workers {
+                // Workers look at their control queue at least every 200 ms.
+                let _ = w.control.push(ControlJob::EndAll { reply: tx.clone() });
+            }
+            drop(tx);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let mut ended = 0;
+            for _ in 0..plane.workers.len() {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(n) => ended += n,
+                    Err(_) => break,
+                }
+            }
+            tracing::info!(
+                "{ended} dialogs up at shutdown; shutdown.dialogs = \"bye\": BYE sent to both \
+                 sides, waiting {} ms for the answers",
+                cfg.shutdown_bye_wait.as_millis()
+            );
+            std::thread::sleep(cfg.shutdown_bye_wait);
+        }
+    }
 }

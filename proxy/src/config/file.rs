@@ -29,7 +29,28 @@ pub struct FileConfig {
     #[serde(default)]
     pub events: Events,
     #[serde(default)]
+    pub shutdown: ShutdownFile,
+    #[serde(default)]
     pub debug: Debug,
+}
+
+/// `[shutdown]`: what happens to the dialogs that are up when siplb stops (SIGTERM).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownFile {
+    /// `"leave"` (the peers keep talking) or `"bye"` (BYE to both sides first).
+    pub dialogs: Spanned<String>,
+    /// With `"bye"`: how long siplb stays up after sending them, for their answers.
+    pub bye_wait_ms: u64,
+}
+
+impl Default for ShutdownFile {
+    fn default() -> Self {
+        ShutdownFile {
+            dialogs: Spanned::new(0..0, "leave".into()),
+            bye_wait_ms: 1000,
+        }
+    }
 }
 
 /// `[events]`: where the `Call_End` events of dialogs go.

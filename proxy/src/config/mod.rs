@@ -117,6 +117,18 @@ pub struct Config {
     pub flood_burst: u32,
     /// XDP guard: redirect to the owner worker's CPU.
     pub xdp_cpumap: bool,
+    /// What happens to the dialogs up when siplb stops, and how long it waits after BYEs.
+    pub shutdown_dialogs: ShutdownDialogs,
+    pub shutdown_bye_wait: Duration,
+}
+
+/// `[shutdown] dialogs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownDialogs {
+    /// The peers keep talking; their in-dialog requests find no siplb.
+    Leave,
+    /// BYE to both sides of every answered dialog (CANCEL for the others) first.
+    Bye,
 }
 
 /// The 1-based line of byte offset `at` in `src`.
@@ -206,6 +218,17 @@ impl Config {
         proxy.retry_after = f.limits.retry_after_s;
         let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
         let (control_mode, control_group) = sections::control(&f.control, &invalid)?;
+        let shutdown_dialogs = match f.shutdown.dialogs.get_ref().as_str() {
+            "leave" => ShutdownDialogs::Leave,
+            "bye" => ShutdownDialogs::Bye,
+            other => {
+                return Err(invalid(
+                    f.shutdown.dialogs.span(),
+                    "shutdown.dialogs",
+                    format!("`{other}` is not one of leave, bye"),
+                ));
+            }
+        };
 
         Ok(Config {
             path: path.into(),
@@ -237,6 +260,8 @@ impl Config {
             } else {
                 f.steering.flood_burst
             },
+            shutdown_dialogs,
+            shutdown_bye_wait: Duration::from_millis(f.shutdown.bye_wait_ms),
         })
     }
 }

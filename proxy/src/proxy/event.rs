@@ -174,6 +174,7 @@ impl DialogRecord {
             (_, Some(EndCause::Bye(Side::Callee))) => Some(EndedBy::Callee),
             (_, Some(EndCause::Expired)) => Some(EndedBy::Timeout),
             (_, Some(EndCause::Operator)) => Some(EndedBy::Operator),
+            (_, Some(EndCause::Shutdown)) => Some(EndedBy::Shutdown),
         };
         DialogRecord {
             id: Some(id),

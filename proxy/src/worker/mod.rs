@@ -54,6 +54,8 @@ pub enum ControlJob {
         target: EndTarget,
         reply: SyncSender<bool>,
     },
+    /// End every dialog as siplb stops: how many were up.
+    EndAll { reply: SyncSender<usize> },
 }
 
 /// What other threads may touch of a worker.
@@ -461,6 +463,9 @@ impl Worker {
                 }
                 ControlJob::End { target, reply } => {
                     let _ = reply.send(self.shard.end_dialog(now, &target));
+                }
+                ControlJob::EndAll { reply } => {
+                    let _ = reply.send(self.shard.end_all(now));
                 }
             }
         }

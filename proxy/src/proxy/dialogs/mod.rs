@@ -64,6 +64,8 @@ pub enum EndCause {
     Expired,
     /// `dlg.end_dlg` / `dlg.terminate_dlg`.
     Operator,
+    /// siplb stopped with `[shutdown] dialogs = "bye"`: BYE to both sides.
+    Shutdown,
 }
 
 /// One side of a dialog, as Kamailio's `dlg.list` shows it.

@@ -16,8 +16,9 @@ use crate::proxy::txn::{self, Cancel, ClientState, Txn};
 use crate::sip::Method;
 use std::time::Instant;
 
-/// The Reason of the BYEs of a dialog that timed out.
+/// The Reason of the BYEs of a dialog that timed out, and of one siplb ends as it stops.
 const TIMEOUT_REASON: &str = "SIP;cause=408;text=\"dialog timeout\"";
+const SHUTDOWN_REASON: &str = "SIP;cause=503;text=\"proxy shutting down\"";
 
 impl Shard {
     /// Ends the dialog `target` names, if this shard has it: BYE to both sides when answered,
@@ -38,11 +39,34 @@ impl Shard {
         }
     }
 
+    /// Ends every dialog as siplb stops (`[shutdown] dialogs = "bye"`): BYE to both sides of
+    /// each answered one, CANCEL for each not answered yet. How many were up.
+    pub fn end_all(&mut self, now: Instant) -> usize {
+        let up: Vec<(DialogId, DialogState, Option<TxnId>)> = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| d.state != DialogState::Ended)
+            .map(|(id, d)| (id, d.state, d.invite))
+            .collect();
+        for &(id, state, invite) in &up {
+            if state.is_early() {
+                self.cancel_invite(now, id, invite);
+            } else {
+                self.terminate(now, id, EndCause::Shutdown);
+            }
+        }
+        up.len()
+    }
+
     /// Ends an answered dialog from siplb's side: BYE to the callee (as the caller would send
     /// it) and to the caller (as the callee would), each in a transaction of its own.
     pub fn terminate(&mut self, now: Instant, id: DialogId, cause: EndCause) -> bool {
         let local = self.local;
-        let reason = (cause == EndCause::Expired).then_some(TIMEOUT_REASON);
+        let reason = match cause {
+            EndCause::Expired => Some(TIMEOUT_REASON),
+            EndCause::Shutdown => Some(SHUTDOWN_REASON),
+            _ => None,
+        };
         let mut byes = Vec::with_capacity(2);
         for toward_callee in [true, false] {
             let Some(d) = self.dialogs.get_mut(id).filter(|d| d.state.is_confirmed()) else {
