@@ -81,7 +81,7 @@ pub struct Workers {
     /// Pin worker k to core k.
     pub pin: bool,
     /// Provided receive buffers per worker (power of two).
-    pub recv_buffers: u16,
+    pub recv_buffers: Spanned<u16>,
     /// Size of one receive buffer; longer datagrams are dropped and counted.
     pub recv_buffer_size: u32,
     /// SO_RCVBUF of each worker socket.
@@ -97,7 +97,7 @@ impl Default for Workers {
         Workers {
             count: 0,
             pin: true,
-            recv_buffers: DEFAULT_RECV_BUFFERS,
+            recv_buffers: Spanned::new(0..0, DEFAULT_RECV_BUFFERS),
             recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
             socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
             batch: DEFAULT_BATCH,
@@ -164,8 +164,8 @@ pub struct Metrics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimersFile {
-    pub t1_ms: u64,
-    pub t2_ms: u64,
+    pub t1_ms: Spanned<u64>,
+    pub t2_ms: Spanned<u64>,
     pub t4_ms: u64,
     pub timer_b_ms: u64,
     pub timer_c_ms: u64,
@@ -176,8 +176,8 @@ pub struct TimersFile {
 impl Default for TimersFile {
     fn default() -> Self {
         TimersFile {
-            t1_ms: DEFAULT_T1_MS,
-            t2_ms: DEFAULT_T2_MS,
+            t1_ms: Spanned::new(0..0, DEFAULT_T1_MS),
+            t2_ms: Spanned::new(0..0, DEFAULT_T2_MS),
             t4_ms: DEFAULT_T4_MS,
             timer_b_ms: DEFAULT_TIMER_B_MS,
             timer_c_ms: DEFAULT_TIMER_C_MS,
@@ -240,11 +240,11 @@ pub struct LimitFile {
 #[serde(deny_unknown_fields, default)]
 pub struct DialogFile {
     /// Lifetime of a dialog (Kamailio `default_timeout`).
-    pub default_timeout_s: u64,
+    pub default_timeout_s: Spanned<u64>,
     /// A dialog still without a final answer after this is ended (Kamailio `early_timeout`).
-    pub early_timeout_s: u64,
+    pub early_timeout_s: Spanned<u64>,
     /// A dialog answered but never acknowledged is ended after this (Kamailio `noack_timeout`).
-    pub noack_timeout_s: u64,
+    pub noack_timeout_s: Spanned<u64>,
     pub profiles_no_value: Vec<Spanned<String>>,
     pub profiles_with_value: Vec<Spanned<String>>,
     /// Classification rules, in order.
@@ -256,9 +256,9 @@ pub struct DialogFile {
 impl Default for DialogFile {
     fn default() -> Self {
         DialogFile {
-            default_timeout_s: DEFAULT_DIALOG_TIMEOUT_S,
-            early_timeout_s: DEFAULT_EARLY_TIMEOUT_S,
-            noack_timeout_s: DEFAULT_NOACK_TIMEOUT_S,
+            default_timeout_s: Spanned::new(0..0, DEFAULT_DIALOG_TIMEOUT_S),
+            early_timeout_s: Spanned::new(0..0, DEFAULT_EARLY_TIMEOUT_S),
+            noack_timeout_s: Spanned::new(0..0, DEFAULT_NOACK_TIMEOUT_S),
             profiles_no_value: Vec::new(),
             profiles_with_value: Vec::new(),
             rule: Vec::new(),

@@ -45,10 +45,12 @@ type Invalid<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigErr
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
+    /// The OS error is said here, and is not also the error's `source`: printed with its
+    /// chain (`{:#}`) it would appear twice.
+    #[error("{file}: cannot read: {error}")]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TOML syntax, unknown keys, wrong types: toml's message names the key.
     #[error("{file}:{line}: {message}")]
@@ -148,9 +150,9 @@ fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let src = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.into(),
-            source,
+            error,
         })?;
         Config::parse(path, &src)
     }
@@ -206,7 +208,7 @@ impl Config {
             listen,
             workers,
             pin_workers: f.workers.pin,
-            recv_buffers: f.workers.recv_buffers,
+            recv_buffers: *f.workers.recv_buffers.get_ref(),
             recv_buffer_size: f.workers.recv_buffer_size,
             socket_rcvbuf: f.workers.socket_rcvbuf,
             batch: f.workers.batch,
