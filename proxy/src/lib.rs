@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod dialog;
 pub mod events;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod sip;

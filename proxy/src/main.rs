@@ -160,13 +160,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         println!("{}: ok", cfg.path.display());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIPLB_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    siplb::logging::init(&cfg.log).map_err(anyhow::Error::msg)?;
 
     let mut running = Running::default();
     let hash_key = cfg.hash_key.unwrap_or_else(random_u32);

@@ -29,7 +29,31 @@ pub struct FileConfig {
     #[serde(default)]
     pub events: Events,
     #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
     pub debug: Debug,
+}
+
+/// `[log]`: the log's level and format, and the rate of call lines.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Level or filter directives; `SIPLB_LOG` or `RUST_LOG` override it when set.
+    pub level: Spanned<String>,
+    /// `text` or `json`.
+    pub format: Spanned<String>,
+    /// Lines about refused, failed or siplb-ended calls per second, over all workers; 0 = none.
+    pub calls_per_second: u32,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: Spanned::new(0..0, crate::logging::DEFAULT_LEVEL.into()),
+            format: Spanned::new(0..0, "text".into()),
+            calls_per_second: crate::logging::DEFAULT_CALLS_PER_SECOND,
+        }
+    }
 }
 
 /// `[events]`: where the `Call_End` events of dialogs go.

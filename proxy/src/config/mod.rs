@@ -114,6 +114,8 @@ pub struct Config {
     pub flood_burst: u32,
     /// XDP guard: redirect to the owner worker's CPU.
     pub xdp_cpumap: bool,
+    /// `[log]`.
+    pub log: crate::logging::LogConfig,
 }
 
 /// The 1-based line of byte offset `at` in `src`.
@@ -202,6 +204,9 @@ impl Config {
         proxy.max_dialogs = f.limits.calls_per_worker;
         proxy.retry_after = f.limits.retry_after_s;
         let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
+        let log = sections::log(&f.log, &invalid)?;
+        // The call log reads refusals and failures off the shard's events.
+        proxy.emit.failures = log.calls_per_second > 0;
 
         Ok(Config {
             path: path.into(),
@@ -226,6 +231,7 @@ impl Config {
             xdp_mode,
             flood_rate: f.steering.flood_rate,
             xdp_cpumap: f.steering.xdp_cpumap,
+            log,
             flood_burst: if f.steering.flood_burst == 0 {
                 f.steering.flood_rate
             } else {

@@ -4,8 +4,9 @@
 //! [`Config`]: super::Config
 
 use super::file::{CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
-use super::file::{Steering, TimersFile, Workers};
+use super::file::{Log, Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
+use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
 use crate::steering::GuardMode;
 use std::net::SocketAddr;
@@ -330,5 +331,27 @@ pub(super) fn metrics(
             "metrics.listen",
             format!("`{}` is not an ip:port", a.get_ref()),
         )
+    })
+}
+
+/// `[log]`: the level (checked: a misspelt level would silence everything), the format.
+pub(super) fn log(l: &Log, invalid: Invalid<'_>) -> Result<LogConfig, ConfigError> {
+    crate::logging::check_level(l.level.get_ref())
+        .map_err(|m| invalid(l.level.span(), "log.level", m))?;
+    let format = match l.format.get_ref().as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                l.format.span(),
+                "log.format",
+                format!("`{other}` is not one of text, json"),
+            ));
+        }
+    };
+    Ok(LogConfig {
+        level: l.level.get_ref().trim().into(),
+        format,
+        calls_per_second: l.calls_per_second,
     })
 }

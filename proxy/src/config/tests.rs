@@ -381,3 +381,28 @@ fn a_missing_file_says_its_os_error_once() {
         "/nonexistent/siplb.toml: cannot read: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn log_section_is_read_and_checked() {
+    let c = parse(MIN).unwrap();
+    assert_eq!(c.log, crate::logging::LogConfig::default());
+    assert!(c.proxy.emit.failures, "call lines by default");
+    let src = format!(
+        "{MIN}\n[log]\nlevel = \"warn,siplb::call=info\"\nformat = \"json\"\ncalls_per_second = 0\n"
+    );
+    let c = parse(&src).unwrap();
+    assert_eq!(c.log.level, "warn,siplb::call=info");
+    assert_eq!(c.log.format, crate::logging::LogFormat::Json);
+    assert!(!c.proxy.emit.failures, "no call lines, no events for them");
+    let e = parse(&format!("{MIN}\n[log]\nlevel = \"inof\"\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/etc/siplb/t.toml:14: `log.level`: `inof` is not a level"),
+        "{e}"
+    );
+    let e = parse(&format!("{MIN}\n[log]\nformat = \"xml\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/siplb/t.toml:14: `log.format`: `xml` is not one of text, json"
+    );
+}
