@@ -341,20 +341,21 @@ impl CallLog {
     }
 }
 
-/// Writes one call line (target [`CALL_TARGET`], level info).
+/// Writes one call line (target [`CALL_TARGET`], level info): the values as they are, but
+/// the reason quoted (it has spaces).
 pub fn write(l: &CallLine<'_>) {
     let account = if l.account.is_empty() { "-" } else { l.account };
     let gateway = l.gateway.map_or_else(|| "-".to_string(), |g| g.to_string());
     let ended_by = l.ended_by.map_or("-", EndedBy::as_str);
     tracing::info!(
         target: CALL_TARGET,
-        call_id = l.call_id,
+        call_id = %l.call_id,
         source = %l.source,
-        account,
+        account = %account,
         code = l.code,
         reason = l.reason,
         gateway = %gateway,
-        ended_by,
+        ended_by = %ended_by,
         "call {}",
         l.what
     );
