@@ -11,6 +11,7 @@ pub mod control;
 pub mod dialog;
 pub mod events;
 pub mod instance;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod sip;

@@ -161,13 +161,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         println!("{}: ok", cfg.path.display());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIPLB_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    siplb::logging::init(&cfg.log).map_err(anyhow::Error::msg)?;
 
     // Before anything else is started or created: a second siplb on the same address stops
     // here, leaving the first one's control socket, steering and traffic alone.

@@ -19,6 +19,45 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 /// The committed BPF object.
 pub static OBJECT: &[u8] = include_bytes_aligned!("../bpf/siplb.bpf.o");
 
+/// Why BPF cannot be used without privilege, said instead of the first failing map.
+pub const NEEDS_PRIVILEGE: &str =
+    "it needs root or CAP_BPF + CAP_NET_ADMIN, which this process does not have";
+
+/// Capability bits (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// The effective capabilities of this process (`CapEff` of `/proc/self/status`).
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Whether capabilities `eff` allow loading and attaching siplb's programs: CAP_BPF (or
+/// CAP_SYS_ADMIN, which covers it on kernels before 5.8) and CAP_NET_ADMIN.
+pub fn privileged(eff: u64) -> bool {
+    let has = |bit: u32| eff & (1 << bit) != 0;
+    (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && has(CAP_NET_ADMIN)
+}
+
+/// Loads the committed object; without the privilege for it, says so rather than which of
+/// its maps the kernel refused first.
+fn load_object() -> Result<Ebpf, String> {
+    if effective_capabilities().is_some_and(|c| !privileged(c)) {
+        return Err(NEEDS_PRIVILEGE.into());
+    }
+    Ebpf::load(OBJECT).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("Operation not permitted") || e.contains("Permission denied") {
+            format!("it needs root or CAP_BPF + CAP_NET_ADMIN; the kernel refused: {e}")
+        } else {
+            format!("loading the BPF object: {e}")
+        }
+    })
+}
+
 /// A socket fd owned by a worker, borrowed while the map takes its own reference to it.
 struct Socket(RawFd);
 
@@ -46,7 +85,7 @@ impl BpfSteering {
                 shared::MAX_WORKERS
             ));
         }
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
+        let mut ebpf = load_object()?;
         {
             let map = ebpf
                 .map_mut(shared::SOCKETS_MAP)
@@ -132,7 +171,7 @@ impl XdpGuard {
         mode: GuardMode,
         redirect: Option<(u32, &[u32])>,
     ) -> Result<XdpGuard, String> {
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e}"))?;
+        let mut ebpf = load_object()?;
         {
             let map = ebpf
                 .map_mut(shared::XDP_CONFIG_MAP)
@@ -357,5 +396,16 @@ mod tests {
             parse_ipv4_net("::1").unwrap_err(),
             "`::1` is not an IPv4 address or network"
         );
+    }
+
+    #[test]
+    fn bpf_needs_cap_bpf_or_sys_admin_and_net_admin() {
+        let caps = |bits: &[u32]| bits.iter().fold(0u64, |a, b| a | 1 << b);
+        assert!(privileged(u64::MAX), "root");
+        assert!(privileged(caps(&[CAP_BPF, CAP_NET_ADMIN])));
+        assert!(privileged(caps(&[CAP_SYS_ADMIN, CAP_NET_ADMIN])));
+        assert!(!privileged(caps(&[CAP_BPF])));
+        assert!(!privileged(caps(&[CAP_NET_ADMIN])));
+        assert!(!privileged(0));
     }
 }

@@ -31,6 +31,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub shutdown: ShutdownFile,
     #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
     pub debug: Debug,
 }
 
@@ -49,6 +51,28 @@ impl Default for ShutdownFile {
         ShutdownFile {
             dialogs: Spanned::new(0..0, "leave".into()),
             bye_wait_ms: 1000,
+        }
+    }
+}
+
+/// `[log]`: the log's level and format, and the rate of call lines.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Level or filter directives; `SIPLB_LOG` or `RUST_LOG` override it when set.
+    pub level: Spanned<String>,
+    /// `text` or `json`.
+    pub format: Spanned<String>,
+    /// Lines about refused, failed or siplb-ended calls per second, over all workers; 0 = none.
+    pub calls_per_second: u32,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: Spanned::new(0..0, crate::logging::DEFAULT_LEVEL.into()),
+            format: Spanned::new(0..0, "text".into()),
+            calls_per_second: crate::logging::DEFAULT_CALLS_PER_SECOND,
         }
     }
 }
@@ -102,7 +126,7 @@ pub struct Workers {
     /// Pin worker k to core k.
     pub pin: bool,
     /// Provided receive buffers per worker (power of two).
-    pub recv_buffers: u16,
+    pub recv_buffers: Spanned<u16>,
     /// Size of one receive buffer; longer datagrams are dropped and counted.
     pub recv_buffer_size: u32,
     /// SO_RCVBUF of each worker socket.
@@ -118,7 +142,7 @@ impl Default for Workers {
         Workers {
             count: 0,
             pin: true,
-            recv_buffers: DEFAULT_RECV_BUFFERS,
+            recv_buffers: Spanned::new(0..0, DEFAULT_RECV_BUFFERS),
             recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
             socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
             batch: DEFAULT_BATCH,
@@ -191,8 +215,8 @@ pub struct Metrics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimersFile {
-    pub t1_ms: u64,
-    pub t2_ms: u64,
+    pub t1_ms: Spanned<u64>,
+    pub t2_ms: Spanned<u64>,
     pub t4_ms: u64,
     pub timer_b_ms: u64,
     pub timer_c_ms: u64,
@@ -203,8 +227,8 @@ pub struct TimersFile {
 impl Default for TimersFile {
     fn default() -> Self {
         TimersFile {
-            t1_ms: DEFAULT_T1_MS,
-            t2_ms: DEFAULT_T2_MS,
+            t1_ms: Spanned::new(0..0, DEFAULT_T1_MS),
+            t2_ms: Spanned::new(0..0, DEFAULT_T2_MS),
             t4_ms: DEFAULT_T4_MS,
             timer_b_ms: DEFAULT_TIMER_B_MS,
             timer_c_ms: DEFAULT_TIMER_C_MS,
@@ -267,11 +291,11 @@ pub struct LimitFile {
 #[serde(deny_unknown_fields, default)]
 pub struct DialogFile {
     /// Lifetime of a dialog (Kamailio `default_timeout`).
-    pub default_timeout_s: u64,
+    pub default_timeout_s: Spanned<u64>,
     /// A dialog still without a final answer after this is ended (Kamailio `early_timeout`).
-    pub early_timeout_s: u64,
+    pub early_timeout_s: Spanned<u64>,
     /// A dialog answered but never acknowledged is ended after this (Kamailio `noack_timeout`).
-    pub noack_timeout_s: u64,
+    pub noack_timeout_s: Spanned<u64>,
     pub profiles_no_value: Vec<Spanned<String>>,
     pub profiles_with_value: Vec<Spanned<String>>,
     /// Classification rules, in order.
@@ -283,9 +307,9 @@ pub struct DialogFile {
 impl Default for DialogFile {
     fn default() -> Self {
         DialogFile {
-            default_timeout_s: DEFAULT_DIALOG_TIMEOUT_S,
-            early_timeout_s: DEFAULT_EARLY_TIMEOUT_S,
-            noack_timeout_s: DEFAULT_NOACK_TIMEOUT_S,
+            default_timeout_s: Spanned::new(0..0, DEFAULT_DIALOG_TIMEOUT_S),
+            early_timeout_s: Spanned::new(0..0, DEFAULT_EARLY_TIMEOUT_S),
+            noack_timeout_s: Spanned::new(0..0, DEFAULT_NOACK_TIMEOUT_S),
             profiles_no_value: Vec::new(),
             profiles_with_value: Vec::new(),
             rule: Vec::new(),

@@ -47,10 +47,12 @@ type Invalid<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigErr
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
+    /// The OS error is said here, and is not also the error's `source`: printed with its
+    /// chain (`{:#}`) it would appear twice.
+    #[error("{file}: cannot read: {error}")]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TOML syntax, unknown keys, wrong types: toml's message names the key.
     #[error("{file}:{line}: {message}")]
@@ -120,6 +122,8 @@ pub struct Config {
     /// What happens to the dialogs up when siplb stops, and how long it waits after BYEs.
     pub shutdown_dialogs: ShutdownDialogs,
     pub shutdown_bye_wait: Duration,
+    /// `[log]`.
+    pub log: crate::logging::LogConfig,
 }
 
 /// `[shutdown] dialogs`.
@@ -165,9 +169,9 @@ fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let src = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.into(),
-            source,
+            error,
         })?;
         Config::parse(path, &src)
     }
@@ -229,13 +233,16 @@ impl Config {
                 ));
             }
         };
+        let log = sections::log(&f.log, &invalid)?;
+        // The call log reads refusals and failures off the shard's events.
+        proxy.emit.failures = log.calls_per_second > 0;
 
         Ok(Config {
             path: path.into(),
             listen,
             workers,
             pin_workers: f.workers.pin,
-            recv_buffers: f.workers.recv_buffers,
+            recv_buffers: *f.workers.recv_buffers.get_ref(),
             recv_buffer_size: f.workers.recv_buffer_size,
             socket_rcvbuf: f.workers.socket_rcvbuf,
             batch: f.workers.batch,
@@ -255,6 +262,7 @@ impl Config {
             xdp_mode,
             flood_rate: f.steering.flood_rate,
             xdp_cpumap: f.steering.xdp_cpumap,
+            log,
             flood_burst: if f.steering.flood_burst == 0 {
                 f.steering.flood_rate
             } else {

@@ -4,8 +4,9 @@
 //! [`Config`]: super::Config
 
 use super::file::{Control, CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
-use super::file::{Steering, TimersFile, Workers};
+use super::file::{Log, Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
+use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
 use crate::steering::GuardMode;
 use std::net::SocketAddr;
@@ -103,9 +104,9 @@ fn group_id(name: &str) -> Option<u32> {
 
 /// `[workers]`: how many (0 = one per core); the receive buffer count is checked.
 pub(super) fn workers(w: &Workers, invalid: Invalid<'_>) -> Result<usize, ConfigError> {
-    if !w.recv_buffers.is_power_of_two() {
+    if !w.recv_buffers.get_ref().is_power_of_two() {
         return Err(invalid(
-            0..0,
+            w.recv_buffers.span(),
             "workers.recv_buffers",
             "must be a power of two".into(),
         ));
@@ -229,6 +230,18 @@ pub(super) fn gateways(
                     format!("`{}` is not an ip:port", g.get_ref()),
                 )
             })?;
+            // Twice in a set would give it twice the share of the calls, silently.
+            if gateways.gateways.iter().any(|x| x.target.addr == a) {
+                return Err(invalid(
+                    g.span(),
+                    "gateway_set.gateways",
+                    format!(
+                        "`{}` is listed twice in gateway set `{}`",
+                        g.get_ref(),
+                        set.name.get_ref()
+                    ),
+                ));
+            }
             gateways.gateways.push(crate::proxy::Gateway {
                 target: crate::proxy::Target::udp(a),
                 answers_from: Vec::new(),
@@ -258,17 +271,31 @@ pub(super) fn gateways(
 
 /// `[timers]`: the transaction timers (the call linger time is read with them).
 pub(super) fn timers(t: &TimersFile, invalid: Invalid<'_>) -> Result<Timers, ConfigError> {
-    if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+    let (t1, t2) = (*t.t1_ms.get_ref(), *t.t2_ms.get_ref());
+    if t1 == 0 {
         return Err(invalid(
-            0..0,
-            "timers",
-            "t1_ms must be > 0 and t2_ms >= t1_ms".into(),
+            t.t1_ms.span(),
+            "timers.t1_ms",
+            "must be > 0".into(),
+        ));
+    }
+    if t2 < t1 {
+        // At whichever of the two the file sets (t2_ms when both).
+        let (span, key) = if t.t2_ms.span() != (0..0) || t.t1_ms.span() == (0..0) {
+            (t.t2_ms.span(), "timers.t2_ms")
+        } else {
+            (t.t1_ms.span(), "timers.t1_ms")
+        };
+        return Err(invalid(
+            span,
+            key,
+            format!("t2_ms ({t2}) must be >= t1_ms ({t1})"),
         ));
     }
     let ms = Duration::from_millis;
     Ok(Timers {
-        t1: ms(t.t1_ms),
-        t2: ms(t.t2_ms),
+        t1: ms(t1),
+        t2: ms(t2),
         t4: ms(t.t4_ms),
         timer_b: ms(t.timer_b_ms),
         timer_c: ms(t.timer_c_ms),
@@ -281,17 +308,20 @@ pub(super) fn dialog_timers(
     d: &DialogFile,
     invalid: Invalid<'_>,
 ) -> Result<DialogTimers, ConfigError> {
-    if d.default_timeout_s == 0 || d.early_timeout_s == 0 || d.noack_timeout_s == 0 {
-        return Err(invalid(
-            0..0,
-            "dialog",
-            "default_timeout_s, early_timeout_s and noack_timeout_s must be > 0".into(),
-        ));
+    let keys = [
+        (&d.default_timeout_s, "dialog.default_timeout_s"),
+        (&d.early_timeout_s, "dialog.early_timeout_s"),
+        (&d.noack_timeout_s, "dialog.noack_timeout_s"),
+    ];
+    for (v, key) in keys {
+        if *v.get_ref() == 0 {
+            return Err(invalid(v.span(), key, "must be > 0".into()));
+        }
     }
     Ok(DialogTimers {
-        default_timeout: Duration::from_secs(d.default_timeout_s),
-        early_timeout: Duration::from_secs(d.early_timeout_s),
-        noack_timeout: Duration::from_secs(d.noack_timeout_s),
+        default_timeout: Duration::from_secs(*d.default_timeout_s.get_ref()),
+        early_timeout: Duration::from_secs(*d.early_timeout_s.get_ref()),
+        noack_timeout: Duration::from_secs(*d.noack_timeout_s.get_ref()),
     })
 }
 
@@ -363,6 +393,28 @@ pub(super) fn metrics(
             "metrics.listen",
             format!("`{}` is not an ip:port", a.get_ref()),
         )
+    })
+}
+
+/// `[log]`: the level (checked: a misspelt level would silence everything), the format.
+pub(super) fn log(l: &Log, invalid: Invalid<'_>) -> Result<LogConfig, ConfigError> {
+    crate::logging::check_level(l.level.get_ref())
+        .map_err(|m| invalid(l.level.span(), "log.level", m))?;
+    let format = match l.format.get_ref().as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                l.format.span(),
+                "log.format",
+                format!("`{other}` is not one of text, json"),
+            ));
+        }
+    };
+    Ok(LogConfig {
+        level: l.level.get_ref().trim().into(),
+        format,
+        calls_per_second: l.calls_per_second,
     })
 }
 

@@ -236,7 +236,7 @@ fn every_key_is_documented() {
     let doc = include_str!("../../../docs/CONFIG.md");
     let mut missing = Vec::new();
     let tables = [
-        "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events",
+        "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events", "log",
         "debug",
     ];
     for t in tables {
@@ -326,4 +326,83 @@ fn shipped_example_config_is_valid() {
         .map(|g| g.to_string())
         .collect();
     assert_eq!(gws, ["127.0.0.1:5081", "127.0.0.1:5082"]);
+}
+
+#[test]
+fn a_zero_timer_is_reported_at_its_own_line() {
+    // MIN ends at line 11, then an empty line: `[timers]` is line 13, `t1_ms` line 14.
+    let src = format!("{MIN}\n[timers]\nt1_ms = 0\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(e, "/etc/siplb/t.toml:14: `timers.t1_ms`: must be > 0");
+    let src = format!("{MIN}\n[timers]\nt1_ms = 500\nt2_ms = 100\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:15: `timers.t2_ms`: t2_ms (100) must be >= t1_ms (500)"
+    );
+    let src = format!("{MIN}\n[timers]\nt1_ms = 5000\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(e.starts_with("/etc/siplb/t.toml:14: `timers.t1_ms`"), "{e}");
+    let src = format!("{MIN}\n[dialog]\nearly_timeout_s = 0\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `dialog.early_timeout_s`: must be > 0"
+    );
+    let src = format!("{MIN}\n[workers]\nrecv_buffers = 500\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:14: `workers.recv_buffers`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_gateway_listed_twice_in_a_set_is_refused() {
+    let src = MIN.replace(
+        "[\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",
+        "[\n  \"127.0.0.1:5081\",\n  \"127.0.0.1:5082\",\n  \"127.0.0.1:5081\",\n]",
+    );
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `gateway_set.gateways`: `127.0.0.1:5081` is listed twice in \
+         gateway set `trunk`"
+    );
+}
+
+#[test]
+fn a_missing_file_says_its_os_error_once() {
+    use std::error::Error;
+    let e = Config::load(Path::new("/nonexistent/siplb.toml")).unwrap_err();
+    assert!(e.source().is_none(), "the OS error is in the message only");
+    assert_eq!(
+        e.to_string(),
+        "/nonexistent/siplb.toml: cannot read: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn log_section_is_read_and_checked() {
+    let c = parse(MIN).unwrap();
+    assert_eq!(c.log, crate::logging::LogConfig::default());
+    assert!(c.proxy.emit.failures, "call lines by default");
+    let src = format!(
+        "{MIN}\n[log]\nlevel = \"warn,siplb::call=info\"\nformat = \"json\"\ncalls_per_second = 0\n"
+    );
+    let c = parse(&src).unwrap();
+    assert_eq!(c.log.level, "warn,siplb::call=info");
+    assert_eq!(c.log.format, crate::logging::LogFormat::Json);
+    assert!(!c.proxy.emit.failures, "no call lines, no events for them");
+    let e = parse(&format!("{MIN}\n[log]\nlevel = \"inof\"\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/etc/siplb/t.toml:14: `log.level`: `inof` is not a level"),
+        "{e}"
+    );
+    let e = parse(&format!("{MIN}\n[log]\nformat = \"xml\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/siplb/t.toml:14: `log.format`: `xml` is not one of text, json"
+    );
 }

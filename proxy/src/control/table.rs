@@ -87,6 +87,11 @@ pub const VERBS: &[Verb] = &[
         "add <ip[/prefix]> / del <ip[/prefix]> / list",
         "the XDP guard's blocklist of IPv4 sources",
     ),
+    verb(
+        LOG_LEVEL,
+        "[level]",
+        "the log level in force, or sets it (Kamailio: corex.debug)",
+    ),
 ];
 
 /// The verb called `name`.

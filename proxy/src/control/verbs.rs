@@ -30,6 +30,8 @@ pub const DLG_TERMINATE_DLG: &str = "dlg.terminate_dlg";
 pub const BLOCKLIST: &str = "blocklist";
 /// Kamailio `pike.top`: the sources the flood limit tracks, busiest first.
 pub const PIKE_TOP: &str = "pike.top";
+/// siplb's own (Kamailio: `corex.debug`): the log level, shown or set.
+pub const LOG_LEVEL: &str = "log.level";
 
 /// How long the control thread waits for the workers.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -255,6 +257,14 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                     .map(|(src, tokens)| json!({"source": src.to_string(), "tokens": tokens}))
                     .collect(),
             ))
+        }
+        LOG_LEVEL => {
+            want(0..=1, "[level]")?;
+            let level = match rest.first() {
+                Some(l) => crate::logging::set_level(l)?,
+                None => crate::logging::level()?,
+            };
+            Ok(Reply::Scalar(Value::from(level)))
         }
         other => Err(table::unknown(other)),
     }

@@ -128,6 +128,8 @@ shard_stats! {
     limits_rejected => names::LIMITS_REJECTED,
     /// Of those, refused because their value was new and the value table full.
     limits_account_table_full => names::LIMITS_ACCOUNT_TABLE_FULL,
+    /// Call log lines not written: over `log.calls_per_second`.
+    log_dropped_lines => names::LOG_DROPPED_LINES,
     /// Median kernel-receive-to-processed time in µs since start (refreshed every second).
     latency_p50_us => names::CORE_LATENCY_P50_US,
     /// 99th percentile of the same.

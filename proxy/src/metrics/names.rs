@@ -1,5 +1,5 @@
 //! Every statistic name, as `group:name`. Kamailio's names where Kamailio has the statistic;
-//! siplb's own in the groups `core:`, `limits:`, `xdp:` and `events:`. `docs/METRICS.md` lists them.
+//! siplb's own in the groups `core:`, `limits:`, `xdp:`, `events:` and `log:`. `docs/METRICS.md` lists them.
 
 pub const CORE_RCV_REQUESTS: &str = "core:rcv_requests";
 pub const CORE_RCV_REPLIES: &str = "core:rcv_replies";
@@ -45,6 +45,7 @@ pub const XDP_REDIRECTED: &str = "xdp:redirected";
 pub const EVENTS_WRITTEN: &str = "events:written";
 pub const EVENTS_DROPPED: &str = "events:dropped";
 pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
+pub const LOG_DROPPED_LINES: &str = "log:dropped_lines";
 pub const CORE_LATENCY_P50_US: &str = "core:latency_p50_us";
 pub const CORE_LATENCY_P99_US: &str = "core:latency_p99_us";
 pub const CORE_LATENCY_MAX_US: &str = "core:latency_max_us";

@@ -16,12 +16,30 @@ pub struct Emit {
     pub transactions: bool,
     /// [`Event::Dialog`] for each dialog that ends and each INVITE a limit refused.
     pub dialogs: bool,
+    /// What the call log needs, whatever `dialogs` says: [`Event::Refused`] for each new
+    /// INVITE answered with an error without a transaction (403 to an unknown source, the
+    /// overload 503 …), and [`Event::Dialog`] for each INVITE a limit refused, each dialog
+    /// that failed, and each answered dialog siplb ended (operator, timeout).
+    pub failures: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Transaction(Box<TxnOutcome>),
     Dialog(Box<DialogRecord>),
+    Refused(Box<Refused>),
+}
+
+/// A new INVITE siplb answered with an error without keeping a transaction or a dialog: 403
+/// (unknown source), 503 (overload, no gateway), 482, 483, 420 …
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub parties: Parties,
+    pub source: Target,
+    /// The account, when admission got as far as knowing it (empty otherwise).
+    pub account: Box<str>,
+    pub code: u16,
+    pub reason: Box<str>,
 }
 
 /// Who ended an answered dialog.
@@ -162,6 +180,8 @@ pub struct DialogRecord {
     pub answered: bool,
     /// Who ended an answered dialog.
     pub ended_by: Option<EndedBy>,
+    /// An operator ended the dialog before its answer (`dlg.end_dlg`: CANCEL).
+    pub operator_cancelled: bool,
     pub vars: Vec<(Box<str>, Box<str>)>,
 }
 
@@ -191,6 +211,7 @@ impl DialogRecord {
             limit_refused: false,
             answered: d.answered.is_some(),
             ended_by,
+            operator_cancelled: d.operator_cancelled,
             vars: d.vars.clone(),
         }
     }

@@ -45,7 +45,7 @@ pub mod wheel;
 pub use dialogs::{
     Dialog, DialogFilter, DialogInfo, DialogState, EndCause, EndTarget, LegInfo, Side,
 };
-pub use event::{DialogRecord, Emit, EndedBy, Event, TxnOutcome};
+pub use event::{DialogRecord, Emit, EndedBy, Event, Refused, TxnOutcome};
 pub use gateway::{Algorithm, Gateway, GatewaySet};
 pub use ids::{DialogId, TxnId};
 pub use route::{AccountKey, Cidr, Customer, Peer, Routing};

@@ -16,7 +16,7 @@ mod responses;
 
 use super::clock::{Schedule, Wake, WallClock};
 use super::dialogs::{DialogFilter, DialogInfo, DialogState, DialogTable, info};
-use super::event::{Event, Parties, TxnOutcome};
+use super::event::{Event, Parties, Refused, TxnOutcome};
 use super::ids::{DialogId, TxnId};
 use super::originate::{Branches, local_tag};
 use super::output::Output;
@@ -405,9 +405,32 @@ impl Shard {
         self.reply_stateless(msg, src, 503, Extra::overload(retry))
     }
 
-    /// A local reply to `msg`, no transaction kept.
-    /// An ACK is never answered (RFC 3261 §17): whatever is wrong with it, it is dropped.
+    /// A local reply to `msg`, no transaction kept; a new INVITE refused so is reported
+    /// ([`Event::Refused`]) when the call log wants it.
     fn reply_stateless(&mut self, msg: &SipMsg<'_>, src: SocketAddr, code: u16, extra: Extra<'_>) {
+        if self.cfg.emit.failures
+            && code >= 300
+            && msg.method() == Some(Method::Invite)
+            && msg.to_tag().is_none()
+        {
+            let refused = Refused {
+                parties: Parties::of_request(msg),
+                source: Target::udp(src),
+                account: Box::default(),
+                code,
+                reason: extra
+                    .reason
+                    .unwrap_or_else(|| crate::sip::reason_phrase(code))
+                    .into(),
+            };
+            self.out.emit(Event::Refused(Box::new(refused)));
+        }
+        self.send_stateless(msg, src, code, extra)
+    }
+
+    /// A local reply to `msg`, no transaction kept, not reported.
+    /// An ACK is never answered (RFC 3261 §17): whatever is wrong with it, it is dropped.
+    fn send_stateless(&mut self, msg: &SipMsg<'_>, src: SocketAddr, code: u16, extra: Extra<'_>) {
         if msg.method() == Some(Method::Ack) {
             self.stats.drop_requests.inc();
             return;

@@ -150,6 +150,8 @@ pub struct Worker {
     /// Kernel receive to processed, in µs.
     latency: hdrhistogram::Histogram<u64>,
     last_publish: Instant,
+    /// The call log's rate limit and memory (none when `log.calls_per_second = 0`).
+    calls: Option<crate::logging::CallLog>,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -216,6 +218,8 @@ impl Worker {
             latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
                 .map_err(|e| io::Error::other(e.to_string()))?,
             last_publish: Instant::now(),
+            calls: (cfg.log.calls_per_second > 0)
+                .then(|| crate::logging::CallLog::new(cfg.log.calls_per_second, cfg.workers)),
         })
     }
 
@@ -330,7 +334,7 @@ impl Worker {
             self.drain_control(now);
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
-            self.drain_events();
+            self.drain_events(now);
             self.stats
                 .inuse_transactions
                 .set(self.shard.transactions() as u64);
@@ -411,13 +415,13 @@ impl Worker {
             }
             Err(h) => {
                 self.stats.hand_off_drops.inc();
-                self.overload_reply(&h);
+                self.overload_reply(now, &h);
             }
         }
     }
 
     /// The owner's queue is full: a new INVITE gets 503 + Retry-After from here.
-    fn overload_reply(&mut self, h: &HandOff) {
+    fn overload_reply(&mut self, now: Instant, h: &HandOff) {
         let Ok(msg) = SipMsg::parse(&h.data) else {
             return;
         };
@@ -436,6 +440,22 @@ impl Worker {
             &mut out,
         );
         self.stats.overload_503.inc();
+        if let Some(calls) = self.calls.as_mut() {
+            let call_id = String::from_utf8_lossy(msg.call_id());
+            let line = crate::logging::CallLine {
+                what: "refused",
+                call_id: &call_id,
+                source: h.src,
+                account: "",
+                code: 503,
+                reason: "Service Unavailable - Overload",
+                gateway: None,
+                ended_by: None,
+            };
+            if calls.admit(now, &line, &self.stats.log_dropped_lines) {
+                crate::logging::write(&line);
+            }
+        }
         self.own_transmits.push(Transmit {
             dst: Target::udp(h.src),
             data: out,
@@ -443,9 +463,13 @@ impl Worker {
     }
 
     /// Hands the shard's events on: the `Call_End` event of each answered dialog, encoded as
-    /// JSON, to the event sink.
-    fn drain_events(&mut self) {
+    /// JSON, to the event sink; the line of each refused, failed or siplb-ended call to the
+    /// log.
+    fn drain_events(&mut self, now: Instant) {
         while let Some(e) = self.shard.poll_event() {
+            if let Some(calls) = self.calls.as_mut() {
+                calls.event(now, &e, &self.stats.log_dropped_lines);
+            }
             if let (Event::Dialog(r), Some(sink)) = (&e, &self.plane.events)
                 && r.answered
             {

@@ -161,6 +161,8 @@ pub struct Dialog {
     pub invite: Option<TxnId>,
     /// An early-timeout CANCEL was sent.
     pub early_cancelled: bool,
+    /// An operator's CANCEL was sent (`dlg.end_dlg` before the answer).
+    pub operator_cancelled: bool,
     /// When the record is removed.
     pub expires: Instant,
     /// The profiles the dialog counts in; emptied (places given back) when it ends.
@@ -253,6 +255,7 @@ pub(crate) mod tests_support {
             outcome: Outcome::default(),
             invite: None,
             early_cancelled: false,
+            operator_cancelled: false,
             expires: now,
             profiles: Vec::new(),
             vars: Vec::new(),

@@ -107,6 +107,7 @@ impl DialogTable {
         dialog.state = DialogState::Unconfirmed;
         dialog.end_cause = None;
         dialog.early_cancelled = false;
+        dialog.operator_cancelled = false;
         self.by_state[0] += 1;
         true
     }

@@ -32,6 +32,9 @@ impl Shard {
             DialogState::Ended => false,
             s if s.is_early() => {
                 let invite = d.invite;
+                if let Some(d) = self.dialogs.get_mut(id) {
+                    d.operator_cancelled = true;
+                }
                 self.cancel_invite(now, id, invite);
                 true
             }
@@ -128,7 +131,9 @@ impl Shard {
             d.set_var(name, value.to_string());
         }
         let expires = d.expires;
-        if self.cfg.emit.dialogs {
+        let failure =
+            d.answered.is_none() || matches!(cause, EndCause::Operator | EndCause::Expired);
+        if self.cfg.emit.dialogs || (self.cfg.emit.failures && failure) {
             let record = DialogRecord::of(id, d);
             self.out.emit(Event::Dialog(Box::new(record)));
         }

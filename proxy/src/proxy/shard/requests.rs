@@ -258,6 +258,7 @@ impl Shard {
             outcome: Outcome::default(),
             invite: None,
             early_cancelled: false,
+            operator_cancelled: false,
             expires: self.early_expiry(now),
             profiles: admitted.profiles,
             vars: admitted.vars,
@@ -292,7 +293,7 @@ impl Shard {
             );
         }
         let (code, reason, cause) = (lr.code, lr.reason.clone(), lr.q850_cause);
-        if self.cfg.emit.dialogs {
+        if self.cfg.emit.dialogs || self.cfg.emit.failures {
             self.report_refused(now, msg, src, customer, code, &reason, cause);
         }
         let extra = Extra {
@@ -302,7 +303,8 @@ impl Shard {
         };
         if self.txns.len() >= self.cfg.max_transactions {
             self.key = key;
-            return self.reply_stateless(msg, src, code, extra);
+            // Reported above: not again as a stateless refusal.
+            return self.send_stateless(msg, src, code, extra);
         }
         let timers = self.cfg.timers;
         let peer = Target::udp(src);
@@ -381,6 +383,7 @@ impl Shard {
             limit_refused: true,
             answered: false,
             ended_by: None::<EndedBy>,
+            operator_cancelled: false,
             vars: Vec::new(),
         };
         self.out.emit(Event::Dialog(Box::new(record)));

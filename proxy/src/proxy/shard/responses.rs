@@ -157,7 +157,8 @@ impl Shard {
         let fin = match answer {
             FinalAnswer::Received(msg) => {
                 self.relay(id, msg, true);
-                self.wants_outcomes().then(|| final_of(msg))
+                // The call log needs the outcome of a failed call.
+                (self.wants_outcomes() || self.cfg.emit.failures).then(|| final_of(msg))
             }
             FinalAnswer::Local(code) => match self.local_reply(id, code) {
                 Some(fin) => Some(fin),

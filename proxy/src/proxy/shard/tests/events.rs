@@ -24,6 +24,7 @@ impl Harness {
             match e {
                 Event::Transaction(t) => txns.push(*t),
                 Event::Dialog(d) => dialogs.push(*d),
+                Event::Refused(_) => {}
             }
         }
         (txns, dialogs)
@@ -180,4 +181,58 @@ fn nothing_is_emitted_unless_asked_for() {
     let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-c2"));
     h.deliver(fwd.dst, &response(&fwd, 486, Some("gw")));
     assert_eq!(h.events(), (vec![], vec![]));
+}
+
+#[test]
+fn for_the_call_log_alone_refusals_failures_and_siplbs_ends_are_reported_not_normal_calls() {
+    let mut h = Harness::with_config(|c| c.emit.failures = true);
+    // A stranger's INVITE: 403, reported as a refusal (no transaction, no dialog).
+    h.deliver(stranger(), &invite("c0", "z9hG4bK-s").text());
+    let refused: Vec<_> = std::iter::from_fn(|| h.shard.poll_event()).collect();
+    let [Event::Refused(r)] = &refused[..] else {
+        panic!("{refused:#?}")
+    };
+    assert_eq!((&*r.parties.call_id, r.code), ("c0", 403));
+    assert_eq!(r.source.addr, stranger());
+    assert!(r.reason.starts_with("Forbidden"), "{}", r.reason);
+    h.take();
+
+    // A call answered and ended by its caller: nothing.
+    let call = h.established_call("c1");
+    let bye = caller_in_dialog("BYE", &call.ok, "z9hG4bK-bye", 2);
+    h.caller_sends(&bye.text());
+    let fwd_bye = h.take_one();
+    h.gateway_answers(&fwd_bye, &response(&fwd_bye, 200, None));
+    assert_eq!(h.events(), (vec![], vec![]));
+
+    // A busy callee: the failed call, with its code and reason.
+    let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-c2"));
+    h.deliver(fwd.dst, &response(&fwd, 486, Some("gw")));
+    h.take();
+    let (txns, dialogs) = h.events();
+    assert!(txns.is_empty());
+    assert_eq!(dialogs.len(), 1);
+    assert_eq!(
+        (&*dialogs[0].parties.call_id, dialogs[0].outcome.code),
+        ("c2", Some(486))
+    );
+    assert_eq!(&*dialogs[0].outcome.reason, "Busy Here");
+
+    // An operator ends a call not answered yet: CANCEL, then the 487 ends it.
+    let (_, fwd) = h.start_call(&invite("c3", "z9hG4bK-c3"));
+    h.deliver(fwd.dst, &response(&fwd, 180, Some("gw3")));
+    h.take();
+    let target = EndTarget::Id {
+        h_entry: 0,
+        h_id: 3,
+    };
+    assert!(h.shard.end_dialog(h.now, &target));
+    let cancel = h.take_one();
+    assert!(cancel.is_request(Method::Cancel), "{cancel:?}");
+    h.deliver(fwd.dst, &response(&cancel, 200, Some("gw3")));
+    h.deliver(fwd.dst, &response(&fwd, 487, Some("gw3")));
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    assert!(dialogs[0].operator_cancelled && !dialogs[0].answered);
+    assert_eq!(dialogs[0].outcome.code, Some(487));
 }

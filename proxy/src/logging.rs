@@ -1,0 +1,430 @@
+//! The log: `tracing` to stderr, as text (ANSI colour only on a terminal) or one JSON object
+//! per line (`[log] format`); the level from `SIPLB_LOG` or `RUST_LOG` when set, else
+//! `[log] level`, and changeable at run time (`siplb ctl log.level`, [`set_level`]).
+//!
+//! It also turns the shard's events into the one line each refused, failed or
+//! operator-ended call gets ([`CallLog`]): rate limited per worker by a token bucket, lines
+//! over it counted in `log:dropped_lines`, a stateless refusal logged once however often its
+//! INVITE is resent.
+
+use crate::metrics::Counter;
+use crate::proxy::{DialogRecord, EndedBy, Event};
+use std::hash::BuildHasher;
+use std::io::IsTerminal;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+
+pub const DEFAULT_LEVEL: &str = "info";
+pub const DEFAULT_CALLS_PER_SECOND: u32 = 100;
+/// The target of the call lines, for filters (`info,siplb::call=off`).
+pub const CALL_TARGET: &str = "siplb::call";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `tracing`'s human format; colour only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, its fields at the top level.
+    Json,
+}
+
+/// `[log]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Level or filter directives (`info`, `warn,siplb::call=info`).
+    pub level: String,
+    pub format: LogFormat,
+    /// Call lines per second, over all workers; 0 = no call lines.
+    pub calls_per_second: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: DEFAULT_LEVEL.into(),
+            format: LogFormat::Text,
+            calls_per_second: DEFAULT_CALLS_PER_SECOND,
+        }
+    }
+}
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a level or a list of filter directives (`level` or `target=level`, comma separated):
+/// `EnvFilter` alone would take a misspelt level for a target and silence everything else.
+pub fn check_level(s: &str) -> Result<(), String> {
+    let known = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    if s.trim().is_empty() {
+        return Err("is empty; one of off, error, warn, info, debug, trace".into());
+    }
+    for d in s.split(',') {
+        let ok = match d.split_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && known(level),
+            None => known(d),
+        };
+        if !ok {
+            return Err(format!(
+                "`{}` is not a level (off, error, warn, info, debug, trace) or `target=level`",
+                d.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Kamailio's debug levels (`corex.debug`, `-1` error … `3` debug) as a level name.
+fn kamailio_level(s: &str) -> Option<&'static str> {
+    Some(match s.trim().parse::<i32>().ok()? {
+        i32::MIN..=-1 => "error",
+        0 => "warn",
+        1 | 2 => "info",
+        3 => "debug",
+        _ => "trace",
+    })
+}
+
+/// Whether to write ANSI colour: only to a terminal, and not when `NO_COLOR` is set
+/// (<https://no-color.org>).
+pub fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Where the level came from and the filter to start with: `SIPLB_LOG`, else `RUST_LOG`,
+/// else the configured level.
+fn initial_level(cfg: &LogConfig) -> Result<String, String> {
+    for var in ["SIPLB_LOG", "RUST_LOG"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            check_level(&v).map_err(|e| format!("{var}: {e}"))?;
+            return Ok(v);
+        }
+    }
+    Ok(cfg.level.clone())
+}
+
+struct Reloadable {
+    handle: reload::Handle<EnvFilter, Registry>,
+    current: Mutex<String>,
+}
+
+static LEVEL: OnceLock<Reloadable> = OnceLock::new();
+
+/// The registry under the reloadable filter, which the output layer sits on.
+type Filtered = tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+/// Sets up the log (once per process).
+pub fn init(cfg: &LogConfig) -> Result<(), String> {
+    let level = initial_level(cfg)?;
+    let filter = EnvFilter::try_new(&level).map_err(|e| format!("`{level}`: {e}"))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let output: Box<dyn Layer<Filtered> + Send + Sync> = match cfg.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .map_err(|e| e.to_string())?;
+    let _ = LEVEL.set(Reloadable {
+        handle,
+        current: Mutex::new(level),
+    });
+    Ok(())
+}
+
+/// The level (filter directives) in force.
+pub fn level() -> Result<String, String> {
+    let r = LEVEL.get().ok_or("the log is not set up")?;
+    Ok(r.current.lock().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+/// Changes the level at run time: a level name, filter directives, or a Kamailio debug level
+/// (`-1` … `3`). The level now in force.
+pub fn set_level(s: &str) -> Result<String, String> {
+    let r = LEVEL.get().ok_or("the log is not set up")?;
+    let level = kamailio_level(s).map_or_else(|| s.trim().to_string(), String::from);
+    check_level(&level)?;
+    let filter = EnvFilter::try_new(&level).map_err(|e| format!("`{level}`: {e}"))?;
+    r.handle.reload(filter).map_err(|e| e.to_string())?;
+    *r.current.lock().unwrap_or_else(|e| e.into_inner()) = level.clone();
+    tracing::info!("log level set to `{level}`");
+    Ok(level)
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` held.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: None,
+        }
+    }
+
+    /// Takes a token at `now`, if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How long a stateless refusal of a Call-ID is remembered: an INVITE is resent for 64·T1.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(32);
+/// Refusals remembered per worker (a direct-mapped table: a collision forgets the older).
+const REFUSAL_SLOTS: usize = 4096;
+
+/// One worker's call lines.
+pub struct CallLog {
+    bucket: TokenBucket,
+    /// (hash of Call-ID and code, when) of recent refusals, to log each once.
+    recent: Box<[(u64, Option<Instant>)]>,
+    hasher: std::hash::RandomState,
+}
+
+/// What one event says about a call, if it deserves a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallLine<'e> {
+    /// `refused`, `failed`, or `ended` (by an operator or a timeout).
+    pub what: &'static str,
+    pub call_id: &'e str,
+    pub source: std::net::SocketAddr,
+    pub account: &'e str,
+    pub code: u16,
+    pub reason: &'e str,
+    pub gateway: Option<std::net::SocketAddr>,
+    pub ended_by: Option<EndedBy>,
+}
+
+impl<'e> CallLine<'e> {
+    /// The line of an event: refusals (stateless, or over a limit), calls that failed (but
+    /// for a 401/407 challenge, which the caller answers with a new INVITE), and answered calls
+    /// siplb ended (operator, timeout).
+    pub fn of(e: &'e Event) -> Option<CallLine<'e>> {
+        match e {
+            Event::Refused(r) => Some(CallLine {
+                what: "refused",
+                call_id: &r.parties.call_id,
+                source: r.source.addr,
+                account: &r.account,
+                code: r.code,
+                reason: &r.reason,
+                gateway: None,
+                ended_by: None,
+            }),
+            Event::Dialog(d) => Self::of_dialog(d),
+            Event::Transaction(_) => None,
+        }
+    }
+
+    fn of_dialog(d: &'e DialogRecord) -> Option<CallLine<'e>> {
+        let what = if d.limit_refused {
+            "refused"
+        } else if !d.answered {
+            if matches!(d.outcome.code, Some(401 | 407)) {
+                return None;
+            }
+            "failed"
+        } else if matches!(d.ended_by, Some(EndedBy::Operator | EndedBy::Timeout)) {
+            "ended"
+        } else {
+            return None;
+        };
+        let ended_by = d
+            .ended_by
+            .or(d.operator_cancelled.then_some(EndedBy::Operator));
+        // An answered call siplb ended: the answer's code, and why it ended.
+        let (code, reason) = match (what, d.ended_by) {
+            ("ended", Some(EndedBy::Operator)) => (200, "ended by operator"),
+            ("ended", _) => (200, "dialog timeout"),
+            _ => (d.outcome.code.unwrap_or(0), &*d.outcome.reason),
+        };
+        Some(CallLine {
+            what,
+            call_id: &d.parties.call_id,
+            source: d.caller.addr,
+            account: &d.account,
+            code,
+            reason,
+            gateway: d.gateway.map(|g| g.addr),
+            ended_by,
+        })
+    }
+}
+
+impl CallLog {
+    /// `calls_per_second` shared by `workers` workers (a second's worth of burst each).
+    pub fn new(calls_per_second: u32, workers: usize) -> CallLog {
+        let rate = (f64::from(calls_per_second) / workers.max(1) as f64).max(1.0);
+        CallLog {
+            bucket: TokenBucket::new(rate, rate),
+            recent: vec![(0, None); REFUSAL_SLOTS].into_boxed_slice(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// Whether `line` is new (not a refusal already logged for its resent INVITE).
+    fn first_time(&mut self, now: Instant, line: &CallLine<'_>) -> bool {
+        if line.what != "refused" {
+            return true;
+        }
+        let h = self.hasher.hash_one((line.call_id, line.code));
+        let slot = &mut self.recent[(h as usize) % REFUSAL_SLOTS];
+        let seen = slot.0 == h
+            && slot
+                .1
+                .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_MEMORY);
+        *slot = (h, Some(now));
+        !seen
+    }
+
+    /// Whether a line may be written now; a line over the rate is counted in `dropped`.
+    pub fn admit(&mut self, now: Instant, line: &CallLine<'_>, dropped: &Counter) -> bool {
+        if !tracing::enabled!(target: CALL_TARGET, tracing::Level::INFO) {
+            return false;
+        }
+        if !self.first_time(now, line) {
+            return false;
+        }
+        if self.bucket.take(now) {
+            true
+        } else {
+            dropped.inc();
+            false
+        }
+    }
+
+    /// Logs the line of `e`, if it has one and the rate allows.
+    pub fn event(&mut self, now: Instant, e: &Event, dropped: &Counter) {
+        if let Some(line) = CallLine::of(e)
+            && self.admit(now, &line, dropped)
+        {
+            write(&line);
+        }
+    }
+}
+
+/// Writes one call line (target [`CALL_TARGET`], level info): the values as they are, but
+/// the reason quoted (it has spaces).
+pub fn write(l: &CallLine<'_>) {
+    let account = if l.account.is_empty() { "-" } else { l.account };
+    let gateway = l.gateway.map_or_else(|| "-".to_string(), |g| g.to_string());
+    let ended_by = l.ended_by.map_or("-", EndedBy::as_str);
+    tracing::info!(
+        target: CALL_TARGET,
+        call_id = %l.call_id,
+        source = %l.source,
+        account = %account,
+        code = l.code,
+        reason = l.reason,
+        gateway = %gateway,
+        ended_by = %ended_by,
+        "call {}",
+        l.what
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_directives_are_checked() {
+        for ok in ["info", "WARN", "off", "info,siplb::call=off", "siplb=debug"] {
+            assert_eq!(check_level(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "inof", "info,siplb::call", "=info", "info,x=loud"] {
+            assert!(check_level(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kamailio_debug_levels_map_to_level_names() {
+        assert_eq!(kamailio_level("-1"), Some("error"));
+        assert_eq!(kamailio_level("0"), Some("warn"));
+        assert_eq!(kamailio_level("2"), Some("info"));
+        assert_eq!(kamailio_level("3"), Some("debug"));
+        assert_eq!(kamailio_level("debug"), None);
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn bucket_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 10.0);
+        assert_eq!((0..20).filter(|_| b.take(t0)).count(), 10);
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..20).filter(|_| b.take(t1)).count(), 5);
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!(
+            (0..20).filter(|_| b.take(t2)).count(),
+            10,
+            "capped at burst"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_logged_once_per_call_id_while_its_invite_may_be_resent() {
+        let mut log = CallLog::new(1000, 1);
+        let line = |call_id| CallLine {
+            what: "refused",
+            call_id,
+            source: "127.0.0.1:5070".parse().unwrap(),
+            account: "",
+            code: 403,
+            reason: "Forbidden",
+            gateway: None,
+            ended_by: None,
+        };
+        let t0 = Instant::now();
+        assert!(log.first_time(t0, &line("a")));
+        assert!(!log.first_time(t0 + Duration::from_secs(4), &line("a")));
+        assert!(log.first_time(t0, &line("b")));
+        assert!(log.first_time(t0 + Duration::from_secs(60), &line("a")));
+    }
+}
