@@ -28,7 +28,14 @@ pub fn install_deps(packages: &[&str]) -> Result<()> {
 
 /// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
 /// (checksum offload on veth for the cpumap test).
-pub const TEST_PACKAGES: &[&str] = &["sip-tester", "iproute2", "procps", "ethtool"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "sip-tester",
+    "iproute2",
+    "procps",
+    "ethtool",
+    "libcap2-bin",
+    "bsdutils",
+];
 
 pub fn ci() -> Result<()> {
     install_deps(TEST_PACKAGES)?;
