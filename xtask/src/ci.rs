@@ -27,7 +27,8 @@ pub fn install_deps(packages: &[&str]) -> Result<()> {
 }
 
 /// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
-/// (checksum offload on veth for the cpumap test).
+/// (checksum offload on veth for the cpumap test), `capsh` (siplb without BPF capabilities)
+/// and `script` (siplb's log on a terminal).
 pub const TEST_PACKAGES: &[&str] = &[
     "sip-tester",
     "iproute2",
