@@ -47,40 +47,6 @@ fn sum(exp: &Exposition, name: &str) -> f64 {
     exp.named(name).map(|s| s.value).sum()
 }
 
-fn text(m: &[u8]) -> String {
-    String::from_utf8_lossy(m).into_owned()
-}
-
-/// The header lines of `msg` named `name`, with their CRLF.
-fn header_lines(msg: &[u8], name: &str) -> Vec<String> {
-    text(msg)
-        .split("\r\n")
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .filter(|l| {
-            l.split(':')
-                .next()
-                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
-        })
-        .map(|l| format!("{l}\r\n"))
-        .collect()
-}
-
-/// A final response to `req` as its recipient writes it (Vias copied, To tagged).
-fn respond(req: &[u8], code: u16, reason: &str) -> Vec<u8> {
-    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
-    for l in header_lines(req, "Via") {
-        s += &l;
-    }
-    s += &header_lines(req, "From")[0];
-    let to = header_lines(req, "To")[0].trim_end().to_string();
-    s += &format!("{to};tag=gw\r\n");
-    s += &header_lines(req, "Call-ID")[0];
-    s += &header_lines(req, "CSeq")[0];
-    s += "Content-Length: 0\r\n\r\n";
-    s.into_bytes()
-}
-
 /// The ACK of a non-2xx final `resp` to `inv` (RFC 3261 §17.1.1.3: the INVITE's Via and
 /// Request-URI, the response's To).
 fn ack_of(inv: &[u8], resp: &[u8]) -> Vec<u8> {
@@ -288,7 +254,7 @@ fn record_gauges_say_what_they_count() {
     }
     assert_eq!(at_gw.len(), 1, "the INVITE at one gateway");
     let (gw, fwd) = &at_gw[0];
-    gw.send_to(&respond(fwd, 486, "Busy Here"), net.siplb())
+    gw.send_to(&respond(fwd, 486, "Busy Here", "gw", ""), net.siplb())
         .unwrap();
     let busy = drain(&caller, QUIET)
         .into_iter()

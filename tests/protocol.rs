@@ -37,51 +37,6 @@ fn at_gateways(gw1: &UdpSocket, gw2: &UdpSocket) -> Vec<(UdpSocket, Vec<u8>)> {
     out
 }
 
-fn text(m: &[u8]) -> String {
-    String::from_utf8_lossy(m).into_owned()
-}
-
-/// Every header line of `msg` named `name` (full name, any case), with its CRLF.
-fn header_lines(msg: &[u8], name: &str) -> Vec<String> {
-    text(msg)
-        .split("\r\n")
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .filter(|l| {
-            l.split(':')
-                .next()
-                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
-        })
-        .map(|l| format!("{l}\r\n"))
-        .collect()
-}
-
-/// A response to `req` as its recipient writes it: Vias (and for 1xx/2xx Record-Routes)
-/// copied, From, To (tagged), Call-ID and CSeq, then `extra` lines.
-fn respond(req: &[u8], code: u16, reason: &str, to_tag: &str, extra: &str) -> Vec<u8> {
-    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
-    for l in header_lines(req, "Via") {
-        s += &l;
-    }
-    if code < 300 {
-        for l in header_lines(req, "Record-Route") {
-            s += &l;
-        }
-    }
-    s += &header_lines(req, "From")[0];
-    let to = header_lines(req, "To")[0].trim_end().to_string();
-    if to.contains(";tag=") || code == 100 {
-        s += &format!("{to}\r\n");
-    } else {
-        s += &format!("{to};tag={to_tag}\r\n");
-    }
-    s += &header_lines(req, "Call-ID")[0];
-    s += &header_lines(req, "CSeq")[0];
-    s += extra;
-    s += "Content-Length: 0\r\n\r\n";
-    s.into_bytes()
-}
-
 /// The gateway answers `fwd` (an INVITE it got) with 100 Trying: siplb stops resending it.
 fn trying(gw: &UdpSocket, fwd: &[u8], siplb: &str) {
     gw.send_to(&respond(fwd, 100, "Trying", "", ""), siplb)

@@ -436,6 +436,21 @@ impl Shard {
             return;
         }
         let mut out = self.out.buffer();
+        self.local_reply_into(msg, src, code, extra, &mut out);
+        self.stats.local_replies.inc();
+        self.out.send(Target::udp(src), out);
+    }
+
+    /// Writes siplb's own reply with `code` to `msg` into `out`; its To tag (stable across the
+    /// request's retransmissions).
+    fn local_reply_into(
+        &mut self,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        code: u16,
+        extra: Extra<'_>,
+        out: &mut Vec<u8>,
+    ) -> String {
         let tag = local_tag(msg);
         reply::build(
             msg,
@@ -444,10 +459,9 @@ impl Shard {
             tag.as_bytes(),
             extra,
             &mut self.rewrite,
-            &mut out,
+            out,
         );
-        self.stats.local_replies.inc();
-        self.out.send(Target::udp(src), out);
+        tag
     }
 
     // ---------------------------------------------------------------------- dialogs

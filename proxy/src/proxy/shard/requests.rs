@@ -309,16 +309,7 @@ impl Shard {
         let timers = self.cfg.timers;
         let peer = Target::udp(src);
         let mut t = Txn::new(Kind::Invite, Method::Invite, peer, peer, timers.t1);
-        let tag = local_tag(msg);
-        reply::build(
-            msg,
-            src,
-            code,
-            tag.as_bytes(),
-            extra,
-            &mut self.rewrite,
-            &mut t.last_response,
-        );
+        let tag = self.local_reply_into(msg, src, code, extra, &mut t.last_response);
         if self.cfg.emit.transactions {
             t.received.extend_from_slice(&msg.buf[..msg.end()]);
         }
@@ -337,6 +328,28 @@ impl Shard {
             local: true,
         };
         self.report_txn(now, id, fin);
+    }
+
+    /// The forwarded copy of request `msg` from `src`, with siplb's Via (`branch`), in a
+    /// pooled buffer.
+    fn forwarded_copy(
+        &mut self,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        branch: &[u8],
+        fwd: Forward,
+    ) -> Vec<u8> {
+        let mut out = self.out.buffer();
+        forward::request(
+            msg,
+            src,
+            self.local,
+            branch,
+            fwd,
+            &mut self.rewrite,
+            &mut out,
+        );
+        out
     }
 
     /// The record of a call a limit refused: it never became a dialog.
@@ -422,16 +435,7 @@ impl Shard {
         let mut ck = Vec::new();
         txn::client_key(&branch, false, &mut ck);
         t.client_key = ck.into();
-        let mut out = self.out.buffer();
-        forward::request(
-            msg,
-            src,
-            self.local,
-            &branch,
-            fwd,
-            &mut self.rewrite,
-            &mut out,
-        );
+        let out = self.forwarded_copy(msg, src, &branch, fwd);
         t.forwarded.extend_from_slice(&out);
         t.client = ClientState::Calling;
         match kind {
@@ -516,16 +520,7 @@ impl Shard {
             // branch derived from the incoming one so retransmissions carry the same branch.
             let mut branch = Vec::with_capacity(32);
             originate::ack_branch(msg, &mut branch);
-            let mut out = self.out.buffer();
-            forward::request(
-                msg,
-                src,
-                self.local,
-                &branch,
-                fwd,
-                &mut self.rewrite,
-                &mut out,
-            );
+            let out = self.forwarded_copy(msg, src, &branch, fwd);
             self.stats.fwd_requests.inc();
             self.out.send(dst, out);
             return;
