@@ -364,3 +364,63 @@ fn shutdown_with_bye_ends_every_dialog_on_both_sides() {
     assert!(log.contains("3 dialogs up at shutdown"), "{log}");
     assert_eq!(byes, 3, "each gateway got its calls' BYE: {log}");
 }
+
+/// `siplb ctl cfg.reload`: customers and limits change live, the calls up stay counted, and
+/// a file that changes what cannot change live is refused, naming the key.
+#[test]
+fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
+    let _g = serial();
+    let net = Net::new(79);
+    let dir = TempDir::new("reload");
+    let base = config(net, 2, "[timers]\nt1_ms = 2000\n");
+    let stranger = base.replace(
+        &format!("sources = [\"{}/32\"]", net.ip()),
+        "sources = [\"127.0.99.1/32\"]",
+    );
+    let limited =
+        |max: u32| format!("{base}\n[[limits.profile]]\nprofile = \"account\"\nmax = {max}\n");
+    let mut siplb = Siplb::start(BIN, &dir.0, &stranger);
+    let me = format!("{}:5070", net.ip());
+    let caller = udp(&me);
+    let (gw1, gw2) = (udp(&net.gw(1)), udp(&net.gw(2)));
+    let call = |id: &str| -> Vec<u16> {
+        caller
+            .send_to(&invite(&me, &net.siplb(), id, id), net.siplb())
+            .unwrap();
+        drain(&caller, Duration::from_millis(300))
+            .iter()
+            .filter_map(|(_, m)| status_of(m))
+            .collect()
+    };
+    assert_eq!(call("r0"), [403], "not a customer yet");
+
+    std::fs::write(&siplb.config, limited(1)).expect("write");
+    let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    assert!(out.contains("reloaded"), "{out}");
+    assert_eq!(call("r1"), [100], "a customer now");
+    assert_eq!(call("r2"), [503], "over the new limit of 1");
+    let gateways = drain(&gw1, Duration::from_millis(100)).len()
+        + drain(&gw2, Duration::from_millis(100)).len();
+    assert!(gateways >= 1, "r1 was forwarded");
+
+    std::fs::write(&siplb.config, limited(2)).expect("write");
+    siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    assert_eq!(call("r3"), [100], "the raised limit");
+    assert_eq!(call("r4"), [503], "r1 and r3 still count");
+    let size = siplb
+        .ctl(&["dlg.profile_get_size", "account", "local"])
+        .expect("size");
+    assert_eq!(size.trim(), "2");
+
+    std::fs::write(
+        &siplb.config,
+        limited(2).replace(&net.siplb(), &format!("{}:5099", net.ip())),
+    )
+    .expect("write");
+    let e = siplb.ctl(&["cfg.reload"]).unwrap_err();
+    assert!(
+        e.contains("`listen.sip` cannot change without a restart"),
+        "{e}"
+    );
+    siplb.assert_alive();
+}

@@ -14,6 +14,7 @@ pub mod instance;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod sip;
 pub mod steering;
 pub mod worker;

@@ -10,6 +10,7 @@ use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
 use siplb::metrics::names;
 use siplb::metrics::prometheus::{self, MetricsServer};
+use siplb::reload::Reloader;
 use siplb::steering::{self, BpfSteering, XdpGuard};
 use siplb::worker::{ControlJob, Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
@@ -228,6 +229,12 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     }
     let control_ready = Arc::new(AtomicBool::new(false));
     let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
+    let reloader = Arc::new(Reloader::new(
+        &cfg,
+        proxy.clone(),
+        plane.workers.clone(),
+        guard_slot.clone(),
+    ));
     let control = control::serve(
         &cfg.control_socket,
         ControlState::new(
@@ -238,7 +245,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             control_ready.clone(),
             guard_slot.clone(),
         )
-        .with_config(&cfg),
+        .with_config(&cfg)
+        .with_reloader(reloader.clone()),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
     running.control = Some((control, cfg.control_socket.clone()));
@@ -408,8 +416,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     for sig in signals.forever() {
         if sig == SIGHUP {
             tracing::info!("SIGHUP: reloading {}", cfg.path.display());
-            if let Err(e) = reload(&cfg) {
-                tracing::error!("reload: {e:#}; the running configuration is kept");
+            if let Err(e) = reloader.reload() {
+                tracing::error!("reload: {e}; the running configuration is kept");
             }
             continue;
         }
@@ -418,30 +426,6 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     }
     shut_down_dialogs(&plane, &cfg);
     running.stop()
-}
-
-/// Re-reads the configuration file and checks it; what can change is applied live.
-fn reload(cfg: &Config) -> anyhow::Result<()> {
-    let new = Config::load(&cfg.path)?;
-    if new.listen != cfg.listen {
-        bail!(
-            "`listen.sip` cannot change without a restart (udp:{} now, udp:{} in the file)",
-            cfg.listen,
-            new.listen
-        );
-    }
-    if new.workers != cfg.workers {
-        bail!(
-            "`workers.count` cannot change without a restart ({} workers now, {} in the file)",
-            cfg.workers,
-            new.workers
-        );
-    }
-    tracing::info!(
-        "reload: {} checked; nothing of it is applied live yet",
-        cfg.path.display()
-    );
-    Ok(())
 }
 
 /// What `[shutdown] dialogs` says to do with the dialogs still up: leave them, or BYE to

@@ -70,6 +70,8 @@ pub struct ControlState {
     pub started: (SystemTime, Instant),
     pub info: CoreInfo,
     pub perms: SocketPerms,
+    /// What `cfg.reload` runs (none until siplb is up).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
     /// A ring of the control thread's own, to post wake-ups into the workers' rings (none:
     /// the workers find their jobs at their next wake-up, within 200 ms).
     ring: Option<std::cell::RefCell<IoUring>>,
@@ -94,11 +96,18 @@ impl ControlState {
             started: (SystemTime::now(), Instant::now()),
             info: CoreInfo::default(),
             perms: SocketPerms::default(),
+            reloader: None,
             ring: None,
         }
     }
 
     /// Takes what `core.info` reports and the socket's permissions from `cfg`.
+    /// With `cfg.reload` running `r`.
+    pub fn with_reloader(mut self, r: Arc<crate::reload::Reloader>) -> ControlState {
+        self.reloader = Some(r);
+        self
+    }
+
     pub fn with_config(mut self, cfg: &crate::config::Config) -> ControlState {
         self.info = CoreInfo {
             config: cfg.path.display().to_string(),

@@ -88,6 +88,11 @@ pub const VERBS: &[Verb] = &[
         "the XDP guard's blocklist of IPv4 sources",
     ),
     verb(
+        CFG_RELOAD,
+        "",
+        "re-reads the configuration file and applies what can change live",
+    ),
+    verb(
         LOG_LEVEL,
         "[level]",
         "the log level in force, or sets it (Kamailio: corex.debug)",

@@ -32,6 +32,8 @@ pub const BLOCKLIST: &str = "blocklist";
 pub const PIKE_TOP: &str = "pike.top";
 /// siplb's own (Kamailio: `corex.debug`): the log level, shown or set.
 pub const LOG_LEVEL: &str = "log.level";
+/// Kamailio's `cfg.reload` (of its cfg framework): re-read the configuration file.
+pub const CFG_RELOAD: &str = "cfg.reload";
 
 /// How long the control thread waits for the workers.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -257,6 +259,14 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                     .map(|(src, tokens)| json!({"source": src.to_string(), "tokens": tokens}))
                     .collect(),
             ))
+        }
+        CFG_RELOAD => {
+            want(0..=0, "")?;
+            let r = state
+                .reloader
+                .as_ref()
+                .ok_or_else(|| "reload is not available yet".to_string())?;
+            r.reload().map(|s| Reply::Scalar(Value::from(s)))
         }
         LOG_LEVEL => {
             want(0..=1, "[level]")?;

@@ -28,7 +28,8 @@ pub enum Denied {
 pub struct Count {
     count: AtomicU32,
     high: AtomicU32,
-    limit: u32,
+    /// Changed live by a reload; a count above a lowered limit only stops new dialogs.
+    limit: AtomicU32,
 }
 
 impl Count {
@@ -36,14 +37,20 @@ impl Count {
         Count {
             count: AtomicU32::new(0),
             high: AtomicU32::new(0),
-            limit,
+            limit: AtomicU32::new(limit),
         }
+    }
+
+    /// A new limit (a reload): the dialogs already counted stay.
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     pub fn try_acquire(&self) -> Result<(), Denied> {
         let mut c = self.count.load(Ordering::Relaxed);
+        let limit = self.limit.load(Ordering::Relaxed);
         loop {
-            if c >= self.limit {
+            if c >= limit {
                 return Err(Denied::Limit);
             }
             match self
@@ -74,7 +81,7 @@ impl Count {
     }
 
     pub fn limit(&self) -> u32 {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
     }
 }
 
@@ -144,8 +151,11 @@ struct Slot {
     key: [AtomicU64; KEY_WORDS],
     len: AtomicU64,
     high: AtomicU32,
-    /// The value's own limit (or the table's default), set with the key.
+    /// The value's own limit (or the table's default), set with the key, and the table's
+    /// limits version it was read under (a reload bumps the version; the limit is then read
+    /// again at the value's next acquire).
     limit: AtomicU32,
+    limit_version: AtomicU32,
 }
 
 impl Slot {
@@ -186,9 +196,12 @@ pub struct ValueTable {
     mask: usize,
     capacity: usize,
     /// Limit of values without one of their own.
-    default_limit: u32,
-    /// Values with a limit of their own (fixed at start).
-    own_limits: hashbrown::HashMap<Box<[u8]>, u32>,
+    default_limit: AtomicU32,
+    /// Values with a limit of their own: read when a value's limit is (re)read, written by a
+    /// reload, never on a known value's acquire.
+    own_limits: std::sync::RwLock<hashbrown::HashMap<Box<[u8]>, u32>>,
+    /// Bumped by each reload of the limits.
+    limits_version: AtomicU32,
     /// Serialises inserting and re-using slots; `used` counts the slots holding a value.
     insert: Mutex<usize>,
 }
@@ -205,17 +218,32 @@ impl ValueTable {
             slots: zeroed_slots(n),
             mask: n - 1,
             capacity,
-            default_limit,
-            own_limits,
+            default_limit: AtomicU32::new(default_limit),
+            own_limits: std::sync::RwLock::new(own_limits),
+            limits_version: AtomicU32::new(0),
             insert: Mutex::new(0),
         }
     }
 
     fn limit_for(&self, value: &[u8]) -> u32 {
-        self.own_limits
-            .get(value)
+        let own = self.own_limits.read().unwrap_or_else(|e| e.into_inner());
+        own.get(value)
             .copied()
-            .unwrap_or(self.default_limit)
+            .unwrap_or_else(|| self.default_limit.load(Ordering::Relaxed))
+    }
+
+    /// New limits (a reload): the default and the values' own. Counts stay; a value above a
+    /// lowered limit only gets no new dialog.
+    pub fn set_limits(&self, default_limit: u32, own: hashbrown::HashMap<Box<[u8]>, u32>) {
+        *self.own_limits.write().unwrap_or_else(|e| e.into_inner()) = own;
+        self.default_limit.store(default_limit, Ordering::Relaxed);
+        self.limits_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The default limit and the values' own, as they are now.
+    pub fn limits(&self) -> (u32, hashbrown::HashMap<Box<[u8]>, u32>) {
+        let own = self.own_limits.read().unwrap_or_else(|e| e.into_inner());
+        (self.default_limit.load(Ordering::Relaxed), own.clone())
     }
 
     fn window(&self, value: &[u8]) -> impl Iterator<Item = usize> + use<'_> {
@@ -260,7 +288,16 @@ impl ValueTable {
                 }
             };
             let s = &self.slots[i];
-            let limit = s.limit.load(Ordering::Relaxed);
+            let version = self.limits_version.load(Ordering::Acquire);
+            let limit = if s.limit_version.load(Ordering::Relaxed) == version {
+                s.limit.load(Ordering::Relaxed)
+            } else {
+                // The limits were reloaded since this value's was read.
+                let limit = self.limit_for(limit_of);
+                s.limit.store(limit, Ordering::Relaxed);
+                s.limit_version.store(version, Ordering::Relaxed);
+                limit
+            };
             loop {
                 if count_of(w) >= limit {
                     return Err(Denied::Limit);
@@ -341,6 +378,10 @@ impl ValueTable {
         }
         s.len.store(key.len, Ordering::Relaxed);
         s.limit.store(limit, Ordering::Relaxed);
+        s.limit_version.store(
+            self.limits_version.load(Ordering::Acquire),
+            Ordering::Relaxed,
+        );
         s.high.store(1, Ordering::Relaxed);
         s.word.store(word(generation, READY, 1), Ordering::Release);
         if !reused {

@@ -25,7 +25,7 @@ pub struct Profile {
     pub counter: Counter,
     /// For profile `account`: the number of customers its values are counted apart for (the
     /// From user `1000` of one customer is not that of another); 0 for every other profile.
-    pub scoped: u16,
+    pub scoped: std::sync::atomic::AtomicU16,
 }
 
 impl Profile {
@@ -36,7 +36,7 @@ impl Profile {
     /// The table key of `value` for customer `customer`.
     fn key(&self, customer: u16, value: &[u8], out: &mut Vec<u8>) {
         out.clear();
-        if self.scoped > 0 {
+        if self.scoped.load(std::sync::atomic::Ordering::Relaxed) > 0 {
             out.extend_from_slice(&customer.to_le_bytes());
             out.push(b'/');
         }
@@ -46,7 +46,11 @@ impl Profile {
     /// `f` of the table entry of `value` for each customer it may belong to.
     fn each_key(&self, value: &[u8], mut f: impl FnMut(&[u8])) {
         let mut key = Vec::new();
-        for c in 0..self.scoped.max(1) {
+        for c in 0..self
+            .scoped
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1)
+        {
             self.key(c, value, &mut key);
             f(&key);
         }
@@ -233,7 +237,7 @@ impl Profiles {
             list.push(Profile {
                 name: name.clone(),
                 counter: Counter::NoValue(Count::new(l.max.unwrap_or(UNLIMITED))),
-                scoped: 0,
+                scoped: Default::default(),
             });
         }
         let account = with_value.iter().any(|(n, _)| n == ACCOUNT);
@@ -256,7 +260,7 @@ impl Profiles {
                     l.max.unwrap_or(UNLIMITED),
                     own,
                 )),
-                scoped: 0,
+                scoped: Default::default(),
             });
         }
         Profiles {
@@ -283,18 +287,76 @@ impl Profiles {
     /// Counts the accounts of each of `customers` customers apart.
     pub fn scope_accounts(&mut self, customers: u16) {
         let id = self.account() as usize;
-        self.list[id].scoped = customers;
+        self.list[id]
+            .scoped
+            .store(customers, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes the limits of `new` (a reloaded configuration's profiles), keeping every count:
+    /// live dialogs stay counted, and a count above a lowered limit only stops new dialogs.
+    /// The profiles themselves (names, kinds, table sizes) cannot change live: the key that
+    /// would have to is the error, and nothing is changed then.
+    pub fn update_limits(&self, new: &Profiles) -> Result<(), (&'static str, String)> {
+        let names = |p: &Profiles| -> Vec<(String, bool)> {
+            p.list
+                .iter()
+                .map(|p| (p.name.clone(), p.with_value()))
+                .collect()
+        };
+        if names(self) != names(new) {
+            return Err((
+                "dialog.profiles_with_value",
+                "the profiles cannot change without a restart (their limits can)".into(),
+            ));
+        }
+        for (old, new) in self.list.iter().zip(&new.list) {
+            if let (Counter::WithValue(a), Counter::WithValue(b)) = (&old.counter, &new.counter)
+                && a.capacity() != b.capacity()
+            {
+                let key = if old.name == ACCOUNT {
+                    "limits.account_table"
+                } else {
+                    "limits.value_table"
+                };
+                return Err((key, "the table size cannot change without a restart".into()));
+            }
+        }
+        for (old, new) in self.list.iter().zip(&new.list) {
+            match (&old.counter, &new.counter) {
+                (Counter::NoValue(a), Counter::NoValue(b)) => a.set_limit(b.limit()),
+                (Counter::WithValue(a), Counter::WithValue(b)) => {
+                    let (default, own) = b.limits();
+                    a.set_limits(default, own);
+                }
+                _ => unreachable!("kinds compared above"),
+            }
+            let scoped = new.scoped.load(std::sync::atomic::Ordering::Relaxed);
+            old.scoped
+                .fetch_max(scoped, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Puts a new dialog into its account's profile and those its rules select, taking a
     /// place in each; on a refusal every place taken is given back.
     pub fn enter(&self, f: &CallFacts<'_>, out: &mut Vec<Membership>) -> Result<(), Refusal> {
+        self.enter_with(&self.rules, f, out)
+    }
+
+    /// [`enter`](Self::enter) with `rules` (the shard's, which a reload replaces) instead of
+    /// the ones the profiles were built with.
+    pub fn enter_with(
+        &self,
+        rules: &[Rule],
+        f: &CallFacts<'_>,
+        out: &mut Vec<Membership>,
+    ) -> Result<(), Refusal> {
         out.clear();
         let account = self.account();
         let result = self
             .join(account, Some(f.account), f.customer_index, out)
             .and_then(|()| {
-                for r in &self.rules {
+                for r in rules {
                     if !r.matches(f) {
                         continue;
                     }

@@ -109,8 +109,10 @@ pub struct ProxyConfig {
     /// The secret key of the branches siplb computes, chosen at start.
     pub branch_key: [u64; 2],
     pub routing: Routing,
-    /// Profiles, their counts and limits, and the classification rules; shared by all workers.
+    /// Profiles, their counts and limits; shared by all workers (and kept across reloads).
     pub profiles: Arc<Profiles>,
+    /// The classification rules that put new dialogs into profiles (a reload replaces them).
+    pub rules: Arc<Vec<crate::dialog::Rule>>,
     /// The reply to an INVITE over a profile limit.
     pub limit_reply: LimitReply,
     /// Dialog variables set from the configuration.
@@ -173,6 +175,7 @@ impl ProxyConfig {
             branch_key: [0x5349_504c_4221, 0x6272_616e_6368],
             routing,
             profiles: Arc::new(Profiles::new(&[], &[], 100_000)),
+            rules: Arc::default(),
             limit_reply: LimitReply::default(),
             vars: Vec::new(),
             emit: Emit::default(),

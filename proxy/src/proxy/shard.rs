@@ -87,6 +87,18 @@ impl Shard {
         }
     }
 
+    /// Takes a reloaded configuration: new requests and new dialogs follow it; a live dialog
+    /// keeps the profile places, variables and peers it was admitted with (its timeouts follow
+    /// the new `[dialog]` ones), and the transactions under way keep their timers. The listen
+    /// address does not change.
+    pub fn reconfigure(&mut self, cfg: Arc<ProxyConfig>) {
+        debug_assert_eq!(
+            cfg.local, self.cfg.local,
+            "the listen address cannot change live"
+        );
+        self.cfg = cfg;
+    }
+
     // ------------------------------------------------------------------ inspection
 
     /// Open transactions.

@@ -56,6 +56,11 @@ pub enum ControlJob {
     },
     /// End every dialog as siplb stops: how many were up.
     EndAll { reply: SyncSender<usize> },
+    /// A reloaded configuration for the shard (new dialogs get it; live ones keep theirs).
+    Reconfigure {
+        cfg: Arc<ProxyConfig>,
+        reply: SyncSender<()>,
+    },
 }
 
 /// What other threads may touch of a worker.
@@ -490,6 +495,10 @@ impl Worker {
                 }
                 ControlJob::EndAll { reply } => {
                     let _ = reply.send(self.shard.end_all(now));
+                }
+                ControlJob::Reconfigure { cfg, reply } => {
+                    self.shard.reconfigure(cfg);
+                    let _ = reply.send(());
                 }
             }
         }

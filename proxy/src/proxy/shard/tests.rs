@@ -2005,7 +2005,7 @@ fn call_that_never_ends_is_swept_after_call_max_age() {
 fn limited(max: u32, timers: DialogTimers) -> Harness {
     use crate::dialog::{ACCOUNT, ProfileLimits, Profiles, Rule};
     Harness::with_config(|c| {
-        let mut p = Profiles::new(
+        let p = Profiles::new(
             &[("total".into(), ProfileLimits::default())],
             &[(
                 ACCOUNT.into(),
@@ -2016,7 +2016,7 @@ fn limited(max: u32, timers: DialogTimers) -> Harness {
             )],
             100,
         );
-        p.rules = vec![Rule::new(p.id("total").unwrap())];
+        c.rules = Arc::new(vec![Rule::new(p.id("total").unwrap())]);
         c.profiles = Arc::new(p);
         c.dialog = timers;
     })
@@ -2091,7 +2091,7 @@ fn over_the_account_limit_an_invite_gets_the_limit_reply_and_nothing_is_forwarde
 #[test]
 fn the_limit_reply_is_configurable() {
     let mut h = Harness::with_config(|c| {
-        let mut p = crate::dialog::Profiles::new(
+        let p = crate::dialog::Profiles::new(
             &[],
             &[(
                 crate::dialog::ACCOUNT.into(),
@@ -2102,7 +2102,7 @@ fn the_limit_reply_is_configurable() {
             )],
             10,
         );
-        p.rules.clear();
+        c.rules = Arc::default();
         c.profiles = Arc::new(p);
         c.limit_reply = LimitReply {
             code: 486,

@@ -1,0 +1,287 @@
+//! Reload without restart (`siplb ctl cfg.reload`, SIGHUP): the configuration file is read
+//! and checked again (`--check` rules), compared with the running one, and what can change
+//! live is handed to every worker — customers, the gateway set, the classification rules,
+//! limits and their maxima (the counts are kept: live dialogs stay counted), timers, the limit
+//! reply, dialog variables — plus the XDP guard's allow list and the log level. What cannot
+//! change live is refused, naming the key, and then nothing changes. Live dialogs keep what
+//! they were admitted with.
+
+use crate::config::Config;
+use crate::proxy::ProxyConfig;
+use crate::steering::XdpGuard;
+use crate::worker::{ControlJob, WorkerHandle};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// What a reload needs: the running configuration and where to hand the new one.
+pub struct Reloader {
+    path: PathBuf,
+    running: Mutex<Running>,
+    workers: Vec<Arc<WorkerHandle>>,
+    guard: Arc<OnceLock<Arc<XdpGuard>>>,
+}
+
+/// What the running configuration is.
+struct Running {
+    cfg: Config,
+    proxy: Arc<ProxyConfig>,
+}
+
+impl Reloader {
+    pub fn new(
+        cfg: &Config,
+        proxy: Arc<ProxyConfig>,
+        workers: Vec<Arc<WorkerHandle>>,
+        guard: Arc<OnceLock<Arc<XdpGuard>>>,
+    ) -> Reloader {
+        Reloader {
+            path: cfg.path.clone(),
+            running: Mutex::new(Running {
+                cfg: cfg.clone(),
+                proxy,
+            }),
+            workers,
+            guard,
+        }
+    }
+
+    /// Reads, checks and applies the configuration file; what was applied, or why nothing
+    /// was.
+    pub fn reload(&self) -> Result<String, String> {
+        let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let proxy = next_proxy(&running.cfg, &running.proxy, &new)?;
+        let proxy = Arc::new(proxy);
+        // Every worker takes it between two batches; a worker too busy to answer within a
+        // second takes it at its next wake-up all the same.
+        let (tx, rx) = std::sync::mpsc::sync_channel(self.workers.len());
+        for w in &self.workers {
+            let job = ControlJob::Reconfigure {
+                cfg: proxy.clone(),
+                reply: tx.clone(),
+            };
+            if w.control.push(job).is_err() {
+                return Err("a worker's control queue is full; try again".into());
+            }
+        }
+        drop(tx);
+        for _ in &self.workers {
+            if rx.recv_timeout(Duration::from_secs(1)).is_err() {
+                break;
+            }
+        }
+        if let Some(g) = self.guard.get() {
+            for net in allow_list(&proxy) {
+                if let Err(e) = g.allow(net) {
+                    tracing::warn!("reload: XDP guard allow-list {net}: {e}");
+                }
+            }
+        }
+        if new.log.level != running.cfg.log.level
+            && let Err(e) = crate::logging::set_level(&new.log.level)
+        {
+            tracing::warn!("reload: log level: {e}");
+        }
+        let summary = format!(
+            "{}: reloaded: {} customers, {} gateways, {} rules",
+            self.path.display(),
+            proxy.routing.customers.len(),
+            proxy.routing.gateways.len(),
+            proxy.rules.len()
+        );
+        running.cfg = new;
+        running.proxy = proxy;
+        tracing::info!("{summary}");
+        Ok(summary)
+    }
+}
+
+/// The networks the XDP guard exempts from the flood limit: customers' and gateways'.
+pub fn allow_list(proxy: &ProxyConfig) -> Vec<ipnet::Ipv4Net> {
+    let routing = &proxy.routing;
+    routing
+        .customers
+        .iter()
+        .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
+        .chain(routing.gateways.addresses().filter_map(|g| match g.ip() {
+            std::net::IpAddr::V4(a) => Some(a.into()),
+            std::net::IpAddr::V6(_) => None,
+        }))
+        .collect()
+}
+
+/// The shards' configuration after a reload from `new`, or why not: the keys that cannot
+/// change live must not have, and the profiles take the new limits in place.
+pub fn next_proxy(
+    old: &Config,
+    running: &ProxyConfig,
+    new: &Config,
+) -> Result<ProxyConfig, String> {
+    let fixed = |key: &str, was: String, now: String| -> Result<(), String> {
+        if was == now {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{key}` cannot change without a restart (`{was}` now, `{now}` in the file); \
+                 nothing was reloaded"
+            ))
+        }
+    };
+    fixed("listen.sip", old.listen.to_string(), new.listen.to_string())?;
+    fixed(
+        "workers.count",
+        old.workers.to_string(),
+        new.workers.to_string(),
+    )?;
+    fixed(
+        "control.socket",
+        old.control_socket.display().to_string(),
+        new.control_socket.display().to_string(),
+    )?;
+    fixed(
+        "metrics.listen",
+        format!("{:?}", old.metrics_listen),
+        format!("{:?}", new.metrics_listen),
+    )?;
+    fixed(
+        "steering.mode",
+        format!("{:?}", old.steering),
+        format!("{:?}", new.steering),
+    )?;
+    fixed(
+        "events.file",
+        format!("{:?}", old.events_file),
+        format!("{:?}", new.events_file),
+    )?;
+    fixed(
+        "events.http_post",
+        format!("{:?}", old.events_http),
+        format!("{:?}", new.events_http),
+    )?;
+    // A customer's number is part of its accounts' keys in the limit tables: the customers
+    // there are keep their places; new ones come after them.
+    for (i, (a, b)) in running
+        .routing
+        .customers
+        .iter()
+        .zip(&new.proxy.routing.customers)
+        .enumerate()
+    {
+        if a.name != b.name {
+            return Err(format!(
+                "`customer`: customer {} was `{}` and is `{}` in the file: customers keep their \
+                 order across a reload (add new ones after them); nothing was reloaded",
+                i + 1,
+                a.name,
+                b.name
+            ));
+        }
+    }
+    running
+        .profiles
+        .update_limits(&new.proxy.profiles)
+        .map_err(|(key, e)| format!("`{key}`: {e}; nothing was reloaded"))?;
+    let mut next = new.proxy.clone();
+    next.profiles = running.profiles.clone();
+    next.branch_key = running.branch_key;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[listen]
+sip = ["127.0.0.1:5060"]
+
+[dialog]
+profiles_no_value = ["total"]
+profiles_with_value = ["account"]
+
+[[dialog.rule]]
+profile = "total"
+
+[[limits.profile]]
+profile = "account"
+max = 5
+
+[[customer]]
+name = "a"
+sources = ["127.0.0.1/32"]
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["127.0.0.1:5081"]
+"#;
+
+    fn load(text: &str) -> Config {
+        Config::parse(Path::new("/etc/siplb/siplb.toml"), text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[test]
+    fn customers_gateways_rules_and_limits_change_live_and_counts_stay() {
+        let old = load(BASE);
+        let running = old.proxy.clone();
+        let total = running.profiles.get("total").unwrap();
+        let mut places = Vec::new();
+        let facts = crate::dialog::CallFacts {
+            dialed: b"1",
+            from_user: b"u",
+            from_domain: b"d",
+            to_user: b"t",
+            source: "127.0.0.1".parse().unwrap(),
+            customer: "a",
+            customer_index: 0,
+            account: b"a",
+        };
+        running
+            .profiles
+            .enter_with(&running.rules, &facts, &mut places)
+            .unwrap();
+        assert_eq!(total.size(None), 1);
+        let text = BASE.replace("max = 5", "max = 1").replace(
+            "gateways = [\"127.0.0.1:5081\"]",
+            "gateways = [\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",
+        ) + "\n[[customer]]\nname = \"b\"\nsources = [\"127.0.0.2/32\"]\n";
+        let new = load(&text);
+        let next = next_proxy(&old, &running, &new).unwrap();
+        assert!(
+            Arc::ptr_eq(&next.profiles, &running.profiles),
+            "counts kept"
+        );
+        assert_eq!(total.size(None), 1);
+        assert_eq!(next.routing.customers.len(), 2);
+        assert_eq!(next.routing.gateways.len(), 2);
+        // The lowered account limit (1) holds against the call already up.
+        let mut more = Vec::new();
+        assert!(
+            next.profiles
+                .enter_with(&next.rules, &facts, &mut more)
+                .is_err()
+        );
+        next.profiles.leave(&mut places);
+    }
+
+    #[test]
+    fn what_cannot_change_live_is_refused_naming_the_key() {
+        let old = load(BASE);
+        let running = old.proxy.clone();
+        for (from, to, key) in [
+            ("127.0.0.1:5060", "127.0.0.1:5061", "listen.sip"),
+            (
+                "profiles_no_value = [\"total\"]",
+                "profiles_no_value = [\"total\", \"other\"]",
+                "dialog.profiles_with_value",
+            ),
+            ("name = \"a\"", "name = \"z\"", "customer"),
+        ] {
+            let new = load(&BASE.replace(from, to));
+            let e = next_proxy(&old, &running, &new).unwrap_err();
+            assert!(e.starts_with(&format!("`{key}`")), "{key}: {e}");
+        }
+    }
+}
