@@ -365,15 +365,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     tracing::info!("XDP guard attached to {iface} ({} mode)", g.mode);
                     xdp[0].1.set(1);
                     // Customers and gateways are exempt from the flood limit.
-                    let routing = &proxy.routing;
-                    let nets = routing
-                        .customers
-                        .iter()
-                        .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
-                        .chain(routing.gateways.addresses().filter_map(|g| match g.ip() {
-                            std::net::IpAddr::V4(a) => Some(a.into()),
-                            std::net::IpAddr::V6(_) => None,
-                        }));
+                    let nets = siplb::reload::allow_list(&proxy);
                     for net in nets {
                         if let Err(e) = g.allow(net) {
                             tracing::warn!("XDP guard allow-list {net}: {e}");

@@ -72,7 +72,11 @@ impl Reloader {
             }
         }
         if let Some(g) = self.guard.get() {
-            for net in allow_list(&proxy) {
+            let (was, now) = (allow_list(&running.proxy), allow_list(&proxy));
+            for net in was.iter().filter(|n| !now.contains(n)) {
+                g.disallow(*net);
+            }
+            for net in now {
                 if let Err(e) = g.allow(net) {
                     tracing::warn!("reload: XDP guard allow-list {net}: {e}");
                 }

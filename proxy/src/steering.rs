@@ -259,6 +259,12 @@ impl XdpGuard {
         m.insert(&key(net), 1, 0).map_err(|e| e.to_string())
     }
 
+    /// Takes `net` off the allow list (a reload that removed it); whether it was on it.
+    pub fn disallow(&self, net: Ipv4Net) -> bool {
+        let mut m = self.allow.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(&key(net)).is_ok()
+    }
+
     /// Drops everything `net` sends to the SIP port.
     pub fn block(&self, net: Ipv4Net) -> Result<(), String> {
         let mut m = self.blocklist.lock().unwrap_or_else(|e| e.into_inner());
