@@ -572,3 +572,49 @@ fn xdp_guard_redirects_to_the_owners_cpu() {
     assert!(st["xdp:redirected"] >= 1500, "{st:?}");
     assert_eq!(st["core:hand_offs"], 0);
 }
+
+/// A reload keeps the XDP guard's allow list in step with the customers: a source that is a
+/// customer is exempt from the flood limit; once a reload removes that customer it is cut to
+/// the limit; once another reload brings it back it is exempt again. Judged by the guard's
+/// own count of what it dropped for the flood limit.
+#[test]
+fn a_reload_changes_who_the_flood_limit_spares() {
+    let _g = serial();
+    let pair = NetnsPair::new(51);
+    let second = pair.add_a(3);
+    let dir = TempDir::new("bpf-reload-allow");
+    let trace = dir.0.join("trace");
+    let steering = "flood_rate = 50\nflood_burst = 50";
+    let text = config_with(&pair, "bpf", "native", &trace, steering).replace(
+        "[[customer]]",
+        &format!("[[customer]]\nname = \"second\"\nsources = [\"{second}/32\"]\n\n[[customer]]"),
+    );
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &text);
+    assert_eq!(siplb.stat("xdp:attached"), 1);
+    // What the guard dropped for the flood limit while `second` sent 300 OPTIONS.
+    let dropped_of_300 = |siplb: &Siplb| -> u64 {
+        let before = siplb.stat("xdp:drop_flood");
+        options(&pair.a, &second, &pair.ip_b, 300, 0.5);
+        // The XDP counters are read every 200 ms.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        siplb.stat("xdp:drop_flood") - before
+    };
+    assert_eq!(dropped_of_300(&siplb), 0, "a customer is spared");
+
+    let without = text.replace(
+        &format!("name = \"second\"\nsources = [\"{second}/32\"]"),
+        "name = \"second\"\nsources = [\"198.18.99.9/32\"]",
+    );
+    std::fs::write(&siplb.config, &without).expect("write");
+    siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    let cut = dropped_of_300(&siplb);
+    assert!(
+        cut >= 50,
+        "no longer a customer: cut to the limit ({cut} of 300 dropped)"
+    );
+
+    std::fs::write(&siplb.config, &text).expect("write");
+    siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    assert_eq!(dropped_of_300(&siplb), 0, "spared again");
+    siplb.assert_alive();
+}
