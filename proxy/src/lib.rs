@@ -6,6 +6,7 @@
 //! wake up. [`worker`] owns the sockets and io_uring rings and drives them; [`config`] reads
 //! the TOML file.
 
+pub mod acc;
 pub mod config;
 pub mod control;
 pub mod dialog;

@@ -145,6 +145,10 @@ pub struct TxnOutcome {
     /// Where the request came from, and where it was forwarded (none for siplb's own reply).
     pub source: Target,
     pub destination: Option<Target>,
+    /// The account and gateway of the dialog the transaction belongs to (empty, none
+    /// outside a dialog).
+    pub account: Box<str>,
+    pub gateway: Option<Target>,
     /// The final status; none when no final reply came (a non-INVITE timed out).
     pub code: Option<u16>,
     pub reason: Box<str>,

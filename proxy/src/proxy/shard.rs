@@ -362,7 +362,14 @@ impl Shard {
         } else {
             fin.to_tag
         };
+        let dialog = t.dialog.and_then(|d| self.dialogs.get(d));
+        let (account, gateway) = match dialog {
+            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.gateway)),
+            None => (Box::default(), None),
+        };
         let outcome = TxnOutcome {
+            account,
+            gateway,
             dialog: t.dialog,
             method: t.method,
             parties: Parties::of_request(&m),
