@@ -3,9 +3,12 @@
 //! per RFC 4180 with a header row, JSON lines with the same names). The columns are fixed
 //! here once, so files and tables never change shape; `docs/CDR.md` documents each.
 //!
-//! Nothing here does I/O or reads a clock: times come in the events, the id sequence is given.
+//! `record`, `encode` and `time` do no I/O and read no clock: times come in the events, the id
+//! sequence is given. `files` is the file sink the writer thread drives (batched writes,
+//! sync on demand, rotation, torn-line recovery).
 
 pub mod encode;
+pub mod files;
 pub mod record;
 pub mod time;
 

@@ -1,0 +1,365 @@
+//! The file sink of accounting records: `<dir>/<table>.csv` and `<dir>/<table>.jsonl`, written
+//! a batch at a time (one `write` per file per batch), synced on demand (the writer's group
+//! commit calls [`FileSink::sync`] at its interval), rotated by size and by age to
+//! `<table>-<UTC, YYYYMMDDTHHMMSSZ>.{csv,jsonl}`. On opening, a torn last line (a crash in the
+//! middle of a write) is moved to `<file>.torn`, so every line left in a file is a whole record
+//! and none is written twice. It runs on the writer thread, never on a worker.
+
+use super::encode::{csv_header, csv_line, json_line};
+use super::record::Record;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Which encodings the sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    pub csv: bool,
+    pub jsonl: bool,
+}
+
+/// When a file is rotated: past this many bytes, or this many seconds after it was opened
+/// (0: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub max_age_s: u64,
+}
+
+struct Open {
+    file: File,
+    path: PathBuf,
+    bytes: u64,
+    opened_ms: u64,
+    dirty: bool,
+}
+
+pub struct FileSink {
+    dir: PathBuf,
+    formats: Formats,
+    rotation: Rotation,
+    open: HashMap<(String, &'static str), Open>,
+    /// Torn lines found and set aside since the sink was made.
+    pub torn_lines: u64,
+}
+
+const CSV: &str = "csv";
+const JSONL: &str = "jsonl";
+
+impl FileSink {
+    pub fn new(dir: &Path, formats: Formats, rotation: Rotation) -> io::Result<FileSink> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        Ok(FileSink {
+            dir: dir.into(),
+            formats,
+            rotation,
+            open: HashMap::new(),
+            torn_lines: 0,
+        })
+    }
+
+    /// Writes `records` at `now_ms` (Unix ms): one write per file.
+    pub fn write_batch(&mut self, records: &[Record], now_ms: u64) -> io::Result<()> {
+        let mut buffers: HashMap<(String, &'static str), String> = HashMap::new();
+        for r in records {
+            if self.formats.csv {
+                csv_line(r, buffers.entry((r.table.clone(), CSV)).or_default());
+            }
+            if self.formats.jsonl {
+                json_line(r, buffers.entry((r.table.clone(), JSONL)).or_default());
+            }
+        }
+        for ((table, ext), text) in buffers {
+            let columns = records
+                .iter()
+                .find(|r| r.table == table)
+                .map(Record::columns)
+                .unwrap_or(&[]);
+            self.rotate_if_due(&table, ext, now_ms)?;
+            let f = self.file(&table, ext, columns, now_ms)?;
+            f.file
+                .write_all(text.as_bytes())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", f.path.display())))?;
+            f.bytes += text.len() as u64;
+            f.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// `fdatasync` of every file written since the last sync.
+    pub fn sync(&mut self) -> io::Result<()> {
+        for f in self.open.values_mut().filter(|f| f.dirty) {
+            f.file.sync_data()?;
+            f.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn path(&self, table: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{table}.{ext}"))
+    }
+
+    /// The open file of `table` in `ext`, opened (torn line set aside, CSV header written to
+    /// a new file) when it is not yet.
+    fn file(
+        &mut self,
+        table: &str,
+        ext: &'static str,
+        columns: &[&str],
+        now_ms: u64,
+    ) -> io::Result<&mut Open> {
+        let key = (table.to_string(), ext);
+        if !self.open.contains_key(&key) {
+            let path = self.path(table, ext);
+            if set_aside_torn_line(&path)? {
+                self.torn_lines += 1;
+                tracing::warn!(
+                    "{}: a torn last line was moved to its .torn file",
+                    path.display()
+                );
+            }
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let mut bytes = file.metadata()?.len();
+            if bytes == 0 && ext == CSV {
+                let mut header = String::new();
+                csv_header(columns, &mut header);
+                file.write_all(header.as_bytes())?;
+                bytes = header.len() as u64;
+            }
+            self.open.insert(
+                key.clone(),
+                Open {
+                    file,
+                    path,
+                    bytes,
+                    opened_ms: now_ms,
+                    dirty: true,
+                },
+            );
+        }
+        Ok(self.open.get_mut(&key).expect("inserted above"))
+    }
+
+    /// Moves the file of `table` in `ext` aside when it is past its size or age.
+    fn rotate_if_due(&mut self, table: &str, ext: &'static str, now_ms: u64) -> io::Result<()> {
+        let key = (table.to_string(), ext);
+        let Some(f) = self.open.get(&key) else {
+            return Ok(());
+        };
+        let r = self.rotation;
+        let big = r.max_bytes > 0 && f.bytes >= r.max_bytes;
+        let old = r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
+        if !(big || old) {
+            return Ok(());
+        }
+        let f = self.open.remove(&key).expect("looked up above");
+        f.file.sync_data()?;
+        let stamp = rotation_stamp(now_ms);
+        let mut to = self.dir.join(format!("{table}-{stamp}.{ext}"));
+        let mut n = 1;
+        while to.exists() {
+            to = self.dir.join(format!("{table}-{stamp}-{n}.{ext}"));
+            n += 1;
+        }
+        std::fs::rename(&f.path, &to)?;
+        Ok(())
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` of Unix ms.
+fn rotation_stamp(ms: u64) -> String {
+    let t = super::time::rfc3339_ms(ms);
+    // 2026-12-01T11:49:44.123Z → 20261201T114944Z
+    let digits: String = t[..19]
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    format!("{digits}Z")
+}
+
+/// When the file at `path` does not end with a line end (a write cut short by a crash), moves
+/// its last, incomplete line to `<path>.torn` and cuts it off. Whether there was one.
+pub fn set_aside_torn_line(path: &Path) -> io::Result<bool> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    // Read back from the end until a line end (records are short; files may be long).
+    let mut tail = Vec::new();
+    let mut pos = len;
+    let keep = loop {
+        let step = pos.min(64 * 1024);
+        pos -= step;
+        let mut chunk = vec![0u8; step as usize];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        if let Some(i) = tail.iter().rposition(|&b| b == b'\n') {
+            break pos + i as u64 + 1;
+        }
+        if pos == 0 {
+            break 0;
+        }
+    };
+    if keep == len {
+        return Ok(false);
+    }
+    let torn = &tail[(keep - pos) as usize..];
+    let mut name = path.as_os_str().to_owned();
+    name.push(".torn");
+    let mut aside = OpenOptions::new().create(true).append(true).open(&name)?;
+    aside.write_all(torn)?;
+    aside.write_all(b"\n")?;
+    aside.sync_data()?;
+    file.set_len(keep)?;
+    file.sync_data()?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acc::record::{ACC_COLUMNS, Field};
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("siplb-acc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn record(table: &str, n: u64) -> Record {
+        let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
+        fields[0] = Field::Text("node".into());
+        fields[1] = Field::Text(format!("node-1-{n}"));
+        fields[2] = Field::Text("INVITE".into());
+        Record {
+            table: table.into(),
+            fields,
+        }
+    }
+
+    const BOTH: Formats = Formats {
+        csv: true,
+        jsonl: true,
+    };
+    const NEVER: Rotation = Rotation {
+        max_bytes: 0,
+        max_age_s: 0,
+    };
+
+    #[test]
+    fn records_go_to_their_tables_files_with_one_csv_header() {
+        let d = dir("write");
+        let mut sink = FileSink::new(&d, BOTH, NEVER).unwrap();
+        sink.write_batch(&[record("acc", 1), record("missed_calls", 2)], 0)
+            .unwrap();
+        sink.write_batch(&[record("acc", 3)], 0).unwrap();
+        sink.sync().unwrap();
+        let csv = std::fs::read_to_string(d.join("acc.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[0].starts_with("node,id,method"));
+        assert!(lines[2].starts_with("node,node-1-3,INVITE"));
+        let jsonl = std::fs::read_to_string(d.join("missed_calls.jsonl")).unwrap();
+        assert_eq!(jsonl.lines().count(), 1);
+        // A new sink on the same files appends, without a second header.
+        let mut again = FileSink::new(&d, BOTH, NEVER).unwrap();
+        again.write_batch(&[record("acc", 4)], 0).unwrap();
+        let csv = std::fs::read_to_string(d.join("acc.csv")).unwrap();
+        assert_eq!(csv.lines().filter(|l| l.starts_with("node,id")).count(), 1);
+        assert_eq!(csv.lines().count(), 4);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_set_aside_once_and_the_rest_kept() {
+        let d = dir("torn");
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("acc.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"meth",
+        )
+        .unwrap();
+        let mut sink = FileSink::new(
+            &d,
+            Formats {
+                csv: false,
+                jsonl: true,
+            },
+            NEVER,
+        )
+        .unwrap();
+        sink.write_batch(&[record("acc", 9)], 0).unwrap();
+        assert_eq!(sink.torn_lines, 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+        assert_eq!(text.lines().count(), 3);
+        let torn = std::fs::read_to_string(d.join("acc.jsonl.torn")).unwrap();
+        assert_eq!(torn, "{\"id\":\"c\",\"meth\n");
+        assert!(
+            !set_aside_torn_line(&path).unwrap(),
+            "whole lines are left alone"
+        );
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_by_age_to_stamped_names() {
+        let d = dir("rotate");
+        let by_size = Rotation {
+            max_bytes: 1,
+            max_age_s: 0,
+        };
+        let mut sink = FileSink::new(
+            &d,
+            Formats {
+                csv: true,
+                jsonl: false,
+            },
+            by_size,
+        )
+        .unwrap();
+        let t = 1_796_125_784_123;
+        sink.write_batch(&[record("acc", 1)], t).unwrap();
+        sink.write_batch(&[record("acc", 2)], t).unwrap();
+        assert!(d.join("acc-20261201T114944Z.csv").exists());
+        let fresh = std::fs::read_to_string(d.join("acc.csv")).unwrap();
+        assert_eq!(
+            fresh.lines().count(),
+            2,
+            "a header and the new record: {fresh}"
+        );
+        let by_age = Rotation {
+            max_bytes: 0,
+            max_age_s: 60,
+        };
+        let mut sink = FileSink::new(
+            &d,
+            Formats {
+                csv: true,
+                jsonl: false,
+            },
+            by_age,
+        )
+        .unwrap();
+        sink.write_batch(&[record("cdrs", 1)], t).unwrap();
+        sink.write_batch(&[record("cdrs", 2)], t + 59_000).unwrap();
+        assert!(!d.join("cdrs-20261201T115043Z.csv").exists());
+        sink.write_batch(&[record("cdrs", 3)], t + 60_000).unwrap();
+        assert!(d.join("cdrs-20261201T115044Z.csv").exists());
+    }
+}
