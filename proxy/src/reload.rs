@@ -244,7 +244,7 @@ gateways = ["127.0.0.1:5081"]
         };
         running
             .profiles
-            .enter_with(&running.rules, &facts, &mut places)
+            .enter(&running.rules, &facts, &mut places)
             .unwrap();
         assert_eq!(total.size(None), 1);
         let text = BASE.replace("max = 5", "max = 1").replace(
@@ -262,11 +262,7 @@ gateways = ["127.0.0.1:5081"]
         assert_eq!(next.routing.gateways.len(), 2);
         // The lowered account limit (1) holds against the call already up.
         let mut more = Vec::new();
-        assert!(
-            next.profiles
-                .enter_with(&next.rules, &facts, &mut more)
-                .is_err()
-        );
+        assert!(next.profiles.enter(&next.rules, &facts, &mut more).is_err());
         next.profiles.leave(&mut places);
     }
 

@@ -10,7 +10,11 @@ use crate::proxy::Cidr;
 use regex::bytes::Regex;
 use toml::Spanned;
 
-pub(super) fn profiles(f: &FileConfig, invalid: Invalid<'_>) -> Result<Profiles, ConfigError> {
+/// The declared profiles with their limits, and the classification rules.
+pub(super) fn profiles(
+    f: &FileConfig,
+    invalid: Invalid<'_>,
+) -> Result<(Profiles, Vec<Rule>), ConfigError> {
     let d = &f.dialog;
     let mut no_value: Vec<(String, ProfileLimits)> = Vec::new();
     let mut with_value: Vec<(String, ProfileLimits)> = Vec::new();
@@ -116,12 +120,13 @@ pub(super) fn profiles(f: &FileConfig, invalid: Invalid<'_>) -> Result<Profiles,
         }
     }
 
-    let mut profiles = Profiles::new(&no_value, &with_value, f.limits.account_table);
-    for r in &d.rule {
-        let rule = rule(r, &profiles, f, invalid)?;
-        profiles.rules.push(rule);
-    }
-    Ok(profiles)
+    let profiles = Profiles::new(&no_value, &with_value, f.limits.account_table);
+    let rules = d
+        .rule
+        .iter()
+        .map(|r| rule(r, &profiles, f, invalid))
+        .collect::<Result<_, _>>()?;
+    Ok((profiles, rules))
 }
 
 fn regex(s: &Spanned<String>, key: &str, invalid: Invalid<'_>) -> Result<Regex, ConfigError> {

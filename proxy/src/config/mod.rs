@@ -210,8 +210,8 @@ impl Config {
         proxy.timers = sections::timers(&f.timers, &invalid)?;
         proxy.dialog_linger = Duration::from_millis(f.timers.call_linger_ms);
         proxy.dialog = sections::dialog_timers(&f.dialog, &invalid)?;
-        let mut profiles = dialog::profiles(&f, &invalid)?;
-        proxy.rules = Arc::new(profiles.rules.clone());
+        let (mut profiles, rules) = dialog::profiles(&f, &invalid)?;
+        proxy.rules = Arc::new(rules);
         profiles.scope_accounts(f.customer.len().min(u16::MAX as usize) as u16);
         proxy.profiles = Arc::new(profiles);
         proxy.vars = dialog::vars(&f, &invalid)?;

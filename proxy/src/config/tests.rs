@@ -113,7 +113,7 @@ fn dialog_profiles_rules_and_limits_are_read() {
             "account"
         ]
     );
-    assert_eq!(p.rules.len(), 3);
+    assert_eq!(c.proxy.rules.len(), 3);
     assert_eq!(c.proxy.limit_reply, LimitReply::default());
     assert_eq!(c.proxy.dialog, DialogTimers::default());
 }
@@ -306,7 +306,7 @@ fn shipped_limits_example_is_valid() {
         c.proxy.routing.customers[0].account_key,
         AccountKey::FromUser
     );
-    assert_eq!(p.rules.len(), 4);
+    assert_eq!(c.proxy.rules.len(), 4);
 }
 
 #[test]

@@ -195,10 +195,10 @@ pub struct Refusal {
     pub why: Denied,
 }
 
-/// Every profile and the rules; shared by all workers.
+/// Every profile with its counts and limits; shared by all workers. The rules that put
+/// dialogs into them are the shards' (`ProxyConfig::rules`), replaced by a reload.
 pub struct Profiles {
     pub list: Vec<Profile>,
-    pub rules: Vec<Rule>,
 }
 
 impl std::fmt::Debug for Profiles {
@@ -208,7 +208,6 @@ impl std::fmt::Debug for Profiles {
                 "list",
                 &self.list.iter().map(|p| &p.name).collect::<Vec<_>>(),
             )
-            .field("rules", &self.rules.len())
             .finish()
     }
 }
@@ -263,10 +262,7 @@ impl Profiles {
                 scoped: Default::default(),
             });
         }
-        Profiles {
-            list,
-            rules: Vec::new(),
-        }
+        Profiles { list }
     }
 
     pub fn id(&self, name: &str) -> Option<ProfileId> {
@@ -337,15 +333,9 @@ impl Profiles {
         Ok(())
     }
 
-    /// Puts a new dialog into its account's profile and those its rules select, taking a
+    /// Puts a new dialog into its account's profile and those `rules` select, taking a
     /// place in each; on a refusal every place taken is given back.
-    pub fn enter(&self, f: &CallFacts<'_>, out: &mut Vec<Membership>) -> Result<(), Refusal> {
-        self.enter_with(&self.rules, f, out)
-    }
-
-    /// [`enter`](Self::enter) with `rules` (the shard's, which a reload replaces) instead of
-    /// the ones the profiles were built with.
-    pub fn enter_with(
+    pub fn enter(
         &self,
         rules: &[Rule],
         f: &CallFacts<'_>,
@@ -458,7 +448,7 @@ mod tests {
 
     /// The dialog article's classification: total, then 00 → international, 0 → domestic,
     /// else local.
-    fn article() -> Profiles {
+    fn article() -> (Profiles, Vec<Rule>) {
         let nv = |n: &str, max: Option<u32>| {
             (
                 n.to_string(),
@@ -468,7 +458,7 @@ mod tests {
                 },
             )
         };
-        let mut p = Profiles::new(
+        let p = Profiles::new(
             &[
                 nv("total", None),
                 nv("local", None),
@@ -492,8 +482,8 @@ mod tests {
         let mut dom = Rule::new(id("domestic"));
         dom.dialed_prefix = vec!["0".into()];
         dom.stop = true;
-        p.rules = vec![Rule::new(id("total")), intl, dom, Rule::new(id("local"))];
-        p
+        let rules = vec![Rule::new(id("total")), intl, dom, Rule::new(id("local"))];
+        (p, rules)
     }
 
     fn names(p: &Profiles, ms: &[Membership]) -> Vec<String> {
@@ -510,15 +500,15 @@ mod tests {
 
     #[test]
     fn rules_classify_by_dialed_prefix() {
-        let p = article();
+        let (p, rules) = article();
         let mut ms = Vec::new();
-        p.enter(&facts(b"0044123", b"a"), &mut ms).unwrap();
+        p.enter(&rules, &facts(b"0044123", b"a"), &mut ms).unwrap();
         assert_eq!(names(&p, &ms), ["account=a", "total", "international"]);
         let mut ms2 = Vec::new();
-        p.enter(&facts(b"0301234", b"a"), &mut ms2).unwrap();
+        p.enter(&rules, &facts(b"0301234", b"a"), &mut ms2).unwrap();
         assert_eq!(names(&p, &ms2), ["account=a", "total", "domestic"]);
         let mut ms3 = Vec::new();
-        p.enter(&facts(b"5551234", b"b"), &mut ms3).unwrap();
+        p.enter(&rules, &facts(b"5551234", b"b"), &mut ms3).unwrap();
         assert_eq!(names(&p, &ms3), ["account=b", "total", "local"]);
         assert_eq!(p.get("total").unwrap().size(None), 3);
         assert_eq!(p.get(ACCOUNT).unwrap().size(Some(b"a")), 2);
@@ -530,12 +520,14 @@ mod tests {
 
     #[test]
     fn a_refusal_gives_back_what_was_taken() {
-        let p = article();
+        let (p, rules) = article();
         let mut first = Vec::new();
-        p.enter(&facts(b"00", b"a"), &mut first).unwrap();
+        p.enter(&rules, &facts(b"00", b"a"), &mut first).unwrap();
         // International is full (limit 1): account and total must not keep the second call.
         let mut second = Vec::new();
-        let r = p.enter(&facts(b"00", b"a"), &mut second).unwrap_err();
+        let r = p
+            .enter(&rules, &facts(b"00", b"a"), &mut second)
+            .unwrap_err();
         assert_eq!(r.profile, p.id("international").unwrap());
         assert_eq!(r.why, Denied::Limit);
         assert!(second.is_empty());
@@ -545,11 +537,11 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..3 {
             let mut ms = Vec::new();
-            p.enter(&facts(b"5", b"big"), &mut ms).unwrap();
+            p.enter(&rules, &facts(b"5", b"big"), &mut ms).unwrap();
             held.push(ms);
         }
         let mut ms = Vec::new();
-        let r = p.enter(&facts(b"5", b"big"), &mut ms).unwrap_err();
+        let r = p.enter(&rules, &facts(b"5", b"big"), &mut ms).unwrap_err();
         assert_eq!(r.profile, p.account());
         for mut ms in held {
             p.leave(&mut ms);
@@ -576,12 +568,12 @@ mod tests {
         p.scope_accounts(2);
         let mut a = facts(b"1", b"1000");
         let mut ms = Vec::new();
-        p.enter(&a, &mut ms).unwrap();
+        p.enter(&[], &a, &mut ms).unwrap();
         let mut again = Vec::new();
-        assert_eq!(p.enter(&a, &mut again).unwrap_err().why, Denied::Limit);
+        assert_eq!(p.enter(&[], &a, &mut again).unwrap_err().why, Denied::Limit);
         a.customer_index = 1;
         let mut other = Vec::new();
-        p.enter(&a, &mut other).unwrap();
+        p.enter(&[], &a, &mut other).unwrap();
         let account = p.get(ACCOUNT).unwrap();
         assert_eq!(account.size(Some(b"1000")), 2);
         assert_eq!(account.high_water(Some(b"1000")), 1);
@@ -598,7 +590,7 @@ mod tests {
     fn account_exists_without_being_declared() {
         let p = Profiles::new(&[], &[], 10);
         let mut ms = Vec::new();
-        p.enter(&facts(b"1", b"local"), &mut ms).unwrap();
+        p.enter(&[], &facts(b"1", b"local"), &mut ms).unwrap();
         assert_eq!(p.get(ACCOUNT).unwrap().size(Some(b"local")), 1);
         p.leave(&mut ms);
     }

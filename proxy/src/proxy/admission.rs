@@ -67,8 +67,7 @@ pub fn admit(
         account: account.into(),
         ..Admitted::default()
     };
-    cfg.profiles
-        .enter_with(&cfg.rules, &facts, &mut out.profiles)?;
+    cfg.profiles.enter(&cfg.rules, &facts, &mut out.profiles)?;
     out.vars
         .push(("SetupTime".into(), (unix_ms / 1000).to_string().into()));
     for v in cfg.vars.iter().filter(|v| v.at == VarAt::Invite) {
