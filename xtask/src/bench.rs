@@ -2,7 +2,7 @@
 //! proxies taking turns; CPU per call of each.
 
 use crate::ci::install_deps;
-use crate::{root, run};
+use crate::{build_release_siplb, root};
 use anyhow::{Context, Result, bail};
 use siplb_tests::{SIPP_BASE_ARGS, read_sipp_csv, stop_child, try_wait_bound};
 use std::path::{Path, PathBuf};
@@ -194,13 +194,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let root = root();
     let entries = b.entries(&root)?;
     install_deps(&["sip-tester", "kamailio", "procps"])?;
-    run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "siplb",
-    ]))?;
+    build_release_siplb(&root)?;
     let work = root.join("target/bench");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;

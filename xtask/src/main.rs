@@ -73,6 +73,17 @@ fn root() -> PathBuf {
         .into()
 }
 
+/// The release build of siplb that the benchmarks run.
+fn build_release_siplb(root: &Path) -> Result<()> {
+    run(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "siplb",
+    ]))
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {cmd:?}");
     let status = cmd

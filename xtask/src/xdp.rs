@@ -1,7 +1,7 @@
 //! The XDP guard's drop rate for a junk flood (`cargo xtask bench-xdp`) and the flood sender
 //! it runs in a network namespace (`cargo xtask flood-send`).
 
-use crate::{output, root, run};
+use crate::{build_release_siplb, output, root, run};
 use anyhow::Result;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,13 +33,7 @@ fn ip(args: &[&str]) -> Result<()> {
 /// over a veth pair (198.18.60.0/24), native mode then generic.
 pub fn bench_xdp() -> Result<()> {
     let root = root();
-    run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "siplb",
-    ]))?;
+    build_release_siplb(&root)?;
     let (a, b) = ("siplb-bx-a", "siplb-bx-b");
     let work = root.join("target/bench-xdp");
     let _ = std::fs::remove_dir_all(&work);

@@ -52,10 +52,6 @@ impl Output {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
-
-    pub fn pending_events(&self) -> usize {
-        self.events.len()
-    }
 }
 
 #[cfg(test)]

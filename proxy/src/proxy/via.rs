@@ -57,9 +57,3 @@ pub fn top_via_is_ours(msg: &SipMsg<'_>, local: SocketAddr) -> bool {
     let via = msg.top_via;
     via.port.unwrap_or(5060) == local.port() && host_ip(via.host.of(buf)) == Some(local.ip())
 }
-
-/// Lower-case hex of `v`, into `out`.
-pub fn push_hex(out: &mut Vec<u8>, v: u64) {
-    use std::io::Write;
-    let _ = write!(out, "{v:x}");
-}
