@@ -250,7 +250,7 @@ impl<'e> CallLine<'e> {
                 ended_by: None,
             }),
             Event::Dialog(d) => Self::of_dialog(d),
-            Event::Transaction(_) => None,
+            Event::Transaction(_) | Event::Request(_) => None,
         }
     }
 

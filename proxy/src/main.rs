@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use siplb::acc::plane::AccPlane;
 use siplb::config::{Config, ShutdownDialogs, SteeringMode};
 use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
@@ -107,6 +108,8 @@ struct Running {
     xdp_stats: Option<JoinHandle<()>>,
     /// The event writer, stopped through its sink once the workers have stopped adding to it.
     events: Option<(Arc<EventSink>, JoinHandle<()>)>,
+    /// The accounting writer, stopped the same way: it writes and syncs every record first.
+    acc: Option<(Arc<AccPlane>, JoinHandle<()>)>,
     /// The control thread and its socket, removed once the thread has stopped.
     control: Option<(JoinHandle<()>, PathBuf)>,
     metrics: Option<MetricsServer>,
@@ -138,6 +141,11 @@ impl Running {
         if let Some((sink, t)) = self.events.take() {
             sink.shutdown.store(true, Ordering::Release);
             let _ = t.join();
+        }
+        if let Some((acc, t)) = self.acc.take() {
+            acc.stop.store(true, Ordering::Release);
+            let _ = t.join();
+            tracing::info!("acc: {} records written and synced", acc.written.get());
         }
         if let Some((t, socket)) = self.control.take() {
             let _ = t.join();
@@ -188,6 +196,17 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         .context("events")?;
         running.events = Some((sink.clone(), t));
     }
+    let mut acc_stats = Vec::new();
+    if let Some(acc) = &cfg.acc {
+        let queues = Arc::new(AccPlane::new(cfg.workers, acc.queue));
+        let sinks = siplb::acc::writer::file_and_log_sinks(acc, &queues)
+            .with_context(|| format!("acc.dir {}", acc.dir.display()))?;
+        let t = siplb::acc::writer::spawn(acc.clone(), queues.clone(), sinks).context("acc")?;
+        acc_stats = queues.statistics();
+        plane.acc = Some((acc.clone(), queues.clone()));
+        running.acc = Some((queues, t));
+        tracing::info!("acc: node {}, records to {}", acc.node, acc.dir.display());
+    }
     let plane = Arc::new(plane);
     running.plane = Some(plane.clone());
     // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
@@ -214,6 +233,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
     ];
     globals.extend(xdp.iter().cloned());
+    globals.extend(acc_stats);
     if let Some(addr) = cfg.metrics_listen {
         running.metrics = Some(
             prometheus::serve(

@@ -163,6 +163,8 @@ pub fn next_proxy(
         format!("{:?}", old.events_http),
         format!("{:?}", new.events_http),
     )?;
+    fixed("node", old.node.clone(), new.node.clone())?;
+    fixed("acc", format!("{:?}", old.acc), format!("{:?}", new.acc))?;
     // A customer's number is part of its accounts' keys in the limit tables: the customers
     // there are keep their places; new ones come after them.
     for (i, (a, b)) in running

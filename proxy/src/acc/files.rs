@@ -60,32 +60,85 @@ impl FileSink {
         })
     }
 
-    /// Writes `records` at `now_ms` (Unix ms): one write per file.
+    /// Sets aside the torn last line of every current file in the folder (a crash in the
+    /// middle of a write), before anything is written; how many there were.
+    pub fn recover(&mut self) -> io::Result<u64> {
+        let mut found = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let current = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".csv").or_else(|| n.strip_suffix(".jsonl")))
+                // Rotated files are `<table>-<stamp>`: only current ones are written to.
+                .is_some_and(|stem| !stem.contains('-') && !stem.contains('.'));
+            if current && set_aside_torn_line(&path)? {
+                found += 1;
+                tracing::warn!(
+                    "{}: a torn last line (a crash in the middle of a write) was moved to its \
+                     .torn file",
+                    path.display()
+                );
+            }
+        }
+        self.torn_lines += found;
+        Ok(found)
+    }
+
+    /// Writes `records` at `now_ms` (Unix ms): one write per file. All or nothing: when a
+    /// write fails, what this batch wrote to any file is cut off again, so a retry writes no
+    /// record twice.
     pub fn write_batch(&mut self, records: &[Record], now_ms: u64) -> io::Result<()> {
-        let mut buffers: HashMap<(String, &'static str), String> = HashMap::new();
+        let mut buffers: Vec<((String, &'static str), String)> = Vec::new();
         for r in records {
             if self.formats.csv {
-                csv_line(r, buffers.entry((r.table.clone(), CSV)).or_default());
+                csv_line(r, buffer(&mut buffers, &r.table, CSV));
             }
             if self.formats.jsonl {
-                json_line(r, buffers.entry((r.table.clone(), JSONL)).or_default());
+                json_line(r, buffer(&mut buffers, &r.table, JSONL));
             }
         }
-        for ((table, ext), text) in buffers {
+        // (file, its length before this batch), to undo a partial batch.
+        let mut done: Vec<((String, &'static str), u64)> = Vec::new();
+        let mut result = Ok(());
+        for ((table, ext), text) in &buffers {
             let columns = records
                 .iter()
-                .find(|r| r.table == table)
+                .find(|r| r.table == *table)
                 .map(Record::columns)
                 .unwrap_or(&[]);
-            self.rotate_if_due(&table, ext, now_ms)?;
-            let f = self.file(&table, ext, columns, now_ms)?;
-            f.file
-                .write_all(text.as_bytes())
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", f.path.display())))?;
-            f.bytes += text.len() as u64;
-            f.dirty = true;
+            let r = self
+                .rotate_if_due(table, ext, now_ms)
+                .and_then(|()| self.file(table, ext, columns, now_ms))
+                .and_then(|f| {
+                    let before = f.bytes;
+                    done.push(((table.clone(), *ext), before));
+                    f.dirty = true;
+                    match f.file.write_all(text.as_bytes()) {
+                        Ok(()) => {
+                            f.bytes += text.len() as u64;
+                            Ok(())
+                        }
+                        Err(e) => Err(io::Error::new(
+                            e.kind(),
+                            format!("{}: {e}", f.path.display()),
+                        )),
+                    }
+                });
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(())
+        if result.is_err() {
+            for (key, before) in done {
+                if let Some(f) = self.open.get_mut(&key) {
+                    let _ = f.file.set_len(before);
+                    f.bytes = before;
+                }
+            }
+        }
+        result
     }
 
     /// `fdatasync` of every file written since the last sync.
@@ -170,6 +223,25 @@ impl FileSink {
         std::fs::rename(&f.path, &to)?;
         Ok(())
     }
+}
+
+/// The text being built for `table` in `ext`.
+fn buffer<'b>(
+    buffers: &'b mut Vec<((String, &'static str), String)>,
+    table: &str,
+    ext: &'static str,
+) -> &'b mut String {
+    let i = match buffers
+        .iter()
+        .position(|((t, e), _)| t == table && *e == ext)
+    {
+        Some(i) => i,
+        None => {
+            buffers.push(((table.to_string(), ext), String::new()));
+            buffers.len() - 1
+        }
+    };
+    &mut buffers[i].1
 }
 
 /// `YYYYMMDDTHHMMSSZ` of Unix ms.

@@ -3,13 +3,24 @@
 //! per RFC 4180 with a header row, JSON lines with the same names). The columns are fixed
 //! here once, so files and tables never change shape; `docs/CDR.md` documents each.
 //!
+//! How records travel: each worker's [`Accountant`](accountant::Accountant) turns its
+//! shard's events into records and pushes them into the worker's own bounded queue
+//! ([`AccPlane`](plane::AccPlane)); one writer thread ([`writer`]) drains every queue in
+//! batches into the sinks (a log line, files, PostgreSQL), syncing at the group-commit
+//! interval. Nothing accepted is lost: while records cannot move on, new INVITEs get 503.
+//!
 //! `record`, `encode` and `time` do no I/O and read no clock: times come in the events, the id
 //! sequence is given. `files` is the file sink the writer thread drives (batched writes,
 //! sync on demand, rotation, torn-line recovery).
 
+pub mod accountant;
+pub mod config;
 pub mod encode;
 pub mod files;
+pub mod plane;
 pub mod record;
+pub mod sink;
 pub mod time;
+pub mod writer;
 
 pub use record::{ACC_COLUMNS, CDR_COLUMNS, Disposition, Field, Ids, Record};

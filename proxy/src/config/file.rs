@@ -7,6 +7,8 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The node's name (records, ids; fleet membership later); default the host name.
+    pub node: Option<Spanned<String>>,
     pub listen: Listen,
     #[serde(default)]
     pub workers: Workers,
@@ -32,6 +34,7 @@ pub struct FileConfig {
     pub shutdown: ShutdownFile,
     #[serde(default)]
     pub log: Log,
+    pub acc: Option<super::acc::AccFile>,
     #[serde(default)]
     pub debug: Debug,
 }

@@ -2,6 +2,7 @@
 //! [`Config`]. Every error names the file, the line and the key; unknown keys are errors;
 //! relative paths resolve from the file's folder. Defaults are the `DEFAULT_*` constants.
 
+mod acc;
 mod dialog;
 pub mod file;
 mod sections;
@@ -124,6 +125,10 @@ pub struct Config {
     pub shutdown_bye_wait: Duration,
     /// `[log]`.
     pub log: crate::logging::LogConfig,
+    /// The top-level `node`.
+    pub node: String,
+    /// `[acc]` (none: no accounting).
+    pub acc: Option<Arc<crate::acc::config::AccConfig>>,
 }
 
 /// `[shutdown] dialogs`.
@@ -237,6 +242,12 @@ impl Config {
         let log = sections::log(&f.log, &invalid)?;
         // The call log reads refusals and failures off the shard's events.
         proxy.emit.failures = log.calls_per_second > 0;
+        let (node, acc) = acc::acc(f.acc.as_ref(), f.node.as_ref(), &resolve, &invalid)?;
+        if let Some(a) = &acc {
+            proxy.emit.transactions = a.wants_transactions();
+            proxy.emit.requests = a.wants_requests();
+            proxy.emit.dialogs |= a.cdrs;
+        }
 
         Ok(Config {
             path: path.into(),
@@ -271,6 +282,8 @@ impl Config {
             },
             shutdown_dialogs,
             shutdown_bye_wait: Duration::from_millis(f.shutdown.bye_wait_ms),
+            node,
+            acc: acc.map(Arc::new),
         })
     }
 }

@@ -128,6 +128,11 @@ shard_stats! {
     limits_rejected => names::LIMITS_REJECTED,
     /// Of those, refused because their value was new and the value table full.
     limits_account_table_full => names::LIMITS_ACCOUNT_TABLE_FULL,
+    /// New INVITEs refused with 503 + Retry-After because accounting had no room for the
+    /// records of another call (a full record queue, a stalled sink, a full spool).
+    acc_queue_full_503 => names::ACC_QUEUE_FULL_503,
+    /// Accounting records made (transaction, rule and CDR records).
+    acc_records => names::ACC_RECORDS,
     /// Call log lines not written: over `log.calls_per_second`.
     log_dropped_lines => names::LOG_DROPPED_LINES,
     /// Median kernel-receive-to-processed time in µs since start (refreshed every second).

@@ -46,6 +46,13 @@ pub const EVENTS_WRITTEN: &str = "events:written";
 pub const EVENTS_DROPPED: &str = "events:dropped";
 pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
 pub const LOG_DROPPED_LINES: &str = "log:dropped_lines";
+pub const ACC_RECORDS: &str = "acc:records";
+pub const ACC_WRITTEN: &str = "acc:written";
+pub const ACC_SINK_ERRORS: &str = "acc:sink_errors";
+pub const ACC_TORN_LINES: &str = "acc:torn_lines";
+pub const ACC_SPOOL_RECORDS: &str = "acc:spool_records";
+pub const ACC_QUEUED: &str = "acc:queued";
+pub const ACC_QUEUE_FULL_503: &str = "acc:queue_full_503";
 pub const CORE_LATENCY_P50_US: &str = "core:latency_p50_us";
 pub const CORE_LATENCY_P99_US: &str = "core:latency_p99_us";
 pub const CORE_LATENCY_MAX_US: &str = "core:latency_max_us";
@@ -61,6 +68,8 @@ pub const MAX_OF_WORKERS: &[&str] = &[
 /// Statistics that are gauges (a level, not a count of events): Prometheus type `gauge`, no
 /// `_total`.
 pub const GAUGES: &[&str] = &[
+    ACC_SPOOL_RECORDS,
+    ACC_QUEUED,
     TM_INUSE,
     CORE_CALL_RECORDS,
     CORE_STEERING_BPF,

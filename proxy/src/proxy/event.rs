@@ -21,6 +21,9 @@ pub struct Emit {
     /// overload 503 …), and [`Event::Dialog`] for each INVITE a limit refused, each dialog
     /// that failed, and each answered dialog siplb ended (operator, timeout).
     pub failures: bool,
+    /// [`Event::Request`] for each request that starts a transaction or is an ACK of a
+    /// dialog (accounting rules record requests on receipt).
+    pub requests: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub enum Event {
     Transaction(Box<TxnOutcome>),
     Dialog(Box<DialogRecord>),
     Refused(Box<Refused>),
+    /// A request as it was received (retransmissions excluded): its `code` is none, its
+    /// `at_ms` the time of receipt, its account and gateway those of its dialog.
+    Request(Box<TxnOutcome>),
 }
 
 /// A new INVITE siplb answered with an error without keeping a transaction or a dialog: 403

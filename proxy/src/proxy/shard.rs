@@ -56,6 +56,8 @@ pub struct Shard {
     /// Scratch: what is due in one `handle_timeout`, and what one sweep found.
     due: Vec<(Instant, Wake)>,
     swept: Vec<(DialogId, super::dialogs::table::Due)>,
+    /// Accounting has no room for the records of a new call: new INVITEs get 503.
+    acc_full: bool,
 }
 
 /// A final response for the record: status, reason, Q.850 cause, To tag, and whether siplb
@@ -84,7 +86,15 @@ impl Shard {
             key: Vec::new(),
             due: Vec::new(),
             swept: Vec::new(),
+            acc_full: false,
         }
+    }
+
+    /// Whether accounting has room for the records of new calls: while it has not, new
+    /// INVITEs get `503` + `Retry-After` (counted in `acc:queue_full_503`), so that no record
+    /// of a call let in is ever dropped.
+    pub fn set_accounting_full(&mut self, full: bool) {
+        self.acc_full = full;
     }
 
     /// Takes a reloaded configuration: new requests and new dialogs follow it; a live dialog
@@ -415,6 +425,42 @@ impl Shard {
             ..Extra::default()
         };
         self.reply_stateless(msg, src, 403, extra)
+    }
+
+    /// Reports a request as received (for accounting rules), with its dialog's account
+    /// (`account` when it has no dialog yet) and gateway.
+    fn report_request(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        dialog: Option<DialogId>,
+        account: &[u8],
+    ) {
+        if !self.cfg.emit.requests {
+            return;
+        }
+        let d = dialog.and_then(|id| self.dialogs.get(id));
+        let (account, gateway) = match d {
+            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.gateway)),
+            None => (String::from_utf8_lossy(account).into(), None),
+        };
+        let seen = TxnOutcome {
+            dialog,
+            method: msg.method().unwrap_or(Method::Other),
+            parties: Parties::of_request(msg),
+            to_tag: String::from_utf8_lossy(msg.to_tag().unwrap_or(b"")).into(),
+            source: Target::udp(src),
+            destination: gateway,
+            account,
+            gateway,
+            code: None,
+            reason: Box::default(),
+            q850_cause: None,
+            local: false,
+            at_ms: self.clock.unix_ms(now),
+        };
+        self.out.emit(Event::Request(Box::new(seen)));
     }
 
     /// A new request siplb has no room for: `503` + `Retry-After`, counted.

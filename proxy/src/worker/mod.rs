@@ -92,6 +92,13 @@ pub struct Plane {
     pub workers: Vec<Arc<WorkerHandle>>,
     /// Where `Call_End` events go, when configured.
     pub events: Option<Arc<crate::events::EventSink>>,
+    /// Accounting, when `[acc]` is configured: what to record, and the record queues.
+    pub acc: Option<(
+        Arc<crate::acc::config::AccConfig>,
+        Arc<crate::acc::plane::AccPlane>,
+    )>,
+    /// Unix ms of the process start (the middle part of record ids).
+    pub start_ms: u64,
     pub hash_key: u32,
     pub shutdown: AtomicBool,
     /// Workers start their loops together, once every ring exists.
@@ -104,6 +111,10 @@ impl Plane {
         Plane {
             workers,
             events: None,
+            acc: None,
+            start_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             hash_key,
             shutdown: AtomicBool::new(false),
             ready: Barrier::new(n),
@@ -157,6 +168,8 @@ pub struct Worker {
     last_publish: Instant,
     /// The call log's rate limit and memory (none when `log.calls_per_second = 0`).
     calls: Option<crate::logging::CallLog>,
+    /// The accounting buffer (none without `[acc]`).
+    acc: Option<crate::acc::accountant::Accountant>,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -202,6 +215,16 @@ impl Worker {
             None => None,
         };
         let workers = plane.workers.len() as u32;
+        let acc = plane.acc.as_ref().map(|(cfg, queues)| {
+            crate::acc::accountant::Accountant::new(
+                cfg.clone(),
+                queues.clone(),
+                id,
+                workers,
+                plane.start_ms,
+                stats.clone(),
+            )
+        });
         Ok(Worker {
             id,
             uring,
@@ -225,6 +248,7 @@ impl Worker {
             last_publish: Instant::now(),
             calls: (cfg.log.calls_per_second > 0)
                 .then(|| crate::logging::CallLog::new(cfg.log.calls_per_second, cfg.workers)),
+            acc,
         })
     }
 
@@ -340,6 +364,10 @@ impl Worker {
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
             self.drain_events(now);
+            if let Some(acc) = self.acc.as_mut() {
+                acc.flush();
+                self.shard.set_accounting_full(acc.full());
+            }
             self.stats
                 .inuse_transactions
                 .set(self.shard.transactions() as u64);
@@ -375,6 +403,17 @@ impl Worker {
             }
         }
         self.publish_latency();
+        // The dialogs still up end here for siplb: each gets its record (`ended_by =
+        // shutdown`) before the worker stops; its accounting buffer goes to the writer.
+        let now = Instant::now();
+        let up = self.shard.abandon_all(now);
+        if up > 0 {
+            tracing::info!(
+                worker = self.id,
+                "{up} dialogs up at exit recorded as ended by shutdown"
+            );
+        }
+        self.drain_events(now);
         if let Some(t) = self.trace.as_mut() {
             t.flush()?;
         }
@@ -479,6 +518,9 @@ impl Worker {
                 && r.answered
             {
                 sink.push(crate::events::call_end_json(r));
+            }
+            if let Some(acc) = self.acc.as_mut() {
+                acc.on_event(&e);
             }
         }
     }

@@ -61,6 +61,22 @@ impl Shard {
         up.len()
     }
 
+    /// Ends every dialog still up, without a word to the peers, as the worker stops: each is
+    /// reported (`ended_by = shutdown` when answered), so that its CDR is written before exit.
+    /// How many there were.
+    pub fn abandon_all(&mut self, now: Instant) -> usize {
+        let up: Vec<DialogId> = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| d.state != DialogState::Ended)
+            .map(|(id, _)| id)
+            .collect();
+        for &id in &up {
+            self.end_dialog_now(now, id, EndCause::Shutdown);
+        }
+        up.len()
+    }
+
     /// Ends an answered dialog from siplb's side: BYE to the callee (as the caller would send
     /// it) and to the caller (as the callee would), each in a transaction of its own.
     pub fn terminate(&mut self, now: Instant, id: DialogId, cause: EndCause) -> bool {

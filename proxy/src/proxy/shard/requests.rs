@@ -122,6 +122,12 @@ impl Shard {
             self.key = key;
             return self.reply_overload(msg, src);
         }
+        if self.acc_full {
+            self.key = key;
+            self.stats.acc_queue_full_503.inc();
+            let retry = self.cfg.retry_after;
+            return self.reply_stateless(msg, src, 503, Extra::overload(retry));
+        }
         let call_id = msg.call_id();
         let caller_tag = msg.from_tag().unwrap_or(b"");
         let unix = self.clock.unix_ms(now);
@@ -196,6 +202,7 @@ impl Shard {
                 id
             }
         };
+        self.report_request(now, msg, src, Some(id), b"");
         let gateway = self
             .dialogs
             .get(id)
@@ -293,6 +300,10 @@ impl Shard {
             );
         }
         let (code, reason, cause) = (lr.code, lr.reason.clone(), lr.q850_cause);
+        if self.cfg.emit.requests {
+            let account = admission::account_of(&self.cfg, customer, msg).to_vec();
+            self.report_request(now, msg, src, None, &account);
+        }
         if self.cfg.emit.dialogs || self.cfg.emit.failures {
             self.report_refused(now, msg, src, customer, code, &reason, cause);
         }
@@ -496,6 +507,7 @@ impl Shard {
             }
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
+        self.report_request(now, msg, src, Some(id), b"");
         let fwd = Forward {
             record_route: None,
             strip_route: own_route,
@@ -560,6 +572,8 @@ impl Shard {
         let Some(invite) = invite else {
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
+        let dialog = self.txns.get(invite).and_then(|t| t.dialog);
+        self.report_request(now, msg, src, dialog, b"");
         // 200 to the CANCEL, kept in a transaction of its own for its retransmissions.
         let timers = self.cfg.timers;
         let peer = Target::udp(src);

@@ -24,7 +24,7 @@ impl Harness {
             match e {
                 Event::Transaction(t) => txns.push(*t),
                 Event::Dialog(d) => dialogs.push(*d),
-                Event::Refused(_) => {}
+                Event::Refused(_) | Event::Request(_) => {}
             }
         }
         (txns, dialogs)
@@ -235,4 +235,77 @@ fn for_the_call_log_alone_refusals_failures_and_siplbs_ends_are_reported_not_nor
     assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
     assert!(dialogs[0].operator_cancelled && !dialogs[0].answered);
     assert_eq!(dialogs[0].outcome.code, Some(487));
+}
+
+#[test]
+fn requests_are_reported_once_on_receipt_with_their_dialogs_account() {
+    let mut h = Harness::with_config(|c| c.emit.requests = true);
+    h.shard.set_epoch(h.now, EPOCH_MS);
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, fwd) = h.start_call(&inv);
+    // A retransmission is not a new request.
+    h.caller_sends(&inv.text());
+    h.take();
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+    h.advance(Duration::from_millis(3_000));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    let bye = caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2);
+    h.caller_sends(&bye.text());
+    let mut seen = Vec::new();
+    while let Some(e) = h.shard.poll_event() {
+        if let Event::Request(r) = e {
+            seen.push(*r);
+        } else {
+            panic!("only requests were asked for: {e:?}");
+        }
+    }
+    let methods: Vec<Method> = seen.iter().map(|r| r.method).collect();
+    assert_eq!(methods, [Method::Invite, Method::Ack, Method::Bye]);
+    let bye = &seen[2];
+    assert_eq!(bye.at_ms, EPOCH_MS + 3_000, "timestamped on receipt");
+    assert_eq!(bye.code, None);
+    assert_eq!(&*bye.account, "alice");
+    assert_eq!(bye.gateway.map(|g| g.addr), Some(fwd.dst));
+    assert_eq!(&*bye.to_tag, "gw-tag");
+}
+
+#[test]
+fn while_accounting_is_full_new_invites_get_503_and_calls_under_way_go_on() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.shard.set_accounting_full(true);
+    h.caller_sends(&invite("c2", "z9hG4bK-b").text());
+    let out = h.take_one();
+    assert!(out.is_response(503), "{out:?}");
+    assert!(out.named("Retry-After").is_some(), "{out:?}");
+    assert_eq!(h.stats.acc_queue_full_503.get(), 1);
+    assert!(h.call_state("c2").is_none());
+    // The call let in before goes on.
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw")));
+    assert!(ok.is_response(200), "{ok:?}");
+    h.shard.set_accounting_full(false);
+    h.start_call(&invite("c3", "z9hG4bK-c"));
+}
+
+#[test]
+fn dialogs_left_up_at_exit_are_reported_as_ended_by_shutdown() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.start_call(&invite("c2", "z9hG4bK-b"));
+    h.events();
+    assert_eq!(h.shard.abandon_all(h.now), 2);
+    assert!(h.take().is_empty(), "nothing is sent to the peers");
+    let (_, dialogs) = h.events();
+    let ended: Vec<(&str, Option<EndedBy>)> = dialogs
+        .iter()
+        .map(|d| (&*d.parties.call_id, d.ended_by))
+        .collect();
+    assert!(
+        ended.contains(&("c1", Some(EndedBy::Shutdown))),
+        "{ended:?}"
+    );
+    assert!(ended.contains(&("c2", None)), "{ended:?}");
 }

@@ -1,0 +1,304 @@
+//! A worker's accounting buffer: it turns the shard's events into records as `[acc]` asks
+//! (Kamailio's flags per method, the rules, the CDR of each call) and pushes them into the
+//! worker's own queue. It never blocks and never writes a file: a record that does not fit
+//! waits here, in order, and while anything waits (or the queue is nearly full, or the writer
+//! is stalled) the worker refuses new INVITEs, so that no record of a call let in is lost.
+
+use super::config::AccConfig;
+use super::plane::AccPlane;
+use super::record::{Ids, Record, acc_record, cdr};
+use crate::metrics::ShardStats;
+use crate::proxy::event::{Event, TxnOutcome};
+use crate::sip::Method;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The table of transactions recorded by flag, and of missed calls.
+pub const ACC_TABLE: &str = "acc";
+pub const MISSED_TABLE: &str = "missed_calls";
+
+pub struct Accountant {
+    cfg: Arc<AccConfig>,
+    plane: Arc<AccPlane>,
+    worker: usize,
+    ids: Ids,
+    /// Records that did not fit in the queue, oldest first.
+    waiting: VecDeque<Record>,
+    /// Queue length from which new calls are refused.
+    high_water: usize,
+    /// The worker's statistics (`acc:records`).
+    stats: Arc<ShardStats>,
+}
+
+impl Accountant {
+    /// The accountant of worker `worker` of `workers`; ids start with the process start
+    /// `start_ms`.
+    pub fn new(
+        cfg: Arc<AccConfig>,
+        plane: Arc<AccPlane>,
+        worker: u32,
+        workers: u32,
+        start_ms: u64,
+        stats: Arc<ShardStats>,
+    ) -> Accountant {
+        let capacity = plane.queues[worker as usize].capacity();
+        Accountant {
+            ids: Ids::new(&cfg.node, start_ms, worker, workers),
+            cfg,
+            plane,
+            worker: worker as usize,
+            waiting: VecDeque::new(),
+            // A quarter of the queue stays free for the calls already let in.
+            high_water: capacity - capacity / 4,
+            stats,
+        }
+    }
+
+    /// The records of one event.
+    pub fn on_event(&mut self, e: &Event) {
+        match e {
+            Event::Transaction(t) => self.on_transaction(t),
+            Event::Request(r) => self.on_request(r),
+            Event::Dialog(d) if self.cfg.cdrs => {
+                let r = cdr(&mut self.ids, d);
+                self.push(r);
+            }
+            Event::Dialog(_) | Event::Refused(_) => {}
+        }
+    }
+
+    fn on_transaction(&mut self, t: &TxnOutcome) {
+        let c = &self.cfg;
+        let ok = t.code.is_some_and(|c| (200..300).contains(&c));
+        let flagged = c.flags.contains(t.method) && (ok || c.failed_flags.contains(t.method));
+        let missed = !ok && t.method == Method::Invite && c.missed_flags.contains(t.method);
+        if flagged {
+            let r = self.transaction_record(ACC_TABLE, t);
+            self.push(r);
+        }
+        if missed {
+            let r = self.transaction_record(MISSED_TABLE, t);
+            self.push(r);
+        }
+    }
+
+    /// A transaction's record; one without a final answer has the code of its local timeout.
+    fn transaction_record(&mut self, table: &str, t: &TxnOutcome) -> Record {
+        if t.code.is_none() {
+            let mut timed_out = t.clone();
+            timed_out.code = Some(408);
+            timed_out.reason = "Request Timeout".into();
+            timed_out.local = true;
+            return acc_record(&mut self.ids, table, &timed_out, None, t.at_ms);
+        }
+        acc_record(&mut self.ids, table, t, None, t.at_ms)
+    }
+
+    fn on_request(&mut self, r: &TxnOutcome) {
+        for i in 0..self.cfg.rules.len() {
+            let rule = &self.cfg.rules[i];
+            if rule.matches(r.method, &r.account, &r.parties.ruri_user) {
+                let (table, comment) = (rule.table.clone(), rule.comment.clone());
+                let rec = acc_record(&mut self.ids, &table, r, Some(&comment), r.at_ms);
+                self.push(rec);
+            }
+        }
+    }
+
+    fn push(&mut self, r: Record) {
+        self.stats.acc_records.inc();
+        if !self.waiting.is_empty() {
+            self.waiting.push_back(r);
+            return;
+        }
+        if let Err(r) = self.plane.queues[self.worker].push(r) {
+            self.waiting.push_back(r);
+        }
+    }
+
+    /// Moves waiting records into the queue, as far as they fit.
+    pub fn flush(&mut self) {
+        let q = &self.plane.queues[self.worker];
+        while let Some(r) = self.waiting.pop_front() {
+            if let Err(r) = q.push(r) {
+                self.waiting.push_front(r);
+                break;
+            }
+        }
+    }
+
+    /// Whether new calls must be refused: records wait here, the queue is nearly full, or
+    /// the writer cannot write.
+    pub fn full(&self) -> bool {
+        !self.waiting.is_empty()
+            || self.plane.queues[self.worker].len() >= self.high_water
+            || self.plane.is_stalled()
+    }
+
+    /// Records waiting here (not yet in the queue).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+impl Drop for Accountant {
+    /// A stopping worker leaves what did not fit to the writer.
+    fn drop(&mut self) {
+        self.flush();
+        if !self.waiting.is_empty() {
+            self.plane.leave(self.waiting.drain(..));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acc::config::{AccRule, Methods, Sinks};
+    use crate::acc::files::{Formats, Rotation};
+    use crate::proxy::event::Parties;
+    use crate::proxy::target::Target;
+    use std::time::Duration;
+
+    fn cfg(f: impl FnOnce(&mut AccConfig)) -> Arc<AccConfig> {
+        let mut c = AccConfig {
+            node: "n".into(),
+            flags: Methods::default(),
+            failed_flags: Methods::default(),
+            missed_flags: Methods::default(),
+            rules: Vec::new(),
+            cdrs: false,
+            sinks: Sinks::default(),
+            dir: "/nonexistent".into(),
+            formats: Formats {
+                csv: true,
+                jsonl: false,
+            },
+            sync_interval: Duration::from_millis(10),
+            rotation: Rotation {
+                max_bytes: 0,
+                max_age_s: 0,
+            },
+            queue: 4,
+            spool_max_bytes: 1 << 20,
+        };
+        f(&mut c);
+        Arc::new(c)
+    }
+
+    fn outcome(method: Method, code: Option<u16>) -> Event {
+        Event::Transaction(Box::new(TxnOutcome {
+            dialog: None,
+            method,
+            parties: Parties {
+                ruri_user: "0044".into(),
+                ..Parties::default()
+            },
+            to_tag: "t".into(),
+            source: Target::udp("127.0.0.1:5070".parse().unwrap()),
+            destination: None,
+            account: "acct".into(),
+            gateway: None,
+            code,
+            reason: "R".into(),
+            q850_cause: None,
+            local: false,
+            at_ms: 1,
+        }))
+    }
+
+    fn accountant(c: Arc<AccConfig>) -> (Accountant, Arc<AccPlane>) {
+        let plane = Arc::new(AccPlane::new(1, c.queue));
+        let a = Accountant::new(c, plane.clone(), 0, 1, 1000, Arc::default());
+        (a, plane)
+    }
+
+    fn drained(plane: &AccPlane) -> Vec<(String, String)> {
+        std::iter::from_fn(|| plane.queues[0].pop())
+            .map(|r| (r.table.clone(), r.get("sip_code").unwrap().as_text()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_record_2xx_and_failed_flags_the_rest_and_missed_calls_go_apart() {
+        let c = cfg(|c| {
+            c.flags.insert(Method::Invite);
+            c.flags.insert(Method::Bye);
+            c.failed_flags.insert(Method::Bye);
+            c.missed_flags.insert(Method::Invite);
+        });
+        let (mut a, plane) = accountant(c);
+        a.on_event(&outcome(Method::Invite, Some(200)));
+        a.on_event(&outcome(Method::Invite, Some(486)));
+        a.on_event(&outcome(Method::Bye, None));
+        assert_eq!(
+            drained(&plane),
+            [
+                ("acc".into(), "200".into()),
+                ("missed_calls".into(), "486".into()),
+                ("acc".into(), "408".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_the_failed_flag_a_failure_is_not_recorded() {
+        let c = cfg(|c| c.flags.insert(Method::Bye));
+        let (mut a, plane) = accountant(c);
+        a.on_event(&outcome(Method::Bye, Some(481)));
+        a.on_event(&outcome(Method::Bye, None));
+        assert!(drained(&plane).is_empty());
+    }
+
+    #[test]
+    fn a_rule_records_the_request_with_its_comment_when_it_matches() {
+        let c = cfg(|c| {
+            c.rules.push(AccRule {
+                method: Method::Bye,
+                comment: "210 Bye received".into(),
+                table: "acc".into(),
+                account: Some("acct".into()),
+                prefix: Some("00".into()),
+            });
+            c.rules.push(AccRule {
+                method: Method::Bye,
+                comment: "other".into(),
+                table: "elsewhere".into(),
+                account: Some("nobody".into()),
+                prefix: None,
+            });
+        });
+        let (mut a, plane) = accountant(c);
+        let Event::Transaction(t) = outcome(Method::Bye, None) else {
+            unreachable!()
+        };
+        a.on_event(&Event::Request(t));
+        assert_eq!(drained(&plane), [("acc".into(), "210".into())]);
+    }
+
+    #[test]
+    fn records_that_do_not_fit_wait_in_order_and_refuse_new_calls_meanwhile() {
+        let c = cfg(|c| c.flags.insert(Method::Invite));
+        let (mut a, plane) = accountant(c);
+        assert!(!a.full());
+        for _ in 0..6 {
+            a.on_event(&outcome(Method::Invite, Some(200)));
+        }
+        assert_eq!(a.waiting(), 2);
+        assert!(a.full());
+        let first = plane.queues[0].pop().unwrap();
+        a.flush();
+        assert_eq!(a.waiting(), 1);
+        assert!(a.full());
+        drop(a);
+        // What did not fit is left to the writer, not lost.
+        let ids: Vec<String> = std::iter::once(first)
+            .chain(std::iter::from_fn(|| plane.queues[0].pop()))
+            .chain(plane.take_leftovers())
+            .map(|r| r.get("id").unwrap().as_text())
+            .collect();
+        assert_eq!(ids.len(), 6);
+        assert_eq!(ids[0], "n-1000-0");
+        assert_eq!(ids[5], "n-1000-5");
+    }
+}

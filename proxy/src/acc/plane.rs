@@ -1,0 +1,77 @@
+//! What the workers and the accounting writer share: one bounded lock-free queue of records
+//! per worker (its single producer is the worker, its single consumer the writer), the
+//! writer's word that the sinks are stalled or the spool full, and the statistics.
+
+use super::record::Record;
+use crate::metrics::Counter;
+use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub struct AccPlane {
+    pub queues: Vec<ArrayQueue<Record>>,
+    /// Records a worker could not queue as it stopped (its queue full): the writer takes
+    /// them after the queues. Touched only at exit.
+    leftovers: Mutex<Vec<Record>>,
+    /// Set by the writer while a sink cannot take records (a full disk, a full spool): the
+    /// workers refuse new INVITEs meanwhile.
+    pub stalled: AtomicBool,
+    /// Set once the workers have stopped: the writer drains everything, syncs and ends.
+    pub stop: AtomicBool,
+    /// `acc:written`: records written to every sink and synced.
+    pub written: Arc<Counter>,
+    /// `acc:sink_errors`: failed writes and syncs (each retried).
+    pub sink_errors: Arc<Counter>,
+    /// `acc:torn_lines`: torn last lines set aside at start.
+    pub torn_lines: Arc<Counter>,
+    /// `acc:spool_records`: records waiting in the PostgreSQL spool.
+    pub spool_records: Arc<Counter>,
+    /// `acc:queued`: records in the workers' queues (a gauge the writer refreshes).
+    pub queued: Arc<Counter>,
+}
+
+impl AccPlane {
+    /// Queues of `capacity` records for `workers` workers.
+    pub fn new(workers: usize, capacity: usize) -> AccPlane {
+        AccPlane {
+            queues: (0..workers).map(|_| ArrayQueue::new(capacity)).collect(),
+            leftovers: Mutex::new(Vec::new()),
+            stalled: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            written: Arc::default(),
+            sink_errors: Arc::default(),
+            torn_lines: Arc::default(),
+            spool_records: Arc::default(),
+            queued: Arc::default(),
+        }
+    }
+
+    /// Hands over the records a stopping worker could not queue.
+    pub fn leave(&self, records: impl IntoIterator<Item = Record>) {
+        self.leftovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(records);
+    }
+
+    /// Takes what stopping workers left.
+    pub fn take_leftovers(&self) -> Vec<Record> {
+        std::mem::take(&mut *self.leftovers.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// The statistics, by name.
+    pub fn statistics(&self) -> Vec<(&'static str, Arc<Counter>)> {
+        use crate::metrics::names;
+        vec![
+            (names::ACC_WRITTEN, self.written.clone()),
+            (names::ACC_SINK_ERRORS, self.sink_errors.clone()),
+            (names::ACC_TORN_LINES, self.torn_lines.clone()),
+            (names::ACC_SPOOL_RECORDS, self.spool_records.clone()),
+            (names::ACC_QUEUED, self.queued.clone()),
+        ]
+    }
+}

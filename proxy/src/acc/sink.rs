@@ -1,0 +1,76 @@
+//! Where the writer puts records: the sinks. A record goes to every sink on, as Kamailio
+//! writes to every back end whose flag is set. A sink takes a batch whole or not at all, so
+//! that the writer can retry a failed batch without writing a record twice.
+
+use super::files::FileSink;
+use super::record::Record;
+use std::io;
+
+pub trait Sink: Send {
+    /// For logs and statistics.
+    fn name(&self) -> &'static str;
+    /// Writes `batch` (at `now_ms`, Unix ms), all of it or, on error, none of it.
+    fn write(&mut self, batch: &[Record], now_ms: u64) -> io::Result<()>;
+    /// Makes what was written durable (the group commit).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Whether the sink cannot take more for now (a full spool): new calls are refused.
+    fn full(&self) -> bool {
+        false
+    }
+    /// The last chance to deliver before exit, within `deadline`.
+    fn finish(&mut self, _deadline: std::time::Instant) {}
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn write(&mut self, batch: &[Record], now_ms: u64) -> io::Result<()> {
+        self.write_batch(batch, now_ms)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        FileSink::sync(self)
+    }
+}
+
+/// A log line per record through `tracing` (target `siplb::acc`), Kamailio's `acc` to
+/// syslog: `ACC: <table>: column=value;column=value…` with the fixed columns, empty ones left
+/// out.
+pub struct LogSink;
+
+impl Sink for LogSink {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn write(&mut self, batch: &[Record], _now_ms: u64) -> io::Result<()> {
+        for r in batch {
+            tracing::info!(target: "siplb::acc", "ACC: {}: {}", r.table, log_line(r));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `column=value;…` of the fields that have a value.
+pub fn log_line(r: &Record) -> String {
+    let mut out = String::with_capacity(256);
+    for (name, f) in r.columns().iter().zip(&r.fields) {
+        let v = f.as_text();
+        if v.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(';');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&v);
+    }
+    out
+}

@@ -1,0 +1,282 @@
+//! The accounting writer: one thread drains every worker's queue in batches and hands each
+//! batch to every sink (one write per file per batch), syncs at the group-commit interval,
+//! and on stop drains and syncs everything before it ends. A batch a sink cannot take (a
+//! full disk) is kept and retried, in order; meanwhile nothing new is drained and the
+//! workers are told to refuse new calls, so that no accepted call's record is dropped.
+
+use super::config::AccConfig;
+use super::files::FileSink;
+use super::plane::AccPlane;
+use super::record::Record;
+use super::sink::{LogSink, Sink};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Records taken from the queues per batch at most.
+const MAX_BATCH: usize = 8192;
+/// How long the writer waits before retrying a sink that failed.
+const RETRY: Duration = Duration::from_millis(100);
+/// How long the sinks get to deliver (PostgreSQL) as siplb stops.
+const FINISH: Duration = Duration::from_secs(2);
+
+/// A sink and the batches it failed to take, oldest first.
+struct Slot {
+    sink: Box<dyn Sink>,
+    held: Vec<Record>,
+    /// Records written since its last sync.
+    unsynced: bool,
+    /// Since when it fails (none while it works), and when that was last logged.
+    failing_since: Option<Instant>,
+    logged: Option<Instant>,
+}
+
+/// The sinks `[acc]` asks for, opened (files: the folder made, torn lines set aside) so that
+/// a folder that cannot be written is an error at start. The PostgreSQL sink is added by the
+/// caller (it needs the control plane's runtime).
+pub fn file_and_log_sinks(cfg: &AccConfig, plane: &AccPlane) -> io::Result<Vec<Box<dyn Sink>>> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if cfg.sinks.log {
+        sinks.push(Box::new(LogSink));
+    }
+    if cfg.sinks.files {
+        let mut files = FileSink::new(&cfg.dir, cfg.formats, cfg.rotation)?;
+        let torn = files.recover()?;
+        plane.torn_lines.add(torn);
+        sinks.push(Box::new(files));
+    }
+    Ok(sinks)
+}
+
+/// Starts the writer over `sinks`.
+pub fn spawn(
+    cfg: Arc<AccConfig>,
+    plane: Arc<AccPlane>,
+    sinks: Vec<Box<dyn Sink>>,
+) -> io::Result<JoinHandle<()>> {
+    let slots = sinks
+        .into_iter()
+        .map(|sink| Slot {
+            sink,
+            held: Vec::new(),
+            unsynced: false,
+            failing_since: None,
+            logged: None,
+        })
+        .collect();
+    let mut w = Writer {
+        cfg,
+        plane,
+        slots,
+        batch: Vec::with_capacity(MAX_BATCH),
+        unsynced: 0,
+        last_sync: Instant::now(),
+        next_queue: 0,
+    };
+    std::thread::Builder::new()
+        .name("siplb-acc".into())
+        .spawn(move || w.run())
+}
+
+struct Writer {
+    cfg: Arc<AccConfig>,
+    plane: Arc<AccPlane>,
+    slots: Vec<Slot>,
+    batch: Vec<Record>,
+    /// Records written to every sink and not yet synced.
+    unsynced: u64,
+    last_sync: Instant,
+    /// Where the next drain starts, so that no worker's queue is always last.
+    next_queue: usize,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Writer {
+    fn run(&mut self) {
+        loop {
+            // Read before draining: once set, the workers have stopped adding.
+            let stopping = self.plane.stop.load(Ordering::Acquire);
+            let retrying = self.retry_held();
+            let mut took = 0;
+            if !retrying {
+                took = self.drain(stopping);
+                if took > 0 {
+                    self.write_batch();
+                }
+            }
+            let stalled = self
+                .slots
+                .iter()
+                .any(|s| !s.held.is_empty() || s.sink.full());
+            self.plane.stalled.store(stalled, Ordering::Relaxed);
+            let due = self.last_sync.elapsed() >= self.cfg.sync_interval;
+            if self.unsynced > 0 && (due || stopping) {
+                self.sync();
+            }
+            let queued: usize = self.plane.queues.iter().map(|q| q.len()).sum();
+            self.plane.queued.set(queued as u64);
+            if stopping && took == 0 && queued == 0 && !retrying {
+                self.sync();
+                if self.unsynced == 0 {
+                    break;
+                }
+            }
+            if stopping && self.stopping_too_long() {
+                break;
+            }
+            if took < MAX_BATCH {
+                let idle = if retrying {
+                    RETRY
+                } else if took > 0 {
+                    Duration::from_millis(1)
+                } else {
+                    self.cfg.sync_interval.min(Duration::from_millis(5))
+                };
+                std::thread::sleep(idle);
+            }
+        }
+        let deadline = Instant::now() + FINISH;
+        for s in &mut self.slots {
+            s.sink.finish(deadline);
+        }
+    }
+
+    /// A sink that still fails well after the stop: give up on it (its records stay in the
+    /// workers' files or spool for the next start) rather than hang the exit.
+    fn stopping_too_long(&self) -> bool {
+        self.slots
+            .iter()
+            .filter_map(|s| s.failing_since)
+            .any(|t| t.elapsed() >= FINISH)
+            && {
+                let lost: usize = self.slots.iter().map(|s| s.held.len()).sum();
+                tracing::error!(
+                    "acc: stopping with {lost} records a sink could not take; they are lost to it"
+                );
+                true
+            }
+    }
+
+    /// Takes up to a batch from the queues (and, once stopping, what workers left).
+    fn drain(&mut self, stopping: bool) -> usize {
+        self.batch.clear();
+        let n = self.plane.queues.len();
+        let mut empty = 0;
+        let mut k = self.next_queue;
+        while self.batch.len() < MAX_BATCH && empty < n {
+            match self.plane.queues[k % n].pop() {
+                Some(r) => {
+                    self.batch.push(r);
+                    empty = 0;
+                }
+                None => empty += 1,
+            }
+            k += 1;
+        }
+        self.next_queue = k % n.max(1);
+        if stopping
+            && self.batch.len() < MAX_BATCH
+            && self.plane.queues.iter().all(|q| q.is_empty())
+        {
+            self.batch.extend(self.plane.take_leftovers());
+        }
+        self.batch.len()
+    }
+
+    /// Hands the batch to every sink; a sink that fails keeps it to retry.
+    fn write_batch(&mut self) {
+        let now = unix_ms();
+        for s in &mut self.slots {
+            match s.sink.write(&self.batch, now) {
+                Ok(()) => {
+                    s.unsynced = true;
+                    s.failing_since = None;
+                }
+                Err(e) => {
+                    failed(&self.plane, s, &e, "write");
+                    s.held.extend(self.batch.iter().cloned());
+                }
+            }
+        }
+        self.unsynced += self.batch.len() as u64;
+        self.batch.clear();
+    }
+
+    /// Retries the sinks that hold records; whether any still does.
+    fn retry_held(&mut self) -> bool {
+        let now = unix_ms();
+        let mut holding = false;
+        for s in &mut self.slots {
+            if s.held.is_empty() {
+                continue;
+            }
+            match s.sink.write(&s.held, now) {
+                Ok(()) => {
+                    tracing::info!(
+                        "acc: sink {} takes records again ({} held records written)",
+                        s.sink.name(),
+                        s.held.len()
+                    );
+                    s.held.clear();
+                    s.unsynced = true;
+                    s.failing_since = None;
+                }
+                Err(e) => {
+                    failed(&self.plane, s, &e, "write");
+                    holding = true;
+                }
+            }
+        }
+        holding
+    }
+
+    /// The group commit: every sink written since the last sync is synced; the records are
+    /// then counted as written.
+    fn sync(&mut self) {
+        let mut ok = true;
+        for s in &mut self.slots {
+            if !s.unsynced {
+                continue;
+            }
+            match s.sink.sync() {
+                Ok(()) => {
+                    s.unsynced = false;
+                    s.failing_since = None;
+                }
+                Err(e) => {
+                    failed(&self.plane, s, &e, "sync");
+                    ok = false;
+                }
+            }
+        }
+        self.last_sync = Instant::now();
+        if ok && self.slots.iter().all(|s| s.held.is_empty()) {
+            self.plane.written.add(self.unsynced);
+            self.unsynced = 0;
+        }
+    }
+}
+
+/// Counts a failure, and logs it at most once a second per sink.
+fn failed(plane: &AccPlane, s: &mut Slot, e: &io::Error, what: &str) {
+    plane.sink_errors.inc_shared();
+    s.failing_since.get_or_insert_with(Instant::now);
+    let quiet = s
+        .logged
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+    if !quiet {
+        tracing::error!(
+            "acc: sink {}: {what} failed: {e}; its records are kept and retried, new calls are \
+             refused meanwhile",
+            s.sink.name()
+        );
+        s.logged = Some(Instant::now());
+    }
+}
