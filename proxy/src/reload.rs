@@ -280,6 +280,7 @@ gateways = ["127.0.0.1:5081"]
                 "dialog.profiles_with_value",
             ),
             ("name = \"a\"", "name = \"z\"", "customer"),
+            ("[listen]", "[acc]\ncdrs = true\n[listen]", "acc"),
         ] {
             let new = load(&BASE.replace(from, to));
             let e = next_proxy(&old, &running, &new).unwrap_err();

@@ -390,6 +390,29 @@ mod tests {
     }
 
     #[test]
+    fn recovery_at_start_sets_aside_torn_lines_of_current_files_only() {
+        let d = dir("recover");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("acc.csv"), "h\r\nwhole\r\ntor").unwrap();
+        std::fs::write(d.join("cdrs.jsonl"), "{}\n").unwrap();
+        std::fs::write(d.join("acc-20261201T000000Z.csv"), "old\r\nx").unwrap();
+        let mut sink = FileSink::new(&d, BOTH, NEVER).unwrap();
+        assert_eq!(sink.recover().unwrap(), 1);
+        assert_eq!(sink.torn_lines, 1);
+        assert_eq!(
+            std::fs::read_to_string(d.join("acc.csv")).unwrap(),
+            "h\r\nwhole\r\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("acc.csv.torn")).unwrap(),
+            "tor\n"
+        );
+        assert!(!d.join("acc-20261201T000000Z.csv.torn").exists());
+        assert_eq!(sink.recover().unwrap(), 0, "once only");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn files_rotate_by_size_and_by_age_to_stamped_names() {
         let d = dir("rotate");
         let by_size = Rotation {

@@ -280,3 +280,85 @@ fn failed(plane: &AccPlane, s: &mut Slot, e: &io::Error, what: &str) {
         s.logged = Some(Instant::now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acc::config::{Methods, Sinks};
+    use crate::acc::files::{Formats, Rotation};
+    use crate::acc::record::{ACC_COLUMNS, Field};
+
+    fn cfg(dir: &std::path::Path) -> AccConfig {
+        AccConfig {
+            node: "n".into(),
+            flags: Methods::default(),
+            failed_flags: Methods::default(),
+            missed_flags: Methods::default(),
+            rules: Vec::new(),
+            cdrs: true,
+            sinks: Sinks {
+                files: true,
+                ..Sinks::default()
+            },
+            dir: dir.into(),
+            formats: Formats {
+                csv: true,
+                jsonl: true,
+            },
+            sync_interval: Duration::from_millis(10),
+            rotation: Rotation {
+                max_bytes: 0,
+                max_age_s: 0,
+            },
+            queue: 64,
+            spool_max_bytes: 1 << 20,
+        }
+    }
+
+    fn record(n: u64) -> Record {
+        let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
+        fields[1] = Field::Text(format!("n-1-{n}"));
+        Record {
+            table: "acc".into(),
+            fields,
+        }
+    }
+
+    #[test]
+    fn every_record_queued_and_left_is_written_once_and_synced_before_the_writer_ends() {
+        let d = std::env::temp_dir().join(format!("siplb-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let cfg = Arc::new(cfg(&d));
+        let plane = Arc::new(AccPlane::new(2, cfg.queue));
+        let sinks = file_and_log_sinks(&cfg, &plane).unwrap();
+        let t = spawn(cfg, plane.clone(), sinks).unwrap();
+        let mut n = 0;
+        for _ in 0..20 {
+            for q in &plane.queues {
+                while q.len() < 32 {
+                    q.push(record(n)).unwrap();
+                    n += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        plane.leave((n..n + 5).map(record));
+        n += 5;
+        plane.stop.store(true, Ordering::Release);
+        t.join().unwrap();
+        assert_eq!(plane.written.get(), n);
+        let csv = std::fs::read_to_string(d.join("acc.csv")).unwrap();
+        let mut ids: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap())
+            .collect();
+        assert_eq!(ids.len() as u64, n);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len() as u64, n, "no record twice");
+        let jsonl = std::fs::read_to_string(d.join("acc.jsonl")).unwrap();
+        assert_eq!(jsonl.lines().count() as u64, n);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,5 +1,6 @@
 use super::*;
 use crate::proxy::{AccountKey, DialogTimers, LimitReply};
+use crate::sip::Method;
 
 fn parse(src: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/siplb/t.toml"), src)
@@ -237,7 +238,7 @@ fn every_key_is_documented() {
     let mut missing = Vec::new();
     let tables = [
         "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events", "log",
-        "debug",
+        "debug", "acc",
     ];
     for t in tables {
         for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
@@ -271,6 +272,11 @@ fn every_key_is_documented() {
             "dialog.rule",
             "[[customer]]",
             "[[dialog.rule]]\nprofile = \"x\"\nzz_bogus = 1\n[[customer]]",
+        ),
+        (
+            "acc.rule",
+            "[[customer]]",
+            "[[acc.rule]]\nmethod = \"BYE\"\ncomment = \"x\"\nzz_bogus = 1\n[[customer]]",
         ),
         (
             "dialog.var",
@@ -405,4 +411,78 @@ fn log_section_is_read_and_checked() {
         e.to_string(),
         "/etc/siplb/t.toml:14: `log.format`: `xml` is not one of text, json"
     );
+}
+
+#[test]
+fn shipped_acc_example_is_kamailios_default_accounting() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/acc.toml"));
+    let c = Config::load(path).unwrap();
+    let acc = c.acc.expect("[acc] is on");
+    assert_eq!(c.node, "example");
+    assert!(acc.flags.contains(Method::Invite) && !acc.flags.contains(Method::Bye));
+    assert!(acc.missed_flags.contains(Method::Invite));
+    assert!(acc.cdrs && acc.sinks.files && acc.sinks.log);
+    assert_eq!(acc.rules.len(), 1);
+    assert_eq!(
+        (acc.rules[0].method, acc.rules[0].comment.as_str()),
+        (Method::Bye, "210 Bye received")
+    );
+    assert_eq!(acc.sync_interval, Duration::from_millis(10));
+    assert!(c.proxy.emit.transactions && c.proxy.emit.dialogs && c.proxy.emit.requests);
+}
+
+#[test]
+fn without_acc_nothing_is_recorded_and_the_node_is_the_host_name() {
+    let c = parse(MIN).unwrap();
+    assert!(c.acc.is_none());
+    assert!(!c.proxy.emit.transactions && !c.proxy.emit.requests);
+    assert!(!c.node.is_empty());
+}
+
+#[test]
+fn acc_mistakes_name_their_key_and_line() {
+    let acc = |body: &str| parse(&format!("node = \"n1\"\n{MIN}\n[acc]\n{body}\n"));
+    let cases = [
+        (
+            "flags = [\"INVITE\"]\nfailed_flags = [\"BYE\"]",
+            "`acc.failed_flags`",
+        ),
+        ("flags = [\"INVIT\"]", "`acc.flags`"),
+        ("missed_flags = [\"BYE\"]", "`acc.missed_flags`"),
+        ("sinks = [\"syslog\"]", "`acc.sinks`"),
+        (
+            "sinks = [\"postgres\"]",
+            "`acc.sinks`: `postgres` needs acc.postgres",
+        ),
+        ("formats = [\"xml\"]", "`acc.formats`"),
+        ("sync_interval_ms = 0", "`acc.sync_interval_ms`"),
+        ("queue = 1", "`acc.queue`"),
+        (
+            "flags = [\"BYE\"]\n[[acc.rule]]\nmethod = \"BYE\"\ncomment = \"210 Bye received\"",
+            "`acc.rule.method`: BYE is recorded by acc.flags already",
+        ),
+        (
+            "[[acc.rule]]\nmethod = \"BYE\"\ncomment = \"x\"\ntable = \"Bad-Name\"",
+            "`acc.rule.table`",
+        ),
+        ("bogus = 1", "unknown field `bogus`"),
+    ];
+    for (body, want) in cases {
+        let e = acc(body).unwrap_err().to_string();
+        assert!(e.contains(want), "{body:?}: {e}");
+        assert!(
+            e.starts_with("/etc/siplb/t.toml:"),
+            "{body:?}: no line: {e}"
+        );
+    }
+    let e = parse(&format!("node = \"a b\"\n{MIN}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`node`"), "{e}");
+}
+
+#[test]
+fn acc_paths_resolve_from_the_config_folder() {
+    let c = parse(&format!("{MIN}\n[acc]\ndir = \"cdr\"\ncdrs = true\n")).unwrap();
+    assert_eq!(c.acc.unwrap().dir, Path::new("/etc/siplb/cdr"));
 }
