@@ -195,6 +195,10 @@ fn the_readme_runs_as_written() {
     );
     assert_eq!(stat(&limits, "limits:rejected"), 20, "{limits}");
     assert_eq!(stat(&limits, "dialog:active_dialogs"), 50, "{limits}");
+    // Accounting: per call its INVITE, its BYE and its CDR.
+    let (acc, _) = block(4);
+    assert_eq!(stat(&acc, "acc:records"), 300, "{acc}");
+    assert!(acc.contains("\"disposition\":\"answered\""), "{acc}");
 }
 
 /// Packaging: a LICENSE matching Cargo.toml's licence field.
