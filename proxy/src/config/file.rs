@@ -386,6 +386,19 @@ pub struct GatewaySet {
     /// Other addresses a gateway answers from: gateway `ip:port` → its other `ip:port`s.
     #[serde(default)]
     pub answers_from: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
+    /// Whether a call moves on to the next gateway on a timeout, 408 or a failover code.
+    #[serde(default = "yes")]
+    pub failover: bool,
+    /// Final replies that move a call on (5xx).
+    #[serde(default)]
+    pub failover_codes: Option<Spanned<Vec<u16>>>,
+    /// How long an attempt may go without any reply while another gateway is left; 0: Timer B.
+    #[serde(default)]
+    pub failover_timeout_ms: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_algorithm() -> Spanned<String> {

@@ -247,6 +247,25 @@ pub(super) fn gateways(
                 answers_from: Vec::new(),
             });
         }
+        gateways.failover = set.failover;
+        if let Some(codes) = &set.failover_codes {
+            if let Some(bad) = codes.get_ref().iter().find(|c| !(500..=599).contains(*c)) {
+                return Err(invalid(
+                    codes.span(),
+                    "gateway_set.failover_codes",
+                    format!(
+                        "{bad} is not a 5xx: a call moves on after a server failure (a timeout \
+                         and 408 always move it on); a 4xx or 6xx is the callee's answer"
+                    ),
+                ));
+            }
+            gateways.failover_codes = codes.get_ref().clone();
+        }
+        match set.failover_timeout_ms {
+            Some(0) => gateways.failover_timeout = None,
+            Some(ms) => gateways.failover_timeout = Some(Duration::from_millis(ms)),
+            None => {}
+        }
         if let Some(map) = &set.answers_from {
             let key = "gateway_set.answers_from";
             for (gw, others) in map.get_ref() {

@@ -486,3 +486,26 @@ fn acc_paths_resolve_from_the_config_folder() {
     let c = parse(&format!("{MIN}\n[acc]\ndir = \"cdr\"\ncdrs = true\n")).unwrap();
     assert_eq!(c.acc.unwrap().dir, Path::new("/etc/siplb/cdr"));
 }
+
+#[test]
+fn failover_keys_are_read_and_checked() {
+    let set = |extra: &str| {
+        parse(&MIN.replace(
+            "name = \"trunk\"\n",
+            &format!("name = \"trunk\"\n{extra}\n"),
+        ))
+    };
+    let c = set("failover_codes = [503]\nfailover_timeout_ms = 0").unwrap();
+    let g = &c.proxy.routing.gateways;
+    assert!(g.failover && g.failover_codes == [503] && g.failover_timeout.is_none());
+    let c = set("failover = false").unwrap();
+    assert!(!c.proxy.routing.gateways.failover);
+    let d = parse(MIN).unwrap();
+    assert_eq!(d.proxy.routing.gateways.failover_codes, [500, 502, 503]);
+    assert_eq!(
+        d.proxy.routing.gateways.failover_timeout,
+        Some(Duration::from_millis(5000))
+    );
+    let e = set("failover_codes = [486]").unwrap_err().to_string();
+    assert!(e.contains("`gateway_set.failover_codes`: 486 is not a 5xx"), "{e}");
+}

@@ -94,6 +94,8 @@ shard_stats! {
     retransmissions => names::TM_RETRANSMISSIONS,
     /// Transactions created.
     transactions => names::TM_CREATED,
+    /// INVITEs sent on to the next gateway of their set (a timeout, 408 or failover code).
+    failovers => names::DISPATCHER_FAILOVERS,
     /// INVITE client transactions that timed out (Timer B): 408 upstream.
     timeouts => names::TM_TIMEOUTS,
     /// Datagrams larger than a receive buffer (truncated; answered 513 when they can be).

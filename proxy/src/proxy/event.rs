@@ -181,7 +181,7 @@ pub struct DialogRecord {
     pub gateway: Option<Target>,
     pub account: Box<str>,
     pub times: DialogTimes,
-    /// Gateways tried (one until failover exists).
+    /// Gateways tried (failover moves a call on to the next gateway of its set).
     pub attempts: u32,
     /// The final reply to the INVITE; the Q.850 cause of that reply or of the ending BYE.
     pub outcome: Outcome,
@@ -216,7 +216,7 @@ impl DialogRecord {
             gateway: Some(d.gateway),
             account: text(&d.account),
             times: d.times,
-            attempts: 1,
+            attempts: d.tried.len() as u32,
             outcome: d.outcome.clone(),
             limit_refused: false,
             answered: d.answered.is_some(),

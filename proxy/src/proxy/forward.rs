@@ -86,6 +86,38 @@ pub fn response(msg: &SipMsg<'_>, rw: &mut Rewrite, out: &mut Vec<u8>) {
     rw.apply(buf, msg.end(), out);
 }
 
+/// A response passed upstream with another status line (`SIP/2.0 <code> <reason>`) and
+/// without the headers called `drop`; otherwise as [`response`].
+pub fn response_as(
+    msg: &SipMsg<'_>,
+    code: u16,
+    reason: &str,
+    drop: &[u8],
+    rw: &mut Rewrite,
+    out: &mut Vec<u8>,
+) {
+    let buf = msg.buf;
+    rw.clear();
+    let line = msg.start_line;
+    rw.replace(line.start as usize, line.end as usize, |o| {
+        let _ = write!(o, "SIP/2.0 {code} {reason}\r\n");
+    });
+    let h = msg.headers()[msg.top_via_header];
+    remove_list_element(buf, h.line(), h.value(), msg.top_via.span, rw);
+    for h in msg.headers() {
+        if h.name_bytes(buf).eq_ignore_ascii_case(drop) {
+            rw.delete(h.line().start as usize, h.line().end as usize);
+        }
+    }
+    if msg.content_length.is_none() {
+        rw.insert_fmt(
+            msg.headers_end as usize,
+            format_args!("Content-Length: {}\r\n", msg.body.len()),
+        );
+    }
+    rw.apply(buf, msg.end(), out);
+}
+
 /// Removes one element of a comma-separated header: the whole line when it is the only one.
 pub fn remove_list_element(buf: &[u8], line: Span, value: Span, elem: Span, rw: &mut Rewrite) {
     let mut elems = CommaList::new(buf, value);

@@ -5,6 +5,7 @@
 use super::target::Target;
 use siplb_common::owner_hash;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Key of the gateway choice hash: fixed, and different from any owner key in practice, so
 /// that the gateway a call goes to does not follow the worker that owns it.
@@ -35,11 +36,37 @@ pub struct Gateway {
     pub answers_from: Vec<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewaySet {
     pub name: String,
     pub algorithm: Algorithm,
     pub gateways: Vec<Gateway>,
+    /// Whether a call moves on to the next gateway at all.
+    pub failover: bool,
+    /// Final replies on which a call moves on to the next gateway (besides 408 and no
+    /// answer at all).
+    pub failover_codes: Vec<u16>,
+    /// How long one attempt may go without any reply before the call moves on (none: Timer
+    /// B alone).
+    pub failover_timeout: Option<Duration>,
+}
+
+/// The final replies a call moves on from by default.
+pub const DEFAULT_FAILOVER_CODES: [u16; 3] = [500, 502, 503];
+/// How long an attempt may stay without a reply by default.
+pub const DEFAULT_FAILOVER_TIMEOUT_MS: u64 = 5000;
+
+impl Default for GatewaySet {
+    fn default() -> GatewaySet {
+        GatewaySet {
+            name: String::new(),
+            algorithm: Algorithm::default(),
+            gateways: Vec::new(),
+            failover: true,
+            failover_codes: DEFAULT_FAILOVER_CODES.to_vec(),
+            failover_timeout: Some(Duration::from_millis(DEFAULT_FAILOVER_TIMEOUT_MS)),
+        }
+    }
 }
 
 impl GatewaySet {
@@ -48,6 +75,9 @@ impl GatewaySet {
         GatewaySet {
             name: name.into(),
             algorithm,
+            failover: true,
+            failover_codes: DEFAULT_FAILOVER_CODES.to_vec(),
+            failover_timeout: Some(Duration::from_millis(DEFAULT_FAILOVER_TIMEOUT_MS)),
             gateways: addrs
                 .iter()
                 .map(|a| Gateway {
@@ -89,15 +119,27 @@ impl GatewaySet {
 
     /// The gateway for a new call; none when the set is empty.
     pub fn select(&self, call_id: &[u8]) -> Option<Target> {
-        if self.gateways.is_empty() {
+        self.failover(call_id, &[])
+    }
+
+    /// Where the call goes after the gateways in `tried` (in the order of the set from the
+    /// one it was given first); none when every gateway was tried.
+    pub fn failover(&self, call_id: &[u8], tried: &[SocketAddr]) -> Option<Target> {
+        let n = self.gateways.len();
+        if n == 0 {
             return None;
         }
-        match self.algorithm {
-            Algorithm::CallIdHash => {
-                let h = owner_hash(GATEWAY_HASH_KEY, call_id);
-                Some(self.gateways[h as usize % self.gateways.len()].target)
-            }
-        }
+        let first = match self.algorithm {
+            Algorithm::CallIdHash => owner_hash(GATEWAY_HASH_KEY, call_id) as usize % n,
+        };
+        (0..n)
+            .map(|k| self.gateways[(first + k) % n].target)
+            .find(|g| !tried.contains(&g.addr))
+    }
+
+    /// Whether a final reply with `code` moves a call on to the next gateway.
+    pub fn fails_over_on(&self, code: u16) -> bool {
+        self.failover && (code == 408 || self.failover_codes.contains(&code))
     }
 }
 

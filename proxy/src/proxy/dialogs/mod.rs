@@ -170,6 +170,8 @@ pub struct Dialog {
     /// Dialog variables (Kamailio `$dlg_var`): built-in times and configured values.
     pub vars: Vec<(Box<str>, Box<str>)>,
     pub end_cause: Option<EndCause>,
+    /// The gateways the INVITE went to, in order (failover); the last is `gateway`.
+    pub tried: Vec<std::net::SocketAddr>,
 }
 
 impl Dialog {
@@ -260,6 +262,7 @@ pub(crate) mod tests_support {
             profiles: Vec::new(),
             vars: Vec::new(),
             end_cause: None,
+            tried: vec!["127.0.0.1:5081".parse().unwrap()],
         }
     }
 }

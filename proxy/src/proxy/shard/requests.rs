@@ -163,6 +163,7 @@ impl Shard {
                         };
                         d.outcome = Outcome::default();
                         d.expires = expires;
+                        d.tried = vec![d.gateway.addr];
                     });
                     self.stats.processed_dialogs.inc();
                     self.ensure_sweep(now);
@@ -217,6 +218,14 @@ impl Shard {
             d.invite = Some(txn);
             d.times.invite_forwarded = unix;
         }
+        // While another gateway is left, an attempt may go without a reply only so long.
+        let timer_b = self.attempt_timeout(id);
+        if timer_b < self.cfg.timers.timer_b
+            && let Some(t) = self.txns.get_mut(txn)
+        {
+            t.set(Timer::B, now + timer_b);
+            self.reschedule(txn);
+        }
     }
 
     /// When the record of a dialog not answered yet goes at the latest: its early timeout, the
@@ -270,6 +279,7 @@ impl Shard {
             profiles: admitted.profiles,
             vars: admitted.vars,
             end_cause: None,
+            tried: vec![gateway.addr],
         }
     }
 
@@ -343,7 +353,7 @@ impl Shard {
 
     /// The forwarded copy of request `msg` from `src`, with siplb's Via (`branch`), in a
     /// pooled buffer.
-    fn forwarded_copy(
+    pub(super) fn forwarded_copy(
         &mut self,
         msg: &SipMsg<'_>,
         src: SocketAddr,

@@ -10,10 +10,13 @@ use crate::proxy::admission;
 use crate::proxy::dialogs::DialogState;
 use crate::proxy::event::{q850_cause, reason_of};
 use crate::proxy::forward::{self, first_contact, record_routes};
-use crate::proxy::ids::TxnId;
+use crate::proxy::forward::Forward;
+use crate::proxy::ids::{DialogId, TxnId};
+use crate::proxy::ingress;
+use crate::proxy::target::Target;
 use crate::proxy::originate::{self, local_tag};
 use crate::proxy::reply::{self, Extra};
-use crate::proxy::txn::{self, ClientAction, Kind, ServerState, machine};
+use crate::proxy::txn::{self, Cancel, ClientAction, Kind, ServerState, machine};
 use crate::proxy::via::top_via_is_ours;
 use crate::sip::{HeaderName, Method, SipMsg};
 use std::net::SocketAddr;
@@ -31,6 +34,8 @@ enum FinalAnswer<'m, 'b> {
 enum Decision {
     /// Pass it upstream: the transaction is over.
     Relay,
+    /// Send the INVITE to this gateway instead (failover); the caller sees nothing of it.
+    Retry(Target),
 }
 
 impl Shard {
@@ -148,15 +153,26 @@ impl Shard {
         }
     }
 
-    /// A final non-2xx answer to the INVITE `id`: relayed, or (later) tried again elsewhere.
+    /// A final non-2xx answer to the INVITE `id`: relayed, or tried again elsewhere.
     fn on_final(&mut self, now: Instant, id: TxnId, answer: FinalAnswer<'_, '_>) {
         match self.decide(id, &answer) {
             Decision::Relay => {}
+            Decision::Retry(gateway) => {
+                if self.retry(now, id, gateway) {
+                    return;
+                }
+            }
         }
         let timers = self.cfg.timers;
         let fin = match answer {
             FinalAnswer::Received(msg) => {
-                self.relay(id, msg, true);
+                if msg.status() == Some(503) {
+                    // RFC 3261 §16.7 step 6: a gateway's 503 means that gateway, not siplb;
+                    // the caller gets 500, without the gateway's Retry-After.
+                    self.relay_503_as_500(id, msg);
+                } else {
+                    self.relay(id, msg, true);
+                }
                 // The call log needs the outcome of a failed call.
                 (self.wants_outcomes() || self.cfg.emit.failures).then(|| final_of(msg))
             }
@@ -183,10 +199,104 @@ impl Shard {
         self.fail_dialog(now, dialog);
     }
 
-    /// Whether a final answer is relayed or the request tried again. Always relayed for now:
-    /// gateway failover and trunk authentication decide here.
-    fn decide(&self, _id: TxnId, _answer: &FinalAnswer<'_, '_>) -> Decision {
-        Decision::Relay
+    /// Whether a final answer is relayed or the request tried again: the initial INVITE of a
+    /// call moves on to the next gateway of its set on a timeout (siplb's 408), a 408, or one
+    /// of the set's failover codes, unless the caller or an operator cancelled it or every
+    /// gateway was tried (RFC 3261 §16.7: the caller sees one call and one final answer).
+    fn decide(&self, id: TxnId, answer: &FinalAnswer<'_, '_>) -> Decision {
+        let code = match answer {
+            FinalAnswer::Received(m) => m.status().unwrap_or(500),
+            FinalAnswer::Local(408) => 408,
+            FinalAnswer::Local(_) => return Decision::Relay,
+        };
+        let Some(t) = self.txns.get(id) else {
+            return Decision::Relay;
+        };
+        let set = &self.cfg.routing.gateways;
+        if t.kind != Kind::Invite
+            || t.local_request
+            || t.cancel != Cancel::None
+            || !matches!(t.server, ServerState::Proceeding | ServerState::Trying)
+            || !set.fails_over_on(code)
+        {
+            return Decision::Relay;
+        }
+        let Some(d) = t.dialog.and_then(|d| self.dialogs.get(d)) else {
+            return Decision::Relay;
+        };
+        if d.invite != Some(id) || !d.state.is_early() || d.operator_cancelled || d.early_cancelled
+        {
+            return Decision::Relay;
+        }
+        match set.failover(&d.call_id, &d.tried) {
+            Some(next) => Decision::Retry(next),
+            None => Decision::Relay,
+        }
+    }
+
+    /// Sends the INVITE `id` to `gateway` as a new attempt of the same transaction: a new
+    /// branch, the caller's INVITE forwarded afresh, Timers A and B restarted. Whether it went.
+    fn retry(&mut self, now: Instant, id: TxnId, gateway: Target) -> bool {
+        let Some(t) = self.txns.get_mut(id) else {
+            return false;
+        };
+        let received = std::mem::take(&mut t.received);
+        let (upstream, did) = (t.upstream, t.dialog);
+        let Some(did) = did else {
+            t.received = received;
+            return false;
+        };
+        let Ok(msg) = SipMsg::parse(&received) else {
+            if let Some(t) = self.txns.get_mut(id) {
+                t.received = received;
+            }
+            return false;
+        };
+        let attempt = self.dialogs.get(did).map_or(1, |d| d.tried.len() as u32);
+        let mut branch = Vec::with_capacity(48);
+        self.branches.forwarded(&msg, attempt, &mut branch);
+        let fwd = Forward {
+            record_route: Some(did),
+            strip_route: ingress::own_route(&msg, self.cfg.local),
+        };
+        let out = self.forwarded_copy(&msg, upstream.addr, &branch, fwd);
+        let mut ck = Vec::new();
+        txn::client_key(&branch, false, &mut ck);
+        self.txns.set_client_key(id, ck.into());
+        if let Some(d) = self.dialogs.get_mut(did) {
+            d.gateway = gateway;
+            d.tried.push(gateway.addr);
+        }
+        let timer_b = self.attempt_timeout(did);
+        let timers = self.cfg.timers;
+        let t = self.txns.get_mut(id).expect("looked up above");
+        t.received = received;
+        t.downstream = gateway;
+        t.forwarded.clear();
+        t.forwarded.extend_from_slice(&out);
+        t.ack.clear();
+        machine::restart_client_invite(t, now, &timers, timer_b);
+        self.stats.failovers.inc();
+        self.stats.fwd_requests.inc();
+        self.out.send(gateway, out);
+        self.reschedule(id);
+        true
+    }
+
+    /// Timer B of the next attempt of dialog `did`'s INVITE: the set's failover timeout while
+    /// another gateway is left to try, Timer B itself for the last one.
+    pub(super) fn attempt_timeout(&self, did: DialogId) -> std::time::Duration {
+        let timer_b = self.cfg.timers.timer_b;
+        let set = &self.cfg.routing.gateways;
+        let Some(d) = self.dialogs.get(did) else {
+            return timer_b;
+        };
+        match set.failover_timeout {
+            Some(ft) if set.failover && set.failover(&d.call_id, &d.tried).is_some() => {
+                ft.min(timer_b)
+            }
+            _ => timer_b,
+        }
     }
 
     /// Passes a response upstream without our Via; `keep` stores it for retransmissions.
@@ -201,6 +311,21 @@ impl Shard {
             t.last_response.clear();
             t.last_response.extend_from_slice(&out);
         }
+        self.stats.fwd_replies.inc();
+        self.out.send(t.upstream, out);
+    }
+
+    /// Passes a gateway's final 503 upstream as `500 Server Internal Error` without its
+    /// `Retry-After`, so that a caller that honours it does not stop sending to siplb.
+    fn relay_503_as_500(&mut self, id: TxnId, msg: &SipMsg<'_>) {
+        let mut out = self.out.buffer();
+        forward::response_as(msg, 500, "Server Internal Error", b"Retry-After", &mut self.rewrite, &mut out);
+        let Some(t) = self.txns.get_mut(id) else {
+            self.out.recycle(out);
+            return;
+        };
+        t.last_response.clear();
+        t.last_response.extend_from_slice(&out);
         self.stats.fwd_replies.inc();
         self.out.send(t.upstream, out);
     }

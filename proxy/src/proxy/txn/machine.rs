@@ -6,7 +6,7 @@
 use super::{Cancel, ClientState, Kind, ServerState, Timer, Txn};
 use crate::proxy::Timers;
 use crate::sip::Method;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a response from downstream asks of the shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,18 @@ pub fn complete_server_invite(t: &mut Txn, now: Instant, timers: &Timers) {
     t.server_interval = timers.t1;
     t.set(Timer::G, now + timers.t1);
     t.set(Timer::H, now + timers.timer_b);
+}
+
+/// The client side of INVITE `t` starts over, toward another gateway (failover): Calling,
+/// Timer A from T1 and Timer B at `timer_b`; the server side stays as it is.
+pub fn restart_client_invite(t: &mut Txn, now: Instant, timers: &Timers, timer_b: Duration) {
+    t.client = ClientState::Calling;
+    for x in [Timer::C, Timer::D, Timer::CancelGuard] {
+        t.clear(x);
+    }
+    t.client_interval = timers.t1;
+    t.set(Timer::A, now + timers.t1);
+    t.set(Timer::B, now + timer_b);
 }
 
 /// What an expired timer asks of the shard.

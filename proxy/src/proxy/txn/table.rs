@@ -56,6 +56,21 @@ impl TxnTable {
         TxnId { slot, generation }
     }
 
+    /// Gives transaction `id` a new client key (a new attempt with a new branch): responses
+    /// to the old branch no longer find it.
+    pub fn set_client_key(&mut self, id: TxnId, key: Box<[u8]>) {
+        let Some(t) = self.get_mut(id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut t.client_key, key.clone());
+        if !old.is_empty() && self.client_index.get(&old) == Some(&id.slot) {
+            self.client_index.remove(&old);
+        }
+        if !key.is_empty() {
+            self.client_index.insert(key, id.slot);
+        }
+    }
+
     pub fn get(&self, id: TxnId) -> Option<&Txn> {
         self.slots
             .get(id.slot as usize)?

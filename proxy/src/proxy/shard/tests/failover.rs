@@ -1,0 +1,140 @@
+//! Failover inside the transaction (RFC 3261 §16.7): a call whose gateway times out, answers
+//! 408 or one of the set's failover codes moves on to the next gateway of the set with a new
+//! branch; the caller sees one call and one final answer, and a gateway's 503 reaches it as
+//! 500 without `Retry-After`.
+
+use super::*;
+use crate::proxy::event::Event;
+
+fn with_failover() -> Harness {
+    Harness::with_config(|c| {
+        c.routing.gateways.failover = true;
+        c.emit.dialogs = true;
+    })
+}
+
+fn other(gw: SocketAddr) -> SocketAddr {
+    if gw == gw1() { gw2() } else { gw1() }
+}
+
+fn with_retry_after(resp: String) -> String {
+    resp.replace("Content-Length: 0", "Retry-After: 120\r\nContent-Length: 0")
+}
+
+#[test]
+fn a_503_moves_the_call_to_the_other_gateway_and_the_caller_sees_only_the_answer() {
+    let mut h = with_failover();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.deliver(first.dst, &with_retry_after(response(&first, 503, Some("g1"))));
+    let out = h.take();
+    // The 503 is ACKed to the first gateway; the INVITE goes to the other one.
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(out[0].is_request(Method::Ack) && out[0].dst == first.dst, "{out:#?}");
+    let second = &out[1];
+    assert!(second.is_request(Method::Invite), "{second:?}");
+    assert_eq!(second.dst, other(first.dst));
+    assert_ne!(second.branch(), first.branch(), "a new branch");
+    assert_eq!(second.cseq(), first.cseq(), "the same request");
+    assert_eq!(h.stats.failovers.get(), 1);
+    // The second gateway answers: the caller gets the 200, and the dialog lives there.
+    let ok = h.gateway_answers(second, &response(second, 200, Some("g2")));
+    assert!(ok.is_response(200), "{ok:?}");
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    let ack = h.take_one();
+    assert_eq!(ack.dst, second.dst);
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2).text());
+    let bye = h.take_one();
+    assert_eq!(bye.dst, second.dst);
+    h.deliver(bye.dst, &response(&bye, 200, None));
+    h.take();
+    let records: Vec<_> = std::iter::from_fn(|| h.shard.poll_event())
+        .filter_map(|e| match e {
+            Event::Dialog(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].attempts, 2);
+    assert_eq!(records[0].gateway.map(|g| g.addr), Some(second.dst));
+}
+
+#[test]
+fn when_every_gateway_answers_503_the_caller_gets_500_without_retry_after() {
+    let mut h = with_failover();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.deliver(first.dst, &with_retry_after(response(&first, 503, Some("g1"))));
+    let second = h.take().pop().unwrap();
+    h.deliver(second.dst, &with_retry_after(response(&second, 503, Some("g2"))));
+    let out = h.take();
+    let to_caller: Vec<&Out> = out.iter().filter(|o| o.dst == caller()).collect();
+    assert_eq!(to_caller.len(), 1, "{out:#?}");
+    let fin = to_caller[0];
+    assert!(fin.is_response(500), "{fin:?}");
+    assert_eq!(fin.named("Retry-After"), None, "{fin:?}");
+    assert_eq!(fin.vias().len(), 1, "siplb's Via is off: {fin:?}");
+    assert!(h.call_state("c1").is_none_or(|s| s == DialogState::Ended));
+}
+
+#[test]
+fn a_silent_gateway_is_left_after_the_failover_timeout() {
+    let mut h = Harness::with_config(|c| {
+        c.routing.gateways.failover = true;
+        c.routing.gateways.failover_timeout = Some(Duration::from_millis(1400));
+    });
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    // Timer A resends the INVITE to the first gateway, until the failover timeout.
+    h.advance(Duration::from_millis(1399));
+    let resent = h.take();
+    assert!(resent.iter().all(|o| o.dst == first.dst && o.is_request(Method::Invite)));
+    h.advance(Duration::from_millis(1));
+    let out = h.take();
+    assert_eq!(out.len(), 1, "no CANCEL without a provisional, no 408: {out:#?}");
+    assert!(out[0].is_request(Method::Invite) && out[0].dst == other(first.dst));
+    let ok = h.gateway_answers(&out[0], &response(&out[0], 200, Some("g2")));
+    assert!(ok.is_response(200));
+}
+
+#[test]
+fn a_busy_callee_is_not_tried_elsewhere() {
+    let mut h = with_failover();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.deliver(first.dst, &response(&first, 486, Some("g1")));
+    let out = h.take();
+    assert!(out.iter().any(|o| o.dst == caller() && o.is_response(486)), "{out:#?}");
+    assert!(!out.iter().any(|o| o.is_request(Method::Invite)), "{out:#?}");
+    assert_eq!(h.stats.failovers.get(), 0);
+}
+
+#[test]
+fn a_cancel_reaches_the_attempt_that_is_running() {
+    let mut h = with_failover();
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, first) = h.start_call(&inv);
+    h.deliver(first.dst, &response(&first, 503, Some("g1")));
+    let second = h.take().pop().unwrap();
+    h.deliver(second.dst, &response(&second, 180, Some("g2")));
+    h.take();
+    h.caller_sends(&cancel(&inv).text());
+    let out = h.take();
+    let c = out
+        .iter()
+        .find(|o| o.is_request(Method::Cancel))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    assert_eq!(c.dst, second.dst);
+    assert_eq!(c.branch(), second.branch());
+}
+
+#[test]
+fn the_first_gateways_late_answers_are_not_relayed() {
+    let mut h = with_failover();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let busy = response(&first, 503, Some("g1"));
+    h.deliver(first.dst, &busy);
+    h.take();
+    h.deliver(first.dst, &busy);
+    h.deliver(first.dst, &response(&first, 200, Some("g1")));
+    assert!(
+        h.take().iter().all(|o| o.dst != caller()),
+        "nothing of the first attempt reaches the caller"
+    );
+}
