@@ -191,6 +191,21 @@ pub fn next_proxy(
     let mut next = new.proxy.clone();
     next.profiles = running.profiles.clone();
     next.branch_key = running.branch_key;
+    // A gateway kept by address keeps its state (its calls under way count on).
+    for set in &mut next.routing.gateways.sets {
+        for g in &mut set.gateways {
+            if let Some(old) = running
+                .routing
+                .gateways
+                .sets
+                .iter()
+                .flat_map(|s| &s.gateways)
+                .find(|o| o.target == g.target)
+            {
+                g.state = old.state.clone();
+            }
+        }
+    }
     Ok(next)
 }
 
@@ -266,6 +281,18 @@ gateways = ["127.0.0.1:5081"]
         let mut more = Vec::new();
         assert!(next.profiles.enter(&next.rules, &facts, &mut more).is_err());
         next.profiles.leave(&mut places);
+    }
+
+    #[test]
+    fn a_gateway_kept_across_a_reload_keeps_its_calls() {
+        let old = load(BASE);
+        let running = old.proxy.clone();
+        let g = &running.routing.gateways.sets[0].gateways[0];
+        g.state.take(None);
+        let new = load(BASE);
+        let next = next_proxy(&old, &running, &new).unwrap();
+        let kept = &next.routing.gateways.sets[0].gateways[0];
+        assert!(std::sync::Arc::ptr_eq(&kept.state, &g.state));
     }
 
     #[test]

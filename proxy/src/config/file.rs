@@ -29,6 +29,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub gateway_set: Vec<GatewaySet>,
     #[serde(default)]
+    pub route: Vec<RouteFile>,
+    #[serde(default)]
     pub events: Events,
     #[serde(default)]
     pub shutdown: ShutdownFile,
@@ -382,7 +384,13 @@ pub struct GatewaySet {
     pub name: Spanned<String>,
     #[serde(default = "default_algorithm")]
     pub algorithm: Spanned<String>,
+    /// Gateways as `ip:port`, with the defaults (weight 1, priority 0, no limit, no
+    /// credentials).
+    #[serde(default)]
     pub gateways: Vec<Spanned<String>>,
+    /// Gateways as tables, with their own settings.
+    #[serde(default)]
+    pub gateway: Vec<GatewayFile>,
     /// Other addresses a gateway answers from: gateway `ip:port` → its other `ip:port`s.
     #[serde(default)]
     pub answers_from: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
@@ -399,6 +407,35 @@ pub struct GatewaySet {
 
 fn yes() -> bool {
     true
+}
+
+/// `[[gateway_set.gateway]]`: one gateway with its own settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    pub address: Spanned<String>,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub priority: i32,
+    pub max_calls: Option<Spanned<u32>>,
+    /// Its requests are recognised by IP alone, from any port.
+    #[serde(default)]
+    pub match_ip_only: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `[[route]]`: which calls go to which gateway set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub gateway_set: Spanned<String>,
+    pub customer: Option<Spanned<String>>,
+    pub account: Option<String>,
+    pub prefix: Option<String>,
 }
 
 fn default_algorithm() -> Spanned<String> {

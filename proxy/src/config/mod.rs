@@ -207,9 +207,11 @@ impl Config {
         let listen = sections::listen(&f.listen, &invalid)?;
         let workers = sections::workers(&f.workers, &invalid)?;
         let (steering, xdp_mode) = sections::steering(&f.steering, &invalid)?;
+        let customers = sections::customers(&f.customer, &invalid)?;
+        let gateways = sections::gateways(&f.gateway_set, &f.route, &customers, &invalid)?;
         let routing = Routing {
-            customers: sections::customers(&f.customer, &invalid)?,
-            gateways: sections::gateways(&f.gateway_set, &invalid)?,
+            customers,
+            gateways,
         };
         let mut proxy = ProxyConfig::new(listen, routing);
         proxy.timers = sections::timers(&f.timers, &invalid)?;

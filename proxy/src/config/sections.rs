@@ -4,13 +4,15 @@
 //! [`Config`]: super::Config
 
 use super::file::{Control, CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
-use super::file::{Log, Steering, TimersFile, Workers};
+use super::file::{Log, RouteFile, Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
 use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
+use crate::proxy::{Algorithm, Gateway, Gateways, SetRoute};
 use crate::steering::GuardMode;
 use std::net::SocketAddr;
 use std::time::Duration;
+use toml::Spanned;
 
 /// `[listen]`: the one UDP address, a concrete one.
 pub(super) fn listen(l: &Listen, invalid: Invalid<'_>) -> Result<SocketAddr, ConfigError> {
@@ -197,91 +199,167 @@ pub(super) fn customers(
     Ok(customers)
 }
 
-/// `[[gateway_set]]`: one set, chosen by Call-ID hash.
+/// `[[gateway_set]]` (each gateway once per set, names unique) and `[[route]]` (each naming
+/// a set and, when it says so, a customer that exist).
 pub(super) fn gateways(
     sets: &[GatewaySet],
+    routes: &[RouteFile],
+    customers: &[Customer],
+    invalid: Invalid<'_>,
+) -> Result<Gateways, ConfigError> {
+    let mut all = Gateways::default();
+    for set in sets {
+        if all.sets.iter().any(|s| s.name == *set.name.get_ref()) {
+            return Err(invalid(
+                set.name.span(),
+                "gateway_set.name",
+                format!("gateway set `{}` is defined twice", set.name.get_ref()),
+            ));
+        }
+        all.sets.push(gateway_set(set, invalid)?);
+    }
+    for r in routes {
+        let name = r.gateway_set.get_ref();
+        let Some(set) = all.sets.iter().position(|s| s.name == *name) else {
+            return Err(invalid(
+                r.gateway_set.span(),
+                "route.gateway_set",
+                format!("no gateway set named `{name}`"),
+            ));
+        };
+        if let Some(c) = &r.customer
+            && !customers.iter().any(|x| x.name == *c.get_ref())
+        {
+            return Err(invalid(
+                c.span(),
+                "route.customer",
+                format!("no customer named `{}`", c.get_ref()),
+            ));
+        }
+        all.routes.push(SetRoute {
+            set,
+            customer: r.customer.as_ref().map(|c| c.get_ref().clone()),
+            account: r.account.clone(),
+            prefix: r.prefix.clone(),
+        });
+    }
+    Ok(all)
+}
+
+fn gateway_set(
+    set: &GatewaySet,
     invalid: Invalid<'_>,
 ) -> Result<crate::proxy::GatewaySet, ConfigError> {
-    if sets.len() > 1 {
-        return Err(invalid(
-            sets[1].name.span(),
-            "gateway_set",
-            "one gateway set is supported in this version".into(),
-        ));
-    }
-    let mut gateways = crate::proxy::GatewaySet::default();
-    for set in sets {
-        gateways.name = set.name.get_ref().clone();
-        if set.algorithm.get_ref() != crate::proxy::Algorithm::CallIdHash.name() {
+    let mut gateways = crate::proxy::GatewaySet {
+        name: set.name.get_ref().clone(),
+        ..crate::proxy::GatewaySet::default()
+    };
+    gateways.algorithm = Algorithm::parse(set.algorithm.get_ref()).ok_or_else(|| {
+        let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+        invalid(
+            set.algorithm.span(),
+            "gateway_set.algorithm",
+            format!(
+                "`{}` is not one of {}",
+                set.algorithm.get_ref(),
+                names.join(", ")
+            ),
+        )
+    })?;
+    let address = |g: &Spanned<String>, key: &str| -> Result<SocketAddr, ConfigError> {
+        g.get_ref().parse().map_err(|_| {
+            invalid(
+                g.span(),
+                key,
+                format!("`{}` is not an ip:port", g.get_ref()),
+            )
+        })
+    };
+    let mut add = |gw: Gateway, at: &Spanned<String>, key: &str| -> Result<(), ConfigError> {
+        // Twice in a set would give it twice the share of the calls, silently.
+        if gateways
+            .gateways
+            .iter()
+            .any(|x| x.target.addr == gw.target.addr)
+        {
             return Err(invalid(
-                set.algorithm.span(),
-                "gateway_set.algorithm",
+                at.span(),
+                key,
                 format!(
-                    "`{}` is not supported (callid_hash)",
-                    set.algorithm.get_ref()
+                    "`{}` is listed twice in gateway set `{}`",
+                    at.get_ref(),
+                    set.name.get_ref()
                 ),
             ));
         }
-        for g in &set.gateways {
-            let a: SocketAddr = g.get_ref().parse().map_err(|_| {
-                invalid(
-                    g.span(),
-                    "gateway_set.gateways",
-                    format!("`{}` is not an ip:port", g.get_ref()),
-                )
-            })?;
-            // Twice in a set would give it twice the share of the calls, silently.
-            if gateways.gateways.iter().any(|x| x.target.addr == a) {
+        gateways.gateways.push(gw);
+        Ok(())
+    };
+    for g in &set.gateways {
+        let a = address(g, "gateway_set.gateways")?;
+        add(Gateway::udp(a), g, "gateway_set.gateways")?;
+    }
+    for g in &set.gateway {
+        let a = address(&g.address, "gateway_set.gateway.address")?;
+        let mut gw = Gateway::udp(a);
+        gw.weight = g.weight;
+        gw.priority = g.priority;
+        gw.match_ip_only = g.match_ip_only;
+        if let Some(m) = &g.max_calls {
+            if *m.get_ref() == 0 {
                 return Err(invalid(
-                    g.span(),
-                    "gateway_set.gateways",
-                    format!(
-                        "`{}` is listed twice in gateway set `{}`",
-                        g.get_ref(),
-                        set.name.get_ref()
-                    ),
+                    m.span(),
+                    "gateway_set.gateway.max_calls",
+                    "must be at least 1 (leave it out for no limit)".into(),
                 ));
             }
-            gateways.gateways.push(crate::proxy::Gateway {
-                target: crate::proxy::Target::udp(a),
-                answers_from: Vec::new(),
-            });
+            gw.max_calls = Some(*m.get_ref());
         }
-        gateways.failover = set.failover;
-        if let Some(codes) = &set.failover_codes {
-            if let Some(bad) = codes.get_ref().iter().find(|c| !(500..=599).contains(*c)) {
+        add(gw, &g.address, "gateway_set.gateway.address")?;
+    }
+    if gateways.gateways.is_empty() {
+        return Err(invalid(
+            set.name.span(),
+            "gateway_set.gateways",
+            format!(
+                "gateway set `{}` has no gateways (`gateways` or `[[gateway_set.gateway]]`)",
+                set.name.get_ref()
+            ),
+        ));
+    }
+    gateways.failover = set.failover;
+    if let Some(codes) = &set.failover_codes {
+        if let Some(bad) = codes.get_ref().iter().find(|c| !(500..=599).contains(*c)) {
+            return Err(invalid(
+                codes.span(),
+                "gateway_set.failover_codes",
+                format!(
+                    "{bad} is not a 5xx: a call moves on after a server failure (a timeout \
+                     and 408 always move it on); a 4xx or 6xx is the callee's answer"
+                ),
+            ));
+        }
+        gateways.failover_codes = codes.get_ref().clone();
+    }
+    match set.failover_timeout_ms {
+        Some(0) => gateways.failover_timeout = None,
+        Some(ms) => gateways.failover_timeout = Some(Duration::from_millis(ms)),
+        None => {}
+    }
+    if let Some(map) = &set.answers_from {
+        let key = "gateway_set.answers_from";
+        for (gw, others) in map.get_ref() {
+            let bad = |what: &str| invalid(map.span(), key, format!("`{what}` is not an ip:port"));
+            let addr: SocketAddr = gw.parse().map_err(|_| bad(gw))?;
+            let Some(g) = gateways.gateways.iter_mut().find(|g| g.target.addr == addr) else {
                 return Err(invalid(
-                    codes.span(),
-                    "gateway_set.failover_codes",
-                    format!(
-                        "{bad} is not a 5xx: a call moves on after a server failure (a timeout \
-                         and 408 always move it on); a 4xx or 6xx is the callee's answer"
-                    ),
+                    map.span(),
+                    key,
+                    format!("`{gw}` is not one of this set's gateways"),
                 ));
-            }
-            gateways.failover_codes = codes.get_ref().clone();
-        }
-        match set.failover_timeout_ms {
-            Some(0) => gateways.failover_timeout = None,
-            Some(ms) => gateways.failover_timeout = Some(Duration::from_millis(ms)),
-            None => {}
-        }
-        if let Some(map) = &set.answers_from {
-            let key = "gateway_set.answers_from";
-            for (gw, others) in map.get_ref() {
-                let bad =
-                    |what: &str| invalid(map.span(), key, format!("`{what}` is not an ip:port"));
-                let addr: SocketAddr = gw.parse().map_err(|_| bad(gw))?;
-                let Some(g) = gateways.gateways.iter_mut().find(|g| g.target.addr == addr) else {
-                    return Err(invalid(
-                        map.span(),
-                        key,
-                        format!("`{gw}` is not one of this set's gateways"),
-                    ));
-                };
-                for o in others {
-                    g.answers_from.push(o.parse().map_err(|_| bad(o))?);
-                }
+            };
+            for o in others {
+                g.answers_from.push(o.parse().map_err(|_| bad(o))?);
             }
         }
     }

@@ -274,6 +274,16 @@ fn every_key_is_documented() {
             "[[dialog.rule]]\nprofile = \"x\"\nzz_bogus = 1\n[[customer]]",
         ),
         (
+            "gateway_set.gateway",
+            "name = \"trunk\"\n",
+            "name = \"trunk\"\n[[gateway_set.gateway]]\naddress = \"127.0.0.1:5090\"\nzz_bogus = 1\n",
+        ),
+        (
+            "route",
+            "[[customer]]",
+            "[[route]]\ngateway_set = \"trunk\"\nzz_bogus = 1\n[[customer]]",
+        ),
+        (
             "acc.rule",
             "[[customer]]",
             "[[acc.rule]]\nmethod = \"BYE\"\ncomment = \"x\"\nzz_bogus = 1\n[[customer]]",
@@ -496,16 +506,96 @@ fn failover_keys_are_read_and_checked() {
         ))
     };
     let c = set("failover_codes = [503]\nfailover_timeout_ms = 0").unwrap();
-    let g = &c.proxy.routing.gateways;
+    let g = &c.proxy.routing.gateways.sets[0];
     assert!(g.failover && g.failover_codes == [503] && g.failover_timeout.is_none());
     let c = set("failover = false").unwrap();
-    assert!(!c.proxy.routing.gateways.failover);
+    assert!(!c.proxy.routing.gateways.sets[0].failover);
     let d = parse(MIN).unwrap();
-    assert_eq!(d.proxy.routing.gateways.failover_codes, [500, 502, 503]);
     assert_eq!(
-        d.proxy.routing.gateways.failover_timeout,
+        d.proxy.routing.gateways.sets[0].failover_codes,
+        [500, 502, 503]
+    );
+    assert_eq!(
+        d.proxy.routing.gateways.sets[0].failover_timeout,
         Some(Duration::from_millis(5000))
     );
     let e = set("failover_codes = [486]").unwrap_err().to_string();
-    assert!(e.contains("`gateway_set.failover_codes`: 486 is not a 5xx"), "{e}");
+    assert!(
+        e.contains("`gateway_set.failover_codes`: 486 is not a 5xx"),
+        "{e}"
+    );
+}
+
+#[test]
+fn gateway_sets_and_routes_are_read_and_checked() {
+    let src = format!(
+        "{MIN}
+[[gateway_set]]
+name = \"intl\"
+algorithm = \"weighted\"
+[[gateway_set.gateway]]
+address = \"127.0.0.1:5091\"
+weight = 3
+priority = 2
+max_calls = 10
+match_ip_only = true
+[[gateway_set.gateway]]
+address = \"127.0.0.1:5092\"
+
+[[route]]
+prefix = \"00\"
+gateway_set = \"intl\"
+[[route]]
+customer = \"local\"
+gateway_set = \"trunk\"
+"
+    );
+    let c = parse(&src).unwrap();
+    let g = &c.proxy.routing.gateways;
+    assert_eq!(g.sets.len(), 2);
+    let intl = &g.sets[1];
+    assert_eq!(intl.algorithm, crate::proxy::Algorithm::Weighted);
+    let first = &intl.gateways[0];
+    assert_eq!(
+        (first.weight, first.priority, first.max_calls),
+        (3, 2, Some(10))
+    );
+    assert!(first.match_ip_only);
+    assert_eq!(g.route("local", b"local", b"0044"), Some(1));
+    assert_eq!(g.route("local", b"local", b"1555"), Some(0));
+    for (from, to, want) in [
+        (
+            "name = \"intl\"",
+            "name = \"trunk\"",
+            "`gateway_set.name`: gateway set `trunk` is defined twice",
+        ),
+        (
+            "gateway_set = \"intl\"",
+            "gateway_set = \"nope\"",
+            "`route.gateway_set`: no gateway set named `nope`",
+        ),
+        (
+            "customer = \"local\"",
+            "customer = \"nobody\"",
+            "`route.customer`: no customer named `nobody`",
+        ),
+        (
+            "algorithm = \"weighted\"",
+            "algorithm = \"random\"",
+            "`gateway_set.algorithm`: `random` is not one of callid_hash, from_user_hash, round_robin, weighted",
+        ),
+        (
+            "max_calls = 10",
+            "max_calls = 0",
+            "`gateway_set.gateway.max_calls`",
+        ),
+        (
+            "address = \"127.0.0.1:5092\"",
+            "address = \"127.0.0.1:5091\"",
+            "listed twice",
+        ),
+    ] {
+        let e = parse(&src.replacen(from, to, 1)).unwrap_err().to_string();
+        assert!(e.contains(want), "{to}: {e}");
+    }
 }

@@ -46,7 +46,9 @@ pub use dialogs::{
     Dialog, DialogFilter, DialogInfo, DialogState, EndCause, EndTarget, LegInfo, Side,
 };
 pub use event::{DialogRecord, Emit, EndedBy, Event, Refused, TxnOutcome};
-pub use gateway::{Algorithm, Gateway, GatewaySet};
+pub use gateway::{
+    Algorithm, CallKey, Credentials, Gateway, GatewaySet, Gateways, Secret, SetRoute,
+};
 pub use ids::{DialogId, TxnId};
 pub use route::{AccountKey, Cidr, Customer, Peer, Routing};
 pub use shard::Shard;

@@ -1,7 +1,7 @@
 //! Who may send what: customers by source address (CIDR) and/or From domain, gateways by
 //! ip:port (their set is in [`super::gateway`]).
 
-use super::gateway::GatewaySet;
+use super::gateway::Gateways;
 use super::target::Target;
 use ipnet::{IpNet, Ipv4Net};
 use std::net::{IpAddr, SocketAddr};
@@ -77,7 +77,8 @@ pub enum AccountKey {
 /// Who sent a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
-    Gateway(usize),
+    /// Set and index of the gateway.
+    Gateway(usize, usize),
     Customer(usize),
     Unknown,
 }
@@ -85,14 +86,14 @@ pub enum Peer {
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
     pub customers: Vec<Customer>,
-    pub gateways: GatewaySet,
+    pub gateways: Gateways,
 }
 
 impl Routing {
     /// Gateways are matched by ip:port first, then customers in configuration order.
     pub fn classify(&self, src: SocketAddr, from_domain: &[u8]) -> Peer {
-        if let Some(i) = self.gateways.position(src) {
-            return Peer::Gateway(i);
+        if let Some((set, i)) = self.gateways.position(src) {
+            return Peer::Gateway(set, i);
         }
         for (i, c) in self.customers.iter().enumerate() {
             let by_source = c.sources.is_empty() || c.sources.iter().any(|n| n.contains(src.ip()));
@@ -107,7 +108,7 @@ impl Routing {
         Peer::Unknown
     }
 
-    /// The gateway for a new call.
+    /// The first set's gateway for a call (tests).
     pub fn select_gateway(&self, call_id: &[u8]) -> Option<Target> {
         self.gateways.select(call_id)
     }
@@ -151,7 +152,7 @@ mod tests {
         };
         assert_eq!(
             r.classify("127.0.0.1:5081".parse().unwrap(), b"x"),
-            Peer::Gateway(0)
+            Peer::Gateway(0, 0)
         );
         assert_eq!(
             r.classify("127.0.0.1:5070".parse().unwrap(), b"x"),
@@ -172,7 +173,7 @@ mod tests {
                 domains: vec!["example.com".into()],
                 account_key: AccountKey::Customer,
             }],
-            gateways: GatewaySet::default(),
+            gateways: Gateways::default(),
         };
         assert_eq!(
             r.classify("192.0.2.1:5060".parse().unwrap(), b"EXAMPLE.com"),

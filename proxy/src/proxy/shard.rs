@@ -58,6 +58,8 @@ pub struct Shard {
     swept: Vec<(DialogId, super::dialogs::table::Due)>,
     /// Accounting has no room for the records of a new call: new INVITEs get 503.
     acc_full: bool,
+    /// Calls given to each gateway set so far (round robin and weights turn on it).
+    turns: Vec<u64>,
 }
 
 /// A final response for the record: status, reason, Q.850 cause, To tag, and whether siplb
@@ -87,6 +89,7 @@ impl Shard {
             due: Vec::new(),
             swept: Vec::new(),
             acc_full: false,
+            turns: Vec::new(),
         }
     }
 

@@ -172,9 +172,23 @@ pub struct Dialog {
     pub end_cause: Option<EndCause>,
     /// The gateways the INVITE went to, in order (failover); the last is `gateway`.
     pub tried: Vec<std::net::SocketAddr>,
+    /// The gateway set of the call, and the worker's turn it was given (the choice's key).
+    pub set: u16,
+    pub turn: u64,
+    /// The place the call holds on its gateway (`max_calls`), given back when it ends.
+    pub load: Option<std::sync::Arc<crate::proxy::gateway::GatewayState>>,
 }
 
 impl Dialog {
+    /// The user part of the From URI (the key of the From-user hash).
+    pub fn from_user(&self) -> Vec<u8> {
+        let v = &self.from[..];
+        crate::sip::value::NameAddr::locate(v, crate::sip::Span::new(0, v.len()))
+            .and_then(|na| crate::sip::value::SipUri::parse(v, na.uri).ok())
+            .and_then(|u| u.user)
+            .map_or_else(Vec::new, |s| s.of(v).to_vec())
+    }
+
     pub fn caller_tag(&self) -> &[u8] {
         &self.caller_leg.tag
     }
@@ -263,6 +277,9 @@ pub(crate) mod tests_support {
             vars: Vec::new(),
             end_cause: None,
             tried: vec!["127.0.0.1:5081".parse().unwrap()],
+            set: 0,
+            turn: 0,
+            load: None,
         }
     }
 }

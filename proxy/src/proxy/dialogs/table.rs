@@ -84,8 +84,14 @@ impl DialogTable {
     }
 
     /// Adds a new dialog (state 1); its id. None when the shard ran out of ids.
-    pub fn insert(&mut self, d: Dialog) -> Option<DialogId> {
-        let id = DialogId::new(self.shard, self.next_h_id)?;
+    pub fn insert(&mut self, mut d: Dialog) -> Option<DialogId> {
+        let Some(id) = DialogId::new(self.shard, self.next_h_id) else {
+            // No id left: the record goes, and the places it took with it.
+            if let Some(load) = d.load.take() {
+                load.give_back();
+            }
+            return None;
+        };
         self.next_h_id += 1;
         debug_assert_eq!(d.state, DialogState::Unconfirmed);
         self.by_state[0] += 1;
@@ -158,6 +164,9 @@ impl DialogTable {
         d.times.end = unix_ms;
         d.end_cause = Some(cause);
         profiles.leave(&mut d.profiles);
+        if let Some(load) = d.load.take() {
+            load.give_back();
+        }
         d.expires = d.expires.min(linger_until);
         // Billed seconds: the answered time rounded to the nearest second (not the difference
         // of the two times in whole seconds, which can be a second off).

@@ -8,6 +8,7 @@ use crate::proxy::admission::{self, Admitted};
 use crate::proxy::dialogs::{Dialog, DialogState, DialogTimes, EndCause, Leg, Outcome, Side};
 use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, q850_cause};
 use crate::proxy::forward::{self, Forward, did_param, first_contact, record_routes};
+use crate::proxy::gateway::CallKey;
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress::{self, Ingress, Stateless};
 use crate::proxy::originate::{self, local_tag};
@@ -16,7 +17,7 @@ use crate::proxy::target::Target;
 use crate::proxy::txn::{
     self, Cancel, ClientState, Kind, ServerAction, ServerState, Timer, Txn, machine,
 };
-use crate::sip::value::NameAddr;
+use crate::sip::value::{NameAddr, SipUri};
 use crate::sip::{HeaderName, Method, SipMsg, Span};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -152,7 +153,16 @@ impl Shard {
                         Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
                     };
                     let expires = self.early_expiry(now);
+                    // Its place on its gateway comes back with it (whatever `max_calls`
+                    // says: the call is under way there).
+                    let load = self.dialogs.get(id).and_then(|d| {
+                        let set = self.cfg.routing.gateways.set(d.set.into())?;
+                        let g = set.gateways.iter().find(|g| g.target == d.gateway)?;
+                        g.state.take(None);
+                        Some(g.state.clone())
+                    });
                     self.dialogs.restart(id, |d| {
+                        d.load = load;
                         d.profiles = admitted.profiles;
                         d.vars = admitted.vars;
                         d.account = admitted.account;
@@ -177,24 +187,32 @@ impl Shard {
                 id
             }
             None => {
-                let Some(gateway) = self.cfg.routing.select_gateway(call_id) else {
+                let Some((set, turn, gw)) = self.choose_gateway(msg, src, customer) else {
                     self.key = key;
-                    let extra = Extra {
-                        reason: Some("Service Unavailable - No Gateway"),
-                        ..Extra::default()
-                    };
-                    return self.reply_stateless(msg, src, 503, extra);
+                    return;
                 };
+                let load = self.cfg.routing.gateways.sets[set].gateways[gw]
+                    .state
+                    .clone();
+                let gateway = self.cfg.routing.gateways.sets[set].gateways[gw].target;
                 if self.dialogs.by_call_id(call_id).is_some() {
+                    load.give_back();
                     self.key = key;
                     return self.reply_stateless(msg, src, 482, Extra::default());
                 }
                 let admitted = match admission::admit(&self.cfg, msg, src, customer, unix) {
                     Ok(a) => a,
-                    Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
+                    Err(why) => {
+                        load.give_back();
+                        return self.reply_limit(now, msg, src, key, customer, why);
+                    }
                 };
-                let dialog = self.new_dialog(now, src, gateway, msg, admitted);
+                let mut dialog = self.new_dialog(now, src, gateway, msg, admitted);
+                dialog.set = set as u16;
+                dialog.turn = turn;
+                dialog.load = Some(load);
                 let Some(id) = self.dialogs.insert(dialog) else {
+                    // The record (its profile places, its gateway place) was dropped.
                     self.key = key;
                     return self.reply_overload(msg, src);
                 };
@@ -225,6 +243,62 @@ impl Shard {
         {
             t.set(Timer::B, now + timer_b);
             self.reschedule(txn);
+        }
+    }
+
+    /// The gateway set a new call from `customer` goes to (its route), the worker's turn for
+    /// that set, and the set's choice of gateway, on which a place is taken (`max_calls`).
+    /// None when there is none: the INVITE is answered here (404 without a route, 503 without
+    /// a gateway with room).
+    fn choose_gateway(
+        &mut self,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+    ) -> Option<(usize, u64, usize)> {
+        let buf = msg.buf;
+        let routing = &self.cfg.routing;
+        let name = routing
+            .customers
+            .get(customer)
+            .map_or("", |c| c.name.as_str());
+        let account = admission::account_of(&self.cfg, customer, msg);
+        let user = |uri: Option<Span>| {
+            uri.and_then(|u| SipUri::parse(buf, u).ok())
+                .and_then(|u| u.user)
+                .map_or(&b""[..], |s| s.of(buf))
+        };
+        let dialed = user(msg.request_uri());
+        let Some(set) = routing.gateways.route(name, account, dialed) else {
+            let extra = Extra {
+                reason: Some("No Route"),
+                headers: b"Reason: Q.850;cause=3;text=\"No route to destination\"\r\n",
+                ..Extra::default()
+            };
+            self.reply_stateless(msg, src, 404, extra);
+            return None;
+        };
+        if self.turns.len() <= set {
+            self.turns.resize(set + 1, 0);
+        }
+        let turn = self.turns[set];
+        self.turns[set] += 1;
+        let key = CallKey {
+            call_id: msg.call_id(),
+            from_user: user(msg.from().map(|f| f.uri)),
+            turn,
+        };
+        let gateways = &self.cfg.routing.gateways.sets[set];
+        match gateways.choose_and_take(&key, &[]) {
+            Some(i) => Some((set, turn, i)),
+            None => {
+                let extra = Extra {
+                    reason: Some("Service Unavailable - No Gateway"),
+                    ..Extra::default()
+                };
+                self.reply_stateless(msg, src, 503, extra);
+                None
+            }
         }
     }
 
@@ -280,6 +354,9 @@ impl Shard {
             vars: admitted.vars,
             end_cause: None,
             tried: vec![gateway.addr],
+            set: 0,
+            turn: 0,
+            load: None,
         }
     }
 

@@ -7,15 +7,16 @@
 use super::{Final, Shard};
 use crate::dialog::VarAt;
 use crate::proxy::admission;
-use crate::proxy::dialogs::DialogState;
+use crate::proxy::dialogs::{Dialog, DialogState};
 use crate::proxy::event::{q850_cause, reason_of};
-use crate::proxy::forward::{self, first_contact, record_routes};
 use crate::proxy::forward::Forward;
+use crate::proxy::forward::{self, first_contact, record_routes};
+use crate::proxy::gateway::CallKey;
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress;
-use crate::proxy::target::Target;
 use crate::proxy::originate::{self, local_tag};
 use crate::proxy::reply::{self, Extra};
+use crate::proxy::target::Target;
 use crate::proxy::txn::{self, Cancel, ClientAction, Kind, ServerState, machine};
 use crate::proxy::via::top_via_is_ours;
 use crate::sip::{HeaderName, Method, SipMsg};
@@ -34,8 +35,9 @@ enum FinalAnswer<'m, 'b> {
 enum Decision {
     /// Pass it upstream: the transaction is over.
     Relay,
-    /// Send the INVITE to this gateway instead (failover); the caller sees nothing of it.
-    Retry(Target),
+    /// Send the INVITE to the next gateway of the set (failover); the caller sees nothing of
+    /// it.
+    Retry,
 }
 
 impl Shard {
@@ -157,8 +159,8 @@ impl Shard {
     fn on_final(&mut self, now: Instant, id: TxnId, answer: FinalAnswer<'_, '_>) {
         match self.decide(id, &answer) {
             Decision::Relay => {}
-            Decision::Retry(gateway) => {
-                if self.retry(now, id, gateway) {
+            Decision::Retry => {
+                if self.retry(now, id) {
                     return;
                 }
             }
@@ -212,31 +214,73 @@ impl Shard {
         let Some(t) = self.txns.get(id) else {
             return Decision::Relay;
         };
-        let set = &self.cfg.routing.gateways;
         if t.kind != Kind::Invite
             || t.local_request
             || t.cancel != Cancel::None
             || !matches!(t.server, ServerState::Proceeding | ServerState::Trying)
-            || !set.fails_over_on(code)
         {
             return Decision::Relay;
         }
         let Some(d) = t.dialog.and_then(|d| self.dialogs.get(d)) else {
             return Decision::Relay;
         };
-        if d.invite != Some(id) || !d.state.is_early() || d.operator_cancelled || d.early_cancelled
+        let Some(set) = self.cfg.routing.gateways.set(d.set.into()) else {
+            return Decision::Relay;
+        };
+        if d.invite != Some(id)
+            || !d.state.is_early()
+            || d.operator_cancelled
+            || d.early_cancelled
+            || !set.fails_over_on(code)
         {
             return Decision::Relay;
         }
-        match set.failover(&d.call_id, &d.tried) {
-            Some(next) => Decision::Retry(next),
+        match self.next_gateway(d) {
+            Some(_) => Decision::Retry,
             None => Decision::Relay,
         }
     }
 
-    /// Sends the INVITE `id` to `gateway` as a new attempt of the same transaction: a new
-    /// branch, the caller's INVITE forwarded afresh, Timers A and B restarted. Whether it went.
-    fn retry(&mut self, now: Instant, id: TxnId, gateway: Target) -> bool {
+    /// The gateway a call would go to next: its set's choice among the gateways it has not
+    /// tried that have room.
+    fn next_gateway(&self, d: &Dialog) -> Option<Target> {
+        let set = self.cfg.routing.gateways.set(d.set.into())?;
+        let from_user = d.from_user();
+        let key = CallKey {
+            call_id: &d.call_id,
+            from_user: &from_user,
+            turn: d.turn,
+        };
+        set.choose(&key, &d.tried, |i| set.gateways[i].usable())
+            .map(|i| set.gateways[i].target)
+    }
+
+    /// Moves dialog `did` to the next gateway of its set: its place on the one it leaves is
+    /// given back, one on the next is taken. The next gateway, none when none is left.
+    fn move_to_next_gateway(&mut self, did: DialogId) -> Option<Target> {
+        let d = self.dialogs.get(did)?;
+        let set = self.cfg.routing.gateways.set(d.set.into())?;
+        let from_user = d.from_user();
+        let key = CallKey {
+            call_id: &d.call_id,
+            from_user: &from_user,
+            turn: d.turn,
+        };
+        let i = set.choose_and_take(&key, &d.tried)?;
+        let (target, load) = (set.gateways[i].target, set.gateways[i].state.clone());
+        let d = self.dialogs.get_mut(did)?;
+        if let Some(old) = d.load.replace(load) {
+            old.give_back();
+        }
+        d.gateway = target;
+        d.tried.push(target.addr);
+        Some(target)
+    }
+
+    /// Sends the INVITE `id` to the next gateway of its call's set as a new attempt of the
+    /// same transaction: a new branch, the caller's INVITE forwarded afresh, Timers A and B
+    /// restarted. Whether it went (no gateway left: the answer is relayed).
+    fn retry(&mut self, now: Instant, id: TxnId) -> bool {
         let Some(t) = self.txns.get_mut(id) else {
             return false;
         };
@@ -253,6 +297,12 @@ impl Shard {
             return false;
         };
         let attempt = self.dialogs.get(did).map_or(1, |d| d.tried.len() as u32);
+        let Some(gateway) = self.move_to_next_gateway(did) else {
+            if let Some(t) = self.txns.get_mut(id) {
+                t.received = received;
+            }
+            return false;
+        };
         let mut branch = Vec::with_capacity(48);
         self.branches.forwarded(&msg, attempt, &mut branch);
         let fwd = Forward {
@@ -263,10 +313,6 @@ impl Shard {
         let mut ck = Vec::new();
         txn::client_key(&branch, false, &mut ck);
         self.txns.set_client_key(id, ck.into());
-        if let Some(d) = self.dialogs.get_mut(did) {
-            d.gateway = gateway;
-            d.tried.push(gateway.addr);
-        }
         let timer_b = self.attempt_timeout(did);
         let timers = self.cfg.timers;
         let t = self.txns.get_mut(id).expect("looked up above");
@@ -287,14 +333,14 @@ impl Shard {
     /// another gateway is left to try, Timer B itself for the last one.
     pub(super) fn attempt_timeout(&self, did: DialogId) -> std::time::Duration {
         let timer_b = self.cfg.timers.timer_b;
-        let set = &self.cfg.routing.gateways;
         let Some(d) = self.dialogs.get(did) else {
             return timer_b;
         };
+        let Some(set) = self.cfg.routing.gateways.set(d.set.into()) else {
+            return timer_b;
+        };
         match set.failover_timeout {
-            Some(ft) if set.failover && set.failover(&d.call_id, &d.tried).is_some() => {
-                ft.min(timer_b)
-            }
+            Some(ft) if set.failover && self.next_gateway(d).is_some() => ft.min(timer_b),
             _ => timer_b,
         }
     }
@@ -319,7 +365,14 @@ impl Shard {
     /// `Retry-After`, so that a caller that honours it does not stop sending to siplb.
     fn relay_503_as_500(&mut self, id: TxnId, msg: &SipMsg<'_>) {
         let mut out = self.out.buffer();
-        forward::response_as(msg, 500, "Server Internal Error", b"Retry-After", &mut self.rewrite, &mut out);
+        forward::response_as(
+            msg,
+            500,
+            "Server Internal Error",
+            b"Retry-After",
+            &mut self.rewrite,
+            &mut out,
+        );
         let Some(t) = self.txns.get_mut(id) else {
             self.out.recycle(out);
             return;

@@ -218,7 +218,7 @@ impl Harness {
         };
         let mut cfg = ProxyConfig::new(local(), routing);
         // The tests of one attempt see its own timeouts and replies; `failover.rs` turns it on.
-        cfg.routing.gateways.failover = false;
+        cfg.routing.gateways.sets[0].failover = false;
         f(&mut cfg);
         let stats = Arc::new(ShardStats::default());
         let shard = Shard::new(Arc::new(cfg), 0, stats.clone());

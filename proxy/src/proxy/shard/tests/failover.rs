@@ -8,7 +8,7 @@ use crate::proxy::event::Event;
 
 fn with_failover() -> Harness {
     Harness::with_config(|c| {
-        c.routing.gateways.failover = true;
+        c.routing.gateways.sets[0].failover = true;
         c.emit.dialogs = true;
     })
 }
@@ -25,11 +25,17 @@ fn with_retry_after(resp: String) -> String {
 fn a_503_moves_the_call_to_the_other_gateway_and_the_caller_sees_only_the_answer() {
     let mut h = with_failover();
     let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
-    h.deliver(first.dst, &with_retry_after(response(&first, 503, Some("g1"))));
+    h.deliver(
+        first.dst,
+        &with_retry_after(response(&first, 503, Some("g1"))),
+    );
     let out = h.take();
     // The 503 is ACKed to the first gateway; the INVITE goes to the other one.
     assert_eq!(out.len(), 2, "{out:#?}");
-    assert!(out[0].is_request(Method::Ack) && out[0].dst == first.dst, "{out:#?}");
+    assert!(
+        out[0].is_request(Method::Ack) && out[0].dst == first.dst,
+        "{out:#?}"
+    );
     let second = &out[1];
     assert!(second.is_request(Method::Invite), "{second:?}");
     assert_eq!(second.dst, other(first.dst));
@@ -62,9 +68,15 @@ fn a_503_moves_the_call_to_the_other_gateway_and_the_caller_sees_only_the_answer
 fn when_every_gateway_answers_503_the_caller_gets_500_without_retry_after() {
     let mut h = with_failover();
     let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
-    h.deliver(first.dst, &with_retry_after(response(&first, 503, Some("g1"))));
+    h.deliver(
+        first.dst,
+        &with_retry_after(response(&first, 503, Some("g1"))),
+    );
     let second = h.take().pop().unwrap();
-    h.deliver(second.dst, &with_retry_after(response(&second, 503, Some("g2"))));
+    h.deliver(
+        second.dst,
+        &with_retry_after(response(&second, 503, Some("g2"))),
+    );
     let out = h.take();
     let to_caller: Vec<&Out> = out.iter().filter(|o| o.dst == caller()).collect();
     assert_eq!(to_caller.len(), 1, "{out:#?}");
@@ -78,17 +90,25 @@ fn when_every_gateway_answers_503_the_caller_gets_500_without_retry_after() {
 #[test]
 fn a_silent_gateway_is_left_after_the_failover_timeout() {
     let mut h = Harness::with_config(|c| {
-        c.routing.gateways.failover = true;
-        c.routing.gateways.failover_timeout = Some(Duration::from_millis(1400));
+        c.routing.gateways.sets[0].failover = true;
+        c.routing.gateways.sets[0].failover_timeout = Some(Duration::from_millis(1400));
     });
     let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
     // Timer A resends the INVITE to the first gateway, until the failover timeout.
     h.advance(Duration::from_millis(1399));
     let resent = h.take();
-    assert!(resent.iter().all(|o| o.dst == first.dst && o.is_request(Method::Invite)));
+    assert!(
+        resent
+            .iter()
+            .all(|o| o.dst == first.dst && o.is_request(Method::Invite))
+    );
     h.advance(Duration::from_millis(1));
     let out = h.take();
-    assert_eq!(out.len(), 1, "no CANCEL without a provisional, no 408: {out:#?}");
+    assert_eq!(
+        out.len(),
+        1,
+        "no CANCEL without a provisional, no 408: {out:#?}"
+    );
     assert!(out[0].is_request(Method::Invite) && out[0].dst == other(first.dst));
     let ok = h.gateway_answers(&out[0], &response(&out[0], 200, Some("g2")));
     assert!(ok.is_response(200));
@@ -100,8 +120,14 @@ fn a_busy_callee_is_not_tried_elsewhere() {
     let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
     h.deliver(first.dst, &response(&first, 486, Some("g1")));
     let out = h.take();
-    assert!(out.iter().any(|o| o.dst == caller() && o.is_response(486)), "{out:#?}");
-    assert!(!out.iter().any(|o| o.is_request(Method::Invite)), "{out:#?}");
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(486)),
+        "{out:#?}"
+    );
+    assert!(
+        !out.iter().any(|o| o.is_request(Method::Invite)),
+        "{out:#?}"
+    );
     assert_eq!(h.stats.failovers.get(), 0);
 }
 
