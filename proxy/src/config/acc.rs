@@ -235,7 +235,11 @@ pub(super) fn acc(
         }
     }
     match (&f.postgres, postgres_sink) {
-        (Some(p), _) => sinks.postgres = Some(p.get_ref().clone()),
+        (Some(p), _) => {
+            crate::acc::postgres::parse(p.get_ref())
+                .map_err(|e| invalid(p.span(), "acc.postgres", e))?;
+            sinks.postgres = Some(p.get_ref().clone());
+        }
         (None, true) => {
             return Err(invalid(
                 f.sinks.span(),
