@@ -65,7 +65,13 @@ impl Pg {
             std::os::unix::fs::chown(d, Some(user.0), Some(user.1)).unwrap();
         }
         let out = Command::new(bin.join("initdb"))
-            .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ])
             .args(["--no-sync", "-E", "UTF8", "--locale=C"])
             .uid(user.0)
             .gid(user.1)
@@ -158,7 +164,17 @@ impl Pg {
     fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .args(["-h", self.socket.to_str().unwrap(), "-p", &PORT.to_string()])
-            .args(["-U", "postgres", "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
             .args(["-c", sql])
             .output()
             .map_err(|e| e.to_string())?;
@@ -189,8 +205,7 @@ impl Drop for Pg {
 
 /// The ids (second column) of a CSV file of the files sink, in file order.
 fn csv_ids(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .skip(1)
         .map(|l| l.split(',').nth(1).expect("an id column").to_string())
@@ -237,8 +252,15 @@ fn assert_same(pg: &Pg, dir: &Path, table: &str) -> usize {
     let rows = pg.ids(table);
     let unique: HashSet<&String> = rows.iter().collect();
     assert_eq!(unique.len(), rows.len(), "{table}: no id twice");
-    assert_eq!(rows.len(), files.len(), "{table}: as many rows as in the file");
-    assert!(rows == files, "{table}: the rows are in the order of the file");
+    assert_eq!(
+        rows.len(),
+        files.len(),
+        "{table}: as many rows as in the file"
+    );
+    assert!(
+        rows == files,
+        "{table}: the rows are in the order of the file"
+    );
     rows.len()
 }
 
@@ -259,9 +281,8 @@ fn records_land_in_postgresql_exactly_once_in_order_across_a_server_restart() {
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
     let (d, target, ip) = (dir.0.clone(), net.siplb(), net.ip());
-    let uac = std::thread::spawn(move || {
-        Sipp::uac(&d, "uac", &target, &ip, "uac.xml", 200, 50, &[], 60)
-    });
+    let uac =
+        std::thread::spawn(move || Sipp::uac(&d, "uac", &target, &ip, "uac.xml", 200, 50, &[], 60));
     // Down in the middle of the calls, for a while, then back.
     std::thread::sleep(Duration::from_millis(1500));
     pg.stop();
@@ -313,5 +334,63 @@ fn records_land_in_postgresql_exactly_once_in_order_across_a_server_restart() {
         "{}",
         siplb.log()
     );
+    drop(siplb);
+}
+
+#[test]
+fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(82);
+    let dir = TempDir::new("postgres-restart");
+    let mut pg = Pg::new(&dir.0);
+    let config = acc_config(net, &dir.0, &pg);
+    let mut siplb = Siplb::start(BIN, &dir.0, &config);
+    wait_until(
+        10,
+        || siplb.log(),
+        || pg.try_psql("siplb", "SELECT count(*) FROM cdrs").as_deref() == Ok("0"),
+    );
+    pg.stop();
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let uac = Sipp::uac(
+        &dir.0,
+        "uac",
+        &net.siplb(),
+        &net.ip(),
+        "uac.xml",
+        50,
+        50,
+        &[],
+        60,
+    );
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), 50, "uac: {:?}", uac.fields);
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 150,
+    );
+    // siplb stops while the database is away: the records stay in the spool.
+    siplb.stop();
+    assert!(siplb.log().contains("left in the spool"), "{}", siplb.log());
+    drop(siplb);
+    pg.start();
+    assert_eq!(pg.psql("siplb", "SELECT count(*) FROM cdrs"), "0");
+    let siplb = Siplb::start(BIN, &dir.0, &config);
+    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
+    wait_until(
+        30,
+        || format!("{:?} CDRs; {}", count(), siplb.log()),
+        || count().as_deref() == Ok("50"),
+    );
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 0,
+    );
+    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 50);
+    assert_eq!(assert_same(&pg, &dir.0, "acc"), 100);
     drop(siplb);
 }

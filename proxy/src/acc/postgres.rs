@@ -109,8 +109,7 @@ impl Shipper {
         let deadline = deadline.max(Instant::now() + Duration::from_secs(1));
         *self.finish.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         self.spool.more.notify_one();
-        while !self.thread.is_finished() && Instant::now() < deadline + Duration::from_millis(500)
-        {
+        while !self.thread.is_finished() && Instant::now() < deadline + Duration::from_millis(500) {
             std::thread::sleep(Duration::from_millis(5));
         }
         if self.thread.is_finished() {
@@ -178,7 +177,7 @@ impl Run {
                     }
                     r => {
                         let e = match r {
-                            Ok(Err(e)) => e.to_string(),
+                            Ok(Err(e)) => describe(&e),
                             _ => "connection timed out".into(),
                         };
                         if down_since.is_none() {
@@ -208,9 +207,11 @@ impl Run {
                 let _ = tokio::time::timeout(wait, self.spool.more.notified()).await;
                 continue;
             }
-            let shipped =
-                tokio::time::timeout(self.at_most(SHIP_TIMEOUT), ship(c, &batch, &mut self.tables))
-                    .await;
+            let shipped = tokio::time::timeout(
+                self.at_most(SHIP_TIMEOUT),
+                ship(c, &batch, &mut self.tables),
+            )
+            .await;
             match shipped {
                 Ok(Ok(())) => {
                     if let Err(e) = self.spool.commit(end, lines) {
@@ -221,7 +222,7 @@ impl Run {
                 }
                 r => {
                     let e = match r {
-                        Ok(Err(e)) => e.to_string(),
+                        Ok(Err(e)) => describe(&e),
                         _ => "timed out".into(),
                     };
                     if down_since.is_none() {
@@ -247,6 +248,10 @@ impl Run {
                 tracing::debug!("acc: PostgreSQL connection: {e}");
             }
         });
+        // Not a notice per table that exists already.
+        client
+            .batch_execute("SET client_min_messages = warning")
+            .await?;
         client.batch_execute(SCHEMA).await?;
         client
             .batch_execute(&format!(
@@ -256,6 +261,18 @@ impl Run {
             .await?;
         Ok(client)
     }
+}
+
+/// An error with its causes (tokio-postgres says only `db error` at the top).
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 /// `"name"`, quoted as an SQL identifier.

@@ -124,7 +124,10 @@ impl Spool {
             Ok(s) => parse_pos(&s).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: not `<segment> <offset>`", dir.join(COMMITTED).display()),
+                    format!(
+                        "{}: not `<segment> <offset>`",
+                        dir.join(COMMITTED).display()
+                    ),
                 )
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Pos {
@@ -140,7 +143,11 @@ impl Spool {
         for &seg in segs.iter().filter(|&&s| s >= committed.seg) {
             let path = segment_path(dir, seg);
             let mut f = File::open(&path).map_err(|e| ctx(&path, e))?;
-            let from = if seg == committed.seg { committed.off } else { 0 };
+            let from = if seg == committed.seg {
+                committed.off
+            } else {
+                0
+            };
             let len = f.metadata()?.len();
             f.seek(SeekFrom::Start(from.min(len)))?;
             let mut buf = Vec::new();
