@@ -252,7 +252,14 @@ impl Run {
         client
             .batch_execute("SET client_min_messages = warning")
             .await?;
-        client.batch_execute(SCHEMA).await?;
+        if let Err(e) = client.batch_execute(SCHEMA).await {
+            // A role without CREATE: the tables may have been made by hand.
+            tracing::warn!(
+                "acc: making the tables of proxy/sql/acc.sql failed ({}); shipping into the \
+                 tables as they are",
+                describe(&e)
+            );
+        }
         client
             .batch_execute(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {STAGE_ACC} (LIKE acc) ON COMMIT DELETE ROWS; \
