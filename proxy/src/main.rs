@@ -199,8 +199,11 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let mut acc_stats = Vec::new();
     if let Some(acc) = &cfg.acc {
         let queues = Arc::new(AccPlane::new(cfg.workers, acc.queue));
-        let sinks = siplb::acc::writer::file_and_log_sinks(acc, &queues)
+        let mut sinks = siplb::acc::writer::file_and_log_sinks(acc, &queues)
             .with_context(|| format!("acc.dir {}", acc.dir.display()))?;
+        if acc.sinks.postgres.is_some() {
+            sinks.push(siplb::acc::postgres::sink(acc, &queues).context("acc.postgres")?);
+        }
         let t = siplb::acc::writer::spawn(acc.clone(), queues.clone(), sinks).context("acc")?;
         acc_stats = queues.statistics();
         plane.acc = Some((acc.clone(), queues.clone()));

@@ -27,8 +27,9 @@ pub fn install_deps(packages: &[&str]) -> Result<()> {
 }
 
 /// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
-/// (checksum offload on veth for the cpumap test), `capsh` (siplb without BPF capabilities)
-/// and `script` (siplb's log on a terminal).
+/// (checksum offload on veth for the cpumap test), `capsh` (siplb without BPF capabilities),
+/// `script` (siplb's log on a terminal) and `postgresql` (the accounting sink's tests start
+/// a server of their own).
 pub const TEST_PACKAGES: &[&str] = &[
     "sip-tester",
     "iproute2",
@@ -36,6 +37,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "ethtool",
     "libcap2-bin",
     "bsdutils",
+    "postgresql",
 ];
 
 pub fn ci() -> Result<()> {

@@ -34,8 +34,8 @@ struct Slot {
 }
 
 /// The sinks `[acc]` asks for, opened (files: the folder made, torn lines set aside) so that
-/// a folder that cannot be written is an error at start. The PostgreSQL sink is added by the
-/// caller (it needs the control plane's runtime).
+/// a folder that cannot be written is an error at start. The PostgreSQL sink
+/// ([`super::postgres::sink`]) is added by the caller.
 pub fn file_and_log_sinks(cfg: &AccConfig, plane: &AccPlane) -> io::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if cfg.sinks.log {

@@ -235,7 +235,11 @@ pub(super) fn acc(
         }
     }
     match (&f.postgres, postgres_sink) {
-        (Some(p), _) => sinks.postgres = Some(p.get_ref().clone()),
+        (Some(p), _) => {
+            crate::acc::postgres::parse(p.get_ref())
+                .map_err(|e| invalid(p.span(), "acc.postgres", e))?;
+            sinks.postgres = Some(p.get_ref().clone());
+        }
         (None, true) => {
             return Err(invalid(
                 f.sinks.span(),
@@ -312,4 +316,41 @@ pub(super) fn acc(
             spool_max_bytes: f.spool_max_mb.get_ref().saturating_mul(1 << 20),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const MIN: &str = r#"
+[listen]
+sip = ["127.0.0.1:5060"]
+
+[[customer]]
+name = "local"
+sources = ["127.0.0.1/32"]
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["127.0.0.1:5081"]
+
+[acc]
+sinks = ["files", "postgres"]
+"#;
+
+    #[test]
+    fn a_postgres_connection_string_that_does_not_parse_names_acc_postgres() {
+        let parse = |conn: &str| {
+            let src = format!("{MIN}postgres = \"{conn}\"\n");
+            Config::parse(Path::new("/etc/siplb/t.toml"), &src)
+        };
+        let c = parse("host=/run/postgresql dbname=siplb").unwrap();
+        assert_eq!(
+            c.acc.unwrap().sinks.postgres.as_deref(),
+            Some("host=/run/postgresql dbname=siplb")
+        );
+        let e = parse("host='unterminated").unwrap_err().to_string();
+        assert!(e.contains("`acc.postgres`"), "{e}");
+    }
 }

@@ -1,0 +1,396 @@
+//! The PostgreSQL accounting sink end to end: a real PostgreSQL server (Debian's
+//! `postgresql`, started here in a temporary folder as user `postgres`, on a private unix
+//! socket only), the real siplb binary writing `acc` and `cdrs` to files and to PostgreSQL,
+//! driven by sipp. The server is stopped in the middle of the run and started again: every
+//! record arrives exactly once, in the order of the files, and the spool empties.
+
+use siplb_tests::*;
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_siplb");
+const PORT: u16 = 55432;
+
+/// The `postgres` user's uid and gid.
+fn postgres_user() -> (u32, u32) {
+    let name = CString::new("postgres").unwrap();
+    // SAFETY: getpwnam with a valid C string; the result is read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !pw.is_null(),
+        "no `postgres` user: `apt-get install postgresql` (`cargo xtask ci` installs it)"
+    );
+    // SAFETY: non-null, as checked.
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
+
+/// The server binaries' folder, `/usr/lib/postgresql/<version>/bin`.
+fn pg_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists() && p.join("postgres").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().expect(
+        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): \
+         `apt-get install postgresql` (`cargo xtask ci` installs it)",
+    )
+}
+
+/// A PostgreSQL server of the test's own: data and socket in `dir`, stopped on drop.
+struct Pg {
+    bin: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+    user: (u32, u32),
+    server: Option<Child>,
+}
+
+impl Pg {
+    fn new(dir: &Path) -> Pg {
+        let bin = pg_bin();
+        let user = postgres_user();
+        let data = dir.join("pgdata");
+        let socket = dir.join("pgsock");
+        for d in [&data, &socket] {
+            std::fs::create_dir_all(d).unwrap();
+            std::os::unix::fs::chown(d, Some(user.0), Some(user.1)).unwrap();
+        }
+        let out = Command::new(bin.join("initdb"))
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ])
+            .args(["--no-sync", "-E", "UTF8", "--locale=C"])
+            .uid(user.0)
+            .gid(user.1)
+            .current_dir(dir)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Pg {
+            bin,
+            data,
+            socket,
+            user,
+            server: None,
+        };
+        pg.start();
+        pg.psql("postgres", "CREATE DATABASE siplb");
+        pg
+    }
+
+    /// Starts the server and waits until it answers.
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.parent().unwrap().join("postgres.log"))
+            .unwrap();
+        let child = Command::new(self.bin.join("postgres"))
+            .args(["-D", self.data.to_str().unwrap()])
+            .args(["-k", self.socket.to_str().unwrap()])
+            .args(["-p", &PORT.to_string()])
+            // The unix socket only; heap order is insert order (no vacuum reuses space).
+            .args(["-c", "listen_addresses=", "-c", "autovacuum=off"])
+            .uid(self.user.0)
+            .gid(self.user.1)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.try_psql("postgres", "SELECT 1");
+            if out.as_deref() == Ok("1") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not come up: {out:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (SIGINT: fast shutdown, the connections cut) and waits.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            // SAFETY: signalling the server we started, by its PID.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.parent().unwrap().join("postgres.log"))
+            .unwrap_or_default()
+    }
+
+    /// The connection string siplb gets.
+    fn conn(&self) -> String {
+        format!(
+            "host={} port={PORT} user=postgres dbname=siplb",
+            self.socket.display()
+        )
+    }
+
+    fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", self.socket.to_str().unwrap(), "-p", &PORT.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(["-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into())
+        }
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql}: {e}"))
+    }
+
+    /// The ids of `table`, in the order they were inserted.
+    fn ids(&self, table: &str) -> Vec<String> {
+        let out = self.psql("siplb", &format!("SELECT id FROM {table} ORDER BY ctid"));
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The ids (second column) of a CSV file of the files sink, in file order.
+fn csv_ids(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).expect("an id column").to_string())
+        .collect()
+}
+
+fn acc_config(net: Net, dir: &Path, pg: &Pg) -> String {
+    config(
+        net,
+        2,
+        &format!(
+            r#"[acc]
+flags = ["INVITE"]
+cdrs = true
+sinks = ["files", "postgres"]
+formats = ["csv"]
+dir = "{acc}"
+postgres = "{conn}"
+
+[[acc.rule]]
+method = "BYE"
+comment = "210 Bye received"
+table = "acc"
+"#,
+            acc = dir.join("acc").display(),
+            conn = pg.conn(),
+        ),
+    )
+}
+
+/// Waits until `f` holds, or panics with `what` after `secs`.
+fn wait_until(secs: u64, what: impl Fn() -> String, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {}", what());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that `table` in PostgreSQL holds exactly the records of its CSV file, once each
+/// and in the same order.
+fn assert_same(pg: &Pg, dir: &Path, table: &str) -> usize {
+    let files = csv_ids(&dir.join("acc").join(format!("{table}.csv")));
+    let rows = pg.ids(table);
+    let unique: HashSet<&String> = rows.iter().collect();
+    assert_eq!(unique.len(), rows.len(), "{table}: no id twice");
+    assert_eq!(
+        rows.len(),
+        files.len(),
+        "{table}: as many rows as in the file"
+    );
+    assert!(
+        rows == files,
+        "{table}: the rows are in the order of the file"
+    );
+    rows.len()
+}
+
+#[test]
+fn records_land_in_postgresql_exactly_once_in_order_across_a_server_restart() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(81);
+    let dir = TempDir::new("postgres");
+    let mut pg = Pg::new(&dir.0);
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
+    // The tables were made from proxy/sql/acc.sql as siplb connected.
+    wait_until(
+        10,
+        || siplb.log(),
+        || pg.try_psql("siplb", "SELECT count(*) FROM cdrs").as_deref() == Ok("0"),
+    );
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let (d, target, ip) = (dir.0.clone(), net.siplb(), net.ip());
+    let uac =
+        std::thread::spawn(move || Sipp::uac(&d, "uac", &target, &ip, "uac.xml", 200, 50, &[], 60));
+    // Down in the middle of the calls, for a while, then back.
+    std::thread::sleep(Duration::from_millis(1500));
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(1000));
+    let spooled = siplb.stat("acc:spool_records");
+    std::thread::sleep(Duration::from_millis(500));
+    pg.start();
+    let uac = uac.join().expect("uac");
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), 200, "every call made it; uac: {:?}", uac.fields);
+    assert!(
+        spooled > 0,
+        "records waited in the spool while PostgreSQL was down"
+    );
+    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
+    wait_until(
+        30,
+        || format!("{:?} CDRs; {}", count(), siplb.log()),
+        || count().as_deref() == Ok("200"),
+    );
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 0,
+    );
+    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 200);
+    // An answered INVITE and a BYE per call.
+    assert_eq!(assert_same(&pg, &dir.0, "acc"), 400);
+    assert_eq!(
+        pg.psql(
+            "siplb",
+            "SELECT count(*) FROM acc WHERE method = 'BYE' AND sip_code = 210 \
+             AND sip_reason = 'Bye received'"
+        ),
+        "200"
+    );
+    // Typed columns: times, durations, JSON.
+    assert_eq!(
+        pg.psql(
+            "siplb",
+            "SELECT count(*) FROM cdrs WHERE disposition = 'answered' AND sip_code = 200 \
+             AND answer_time >= invite_time AND duration >= billsec \
+             AND jsonb_typeof(vars) = 'object'"
+        ),
+        "200"
+    );
+    assert!(
+        siplb.log().contains("PostgreSQL is reachable again"),
+        "{}",
+        siplb.log()
+    );
+    drop(siplb);
+}
+
+#[test]
+fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(82);
+    let dir = TempDir::new("postgres-restart");
+    let mut pg = Pg::new(&dir.0);
+    let config = acc_config(net, &dir.0, &pg);
+    let mut siplb = Siplb::start(BIN, &dir.0, &config);
+    wait_until(
+        10,
+        || siplb.log(),
+        || pg.try_psql("siplb", "SELECT count(*) FROM cdrs").as_deref() == Ok("0"),
+    );
+    pg.stop();
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let uac = Sipp::uac(
+        &dir.0,
+        "uac",
+        &net.siplb(),
+        &net.ip(),
+        "uac.xml",
+        50,
+        50,
+        &[],
+        60,
+    );
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), 50, "uac: {:?}", uac.fields);
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 150,
+    );
+    // siplb stops while the database is away: the records stay in the spool.
+    siplb.stop();
+    assert!(siplb.log().contains("left in the spool"), "{}", siplb.log());
+    drop(siplb);
+    pg.start();
+    assert_eq!(pg.psql("siplb", "SELECT count(*) FROM cdrs"), "0");
+    let siplb = Siplb::start(BIN, &dir.0, &config);
+    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
+    wait_until(
+        30,
+        || format!("{:?} CDRs; {}", count(), siplb.log()),
+        || count().as_deref() == Ok("50"),
+    );
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 0,
+    );
+    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 50);
+    assert_eq!(assert_same(&pg, &dir.0, "acc"), 100);
+    drop(siplb);
+}
