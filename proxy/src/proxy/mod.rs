@@ -25,6 +25,7 @@
 //! | `shard` | the orchestration, and the response context |
 
 pub mod admission;
+pub mod auth;
 pub mod clock;
 pub mod dialogs;
 pub mod event;
