@@ -419,6 +419,10 @@ pub struct GatewayFile {
     #[serde(default)]
     pub priority: i32,
     pub max_calls: Option<Spanned<u32>>,
+    /// Credentials for its challenges: `user` with `password` or `ha1`.
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub ha1: Option<Spanned<String>>,
     /// Its requests are recognised by IP alone, from any port.
     #[serde(default)]
     pub match_ip_only: bool,

@@ -3,12 +3,13 @@
 //!
 //! [`Config`]: super::Config
 
+use super::file::GatewayFile;
 use super::file::{Control, CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
 use super::file::{Log, RouteFile, Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
 use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
-use crate::proxy::{Algorithm, Gateway, Gateways, SetRoute};
+use crate::proxy::{Algorithm, Credentials, Gateway, Gateways, Secret, SetRoute};
 use crate::steering::GuardMode;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -246,6 +247,52 @@ pub(super) fn gateways(
     Ok(all)
 }
 
+/// A gateway's credentials: `user` with `password` or `ha1` (32 hex digits), or none.
+fn credentials(g: &GatewayFile, invalid: Invalid<'_>) -> Result<Option<Credentials>, ConfigError> {
+    Ok(match (&g.user, &g.password, &g.ha1) {
+        (None, None, None) => None,
+        (Some(u), Some(p), None) => Some(Credentials {
+            user: u.get_ref().clone(),
+            secret: Secret::Password(p.get_ref().clone()),
+        }),
+        (Some(u), None, Some(h)) => {
+            let hex = h.get_ref();
+            if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    h.span(),
+                    "gateway_set.gateway.ha1",
+                    "must be 32 hex digits: MD5(user:realm:password)".into(),
+                ));
+            }
+            Some(Credentials {
+                user: u.get_ref().clone(),
+                secret: Secret::Ha1(hex.to_ascii_lowercase()),
+            })
+        }
+        (Some(_), Some(p), Some(_)) => {
+            return Err(invalid(
+                p.span(),
+                "gateway_set.gateway.password",
+                "give `password` or `ha1`, not both".into(),
+            ));
+        }
+        (Some(u), None, None) => {
+            return Err(invalid(
+                u.span(),
+                "gateway_set.gateway.user",
+                "needs `password` or `ha1`".into(),
+            ));
+        }
+        (None, Some(s), _) | (None, None, Some(s)) => {
+            return Err(invalid(
+                s.span(),
+                "gateway_set.gateway.user",
+                "credentials need a `user`".into(),
+            ));
+        }
+    })
+}
+
 fn gateway_set(
     set: &GatewaySet,
     invalid: Invalid<'_>,
@@ -315,6 +362,7 @@ fn gateway_set(
             }
             gw.max_calls = Some(*m.get_ref());
         }
+        gw.credentials = credentials(g, invalid)?;
         add(gw, &g.address, "gateway_set.gateway.address")?;
     }
     if gateways.gateways.is_empty() {

@@ -94,6 +94,8 @@ shard_stats! {
     retransmissions => names::TM_RETRANSMISSIONS,
     /// Transactions created.
     transactions => names::TM_CREATED,
+    /// Requests sent again with credentials after a gateway's 401/407.
+    auth_resends => names::UAC_AUTH_RESENDS,
     /// INVITEs sent on to the next gateway of their set (a timeout, 408 or failover code).
     failovers => names::DISPATCHER_FAILOVERS,
     /// INVITE client transactions that timed out (Timer B): 408 upstream.

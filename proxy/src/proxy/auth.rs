@@ -190,7 +190,11 @@ mod tests {
         assert_eq!(field(&h, "algorithm"), "SHA-256");
         assert!(!h.contains("qop="), "{h}");
         let sha = |s: &str| digest_auth::Algorithm::new(AlgorithmType::SHA2_256, false).hash_str(s);
-        let want = sha(&format!("{}:n:{}", sha("siplb:r:trunk-secret"), sha("BYE:sip:gw")));
+        let want = sha(&format!(
+            "{}:n:{}",
+            sha("siplb:r:trunk-secret"),
+            sha("BYE:sip:gw")
+        ));
         assert_eq!(field(&h, "response"), want);
     }
 
@@ -201,7 +205,10 @@ mod tests {
             user: "siplb".into(),
             secret: Secret::Ha1(md5("siplb:r:trunk-secret")),
         };
-        let text = reply(401, "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", stale=true");
+        let text = reply(
+            401,
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", stale=true",
+        );
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert!(ch.stale());
@@ -209,9 +216,14 @@ mod tests {
             authorization(&ch, &by_ha1, "INVITE", "sip:x", "c"),
             authorization(&ch, &creds(), "INVITE", "sip:x", "c")
         );
-        let text = reply(401, "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256");
+        let text = reply(
+            401,
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256",
+        );
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
-        assert!(authorization(&challenge(&msg).unwrap(), &by_ha1, "INVITE", "sip:x", "c").is_none());
+        assert!(
+            authorization(&challenge(&msg).unwrap(), &by_ha1, "INVITE", "sip:x", "c").is_none()
+        );
     }
 
     #[test]

@@ -13,11 +13,38 @@ use std::net::SocketAddr;
 
 /// How to forward a request.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Forward {
+pub struct Forward<'a> {
     /// Add siplb's Record-Route with this dialog id.
     pub record_route: Option<DialogId>,
     /// Remove this element (siplb's own Route) of the header at this index.
     pub strip_route: Option<(usize, Span)>,
+    /// Write this CSeq number instead of the request's (a dialog whose CSeq towards the
+    /// callee was shifted by an authenticated resend).
+    pub cseq: Option<u32>,
+    /// Header lines (with their CRLFs) to add (`Proxy-Authorization`).
+    pub headers: &'a [u8],
+}
+
+/// Writes `cseq` as the number of `msg`'s CSeq header, keeping its method.
+fn rewrite_cseq(msg: &SipMsg<'_>, cseq: u32, rw: &mut Rewrite) {
+    let buf = msg.buf;
+    if let Some((_, h)) = msg.headers_named(HeaderName::CSeq).next() {
+        let v = h.value();
+        let (start, end) = (v.start as usize, v.end as usize);
+        let digits_start = start
+            + buf[start..end]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        let digits_end = digits_start
+            + buf[digits_start..end]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        rw.replace(digits_start, digits_end, |o| {
+            let _ = write!(o, "{cseq}");
+        });
+    }
 }
 
 /// Writes the forwarded copy of request `msg` from `src` into `out`, with siplb's Via
@@ -27,12 +54,19 @@ pub fn request(
     src: SocketAddr,
     local: Target,
     branch: &[u8],
-    fwd: Forward,
+    fwd: Forward<'_>,
     rw: &mut Rewrite,
     out: &mut Vec<u8>,
 ) {
     let buf = msg.buf;
     rw.clear();
+    if let Some(n) = fwd.cseq {
+        rewrite_cseq(msg, n, rw);
+    }
+    if !fwd.headers.is_empty() {
+        let at = msg.headers_end as usize;
+        rw.insert(at, |o| o.extend_from_slice(fwd.headers));
+    }
     let headers = msg.headers();
     let top = headers[msg.top_via_header];
     let headers_start = msg.start_line.end as usize;
@@ -71,10 +105,14 @@ pub fn request(
     rw.apply(buf, msg.end(), out);
 }
 
-/// Writes response `msg` as passed back upstream into `out`: without siplb's Via.
-pub fn response(msg: &SipMsg<'_>, rw: &mut Rewrite, out: &mut Vec<u8>) {
+/// Writes response `msg` as passed back upstream into `out`: without siplb's Via, and with
+/// CSeq number `cseq` when given (shifted back to the caller's).
+pub fn response(msg: &SipMsg<'_>, cseq: Option<u32>, rw: &mut Rewrite, out: &mut Vec<u8>) {
     let buf = msg.buf;
     rw.clear();
+    if let Some(n) = cseq {
+        rewrite_cseq(msg, n, rw);
+    }
     let h = msg.headers()[msg.top_via_header];
     remove_list_element(buf, h.line(), h.value(), msg.top_via.span, rw);
     if msg.content_length.is_none() {
@@ -93,11 +131,15 @@ pub fn response_as(
     code: u16,
     reason: &str,
     drop: &[u8],
+    cseq: Option<u32>,
     rw: &mut Rewrite,
     out: &mut Vec<u8>,
 ) {
     let buf = msg.buf;
     rw.clear();
+    if let Some(n) = cseq {
+        rewrite_cseq(msg, n, rw);
+    }
     let line = msg.start_line;
     rw.replace(line.start as usize, line.end as usize, |o| {
         let _ = write!(o, "SIP/2.0 {code} {reason}\r\n");

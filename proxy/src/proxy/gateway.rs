@@ -423,6 +423,15 @@ impl Gateways {
         self.sets.iter().flat_map(GatewaySet::addresses)
     }
 
+    /// The credentials of the gateway at `addr`, if it has any.
+    pub fn credentials_of(&self, addr: SocketAddr) -> Option<&Credentials> {
+        self.sets
+            .iter()
+            .flat_map(|s| &s.gateways)
+            .find(|g| g.target.addr == addr)
+            .and_then(|g| g.credentials.as_ref())
+    }
+
     /// The first set's choice for `call_id` (tests, and calls before routes are asked).
     pub fn select(&self, call_id: &[u8]) -> Option<Target> {
         self.sets.first()?.select(call_id)

@@ -10,6 +10,7 @@
 //! The request paths are in `shard/requests.rs`, the response context in
 //! `shard/responses.rs`, the ends of dialogs in `shard/lifecycle.rs`.
 
+mod auth;
 mod lifecycle;
 mod requests;
 mod responses;

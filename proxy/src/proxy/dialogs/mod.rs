@@ -175,6 +175,10 @@ pub struct Dialog {
     /// The gateway set of the call, and the worker's turn it was given (the choice's key).
     pub set: u16,
     pub turn: u64,
+    /// How far the CSeq of the caller's requests is raised on their way to the callee: one
+    /// per authenticated resend (Kamailio's `track_cseq_updates`); the answers are lowered
+    /// back by their transaction's shift.
+    pub cseq_shift: u32,
     /// The place the call holds on its gateway (`max_calls`), given back when it ends.
     pub load: Option<std::sync::Arc<crate::proxy::gateway::GatewayState>>,
 }
@@ -280,6 +284,7 @@ pub(crate) mod tests_support {
             set: 0,
             turn: 0,
             load: None,
+            cseq_shift: 0,
         }
     }
 }

@@ -93,7 +93,8 @@ impl Shard {
             };
             // The BYE speaks for the other side: its CSeq is that side's next.
             let cseq = if toward_callee {
-                d.caller_leg.next_cseq()
+                // In the callee's eyes the caller's CSeq is shifted by authenticated resends.
+                d.caller_leg.next_cseq().wrapping_add(d.cseq_shift)
             } else {
                 d.callee_leg.next_cseq()
             };

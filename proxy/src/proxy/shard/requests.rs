@@ -174,6 +174,7 @@ impl Shard {
                         d.outcome = Outcome::default();
                         d.expires = expires;
                         d.tried = vec![d.gateway.addr];
+                        d.cseq_shift = 0;
                     });
                     self.stats.processed_dialogs.inc();
                     self.ensure_sweep(now);
@@ -230,6 +231,7 @@ impl Shard {
         let fwd = Forward {
             record_route: Some(id),
             strip_route: own_route,
+            ..Forward::default()
         };
         let txn = self.start_txn(now, src, gateway, msg, key, Some(id), fwd);
         if let Some(d) = self.dialogs.get_mut(id) {
@@ -357,6 +359,7 @@ impl Shard {
             set: 0,
             turn: 0,
             load: None,
+            cseq_shift: 0,
         }
     }
 
@@ -435,7 +438,7 @@ impl Shard {
         msg: &SipMsg<'_>,
         src: SocketAddr,
         branch: &[u8],
-        fwd: Forward,
+        fwd: Forward<'_>,
     ) -> Vec<u8> {
         let mut out = self.out.buffer();
         forward::request(
@@ -510,7 +513,7 @@ impl Shard {
         msg: &SipMsg<'_>,
         key: Vec<u8>,
         dialog: Option<DialogId>,
-        fwd: Forward,
+        fwd: Forward<'_>,
     ) -> TxnId {
         let method = msg.method().unwrap_or(Method::Other);
         let kind = if method == Method::Invite {
@@ -523,9 +526,10 @@ impl Shard {
         t.dialog = dialog;
         t.server_key = key.as_slice().into();
         self.key = key;
-        if kind == Kind::Invite {
+        if kind == Kind::Invite || self.cfg.routing.gateways.credentials_of(dst.addr).is_some() {
             // Only an INVITE gets a final reply from siplb itself (408, 487): keep what it
-            // came as for that. A non-INVITE times out silently (RFC 4320).
+            // came as for that (a non-INVITE times out silently, RFC 4320); and a request to
+            // a gateway that may challenge it, to resend it with credentials.
             t.received.extend_from_slice(&msg.buf[..msg.end()]);
         }
         let mut branch = Vec::with_capacity(48);
@@ -595,13 +599,12 @@ impl Shard {
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
         self.report_request(now, msg, src, Some(id), b"");
-        let fwd = Forward {
-            record_route: None,
-            strip_route: own_route,
-        };
-        let from_caller = {
+        let (from_caller, shift) = {
             let d = self.dialogs.get_mut(id).expect("found above");
             let from_caller = d.from_caller(msg.from_tag());
+            // The caller's requests carry the CSeq the callee expects after authenticated
+            // resends.
+            let shift = if from_caller { d.cseq_shift } else { 0 };
             let leg = d.leg_of_sender(msg.from_tag());
             leg.saw_cseq(msg.cseq);
             // A target refresh request updates its sender's remote target (RFC 3261 §12.2.2).
@@ -609,7 +612,13 @@ impl Shard {
             if matches!(method, Method::Invite | Method::Update) && !contact.is_empty() {
                 leg.contact = contact.into();
             }
-            from_caller
+            (from_caller, shift)
+        };
+        let fwd = Forward {
+            record_route: None,
+            strip_route: own_route,
+            cseq: (shift > 0).then(|| msg.cseq.wrapping_add(shift)),
+            headers: b"",
         };
         if method == Method::Ack {
             self.dialogs
@@ -645,7 +654,10 @@ impl Shard {
             };
             self.end_dialog_now(now, id, EndCause::Bye(side));
         }
-        self.start_txn(now, src, dst, msg, key, Some(id), fwd);
+        let txn = self.start_txn(now, src, dst, msg, key, Some(id), fwd);
+        if let Some(t) = self.txns.get_mut(txn) {
+            t.cseq_shift = shift;
+        }
     }
 
     fn on_cancel(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) {

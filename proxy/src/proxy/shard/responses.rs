@@ -7,6 +7,7 @@
 use super::{Final, Shard};
 use crate::dialog::VarAt;
 use crate::proxy::admission;
+use crate::proxy::auth::Challenge;
 use crate::proxy::dialogs::{Dialog, DialogState};
 use crate::proxy::event::{q850_cause, reason_of};
 use crate::proxy::forward::Forward;
@@ -38,6 +39,8 @@ enum Decision {
     /// Send the INVITE to the next gateway of the set (failover); the caller sees nothing of
     /// it.
     Retry,
+    /// Send it again to the same gateway with credentials (a 401/407 siplb can answer).
+    Authenticate(Challenge),
 }
 
 impl Shard {
@@ -119,6 +122,13 @@ impl Shard {
                 }
             }
             ClientAction::NonInviteFinal => {
+                // A challenge siplb can answer: the request goes again with credentials.
+                if let Some(ch) = self.answerable_challenge(id, msg)
+                    && self.authenticate(now, id, &ch)
+                {
+                    self.reschedule(id);
+                    return;
+                }
                 self.relay(id, msg, true);
                 if self.wants_outcomes() {
                     self.report_txn(now, id, final_of(msg));
@@ -164,6 +174,11 @@ impl Shard {
                     return;
                 }
             }
+            Decision::Authenticate(ch) => {
+                if self.authenticate(now, id, &ch) {
+                    return;
+                }
+            }
         }
         let timers = self.cfg.timers;
         let fin = match answer {
@@ -206,6 +221,11 @@ impl Shard {
     /// of the set's failover codes, unless the caller or an operator cancelled it or every
     /// gateway was tried (RFC 3261 §16.7: the caller sees one call and one final answer).
     fn decide(&self, id: TxnId, answer: &FinalAnswer<'_, '_>) -> Decision {
+        if let FinalAnswer::Received(m) = answer
+            && let Some(ch) = self.answerable_challenge(id, m)
+        {
+            return Decision::Authenticate(ch);
+        }
         let code = match answer {
             FinalAnswer::Received(m) => m.status().unwrap_or(500),
             FinalAnswer::Local(408) => 408,
@@ -296,19 +316,30 @@ impl Shard {
             }
             return false;
         };
-        let attempt = self.dialogs.get(did).map_or(1, |d| d.tried.len() as u32);
         let Some(gateway) = self.move_to_next_gateway(did) else {
             if let Some(t) = self.txns.get_mut(id) {
                 t.received = received;
             }
             return false;
         };
+        let attempt = match self.txns.get_mut(id) {
+            Some(t) => {
+                t.attempts += 1;
+                t.attempts
+            }
+            None => return false,
+        };
         let mut branch = Vec::with_capacity(48);
         self.branches.forwarded(&msg, attempt, &mut branch);
+        // A new gateway starts clean: the caller's CSeq, no credentials.
         let fwd = Forward {
             record_route: Some(did),
             strip_route: ingress::own_route(&msg, self.cfg.local),
+            ..Forward::default()
         };
+        if let Some(d) = self.dialogs.get_mut(did) {
+            d.cseq_shift = 0;
+        }
         let out = self.forwarded_copy(&msg, upstream.addr, &branch, fwd);
         let mut ck = Vec::new();
         txn::client_key(&branch, false, &mut ck);
@@ -321,6 +352,8 @@ impl Shard {
         t.forwarded.clear();
         t.forwarded.extend_from_slice(&out);
         t.ack.clear();
+        t.cseq_shift = 0;
+        t.auth_tries = 0;
         machine::restart_client_invite(t, now, &timers, timer_b);
         self.stats.failovers.inc();
         self.stats.fwd_requests.inc();
@@ -348,7 +381,8 @@ impl Shard {
     /// Passes a response upstream without our Via; `keep` stores it for retransmissions.
     fn relay(&mut self, id: TxnId, msg: &SipMsg<'_>, keep: bool) {
         let mut out = self.out.buffer();
-        forward::response(msg, &mut self.rewrite, &mut out);
+        let cseq = self.caller_cseq(id, msg);
+        forward::response(msg, cseq, &mut self.rewrite, &mut out);
         let Some(t) = self.txns.get_mut(id) else {
             self.out.recycle(out);
             return;
@@ -361,15 +395,24 @@ impl Shard {
         self.out.send(t.upstream, out);
     }
 
+    /// The CSeq number a response to transaction `id` goes back to the caller with, when its
+    /// request went out shifted (after an authenticated resend).
+    fn caller_cseq(&self, id: TxnId, msg: &SipMsg<'_>) -> Option<u32> {
+        let shift = self.txns.get(id).map_or(0, |t| t.cseq_shift);
+        (shift > 0).then(|| msg.cseq.wrapping_sub(shift))
+    }
+
     /// Passes a gateway's final 503 upstream as `500 Server Internal Error` without its
     /// `Retry-After`, so that a caller that honours it does not stop sending to siplb.
     fn relay_503_as_500(&mut self, id: TxnId, msg: &SipMsg<'_>) {
         let mut out = self.out.buffer();
+        let cseq = self.caller_cseq(id, msg);
         forward::response_as(
             msg,
             500,
             "Server Internal Error",
             b"Retry-After",
+            cseq,
             &mut self.rewrite,
             &mut out,
         );

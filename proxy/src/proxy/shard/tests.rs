@@ -2461,5 +2461,6 @@ fn a_reinvite_refreshes_the_targets_of_both_sides() {
     assert_eq!(&*c.callee_leg.contact, b"sip:gw@127.0.0.1:5998");
 }
 
+mod auth;
 mod events;
 mod failover;

@@ -123,6 +123,21 @@ pub fn restart_client_invite(t: &mut Txn, now: Instant, timers: &Timers, timer_b
     t.set(Timer::B, now + timer_b);
 }
 
+/// The client side of non-INVITE `t` starts over (an authenticated resend): Calling, Timers E
+/// and F; the server side waits again for the final response it will relay.
+pub fn restart_client_non_invite(t: &mut Txn, now: Instant, timers: &Timers) {
+    t.client = ClientState::Calling;
+    for x in [Timer::K, Timer::J] {
+        t.clear(x);
+    }
+    if t.server == ServerState::Completed {
+        t.server = ServerState::Trying;
+    }
+    t.client_interval = timers.t1;
+    t.set(Timer::E, now + timers.t1);
+    t.set(Timer::F, now + timers.timer_b);
+}
+
 /// What an expired timer asks of the shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerAction {

@@ -143,6 +143,14 @@ pub struct Txn {
     /// A final response was sent upstream (or the transaction ended without one): its outcome
     /// has been reported.
     pub reported: bool,
+    /// Times the request was forwarded afresh (failover, authentication): its branches'
+    /// attempt numbers.
+    pub attempts: u32,
+    /// Authenticated resends after a challenge (one, and one more for a stale nonce).
+    pub auth_tries: u8,
+    /// How far the forwarded request's CSeq is above the caller's (responses are shifted
+    /// back by it).
+    pub cseq_shift: u32,
 }
 
 impl Txn {
@@ -176,6 +184,9 @@ impl Txn {
             local_request: false,
             dialog: None,
             reported: false,
+            attempts: 0,
+            auth_tries: 0,
+            cseq_shift: 0,
         }
     }
 

@@ -1,0 +1,139 @@
+//! Digest authentication towards trunks (Kamailio's `uac_auth()` with `track_cseq_updates`):
+//! a 401/407 from a gateway siplb has credentials for is answered by sending the request again
+//! with `Authorization`/`Proxy-Authorization`, a new branch and CSeq + 1; the caller never sees
+//! the challenge. From then on the caller's requests of that dialog go out with their CSeq
+//! raised by the dialog's shift, and the answers come back lowered by their transaction's
+//! (see `requests.rs` and `responses.rs`). One resend per challenge, one more for a stale
+//! nonce; a second challenge goes to the caller.
+
+use super::Shard;
+use crate::proxy::auth::{self, Challenge};
+use crate::proxy::forward::Forward;
+use crate::proxy::ids::TxnId;
+use crate::proxy::ingress;
+use crate::proxy::txn::{self, Kind, machine};
+use crate::sip::SipMsg;
+use std::time::Instant;
+
+impl Shard {
+    /// The challenge in response `msg` to transaction `id` that siplb may answer: its request
+    /// went to a gateway with credentials, and this is its first challenge (or the second,
+    /// when the nonce was stale).
+    pub(super) fn answerable_challenge(&self, id: TxnId, msg: &SipMsg<'_>) -> Option<Challenge> {
+        let t = self.txns.get(id)?;
+        if t.local_request || t.received.is_empty() {
+            return None;
+        }
+        self.cfg
+            .routing
+            .gateways
+            .credentials_of(t.downstream.addr)?;
+        let ch = auth::challenge(msg)?;
+        match t.auth_tries {
+            0 => Some(ch),
+            1 if ch.stale() => Some(ch),
+            _ => None,
+        }
+    }
+
+    /// Sends the request of transaction `id` again to the same gateway, answering `ch`.
+    /// Whether it went (when not, the challenge is relayed to the caller).
+    pub(super) fn authenticate(&mut self, now: Instant, id: TxnId, ch: &Challenge) -> bool {
+        let Some(t) = self.txns.get_mut(id) else {
+            return false;
+        };
+        let received = std::mem::take(&mut t.received);
+        let done = self.resend_with_credentials(now, id, &received, ch);
+        if let Some(t) = self.txns.get_mut(id) {
+            t.received = received;
+        }
+        if done {
+            self.stats.auth_resends.inc();
+        }
+        done
+    }
+
+    fn resend_with_credentials(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        received: &[u8],
+        ch: &Challenge,
+    ) -> bool {
+        let Ok(msg) = SipMsg::parse(received) else {
+            return false;
+        };
+        let Some(t) = self.txns.get(id) else {
+            return false;
+        };
+        let (dst, upstream, dialog, kind, shift) =
+            (t.downstream, t.upstream, t.dialog, t.kind, t.cseq_shift + 1);
+        let Some(creds) = self.cfg.routing.gateways.credentials_of(dst.addr) else {
+            return false;
+        };
+        let uri = msg.request_uri().map_or(&b""[..], |u| u.of(msg.buf));
+        let uri = String::from_utf8_lossy(uri);
+        // The method as the request line writes it.
+        let method = msg
+            .start_line
+            .of(msg.buf)
+            .split(|&b| b == b' ')
+            .next()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let mut cnonce = Vec::with_capacity(48);
+        self.branches.next(&mut cnonce);
+        let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
+        let Some(header) = auth::authorization(ch, creds, &method, &uri, &cnonce) else {
+            tracing::debug!(
+                realm = ch.realm(),
+                "a challenge the gateway's credentials cannot answer"
+            );
+            return false;
+        };
+        let initial = dialog
+            .and_then(|d| self.dialogs.get(d))
+            .is_some_and(|d| d.invite == Some(id));
+        let attempt = match self.txns.get_mut(id) {
+            Some(t) => {
+                t.attempts += 1;
+                t.attempts
+            }
+            None => return false,
+        };
+        let mut branch = Vec::with_capacity(48);
+        self.branches.forwarded(&msg, attempt, &mut branch);
+        let fwd = Forward {
+            record_route: if initial { dialog } else { None },
+            strip_route: ingress::own_route(&msg, self.cfg.local),
+            cseq: Some(msg.cseq.wrapping_add(shift)),
+            headers: header.as_bytes(),
+        };
+        let out = self.forwarded_copy(&msg, upstream.addr, &branch, fwd);
+        let mut ck = Vec::new();
+        txn::client_key(&branch, false, &mut ck);
+        self.txns.set_client_key(id, ck.into());
+        if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d)) {
+            d.cseq_shift = d.cseq_shift.max(shift);
+        }
+        let timers = self.cfg.timers;
+        let timer_b = match (initial, dialog) {
+            (true, Some(d)) => self.attempt_timeout(d),
+            _ => timers.timer_b,
+        };
+        let t = self.txns.get_mut(id).expect("looked up above");
+        t.forwarded.clear();
+        t.forwarded.extend_from_slice(&out);
+        t.ack.clear();
+        t.cseq_shift = shift;
+        t.auth_tries += 1;
+        match kind {
+            Kind::Invite => machine::restart_client_invite(t, now, &timers, timer_b),
+            Kind::NonInvite => machine::restart_client_non_invite(t, now, &timers),
+        }
+        self.stats.fwd_requests.inc();
+        self.out.send(dst, out);
+        self.reschedule(id);
+        true
+    }
+}

@@ -1,0 +1,202 @@
+//! Digest authentication towards trunks: a challenge from a gateway siplb has credentials
+//! for is answered by resending with CSeq + 1, and the CSeq stays shifted both ways for the
+//! rest of the dialog; the caller never sees the challenge nor the shift.
+
+use super::*;
+use crate::proxy::gateway::{Credentials, Secret};
+
+fn with_credentials() -> Harness {
+    with_credentials_and(|_| {})
+}
+
+fn with_credentials_and(f: impl FnOnce(&mut ProxyConfig)) -> Harness {
+    Harness::with_config(|c| {
+        f(c);
+        for g in &mut c.routing.gateways.sets[0].gateways {
+            g.credentials = Some(Credentials {
+                user: "siplb".into(),
+                secret: Secret::Password("trunk-secret".into()),
+            });
+        }
+    })
+}
+
+fn challenge(req: &Out, stale: bool) -> String {
+    let stale = if stale { ", stale=true" } else { "" };
+    response(req, 407, Some("gw-auth")).replace(
+        "Content-Length: 0",
+        &format!(
+            "Proxy-Authenticate: Digest realm=\"trunk\", nonce=\"n1\", qop=\"auth\"{stale}\r\n\
+             Content-Length: 0"
+        ),
+    )
+}
+
+/// The INVITE challenged and sent again: (the first copy, the authenticated one).
+fn challenged_call(h: &mut Harness, inv: &Req) -> (Out, Out) {
+    let (_, first) = h.start_call(inv);
+    h.deliver(first.dst, &challenge(&first, false));
+    let mut out = h.take();
+    assert_eq!(out.len(), 2, "the 407's ACK and the INVITE again: {out:#?}");
+    assert!(out[0].is_request(Method::Ack) && out[0].dst == first.dst);
+    assert_eq!(out[0].cseq(), (1, Method::Ack));
+    let again = out.pop().unwrap();
+    (first, again)
+}
+
+#[test]
+fn a_challenged_invite_goes_again_with_credentials_and_cseq_plus_one() {
+    let mut h = with_credentials();
+    let (first, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    assert!(again.is_request(Method::Invite));
+    assert_eq!(again.dst, first.dst, "the same gateway");
+    assert_eq!(again.cseq(), (2, Method::Invite));
+    assert_ne!(again.branch(), first.branch());
+    let auth = again.named("Proxy-Authorization").expect("credentials");
+    assert!(
+        auth.starts_with("Digest username=\"siplb\", realm=\"trunk\""),
+        "{auth}"
+    );
+    assert!(!again.header_lines(HeaderName::RecordRoute).is_empty());
+    assert_eq!(h.stats.auth_resends.get(), 1);
+    // The gateway's answers reach the caller with the caller's CSeq.
+    let ringing = h.gateway_answers(&again, &response(&again, 180, Some("gw")));
+    assert_eq!(ringing.cseq(), (1, Method::Invite));
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    assert_eq!(ok.cseq(), (1, Method::Invite));
+    // The caller's ACK and BYE reach the gateway shifted; the BYE's 200 comes back unshifted.
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    let ack = h.take_one();
+    assert_eq!((ack.dst, ack.cseq()), (again.dst, (2, Method::Ack)));
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2).text());
+    let bye = h.take_one();
+    assert_eq!(bye.cseq(), (3, Method::Bye));
+    let done = h.gateway_answers(&bye, &response(&bye, 200, None));
+    assert_eq!(done.cseq(), (2, Method::Bye));
+}
+
+#[test]
+fn a_second_challenge_goes_to_the_caller_with_its_cseq_and_nothing_is_left() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    h.deliver(again.dst, &challenge(&again, false));
+    let out = h.take();
+    let to_caller: Vec<&Out> = out.iter().filter(|o| o.dst == caller()).collect();
+    assert_eq!(to_caller.len(), 1, "{out:#?}");
+    assert!(to_caller[0].is_response(407));
+    assert_eq!(to_caller[0].cseq(), (1, Method::Invite));
+    assert!(
+        !out.iter().any(|o| o.is_request(Method::Invite)),
+        "no loop: {out:#?}"
+    );
+    assert_eq!(h.stats.auth_resends.get(), 1);
+    h.advance(Duration::from_secs(64));
+    assert_eq!(h.shard.transactions(), 0);
+    assert!(h.call_state("c1").is_none());
+}
+
+#[test]
+fn a_stale_nonce_gets_one_more_try() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    h.deliver(again.dst, &challenge(&again, true));
+    let out = h.take();
+    let third = out
+        .iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("once more");
+    assert_eq!(third.cseq(), (3, Method::Invite));
+    h.deliver(third.dst, &challenge(third, true));
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(407)),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn a_cancel_of_the_resent_invite_carries_its_branch_and_cseq() {
+    let mut h = with_credentials();
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, again) = challenged_call(&mut h, &inv);
+    h.gateway_answers(&again, &response(&again, 180, Some("gw")));
+    h.caller_sends(&cancel(&inv).text());
+    let out = h.take();
+    let c = out
+        .iter()
+        .find(|o| o.is_request(Method::Cancel))
+        .expect("CANCEL");
+    assert_eq!(c.branch(), again.branch());
+    assert_eq!(c.cseq(), (2, Method::Cancel));
+    h.deliver(again.dst, &response(&again, 487, Some("gw")));
+    let out = h.take();
+    let fin = out.iter().find(|o| o.dst == caller()).expect("487");
+    assert!(fin.is_response(487));
+    assert_eq!(fin.cseq(), (1, Method::Invite));
+}
+
+#[test]
+fn a_challenged_bye_is_answered_too_and_the_shift_grows() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.caller_sends(&caller_in_dialog("INFO", &ok, "z9hG4bK-info", 2).text());
+    let info = h.take_one();
+    assert_eq!(info.cseq(), (3, Method::Info));
+    h.deliver(info.dst, &challenge(&info, false));
+    let info2 = h.take_one();
+    assert!(info2.is_request(Method::Info), "{info2:?}");
+    assert_eq!(info2.cseq(), (4, Method::Info));
+    let back = h.gateway_answers(&info2, &response(&info2, 200, None));
+    assert_eq!(back.cseq(), (2, Method::Info));
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 3).text());
+    assert_eq!(h.take_one().cseq(), (5, Method::Bye));
+}
+
+#[test]
+fn the_gateways_own_requests_are_not_shifted() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    let bye = gateway_in_dialog("BYE", &again, "gw", "z9hG4bK-gbye");
+    h.deliver(again.dst, &bye.text());
+    let to_caller = h.take_one();
+    assert_eq!(to_caller.cseq(), (1, Method::Bye));
+}
+
+#[test]
+fn without_credentials_the_challenge_goes_to_the_caller() {
+    let mut h = Harness::new();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.deliver(first.dst, &challenge(&first, false));
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(407)),
+        "{out:#?}"
+    );
+    assert_eq!(h.stats.auth_resends.get(), 0);
+}
+
+#[test]
+fn failover_after_an_authenticated_attempt_starts_clean_at_the_next_gateway() {
+    let mut h = with_credentials_and(|c| c.routing.gateways.sets[0].failover = true);
+    let (first, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    h.deliver(again.dst, &response(&again, 503, Some("gw")));
+    let next = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("the next gateway");
+    assert_ne!(next.dst, first.dst);
+    assert_eq!(next.cseq(), (1, Method::Invite));
+    assert_eq!(next.named("Proxy-Authorization"), None);
+    let ok = h.gateway_answers(&next, &response(&next, 200, Some("gw2")));
+    assert_eq!(ok.cseq(), (1, Method::Invite));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    let ack = h.take_one();
+    assert_eq!((ack.dst, ack.cseq()), (next.dst, (1, Method::Ack)));
+}
