@@ -127,6 +127,8 @@ impl DialogDriver {
                 sources: vec!["198.18.1.0/24".parse().expect("cidr")],
                 domains: vec![],
                 account_key: AccountKey::Customer,
+                numbers: Vec::new(),
+                targets: Vec::new(),
             }],
             gateways: vec![
                 "198.18.2.30:5060".parse().expect("addr"),

@@ -372,6 +372,12 @@ pub struct CustomerFile {
     /// `customer`, `from_user` or `from_domain`.
     #[serde(default = "default_account_key")]
     pub account_key: Spanned<String>,
+    /// Numbers it owns (prefixes, or `from-to` ranges): calls from gateways to them come to it.
+    #[serde(default)]
+    pub numbers: Vec<Spanned<String>>,
+    /// Where those calls go (`ip:port`).
+    #[serde(default)]
+    pub targets: Vec<Spanned<String>>,
 }
 
 fn default_account_key() -> Spanned<String> {

@@ -9,7 +9,7 @@ use super::file::{Log, RouteFile, Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
 use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
-use crate::proxy::{Algorithm, Credentials, Gateway, Gateways, Secret, SetRoute};
+use crate::proxy::{Algorithm, Credentials, Gateway, Gateways, Numbers, Secret, SetRoute, Target};
 use crate::steering::GuardMode;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -195,9 +195,61 @@ pub(super) fn customers(
             sources,
             domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             account_key,
+            numbers: numbers(c, invalid)?,
+            targets: targets(c, invalid)?,
         });
     }
     Ok(customers)
+}
+
+/// `customer.numbers`: prefixes of digits (and `+`), or `from-to` ranges of one length.
+fn numbers(c: &CustomerFile, invalid: Invalid<'_>) -> Result<Vec<Numbers>, ConfigError> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'+');
+    let mut out = Vec::new();
+    for n in &c.numbers {
+        let text = n.get_ref().trim();
+        let bad = |why: &str| invalid(n.span(), "customer.numbers", format!("`{text}`: {why}"));
+        match text.split_once('-') {
+            None if digits(text) => out.push(Numbers::Prefix(text.into())),
+            None => return Err(bad("not a prefix of digits or a from-to range")),
+            Some((lo, hi)) => {
+                let (lo, hi) = (lo.trim(), hi.trim());
+                if !digits(lo) || !digits(hi) || lo.len() != hi.len() || lo > hi {
+                    return Err(bad(
+                        "a range is two numbers of the same length, the lower first",
+                    ));
+                }
+                out.push(Numbers::Range(lo.into(), hi.into()));
+            }
+        }
+    }
+    if !out.is_empty() && c.targets.is_empty() {
+        return Err(invalid(
+            c.name.span(),
+            "customer.targets",
+            format!(
+                "customer `{}` owns numbers but has no targets to send their calls to",
+                c.name.get_ref()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// `customer.targets`: `ip:port`s.
+fn targets(c: &CustomerFile, invalid: Invalid<'_>) -> Result<Vec<Target>, ConfigError> {
+    c.targets
+        .iter()
+        .map(|t| {
+            t.get_ref().parse().map(Target::udp).map_err(|_| {
+                invalid(
+                    t.span(),
+                    "customer.targets",
+                    format!("`{}` is not an ip:port", t.get_ref()),
+                )
+            })
+        })
+        .collect()
 }
 
 /// `[[gateway_set]]` (each gateway once per set, names unique) and `[[route]]` (each naming

@@ -599,3 +599,38 @@ gateway_set = \"trunk\"
         assert!(e.contains(want), "{to}: {e}");
     }
 }
+
+#[test]
+fn customer_numbers_and_targets_are_read_and_checked() {
+    let with = |lines: &str| {
+        parse(&MIN.replace(
+            "name = \"local\"\n",
+            &format!("name = \"local\"\n{lines}\n"),
+        ))
+    };
+    let c = with(
+        "numbers = [\"+1555\", \"442070000000-442070009999\"]\ntargets = [\"127.0.0.1:5090\"]",
+    )
+    .unwrap();
+    assert!(c.proxy.routing.takes_inbound());
+    let (who, target) = c.proxy.routing.inbound(b"442070000001", b"c").unwrap();
+    assert_eq!((who, target.addr), (0, "127.0.0.1:5090".parse().unwrap()));
+    for (lines, want) in [
+        ("numbers = [\"+1555\"]", "`customer.targets`"),
+        (
+            "numbers = [\"15-2\"]\ntargets = [\"127.0.0.1:5090\"]",
+            "same length",
+        ),
+        (
+            "numbers = [\"abc\"]\ntargets = [\"127.0.0.1:5090\"]",
+            "`customer.numbers`",
+        ),
+        (
+            "numbers = [\"1\"]\ntargets = [\"nowhere\"]",
+            "`customer.targets`",
+        ),
+    ] {
+        let e = with(lines).unwrap_err().to_string();
+        assert!(e.contains(want), "{lines}: {e}");
+    }
+}

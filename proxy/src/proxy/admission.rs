@@ -32,13 +32,15 @@ pub fn account_of<'a>(cfg: &'a ProxyConfig, customer: usize, msg: &SipMsg<'a>) -
     }
 }
 
-/// Puts a new call from `customer` into its account's profile and those its rules select,
-/// and sets the variables of the INVITE; `unix_ms` is the time it arrived.
+/// Puts a new call of `customer` into its account's profile and those its rules select,
+/// and sets the variables of the INVITE; `unix_ms` is the time it arrived. The account of a
+/// call from a gateway to the customer (`inbound`) is the customer.
 pub fn admit(
     cfg: &ProxyConfig,
     msg: &SipMsg<'_>,
     src: SocketAddr,
     customer: usize,
+    inbound: bool,
     unix_ms: u64,
 ) -> Result<Admitted, Refusal> {
     let buf = msg.buf;
@@ -52,7 +54,11 @@ pub fn admit(
     let (from_user, from_domain) = user_host(msg.from().map(|f| f.uri));
     let (to_user, _) = user_host(msg.to().map(|t| t.uri));
     let c = &cfg.routing.customers[customer];
-    let account = account_of(cfg, customer, msg);
+    let account = if inbound {
+        c.name.as_bytes()
+    } else {
+        account_of(cfg, customer, msg)
+    };
     let facts = CallFacts {
         dialed,
         from_user,
@@ -105,6 +111,8 @@ mod tests {
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],
                 account_key: key,
+                numbers: Vec::new(),
+                targets: Vec::new(),
             }],
             gateways: vec!["127.0.0.1:5081".parse().unwrap()].into(),
         };
@@ -136,7 +144,7 @@ mod tests {
             (AccountKey::FromDomain, b"cust.example"),
         ] {
             let cfg = cfg(key, None);
-            let a = admit(&cfg, &m, src(), 0, 1_700_000_000_123).unwrap();
+            let a = admit(&cfg, &m, src(), 0, false, 1_700_000_000_123).unwrap();
             assert_eq!(&*a.account, want);
             assert_eq!(a.vars[0], ("SetupTime".into(), "1700000000".into()));
         }
@@ -146,9 +154,9 @@ mod tests {
     fn a_call_over_the_account_limit_is_refused_and_takes_no_place() {
         let cfg = cfg(AccountKey::Customer, Some(1));
         let m = SipMsg::parse(INVITE).unwrap();
-        let mut first = admit(&cfg, &m, src(), 0, 0).unwrap();
-        assert!(admit(&cfg, &m, src(), 0, 0).is_err());
+        let mut first = admit(&cfg, &m, src(), 0, false, 0).unwrap();
+        assert!(admit(&cfg, &m, src(), 0, false, 0).is_err());
         cfg.profiles.leave(&mut first.profiles);
-        assert!(admit(&cfg, &m, src(), 0, 0).is_ok());
+        assert!(admit(&cfg, &m, src(), 0, false, 0).is_ok());
     }
 }

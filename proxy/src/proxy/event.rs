@@ -177,8 +177,11 @@ pub struct DialogRecord {
     pub from: Box<str>,
     pub to: Box<str>,
     pub caller: Target,
-    /// None when no gateway was chosen (a refused INVITE).
+    /// The trunk: the gateway the call went to, or (inbound) came from; none when no gateway
+    /// was chosen (a refused INVITE).
     pub gateway: Option<Target>,
+    /// A call from a gateway to a customer.
+    pub inbound: bool,
     pub account: Box<str>,
     pub times: DialogTimes,
     /// Gateways tried (failover moves a call on to the next gateway of its set).
@@ -213,7 +216,8 @@ impl DialogRecord {
             from: text(&d.from),
             to: text(&d.to),
             caller: d.caller,
-            gateway: Some(d.gateway),
+            gateway: Some(d.trunk()),
+            inbound: d.inbound,
             account: text(&d.account),
             times: d.times,
             attempts: d.tried.len() as u32,

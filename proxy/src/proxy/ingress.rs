@@ -25,6 +25,8 @@ pub enum Ingress {
         customer: usize,
         own_route: Option<(usize, Span)>,
     },
+    /// A new INVITE from a gateway, for a customer's number (when customers own numbers).
+    Inbound { own_route: Option<(usize, Span)> },
     /// A reply siplb sends without keeping state.
     Stateless(Stateless),
     /// An ACK with nothing to acknowledge (or for a reply siplb sent without state): absorbed.
@@ -97,6 +99,9 @@ pub fn classify(
             customer,
             own_route,
         },
+        (Method::Invite, Peer::Gateway(..)) if routing.takes_inbound() => {
+            Ingress::Inbound { own_route }
+        }
         (Method::Invite, _) => {
             Ingress::Stateless(Stateless::Forbidden("Forbidden - Not A Customer"))
         }
@@ -134,6 +139,8 @@ mod tests {
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],
                 account_key: AccountKey::Customer,
+                numbers: Vec::new(),
+                targets: Vec::new(),
             }],
             gateways: vec!["127.0.0.1:5081".parse().unwrap()].into(),
         }

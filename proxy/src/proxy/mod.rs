@@ -51,7 +51,7 @@ pub use gateway::{
     Algorithm, CallKey, Credentials, Gateway, GatewaySet, Gateways, Secret, SetRoute,
 };
 pub use ids::{DialogId, TxnId};
-pub use route::{AccountKey, Cidr, Customer, Peer, Routing};
+pub use route::{AccountKey, Cidr, Customer, Numbers, Peer, Routing};
 pub use shard::Shard;
 pub use target::{Target, Transmit, Transport};
 pub use txn::{ClientState, ServerState, Timer};

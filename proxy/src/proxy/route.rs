@@ -60,6 +60,32 @@ pub struct Customer {
     pub domains: Vec<String>,
     /// What the account of a call from this customer is (the value in profile `account`).
     pub account_key: AccountKey,
+    /// The numbers it owns: calls from gateways to them come to it.
+    pub numbers: Vec<Numbers>,
+    /// Where such calls go (a hash of the Call-ID picks one).
+    pub targets: Vec<Target>,
+}
+
+/// Numbers a customer owns: those starting with a prefix, or a range of numbers of one length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Numbers {
+    Prefix(String),
+    /// From and to, inclusive, digits of the same length.
+    Range(String, String),
+}
+
+impl Numbers {
+    /// How well `number` matches: none, or its specificity (a range beats any prefix; a
+    /// longer prefix beats a shorter one).
+    fn matches(&self, number: &[u8]) -> Option<usize> {
+        match self {
+            Numbers::Prefix(p) => number.starts_with(p.as_bytes()).then_some(p.len()),
+            Numbers::Range(lo, hi) => {
+                (number.len() == lo.len() && number >= lo.as_bytes() && number <= hi.as_bytes())
+                    .then_some(usize::MAX)
+            }
+        }
+    }
 }
 
 /// The account of a call, the key of the per-account limit.
@@ -108,6 +134,31 @@ impl Routing {
         Peer::Unknown
     }
 
+    /// Whether any customer owns numbers (takes calls from gateways).
+    pub fn takes_inbound(&self) -> bool {
+        self.customers.iter().any(|c| !c.numbers.is_empty())
+    }
+
+    /// The customer that owns `number` (the most specific match), and the target a call with
+    /// `call_id` goes to.
+    pub fn inbound(&self, number: &[u8], call_id: &[u8]) -> Option<(usize, Target)> {
+        let (i, _) = self
+            .customers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let best = c.numbers.iter().filter_map(|n| n.matches(number)).max()?;
+                Some((i, best))
+            })
+            .max_by_key(|&(i, best)| (best, std::cmp::Reverse(i)))?;
+        let targets = &self.customers[i].targets;
+        if targets.is_empty() {
+            return None;
+        }
+        let h = siplb_common::owner_hash(0x696e_6264, call_id) as usize;
+        Some((i, targets[h % targets.len()]))
+    }
+
     /// The first set's gateway for a call (tests).
     pub fn select_gateway(&self, call_id: &[u8]) -> Option<Target> {
         self.gateways.select(call_id)
@@ -117,6 +168,45 @@ impl Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_most_specific_number_match_wins() {
+        let cust = |name: &str, numbers: Vec<Numbers>, t: &str| Customer {
+            name: name.into(),
+            sources: vec![],
+            domains: vec!["x".into()],
+            account_key: AccountKey::Customer,
+            numbers,
+            targets: vec![Target::udp(t.parse().unwrap())],
+        };
+        let r = Routing {
+            customers: vec![
+                cust(
+                    "short",
+                    vec![Numbers::Prefix("44".into())],
+                    "127.0.0.1:6001",
+                ),
+                cust(
+                    "long",
+                    vec![Numbers::Prefix("4420".into())],
+                    "127.0.0.1:6002",
+                ),
+                cust(
+                    "range",
+                    vec![Numbers::Range("442070000000".into(), "442070000999".into())],
+                    "127.0.0.1:6003",
+                ),
+            ],
+            gateways: Gateways::default(),
+        };
+        assert!(r.takes_inbound());
+        let who = |n: &str| r.inbound(n.as_bytes(), b"c").map(|(i, _)| i);
+        assert_eq!(who("4411"), Some(0));
+        assert_eq!(who("442099"), Some(1));
+        assert_eq!(who("442070000500"), Some(2));
+        assert_eq!(who("442070001000"), Some(1));
+        assert_eq!(who("1555"), None);
+    }
 
     #[test]
     fn cidr_matching() {
@@ -147,6 +237,8 @@ mod tests {
                 sources: vec!["127.0.0.1".parse().unwrap()],
                 domains: vec![],
                 account_key: AccountKey::Customer,
+                numbers: Vec::new(),
+                targets: Vec::new(),
             }],
             gateways: vec!["127.0.0.1:5081".parse().unwrap()].into(),
         };
@@ -172,6 +264,8 @@ mod tests {
                 sources: vec![],
                 domains: vec!["example.com".into()],
                 account_key: AccountKey::Customer,
+                numbers: Vec::new(),
+                targets: Vec::new(),
             }],
             gateways: Gateways::default(),
         };

@@ -378,7 +378,7 @@ impl Shard {
         };
         let dialog = t.dialog.and_then(|d| self.dialogs.get(d));
         let (account, gateway) = match dialog {
-            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.gateway)),
+            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.trunk())),
             None => (Box::default(), None),
         };
         let outcome = TxnOutcome {
@@ -446,7 +446,7 @@ impl Shard {
         }
         let d = dialog.and_then(|id| self.dialogs.get(id));
         let (account, gateway) = match d {
-            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.gateway)),
+            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.trunk())),
             None => (String::from_utf8_lossy(account).into(), None),
         };
         let seen = TxnOutcome {

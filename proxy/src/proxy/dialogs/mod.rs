@@ -179,11 +179,23 @@ pub struct Dialog {
     /// per authenticated resend (Kamailio's `track_cseq_updates`); the answers are lowered
     /// back by their transaction's shift.
     pub cseq_shift: u32,
+    /// A call from a gateway to a customer: `gateway` is then the customer's target, and the
+    /// trunk is the caller.
+    pub inbound: bool,
     /// The place the call holds on its gateway (`max_calls`), given back when it ends.
     pub load: Option<std::sync::Arc<crate::proxy::gateway::GatewayState>>,
 }
 
 impl Dialog {
+    /// The trunk of the call: the gateway it went to, or (inbound) the one it came from.
+    pub fn trunk(&self) -> Target {
+        if self.inbound {
+            self.caller
+        } else {
+            self.gateway
+        }
+    }
+
     /// The user part of the From URI (the key of the From-user hash).
     pub fn from_user(&self) -> Vec<u8> {
         let v = &self.from[..];
@@ -285,6 +297,7 @@ pub(crate) mod tests_support {
             turn: 0,
             load: None,
             cseq_shift: 0,
+            inbound: false,
         }
     }
 }

@@ -47,7 +47,8 @@ impl Shard {
             Ingress::NewInvite {
                 customer,
                 own_route,
-            } => self.on_new_invite(now, src, msg, key, customer, own_route),
+            } => self.on_new_invite(now, src, msg, key, customer, own_route, None),
+            Ingress::Inbound { own_route } => self.on_inbound_invite(now, src, msg, key, own_route),
             Ingress::Absorb => {
                 self.key = key;
                 self.stats.drop_requests.inc();
@@ -110,6 +111,41 @@ impl Shard {
         }
     }
 
+    /// A new INVITE from a gateway: to the customer that owns the number dialed (its account
+    /// is the customer, its limits apply), or `404` for a number nobody owns.
+    fn on_inbound_invite(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        own_route: Option<(usize, Span)>,
+    ) {
+        let buf = msg.buf;
+        let dialed = msg
+            .request_uri()
+            .and_then(|u| SipUri::parse(buf, u).ok())
+            .and_then(|u| u.user)
+            .map_or(&b""[..], |s| s.of(buf));
+        match self.cfg.routing.inbound(dialed, msg.call_id()) {
+            Some((customer, target)) => {
+                self.on_new_invite(now, src, msg, key, customer, own_route, Some(target))
+            }
+            None => {
+                self.key = key;
+                let extra = Extra {
+                    reason: Some("Not Found - Unallocated Number"),
+                    headers: b"Reason: Q.850;cause=1;text=\"Unallocated number\"\r\n",
+                    ..Extra::default()
+                };
+                self.reply_stateless(msg, src, 404, extra)
+            }
+        }
+    }
+
+    /// A new INVITE: from a customer to a gateway, or (`inbound`: the customer's target) from
+    /// a gateway to a customer.
+    #[allow(clippy::too_many_arguments)]
     fn on_new_invite(
         &mut self,
         now: Instant,
@@ -118,6 +154,7 @@ impl Shard {
         key: Vec<u8>,
         customer: usize,
         own_route: Option<(usize, Span)>,
+        inbound: Option<Target>,
     ) {
         if self.full() {
             self.key = key;
@@ -148,10 +185,12 @@ impl Shard {
                     .get(id)
                     .is_some_and(|d| d.state == DialogState::Ended)
                 {
-                    let admitted = match admission::admit(&self.cfg, msg, src, customer, unix) {
-                        Ok(a) => a,
-                        Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
-                    };
+                    let inbound = self.dialogs.get(id).is_some_and(|d| d.inbound);
+                    let admitted =
+                        match admission::admit(&self.cfg, msg, src, customer, inbound, unix) {
+                            Ok(a) => a,
+                            Err(why) => return self.reply_limit(now, msg, src, key, customer, why),
+                        };
                     let expires = self.early_expiry(now);
                     // Its place on its gateway comes back with it (whatever `max_calls`
                     // says: the call is under way there).
@@ -188,30 +227,47 @@ impl Shard {
                 id
             }
             None => {
-                let Some((set, turn, gw)) = self.choose_gateway(msg, src, customer) else {
-                    self.key = key;
-                    return;
+                let (set, turn, gateway, load) = match inbound {
+                    Some(target) => (usize::from(u16::MAX), 0, target, None),
+                    None => {
+                        let Some((set, turn, gw)) = self.choose_gateway(msg, src, customer) else {
+                            self.key = key;
+                            return;
+                        };
+                        let g = &self.cfg.routing.gateways.sets[set].gateways[gw];
+                        (set, turn, g.target, Some(g.state.clone()))
+                    }
                 };
-                let load = self.cfg.routing.gateways.sets[set].gateways[gw]
-                    .state
-                    .clone();
-                let gateway = self.cfg.routing.gateways.sets[set].gateways[gw].target;
+                let give_back =
+                    |load: &Option<std::sync::Arc<crate::proxy::gateway::GatewayState>>| {
+                        if let Some(l) = load {
+                            l.give_back();
+                        }
+                    };
                 if self.dialogs.by_call_id(call_id).is_some() {
-                    load.give_back();
+                    give_back(&load);
                     self.key = key;
                     return self.reply_stateless(msg, src, 482, Extra::default());
                 }
-                let admitted = match admission::admit(&self.cfg, msg, src, customer, unix) {
+                let admitted = match admission::admit(
+                    &self.cfg,
+                    msg,
+                    src,
+                    customer,
+                    inbound.is_some(),
+                    unix,
+                ) {
                     Ok(a) => a,
                     Err(why) => {
-                        load.give_back();
+                        give_back(&load);
                         return self.reply_limit(now, msg, src, key, customer, why);
                     }
                 };
                 let mut dialog = self.new_dialog(now, src, gateway, msg, admitted);
                 dialog.set = set as u16;
                 dialog.turn = turn;
-                dialog.load = Some(load);
+                dialog.load = load;
+                dialog.inbound = inbound.is_some();
                 let Some(id) = self.dialogs.insert(dialog) else {
                     // The record (its profile places, its gateway place) was dropped.
                     self.key = key;
@@ -360,6 +416,7 @@ impl Shard {
             turn: 0,
             load: None,
             cseq_shift: 0,
+            inbound: false,
         }
     }
 
@@ -391,7 +448,7 @@ impl Shard {
         }
         let (code, reason, cause) = (lr.code, lr.reason.clone(), lr.q850_cause);
         if self.cfg.emit.requests {
-            let account = admission::account_of(&self.cfg, customer, msg).to_vec();
+            let account = self.account_of(customer, msg, src).to_vec();
             self.report_request(now, msg, src, None, &account);
         }
         if self.cfg.emit.dialogs || self.cfg.emit.failures {
@@ -429,6 +486,15 @@ impl Shard {
             local: true,
         };
         self.report_txn(now, id, fin);
+    }
+
+    /// The account of a new call of `customer` from `src`: the customer itself for a call
+    /// from a gateway, else by the customer's `account_key`.
+    fn account_of<'m>(&'m self, customer: usize, msg: &SipMsg<'m>, src: SocketAddr) -> &'m [u8] {
+        if self.cfg.routing.gateways.position(src).is_some() {
+            return self.cfg.routing.customers[customer].name.as_bytes();
+        }
+        admission::account_of(&self.cfg, customer, msg)
     }
 
     /// The forwarded copy of request `msg` from `src`, with siplb's Via (`branch`), in a
@@ -473,7 +539,8 @@ impl Shard {
                     String::from_utf8_lossy(h.value().of(msg.buf)).into()
                 })
         };
-        let account = admission::account_of(&self.cfg, customer, msg);
+        let account = self.account_of(customer, msg, src);
+        let inbound = self.cfg.routing.gateways.position(src).is_some();
         let record = DialogRecord {
             id: None,
             parties: Parties::of_request(msg),
@@ -481,7 +548,8 @@ impl Shard {
             from: header(HeaderName::From),
             to: header(HeaderName::To),
             caller: Target::udp(src),
-            gateway: None,
+            gateway: inbound.then_some(Target::udp(src)),
+            inbound,
             account: String::from_utf8_lossy(account).into(),
             times: DialogTimes {
                 invite_received: unix,

@@ -213,6 +213,8 @@ impl Harness {
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],
                 account_key: AccountKey::FromUser,
+                numbers: Vec::new(),
+                targets: Vec::new(),
             }],
             gateways: vec![gw1(), gw2()].into(),
         };
@@ -2464,3 +2466,4 @@ fn a_reinvite_refreshes_the_targets_of_both_sides() {
 mod auth;
 mod events;
 mod failover;
+mod inbound;

@@ -1,0 +1,103 @@
+//! Calls from trunks: an INVITE from a gateway to a number a customer owns goes to that
+//! customer, with the same dialogs, limits and records as outgoing calls; a number nobody
+//! owns gets 404.
+
+use super::*;
+use crate::proxy::event::Event;
+use crate::proxy::route::Numbers;
+
+fn target() -> SocketAddr {
+    "127.0.0.1:5090".parse().unwrap()
+}
+
+fn with_numbers(limit: Option<u32>) -> Harness {
+    Harness::with_config(|c| {
+        let cust = &mut c.routing.customers[0];
+        cust.numbers = vec![Numbers::Prefix("+1555".into())];
+        cust.targets = vec![Target::udp(target())];
+        c.emit.dialogs = true;
+        if let Some(max) = limit {
+            let account = crate::dialog::ProfileLimits {
+                max: Some(max),
+                values: vec![],
+                table: 16,
+            };
+            c.profiles = std::sync::Arc::new(crate::dialog::Profiles::new(
+                &[],
+                &[(crate::dialog::ACCOUNT.into(), account)],
+                16,
+            ));
+        }
+    })
+}
+
+/// An INVITE as gateway 1 sends it, to `number`.
+fn from_gateway(call_id: &str, branch: &str, number: &str) -> String {
+    invite(call_id, branch)
+        .text()
+        .replace("127.0.0.1:5070", &gw1().to_string())
+        .replace("sip:+15551234@", &format!("sip:{number}@"))
+}
+
+#[test]
+fn a_gateways_call_to_a_customers_number_reaches_the_customer() {
+    let mut h = with_numbers(None);
+    h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+15550001"));
+    let out = h.take();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(out[0].is_response(100) && out[0].dst == gw1());
+    let fwd = &out[1];
+    assert!(
+        fwd.is_request(Method::Invite) && fwd.dst == target(),
+        "{fwd:?}"
+    );
+    assert!(!fwd.header_lines(HeaderName::RecordRoute).is_empty());
+    h.deliver(target(), &response(fwd, 200, Some("cust")));
+    let ok = h.take_one();
+    assert!(ok.is_response(200) && ok.dst == gw1(), "{ok:?}");
+    let records: Vec<_> = {
+        h.shard.abandon_all(h.now);
+        std::iter::from_fn(|| h.shard.poll_event())
+            .filter_map(|e| match e {
+                Event::Dialog(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(records.len(), 1);
+    let d = &records[0];
+    assert!(d.inbound);
+    assert_eq!(&*d.account, "acme", "the customer is the account");
+    assert_eq!(
+        d.gateway.map(|g| g.addr),
+        Some(gw1()),
+        "the trunk it came from"
+    );
+}
+
+#[test]
+fn a_number_nobody_owns_gets_404() {
+    let mut h = with_numbers(None);
+    h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+4420"));
+    let out = h.take_one();
+    assert!(out.is_response(404) && out.dst == gw1(), "{out:?}");
+    assert!(h.call_state("c1").is_none());
+}
+
+#[test]
+fn the_customers_account_limit_applies_to_calls_from_trunks() {
+    let mut h = with_numbers(Some(1));
+    h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-1", "+15550001"));
+    assert_eq!(h.take().len(), 2);
+    h.deliver(gw1(), &from_gateway("c2", "z9hG4bK-2", "+15550002"));
+    let out = h.take_one();
+    assert!(out.is_response(503) && out.dst == gw1(), "{out:?}");
+    assert_eq!(h.stats.limits_rejected.get(), 1);
+}
+
+#[test]
+fn without_numbers_a_gateways_invite_is_still_forbidden() {
+    let mut h = Harness::new();
+    h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+15550001"));
+    assert!(h.take_one().is_response(403));
+}
