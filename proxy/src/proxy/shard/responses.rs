@@ -213,7 +213,14 @@ impl Shard {
             }
             self.report_txn(now, id, fin);
         }
-        self.fail_dialog(now, dialog);
+        // Only the dialog's own INVITE fails it: the answer to an INVITE it replaced (a
+        // caller that sent the INVITE again with a new branch) or to a re-INVITE does not.
+        let current = dialog
+            .and_then(|d| self.dialogs.get(d))
+            .is_some_and(|d| d.invite == Some(id));
+        if current {
+            self.fail_dialog(now, dialog);
+        }
     }
 
     /// Whether a final answer is relayed or the request tried again: the initial INVITE of a

@@ -309,3 +309,34 @@ fn dialogs_left_up_at_exit_are_reported_as_ended_by_shutdown() {
     );
     assert!(ended.contains(&("c2", None)), "{ended:?}");
 }
+
+#[test]
+fn the_answer_to_an_invite_the_caller_replaced_does_not_end_the_call() {
+    let mut h = with_events();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    // The caller sends the INVITE again with a new branch (a new transaction, the same call).
+    let mut again = invite("c1", "z9hG4bK-b");
+    again.cseq = 2;
+    h.caller_sends(&again.text());
+    let out = h.take();
+    let second = out
+        .iter()
+        .find(|o| o.is_request(Method::Invite))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    // The first INVITE's failure goes to the caller but leaves the call up.
+    h.deliver(first.dst, &response(&first, 500, Some("g")));
+    h.take();
+    assert!(
+        h.call_state("c1").is_some_and(|s| s.is_early()),
+        "the call goes on"
+    );
+    h.deliver(second.dst, &response(second, 486, Some("g")));
+    h.take();
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    assert_eq!(
+        dialogs[0].outcome.code,
+        Some(486),
+        "the outcome of the call's own INVITE"
+    );
+}
