@@ -2463,3 +2463,4 @@ fn a_reinvite_refreshes_the_targets_of_both_sides() {
 
 mod events;
 mod failover;
+mod probing;
