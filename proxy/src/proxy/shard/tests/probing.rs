@@ -48,7 +48,11 @@ fn a_silent_gateway_gets_no_invite_until_it_answers_again() {
     let mut h = probing();
     let dropped = h.stats.drop_replies.get();
     probe_round(&mut h, &[gw1(), gw2()]);
-    assert_eq!(h.stats.drop_replies.get(), dropped, "probe replies are taken");
+    assert_eq!(
+        h.stats.drop_replies.get(),
+        dropped,
+        "probe replies are taken"
+    );
     // gw2 falls silent: two rounds, then it is down.
     for round in 0..2 {
         h.advance(200 * MS);
