@@ -237,6 +237,13 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     ];
     globals.extend(xdp.iter().cloned());
     globals.extend(acc_stats);
+    let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
+    let reloader = Arc::new(Reloader::new(
+        &cfg,
+        proxy.clone(),
+        plane.workers.clone(),
+        guard_slot.clone(),
+    ));
     if let Some(addr) = cfg.metrics_listen {
         running.metrics = Some(
             prometheus::serve(
@@ -245,19 +252,13 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     workers: plane.workers.iter().map(|w| w.stats.clone()).collect(),
                     globals: globals.clone(),
                     profiles: proxy.profiles.clone(),
+                    gateways: Some(reloader.live()),
                 },
             )
             .with_context(|| format!("metrics.listen {addr}"))?,
         );
     }
     let control_ready = Arc::new(AtomicBool::new(false));
-    let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
-    let reloader = Arc::new(Reloader::new(
-        &cfg,
-        proxy.clone(),
-        plane.workers.clone(),
-        guard_slot.clone(),
-    ));
     let control = control::serve(
         &cfg.control_socket,
         ControlState::new(

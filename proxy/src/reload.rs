@@ -7,7 +7,7 @@
 //! they were admitted with.
 
 use crate::config::Config;
-use crate::proxy::ProxyConfig;
+use crate::proxy::{LiveGateways, ProxyConfig};
 use crate::steering::XdpGuard;
 use crate::worker::{ControlJob, WorkerHandle};
 use std::path::PathBuf;
@@ -20,6 +20,8 @@ pub struct Reloader {
     running: Mutex<Running>,
     workers: Vec<Arc<WorkerHandle>>,
     guard: Arc<OnceLock<Arc<XdpGuard>>>,
+    /// The gateway sets in force, for the control and metrics threads.
+    live: Arc<LiveGateways>,
 }
 
 /// What the running configuration is.
@@ -37,6 +39,7 @@ impl Reloader {
     ) -> Reloader {
         Reloader {
             path: cfg.path.clone(),
+            live: Arc::new(LiveGateways::new(proxy.routing.gateways.clone())),
             running: Mutex::new(Running {
                 cfg: cfg.clone(),
                 proxy,
@@ -46,11 +49,31 @@ impl Reloader {
         }
     }
 
+    /// The gateway sets in force (replaced on every reload).
+    pub fn live(&self) -> Arc<LiveGateways> {
+        self.live.clone()
+    }
+
     /// Reads, checks and applies the configuration file; what was applied, or why nothing
     /// was.
     pub fn reload(&self) -> Result<String, String> {
         let new = Config::load(&self.path).map_err(|e| e.to_string())?;
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply(&mut running, new)
+    }
+
+    /// `dispatcher.reload` (Kamailio's habit): reads the configuration file, checks it whole,
+    /// and applies only its gateway sets and routes; everything else stays as it runs.
+    pub fn reload_gateways(&self) -> Result<String, String> {
+        let file = Config::load(&self.path).map_err(|e| e.to_string())?;
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new = running.cfg.clone();
+        new.proxy.routing.gateways = file.proxy.routing.gateways;
+        self.apply(&mut running, new)
+    }
+
+    /// Hands `new` to the workers (and the XDP guard, the log level) if it can change live.
+    fn apply(&self, running: &mut Running, new: Config) -> Result<String, String> {
         let proxy = next_proxy(&running.cfg, &running.proxy, &new)?;
         let proxy = Arc::new(proxy);
         // Every worker takes it between two batches; a worker too busy to answer within a
@@ -94,6 +117,7 @@ impl Reloader {
             proxy.routing.gateways.len(),
             proxy.rules.len()
         );
+        self.live.set(proxy.routing.gateways.clone());
         running.cfg = new;
         running.proxy = proxy;
         tracing::info!("{summary}");
@@ -191,8 +215,10 @@ pub fn next_proxy(
     let mut next = new.proxy.clone();
     next.profiles = running.profiles.clone();
     next.branch_key = running.branch_key;
-    // A gateway kept by address keeps its state (its calls under way count on).
+    // A gateway kept by address keeps its state (its calls under way count on, its health);
+    // whether it is probed follows its set's configuration.
     for set in &mut next.routing.gateways.sets {
+        let probed = set.probe.is_some();
         for g in &mut set.gateways {
             if let Some(old) = running
                 .routing
@@ -203,6 +229,13 @@ pub fn next_proxy(
                 .find(|o| o.target == g.target)
             {
                 g.state = old.state.clone();
+                if g.state.health.probing() != probed {
+                    g.state.health.set_probing(probed);
+                    if !probed {
+                        // Nothing would bring it back up.
+                        g.state.health.force(crate::proxy::Admin::Active, false);
+                    }
+                }
             }
         }
     }
@@ -293,6 +326,25 @@ gateways = ["127.0.0.1:5081"]
         let next = next_proxy(&old, &running, &new).unwrap();
         let kept = &next.routing.gateways.sets[0].gateways[0];
         assert!(std::sync::Arc::ptr_eq(&kept.state, &g.state));
+    }
+
+    #[test]
+    fn a_kept_gateway_keeps_its_health_and_is_probed_as_its_set_now_says() {
+        let old = load(BASE);
+        let running = old.proxy.clone();
+        let g = &running.routing.gateways.sets[0].gateways[0];
+        g.state.health.force(crate::proxy::Admin::Inactive, false);
+        let probed = BASE.replace(
+            "name = \"trunk\"\n",
+            "name = \"trunk\"\nprobe_interval_ms = 1000\n",
+        );
+        let next = next_proxy(&old, &running, &load(&probed)).unwrap();
+        let kept = &next.routing.gateways.sets[0].gateways[0].state.health;
+        assert_eq!(kept.flag_text(), "IP", "still down, probed now");
+        // Probing turned off: nothing would bring it back, so it is active again.
+        let again = next_proxy(&load(&probed), &next, &load(BASE)).unwrap();
+        let kept = &again.routing.gateways.sets[0].gateways[0].state.health;
+        assert_eq!(kept.flag_text(), "AX");
     }
 
     #[test]

@@ -409,6 +409,19 @@ pub struct GatewaySet {
     /// How long an attempt may go without any reply while another gateway is left; 0: Timer B.
     #[serde(default)]
     pub failover_timeout_ms: Option<u64>,
+    /// OPTIONS to every gateway this often; 0: no probing.
+    #[serde(default)]
+    pub probe_interval_ms: u64,
+    /// A probe without a final reply after this has failed.
+    pub probe_timeout_ms: Option<Spanned<u64>>,
+    /// Failures in a row that take a gateway down.
+    pub probe_down_after: Option<Spanned<u32>>,
+    /// Answers in a row that bring it back up.
+    pub probe_up_after: Option<Spanned<u32>>,
+    /// Final replies to a probe that count as a failure (every 5xx when left out).
+    pub probe_fail_codes: Option<Spanned<Vec<u16>>>,
+    /// The From URI of the probes.
+    pub probe_from: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -9,7 +9,9 @@ use super::file::{Log, RouteFile, Steering, TimersFile, Workers};
 use super::{ConfigError, Invalid, SteeringMode};
 use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
-use crate::proxy::{Algorithm, Credentials, Gateway, Gateways, Numbers, Secret, SetRoute, Target};
+use crate::proxy::{
+    Algorithm, Credentials, Gateway, Gateways, Numbers, ProbeConfig, Secret, SetRoute, Target,
+};
 use crate::steering::GuardMode;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -463,7 +465,67 @@ fn gateway_set(
             }
         }
     }
+    gateways.probe = probe(set, invalid)?;
+    for g in &gateways.gateways {
+        g.state.health.set_probing(gateways.probe.is_some());
+    }
     Ok(gateways)
+}
+
+/// The probing keys of a `[[gateway_set]]`: none when `probe_interval_ms` is 0 (the others
+/// are checked all the same).
+fn probe(set: &GatewaySet, invalid: Invalid<'_>) -> Result<Option<ProbeConfig>, ConfigError> {
+    let mut p = ProbeConfig::every(Duration::from_millis(set.probe_interval_ms));
+    if let Some(t) = &set.probe_timeout_ms {
+        if *t.get_ref() == 0 {
+            return Err(invalid(
+                t.span(),
+                "gateway_set.probe_timeout_ms",
+                "must be > 0".into(),
+            ));
+        }
+        p.timeout = Duration::from_millis(*t.get_ref());
+    }
+    for (v, key, field) in [
+        (
+            &set.probe_down_after,
+            "gateway_set.probe_down_after",
+            &mut p.thresholds.down_after,
+        ),
+        (
+            &set.probe_up_after,
+            "gateway_set.probe_up_after",
+            &mut p.thresholds.up_after,
+        ),
+    ] {
+        if let Some(v) = v {
+            if *v.get_ref() == 0 {
+                return Err(invalid(v.span(), key, "must be at least 1".into()));
+            }
+            *field = *v.get_ref();
+        }
+    }
+    if let Some(codes) = &set.probe_fail_codes {
+        if let Some(bad) = codes.get_ref().iter().find(|c| !(200..=699).contains(*c)) {
+            return Err(invalid(
+                codes.span(),
+                "gateway_set.probe_fail_codes",
+                format!("{bad} is not a final reply code (200–699)"),
+            ));
+        }
+        p.fail_codes = codes.get_ref().clone();
+    }
+    if let Some(f) = &set.probe_from {
+        if !f.get_ref().starts_with("sip:") || f.get_ref().contains(['<', '>', ' ', '\r', '\n']) {
+            return Err(invalid(
+                f.span(),
+                "gateway_set.probe_from",
+                format!("`{}` is not a sip: URI", f.get_ref()),
+            ));
+        }
+        p.from = Some(f.get_ref().clone());
+    }
+    Ok((set.probe_interval_ms > 0).then_some(p))
 }
 
 /// `[timers]`: the transaction timers (the call linger time is read with them).

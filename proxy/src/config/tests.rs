@@ -527,6 +527,47 @@ fn failover_keys_are_read_and_checked() {
 }
 
 #[test]
+fn probe_keys_are_read_and_checked() {
+    let set = |extra: &str| {
+        parse(&MIN.replace(
+            "name = \"trunk\"\n",
+            &format!("name = \"trunk\"\n{extra}\n"),
+        ))
+    };
+    let d = parse(MIN).unwrap();
+    let g = &d.proxy.routing.gateways.sets[0];
+    assert!(g.probe.is_none(), "not probed by default");
+    assert!(!g.gateways[0].state.health.probing());
+    let c = set(
+        "probe_interval_ms = 2000\nprobe_timeout_ms = 1000\nprobe_down_after = 2\n\
+         probe_up_after = 1\nprobe_fail_codes = [503, 404]\nprobe_from = \"sip:ping@lb.example\"",
+    )
+    .unwrap();
+    let g = &c.proxy.routing.gateways.sets[0];
+    let p = g.probe.as_ref().unwrap();
+    assert_eq!(p.interval, Duration::from_secs(2));
+    assert_eq!(p.timeout, Duration::from_secs(1));
+    assert_eq!((p.thresholds.down_after, p.thresholds.up_after), (2, 1));
+    assert_eq!(p.fail_codes, [503, 404]);
+    assert_eq!(p.from.as_deref(), Some("sip:ping@lb.example"));
+    assert!(g.gateways[0].state.health.probing());
+    let c = set("probe_interval_ms = 500").unwrap();
+    let p = c.proxy.routing.gateways.sets[0].probe.clone().unwrap();
+    assert_eq!(p.timeout, Duration::from_millis(1000));
+    assert_eq!(p.fail_codes.len(), 100, "every 5xx");
+    for (extra, key) in [
+        ("probe_timeout_ms = 0", "gateway_set.probe_timeout_ms"),
+        ("probe_down_after = 0", "gateway_set.probe_down_after"),
+        ("probe_up_after = 0", "gateway_set.probe_up_after"),
+        ("probe_fail_codes = [100]", "gateway_set.probe_fail_codes"),
+        ("probe_from = \"ping@x\"", "gateway_set.probe_from"),
+    ] {
+        let e = set(extra).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}`")), "{extra}: {e}");
+    }
+}
+
+#[test]
 fn gateway_sets_and_routes_are_read_and_checked() {
     let src = format!(
         "{MIN}

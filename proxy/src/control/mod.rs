@@ -9,6 +9,7 @@
 //! The socket is created with the mode `[control] mode` (0660 by default) whatever the umask,
 //! and handed to the group `[control] group` when one is set.
 
+pub mod dispatcher;
 pub mod format;
 pub mod table;
 pub mod verbs;

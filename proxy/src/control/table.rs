@@ -2,6 +2,7 @@
 //! `siplb ctl --help`, `system.listMethods`, `system.methodHelp`, the close matches offered
 //! for an unknown verb, and (a test checks it) docs/CLI.md.
 
+use super::dispatcher::*;
 use super::verbs::*;
 
 /// One control verb.
@@ -86,6 +87,21 @@ pub const VERBS: &[Verb] = &[
         BLOCKLIST,
         "add <ip[/prefix]> / del <ip[/prefix]> / list",
         "the XDP guard's blocklist of IPv4 sources",
+    ),
+    verb(
+        DISPATCHER_LIST,
+        "",
+        "every gateway set: each gateway's state flags, priority, weight, calls, last probe reply and round trip",
+    ),
+    verb(
+        DISPATCHER_SET_STATE,
+        "<a/i/d>[p] <set> <sip:ip:port>",
+        "forces a gateway active, inactive or disabled, probed (p) or not",
+    ),
+    verb(
+        DISPATCHER_RELOAD,
+        "",
+        "re-reads the configuration file and applies only its gateway sets and routes",
     ),
     verb(
         CFG_RELOAD,

@@ -268,6 +268,9 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                 .ok_or_else(|| "reload is not available yet".to_string())?;
             r.reload().map(|s| Reply::Scalar(Value::from(s)))
         }
+        super::dispatcher::DISPATCHER_LIST
+        | super::dispatcher::DISPATCHER_SET_STATE
+        | super::dispatcher::DISPATCHER_RELOAD => super::dispatcher::run(state, verb, rest),
         LOG_LEVEL => {
             want(0..=1, "[level]")?;
             let level = match rest.first() {

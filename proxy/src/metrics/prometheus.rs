@@ -30,6 +30,8 @@ pub struct Sources {
     pub workers: Vec<Arc<ShardStats>>,
     pub globals: Vec<(&'static str, Arc<Counter>)>,
     pub profiles: Arc<Profiles>,
+    /// The gateway sets in force (none: no gateway families).
+    pub gateways: Option<Arc<crate::proxy::LiveGateways>>,
 }
 
 /// `group:name` → `siplb_group_name`, with `_total` for a counter.
@@ -148,6 +150,10 @@ pub const LATENCY_SUMMARY: &str = "siplb_core_latency_seconds";
 pub const LATENCY_MAX: &str = "siplb_core_latency_max_seconds";
 pub const PROFILE_SIZE: &str = "siplb_dialog_profile_size";
 pub const BUILD_INFO: &str = "siplb_build_info";
+pub const GATEWAY_UP: &str = "siplb_dispatcher_gateway_up";
+pub const GATEWAY_CALLS: &str = "siplb_dispatcher_gateway_calls";
+pub const PROBE_RTT: &str = "siplb_dispatcher_probe_rtt_seconds";
+pub const PROBES_FAILED: &str = "siplb_dispatcher_probes_failed_total";
 
 /// A value in µs as seconds.
 fn seconds_of_us(us: u64) -> f64 {
@@ -193,6 +199,9 @@ pub fn render(src: &Sources) -> String {
             p.size(None)
         );
     }
+    if let Some(g) = &src.gateways {
+        render_gateways(&mut out, &g.get());
+    }
     let n = BUILD_INFO;
     family(&mut out, n, "gauge", help(n));
     let _ = writeln!(
@@ -202,6 +211,42 @@ pub fn render(src: &Sources) -> String {
     );
     render_process(&mut out, &Process::read());
     out
+}
+
+/// Per gateway (`set`, `gateway` labels): whether it takes new calls, its calls, the last
+/// probe's round trip (once one was answered), probes failed.
+fn render_gateways(out: &mut String, g: &crate::proxy::Gateways) {
+    let each = |out: &mut String,
+                name: &str,
+                kind: &str,
+                v: &dyn Fn(&crate::proxy::Gateway) -> Option<String>| {
+        family(out, name, kind, help(name));
+        for set in &g.sets {
+            for gw in &set.gateways {
+                if let Some(v) = v(gw) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{set=\"{}\",gateway=\"{}\"}} {v}",
+                        label(&set.name),
+                        gw.target.addr
+                    );
+                }
+            }
+        }
+    };
+    use std::sync::atomic::Ordering::Relaxed;
+    each(out, GATEWAY_UP, "gauge", &|gw| {
+        Some(u8::from(gw.state.health.usable()).to_string())
+    });
+    each(out, GATEWAY_CALLS, "gauge", &|gw| {
+        Some(gw.state.calls.load(Relaxed).to_string())
+    });
+    each(out, PROBE_RTT, "gauge", &|gw| {
+        gw.state.health.rtt().map(|d| d.as_secs_f64().to_string())
+    });
+    each(out, PROBES_FAILED, "counter", &|gw| {
+        Some(gw.state.health.probes().1.to_string())
+    });
 }
 
 /// The latency summary (quantiles, `_sum`, `_count`) and the max gauge, per worker, in
@@ -439,6 +484,9 @@ mod tests {
                 &[],
                 10,
             )),
+            gateways: Some(Arc::new(crate::proxy::LiveGateways::new(
+                vec!["127.0.0.1:5081".parse().unwrap()].into(),
+            ))),
         }
     }
 
@@ -463,6 +511,9 @@ mod tests {
             "siplb_events_dropped_total 0",
             "siplb_dialog_profile_size{profile=\"total\"} 0",
             "siplb_dialog_profile_size{profile=\"account\"} 0",
+            "siplb_dispatcher_gateway_up{set=\"default\",gateway=\"127.0.0.1:5081\"} 1",
+            "siplb_dispatcher_gateway_calls{set=\"default\",gateway=\"127.0.0.1:5081\"} 0",
+            "siplb_dispatcher_probes_failed_total{set=\"default\",gateway=\"127.0.0.1:5081\"} 0",
             "# TYPE siplb_build_info gauge",
             concat!(
                 "siplb_build_info{version=\"",
@@ -526,6 +577,9 @@ mod tests {
             LATENCY_MAX,
             BUILD_INFO,
             PROFILE_SIZE,
+            GATEWAY_UP,
+            GATEWAY_CALLS,
+            PROBES_FAILED,
             "process_start_time_seconds",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",
@@ -639,6 +693,7 @@ mod tests {
             workers: vec![Arc::new(ShardStats::default())],
             globals: vec![],
             profiles: Arc::new(Profiles::new(&[], &[], 10)),
+            gateways: None,
         };
         let server = serve(addr, src).unwrap();
         let ask = |method: &str, path: &str| {

@@ -3,6 +3,8 @@
 //! tried when it fails (priority), the routes that pick a set for a call (customer, account,
 //! dialed prefix), and every address each gateway is known by.
 
+use super::health::Health;
+use super::probe::ProbeConfig;
 use super::target::Target;
 use siplb_common::owner_hash;
 use std::net::SocketAddr;
@@ -76,10 +78,11 @@ impl std::fmt::Debug for Secret {
 }
 
 /// What the workers share of a gateway while it runs: its calls at the moment (for
-/// `max_calls`). Atomics: no lock on the call path.
+/// `max_calls`) and its health (probes, forced states). Atomics: no lock on the call path.
 #[derive(Debug, Default)]
 pub struct GatewayState {
     pub calls: AtomicU32,
+    pub health: Health,
 }
 
 impl GatewayState {
@@ -159,9 +162,10 @@ impl Gateway {
         }
     }
 
-    /// Whether it may take another call now (not at `max_calls`).
+    /// Whether it may take another call now: active (not down, not disabled) and not at
+    /// `max_calls`.
     pub fn usable(&self) -> bool {
-        self.state.has_room(self.max_calls)
+        self.state.health.usable() && self.state.has_room(self.max_calls)
     }
 
     /// Whether a message from `src` comes from this gateway.
@@ -185,6 +189,8 @@ pub struct GatewaySet {
     /// How long one attempt may go without any reply before the call moves on (none: Timer
     /// B alone).
     pub failover_timeout: Option<Duration>,
+    /// OPTIONS probing of its gateways (none: not probed).
+    pub probe: Option<ProbeConfig>,
 }
 
 /// The final replies a call moves on from by default.
@@ -201,6 +207,7 @@ impl Default for GatewaySet {
             failover: true,
             failover_codes: DEFAULT_FAILOVER_CODES.to_vec(),
             failover_timeout: Some(Duration::from_millis(DEFAULT_FAILOVER_TIMEOUT_MS)),
+            probe: None,
         }
     }
 }
@@ -435,6 +442,26 @@ impl Gateways {
     /// The first set's choice for `call_id` (tests, and calls before routes are asked).
     pub fn select(&self, call_id: &[u8]) -> Option<Target> {
         self.sets.first()?.select(call_id)
+    }
+}
+
+/// The gateway sets in force, for the threads that only look (control, metrics): replaced
+/// whole on a reload. The workers never take its lock; they have their own `Arc` of the
+/// configuration.
+#[derive(Debug, Default)]
+pub struct LiveGateways(std::sync::RwLock<Arc<Gateways>>);
+
+impl LiveGateways {
+    pub fn new(g: Gateways) -> LiveGateways {
+        LiveGateways(std::sync::RwLock::new(Arc::new(g)))
+    }
+
+    pub fn get(&self) -> Arc<Gateways> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, g: Gateways) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
     }
 }
 

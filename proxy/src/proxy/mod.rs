@@ -17,6 +17,7 @@
 //! | [`dialogs`] | the dialog records and table: states, ends, timeouts |
 //! | [`admission`] | profiles, limits and variables of a new call |
 //! | [`route`], [`gateway`] | customers; gateway sets and the choice of a gateway |
+//! | [`health`], [`probe`] | a gateway's shared state (up, down, forced); the OPTIONS prober |
 //! | [`forward`] | what a forwarded request or response looks like |
 //! | [`originate`] | requests siplb sends itself: BYE, CANCEL, ACK; branches |
 //! | [`reply`] | replies siplb answers itself |
@@ -31,10 +32,12 @@ pub mod dialogs;
 pub mod event;
 pub mod forward;
 pub mod gateway;
+pub mod health;
 pub mod ids;
 pub mod ingress;
 pub mod originate;
 pub mod output;
+pub mod probe;
 pub mod reply;
 pub mod route;
 mod shard;
@@ -48,9 +51,11 @@ pub use dialogs::{
 };
 pub use event::{DialogRecord, Emit, EndedBy, Event, Refused, TxnOutcome};
 pub use gateway::{
-    Algorithm, CallKey, Credentials, Gateway, GatewaySet, Gateways, Secret, SetRoute,
+    Algorithm, CallKey, Credentials, Gateway, GatewaySet, Gateways, LiveGateways, Secret, SetRoute,
 };
+pub use health::{Admin, Health};
 pub use ids::{DialogId, TxnId};
+pub use probe::ProbeConfig;
 pub use route::{AccountKey, Cidr, Customer, Numbers, Peer, Routing};
 pub use shard::Shard;
 pub use target::{Target, Transmit, Transport};

@@ -61,6 +61,8 @@ pub struct Shard {
     acc_full: bool,
     /// Calls given to each gateway set so far (round robin and weights turn on it).
     turns: Vec<u64>,
+    /// The OPTIONS prober, in the one worker that probes.
+    prober: Option<super::probe::Prober>,
 }
 
 /// A final response for the record: status, reason, Q.850 cause, To tag, and whether siplb
@@ -91,7 +93,20 @@ impl Shard {
             swept: Vec::new(),
             acc_full: false,
             turns: Vec::new(),
+            prober: None,
         }
+    }
+
+    /// Makes this shard the prober of the gateways (Kamailio's dispatcher pinging): it is
+    /// worker `worker` of `workers`, whose owner hash key is `hash_key`, so that it can choose
+    /// Call-IDs whose replies come back to it.
+    pub fn enable_probing(&mut self, worker: u32, workers: u32, hash_key: u32) {
+        self.prober = Some(super::probe::Prober::new(
+            worker,
+            workers,
+            hash_key,
+            self.cfg.local,
+        ));
     }
 
     /// Whether accounting has room for the records of new calls: while it has not, new
@@ -111,6 +126,9 @@ impl Shard {
             "the listen address cannot change live"
         );
         self.cfg = cfg;
+        if let Some(p) = self.prober.as_mut() {
+            p.reconfigured();
+        }
     }
 
     // ------------------------------------------------------------------ inspection
@@ -189,7 +207,11 @@ impl Shard {
 
     /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.schedule.next_deadline()
+        let probe = self.prober.as_ref().and_then(|p| p.next_deadline());
+        match (self.schedule.next_deadline(), probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Sets the wall clock: `now` is `unix_ms` milliseconds after the Unix epoch. Dialog and
@@ -281,6 +303,9 @@ impl Shard {
         }
         due.clear();
         self.due = due;
+        if let Some(p) = self.prober.as_mut() {
+            p.tick(now, &self.cfg.routing.gateways, &mut self.out);
+        }
     }
 
     // ------------------------------------------------------------------- transactions

@@ -202,6 +202,10 @@ impl Worker {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         shard.set_epoch(Instant::now(), unix_ms);
+        // Worker 0 probes the gateways (replies come back to it by their Call-ID).
+        if id == 0 {
+            shard.enable_probing(id, plane.workers.len() as u32, plane.hash_key);
+        }
         // SAFETY: msghdr is plain data; zeroed is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;

@@ -49,6 +49,11 @@ impl Shard {
             self.stats.drop_replies.inc();
             return;
         }
+        if let Some(p) = self.prober.as_mut()
+            && p.on_response(now, src, msg, &self.cfg.routing.gateways)
+        {
+            return;
+        }
         let mut key = std::mem::take(&mut self.key);
         let branch = msg.branch().unwrap_or(b"");
         txn::client_key(branch, msg.cseq_method == Method::Cancel, &mut key);

@@ -2467,3 +2467,4 @@ mod auth;
 mod events;
 mod failover;
 mod inbound;
+mod probing;
