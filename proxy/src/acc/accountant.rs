@@ -63,7 +63,7 @@ impl Accountant {
                 let r = cdr(&mut self.ids, d);
                 self.push(r);
             }
-            Event::Dialog(_) | Event::Refused(_) => {}
+            Event::Dialog(_) | Event::Refused(_) | Event::Gateway(_) => {}
         }
     }
 

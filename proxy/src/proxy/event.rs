@@ -34,6 +34,16 @@ pub enum Event {
     /// A request as it was received (retransmissions excluded): its `code` is none, its
     /// `at_ms` the time of receipt, its account and gateway those of its dialog.
     Request(Box<TxnOutcome>),
+    /// Probing took a gateway down or brought it back up.
+    Gateway(GatewayChange),
+}
+
+/// A gateway probing took down or brought back up, and the probe that did it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayChange {
+    pub gateway: std::net::SocketAddr,
+    pub up: bool,
+    pub outcome: super::health::Outcome,
 }
 
 /// A new INVITE siplb answered with an error without keeping a transaction or a dialog: 403

@@ -11,8 +11,9 @@
 //! `k` such that it hashes to the prober's worker. They are recognised by the Call-ID prefix
 //! before any transaction matching.
 
+use super::event::{Event, GatewayChange};
 use super::gateway::Gateways;
-use super::health::{Outcome, Thresholds};
+use super::health::{Change, Outcome, Thresholds};
 use super::output::Output;
 use super::target::Target;
 use super::via::write_via;
@@ -135,7 +136,7 @@ impl Prober {
             if e.out.as_ref().is_some_and(|o| o.deadline <= now) {
                 e.out = None;
                 let addr = e.addr;
-                record(gateways, addr, Outcome::Timeout);
+                record(gateways, addr, Outcome::Timeout, out);
             }
             let e = &mut self.entries[i];
             if e.out.is_none() && e.next_at <= now {
@@ -176,6 +177,7 @@ impl Prober {
         src: SocketAddr,
         msg: &SipMsg<'_>,
         gateways: &Gateways,
+        out: &mut Output,
     ) -> bool {
         let call_id = msg.call_id();
         if !call_id.starts_with(CALL_ID_PREFIX) {
@@ -201,7 +203,7 @@ impl Prober {
         let addr = e.addr;
         let failed = probe_of(gateways, addr).is_some_and(|(c, _)| c.fail_codes.contains(&code));
         let rtt = now.saturating_duration_since(o.sent);
-        record(gateways, addr, Outcome::Reply { code, rtt, failed });
+        record(gateways, addr, Outcome::Reply { code, rtt, failed }, out);
         true
     }
 
@@ -274,11 +276,20 @@ fn for_each_state(
     }
 }
 
-/// Records a probe's outcome on the gateway at `addr`.
-fn record(gateways: &Gateways, addr: SocketAddr, outcome: Outcome) {
+/// Records a probe's outcome on the gateway at `addr`; a change of state is reported
+/// ([`Event::Gateway`]), for the log.
+fn record(gateways: &Gateways, addr: SocketAddr, outcome: Outcome, out: &mut Output) {
+    let mut change = None;
     for_each_state(gateways, addr, |s, t| {
-        s.health.record(outcome, t);
+        change = change.or(s.health.record(outcome, t));
     });
+    if let Some(c) = change {
+        out.emit(Event::Gateway(GatewayChange {
+            gateway: addr,
+            up: c == Change::Up,
+            outcome,
+        }));
+    }
 }
 
 /// The OPTIONS of one probe.

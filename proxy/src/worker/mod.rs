@@ -526,6 +526,9 @@ impl Worker {
             if let Some(acc) = self.acc.as_mut() {
                 acc.on_event(&e);
             }
+            if let Event::Gateway(g) = &e {
+                crate::logging::gateway_change(g);
+            }
         }
     }
 

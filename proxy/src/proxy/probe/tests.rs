@@ -48,10 +48,20 @@ fn reply(probe: &[u8], code: u16) -> Vec<u8> {
     .into_bytes()
 }
 
-fn answer(p: &mut Prober, now: Instant, from: SocketAddr, probe: &[u8], code: u16, g: &Gateways) {
+/// Answers `probe`; the events it caused (a gateway up).
+fn answer(
+    p: &mut Prober,
+    now: Instant,
+    from: SocketAddr,
+    probe: &[u8],
+    code: u16,
+    g: &Gateways,
+) -> Vec<crate::proxy::Event> {
     let data = reply(probe, code);
     let m = SipMsg::parse(&data).unwrap();
-    assert!(p.on_response(now, from, &m, g));
+    let mut out = Output::default();
+    assert!(p.on_response(now, from, &m, g, &mut out));
+    std::iter::from_fn(|| out.poll_event()).collect()
 }
 
 fn up(g: &Gateways, i: usize) -> bool {
@@ -93,14 +103,15 @@ fn silence_takes_a_gateway_down_after_two_probes_and_one_answer_brings_it_back()
     let mut out = Output::default();
     let mut now = Instant::now();
     let mut downs = Vec::new();
+    let mut changes = Vec::new();
     // gw1 answers every probe; gw2 none of the first two, then answers.
     for round in 0..4 {
         p.tick(now, &g, &mut out);
         let s = sent(&mut out);
         assert_eq!(s.len(), 2, "round {round}: one probe each");
-        answer(&mut p, now + 3 * MS, gw(1), &s[0].1, 200, &g);
+        changes.extend(answer(&mut p, now + 3 * MS, gw(1), &s[0].1, 200, &g));
         if round >= 2 {
-            answer(&mut p, now + 5 * MS, gw(2), &s[1].1, 200, &g);
+            changes.extend(answer(&mut p, now + 5 * MS, gw(2), &s[1].1, 200, &g));
         }
         // The timeout passes.
         now += 100 * MS;
@@ -113,6 +124,17 @@ fn silence_takes_a_gateway_down_after_two_probes_and_one_answer_brings_it_back()
         downs,
         [(true, true), (true, false), (true, true), (true, true)]
     );
+    // Each change is reported once, for the log.
+    changes.extend(std::iter::from_fn(|| out.poll_event()));
+    let mut reported: Vec<(SocketAddr, bool)> = changes
+        .iter()
+        .filter_map(|e| match e {
+            crate::proxy::Event::Gateway(c) => Some((c.gateway, c.up)),
+            _ => None,
+        })
+        .collect();
+    reported.sort();
+    assert_eq!(reported, [(gw(2), false), (gw(2), true)]);
     let h = &g.sets[0].gateways[0].state.health;
     assert_eq!(h.rtt(), Some(3 * MS));
     assert_eq!(h.last_reply(), Some(Some(200)));
@@ -155,7 +177,7 @@ fn replies_from_elsewhere_provisional_or_late_are_taken_and_ignored() {
     let other = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
         From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: abc\r\nCSeq: 1 INVITE\r\n\r\n";
     let m = SipMsg::parse(other).unwrap();
-    assert!(!p.on_response(now, gw(1), &m, &g));
+    assert!(!p.on_response(now, gw(1), &m, &g, &mut Output::default()));
 }
 
 #[test]

@@ -50,7 +50,7 @@ impl Shard {
             return;
         }
         if let Some(p) = self.prober.as_mut()
-            && p.on_response(now, src, msg, &self.cfg.routing.gateways)
+            && p.on_response(now, src, msg, &self.cfg.routing.gateways, &mut self.out)
         {
             return;
         }

@@ -24,7 +24,7 @@ impl Harness {
             match e {
                 Event::Transaction(t) => txns.push(*t),
                 Event::Dialog(d) => dialogs.push(*d),
-                Event::Refused(_) | Event::Request(_) => {}
+                Event::Refused(_) | Event::Request(_) | Event::Gateway(_) => {}
             }
         }
         (txns, dialogs)
