@@ -361,6 +361,27 @@ pub fn write(l: &CallLine<'_>) {
     );
 }
 
+/// The line of a gateway that probing took down or brought back up (Kamailio's dispatcher
+/// logs the same): a warning when it goes down, information when it comes back.
+pub fn gateway_change(g: &crate::proxy::event::GatewayChange) {
+    use crate::proxy::health::Outcome;
+    let probe = match g.outcome {
+        Outcome::Timeout => "no answer to OPTIONS".to_string(),
+        Outcome::Reply { code, rtt, .. } => {
+            format!("OPTIONS answered {code} in {} ms", rtt.as_millis())
+        }
+    };
+    if g.up {
+        tracing::info!(target: "siplb::dispatcher", gateway = %g.gateway, "gateway up: {probe}");
+    } else {
+        tracing::warn!(
+            target: "siplb::dispatcher",
+            gateway = %g.gateway,
+            "gateway down: {probe}; no new calls go to it until it answers again"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,26 +447,5 @@ mod tests {
         assert!(!log.first_time(t0 + Duration::from_secs(4), &line("a")));
         assert!(log.first_time(t0, &line("b")));
         assert!(log.first_time(t0 + Duration::from_secs(60), &line("a")));
-    }
-}
-
-/// The line of a gateway that probing took down or brought back up (Kamailio's dispatcher
-/// logs the same): a warning when it goes down, information when it comes back.
-pub fn gateway_change(g: &crate::proxy::event::GatewayChange) {
-    use crate::proxy::health::Outcome;
-    let probe = match g.outcome {
-        Outcome::Timeout => "no answer to OPTIONS".to_string(),
-        Outcome::Reply { code, rtt, .. } => {
-            format!("OPTIONS answered {code} in {} ms", rtt.as_millis())
-        }
-    };
-    if g.up {
-        tracing::info!(target: "siplb::dispatcher", gateway = %g.gateway, "gateway up: {probe}");
-    } else {
-        tracing::warn!(
-            target: "siplb::dispatcher",
-            gateway = %g.gateway,
-            "gateway down: {probe}; no new calls go to it until it answers again"
-        );
     }
 }
