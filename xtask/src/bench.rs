@@ -34,6 +34,12 @@ pub struct BenchArgs {
     /// as the freshly built one, under the label `siplb[PATH]` (repeatable)
     #[arg(long = "siplb-bin", value_name = "PATH")]
     siplb_bins: Vec<PathBuf>,
+    /// Another configuration (e.g. examples/acc.toml) for siplb to run in the same rounds,
+    /// right after `--config`, under the label `siplb{FILE}` (repeatable); its listening
+    /// address and control socket are moved like the first's, and an `[acc]` folder goes into
+    /// the round's folder (deleted after the run)
+    #[arg(long = "config-b", value_name = "PATH")]
+    configs_b: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -66,6 +72,7 @@ impl BenchArgs {
                     siplb: None,
                     steering_off: false,
                     base: None,
+                    config: String::new(),
                 });
                 continue;
             }
@@ -73,10 +80,24 @@ impl BenchArgs {
             entries.push(Entry {
                 label: name.into(),
                 dir: name.into(),
-                siplb: Some(root.join("target/release/siplb")),
+                siplb: Some(target_dir(root).join("release/siplb")),
                 steering_off: name == "siplb-off",
                 base: None,
+                config: self.config.clone(),
             });
+            for (n, config_b) in self.configs_b.iter().enumerate() {
+                let file = Path::new(config_b)
+                    .file_name()
+                    .map_or(config_b.clone(), |f| f.to_string_lossy().into_owned());
+                entries.push(Entry {
+                    label: format!("{name}{{{file}}}"),
+                    dir: format!("{name}-config-b{}", n + 1),
+                    siplb: Some(target_dir(root).join("release/siplb")),
+                    steering_off: name == "siplb-off",
+                    base: Some(base),
+                    config: config_b.clone(),
+                });
+            }
             for (n, bin) in self.siplb_bins.iter().enumerate() {
                 let path = bin
                     .canonicalize()
@@ -87,11 +108,17 @@ impl BenchArgs {
                     siplb: Some(path),
                     steering_off: name == "siplb-off",
                     base: Some(base),
+                    config: self.config.clone(),
                 });
             }
         }
-        if !self.siplb_bins.is_empty() && entries.iter().all(|e| e.base.is_none()) {
-            bail!("--siplb-bin needs siplb among the proxies (--proxy siplb, both or steering)");
+        if (!self.siplb_bins.is_empty() || !self.configs_b.is_empty())
+            && entries.iter().all(|e| e.base.is_none())
+        {
+            bail!(
+                "--siplb-bin and --config-b need siplb among the proxies (--proxy siplb, both or \
+                 steering)"
+            );
         }
         Ok(entries)
     }
@@ -117,8 +144,19 @@ struct Entry {
     siplb: Option<PathBuf>,
     /// siplb with software hand-off (`steering.mode = "off"`).
     steering_off: bool,
-    /// For a `--siplb-bin` entry: the entry of the freshly built siplb it is compared with.
+    /// For a `--siplb-bin` or `--config-b` entry: the entry of the freshly built siplb (with
+    /// `--config`) it is compared with.
     base: Option<usize>,
+    /// siplb's configuration, relative to the repository (empty for Kamailio).
+    config: String,
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, or the repository's `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    }
 }
 
 /// The address both proxies listen on in turn (loopback only), and their gateways.
@@ -176,6 +214,8 @@ struct Outcome {
     latency_us: Option<(u64, u64, u64)>,
     /// siplb only: messages received (requests + replies), hand-offs, BPF steering on.
     messages: Option<(u64, u64, u64)>,
+    /// siplb with `[acc]` only: `acc:written` (records written and synced).
+    acc_written: Option<u64>,
 }
 
 impl Outcome {
@@ -280,8 +320,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             );
         }
     }
+    for o in &outcomes {
+        if let Some(n) = o.acc_written {
+            println!(
+                "\n{}: acc:written {n} records ({:.2} per successful call)",
+                o.proxy,
+                n as f64 / o.ok.max(1) as f64
+            );
+        }
+    }
     if entries.iter().any(|e| e.base.is_some()) {
-        println!("\n| siplb binary | CPU ms per call (median) | rounds | vs the fresh build |");
+        println!(
+            "\n| siplb | CPU ms per call (median) | rounds | vs `siplb` (fresh build, `--config`) |"
+        );
         println!("|---|---|---|---|");
         for (i, (e, o)) in entries.iter().zip(&outcomes).enumerate() {
             if e.siplb.is_none() {
@@ -323,12 +374,19 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
     let mut child = match &entry.siplb {
         Some(bin) => {
             let ctl = dir.join("siplb.ctl").display().to_string();
-            let cfg = std::fs::read_to_string(root.join(&b.config))?
+            let acc = dir.join("acc").display().to_string();
+            let cfg = std::fs::read_to_string(root.join(&entry.config))?
                 .replace("127.0.0.1", BENCH_IP)
                 .lines()
                 .map(|l| {
                     if l.starts_with("socket = ") {
                         format!("socket = \"{ctl}\"")
+                    } else if l.starts_with("sip = ") {
+                        // The bench address, whatever port the example listens on.
+                        format!("sip = [\"{target}\"]")
+                    } else if l.starts_with("dir = ") {
+                        // `[acc]`'s folder: the round's, deleted after the run.
+                        format!("dir = \"{acc}\"")
                     } else {
                         l.to_string()
                     }
@@ -393,16 +451,19 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
     };
     let result = drive(root, &dir, entry, &target, &child, b);
     stop_child(&mut child);
+    if entry.siplb.is_some() {
+        let _ = std::fs::remove_dir_all(dir.join("acc"));
+    }
     result
 }
 
-/// The `core:` statistics of the siplb `bin` run in `dir`, by name.
-fn siplb_core_stats(bin: &Path, dir: &Path) -> Option<std::collections::HashMap<String, u64>> {
+/// The statistics (`core:`, `acc:` …) of the siplb `bin` run in `dir`, by name.
+fn siplb_stats(bin: &Path, dir: &Path) -> Option<std::collections::HashMap<String, u64>> {
     let out = Command::new(bin)
         .arg("ctl")
         .arg("--config")
         .arg(dir.join("siplb.toml"))
-        .args(["stats.get_statistics", "core:"])
+        .arg("stats.get_statistics")
         .output()
         .ok()?;
     Some(
@@ -508,11 +569,12 @@ fn drive(
     let stats = if let Some(bin) = &entry.siplb {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
-        siplb_core_stats(bin, dir).unwrap_or_default()
+        siplb_stats(bin, dir).unwrap_or_default()
     } else {
         Default::default()
     };
     let get = |k: &str| stats.get(k).copied();
+    let get_stat = get;
     let latency_us = (|| {
         Some((
             get("core:latency_p50_us")?,
@@ -549,5 +611,6 @@ fn drive(
         wall_s,
         retrans: get("Retransmissions(C)") as u64,
         latency_us,
+        acc_written: get_stat("acc:written"),
     })
 }

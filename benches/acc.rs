@@ -1,0 +1,289 @@
+//! Accounting (`[acc]`): what a record costs the worker that makes it, and how many records
+//! the writer thread puts on disk. `cargo bench -p siplb-benches --bench acc`.
+//!
+//! - `acc/push/…` (criterion): a worker's [`Accountant`] fed one event, the record built and
+//!   pushed into the worker's queue: `invite_200` (an answered INVITE's transaction into
+//!   `acc`), `cdr` (an ended call's dialog into `cdrs`) and `call` (the events of one call as
+//!   `examples/acc.toml` records them: the INVITE's 200 into `acc`, the BYE on receipt into
+//!   `acc` by the rule `210 Bye received`, the BYE's transaction not flagged, the CDR; three
+//!   records). The queue is emptied outside the timed part, so the records are dropped by
+//!   nobody timed (the writer, in siplb).
+//! - `acc/writer` (a timed run, not criterion's): the real writer thread (`acc::writer::spawn`,
+//!   the file sink, CSV and JSON lines, the default 10 ms group commit) over a temporary folder,
+//!   two workers' accountants feeding their queues as fast as the queues take records; records
+//!   per second from the first push until `acc:written` (written and synced) reaches N
+//!   (200,000; 2,000 under `--test`). `-- writer N` sets N.
+
+use criterion::{Criterion, Throughput, criterion_group};
+use siplb::acc::accountant::Accountant;
+use siplb::acc::config::{AccConfig, AccRule, DEFAULT_QUEUE, Methods, Sinks};
+use siplb::acc::files::{Formats, Rotation};
+use siplb::acc::plane::AccPlane;
+use siplb::proxy::dialogs::{DialogTimes, Outcome};
+use siplb::proxy::event::{DialogRecord, EndedBy, Event, Parties, TxnOutcome};
+use siplb::proxy::target::Target;
+use siplb::sip::Method;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `[acc]` as `examples/acc.toml` has it (files only: the log sink is left to the end-to-end
+/// comparison, `cargo xtask bench --config-b examples/acc.toml`).
+fn config(dir: &Path) -> Arc<AccConfig> {
+    let mut flags = Methods::default();
+    flags.insert(Method::Invite);
+    Arc::new(AccConfig {
+        node: "bench-node".into(),
+        flags,
+        failed_flags: Methods::default(),
+        missed_flags: flags,
+        rules: vec![AccRule {
+            method: Method::Bye,
+            comment: "210 Bye received".into(),
+            table: "acc".into(),
+            account: None,
+            prefix: None,
+        }],
+        cdrs: true,
+        sinks: Sinks {
+            log: false,
+            files: true,
+            postgres: None,
+        },
+        dir: dir.into(),
+        formats: Formats {
+            csv: true,
+            jsonl: true,
+        },
+        sync_interval: Duration::from_millis(siplb::acc::config::DEFAULT_SYNC_INTERVAL_MS),
+        rotation: Rotation {
+            max_bytes: 0,
+            max_age_s: 0,
+        },
+        queue: DEFAULT_QUEUE,
+        spool_max_bytes: 1 << 30,
+    })
+}
+
+fn parties(call: u64) -> Parties {
+    Parties {
+        call_id: format!("3c26700863d4-{call:08x}@198.18.1.20").into(),
+        from_tag: "6f7a3c21".into(),
+        from_user: "acct001".into(),
+        from_domain: "198.18.1.20".into(),
+        to_user: "15550001234".into(),
+        ruri_user: "15550001234".into(),
+        ruri_host: "198.18.0.10".into(),
+    }
+}
+
+fn caller() -> Target {
+    Target::udp("198.18.1.20:5060".parse().unwrap())
+}
+
+fn gateway() -> Target {
+    Target::udp("198.18.2.30:5060".parse().unwrap())
+}
+
+const T0: u64 = 1_796_125_784_000;
+
+fn outcome(call: u64, method: Method, code: Option<u16>, reason: &str) -> Box<TxnOutcome> {
+    Box::new(TxnOutcome {
+        dialog: None,
+        method,
+        parties: parties(call),
+        to_tag: "as5e8f1a2b".into(),
+        source: caller(),
+        destination: Some(gateway()),
+        account: "customer".into(),
+        gateway: Some(gateway()),
+        code,
+        reason: reason.into(),
+        q850_cause: None,
+        local: false,
+        at_ms: T0 + 4_000,
+    })
+}
+
+fn dialog(call: u64) -> Box<DialogRecord> {
+    Box::new(DialogRecord {
+        id: None,
+        parties: parties(call),
+        to_tag: "as5e8f1a2b".into(),
+        from: "\"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21".into(),
+        to: "<sip:15550001234@198.18.0.10>;tag=as5e8f1a2b".into(),
+        caller: caller(),
+        gateway: Some(gateway()),
+        account: "customer".into(),
+        times: DialogTimes {
+            invite_received: T0,
+            invite_forwarded: T0 + 1,
+            first_reply: T0 + 20,
+            ringing: T0 + 1_500,
+            answer: T0 + 4_000,
+            end: T0 + 65_237,
+        },
+        attempts: 1,
+        outcome: Outcome {
+            code: Some(200),
+            reason: "OK".into(),
+            q850_cause: Some(16),
+        },
+        limit_refused: false,
+        answered: true,
+        ended_by: Some(EndedBy::Caller),
+        operator_cancelled: false,
+        vars: vec![("BillSec".into(), "61".into())],
+    })
+}
+
+/// The events of one answered call, in the order a shard gives them, and how many records
+/// `config` makes of them.
+fn call_events(call: u64) -> ([Event; 4], u64) {
+    (
+        [
+            Event::Transaction(outcome(call, Method::Invite, Some(200), "OK")),
+            Event::Request(outcome(call, Method::Bye, None, "")),
+            Event::Transaction(outcome(call, Method::Bye, Some(200), "OK")),
+            Event::Dialog(dialog(call)),
+        ],
+        3,
+    )
+}
+
+/// Pushes `events` `iters` times through one accountant; only the pushes are timed, the
+/// queue is emptied (records dropped) untimed before it fills.
+fn time_pushes(iters: u64, events: &[Event]) -> Duration {
+    let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
+    let mut a = Accountant::new(
+        config(Path::new("/nonexistent")),
+        plane.clone(),
+        0,
+        1,
+        T0,
+        Arc::default(),
+    );
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(4096);
+        let t = Instant::now();
+        for _ in 0..n {
+            for e in events {
+                a.on_event(black_box(e));
+            }
+        }
+        total += t.elapsed();
+        done += n;
+        assert_eq!(a.waiting(), 0, "the queue never fills");
+        while plane.queues[0].pop().is_some() {}
+    }
+    total
+}
+
+fn push(c: &mut Criterion) {
+    let mut g = c.benchmark_group("acc/push");
+    let invite = [Event::Transaction(outcome(
+        1,
+        Method::Invite,
+        Some(200),
+        "OK",
+    ))];
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("invite_200", |b| {
+        b.iter_custom(|iters| time_pushes(iters, &invite))
+    });
+    let cdr = [Event::Dialog(dialog(1))];
+    g.bench_function("cdr", |b| b.iter_custom(|iters| time_pushes(iters, &cdr)));
+    let (call, records) = call_events(1);
+    g.throughput(Throughput::Elements(records));
+    g.bench_function("call", |b| b.iter_custom(|iters| time_pushes(iters, &call)));
+    g.finish();
+}
+
+criterion_group!(benches, push);
+
+/// The writer's throughput: `n` records (at least) from two workers through the real writer
+/// and file sink into a temporary folder.
+fn writer(n: u64) {
+    const WORKERS: u32 = 2;
+    let dir = std::env::temp_dir().join(format!("siplb-bench-acc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let plane = Arc::new(AccPlane::new(WORKERS as usize, cfg.queue));
+    let sinks = siplb::acc::writer::file_and_log_sinks(&cfg, &plane).expect("acc folder");
+    let writer = siplb::acc::writer::spawn(cfg.clone(), plane.clone(), sinks).expect("writer");
+    let calls_per_worker = n.div_ceil(3 * u64::from(WORKERS));
+    let total = calls_per_worker * 3 * u64::from(WORKERS);
+    let t0 = Instant::now();
+    let producers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (cfg, plane) = (cfg.clone(), plane.clone());
+            std::thread::spawn(move || {
+                let mut a = Accountant::new(cfg, plane, w, WORKERS, T0, Arc::default());
+                for call in 0..calls_per_worker {
+                    // A worker refuses new calls while its queue is nearly full.
+                    while a.full() {
+                        a.flush();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    let (events, _) = call_events(call * u64::from(WORKERS) + u64::from(w));
+                    for e in &events {
+                        a.on_event(e);
+                    }
+                }
+                a.flush();
+                assert_eq!(a.waiting(), 0);
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().expect("producer");
+    }
+    let produced = t0.elapsed();
+    while plane.written.get() < total {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let elapsed = t0.elapsed();
+    plane.stop.store(true, std::sync::atomic::Ordering::Release);
+    writer.join().expect("writer");
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .expect("acc folder")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let _ = std::fs::remove_dir_all(&dir);
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "acc/writer: {total} records ({} calls: acc ×2 + cdrs) from {WORKERS} workers, files csv+jsonl, sync every {} ms: {:.2} s ({:.2} s to push), {:.0} records/s, {:.1} MB/s ({:.0} bytes per record, both formats)",
+        total / 3,
+        cfg.sync_interval.as_millis(),
+        secs,
+        produced.as_secs_f64(),
+        total as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / total as f64,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; `cargo test --benches` and `-- --test` do not.
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if filter.is_none_or(|f| f != "writer") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    if filter.is_none_or(|f| "acc/writer".contains(f.as_str())) {
+        let n =
+            args.iter()
+                .find_map(|a| a.parse().ok())
+                .unwrap_or(if full { 200_000 } else { 2_000 });
+        writer(n);
+    }
+}
