@@ -97,6 +97,16 @@ impl AccConfig {
     pub fn wants_requests(&self) -> bool {
         !self.rules.is_empty()
     }
+
+    /// The methods whose transactions are recorded (bits `1 << Method as u32`).
+    pub fn transaction_methods(&self) -> u32 {
+        self.flags.0 | self.missed_flags.0
+    }
+
+    /// The methods rules record on receipt.
+    pub fn request_methods(&self) -> u32 {
+        self.rules.iter().fold(0, |m, r| m | 1 << r.method as u32)
+    }
 }
 
 /// The host name (the default node name).

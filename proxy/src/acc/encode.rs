@@ -4,6 +4,7 @@
 //! numbers, `vars` as an object, no value as `null`).
 
 use super::record::{Field, Record};
+use super::time::{write_int, write_rfc3339_ms, write_seconds_ms};
 
 /// The CSV header row of records with `columns`.
 pub fn csv_header(columns: &[&str], out: &mut String) {
@@ -11,47 +12,90 @@ pub fn csv_header(columns: &[&str], out: &mut String) {
     out.push_str("\r\n");
 }
 
-fn csv_field(s: &str, out: &mut String) {
+fn csv_text(s: &str, out: &mut String) {
     if s.contains([',', '"', '\r', '\n']) {
         out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
+        for c in s.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
         out.push('"');
     } else {
         out.push_str(s);
     }
 }
 
-/// One CSV line.
+/// One CSV line. Written in place, without a temporary per field: it runs for every record.
 pub fn csv_line(r: &Record, out: &mut String) {
     for (i, f) in r.fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        csv_field(&f.as_text(), out);
+        match f {
+            Field::Empty => {}
+            Field::Text(s) | Field::Json(s) => csv_text(s, out),
+            Field::Int(n) => write_int(*n, out),
+            Field::Seconds(ms) => write_seconds_ms(*ms, out),
+            Field::Time(ms) => write_rfc3339_ms(*ms, out),
+        }
     }
     out.push_str("\r\n");
 }
 
-/// One JSON line.
-pub fn json_line(r: &Record, out: &mut String) {
-    use serde_json::Value;
-    let mut obj = serde_json::Map::new();
-    for (name, f) in r.columns().iter().zip(&r.fields) {
-        let v = match f {
-            Field::Empty => Value::Null,
-            Field::Text(s) => Value::from(s.as_str()),
-            Field::Int(n) => Value::from(*n),
-            Field::Seconds(ms) => {
-                // Exactly the decimal text, as a JSON number.
-                serde_json::from_str(&f.as_text()).unwrap_or_else(|_| Value::from(*ms as f64 / 1e3))
-            }
-            Field::Time(_) => Value::from(f.as_text()),
-            Field::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::from(s.as_str())),
+/// A JSON string, escaped (RFC 8259 §7).
+fn json_text(s: &str, out: &mut String) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
         };
-        obj.insert((*name).into(), v);
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = std::fmt::Write::write_fmt(out, format_args!("\\u{b:04x}"));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
     }
-    out.push_str(&Value::Object(obj).to_string());
-    out.push('\n');
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// One JSON line, written in place (times and reasons as strings, codes and durations as
+/// numbers, `vars` as the object it is).
+pub fn json_line(r: &Record, out: &mut String) {
+    out.push('{');
+    for (i, (name, f)) in r.columns().iter().zip(&r.fields).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        match f {
+            Field::Empty => out.push_str("null"),
+            Field::Text(s) => json_text(s, out),
+            Field::Int(n) => write_int(*n, out),
+            Field::Seconds(ms) => write_seconds_ms(*ms, out),
+            Field::Time(ms) => {
+                out.push('"');
+                write_rfc3339_ms(*ms, out);
+                out.push('"');
+            }
+            // Made by serde_json (the dialog's variables): JSON already.
+            Field::Json(s) => out.push_str(s),
+        }
+    }
+    out.push_str("}\n");
 }
 
 #[cfg(test)]
@@ -100,6 +144,18 @@ mod tests {
         assert_eq!(v["time"], "1970-01-01T00:00:01.000Z");
         assert!(v["to_tag"].is_null());
         assert_eq!(v.as_object().unwrap().len(), ACC_COLUMNS.len());
+    }
+
+    #[test]
+    fn json_strings_are_escaped_and_every_line_parses() {
+        let mut r = record();
+        r.fields[7] = Field::Text("tab\there \"q\" back\\slash \u{1} é".into());
+        r.fields[16] = Field::Json("{\"a\":\"b\"}".into());
+        let mut out = String::new();
+        json_line(&r, &mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["sip_reason"], "tab\there \"q\" back\\slash \u{1} é");
+        assert_eq!(v["gateway"]["a"], "b");
     }
 
     #[test]

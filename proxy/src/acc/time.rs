@@ -19,29 +19,98 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// Unix ms as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let mut out = String::with_capacity(24);
+    write_rfc3339_ms(unix_ms, &mut out);
+    out
+}
+
+/// Writes `n` as `width` digits (zero padded; years and fields here fit).
+fn digits(out: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len() - width);
+    // SAFETY-free: only ASCII digits.
+    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or("0"));
+}
+
+/// Appends unix ms as RFC 3339 UTC with milliseconds (no allocation: the hot path of the
+/// writer).
+pub fn write_rfc3339_ms(unix_ms: u64, out: &mut String) {
     let secs = (unix_ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil(days);
-    let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        unix_ms % 1000
-    );
-    out
+    if (0..=9999).contains(&y) {
+        digits(out, y as u64, 4);
+    } else {
+        let _ = write!(out, "{y:04}");
+    }
+    out.push('-');
+    digits(out, m.into(), 2);
+    out.push('-');
+    digits(out, d.into(), 2);
+    out.push('T');
+    let rem = rem as u64;
+    digits(out, rem / 3600, 2);
+    out.push(':');
+    digits(out, rem / 60 % 60, 2);
+    out.push(':');
+    digits(out, rem % 60, 2);
+    out.push('.');
+    digits(out, unix_ms % 1000, 3);
+    out.push('Z');
 }
 
 /// Milliseconds as decimal seconds with milliseconds (`61237` → `61.237`).
 pub fn seconds_ms(ms: u64) -> String {
-    format!("{}.{:03}", ms / 1000, ms % 1000)
+    let mut out = String::with_capacity(12);
+    write_seconds_ms(ms, &mut out);
+    out
+}
+
+/// Appends milliseconds as decimal seconds with milliseconds.
+pub fn write_seconds_ms(ms: u64, out: &mut String) {
+    digits(out, ms / 1000, 1);
+    out.push('.');
+    digits(out, ms % 1000, 3);
+}
+
+/// Appends a number.
+pub fn write_int(n: u64, out: &mut String) {
+    digits(out, n, 1);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_in_place_as_formatted() {
+        for ms in [0, 999, 1_000, 61_237, 1_796_125_784_123, 253_402_300_799_999] {
+            let mut a = String::new();
+            write_rfc3339_ms(ms, &mut a);
+            let secs = (ms / 1000) as i64;
+            let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, d) = civil(days);
+            let want = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                rem / 60 % 60,
+                rem % 60,
+                ms % 1000
+            );
+            assert_eq!(a, want);
+            assert_eq!(seconds_ms(ms), format!("{}.{:03}", ms / 1000, ms % 1000));
+        }
+    }
 
     #[test]
     fn rfc3339_with_milliseconds_in_utc() {

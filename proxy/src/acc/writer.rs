@@ -119,6 +119,8 @@ impl Writer {
             let due = self.last_sync.elapsed() >= self.cfg.sync_interval;
             if self.unsynced > 0 && (due || stopping) {
                 self.sync();
+            } else if self.unsynced == 0 && due {
+                self.last_sync = Instant::now();
             }
             let queued: usize = self.plane.queues.iter().map(|q| q.len()).sum();
             self.plane.queued.set(queued as u64);
@@ -132,12 +134,21 @@ impl Writer {
                 break;
             }
             if took < MAX_BATCH {
+                // One round per group commit: what came in meanwhile is drained, written (one
+                // write per file) and synced together; sooner when a queue fills up.
+                let pressure = self
+                    .plane
+                    .queues
+                    .iter()
+                    .any(|q| q.len() * 4 >= q.capacity());
                 let idle = if retrying {
                     RETRY
-                } else if took > 0 {
+                } else if pressure || stopping {
                     Duration::from_millis(1)
                 } else {
-                    self.cfg.sync_interval.min(Duration::from_millis(5))
+                    let next = self.last_sync + self.cfg.sync_interval;
+                    next.saturating_duration_since(Instant::now())
+                        .max(Duration::from_micros(500))
                 };
                 std::thread::sleep(idle);
             }

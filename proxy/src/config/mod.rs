@@ -246,8 +246,11 @@ impl Config {
         proxy.emit.failures = log.calls_per_second > 0;
         let (node, acc) = acc::acc(f.acc.as_ref(), f.node.as_ref(), &resolve, &invalid)?;
         if let Some(a) = &acc {
+            // Only the methods accounting records cost events.
             proxy.emit.transactions = a.wants_transactions();
+            proxy.emit.transaction_methods = a.transaction_methods();
             proxy.emit.requests = a.wants_requests();
+            proxy.emit.request_methods = a.request_methods();
             proxy.emit.dialogs |= a.cdrs;
         }
 

@@ -431,7 +431,7 @@ fn shipped_acc_example_is_kamailios_default_accounting() {
     assert_eq!(c.node, "example");
     assert!(acc.flags.contains(Method::Invite) && !acc.flags.contains(Method::Bye));
     assert!(acc.missed_flags.contains(Method::Invite));
-    assert!(acc.cdrs && acc.sinks.files && acc.sinks.log);
+    assert!(acc.cdrs && acc.sinks.files && !acc.sinks.log);
     assert_eq!(acc.rules.len(), 1);
     assert_eq!(
         (acc.rules[0].method, acc.rules[0].comment.as_str()),

@@ -24,6 +24,21 @@ pub struct Emit {
     /// [`Event::Request`] for each request that starts a transaction or is an ACK of a
     /// dialog (accounting rules record requests on receipt).
     pub requests: bool,
+    /// Of those, only the methods in these bits (`1 << Method as u32`); 0: every method.
+    pub transaction_methods: u32,
+    pub request_methods: u32,
+}
+
+impl Emit {
+    /// Whether the outcome of a transaction of `m` is reported.
+    pub fn transaction(&self, m: Method) -> bool {
+        self.transactions && (self.transaction_methods == 0 || self.transaction_methods & (1 << m as u32) != 0)
+    }
+
+    /// Whether a request of `m` is reported on receipt.
+    pub fn request(&self, m: Method) -> bool {
+        self.requests && (self.request_methods == 0 || self.request_methods & (1 << m as u32) != 0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -385,7 +385,7 @@ impl Shard {
             return;
         }
         t.reported = true;
-        if !self.cfg.emit.transactions {
+        if !self.cfg.emit.transaction(t.method) {
             return;
         }
         let req = if t.forwarded.is_empty() {
@@ -466,7 +466,7 @@ impl Shard {
         dialog: Option<DialogId>,
         account: &[u8],
     ) {
-        if !self.cfg.emit.requests {
+        if !self.cfg.emit.request(msg.method().unwrap_or(Method::Other)) {
             return;
         }
         let d = dialog.and_then(|id| self.dialogs.get(id));

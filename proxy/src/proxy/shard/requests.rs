@@ -447,7 +447,7 @@ impl Shard {
             );
         }
         let (code, reason, cause) = (lr.code, lr.reason.clone(), lr.q850_cause);
-        if self.cfg.emit.requests {
+        if self.cfg.emit.request(Method::Invite) {
             let account = self.account_of(customer, msg, src).to_vec();
             self.report_request(now, msg, src, None, &account);
         }
@@ -468,7 +468,7 @@ impl Shard {
         let peer = Target::udp(src);
         let mut t = Txn::new(Kind::Invite, Method::Invite, peer, peer, timers.t1);
         let tag = self.local_reply_into(msg, src, code, extra, &mut t.last_response);
-        if self.cfg.emit.transactions {
+        if self.cfg.emit.transaction(Method::Invite) {
             t.received.extend_from_slice(&msg.buf[..msg.end()]);
         }
         machine::complete_server_invite(&mut t, now, &timers);
