@@ -60,6 +60,7 @@ fn config(dir: &Path) -> Arc<AccConfig> {
             jsonl: true,
         },
         sync_interval: Duration::from_millis(siplb::acc::config::DEFAULT_SYNC_INTERVAL_MS),
+        sync_mode: Default::default(),
         rotation: Rotation {
             max_bytes: 0,
             max_age_s: 0,

@@ -175,6 +175,7 @@ mod tests {
                 jsonl: false,
             },
             sync_interval: Duration::from_millis(10),
+            sync_mode: Default::default(),
             rotation: Rotation {
                 max_bytes: 0,
                 max_age_s: 0,

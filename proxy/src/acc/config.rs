@@ -2,7 +2,7 @@
 //! method), the rules that record a request on receipt, whether CDRs are written, and where
 //! records go (sinks, folder, formats, sync interval, rotation, queues, PostgreSQL).
 
-use super::files::{Formats, Rotation};
+use super::files::{Formats, Rotation, SyncMode};
 use crate::sip::Method;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,8 +74,9 @@ pub struct AccConfig {
     pub sinks: Sinks,
     pub dir: PathBuf,
     pub formats: Formats,
-    /// The group commit: how often the writer syncs what it wrote.
+    /// The group commit: how often the writer syncs what it wrote, and how.
     pub sync_interval: Duration,
+    pub sync_mode: SyncMode,
     pub rotation: Rotation,
     /// Records a worker's queue holds.
     pub queue: usize,

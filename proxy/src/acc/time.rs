@@ -94,7 +94,14 @@ mod tests {
 
     #[test]
     fn written_in_place_as_formatted() {
-        for ms in [0, 999, 1_000, 61_237, 1_796_125_784_123, 253_402_300_799_999] {
+        for ms in [
+            0,
+            999,
+            1_000,
+            61_237,
+            1_796_125_784_123,
+            253_402_300_799_999,
+        ] {
             let mut a = String::new();
             write_rfc3339_ms(ms, &mut a);
             let secs = (ms / 1000) as i64;

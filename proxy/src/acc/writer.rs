@@ -42,7 +42,8 @@ pub fn file_and_log_sinks(cfg: &AccConfig, plane: &AccPlane) -> io::Result<Vec<B
         sinks.push(Box::new(LogSink));
     }
     if cfg.sinks.files {
-        let mut files = FileSink::new(&cfg.dir, cfg.formats, cfg.rotation)?;
+        let mut files =
+            FileSink::new(&cfg.dir, cfg.formats, cfg.rotation)?.with_sync(cfg.sync_mode)?;
         let torn = files.recover()?;
         plane.torn_lines.add(torn);
         sinks.push(Box::new(files));
@@ -146,9 +147,11 @@ impl Writer {
                 } else if pressure || stopping {
                     Duration::from_millis(1)
                 } else {
+                    // At the next group commit, and at least every 10 ms (records do not pile
+                    // up in the queues under a long sync interval).
                     let next = self.last_sync + self.cfg.sync_interval;
                     next.saturating_duration_since(Instant::now())
-                        .max(Duration::from_micros(500))
+                        .clamp(Duration::from_micros(500), Duration::from_millis(10))
                 };
                 std::thread::sleep(idle);
             }
@@ -317,6 +320,7 @@ mod tests {
                 jsonl: true,
             },
             sync_interval: Duration::from_millis(10),
+            sync_mode: Default::default(),
             rotation: Rotation {
                 max_bytes: 0,
                 max_age_s: 0,

@@ -6,7 +6,7 @@ use crate::acc::config::{
     AccConfig, AccRule, DEFAULT_QUEUE, DEFAULT_SPOOL_MAX_MB, DEFAULT_SYNC_INTERVAL_MS, Methods,
     Sinks, host_name,
 };
-use crate::acc::files::{Formats, Rotation};
+use crate::acc::files::{Formats, Rotation, SyncMode};
 use crate::sip::Method;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -30,6 +30,8 @@ pub struct AccFile {
     pub formats: Spanned<Vec<Spanned<String>>>,
     pub dir: String,
     pub sync_interval_ms: Spanned<u64>,
+    /// `file` (fdatasync each file) or `filesystem` (one syncfs).
+    pub sync: Spanned<String>,
     pub rotate_bytes: u64,
     pub rotate_interval_s: u64,
     pub queue: Spanned<usize>,
@@ -55,6 +57,7 @@ impl Default for AccFile {
             formats: list(&["csv", "jsonl"]),
             dir: "acc".into(),
             sync_interval_ms: Spanned::new(0..0, DEFAULT_SYNC_INTERVAL_MS),
+            sync: Spanned::new(0..0, "file".into()),
             rotate_bytes: 0,
             rotate_interval_s: 0,
             queue: Spanned::new(0..0, DEFAULT_QUEUE),
@@ -281,6 +284,17 @@ pub(super) fn acc(
             "must be from 1 to 60000".into(),
         ));
     }
+    let sync_mode = match f.sync.get_ref().as_str() {
+        "file" => SyncMode::File,
+        "filesystem" => SyncMode::Filesystem,
+        other => {
+            return Err(invalid(
+                f.sync.span(),
+                "acc.sync",
+                format!("`{other}` is not one of file, filesystem"),
+            ));
+        }
+    };
     if *f.queue.get_ref() < 2 {
         return Err(invalid(
             f.queue.span(),
@@ -308,6 +322,7 @@ pub(super) fn acc(
             dir: resolve(&f.dir),
             formats,
             sync_interval: Duration::from_millis(sync),
+            sync_mode,
             rotation: Rotation {
                 max_bytes: f.rotate_bytes,
                 max_age_s: f.rotate_interval_s,

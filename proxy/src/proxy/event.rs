@@ -32,7 +32,8 @@ pub struct Emit {
 impl Emit {
     /// Whether the outcome of a transaction of `m` is reported.
     pub fn transaction(&self, m: Method) -> bool {
-        self.transactions && (self.transaction_methods == 0 || self.transaction_methods & (1 << m as u32) != 0)
+        self.transactions
+            && (self.transaction_methods == 0 || self.transaction_methods & (1 << m as u32) != 0)
     }
 
     /// Whether a request of `m` is reported on receipt.
