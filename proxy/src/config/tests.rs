@@ -442,6 +442,37 @@ fn shipped_acc_example_is_kamailios_default_accounting() {
 }
 
 #[test]
+fn shipped_trunks_example_authenticates_and_fails_over() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/trunks.toml"
+    ));
+    let c = Config::load(path).unwrap();
+    let g = &c.proxy.routing.gateways;
+    assert_eq!(g.sets.len(), 1);
+    let set = &g.sets[0];
+    assert_eq!(set.name, "trunk");
+    assert!(set.failover);
+    assert_eq!(set.failover_codes, [500, 502, 503]);
+    assert_eq!(set.failover_timeout, Some(Duration::from_millis(5000)));
+    let addrs: Vec<String> = set
+        .gateways
+        .iter()
+        .map(|gw| gw.target.addr.to_string())
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:5081", "127.0.0.1:5082"]);
+    for gw in &set.gateways {
+        let cred = gw.credentials.as_ref().expect("credentials");
+        assert_eq!(cred.user, "siplb");
+        assert!(
+            cred.secret == crate::proxy::gateway::Secret::Password("trunk-secret".into()),
+            "{:?}",
+            cred.secret
+        );
+    }
+}
+
+#[test]
 fn without_acc_nothing_is_recorded_and_the_node_is_the_host_name() {
     let c = parse(MIN).unwrap();
     assert!(c.acc.is_none());
