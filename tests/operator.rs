@@ -199,6 +199,10 @@ fn the_readme_runs_as_written() {
     let (acc, _) = block(4);
     assert_eq!(stat(&acc, "acc:records"), 300, "{acc}");
     assert!(acc.contains("\"disposition\":\"answered\""), "{acc}");
+    // Trunks: every call challenged once and completed, both trunks probed and up.
+    let (trunks, _) = block(5);
+    assert_eq!(stat(&trunks, "uac:auth_resends"), 200, "{trunks}");
+    assert_eq!(trunks.matches("FLAGS: AP").count(), 2, "{trunks}");
 }
 
 /// Packaging: a LICENSE matching Cargo.toml's licence field.

@@ -455,6 +455,13 @@ fn shipped_trunks_example_authenticates_and_fails_over() {
     assert!(set.failover);
     assert_eq!(set.failover_codes, [500, 502, 503]);
     assert_eq!(set.failover_timeout, Some(Duration::from_millis(5000)));
+    let probe = set.probe.as_ref().expect("probing");
+    assert_eq!(probe.interval, Duration::from_millis(2000));
+    assert_eq!(probe.timeout, Duration::from_millis(1000));
+    assert_eq!(
+        (probe.thresholds.down_after, probe.thresholds.up_after),
+        (2, 1)
+    );
     let addrs: Vec<String> = set
         .gateways
         .iter()
