@@ -40,6 +40,15 @@ pub struct BenchArgs {
     /// the round's folder (deleted after the run)
     #[arg(long = "config-b", value_name = "PATH")]
     configs_b: Vec<String>,
+    /// The gateways' sipp scenario for the `--config-b` entries, relative to the repository
+    /// (e.g. tests/scenarios/uas_auth.xml, a trunk that challenges every INVITE); the others
+    /// use examples/sipp/uas.xml
+    #[arg(
+        long = "uas-b",
+        value_name = "PATH",
+        default_value = "examples/sipp/uas.xml"
+    )]
+    uas_b: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -73,6 +82,7 @@ impl BenchArgs {
                     steering_off: false,
                     base: None,
                     config: String::new(),
+                    uas: UAS.into(),
                 });
                 continue;
             }
@@ -84,6 +94,7 @@ impl BenchArgs {
                 steering_off: name == "siplb-off",
                 base: None,
                 config: self.config.clone(),
+                uas: UAS.into(),
             });
             for (n, config_b) in self.configs_b.iter().enumerate() {
                 let file = Path::new(config_b)
@@ -96,6 +107,7 @@ impl BenchArgs {
                     steering_off: name == "siplb-off",
                     base: Some(base),
                     config: config_b.clone(),
+                    uas: self.uas_b.clone(),
                 });
             }
             for (n, bin) in self.siplb_bins.iter().enumerate() {
@@ -109,6 +121,7 @@ impl BenchArgs {
                     steering_off: name == "siplb-off",
                     base: Some(base),
                     config: self.config.clone(),
+                    uas: UAS.into(),
                 });
             }
         }
@@ -149,6 +162,8 @@ struct Entry {
     base: Option<usize>,
     /// siplb's configuration, relative to the repository (empty for Kamailio).
     config: String,
+    /// The gateways' sipp scenario, relative to the repository.
+    uas: String,
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR`, or the repository's `target/`.
@@ -161,6 +176,8 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// The address both proxies listen on in turn (loopback only), and their gateways.
 const BENCH_IP: &str = "127.0.50.1";
+/// The gateways' scenario unless `--uas-b` says otherwise.
+const UAS: &str = "examples/sipp/uas.xml";
 
 /// utime + stime in clock ticks of a process and all its descendants.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -503,11 +520,9 @@ fn drive(
         uas.push(
             Command::new("sipp")
                 .current_dir(dir)
-                .args([
-                    "-sf",
-                    &root.join("examples/sipp/uas.xml").display().to_string(),
-                ])
-                .args(["-i", BENCH_IP, "-p", port])
+                .args(["-sf", &root.join(&entry.uas).display().to_string()])
+                // -aa: OPTIONS (a config's gateway probing) get 200.
+                .args(["-i", BENCH_IP, "-p", port, "-aa"])
                 .args(SIPP_BASE_ARGS)
                 .args([
                     "-stf",
