@@ -14,6 +14,7 @@ mod auth;
 mod lifecycle;
 mod requests;
 mod responses;
+mod routing;
 
 use super::clock::{Schedule, Wake, WallClock};
 use super::dialogs::{DialogFilter, DialogInfo, DialogState, DialogTable, info};

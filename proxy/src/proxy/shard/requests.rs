@@ -1,6 +1,6 @@
 //! The request paths of the shard, one per [`Ingress`]: retransmissions of open transactions,
-//! CANCEL, in-dialog requests, new INVITEs (admission, the dialog, the forwarded INVITE) and
-//! the stateless replies.
+//! CANCEL, in-dialog requests, new INVITEs (admission, the dialog, the forwarded INVITE; where
+//! the call goes is `routing.rs`) and the stateless replies.
 
 use super::{ALLOW, Final, Shard};
 use crate::dialog::{Denied, Refusal};
@@ -8,7 +8,6 @@ use crate::proxy::admission::{self, Admitted};
 use crate::proxy::dialogs::{Dialog, DialogState, DialogTimes, EndCause, Leg, Outcome, Side};
 use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, q850_cause};
 use crate::proxy::forward::{self, Forward, did_param, first_contact, record_routes};
-use crate::proxy::gateway::CallKey;
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress::{self, Ingress, Stateless};
 use crate::proxy::originate::{self, local_tag};
@@ -17,7 +16,7 @@ use crate::proxy::target::Target;
 use crate::proxy::txn::{
     self, Cancel, ClientState, Kind, ServerAction, ServerState, Timer, Txn, machine,
 };
-use crate::sip::value::{NameAddr, SipUri};
+use crate::sip::value::NameAddr;
 use crate::sip::{HeaderName, Method, SipMsg, Span};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -111,42 +110,10 @@ impl Shard {
         }
     }
 
-    /// A new INVITE from a gateway: to the customer that owns the number dialed (its account
-    /// is the customer, its limits apply), or `404` for a number nobody owns.
-    fn on_inbound_invite(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        msg: &SipMsg<'_>,
-        key: Vec<u8>,
-        own_route: Option<(usize, Span)>,
-    ) {
-        let buf = msg.buf;
-        let dialed = msg
-            .request_uri()
-            .and_then(|u| SipUri::parse(buf, u).ok())
-            .and_then(|u| u.user)
-            .map_or(&b""[..], |s| s.of(buf));
-        match self.cfg.routing.inbound(dialed, msg.call_id()) {
-            Some((customer, target)) => {
-                self.on_new_invite(now, src, msg, key, customer, own_route, Some(target))
-            }
-            None => {
-                self.key = key;
-                let extra = Extra {
-                    reason: Some("Not Found - Unallocated Number"),
-                    headers: b"Reason: Q.850;cause=1;text=\"Unallocated number\"\r\n",
-                    ..Extra::default()
-                };
-                self.reply_stateless(msg, src, 404, extra)
-            }
-        }
-    }
-
     /// A new INVITE: from a customer to a gateway, or (`inbound`: the customer's target) from
     /// a gateway to a customer.
     #[allow(clippy::too_many_arguments)]
-    fn on_new_invite(
+    pub(super) fn on_new_invite(
         &mut self,
         now: Instant,
         src: SocketAddr,
@@ -304,62 +271,6 @@ impl Shard {
         }
     }
 
-    /// The gateway set a new call from `customer` goes to (its route), the worker's turn for
-    /// that set, and the set's choice of gateway, on which a place is taken (`max_calls`).
-    /// None when there is none: the INVITE is answered here (404 without a route, 503 without
-    /// a gateway with room).
-    fn choose_gateway(
-        &mut self,
-        msg: &SipMsg<'_>,
-        src: SocketAddr,
-        customer: usize,
-    ) -> Option<(usize, u64, usize)> {
-        let buf = msg.buf;
-        let routing = &self.cfg.routing;
-        let name = routing
-            .customers
-            .get(customer)
-            .map_or("", |c| c.name.as_str());
-        let account = admission::account_of(&self.cfg, customer, msg);
-        let user = |uri: Option<Span>| {
-            uri.and_then(|u| SipUri::parse(buf, u).ok())
-                .and_then(|u| u.user)
-                .map_or(&b""[..], |s| s.of(buf))
-        };
-        let dialed = user(msg.request_uri());
-        let Some(set) = routing.gateways.route(name, account, dialed) else {
-            let extra = Extra {
-                reason: Some("No Route"),
-                headers: b"Reason: Q.850;cause=3;text=\"No route to destination\"\r\n",
-                ..Extra::default()
-            };
-            self.reply_stateless(msg, src, 404, extra);
-            return None;
-        };
-        if self.turns.len() <= set {
-            self.turns.resize(set + 1, 0);
-        }
-        let turn = self.turns[set];
-        self.turns[set] += 1;
-        let key = CallKey {
-            call_id: msg.call_id(),
-            from_user: user(msg.from().map(|f| f.uri)),
-            turn,
-        };
-        let gateways = &self.cfg.routing.gateways.sets[set];
-        match gateways.choose_and_take(&key, &[]) {
-            Some(i) => Some((set, turn, i)),
-            None => {
-                let extra = Extra {
-                    reason: Some("Service Unavailable - No Gateway"),
-                    ..Extra::default()
-                };
-                self.reply_stateless(msg, src, 503, extra);
-                None
-            }
-        }
-    }
-
     /// When the record of a dialog not answered yet goes at the latest: its early timeout, the
     /// CANCEL that sends and siplb's own 487 when that gets no answer, then the linger. Its
     /// `default_timeout` counts from the answer, as Kamailio's does.
@@ -486,15 +397,6 @@ impl Shard {
             local: true,
         };
         self.report_txn(now, id, fin);
-    }
-
-    /// The account of a new call of `customer` from `src`: the customer itself for a call
-    /// from a gateway, else by the customer's `account_key`.
-    fn account_of<'m>(&'m self, customer: usize, msg: &SipMsg<'m>, src: SocketAddr) -> &'m [u8] {
-        if self.cfg.routing.gateways.position(src).is_some() {
-            return self.cfg.routing.customers[customer].name.as_bytes();
-        }
-        admission::account_of(&self.cfg, customer, msg)
     }
 
     /// The forwarded copy of request `msg` from `src`, with siplb's Via (`branch`), in a

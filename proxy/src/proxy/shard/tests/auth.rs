@@ -200,3 +200,44 @@ fn failover_after_an_authenticated_attempt_starts_clean_at_the_next_gateway() {
     let ack = h.take_one();
     assert_eq!((ack.dst, ack.cseq()), (next.dst, (1, Method::Ack)));
 }
+
+#[test]
+fn a_reinvite_inside_an_authenticated_dialog_works_from_either_side() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    // From the caller: shifted toward the trunk, its answers and the ACK as the caller wrote.
+    h.caller_sends(&caller_in_dialog("INVITE", &ok, "z9hG4bK-re1", 2).text());
+    let out = h.take();
+    let re = out
+        .iter()
+        .find(|o| o.is_request(Method::Invite))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    assert_eq!((re.dst, re.cseq()), (again.dst, (3, Method::Invite)));
+    let re_ok = h.gateway_answers(re, &response(re, 200, None));
+    assert_eq!(re_ok.cseq(), (2, Method::Invite));
+    h.caller_sends(&caller_in_dialog("ACK", &ok, "z9hG4bK-re1ack", 2).text());
+    assert_eq!(h.take_one().cseq(), (3, Method::Ack));
+    // From the trunk: its own CSeq space, untouched both ways.
+    let mut from_gw = gateway_in_dialog("INVITE", &again, "gw", "z9hG4bK-re2");
+    from_gw.cseq = 7;
+    h.deliver(again.dst, &from_gw.text());
+    let out = h.take();
+    let to_caller = out
+        .iter()
+        .find(|o| o.is_request(Method::Invite))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    assert_eq!(
+        (to_caller.dst, to_caller.cseq()),
+        (caller(), (7, Method::Invite))
+    );
+    h.deliver(caller(), &response(to_caller, 200, None));
+    let back = h
+        .take()
+        .into_iter()
+        .find(|o| o.dst == again.dst)
+        .expect("the 200 to the trunk");
+    assert_eq!(back.cseq(), (7, Method::Invite));
+}

@@ -1,0 +1,116 @@
+//! Where a new call goes: the gateway set its route picks and the set's gateway (outgoing
+//! calls), or the customer that owns the number dialed (calls from trunks), and the account
+//! such a call counts in.
+
+use super::Shard;
+use crate::proxy::admission;
+use crate::proxy::gateway::CallKey;
+use crate::proxy::reply::Extra;
+use crate::sip::value::SipUri;
+use crate::sip::{SipMsg, Span};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+impl Shard {
+    /// A new INVITE from a gateway: to the customer that owns the number dialed (its account
+    /// is the customer, its limits apply), or `404` for a number nobody owns.
+    pub(super) fn on_inbound_invite(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        key: Vec<u8>,
+        own_route: Option<(usize, Span)>,
+    ) {
+        let buf = msg.buf;
+        let dialed = msg
+            .request_uri()
+            .and_then(|u| SipUri::parse(buf, u).ok())
+            .and_then(|u| u.user)
+            .map_or(&b""[..], |s| s.of(buf));
+        match self.cfg.routing.inbound(dialed, msg.call_id()) {
+            Some((customer, target)) => {
+                self.on_new_invite(now, src, msg, key, customer, own_route, Some(target))
+            }
+            None => {
+                self.key = key;
+                let extra = Extra {
+                    reason: Some("Not Found - Unallocated Number"),
+                    headers: b"Reason: Q.850;cause=1;text=\"Unallocated number\"\r\n",
+                    ..Extra::default()
+                };
+                self.reply_stateless(msg, src, 404, extra)
+            }
+        }
+    }
+
+    /// The gateway set a new call from `customer` goes to (its route), the worker's turn for
+    /// that set, and the set's choice of gateway, on which a place is taken (`max_calls`).
+    /// None when there is none: the INVITE is answered here (404 without a route, 503 without
+    /// a gateway with room).
+    pub(super) fn choose_gateway(
+        &mut self,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+    ) -> Option<(usize, u64, usize)> {
+        let buf = msg.buf;
+        let routing = &self.cfg.routing;
+        let name = routing
+            .customers
+            .get(customer)
+            .map_or("", |c| c.name.as_str());
+        let account = admission::account_of(&self.cfg, customer, msg);
+        let user = |uri: Option<Span>| {
+            uri.and_then(|u| SipUri::parse(buf, u).ok())
+                .and_then(|u| u.user)
+                .map_or(&b""[..], |s| s.of(buf))
+        };
+        let dialed = user(msg.request_uri());
+        let Some(set) = routing.gateways.route(name, account, dialed) else {
+            let extra = Extra {
+                reason: Some("No Route"),
+                headers: b"Reason: Q.850;cause=3;text=\"No route to destination\"\r\n",
+                ..Extra::default()
+            };
+            self.reply_stateless(msg, src, 404, extra);
+            return None;
+        };
+        if self.turns.len() <= set {
+            self.turns.resize(set + 1, 0);
+        }
+        let turn = self.turns[set];
+        self.turns[set] += 1;
+        let key = CallKey {
+            call_id: msg.call_id(),
+            from_user: user(msg.from().map(|f| f.uri)),
+            turn,
+        };
+        let gateways = &self.cfg.routing.gateways.sets[set];
+        match gateways.choose_and_take(&key, &[]) {
+            Some(i) => Some((set, turn, i)),
+            None => {
+                let extra = Extra {
+                    reason: Some("Service Unavailable - No Gateway"),
+                    ..Extra::default()
+                };
+                self.reply_stateless(msg, src, 503, extra);
+                None
+            }
+        }
+    }
+
+    /// The account of a new call of `customer` from `src`: the customer itself for a call
+    /// from a gateway, else by the customer's `account_key`.
+    pub(super) fn account_of<'m>(
+        &'m self,
+        customer: usize,
+        msg: &SipMsg<'m>,
+        src: SocketAddr,
+    ) -> &'m [u8] {
+        if self.cfg.routing.gateways.position(src).is_some() {
+            return self.cfg.routing.customers[customer].name.as_bytes();
+        }
+        admission::account_of(&self.cfg, customer, msg)
+    }
+}
