@@ -135,6 +135,7 @@ fn dialog(call: u64) -> Box<DialogRecord> {
             q850_cause: Some(16),
         },
         limit_refused: false,
+        inbound: false,
         answered: true,
         ended_by: Some(EndedBy::Caller),
         operator_cancelled: false,
