@@ -5,7 +5,7 @@
 //! written here over raw UDP where sipp cannot check what a test needs (sipp's `verifyauth`
 //! reads `Authorization` only, never `Proxy-Authorization`, and knows MD5 only).
 //!
-//! Tests take `serial()` and the nets 96–99 and 100–105.
+//! Tests take `serial()` and the nets 96–99 and 100–106.
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -653,6 +653,164 @@ fn cancel_of_an_authenticated_invite_carries_its_branch_and_cseq() {
     // The gateway's 487 was ACKed by siplb (same branch as the resent INVITE).
     let acks = requests(&got, "ACK");
     assert_eq!(acks.len(), 20, "the ACKs of the 407s and of the 487s");
+}
+
+/// An in-dialog request of the raw caller after the 200 `ok` it got: to the gateway's
+/// Contact, along the Record-Route (reversed: one entry here), From and To of the dialog.
+fn caller_in_dialog(ok: &[u8], net: Net, m: &str, cseq: u32, br: &str) -> Vec<u8> {
+    let contact = header(ok, "Contact").expect("Contact");
+    let uri = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut s = format!("{m} {uri} SIP/2.0\r\n");
+    s += &format!(
+        "Via: SIP/2.0/UDP {}:{};branch=z9hG4bK{br}\r\n",
+        net.ip(),
+        net.caller_port()
+    );
+    for rr in header_lines(ok, "Record-Route").iter().rev() {
+        s += &rr.replacen("Record-Route", "Route", 1);
+    }
+    s += &header_lines(ok, "From")[0];
+    s += &header_lines(ok, "To")[0];
+    s += &header_lines(ok, "Call-ID")[0];
+    s += &format!("CSeq: {cseq} {m}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    s.into_bytes()
+}
+
+/// The first message `sock` gets within 5 s that `pred` accepts (others are passed over).
+fn wait_for(sock: &UdpSocket, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 65536];
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && pred(&buf[..n])
+        {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("nothing expected arrived");
+}
+
+/// A re-INVITE inside an authenticated dialog works from either side: the caller's goes to the
+/// trunk shifted (and, challenged again, is answered with credentials and shifted once more),
+/// its 200 comes back with the caller's CSeq; the trunk's own re-INVITE reaches the caller
+/// with the trunk's CSeq, untouched.
+#[test]
+fn a_reinvite_inside_an_authenticated_dialog_works_from_either_side() {
+    let _g = serial();
+    let net = Net::new(106);
+    let sets = format!(
+        "[[gateway_set]]\nname = \"trunk\"\n{}",
+        gw(&net.gw(1), &creds(PASSWORD))
+    );
+    let (_dir, mut siplb) = start("reinvite", &conf(net, "", &sets));
+    let challenge = format!(
+        "Proxy-Authenticate: Digest realm=\"{REALM}\", nonce=\"{NONCE}\", qop=\"auth\", algorithm=MD5\r\n"
+    );
+    let contact = net.gw(1);
+    let gw_addr = net.gw(1);
+    let mut first_invite: Option<Vec<u8>> = None;
+    let gw1 = RawGw::start(&net.gw(1), move |m| match method(m).as_deref() {
+        Some("INVITE") if header(m, "Proxy-Authorization").is_none() => vec![respond(
+            m,
+            407,
+            "Proxy Authentication Required",
+            "gw-1",
+            &challenge,
+        )],
+        Some("INVITE") => {
+            if first_invite.is_none() {
+                first_invite = Some(m.to_vec());
+            }
+            vec![ok_200(m, &contact)]
+        }
+        // The ACK of the caller's re-INVITE: the trunk sends its own re-INVITE (CSeq 10).
+        Some("ACK") if cseq(m).0 >= 4 => {
+            let inv = first_invite.as_ref().expect("the dialog's INVITE");
+            let caller_contact = header(inv, "Contact").unwrap_or_default();
+            let uri = caller_contact
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let mut s = format!("INVITE {uri} SIP/2.0\r\n");
+            s += &format!("Via: SIP/2.0/UDP {gw_addr};branch=z9hG4bKgwre\r\n");
+            for rr in header_lines(inv, "Record-Route") {
+                s += &rr.replacen("Record-Route", "Route", 1);
+            }
+            let to = header_lines(inv, "To")[0]
+                .trim_end()
+                .replacen("To:", "From:", 1);
+            s += &format!("{to};tag=gw-2\r\n");
+            s += &header_lines(inv, "From")[0].replacen("From:", "To:", 1);
+            s += &header_lines(inv, "Call-ID")[0];
+            s += &format!(
+                "CSeq: 10 INVITE\r\nContact: <sip:gw@{gw_addr}>\r\nMax-Forwards: 70\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            vec![s.into_bytes()]
+        }
+        _ => vec![],
+    });
+    let caller = udp(&format!("{}:{}", net.ip(), net.caller_port()));
+    let got = call_raw(&caller, net, "reinv-1", "c1");
+    let ok = got
+        .iter()
+        .find(|m| status_of(m) == Some(200))
+        .expect("the call is answered")
+        .clone();
+    assert_eq!(cseq(&ok), (1, "INVITE".into()));
+    caller
+        .send_to(&caller_in_dialog(&ok, net, "ACK", 1, "a1"), net.siplb())
+        .expect("ACK");
+    // The caller's re-INVITE, CSeq 2.
+    caller
+        .send_to(&caller_in_dialog(&ok, net, "INVITE", 2, "r1"), net.siplb())
+        .expect("re-INVITE");
+    let re_ok = wait_for(&caller, |m| {
+        status_of(m) == Some(200) && cseq(m).1 == "INVITE" && cseq(m).0 == 2
+    });
+    caller
+        .send_to(&caller_in_dialog(&re_ok, net, "ACK", 2, "a2"), net.siplb())
+        .expect("ACK of the re-INVITE");
+    // The trunk's re-INVITE reaches the caller with the trunk's CSeq.
+    let from_trunk = wait_for(&caller, |m| method(m).as_deref() == Some("INVITE"));
+    assert_eq!(cseq(&from_trunk), (10, "INVITE".into()));
+    caller
+        .send_to(&respond(&from_trunk, 200, "OK", "x", ""), net.siplb())
+        .expect("200 to the trunk");
+    std::thread::sleep(Duration::from_millis(500));
+    let at_gw = gw1.finish();
+    siplb.assert_alive();
+    let invites: Vec<(u32, bool)> = requests(&at_gw, "INVITE")
+        .iter()
+        .map(|m| (cseq(m).0, header(m, "Proxy-Authorization").is_some()))
+        .collect();
+    // 1 challenged, 2 with credentials; the caller's re-INVITE (2) as 3, challenged, as 4.
+    assert_eq!(
+        invites,
+        [(1, false), (2, true), (3, false), (4, true)],
+        "{invites:?}"
+    );
+    let acks: Vec<u32> = requests(&at_gw, "ACK").iter().map(|m| cseq(m).0).collect();
+    assert!(
+        acks.contains(&2) && acks.contains(&4),
+        "the caller's ACKs shifted: {acks:?}"
+    );
+    let back = at_gw
+        .iter()
+        .find(|m| status_of(m) == Some(200) && cseq(m) == (10, "INVITE".into()));
+    assert!(
+        back.is_some(),
+        "the caller's 200 reached the trunk with CSeq 10"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
