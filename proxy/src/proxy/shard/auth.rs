@@ -11,7 +11,7 @@ use crate::proxy::auth::{self, Challenge};
 use crate::proxy::forward::Forward;
 use crate::proxy::ids::TxnId;
 use crate::proxy::ingress;
-use crate::proxy::txn::{self, Kind, machine};
+use crate::proxy::txn::{Kind, machine};
 use crate::sip::SipMsg;
 use std::time::Instant;
 
@@ -94,25 +94,15 @@ impl Shard {
         let initial = dialog
             .and_then(|d| self.dialogs.get(d))
             .is_some_and(|d| d.invite == Some(id));
-        let attempt = match self.txns.get_mut(id) {
-            Some(t) => {
-                t.attempts += 1;
-                t.attempts
-            }
-            None => return false,
-        };
-        let mut branch = Vec::with_capacity(48);
-        self.branches.forwarded(&msg, attempt, &mut branch);
         let fwd = Forward {
             record_route: if initial { dialog } else { None },
             strip_route: ingress::own_route(&msg, self.cfg.local),
             cseq: Some(msg.cseq.wrapping_add(shift)),
             headers: header.as_bytes(),
         };
-        let out = self.forwarded_copy(&msg, upstream.addr, &branch, fwd);
-        let mut ck = Vec::new();
-        txn::client_key(&branch, false, &mut ck);
-        self.txns.set_client_key(id, ck.into());
+        let Some(out) = self.next_attempt(id, &msg, upstream.addr, fwd) else {
+            return false;
+        };
         if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d)) {
             d.cseq_shift = d.cseq_shift.max(shift);
         }

@@ -334,15 +334,6 @@ impl Shard {
             }
             return false;
         };
-        let attempt = match self.txns.get_mut(id) {
-            Some(t) => {
-                t.attempts += 1;
-                t.attempts
-            }
-            None => return false,
-        };
-        let mut branch = Vec::with_capacity(48);
-        self.branches.forwarded(&msg, attempt, &mut branch);
         // A new gateway starts clean: the caller's CSeq, no credentials.
         let fwd = Forward {
             record_route: Some(did),
@@ -352,10 +343,9 @@ impl Shard {
         if let Some(d) = self.dialogs.get_mut(did) {
             d.cseq_shift = 0;
         }
-        let out = self.forwarded_copy(&msg, upstream.addr, &branch, fwd);
-        let mut ck = Vec::new();
-        txn::client_key(&branch, false, &mut ck);
-        self.txns.set_client_key(id, ck.into());
+        let Some(out) = self.next_attempt(id, &msg, upstream.addr, fwd) else {
+            return false;
+        };
         let timer_b = self.attempt_timeout(did);
         let timers = self.cfg.timers;
         let t = self.txns.get_mut(id).expect("looked up above");
@@ -372,6 +362,28 @@ impl Shard {
         self.out.send(gateway, out);
         self.reschedule(id);
         true
+    }
+
+    /// Request `msg` (as received) of transaction `id` forwarded afresh as its next attempt
+    /// (failover, authentication): a new branch numbered by the attempt, the transaction's new
+    /// client key; the copy to send.
+    pub(super) fn next_attempt(
+        &mut self,
+        id: TxnId,
+        msg: &SipMsg<'_>,
+        upstream: SocketAddr,
+        fwd: Forward<'_>,
+    ) -> Option<Vec<u8>> {
+        let t = self.txns.get_mut(id)?;
+        t.attempts += 1;
+        let attempt = t.attempts;
+        let mut branch = Vec::with_capacity(48);
+        self.branches.forwarded(msg, attempt, &mut branch);
+        let out = self.forwarded_copy(msg, upstream, &branch, fwd);
+        let mut ck = Vec::new();
+        txn::client_key(&branch, false, &mut ck);
+        self.txns.set_client_key(id, ck.into());
+        Some(out)
     }
 
     /// Timer B of the next attempt of dialog `did`'s INVITE: the set's failover timeout while
