@@ -12,7 +12,7 @@ use crate::proxy::dialogs::{Dialog, DialogState};
 use crate::proxy::event::{q850_cause, reason_of};
 use crate::proxy::forward::Forward;
 use crate::proxy::forward::{self, first_contact, record_routes};
-use crate::proxy::gateway::CallKey;
+use crate::proxy::gateway::{Algorithm, CallKey};
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress;
 use crate::proxy::originate::{self, local_tag};
@@ -273,32 +273,39 @@ impl Shard {
         }
     }
 
-    /// The gateway a call would go to next: its set's choice among the gateways it has not
-    /// tried that have room.
-    fn next_gateway(&self, d: &Dialog) -> Option<Target> {
+    /// The next gateway of dialog `d`'s set (its index): the set's choice among the gateways
+    /// it has not tried that have room; with `take`, a place is taken on it. The From user is
+    /// read only when the set's choice depends on it.
+    fn choose_next(&self, d: &Dialog, take: bool) -> Option<usize> {
         let set = self.cfg.routing.gateways.set(d.set.into())?;
-        let from_user = d.from_user();
+        let from_user = match set.algorithm {
+            Algorithm::FromUserHash => d.from_user(),
+            _ => Vec::new(),
+        };
         let key = CallKey {
             call_id: &d.call_id,
             from_user: &from_user,
             turn: d.turn,
         };
-        set.choose(&key, &d.tried, |i| set.gateways[i].usable())
-            .map(|i| set.gateways[i].target)
+        if take {
+            set.choose_and_take(&key, &d.tried)
+        } else {
+            set.choose(&key, &d.tried, |i| set.gateways[i].usable())
+        }
+    }
+
+    /// The gateway a call would go to next (nothing is taken).
+    fn next_gateway(&self, d: &Dialog) -> Option<Target> {
+        let i = self.choose_next(d, false)?;
+        Some(self.cfg.routing.gateways.sets[usize::from(d.set)].gateways[i].target)
     }
 
     /// Moves dialog `did` to the next gateway of its set: its place on the one it leaves is
     /// given back, one on the next is taken. The next gateway, none when none is left.
     fn move_to_next_gateway(&mut self, did: DialogId) -> Option<Target> {
         let d = self.dialogs.get(did)?;
-        let set = self.cfg.routing.gateways.set(d.set.into())?;
-        let from_user = d.from_user();
-        let key = CallKey {
-            call_id: &d.call_id,
-            from_user: &from_user,
-            turn: d.turn,
-        };
-        let i = set.choose_and_take(&key, &d.tried)?;
+        let i = self.choose_next(d, true)?;
+        let set = &self.cfg.routing.gateways.sets[usize::from(d.set)];
         let (target, load) = (set.gateways[i].target, set.gateways[i].state.clone());
         let d = self.dialogs.get_mut(did)?;
         if let Some(old) = d.load.replace(load) {

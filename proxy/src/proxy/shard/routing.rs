@@ -4,7 +4,7 @@
 
 use super::Shard;
 use crate::proxy::admission;
-use crate::proxy::gateway::CallKey;
+use crate::proxy::gateway::{Algorithm, CallKey};
 use crate::proxy::reply::Extra;
 use crate::sip::value::SipUri;
 use crate::sip::{SipMsg, Span};
@@ -81,12 +81,16 @@ impl Shard {
         }
         let turn = self.turns[set];
         self.turns[set] += 1;
+        let gateways = &self.cfg.routing.gateways.sets[set];
         let key = CallKey {
             call_id: msg.call_id(),
-            from_user: user(msg.from().map(|f| f.uri)),
+            // Parsed only when the choice depends on it.
+            from_user: match gateways.algorithm {
+                Algorithm::FromUserHash => user(msg.from().map(|f| f.uri)),
+                _ => b"",
+            },
             turn,
         };
-        let gateways = &self.cfg.routing.gateways.sets[set];
         match gateways.choose_and_take(&key, &[]) {
             Some(i) => Some((set, turn, i)),
             None => {
