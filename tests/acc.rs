@@ -754,7 +754,11 @@ fn a_full_disk_refuses_new_calls_and_loses_no_record_of_an_accepted_one() {
     let dir = TempDir::new("acc-full");
     let acc = dir.0.join("acc");
     let cfg = acc_config(net, &acc, |s| {
-        s.replace("sinks = [\"files\"]", "sinks = [\"files\"]\nqueue = 4")
+        // The commit journal, written in full at start, takes 16 KiB of the 64.
+        s.replace(
+            "sinks = [\"files\"]",
+            "sinks = [\"files\"]\nqueue = 4\njournal_kib = 16",
+        )
     });
     assert!(cfg.contains("queue = 4"));
     let mount = Tmpfs::mount(&acc, "64k");

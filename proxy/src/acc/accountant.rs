@@ -176,6 +176,7 @@ mod tests {
             },
             sync_interval: Duration::from_millis(10),
             sync_mode: Default::default(),
+            journal_bytes: 1 << 20,
             rotation: Rotation {
                 max_bytes: 0,
                 max_age_s: 0,

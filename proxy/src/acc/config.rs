@@ -77,6 +77,8 @@ pub struct AccConfig {
     /// The group commit: how often the writer syncs what it wrote, and how.
     pub sync_interval: Duration,
     pub sync_mode: SyncMode,
+    /// The commit journal's size (`sync_mode` journal).
+    pub journal_bytes: u64,
     pub rotation: Rotation,
     /// Records a worker's queue holds.
     pub queue: usize,
@@ -86,6 +88,8 @@ pub struct AccConfig {
 
 pub const DEFAULT_QUEUE: usize = 65_536;
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
+/// 16 MiB: at 2,000 calls/s with CSV and JSON lines, a checkpoint every few seconds.
+pub const DEFAULT_JOURNAL_KIB: u64 = 16 << 10;
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 1024;
 
 impl AccConfig {

@@ -13,7 +13,7 @@ pub fn csv_header(columns: &[&str], out: &mut String) {
 }
 
 fn csv_text(s: &str, out: &mut String) {
-    if s.contains([',', '"', '\r', '\n']) {
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
         out.push('"');
         for c in s.chars() {
             if c == '"' {

@@ -6,6 +6,7 @@
 //! and none is written twice. It runs on the writer thread, never on a worker.
 
 use super::encode::{csv_header, csv_line, json_line};
+use super::journal::Journal;
 use super::record::Record;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -23,8 +24,11 @@ pub struct Formats {
 /// How the group commit makes records durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {
-    /// `fdatasync` of each file written since the last commit (POSIX; a device flush each).
+    /// The round's writes appended to `commit.journal` and one `fdatasync` of it; the files
+    /// themselves are synced at checkpoints ([`super::journal`]).
     #[default]
+    Journal,
+    /// `fdatasync` of each file written since the last commit (POSIX; a device flush each).
     File,
     /// One `syncfs` of the folder's filesystem: a single journal commit and device flush per
     /// round, but it also writes out whatever else is pending on that filesystem (for a
@@ -45,6 +49,7 @@ struct Open {
     path: PathBuf,
     bytes: u64,
     opened_ms: u64,
+    /// Written since its last `fdatasync` (with the journal: since the last checkpoint).
     dirty: bool,
 }
 
@@ -58,6 +63,10 @@ pub struct FileSink {
     sync_mode: SyncMode,
     /// The folder, open, for `syncfs`.
     dir_file: Option<File>,
+    journal: Option<Journal>,
+    /// Each file's text of the batch being written, kept between batches so that a steady
+    /// stream of batches allocates nothing.
+    buffers: Vec<((String, &'static str), String)>,
 }
 
 const CSV: &str = "csv";
@@ -75,13 +84,30 @@ impl FileSink {
             torn_lines: 0,
             sync_mode: SyncMode::File,
             dir_file: None,
+            journal: None,
+            buffers: Vec::new(),
         })
     }
 
     /// Commits with `mode` from now on.
-    pub fn with_sync(mut self, mode: SyncMode) -> io::Result<FileSink> {
-        if mode == SyncMode::Filesystem {
-            self.dir_file = Some(File::open(&self.dir)?);
+    /// With the journal, what the last process committed and a crash lost is put back
+    /// into its files first.
+    pub fn with_sync(mut self, mode: SyncMode, journal_bytes: u64) -> io::Result<FileSink> {
+        match mode {
+            SyncMode::Filesystem => self.dir_file = Some(File::open(&self.dir)?),
+            SyncMode::Journal => {
+                let (journal, replayed) = Journal::open(&self.dir, journal_bytes)?;
+                if replayed.entries > 0 {
+                    tracing::warn!(
+                        "{}: {} writes of the last run that had not reached the disk were                          put back from {}",
+                        self.dir.display(),
+                        replayed.entries,
+                        super::journal::NAME
+                    );
+                }
+                self.journal = Some(journal);
+            }
+            SyncMode::File => {}
         }
         self.sync_mode = mode;
         Ok(self)
@@ -116,7 +142,10 @@ impl FileSink {
     /// write fails, what this batch wrote to any file is cut off again, so a retry writes no
     /// record twice.
     pub fn write_batch(&mut self, records: &[Record], now_ms: u64) -> io::Result<()> {
-        let mut buffers: Vec<((String, &'static str), String)> = Vec::new();
+        let mut buffers = std::mem::take(&mut self.buffers);
+        for (_, text) in &mut buffers {
+            text.clear();
+        }
         for r in records {
             if self.formats.csv {
                 csv_line(r, buffer(&mut buffers, &r.table, CSV));
@@ -127,8 +156,9 @@ impl FileSink {
         }
         // (file, its length before this batch), to undo a partial batch.
         let mut done: Vec<((String, &'static str), u64)> = Vec::new();
+        let mark = self.journal.as_ref().map(Journal::mark);
         let mut result = Ok(());
-        for ((table, ext), text) in &buffers {
+        for ((table, ext), text) in buffers.iter().filter(|(_, text)| !text.is_empty()) {
             let columns = records
                 .iter()
                 .find(|r| r.table == *table)
@@ -144,7 +174,7 @@ impl FileSink {
                     match f.file.write_all(text.as_bytes()) {
                         Ok(()) => {
                             f.bytes += text.len() as u64;
-                            Ok(())
+                            Ok(before)
                         }
                         Err(e) => Err(io::Error::new(
                             e.kind(),
@@ -152,12 +182,22 @@ impl FileSink {
                         )),
                     }
                 });
-            if let Err(e) = r {
-                result = Err(e);
-                break;
+            match r {
+                Ok(before) => {
+                    if let Some(j) = &mut self.journal {
+                        j.add(&format!("{table}.{ext}"), before, text.as_bytes());
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
         if result.is_err() {
+            if let (Some(j), Some(mark)) = (self.journal.as_mut(), mark) {
+                j.rollback(mark);
+            }
             for (key, before) in done {
                 if let Some(f) = self.open.get_mut(&key) {
                     let _ = f.file.set_len(before);
@@ -165,11 +205,37 @@ impl FileSink {
                 }
             }
         }
+        // A table that has gone quiet gives its buffer back.
+        buffers.retain(|(_, text)| !text.is_empty());
+        self.buffers = buffers;
         result
     }
 
-    /// `fdatasync` of every file written since the last sync.
+    /// Makes every write so far durable: the journal's commit (or a checkpoint when it is
+    /// full), one `syncfs`, or `fdatasync` of every file written since the last sync.
     pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(j) = &mut self.journal {
+            if !j.has_pending() {
+                return Ok(());
+            }
+            if !j.needs_checkpoint() {
+                return j.commit();
+            }
+            return self.checkpoint();
+        }
+        self.sync_files()
+    }
+
+    /// With the journal: every file synced, then the journal started over.
+    pub fn checkpoint(&mut self) -> io::Result<()> {
+        self.sync_files()?;
+        if let Some(j) = &mut self.journal {
+            j.restart()?;
+        }
+        Ok(())
+    }
+
+    fn sync_files(&mut self) -> io::Result<()> {
         if let (SyncMode::Filesystem, Some(dir)) = (self.sync_mode, &self.dir_file) {
             if !self.open.values().any(|f| f.dirty) {
                 return Ok(());
@@ -233,6 +299,12 @@ impl FileSink {
                 csv_header(columns, &mut header);
                 file.write_all(header.as_bytes())?;
                 bytes = header.len() as u64;
+                if let (Some(j), Some(name)) = (
+                    self.journal.as_mut(),
+                    path.file_name().and_then(|n| n.to_str()),
+                ) {
+                    j.add(name, 0, header.as_bytes());
+                }
             }
             self.open.insert(
                 key.clone(),
@@ -259,6 +331,10 @@ impl FileSink {
         let old = r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
         if !(big || old) {
             return Ok(());
+        }
+        if self.journal.is_some() {
+            // The journal's entries name the file, not its inode: none may outlive it.
+            self.checkpoint()?;
         }
         let f = self.open.remove(&key).expect("looked up above");
         f.file.sync_data()?;
@@ -401,6 +477,52 @@ mod tests {
         let csv = std::fs::read_to_string(d.join("acc.csv")).unwrap();
         assert_eq!(csv.lines().filter(|l| l.starts_with("node,id")).count(), 1);
         assert_eq!(csv.lines().count(), 4);
+    }
+
+    #[test]
+    fn with_the_journal_a_lost_tail_comes_back_and_a_rotated_file_gets_nothing_old() {
+        let d = dir("journal");
+        let journal = |d: &Path, rotation| {
+            FileSink::new(d, BOTH, rotation)
+                .unwrap()
+                .with_sync(SyncMode::Journal, 64 << 10)
+                .unwrap()
+        };
+        let mut sink = journal(&d, NEVER);
+        sink.write_batch(&[record("acc", 1)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_batch(&[record("acc", 2), record("cdrs", 3)], 0)
+            .unwrap();
+        sink.sync().unwrap();
+        let whole = std::fs::read(d.join("acc.csv")).unwrap();
+        // A power cut: what only the journal had reached the disk of is gone.
+        drop(sink);
+        std::fs::write(d.join("acc.csv"), &whole[..whole.len() - 20]).unwrap();
+        std::fs::remove_file(d.join("cdrs.jsonl")).unwrap();
+        let mut sink = journal(&d, NEVER);
+        assert_eq!(std::fs::read(d.join("acc.csv")).unwrap(), whole);
+        assert!(!d.join("cdrs.jsonl").exists(), "a gone file is not made up");
+        assert_eq!(sink.recover().unwrap(), 0);
+        // Rotation checkpoints first: after it, a crash puts nothing into the new acc.csv.
+        sink.rotation = Rotation {
+            max_bytes: 1,
+            max_age_s: 0,
+        };
+        sink.write_batch(&[record("acc", 4)], 1_000).unwrap();
+        sink.write_batch(&[record("acc", 5)], 1_000).unwrap();
+        sink.sync().unwrap();
+        let rotated: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("acc-"))
+            .collect();
+        assert_eq!(rotated.len(), 2, "acc.csv and acc.jsonl rotated");
+        let new = std::fs::read_to_string(d.join("acc.csv")).unwrap();
+        drop(sink);
+        let _sink = journal(&d, NEVER);
+        assert_eq!(std::fs::read_to_string(d.join("acc.csv")).unwrap(), new);
+        assert_eq!(new.lines().count(), 2, "{new}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -33,6 +33,13 @@ impl Sink for FileSink {
     fn sync(&mut self) -> io::Result<()> {
         FileSink::sync(self)
     }
+
+    /// A clean stop leaves the journal with nothing to replay.
+    fn finish(&mut self, _deadline: std::time::Instant) {
+        if let Err(e) = self.checkpoint() {
+            tracing::error!("acc: the last checkpoint of the files failed: {e}");
+        }
+    }
 }
 
 /// A log line per record through `tracing` (target `siplb::acc`), Kamailio's `acc` to

@@ -45,7 +45,30 @@ fn digits(out: &mut String, n: u64, width: usize) {
 /// Appends unix ms as RFC 3339 UTC with milliseconds (no allocation: the hot path of the
 /// writer).
 pub fn write_rfc3339_ms(unix_ms: u64, out: &mut String) {
-    let secs = (unix_ms / 1000) as i64;
+    let secs = unix_ms / 1000;
+    // The records of a batch share their second: its date and time are worked out once.
+    LAST_SECOND.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != Some(secs) || last.1.is_empty() {
+            last.1.clear();
+            write_second(secs as i64, &mut last.1);
+            last.0 = Some(secs);
+        }
+        out.push_str(&last.1);
+    });
+    out.push('.');
+    digits(out, unix_ms % 1000, 3);
+    out.push('Z');
+}
+
+thread_local! {
+    /// The last second written, and its text (`2026-12-01T11:49:44`).
+    static LAST_SECOND: std::cell::RefCell<(Option<u64>, String)> =
+        const { std::cell::RefCell::new((None, String::new())) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds.
+fn write_second(secs: i64, out: &mut String) {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil(days);
     if (0..=9999).contains(&y) {
@@ -64,9 +87,6 @@ pub fn write_rfc3339_ms(unix_ms: u64, out: &mut String) {
     digits(out, rem / 60 % 60, 2);
     out.push(':');
     digits(out, rem % 60, 2);
-    out.push('.');
-    digits(out, unix_ms % 1000, 3);
-    out.push('Z');
 }
 
 /// Milliseconds as decimal seconds with milliseconds (`61237` → `61.237`).

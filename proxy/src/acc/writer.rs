@@ -42,8 +42,8 @@ pub fn file_and_log_sinks(cfg: &AccConfig, plane: &AccPlane) -> io::Result<Vec<B
         sinks.push(Box::new(LogSink));
     }
     if cfg.sinks.files {
-        let mut files =
-            FileSink::new(&cfg.dir, cfg.formats, cfg.rotation)?.with_sync(cfg.sync_mode)?;
+        let mut files = FileSink::new(&cfg.dir, cfg.formats, cfg.rotation)?
+            .with_sync(cfg.sync_mode, cfg.journal_bytes)?;
         let torn = files.recover()?;
         plane.torn_lines.add(torn);
         sinks.push(Box::new(files));
@@ -93,6 +93,21 @@ struct Writer {
     next_queue: usize,
 }
 
+/// Marks the calling thread as batch work for the scheduler: when its disk waits end, it
+/// does not preempt a worker on that core but runs when the worker next waits. The group
+/// commit is not latency-bound below its interval, and every preemption costs a worker a
+/// context switch (measured in docs/BENCHMARKS.md, "Accounting").
+fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param; 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        tracing::debug!(
+            "acc: writer stays at normal scheduling: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -101,6 +116,7 @@ fn unix_ms() -> u64 {
 
 impl Writer {
     fn run(&mut self) {
+        batch_scheduling();
         loop {
             // Read before draining: once set, the workers have stopped adding.
             let stopping = self.plane.stop.load(Ordering::Acquire);
@@ -321,6 +337,7 @@ mod tests {
             },
             sync_interval: Duration::from_millis(10),
             sync_mode: Default::default(),
+            journal_bytes: 1 << 20,
             rotation: Rotation {
                 max_bytes: 0,
                 max_age_s: 0,

@@ -3,8 +3,8 @@
 
 use super::{ConfigError, Invalid};
 use crate::acc::config::{
-    AccConfig, AccRule, DEFAULT_QUEUE, DEFAULT_SPOOL_MAX_MB, DEFAULT_SYNC_INTERVAL_MS, Methods,
-    Sinks, host_name,
+    AccConfig, AccRule, DEFAULT_JOURNAL_KIB, DEFAULT_QUEUE, DEFAULT_SPOOL_MAX_MB,
+    DEFAULT_SYNC_INTERVAL_MS, Methods, Sinks, host_name,
 };
 use crate::acc::files::{Formats, Rotation, SyncMode};
 use crate::sip::Method;
@@ -30,8 +30,11 @@ pub struct AccFile {
     pub formats: Spanned<Vec<Spanned<String>>>,
     pub dir: String,
     pub sync_interval_ms: Spanned<u64>,
-    /// `file` (fdatasync each file) or `filesystem` (one syncfs).
+    /// `journal` (one synced journal per commit), `file` (fdatasync each file) or
+    /// `filesystem` (one syncfs).
     pub sync: Spanned<String>,
+    /// The commit journal's size with `sync = "journal"`.
+    pub journal_kib: Spanned<u64>,
     pub rotate_bytes: u64,
     pub rotate_interval_s: u64,
     pub queue: Spanned<usize>,
@@ -57,7 +60,8 @@ impl Default for AccFile {
             formats: list(&["csv", "jsonl"]),
             dir: "acc".into(),
             sync_interval_ms: Spanned::new(0..0, DEFAULT_SYNC_INTERVAL_MS),
-            sync: Spanned::new(0..0, "file".into()),
+            sync: Spanned::new(0..0, "journal".into()),
+            journal_kib: Spanned::new(0..0, DEFAULT_JOURNAL_KIB),
             rotate_bytes: 0,
             rotate_interval_s: 0,
             queue: Spanned::new(0..0, DEFAULT_QUEUE),
@@ -285,16 +289,25 @@ pub(super) fn acc(
         ));
     }
     let sync_mode = match f.sync.get_ref().as_str() {
+        "journal" => SyncMode::Journal,
         "file" => SyncMode::File,
         "filesystem" => SyncMode::Filesystem,
         other => {
             return Err(invalid(
                 f.sync.span(),
                 "acc.sync",
-                format!("`{other}` is not one of file, filesystem"),
+                format!("`{other}` is not one of journal, file, filesystem"),
             ));
         }
     };
+    let journal_kib = *f.journal_kib.get_ref();
+    if !(4..=4 << 20).contains(&journal_kib) {
+        return Err(invalid(
+            f.journal_kib.span(),
+            "acc.journal_kib",
+            "must be from 4 to 4194304 (4 GiB)".into(),
+        ));
+    }
     if *f.queue.get_ref() < 2 {
         return Err(invalid(
             f.queue.span(),
@@ -323,6 +336,7 @@ pub(super) fn acc(
             formats,
             sync_interval: Duration::from_millis(sync),
             sync_mode,
+            journal_bytes: journal_kib << 10,
             rotation: Rotation {
                 max_bytes: f.rotate_bytes,
                 max_age_s: f.rotate_interval_s,
@@ -367,5 +381,29 @@ sinks = ["files", "postgres"]
         );
         let e = parse("host='unterminated").unwrap_err().to_string();
         assert!(e.contains("`acc.postgres`"), "{e}");
+    }
+
+    #[test]
+    fn the_journal_is_the_default_commit_and_its_size_is_checked() {
+        let parse = |extra: &str| {
+            let src = MIN.replace(r#"["files", "postgres"]"#, r#"["files"]"#) + extra;
+            Config::parse(Path::new("/etc/siplb/t.toml"), &src)
+        };
+        let c = parse("").unwrap().acc.unwrap();
+        assert_eq!(c.sync_mode, crate::acc::files::SyncMode::Journal);
+        assert_eq!(c.journal_bytes, 16 << 20);
+        let c = parse("sync = \"file\"\njournal_kib = 64\n")
+            .unwrap()
+            .acc
+            .unwrap();
+        assert_eq!(c.sync_mode, crate::acc::files::SyncMode::File);
+        assert_eq!(c.journal_bytes, 64 << 10);
+        let e = parse("journal_kib = 1\n").unwrap_err().to_string();
+        assert!(
+            e.contains("`acc.journal_kib`") && e.contains("t.toml:"),
+            "{e}"
+        );
+        let e = parse("sync = \"never\"\n").unwrap_err().to_string();
+        assert!(e.contains("`acc.sync`") && e.contains("journal"), "{e}");
     }
 }

@@ -1,0 +1,405 @@
+//! The commit journal of the file sink (`acc.sync = "journal"`, the default): one preallocated
+//! file, `<dir>/commit.journal`, that every group commit appends the round's writes to (which
+//! file, at which offset, which bytes) and syncs with a single `fdatasync`. Because the journal
+//! is written over in place and never changes size, that sync writes its data and flushes the
+//! device once, where syncing each record file also writes its inode and block bitmaps (three
+//! waits per file on ext4, measured in docs/BENCHMARKS.md, "Accounting"). The record files themselves are written as before and reach the
+//! disk through the kernel's writeback; they are synced at a checkpoint: when the journal is
+//! full, before a file is rotated, and as siplb stops.
+//!
+//! After a crash, [`Journal::open`] writes every entry of the last checkpoint's generation
+//! back at its offset (rewriting bytes a file already has, or restoring a tail the crash lost),
+//! syncs those files, and starts a new generation. An entry is a header (magic, generation,
+//! lengths, offset, CRC-32 of the rest) followed by the file name and the bytes; the scan
+//! stops at the first entry that is not whole or belongs to an older generation.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The journal's name in the records' folder.
+pub const NAME: &str = "commit.journal";
+
+const MAGIC: u32 = 0x5349_4a31;
+/// magic u32, generation u64, name length u16, data length u32, offset u64, crc u32.
+const HEADER: usize = 4 + 8 + 2 + 4 + 8 + 4;
+
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    size: u64,
+    generation: u64,
+    /// Where the next commit goes.
+    cursor: u64,
+    /// The entries of the round being built.
+    pending: Vec<u8>,
+}
+
+/// What [`Journal::open`] found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Entries written back into their files.
+    pub entries: u64,
+    /// Entries whose file is gone or shorter than the entry's offset (moved away by hand):
+    /// skipped, with a warning.
+    pub skipped: u64,
+}
+
+impl Journal {
+    /// Opens (or makes, `size` bytes of zeros, written once so that later overwrites change
+    /// no metadata) the journal in `dir` and replays what the last process committed since
+    /// its last checkpoint. A round that does not fit in what is left of the journal is made
+    /// durable by a checkpoint instead.
+    pub fn open(dir: &Path, size: u64) -> io::Result<(Journal, Replayed)> {
+        let path = dir.join(NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let len = file.metadata()?.len();
+        if len < size {
+            // Written, not just allocated: a later overwrite then changes no metadata.
+            let zeros = vec![0u8; (1 << 20).min(size as usize)];
+            let mut at = len;
+            while at < size {
+                let n = (size - at).min(zeros.len() as u64) as usize;
+                file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            file.sync_all()?;
+        }
+        let size = size.max(len);
+        let mut j = Journal {
+            dir: dir.into(),
+            file,
+            size,
+            generation: 0,
+            cursor: 0,
+            pending: Vec::new(),
+        };
+        let replayed = j.replay()?;
+        Ok((j, replayed))
+    }
+
+    /// Notes that `data` was written to `name` (a file of the folder) at `offset`; it is
+    /// committed by the next [`Journal::commit`].
+    pub fn add(&mut self, name: &str, offset: u64, data: &[u8]) {
+        let name = name.as_bytes();
+        let start = self.pending.len();
+        self.pending.extend_from_slice(&MAGIC.to_le_bytes());
+        self.pending
+            .extend_from_slice(&self.generation.to_le_bytes());
+        self.pending
+            .extend_from_slice(&(name.len() as u16).to_le_bytes());
+        self.pending
+            .extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.pending.extend_from_slice(&offset.to_le_bytes());
+        self.pending.extend_from_slice(&[0; 4]);
+        self.pending.extend_from_slice(name);
+        self.pending.extend_from_slice(data);
+        let crc = entry_crc(&self.pending[start..]);
+        let at = start + HEADER - 4;
+        self.pending[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Whether a round is waiting to be committed.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Whether the pending round no longer fits after the cursor: the caller checkpoints
+    /// instead of committing (syncs every file it wrote and calls [`Journal::restart`]).
+    pub fn needs_checkpoint(&self) -> bool {
+        self.cursor + self.pending.len() as u64 > self.size
+    }
+
+    /// Where the pending round stands, for [`Journal::rollback`].
+    pub fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets what was added since `mark` (writes that were cut off again).
+    pub fn rollback(&mut self, mark: usize) {
+        self.pending.truncate(mark);
+    }
+
+    /// Writes the pending round after the last and syncs the journal: the group commit.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        debug_assert!(!self.needs_checkpoint());
+        self.file.write_all_at(&self.pending, self.cursor)?;
+        self.file.sync_data()?;
+        self.cursor += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// After the caller synced every file written so far (the pending round with them): a
+    /// new generation from the start, marked at once so that a crash before the next commit
+    /// replays nothing older (a file since rotated must not get its predecessor's bytes).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.pending.clear();
+        self.generation += 1;
+        // The marker: an empty entry of the new generation.
+        self.add("", 0, &[]);
+        self.file.write_all_at(&self.pending, 0)?;
+        self.file.sync_data()?;
+        self.cursor = self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes back what the journal holds of the last generation, then starts a new one.
+    fn replay(&mut self) -> io::Result<Replayed> {
+        let mut done = Replayed::default();
+        let mut at = 0u64;
+        let mut generation = None;
+        let mut touched: Vec<File> = Vec::new();
+        let mut header = [0u8; HEADER];
+        loop {
+            if at + HEADER as u64 > self.size {
+                break;
+            }
+            self.file.read_exact_at(&mut header, at)?;
+            let Some((generation_here, name_len, data_len, _)) = parse_header(&header) else {
+                break;
+            };
+            if generation.is_some_and(|g| g != generation_here) {
+                break;
+            }
+            let len = HEADER as u64 + name_len as u64 + data_len as u64;
+            if at + len > self.size {
+                break;
+            }
+            let mut entry = vec![0u8; len as usize];
+            self.file.read_exact_at(&mut entry, at)?;
+            let Some((e, _)) = parse(&entry) else {
+                break;
+            };
+            generation = Some(generation_here);
+            at += len;
+            if e.name.is_empty() {
+                continue;
+            }
+            let name = String::from_utf8_lossy(e.name).into_owned();
+            match self.write_back(&name, e.offset, e.data)? {
+                Some(f) => {
+                    done.entries += 1;
+                    touched.push(f);
+                }
+                None => done.skipped += 1,
+            }
+        }
+        for f in &touched {
+            f.sync_data()?;
+        }
+        self.generation = generation.unwrap_or(0);
+        self.restart()?;
+        Ok(done)
+    }
+
+    /// Writes `data` back into `name` at `offset`, unless the file is gone or shorter than
+    /// `offset` (then the bytes before it are not there to extend).
+    fn write_back(&self, name: &str, offset: u64, data: &[u8]) -> io::Result<Option<File>> {
+        // Only plain names of the folder: a damaged entry cannot point elsewhere.
+        if name.contains('/') || name.starts_with('.') {
+            return Ok(None);
+        }
+        let path = self.dir.join(name);
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    "{}: gone; {} bytes of its last records are not put back",
+                    path.display(),
+                    data.len()
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        };
+        if file.metadata()?.len() < offset {
+            tracing::warn!(
+                "{}: shorter than it was; {} bytes of its last records are not put back",
+                path.display(),
+                data.len()
+            );
+            return Ok(None);
+        }
+        file.write_all_at(data, offset)?;
+        Ok(Some(file))
+    }
+}
+
+struct Entry<'a> {
+    offset: u64,
+    name: &'a [u8],
+    data: &'a [u8],
+}
+
+/// (generation, name length, data length, offset) of a header with the magic.
+fn parse_header(h: &[u8]) -> Option<(u64, usize, usize, u64)> {
+    let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
+    if h.len() < HEADER || u32_at(0) != MAGIC {
+        return None;
+    }
+    let name_len = u16::from_le_bytes([h[12], h[13]]) as usize;
+    Some((u64_at(4), name_len, u32_at(14) as usize, u64_at(18)))
+}
+
+/// The whole entry at the start of `b` and its length, if its CRC holds.
+fn parse(b: &[u8]) -> Option<(Entry<'_>, usize)> {
+    let (_, name_len, data_len, offset) = parse_header(b)?;
+    let len = HEADER + name_len + data_len;
+    if b.len() < len {
+        return None;
+    }
+    let crc = u32::from_le_bytes(b[HEADER - 4..HEADER].try_into().expect("4 bytes"));
+    if entry_crc(&b[..len]) != crc {
+        return None;
+    }
+    Some((
+        Entry {
+            offset,
+            name: &b[HEADER..HEADER + name_len],
+            data: &b[HEADER + name_len..len],
+        },
+        len,
+    ))
+}
+
+/// The CRC-32 of an entry with its CRC field left out.
+fn entry_crc(entry: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&entry[..HEADER - 4]);
+    h.update(&entry[HEADER..]);
+    h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("siplb-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn committed_writes_lost_by_a_crash_are_put_back_once() {
+        let d = dir("lost");
+        let (mut j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r, Replayed::default());
+        std::fs::write(d.join("acc.csv"), b"head\r\n").unwrap();
+        j.add("acc.csv", 6, b"one\r\n");
+        j.commit().unwrap();
+        j.add("acc.csv", 11, b"two\r\n");
+        j.commit().unwrap();
+        // The crash lost the second write and tore the first.
+        std::fs::write(d.join("acc.csv"), b"head\r\non").unwrap();
+        drop(j);
+        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r.entries, 2);
+        assert_eq!(
+            std::fs::read(d.join("acc.csv")).unwrap(),
+            b"head\r\none\r\ntwo\r\n"
+        );
+        // Replayed once: a second start has nothing left to do.
+        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r, Replayed::default());
+        assert_eq!(
+            std::fs::read(d.join("acc.csv")).unwrap(),
+            b"head\r\none\r\ntwo\r\n"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_commit_and_what_came_before_a_checkpoint_are_not_replayed() {
+        let d = dir("torn");
+        let (mut j, _) = Journal::open(&d, 1 << 16).unwrap();
+        std::fs::write(d.join("a.csv"), b"").unwrap();
+        j.add("a.csv", 0, b"old\n");
+        j.commit().unwrap();
+        // A checkpoint (the caller synced a.csv), then a rotation made a.csv new.
+        j.restart().unwrap();
+        std::fs::write(d.join("a.csv"), b"").unwrap();
+        j.add("a.csv", 0, b"new\n");
+        j.commit().unwrap();
+        // A commit torn by the crash: its CRC does not hold.
+        let cursor = j.cursor;
+        j.add("a.csv", 4, b"torn\n");
+        let mut torn = j.pending.clone();
+        torn.truncate(torn.len() - 2);
+        j.file.write_all_at(&torn, cursor).unwrap();
+        drop(j);
+        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r.entries, 1);
+        assert_eq!(std::fs::read(d.join("a.csv")).unwrap(), b"new\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_full_journal_asks_for_a_checkpoint_and_then_starts_over() {
+        let d = dir("full");
+        let (mut j, _) = Journal::open(&d, 256).unwrap();
+        let mut f = File::create(d.join("t.jsonl")).unwrap();
+        let mut offset = 0;
+        let mut checkpoints = 0;
+        let mut write = |j: &mut Journal, i: u64| {
+            let line = format!("{{\"n\":{i}}}\n");
+            f.write_all(line.as_bytes()).unwrap();
+            j.add("t.jsonl", offset, line.as_bytes());
+            offset += line.len() as u64;
+            if j.needs_checkpoint() {
+                f.sync_data().unwrap();
+                j.restart().unwrap();
+                checkpoints += 1;
+            } else {
+                j.commit().unwrap();
+            }
+        };
+        for i in 0..20 {
+            write(&mut j, i);
+        }
+        // One more line, committed right after a checkpoint; the crash loses it.
+        j.restart().unwrap();
+        write(&mut j, 20);
+        assert!(checkpoints >= 2, "{checkpoints}");
+        let whole = std::fs::read(d.join("t.jsonl")).unwrap();
+        std::fs::write(d.join("t.jsonl"), &whole[..whole.len() - 5]).unwrap();
+        drop(j);
+        let (_j, r) = Journal::open(&d, 256).unwrap();
+        assert_eq!(r.entries, 1);
+        assert_eq!(std::fs::read(d.join("t.jsonl")).unwrap(), whole);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn entries_naming_a_gone_or_shortened_file_are_skipped() {
+        let d = dir("gone");
+        let (mut j, _) = Journal::open(&d, 1 << 16).unwrap();
+        std::fs::write(d.join("b.csv"), b"0123456789").unwrap();
+        j.add("gone.csv", 0, b"x\n");
+        j.add("b.csv", 20, b"y\n");
+        j.add("../escape", 0, b"z\n");
+        j.commit().unwrap();
+        drop(j);
+        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r.entries, 0);
+        assert_eq!(r.skipped, 3);
+        assert!(!d.join("gone.csv").exists());
+        assert_eq!(std::fs::read(d.join("b.csv")).unwrap(), b"0123456789");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
