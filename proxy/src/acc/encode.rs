@@ -3,8 +3,9 @@
 //! per record, the same names; times and reasons as strings, codes and durations as
 //! numbers, `vars` as an object, no value as `null`).
 
-use super::record::{Field, Record};
+use super::record::{ACC_COLUMNS, CDR_COLUMNS, Field, Record};
 use super::time::{write_int, write_rfc3339_ms, write_seconds_ms};
+use std::sync::LazyLock;
 
 /// The CSV header row of records with `columns`.
 pub fn csv_header(columns: &[&str], out: &mut String) {
@@ -70,17 +71,32 @@ fn json_text(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Each column's key as a JSON line writes it, with what comes before it (`{"node":`,
+/// `,"id":` …): one push per field.
+fn json_keys(columns: &[&str]) -> Vec<String> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{}\"{c}\":", if i == 0 { '{' } else { ',' }))
+        .collect()
+}
+
+static ACC_KEYS: LazyLock<Vec<String>> = LazyLock::new(|| json_keys(&ACC_COLUMNS));
+static CDR_KEYS: LazyLock<Vec<String>> = LazyLock::new(|| json_keys(&CDR_COLUMNS));
+
 /// One JSON line, written in place (times and reasons as strings, codes and durations as
 /// numbers, `vars` as the object it is).
 pub fn json_line(r: &Record, out: &mut String) {
-    out.push('{');
-    for (i, (name, f)) in r.columns().iter().zip(&r.fields).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(name);
-        out.push_str("\":");
+    let keys: &[String] = if r.fields.len() == CDR_COLUMNS.len() {
+        &CDR_KEYS
+    } else {
+        &ACC_KEYS
+    };
+    if r.fields.is_empty() {
+        out.push('{');
+    }
+    for (key, f) in keys.iter().zip(&r.fields) {
+        out.push_str(key);
         match f {
             Field::Empty => out.push_str("null"),
             Field::Text(s) => json_text(s, out),
@@ -100,7 +116,7 @@ pub fn json_line(r: &Record, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{ACC_COLUMNS, Field, Record};
+    use super::super::record::{Field, Record};
     use super::*;
 
     fn record() -> Record {
