@@ -266,6 +266,21 @@ impl Siplb {
         }
     }
 
+    /// Waits (at most `within`) for the process to exit by itself: its status, or none if it
+    /// still runs.
+    pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Stops it with SIGTERM and waits (at most 10 s).
     pub fn stop(&mut self) {
         stop_child(&mut self.child);

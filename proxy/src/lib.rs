@@ -10,6 +10,7 @@ pub mod acc;
 pub mod config;
 pub mod control;
 pub mod dialog;
+pub mod drain;
 pub mod events;
 pub mod instance;
 pub mod logging;

@@ -106,6 +106,8 @@ struct Running {
     steering: Option<BpfSteering>,
     guard: Option<Arc<XdpGuard>>,
     xdp_stats: Option<JoinHandle<()>>,
+    /// The `core.drain` watcher.
+    drain: Option<JoinHandle<()>>,
     /// The event writer, stopped through its sink once the workers have stopped adding to it.
     events: Option<(Arc<EventSink>, JoinHandle<()>)>,
     /// The accounting writer, stopped the same way: it writes and syncs every record first.
@@ -136,6 +138,9 @@ impl Running {
             }
         }
         if let Some(t) = self.xdp_stats.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.drain.take() {
             let _ = t.join();
         }
         if let Some((sink, t)) = self.events.take() {
@@ -231,6 +236,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     .collect();
     let mut globals = vec![
         (names::CORE_STEERING_BPF, steering_bpf.clone()),
+        (names::CORE_DRAINING, plane.drain.gauge.clone()),
         (names::EVENTS_WRITTEN, sink.written.clone()),
         (names::EVENTS_DROPPED, sink.dropped.clone()),
         (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
@@ -270,7 +276,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             guard_slot.clone(),
         )
         .with_config(&cfg)
-        .with_reloader(reloader.clone()),
+        .with_reloader(reloader.clone())
+        .with_drain(plane.drain.clone()),
     )
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
     running.control = Some((control, cfg.control_socket.clone()));
@@ -420,6 +427,10 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             })?;
         running.xdp_stats = Some(t);
     }
+    running.drain = Some(
+        siplb::drain::watch(plane.drain.clone(), plane.workers.clone(), shutdown.clone())
+            .context("drain watcher")?,
+    );
     control_ready.store(true, Ordering::Release);
     tracing::info!(
         "siplb {} listening on udp:{} with {} workers; control socket {}",

@@ -61,6 +61,8 @@ pub struct ControlState {
     /// Statistics that are not per worker.
     pub globals: Vec<(&'static str, Arc<Counter>)>,
     pub shutdown: Arc<AtomicBool>,
+    /// `core.drain`.
+    pub drain: Arc<crate::drain::Drain>,
     /// The XDP guard, once attached (for `blocklist` and `pike.top`).
     pub guard: Arc<std::sync::OnceLock<Arc<crate::steering::XdpGuard>>>,
     /// Set once siplb is fully up (workers running, steering attached): requests wait until
@@ -92,6 +94,7 @@ impl ControlState {
             profiles,
             globals,
             shutdown,
+            drain: Arc::default(),
             ready,
             guard,
             started: (SystemTime::now(), Instant::now()),
@@ -103,6 +106,12 @@ impl ControlState {
     }
 
     /// Takes what `core.info` reports and the socket's permissions from `cfg`.
+    /// With `core.drain` starting `drain`.
+    pub fn with_drain(mut self, drain: Arc<crate::drain::Drain>) -> ControlState {
+        self.drain = drain;
+        self
+    }
+
     /// With `cfg.reload` running `r`.
     pub fn with_reloader(mut self, r: Arc<crate::reload::Reloader>) -> ControlState {
         self.reloader = Some(r);

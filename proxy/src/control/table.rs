@@ -43,6 +43,11 @@ pub const VERBS: &[Verb] = &[
         "version, pid, workers, steering mode, listen addresses, config file, control socket",
     ),
     verb(
+        CORE_DRAIN,
+        "<seconds>",
+        "stop admitting calls (503 to new INVITEs and OPTIONS), exit when the last dialog ends or after <seconds>",
+    ),
+    verb(
         STATS_GET_STATISTICS,
         "[all, <group>: or <group>:<name>]…",
         "statistics, one `group:name = value` line each",

@@ -18,6 +18,8 @@ pub const CORE_VERSION: &str = "core.version";
 pub const CORE_UPTIME: &str = "core.uptime";
 /// siplb's own: workers, steering, listen addresses, config file.
 pub const CORE_INFO: &str = "core.info";
+/// `core.drain <seconds>`: the graceful drain ([`crate::drain`]).
+pub const CORE_DRAIN: &str = "core.drain";
 pub const DLG_LIST: &str = "dlg.list";
 pub const DLG_STATS_ACTIVE: &str = "dlg.stats_active";
 pub const DLG_PROFILE_GET_SIZE: &str = "dlg.profile_get_size";
@@ -120,6 +122,32 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                 "listen": info.listen,
                 "config": info.config,
                 "control_socket": info.control_socket,
+            })))
+        }
+        CORE_DRAIN => {
+            want(1..=1, "<seconds>")?;
+            let seconds = rest[0]
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=crate::drain::MAX_SECONDS).contains(s))
+                .ok_or_else(|| {
+                    format!(
+                        "usage: {verb} <seconds>: from 1 to {}, not `{}`",
+                        crate::drain::MAX_SECONDS,
+                        rest[0]
+                    )
+                })?;
+            let deadline = state.drain.start(seconds);
+            let up = crate::drain::dialogs_up(&state.workers);
+            tracing::info!(
+                "core.drain: draining; {up} dialogs up; exiting when they have ended, at the \
+                 latest in {} s",
+                (deadline / 1000).saturating_sub(unix_now())
+            );
+            Ok(Reply::Struct(json!({
+                "draining": true,
+                "dialogs": up,
+                "deadline": ctime(deadline / 1000),
             })))
         }
         STATS_GET_STATISTICS => {
@@ -397,6 +425,12 @@ fn verb_value(v: &table::Verb) -> Value {
 }
 
 /// `siplb <version>`, the version of this binary.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub fn version() -> String {
     format!("siplb {}", env!("CARGO_PKG_VERSION"))
 }

@@ -17,6 +17,7 @@ pub const CORE_TOO_LARGE_513: &str = "core:too_large_513";
 pub const CORE_LOOPS_482: &str = "core:loops_482";
 pub const CORE_RESP_WRONG_SOURCE: &str = "core:resp_wrong_source";
 pub const CORE_STEERING_BPF: &str = "core:steering_bpf";
+pub const CORE_DRAINING: &str = "core:draining";
 pub const SL_SENT_REPLIES: &str = "sl:sent_replies";
 pub const TM_RETRANS_ABSORBED: &str = "tmx:retrans_absorbed";
 pub const TM_RETRANSMISSIONS: &str = "tmx:retransmissions";
@@ -75,6 +76,7 @@ pub const GAUGES: &[&str] = &[
     TM_INUSE,
     CORE_CALL_RECORDS,
     CORE_STEERING_BPF,
+    CORE_DRAINING,
     XDP_ATTACHED,
     DIALOG_ACTIVE,
     DIALOG_EARLY,

@@ -23,6 +23,15 @@ impl Extra<'static> {
             headers: b"",
         }
     }
+
+    /// A 503 while siplb drains (`core.drain`): come back later, or elsewhere.
+    pub fn draining(retry_after: u32) -> Extra<'static> {
+        Extra {
+            retry_after: Some(retry_after),
+            reason: Some("Service Unavailable - Draining"),
+            headers: b"",
+        }
+    }
 }
 
 /// Writes a reply to `req` into `out`: status line, the request's Via headers (top one with

@@ -60,6 +60,8 @@ pub struct Shard {
     swept: Vec<(DialogId, super::dialogs::table::Due)>,
     /// Accounting has no room for the records of a new call: new INVITEs get 503.
     acc_full: bool,
+    /// siplb drains (`core.drain`): new INVITEs and OPTIONS get 503.
+    draining: bool,
     /// Calls given to each gateway set so far (round robin and weights turn on it).
     turns: Vec<u64>,
     /// The OPTIONS prober, in the one worker that probes.
@@ -93,6 +95,7 @@ impl Shard {
             due: Vec::new(),
             swept: Vec::new(),
             acc_full: false,
+            draining: false,
             turns: Vec::new(),
             prober: None,
         }
@@ -115,6 +118,12 @@ impl Shard {
     /// of a call let in is ever dropped.
     pub fn set_accounting_full(&mut self, full: bool) {
         self.acc_full = full;
+    }
+
+    /// Whether siplb drains (`core.drain`): new INVITEs get `503` + `Retry-After`, and so do
+    /// OPTIONS to siplb (probes move traffic away); everything in a dialog goes on.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
     }
 
     /// Takes a reloaded configuration: new requests and new dialogs follow it; a live dialog

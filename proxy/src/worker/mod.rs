@@ -101,6 +101,8 @@ pub struct Plane {
     pub start_ms: u64,
     pub hash_key: u32,
     pub shutdown: AtomicBool,
+    /// `core.drain`: read once per loop.
+    pub drain: Arc<crate::drain::Drain>,
     /// Workers start their loops together, once every ring exists.
     pub ready: Barrier,
 }
@@ -117,6 +119,7 @@ impl Plane {
                 .map_or(0, |d| d.as_millis() as u64),
             hash_key,
             shutdown: AtomicBool::new(false),
+            drain: Arc::default(),
             ready: Barrier::new(n),
         }
     }
@@ -314,6 +317,8 @@ impl Worker {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(e),
             }
+            // Before what woke us is handled: the first request after `core.drain` gets 503.
+            self.shard.set_draining(self.plane.drain.is_draining());
             completions.clear();
             completions.extend(
                 self.uring

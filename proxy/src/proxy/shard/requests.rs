@@ -75,6 +75,10 @@ impl Shard {
                 };
                 self.reply_stateless(msg, src, 420, extra)
             }
+            Stateless::OptionsOk if self.draining => {
+                let retry = self.cfg.retry_after;
+                self.reply_stateless(msg, src, 503, Extra::draining(retry))
+            }
             Stateless::OptionsOk => self.reply_stateless(msg, src, 200, Extra::default()),
             Stateless::MethodNotAllowed => {
                 let extra = Extra {
@@ -132,6 +136,11 @@ impl Shard {
             self.stats.acc_queue_full_503.inc();
             let retry = self.cfg.retry_after;
             return self.reply_stateless(msg, src, 503, Extra::overload(retry));
+        }
+        if self.draining {
+            self.key = key;
+            let retry = self.cfg.retry_after;
+            return self.reply_stateless(msg, src, 503, Extra::draining(retry));
         }
         let call_id = msg.call_id();
         let caller_tag = msg.from_tag().unwrap_or(b"");
