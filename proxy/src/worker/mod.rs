@@ -9,6 +9,7 @@
 //! the datagram and counts it; a new INVITE then gets 503 + Retry-After from the worker that
 //! received it (a stateless reply needs no shard).
 
+mod batching;
 mod bufring;
 pub mod owner;
 mod socket;
@@ -164,8 +165,8 @@ pub struct Worker {
     /// Replies the worker makes itself (overload 503 for a hand-off that did not fit).
     own_transmits: Vec<Transmit>,
     workers: u32,
-    batch: usize,
-    batch_wait_us: u32,
+    /// How long to let the ring wait for more completions (adaptive, `workers.batch_wait_us`).
+    batching: batching::Batching,
     /// Kernel receive to processed, in µs.
     latency: hdrhistogram::Histogram<u64>,
     last_publish: Instant,
@@ -248,8 +249,7 @@ impl Worker {
             rewrite: Rewrite::new(),
             own_transmits: Vec::new(),
             workers,
-            batch: cfg.batch.max(1),
-            batch_wait_us: cfg.batch_wait_us,
+            batching: batching::Batching::new(cfg.batch_wait_us, cfg.batch, Instant::now()),
             latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
                 .map_err(|e| io::Error::other(e.to_string()))?,
             last_publish: Instant::now(),
@@ -299,16 +299,12 @@ impl Worker {
                 })
                 .min(Duration::from_millis(200));
             let ts = types::Timespec::from(wait);
-            // Wait for one completion, or for up to `batch` of them while `batch_wait` lasts:
-            // under load one wake-up then serves a batch of datagrams.
+            // Wait for one completion, or, while the load fills batches, for up to `batch` of
+            // them while `batch_wait` lasts: then one wake-up serves a batch of datagrams.
+            let (want, min_wait) = self.batching.next();
             let args = types::SubmitArgs::new()
                 .timespec(&ts)
-                .min_wait_usec(self.batch_wait_us);
-            let want = if self.batch_wait_us > 0 {
-                self.batch
-            } else {
-                1
-            };
+                .min_wait_usec(min_wait);
             match self.uring.submitter().submit_with_args(want, &args) {
                 Ok(_) => {}
                 Err(e)
@@ -326,6 +322,7 @@ impl Worker {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             let now = Instant::now();
+            self.batching.observe(now, completions.len());
             let mut rearm_recv = false;
             for &(ud, res, flags) in &completions {
                 match ud & TOKEN_MASK {
