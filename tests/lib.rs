@@ -9,6 +9,7 @@
 //! Tests panic instead of returning errors: a panic shows where and why.
 
 mod http_sink;
+pub mod load;
 mod netns;
 mod sipp;
 mod wire;

@@ -1,11 +1,13 @@
 //! Project tasks: `cargo xtask ci` (install what the tests need, run them all),
-//! `cargo xtask bench` (sipp through siplb and through Kamailio, same scenario and rate) and
+//! `cargo xtask bench` (sipp through siplb and through Kamailio, same scenario and rate),
+//! `cargo xtask load` (the project's own load generator against a running siplb) and
 //! `cargo xtask build-ebpf` (the BPF object, from `ebpf/`, with Debian's Rust); `cargo xtask`
 //! alone lists them all.
 
 mod bench;
 mod ci;
 mod ebpf;
+mod load;
 mod xdp;
 
 use anyhow::{Context, Result, bail};
@@ -45,6 +47,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The XDP guard's drop rate for a junk flood (network namespaces, needs root)
     BenchXdp,
+    /// siplb's own load generator (caller and gateways in one process) against a running siplb
+    Load(load::LoadArgs),
     /// Send 64-byte junk datagrams to DST for SECS seconds, print how many (used by bench-xdp)
     FloodSend {
         /// Destination, ip:port
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf { check } => ebpf::build_ebpf(check),
         Task::Bench(args) => bench::bench(args),
         Task::BenchXdp => xdp::bench_xdp(),
+        Task::Load(args) => load::load(args),
         Task::FloodSend { dst, secs } => xdp::flood_send(dst, secs),
     }
 }

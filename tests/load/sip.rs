@@ -1,0 +1,237 @@
+//! The little SIP the load generator needs: a message's start line and headers (full and
+//! compact names), and the requests and replies of the sipp scenarios' call flow.
+
+use std::net::SocketAddr;
+
+/// A received message, as byte ranges of its datagram.
+pub struct Msg<'a> {
+    /// The status code of a response; `None` for a request.
+    pub status: Option<u16>,
+    /// The method of a request (its first word).
+    pub method: &'a [u8],
+    headers: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// Compact header names (RFC 3261 §7.3.3) the generator reads.
+fn full_name(name: &[u8]) -> &[u8] {
+    match name {
+        b"v" | b"V" => b"via",
+        b"f" | b"F" => b"from",
+        b"t" | b"T" => b"to",
+        b"i" | b"I" => b"call-id",
+        b"m" | b"M" => b"contact",
+        other => other,
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+        s = rest;
+    }
+    s
+}
+
+impl<'a> Msg<'a> {
+    /// Parses the start line and headers (no folding: siplb and the generator never fold).
+    pub fn parse(buf: &'a [u8]) -> Option<Msg<'a>> {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let mut lines = buf[..end].split(|&b| b == b'\n').map(trim);
+        let start = lines.next()?;
+        let (status, method) = if let Some(rest) = start.strip_prefix(b"SIP/2.0 ") {
+            let code = std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()?;
+            (Some(code), &b""[..])
+        } else {
+            let sp = start.iter().position(|&b| b == b' ')?;
+            (None, &start[..sp])
+        };
+        let headers = lines
+            .filter_map(|l| {
+                let colon = l.iter().position(|&b| b == b':')?;
+                Some((trim(&l[..colon]), trim(&l[colon + 1..])))
+            })
+            .collect();
+        Some(Msg {
+            status,
+            method,
+            headers,
+        })
+    }
+
+    /// Every value of header `name` (lower-case full name), in order.
+    pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| full_name(n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| *v)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.all(name).next()
+    }
+
+    /// The method named in CSeq (which transaction a response answers).
+    pub fn cseq_method(&self) -> &'a [u8] {
+        self.get("cseq")
+            .and_then(|v| v.split(|&b| b == b' ').nth(1))
+            .unwrap_or(b"")
+    }
+
+    /// The call number the generator put at the start of the Call-ID (`<n>-load@…`).
+    pub fn call(&self) -> Option<usize> {
+        let id = self.get("call-id")?;
+        let dash = id.iter().position(|&b| b == b'-')?;
+        std::str::from_utf8(&id[..dash]).ok()?.parse().ok()
+    }
+
+    /// The `tag` parameter of To.
+    pub fn to_tag(&self) -> Option<&'a [u8]> {
+        let to = self.get("to")?;
+        let at = to
+            .windows(5)
+            .position(|w| w.eq_ignore_ascii_case(b";tag="))?;
+        let tag = &to[at + 5..];
+        Some(&tag[..tag.iter().position(|&b| b == b';').unwrap_or(tag.len())])
+    }
+
+    /// The URI inside Contact's angle brackets (or the whole value).
+    pub fn contact_uri(&self) -> Option<&'a [u8]> {
+        let c = self.get("contact")?;
+        match (
+            c.iter().position(|&b| b == b'<'),
+            c.iter().position(|&b| b == b'>'),
+        ) {
+            (Some(a), Some(b)) if a < b => Some(&c[a + 1..b]),
+            _ => Some(c),
+        }
+    }
+}
+
+/// What the caller of call `n` sends, and how it names itself.
+pub struct Party<'a> {
+    pub local: SocketAddr,
+    pub target: SocketAddr,
+    pub account: &'a str,
+    pub number: &'a str,
+}
+
+fn push(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+}
+
+/// The INVITE of call `n`.
+pub fn invite(p: &Party<'_>, n: usize) -> Vec<u8> {
+    format!(
+        "INVITE sip:{num}@{t} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bK-{n}-i;rport\r\n\
+         From: <sip:{acct}@{lip}>;tag={n}\r\nTo: <sip:{num}@{t}>\r\nCall-ID: {n}-load@{lip}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:{acct}@{l}>\r\nMax-Forwards: 70\r\n\
+         Subject: load\r\nContent-Length: 0\r\n\r\n",
+        num = p.number,
+        acct = p.account,
+        t = p.target,
+        l = p.local,
+        lip = p.local.ip(),
+    )
+    .into_bytes()
+}
+
+/// An in-dialog request of call `n` (ACK of the 2xx, BYE) to `uri` through `routes` (the
+/// 2xx's Record-Route, reversed), or the ACK of a failure (`routes` empty, the INVITE's
+/// branch and Request-URI).
+#[allow(clippy::too_many_arguments)]
+pub fn in_dialog(
+    p: &Party<'_>,
+    n: usize,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    uri: &[u8],
+    to_tag: &[u8],
+    routes: &[Vec<u8>],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    push(&mut out, &[method.as_bytes(), b" ", uri, b" SIP/2.0\r\n"]);
+    let head = format!(
+        "Via: SIP/2.0/UDP {l};branch=z9hG4bK-{n}-{branch};rport\r\n\
+         From: <sip:{acct}@{lip}>;tag={n}\r\nTo: <sip:{num}@{t}>;tag=",
+        l = p.local,
+        lip = p.local.ip(),
+        acct = p.account,
+        num = p.number,
+        t = p.target,
+    );
+    push(&mut out, &[head.as_bytes(), to_tag, b"\r\n"]);
+    for r in routes {
+        push(&mut out, &[b"Route: ", r, b"\r\n"]);
+    }
+    let tail = format!(
+        "Call-ID: {n}-load@{lip}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n",
+        lip = p.local.ip()
+    );
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
+/// A reply to `req` as the gateway at `local` writes it: Vias and Record-Routes copied, To
+/// tagged (`to_tag`), a Contact on 1xx/2xx to an INVITE.
+pub fn reply(req: &Msg<'_>, code: u16, reason: &str, to_tag: &str, local: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+    for v in req.all("via") {
+        push(&mut out, &[b"Via: ", v, b"\r\n"]);
+    }
+    let invite = req.method == b"INVITE";
+    if invite && code < 300 {
+        for r in req.all("record-route") {
+            push(&mut out, &[b"Record-Route: ", r, b"\r\n"]);
+        }
+    }
+    for (name, h) in [("From", "from"), ("Call-ID", "call-id"), ("CSeq", "cseq")] {
+        if let Some(v) = req.get(h) {
+            push(&mut out, &[name.as_bytes(), b": ", v, b"\r\n"]);
+        }
+    }
+    if let Some(to) = req.get("to") {
+        push(&mut out, &[b"To: ", to]);
+        if !to_tag.is_empty() && req.to_tag().is_none() {
+            push(&mut out, &[b";tag=", to_tag.as_bytes()]);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if invite && code < 300 {
+        out.extend_from_slice(format!("Contact: <sip:gw@{local}>\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_copies_what_rfc_3261_asks_and_parses_back() {
+        let p = Party {
+            local: "127.0.0.1:5070".parse().unwrap(),
+            target: "127.0.0.1:5060".parse().unwrap(),
+            account: "acct001",
+            number: "15550000001",
+        };
+        let inv = invite(&p, 42);
+        let m = Msg::parse(&inv).unwrap();
+        assert_eq!(m.method, b"INVITE");
+        assert_eq!(m.call(), Some(42));
+        let r = reply(&m, 200, "OK", "u42", "127.0.0.1:5081".parse().unwrap());
+        let r = Msg::parse(&r).unwrap();
+        assert_eq!(r.status, Some(200));
+        assert_eq!(r.to_tag(), Some(&b"u42"[..]));
+        assert_eq!(r.cseq_method(), b"INVITE");
+        assert_eq!(r.contact_uri(), Some(&b"sip:gw@127.0.0.1:5081"[..]));
+        assert_eq!(r.call(), Some(42));
+    }
+}
