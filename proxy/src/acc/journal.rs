@@ -15,6 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,19 @@ impl Journal {
             .truncate(false)
             .open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        // One writer per folder: a second siplb on the same `acc.dir` would interleave its
+        // commits (and lines) with this one's.
+        // SAFETY: a valid descriptor; the lock goes with it.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: locked by another process (another siplb with this acc.dir?): {e}",
+                    path.display()
+                ),
+            ));
+        }
         let len = file.metadata()?.len();
         if len < size {
             // Written, not just allocated: a later overwrite then changes no metadata.
@@ -308,13 +322,14 @@ mod tests {
         // The crash lost the second write and tore the first.
         std::fs::write(d.join("acc.csv"), b"head\r\non").unwrap();
         drop(j);
-        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        let (j, r) = Journal::open(&d, 1 << 16).unwrap();
         assert_eq!(r.entries, 2);
         assert_eq!(
             std::fs::read(d.join("acc.csv")).unwrap(),
             b"head\r\none\r\ntwo\r\n"
         );
         // Replayed once: a second start has nothing left to do.
+        drop(j);
         let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
         assert_eq!(r, Replayed::default());
         assert_eq!(
@@ -382,6 +397,20 @@ mod tests {
         let (_j, r) = Journal::open(&d, 256).unwrap();
         assert_eq!(r.entries, 1);
         assert_eq!(std::fs::read(d.join("t.jsonl")).unwrap(), whole);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_folder_is_refused() {
+        let d = dir("locked");
+        let (first, _) = Journal::open(&d, 1 << 16).unwrap();
+        let e = Journal::open(&d, 1 << 16).err().expect("refused");
+        assert!(e.to_string().contains("locked by another process"), "{e}");
+        drop(first);
+        assert!(
+            Journal::open(&d, 1 << 16).is_ok(),
+            "free again once the first is gone"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
