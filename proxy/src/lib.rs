@@ -7,6 +7,7 @@
 //! the TOML file.
 
 pub mod acc;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod dialog;

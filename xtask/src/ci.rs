@@ -28,8 +28,8 @@ pub fn install_deps(packages: &[&str]) -> Result<()> {
 
 /// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
 /// (checksum offload on veth for the cpumap test), `capsh` (siplb without BPF capabilities),
-/// `script` (siplb's log on a terminal) and `postgresql` (the accounting sink's tests start
-/// a server of their own).
+/// `script` (siplb's log on a terminal), `postgresql` (the accounting sink's tests start
+/// a server of their own) and `redis-server` (so do the fleet-limit tests).
 pub const TEST_PACKAGES: &[&str] = &[
     "sip-tester",
     "iproute2",
@@ -38,6 +38,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "bsdutils",
     "postgresql",
+    "redis-server",
 ];
 
 pub fn ci() -> Result<()> {

@@ -1,0 +1,139 @@
+//! Places of an account's fleet-wide limit, leased from Redis (control plane, tokio; never on
+//! a worker's path). Each node holds a lease per account: a key of its own,
+//! `siplb:{<account>}:node:<node>`, whose value is the places it holds and which expires after
+//! the lease time unless renewed, so a dead node's places come back by themselves (Redis 7.0
+//! has no per-field expiry, hence a key per node and account). The account's set of nodes,
+//! `siplb:{<account>}:nodes`, lets one server-side script add up the fleet's leases and grant
+//! places only while the total stays under the limit; the `{<account>}` hash tag keeps every
+//! key of an account in one Redis Cluster slot, so the script runs on one master.
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
+use std::time::Duration;
+
+/// Grants up to ARGV[2] places under limit ARGV[3] to node ARGV[1] (its lease key KEYS[2],
+/// renewed for ARGV[4] ms); drops nodes whose lease has expired. The set of nodes lives at
+/// least twice the longest lease of its members (nodes may have different lease times).
+/// Returns the places granted.
+const ACQUIRE: &str = r#"
+local nodes, mine = KEYS[1], KEYS[2]
+local node, want, limit, ttl, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+    tonumber(ARGV[4]), ARGV[5]
+local total = 0
+for _, n in ipairs(redis.call('SMEMBERS', nodes)) do
+  local v = redis.call('GET', prefix .. n)
+  if v then total = total + tonumber(v) else redis.call('SREM', nodes, n) end
+end
+local grant = math.max(0, math.min(want, limit - total))
+redis.call('SADD', nodes, node)
+redis.call('INCRBY', mine, grant)
+redis.call('PEXPIRE', mine, ttl)
+if redis.call('PTTL', nodes) < ttl * 2 then redis.call('PEXPIRE', nodes, ttl * 2) end
+return grant
+"#;
+
+/// Sets node ARGV[1]'s lease (KEYS[2]) to ARGV[2] places for ARGV[3] ms: a renewal, a
+/// release (fewer places) or, after a restart, the places of the calls it still has.
+const SET: &str = r#"
+local nodes, mine = KEYS[1], KEYS[2]
+local node, held, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('SADD', nodes, node)
+redis.call('SET', mine, held, 'PX', ttl)
+if redis.call('PTTL', nodes) < ttl * 2 then redis.call('PEXPIRE', nodes, ttl * 2) end
+return held
+"#;
+
+/// The fleet's total of ARGV[1]'s leases (KEYS[1], key prefix ARGV[1]).
+const TOTAL: &str = r#"
+local total = 0
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('GET', ARGV[1] .. n)
+  if v then total = total + tonumber(v) end
+end
+return total
+"#;
+
+/// One node's leases, over a connection to a Redis server or cluster.
+pub struct Leases<C> {
+    conn: C,
+    node: String,
+    lease_ms: u64,
+    acquire: Script,
+    set: Script,
+    total: Script,
+}
+
+fn nodes_key(account: &str) -> String {
+    format!("siplb:{{{account}}}:nodes")
+}
+
+fn prefix(account: &str) -> String {
+    format!("siplb:{{{account}}}:node:")
+}
+
+impl<C: ConnectionLike> Leases<C> {
+    /// Leases for `node` over `conn`, each kept for `lease` unless renewed.
+    pub fn new(conn: C, node: &str, lease: Duration) -> Leases<C> {
+        Leases {
+            conn,
+            node: node.into(),
+            lease_ms: lease.as_millis().max(1) as u64,
+            acquire: Script::new(ACQUIRE),
+            set: Script::new(SET),
+            total: Script::new(TOTAL),
+        }
+    }
+
+    /// Up to `want` more places of `account`, as long as the fleet holds no more than
+    /// `limit`: how many were granted (0 when the fleet is full). Renews this node's lease.
+    pub async fn acquire(&mut self, account: &str, want: u32, limit: u32) -> RedisResult<u32> {
+        let prefix = prefix(account);
+        self.acquire
+            .key(nodes_key(account))
+            .key(format!("{prefix}{}", self.node))
+            .arg(&self.node)
+            .arg(want)
+            .arg(limit)
+            .arg(self.lease_ms)
+            .arg(&prefix)
+            .invoke_async(&mut self.conn)
+            .await
+    }
+
+    /// Sets this node's lease of `account` to `held` places (a renewal, or places given
+    /// back), for another lease time.
+    pub async fn set(&mut self, account: &str, held: u32) -> RedisResult<()> {
+        let prefix = prefix(account);
+        let _: u32 = self
+            .set
+            .key(nodes_key(account))
+            .key(format!("{prefix}{}", self.node))
+            .arg(&self.node)
+            .arg(held)
+            .arg(self.lease_ms)
+            .invoke_async(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The places the whole fleet holds of `account`.
+    pub async fn total(&mut self, account: &str) -> RedisResult<u32> {
+        self.total
+            .key(nodes_key(account))
+            .arg(prefix(account))
+            .invoke_async(&mut self.conn)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_an_account_is_in_its_hash_tag() {
+        // Redis Cluster hashes only what is inside the first `{…}`: the account.
+        assert_eq!(nodes_key("acct001"), "siplb:{acct001}:nodes");
+        assert_eq!(prefix("acct001") + "edge-1", "siplb:{acct001}:node:edge-1");
+    }
+}

@@ -1,0 +1,125 @@
+//! Fleet-wide limits, the Redis side (`siplb::cluster::leases`), against a real
+//! `redis-server` started by the test on a private Unix socket: the fleet never holds more
+//! places than the limit, given-back places go to another node, and a node that stops
+//! renewing loses its places after the lease time.
+
+use siplb::cluster::Redis;
+use siplb::cluster::leases::Leases;
+use siplb_tests::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server of the test's own, stopped (by its PID) on drop.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start(tag: &str) -> Server {
+        let dir = TempDir::new(tag);
+        let sock = dir.0.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            url: format!("redis+unix://{}", sock.display()),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn node(url: &str, name: &str, lease: Duration) -> Leases<Redis> {
+    let conn = Redis::connect(&[url.to_string()]).await.expect("connect");
+    Leases::new(conn, name, lease)
+}
+
+#[test]
+fn the_fleet_never_holds_more_than_the_limit_and_a_silent_node_loses_its_places() {
+    let server = Server::start("redis-leases");
+    runtime().block_on(async {
+        let mut a = node(&server.url, "edge-a", Duration::from_secs(30)).await;
+        let mut b = node(&server.url, "edge-b", Duration::from_millis(300)).await;
+        assert_eq!(a.acquire("acct001", 15, 20).await.unwrap(), 15);
+        assert_eq!(
+            b.acquire("acct001", 10, 20).await.unwrap(),
+            5,
+            "only what is left"
+        );
+        assert_eq!(
+            a.acquire("acct001", 1, 20).await.unwrap(),
+            0,
+            "the fleet is full"
+        );
+        assert_eq!(a.total("acct001").await.unwrap(), 20);
+        // Another account is counted on its own.
+        assert_eq!(b.acquire("acct002", 3, 20).await.unwrap(), 3);
+
+        // Places given back go to whoever asks next.
+        a.set("acct001", 10).await.unwrap();
+        assert_eq!(b.acquire("acct001", 10, 20).await.unwrap(), 5);
+        assert_eq!(a.total("acct001").await.unwrap(), 20);
+
+        // b stops renewing (a dead node): after its lease time its 10 places are free.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(a.total("acct001").await.unwrap(), 10);
+        assert_eq!(a.acquire("acct001", 15, 20).await.unwrap(), 10);
+        assert_eq!(a.total("acct001").await.unwrap(), 20);
+    });
+}
+
+/// Two nodes asking one place at a time, interleaved as fast as they can: together they get
+/// exactly the limit, never one more.
+#[test]
+fn racing_nodes_get_exactly_the_limit_between_them() {
+    let server = Server::start("redis-race");
+    runtime().block_on(async {
+        let limit = 50;
+        let race = |name: &'static str| {
+            let url = server.url.clone();
+            async move {
+                let mut n = node(&url, name, Duration::from_secs(30)).await;
+                let mut got = 0;
+                let mut refused = 0;
+                while refused < 20 {
+                    match n.acquire("acct009", 1, limit).await.unwrap() {
+                        0 => refused += 1,
+                        g => got += g,
+                    }
+                }
+                got
+            }
+        };
+        let (x, y) = tokio::join!(race("edge-x"), race("edge-y"));
+        assert_eq!(x + y, limit, "edge-x {x} + edge-y {y}");
+        assert!(x > 0 && y > 0, "both got places: {x}, {y}");
+    });
+}
