@@ -484,11 +484,9 @@ fn an_unanswered_bye_is_recorded_with_408_by_the_failed_flag() {
     // The caller's BYE gets no answer (RFC 4320: no 408 to a non-INVITE), so sipp counts the
     // call as failed. It resends its BYE once (at 0.5 s, while siplb's transaction still
     // absorbs it) and gives up: each resend after siplb's Timer F would be a new transaction.
-    let _ = Sipp::uac(
+    let _ = Sipp::caller(
         &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
+        net,
         "uac.xml",
         1,
         1,
@@ -531,17 +529,7 @@ fn ten_thousand_calls_give_one_cdr_each_and_no_duplicate_id() {
     let acc = dir.0.join("acc");
     let mut siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &acc, |s| s));
     let (u1, u2) = gateways(&dir.0, net, "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        10_000,
-        500,
-        &["-d", "100"],
-        120,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 10_000, 500, &["-d", "100"], 120);
     drop((u1.finish(), u2.finish()));
     let invites = siplb.stat("dialog:processed_dialogs");
     siplb.stop();
@@ -781,17 +769,7 @@ fn a_full_disk_refuses_new_calls_and_loses_no_record_of_an_accepted_one() {
     let filler = acc.join("filler");
     fill(&filler);
 
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        300,
-        100,
-        &["-d", "100"],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 300, 100, &["-d", "100"], 60);
     let during = siplb.stats();
     assert!(during["acc:sink_errors"] > 0, "{during:?}");
     assert!(during["acc:queue_full_503"] > 0, "{during:?}");

@@ -119,11 +119,9 @@ fn account_limit_5_answers_5_of_20_calls_and_everything_returns_to_zero() {
     let inf = accounts(&dir.0, "a.csv", &[("A".into(), "5550100".into())]);
     std::thread::scope(|s| {
         let uac = s.spawn(|| {
-            Sipp::uac(
+            Sipp::caller(
                 &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
+                net,
                 "uac.xml",
                 20,
                 100,
@@ -245,11 +243,9 @@ fn calls_are_classified_by_dialled_prefix() {
     let inf = accounts(&dir.0, "c.csv", &lines);
     std::thread::scope(|s| {
         let uac = s.spawn(|| {
-            Sipp::uac(
+            Sipp::caller(
                 &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
+                net,
                 "uac.xml",
                 numbers.len() as u32,
                 50,
@@ -298,17 +294,7 @@ fn dialog_timeout_sends_bye_to_both_sides() {
         .map(|i| (format!("t{i}"), format!("555{i:04}")))
         .collect();
     let inf = accounts(&dir.0, "t.csv", &lines);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_timeout.xml",
-        20,
-        20,
-        &["-inf", &inf],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_timeout.xml", 20, 20, &["-inf", &inf], 60);
     let (s1, _) = uas1.finish();
     let (s2, _) = uas2.finish();
     siplb.assert_alive();
@@ -343,11 +329,9 @@ fn a_full_account_table_refuses_the_101st_account_only() {
     let inf = accounts(&dir.0, "u.csv", &lines);
     // 101 calls in half a second, each held 4 s: the 101st arrives while the first 100
     // accounts hold the table.
-    let uac = Sipp::uac(
+    let uac = Sipp::caller(
         &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
+        net,
         "uac.xml",
         101,
         200,
@@ -391,11 +375,9 @@ fn racing_invites_never_pass_an_account_limit() {
     let mut seen_max = [0u64; 3];
     std::thread::scope(|s| {
         let uac = s.spawn(|| {
-            Sipp::uac(
+            Sipp::caller(
                 &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
+                net,
                 "uac.xml",
                 2000,
                 5000,
@@ -465,19 +447,8 @@ fn operator_ends_dialogs_by_id_and_by_tags() {
         .collect();
     let inf = accounts(&dir.0, "o.csv", &lines);
     std::thread::scope(|s| {
-        let uac = s.spawn(|| {
-            Sipp::uac(
-                &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
-                "uac_timeout.xml",
-                4,
-                20,
-                &["-inf", &inf],
-                60,
-            )
-        });
+        let uac =
+            s.spawn(|| Sipp::caller(&dir.0, net, "uac_timeout.xml", 4, 20, &["-inf", &inf], 60));
         eventually("4 calls acknowledged", || {
             siplb
                 .ctl(&["dlg.stats_active"])
@@ -563,11 +534,9 @@ fn call_end_events_carry_billsec_to_the_file_and_the_http_endpoint() {
         .map(|i| (format!("e{i}"), format!("555{i:04}")))
         .collect();
     let inf = accounts(&dir.0, "e.csv", &lines);
-    let uac = Sipp::uac(
+    let uac = Sipp::caller(
         &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
+        net,
         "uac.xml",
         10,
         10,

@@ -1,7 +1,7 @@
 //! The graceful drain through the real binary: `siplb ctl core.drain <seconds>` with calls up.
 
 use siplb_tests::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 
@@ -45,24 +45,8 @@ fn a_drain_refuses_new_calls_lets_the_live_ones_end_and_exits_by_itself() {
     );
     assert_eq!(siplb.stat("core:draining"), 0);
     let calls = std::thread::scope(|s| {
-        let uac = s.spawn(|| {
-            Sipp::uac(
-                &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
-                "uac.xml",
-                3,
-                10,
-                &["-d", "3000"],
-                20,
-            )
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while siplb.stat("dialog:active_dialogs") < 3 {
-            assert!(Instant::now() < deadline, "calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let uac = s.spawn(|| Sipp::caller(&dir.0, net, "uac.xml", 3, 10, &["-d", "3000"], 20));
+        siplb.wait_stat("dialog:active_dialogs", 3, "calls did not come up");
         let out = siplb.ctl(&["core.drain", "60"]).expect("core.drain");
         assert!(out.contains("draining"), "{out}");
         assert_eq!(siplb.stat("core:draining"), 1);
@@ -130,24 +114,8 @@ fn a_drain_ends_at_its_deadline_with_calls_still_up() {
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
     std::thread::scope(|s| {
-        let uac = s.spawn(|| {
-            Sipp::uac(
-                &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
-                "uac.xml",
-                2,
-                10,
-                &["-d", "8000"],
-                20,
-            )
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while siplb.stat("dialog:active_dialogs") < 2 {
-            assert!(Instant::now() < deadline, "calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let uac = s.spawn(|| Sipp::caller(&dir.0, net, "uac.xml", 2, 10, &["-d", "8000"], 20));
+        siplb.wait_stat("dialog:active_dialogs", 2, "calls did not come up");
         siplb.ctl(&["core.drain", "2"]).expect("core.drain");
         let status = siplb
             .wait_exit(Duration::from_secs(10))

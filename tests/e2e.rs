@@ -30,17 +30,7 @@ fn calls_2000_at_200_cps_over_two_gateways() {
     let net = Net::new(11);
     let (dir, mut siplb) = setup("basic", net, "");
     let (uas1, uas2) = gateways(&dir, net, "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        2000,
-        200,
-        &[],
-        120,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 2000, 200, &[], 120);
     let (_, c1) = uas1.finish();
     let (_, c2) = uas2.finish();
     siplb.assert_alive();
@@ -72,17 +62,7 @@ fn cancel_after_ringing_gets_487() {
     let net = Net::new(12);
     let (dir, mut siplb) = setup("cancel", net, "");
     let (uas1, uas2) = gateways(&dir, net, "uas_cancel.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_cancel.xml",
-        100,
-        50,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_cancel.xml", 100, 50, &[], 60);
     let (s1, _) = uas1.finish();
     let (s2, _) = uas2.finish();
     siplb.assert_alive();
@@ -100,17 +80,7 @@ fn busy_gateway_486_reaches_caller_and_ack_is_hop_by_hop() {
     let net = Net::new(13);
     let (dir, mut siplb) = setup("busy", net, "");
     let (uas1, uas2) = gateways(&dir, net, "uas_busy.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_486.xml",
-        100,
-        50,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_486.xml", 100, 50, &[], 60);
     let (s1, c1) = uas1.finish();
     let (s2, c2) = uas2.finish();
     let stats = siplb.stats();
@@ -136,17 +106,7 @@ fn silent_gateway_gives_408() {
     // The gateways are sockets that read and never answer.
     let gw1 = udp(&net.gw(1));
     let gw2 = udp(&net.gw(2));
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_408.xml",
-        20,
-        20,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_408.xml", 20, 20, &[], 60);
     let got = drain(&gw1, Duration::from_millis(100)).len()
         + drain(&gw2, Duration::from_millis(100)).len();
     siplb.assert_alive();
@@ -166,17 +126,7 @@ fn lossy_network_calls_complete_through_retransmissions() {
     let net = Net::new(15);
     let (dir, mut siplb) = setup("lossy", net, "");
     let (uas1, uas2) = gateways(&dir, net, "uas.xml", &["-lost", "10"]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        500,
-        50,
-        &["-lost", "10"],
-        180,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 500, 50, &["-lost", "10"], 180);
     drop((uas1, uas2));
     siplb.assert_alive();
     let ok = uac.ok();
@@ -205,17 +155,7 @@ fn unknown_source_gets_403_and_nothing_reaches_a_gateway() {
     let mut siplb = Siplb::start(BIN, &dir.0, &cfg);
     let gw1 = udp(&net.gw(1));
     let gw2 = udp(&net.gw(2));
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_403.xml",
-        50,
-        50,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_403.xml", 50, 50, &[], 60);
     siplb.assert_alive();
     assert_eq!((uac.ok(), uac.failed()), (50, 0), "uac: {:?}", uac.fields);
     assert!(drain(&gw1, Duration::from_millis(200)).is_empty());
@@ -237,17 +177,7 @@ fn every_message_is_processed_by_its_owner() {
     // Loss (sipp drops some of what it sends) makes the other side retransmit, so
     // retransmissions are covered too.
     let (uas1, uas2) = gateways(&dir, net, "uas.xml", &["-lost", "5"]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        300,
-        100,
-        &["-lost", "5"],
-        120,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 300, 100, &["-lost", "5"], 120);
     drop((uas1, uas2));
     let hand_offs = siplb.stat("core:hand_offs");
     assert_eq!(siplb.stat("core:hand_off_drops"), 0);

@@ -267,6 +267,16 @@ impl Siplb {
         }
     }
 
+    /// Waits (at most 10 s) until statistic `name` is at least `n`; panics with `what` else.
+    #[track_caller]
+    pub fn wait_stat(&self, name: &str, n: u64, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.stat(name) < n {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Waits (at most `within`) for the process to exit by itself: its status, or none if it
     /// still runs.
     pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {

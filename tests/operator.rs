@@ -331,24 +331,8 @@ fn stop_with_calls_up(net: Net, shutdown: &str) -> (String, u64) {
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
     let caller = std::thread::scope(|s| {
-        let uac = s.spawn(|| {
-            Sipp::uac(
-                &dir.0,
-                "uac",
-                &net.siplb(),
-                &net.ip(),
-                "uac.xml",
-                3,
-                10,
-                &["-d", "4000"],
-                20,
-            )
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while siplb.stat("dialog:active_dialogs") < 3 {
-            assert!(Instant::now() < deadline, "calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let uac = s.spawn(|| Sipp::caller(&dir.0, net, "uac.xml", 3, 10, &["-d", "4000"], 20));
+        siplb.wait_stat("dialog:active_dialogs", 3, "calls did not come up");
         siplb.stop();
         uac.join()
     });

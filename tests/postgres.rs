@@ -354,17 +354,7 @@ fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
     pg.stop();
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        50,
-        50,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 50, 50, &[], 60);
     let _ = (uas1.finish(), uas2.finish());
     assert_eq!(uac.ok(), 50, "uac: {:?}", uac.fields);
     wait_until(

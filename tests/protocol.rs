@@ -248,17 +248,7 @@ fn a_call_that_rings_longer_than_default_timeout_completes() {
     let (dir, mut siplb) = start("ring-long", net, "[dialog]\ndefault_timeout_s = 2\n");
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_ring_long.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_ring_long.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        10,
-        10,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 10, 10, &[], 60);
     let (_, c1) = uas1.finish();
     let (_, c2) = uas2.finish();
     siplb.assert_alive();

@@ -1,7 +1,7 @@
 //! sipp for the tests (and for `cargo xtask bench`): start a UAS or run a UAC, read the
 //! statistics CSV it writes, wait until something listens on a UDP address, stop a child.
 
-use crate::{repo, scenario};
+use crate::{Net, repo, scenario};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::UdpSocket;
@@ -154,6 +154,30 @@ impl Sipp {
             name,
             target,
             local_ip,
+            scenario_name,
+            calls,
+            rate,
+            extra,
+            max_s,
+        )
+    }
+
+    /// [`uac`](Self::uac) as the caller of `net` (its address, towards its siplb), named
+    /// `uac` in `dir`: what most tests run.
+    pub fn caller(
+        dir: &Path,
+        net: Net,
+        scenario_name: &str,
+        calls: u32,
+        rate: u32,
+        extra: &[&str],
+        max_s: u64,
+    ) -> SippStats {
+        Sipp::uac(
+            dir,
+            "uac",
+            &net.siplb(),
+            &net.ip(),
             scenario_name,
             calls,
             rate,

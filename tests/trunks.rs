@@ -37,17 +37,7 @@ fn a_challenging_trunk_gets_credentials_and_500_calls_complete_with_shifted_cseq
     let (dir, mut siplb) = start("auth", &conf(net, "", &sets));
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_auth.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_auth.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_cseq.xml",
-        500,
-        100,
-        &[],
-        120,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_cseq.xml", 500, 100, &[], 120);
     let (s1, c1) = uas1.finish();
     let (s2, c2) = uas2.finish();
     siplb.assert_alive();
@@ -136,17 +126,7 @@ fn a_sha256_challenge_without_qop_is_answered_and_the_calls_complete() {
         "SHA-256",
         bad.clone(),
     );
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_cseq.xml",
-        20,
-        20,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_cseq.xml", 20, 20, &[], 60);
     let got = gw1.finish();
     siplb.assert_alive();
     assert!(bad.lock().unwrap().is_empty(), "{:?}", bad.lock().unwrap());
@@ -291,17 +271,7 @@ fn cancel_of_an_authenticated_invite_carries_its_branch_and_cseq() {
         }
         _ => vec![],
     });
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac_cancel.xml",
-        10,
-        10,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac_cancel.xml", 10, 10, &[], 60);
     std::thread::sleep(Duration::from_millis(300));
     let got = gw1.finish();
     siplb.assert_alive();

@@ -29,17 +29,7 @@ fn a_503_moves_the_call_to_the_second_gateway_and_the_caller_never_sees_it() {
     let (dir, mut siplb) = start("fo503", &conf(net, "", &sets));
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_503.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        50,
-        25,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 50, 25, &[], 60);
     let (s1, c1) = uas1.finish();
     let (s2, c2) = uas2.finish();
     siplb.assert_alive();
@@ -115,17 +105,7 @@ fn a_gateway_that_does_not_answer_hands_the_call_to_the_next() {
     let (dir, mut siplb) = start("silent", &conf(net, "", &sets));
     let gw1 = RawGw::start(&net.gw(1), |_| vec![]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        20,
-        10,
-        &[],
-        60,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 20, 10, &[], 60);
     let got = gw1.finish();
     let (s2, c2) = uas2.finish();
     siplb.assert_alive();
@@ -210,17 +190,7 @@ fn weights_3_to_1_share_4000_calls_75_to_25() {
     let (dir, mut siplb) = start("weighted", &conf(net, "", &sets));
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        4000,
-        400,
-        &[],
-        180,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 4000, 400, &[], 180);
     let (_, c1) = uas1.finish();
     let (_, c2) = uas2.finish();
     siplb.assert_alive();
@@ -249,17 +219,7 @@ fn with_callid_hash_each_gateway_sees_whole_calls_only() {
     let (dir, mut siplb) = start("callid", &conf(net, "", &sets));
     let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::uac(
-        &dir.0,
-        "uac",
-        &net.siplb(),
-        &net.ip(),
-        "uac.xml",
-        1000,
-        200,
-        &[],
-        120,
-    );
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 1000, 200, &[], 120);
     let (s1, c1) = uas1.finish();
     let (s2, c2) = uas2.finish();
     siplb.assert_alive();
