@@ -294,16 +294,19 @@ impl FileSink {
                 .open(&path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             let mut bytes = file.metadata()?.len();
-            if bytes == 0 && ext == CSV {
-                let mut header = String::new();
-                csv_header(columns, &mut header);
-                file.write_all(header.as_bytes())?;
-                bytes = header.len() as u64;
-                if let (Some(j), Some(name)) = (
-                    self.journal.as_mut(),
-                    path.file_name().and_then(|n| n.to_str()),
-                ) {
-                    j.add(name, 0, header.as_bytes());
+            if bytes == 0 {
+                if ext == CSV {
+                    let mut header = String::new();
+                    csv_header(columns, &mut header);
+                    file.write_all(header.as_bytes())?;
+                    bytes = header.len() as u64;
+                }
+                if self.journal.is_some() {
+                    // A new file and its name are durable before any journal entry names
+                    // it: replay never writes into a file that a crash took away, or into
+                    // the one that had the name before.
+                    file.sync_all()?;
+                    sync_dir(&self.dir)?;
                 }
             }
             self.open.insert(
@@ -346,8 +349,16 @@ impl FileSink {
             n += 1;
         }
         std::fs::rename(&f.path, &to)?;
+        if self.journal.is_some() {
+            sync_dir(&self.dir)?;
+        }
         Ok(())
     }
+}
+
+/// `fsync` of a folder: the names created and renamed in it are durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The text being built for `table` in `ext`.

@@ -35,6 +35,8 @@ pub struct Journal {
     cursor: u64,
     /// The entries of the round being built.
     pending: Vec<u8>,
+    /// Restarts so far: a mark taken before one is void.
+    restarts: u64,
 }
 
 /// What [`Journal::open`] found and did.
@@ -75,6 +77,7 @@ impl Journal {
             ));
         }
         let len = file.metadata()?.len();
+        let fresh = len == 0;
         if len < size {
             // Written, not just allocated: a later overwrite then changes no metadata.
             let zeros = vec![0u8; (1 << 20).min(size as usize)];
@@ -94,8 +97,9 @@ impl Journal {
             generation: 0,
             cursor: 0,
             pending: Vec::new(),
+            restarts: 0,
         };
-        let replayed = j.replay()?;
+        let replayed = j.replay(fresh)?;
         Ok((j, replayed))
     }
 
@@ -132,13 +136,22 @@ impl Journal {
     }
 
     /// Where the pending round stands, for [`Journal::rollback`].
-    pub fn mark(&self) -> usize {
-        self.pending.len()
+    pub fn mark(&self) -> Mark {
+        Mark {
+            restarts: self.restarts,
+            len: self.pending.len(),
+        }
     }
 
-    /// Forgets what was added since `mark` (writes that were cut off again).
-    pub fn rollback(&mut self, mark: usize) {
-        self.pending.truncate(mark);
+    /// Forgets what was added since `mark` (writes that were cut off again). After a restart
+    /// since then, everything pending came after the mark.
+    pub fn rollback(&mut self, mark: Mark) {
+        let keep = if mark.restarts == self.restarts {
+            mark.len
+        } else {
+            0
+        };
+        self.pending.truncate(keep);
     }
 
     /// Writes the pending round after the last and syncs the journal: the group commit.
@@ -159,6 +172,7 @@ impl Journal {
     /// replays nothing older (a file since rotated must not get its predecessor's bytes).
     pub fn restart(&mut self) -> io::Result<()> {
         self.pending.clear();
+        self.restarts += 1;
         self.generation += 1;
         // The marker: an empty entry of the new generation.
         self.add("", 0, &[]);
@@ -170,11 +184,12 @@ impl Journal {
     }
 
     /// Writes back what the journal holds of the last generation, then starts a new one.
-    fn replay(&mut self) -> io::Result<Replayed> {
+    fn replay(&mut self, fresh: bool) -> io::Result<Replayed> {
         let mut done = Replayed::default();
         let mut at = 0u64;
         let mut generation = None;
-        let mut touched: Vec<File> = Vec::new();
+        // One handle per file, however many entries name it.
+        let mut touched: std::collections::HashMap<String, Option<File>> = Default::default();
         let mut header = [0u8; HEADER];
         loop {
             if at + HEADER as u64 > self.size {
@@ -202,25 +217,35 @@ impl Journal {
                 continue;
             }
             let name = String::from_utf8_lossy(e.name).into_owned();
-            match self.write_back(&name, e.offset, e.data)? {
-                Some(f) => {
+            if !touched.contains_key(&name) {
+                let f = self.open_for_replay(&name, e.offset, e.data.len())?;
+                touched.insert(name.clone(), f);
+            }
+            match &touched[&name] {
+                Some(f) if f.metadata()?.len() >= e.offset => {
+                    f.write_all_at(e.data, e.offset)?;
                     done.entries += 1;
-                    touched.push(f);
                 }
-                None => done.skipped += 1,
+                _ => done.skipped += 1,
             }
         }
-        for f in &touched {
+        for f in touched.values().flatten() {
             f.sync_data()?;
+        }
+        if generation.is_none() && !fresh {
+            // Nothing valid at the start: a journal never used, or one whose start was
+            // damaged. Older entries further on must never pass for the next generation's.
+            self.zero()?;
         }
         self.generation = generation.unwrap_or(0);
         self.restart()?;
         Ok(done)
     }
 
-    /// Writes `data` back into `name` at `offset`, unless the file is gone or shorter than
-    /// `offset` (then the bytes before it are not there to extend).
-    fn write_back(&self, name: &str, offset: u64, data: &[u8]) -> io::Result<Option<File>> {
+    /// The file `name` of the folder, open to write entries back, or none (with a warning)
+    /// when it is gone or shorter than the first entry's `offset` (moved away by hand: the
+    /// bytes before it are not there to extend).
+    fn open_for_replay(&self, name: &str, offset: u64, len: usize) -> io::Result<Option<File>> {
         // Only plain names of the folder: a damaged entry cannot point elsewhere.
         if name.contains('/') || name.starts_with('.') {
             return Ok(None);
@@ -230,9 +255,8 @@ impl Journal {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 tracing::warn!(
-                    "{}: gone; {} bytes of its last records are not put back",
-                    path.display(),
-                    data.len()
+                    "{}: gone; its last records ({len} bytes and more) are not put back",
+                    path.display()
                 );
                 return Ok(None);
             }
@@ -240,15 +264,32 @@ impl Journal {
         };
         if file.metadata()?.len() < offset {
             tracing::warn!(
-                "{}: shorter than it was; {} bytes of its last records are not put back",
-                path.display(),
-                data.len()
+                "{}: shorter than it was; its last records are not put back",
+                path.display()
             );
             return Ok(None);
         }
-        file.write_all_at(data, offset)?;
         Ok(Some(file))
     }
+
+    /// Writes the whole journal with zeros.
+    fn zero(&self) -> io::Result<()> {
+        let zeros = vec![0u8; (1 << 20).min(self.size as usize)];
+        let mut at = 0;
+        while at < self.size {
+            let n = (self.size - at).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_data()
+    }
+}
+
+/// A point in the pending round ([`Journal::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    restarts: u64,
+    len: usize,
 }
 
 struct Entry<'a> {
@@ -397,6 +438,43 @@ mod tests {
         let (_j, r) = Journal::open(&d, 256).unwrap();
         assert_eq!(r.entries, 1);
         assert_eq!(std::fs::read(d.join("t.jsonl")).unwrap(), whole);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_damaged_start_replays_nothing_and_old_entries_never_come_back() {
+        let d = dir("damaged");
+        let (mut j, _) = Journal::open(&d, 1 << 16).unwrap();
+        std::fs::write(d.join("c.csv"), b"").unwrap();
+        j.add("c.csv", 0, b"old\n");
+        j.commit().unwrap();
+        j.add("c.csv", 4, b"older\n");
+        j.commit().unwrap();
+        j.file.write_all_at(&[0xff; 8], 0).unwrap();
+        drop(j);
+        std::fs::write(d.join("c.csv"), b"").unwrap();
+        let (mut j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r, Replayed::default());
+        j.add("c.csv", 0, b"new\n");
+        j.commit().unwrap();
+        drop(j);
+        std::fs::write(d.join("c.csv"), b"").unwrap();
+        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r.entries, 1);
+        assert_eq!(std::fs::read(d.join("c.csv")).unwrap(), b"new\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_mark_from_before_a_restart_rolls_back_everything_after_it() {
+        let d = dir("mark");
+        let (mut j, _) = Journal::open(&d, 1 << 16).unwrap();
+        j.add("a.csv", 0, b"kept until the checkpoint\n");
+        let mark = j.mark();
+        j.restart().unwrap();
+        j.add("a.csv", 26, b"cut off again\n");
+        j.rollback(mark);
+        assert!(!j.has_pending());
         let _ = std::fs::remove_dir_all(&d);
     }
 
