@@ -55,6 +55,12 @@ impl Batching {
         self.in_window = 0;
     }
 
+    /// Never waits again (the kernel cannot).
+    pub fn disable(&mut self) {
+        self.wait_us = 0;
+        self.waiting = false;
+    }
+
     /// (completions to wait for, `min_wait` in µs) for the next wake-up: the configured batch
     /// and wait while the load fills them, else the first completion at once.
     pub fn next(&self) -> (usize, u32) {

@@ -311,6 +311,15 @@ impl Worker {
                     if e.raw_os_error() == Some(libc::ETIME)
                         || e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                // A kernel without io_uring's `min_wait` (before 6.12): no batching then.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && min_wait > 0 => {
+                    tracing::warn!(
+                        worker = self.id,
+                        "io_uring min_wait not supported by this kernel: workers.batch_wait_us \
+                         is ignored"
+                    );
+                    self.batching.disable();
+                }
                 Err(e) => return Err(e),
             }
             // Before what woke us is handled: the first request after `core.drain` gets 503.
