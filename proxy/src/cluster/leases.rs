@@ -11,23 +11,25 @@ use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
 use std::time::Duration;
 
-/// Grants up to ARGV[2] places under limit ARGV[3] to node ARGV[1] (its lease key KEYS[2],
-/// renewed for ARGV[4] ms); drops nodes whose lease has expired. The set of nodes lives at
-/// least twice the longest lease of its members (nodes may have different lease times).
-/// Returns the places granted.
+/// Node ARGV[1], which holds ARGV[6] places of the account (its own count, authoritative),
+/// asks for up to ARGV[2] more under limit ARGV[3]: the other nodes' leases are added up
+/// (those expired dropped from the set), the grant fits under the limit, and the node's lease
+/// (KEYS[2]) is set to what it holds now, for ARGV[4] ms. The set of nodes lives at least
+/// twice the longest lease of its members. Returns the places granted.
 const ACQUIRE: &str = r#"
 local nodes, mine = KEYS[1], KEYS[2]
-local node, want, limit, ttl, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-    tonumber(ARGV[4]), ARGV[5]
-local total = 0
+local node, want, limit, ttl, prefix, held = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+    tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local others = 0
 for _, n in ipairs(redis.call('SMEMBERS', nodes)) do
-  local v = redis.call('GET', prefix .. n)
-  if v then total = total + tonumber(v) else redis.call('SREM', nodes, n) end
+  if n ~= node then
+    local v = redis.call('GET', prefix .. n)
+    if v then others = others + tonumber(v) else redis.call('SREM', nodes, n) end
+  end
 end
-local grant = math.max(0, math.min(want, limit - total))
+local grant = math.max(0, math.min(want, limit - others - held))
 redis.call('SADD', nodes, node)
-redis.call('INCRBY', mine, grant)
-redis.call('PEXPIRE', mine, ttl)
+redis.call('SET', mine, held + grant, 'PX', ttl)
 if redis.call('PTTL', nodes) < ttl * 2 then redis.call('PEXPIRE', nodes, ttl * 2) end
 return grant
 "#;
@@ -84,9 +86,17 @@ impl<C: ConnectionLike> Leases<C> {
         }
     }
 
-    /// Up to `want` more places of `account`, as long as the fleet holds no more than
-    /// `limit`: how many were granted (0 when the fleet is full). Renews this node's lease.
-    pub async fn acquire(&mut self, account: &str, want: u32, limit: u32) -> RedisResult<u32> {
+    /// Up to `want` more places of `account` for this node, which holds `held` now, as long
+    /// as the fleet holds no more than `limit`: how many were granted (0 when the fleet is
+    /// full). The lease is set to `held` + the grant (so a lease that had expired, or a
+    /// renewal racing this, never leaves the fleet undercounted) and renewed.
+    pub async fn acquire(
+        &mut self,
+        account: &str,
+        held: u32,
+        want: u32,
+        limit: u32,
+    ) -> RedisResult<u32> {
         let prefix = prefix(account);
         self.acquire
             .key(nodes_key(account))
@@ -96,6 +106,7 @@ impl<C: ConnectionLike> Leases<C> {
             .arg(limit)
             .arg(self.lease_ms)
             .arg(&prefix)
+            .arg(held)
             .invoke_async(&mut self.conn)
             .await
     }
