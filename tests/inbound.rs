@@ -13,19 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 /// `<ip>:5082`; customer `local` owns numbers starting with 1555, 5 calls at once.
 fn config(net: Net) -> String {
     format!(
-        r#"[listen]
-sip = ["{siplb}"]
-
-[workers]
-count = 2
-pin = false
-
-[steering]
-mode = "off"
-hash_key = 12345
-
-[control]
-socket = "siplb.ctl"
+        r#"{head}
 
 [[limits.profile]]
 profile = "account"
@@ -41,7 +29,7 @@ targets = ["{pbx}"]
 name = "trunk"
 gateways = ["{ip}:5070"]
 "#,
-        siplb = net.siplb(),
+        head = config_head(net, 2),
         ip = net.ip(),
         pbx = net.gw(2),
     )

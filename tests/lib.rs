@@ -127,6 +127,28 @@ pub struct Siplb {
 /// A config for `net` with the given extra TOML appended (sections not already present).
 pub fn config(net: Net, workers: usize, extra: &str) -> String {
     format!(
+        r#"{head}
+{extra}
+
+[[customer]]
+name = "local"
+sources = ["{ip}/32"]
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["{gw1}", "{gw2}"]
+"#,
+        head = config_head(net, workers),
+        ip = net.ip(),
+        gw1 = net.gw(1),
+        gw2 = net.gw(2),
+    )
+}
+
+/// What every test config starts with: `net`'s siplb address, `workers` unpinned workers,
+/// software steering with a fixed hash key, the control socket in the test's folder.
+pub fn config_head(net: Net, workers: usize) -> String {
+    format!(
         r#"[listen]
 sip = ["{siplb}"]
 
@@ -140,21 +162,8 @@ hash_key = 12345
 
 [control]
 socket = "siplb.ctl"
-
-{extra}
-
-[[customer]]
-name = "local"
-sources = ["{ip}/32"]
-
-[[gateway_set]]
-name = "trunk"
-gateways = ["{gw1}", "{gw2}"]
 "#,
         siplb = net.siplb(),
-        ip = net.ip(),
-        gw1 = net.gw(1),
-        gw2 = net.gw(2),
     )
 }
 

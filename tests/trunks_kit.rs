@@ -26,20 +26,7 @@ pub(crate) const PASSWORD: &str = "trunk-secret";
 /// (sections such as `[timers]`) and then `sets` (the `[[gateway_set]]`s and `[[route]]`s).
 pub(crate) fn conf(net: Net, top: &str, sets: &str) -> String {
     format!(
-        r#"[listen]
-sip = ["{siplb}"]
-
-[workers]
-count = 2
-pin = false
-
-[steering]
-mode = "off"
-hash_key = 12345
-
-[control]
-socket = "siplb.ctl"
-
+        r#"{head}
 {top}
 
 [[customer]]
@@ -48,7 +35,7 @@ sources = ["{ip}/32"]
 
 {sets}
 "#,
-        siplb = net.siplb(),
+        head = config_head(net, 2),
         ip = net.ip(),
     )
 }
