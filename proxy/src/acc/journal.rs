@@ -80,13 +80,7 @@ impl Journal {
         let fresh = len == 0;
         if len < size {
             // Written, not just allocated: a later overwrite then changes no metadata.
-            let zeros = vec![0u8; (1 << 20).min(size as usize)];
-            let mut at = len;
-            while at < size {
-                let n = (size - at).min(zeros.len() as u64) as usize;
-                file.write_all_at(&zeros[..n], at)?;
-                at += n as u64;
-            }
+            write_zeros(&file, len, size)?;
             file.sync_all()?;
         }
         let size = size.max(len);
@@ -274,15 +268,21 @@ impl Journal {
 
     /// Writes the whole journal with zeros.
     fn zero(&self) -> io::Result<()> {
-        let zeros = vec![0u8; (1 << 20).min(self.size as usize)];
-        let mut at = 0;
-        while at < self.size {
-            let n = (self.size - at).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
+        write_zeros(&self.file, 0, self.size)?;
         self.file.sync_data()
     }
+}
+
+/// Writes zeros into `file` from byte `from` to byte `to`, a MiB at a time.
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; (1 << 20).min(to.saturating_sub(from) as usize)];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// A point in the pending round ([`Journal::mark`]).
