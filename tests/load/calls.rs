@@ -387,19 +387,24 @@ mod tests {
         moved
     }
 
-    #[test]
-    fn a_lost_invite_is_resent_after_t1_and_the_call_completes() {
-        let accounts = vec![("acct001".to_string(), "15550000001".to_string())];
-        let t0 = Instant::now();
-        let mut c = Calls::new(
+    /// One call, no hold, from the caller at :5070 through siplb at :5060 to one gateway.
+    fn one_call(accounts: &[(String, String)], t0: Instant) -> Calls<'_> {
+        Calls::new(
             1,
-            &accounts,
+            accounts,
             "127.0.0.1:5070".parse().unwrap(),
             "127.0.0.1:5060".parse().unwrap(),
             vec!["127.0.0.1:5081".parse().unwrap()],
             Duration::ZERO,
             t0,
-        );
+        )
+    }
+
+    #[test]
+    fn a_lost_invite_is_resent_after_t1_and_the_call_completes() {
+        let accounts = vec![("acct001".to_string(), "15550000001".to_string())];
+        let t0 = Instant::now();
+        let mut c = one_call(&accounts, t0);
         c.start(0, t0);
         let mut lose = 1;
         assert_eq!(relay(&mut c, t0, &mut lose), 0, "the INVITE is lost");
@@ -425,15 +430,7 @@ mod tests {
     fn an_invite_nobody_answers_times_out_after_64_t1() {
         let accounts = vec![("a".to_string(), "1".to_string())];
         let t0 = Instant::now();
-        let mut c = Calls::new(
-            1,
-            &accounts,
-            "127.0.0.1:5070".parse().unwrap(),
-            "127.0.0.1:5060".parse().unwrap(),
-            vec!["127.0.0.1:5081".parse().unwrap()],
-            Duration::ZERO,
-            t0,
-        );
+        let mut c = one_call(&accounts, t0);
         c.start(0, t0);
         let mut t = t0;
         while let Some(next) = c.next_timer() {

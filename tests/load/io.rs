@@ -8,11 +8,13 @@ use std::time::Duration;
 const BATCH: usize = 64;
 const SIZE: usize = 4096;
 
-/// Receive buffers and their headers, reused for every batch.
+/// Receive buffers and their headers, reused for every batch (no allocation per batch).
 pub struct Batch {
     bufs: Vec<[u8; SIZE]>,
     addrs: Vec<libc::sockaddr_in>,
-    lens: Vec<usize>,
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    n: usize,
 }
 
 fn v4(a: &libc::sockaddr_in) -> SocketAddr {
@@ -38,61 +40,58 @@ impl Batch {
     pub fn new() -> Batch {
         Batch {
             bufs: vec![[0; SIZE]; BATCH],
-            // SAFETY: plain C structs, all zeroes is valid.
+            // SAFETY (both): plain C structs, all zeroes is valid.
             addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-            lens: vec![0; BATCH],
+            iov: vec![unsafe { std::mem::zeroed() }; BATCH],
+            hdrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            n: 0,
         }
     }
 
     /// What `socket` has waiting, up to a batch: (source, datagram) each.
-    pub fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<Vec<(SocketAddr, &[u8])>> {
-        let mut iov: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
+    pub fn recv(
+        &mut self,
+        socket: &UdpSocket,
+    ) -> std::io::Result<impl Iterator<Item = (SocketAddr, &[u8])> + '_> {
+        // The headers point into this batch's own vectors, which never grow: set again
+        // before every call, as the kernel rewrites lengths.
+        for i in 0..BATCH {
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
                 iov_len: SIZE,
-            })
-            .collect();
-        // SAFETY: each header points at its own iovec and address slot, alive for the call.
-        let mut hdrs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .zip(self.addrs.iter_mut())
-            .map(|(v, a)| {
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_name = (a as *mut libc::sockaddr_in).cast();
-                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                h.msg_hdr.msg_iov = v;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut self.iov[i];
+            h.msg_iovlen = 1;
+        }
         // SAFETY: `hdrs` holds BATCH valid headers over live buffers.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
-                hdrs.as_mut_ptr(),
+                self.hdrs.as_mut_ptr(),
                 BATCH as u32,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
+        self.n = 0;
         if n < 0 {
             let e = std::io::Error::last_os_error();
-            return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(Vec::new()),
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {}
                 // An ICMP unreachable from an earlier send: not this batch's business.
-                std::io::ErrorKind::ConnectionRefused => Ok(Vec::new()),
-                _ => Err(e),
-            };
+                std::io::ErrorKind::ConnectionRefused => {}
+                _ => return Err(e),
+            }
+        } else {
+            self.n = n as usize;
         }
-        let n = n as usize;
-        for (i, h) in hdrs.iter().take(n).enumerate() {
-            self.lens[i] = h.msg_len as usize;
-        }
-        Ok((0..n)
-            .map(|i| (v4(&self.addrs[i]), &self.bufs[i][..self.lens[i]]))
-            .collect())
+        Ok((0..self.n).map(|i| {
+            let len = self.hdrs[i].msg_len as usize;
+            (v4(&self.addrs[i]), &self.bufs[i][..len])
+        }))
     }
 }
 
