@@ -14,18 +14,20 @@ pub fn csv_header(columns: &[&str], out: &mut String) {
 }
 
 fn csv_text(s: &str, out: &mut String) {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
-        out.push('"');
-        for c in s.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    } else {
+    let b = s.as_bytes();
+    if memchr::memchr3(b',', b'"', b'\n', b).is_none() && memchr::memchr(b'\r', b).is_none() {
         out.push_str(s);
+        return;
     }
+    out.push('"');
+    let mut start = 0;
+    for q in memchr::memchr_iter(b'"', b) {
+        // The quote itself goes out with the next slice: doubled.
+        out.push_str(&s[start..=q]);
+        start = q;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// One CSV line. Written in place, without a temporary per field: it runs for every record.
