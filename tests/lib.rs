@@ -11,11 +11,13 @@
 mod http_sink;
 pub mod load;
 mod netns;
+mod redis_server;
 mod sipp;
 mod wire;
 
 pub use http_sink::*;
 pub use netns::*;
+pub use redis_server::*;
 pub use sipp::*;
 pub use wire::*;
 

@@ -6,49 +6,7 @@
 use siplb::cluster::Redis;
 use siplb::cluster::leases::Leases;
 use siplb_tests::*;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A redis-server of the test's own, stopped (by its PID) on drop.
-struct Server {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-impl Server {
-    fn start(tag: &str) -> Server {
-        let dir = TempDir::new(tag);
-        let sock = dir.0.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&sock)
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            url: format!("redis+unix://{}", sock.display()),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
+use std::time::Duration;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -64,7 +22,7 @@ async fn node(url: &str, name: &str, lease: Duration) -> Leases<Redis> {
 
 #[test]
 fn the_fleet_never_holds_more_than_the_limit_and_a_silent_node_loses_its_places() {
-    let server = Server::start("redis-leases");
+    let server = RedisServer::start("redis-leases");
     runtime().block_on(async {
         let mut a = node(&server.url, "edge-a", Duration::from_secs(30)).await;
         let mut b = node(&server.url, "edge-b", Duration::from_millis(300)).await;
@@ -104,7 +62,7 @@ fn the_fleet_never_holds_more_than_the_limit_and_a_silent_node_loses_its_places(
 /// exactly the limit, never one more.
 #[test]
 fn racing_nodes_get_exactly_the_limit_between_them() {
-    let server = Server::start("redis-race");
+    let server = RedisServer::start("redis-race");
     runtime().block_on(async {
         let limit = 50;
         let race = |name: &'static str| {

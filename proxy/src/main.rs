@@ -112,6 +112,8 @@ struct Running {
     events: Option<(Arc<EventSink>, JoinHandle<()>)>,
     /// The accounting writer, stopped the same way: it writes and syncs every record first.
     acc: Option<(Arc<AccPlane>, JoinHandle<()>)>,
+    /// The lease task (`[cluster]`); its leases expire by themselves.
+    cluster: Option<(Arc<siplb::cluster::fleet::Fleet>, JoinHandle<()>)>,
     /// The control thread and its socket, removed once the thread has stopped.
     control: Option<(JoinHandle<()>, PathBuf)>,
     metrics: Option<MetricsServer>,
@@ -151,6 +153,10 @@ impl Running {
             acc.stop.store(true, Ordering::Release);
             let _ = t.join();
             tracing::info!("acc: {} records written and synced", acc.written.get());
+        }
+        if let Some((fleet, t)) = self.cluster.take() {
+            fleet.wake.notify_one();
+            let _ = t.join();
         }
         if let Some((t, socket)) = self.control.take() {
             let _ = t.join();
@@ -215,6 +221,30 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         running.acc = Some((queues, t));
         tracing::info!("acc: node {}, records to {}", acc.node, acc.dir.display());
     }
+    let mut cluster_stats = Vec::new();
+    if let Some(c) = &cfg.cluster {
+        let fleet = Arc::new(siplb::cluster::fleet::Fleet::new(cfg.workers));
+        let _ = proxy.profiles.fleet.set(fleet.clone());
+        let (t, stats) =
+            siplb::cluster::task::spawn(c.clone(), fleet.clone(), running.shutdown.clone())
+                .context("cluster")?;
+        cluster_stats = vec![
+            (names::CLUSTER_LEASE_ROUND_TRIPS, stats.round_trips.clone()),
+            (names::CLUSTER_DEGRADED_S, stats.degraded_s.clone()),
+            (names::CLUSTER_DEGRADED, stats.degraded.clone()),
+            (names::CLUSTER_LEASED, stats.leased.clone()),
+            (
+                names::CLUSTER_LEASED_DEGRADED,
+                stats.leased_degraded.clone(),
+            ),
+        ];
+        running.cluster = Some((fleet, t));
+        tracing::info!(
+            "cluster: node {}, account limits shared through Redis {}",
+            c.node,
+            c.redis.join(", ")
+        );
+    }
     let plane = Arc::new(plane);
     running.plane = Some(plane.clone());
     // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
@@ -243,6 +273,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     ];
     globals.extend(xdp.iter().cloned());
     globals.extend(acc_stats);
+    globals.extend(cluster_stats);
     let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
     let reloader = Arc::new(Reloader::new(
         &cfg,

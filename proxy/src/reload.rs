@@ -189,6 +189,11 @@ pub fn next_proxy(
     )?;
     fixed("node", old.node.clone(), new.node.clone())?;
     fixed("acc", format!("{:?}", old.acc), format!("{:?}", new.acc))?;
+    fixed(
+        "cluster",
+        format!("{:?}", old.cluster),
+        format!("{:?}", new.cluster),
+    )?;
     // A customer's number is part of its accounts' keys in the limit tables: the customers
     // there are keep their places; new ones come after them.
     for (i, (a, b)) in running

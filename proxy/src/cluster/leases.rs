@@ -15,7 +15,8 @@ use std::time::Duration;
 /// asks for up to ARGV[2] more under limit ARGV[3]: the other nodes' leases are added up
 /// (those expired dropped from the set), the grant fits under the limit, and the node's lease
 /// (KEYS[2]) is set to what it holds now, for ARGV[4] ms. The set of nodes lives at least
-/// twice the longest lease of its members. Returns the places granted.
+/// twice the longest lease of its members. Returns the places granted and those the fleet has
+/// left after the grant.
 const ACQUIRE: &str = r#"
 local nodes, mine = KEYS[1], KEYS[2]
 local node, want, limit, ttl, prefix, held = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
@@ -31,7 +32,7 @@ local grant = math.max(0, math.min(want, limit - others - held))
 redis.call('SADD', nodes, node)
 redis.call('SET', mine, held + grant, 'PX', ttl)
 if redis.call('PTTL', nodes) < ttl * 2 then redis.call('PEXPIRE', nodes, ttl * 2) end
-return grant
+return {grant, math.max(0, limit - others - held - grant)}
 "#;
 
 /// Sets node ARGV[1]'s lease (KEYS[2]) to ARGV[2] places for ARGV[3] ms: a renewal, a
@@ -97,6 +98,17 @@ impl<C: ConnectionLike> Leases<C> {
         want: u32,
         limit: u32,
     ) -> RedisResult<u32> {
+        Ok(self.acquire_and_free(account, held, want, limit).await?.0)
+    }
+
+    /// [`acquire`](Self::acquire), with the places the fleet has left after the grant.
+    pub async fn acquire_and_free(
+        &mut self,
+        account: &str,
+        held: u32,
+        want: u32,
+        limit: u32,
+    ) -> RedisResult<(u32, u32)> {
         let prefix = prefix(account);
         self.acquire
             .key(nodes_key(account))

@@ -3,7 +3,9 @@
 //! a server-side script so that the fleet never holds more than the limit, and expiring with
 //! the node. Connecting a node's admissions to it is the next step.
 
+pub mod fleet;
 pub mod leases;
+pub mod task;
 
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;

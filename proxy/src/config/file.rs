@@ -7,7 +7,7 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// The node's name (records, ids; fleet membership later); default the host name.
+    /// The node's name (records, ids, fleet membership); default the host name.
     pub node: Option<Spanned<String>>,
     pub listen: Listen,
     #[serde(default)]
@@ -37,6 +37,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: Log,
     pub acc: Option<super::acc::AccFile>,
+    pub cluster: Option<super::cluster::ClusterFile>,
     #[serde(default)]
     pub debug: Debug,
 }

@@ -3,6 +3,7 @@
 //! relative paths resolve from the file's folder. Defaults are the `DEFAULT_*` constants.
 
 mod acc;
+mod cluster;
 mod dialog;
 pub mod file;
 mod sections;
@@ -129,6 +130,8 @@ pub struct Config {
     pub node: String,
     /// `[acc]` (none: no accounting).
     pub acc: Option<Arc<crate::acc::config::AccConfig>>,
+    /// `[cluster]` (none: the node's limits are its own).
+    pub cluster: Option<crate::cluster::task::ClusterConfig>,
 }
 
 /// `[shutdown] dialogs`.
@@ -245,6 +248,10 @@ impl Config {
         // The call log reads refusals and failures off the shard's events.
         proxy.emit.failures = log.calls_per_second > 0;
         let (node, acc) = acc::acc(f.acc.as_ref(), f.node.as_ref(), &resolve, &invalid)?;
+        let cluster = cluster::cluster(f.cluster.as_ref(), &node, &invalid)?;
+        if let Some(c) = &cluster {
+            proxy.lease_wait = c.wait;
+        }
         if let Some(a) = &acc {
             // Only the methods accounting records cost events.
             proxy.emit.transactions = a.wants_transactions();
@@ -289,6 +296,7 @@ impl Config {
             shutdown_bye_wait: Duration::from_millis(f.shutdown.bye_wait_ms),
             node,
             acc: acc.map(Arc::new),
+            cluster,
         })
     }
 }

@@ -238,7 +238,7 @@ fn every_key_is_documented() {
     let mut missing = Vec::new();
     let tables = [
         "workers", "steering", "control", "metrics", "timers", "limits", "dialog", "events", "log",
-        "debug", "acc",
+        "debug", "acc", "cluster",
     ];
     for t in tables {
         for k in accepted_keys(&format!("{MIN}\n[{t}]\nzz_bogus = 1\n")) {
@@ -527,6 +527,62 @@ fn acc_mistakes_name_their_key_and_line() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`node`"), "{e}");
+}
+
+#[test]
+fn cluster_keys_resolve_and_their_mistakes_name_key_and_line() {
+    use crate::cluster::task::OnRedisDown;
+    let c = parse(&format!(
+        "node = \"edge-1\"\n{MIN}\n[cluster]\nredis = [\"redis://10.0.0.5:6379\"]\n"
+    ))
+    .unwrap();
+    let k = c.cluster.expect("[cluster]");
+    assert_eq!(k.node, "edge-1");
+    assert_eq!(k.redis, ["redis://10.0.0.5:6379"]);
+    assert_eq!(k.lease, std::time::Duration::from_secs(10));
+    assert_eq!(k.on_redis_down, OnRedisDown::Closed);
+    assert_eq!(c.proxy.lease_wait, k.wait);
+    assert!(parse(MIN).unwrap().cluster.is_none());
+    let cluster = |body: &str| parse(&format!("{MIN}\n[cluster]\n{body}\n"));
+    let ok = cluster(
+        "redis = [\"redis://a:1\", \"redis://b:1\"]\non_redis_down = \"open\"\nopen_share = 0.25",
+    );
+    assert_eq!(
+        ok.unwrap().cluster.unwrap().on_redis_down,
+        OnRedisDown::Open(0.25)
+    );
+    for (body, want) in [
+        ("lease_ms = 1000", "`cluster.redis`: at least one Redis URL"),
+        (
+            "redis = [\"http://x\"]",
+            "`cluster.redis`: `http://x` is not a Redis URL",
+        ),
+        (
+            "redis = [\"redis://x\"]\nlease_ms = 5",
+            "`cluster.lease_ms`",
+        ),
+        ("redis = [\"redis://x\"]\nblock = 0", "`cluster.block`"),
+        (
+            "redis = [\"redis://x\"]\non_redis_down = \"maybe\"",
+            "`cluster.on_redis_down`",
+        ),
+        (
+            "redis = [\"redis://x\"]\nopen_share = 1.5",
+            "`cluster.open_share`",
+        ),
+        ("redis = [\"redis://x\"]\nwait_ms = 0", "`cluster.wait_ms`"),
+        (
+            "redis = [\"redis://x\"]\nbogus = 1",
+            "unknown field `bogus`",
+        ),
+    ] {
+        let e = cluster(body).unwrap_err().to_string();
+        assert!(e.contains(want), "{body:?}: {e}");
+        assert!(
+            e.starts_with("/etc/siplb/t.toml:1"),
+            "{body:?}: no line: {e}"
+        );
+    }
 }
 
 #[test]

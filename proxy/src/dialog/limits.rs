@@ -21,6 +21,12 @@ pub enum Denied {
     Limit,
     /// The value is new and the value table has no room for it.
     TableFull,
+    /// A fleet-wide limit (`[cluster]`): no place leased on this node is spare; one has been
+    /// asked for, and the INVITE waits for the answer.
+    Lease,
+    /// A fleet-wide limit whose places cannot be leased now (Redis down, fail closed, or the
+    /// lease task's queue full): 503 with Retry-After.
+    Unavailable,
 }
 
 /// A no-value profile's count of dialogs.
@@ -388,6 +394,11 @@ impl ValueTable {
             *used += 1;
         }
         Ok(Some(Place(i as u32)))
+    }
+
+    /// The limit of the value counted at `place` (as read when its place was taken).
+    pub fn limit_at(&self, place: Place) -> u32 {
+        self.slots[place.0 as usize].limit.load(Ordering::Relaxed)
     }
 
     pub fn release(&self, place: Place) {

@@ -186,6 +186,8 @@ pub struct Membership {
     pub profile: ProfileId,
     /// The value, for a with-value profile, and where it is counted.
     pub value: Option<(Box<[u8]>, Place)>,
+    /// For `account` in a fleet (`[cluster]`): the lease its fleet-wide place is taken from.
+    pub lease: Option<std::sync::Arc<crate::cluster::fleet::Lease>>,
 }
 
 /// The profile that refused a new dialog.
@@ -199,6 +201,8 @@ pub struct Refusal {
 /// dialogs into them are the shards' (`ProxyConfig::rules`), replaced by a reload.
 pub struct Profiles {
     pub list: Vec<Profile>,
+    /// With `[cluster]`: the account limits are the fleet's, leased through it.
+    pub fleet: std::sync::OnceLock<std::sync::Arc<crate::cluster::fleet::Fleet>>,
 }
 
 impl std::fmt::Debug for Profiles {
@@ -262,7 +266,10 @@ impl Profiles {
                 scoped: Default::default(),
             });
         }
-        Profiles { list }
+        Profiles {
+            list,
+            fleet: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn id(&self, name: &str) -> Option<ProfileId> {
@@ -385,15 +392,35 @@ impl Profiles {
                 out.push(Membership {
                     profile,
                     value: None,
+                    lease: None,
                 });
             }
             (Counter::WithValue(t), Some(v)) => {
                 let mut key = Vec::new();
                 p.key(customer, v, &mut key);
                 let place = t.try_acquire_as(&key, v).map_err(refuse)?;
+                let mut lease = None;
+                let limit = t.limit_at(place);
+                if let Some(fleet) = self.fleet.get()
+                    && limit != UNLIMITED
+                    && p.name == ACCOUNT
+                {
+                    use crate::cluster::fleet::{Wait, unix_ms};
+                    match fleet.take(v, limit, unix_ms()) {
+                        Ok(l) => lease = Some(l),
+                        Err(wait) => {
+                            t.release(place);
+                            return Err(refuse(match wait {
+                                Wait::Asked => Denied::Lease,
+                                Wait::Busy => Denied::Unavailable,
+                            }));
+                        }
+                    }
+                }
                 out.push(Membership {
                     profile,
                     value: Some((v.into(), place)),
+                    lease,
                 });
             }
             (Counter::WithValue(_), None) => {
@@ -406,6 +433,9 @@ impl Profiles {
     /// Gives back every place of `ms` and empties it: call exactly once per dialog.
     pub fn leave(&self, ms: &mut Vec<Membership>) {
         for m in ms.drain(..) {
+            if let (Some(l), Some(fleet)) = (&m.lease, self.fleet.get()) {
+                fleet.put_back(l);
+            }
             match (&self.list[m.profile as usize].counter, m.value) {
                 (Counter::NoValue(c), _) => c.release(),
                 (Counter::WithValue(t), Some((_, place))) => t.release(place),

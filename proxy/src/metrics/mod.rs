@@ -135,6 +135,8 @@ shard_stats! {
     /// New INVITEs refused with 503 + Retry-After because accounting had no room for the
     /// records of another call (a full record queue, a stalled sink, a full spool).
     acc_queue_full_503 => names::ACC_QUEUE_FULL_503,
+    cluster_parked => names::CLUSTER_PARKED,
+    cluster_unavailable_503 => names::CLUSTER_UNAVAILABLE_503,
     /// Accounting records made (transaction, rule and CDR records).
     acc_records => names::ACC_RECORDS,
     /// Call log lines not written: over `log.calls_per_second`.

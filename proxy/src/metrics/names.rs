@@ -1,5 +1,5 @@
 //! Every statistic name, as `group:name`. Kamailio's names where Kamailio has the statistic;
-//! siplb's own in the groups `core:`, `limits:`, `xdp:`, `events:` and `log:`. `docs/METRICS.md` lists them.
+//! siplb's own in the groups `core:`, `limits:`, `xdp:`, `events:`, `log:` and `cluster:`. `docs/METRICS.md` lists them.
 
 pub const CORE_RCV_REQUESTS: &str = "core:rcv_requests";
 pub const CORE_RCV_REPLIES: &str = "core:rcv_replies";
@@ -56,6 +56,13 @@ pub const ACC_TORN_LINES: &str = "acc:torn_lines";
 pub const ACC_SPOOL_RECORDS: &str = "acc:spool_records";
 pub const ACC_QUEUED: &str = "acc:queued";
 pub const ACC_QUEUE_FULL_503: &str = "acc:queue_full_503";
+pub const CLUSTER_LEASE_ROUND_TRIPS: &str = "cluster:lease_round_trips";
+pub const CLUSTER_DEGRADED_S: &str = "cluster:degraded_s";
+pub const CLUSTER_DEGRADED: &str = "cluster:degraded";
+pub const CLUSTER_LEASED: &str = "cluster:leased";
+pub const CLUSTER_LEASED_DEGRADED: &str = "cluster:leased_degraded";
+pub const CLUSTER_PARKED: &str = "cluster:parked";
+pub const CLUSTER_UNAVAILABLE_503: &str = "cluster:unavailable_503";
 pub const CORE_LATENCY_P50_US: &str = "core:latency_p50_us";
 pub const CORE_LATENCY_P99_US: &str = "core:latency_p99_us";
 pub const CORE_LATENCY_MAX_US: &str = "core:latency_max_us";
@@ -77,6 +84,8 @@ pub const GAUGES: &[&str] = &[
     CORE_CALL_RECORDS,
     CORE_STEERING_BPF,
     CORE_DRAINING,
+    CLUSTER_DEGRADED,
+    CLUSTER_LEASED,
     XDP_ATTACHED,
     DIALOG_ACTIVE,
     DIALOG_EARLY,

@@ -114,6 +114,8 @@ pub struct ProxyConfig {
     pub dialog: DialogTimers,
     /// Retry-After seconds on an overload 503.
     pub retry_after: u32,
+    /// How long an INVITE waits for a fleet-wide place (`cluster.wait_ms`).
+    pub lease_wait: Duration,
     /// The secret key of the branches siplb computes, chosen at start.
     pub branch_key: [u64; 2],
     pub routing: Routing,
@@ -180,6 +182,7 @@ impl ProxyConfig {
             dialog_linger: Duration::from_secs(32),
             dialog: DialogTimers::default(),
             retry_after: 5,
+            lease_wait: Duration::from_secs(1),
             branch_key: [0x5349_504c_4221, 0x6272_616e_6368],
             routing,
             profiles: Arc::new(Profiles::new(&[], &[], 100_000)),

@@ -12,6 +12,7 @@
 
 mod auth;
 mod lifecycle;
+mod parked;
 mod requests;
 mod responses;
 mod routing;
@@ -66,6 +67,8 @@ pub struct Shard {
     turns: Vec<u64>,
     /// The OPTIONS prober, in the one worker that probes.
     prober: Option<super::probe::Prober>,
+    /// INVITEs waiting for a fleet-wide place.
+    parked: Vec<parked::Parked>,
 }
 
 /// A final response for the record: status, reason, Q.850 cause, To tag, and whether siplb
@@ -98,6 +101,7 @@ impl Shard {
             draining: false,
             turns: Vec::new(),
             prober: None,
+            parked: Vec::new(),
         }
     }
 

@@ -174,6 +174,8 @@ pub struct Worker {
     calls: Option<crate::logging::CallLog>,
     /// The accounting buffer (none without `[acc]`).
     acc: Option<crate::acc::accountant::Accountant>,
+    /// The fleet's leases (none without `[cluster]`): answers for parked INVITEs.
+    fleet: Option<Arc<crate::cluster::fleet::Fleet>>,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -201,6 +203,7 @@ impl Worker {
             .ring_fd
             .store(uring.as_raw_fd(), Ordering::Release);
         let stats = plane.workers[id as usize].stats.clone();
+        let fleet = proxy.profiles.fleet.get().cloned();
         let mut shard = Shard::new(proxy, id, stats.clone());
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -256,6 +259,7 @@ impl Worker {
             calls: (cfg.log.calls_per_second > 0)
                 .then(|| crate::logging::CallLog::new(cfg.log.calls_per_second, cfg.workers)),
             acc,
+            fleet,
         })
     }
 
@@ -298,6 +302,12 @@ impl Worker {
                     t.saturating_duration_since(now)
                 })
                 .min(Duration::from_millis(200));
+            // INVITEs waiting for a fleet place: their answers come without a wake-up.
+            let wait = if self.shard.has_parked() {
+                wait.min(Duration::from_millis(1))
+            } else {
+                wait
+            };
             let ts = types::Timespec::from(wait);
             // Wait for one completion, or, while the load fills batches, for up to `batch` of
             // them while `batch_wait` lasts: then one wake-up serves a batch of datagrams.
@@ -376,6 +386,12 @@ impl Worker {
             // Hand-offs can also arrive without a wake-up we have seen yet.
             self.drain_hand_offs(now);
             self.drain_control(now);
+            if let Some(fleet) = &self.fleet {
+                while let Some((account, answer)) = fleet.answers[self.id as usize].pop() {
+                    self.shard.lease_answer(now, &account, answer);
+                }
+                self.shard.expire_parked(now);
+            }
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
             self.drain_events(now);

@@ -344,7 +344,7 @@ impl Shard {
     /// with `Reason: Q.850;cause=34` and no `Retry-After`. Counted once: the reply is kept in
     /// a server transaction, which answers the INVITE's retransmissions with it (without
     /// asking the limits again) and resends it until the ACK (Timers G, H).
-    fn reply_limit(
+    pub(super) fn reply_limit(
         &mut self,
         now: Instant,
         msg: &SipMsg<'_>,
@@ -353,6 +353,17 @@ impl Shard {
         customer: usize,
         why: Refusal,
     ) {
+        match why.why {
+            Denied::Lease => {
+                self.key = key;
+                return self.park(now, msg, src, customer);
+            }
+            Denied::Unavailable => {
+                self.key = key;
+                return self.reply_unavailable(msg, src);
+            }
+            Denied::Limit | Denied::TableFull => {}
+        }
         self.stats.limits_rejected.inc();
         if why.why == Denied::TableFull {
             self.stats.limits_account_table_full.inc();

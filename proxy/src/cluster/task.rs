@@ -1,0 +1,321 @@
+//! The lease task: the one place that talks to Redis (a thread of its own running a tokio
+//! runtime; workers never wait for it). It answers the workers' requests for places, renews
+//! the node's leases, gives spares back, and applies `[cluster] on_redis_down` while Redis
+//! cannot be reached.
+
+use super::Redis;
+use super::fleet::{Answer, Fleet, Lease};
+use super::leases::Leases;
+use crate::metrics::Counter;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a node does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OnRedisDown {
+    /// Calls that need a new lease get 503 with Retry-After.
+    Closed,
+    /// The node leases on its own, up to this share of each account's limit.
+    Open(f64),
+}
+
+/// `[cluster]`, as the lease task uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// One URL: a server; several: the seeds of a Redis Cluster.
+    pub redis: Vec<String>,
+    /// The node's name (the top-level `node`).
+    pub node: String,
+    /// How long a lease lives unless renewed: a dead node's places come back after it.
+    pub lease: Duration,
+    /// Places leased at once while the account is far from its limit.
+    pub block: u32,
+    pub on_redis_down: OnRedisDown,
+    /// Spare places of an account that took none for this long go back.
+    pub quiet: Duration,
+    /// How long an INVITE waits for a lease before it gets 503.
+    pub wait: Duration,
+}
+
+/// The lease task's statistics.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// `cluster:lease_round_trips`: Redis scripts run.
+    pub round_trips: Arc<Counter>,
+    /// `cluster:degraded_s`: seconds spent without Redis.
+    pub degraded_s: Arc<Counter>,
+    /// `cluster:degraded`: 1 while Redis cannot be reached.
+    pub degraded: Arc<Counter>,
+    /// `cluster:leased`: places this node leases, over all accounts.
+    pub leased: Arc<Counter>,
+    /// `cluster:refused_unavailable`: requests answered 503 while Redis was down (closed).
+    pub refused_unavailable: Arc<Counter>,
+    /// `cluster:leased_degraded`: places leased locally while Redis was down (open).
+    pub leased_degraded: Arc<Counter>,
+}
+
+/// The account is near its limit when the fleet has fewer than this many blocks left.
+const NEAR_BLOCKS: u32 = 2;
+
+struct Task {
+    cfg: ClusterConfig,
+    fleet: Arc<Fleet>,
+    stats: Arc<ClusterStats>,
+    conn: Option<Leases<Redis>>,
+    next_connect: Instant,
+    degraded_since: Option<Instant>,
+    /// Degraded time already counted into `degraded_s`.
+    degraded_counted: Duration,
+}
+
+/// Starts the lease task on a thread of its own.
+pub fn spawn(
+    cfg: ClusterConfig,
+    fleet: Arc<Fleet>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(std::thread::JoinHandle<()>, Arc<ClusterStats>)> {
+    let stats = Arc::new(ClusterStats::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let s = stats.clone();
+    let t = std::thread::Builder::new()
+        .name("siplb-cluster".into())
+        .spawn(move || {
+            let mut task = Task {
+                cfg,
+                fleet,
+                stats: s,
+                conn: None,
+                next_connect: Instant::now(),
+                degraded_since: None,
+                degraded_counted: Duration::ZERO,
+            };
+            rt.block_on(task.run(stop));
+        })?;
+    Ok((t, stats))
+}
+
+impl Task {
+    async fn run(&mut self, stop: Arc<AtomicBool>) {
+        let renew_every = (self.cfg.lease / 3).max(Duration::from_millis(10));
+        let mut next_renew = Instant::now() + renew_every;
+        while !stop.load(Ordering::Relaxed) {
+            let mut wanted: HashMap<Box<[u8]>, u32> = HashMap::new();
+            while let Some(r) = self.fleet.requests.pop() {
+                let limit = wanted.entry(r.account).or_insert(0);
+                *limit = (*limit).max(r.limit);
+            }
+            if wanted.is_empty() {
+                let wait = next_renew
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100));
+                let _ = tokio::time::timeout(wait, self.fleet.wake.notified()).await;
+            }
+            for (account, limit) in wanted {
+                let lease = self.fleet.lease(&account);
+                if limit == 0 {
+                    self.give_back(&lease, 0).await;
+                } else {
+                    let answer = self.more(&lease, limit).await;
+                    self.fleet.answer(&account, answer);
+                }
+            }
+            if Instant::now() >= next_renew {
+                next_renew = Instant::now() + renew_every;
+                self.renew().await;
+            }
+            self.count_degraded();
+        }
+    }
+
+    /// A connection to Redis, made again (at most once a second) after one failed.
+    async fn leases(&mut self) -> Option<&mut Leases<Redis>> {
+        if self.conn.is_none() && Instant::now() >= self.next_connect {
+            self.next_connect = Instant::now() + Duration::from_secs(1);
+            let connect = Redis::connect(&self.cfg.redis);
+            match tokio::time::timeout(self.cfg.wait, connect).await {
+                Ok(Ok(c)) => {
+                    tracing::info!("cluster: connected to Redis {}", self.cfg.redis.join(", "));
+                    self.conn = Some(Leases::new(c, &self.cfg.node, self.cfg.lease));
+                }
+                Ok(Err(e)) => self.down(&format!("cannot connect: {e}")),
+                Err(_) => self.down("cannot connect: timed out"),
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    fn down(&mut self, why: &str) {
+        self.conn = None;
+        if self.degraded_since.is_none() {
+            tracing::warn!(
+                "cluster: Redis {} unreachable ({why}); on_redis_down = {}",
+                self.cfg.redis.join(", "),
+                match self.cfg.on_redis_down {
+                    OnRedisDown::Closed => "closed".to_string(),
+                    OnRedisDown::Open(s) => format!("open (up to {s} of each limit)"),
+                }
+            );
+            self.degraded_since = Some(Instant::now());
+            self.stats.degraded.set(1);
+        }
+    }
+
+    fn up(&mut self) {
+        if let Some(since) = self.degraded_since.take() {
+            tracing::info!(
+                "cluster: Redis reachable again after {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+            self.count_degraded_until(since.elapsed());
+            self.degraded_counted = Duration::ZERO;
+            self.stats.degraded.set(0);
+        }
+    }
+
+    fn count_degraded(&mut self) {
+        if let Some(since) = self.degraded_since {
+            self.count_degraded_until(since.elapsed());
+        }
+    }
+
+    fn count_degraded_until(&mut self, total: Duration) {
+        let whole = total.as_secs();
+        let counted = self.degraded_counted.as_secs();
+        if whole > counted {
+            self.stats.degraded_s.add(whole - counted);
+            self.degraded_counted = Duration::from_secs(whole);
+        }
+    }
+
+    /// One script on Redis; `None` when Redis could not be reached (now degraded).
+    async fn acquire(
+        &mut self,
+        account: &[u8],
+        held: u32,
+        want: u32,
+        limit: u32,
+    ) -> Option<(u32, u32)> {
+        let wait = self.cfg.wait;
+        let name = String::from_utf8_lossy(account).into_owned();
+        let leases = self.leases().await?;
+        let r = tokio::time::timeout(wait, leases.acquire_and_free(&name, held, want, limit)).await;
+        self.stats.round_trips.inc();
+        match r {
+            Ok(Ok(v)) => {
+                self.up();
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.down(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.down("timed out");
+                None
+            }
+        }
+    }
+
+    /// More places for an account that has no spare one.
+    async fn more(&mut self, lease: &Lease, limit: u32) -> Answer {
+        let (leased, taken) = lease.get();
+        if taken < leased {
+            return Answer::Granted;
+        }
+        let near = lease.near.load(Ordering::Relaxed);
+        let want = if near { 1 } else { self.cfg.block.max(1) };
+        match self.acquire(&lease.account, leased, want, limit).await {
+            Some((grant, free)) => {
+                lease.near.store(
+                    free < self.cfg.block.saturating_mul(NEAR_BLOCKS),
+                    Ordering::Relaxed,
+                );
+                lease.grant(grant);
+                self.stats.leased.add(grant as u64);
+                if grant > 0 {
+                    Answer::Granted
+                } else {
+                    Answer::Full
+                }
+            }
+            None => match self.cfg.on_redis_down {
+                OnRedisDown::Closed => {
+                    self.stats.refused_unavailable.inc();
+                    Answer::Unavailable
+                }
+                OnRedisDown::Open(share) => {
+                    let cap = ((limit as f64 * share).ceil() as u32).min(limit);
+                    let grant = want.min(cap.saturating_sub(leased));
+                    lease.grant(grant);
+                    self.stats.leased.add(grant as u64);
+                    self.stats.leased_degraded.add(grant as u64);
+                    if grant > 0 {
+                        Answer::Granted
+                    } else {
+                        Answer::Full
+                    }
+                }
+            },
+        }
+    }
+
+    /// Gives `lease`'s spares back but `keep`, and tells Redis what the node holds now.
+    async fn give_back(&mut self, lease: &Lease, keep: u32) {
+        let (before, _) = lease.get();
+        let now = lease.trim(keep);
+        if now == before {
+            return;
+        }
+        self.stats.leased.set(
+            self.stats
+                .leased
+                .get()
+                .saturating_sub((before - now) as u64),
+        );
+        let limit = lease.limit.load(Ordering::Relaxed);
+        if let Some((_, free)) = self.acquire(&lease.account, now, 0, limit).await {
+            lease.near.store(
+                free < self.cfg.block.saturating_mul(NEAR_BLOCKS),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Renews every lease (which also tells whether the account is near its limit), gives
+    /// back the spares of quiet accounts and of those near their limit, and forgets idle ones.
+    async fn renew(&mut self) {
+        let now_ms = super::fleet::unix_ms();
+        let quiet = self.cfg.quiet.as_millis() as u64;
+        for (_, lease) in self.fleet.snapshot() {
+            let (leased, taken) = lease.get();
+            let idle = now_ms.saturating_sub(lease.last_take_ms.load(Ordering::Relaxed)) >= quiet;
+            if leased > taken && (idle || lease.near.load(Ordering::Relaxed)) {
+                self.give_back(&lease, 0).await;
+                continue;
+            }
+            if leased == 0 {
+                continue;
+            }
+            let limit = lease.limit.load(Ordering::Relaxed);
+            if let Some((_, free)) = self.acquire(&lease.account, leased, 0, limit).await {
+                let near = free < self.cfg.block.saturating_mul(NEAR_BLOCKS);
+                lease.near.store(near, Ordering::Relaxed);
+                if near && leased > taken {
+                    self.give_back(&lease, 0).await;
+                }
+            }
+        }
+        self.fleet.forget_idle();
+        let total: u64 = self
+            .fleet
+            .snapshot()
+            .iter()
+            .map(|(_, l)| l.get().0 as u64)
+            .sum();
+        self.stats.leased.set(total);
+    }
+}

@@ -1,0 +1,116 @@
+//! INVITEs waiting for a fleet-wide place (`[cluster]`): the account had no spare leased
+//! place on this node, one was asked of the lease task, and the INVITE waits here (the worker
+//! goes on with everything else) until the answer: admitted again when places came, the
+//! limit reply when the fleet is full, 503 with Retry-After when Redis cannot be reached or
+//! the answer takes longer than `cluster.wait_ms`.
+
+use super::Shard;
+use crate::cluster::fleet::Answer;
+use crate::dialog::{Denied, Refusal};
+use crate::proxy::reply::Extra;
+use crate::sip::SipMsg;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// One waiting INVITE, as received.
+pub(super) struct Parked {
+    account: Box<[u8]>,
+    call_id: Box<[u8]>,
+    customer: usize,
+    data: Vec<u8>,
+    src: SocketAddr,
+    until: Instant,
+}
+
+/// INVITEs waiting at once in one worker; beyond, 503 with Retry-After.
+const MAX_PARKED: usize = 4096;
+
+impl Shard {
+    /// Parks `msg` until the lease task answers for its account (a retransmission of one
+    /// already waiting is dropped).
+    pub(super) fn park(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+    ) {
+        let call_id = msg.call_id();
+        if self.parked.iter().any(|p| &*p.call_id == call_id) {
+            return;
+        }
+        if self.parked.len() >= MAX_PARKED {
+            return self.reply_unavailable(msg, src);
+        }
+        let account = self.account_of(customer, msg, src).into();
+        self.parked.push(Parked {
+            account,
+            call_id: call_id.into(),
+            customer,
+            data: msg.buf.to_vec(),
+            src,
+            until: now + self.cfg.lease_wait,
+        });
+        self.stats.cluster_parked.inc();
+    }
+
+    /// 503 with Retry-After: no fleet place can be had now.
+    pub(super) fn reply_unavailable(&mut self, msg: &SipMsg<'_>, src: SocketAddr) {
+        self.stats.cluster_unavailable_503.inc();
+        let retry = self.cfg.retry_after;
+        self.reply_stateless(msg, src, 503, Extra::overload(retry));
+    }
+
+    /// Whether INVITEs are waiting (the worker then looks for answers often).
+    pub fn has_parked(&self) -> bool {
+        !self.parked.is_empty()
+    }
+
+    /// The lease task's answer for `account`.
+    pub fn lease_answer(&mut self, now: Instant, account: &[u8], answer: Answer) {
+        if !self.parked.iter().any(|p| &*p.account == account) {
+            return;
+        }
+        let (mine, rest) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| &*p.account == account);
+        self.parked = rest;
+        for p in mine {
+            self.settle(now, p, answer);
+        }
+    }
+
+    /// Those that waited too long get 503.
+    pub fn expire_parked(&mut self, now: Instant) {
+        if !self.parked.iter().any(|p| p.until <= now) {
+            return;
+        }
+        let (late, rest) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| p.until <= now);
+        self.parked = rest;
+        for p in late {
+            self.settle(now, p, Answer::Unavailable);
+        }
+    }
+
+    fn settle(&mut self, now: Instant, p: Parked, answer: Answer) {
+        let Ok(msg) = SipMsg::parse(&p.data) else {
+            return;
+        };
+        match answer {
+            // Admitted again from the start: the places may have gone to INVITEs before it,
+            // then it waits again.
+            Answer::Granted => self.on_request(now, p.src, &msg),
+            Answer::Full => {
+                let profile = self.cfg.profiles.account();
+                let why = Refusal {
+                    profile,
+                    why: Denied::Limit,
+                };
+                self.reply_limit(now, &msg, p.src, Vec::new(), p.customer, why);
+            }
+            Answer::Unavailable => self.reply_unavailable(&msg, p.src),
+        }
+    }
+}
