@@ -10,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 
 /// `examples/limits.toml` on `net` as fleet member `node` of Redis `redis`, with account
 /// limit `limit`, and `cluster` keys added to `[cluster]`.
-fn member(net: Net, node: &str, redis: &str, limit: u32, cluster: &str) -> String {
+fn member(net: Net, node: &str, redis: &[String], limit: u32, cluster: &str) -> String {
     let src = std::fs::read_to_string(repo().join("examples/limits.toml")).expect("limits.toml");
     let src = src
         .replace("127.0.0.1:5062", &net.siplb())
@@ -30,9 +30,11 @@ fn member(net: Net, node: &str, redis: &str, limit: u32, cluster: &str) -> Strin
         .split_once("# [cluster]")
         .expect("limits.toml shows its [cluster] table");
     assert!(cluster_example.contains("# redis = "));
+    let redis: Vec<String> = redis.iter().map(|u| format!("\"{u}\"")).collect();
     format!(
-        "node = \"{node}\"\n{head}\n[cluster]\nredis = [\"{redis}\"]\nlease_ms = 1000\n\
-         block = 4\n{cluster}\n"
+        "node = \"{node}\"\n{head}\n[cluster]\nredis = [{}]\nlease_ms = 1000\n\
+         block = 4\n{cluster}\n",
+        redis.join(", ")
     )
 }
 
@@ -57,7 +59,7 @@ struct Node {
     _uas: (Sipp, Sipp),
 }
 
-fn node(net: Net, name: &str, redis: &str, limit: u32, cluster: &str) -> Node {
+fn node(net: Net, name: &str, redis: &[String], limit: u32, cluster: &str) -> Node {
     let dir = TempDir::new(&format!("cluster-{name}"));
     let siplb = Siplb::start(BIN, &dir.0, &member(net, name, redis, limit, cluster));
     let uas = (
@@ -89,13 +91,9 @@ fn calls(n: &Node, calls: u32, rate: u32, hold_ms: u32) -> SippStats {
 
 /// Account limit 20, 100 long calls over both nodes: exactly 20 answered fleet-wide, and the
 /// two nodes' `account` sizes never add up to more than 20 when sampled meanwhile.
-#[test]
-fn two_nodes_answer_exactly_the_fleet_limit_of_100_calls() {
-    let _g = serial();
-    require_sipp();
-    let redis = RedisServer::start("cluster-redis");
-    let a = node(Net::new(111), "a", &redis.url, 20, "");
-    let b = node(Net::new(112), "b", &redis.url, 20, "");
+fn two_nodes_answer_exactly_the_limit(redis: &[String], nets: (u8, u8)) {
+    let a = node(Net::new(nets.0), "a", redis, 20, "");
+    let b = node(Net::new(nets.1), "b", redis, 20, "");
     let (ra, rb, most) = std::thread::scope(|s| {
         let ca = s.spawn(|| calls(&a, 50, 15, 8000));
         let cb = s.spawn(|| calls(&b, 50, 15, 8000));
@@ -123,6 +121,24 @@ fn two_nodes_answer_exactly_the_fleet_limit_of_100_calls() {
     assert_eq!(sa["cluster:degraded_s"] + sb["cluster:degraded_s"], 0);
 }
 
+#[test]
+fn two_nodes_answer_exactly_the_fleet_limit_of_100_calls() {
+    let _g = serial();
+    require_sipp();
+    let redis = RedisServer::start("cluster-redis");
+    two_nodes_answer_exactly_the_limit(std::slice::from_ref(&redis.url), (111, 112));
+}
+
+/// The same against a Redis Cluster of three masters: every key of an account is in one
+/// slot, so its script runs on one master.
+#[test]
+fn two_nodes_answer_exactly_the_fleet_limit_through_a_three_master_redis_cluster() {
+    let _g = serial();
+    require_sipp();
+    let redis = RedisCluster::start("cluster-3m", "127.0.119.1", 7001);
+    two_nodes_answer_exactly_the_limit(&redis.urls, (120, 121));
+}
+
 /// A node killed with 10 calls up: its places stay taken until its lease expires, then the
 /// other node may use them.
 #[test]
@@ -130,8 +146,8 @@ fn a_killed_nodes_places_come_back_after_the_lease_time() {
     let _g = serial();
     require_sipp();
     let redis = RedisServer::start("cluster-kill");
-    let mut a = node(Net::new(113), "a", &redis.url, 20, "");
-    let b = node(Net::new(114), "b", &redis.url, 20, "");
+    let mut a = node(Net::new(113), "a", std::slice::from_ref(&redis.url), 20, "");
+    let b = node(Net::new(114), "b", std::slice::from_ref(&redis.url), 20, "");
     std::thread::scope(|s| {
         // a's sipp gives up on its calls 14 s in (siplb is gone by then).
         let inf = account_a(&a.dir.0);
@@ -162,6 +178,126 @@ fn a_killed_nodes_places_come_back_after_the_lease_time() {
         std::thread::sleep(Duration::from_millis(1500));
         let rb = calls(&b, 25, 50, 2000);
         assert_eq!(rb.ok(), 20, "a's places are b's now");
+        assert_eq!(rb.failed(), 5);
+        let _ = ca.join();
+    });
+}
+
+/// The final reply to a raw INVITE from `caller` (account `acct1`) through `siplb`.
+fn raw_invite(caller: &std::net::UdpSocket, siplb: &str, call_id: &str) -> Vec<u8> {
+    let me = caller.local_addr().unwrap().to_string();
+    caller
+        .send_to(&invite(&me, siplb, call_id, call_id), siplb)
+        .expect("send");
+    drain(caller, Duration::from_millis(1500))
+        .into_iter()
+        .map(|(_, m)| m)
+        .find(|m| status_of(m).is_some_and(|s| s >= 200))
+        .expect("a final reply")
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `on_redis_down = "closed"`: with Redis stopped, calls on places already leased go on, a
+/// call that needs a new lease gets 503 with Retry-After, and the degraded time is counted.
+/// Redis back (empty): the nodes lease again with what they hold, and the fleet limit holds.
+#[test]
+fn with_redis_stopped_a_closed_fleet_refuses_new_leases_and_holds_the_limit_once_back() {
+    let _g = serial();
+    require_sipp();
+    let mut redis = RedisServer::start("cluster-closed");
+    let quiet = "quiet_ms = 300";
+    let a = node(
+        Net::new(115),
+        "a",
+        std::slice::from_ref(&redis.url),
+        20,
+        quiet,
+    );
+    let b = node(
+        Net::new(116),
+        "b",
+        std::slice::from_ref(&redis.url),
+        20,
+        quiet,
+    );
+    std::thread::scope(|s| {
+        let ca = s.spawn(|| calls(&a, 6, 20, 15_000));
+        wait_for("a's 6 calls", Duration::from_secs(10), || {
+            size_of_a(&a.siplb) == 6
+        });
+        redis.stop();
+        let caller = udp(&format!("{}:5077", b.net.ip()));
+        let reply = raw_invite(&caller, &b.net.siplb(), "closed-1@x");
+        assert_eq!(status_of(&reply), Some(503), "{}", text(&reply));
+        assert_eq!(
+            header_lines(&reply, "Retry-After").len(),
+            1,
+            "{}",
+            text(&reply)
+        );
+        assert_eq!(b.siplb.stat("cluster:unavailable_503"), 1);
+        wait_for("b degraded for a second", Duration::from_secs(5), || {
+            b.siplb.stat("cluster:degraded_s") >= 1 && b.siplb.stat("cluster:degraded") == 1
+        });
+        assert_eq!(size_of_a(&a.siplb), 6, "a's calls go on");
+        redis.restart();
+        wait_for("both nodes back on Redis", Duration::from_secs(5), || {
+            a.siplb.stat("cluster:degraded") == 0 && b.siplb.stat("cluster:degraded") == 0
+        });
+        // One lease period.
+        std::thread::sleep(Duration::from_millis(1000));
+        let rb = calls(&b, 20, 10, 3000);
+        assert_eq!(rb.ok(), 14, "the fleet limit holds: a still has 6");
+        assert_eq!(rb.failed(), 6);
+        let _ = ca.join();
+    });
+}
+
+/// `on_redis_down = "open"`: without Redis each node admits up to its share of the limit;
+/// once Redis is back the fleet limit holds again.
+#[test]
+fn with_redis_stopped_an_open_fleet_admits_a_share_of_the_limit_per_node() {
+    let _g = serial();
+    require_sipp();
+    let mut redis = RedisServer::start("cluster-open");
+    let open = "on_redis_down = \"open\"\nopen_share = 0.5\nquiet_ms = 300";
+    let a = node(
+        Net::new(117),
+        "a",
+        std::slice::from_ref(&redis.url),
+        20,
+        open,
+    );
+    let b = node(
+        Net::new(118),
+        "b",
+        std::slice::from_ref(&redis.url),
+        20,
+        open,
+    );
+    redis.stop();
+    std::thread::scope(|s| {
+        let ca = s.spawn(|| calls(&a, 15, 20, 12_000));
+        wait_for("a's share of the limit", Duration::from_secs(10), || {
+            a.siplb.stat("limits:rejected") == 5
+        });
+        assert_eq!(size_of_a(&a.siplb), 10, "half of 20");
+        assert_eq!(a.siplb.stat("cluster:leased_degraded"), 10);
+        assert_eq!(a.siplb.stat("cluster:degraded"), 1);
+        redis.restart();
+        wait_for("a back on Redis", Duration::from_secs(5), || {
+            a.siplb.stat("cluster:degraded") == 0
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let rb = calls(&b, 15, 10, 3000);
+        assert_eq!(rb.ok(), 10, "the fleet limit holds: a has 10");
         assert_eq!(rb.failed(), 5);
         let _ = ca.join();
     });

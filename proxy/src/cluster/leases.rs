@@ -15,8 +15,10 @@ use std::time::Duration;
 /// asks for up to ARGV[2] more under limit ARGV[3]: the other nodes' leases are added up
 /// (those expired dropped from the set), the grant fits under the limit, and the node's lease
 /// (KEYS[2]) is set to what it holds now, for ARGV[4] ms. The set of nodes lives at least
-/// twice the longest lease of its members. Returns the places granted and those the fleet has
-/// left after the grant.
+/// twice the longest lease of its members. When the node gets fewer places than it asked for,
+/// the account is marked short (KEYS[3]) for a lease time: nodes holding spare places of it
+/// give them back. Returns the places granted, those the fleet has left after the grant, and
+/// how long ago (ms) the account was marked short (-1: it is not).
 const ACQUIRE: &str = r#"
 local nodes, mine = KEYS[1], KEYS[2]
 local node, want, limit, ttl, prefix, held = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
@@ -29,10 +31,14 @@ for _, n in ipairs(redis.call('SMEMBERS', nodes)) do
   end
 end
 local grant = math.max(0, math.min(want, limit - others - held))
+local short_ms = -1
+local pttl = redis.call('PTTL', KEYS[3])
+if pttl > 0 then short_ms = math.max(0, ttl - pttl) end
+if grant < want and pttl <= 0 then redis.call('SET', KEYS[3], '1', 'PX', ttl) end
 redis.call('SADD', nodes, node)
 redis.call('SET', mine, held + grant, 'PX', ttl)
 if redis.call('PTTL', nodes) < ttl * 2 then redis.call('PEXPIRE', nodes, ttl * 2) end
-return {grant, math.max(0, limit - others - held - grant)}
+return {grant, math.max(0, limit - others - held - grant), short_ms}
 "#;
 
 /// Sets node ARGV[1]'s lease (KEYS[2]) to ARGV[2] places for ARGV[3] ms: a renewal, a
@@ -56,6 +62,17 @@ end
 return total
 "#;
 
+/// What one acquire got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub granted: u32,
+    /// Places the fleet has left after the grant.
+    pub free: u32,
+    /// How long the account has been marked short (a node got fewer places than it asked
+    /// for), if it is.
+    pub short_since_ms: Option<u64>,
+}
+
 /// One node's leases, over a connection to a Redis server or cluster.
 pub struct Leases<C> {
     conn: C,
@@ -68,6 +85,10 @@ pub struct Leases<C> {
 
 fn nodes_key(account: &str) -> String {
     format!("siplb:{{{account}}}:nodes")
+}
+
+fn short_key(account: &str) -> String {
+    format!("siplb:{{{account}}}:short")
 }
 
 fn prefix(account: &str) -> String {
@@ -98,21 +119,25 @@ impl<C: ConnectionLike> Leases<C> {
         want: u32,
         limit: u32,
     ) -> RedisResult<u32> {
-        Ok(self.acquire_and_free(account, held, want, limit).await?.0)
+        Ok(self
+            .acquire_and_free(account, held, want, limit)
+            .await?
+            .granted)
     }
 
-    /// [`acquire`](Self::acquire), with the places the fleet has left after the grant.
+    /// [`acquire`](Self::acquire), with what the fleet has left after the grant.
     pub async fn acquire_and_free(
         &mut self,
         account: &str,
         held: u32,
         want: u32,
         limit: u32,
-    ) -> RedisResult<(u32, u32)> {
+    ) -> RedisResult<Grant> {
         let prefix = prefix(account);
         self.acquire
             .key(nodes_key(account))
             .key(format!("{prefix}{}", self.node))
+            .key(short_key(account))
             .arg(&self.node)
             .arg(want)
             .arg(limit)
@@ -121,6 +146,11 @@ impl<C: ConnectionLike> Leases<C> {
             .arg(held)
             .invoke_async(&mut self.conn)
             .await
+            .map(|(granted, free, short_ms): (u32, u32, i64)| Grant {
+                granted,
+                free,
+                short_since_ms: u64::try_from(short_ms).ok(),
+            })
     }
 
     /// Sets this node's lease of `account` to `held` places (a renewal, or places given
@@ -137,6 +167,16 @@ impl<C: ConnectionLike> Leases<C> {
             .invoke_async(&mut self.conn)
             .await?;
         Ok(())
+    }
+
+    /// Whether a node got fewer places of `account` than it asked for, within a lease time:
+    /// spare places should go back.
+    pub async fn short(&mut self, account: &str) -> RedisResult<bool> {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(short_key(account))
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(v.is_some())
     }
 
     /// The places the whole fleet holds of `account`.

@@ -5,7 +5,7 @@
 
 use super::Redis;
 use super::fleet::{Answer, Fleet, Lease};
-use super::leases::Leases;
+use super::leases::{Grant, Leases};
 use crate::metrics::Counter;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +59,25 @@ pub struct ClusterStats {
 /// The account is near its limit when the fleet has fewer than this many blocks left.
 const NEAR_BLOCKS: u32 = 2;
 
+/// How often a node holding spare places of an account looks whether another node came up
+/// short of that account (and gives them back).
+const SHORT_CHECK: Duration = Duration::from_millis(100);
+
+/// A refusal waits this long after an account was first marked short, for the spares of
+/// other nodes to come back, before it is final.
+const SHORT_SETTLE: Duration = Duration::from_millis(250);
+
+/// What asking for more places came to.
+enum More {
+    Decided(Answer),
+    /// The fleet is full now; final once `settle_in` has passed (spares of other nodes may
+    /// come back meanwhile).
+    Refused {
+        settle_in: Duration,
+    },
+}
+use More::{Decided, Refused};
+
 struct Task {
     cfg: ClusterConfig,
     fleet: Arc<Fleet>,
@@ -102,26 +121,57 @@ impl Task {
     async fn run(&mut self, stop: Arc<AtomicBool>) {
         let renew_every = (self.cfg.lease / 3).max(Duration::from_millis(10));
         let mut next_renew = Instant::now() + renew_every;
+        let mut next_check = Instant::now() + SHORT_CHECK;
+        // Accounts refused while other nodes may still give spares back: asked again then.
+        let mut again: HashMap<Box<[u8]>, (u32, Instant)> = HashMap::new();
+        // Connected before the first call needs it (or degraded from the start).
+        self.leases().await;
         while !stop.load(Ordering::Relaxed) {
-            let mut wanted: HashMap<Box<[u8]>, u32> = HashMap::new();
+            let now = Instant::now();
+            let mut wanted: HashMap<Box<[u8]>, (u32, bool)> = HashMap::new();
             while let Some(r) = self.fleet.requests.pop() {
-                let limit = wanted.entry(r.account).or_insert(0);
-                *limit = (*limit).max(r.limit);
+                let w = wanted.entry(r.account).or_insert((0, false));
+                w.0 = w.0.max(r.limit);
             }
+            again.retain(|account, (limit, at)| {
+                if *at <= now {
+                    wanted.insert(account.clone(), (*limit, true));
+                    false
+                } else {
+                    // Asked again at `at`: the INVITEs wait for that answer.
+                    wanted.remove(account);
+                    true
+                }
+            });
             if wanted.is_empty() {
-                let wait = next_renew
+                let next = again
+                    .values()
+                    .map(|(_, at)| *at)
+                    .chain([next_renew, next_check])
+                    .min()
+                    .unwrap_or(next_renew);
+                let wait = next
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(100));
                 let _ = tokio::time::timeout(wait, self.fleet.wake.notified()).await;
             }
-            for (account, limit) in wanted {
+            for (account, (limit, last_try)) in wanted {
                 let lease = self.fleet.lease(&account);
                 if limit == 0 {
                     self.give_back(&lease, 0).await;
-                } else {
-                    let answer = self.more(&lease, limit).await;
-                    self.fleet.answer(&account, answer);
+                    continue;
                 }
+                match self.more(&lease, limit).await {
+                    Refused { settle_in } if !last_try && !settle_in.is_zero() => {
+                        again.insert(account, (limit, Instant::now() + settle_in));
+                    }
+                    Refused { .. } => self.fleet.answer(&account, Answer::Full),
+                    Decided(answer) => self.fleet.answer(&account, answer),
+                }
+            }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + SHORT_CHECK;
+                self.check_short().await;
             }
             if Instant::now() >= next_renew {
                 next_renew = Instant::now() + renew_every;
@@ -192,13 +242,7 @@ impl Task {
     }
 
     /// One script on Redis; `None` when Redis could not be reached (now degraded).
-    async fn acquire(
-        &mut self,
-        account: &[u8],
-        held: u32,
-        want: u32,
-        limit: u32,
-    ) -> Option<(u32, u32)> {
+    async fn acquire(&mut self, account: &[u8], held: u32, want: u32, limit: u32) -> Option<Grant> {
         let wait = self.cfg.wait;
         let name = String::from_utf8_lossy(account).into_owned();
         let leases = self.leases().await?;
@@ -221,28 +265,28 @@ impl Task {
     }
 
     /// More places for an account that has no spare one.
-    async fn more(&mut self, lease: &Lease, limit: u32) -> Answer {
+    async fn more(&mut self, lease: &Lease, limit: u32) -> More {
         let (leased, taken) = lease.get();
         if taken < leased {
-            return Answer::Granted;
+            return Decided(Answer::Granted);
         }
         let near = lease.near.load(Ordering::Relaxed);
         let want = if near { 1 } else { self.cfg.block.max(1) };
         match self.acquire(&lease.account, leased, want, limit).await {
-            Some((grant, free)) => {
-                lease.near.store(
-                    free < self.cfg.block.saturating_mul(NEAR_BLOCKS),
-                    Ordering::Relaxed,
-                );
-                lease.grant(grant);
-                self.stats.leased.add(grant as u64);
-                if grant > 0 {
-                    Answer::Granted
-                } else {
-                    Answer::Full
+            Some(g) => {
+                self.mark_near(lease, g.free);
+                lease.grant(g.granted);
+                self.stats.leased.add(g.granted as u64);
+                if g.granted > 0 {
+                    return Decided(Answer::Granted);
+                }
+                // Short now: nodes holding spares give them back within SHORT_CHECK.
+                let since = Duration::from_millis(g.short_since_ms.unwrap_or(0));
+                Refused {
+                    settle_in: SHORT_SETTLE.saturating_sub(since),
                 }
             }
-            None => match self.cfg.on_redis_down {
+            None => Decided(match self.cfg.on_redis_down {
                 OnRedisDown::Closed => {
                     self.stats.refused_unavailable.inc();
                     Answer::Unavailable
@@ -259,7 +303,41 @@ impl Task {
                         Answer::Full
                     }
                 }
-            },
+            }),
+        }
+    }
+
+    fn mark_near(&self, lease: &Lease, free: u32) {
+        let near = free < self.cfg.block.saturating_mul(NEAR_BLOCKS);
+        lease.near.store(near, Ordering::Relaxed);
+    }
+
+    /// Gives back the spares of every account another node came up short of.
+    async fn check_short(&mut self) {
+        if self.conn.is_none() {
+            return;
+        }
+        for (_, lease) in self.fleet.snapshot() {
+            let (leased, taken) = lease.get();
+            if leased <= taken {
+                continue;
+            }
+            let name = String::from_utf8_lossy(&lease.account).into_owned();
+            let wait = self.cfg.wait;
+            let Some(leases) = self.conn.as_mut() else {
+                return;
+            };
+            let r = tokio::time::timeout(wait, leases.short(&name)).await;
+            self.stats.round_trips.inc();
+            match r {
+                Ok(Ok(true)) => {
+                    lease.near.store(true, Ordering::Relaxed);
+                    self.give_back(&lease, 0).await;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => return self.down(&e.to_string()),
+                Err(_) => return self.down("timed out"),
+            }
         }
     }
 
@@ -277,17 +355,19 @@ impl Task {
                 .saturating_sub((before - now) as u64),
         );
         let limit = lease.limit.load(Ordering::Relaxed);
-        if let Some((_, free)) = self.acquire(&lease.account, now, 0, limit).await {
-            lease.near.store(
-                free < self.cfg.block.saturating_mul(NEAR_BLOCKS),
-                Ordering::Relaxed,
-            );
+        if let Some(g) = self.acquire(&lease.account, now, 0, limit).await {
+            self.mark_near(lease, g.free);
         }
     }
 
     /// Renews every lease (which also tells whether the account is near its limit), gives
     /// back the spares of quiet accounts and of those near their limit, and forgets idle ones.
     async fn renew(&mut self) {
+        // Without a connection (Redis down, or never used yet): try again, so that the
+        // degraded state ends even on a node that has nothing leased.
+        if self.conn.is_none() && self.leases().await.is_some() {
+            self.up();
+        }
         let now_ms = super::fleet::unix_ms();
         let quiet = self.cfg.quiet.as_millis() as u64;
         for (_, lease) in self.fleet.snapshot() {
@@ -301,10 +381,9 @@ impl Task {
                 continue;
             }
             let limit = lease.limit.load(Ordering::Relaxed);
-            if let Some((_, free)) = self.acquire(&lease.account, leased, 0, limit).await {
-                let near = free < self.cfg.block.saturating_mul(NEAR_BLOCKS);
-                lease.near.store(near, Ordering::Relaxed);
-                if near && leased > taken {
+            if let Some(g) = self.acquire(&lease.account, leased, 0, limit).await {
+                self.mark_near(&lease, g.free);
+                if lease.near.load(Ordering::Relaxed) && leased > taken {
                     self.give_back(&lease, 0).await;
                 }
             }

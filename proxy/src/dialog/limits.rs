@@ -396,9 +396,9 @@ impl ValueTable {
         Ok(Some(Place(i as u32)))
     }
 
-    /// The limit of the value counted at `place` (as read when its place was taken).
-    pub fn limit_at(&self, place: Place) -> u32 {
-        self.slots[place.0 as usize].limit.load(Ordering::Relaxed)
+    /// The limit of `value` (its own, or the table's default).
+    pub fn limit_of(&self, value: &[u8]) -> u32 {
+        self.limit_for(value)
     }
 
     pub fn release(&self, place: Place) {

@@ -398,25 +398,31 @@ impl Profiles {
             (Counter::WithValue(t), Some(v)) => {
                 let mut key = Vec::new();
                 p.key(customer, v, &mut key);
-                let place = t.try_acquire_as(&key, v).map_err(refuse)?;
+                // A fleet-wide limit (`[cluster]`): the fleet's place first, so that the
+                // account's count here never shows a call the fleet has no place for.
                 let mut lease = None;
-                let limit = t.limit_at(place);
                 if let Some(fleet) = self.fleet.get()
-                    && limit != UNLIMITED
                     && p.name == ACCOUNT
                 {
-                    use crate::cluster::fleet::{Wait, unix_ms};
-                    match fleet.take(v, limit, unix_ms()) {
-                        Ok(l) => lease = Some(l),
-                        Err(wait) => {
-                            t.release(place);
-                            return Err(refuse(match wait {
-                                Wait::Asked => Denied::Lease,
-                                Wait::Busy => Denied::Unavailable,
-                            }));
+                    let limit = t.limit_of(v);
+                    if limit != UNLIMITED {
+                        use crate::cluster::fleet::{Wait, unix_ms};
+                        match fleet.take(v, limit, unix_ms()) {
+                            Ok(l) => lease = Some(l),
+                            Err(Wait::Asked) => return Err(refuse(Denied::Lease)),
+                            Err(Wait::Busy) => return Err(refuse(Denied::Unavailable)),
                         }
                     }
                 }
+                let place = match t.try_acquire_as(&key, v) {
+                    Ok(place) => place,
+                    Err(why) => {
+                        if let (Some(l), Some(fleet)) = (&lease, self.fleet.get()) {
+                            fleet.put_back(l);
+                        }
+                        return Err(refuse(why));
+                    }
+                };
                 out.push(Membership {
                     profile,
                     value: Some((v.into(), place)),
