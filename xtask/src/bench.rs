@@ -246,6 +246,8 @@ struct Outcome {
     messages: Option<(u64, u64, u64)>,
     /// siplb with `[acc]` only: `acc:written` (records written and synced).
     acc_written: Option<u64>,
+    /// siplb with `[cluster]` only: `cluster:lease_round_trips`.
+    lease_round_trips: Option<u64>,
     /// Calls sipp completed in the whole run (`ok` counts those after the warm-up).
     ok_total: u64,
 }
@@ -361,6 +363,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             );
         }
     }
+    for o in &outcomes {
+        if let Some(n) = o.lease_round_trips {
+            println!(
+                "\n{}: cluster:lease_round_trips {n} ({:.4} per successful call)",
+                o.proxy,
+                n as f64 / o.ok_total.max(1) as f64
+            );
+        }
+    }
     if entries.iter().any(|e| e.base.is_some()) {
         println!(
             "\n| siplb | CPU ms per call (median) | rounds | vs `siplb` (fresh build, `--config`) |"
@@ -403,15 +414,27 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
     let dir = work.join(&entry.dir);
     std::fs::create_dir_all(&dir)?;
     let target = format!("{BENCH_IP}:5060");
+    // A fleet member (`[cluster] redis`): a redis-server of the run's own, on a Unix socket.
+    let mut redis = None;
     let mut child = match &entry.siplb {
         Some(bin) => {
             let ctl = dir.join("siplb.ctl").display().to_string();
+            let text = std::fs::read_to_string(root.join(&entry.config))?;
+            let redis_url = if text.lines().any(|l| l.starts_with("redis = ")) {
+                let sock = dir.join("redis.sock");
+                redis = Some(start_redis(&dir, &sock)?);
+                Some(format!("redis+unix://{}", sock.display()))
+            } else {
+                None
+            };
             let acc = dir.join("acc").display().to_string();
-            let cfg = std::fs::read_to_string(root.join(&entry.config))?
+            let cfg = text
                 .replace("127.0.0.1", BENCH_IP)
                 .lines()
                 .map(|l| {
-                    if l.starts_with("socket = ") {
+                    if let (true, Some(url)) = (l.starts_with("redis = "), &redis_url) {
+                        format!("redis = [\"{url}\"]")
+                    } else if l.starts_with("socket = ") {
                         format!("socket = \"{ctl}\"")
                     } else if l.starts_with("sip = ") {
                         // The bench address, whatever port the example listens on.
@@ -483,10 +506,37 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
     };
     let result = drive(root, &dir, entry, &target, &child, b);
     stop_child(&mut child);
+    if let Some(mut r) = redis {
+        stop_child(&mut r);
+    }
     if entry.siplb.is_some() {
         let _ = std::fs::remove_dir_all(dir.join("acc"));
     }
     result
+}
+
+/// A redis-server listening on `sock` only, no persistence, its files in `dir`.
+fn start_redis(dir: &Path, sock: &Path) -> Result<Child> {
+    install_deps(&["redis-server"])?;
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        .arg("--unixsocket")
+        .arg(sock)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("redis-server")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if Instant::now() > deadline {
+            bail!("redis-server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 /// The statistics (`core:`, `acc:` …) of the siplb `bin` run in `dir`, by name.
@@ -671,5 +721,6 @@ fn drive(
         retrans: get("Retransmissions(C)") as u64,
         latency_us,
         acc_written: get_stat("acc:written"),
+        lease_round_trips: get_stat("cluster:lease_round_trips"),
     })
 }

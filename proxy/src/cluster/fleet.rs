@@ -23,6 +23,8 @@ pub struct Lease {
     /// Set by the lease task when the fleet is near the account's limit: places are leased
     /// one at a time and each one a call gives back goes back to the fleet.
     pub near: AtomicBool,
+    /// Places the fleet had left at the last answer from Redis.
+    pub free: AtomicU32,
 }
 
 /// The time now, unix ms.

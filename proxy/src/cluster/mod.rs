@@ -1,7 +1,8 @@
-//! A fleet of siplb nodes (`[cluster]`, work in progress): per-account limits shared through
-//! Redis. [`leases`] is the Redis side: one node's leases of an account's places, granted by
-//! a server-side script so that the fleet never holds more than the limit, and expiring with
-//! the node. Connecting a node's admissions to it is the next step.
+//! A fleet of siplb nodes (`[cluster]`): per-account limits shared through Redis. [`fleet`]
+//! is what the workers share (each account's leased and taken places, the queues to and from
+//! the lease task); [`task`] is the lease task, the only part that talks to Redis; [`leases`]
+//! is the Redis side: one node's leases of an account's places, granted by a server-side
+//! script so that the fleet never holds more than the limit, and expiring with the node.
 
 pub mod fleet;
 pub mod leases;

@@ -63,6 +63,9 @@ const NEAR_BLOCKS: u32 = 2;
 /// short of that account (and gives them back).
 const SHORT_CHECK: Duration = Duration::from_millis(100);
 
+/// Accounts whose fleet had fewer than this many blocks left are watched for shortness.
+const SHORT_WATCH_BLOCKS: u32 = 8;
+
 /// A refusal waits this long after an account was first marked short, for the spares of
 /// other nodes to come back, before it is final.
 const SHORT_SETTLE: Duration = Duration::from_millis(250);
@@ -308,18 +311,22 @@ impl Task {
     }
 
     fn mark_near(&self, lease: &Lease, free: u32) {
+        lease.free.store(free, Ordering::Relaxed);
         let near = free < self.cfg.block.saturating_mul(NEAR_BLOCKS);
         lease.near.store(near, Ordering::Relaxed);
     }
 
-    /// Gives back the spares of every account another node came up short of.
+    /// Gives back the spares of every account another node came up short of. Only accounts
+    /// whose fleet had few places left at the last answer are looked at: the others cannot
+    /// have filled up since, short of a burst within one renewal.
     async fn check_short(&mut self) {
         if self.conn.is_none() {
             return;
         }
+        let few = self.cfg.block.saturating_mul(SHORT_WATCH_BLOCKS);
         for (_, lease) in self.fleet.snapshot() {
             let (leased, taken) = lease.get();
-            if leased <= taken {
+            if leased <= taken || lease.free.load(Ordering::Relaxed) >= few {
                 continue;
             }
             let name = String::from_utf8_lossy(&lease.account).into_owned();
