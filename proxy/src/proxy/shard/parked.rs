@@ -80,6 +80,23 @@ impl Shard {
         }
     }
 
+    /// A CANCEL of an INVITE waiting here (same Call-ID and CSeq number): 200 to the CANCEL,
+    /// 487 to the INVITE, which goes no further. False when none waits.
+    pub(super) fn cancel_parked(&mut self, cancel: &SipMsg<'_>, src: SocketAddr) -> bool {
+        let Some(i) = self.parked.iter().position(|p| {
+            &*p.call_id == cancel.call_id()
+                && SipMsg::parse(&p.data).is_ok_and(|m| m.cseq == cancel.cseq)
+        }) else {
+            return false;
+        };
+        let p = self.parked.swap_remove(i);
+        self.reply_stateless(cancel, src, 200, Extra::default());
+        if let Ok(invite) = SipMsg::parse(&p.data) {
+            self.reply_stateless(&invite, p.src, 487, Extra::default());
+        }
+        true
+    }
+
     /// Those that waited too long get 503.
     pub fn expire_parked(&mut self, now: Instant) {
         if !self.parked.iter().any(|p| p.until <= now) {

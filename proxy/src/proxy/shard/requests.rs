@@ -659,6 +659,9 @@ impl Shard {
         let invite = self.txns.by_server_key(&key);
         self.key = key;
         let Some(invite) = invite else {
+            if self.cancel_parked(msg, src) {
+                return;
+            }
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
         let dialog = self.txns.get(invite).and_then(|t| t.dialog);

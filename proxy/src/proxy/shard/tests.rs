@@ -632,5 +632,6 @@ mod failover;
 mod inbound;
 mod invite;
 mod non_invite;
+mod parked;
 mod probing;
 mod refusals;
