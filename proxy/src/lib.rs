@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod restart;
 pub mod sip;
 pub mod steering;
 pub mod worker;

@@ -112,6 +112,9 @@ struct Running {
     events: Option<(Arc<EventSink>, JoinHandle<()>)>,
     /// The accounting writer, stopped the same way: it writes and syncs every record first.
     acc: Option<(Arc<AccPlane>, JoinHandle<()>)>,
+    /// The restart journal's writer, stopped once the workers have handed it their last
+    /// entries.
+    journal: Option<(Arc<siplb::restart::JournalPlane>, JoinHandle<()>)>,
     /// The lease task (`[cluster]`); its leases expire by themselves.
     cluster: Option<(Arc<siplb::cluster::fleet::Fleet>, JoinHandle<()>)>,
     /// The control thread and its socket, removed once the thread has stopped.
@@ -138,6 +141,10 @@ impl Running {
                 Ok(Err(e)) => failed = Some(anyhow::anyhow!("worker {id}: {e}")),
                 Err(_) => failed = Some(anyhow::anyhow!("worker {id} panicked")),
             }
+        }
+        if let Some((j, t)) = self.journal.take() {
+            j.stop.store(true, Ordering::Release);
+            let _ = t.join();
         }
         if let Some(t) = self.xdp_stats.take() {
             let _ = t.join();
@@ -245,6 +252,35 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             c.redis.join(", ")
         );
     }
+    let mut journal_stats = Vec::new();
+    if let Some(dir) = &cfg.journal_dir {
+        let (restored, torn) = siplb::restart::load(dir)
+            .with_context(|| format!("dialog.journal_dir {}", dir.display()))?;
+        if torn > 0 {
+            tracing::warn!("dialog journal: {torn} unreadable lines skipped (a torn write)");
+        }
+        let j = Arc::new(siplb::restart::JournalPlane::new(cfg.workers));
+        for d in &restored {
+            let w = siplb::restart::owner(hash_key, &d.call_id, cfg.workers);
+            j.restored[w]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d.clone());
+        }
+        let t = siplb::restart::spawn(dir.clone(), j.clone(), &restored)
+            .with_context(|| format!("dialog.journal_dir {}", dir.display()))?;
+        tracing::info!(
+            "dialog journal {}: {} answered dialogs to restore",
+            dir.display(),
+            restored.len()
+        );
+        journal_stats = vec![
+            (names::DIALOG_JOURNAL_WRITTEN, j.written.clone()),
+            (names::DIALOG_JOURNAL_DROPPED, j.dropped.clone()),
+        ];
+        plane.journal = Some(j.clone());
+        running.journal = Some((j, t));
+    }
     let plane = Arc::new(plane);
     running.plane = Some(plane.clone());
     // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
@@ -274,6 +310,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     globals.extend(xdp.iter().cloned());
     globals.extend(acc_stats);
     globals.extend(cluster_stats);
+    globals.extend(journal_stats);
     let guard_slot: Arc<std::sync::OnceLock<Arc<XdpGuard>>> = Arc::default();
     let reloader = Arc::new(Reloader::new(
         &cfg,

@@ -190,6 +190,11 @@ pub fn next_proxy(
     fixed("node", old.node.clone(), new.node.clone())?;
     fixed("acc", format!("{:?}", old.acc), format!("{:?}", new.acc))?;
     fixed(
+        "dialog.journal_dir",
+        format!("{:?}", old.journal_dir),
+        format!("{:?}", new.journal_dir),
+    )?;
+    fixed(
         "cluster",
         format!("{:?}", old.cluster),
         format!("{:?}", new.cluster),

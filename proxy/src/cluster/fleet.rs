@@ -73,6 +73,17 @@ impl Lease {
             });
     }
 
+    /// A place taken by a call that exists already (restored after a restart): leased and
+    /// taken, for the lease task to lease from the fleet at its next renewal.
+    pub fn restore_taken(&self) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                let (leased, taken) = unpack(s);
+                Some(pack(leased.saturating_add(1), taken.saturating_add(1)))
+            });
+    }
+
     /// `n` more places leased.
     pub fn grant(&self, n: u32) {
         let _ = self

@@ -308,6 +308,8 @@ pub struct DialogFile {
     pub rule: Vec<RuleFile>,
     /// Dialog variables set from the configuration.
     pub var: Vec<VarFile>,
+    /// The restart journal's folder: answered dialogs survive a restart (none: they do not).
+    pub journal_dir: Option<String>,
 }
 
 impl Default for DialogFile {
@@ -320,6 +322,7 @@ impl Default for DialogFile {
             profiles_with_value: Vec::new(),
             rule: Vec::new(),
             var: Vec::new(),
+            journal_dir: None,
         }
     }
 }

@@ -132,6 +132,8 @@ pub struct Config {
     pub acc: Option<Arc<crate::acc::config::AccConfig>>,
     /// `[cluster]` (none: the node's limits are its own).
     pub cluster: Option<crate::cluster::task::ClusterConfig>,
+    /// `dialog.journal_dir`: the restart journal (none: dialogs do not survive a restart).
+    pub journal_dir: Option<PathBuf>,
 }
 
 /// `[shutdown] dialogs`.
@@ -248,7 +250,13 @@ impl Config {
         // The call log reads refusals and failures off the shard's events.
         proxy.emit.failures = log.calls_per_second > 0;
         let (node, acc) = acc::acc(f.acc.as_ref(), f.node.as_ref(), &resolve, &invalid)?;
-        let cluster = cluster::cluster(f.cluster.as_ref(), &node, &invalid)?;
+        // Without a `node` of its own, a fleet member is its host and address: two siplb on
+        // one host must not share a lease.
+        let member = match &f.node {
+            Some(_) => node.clone(),
+            None => format!("{node}@{listen}"),
+        };
+        let cluster = cluster::cluster(f.cluster.as_ref(), &member, &invalid)?;
         if let Some(c) = &cluster {
             proxy.lease_wait = c.wait;
         }
@@ -297,6 +305,7 @@ impl Config {
             node,
             acc: acc.map(Arc::new),
             cluster,
+            journal_dir: f.dialog.journal_dir.as_deref().map(resolve),
         })
     }
 }

@@ -543,6 +543,12 @@ fn cluster_keys_resolve_and_their_mistakes_name_key_and_line() {
     assert_eq!(k.on_redis_down, OnRedisDown::Closed);
     assert_eq!(c.proxy.lease_wait, k.wait);
     assert!(parse(MIN).unwrap().cluster.is_none());
+    let c = parse(&format!("{MIN}\n[cluster]\nredis = [\"redis://x\"]\n")).unwrap();
+    assert_eq!(
+        c.cluster.unwrap().node,
+        format!("{}@{}", c.node, c.listen),
+        "without a node name: the host and the address"
+    );
     let cluster = |body: &str| parse(&format!("{MIN}\n[cluster]\n{body}\n"));
     let ok = cluster(
         "redis = [\"redis://a:1\", \"redis://b:1\"]\non_redis_down = \"open\"\nopen_share = 0.25",

@@ -72,6 +72,12 @@ impl Count {
         }
     }
 
+    /// A place whatever the limit: a dialog that exists already (restored after a restart).
+    pub fn acquire_anyway(&self) {
+        let c = self.count.fetch_add(1, Ordering::AcqRel);
+        self.high.fetch_max(c + 1, Ordering::Relaxed);
+    }
+
     pub fn release(&self) {
         let before = self.count.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "released more than acquired");
@@ -285,10 +291,20 @@ impl ValueTable {
     /// [`try_acquire`](Self::try_acquire) for the entry `value` (the table's key), with the
     /// limit configured for `limit_of` (the value as the operator names it).
     pub fn try_acquire_as(&self, value: &[u8], limit_of: &[u8]) -> Result<Place, Denied> {
+        self.acquire(value, limit_of, false)
+    }
+
+    /// A place for `value` whatever its limit (a dialog that exists already: restored after a
+    /// restart); only a full table refuses.
+    pub fn acquire_anyway(&self, value: &[u8], limit_of: &[u8]) -> Result<Place, Denied> {
+        self.acquire(value, limit_of, true)
+    }
+
+    fn acquire(&self, value: &[u8], limit_of: &[u8], anyway: bool) -> Result<Place, Denied> {
         let key = Key::new(value);
         loop {
             let Some((i, mut w)) = self.find(value, &key) else {
-                match self.insert_new(value, &key, limit_of)? {
+                match self.insert_new(value, &key, limit_of, anyway)? {
                     Some(place) => return Ok(place),
                     None => continue, // inserted meanwhile by another worker: count there
                 }
@@ -305,7 +321,7 @@ impl ValueTable {
                 limit
             };
             loop {
-                if count_of(w) >= limit {
+                if count_of(w) >= limit && !anyway {
                     return Err(Denied::Limit);
                 }
                 match s
@@ -332,13 +348,14 @@ impl ValueTable {
         value: &[u8],
         key: &Key,
         limit_of: &[u8],
+        anyway: bool,
     ) -> Result<Option<Place>, Denied> {
         let mut used = self.insert.lock().unwrap_or_else(|e| e.into_inner());
         if self.find(value, key).is_some() {
             return Ok(None);
         }
         let limit = self.limit_for(limit_of);
-        if limit == 0 {
+        if limit == 0 && !anyway {
             return Err(Denied::Limit);
         }
         // The slot and its next generation.

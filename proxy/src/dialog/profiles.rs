@@ -188,7 +188,12 @@ pub struct Membership {
     pub value: Option<(Box<[u8]>, Place)>,
     /// For `account` in a fleet (`[cluster]`): the lease its fleet-wide place is taken from.
     pub lease: Option<std::sync::Arc<crate::cluster::fleet::Lease>>,
+    /// The customer the value is counted for (accounts are counted per customer).
+    pub customer: u16,
 }
+
+/// A place a dialog held, by name: profile, value, customer (what a restart takes again).
+pub type NamedPlace = (String, Option<Box<[u8]>>, u16);
 
 /// The profile that refused a new dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,6 +398,7 @@ impl Profiles {
                     profile,
                     value: None,
                     lease: None,
+                    customer,
                 });
             }
             (Counter::WithValue(t), Some(v)) => {
@@ -427,6 +433,7 @@ impl Profiles {
                     profile,
                     value: Some((v.into(), place)),
                     lease,
+                    customer,
                 });
             }
             (Counter::WithValue(_), None) => {
@@ -434,6 +441,49 @@ impl Profiles {
             }
         }
         Ok(())
+    }
+
+    /// The places of a dialog that exists already (restored after a restart), whatever the
+    /// limits say now: `(profile, value, customer)` as [`Membership`] had them. Profiles no
+    /// longer configured, and values a full table has no room for, are left out.
+    pub fn rejoin(&self, places: &[NamedPlace]) -> Vec<Membership> {
+        let mut out = Vec::new();
+        for (name, value, customer) in places {
+            let Some(profile) = self.id(name) else {
+                continue;
+            };
+            let p = &self.list[profile as usize];
+            match (&p.counter, value) {
+                (Counter::NoValue(c), _) => {
+                    c.acquire_anyway();
+                    out.push(Membership {
+                        profile,
+                        value: None,
+                        lease: None,
+                        customer: *customer,
+                    });
+                }
+                (Counter::WithValue(t), Some(v)) => {
+                    let mut key = Vec::new();
+                    p.key(*customer, v, &mut key);
+                    if let Ok(place) = t.acquire_anyway(&key, v) {
+                        let lease = self.fleet.get().filter(|_| p.name == ACCOUNT).map(|f| {
+                            let l = f.lease(v);
+                            l.restore_taken();
+                            l
+                        });
+                        out.push(Membership {
+                            profile,
+                            value: Some((v.clone(), place)),
+                            lease,
+                            customer: *customer,
+                        });
+                    }
+                }
+                (Counter::WithValue(_), None) => {}
+            }
+        }
+        out
     }
 
     /// Gives back every place of `ms` and empties it: call exactly once per dialog.

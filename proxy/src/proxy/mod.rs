@@ -40,7 +40,7 @@ pub mod output;
 pub mod probe;
 pub mod reply;
 pub mod route;
-mod shard;
+pub mod shard;
 pub mod target;
 pub mod txn;
 pub mod via;

@@ -13,6 +13,8 @@
 mod auth;
 mod lifecycle;
 mod parked;
+mod restart;
+pub use restart::JournalEntry;
 mod requests;
 mod responses;
 mod routing;

@@ -104,6 +104,8 @@ pub struct Plane {
     pub shutdown: AtomicBool,
     /// `core.drain`: read once per loop.
     pub drain: Arc<crate::drain::Drain>,
+    /// The restart journal (`dialog.journal_dir`), when configured.
+    pub journal: Option<Arc<crate::restart::JournalPlane>>,
     /// Workers start their loops together, once every ring exists.
     pub ready: Barrier,
 }
@@ -121,6 +123,7 @@ impl Plane {
             hash_key,
             shutdown: AtomicBool::new(false),
             drain: Arc::default(),
+            journal: None,
             ready: Barrier::new(n),
         }
     }
@@ -212,6 +215,23 @@ impl Worker {
         // Worker 0 probes the gateways (replies come back to it by their Call-ID).
         if id == 0 {
             shard.enable_probing(id, plane.workers.len() as u32, plane.hash_key);
+        }
+        if let Some(j) = &plane.journal {
+            shard.enable_journal();
+            // The answered dialogs of the last run whose Call-ID this worker owns now.
+            let restored = std::mem::take(
+                &mut *j.restored[id as usize]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            let now = Instant::now();
+            let back = restored.iter().filter(|d| shard.restore(now, d)).count();
+            if back > 0 {
+                tracing::info!(
+                    worker = id,
+                    "{back} dialogs restored from the restart journal"
+                );
+            }
         }
         // SAFETY: msghdr is plain data; zeroed is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
@@ -395,6 +415,7 @@ impl Worker {
             self.shard.handle_timeout(now);
             self.flush_transmits()?;
             self.drain_events(now);
+            self.journal();
             if let Some(acc) = self.acc.as_mut() {
                 acc.flush();
                 self.shard.set_accounting_full(acc.full());
@@ -437,7 +458,9 @@ impl Worker {
         // The dialogs still up end here for siplb: each gets its record (`ended_by =
         // shutdown`) before the worker stops; its accounting buffer goes to the writer.
         let now = Instant::now();
-        let up = self.shard.abandon_all(now);
+        // With the restart journal, answered dialogs stay up for the next run.
+        self.journal();
+        let up = self.shard.abandon_all(now, self.plane.journal.is_some());
         if up > 0 {
             tracing::info!(
                 worker = self.id,
@@ -555,6 +578,17 @@ impl Worker {
             }
             if let Event::Gateway(g) = &e {
                 crate::logging::gateway_change(g);
+            }
+        }
+    }
+
+    /// Hands the journal entries of the dialogs that changed to the journal writer.
+    fn journal(&mut self) {
+        if let Some(j) = &self.plane.journal {
+            let mut entries = Vec::new();
+            self.shard.journal_entries(&mut entries);
+            for e in entries {
+                j.push(self.id as usize, e);
             }
         }
     }

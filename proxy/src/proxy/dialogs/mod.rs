@@ -4,6 +4,7 @@
 //! [`table`] keeps a shard's dialogs; [`info`] is what the control socket sees of them.
 
 pub mod info;
+pub mod saved;
 pub mod table;
 
 pub use info::{DialogFilter, DialogInfo, EndTarget, LegInfo};

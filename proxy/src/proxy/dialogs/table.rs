@@ -19,6 +19,10 @@ pub struct DialogTable {
     by_call_id: HashMap<Box<[u8]>, DialogId>,
     /// Dialogs in each state 1–4 (index = state − 1).
     by_state: [usize; 4],
+    /// With the restart journal: the answered dialogs changed (or ended) since the worker
+    /// last took them.
+    journal: bool,
+    dirty: Vec<DialogId>,
 }
 
 /// What the sweep found to do with a dialog.
@@ -40,7 +44,60 @@ impl DialogTable {
             map: HashMap::new(),
             by_call_id: HashMap::new(),
             by_state: [0; 4],
+            journal: false,
+            dirty: Vec::new(),
         }
+    }
+
+    /// Keeps the list of changed answered dialogs for the restart journal.
+    pub fn enable_journal(&mut self) {
+        self.journal = true;
+    }
+
+    /// An answered dialog changed (a target refresh, a CSeq): the journal writes it again.
+    pub fn touch(&mut self, id: DialogId) {
+        if self.journal && self.map.get(&id).is_some_and(|d| d.state.is_confirmed()) {
+            self.dirty.push(id);
+        }
+    }
+
+    /// The dialogs changed or ended since the last call (each once).
+    pub fn take_dirty(&mut self, out: &mut Vec<DialogId>) {
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        out.append(&mut self.dirty);
+    }
+
+    /// Puts back an answered dialog restored after a restart, under its old id when that is
+    /// this shard's and free (the Record-Route of its peers names it), else a new one.
+    /// The dialog back when a dialog of its Call-ID is here already.
+    pub fn insert_restored(
+        &mut self,
+        h_entry: u32,
+        h_id: u64,
+        d: Dialog,
+    ) -> Result<DialogId, Box<Dialog>> {
+        if self.by_call_id.contains_key(&d.call_id) {
+            return Err(Box::new(d));
+        }
+        let id = match DialogId::new(h_entry, h_id) {
+            Some(id) if h_entry == self.shard && !self.map.contains_key(&id) => {
+                self.next_h_id = self.next_h_id.max(h_id + 1);
+                id
+            }
+            _ => match DialogId::new(self.shard, self.next_h_id) {
+                Some(id) => {
+                    self.next_h_id += 1;
+                    id
+                }
+                None => return Err(Box::new(d)),
+            },
+        };
+        debug_assert!(d.state.is_confirmed());
+        self.by_state[d.state as usize - 1] += 1;
+        self.by_call_id.insert(d.call_id.clone(), id);
+        self.map.insert(id, d);
+        Ok(id)
     }
 
     /// Records held, ended ones still lingering included.
@@ -142,6 +199,9 @@ impl DialogTable {
         d.state = to;
         self.by_state[from as usize - 1] -= 1;
         self.by_state[to as usize - 1] += 1;
+        if self.journal && to.is_confirmed() {
+            self.dirty.push(id);
+        }
         true
     }
 
@@ -160,6 +220,9 @@ impl DialogTable {
             return None;
         }
         self.by_state[d.state as usize - 1] -= 1;
+        if self.journal && d.state.is_confirmed() {
+            self.dirty.push(id);
+        }
         d.state = DialogState::Ended;
         d.times.end = unix_ms;
         d.end_cause = Some(cause);

@@ -63,12 +63,14 @@ impl Shard {
 
     /// Ends every dialog still up, without a word to the peers, as the worker stops: each is
     /// reported (`ended_by = shutdown` when answered), so that its CDR is written before exit.
-    /// How many there were.
-    pub fn abandon_all(&mut self, now: Instant) -> usize {
+    /// With `keep_answered` (the restart journal has them), answered dialogs are left as they
+    /// are: the next run goes on with them. How many were ended.
+    pub fn abandon_all(&mut self, now: Instant, keep_answered: bool) -> usize {
         let up: Vec<DialogId> = self
             .dialogs
             .iter()
             .filter(|(_, d)| d.state != DialogState::Ended)
+            .filter(|(_, d)| !(keep_answered && d.state.is_confirmed()))
             .map(|(id, _)| id)
             .collect();
         for &id in &up {

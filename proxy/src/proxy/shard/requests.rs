@@ -589,6 +589,10 @@ impl Shard {
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
         self.report_request(now, msg, src, Some(id), b"");
+        if !matches!(method, Method::Ack | Method::Bye) {
+            // A target refresh or a new CSeq: the restart journal saves the dialog again.
+            self.dialogs.touch(id);
+        }
         let (from_caller, shift) = {
             let d = self.dialogs.get_mut(id).expect("found above");
             let from_caller = d.from_caller(msg.from_tag());

@@ -296,7 +296,7 @@ fn dialogs_left_up_at_exit_are_reported_as_ended_by_shutdown() {
     h.take();
     h.start_call(&invite("c2", "z9hG4bK-b"));
     h.events();
-    assert_eq!(h.shard.abandon_all(h.now), 2);
+    assert_eq!(h.shard.abandon_all(h.now, false), 2);
     assert!(h.take().is_empty(), "nothing is sent to the peers");
     let (_, dialogs) = h.events();
     let ended: Vec<(&str, Option<EndedBy>)> = dialogs

@@ -56,7 +56,7 @@ fn a_gateways_call_to_a_customers_number_reaches_the_customer() {
     let ok = h.take_one();
     assert!(ok.is_response(200) && ok.dst == gw1(), "{ok:?}");
     let records: Vec<_> = {
-        h.shard.abandon_all(h.now);
+        h.shard.abandon_all(h.now, false);
         std::iter::from_fn(|| h.shard.poll_event())
             .filter_map(|e| match e {
                 Event::Dialog(d) => Some(d),

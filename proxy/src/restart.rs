@@ -1,0 +1,324 @@
+//! The restart journal (`dialog.journal_dir`): answered dialogs survive a restart of siplb.
+//!
+//! Each worker hands the journal entries of its shard (a dialog answered or changed: the whole
+//! dialog; a dialog ended: its Call-ID) to a bounded queue of its own; one writer thread
+//! appends them to `<dir>/dialogs.jsonl`, one JSON line each, and syncs the file every
+//! `SYNC` (group commit). The writer keeps the live set, and rewrites the file with only it
+//! when the file has grown well past it (compaction: a new file, synced, renamed over the
+//! old). At start the file is read back (a torn last line is skipped), and each dialog goes
+//! to the worker that owns its Call-ID under this run's hash key.
+
+use crate::proxy::dialogs::saved::SavedDialog;
+use crate::proxy::shard::JournalEntry;
+use crossbeam_queue::ArrayQueue;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the writer appends and syncs what the workers handed over.
+const SYNC: Duration = Duration::from_millis(10);
+/// Entries queued per worker; beyond, an entry is dropped and counted.
+const QUEUE: usize = 65536;
+/// The file is compacted once it is this big and four times its live set.
+const COMPACT_AT: u64 = 4 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Line {
+    Up(Box<SavedDialog>),
+    Down(String),
+}
+
+/// What the workers and the writer share.
+pub struct JournalPlane {
+    pub queues: Vec<ArrayQueue<JournalEntry>>,
+    pub stop: AtomicBool,
+    /// `dialog:journal_dropped`: entries a full queue could not take.
+    pub dropped: Arc<crate::metrics::Counter>,
+    /// `dialog:journal_written`: entries written and synced.
+    pub written: Arc<crate::metrics::Counter>,
+    /// Dialogs read back at start, by the worker that owns them; each worker takes its own.
+    pub restored: Vec<std::sync::Mutex<Vec<SavedDialog>>>,
+}
+
+impl JournalPlane {
+    pub fn new(workers: usize) -> JournalPlane {
+        JournalPlane {
+            queues: (0..workers).map(|_| ArrayQueue::new(QUEUE)).collect(),
+            stop: AtomicBool::new(false),
+            dropped: Arc::default(),
+            written: Arc::default(),
+            restored: (0..workers).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// From worker `w`.
+    pub fn push(&self, w: usize, e: JournalEntry) {
+        if self.queues[w].push(e).is_err() {
+            self.dropped.inc_shared();
+        }
+    }
+}
+
+fn file_of(dir: &Path) -> PathBuf {
+    dir.join("dialogs.jsonl")
+}
+
+/// The dialogs up when the journal in `dir` was last written (none when there is none yet),
+/// and how many lines were unreadable (a torn last line after a crash).
+pub fn load(dir: &Path) -> io::Result<(Vec<SavedDialog>, usize)> {
+    let f = match File::open(file_of(dir)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let mut live: HashMap<String, SavedDialog> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut bad = 0;
+    for line in io::BufReader::new(f).split(b'\n') {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Line>(&line) {
+            Ok(Line::Up(d)) => {
+                if !live.contains_key(&d.call_id) {
+                    order.push(d.call_id.clone());
+                }
+                live.insert(d.call_id.clone(), *d);
+            }
+            Ok(Line::Down(call_id)) => {
+                live.remove(&call_id);
+            }
+            Err(_) => bad += 1,
+        }
+    }
+    let dialogs = order.into_iter().filter_map(|c| live.remove(&c)).collect();
+    Ok((dialogs, bad))
+}
+
+/// The owner of `call_id` among `workers` under hash key `key` (as steering computes it).
+pub fn owner(key: u32, call_id: &str, workers: usize) -> usize {
+    let msg = format!("X\r\nCall-ID: {call_id}\r\n\r\n");
+    crate::worker::owner::call_id_hash(key, msg.as_bytes()).unwrap_or(0) as usize % workers.max(1)
+}
+
+/// Starts the writer over `dir`, whose live set is `restored` (written out at once as the
+/// new file).
+pub fn spawn(
+    dir: PathBuf,
+    plane: Arc<JournalPlane>,
+    restored: &[SavedDialog],
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::fs::create_dir_all(&dir)?;
+    let mut w = Writer {
+        path: file_of(&dir),
+        dir,
+        file: None,
+        len: 0,
+        live: HashMap::new(),
+        live_bytes: 0,
+        plane,
+    };
+    for d in restored {
+        let line = encode(&Line::Up(Box::new(d.clone())));
+        w.live_bytes += line.len() as u64;
+        w.live.insert(d.call_id.clone(), line);
+    }
+    w.compact()?;
+    std::thread::Builder::new()
+        .name("siplb-journal".into())
+        .spawn(move || w.run())
+}
+
+fn encode(l: &Line) -> Vec<u8> {
+    let mut v = serde_json::to_vec(l).expect("plain data encodes");
+    v.push(b'\n');
+    v
+}
+
+struct Writer {
+    dir: PathBuf,
+    path: PathBuf,
+    file: Option<File>,
+    len: u64,
+    /// Call-ID → its last `up` line.
+    live: HashMap<String, Vec<u8>>,
+    live_bytes: u64,
+    plane: Arc<JournalPlane>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch = Vec::new();
+        loop {
+            let stopping = self.plane.stop.load(Ordering::Acquire);
+            batch.clear();
+            let mut n = 0;
+            for q in &self.plane.queues {
+                while let Some(e) = q.pop() {
+                    n += 1;
+                    match e {
+                        JournalEntry::Up(d) => {
+                            let call_id = d.call_id.clone();
+                            let line = encode(&Line::Up(d));
+                            batch.extend_from_slice(&line);
+                            self.live_bytes += line.len() as u64;
+                            if let Some(old) = self.live.insert(call_id, line) {
+                                self.live_bytes -= old.len() as u64;
+                            }
+                        }
+                        JournalEntry::Down(call_id) => {
+                            batch.extend_from_slice(&encode(&Line::Down(call_id.to_string())));
+                            if let Some(old) = self.live.remove(&*call_id) {
+                                self.live_bytes -= old.len() as u64;
+                            }
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                match self.append(&batch) {
+                    Ok(()) => self.plane.written.add(n),
+                    Err(e) => tracing::error!("dialog journal {}: {e}", self.path.display()),
+                }
+                if self.len >= COMPACT_AT
+                    && self.len >= self.live_bytes * 4
+                    && let Err(e) = self.compact()
+                {
+                    tracing::error!("dialog journal {}: compaction: {e}", self.path.display());
+                }
+            }
+            if stopping && batch.is_empty() {
+                break;
+            }
+            std::thread::sleep(SYNC);
+        }
+    }
+
+    fn append(&mut self, batch: &[u8]) -> io::Result<()> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("not open"))?;
+        f.write_all(batch)?;
+        f.sync_data()?;
+        self.len += batch.len() as u64;
+        Ok(())
+    }
+
+    /// Rewrites the file with the live set only: a new file, synced, renamed over the old.
+    fn compact(&mut self) -> io::Result<()> {
+        let tmp = self.dir.join("dialogs.jsonl.new");
+        let mut f = File::create(&tmp)?;
+        let mut len = 0;
+        for line in self.live.values() {
+            f.write_all(line)?;
+            len += line.len() as u64;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
+        self.len = len;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(call_id: &str) -> SavedDialog {
+        let leg = crate::proxy::dialogs::saved::SavedLeg {
+            tag: "t".into(),
+            contact: "<sip:a@h>".into(),
+            cseq: 1,
+            route_set: String::new(),
+        };
+        SavedDialog {
+            h_entry: 0,
+            h_id: 1,
+            call_id: call_id.into(),
+            caller: "127.0.0.1:5070".parse().unwrap(),
+            gateway: "127.0.0.1:5081".parse().unwrap(),
+            caller_leg: leg.clone(),
+            callee_leg: leg,
+            from: "<sip:a@h>;tag=t".into(),
+            to: "<sip:b@h>;tag=u".into(),
+            request_uri: "sip:b@h".into(),
+            account: "a".into(),
+            state: 4,
+            invite_received: 1,
+            invite_forwarded: 1,
+            first_reply: 1,
+            ringing: 0,
+            answer: 2,
+            code: Some(200),
+            reason: "OK".into(),
+            q850_cause: None,
+            vars: vec![],
+            places: vec![("account".into(), Some("a".into()), 0)],
+            tried: vec![],
+            set: 0,
+            turn: 0,
+            cseq_shift: 0,
+            inbound: false,
+        }
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("siplb-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn what_is_up_at_the_stop_is_read_back_and_a_torn_line_is_skipped() {
+        let d = dir("rw");
+        let plane = Arc::new(JournalPlane::new(2));
+        let t = spawn(d.clone(), plane.clone(), &[saved("old")]).unwrap();
+        plane.push(0, JournalEntry::Up(Box::new(saved("a"))));
+        plane.push(1, JournalEntry::Up(Box::new(saved("b"))));
+        plane.push(0, JournalEntry::Down("old".into()));
+        let mut b2 = saved("b");
+        b2.caller_leg.cseq = 7;
+        plane.push(1, JournalEntry::Up(Box::new(b2)));
+        plane.stop.store(true, Ordering::Release);
+        t.join().unwrap();
+        assert_eq!(plane.written.get(), 4);
+        // A crash in the middle of a write.
+        let mut f = OpenOptions::new().append(true).open(file_of(&d)).unwrap();
+        f.write_all(b"{\"up\":{\"h_entry\":0,\"call_").unwrap();
+        let (back, bad) = load(&d).unwrap();
+        assert_eq!(bad, 1);
+        let ids: Vec<&str> = back.iter().map(|s| s.call_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(back[1].caller_leg.cseq, 7, "the last state of b");
+        // The next start compacts: only the live set is left.
+        let plane = Arc::new(JournalPlane::new(1));
+        let t = spawn(d.clone(), plane.clone(), &back).unwrap();
+        plane.stop.store(true, Ordering::Release);
+        t.join().unwrap();
+        let text = std::fs::read_to_string(file_of(&d)).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn no_journal_yet_is_nothing_to_restore() {
+        assert_eq!(load(&dir("none")).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn the_owner_is_the_steering_owner() {
+        let msg = b"BYE sip:x SIP/2.0\r\nCall-ID: abc@h\r\n\r\n";
+        let h = crate::worker::owner::call_id_hash(9, msg).unwrap() as usize;
+        assert_eq!(owner(9, "abc@h", 3), h % 3);
+    }
+}
