@@ -302,3 +302,60 @@ fn with_redis_stopped_an_open_fleet_admits_a_share_of_the_limit_per_node() {
         let _ = ca.join();
     });
 }
+
+/// A node with the restart journal killed with 10 calls up and started again: it restores
+/// them and leases their places again, so the other node still gets only the rest of the
+/// limit after the lease time, and the calls end normally through it.
+#[test]
+fn a_node_back_after_kill_9_leases_the_places_of_its_restored_calls_again() {
+    let _g = serial();
+    require_sipp();
+    let redis = RedisServer::start("cluster-restart");
+    let urls = std::slice::from_ref(&redis.url);
+    let net_a = Net::new(124);
+    let dir_a = TempDir::new("cluster-restart-a");
+    let text_a = member(net_a, "a", urls, 20, "").replacen(
+        "[dialog]\n",
+        "[dialog]\njournal_dir = \"journal\"\n",
+        1,
+    ) + "\n[shutdown]\ndialogs = \"leave\"\n";
+    assert!(text_a.contains("journal_dir"));
+    let mut a = Siplb::start(BIN, &dir_a.0, &text_a);
+    let _uas_a = (
+        Sipp::uas(&dir_a.0, "uas1", &net_a.gw(1), "uas.xml", &[]),
+        Sipp::uas(&dir_a.0, "uas2", &net_a.gw(2), "uas.xml", &[]),
+    );
+    let b = node(Net::new(125), "b", urls, 20, "");
+    let inf = account_a(&dir_a.0);
+    std::thread::scope(|s| {
+        let ca = s.spawn(|| {
+            Sipp::caller(
+                &dir_a.0,
+                net_a,
+                "uac.xml",
+                10,
+                20,
+                &["-inf", &inf, "-d", "8000"],
+                30,
+            )
+        });
+        let until = Instant::now() + Duration::from_secs(10);
+        while a.stat("dialog:ongoing") < 10 || a.stat("dialog:journal_written") < 20 {
+            assert!(Instant::now() < until, "a's calls did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: killing the siplb this test started, by its PID.
+        unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
+        a.wait_exit(Duration::from_secs(5)).expect("killed");
+        let a2 = Siplb::start(BIN, &dir_a.0, &text_a);
+        assert_eq!(size_of_a(&a2), 10, "a's calls restored");
+        // Past the lease time of a's first run.
+        std::thread::sleep(Duration::from_millis(1500));
+        let rb = calls(&b, 15, 50, 2000);
+        assert_eq!(rb.ok(), 10, "a holds its 10 places again");
+        assert_eq!(rb.failed(), 5);
+        let ra = ca.join().expect("a's calls");
+        assert_eq!(ra.ok(), 10, "a's calls ended normally through its new run");
+        drop(a2);
+    });
+}

@@ -408,6 +408,11 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     if let Some(e) = setup_error {
         return Err(e);
     }
+    if let Some((fleet, _)) = &running.cluster {
+        // The workers have restored the calls of the last run: their places go to Redis now.
+        fleet.renew_now.store(true, Ordering::Release);
+        fleet.wake.notify_one();
+    }
     running.steering = match cfg.steering {
         SteeringMode::Off => {
             tracing::info!("steering: software hand-off (steering.mode = \"off\")");

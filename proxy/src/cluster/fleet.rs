@@ -156,6 +156,9 @@ pub struct Fleet {
     pub requests: ArrayQueue<Request>,
     /// Wakes the lease task (callable from any thread).
     pub wake: tokio::sync::Notify,
+    /// Asks the lease task to renew every lease now (set once the workers have restored
+    /// the calls of the last run).
+    pub renew_now: AtomicBool,
     /// One per worker: answers, by account.
     pub answers: Vec<ArrayQueue<(Box<[u8]>, Answer)>>,
 }
@@ -175,6 +178,7 @@ impl Fleet {
             accounts: RwLock::default(),
             requests: ArrayQueue::new(QUEUE),
             wake: tokio::sync::Notify::new(),
+            renew_now: AtomicBool::new(false),
             answers: (0..workers).map(|_| ArrayQueue::new(QUEUE)).collect(),
         }
     }

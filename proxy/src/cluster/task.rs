@@ -176,7 +176,8 @@ impl Task {
                 next_check = Instant::now() + SHORT_CHECK;
                 self.check_short().await;
             }
-            if Instant::now() >= next_renew {
+            // `renew_now`: the places of calls restored after a restart, leased again at once.
+            if Instant::now() >= next_renew || self.fleet.renew_now.swap(false, Ordering::AcqRel) {
                 next_renew = Instant::now() + renew_every;
                 self.renew().await;
             }

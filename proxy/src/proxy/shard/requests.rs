@@ -573,7 +573,12 @@ impl Shard {
         let id = own_route
             .and_then(|(_, r)| NameAddr::parse(buf, r).ok())
             .and_then(|na| did_param(buf, na.uri))
-            .filter(|id| self.dialogs.get(*id).is_some())
+            // A `did` of another run (restored after a restart) may name another dialog.
+            .filter(|id| {
+                self.dialogs
+                    .get(*id)
+                    .is_some_and(|d| *d.call_id == *msg.call_id())
+            })
             .or_else(|| self.dialogs.by_call_id(msg.call_id()));
         let dst = id
             .and_then(|id| self.dialogs.get(id))
