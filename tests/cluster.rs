@@ -359,3 +359,75 @@ fn a_node_back_after_kill_9_leases_the_places_of_its_restored_calls_again() {
         drop(a2);
     });
 }
+
+/// A node back after kill -9 whose places the other node took meanwhile: it restores its
+/// calls, finds the fleet over the limit with them, and ends them with BYE.
+#[test]
+fn a_node_back_after_kill_9_ends_the_restored_calls_the_fleet_has_no_places_for() {
+    let _g = serial();
+    require_sipp();
+    let redis = RedisServer::start("cluster-restart-over");
+    let urls = std::slice::from_ref(&redis.url);
+    let net_a = Net::new(126);
+    let dir_a = TempDir::new("cluster-over-a");
+    let text_a = member(net_a, "a", urls, 20, "").replacen(
+        "[dialog]\n",
+        "[dialog]\njournal_dir = \"journal\"\n",
+        1,
+    );
+    let mut a = Siplb::start(BIN, &dir_a.0, &text_a);
+    let _uas_a = (
+        Sipp::uas(&dir_a.0, "uas1", &net_a.gw(1), "uas.xml", &[]),
+        Sipp::uas(&dir_a.0, "uas2", &net_a.gw(2), "uas.xml", &[]),
+    );
+    let b = node(Net::new(127), "b", urls, 20, "");
+    let inf = account_a(&dir_a.0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            Sipp::caller(
+                &dir_a.0,
+                net_a,
+                "uac.xml",
+                10,
+                20,
+                &["-inf", &inf, "-d", "20000"],
+                25,
+            )
+        });
+        let until = Instant::now() + Duration::from_secs(10);
+        while a.stat("dialog:ongoing") < 10 || a.stat("dialog:journal_written") < 20 {
+            assert!(Instant::now() < until, "a's calls did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: killing the siplb this test started, by its PID.
+        unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
+        a.wait_exit(Duration::from_secs(5)).expect("killed");
+        std::thread::sleep(Duration::from_millis(1500));
+        // b takes the whole limit while a is away.
+        let cb = s.spawn(|| calls(&b, 20, 50, 6000));
+        let until = Instant::now() + Duration::from_secs(10);
+        while size_of_a(&b.siplb) < 20 {
+            assert!(Instant::now() < until, "b's calls did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let a2 = Siplb::start(BIN, &dir_a.0, &text_a);
+        let until = Instant::now() + Duration::from_secs(10);
+        while a2.stat("dialog:active_dialogs") > 0 {
+            assert!(
+                Instant::now() < until,
+                "a kept calls the fleet has no places for"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            a2.log()
+                .contains("restored calls of account A over the fleet's limit"),
+            "{}",
+            a2.log()
+        );
+        assert_eq!(size_of_a(&b.siplb), 20, "b's calls go on");
+        let rb = cb.join().expect("b");
+        assert_eq!(rb.ok(), 20);
+        drop(a2);
+    });
+}

@@ -25,6 +25,8 @@ pub struct Lease {
     pub near: AtomicBool,
     /// Places the fleet had left at the last answer from Redis.
     pub free: AtomicU32,
+    /// Restored calls to end: the fleet had no places for them ([`Answer::EndOver`]).
+    pub to_end: AtomicU32,
 }
 
 /// The time now, unix ms.
@@ -84,6 +86,13 @@ impl Lease {
             });
     }
 
+    /// One call of the account to end, if any is left to end.
+    pub fn take_one_to_end(&self) -> bool {
+        self.to_end
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     /// `n` more places leased.
     pub fn grant(&self, n: u32) {
         let _ = self
@@ -138,6 +147,9 @@ pub enum Answer {
     Full,
     /// Redis cannot be reached and the policy is to fail closed: 503 with Retry-After.
     Unavailable,
+    /// Calls restored after a restart that the fleet has no places for: workers end
+    /// (BYE to both sides) answered calls of the account while the lease's `to_end` lasts.
+    EndOver,
 }
 
 /// Why a call got no fleet place at once.

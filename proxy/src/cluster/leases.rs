@@ -18,7 +18,8 @@ use std::time::Duration;
 /// twice the longest lease of its members. When the node gets fewer places than it asked for,
 /// the account is marked short (KEYS[3]) for a lease time: nodes holding spare places of it
 /// give them back. Returns the places granted, those the fleet has left after the grant, and
-/// how long ago (ms) the account was marked short (-1: it is not).
+/// how long ago (ms) the account was marked short (-1: it is not), and how far the fleet is
+/// over the limit with what this node holds.
 const ACQUIRE: &str = r#"
 local nodes, mine = KEYS[1], KEYS[2]
 local node, want, limit, ttl, prefix, held = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
@@ -38,7 +39,7 @@ if grant < want and pttl <= 0 then redis.call('SET', KEYS[3], '1', 'PX', ttl) en
 redis.call('SADD', nodes, node)
 redis.call('SET', mine, held + grant, 'PX', ttl)
 if redis.call('PTTL', nodes) < ttl * 2 then redis.call('PEXPIRE', nodes, ttl * 2) end
-return {grant, math.max(0, limit - others - held - grant), short_ms}
+return {grant, math.max(0, limit - others - held - grant), short_ms, math.max(0, others + held - limit)}
 "#;
 
 /// Sets node ARGV[1]'s lease (KEYS[2]) to ARGV[2] places for ARGV[3] ms: a renewal, a
@@ -71,6 +72,8 @@ pub struct Grant {
     /// How long the account has been marked short (a node got fewer places than it asked
     /// for), if it is.
     pub short_since_ms: Option<u64>,
+    /// Places the fleet holds over the limit, this node's included.
+    pub over: u32,
 }
 
 /// One node's leases, over a connection to a Redis server or cluster.
@@ -146,11 +149,14 @@ impl<C: ConnectionLike> Leases<C> {
             .arg(held)
             .invoke_async(&mut self.conn)
             .await
-            .map(|(granted, free, short_ms): (u32, u32, i64)| Grant {
-                granted,
-                free,
-                short_since_ms: u64::try_from(short_ms).ok(),
-            })
+            .map(
+                |(granted, free, short_ms, over): (u32, u32, i64, u32)| Grant {
+                    granted,
+                    free,
+                    short_since_ms: u64::try_from(short_ms).ok(),
+                    over,
+                },
+            )
     }
 
     /// Sets this node's lease of `account` to `held` places (a renewal, or places given

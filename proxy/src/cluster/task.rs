@@ -176,8 +176,13 @@ impl Task {
                 next_check = Instant::now() + SHORT_CHECK;
                 self.check_short().await;
             }
-            // `renew_now`: the places of calls restored after a restart, leased again at once.
-            if Instant::now() >= next_renew || self.fleet.renew_now.swap(false, Ordering::AcqRel) {
+            // `renew_now`: the places of calls restored after a restart, leased again at once;
+            // those the fleet has no room for any more are ended.
+            let restored = self.fleet.renew_now.swap(false, Ordering::AcqRel);
+            if restored {
+                self.release_restored().await;
+            }
+            if Instant::now() >= next_renew || restored {
                 next_renew = Instant::now() + renew_every;
                 self.renew().await;
             }
@@ -365,6 +370,34 @@ impl Task {
         let limit = lease.limit.load(Ordering::Relaxed);
         if let Some(g) = self.acquire(&lease.account, now, 0, limit).await {
             self.mark_near(lease, g.free);
+        }
+    }
+
+    /// After a restart: leases the places of the restored calls again, and has the workers
+    /// end (BYE) those the fleet no longer has places for (other nodes took them while this
+    /// one was down).
+    async fn release_restored(&mut self) {
+        for (account, lease) in self.fleet.snapshot() {
+            let (leased, taken) = lease.get();
+            if taken == 0 {
+                continue;
+            }
+            let limit = lease.limit.load(Ordering::Relaxed);
+            let limit = if limit == 0 { u32::MAX } else { limit };
+            let Some(g) = self.acquire(&lease.account, leased, 0, limit).await else {
+                continue;
+            };
+            self.mark_near(&lease, g.free);
+            let over = g.over.min(taken);
+            if over > 0 {
+                tracing::warn!(
+                    "cluster: {over} restored calls of account {} over the fleet's limit \
+                     {limit}: ending them",
+                    String::from_utf8_lossy(&account)
+                );
+                lease.to_end.store(over, Ordering::Release);
+                self.fleet.answer(&account, Answer::EndOver);
+            }
         }
     }
 

@@ -467,8 +467,11 @@ impl Profiles {
                     let mut key = Vec::new();
                     p.key(*customer, v, &mut key);
                     if let Ok(place) = t.acquire_anyway(&key, v) {
-                        let lease = self.fleet.get().filter(|_| p.name == ACCOUNT).map(|f| {
+                        let fleet_wide = p.name == ACCOUNT && t.limit_of(v) != UNLIMITED;
+                        let lease = self.fleet.get().filter(|_| fleet_wide).map(|f| {
                             let l = f.lease(v);
+                            l.limit
+                                .store(t.limit_of(v), std::sync::atomic::Ordering::Relaxed);
                             l.restore_taken();
                             l
                         });

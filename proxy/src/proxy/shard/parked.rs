@@ -68,6 +68,9 @@ impl Shard {
 
     /// The lease task's answer for `account`.
     pub fn lease_answer(&mut self, now: Instant, account: &[u8], answer: Answer) {
+        if answer == Answer::EndOver {
+            return self.end_over(now, account);
+        }
         if !self.parked.iter().any(|p| &*p.account == account) {
             return;
         }
@@ -97,6 +100,27 @@ impl Shard {
         true
     }
 
+    /// Ends (BYE to both sides) answered calls of `account` while its lease says some are
+    /// over the fleet's limit: calls restored after a restart whose places others took.
+    fn end_over(&mut self, now: Instant, account: &[u8]) {
+        let Some(fleet) = self.cfg.profiles.fleet.get() else {
+            return;
+        };
+        let lease = fleet.lease(account);
+        let ids: Vec<_> = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| d.state.is_confirmed() && &*d.account == account)
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            if !lease.take_one_to_end() {
+                break;
+            }
+            self.terminate(now, id, crate::proxy::dialogs::EndCause::Operator);
+        }
+    }
+
     /// Those that waited too long get 503.
     pub fn expire_parked(&mut self, now: Instant) {
         if !self.parked.iter().any(|p| p.until <= now) {
@@ -119,7 +143,8 @@ impl Shard {
             // Admitted again from the start: the places may have gone to INVITEs before it,
             // then it waits again.
             Answer::Granted => self.on_request(now, p.src, &msg),
-            Answer::Full => {
+            // (EndOver is not about parked INVITEs: handled above.)
+            Answer::Full | Answer::EndOver => {
                 let profile = self.cfg.profiles.account();
                 let why = Refusal {
                     profile,
