@@ -7,6 +7,7 @@
 
 mod calls;
 mod io;
+pub mod relay;
 pub mod sip;
 
 pub use calls::Outcome;

@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// cost of first touching new memory is not counted. 0: the whole run.
     #[arg(long, default_value_t = 0)]
     warmup_s: u64,
+    /// Also a null UDP relay of the project's own in each round (`cargo xtask relay`: no SIP
+    /// work, one thread, recvmmsg/sendmmsg), under the label `relay`: the socket path's limit
+    #[arg(long)]
+    relay: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,12 +90,25 @@ impl BenchArgs {
     /// by the same for every `--siplb-bin`.
     fn entries(&self, root: &Path) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
+        if self.relay {
+            entries.push(Entry {
+                label: "relay".into(),
+                dir: "relay".into(),
+                siplb: None,
+                relay: true,
+                steering_off: false,
+                base: None,
+                config: String::new(),
+                uas: UAS.into(),
+            });
+        }
         for name in self.proxies() {
             if name == "kamailio" {
                 entries.push(Entry {
                     label: name.into(),
                     dir: name.into(),
                     siplb: None,
+                    relay: false,
                     steering_off: false,
                     base: None,
                     config: String::new(),
@@ -104,6 +121,7 @@ impl BenchArgs {
                 label: name.into(),
                 dir: name.into(),
                 siplb: Some(target_dir(root).join("release/siplb")),
+                relay: false,
                 steering_off: name == "siplb-off",
                 base: None,
                 config: self.config.clone(),
@@ -117,6 +135,7 @@ impl BenchArgs {
                     label: format!("{name}{{{file}}}"),
                     dir: format!("{name}-config-b{}", n + 1),
                     siplb: Some(target_dir(root).join("release/siplb")),
+                    relay: false,
                     steering_off: name == "siplb-off",
                     base: Some(base),
                     config: config_b.clone(),
@@ -131,6 +150,7 @@ impl BenchArgs {
                     label: format!("{name}[{}]", bin.display()),
                     dir: format!("{name}-bin{}", n + 1),
                     siplb: Some(path),
+                    relay: false,
                     steering_off: name == "siplb-off",
                     base: Some(base),
                     config: self.config.clone(),
@@ -166,8 +186,10 @@ struct Entry {
     label: String,
     /// Its folder in each round's.
     dir: String,
-    /// The siplb binary (`None`: Kamailio).
+    /// The siplb binary (`None`: Kamailio, or the relay).
     siplb: Option<PathBuf>,
+    /// The null UDP relay (`cargo xtask relay`).
+    relay: bool,
     /// siplb with software hand-off (`steering.mode = "off"`).
     steering_off: bool,
     /// For a `--siplb-bin` or `--config-b` entry: the entry of the freshly built siplb (with
@@ -417,6 +439,17 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
     // A fleet member (`[cluster] redis`): a redis-server of the run's own, on a Unix socket.
     let mut redis = None;
     let mut child = match &entry.siplb {
+        None if entry.relay => {
+            let max_s = u64::from(b.calls / b.rate) + 60;
+            Command::new(std::env::current_exe()?)
+                .arg("relay")
+                .arg(&target)
+                .arg(format!("{BENCH_IP}:5081"))
+                .arg(max_s.to_string())
+                .stdout(std::fs::File::create(dir.join("proxy.log"))?)
+                .stderr(std::fs::File::create(dir.join("proxy.err"))?)
+                .spawn()?
+        }
         Some(bin) => {
             let ctl = dir.join("siplb.ctl").display().to_string();
             let text = std::fs::read_to_string(root.join(&entry.config))?;

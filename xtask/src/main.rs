@@ -49,6 +49,16 @@ enum Task {
     BenchXdp,
     /// siplb's own load generator (caller and gateways in one process) against a running siplb
     Load(load::LoadArgs),
+    /// A null UDP relay (no SIP work) from LISTEN to GATEWAY for at most SECS seconds: the
+    /// socket path's limit (used by bench --relay)
+    Relay {
+        /// Where callers send, ip:port
+        listen: std::net::SocketAddr,
+        /// The one gateway, ip:port
+        gateway: std::net::SocketAddr,
+        /// How long at most, in seconds
+        secs: u64,
+    },
     /// Send 64-byte junk datagrams to DST for SECS seconds, print how many (used by bench-xdp)
     FloodSend {
         /// Destination, ip:port
@@ -68,6 +78,16 @@ fn main() -> Result<()> {
         Task::BenchXdp => xdp::bench_xdp(),
         Task::Load(args) => load::load(args),
         Task::FloodSend { dst, secs } => xdp::flood_send(dst, secs),
+        Task::Relay {
+            listen,
+            gateway,
+            secs,
+        } => Ok(siplb_tests::load::relay::relay(
+            listen,
+            gateway,
+            std::time::Duration::from_secs(secs),
+            &std::sync::atomic::AtomicBool::new(false),
+        )?),
     }
 }
 
