@@ -52,16 +52,45 @@ fn size_of_a(siplb: &Siplb) -> u64 {
     out.trim().parse().expect("a number")
 }
 
+/// Waits (at most `within`) until `f` holds.
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Node {
     net: Net,
     dir: TempDir,
+    /// Its configuration, to start it again.
+    text: String,
     siplb: Siplb,
     _uas: (Sipp, Sipp),
 }
 
 fn node(net: Net, name: &str, redis: &[String], limit: u32, cluster: &str) -> Node {
-    let dir = TempDir::new(&format!("cluster-{name}"));
-    let siplb = Siplb::start(BIN, &dir.0, &member(net, name, redis, limit, cluster));
+    node_with(net, name, redis, limit, cluster, false)
+}
+
+/// With `journal`: the restart journal in the node's folder, dialogs left up at a stop.
+fn node_with(
+    net: Net,
+    name: &str,
+    redis: &[String],
+    limit: u32,
+    cluster: &str,
+    journal: bool,
+) -> Node {
+    let dir = TempDir::new(&format!("cluster-{name}-{}", net.ip[2]));
+    let mut text = member(net, name, redis, limit, cluster);
+    if journal {
+        text = text.replacen("[dialog]\n", "[dialog]\njournal_dir = \"journal\"\n", 1)
+            + "\n[shutdown]\ndialogs = \"leave\"\n";
+        assert!(text.contains("journal_dir"), "limits.toml changed shape");
+    }
+    let siplb = Siplb::start(BIN, &dir.0, &text);
     let uas = (
         Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]),
         Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]),
@@ -69,31 +98,52 @@ fn node(net: Net, name: &str, redis: &[String], limit: u32, cluster: &str) -> No
     Node {
         net,
         dir,
+        text,
         siplb,
         _uas: uas,
     }
 }
 
+/// Two fleet members, `a` and `b`, on `nets`, with account limit 20.
+fn pair(redis: &[String], nets: (u8, u8), cluster: &str) -> (Node, Node) {
+    (
+        node(Net::new(nets.0), "a", redis, 20, cluster),
+        node(Net::new(nets.1), "b", redis, 20, cluster),
+    )
+}
+
+/// Kills `n`'s siplb (SIGKILL, by its PID) and waits for it to be gone.
+fn kill_9(n: &mut Node) {
+    // SAFETY: killing the siplb this test started, by its PID.
+    unsafe { libc::kill(n.siplb.pid() as i32, libc::SIGKILL) };
+    n.siplb.wait_exit(Duration::from_secs(5)).expect("killed");
+}
+
 /// `calls` calls of account A through `n`, held `hold_ms`.
 fn calls(n: &Node, calls: u32, rate: u32, hold_ms: u32) -> SippStats {
-    let inf = account_a(&n.dir.0);
+    calls_from(&n.dir.0, n.net, calls, rate, hold_ms, 60)
+}
+
+/// [`calls`] from the caller of `net` with its files in `dir`, sipp giving up `max_s`
+/// seconds in.
+fn calls_from(dir: &Path, net: Net, calls: u32, rate: u32, hold_ms: u32, max_s: u64) -> SippStats {
+    let inf = account_a(dir);
     let hold = hold_ms.to_string();
     Sipp::caller(
-        &n.dir.0,
-        n.net,
+        dir,
+        net,
         "uac.xml",
         calls,
         rate,
         &["-inf", &inf, "-d", &hold],
-        60,
+        max_s,
     )
 }
 
 /// Account limit 20, 100 long calls over both nodes: exactly 20 answered fleet-wide, and the
 /// two nodes' `account` sizes never add up to more than 20 when sampled meanwhile.
 fn two_nodes_answer_exactly_the_limit(redis: &[String], nets: (u8, u8)) {
-    let a = node(Net::new(nets.0), "a", redis, 20, "");
-    let b = node(Net::new(nets.1), "b", redis, 20, "");
+    let (a, b) = pair(redis, nets, "");
     let (ra, rb, most) = std::thread::scope(|s| {
         let ca = s.spawn(|| calls(&a, 50, 15, 8000));
         let cb = s.spawn(|| calls(&b, 50, 15, 8000));
@@ -146,34 +196,18 @@ fn a_killed_nodes_places_come_back_after_the_lease_time() {
     let _g = serial();
     require_sipp();
     let redis = RedisServer::start("cluster-kill");
-    let mut a = node(Net::new(113), "a", std::slice::from_ref(&redis.url), 20, "");
-    let b = node(Net::new(114), "b", std::slice::from_ref(&redis.url), 20, "");
+    let (mut a, b) = pair(std::slice::from_ref(&redis.url), (113, 114), "");
     std::thread::scope(|s| {
         // a's sipp gives up on its calls 14 s in (siplb is gone by then).
-        let inf = account_a(&a.dir.0);
-        let (a_dir, a_net) = (a.dir.0.clone(), a.net);
-        let ca = s.spawn(move || {
-            Sipp::caller(
-                &a_dir,
-                a_net,
-                "uac.xml",
-                10,
-                20,
-                &["-inf", &inf, "-d", "12000"],
-                14,
-            )
+        let (dir, net) = (a.dir.0.clone(), a.net);
+        let ca = s.spawn(move || calls_from(&dir, net, 10, 20, 12_000, 14));
+        wait_for("a's calls", Duration::from_secs(10), || {
+            size_of_a(&a.siplb) == 10
         });
-        let until = Instant::now() + Duration::from_secs(10);
-        while size_of_a(&a.siplb) < 10 {
-            assert!(Instant::now() < until, "a's calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let rb = calls(&b, 15, 50, 2000);
         assert_eq!(rb.ok(), 10, "b gets the 10 places a does not hold");
         assert_eq!(rb.failed(), 5);
-        // SAFETY: killing the siplb this test started, by its PID.
-        unsafe { libc::kill(a.siplb.pid() as i32, libc::SIGKILL) };
-        a.siplb.wait_exit(Duration::from_secs(5)).expect("killed");
+        kill_9(&mut a);
         // The lease time (1 s), and some.
         std::thread::sleep(Duration::from_millis(1500));
         let rb = calls(&b, 25, 50, 2000);
@@ -196,14 +230,6 @@ fn raw_invite(caller: &std::net::UdpSocket, siplb: &str, call_id: &str) -> Vec<u
         .expect("a final reply")
 }
 
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `on_redis_down = "closed"`: with Redis stopped, calls on places already leased go on, a
 /// call that needs a new lease gets 503 with Retry-After, and the degraded time is counted.
 /// Redis back (empty): the nodes lease again with what they hold, and the fleet limit holds.
@@ -212,20 +238,10 @@ fn with_redis_stopped_a_closed_fleet_refuses_new_leases_and_holds_the_limit_once
     let _g = serial();
     require_sipp();
     let mut redis = RedisServer::start("cluster-closed");
-    let quiet = "quiet_ms = 300";
-    let a = node(
-        Net::new(115),
-        "a",
+    let (a, b) = pair(
         std::slice::from_ref(&redis.url),
-        20,
-        quiet,
-    );
-    let b = node(
-        Net::new(116),
-        "b",
-        std::slice::from_ref(&redis.url),
-        20,
-        quiet,
+        (115, 116),
+        "quiet_ms = 300",
     );
     std::thread::scope(|s| {
         let ca = s.spawn(|| calls(&a, 6, 20, 15_000));
@@ -268,20 +284,7 @@ fn with_redis_stopped_an_open_fleet_admits_a_share_of_the_limit_per_node() {
     require_sipp();
     let mut redis = RedisServer::start("cluster-open");
     let open = "on_redis_down = \"open\"\nopen_share = 0.5\nquiet_ms = 300";
-    let a = node(
-        Net::new(117),
-        "a",
-        std::slice::from_ref(&redis.url),
-        20,
-        open,
-    );
-    let b = node(
-        Net::new(118),
-        "b",
-        std::slice::from_ref(&redis.url),
-        20,
-        open,
-    );
+    let (a, b) = pair(std::slice::from_ref(&redis.url), (117, 118), open);
     redis.stop();
     std::thread::scope(|s| {
         let ca = s.spawn(|| calls(&a, 15, 20, 12_000));
@@ -312,42 +315,18 @@ fn a_node_back_after_kill_9_leases_the_places_of_its_restored_calls_again() {
     require_sipp();
     let redis = RedisServer::start("cluster-restart");
     let urls = std::slice::from_ref(&redis.url);
-    let net_a = Net::new(124);
-    let dir_a = TempDir::new("cluster-restart-a");
-    let text_a = member(net_a, "a", urls, 20, "").replacen(
-        "[dialog]\n",
-        "[dialog]\njournal_dir = \"journal\"\n",
-        1,
-    ) + "\n[shutdown]\ndialogs = \"leave\"\n";
-    assert!(text_a.contains("journal_dir"));
-    let mut a = Siplb::start(BIN, &dir_a.0, &text_a);
-    let _uas_a = (
-        Sipp::uas(&dir_a.0, "uas1", &net_a.gw(1), "uas.xml", &[]),
-        Sipp::uas(&dir_a.0, "uas2", &net_a.gw(2), "uas.xml", &[]),
-    );
+    let mut a = node_with(Net::new(124), "a", urls, 20, "", true);
     let b = node(Net::new(125), "b", urls, 20, "");
-    let inf = account_a(&dir_a.0);
     std::thread::scope(|s| {
-        let ca = s.spawn(|| {
-            Sipp::caller(
-                &dir_a.0,
-                net_a,
-                "uac.xml",
-                10,
-                20,
-                &["-inf", &inf, "-d", "8000"],
-                30,
-            )
-        });
-        let until = Instant::now() + Duration::from_secs(10);
-        while a.stat("dialog:ongoing") < 10 || a.stat("dialog:journal_written") < 20 {
-            assert!(Instant::now() < until, "a's calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: killing the siplb this test started, by its PID.
-        unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
-        a.wait_exit(Duration::from_secs(5)).expect("killed");
-        let a2 = Siplb::start(BIN, &dir_a.0, &text_a);
+        let (dir, net) = (a.dir.0.clone(), a.net);
+        let ca = s.spawn(move || calls_from(&dir, net, 10, 20, 8000, 30));
+        wait_for(
+            "a's calls up and journaled",
+            Duration::from_secs(10),
+            || a.siplb.stat("dialog:ongoing") == 10 && a.siplb.stat("dialog:journal_written") >= 20,
+        );
+        kill_9(&mut a);
+        let a2 = Siplb::start(BIN, &a.dir.0, &a.text);
         assert_eq!(size_of_a(&a2), 10, "a's calls restored");
         // Past the lease time of a's first run.
         std::thread::sleep(Duration::from_millis(1500));
@@ -368,60 +347,32 @@ fn a_node_back_after_kill_9_ends_the_restored_calls_the_fleet_has_no_places_for(
     require_sipp();
     let redis = RedisServer::start("cluster-restart-over");
     let urls = std::slice::from_ref(&redis.url);
-    let net_a = Net::new(126);
-    let dir_a = TempDir::new("cluster-over-a");
-    let text_a = member(net_a, "a", urls, 20, "").replacen(
-        "[dialog]\n",
-        "[dialog]\njournal_dir = \"journal\"\n",
-        1,
-    );
-    let mut a = Siplb::start(BIN, &dir_a.0, &text_a);
-    let _uas_a = (
-        Sipp::uas(&dir_a.0, "uas1", &net_a.gw(1), "uas.xml", &[]),
-        Sipp::uas(&dir_a.0, "uas2", &net_a.gw(2), "uas.xml", &[]),
-    );
+    let mut a = node_with(Net::new(126), "a", urls, 20, "", true);
     let b = node(Net::new(127), "b", urls, 20, "");
-    let inf = account_a(&dir_a.0);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            Sipp::caller(
-                &dir_a.0,
-                net_a,
-                "uac.xml",
-                10,
-                20,
-                &["-inf", &inf, "-d", "20000"],
-                25,
-            )
-        });
-        let until = Instant::now() + Duration::from_secs(10);
-        while a.stat("dialog:ongoing") < 10 || a.stat("dialog:journal_written") < 20 {
-            assert!(Instant::now() < until, "a's calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: killing the siplb this test started, by its PID.
-        unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
-        a.wait_exit(Duration::from_secs(5)).expect("killed");
+        let (dir, net) = (a.dir.0.clone(), a.net);
+        s.spawn(move || calls_from(&dir, net, 10, 20, 20_000, 25));
+        wait_for(
+            "a's calls up and journaled",
+            Duration::from_secs(10),
+            || a.siplb.stat("dialog:ongoing") == 10 && a.siplb.stat("dialog:journal_written") >= 20,
+        );
+        kill_9(&mut a);
         std::thread::sleep(Duration::from_millis(1500));
         // b takes the whole limit while a is away.
         let cb = s.spawn(|| calls(&b, 20, 50, 6000));
-        let until = Instant::now() + Duration::from_secs(10);
-        while size_of_a(&b.siplb) < 20 {
-            assert!(Instant::now() < until, "b's calls did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let a2 = Siplb::start(BIN, &dir_a.0, &text_a);
-        let until = Instant::now() + Duration::from_secs(10);
-        while a2.stat("dialog:active_dialogs") > 0 {
-            assert!(
-                Instant::now() < until,
-                "a kept calls the fleet has no places for"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for("b's calls", Duration::from_secs(10), || {
+            size_of_a(&b.siplb) == 20
+        });
+        let a2 = Siplb::start(BIN, &a.dir.0, &a.text);
+        wait_for(
+            "a to end the calls the fleet has no places for",
+            Duration::from_secs(10),
+            || size_of_a(&a2) == 0 && a2.stat("dialog:active_dialogs") == 0,
+        );
         assert!(
             a2.log()
-                .contains("restored calls of account A over the fleet's limit"),
+                .contains("10 restored calls of account A over the fleet's limit"),
             "{}",
             a2.log()
         );
