@@ -251,7 +251,29 @@ impl Fleet {
         }
     }
 
-    /// Every account's lease (the lease task's renewals).
+    /// The leases for which `f` holds, taken under the read lock without copying the
+    /// accounts' names (the lease task looks at them every 100 ms).
+    pub fn leases_where(&self, mut f: impl FnMut(&Lease) -> bool) -> Vec<Arc<Lease>> {
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|l| f(l))
+            .cloned()
+            .collect()
+    }
+
+    /// Places leased over all accounts.
+    pub fn leased_total(&self) -> u64 {
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|l| l.get().0 as u64)
+            .sum()
+    }
+
+    /// Every account's lease.
     pub fn snapshot(&self) -> Vec<(Box<[u8]>, Arc<Lease>)> {
         self.accounts
             .read()

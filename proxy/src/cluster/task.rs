@@ -330,11 +330,11 @@ impl Task {
             return;
         }
         let few = self.cfg.block.saturating_mul(SHORT_WATCH_BLOCKS);
-        for (_, lease) in self.fleet.snapshot() {
-            let (leased, taken) = lease.get();
-            if leased <= taken || lease.free.load(Ordering::Relaxed) >= few {
-                continue;
-            }
+        let watched = self.fleet.leases_where(|l| {
+            let (leased, taken) = l.get();
+            leased > taken && l.free.load(Ordering::Relaxed) < few
+        });
+        for lease in watched {
             let name = String::from_utf8_lossy(&lease.account).into_owned();
             let wait = self.cfg.wait;
             let Some(leases) = self.conn.as_mut() else {
@@ -377,11 +377,9 @@ impl Task {
     /// end (BYE) those the fleet no longer has places for (other nodes took them while this
     /// one was down).
     async fn release_restored(&mut self) {
-        for (account, lease) in self.fleet.snapshot() {
+        for lease in self.fleet.leases_where(|l| l.get().1 > 0) {
             let (leased, taken) = lease.get();
-            if taken == 0 {
-                continue;
-            }
+            let account = &lease.account;
             let limit = lease.limit.load(Ordering::Relaxed);
             let limit = if limit == 0 { u32::MAX } else { limit };
             let Some(g) = self.acquire(&lease.account, leased, 0, limit).await else {
@@ -393,10 +391,10 @@ impl Task {
                 tracing::warn!(
                     "cluster: {over} restored calls of account {} over the fleet's limit \
                      {limit}: ending them",
-                    String::from_utf8_lossy(&account)
+                    String::from_utf8_lossy(account)
                 );
                 lease.to_end.store(over, Ordering::Release);
-                self.fleet.answer(&account, Answer::EndOver);
+                self.fleet.answer(account, Answer::EndOver);
             }
         }
     }
@@ -411,7 +409,7 @@ impl Task {
         }
         let now_ms = super::fleet::unix_ms();
         let quiet = self.cfg.quiet.as_millis() as u64;
-        for (_, lease) in self.fleet.snapshot() {
+        for lease in self.fleet.leases_where(|l| l.get().0 > 0) {
             let (leased, taken) = lease.get();
             let idle = now_ms.saturating_sub(lease.last_take_ms.load(Ordering::Relaxed)) >= quiet;
             if leased > taken && (idle || lease.near.load(Ordering::Relaxed)) {
@@ -430,12 +428,6 @@ impl Task {
             }
         }
         self.fleet.forget_idle();
-        let total: u64 = self
-            .fleet
-            .snapshot()
-            .iter()
-            .map(|(_, l)| l.get().0 as u64)
-            .sum();
-        self.stats.leased.set(total);
+        self.stats.leased.set(self.fleet.leased_total());
     }
 }
