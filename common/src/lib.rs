@@ -29,13 +29,20 @@ pub mod bpf {
     /// `SIPLB_XDP_CONFIG` is an array of `u32`: the SIP port (host order), the flood limit in
     /// datagrams per second per source (0 = none) and its burst.
     pub const XDP_CONFIG_MAP: &str = "SIPLB_XDP_CONFIG";
-    pub const XDP_CONFIG_LEN: u32 = 5;
+    pub const XDP_CONFIG_LEN: u32 = 6;
     pub const XDP_SIP_PORT: u32 = 0;
     pub const XDP_FLOOD_RATE: u32 = 1;
     pub const XDP_FLOOD_BURST: u32 = 2;
     /// Workers to redirect to through the cpumap (0 = no redirect), and the owner hash key.
     pub const XDP_REDIRECT_WORKERS: u32 = 3;
     pub const XDP_HASH_KEY: u32 = 4;
+    /// Workers with an AF_XDP socket in `SIPLB_XSKS` (0 = no AF_XDP path).
+    pub const XDP_XSK_WORKERS: u32 = 5;
+    /// `SIPLB_XSKS`: the AF_XDP socket of each worker at its worker number, and at
+    /// `XSK_QUEUE_BASE + q` the one that takes what arrives on queue `q` for a worker whose
+    /// socket is bound to another queue (the kernel drops a redirect across queues).
+    pub const XSKS_MAP: &str = "SIPLB_XSKS";
+    pub const XSK_QUEUE_BASE: u32 = MAX_WORKERS;
     /// `SIPLB_WORKER_CPU`: the CPU of each worker (`u32` by worker number), and the cpumap.
     pub const WORKER_CPU_MAP: &str = "SIPLB_WORKER_CPU";
     pub const CPUS_MAP: &str = "SIPLB_CPUS";
@@ -47,7 +54,10 @@ pub mod bpf {
     pub const XDP_DROP_FLOOD: u32 = 3;
     pub const XDP_DROP_BLOCKED: u32 = 4;
     pub const XDP_REDIRECTED: u32 = 5;
-    pub const XDP_STATS_LEN: u32 = 6;
+    /// Redirected to an AF_XDP socket: the owner's, or the one of the queue it came in on.
+    pub const XDP_TO_OWNER_XSK: u32 = 6;
+    pub const XDP_TO_QUEUE_XSK: u32 = 7;
+    pub const XDP_STATS_LEN: u32 = 8;
     /// Sources whose datagrams to the SIP port are dropped (IPv4 address in network order →
     /// 1), and sources the flood limit does not apply to (same layout).
     pub const BLOCKLIST_MAP: &str = "SIPLB_BLOCKLIST";

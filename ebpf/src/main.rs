@@ -10,7 +10,9 @@
 //! not IPv4 UDP to the SIP port, and every IP fragment; of the rest, drops what comes from a
 //! blocklisted source, what does not start like a SIP request or status line, and what passes
 //! a source's flood limit (a token bucket per source, like Kamailio's `pike`; allow-listed
-//! sources are exempt). Counts each outcome per CPU.
+//! sources are exempt). What it lets through it can send on to the worker that owns the call:
+//! to that worker's AF_XDP socket (the AF_XDP data path), or to its CPU through a cpumap.
+//! Counts each outcome per CPU.
 #![no_std]
 #![no_main]
 
@@ -24,7 +26,9 @@ use aya_ebpf::helpers::generated::{
 };
 use aya_ebpf::macros::{map, sk_reuseport, xdp};
 use aya_ebpf::maps::lpm_trie::Key;
-use aya_ebpf::maps::{Array, CpuMap, LpmTrie, LruHashMap, PerCpuArray, ReusePortSockArray};
+use aya_ebpf::maps::{
+    Array, CpuMap, LpmTrie, LruHashMap, PerCpuArray, ReusePortSockArray, XskMap,
+};
 use aya_ebpf::programs::{SkReuseportContext, XdpContext};
 use shared::Bucket;
 use siplb_common::{CallIdScanner, ScanStep, bpf as shared, head};
@@ -200,6 +204,9 @@ static WORKER_CPU: Array<u32> = Array::with_max_entries(shared::MAX_WORKERS, 0);
 #[map(name = "SIPLB_CPUS")]
 static CPUS: CpuMap = CpuMap::with_max_entries(shared::MAX_WORKERS, 0);
 
+#[map(name = "SIPLB_XSKS")]
+static XSKS: XskMap = XskMap::with_max_entries(2 * shared::MAX_WORKERS, 0);
+
 #[map(name = "SIPLB_PIKE")]
 static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOURCES_MAX, 0);
 
@@ -284,29 +291,51 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_DROP);
     }
     count(shared::XDP_PASSED);
-    // Optionally on to the CPU of the worker that owns the call, where the kernel then
-    // delivers it (steering picks the same worker's socket).
+    // On to the worker that owns the call: its AF_XDP socket, or its CPU (where the kernel
+    // then delivers it and steering picks the same worker's socket).
+    let xsks = *XDP_CONFIG.get(shared::XDP_XSK_WORKERS).ok_or(())?;
     let workers = *XDP_CONFIG.get(shared::XDP_REDIRECT_WORKERS).ok_or(())?;
-    if workers > 0 {
-        let key = *XDP_CONFIG.get(shared::XDP_HASH_KEY).ok_or(())?;
-        let len = (ctx.data_end() - ctx.data()) as u32;
-        let mut scan = Scan::new(ctx.ctx, payload as u32, len, key);
-        // SAFETY: as in `try_steer`.
-        unsafe {
-            bpf_loop(
-                shared::MAX_SCAN_BYTES,
-                xdp_scan_byte as *mut c_void,
-                &mut scan as *mut Scan<xdp_md> as *mut c_void,
-                0,
-            );
-        }
-        if scan.found == 1 {
-            let cpu = *WORKER_CPU.get(scan.hash % workers).ok_or(())?;
-            if let Ok(action) = CPUS.redirect(cpu, 0) {
-                count(shared::XDP_REDIRECTED);
+    if xsks == 0 && workers == 0 {
+        return Ok(XDP_PASS);
+    }
+    let key = *XDP_CONFIG.get(shared::XDP_HASH_KEY).ok_or(())?;
+    let len = (ctx.data_end() - ctx.data()) as u32;
+    let mut scan = Scan::new(ctx.ctx, payload as u32, len, key);
+    // SAFETY: as in `try_steer`.
+    unsafe {
+        bpf_loop(
+            shared::MAX_SCAN_BYTES,
+            xdp_scan_byte as *mut c_void,
+            &mut scan as *mut Scan<xdp_md> as *mut c_void,
+            0,
+        );
+    }
+    if scan.found != 1 {
+        // No Call-ID to place it by: the kernel path serves it.
+        return Ok(XDP_PASS);
+    }
+    if xsks > 0 {
+        let owner = scan.hash.checked_rem(xsks).unwrap_or(0);
+        let queue = ctx.rx_queue_index();
+        // A redirect to a socket bound to another queue is dropped by the kernel: then the
+        // socket of this queue takes it and its worker hands it on.
+        if XSKS.get(owner) == Some(queue) {
+            if let Ok(action) = XSKS.redirect(owner, 0) {
+                count(shared::XDP_TO_OWNER_XSK);
                 return Ok(action);
             }
+        } else if let Ok(action) = XSKS.redirect(shared::XSK_QUEUE_BASE + queue, 0) {
+            count(shared::XDP_TO_QUEUE_XSK);
+            return Ok(action);
         }
+        return Ok(XDP_PASS);
+    }
+    let cpu = *WORKER_CPU
+        .get(scan.hash.checked_rem(workers).ok_or(())?)
+        .ok_or(())?;
+    if let Ok(action) = CPUS.redirect(cpu, 0) {
+        count(shared::XDP_REDIRECTED);
+        return Ok(action);
     }
     Ok(XDP_PASS)
 }

@@ -22,3 +22,4 @@ pub mod restart;
 pub mod sip;
 pub mod steering;
 pub mod worker;
+pub mod xsk;

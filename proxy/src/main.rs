@@ -12,7 +12,7 @@ use siplb::events::{self, EventSink};
 use siplb::metrics::names;
 use siplb::metrics::prometheus::{self, MetricsServer};
 use siplb::reload::Reloader;
-use siplb::steering::{self, BpfSteering, XdpGuard};
+use siplb::steering::{self, BpfSteering, Redirect, XdpGuard};
 use siplb::worker::{ControlJob, Plane, Worker, WorkerHandle, pin_to_core};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -296,6 +296,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         names::XDP_DROP_FLOOD,
         names::XDP_DROP_BLOCKED,
         names::XDP_REDIRECTED,
+        names::XDP_REDIRECTED_XSK,
+        names::XDP_REDIRECTED_XSK_QUEUE,
     ]
     .into_iter()
     .map(|n| (n, Arc::default()))
@@ -463,7 +465,14 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 cfg.flood_burst,
                 mode,
                 // Worker k runs on core k (mod cores) when pinned.
-                cfg.xdp_cpumap.then_some((hash_key, cpus.as_slice())),
+                if cfg.xdp_cpumap {
+                    Redirect::Cpus {
+                        key: hash_key,
+                        cpus: &cpus,
+                    }
+                } else {
+                    Redirect::Pass
+                },
             ) {
                 Ok(g) => {
                     tracing::info!("XDP guard attached to {iface} ({} mode)", g.mode);

@@ -9,7 +9,7 @@
 //! `proxy/bpf/BUILD.md` records what it was built from.
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, CpuMap, HashMap, MapData, PerCpuArray, ReusePortSockArray};
+use aya::maps::{Array, CpuMap, HashMap, MapData, PerCpuArray, ReusePortSockArray, XskMap};
 use aya::programs::{SkReuseport, Xdp, XdpMode};
 use aya::{Ebpf, include_bytes_aligned};
 use ipnet::Ipv4Net;
@@ -145,8 +145,23 @@ pub struct XdpGuard {
     allow: std::sync::Mutex<LpmTrie<MapData, u32, u8>>,
     /// Source → [milli-tokens, last fill ns] (`siplb_common::bpf::Bucket`).
     pike: std::sync::Mutex<HashMap<MapData, u32, [u64; 2]>>,
+    /// The workers' AF_XDP sockets (`siplb_common::bpf::XSKS_MAP`).
+    xsks: std::sync::Mutex<XskMap<MapData>>,
     pub interface: String,
     pub mode: &'static str,
+}
+
+/// Where the guard sends what it lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirect<'a> {
+    /// On up the kernel's stack (`XDP_PASS`).
+    Pass,
+    /// To the CPU of the worker that owns the call (`cpus[k]`: worker k's CPU), through a
+    /// cpumap; `key` is the owner hash key.
+    Cpus { key: u32, cpus: &'a [u32] },
+    /// To the AF_XDP socket of the worker that owns the call, of `workers` (placed with
+    /// [`XdpGuard::place_xsk`]); what it cannot place passes.
+    Xsk { key: u32, workers: u32 },
 }
 
 /// Which XDP mode to attach in.
@@ -160,16 +175,15 @@ pub enum GuardMode {
 
 impl XdpGuard {
     /// Loads the guard, tells it the SIP port and the flood limit (datagrams per second per
-    /// source, 0 = none) and attaches it to `interface`.
-    /// `redirect`: the owner hash key and the CPU of each worker, to send each datagram on to
-    /// its owner's CPU through a cpumap.
+    /// source, 0 = none) and attaches it to `interface`; what it lets through goes where
+    /// `redirect` says.
     pub fn attach(
         interface: &str,
         port: u16,
         flood_rate: u32,
         flood_burst: u32,
         mode: GuardMode,
-        redirect: Option<(u32, &[u32])>,
+        redirect: Redirect<'_>,
     ) -> Result<XdpGuard, String> {
         let mut ebpf = load_object()?;
         {
@@ -177,18 +191,23 @@ impl XdpGuard {
                 .map_mut(shared::XDP_CONFIG_MAP)
                 .ok_or("no XDP config map in the BPF object")?;
             let mut cfg: Array<_, u32> = Array::try_from(map).map_err(|e| e.to_string())?;
-            let (key, workers) = redirect.map_or((0, 0), |(k, cpus)| (k, cpus.len() as u32));
+            let (key, cpu_workers, xsk_workers) = match redirect {
+                Redirect::Pass => (0, 0, 0),
+                Redirect::Cpus { key, cpus } => (key, cpus.len() as u32, 0),
+                Redirect::Xsk { key, workers } => (key, 0, workers),
+            };
             for (k, v) in [
                 (shared::XDP_SIP_PORT, port as u32),
                 (shared::XDP_FLOOD_RATE, flood_rate),
                 (shared::XDP_FLOOD_BURST, flood_burst),
-                (shared::XDP_REDIRECT_WORKERS, workers),
+                (shared::XDP_REDIRECT_WORKERS, cpu_workers),
                 (shared::XDP_HASH_KEY, key),
+                (shared::XDP_XSK_WORKERS, xsk_workers),
             ] {
                 cfg.set(k, v, 0).map_err(|e| e.to_string())?;
             }
         }
-        if let Some((_, cpus)) = redirect {
+        if let Redirect::Cpus { cpus, .. } = redirect {
             {
                 let map = ebpf
                     .map_mut(shared::WORKER_CPU_MAP)
@@ -221,6 +240,7 @@ impl XdpGuard {
             LpmTrie::try_from(take(shared::BLOCKLIST_MAP)?).map_err(|e| e.to_string())?;
         let allow = LpmTrie::try_from(take(shared::ALLOW_MAP)?).map_err(|e| e.to_string())?;
         let pike = HashMap::try_from(take(shared::PIKE_MAP)?).map_err(|e| e.to_string())?;
+        let xsks = XskMap::try_from(take(shared::XSKS_MAP)?).map_err(|e| e.to_string())?;
         let prog: &mut Xdp = ebpf
             .program_mut(shared::GUARD_PROGRAM)
             .ok_or("no XDP program in the BPF object")?
@@ -243,6 +263,7 @@ impl XdpGuard {
                         blocklist: std::sync::Mutex::new(blocklist),
                         allow: std::sync::Mutex::new(allow),
                         pike: std::sync::Mutex::new(pike),
+                        xsks: std::sync::Mutex::new(xsks),
                         interface: interface.into(),
                         mode: name,
                     });
@@ -251,6 +272,17 @@ impl XdpGuard {
             }
         }
         Err(last)
+    }
+
+    /// Puts AF_XDP socket `fd` at `index` of the socket map: a worker number, or
+    /// `siplb_common::bpf::XSK_QUEUE_BASE + q` for the socket that takes queue `q`'s
+    /// datagrams for owners bound elsewhere.
+    pub fn place_xsk(&self, index: u32, fd: RawFd) -> Result<(), String> {
+        let mut m = self.xsks.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller's socket, open while it is in the map (closing it removes it).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        m.set(index, fd, 0)
+            .map_err(|e| format!("AF_XDP socket map entry {index}: {e}"))
     }
 
     /// Exempts `net` from the flood limit.
