@@ -352,6 +352,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     .with_context(|| format!("control socket {}", cfg.control_socket.display()))?;
     running.control = Some((control, cfg.control_socket.clone()));
 
+    let xsk = siplb::xsk::setup::open(&cfg, &plane.workers).map_err(|e| anyhow::anyhow!(e))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Handed to `running` once they are all started: if one cannot be started, the others
     // wait at `plane.ready` for ever, and are left to the process exit rather than joined.
@@ -465,7 +466,12 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 cfg.flood_burst,
                 mode,
                 // Worker k runs on core k (mod cores) when pinned.
-                if cfg.xdp_cpumap {
+                if !xsk.is_empty() {
+                    Redirect::Xsk {
+                        key: hash_key,
+                        workers: cfg.workers as u32,
+                    }
+                } else if cfg.xdp_cpumap {
                     Redirect::Cpus {
                         key: hash_key,
                         cpus: &cpus,
@@ -477,6 +483,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 Ok(g) => {
                     tracing::info!("XDP guard attached to {iface} ({} mode)", g.mode);
                     xdp[0].1.set(1);
+                    if let Err(e) = xsk.place(&g) {
+                        bail!("AF_XDP: {e}");
+                    }
                     // Customers and gateways are exempt from the flood limit.
                     let nets = siplb::reload::allow_list(&proxy);
                     for net in nets {
@@ -487,6 +496,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     let g = Arc::new(g);
                     let _ = guard_slot.set(g.clone());
                     Some(g)
+                }
+                Err(e) if cfg.io == siplb::config::IoPath::AfXdp => {
+                    bail!("workers.io = \"af_xdp\": the XDP program is not attached: {e}");
                 }
                 Err(e) => {
                     tracing::warn!("XDP guard not attached: {e}");

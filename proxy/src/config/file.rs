@@ -141,6 +141,8 @@ pub struct Workers {
     pub batch: usize,
     /// Microseconds a worker holding one completion waits for more (0 = none).
     pub batch_wait_us: u32,
+    /// The data path: `io_uring`, `af_xdp` or `auto`.
+    pub io: Spanned<String>,
 }
 
 impl Default for Workers {
@@ -153,6 +155,7 @@ impl Default for Workers {
             socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
             batch: DEFAULT_BATCH,
             batch_wait_us: DEFAULT_BATCH_WAIT_US,
+            io: Spanned::new(0..0, "io_uring".into()),
         }
     }
 }

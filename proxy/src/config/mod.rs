@@ -83,6 +83,18 @@ pub enum SteeringMode {
     Off,
 }
 
+/// Which data path the workers use (`workers.io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoPath {
+    /// The kernel's UDP sockets, through io_uring.
+    IoUring,
+    /// AF_XDP sockets for what the XDP guard redirects, io_uring for the rest; an error at
+    /// start when AF_XDP cannot be set up.
+    AfXdp,
+    /// AF_XDP where it can be set up, io_uring only otherwise.
+    Auto,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -98,6 +110,8 @@ pub struct Config {
     pub batch: usize,
     /// How long a worker that has one completion waits for more (0 = no batching).
     pub batch_wait_us: u32,
+    /// The data path (`workers.io`).
+    pub io: IoPath,
     pub steering: SteeringMode,
     /// Key of the owner hash; random per start unless fixed (for tests).
     pub hash_key: Option<u32>,
@@ -212,6 +226,7 @@ impl Config {
         let listen = sections::listen(&f.listen, &invalid)?;
         let workers = sections::workers(&f.workers, &invalid)?;
         let (steering, xdp_mode) = sections::steering(&f.steering, &invalid)?;
+        let io = sections::io(&f.workers, steering, xdp_mode, &invalid)?;
         let customers = sections::customers(&f.customer, &invalid)?;
         let gateways = sections::gateways(&f.gateway_set, &f.route, &customers, &invalid)?;
         let routing = Routing {
@@ -279,6 +294,7 @@ impl Config {
             socket_rcvbuf: f.workers.socket_rcvbuf,
             batch: f.workers.batch,
             batch_wait_us: f.workers.batch_wait_us,
+            io,
             steering,
             hash_key: f.steering.hash_key,
             control_socket: resolve(&f.control.socket),

@@ -122,6 +122,37 @@ pub(super) fn workers(w: &Workers, invalid: Invalid<'_>) -> Result<usize, Config
     })
 }
 
+/// `workers.io`. AF_XDP needs the XDP guard, which redirects to the sockets.
+pub(super) fn io(
+    w: &Workers,
+    steering: SteeringMode,
+    xdp_mode: Option<GuardMode>,
+    invalid: Invalid<'_>,
+) -> Result<super::IoPath, ConfigError> {
+    let io = match w.io.get_ref().as_str() {
+        "io_uring" => super::IoPath::IoUring,
+        "af_xdp" => super::IoPath::AfXdp,
+        "auto" => super::IoPath::Auto,
+        other => {
+            return Err(invalid(
+                w.io.span(),
+                "workers.io",
+                format!("`{other}` is not one of io_uring, af_xdp, auto"),
+            ));
+        }
+    };
+    if io == super::IoPath::AfXdp && (steering == SteeringMode::Off || xdp_mode.is_none()) {
+        return Err(invalid(
+            w.io.span(),
+            "workers.io",
+            "`af_xdp` needs the XDP program: steering.mode must not be `off`, nor \
+             steering.xdp_mode"
+                .into(),
+        ));
+    }
+    Ok(io)
+}
+
 /// `[steering]`: the steering mode and the XDP guard's (`None` = no guard).
 pub(super) fn steering(
     s: &Steering,

@@ -374,6 +374,32 @@ fn a_zero_timer_is_reported_at_its_own_line() {
 }
 
 #[test]
+fn workers_io_names_a_data_path_and_af_xdp_needs_the_xdp_program() {
+    let c = parse(MIN).unwrap();
+    assert_eq!(c.io, crate::config::IoPath::IoUring);
+    let c = parse(&format!("{MIN}\n[workers]\nio = \"auto\"\n")).unwrap();
+    assert_eq!(c.io, crate::config::IoPath::Auto);
+    let c = parse(&format!("{MIN}\n[workers]\nio = \"af_xdp\"\n")).unwrap();
+    assert_eq!(c.io, crate::config::IoPath::AfXdp);
+    let e = parse(&format!("{MIN}\n[workers]\nio = \"dpdk\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `workers.io`: `dpdk` is not one of io_uring, af_xdp, auto"
+    );
+    let e = parse(&format!(
+        "{MIN}\n[workers]\nio = \"af_xdp\"\n\n[steering]\nxdp_mode = \"off\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:14: `workers.io`: `af_xdp` needs"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_gateway_listed_twice_in_a_set_is_refused() {
     let src = MIN.replace(
         "[\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",

@@ -102,6 +102,12 @@ shard_stats! {
     timeouts => names::TM_TIMEOUTS,
     /// Datagrams larger than a receive buffer (truncated; answered 513 when they can be).
     truncated => names::CORE_TRUNCATED,
+    /// Datagrams received through the worker's AF_XDP socket.
+    xsk_rx => names::XDP_XSK_RX,
+    /// Datagrams sent through the worker's AF_XDP socket.
+    xsk_tx => names::XDP_XSK_TX,
+    /// Frames the AF_XDP socket received that were not a datagram for siplb (damaged).
+    xsk_rx_bad => names::XDP_XSK_RX_BAD,
     /// Of those, requests answered `513 Message Too Large` from the part that arrived.
     too_large_513 => names::CORE_TOO_LARGE_513,
     /// Requests that came back to siplb unchanged (a loop), answered `482 Loop Detected`.

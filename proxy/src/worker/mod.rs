@@ -13,6 +13,7 @@ mod batching;
 mod bufring;
 pub mod owner;
 mod socket;
+mod xdp;
 
 use crate::config::Config;
 use crate::metrics::ShardStats;
@@ -74,6 +75,8 @@ pub struct WorkerHandle {
     /// The worker's socket fd (-1 until bound), for the BPF steering map.
     pub socket_fd: AtomicI32,
     pub stats: Arc<ShardStats>,
+    /// The worker's AF_XDP port (`workers.io`), taken by the worker as it starts.
+    pub xsk: std::sync::Mutex<Option<crate::xsk::XskPort>>,
 }
 
 impl WorkerHandle {
@@ -84,6 +87,7 @@ impl WorkerHandle {
             ring_fd: AtomicI32::new(-1),
             socket_fd: AtomicI32::new(-1),
             stats: Arc::default(),
+            xsk: std::sync::Mutex::new(None),
         }
     }
 }
@@ -135,6 +139,8 @@ const TOKEN_RECV: u64 = 1 << 62;
 const TOKEN_HANDOFF: u64 = 2 << 62;
 const TOKEN_SEND: u64 = 3 << 62;
 const TOKEN_MASK: u64 = 3 << 62;
+/// The multishot poll of the AF_XDP socket (in TOKEN_CONTROL's class).
+const TOKEN_XSK: u64 = 1;
 const RING_ENTRIES: u32 = 1024;
 
 /// One in-flight `SendMsg`: its header, iovec, address and bytes stay put until completion.
@@ -179,6 +185,8 @@ pub struct Worker {
     acc: Option<crate::acc::accountant::Accountant>,
     /// The fleet's leases (none without `[cluster]`): answers for parked INVITEs.
     fleet: Option<Arc<crate::cluster::fleet::Fleet>>,
+    /// The AF_XDP port (`workers.io`; none on the io_uring path).
+    xsk: Option<crate::xsk::XskPort>,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -246,6 +254,11 @@ impl Worker {
             None => None,
         };
         let workers = plane.workers.len() as u32;
+        let xsk = plane.workers[id as usize]
+            .xsk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let acc = plane.acc.as_ref().map(|(cfg, queues)| {
             crate::acc::accountant::Accountant::new(
                 cfg.clone(),
@@ -280,6 +293,7 @@ impl Worker {
                 .then(|| crate::logging::CallLog::new(cfg.log.calls_per_second, cfg.workers)),
             acc,
             fleet,
+            xsk,
         })
     }
 
@@ -309,6 +323,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         self.plane.ready.wait();
         self.arm_recv()?;
+        self.arm_xsk_poll()?;
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(RING_ENTRIES as usize);
         loop {
             if self.plane.shutdown.load(Ordering::Relaxed) {
@@ -363,6 +378,7 @@ impl Worker {
             let now = Instant::now();
             self.batching.observe(now, completions.len());
             let mut rearm_recv = false;
+            let mut rearm_xsk = false;
             for &(ud, res, flags) in &completions {
                 match ud & TOKEN_MASK {
                     TOKEN_RECV => {
@@ -396,6 +412,7 @@ impl Worker {
                         self.shard.recycle(data);
                         self.free_sends.push(slot);
                     }
+                    _ if ud == TOKEN_XSK => rearm_xsk |= !cqueue::more(flags),
                     _ => {}
                 }
             }
@@ -403,6 +420,10 @@ impl Worker {
             if rearm_recv {
                 self.arm_recv()?;
             }
+            if rearm_xsk {
+                self.arm_xsk_poll()?;
+            }
+            self.xsk_receive(now);
             // Hand-offs can also arrive without a wake-up we have seen yet.
             self.drain_hand_offs(now);
             self.drain_control(now);
@@ -500,6 +521,11 @@ impl Worker {
             self.process(now, src, payload, self.id, rx_ns);
             return;
         }
+        self.hand_off(now, owner, src, payload, rx_ns);
+    }
+
+    /// Hands a datagram to its owner's queue (a new INVITE gets 503 when it is full).
+    fn hand_off(&mut self, now: Instant, owner: u32, src: SocketAddr, payload: &[u8], rx_ns: u64) {
         let h = HandOff {
             src,
             data: payload.to_vec(),
@@ -680,6 +706,9 @@ impl Worker {
         let fd = self.socket.as_raw_fd();
         let mut own = std::mem::take(&mut self.own_transmits);
         while let Some(t) = own.pop().or_else(|| self.shard.poll_transmit()) {
+            let Some(t) = self.xsk_send(t) else {
+                continue;
+            };
             let slot = match self.free_sends.pop() {
                 Some(s) => s,
                 None => {
@@ -717,6 +746,7 @@ impl Worker {
             self.push_sqe(&e)?;
         }
         self.own_transmits = own;
+        self.xsk_flush();
         Ok(())
     }
 }

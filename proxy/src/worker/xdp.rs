@@ -1,0 +1,71 @@
+//! A worker's AF_XDP side (`workers.io = "af_xdp"`): datagrams the XDP program redirected
+//! to the worker's socket go through the same path as those from the kernel's socket, and
+//! what the shard sends leaves through the socket's TX ring when the port can send it (the
+//! kernel's socket otherwise).
+
+use super::{TOKEN_XSK, Worker};
+use crate::proxy::Transmit;
+use io_uring::{opcode, types};
+use siplb_common::owner_of;
+use std::io;
+use std::time::Instant;
+
+impl Worker {
+    /// A multishot poll of the AF_XDP socket: a completion when frames arrive in its RX ring.
+    pub(super) fn arm_xsk_poll(&mut self) -> io::Result<()> {
+        let Some(port) = &self.xsk else {
+            return Ok(());
+        };
+        let e = opcode::PollAdd::new(types::Fd(port.fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(TOKEN_XSK);
+        self.push_sqe(&e)
+    }
+
+    /// Takes what the AF_XDP socket received: the owner's datagrams are processed here,
+    /// others (a queue's socket taking them for an owner bound elsewhere) handed on.
+    pub(super) fn xsk_receive(&mut self, now: Instant) {
+        let Some(mut port) = self.xsk.take() else {
+            return;
+        };
+        loop {
+            let n = port.receive(|src, payload| {
+                let owner = super::owner::call_id_hash(self.plane.hash_key, payload)
+                    .map_or(self.id, |h| owner_of(h, self.workers));
+                if owner == self.id {
+                    self.process(now, src, payload, self.id, 0);
+                } else {
+                    self.hand_off(now, owner, src, payload, 0);
+                }
+            });
+            if n == 0 {
+                break;
+            }
+        }
+        let c = port.counts;
+        self.stats.xsk_rx.set(c.rx);
+        self.stats.xsk_rx_bad.set(c.rx_bad);
+        self.xsk = Some(port);
+    }
+
+    /// Sends `t` through the AF_XDP socket if the port can; gives it back otherwise.
+    pub(super) fn xsk_send(&mut self, t: Transmit) -> Option<Transmit> {
+        let Some(port) = self.xsk.as_mut() else {
+            return Some(t);
+        };
+        if port.send(Instant::now(), t.dst.addr, &t.data) {
+            self.shard.recycle(t.data);
+            return None;
+        }
+        Some(t)
+    }
+
+    /// Sends what [`Worker::xsk_send`] queued.
+    pub(super) fn xsk_flush(&mut self) {
+        if let Some(port) = self.xsk.as_mut() {
+            port.flush();
+            self.stats.xsk_tx.set(port.counts.tx);
+        }
+    }
+}
