@@ -83,24 +83,24 @@ impl NetnsPair {
 
     /// Adds another address to the `a` side (`198.18.<n>.<host>`), e.g. a second source.
     pub fn add_a(&self, host: u8) -> String {
-        let net = self.ip_a.rsplit_once('.').expect("dotted").0;
-        let ip = format!("{net}.{host}");
-        let dev = &self.dev_a;
-        let st = Command::new("ip")
-            .args([
-                "-n",
-                &self.a,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                dev,
-            ])
-            .status()
-            .expect("ip");
-        assert!(st.success(), "add {ip} to {dev}");
-        ip
+        add_address(&self.a, &self.dev_a, &self.ip_a, host)
     }
+
+    /// Adds another address to the `b` side (`198.18.<n>.<host>`).
+    pub fn add_b(&self, host: u8) -> String {
+        add_address(&self.b, &self.dev_b, &self.ip_b, host)
+    }
+}
+
+fn add_address(ns: &str, dev: &str, like: &str, host: u8) -> String {
+    let net = like.rsplit_once('.').expect("dotted").0;
+    let ip = format!("{net}.{host}");
+    let st = Command::new("ip")
+        .args(["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev])
+        .status()
+        .expect("ip");
+    assert!(st.success(), "add {ip} to {dev}");
+    ip
 }
 
 impl Drop for NetnsPair {

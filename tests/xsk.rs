@@ -19,6 +19,8 @@ const KEY: u32 = 12345;
 const WORKERS: u32 = 2;
 const FRAMES: u32 = 4096;
 const RING: u32 = 1024;
+/// A datagram the XDP program cannot place.
+const NO_CALL_ID: &[u8] = b"OPTIONS sip:x SIP/2.0\r\nCSeq: 1 OPTIONS\r\n\r\n";
 
 /// Moves the calling thread into network namespace `ns`.
 fn enter(ns: &str) {
@@ -70,6 +72,8 @@ fn options(i: u32) -> Vec<u8> {
 /// What the AF_XDP side saw: per socket, the Call-IDs it received; and the guard's counters.
 struct Seen {
     by_socket: Vec<Vec<String>>,
+    /// Lengths of what the kernel's socket got.
+    kernel: Vec<usize>,
     to_owner: u64,
     bad_frames: u64,
 }
@@ -94,6 +98,8 @@ fn serve(
         Redirect::Xsk {
             key: KEY,
             workers: WORKERS,
+            addr: pair.ip_b.parse().unwrap(),
+            max_frame: siplb::xsk::port::MAX_FRAME,
         },
     )
     .expect("XDP program attached");
@@ -123,10 +129,14 @@ fn serve(
     let mut spare_rx: Vec<u64> = (RING..half).map(|i| umem.addr(i)).collect();
     let mut free_tx: Vec<u64> = (half..FRAMES).map(|i| umem.addr(i)).collect();
     let my_mac = mac(&pair.b, dev);
+    // What the program leaves to the kernel reaches an ordinary socket.
+    let kernel = UdpSocket::bind("0.0.0.0:5060").expect("kernel socket on b");
+    kernel.set_nonblocking(true).unwrap();
     ready.send(()).unwrap();
 
     let mut seen = Seen {
         by_socket: vec![Vec::new(); socks.len()],
+        kernel: Vec::new(),
         to_owner: 0,
         bad_frames: 0,
     };
@@ -201,11 +211,20 @@ fn serve(
         std::thread::sleep(Duration::from_millis(10));
     }
     seen.to_owner = guard.counters()[shared::XDP_TO_OWNER_XSK as usize];
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = kernel.recv(&mut buf) {
+        seen.kernel.push(n);
+    }
+    seen.kernel.sort();
     seen
 }
 
 fn round_trip(n: u8, mode: GuardMode) {
     let pair = NetnsPair::new(n);
+    // Room for a datagram longer than a socket's frame, sent whole (native XDP on veth
+    // takes an MTU up to about 3,500).
+    pair.set_mtu(3000);
+    let other = pair.add_b(3);
     // veth offloads the UDP checksum to a "device" that never computes it; a real NIC
     // always sends it computed.
     pair.tx_checksum_off_a();
@@ -221,6 +240,13 @@ fn round_trip(n: u8, mode: GuardMode) {
             let sock = UdpSocket::bind(format!("{}:5070", pair.ip_a)).unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             let to: SocketAddrV4 = format!("{}:5060", pair.ip_b).parse().unwrap();
+            // For the kernel: no Call-ID; longer than an AF_XDP frame; to another address.
+            sock.send_to(NO_CALL_ID, to).unwrap();
+            let mut long = options(1000);
+            long.resize(2500, b' ');
+            sock.send_to(&long, to).unwrap();
+            sock.send_to(&options(1001), format!("{other}:5060"))
+                .unwrap();
             for i in 0..CALLS {
                 sock.send_to(&options(i), to).unwrap();
             }
@@ -253,6 +279,11 @@ fn round_trip(n: u8, mode: GuardMode) {
         "every datagram answered once, checksums accepted"
     );
     assert_eq!(seen.bad_frames, 0);
+    assert_eq!(
+        seen.kernel,
+        vec![NO_CALL_ID.len(), options(1001).len(), 2500],
+        "no Call-ID, another address, too long: the kernel's path"
+    );
     assert_eq!(
         seen.to_owner,
         u64::from(CALLS),

@@ -29,7 +29,7 @@ pub mod bpf {
     /// `SIPLB_XDP_CONFIG` is an array of `u32`: the SIP port (host order), the flood limit in
     /// datagrams per second per source (0 = none) and its burst.
     pub const XDP_CONFIG_MAP: &str = "SIPLB_XDP_CONFIG";
-    pub const XDP_CONFIG_LEN: u32 = 6;
+    pub const XDP_CONFIG_LEN: u32 = 8;
     pub const XDP_SIP_PORT: u32 = 0;
     pub const XDP_FLOOD_RATE: u32 = 1;
     pub const XDP_FLOOD_BURST: u32 = 2;
@@ -42,6 +42,12 @@ pub mod bpf {
     /// `XSK_QUEUE_BASE + q` the one that takes what arrives on queue `q` for a worker whose
     /// socket is bound to another queue (the kernel drops a redirect across queues).
     pub const XSKS_MAP: &str = "SIPLB_XSKS";
+    /// The listen address (IPv4, network order as a `u32` read from the packet): only
+    /// datagrams to it go to an AF_XDP socket.
+    pub const XDP_XSK_ADDR: u32 = 6;
+    /// The longest frame an AF_XDP socket takes (its UMEM frame less the kernel's headroom);
+    /// longer ones take the kernel's path.
+    pub const XDP_XSK_MAX_FRAME: u32 = 7;
     pub const XSK_QUEUE_BASE: u32 = MAX_WORKERS;
     /// `SIPLB_WORKER_CPU`: the CPU of each worker (`u32` by worker number), and the cpumap.
     pub const WORKER_CPU_MAP: &str = "SIPLB_WORKER_CPU";

@@ -315,6 +315,13 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_PASS);
     }
     if xsks > 0 {
+        let addr = *XDP_CONFIG.get(shared::XDP_XSK_ADDR).ok_or(())?;
+        let max = *XDP_CONFIG.get(shared::XDP_XSK_MAX_FRAME).ok_or(())?;
+        let dst: u32 = at(ctx, ETH_HEADER + 16)?;
+        if dst != addr || len > max {
+            // Another address of this host, or a frame too long for a socket's frame.
+            return Ok(XDP_PASS);
+        }
         let owner = scan.hash.checked_rem(xsks).unwrap_or(0);
         let queue = ctx.rx_queue_index();
         // A redirect to a socket bound to another queue is dropped by the kernel: then the

@@ -465,13 +465,10 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 cfg.flood_rate,
                 cfg.flood_burst,
                 mode,
-                // Worker k runs on core k (mod cores) when pinned.
-                if !xsk.is_empty() {
-                    Redirect::Xsk {
-                        key: hash_key,
-                        workers: cfg.workers as u32,
-                    }
+                if let Some(r) = xsk.redirect(hash_key) {
+                    r
                 } else if cfg.xdp_cpumap {
+                    // Worker k runs on core k (mod cores) when pinned.
                     Redirect::Cpus {
                         key: hash_key,
                         cpus: &cpus,

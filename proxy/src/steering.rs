@@ -160,8 +160,14 @@ pub enum Redirect<'a> {
     /// cpumap; `key` is the owner hash key.
     Cpus { key: u32, cpus: &'a [u32] },
     /// To the AF_XDP socket of the worker that owns the call, of `workers` (placed with
-    /// [`XdpGuard::place_xsk`]); what it cannot place passes.
-    Xsk { key: u32, workers: u32 },
+    /// [`XdpGuard::place_xsk`]), when it is for `addr` and no longer than `max_frame`; what
+    /// it cannot place passes.
+    Xsk {
+        key: u32,
+        workers: u32,
+        addr: std::net::Ipv4Addr,
+        max_frame: u32,
+    },
 }
 
 /// Which XDP mode to attach in.
@@ -191,10 +197,21 @@ impl XdpGuard {
                 .map_mut(shared::XDP_CONFIG_MAP)
                 .ok_or("no XDP config map in the BPF object")?;
             let mut cfg: Array<_, u32> = Array::try_from(map).map_err(|e| e.to_string())?;
-            let (key, cpu_workers, xsk_workers) = match redirect {
-                Redirect::Pass => (0, 0, 0),
-                Redirect::Cpus { key, cpus } => (key, cpus.len() as u32, 0),
-                Redirect::Xsk { key, workers } => (key, 0, workers),
+            let (key, cpu_workers, xsk_workers, addr, max_frame) = match redirect {
+                Redirect::Pass => (0, 0, 0, 0, 0),
+                Redirect::Cpus { key, cpus } => (key, cpus.len() as u32, 0, 0, 0),
+                Redirect::Xsk {
+                    key,
+                    workers,
+                    addr,
+                    max_frame,
+                } => (
+                    key,
+                    0,
+                    workers,
+                    u32::from_ne_bytes(addr.octets()),
+                    max_frame,
+                ),
             };
             for (k, v) in [
                 (shared::XDP_SIP_PORT, port as u32),
@@ -203,6 +220,8 @@ impl XdpGuard {
                 (shared::XDP_REDIRECT_WORKERS, cpu_workers),
                 (shared::XDP_HASH_KEY, key),
                 (shared::XDP_XSK_WORKERS, xsk_workers),
+                (shared::XDP_XSK_ADDR, addr),
+                (shared::XDP_XSK_MAX_FRAME, max_frame),
             ] {
                 cfg.set(k, v, 0).map_err(|e| e.to_string())?;
             }

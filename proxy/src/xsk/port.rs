@@ -22,6 +22,9 @@ pub const RING: u32 = 2048;
 /// Frames (2 KiB each) per worker of a queue: half for receiving, half for sending.
 pub const FRAMES_PER_WORKER: u32 = 2 * RING;
 const FRAME_SIZE: u32 = 2048;
+/// The longest frame a socket takes: a UMEM frame less the kernel's headroom
+/// (`XDP_PACKET_HEADROOM`); the XDP program leaves longer ones to the kernel.
+pub const MAX_FRAME: u32 = FRAME_SIZE - 256;
 /// Frames a worker takes from the shared free list at a time.
 const TAKE: usize = 64;
 /// Frames read from the RX ring per call at most.

@@ -5,22 +5,35 @@
 use super::port;
 use super::socket::BindMode;
 use crate::config::{Config, IoPath};
-use crate::steering::{self, GuardMode, XdpGuard};
+use crate::steering::{self, GuardMode, Redirect, XdpGuard};
 use crate::worker::WorkerHandle;
 use siplb_common::bpf as shared;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-/// The sockets to place in the XDP program's map: (map index, fd).
+/// The sockets to place in the XDP program's map: (map index, fd); and the address they
+/// take datagrams for.
 #[derive(Debug, Default)]
 pub struct Placement {
     pub sockets: Vec<(u32, RawFd)>,
+    addr: Option<Ipv4Addr>,
+    workers: u32,
 }
 
 impl Placement {
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty()
+    }
+
+    /// What the XDP program is to do with what it lets through: on to these sockets.
+    pub fn redirect(&self, key: u32) -> Option<Redirect<'static>> {
+        Some(Redirect::Xsk {
+            key,
+            workers: self.workers,
+            addr: self.addr?,
+            max_frame: port::MAX_FRAME,
+        })
     }
 
     /// Puts every socket in the guard's map.
@@ -70,7 +83,11 @@ fn try_open(cfg: &Config, workers: &[Arc<WorkerHandle>]) -> Result<Placement, St
     };
     let opened = port::open(&iface, addr, workers.len() as u32, mode)
         .map_err(|e| format!("AF_XDP sockets on {iface}: {e}"))?;
-    let mut placement = Placement::default();
+    let mut placement = Placement {
+        sockets: Vec::new(),
+        addr: Some(*addr.ip()),
+        workers: workers.len() as u32,
+    };
     let sockets = opened.ports.len();
     let per_queue = (opened.ports.len() as u32 / opened.queues.max(1)).max(1);
     for (k, p) in opened.ports.into_iter().enumerate() {
