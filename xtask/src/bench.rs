@@ -215,7 +215,7 @@ const BENCH_IP: &str = "127.0.50.1";
 const UAS: &str = "examples/sipp/uas.xml";
 
 /// utime + stime in clock ticks of a process and all its descendants.
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let mut total = 0;
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
@@ -237,7 +237,7 @@ fn cpu_ticks(pid: u32) -> u64 {
     total
 }
 
-fn clk_tck() -> f64 {
+pub(crate) fn clk_tck() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -7,6 +7,7 @@
 mod bench;
 mod ci;
 mod ebpf;
+mod h2h;
 mod load;
 mod xdp;
 
@@ -47,6 +48,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The XDP guard's drop rate for a junk flood (network namespaces, needs root)
     BenchXdp,
+    /// The load generator against the null relay, Kamailio, siplb on io_uring and on AF_XDP,
+    /// taking turns in network namespaces joined by veth: CPU per call, maxima, a chart
+    HeadToHead(h2h::H2hArgs),
     /// siplb's own load generator (caller and gateways in one process) against a running siplb
     Load(load::LoadArgs),
     /// A null UDP relay (no SIP work) from LISTEN to GATEWAY for at most SECS seconds: the
@@ -76,6 +80,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf { check } => ebpf::build_ebpf(check),
         Task::Bench(args) => bench::bench(args),
         Task::BenchXdp => xdp::bench_xdp(),
+        Task::HeadToHead(args) => h2h::head_to_head(args),
         Task::Load(args) => load::load(args),
         Task::FloodSend { dst, secs } => xdp::flood_send(dst, secs),
         Task::Relay {

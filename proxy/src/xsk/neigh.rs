@@ -1,6 +1,6 @@
-//! Next hops for frames sent through AF_XDP: the kernel's IPv4 routes and neighbour (ARP)
-//! entries of one interface, read over rtnetlink (`RTM_GETROUTE`, `RTM_GETNEIGH` dumps) and
-//! cached. A destination the cache cannot place (routed through another interface, or whose
+//! Next hops for frames sent through AF_XDP: the kernel's route to each destination
+//! (`RTM_GETROUTE`, as `ip route get` asks) and the neighbour (ARP) entries of one interface
+//! (an `RTM_GETNEIGH` dump), read over rtnetlink and cached. A destination the cache cannot place (routed through another interface, or whose
 //! next hop's MAC the kernel does not know yet) is the caller's to send through the kernel's
 //! socket path, which resolves it; a later refresh then finds it.
 
@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// How often a miss may refresh the tables.
+/// How often a MAC not found may read the neighbour table again.
 const REFRESH: Duration = Duration::from_millis(500);
 
 // rtnetlink (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h).
@@ -29,8 +29,6 @@ const BODY: usize = 12;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
-const RTA_TABLE: u16 = 15;
-const RT_TABLE_MAIN: u32 = 254;
 const RTN_UNICAST: u8 = 1;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
@@ -38,101 +36,115 @@ const NUD_INCOMPLETE: u16 = 0x01;
 const NUD_FAILED: u16 = 0x20;
 const NUD_NONE: u16 = 0x00;
 
-/// A route of the main table out of our interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    pub net: Ipv4Addr,
-    pub len: u8,
-    /// None: on link (the destination is its own next hop).
-    pub gateway: Option<Ipv4Addr>,
-}
-
-impl Route {
-    fn covers(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.len))
-        };
-        u32::from(ip) & mask == u32::from(self.net) & mask
-    }
-}
-
-/// The next hop of a destination: the route that covers it best, then its neighbour entry.
-pub fn next_hop(routes: &[Route], dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    routes
-        .iter()
-        .filter(|r| r.covers(dst))
-        .max_by_key(|r| r.len)
-        .map(|r| r.gateway.unwrap_or(dst))
-}
-
-/// The cached tables of one interface.
+/// The cached next hops of one interface: per destination, its next hop (the kernel's route
+/// to it, asked once); per next hop, its MAC (the kernel's neighbour table, read again at
+/// least every second, so that a MAC that moves — a gateway's failover — is followed).
 pub struct NextHops {
     ifindex: u32,
-    routes: Vec<Route>,
+    /// Destination → next hop through our interface (None: routed elsewhere).
+    hops: HashMap<Ipv4Addr, Option<Ipv4Addr>>,
     macs: HashMap<Ipv4Addr, Mac>,
-    refreshed: Option<Instant>,
+    /// When the neighbours were last read, and when the routes were forgotten.
+    neighbours_read: Option<Instant>,
+    routes_since: Option<Instant>,
 }
+
+/// Routes asked for are forgotten this often (a route that changed is then asked again).
+const ROUTES_KEPT: Duration = Duration::from_secs(10);
+/// The neighbour table is read again after this long.
+const NEIGHBOURS_KEPT: Duration = Duration::from_secs(1);
 
 impl NextHops {
     pub fn new(ifindex: u32) -> NextHops {
         NextHops {
             ifindex,
-            routes: Vec::new(),
+            hops: HashMap::new(),
             macs: HashMap::new(),
-            refreshed: None,
+            neighbours_read: None,
+            routes_since: None,
         }
     }
 
     /// The MAC to send a frame for `dst` to, if `dst` is reached through our interface and
-    /// its next hop is known; a miss refreshes the tables at most every 500 ms.
+    /// its next hop's MAC is known.
     pub fn mac_for(&mut self, dst: Ipv4Addr, now: Instant) -> Option<Mac> {
-        if let Some(m) = self.lookup(dst) {
-            return Some(m);
-        }
         if self
-            .refreshed
-            .is_some_and(|t| now.duration_since(t) < REFRESH)
+            .routes_since
+            .is_none_or(|t| now.duration_since(t) >= ROUTES_KEPT)
         {
-            return None;
+            self.hops.clear();
+            self.routes_since = Some(now);
         }
-        self.refreshed = Some(now);
-        if let Err(e) = self.refresh() {
-            tracing::debug!("AF_XDP next hops: reading the kernel's tables: {e}");
-            return None;
+        let hop = match self.hops.get(&dst) {
+            Some(h) => *h,
+            None => {
+                let h = match route_to(dst) {
+                    Ok(Some((oif, gateway))) if oif == self.ifindex => Some(gateway.unwrap_or(dst)),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::debug!("AF_XDP next hops: the route to {dst}: {e}");
+                        None
+                    }
+                };
+                self.hops.insert(dst, h);
+                h
+            }
+        }?;
+        let stale = self
+            .neighbours_read
+            .is_none_or(|t| now.duration_since(t) >= NEIGHBOURS_KEPT);
+        let miss = !self.macs.contains_key(&hop)
+            && self
+                .neighbours_read
+                .is_none_or(|t| now.duration_since(t) >= REFRESH);
+        if stale || miss {
+            self.neighbours_read = Some(now);
+            if let Err(e) = self.read_neighbours() {
+                tracing::debug!("AF_XDP next hops: reading the neighbour table: {e}");
+            }
         }
-        self.lookup(dst)
-    }
-
-    fn lookup(&self, dst: Ipv4Addr) -> Option<Mac> {
-        let hop = next_hop(&self.routes, dst)?;
         self.macs.get(&hop).copied()
     }
 
-    /// Reads the routes and neighbours of our interface again.
-    pub fn refresh(&mut self) -> io::Result<()> {
+    /// Reads the neighbours of our interface again.
+    pub fn read_neighbours(&mut self) -> io::Result<()> {
         let nl = Netlink::open()?;
-        let mut routes = Vec::new();
-        nl.dump(RTM_GETROUTE, |kind, body| {
-            if kind == RTM_NEWROUTE
-                && let Some(r) = parse_route(body, self.ifindex)
-            {
-                routes.push(r);
-            }
-        })?;
         let mut macs = HashMap::new();
-        nl.dump(RTM_GETNEIGH, |kind, body| {
+        nl.request(RTM_GETNEIGH, NLM_F_DUMP, &[], |kind, body| {
             if kind == RTM_NEWNEIGH
                 && let Some((ip, mac)) = parse_neigh(body, self.ifindex)
             {
                 macs.insert(ip, mac);
             }
         })?;
-        self.routes = routes;
         self.macs = macs;
         Ok(())
     }
+}
+
+/// The kernel's route to `dst` (`ip route get`): its output interface and gateway.
+pub fn route_to(dst: Ipv4Addr) -> io::Result<Option<(u32, Option<Ipv4Addr>)>> {
+    let nl = Netlink::open()?;
+    // RTA_DST: 4 + 4 bytes; and dst_len 32 in the rtmsg.
+    let mut attr = [0u8; 8];
+    attr[0..2].copy_from_slice(&8u16.to_ne_bytes());
+    attr[2..4].copy_from_slice(&RTA_DST.to_ne_bytes());
+    attr[4..8].copy_from_slice(&dst.octets());
+    let mut found = None;
+    nl.request(RTM_GETROUTE, 0, &attr, |kind, body| {
+        if kind == RTM_NEWROUTE && body.len() >= BODY && body[7] == RTN_UNICAST {
+            let (mut oif, mut gateway) = (None, None);
+            for (k, v) in attrs(body) {
+                match k {
+                    RTA_OIF => oif = u32_of(v),
+                    RTA_GATEWAY => gateway = ipv4(v),
+                    _ => {}
+                }
+            }
+            found = oif.map(|o| (o, gateway));
+        }
+    })?;
+    Ok(found)
 }
 
 /// Attributes after a 12-byte body: (type, value).
@@ -160,30 +172,6 @@ fn ipv4(v: &[u8]) -> Option<Ipv4Addr> {
 
 fn u32_of(v: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(v.try_into().ok()?))
-}
-
-/// A unicast route of the main table out of `ifindex`.
-fn parse_route(body: &[u8], ifindex: u32) -> Option<Route> {
-    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-    if body.len() < BODY || i32::from(body[0]) != libc::AF_INET || body[7] != RTN_UNICAST {
-        return None;
-    }
-    let mut table = u32::from(body[4]);
-    let (mut dst, mut gateway, mut oif) = (Ipv4Addr::UNSPECIFIED, None, None);
-    for (kind, v) in attrs(body) {
-        match kind {
-            RTA_DST => dst = ipv4(v)?,
-            RTA_GATEWAY => gateway = ipv4(v),
-            RTA_OIF => oif = u32_of(v),
-            RTA_TABLE => table = u32_of(v)?,
-            _ => {}
-        }
-    }
-    (table == RT_TABLE_MAIN && oif == Some(ifindex)).then_some(Route {
-        net: dst,
-        len: body[1],
-        gateway,
-    })
 }
 
 /// A usable IPv4 neighbour entry of `ifindex`.
@@ -244,14 +232,27 @@ impl Netlink {
         Ok(Netlink { fd })
     }
 
-    /// Dumps table `request` (IPv4), calling `each(message type, body)` per message.
-    fn dump(&self, request: u16, mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
-        let mut req = [0u8; NLMSG_HDR + BODY];
-        req[0..4].copy_from_slice(&((NLMSG_HDR + BODY) as u32).to_ne_bytes());
+    /// Sends request `request` (IPv4; `flags` besides NLM_F_REQUEST, `attrs` after the
+    /// 12-byte body, whose dst_len is 32 when attributes are given) and calls
+    /// `each(message type, body)` per message of the answer.
+    fn request(
+        &self,
+        request: u16,
+        flags: u16,
+        attrs: &[u8],
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
+        let len = NLMSG_HDR + BODY + attrs.len();
+        let mut req = vec![0u8; len];
+        req[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
         req[4..6].copy_from_slice(&request.to_ne_bytes());
-        req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        req[6..8].copy_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
         req[8..12].copy_from_slice(&1u32.to_ne_bytes());
         req[NLMSG_HDR] = libc::AF_INET as u8;
+        if !attrs.is_empty() {
+            req[NLMSG_HDR + 1] = 32;
+        }
+        req[NLMSG_HDR + BODY..].copy_from_slice(attrs);
         // SAFETY: a send of our buffer to the kernel (a null address: netlink's default).
         let n = unsafe {
             libc::send(
@@ -264,6 +265,7 @@ impl Netlink {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        let dump = flags & NLM_F_DUMP != 0;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             // SAFETY: receive into our buffer.
@@ -294,8 +296,16 @@ impl Netlink {
                         if code != 0 {
                             return Err(io::Error::from_raw_os_error(-code));
                         }
+                        if !dump {
+                            return Ok(());
+                        }
                     }
-                    _ => each(kind, &rest[NLMSG_HDR..len]),
+                    _ => {
+                        each(kind, &rest[NLMSG_HDR..len]);
+                        if !dump {
+                            return Ok(());
+                        }
+                    }
                 }
                 rest = &rest[((len + 3) & !3).min(rest.len())..];
             }
@@ -308,33 +318,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_longest_matching_route_gives_the_next_hop() {
-        let routes = [
-            Route {
-                net: Ipv4Addr::UNSPECIFIED,
-                len: 0,
-                gateway: Some("198.18.0.254".parse().unwrap()),
-            },
-            Route {
-                net: "198.18.0.0".parse().unwrap(),
-                len: 24,
-                gateway: None,
-            },
-        ];
-        let on_link: Ipv4Addr = "198.18.0.7".parse().unwrap();
-        assert_eq!(next_hop(&routes, on_link), Some(on_link));
-        assert_eq!(
-            next_hop(&routes, "203.0.113.9".parse().unwrap()),
-            Some("198.18.0.254".parse().unwrap())
-        );
-        assert_eq!(next_hop(&routes[1..], "203.0.113.9".parse().unwrap()), None);
+    fn a_local_destination_has_no_route_out_of_an_interface() {
+        // 127.0.0.1 is local in every network namespace: the kernel's own delivery, not a
+        // frame to send.
+        assert_eq!(route_to(Ipv4Addr::LOCALHOST).unwrap(), None);
     }
 
     #[test]
-    fn the_loopback_interface_has_routes_and_the_dump_ends() {
-        // Index 1 is `lo` in every network namespace; its main-table routes may be none, but
-        // both dumps must come back complete.
+    fn the_neighbour_dump_ends_and_an_unrouted_destination_has_no_mac() {
+        // Index 1 is `lo` in every network namespace.
         let mut n = NextHops::new(1);
-        n.refresh().expect("rtnetlink dumps");
+        n.read_neighbours().expect("rtnetlink dump");
+        assert_eq!(n.mac_for(Ipv4Addr::LOCALHOST, Instant::now()), None);
     }
 }
