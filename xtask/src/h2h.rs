@@ -40,7 +40,16 @@ pub struct H2hArgs {
     /// Where to write `head-to-head.md` and `head-to-head.svg`
     #[arg(long, default_value = "target/head-to-head")]
     out: PathBuf,
+    /// Also put the table into docs/BENCHMARKS.md (between its `head-to-head` markers) and
+    /// the chart into docs/benchmarks/head-to-head.svg
+    #[arg(long)]
+    write_docs: bool,
 }
+
+/// The markers of the table's place in docs/BENCHMARKS.md.
+const BEGIN: &str =
+    "<!-- head-to-head: begin (written by cargo xtask head-to-head --write-docs) -->";
+const END: &str = "<!-- head-to-head: end -->";
 
 const NS_PROXY: &str = "siplb-h2h-p";
 const NS_GEN: &str = "siplb-h2h-g";
@@ -230,7 +239,43 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
     )?;
     println!("{md}");
     println!("written: {}", out.display());
+    if a.write_docs {
+        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let block = format!(
+            "{BEGIN}\n\nCommand: `cargo xtask {command}` (machine: {}, {} cores; {}).\n\n{md}\n\
+             ![calls/s against proxy CPU per call](benchmarks/head-to-head.svg)\n\n{END}",
+            cpu_model(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            output(Command::new("date").args(["-u", "+%Y-%m-%d"])).trim()
+        );
+        let path = root.join("docs/BENCHMARKS.md");
+        let text = std::fs::read_to_string(&path)?;
+        let text = match (text.find(BEGIN), text.find(END)) {
+            (Some(b), Some(e)) if b < e => {
+                format!("{}{block}{}", &text[..b], &text[e + END.len()..])
+            }
+            _ => format!("{text}\n## Head to head\n\n{block}\n"),
+        };
+        std::fs::write(&path, text)?;
+        std::fs::create_dir_all(root.join("docs/benchmarks"))?;
+        std::fs::copy(
+            out.join("head-to-head.svg"),
+            root.join("docs/benchmarks/head-to-head.svg"),
+        )?;
+        println!("written: docs/BENCHMARKS.md, docs/benchmarks/head-to-head.svg");
+    }
     Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// The median round by CPU per call.

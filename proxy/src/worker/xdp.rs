@@ -29,6 +29,7 @@ impl Worker {
         let Some(mut port) = self.xsk.take() else {
             return;
         };
+        let mut taken = 0;
         loop {
             let n = port.receive(|src, payload| {
                 let owner = super::owner::call_id_hash(self.plane.hash_key, payload)
@@ -42,7 +43,11 @@ impl Worker {
             if n == 0 {
                 break;
             }
+            taken += n;
         }
+        // One poll completion may stand for many frames: the batching decision counts the
+        // frames, as it counts the socket's completions (a datagram each).
+        self.batching.observe(now, taken);
         let c = port.counts;
         self.stats.xsk_rx.set(c.rx);
         self.stats.xsk_rx_bad.set(c.rx_bad);

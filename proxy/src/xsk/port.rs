@@ -162,14 +162,14 @@ impl XskPort {
         self.sock.as_raw_fd()
     }
 
-    /// Hands each received datagram for our address and port to `f(source, payload)`.
+    /// Hands each received datagram for our address and port to `f(source, payload)`; the
+    /// frames taken from the RX ring (0: it was empty).
     pub fn receive(&mut self, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
         let n = self.sock.rx.ready().min(RX_BATCH);
         if n == 0 {
             return 0;
         }
         let mask = !(u64::from(self.queue.umem.frame_size()) - 1);
-        let mut taken = 0;
         for _ in 0..n {
             let d = self.sock.rx.take();
             // SAFETY: the frame is ours until it goes back to the fill ring below.
@@ -177,7 +177,6 @@ impl XskPort {
             match frame::parse(bytes) {
                 Ok(dg) if dg.dst == self.addr => {
                     self.counts.rx += 1;
-                    taken += 1;
                     f(SocketAddr::V4(dg.src), dg.payload);
                 }
                 _ => self.counts.rx_bad += 1,
@@ -187,7 +186,7 @@ impl XskPort {
         self.sock.rx.release();
         let mut pool = self.queue.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.recycle(&mut self.rx_done);
-        taken
+        n as usize
     }
 
     /// Queues `payload` for `dst` on the TX ring; false when this port cannot send it (not
