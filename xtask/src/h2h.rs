@@ -40,6 +40,10 @@ pub struct H2hArgs {
     /// Where to write `head-to-head.md` and `head-to-head.svg`
     #[arg(long, default_value = "target/head-to-head")]
     out: PathBuf,
+    /// Profile each run with `perf record -g` (the proxy's process, over the middle of the
+    /// run) into target/head-to-head-runs/<system>-<rate>/perf.data
+    #[arg(long)]
+    perf: bool,
     /// Also put the table into docs/BENCHMARKS.md (between its `head-to-head` markers) and
     /// the chart into docs/benchmarks/head-to-head.svg
     #[arg(long)]
@@ -172,10 +176,14 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let _ns = Netns::up()?;
+    if a.perf {
+        crate::ci::install_deps(&["linux-perf"])?;
+    }
     let h = H2h {
         root: root.clone(),
         work,
         seconds,
+        perf: a.perf,
     };
     // results[system][rate index] = rounds
     let mut fixed: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); a.rates.len()]; a.systems.len()];
@@ -289,6 +297,7 @@ struct H2h {
     root: PathBuf,
     work: PathBuf,
     seconds: u32,
+    perf: bool,
 }
 
 impl H2h {
@@ -432,8 +441,11 @@ impl H2h {
         while Instant::now() < deadline {
             let ss = output(Command::new("ss").args(["-N", NS_PROXY, "-uln"]));
             if ss.contains(&format!("{PROXY_IP}:5060")) {
-                // siplb attaches its XDP program and places its sockets after it binds.
-                std::thread::sleep(Duration::from_millis(500));
+                if system.starts_with("siplb") {
+                    // siplb attaches its XDP program (and places its AF_XDP sockets) after
+                    // it binds: until then datagrams take the kernel's path.
+                    self.wait_attached(dir, deadline)?;
+                }
                 return Ok(child);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -444,10 +456,51 @@ impl H2h {
         )
     }
 
+    /// Waits for `xdp:attached = 1`.
+    fn wait_attached(&self, dir: &Path, deadline: Instant) -> Result<()> {
+        while Instant::now() < deadline {
+            let stats = output(
+                Command::new(self.root.join("target/release/siplb"))
+                    .arg("ctl")
+                    .arg("--config")
+                    .arg(dir.join("siplb.toml"))
+                    .args(["stats.get_statistics", "xdp:attached"]),
+            );
+            if stats.contains("xdp:attached = 1") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "siplb's XDP program is not attached (see {})",
+            dir.display()
+        )
+    }
+
     fn drive(&self, system: &str, rate: u32, dir: &Path, child: &Child) -> Result<Run> {
         let calls = u64::from(rate) * u64::from(self.seconds);
         let cpu0 = cpu_ticks(child.id());
         let t0 = Instant::now();
+        // The middle half of the run: after the start, before the end.
+        let mut perf = if self.perf {
+            Some(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "sleep {} && exec perf record -g -p {} -o {} -- sleep {}",
+                        f64::from(self.seconds) / 4.0,
+                        child.id(),
+                        dir.join("perf.data").display(),
+                        f64::from(self.seconds) / 2.0
+                    ))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("perf")?,
+            )
+        } else {
+            None
+        };
         let out = Command::new("ip")
             .args(["netns", "exec", NS_GEN])
             .arg(self.root.join("target/release/xtask"))
@@ -466,6 +519,9 @@ impl H2h {
             .output()
             .context("the load generator")?;
         let elapsed = t0.elapsed().as_secs_f64();
+        if let Some(p) = perf.as_mut() {
+            let _ = p.wait();
+        }
         let cpu_s = (cpu_ticks(child.id()) - cpu0) as f64 / clk_tck();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         std::fs::write(
@@ -493,8 +549,9 @@ impl H2h {
                     .arg("ctl")
                     .arg("--config")
                     .arg(dir.join("siplb.toml"))
-                    .args(["stats.get_statistics", "xdp:"]),
+                    .args(["stats.get_statistics", "all"]),
             );
+            std::fs::write(dir.join("stats.txt"), &stats)?;
             let get = |name: &str| {
                 stats
                     .lines()
