@@ -13,6 +13,7 @@ use siplb_common::{owner_hash, owner_of};
 use siplb_tests::*;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const KEY: u32 = 12345;
@@ -407,4 +408,175 @@ fn calls_through_siplb_on_the_af_xdp_path_native() {
 #[test]
 fn calls_through_siplb_on_the_af_xdp_path_generic() {
     calls_through_af_xdp(55, "generic");
+}
+
+/// siplb on `b` on the AF_XDP path with an account limit of 5 (the From user) and CDRs into
+/// `acc`; the caller on `a`, the gateways on `gw`, another address of `a`: every message
+/// siplb receives or sends crosses the veth.
+fn af_xdp_features_config(pair: &NetnsPair, xdp_mode: &str, gw: &str, acc: &Path) -> String {
+    format!(
+        r#"[listen]
+sip = ["{b}:5060"]
+
+[workers]
+count = 2
+pin = false
+io = "af_xdp"
+
+[steering]
+mode = "bpf"
+hash_key = 12345
+xdp_mode = "{xdp_mode}"
+
+[control]
+socket = "siplb.ctl"
+
+[dialog]
+profiles_with_value = ["account"]
+
+[[limits.profile]]
+profile = "account"
+max = 5
+
+[acc]
+cdrs = true
+sinks = ["files"]
+formats = ["csv"]
+dir = "{acc}"
+
+[[customer]]
+name = "caller"
+sources = ["{a}/32"]
+account_key = "from_user"
+
+[[gateway_set]]
+name = "trunk"
+gateways = ["{gw}:5081", "{gw}:5082"]
+"#,
+        a = pair.ip_a,
+        b = pair.ip_b,
+        acc = acc.display(),
+    )
+}
+
+/// CANCEL, an account limit and CDRs on the AF_XDP path: 50 calls cancelled after ringing,
+/// then 20 held calls of one account of which the limit lets 5 through; the CDRs say so.
+fn cancel_limits_and_accounting_on_af_xdp(n: u8, xdp_mode: &str) {
+    let _g = serial();
+    require_sipp();
+    let pair = NetnsPair::new(n);
+    pair.tx_checksum_off_a();
+    let gw = pair.add_a(3);
+    let dir = TempDir::new(&format!("xsk-features-{xdp_mode}"));
+    let acc = dir.0.join("acc");
+    let mut siplb = Siplb::start_in(
+        Some(&pair.b),
+        BIN,
+        &dir.0,
+        &af_xdp_features_config(&pair, xdp_mode, &gw, &acc),
+    );
+    let target = format!("{}:5060", pair.ip_b);
+    let gateways = |scenario: &str| {
+        (
+            Sipp::uas_in(
+                Some(&pair.a),
+                &dir.0,
+                "uas1",
+                &format!("{gw}:5081"),
+                scenario,
+                &[],
+            ),
+            Sipp::uas_in(
+                Some(&pair.a),
+                &dir.0,
+                "uas2",
+                &format!("{gw}:5082"),
+                scenario,
+                &[],
+            ),
+        )
+    };
+    // CANCEL after ringing: 487 to the caller, CANCEL and the proxy's ACK to the gateway.
+    let (u1, u2) = gateways("uas_cancel.xml");
+    let uac = Sipp::uac_in(
+        Some(&pair.a),
+        &dir.0,
+        "uac_cancel",
+        &target,
+        &pair.ip_a,
+        "uac_cancel.xml",
+        50,
+        50,
+        &[],
+        60,
+    );
+    let ((s1, _), (s2, _)) = (u1.finish(), u2.finish());
+    assert_eq!((uac.ok(), uac.failed()), (50, 0), "uac: {:?}", uac.fields);
+    assert_eq!(
+        s1.ok() + s2.ok(),
+        50,
+        "each gateway call saw CANCEL and ACK"
+    );
+    // One account, 20 calls held 3 s: 5 answered, 15 refused by the limit.
+    let inf = dir.0.join("a.csv");
+    std::fs::write(&inf, "SEQUENTIAL\nA;5550100;\n").unwrap();
+    let (u1, u2) = gateways("uas.xml");
+    let uac = Sipp::uac_in(
+        Some(&pair.a),
+        &dir.0,
+        "uac_limit",
+        &target,
+        &pair.ip_a,
+        "uac.xml",
+        20,
+        100,
+        &["-inf", inf.to_str().unwrap(), "-d", "3000"],
+        60,
+    );
+    drop((u1, u2));
+    assert_eq!(uac.ok(), 5, "uac: {:?}", uac.fields);
+    std::thread::sleep(Duration::from_millis(600));
+    siplb.assert_alive();
+    let stats = siplb.stats();
+    siplb.stop();
+    assert_eq!(stats["limits:rejected"], 15, "{stats:?}");
+    assert_eq!(stats["dialog:active_dialogs"], 0, "{stats:?}");
+    assert!(
+        stats["xdp:xsk_rx"] > 0 && stats["xdp:xsk_tx"] > 0,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats["xdp:xsk_rx"], stats["xdp:redirected_xsk"],
+        "{stats:?}"
+    );
+    assert_eq!(stats["xdp:xsk_rx_bad"], 0, "{stats:?}");
+    // Everything went through the sockets, the gateways' side included: 50 × (INVITE,
+    // CANCEL) + 20 INVITEs + 5 × (ACK, BYE) from the caller, at least as many from siplb to
+    // the gateways.
+    assert!(stats["xdp:xsk_rx"] >= 100 + 20 + 10, "{stats:?}");
+    let cdrs = std::fs::read_to_string(acc.join("cdrs.csv")).expect("cdrs.csv");
+    let count = |d: &str| {
+        cdrs.lines()
+            .filter(|l| l.contains(&format!(",{d},")))
+            .count()
+    };
+    assert_eq!(
+        (
+            count("cancelled"),
+            count("answered"),
+            count("rejected_limit")
+        ),
+        (50, 5, 15),
+        "{cdrs}"
+    );
+}
+
+#[test]
+fn cancel_limits_and_accounting_on_the_af_xdp_path_native() {
+    cancel_limits_and_accounting_on_af_xdp(56, "native");
+}
+
+#[test]
+fn cancel_limits_and_accounting_on_the_af_xdp_path_generic() {
+    cancel_limits_and_accounting_on_af_xdp(57, "generic");
 }
