@@ -554,6 +554,10 @@ fn cancel_limits_and_accounting_on_af_xdp(n: u8, xdp_mode: &str) {
     // CANCEL) + 20 INVITEs + 5 × (ACK, BYE) from the caller, at least as many from siplb to
     // the gateways.
     assert!(stats["xdp:xsk_rx"] >= 100 + 20 + 10, "{stats:?}");
+    // The XDP program's receive time came with every frame: siplb's latency figures cover
+    // the AF_XDP path (and a wrong clock would give absurd ones).
+    assert!(stats["core:latency_p50_us"] > 0, "{stats:?}");
+    assert!(stats["core:latency_max_us"] < 5_000_000, "{stats:?}");
     let cdrs = std::fs::read_to_string(acc.join("cdrs.csv")).expect("cdrs.csv");
     let count = |d: &str| {
         cdrs.lines()

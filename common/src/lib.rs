@@ -48,6 +48,11 @@ pub mod bpf {
     /// The longest frame an AF_XDP socket takes (its UMEM frame less the kernel's headroom);
     /// longer ones take the kernel's path.
     pub const XDP_XSK_MAX_FRAME: u32 = 7;
+    /// What the XDP program puts in front of a frame it redirects to an AF_XDP socket (XDP
+    /// metadata, copied into the socket's frame just before the packet): this magic, then
+    /// the receive time (`bpf_ktime_get_ns`, CLOCK_MONOTONIC), both native-endian `u64`s.
+    pub const XSK_META_MAGIC: u64 = 0x7369_706c_6272_7874;
+    pub const XSK_META_LEN: usize = 16;
     pub const XSK_QUEUE_BASE: u32 = MAX_WORKERS;
     /// `SIPLB_WORKER_CPU`: the CPU of each worker (`u32` by worker number), and the cpumap.
     pub const WORKER_CPU_MAP: &str = "SIPLB_WORKER_CPU";

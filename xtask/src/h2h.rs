@@ -71,6 +71,8 @@ struct Run {
     cpu_s: f64,
     /// siplb only: datagrams through AF_XDP sockets (received, sent).
     xsk: Option<(u64, u64)>,
+    /// siplb only: its own latency, kernel (or XDP) receive to processed, p50 and p99 µs.
+    latency: Option<(u64, u64)>,
 }
 
 impl Run {
@@ -543,7 +545,7 @@ impl H2h {
             .nth(1)
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(elapsed);
-        let xsk = if system == "siplb-xdp" {
+        let (xsk, latency) = if system.starts_with("siplb") {
             let stats = output(
                 Command::new(self.root.join("target/release/siplb"))
                     .arg("ctl")
@@ -552,18 +554,21 @@ impl H2h {
                     .args(["stats.get_statistics", "all"]),
             );
             std::fs::write(dir.join("stats.txt"), &stats)?;
-            let get = |name: &str| {
+            let get = |name: &str| -> u64 {
                 stats
                     .lines()
                     .filter_map(|l| l.split_once(" = "))
                     .find(|(k, _)| k.trim() == name)
-                    .map(|(_, v)| v)
-                    .and_then(|v| v.trim().parse().ok())
+                    .and_then(|(_, v)| v.trim().parse().ok())
                     .unwrap_or(0)
             };
-            Some((get("xdp:xsk_rx"), get("xdp:xsk_tx")))
+            let xsk = (system == "siplb-xdp").then(|| (get("xdp:xsk_rx"), get("xdp:xsk_tx")));
+            (
+                xsk,
+                Some((get("core:latency_p50_us"), get("core:latency_p99_us"))),
+            )
         } else {
-            None
+            (None, None)
         };
         Ok(Run {
             offered: rate,
@@ -573,6 +578,7 @@ impl H2h {
             wall_s,
             cpu_s,
             xsk,
+            latency,
         })
     }
 }
@@ -615,6 +621,9 @@ fn table(
             }
             if let Some((rx, tx)) = r.xsk {
                 cell.push_str(&format!(" [xsk {rx}/{tx}]"));
+            }
+            if let Some((p50, p99)) = r.latency {
+                cell.push_str(&format!(" (latency p50 {p50} µs, p99 {p99} µs)"));
             }
             s.push_str(&cell);
             s.push_str(" |");

@@ -30,14 +30,23 @@ impl Worker {
             return;
         };
         let mut taken = 0;
+        // The XDP program stamps frames with CLOCK_MONOTONIC; the latency figures use
+        // CLOCK_REALTIME (the socket path's SCM_TIMESTAMPNS).
+        let to_realtime =
+            clock_ns(libc::CLOCK_REALTIME).wrapping_sub(clock_ns(libc::CLOCK_MONOTONIC));
         loop {
-            let n = port.receive(|src, payload| {
+            let n = port.receive(|src, payload, rx_mono| {
+                let rx_ns = if rx_mono == 0 {
+                    0
+                } else {
+                    rx_mono.wrapping_add(to_realtime)
+                };
                 let owner = super::owner::call_id_hash(self.plane.hash_key, payload)
                     .map_or(self.id, |h| owner_of(h, self.workers));
                 if owner == self.id {
-                    self.process(now, src, payload, self.id, 0);
+                    self.process(now, src, payload, self.id, rx_ns);
                 } else {
-                    self.hand_off(now, owner, src, payload, 0);
+                    self.hand_off(now, owner, src, payload, rx_ns);
                 }
             });
             if n == 0 {
@@ -73,4 +82,14 @@ impl Worker {
             self.stats.xsk_tx.set(port.counts.tx);
         }
     }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -11,6 +11,7 @@
 use super::frame::{self, Mac, Route};
 use super::neigh::NextHops;
 use super::socket::{BindMode, Umem, UmemRings, Xsk, open_group};
+use siplb_common::bpf as shared;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
@@ -162,9 +163,10 @@ impl XskPort {
         self.sock.as_raw_fd()
     }
 
-    /// Hands each received datagram for our address and port to `f(source, payload)`; the
+    /// Hands each received datagram for our address and port to `f(source, payload, receive
+    /// time)` (CLOCK_MONOTONIC ns as the XDP program stamped it, 0 when it did not); the
     /// frames taken from the RX ring (0: it was empty).
-    pub fn receive(&mut self, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
+    pub fn receive(&mut self, mut f: impl FnMut(SocketAddr, &[u8], u64)) -> usize {
         let n = self.sock.rx.ready().min(RX_BATCH);
         if n == 0 {
             return 0;
@@ -177,7 +179,7 @@ impl XskPort {
             match frame::parse(bytes) {
                 Ok(dg) if dg.dst == self.addr => {
                     self.counts.rx += 1;
-                    f(SocketAddr::V4(dg.src), dg.payload);
+                    f(SocketAddr::V4(dg.src), dg.payload, self.stamp(d.addr));
                 }
                 _ => self.counts.rx_bad += 1,
             }
@@ -187,6 +189,23 @@ impl XskPort {
         let mut pool = self.queue.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.recycle(&mut self.rx_done);
         n as usize
+    }
+
+    /// The receive time the XDP program put in front of the frame at `addr` (0: none).
+    fn stamp(&self, addr: u64) -> u64 {
+        let frame_start = addr - addr % u64::from(self.queue.umem.frame_size());
+        let len = shared::XSK_META_LEN as u64;
+        if addr < frame_start + len {
+            return 0;
+        }
+        // SAFETY: bytes of a frame we hold (taken from the RX ring, not yet given back).
+        let meta = unsafe { self.queue.umem.bytes(addr - len, len as usize) };
+        let word = |i: usize| u64::from_ne_bytes(meta[i..i + 8].try_into().expect("8 bytes"));
+        if word(0) == shared::XSK_META_MAGIC {
+            word(8)
+        } else {
+            0
+        }
     }
 
     /// Queues `payload` for `dst` on the TX ring; false when this port cannot send it (not
