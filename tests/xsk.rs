@@ -13,7 +13,6 @@ use siplb_common::{owner_hash, owner_of};
 use siplb_tests::*;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const KEY: u32 = 12345;
@@ -318,8 +317,15 @@ fn sip_datagrams_reach_their_owners_af_xdp_socket_and_answers_go_out_generic() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 
-/// siplb on `b` with 2 workers on the AF_XDP path, the caller on `a` as its customer.
-fn af_xdp_config(pair: &NetnsPair, xdp_mode: &str) -> String {
+/// siplb on `b` with 2 workers on the AF_XDP path, the caller on `a` as its customer
+/// (`customer` more lines of its table), gateways on `gw`:5081 and :5082, `extra` tables.
+fn af_xdp_config(
+    pair: &NetnsPair,
+    xdp_mode: &str,
+    gw: &str,
+    extra: &str,
+    customer: &str,
+) -> String {
     format!(
         r#"[listen]
 sip = ["{b}:5060"]
@@ -337,13 +343,15 @@ xdp_mode = "{xdp_mode}"
 [control]
 socket = "siplb.ctl"
 
+{extra}
 [[customer]]
 name = "caller"
 sources = ["{a}/32"]
+{customer}
 
 [[gateway_set]]
 name = "trunk"
-gateways = ["{b}:5081", "{b}:5082"]
+gateways = ["{gw}:5081", "{gw}:5082"]
 "#,
         a = pair.ip_a,
         b = pair.ip_b,
@@ -360,7 +368,8 @@ fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
     let pair = NetnsPair::new(n);
     pair.tx_checksum_off_a();
     let dir = TempDir::new(&format!("xsk-{xdp_mode}"));
-    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &af_xdp_config(&pair, xdp_mode));
+    let config = af_xdp_config(&pair, xdp_mode, &pair.ip_b, "", "");
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &config);
     let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
     let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas.xml", &[]);
     let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas.xml", &[]);
@@ -410,55 +419,6 @@ fn calls_through_siplb_on_the_af_xdp_path_generic() {
     calls_through_af_xdp(55, "generic");
 }
 
-/// siplb on `b` on the AF_XDP path with an account limit of 5 (the From user) and CDRs into
-/// `acc`; the caller on `a`, the gateways on `gw`, another address of `a`: every message
-/// siplb receives or sends crosses the veth.
-fn af_xdp_features_config(pair: &NetnsPair, xdp_mode: &str, gw: &str, acc: &Path) -> String {
-    format!(
-        r#"[listen]
-sip = ["{b}:5060"]
-
-[workers]
-count = 2
-pin = false
-io = "af_xdp"
-
-[steering]
-mode = "bpf"
-hash_key = 12345
-xdp_mode = "{xdp_mode}"
-
-[control]
-socket = "siplb.ctl"
-
-[dialog]
-profiles_with_value = ["account"]
-
-[[limits.profile]]
-profile = "account"
-max = 5
-
-[acc]
-cdrs = true
-sinks = ["files"]
-formats = ["csv"]
-dir = "{acc}"
-
-[[customer]]
-name = "caller"
-sources = ["{a}/32"]
-account_key = "from_user"
-
-[[gateway_set]]
-name = "trunk"
-gateways = ["{gw}:5081", "{gw}:5082"]
-"#,
-        a = pair.ip_a,
-        b = pair.ip_b,
-        acc = acc.display(),
-    )
-}
-
 /// CANCEL, an account limit and CDRs on the AF_XDP path: 50 calls cancelled after ringing,
 /// then 20 held calls of one account of which the limit lets 5 through; the CDRs say so.
 fn cancel_limits_and_accounting_on_af_xdp(n: u8, xdp_mode: &str) {
@@ -469,12 +429,14 @@ fn cancel_limits_and_accounting_on_af_xdp(n: u8, xdp_mode: &str) {
     let gw = pair.add_a(3);
     let dir = TempDir::new(&format!("xsk-features-{xdp_mode}"));
     let acc = dir.0.join("acc");
-    let mut siplb = Siplb::start_in(
-        Some(&pair.b),
-        BIN,
-        &dir.0,
-        &af_xdp_features_config(&pair, xdp_mode, &gw, &acc),
+    // An account limit of 5 (the From user) and CDRs into `acc`.
+    let extra = format!(
+        "[dialog]\nprofiles_with_value = [\"account\"]\n\n[[limits.profile]]\nprofile = \"account\"\n\
+         max = 5\n\n[acc]\ncdrs = true\nsinks = [\"files\"]\nformats = [\"csv\"]\ndir = \"{}\"\n",
+        acc.display()
     );
+    let config = af_xdp_config(&pair, xdp_mode, &gw, &extra, "account_key = \"from_user\"");
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &config);
     let target = format!("{}:5060", pair.ip_b);
     let gateways = |scenario: &str| {
         (

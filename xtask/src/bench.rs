@@ -503,39 +503,16 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
                 .stderr(std::fs::File::create(dir.join("proxy.err"))?)
                 .spawn()?
         }
-        None => {
-            let acc = dir.join("acc");
-            std::fs::create_dir_all(&acc)?;
-            let ds = dir.join("dispatcher.list");
-            std::fs::write(
-                &ds,
-                format!("1 sip:{BENCH_IP}:5081 0 0\n1 sip:{BENCH_IP}:5082 0 0\n"),
-            )?;
-            Command::new("kamailio")
-                .arg("-f")
-                .arg(root.join("benches/kamailio/kamailio.cfg"))
-                .args(["-DD", "-E", "-m", "1024", "-M", "16"])
-                .arg("-P")
-                .arg(dir.join("kamailio.pid"))
-                .arg("-Y")
-                .arg(&dir)
-                .arg("-w")
-                .arg(&dir)
-                .arg("-A")
-                .arg(format!("LISTEN=udp:{BENCH_IP}:5060"))
-                .arg("-A")
-                .arg(format!("DS_LIST=\"{}\"", ds.display()))
-                .arg("-A")
-                .arg(format!("ACC_DB_URL=\"flatstore:{}\"", acc.display()))
-                .arg("-A")
-                .arg(format!(
-                    "CTL_SOCK=\"unix:{}\"",
-                    dir.join("kamailio_ctl").display()
-                ))
-                .stdout(std::fs::File::create(dir.join("proxy.log"))?)
-                .stderr(std::fs::File::create(dir.join("proxy.err"))?)
-                .spawn()?
-        }
+        None => kamailio_args(
+            &mut Command::new("kamailio"),
+            root,
+            &dir,
+            BENCH_IP,
+            BENCH_IP,
+        )?
+        .stdout(std::fs::File::create(dir.join("proxy.log"))?)
+        .stderr(std::fs::File::create(dir.join("proxy.err"))?)
+        .spawn()?,
     };
     let result = drive(root, &dir, entry, &target, &child, b);
     stop_child(&mut child);
@@ -546,6 +523,46 @@ fn bench_one(root: &Path, work: &Path, entry: &Entry, b: &BenchArgs) -> Result<O
         let _ = std::fs::remove_dir_all(dir.join("acc"));
     }
     result
+}
+
+/// Kamailio's arguments for `benches/kamailio/kamailio.cfg`, listening on `listen`:5060 with
+/// the gateways `gateways`:5081 and :5082, its files (dispatcher list, accounting, PID,
+/// control socket) in `dir`.
+pub(crate) fn kamailio_args<'c>(
+    cmd: &'c mut Command,
+    root: &Path,
+    dir: &Path,
+    listen: &str,
+    gateways: &str,
+) -> Result<&'c mut Command> {
+    let acc = dir.join("acc");
+    std::fs::create_dir_all(&acc)?;
+    let ds = dir.join("dispatcher.list");
+    std::fs::write(
+        &ds,
+        format!("1 sip:{gateways}:5081 0 0\n1 sip:{gateways}:5082 0 0\n"),
+    )?;
+    Ok(cmd
+        .arg("-f")
+        .arg(root.join("benches/kamailio/kamailio.cfg"))
+        .args(["-DD", "-E", "-m", "1024", "-M", "16"])
+        .arg("-P")
+        .arg(dir.join("kamailio.pid"))
+        .arg("-Y")
+        .arg(dir)
+        .arg("-w")
+        .arg(dir)
+        .arg("-A")
+        .arg(format!("LISTEN=udp:{listen}:5060"))
+        .arg("-A")
+        .arg(format!("DS_LIST=\"{}\"", ds.display()))
+        .arg("-A")
+        .arg(format!("ACC_DB_URL=\"flatstore:{}\"", acc.display()))
+        .arg("-A")
+        .arg(format!(
+            "CTL_SOCK=\"unix:{}\"",
+            dir.join("kamailio_ctl").display()
+        )))
 }
 
 /// A redis-server listening on `sock` only, no persistence, its files in `dir`.

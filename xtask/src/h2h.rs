@@ -5,7 +5,7 @@
 //! (198.18.200.0/24); both are made here and deleted at the end. Writes a Markdown table and
 //! an SVG chart (calls/s against proxy CPU per call, one line per system).
 
-use crate::bench::{clk_tck, cpu_ticks};
+use crate::bench::{clk_tck, cpu_ticks, kamailio_args};
 use crate::{build_release_siplb, output, root, run};
 use anyhow::{Context, Result, bail};
 use siplb_tests::stop_child;
@@ -377,34 +377,7 @@ impl H2h {
                     .arg((u64::from(self.seconds) * 4 + 60).to_string());
             }
             "kamailio" => {
-                let acc = dir.join("acc");
-                std::fs::create_dir_all(&acc)?;
-                let ds = dir.join("dispatcher.list");
-                std::fs::write(
-                    &ds,
-                    format!("1 sip:{GEN_IP}:5081 0 0\n1 sip:{GEN_IP}:5082 0 0\n"),
-                )?;
-                cmd.arg("kamailio")
-                    .arg("-f")
-                    .arg(self.root.join("benches/kamailio/kamailio.cfg"))
-                    .args(["-DD", "-E", "-m", "1024", "-M", "16"])
-                    .arg("-P")
-                    .arg(dir.join("kamailio.pid"))
-                    .arg("-Y")
-                    .arg(dir)
-                    .arg("-w")
-                    .arg(dir)
-                    .arg("-A")
-                    .arg(format!("LISTEN=udp:{PROXY_IP}:5060"))
-                    .arg("-A")
-                    .arg(format!("DS_LIST=\"{}\"", ds.display()))
-                    .arg("-A")
-                    .arg(format!("ACC_DB_URL=\"flatstore:{}\"", acc.display()))
-                    .arg("-A")
-                    .arg(format!(
-                        "CTL_SOCK=\"unix:{}\"",
-                        dir.join("kamailio_ctl").display()
-                    ));
+                kamailio_args(cmd.arg("kamailio"), &self.root, dir, PROXY_IP, GEN_IP)?;
             }
             siplb => {
                 let text = std::fs::read_to_string(self.root.join("examples/siplb.toml"))?;
