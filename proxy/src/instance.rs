@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// How long a bound address is asked again before siplb gives up on it.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The claim on a listen address, held while siplb runs (the lock goes with the process).
 #[derive(Debug)]
 pub struct AddressClaim {
@@ -62,11 +65,22 @@ pub fn claim(addr: SocketAddr, dir: &Path) -> io::Result<AddressClaim> {
         }
         return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
     }
-    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(e) = probe.bind(&addr.into()) {
-        return Err(io::Error::new(e.kind(), format!("udp:{addr}: {e}")));
+    // The lock says no siplb runs on the address; a siplb that just died (kill -9, a crash)
+    // may still have it bound for a moment, while the kernel tears its io_uring down after
+    // the process is gone. So a bound address is asked again for a short while.
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        match probe.bind(&addr.into()) {
+            Ok(()) => return Ok(AddressClaim { _lock: lock, path }),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("udp:{addr}: {e}"))),
+        }
     }
-    Ok(AddressClaim { _lock: lock, path })
 }
 
 #[cfg(test)]
