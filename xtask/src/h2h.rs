@@ -431,16 +431,21 @@ impl H2h {
         )
     }
 
+    /// `siplb ctl stats.get_statistics <which>` of the siplb whose config is in `dir`.
+    fn siplb_stats(&self, dir: &Path, which: &str) -> String {
+        output(
+            Command::new(self.root.join("target/release/siplb"))
+                .arg("ctl")
+                .arg("--config")
+                .arg(dir.join("siplb.toml"))
+                .args(["stats.get_statistics", which]),
+        )
+    }
+
     /// Waits for `xdp:attached = 1`.
     fn wait_attached(&self, dir: &Path, deadline: Instant) -> Result<()> {
         while Instant::now() < deadline {
-            let stats = output(
-                Command::new(self.root.join("target/release/siplb"))
-                    .arg("ctl")
-                    .arg("--config")
-                    .arg(dir.join("siplb.toml"))
-                    .args(["stats.get_statistics", "xdp:attached"]),
-            );
+            let stats = self.siplb_stats(dir, "xdp:attached");
             if stats.contains("xdp:attached = 1") {
                 return Ok(());
             }
@@ -519,13 +524,7 @@ impl H2h {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(elapsed);
         let (xsk, latency) = if system.starts_with("siplb") {
-            let stats = output(
-                Command::new(self.root.join("target/release/siplb"))
-                    .arg("ctl")
-                    .arg("--config")
-                    .arg(dir.join("siplb.toml"))
-                    .args(["stats.get_statistics", "all"]),
-            );
+            let stats = self.siplb_stats(dir, "all");
             std::fs::write(dir.join("stats.txt"), &stats)?;
             let get = |name: &str| -> u64 {
                 stats

@@ -187,22 +187,7 @@ impl Xsk {
     }
 
     pub fn stats(&self) -> io::Result<XskStats> {
-        // SAFETY: plain data.
-        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: `s` has room for `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_STATISTICS,
-                &mut s as *mut _ as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let s: libc::xdp_statistics = getsockopt(self.fd.as_raw_fd(), libc::XDP_STATISTICS)?;
         Ok(XskStats {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,
@@ -215,19 +200,8 @@ impl Xsk {
 
     /// Whether the socket runs zero-copy (`XDP_OPTIONS`).
     pub fn zero_copy(&self) -> bool {
-        let mut o = libc::xdp_options { flags: 0 };
-        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: `o` has room for `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_OPTIONS,
-                &mut o as *mut _ as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        r == 0 && o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+        getsockopt::<libc::xdp_options>(self.fd.as_raw_fd(), libc::XDP_OPTIONS)
+            .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
     }
 }
 
@@ -260,24 +234,21 @@ fn new_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn mmap_offsets(fd: RawFd) -> io::Result<libc::xdp_mmap_offsets> {
-    // SAFETY: plain data.
-    let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-    // SAFETY: `off` has room for `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            libc::XDP_MMAP_OFFSETS,
-            &mut off as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    };
+/// Reads AF_XDP socket option `opt`, a plain-data `T`.
+fn getsockopt<T: Copy>(fd: RawFd, opt: libc::c_int) -> io::Result<T> {
+    let mut v = std::mem::MaybeUninit::<T>::zeroed();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `v` has room for `len` bytes.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_XDP, opt, v.as_mut_ptr().cast(), &mut len) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(off)
+    // SAFETY: zeroed plain data, filled (in part or whole) by the kernel.
+    Ok(unsafe { v.assume_init() })
+}
+
+fn mmap_offsets(fd: RawFd) -> io::Result<libc::xdp_mmap_offsets> {
+    getsockopt(fd, libc::XDP_MMAP_OFFSETS)
 }
 
 fn bind(fd: RawFd, ifindex: u32, queue: u32, flags: u16, shared_fd: RawFd) -> io::Result<()> {
