@@ -4,9 +4,10 @@
 //! to send go into `out`, tagged with the socket they leave from (0: the caller, 1…: the
 //! gateways).
 
+use super::io::Out;
 use super::sip::{self, Msg, Party};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,7 @@ pub struct Call {
     /// The next retransmission interval.
     interval: Duration,
     sent_invite: Vec<u8>,
-    /// The ACK of the 2xx (resent when the 2xx is), then the BYE.
+    /// The ACK of the 2xx (resent when the 2xx is) and the BYE, until the call ends.
     ack: Vec<u8>,
     bye: Vec<u8>,
     /// INVITE → 200 and BYE → 200, µs.
@@ -70,6 +71,15 @@ struct Uas {
     peer: Option<SocketAddr>,
 }
 
+impl Uas {
+    /// The ACK (or the BYE) came: the replies kept for retransmission are let go.
+    fn acked(&mut self) {
+        self.acked = true;
+        self.ok = Vec::new();
+        self.provisional = Vec::new();
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     /// Resend the INVITE (Timer A), or give up on it (B).
@@ -81,16 +91,72 @@ enum Timer {
     Uas,
 }
 
+/// The calls' timers. Most are set T1 ahead, or the hold ahead, of the time they are set,
+/// and so come due in the order they were set: those wait in a queue each (constant time);
+/// the rest (doubled retransmission intervals, the 64·T1 ends) in a heap.
+#[derive(Default)]
+struct Timers {
+    t1: VecDeque<(Instant, usize, Timer)>,
+    hold: VecDeque<(Instant, usize, Timer)>,
+    other: BinaryHeap<Reverse<(Instant, usize, Timer)>>,
+}
+
+impl Timers {
+    /// A timer at `at`, T1 after the time it is set (which never goes back).
+    fn after(&mut self, at: Instant, n: usize, t: Timer) {
+        self.t1.push_back((at, n, t));
+    }
+
+    /// A timer at `at`, the hold after the time it is set.
+    fn after_hold(&mut self, at: Instant, n: usize, t: Timer) {
+        self.hold.push_back((at, n, t));
+    }
+
+    fn at(&mut self, at: Instant, n: usize, t: Timer) {
+        self.other.push(Reverse((at, n, t)));
+    }
+
+    fn next(&self) -> Option<Instant> {
+        let fronts = [
+            self.t1.front().map(|e| e.0),
+            self.hold.front().map(|e| e.0),
+            self.other.peek().map(|Reverse(e)| e.0),
+        ];
+        fronts.into_iter().flatten().min()
+    }
+
+    /// The earliest timer due at `now`, taken out.
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, Timer)> {
+        let at = self.next().filter(|at| *at <= now)?;
+        let (n, t) = if self.t1.front().is_some_and(|e| e.0 == at) {
+            self.t1.pop_front().map(|e| (e.1, e.2))?
+        } else if self.hold.front().is_some_and(|e| e.0 == at) {
+            self.hold.pop_front().map(|e| (e.1, e.2))?
+        } else {
+            self.other.pop().map(|Reverse(e)| (e.1, e.2))?
+        };
+        Some((n, t))
+    }
+}
+
+struct Names {
+    local: String,
+    local_ip: String,
+    target: String,
+    gateways: Vec<String>,
+}
+
 pub struct Calls<'a> {
     pub calls: Vec<Call>,
     uas: Vec<Uas>,
     accounts: &'a [(String, String)],
-    local: SocketAddr,
     target: SocketAddr,
-    gateways: Vec<SocketAddr>,
+    /// The caller's address, its IP, `target` and the gateways' addresses as text, for the
+    /// messages.
+    names: Names,
     hold: Duration,
-    timers: BinaryHeap<Reverse<(Instant, usize, Timer)>>,
-    pub out: Vec<(usize, SocketAddr, Vec<u8>)>,
+    timers: Timers,
+    pub out: Out,
     pub retransmissions: u64,
     pub finished: usize,
 }
@@ -116,34 +182,46 @@ impl<'a> Calls<'a> {
             invite_rtt_us: 0,
             bye_rtt_us: 0,
         };
+        let names = Names {
+            local: local.to_string(),
+            local_ip: local.ip().to_string(),
+            target: target.to_string(),
+            gateways: gateways.iter().map(SocketAddr::to_string).collect(),
+        };
         Calls {
             calls: (0..count).map(|_| call()).collect(),
             uas: (0..count).map(|_| Uas::default()).collect(),
             accounts,
-            local,
             target,
-            gateways,
+            names,
             hold,
-            timers: BinaryHeap::new(),
-            out: Vec::new(),
+            timers: Timers::default(),
+            out: Out::default(),
             retransmissions: 0,
             finished: 0,
         }
     }
 
-    fn party(&self, n: usize) -> Party<'a> {
+    fn party(&self, n: usize) -> Party<'_> {
         let (account, number) = &self.accounts[n % self.accounts.len()];
         Party {
-            local: self.local,
-            target: self.target,
+            local: &self.names.local,
+            local_ip: &self.names.local_ip,
+            target: &self.names.target,
             account,
             number,
         }
     }
 
+    /// Ends call `n`. What it kept to send again is let go, so that a long run's memory is
+    /// that of the calls under way (a 2xx that comes again gets an ACK made afresh).
     fn finish(&mut self, n: usize, o: Outcome) {
-        if !matches!(self.calls[n].stage, Stage::Done(_)) {
-            self.calls[n].stage = Stage::Done(o);
+        let c = &mut self.calls[n];
+        if !matches!(c.stage, Stage::Done(_)) {
+            c.stage = Stage::Done(o);
+            c.sent_invite = Vec::new();
+            c.ack = Vec::new();
+            c.bye = Vec::new();
             self.finished += 1;
         }
     }
@@ -158,27 +236,23 @@ impl<'a> Calls<'a> {
     /// Starts call `n`: its INVITE.
     pub fn start(&mut self, n: usize, now: Instant) {
         let inv = sip::invite(&self.party(n), n);
-        self.out.push((0, self.target, inv.clone()));
+        self.out.push(0, self.target, &inv);
         let c = &mut self.calls[n];
         c.stage = Stage::Inviting { answered: false };
         c.invite_at = now;
         c.interval = T1;
         c.sent_invite = inv;
-        self.timers.push(Reverse((now + T1, n, Timer::Invite)));
+        self.timers.after(now + T1, n, Timer::Invite);
     }
 
     /// When the next timer is due.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next()
     }
 
     /// Fires the timers due at `now`.
     pub fn on_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, n, timer))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((n, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Invite => self.invite_timer(n, now),
                 Timer::Hangup => self.hang_up(n, now),
@@ -197,14 +271,14 @@ impl<'a> Calls<'a> {
             return self.finish(n, Outcome::Timeout);
         }
         if !answered {
-            self.out.push((0, self.target, c.sent_invite.clone()));
+            self.out.push(0, self.target, &c.sent_invite);
             self.retransmissions += 1;
             c.interval *= 2;
         } else {
             c.interval = TIMEOUT;
         }
         let next = (c.invite_at + TIMEOUT).min(now + c.interval);
-        self.timers.push(Reverse((next, n, Timer::Invite)));
+        self.timers.at(next, n, Timer::Invite);
     }
 
     fn hang_up(&mut self, n: usize, now: Instant) {
@@ -215,8 +289,8 @@ impl<'a> Calls<'a> {
         c.stage = Stage::Byeing;
         c.bye_at = now;
         c.interval = T1;
-        self.out.push((0, self.target, c.bye.clone()));
-        self.timers.push(Reverse((now + T1, n, Timer::Bye)));
+        self.out.push(0, self.target, &c.bye);
+        self.timers.after(now + T1, n, Timer::Bye);
     }
 
     fn bye_timer(&mut self, n: usize, now: Instant) {
@@ -227,11 +301,11 @@ impl<'a> Calls<'a> {
         if now.duration_since(c.bye_at) >= TIMEOUT {
             return self.finish(n, Outcome::Timeout);
         }
-        self.out.push((0, self.target, c.bye.clone()));
+        self.out.push(0, self.target, &c.bye);
         self.retransmissions += 1;
         c.interval = (c.interval * 2).min(T2);
         let next = (c.bye_at + TIMEOUT).min(now + c.interval);
-        self.timers.push(Reverse((next, n, Timer::Bye)));
+        self.timers.at(next, n, Timer::Bye);
     }
 
     fn uas_timer(&mut self, n: usize, now: Instant) {
@@ -242,10 +316,10 @@ impl<'a> Calls<'a> {
         if u.acked || now.duration_since(since) >= TIMEOUT {
             return;
         }
-        self.out.push((u.socket, peer, u.ok.clone()));
+        self.out.push(u.socket, peer, &u.ok);
         self.retransmissions += 1;
         u.interval = (u.interval * 2).min(T2);
-        self.timers.push(Reverse((now + u.interval, n, Timer::Uas)));
+        self.timers.at(now + u.interval, n, Timer::Uas);
     }
 
     /// A datagram for the caller (socket 0).
@@ -275,25 +349,22 @@ impl<'a> Calls<'a> {
                 self.calls[n].stage = Stage::Inviting { answered: true };
             }
             (Stage::Inviting { .. }, 200..=299) => {
-                let p = self.party(n);
-                let tag = m.to_tag().unwrap_or(b"");
-                let uri = m.contact_uri().unwrap_or(b"sip:gw@invalid").to_vec();
-                let mut routes: Vec<Vec<u8>> = m.all("record-route").map(<[u8]>::to_vec).collect();
-                routes.reverse();
-                let ack = sip::in_dialog(&p, n, "ACK", 1, "a", &uri, tag, &routes);
-                let bye = sip::in_dialog(&p, n, "BYE", 2, "b", &uri, tag, &routes);
+                let (ack, bye) = self.ack_and_bye(n, m);
                 let c = &mut self.calls[n];
                 c.invite_rtt_us = now.duration_since(c.invite_at).as_micros() as u64;
                 c.stage = Stage::Holding;
                 c.ack = ack;
                 c.bye = bye;
-                self.out.push((0, self.target, self.calls[n].ack.clone()));
-                self.timers
-                    .push(Reverse((now + self.hold, n, Timer::Hangup)));
+                self.out.push(0, self.target, &self.calls[n].ack);
+                self.timers.after_hold(now + self.hold, n, Timer::Hangup);
             }
             // The 2xx again: its ACK was lost.
-            (Stage::Holding | Stage::Byeing | Stage::Done(Outcome::Ok), 200..=299) => {
-                self.out.push((0, self.target, self.calls[n].ack.clone()));
+            (Stage::Holding | Stage::Byeing, 200..=299) => {
+                self.out.push(0, self.target, &self.calls[n].ack);
+            }
+            (Stage::Done(Outcome::Ok), 200..=299) => {
+                let (ack, _) = self.ack_and_bye(n, m);
+                self.out.push(0, self.target, &ack);
             }
             (Stage::Inviting { .. } | Stage::Done(Outcome::Refused(_)), 300..) => {
                 // The ACK of a failure: hop by hop, the INVITE's branch and Request-URI.
@@ -301,11 +372,25 @@ impl<'a> Calls<'a> {
                 let uri = format!("sip:{}@{}", p.number, p.target);
                 let tag = m.to_tag().unwrap_or(b"");
                 let ack = sip::in_dialog(&p, n, "ACK", 1, "i", uri.as_bytes(), tag, &[]);
-                self.out.push((0, self.target, ack));
+                self.out.push(0, self.target, &ack);
                 self.finish(n, Outcome::Refused(code));
             }
             _ => {}
         }
+    }
+
+    /// The ACK of call `n`'s 2xx `m` and its BYE: to the 2xx's Contact, through its
+    /// Record-Route reversed.
+    fn ack_and_bye(&self, n: usize, m: &Msg<'_>) -> (Vec<u8>, Vec<u8>) {
+        let p = self.party(n);
+        let tag = m.to_tag().unwrap_or(b"");
+        let uri = m.contact_uri().unwrap_or(b"sip:gw@invalid");
+        let mut routes: Vec<Vec<u8>> = m.all("record-route").map(<[u8]>::to_vec).collect();
+        routes.reverse();
+        (
+            sip::in_dialog(&p, n, "ACK", 1, "a", uri, tag, &routes),
+            sip::in_dialog(&p, n, "BYE", 2, "b", uri, tag, &routes),
+        )
     }
 
     /// A datagram for gateway socket `socket` (1…) from `src`.
@@ -314,47 +399,53 @@ impl<'a> Calls<'a> {
         if m.status.is_some() {
             return;
         }
-        let local = self.gateways[socket - 1];
+        let local = self.names.gateways[socket - 1].as_str();
         let Some(n) = m.call().filter(|&n| n < self.uas.len()) else {
             // Not one of ours: answer BYEs anyway, drop the rest.
             if m.method == b"BYE" {
                 self.out
-                    .push((socket, src, sip::reply(&m, 200, "OK", "", local)));
+                    .push_with(socket, src, |b| sip::reply(&m, 200, "OK", "", local, b));
             }
             return;
         };
         let tag = format!("u{n}");
+        let reply = |code, reason, tag: &str| {
+            let mut b = Vec::with_capacity(512);
+            sip::reply(&m, code, reason, tag, local, &mut b);
+            b
+        };
         match m.method {
             b"INVITE" => {
                 let u = &mut self.uas[n];
                 if u.peer.is_none() {
                     // As uas.xml: 100, 180, 200.
                     self.out
-                        .push((socket, src, sip::reply(&m, 100, "Trying", "", local)));
-                    u.provisional = sip::reply(&m, 180, "Ringing", &tag, local);
-                    u.ok = sip::reply(&m, 200, "OK", &tag, local);
+                        .push_with(socket, src, |b| sip::reply(&m, 100, "Trying", "", local, b));
+                    u.provisional = reply(180, "Ringing", &tag);
+                    u.ok = reply(200, "OK", &tag);
                     u.socket = socket;
                     u.peer = Some(src);
                     u.since = Some(now);
                     u.interval = T1;
-                    self.timers.push(Reverse((now + T1, n, Timer::Uas)));
+                    self.timers.after(now + T1, n, Timer::Uas);
                 }
+                // A retransmitted INVITE gets them again, until the ACK let them go.
                 let u = &self.uas[n];
-                self.out.push((u.socket, src, u.provisional.clone()));
-                self.out.push((u.socket, src, u.ok.clone()));
+                if !u.acked {
+                    self.out.push(u.socket, src, &u.provisional);
+                    self.out.push(u.socket, src, &u.ok);
+                }
             }
-            b"ACK" => self.uas[n].acked = true,
+            b"ACK" => self.uas[n].acked(),
             b"BYE" => {
-                self.uas[n].acked = true;
+                self.uas[n].acked();
                 self.out
-                    .push((socket, src, sip::reply(&m, 200, "OK", &tag, local)));
+                    .push_with(socket, src, |b| sip::reply(&m, 200, "OK", &tag, local, b));
             }
             _ => {
-                self.out.push((
-                    socket,
-                    src,
-                    sip::reply(&m, 501, "Not Implemented", &tag, local),
-                ));
+                self.out.push_with(socket, src, |b| {
+                    sip::reply(&m, 501, "Not Implemented", &tag, local, b)
+                });
             }
         }
     }
@@ -371,16 +462,17 @@ mod tests {
         let caller: SocketAddr = "127.0.0.1:5070".parse().unwrap();
         let mut moved = 0;
         while !c.out.is_empty() {
-            for (from, _to, data) in std::mem::take(&mut c.out) {
+            let out = std::mem::take(&mut c.out);
+            for (from, _to, data) in out.iter() {
                 if *lose > 0 {
                     *lose -= 1;
                     continue;
                 }
                 moved += 1;
                 if from == 0 {
-                    c.on_gateway(1, caller, &data, now);
+                    c.on_gateway(1, caller, data, now);
                 } else {
-                    c.on_caller(&data, now);
+                    c.on_caller(data, now);
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! one thread, `recvmmsg`/`sendmmsg` batches. `cargo xtask bench --relay` runs it beside the
 //! proxies, so that their CPU per call can be read against what only moving the bytes costs.
 
-use super::io::{Batch, send_all, wait_readable};
+use super::io::{Batch, Out, Sender, wait_readable};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ pub fn relay(
     back.set_nonblocking(true)?;
     let sockets = [front, back];
     let mut batch = Batch::new();
-    let mut out: Vec<(usize, SocketAddr, Vec<u8>)> = Vec::new();
+    let mut out = Out::default();
+    let mut sender = Sender::default();
     let mut caller: Option<SocketAddr> = None;
     let deadline = Instant::now() + max;
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -29,17 +30,17 @@ pub fn relay(
         loop {
             for (src, d) in batch.recv(&sockets[0])? {
                 caller = Some(src);
-                out.push((1, gateway, d.to_vec()));
+                out.push(1, gateway, d);
             }
             if let Some(c) = caller {
                 for (_, d) in batch.recv(&sockets[1])? {
-                    out.push((0, c, d.to_vec()));
+                    out.push(0, c, d);
                 }
             }
             if out.is_empty() {
                 break;
             }
-            send_all(&sockets, &mut out)?;
+            sender.send_all(&sockets, &mut out)?;
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! The little SIP the load generator needs: a message's start line and headers (full and
 //! compact names), and the requests and replies of the sipp scenarios' call flow.
 
-use std::net::SocketAddr;
+use memchr::memmem;
+use std::sync::LazyLock;
 
 /// A received message, as byte ranges of its datagram.
 pub struct Msg<'a> {
@@ -9,8 +10,12 @@ pub struct Msg<'a> {
     pub status: Option<u16>,
     /// The method of a request (its first word).
     pub method: &'a [u8],
-    headers: Vec<(&'a [u8], &'a [u8])>,
+    headers: [(&'a [u8], &'a [u8]); MAX_HEADERS],
+    count: usize,
 }
+
+/// Headers read at most; the generator's and siplb's messages have about a dozen.
+const MAX_HEADERS: usize = 40;
 
 /// Compact header names (RFC 3261 §7.3.3) the generator reads.
 fn full_name(name: &[u8]) -> &[u8] {
@@ -37,8 +42,16 @@ fn trim(mut s: &[u8]) -> &[u8] {
 impl<'a> Msg<'a> {
     /// Parses the start line and headers (no folding: siplb and the generator never fold).
     pub fn parse(buf: &'a [u8]) -> Option<Msg<'a>> {
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let mut lines = buf[..end].split(|&b| b == b'\n').map(trim);
+        static END: LazyLock<memmem::Finder<'static>> =
+            LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+        let head = &buf[..END.find(buf)?];
+        let mut lines = memchr::memchr_iter(b'\n', head)
+            .chain([head.len()])
+            .scan(0, |from, nl| {
+                let line = trim(&head[*from..nl]);
+                *from = nl + 1;
+                Some(line)
+            });
         let start = lines.next()?;
         let (status, method) = if let Some(rest) = start.strip_prefix(b"SIP/2.0 ") {
             let code = std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()?;
@@ -47,22 +60,25 @@ impl<'a> Msg<'a> {
             let sp = start.iter().position(|&b| b == b' ')?;
             (None, &start[..sp])
         };
-        let headers = lines
-            .filter_map(|l| {
-                let colon = l.iter().position(|&b| b == b':')?;
-                Some((trim(&l[..colon]), trim(&l[colon + 1..])))
-            })
-            .collect();
+        let mut headers: [(&[u8], &[u8]); MAX_HEADERS] = [(b"", b""); MAX_HEADERS];
+        let mut count = 0;
+        for l in lines.take(MAX_HEADERS) {
+            if let Some(colon) = memchr::memchr(b':', l) {
+                headers[count] = (trim(&l[..colon]), trim(&l[colon + 1..]));
+                count += 1;
+            }
+        }
         Some(Msg {
             status,
             method,
             headers,
+            count,
         })
     }
 
     /// Every value of header `name` (lower-case full name), in order.
     pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
-        self.headers
+        self.headers[..self.count]
             .iter()
             .filter(move |(n, _)| full_name(n).eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| *v)
@@ -109,10 +125,13 @@ impl<'a> Msg<'a> {
     }
 }
 
-/// What the caller of call `n` sends, and how it names itself.
+/// What the caller of call `n` sends, and how it names itself. The addresses are text
+/// (`ip:port`), written once for the run.
 pub struct Party<'a> {
-    pub local: SocketAddr,
-    pub target: SocketAddr,
+    pub local: &'a str,
+    /// The IP part of `local`.
+    pub local_ip: &'a str,
+    pub target: &'a str,
     pub account: &'a str,
     pub number: &'a str,
 }
@@ -123,20 +142,56 @@ fn push(out: &mut Vec<u8>, parts: &[&[u8]]) {
     }
 }
 
+/// Appends `n` in decimal.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// The INVITE of call `n`.
 pub fn invite(p: &Party<'_>, n: usize) -> Vec<u8> {
-    format!(
-        "INVITE sip:{num}@{t} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bK-{n}-i;rport\r\n\
-         From: <sip:{acct}@{lip}>;tag={n}\r\nTo: <sip:{num}@{t}>\r\nCall-ID: {n}-load@{lip}\r\n\
-         CSeq: 1 INVITE\r\nContact: <sip:{acct}@{l}>\r\nMax-Forwards: 70\r\n\
-         Subject: load\r\nContent-Length: 0\r\n\r\n",
-        num = p.number,
-        acct = p.account,
-        t = p.target,
-        l = p.local,
-        lip = p.local.ip(),
-    )
-    .into_bytes()
+    let (n, mut out) = (n as u64, Vec::with_capacity(512));
+    let (l, lip, t) = (
+        p.local.as_bytes(),
+        p.local_ip.as_bytes(),
+        p.target.as_bytes(),
+    );
+    let (acct, num) = (p.account.as_bytes(), p.number.as_bytes());
+    push(&mut out, &[b"INVITE sip:", num, b"@", t, b" SIP/2.0\r\n"]);
+    push(&mut out, &[b"Via: SIP/2.0/UDP ", l, b";branch=z9hG4bK-"]);
+    decimal(&mut out, n);
+    push(
+        &mut out,
+        &[b"-i;rport\r\nFrom: <sip:", acct, b"@", lip, b">;tag="],
+    );
+    decimal(&mut out, n);
+    push(
+        &mut out,
+        &[b"\r\nTo: <sip:", num, b"@", t, b">\r\nCall-ID: "],
+    );
+    decimal(&mut out, n);
+    push(&mut out, &[b"-load@", lip, b"\r\nCSeq: 1 INVITE\r\n"]);
+    push(
+        &mut out,
+        &[
+            b"Contact: <sip:",
+            acct,
+            b"@",
+            l,
+            b">\r\nMax-Forwards: 70\r\n",
+        ],
+    );
+    out.extend_from_slice(b"Subject: load\r\nContent-Length: 0\r\n\r\n");
+    out
 }
 
 /// An in-dialog request of call `n` (ACK of the 2xx, BYE) to `uri` through `routes` (the
@@ -153,61 +208,76 @@ pub fn in_dialog(
     to_tag: &[u8],
     routes: &[Vec<u8>],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    push(&mut out, &[method.as_bytes(), b" ", uri, b" SIP/2.0\r\n"]);
-    let head = format!(
-        "Via: SIP/2.0/UDP {l};branch=z9hG4bK-{n}-{branch};rport\r\n\
-         From: <sip:{acct}@{lip}>;tag={n}\r\nTo: <sip:{num}@{t}>;tag=",
-        l = p.local,
-        lip = p.local.ip(),
-        acct = p.account,
-        num = p.number,
-        t = p.target,
+    let (n, mut out) = (n as u64, Vec::with_capacity(512));
+    let (l, lip, t) = (
+        p.local.as_bytes(),
+        p.local_ip.as_bytes(),
+        p.target.as_bytes(),
     );
-    push(&mut out, &[head.as_bytes(), to_tag, b"\r\n"]);
+    let (acct, num, method) = (p.account.as_bytes(), p.number.as_bytes(), method.as_bytes());
+    push(&mut out, &[method, b" ", uri, b" SIP/2.0\r\n"]);
+    push(&mut out, &[b"Via: SIP/2.0/UDP ", l, b";branch=z9hG4bK-"]);
+    decimal(&mut out, n);
+    push(
+        &mut out,
+        &[
+            b"-",
+            branch.as_bytes(),
+            b";rport\r\nFrom: <sip:",
+            acct,
+            b"@",
+            lip,
+        ],
+    );
+    out.extend_from_slice(b">;tag=");
+    decimal(&mut out, n);
+    push(
+        &mut out,
+        &[b"\r\nTo: <sip:", num, b"@", t, b">;tag=", to_tag, b"\r\n"],
+    );
     for r in routes {
         push(&mut out, &[b"Route: ", r, b"\r\n"]);
     }
-    let tail = format!(
-        "Call-ID: {n}-load@{lip}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
-         Content-Length: 0\r\n\r\n",
-        lip = p.local.ip()
-    );
-    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(b"Call-ID: ");
+    decimal(&mut out, n);
+    push(&mut out, &[b"-load@", lip, b"\r\nCSeq: "]);
+    decimal(&mut out, cseq.into());
+    push(&mut out, &[b" ", method, b"\r\nMax-Forwards: 70\r\n"]);
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     out
 }
 
-/// A reply to `req` as the gateway at `local` writes it: Vias and Record-Routes copied, To
-/// tagged (`to_tag`), a Contact on 1xx/2xx to an INVITE.
-pub fn reply(req: &Msg<'_>, code: u16, reason: &str, to_tag: &str, local: SocketAddr) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+/// Appends to `out` a reply to `req` as the gateway at `local` writes it: Vias and
+/// Record-Routes copied, To tagged (`to_tag`), a Contact on 1xx/2xx to an INVITE.
+pub fn reply(req: &Msg<'_>, code: u16, reason: &str, to_tag: &str, local: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"SIP/2.0 ");
+    decimal(out, code.into());
+    push(out, &[b" ", reason.as_bytes(), b"\r\n"]);
     for v in req.all("via") {
-        push(&mut out, &[b"Via: ", v, b"\r\n"]);
+        push(out, &[b"Via: ", v, b"\r\n"]);
     }
     let invite = req.method == b"INVITE";
     if invite && code < 300 {
         for r in req.all("record-route") {
-            push(&mut out, &[b"Record-Route: ", r, b"\r\n"]);
+            push(out, &[b"Record-Route: ", r, b"\r\n"]);
         }
     }
     for (name, h) in [("From", "from"), ("Call-ID", "call-id"), ("CSeq", "cseq")] {
         if let Some(v) = req.get(h) {
-            push(&mut out, &[name.as_bytes(), b": ", v, b"\r\n"]);
+            push(out, &[name.as_bytes(), b": ", v, b"\r\n"]);
         }
     }
     if let Some(to) = req.get("to") {
-        push(&mut out, &[b"To: ", to]);
+        push(out, &[b"To: ", to]);
         if !to_tag.is_empty() && req.to_tag().is_none() {
-            push(&mut out, &[b";tag=", to_tag.as_bytes()]);
+            push(out, &[b";tag=", to_tag.as_bytes()]);
         }
         out.extend_from_slice(b"\r\n");
     }
     if invite && code < 300 {
-        out.extend_from_slice(format!("Contact: <sip:gw@{local}>\r\n").as_bytes());
+        push(out, &[b"Contact: <sip:gw@", local.as_bytes(), b">\r\n"]);
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    out
 }
 
 #[cfg(test)]
@@ -217,8 +287,9 @@ mod tests {
     #[test]
     fn a_reply_copies_what_rfc_3261_asks_and_parses_back() {
         let p = Party {
-            local: "127.0.0.1:5070".parse().unwrap(),
-            target: "127.0.0.1:5060".parse().unwrap(),
+            local: "127.0.0.1:5070",
+            local_ip: "127.0.0.1",
+            target: "127.0.0.1:5060",
             account: "acct001",
             number: "15550000001",
         };
@@ -226,7 +297,8 @@ mod tests {
         let m = Msg::parse(&inv).unwrap();
         assert_eq!(m.method, b"INVITE");
         assert_eq!(m.call(), Some(42));
-        let r = reply(&m, 200, "OK", "u42", "127.0.0.1:5081".parse().unwrap());
+        let mut r = Vec::new();
+        reply(&m, 200, "OK", "u42", "127.0.0.1:5081", &mut r);
         let r = Msg::parse(&r).unwrap();
         assert_eq!(r.status, Some(200));
         assert_eq!(r.to_tag(), Some(&b"u42"[..]));

@@ -55,10 +55,10 @@ const BEGIN: &str =
     "<!-- head-to-head: begin (written by cargo xtask head-to-head --write-docs) -->";
 const END: &str = "<!-- head-to-head: end -->";
 
-const NS_PROXY: &str = "siplb-h2h-p";
-const NS_GEN: &str = "siplb-h2h-g";
-const PROXY_IP: &str = "198.18.200.2";
-const GEN_IP: &str = "198.18.200.1";
+pub(crate) const NS_PROXY: &str = "siplb-h2h-p";
+pub(crate) const NS_GEN: &str = "siplb-h2h-g";
+pub(crate) const PROXY_IP: &str = "198.18.200.2";
+pub(crate) const GEN_IP: &str = "198.18.200.1";
 
 /// One run's figures.
 #[derive(Debug, Clone)]
@@ -94,10 +94,10 @@ impl Run {
     }
 }
 
-struct Netns;
+pub(crate) struct Netns;
 
 impl Netns {
-    fn up() -> Result<Netns> {
+    pub(crate) fn up() -> Result<Netns> {
         Netns::down();
         let ip = |args: &[&str]| run(Command::new("ip").args(args));
         ip(&["netns", "add", NS_PROXY])?;
@@ -277,7 +277,7 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
     Ok(())
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -295,11 +295,11 @@ fn median(rounds: &[Run]) -> Run {
     v[v.len() / 2].clone()
 }
 
-struct H2h {
-    root: PathBuf,
-    work: PathBuf,
-    seconds: u32,
-    perf: bool,
+pub(crate) struct H2h {
+    pub(crate) root: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) seconds: u32,
+    pub(crate) perf: bool,
 }
 
 impl H2h {
@@ -364,7 +364,7 @@ impl H2h {
         result
     }
 
-    fn start(&self, system: &str, dir: &Path) -> Result<Child> {
+    pub(crate) fn start(&self, system: &str, dir: &Path) -> Result<Child> {
         let log = |name: &str| std::fs::File::create(dir.join(name));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", NS_PROXY]);

@@ -33,7 +33,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 120)]
     max_s: u64,
     /// Wake-up period in µs, taking every datagram waiting (0: at each arrival); default
-    /// 1000 from 500 calls/s up, else 0
+    /// from 500 calls/s up the time eight calls take to start, within 1000..4000, else 0
     #[arg(long)]
     tick_us: Option<u64>,
     /// Each call's outcome and response times, as CSV

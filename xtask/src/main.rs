@@ -9,6 +9,7 @@ mod ci;
 mod ebpf;
 mod h2h;
 mod load;
+mod load_vs_sipp;
 mod xdp;
 
 use anyhow::{Context, Result, bail};
@@ -51,6 +52,9 @@ enum Task {
     /// The load generator against the null relay, Kamailio, siplb on io_uring and on AF_XDP,
     /// taking turns in network namespaces joined by veth: CPU per call, maxima, a chart
     HeadToHead(h2h::H2hArgs),
+    /// The load generator against sipp: CPU per call of each load side, same siplb, same
+    /// rates, in the head-to-head's network namespaces
+    LoadVsSipp(load_vs_sipp::Args),
     /// siplb's own load generator (caller and gateways in one process) against a running siplb
     Load(load::LoadArgs),
     /// A null UDP relay (no SIP work) from LISTEN to GATEWAY for at most SECS seconds: the
@@ -81,6 +85,7 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::bench(args),
         Task::BenchXdp => xdp::bench_xdp(),
         Task::HeadToHead(args) => h2h::head_to_head(args),
+        Task::LoadVsSipp(args) => load_vs_sipp::load_vs_sipp(args),
         Task::Load(args) => load::load(args),
         Task::FloodSend { dst, secs } => xdp::flood_send(dst, secs),
         Task::Relay {
