@@ -346,9 +346,14 @@ impl Shard {
         self.schedule.add(at, Wake::Txn(id));
     }
 
-    /// Schedules the transaction for its next deadline.
+    /// Schedules the transaction for its next deadline, after letting go of what its states
+    /// no longer need ([`Txn::trim`]).
     fn reschedule(&mut self, id: TxnId) {
-        if let Some(at) = self.txns.get(id).and_then(Txn::next_deadline) {
+        let Some(t) = self.txns.get_mut(id) else {
+            return;
+        };
+        t.trim();
+        if let Some(at) = t.next_deadline() {
             self.schedule_txn(id, at);
         }
     }

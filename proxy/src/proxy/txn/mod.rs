@@ -218,7 +218,89 @@ impl Txn {
         self.timers.iter().flatten().min().copied()
     }
 
+    /// Lets go of the copies its states no longer need, so that a transaction lingering
+    /// after its end (Timers J, K, L, M: up to 64·T1) holds little. Once both sides have
+    /// their final answer, nothing is forwarded, cancelled or answered by siplb any more: the
+    /// request as received and as forwarded go; the last response stays only while the
+    /// server side may resend it, the ACK only while the client side may (Completed).
+    pub fn trim(&mut self) {
+        let server_final = matches!(
+            self.server,
+            ServerState::Completed
+                | ServerState::Confirmed
+                | ServerState::Accepted
+                | ServerState::Terminated
+        );
+        let client_final = matches!(
+            self.client,
+            ClientState::Completed | ClientState::Accepted | ClientState::Terminated
+        );
+        if !(server_final && client_final) {
+            return;
+        }
+        self.received = Vec::new();
+        self.forwarded = Vec::new();
+        if self.server != ServerState::Completed {
+            self.last_response = Vec::new();
+        }
+        if self.client != ClientState::Completed {
+            self.ack = Vec::new();
+        }
+    }
+
     pub fn done(&self) -> bool {
         self.server == ServerState::Terminated && self.client == ClientState::Terminated
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite() -> Txn {
+        let peer = Target::udp("127.0.0.1:5081".parse().unwrap());
+        let mut t = Txn::new(
+            Kind::Invite,
+            Method::Invite,
+            peer,
+            peer,
+            Duration::from_millis(500),
+        );
+        t.server = ServerState::Proceeding;
+        t.client = ClientState::Proceeding;
+        t.received = b"INVITE as received".to_vec();
+        t.forwarded = b"INVITE as forwarded".to_vec();
+        t.last_response = b"SIP/2.0 180 Ringing".to_vec();
+        t
+    }
+
+    #[test]
+    fn a_transaction_keeps_its_copies_until_both_sides_have_their_final_answer() {
+        let mut t = invite();
+        t.trim();
+        assert!(!t.received.is_empty() && !t.forwarded.is_empty());
+        // A non-2xx from the gateway: failover or authentication may still forward it again.
+        t.client = ClientState::Completed;
+        t.ack = b"ACK".to_vec();
+        t.trim();
+        assert!(!t.received.is_empty() && !t.forwarded.is_empty());
+        // Passed upstream: nothing is forwarded any more, but both sides may still resend.
+        t.server = ServerState::Completed;
+        t.trim();
+        assert!(t.received.is_empty() && t.forwarded.is_empty());
+        assert!(!t.last_response.is_empty() && !t.ack.is_empty());
+        t.server = ServerState::Confirmed;
+        t.trim();
+        assert!(t.last_response.is_empty() && !t.ack.is_empty());
+    }
+
+    #[test]
+    fn an_accepted_invite_lingers_with_nothing_kept() {
+        let mut t = invite();
+        t.server = ServerState::Accepted;
+        t.client = ClientState::Accepted;
+        t.trim();
+        assert_eq!(t.received.capacity(), 0);
+        assert_eq!(t.forwarded.capacity(), 0);
+        assert_eq!(t.last_response.capacity(), 0);
     }
 }
