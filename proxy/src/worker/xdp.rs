@@ -56,7 +56,7 @@ impl Worker {
         }
         // One poll completion may stand for many frames: the batching decision counts the
         // frames, as it counts the socket's completions (a datagram each).
-        self.batching.observe(now, taken);
+        self.batching.observe_frames(taken);
         let c = port.counts;
         self.stats.xsk_rx.set(c.rx);
         self.stats.xsk_rx_bad.set(c.rx_bad);
