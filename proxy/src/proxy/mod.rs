@@ -27,6 +27,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod chunked;
 pub mod clock;
 pub mod dialogs;
 pub mod event;

@@ -15,7 +15,8 @@ pub struct DialogTable {
     /// The shard: `h_entry` of every dialog here.
     shard: u32,
     next_h_id: u64,
-    map: HashMap<DialogId, Dialog>,
+    /// Boxed: growing the map moves a pointer per dialog, not the whole record.
+    map: HashMap<DialogId, Box<Dialog>>,
     by_call_id: HashMap<Box<[u8]>, DialogId>,
     /// Dialogs in each state 1–4 (index = state − 1).
     by_state: [usize; 4],
@@ -96,7 +97,7 @@ impl DialogTable {
         debug_assert!(d.state.is_confirmed());
         self.by_state[d.state as usize - 1] += 1;
         self.by_call_id.insert(d.call_id.clone(), id);
-        self.map.insert(id, d);
+        self.map.insert(id, Box::new(d));
         Ok(id)
     }
 
@@ -125,11 +126,11 @@ impl DialogTable {
     }
 
     pub fn get(&self, id: DialogId) -> Option<&Dialog> {
-        self.map.get(&id)
+        self.map.get(&id).map(|d| &**d)
     }
 
     pub fn get_mut(&mut self, id: DialogId) -> Option<&mut Dialog> {
-        self.map.get_mut(&id)
+        self.map.get_mut(&id).map(|d| &mut **d)
     }
 
     pub fn by_call_id(&self, call_id: &[u8]) -> Option<DialogId> {
@@ -137,7 +138,7 @@ impl DialogTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (DialogId, &Dialog)> {
-        self.map.iter().map(|(id, d)| (*id, d))
+        self.map.iter().map(|(id, d)| (*id, &**d))
     }
 
     /// Adds a new dialog (state 1); its id. None when the shard ran out of ids.
@@ -153,7 +154,7 @@ impl DialogTable {
         debug_assert_eq!(d.state, DialogState::Unconfirmed);
         self.by_state[0] += 1;
         self.by_call_id.insert(d.call_id.clone(), id);
-        self.map.insert(id, d);
+        self.map.insert(id, Box::new(d));
         Some(id)
     }
 
@@ -177,7 +178,7 @@ impl DialogTable {
 
     /// Removes a record for good.
     pub fn remove(&mut self, id: DialogId) -> Option<Dialog> {
-        let d = self.map.remove(&id)?;
+        let d = *self.map.remove(&id)?;
         if self.by_call_id.get(&d.call_id) == Some(&id) {
             self.by_call_id.remove(&d.call_id);
         }

@@ -4,6 +4,7 @@
 //! branch, CANCEL apart).
 
 use super::Txn;
+use crate::proxy::chunked::Chunked;
 use crate::proxy::ids::TxnId;
 use crate::proxy::via::MAGIC_COOKIE;
 use crate::sip::{Method, SipMsg};
@@ -12,7 +13,8 @@ use std::io::Write;
 
 #[derive(Debug, Default)]
 pub struct TxnTable {
-    slots: Vec<Option<Txn>>,
+    /// Chunked: growing the table moves no transaction.
+    slots: Chunked<Option<Txn>>,
     free: Vec<u32>,
     live: usize,
     next_generation: u32,
@@ -39,7 +41,7 @@ impl TxnTable {
         self.live += 1;
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some(txn);
+                *self.slots.get_mut(slot as usize).expect("a freed slot") = Some(txn);
                 slot
             }
             None => {
@@ -111,7 +113,7 @@ impl TxnTable {
     /// Removes a transaction and its index entries (those that still point at it).
     pub fn remove(&mut self, id: TxnId) -> Option<Txn> {
         self.get(id)?;
-        let t = self.slots[id.slot as usize].take()?;
+        let t = self.slots.get_mut(id.slot as usize)?.take()?;
         if !t.server_key.is_empty() && self.server_index.get(&t.server_key) == Some(&id.slot) {
             self.server_index.remove(&t.server_key);
         }
