@@ -26,13 +26,14 @@ fn counters(siplb: &Siplb) -> Vec<(&'static str, u64)> {
         .collect()
 }
 
-/// 1,500 calls at 300 calls/s, once from the generator and once from sipp, each through a
-/// fresh siplb: every call completes both times and siplb counts the same messages.
+/// 3,000 calls at 1,000 calls/s, once from the generator (its default tick for the rate, as
+/// `xtask load` runs it) and once from sipp, each through a fresh siplb: every call completes
+/// both times and siplb counts the same messages.
 #[test]
 fn the_generator_and_sipp_leave_the_same_calls_and_counters() {
     let _g = serial();
     require_sipp();
-    let (calls, rate) = (1500u32, 300u32);
+    let (calls, rate) = (3000u32, 1000u32);
     let net = Net::new(110);
 
     let dir = TempDir::new("load-gen");
@@ -48,7 +49,7 @@ fn the_generator_and_sipp_leave_the_same_calls_and_counters() {
         calls: calls as usize,
         hold: Duration::ZERO,
         max: Duration::from_secs(60),
-        tick: Duration::ZERO,
+        tick: Load::default_tick(rate),
     })
     .expect("the generator runs");
     assert_eq!(report.ok, calls as usize, "{}", report.summary());
