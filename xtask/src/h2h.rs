@@ -165,19 +165,11 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
         }
     }
     let root = root();
-    crate::ci::install_deps(&["kamailio", "procps", "ethtool", "iproute2"])?;
-    build_release_siplb(&root)?;
-    run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "xtask",
-    ]))?;
-    let work = root.join("target/head-to-head-runs");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let _ns = Netns::up()?;
+    let (work, _ns) = prepare(
+        &root,
+        &["kamailio", "procps", "ethtool", "iproute2"],
+        "target/head-to-head-runs",
+    )?;
     if a.perf {
         crate::ci::install_deps(&["linux-perf"])?;
     }
@@ -250,23 +242,9 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
     println!("{md}");
     println!("written: {}", out.display());
     if a.write_docs {
-        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-        let block = format!(
-            "{BEGIN}\n\nCommand: `cargo xtask {command}` (machine: {}, {} cores; {}).\n\n{md}\n\
-             ![calls/s against proxy CPU per call](benchmarks/head-to-head.svg)\n\n{END}",
-            cpu_model(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            output(Command::new("date").args(["-u", "+%Y-%m-%d"])).trim()
-        );
-        let path = root.join("docs/BENCHMARKS.md");
-        let text = std::fs::read_to_string(&path)?;
-        let text = match (text.find(BEGIN), text.find(END)) {
-            (Some(b), Some(e)) if b < e => {
-                format!("{}{block}{}", &text[..b], &text[e + END.len()..])
-            }
-            _ => format!("{text}\n## Head to head\n\n{block}\n"),
-        };
-        std::fs::write(&path, text)?;
+        let content =
+            format!("{md}\n![calls/s against proxy CPU per call](benchmarks/head-to-head.svg)\n");
+        write_docs_block(&root, BEGIN, END, "Head to head", &content)?;
         std::fs::create_dir_all(root.join("docs/benchmarks"))?;
         std::fs::copy(
             out.join("head-to-head.svg"),
@@ -277,7 +255,53 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn cpu_model() -> String {
+/// What each benchmark in the network namespaces does first: the Debian `packages`, release
+/// builds of siplb and xtask, a fresh `runs` folder (relative to `root`), and the two
+/// namespaces (deleted when the guard drops).
+pub(crate) fn prepare(root: &Path, packages: &[&str], runs: &str) -> Result<(PathBuf, Netns)> {
+    crate::ci::install_deps(packages)?;
+    build_release_siplb(root)?;
+    run(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "xtask",
+    ]))?;
+    let work = root.join(runs);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    Ok((work, Netns::up()?))
+}
+
+/// Puts `content` between the markers `begin` and `end` of docs/BENCHMARKS.md, after the
+/// command line that made it and the machine; at the end under `heading` when the markers
+/// are not there yet.
+pub(crate) fn write_docs_block(
+    root: &Path,
+    begin: &str,
+    end: &str,
+    heading: &str,
+    content: &str,
+) -> Result<()> {
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let block = format!(
+        "{begin}\n\nCommand: `cargo xtask {command}` (machine: {}, {} cores; {}).\n\n{content}\n{end}",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        output(Command::new("date").args(["-u", "+%Y-%m-%d"])).trim()
+    );
+    let path = root.join("docs/BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path)?;
+    let text = match (text.find(begin), text.find(end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!("{text}\n## {heading}\n\n{block}\n"),
+    };
+    std::fs::write(&path, text)?;
+    Ok(())
+}
+
+fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

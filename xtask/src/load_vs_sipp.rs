@@ -9,8 +9,8 @@
 //! the generator are each charged with their own work only, the same way.
 
 use crate::bench::clk_tck;
-use crate::h2h::{GEN_IP, H2h, NS_GEN, NS_PROXY, Netns, PROXY_IP, cpu_model};
-use crate::{build_release_siplb, output, root, run};
+use crate::h2h::{GEN_IP, H2h, NS_GEN, NS_PROXY, PROXY_IP, prepare, write_docs_block};
+use crate::{output, root, run};
 use anyhow::{Context, Result, bail};
 use siplb_tests::{read_sipp_csv, stop_child};
 use std::path::Path;
@@ -67,19 +67,11 @@ pub fn load_vs_sipp(a: Args) -> Result<()> {
     let seconds = a.seconds.clamp(1, 60);
     let repeat = a.repeat.clamp(1, 9);
     let root = root();
-    crate::ci::install_deps(&["sip-tester", "procps", "ethtool", "iproute2"])?;
-    build_release_siplb(&root)?;
-    run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "xtask",
-    ]))?;
-    let work = root.join("target/load-vs-sipp-runs");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let _ns = Netns::up()?;
+    let (work, _ns) = prepare(
+        &root,
+        &["sip-tester", "procps", "ethtool", "iproute2"],
+        "target/load-vs-sipp-runs",
+    )?;
     let h = H2h {
         root: root.clone(),
         work: work.clone(),
@@ -145,22 +137,7 @@ pub fn load_vs_sipp(a: Args) -> Result<()> {
     }
     println!("{md}");
     if a.write_docs {
-        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-        let block = format!(
-            "{BEGIN}\n\nCommand: `cargo xtask {command}` (machine: {}, {} cores; {}).\n\n{md}\n{END}",
-            cpu_model(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            output(Command::new("date").args(["-u", "+%Y-%m-%d"])).trim()
-        );
-        let path = root.join("docs/BENCHMARKS.md");
-        let text = std::fs::read_to_string(&path)?;
-        let text = match (text.find(BEGIN), text.find(END)) {
-            (Some(b), Some(e)) if b < e => {
-                format!("{}{block}{}", &text[..b], &text[e + END.len()..])
-            }
-            _ => format!("{text}\n## The load generator against sipp\n\n{block}\n"),
-        };
-        std::fs::write(&path, text)?;
+        write_docs_block(&root, BEGIN, END, "The load generator against sipp", &md)?;
         println!("written: docs/BENCHMARKS.md");
     }
     Ok(())
