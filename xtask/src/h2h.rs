@@ -77,11 +77,7 @@ struct Run {
 
 impl Run {
     fn us_per_call(&self) -> f64 {
-        if self.ok == 0 {
-            f64::NAN
-        } else {
-            self.cpu_s * 1e6 / self.ok as f64
-        }
+        us_per_call(self.cpu_s, self.ok)
     }
 
     fn achieved(&self) -> f64 {
@@ -199,7 +195,12 @@ pub fn head_to_head(a: H2hArgs) -> Result<()> {
     }
     let medians: Vec<Vec<Run>> = fixed
         .iter()
-        .map(|by_rate| by_rate.iter().map(|rounds| median(rounds)).collect())
+        .map(|by_rate| {
+            by_rate
+                .iter()
+                .map(|rounds| median_by(rounds, Run::us_per_call))
+                .collect()
+        })
         .collect();
     let mut maxima: Vec<Option<Run>> = vec![None; a.systems.len()];
     if a.max {
@@ -313,9 +314,19 @@ fn cpu_model() -> String {
 }
 
 /// The median round by CPU per call.
-fn median(rounds: &[Run]) -> Run {
+/// CPU µs per call (NaN with no call).
+pub(crate) fn us_per_call(cpu_s: f64, calls: u64) -> f64 {
+    if calls == 0 {
+        f64::NAN
+    } else {
+        cpu_s * 1e6 / calls as f64
+    }
+}
+
+/// The median round by `key` (CPU per call).
+pub(crate) fn median_by<T: Clone>(rounds: &[T], key: impl Fn(&T) -> f64) -> T {
     let mut v = rounds.to_vec();
-    v.sort_by(|x, y| x.us_per_call().total_cmp(&y.us_per_call()));
+    v.sort_by(|x, y| key(x).total_cmp(&key(y)));
     v[v.len() / 2].clone()
 }
 

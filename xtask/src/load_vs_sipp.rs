@@ -9,7 +9,9 @@
 //! the generator are each charged with their own work only, the same way.
 
 use crate::bench::clk_tck;
-use crate::h2h::{GEN_IP, H2h, NS_GEN, NS_PROXY, PROXY_IP, prepare, write_docs_block};
+use crate::h2h::{
+    GEN_IP, H2h, NS_GEN, NS_PROXY, PROXY_IP, median_by, prepare, us_per_call, write_docs_block,
+};
 use crate::{output, root, run};
 use anyhow::{Context, Result, bail};
 use siplb_tests::{read_sipp_csv, stop_child};
@@ -46,18 +48,8 @@ struct Side {
 
 impl Side {
     fn us_per_call(&self) -> f64 {
-        if self.ok == 0 {
-            f64::NAN
-        } else {
-            self.cpu_s * 1e6 / self.ok as f64
-        }
+        us_per_call(self.cpu_s, self.ok)
     }
-}
-
-fn median(v: &[Side]) -> Side {
-    let mut v = v.to_vec();
-    v.sort_by(|x, y| x.us_per_call().total_cmp(&y.us_per_call()));
-    v[v.len() / 2]
 }
 
 pub fn load_vs_sipp(a: Args) -> Result<()> {
@@ -125,6 +117,7 @@ pub fn load_vs_sipp(a: Args) -> Result<()> {
         commit.trim()
     );
     for (ri, rate) in a.rates.iter().enumerate() {
+        let median = |rounds: &[Side]| median_by(rounds, Side::us_per_call);
         let (s, g) = (median(&sipp[ri]), median(&generator[ri]));
         md.push_str(&format!(
             "| {rate} | {}, {:.1} | {}, {:.1} | {:.1}× |\n",
