@@ -408,7 +408,8 @@ impl<'a> Calls<'a> {
             }
             return;
         };
-        let tag = format!("u{n}");
+        // The gateway's To tag, made only for the replies that carry it (not for ACKs).
+        let tag = || format!("u{n}");
         let reply = |code, reason, tag: &str| {
             let mut b = Vec::with_capacity(512);
             sip::reply(&m, code, reason, tag, local, &mut b);
@@ -421,6 +422,7 @@ impl<'a> Calls<'a> {
                     // As uas.xml: 100, 180, 200.
                     self.out
                         .push_with(socket, src, |b| sip::reply(&m, 100, "Trying", "", local, b));
+                    let tag = tag();
                     u.provisional = reply(180, "Ringing", &tag);
                     u.ok = reply(200, "OK", &tag);
                     u.socket = socket;
@@ -440,11 +442,11 @@ impl<'a> Calls<'a> {
             b"BYE" => {
                 self.uas[n].acked();
                 self.out
-                    .push_with(socket, src, |b| sip::reply(&m, 200, "OK", &tag, local, b));
+                    .push_with(socket, src, |b| sip::reply(&m, 200, "OK", &tag(), local, b));
             }
             _ => {
                 self.out.push_with(socket, src, |b| {
-                    sip::reply(&m, 501, "Not Implemented", &tag, local, b)
+                    sip::reply(&m, 501, "Not Implemented", &tag(), local, b)
                 });
             }
         }
