@@ -62,6 +62,7 @@ fn config(dir: &Path) -> Arc<AccConfig> {
         sync_interval: Duration::from_millis(siplb::acc::config::DEFAULT_SYNC_INTERVAL_MS),
         sync_mode: Default::default(),
         journal_bytes: siplb::acc::config::DEFAULT_JOURNAL_KIB << 10,
+        write_interval: Duration::from_millis(siplb::acc::config::DEFAULT_WRITE_INTERVAL_MS),
         rotation: Rotation {
             max_bytes: 0,
             max_age_s: 0,

@@ -98,8 +98,7 @@ impl Accountant {
         for i in 0..self.cfg.rules.len() {
             let rule = &self.cfg.rules[i];
             if rule.matches(r.method, &r.account, &r.parties.ruri_user) {
-                let (table, comment) = (rule.table.clone(), rule.comment.clone());
-                let rec = acc_record(&mut self.ids, &table, r, Some(&comment), r.at_ms);
+                let rec = acc_record(&mut self.ids, &rule.table, r, Some(&rule.comment), r.at_ms);
                 self.push(rec);
             }
         }
@@ -177,6 +176,7 @@ mod tests {
             sync_interval: Duration::from_millis(10),
             sync_mode: Default::default(),
             journal_bytes: 1 << 20,
+            write_interval: Duration::from_millis(100),
             rotation: Rotation {
                 max_bytes: 0,
                 max_age_s: 0,
@@ -217,7 +217,7 @@ mod tests {
 
     fn drained(plane: &AccPlane) -> Vec<(String, String)> {
         std::iter::from_fn(|| plane.queues[0].pop())
-            .map(|r| (r.table.clone(), r.get("sip_code").unwrap().as_text()))
+            .map(|r| (r.table().to_string(), r.get("sip_code").unwrap().as_text()))
             .collect()
     }
 

@@ -79,6 +79,8 @@ pub struct AccConfig {
     pub sync_mode: SyncMode,
     /// The commit journal's size (`sync_mode` journal).
     pub journal_bytes: u64,
+    /// How long the record files may lag behind the journal (`sync_mode` journal).
+    pub write_interval: Duration,
     pub rotation: Rotation,
     /// Records a worker's queue holds.
     pub queue: usize,
@@ -91,6 +93,7 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
 /// 16 MiB: at 2,000 calls/s with CSV and JSON lines, a checkpoint every few seconds.
 pub const DEFAULT_JOURNAL_KIB: u64 = 16 << 10;
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 1024;
+pub const DEFAULT_WRITE_INTERVAL_MS: u64 = 100;
 
 impl AccConfig {
     /// Whether any transaction is recorded by flag.

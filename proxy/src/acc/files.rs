@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Which encodings the sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,10 @@ struct Open {
     opened_ms: u64,
     /// Written since its last `fdatasync` (with the journal: since the last checkpoint).
     dirty: bool,
+    /// With the journal: bytes committed there and not yet written to the file (they go
+    /// after `bytes`), and since when the oldest waits.
+    unwritten: Vec<u8>,
+    since: Option<Instant>,
 }
 
 pub struct FileSink {
@@ -67,7 +72,16 @@ pub struct FileSink {
     /// Each file's text of the batch being written, kept between batches so that a steady
     /// stream of batches allocates nothing.
     buffers: Vec<((String, &'static str), String)>,
+    /// With the journal: how long the files may lag behind it (zero: written with every
+    /// batch). Bigger, rarer writes cost the page cache much less per byte.
+    write_after: Duration,
+    /// The last deferred write failed: new calls are refused until one succeeds.
+    write_failed: bool,
 }
+
+/// With the journal, a file's waiting bytes are written once there are this many, however
+/// young.
+const WRITE_BYTES: usize = 256 << 10;
 
 const CSV: &str = "csv";
 const JSONL: &str = "jsonl";
@@ -86,7 +100,22 @@ impl FileSink {
             dir_file: None,
             journal: None,
             buffers: Vec::new(),
+            write_after: Duration::ZERO,
+            write_failed: false,
         })
+    }
+
+    /// With the journal, lets each file lag behind it by up to `after` (see
+    /// [`FileSink::sync`]).
+    pub fn with_write_interval(mut self, after: Duration) -> FileSink {
+        self.write_after = after;
+        self
+    }
+
+    /// Whether the files' bytes wait for [`FileSink::sync`] rather than being written with
+    /// their batch.
+    fn deferred(&self) -> bool {
+        self.journal.is_some() && !self.write_after.is_zero()
     }
 
     /// Commits with `mode` from now on.
@@ -148,29 +177,36 @@ impl FileSink {
         }
         for r in records {
             if self.formats.csv {
-                csv_line(r, buffer(&mut buffers, &r.table, CSV));
+                csv_line(r, buffer(&mut buffers, r.table(), CSV));
             }
             if self.formats.jsonl {
-                json_line(r, buffer(&mut buffers, &r.table, JSONL));
+                json_line(r, buffer(&mut buffers, r.table(), JSONL));
             }
         }
         // (file, its length before this batch), to undo a partial batch.
         let mut done: Vec<((String, &'static str), u64)> = Vec::new();
         let mark = self.journal.as_ref().map(Journal::mark);
+        let deferred = self.deferred();
         let mut result = Ok(());
         for ((table, ext), text) in buffers.iter().filter(|(_, text)| !text.is_empty()) {
             let columns = records
                 .iter()
-                .find(|r| r.table == *table)
+                .find(|r| r.table() == table)
                 .map(Record::columns)
                 .unwrap_or(&[]);
             let r = self
                 .rotate_if_due(table, ext, now_ms)
                 .and_then(|()| self.file(table, ext, columns, now_ms))
                 .and_then(|f| {
-                    let before = f.bytes;
+                    let before = f.bytes + f.unwritten.len() as u64;
                     done.push(((table.clone(), *ext), before));
                     f.dirty = true;
+                    if deferred {
+                        // Committed by the journal; written to the file by a later sync.
+                        f.since.get_or_insert_with(Instant::now);
+                        f.unwritten.extend_from_slice(text.as_bytes());
+                        return Ok(before);
+                    }
                     match f.file.write_all(text.as_bytes()) {
                         Ok(()) => {
                             f.bytes += text.len() as u64;
@@ -200,8 +236,12 @@ impl FileSink {
             }
             for (key, before) in done {
                 if let Some(f) = self.open.get_mut(&key) {
-                    let _ = f.file.set_len(before);
-                    f.bytes = before;
+                    if before >= f.bytes {
+                        f.unwritten.truncate((before - f.bytes) as usize);
+                    } else {
+                        let _ = f.file.set_len(before);
+                        f.bytes = before;
+                    }
                 }
             }
         }
@@ -213,21 +253,62 @@ impl FileSink {
 
     /// Makes every write so far durable: the journal's commit (or a checkpoint when it is
     /// full), one `syncfs`, or `fdatasync` of every file written since the last sync.
+    ///
+    /// With the journal, the files' bytes committed at least `acc.write_interval_ms` ago (or
+    /// past [`WRITE_BYTES`]) are then written to the files: a crash before that loses
+    /// nothing, as the next start writes them back from the journal.
     pub fn sync(&mut self) -> io::Result<()> {
         if let Some(j) = &mut self.journal {
-            if !j.has_pending() {
-                return Ok(());
+            if j.has_pending() {
+                if j.needs_checkpoint() {
+                    return self.checkpoint();
+                }
+                j.commit()?;
             }
-            if !j.needs_checkpoint() {
-                return j.commit();
-            }
-            return self.checkpoint();
+            return self.write_waiting(false);
         }
         self.sync_files()
     }
 
-    /// With the journal: every file synced, then the journal started over.
+    /// Writes the bytes waiting for their files (all of them, or those due). A write cut
+    /// short is cut off again, so that its retry writes nothing twice.
+    pub fn write_waiting(&mut self, all: bool) -> io::Result<()> {
+        let after = self.write_after;
+        let mut result = Ok(());
+        for f in self.open.values_mut() {
+            let due =
+                f.unwritten.len() >= WRITE_BYTES || f.since.is_some_and(|t| t.elapsed() >= after);
+            if f.unwritten.is_empty() || !(all || due) {
+                continue;
+            }
+            if let Err(e) = f.file.write_all(&f.unwritten) {
+                let _ = f.file.set_len(f.bytes);
+                result = Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", f.path.display()),
+                ));
+                break;
+            }
+            f.bytes += f.unwritten.len() as u64;
+            f.unwritten.clear();
+            if f.unwritten.capacity() > 2 * WRITE_BYTES {
+                f.unwritten.shrink_to(WRITE_BYTES);
+            }
+            f.since = None;
+        }
+        self.write_failed = result.is_err();
+        result
+    }
+
+    /// Whether a file write failed and has not succeeded since (its bytes are safe in the
+    /// journal, but more would only pile up in memory).
+    pub fn full(&self) -> bool {
+        self.write_failed
+    }
+
+    /// With the journal: every file written and synced, then the journal started over.
     pub fn checkpoint(&mut self) -> io::Result<()> {
+        self.write_waiting(true)?;
         self.sync_files()?;
         if let Some(j) = &mut self.journal {
             j.restart()?;
@@ -317,6 +398,8 @@ impl FileSink {
                     bytes,
                     opened_ms: now_ms,
                     dirty: true,
+                    unwritten: Vec::new(),
+                    since: None,
                 },
             );
         }
@@ -330,7 +413,7 @@ impl FileSink {
             return Ok(());
         };
         let r = self.rotation;
-        let big = r.max_bytes > 0 && f.bytes >= r.max_bytes;
+        let big = r.max_bytes > 0 && f.bytes + f.unwritten.len() as u64 >= r.max_bytes;
         let old = r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
         if !(big || old) {
             return Ok(());
@@ -448,14 +531,12 @@ mod tests {
     }
 
     fn record(table: &str, n: u64) -> Record {
+        let id = format!("node-1-{n}");
         let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
-        fields[0] = Field::Text("node".into());
-        fields[1] = Field::Text(format!("node-1-{n}"));
-        fields[2] = Field::Text("INVITE".into());
-        Record {
-            table: table.into(),
-            fields,
-        }
+        fields[0] = Field::Text("node");
+        fields[1] = Field::Text(&id);
+        fields[2] = Field::Text("INVITE");
+        Record::new(table, &fields)
     }
 
     const BOTH: Formats = Formats {
@@ -533,6 +614,49 @@ mod tests {
         let _sink = journal(&d, NEVER);
         assert_eq!(std::fs::read_to_string(d.join("acc.csv")).unwrap(), new);
         assert_eq!(new.lines().count(), 2, "{new}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn with_a_write_interval_files_lag_the_journal_and_a_crash_loses_none_of_it() {
+        let d = dir("lag");
+        let journal = |d: &Path| {
+            FileSink::new(d, BOTH, NEVER)
+                .unwrap()
+                .with_sync(SyncMode::Journal, 64 << 10)
+                .unwrap()
+                .with_write_interval(Duration::from_millis(50))
+        };
+        let lines = |d: &Path| {
+            std::fs::read_to_string(d.join("acc.csv"))
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        };
+        let mut sink = journal(&d);
+        sink.write_batch(&[record("acc", 1)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_batch(&[record("acc", 2)], 0).unwrap();
+        sink.sync().unwrap();
+        // Committed, not yet in the file (the header only).
+        assert_eq!(lines(&d), 1);
+        std::thread::sleep(Duration::from_millis(60));
+        sink.write_waiting(false).unwrap();
+        assert_eq!(lines(&d), 3);
+        // Committed and then lost with the process: the next start writes them.
+        sink.write_batch(&[record("acc", 3), record("acc", 4)], 0)
+            .unwrap();
+        sink.sync().unwrap();
+        assert_eq!(lines(&d), 3);
+        drop(sink);
+        let mut sink = journal(&d);
+        assert_eq!(lines(&d), 5);
+        let jsonl = std::fs::read_to_string(d.join("acc.jsonl")).unwrap();
+        assert_eq!(jsonl.lines().count(), 4);
+        // A clean stop (the last checkpoint) writes what waits.
+        sink.write_batch(&[record("acc", 5)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.checkpoint().unwrap();
+        assert_eq!(lines(&d), 6);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -1,9 +1,11 @@
 //! The records: a transaction record (tables `acc`, `missed_calls`, or one a rule names) and
 //! the CDR of a call (table `cdrs`), each a row of typed fields in the fixed column order.
 
-use super::time::{rfc3339_ms, seconds_ms};
+use super::encode::json_text;
+use super::time::{rfc3339_ms, seconds_ms, write_int};
 use crate::proxy::event::{DialogRecord, TxnOutcome};
 use crate::proxy::target::Target;
+use std::fmt::Write;
 
 /// Columns of `acc`, `missed_calls` and every other transaction table, in order.
 pub const ACC_COLUMNS: [&str; 17] = [
@@ -60,31 +62,23 @@ pub const CDR_COLUMNS: [&str; 30] = [
     "vars",
 ];
 
-/// One field of a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
+/// One field of a record, as the sinks read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
     /// No value (an empty CSV field, JSON `null`).
     Empty,
-    Text(String),
+    Text(&'a str),
     Int(u64),
     /// Seconds with milliseconds, kept as milliseconds.
     Seconds(u64),
     /// An RFC 3339 UTC time, kept as Unix ms.
     Time(u64),
     /// A JSON object (the dialog variables), as JSON text.
-    Json(String),
+    Json(&'a str),
 }
 
-impl Field {
-    fn text(s: &str) -> Field {
-        if s.is_empty() {
-            Field::Empty
-        } else {
-            Field::Text(s.into())
-        }
-    }
-
-    fn time(ms: u64) -> Field {
+impl Field<'_> {
+    fn time(ms: u64) -> Field<'static> {
         if ms == 0 {
             Field::Empty
         } else {
@@ -96,7 +90,7 @@ impl Field {
     pub fn as_text(&self) -> String {
         match self {
             Field::Empty => String::new(),
-            Field::Text(s) | Field::Json(s) => s.clone(),
+            Field::Text(s) | Field::Json(s) => (*s).to_string(),
             Field::Int(n) => n.to_string(),
             Field::Seconds(ms) => seconds_ms(*ms),
             Field::Time(ms) => rfc3339_ms(*ms),
@@ -104,18 +98,74 @@ impl Field {
     }
 }
 
-/// A record for table `table`: its fields in the order of [`ACC_COLUMNS`] or
-/// [`CDR_COLUMNS`].
+/// A field as a record keeps it: text as a range of the record's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Empty,
+    Text(u32, u32),
+    Int(u64),
+    Seconds(u64),
+    Time(u64),
+    Json(u32, u32),
+}
+
+/// A record for a table: its fields in the order of [`ACC_COLUMNS`] or [`CDR_COLUMNS`].
+///
+/// The table's name and every text field share one string, so that a record is two
+/// allocations whatever its width: records are made by the workers and freed by the writer
+/// thread, and each allocation freed on another thread costs both (measured in
+/// docs/BENCHMARKS.md, "Accounting").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub table: String,
-    pub fields: Vec<Field>,
+    text: String,
+    table_len: u32,
+    slots: Vec<Slot>,
 }
 
 impl Record {
+    /// A record of `fields` for `table` (used where records are not built field by field:
+    /// tests, replays).
+    pub fn new(table: &str, fields: &[Field<'_>]) -> Record {
+        let mut b = Builder::new(table, fields.len(), 0);
+        for f in fields {
+            b.field(*f);
+        }
+        b.finish()
+    }
+
+    /// The table the record goes to.
+    pub fn table(&self) -> &str {
+        &self.text[..self.table_len as usize]
+    }
+
+    /// How many fields it has.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn read(&self, s: Slot) -> Field<'_> {
+        match s {
+            Slot::Empty => Field::Empty,
+            Slot::Text(a, b) => Field::Text(&self.text[a as usize..b as usize]),
+            Slot::Int(n) => Field::Int(n),
+            Slot::Seconds(ms) => Field::Seconds(ms),
+            Slot::Time(ms) => Field::Time(ms),
+            Slot::Json(a, b) => Field::Json(&self.text[a as usize..b as usize]),
+        }
+    }
+
+    /// Its fields, in column order.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = Field<'_>> + '_ {
+        self.slots.iter().map(|s| self.read(*s))
+    }
+
     /// The column names of this record's fields.
     pub fn columns(&self) -> &'static [&'static str] {
-        if self.fields.len() == CDR_COLUMNS.len() {
+        if self.slots.len() == CDR_COLUMNS.len() {
             &CDR_COLUMNS
         } else {
             &ACC_COLUMNS
@@ -123,9 +173,85 @@ impl Record {
     }
 
     /// The field named `column`.
-    pub fn get(&self, column: &str) -> Option<&Field> {
+    pub fn get(&self, column: &str) -> Option<Field<'_>> {
         let i = self.columns().iter().position(|c| *c == column)?;
-        self.fields.get(i)
+        self.slots.get(i).map(|s| self.read(*s))
+    }
+}
+
+/// Builds a record field by field, text written in place into the record's string.
+pub struct Builder {
+    r: Record,
+}
+
+impl Builder {
+    /// A record for `table` of `columns` fields, with room for `text` bytes of text.
+    pub fn new(table: &str, columns: usize, text: usize) -> Builder {
+        let mut s = String::with_capacity(table.len() + text);
+        s.push_str(table);
+        Builder {
+            r: Record {
+                text: s,
+                table_len: table.len() as u32,
+                slots: Vec::with_capacity(columns),
+            },
+        }
+    }
+
+    /// The next field, whatever its kind.
+    pub fn field(&mut self, f: Field<'_>) {
+        match f {
+            Field::Empty => self.r.slots.push(Slot::Empty),
+            Field::Text(s) => self.text(s),
+            Field::Int(n) => self.r.slots.push(Slot::Int(n)),
+            Field::Seconds(ms) => self.r.slots.push(Slot::Seconds(ms)),
+            Field::Time(ms) => self.r.slots.push(Slot::Time(ms)),
+            Field::Json(s) => self.json_with(|out| out.push_str(s)),
+        }
+    }
+
+    /// A text field (none when empty).
+    pub fn text(&mut self, s: &str) {
+        self.text_with(|out| out.push_str(s));
+    }
+
+    /// A text field written by `write` (none when it writes nothing).
+    pub fn text_with(&mut self, write: impl FnOnce(&mut String)) {
+        let (a, b) = self.write(write);
+        self.r.slots.push(if a == b {
+            Slot::Empty
+        } else {
+            Slot::Text(a, b)
+        });
+    }
+
+    /// A JSON field written by `write`.
+    pub fn json_with(&mut self, write: impl FnOnce(&mut String)) {
+        let (a, b) = self.write(write);
+        self.r.slots.push(Slot::Json(a, b));
+    }
+
+    fn write(&mut self, write: impl FnOnce(&mut String)) -> (u32, u32) {
+        let a = self.r.text.len() as u32;
+        write(&mut self.r.text);
+        (a, self.r.text.len() as u32)
+    }
+
+    pub fn int(&mut self, n: Option<u64>) {
+        self.r.slots.push(n.map_or(Slot::Empty, Slot::Int));
+    }
+
+    pub fn seconds(&mut self, ms: Option<u64>) {
+        self.r.slots.push(ms.map_or(Slot::Empty, Slot::Seconds));
+    }
+
+    /// A time; 0 is none.
+    pub fn time(&mut self, ms: u64) {
+        self.field(Field::time(ms));
+    }
+
+    pub fn finish(self) -> Record {
+        self.r
     }
 }
 
@@ -156,14 +282,27 @@ impl Ids {
 
     /// The next id.
     pub fn next_id(&mut self) -> String {
-        let id = format!("{}-{}-{}", self.node, self.start_ms, self.next);
-        self.next += self.step;
+        let mut id = String::with_capacity(self.node.len() + 28);
+        self.write_next_id(&mut id);
         id
+    }
+
+    /// Writes the next id.
+    pub fn write_next_id(&mut self, out: &mut String) {
+        out.push_str(&self.node);
+        out.push('-');
+        write_int(self.start_ms, out);
+        out.push('-');
+        write_int(self.next, out);
+        self.next += self.step;
     }
 }
 
-fn target(t: Option<Target>) -> Field {
-    t.map_or(Field::Empty, |t| Field::Text(t.addr.to_string()))
+/// A target's address (`ip:port`), written in place.
+fn write_target(t: Option<Target>, out: &mut String) {
+    if let Some(t) = t {
+        let _ = write!(out, "{}", t.addr);
+    }
 }
 
 /// Splits a rule's comment the way Kamailio's `acc_log_request` does: three digits and a
@@ -188,36 +327,31 @@ pub fn acc_record(
     time_ms: u64,
 ) -> Record {
     let (code, reason) = match comment {
-        Some(c) => {
-            let (code, reason) = split_comment(c);
-            (code, reason.to_string())
-        }
-        None => (t.code, t.reason.to_string()),
+        Some(c) => split_comment(c),
+        None => (t.code, &*t.reason),
     };
     let p = &t.parties;
-    let fields = vec![
-        Field::Text(ids.node().into()),
-        Field::Text(ids.next_id()),
-        Field::Text(t.method.as_str().into()),
-        Field::text(&p.from_tag),
-        Field::text(&t.to_tag),
-        Field::text(&p.call_id),
-        code.map_or(Field::Empty, |c| Field::Int(c.into())),
-        Field::text(&reason),
-        Field::Time(time_ms),
-        Field::text(&p.from_user),
-        Field::text(&p.from_domain),
-        Field::Text(t.source.addr.ip().to_string()),
-        Field::text(&p.to_user),
-        Field::text(&p.ruri_user),
-        Field::text(&p.ruri_host),
-        Field::text(&t.account),
-        target(t.gateway),
-    ];
-    Record {
-        table: table.into(),
-        fields,
-    }
+    let mut b = Builder::new(table, ACC_COLUMNS.len(), 320);
+    b.text(ids.node());
+    b.text_with(|out| ids.write_next_id(out));
+    b.text(t.method.as_str());
+    b.text(&p.from_tag);
+    b.text(&t.to_tag);
+    b.text(&p.call_id);
+    b.int(code.map(u64::from));
+    b.text(reason);
+    b.time(time_ms);
+    b.text(&p.from_user);
+    b.text(&p.from_domain);
+    b.text_with(|out| {
+        let _ = write!(out, "{}", t.source.addr.ip());
+    });
+    b.text(&p.to_user);
+    b.text(&p.ruri_user);
+    b.text(&p.ruri_host);
+    b.text(&t.account);
+    b.text_with(|out| write_target(t.gateway, out));
+    b.finish()
 }
 
 /// What became of a call.
@@ -274,55 +408,65 @@ pub fn cdr(ids: &mut Ids, d: &DialogRecord) -> Record {
     } else {
         0
     };
-    let vars: serde_json::Map<String, serde_json::Value> = d
-        .vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_string())))
-        .collect();
-    let fields = vec![
-        Field::Empty, // node, set below with the id
-        Field::Empty,
-        Field::text(&p.call_id),
-        Field::text(&p.from_tag),
-        Field::text(&d.to_tag),
-        Field::text(&p.from_user),
-        Field::text(&p.from_domain),
-        Field::Text(d.caller.addr.ip().to_string()),
-        Field::text(&p.to_user),
-        Field::text(&p.ruri_user),
-        Field::text(&p.ruri_host),
-        Field::text(&d.account),
-        target(d.gateway),
-        Field::Text(if d.inbound { "inbound" } else { "outbound" }.into()),
-        Field::Int(d.attempts.into()),
-        Field::time(t.invite_received),
-        Field::time(t.invite_forwarded),
-        Field::time(t.first_reply),
-        Field::time(t.ringing),
-        Field::time(t.answer),
-        Field::time(t.end),
-        duration.map_or(Field::Empty, Field::Seconds),
-        Field::Seconds(billsec),
-        pdd.map_or(Field::Empty, Field::Int),
-        d.outcome
-            .code
-            .map_or(Field::Empty, |c| Field::Int(c.into())),
-        Field::text(&d.outcome.reason),
-        d.outcome
-            .q850_cause
-            .map_or(Field::Empty, |c| Field::Int(c.into())),
-        Field::Text(Disposition::of(d).as_str().into()),
-        d.ended_by
-            .map_or(Field::Empty, |e| Field::Text(e.as_str().into())),
-        Field::Json(serde_json::Value::Object(vars).to_string()),
-    ];
-    let mut r = Record {
-        table: "cdrs".into(),
-        fields,
-    };
-    r.fields[0] = Field::Text(ids.node().into());
-    r.fields[1] = Field::Text(ids.next_id());
-    r
+    let mut b = Builder::new("cdrs", CDR_COLUMNS.len(), 640);
+    b.text(ids.node());
+    b.text_with(|out| ids.write_next_id(out));
+    b.text(&p.call_id);
+    b.text(&p.from_tag);
+    b.text(&d.to_tag);
+    b.text(&p.from_user);
+    b.text(&p.from_domain);
+    b.text_with(|out| {
+        let _ = write!(out, "{}", d.caller.addr.ip());
+    });
+    b.text(&p.to_user);
+    b.text(&p.ruri_user);
+    b.text(&p.ruri_host);
+    b.text(&d.account);
+    b.text_with(|out| write_target(d.gateway, out));
+    b.text(if d.inbound { "inbound" } else { "outbound" });
+    b.int(Some(d.attempts.into()));
+    b.time(t.invite_received);
+    b.time(t.invite_forwarded);
+    b.time(t.first_reply);
+    b.time(t.ringing);
+    b.time(t.answer);
+    b.time(t.end);
+    b.seconds(duration);
+    b.seconds(Some(billsec));
+    b.int(pdd);
+    b.int(d.outcome.code.map(u64::from));
+    b.text(&d.outcome.reason);
+    b.int(d.outcome.q850_cause.map(u64::from));
+    b.text(Disposition::of(d).as_str());
+    b.text(d.ended_by.map_or("", |e| e.as_str()));
+    b.json_with(|out| write_vars(&d.vars, out));
+    b.finish()
+}
+
+/// The dialog's variables as one JSON object, in the order they were first set; a name set
+/// twice keeps its last value.
+fn write_vars(vars: &[(Box<str>, Box<str>)], out: &mut String) {
+    out.push('{');
+    let mut first = true;
+    for (i, (k, _)) in vars.iter().enumerate() {
+        if vars[..i].iter().any(|(seen, _)| seen == k) {
+            continue;
+        }
+        let v = vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map_or("", |(_, v)| v);
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        json_text(k, out);
+        out.push(':');
+        json_text(v, out);
+    }
+    out.push('}');
 }
 
 #[cfg(test)]
@@ -420,7 +564,7 @@ mod tests {
     fn an_answered_call_has_its_times_billsec_pdd_and_vars() {
         let mut ids = Ids::new("n1", 7, 0, 1);
         let r = cdr(&mut ids, &dialog(true, Some(200)));
-        assert_eq!(r.fields.len(), CDR_COLUMNS.len());
+        assert_eq!(r.len(), CDR_COLUMNS.len());
         let get = |c| r.get(c).unwrap().as_text();
         assert_eq!(get("disposition"), "answered");
         assert_eq!(get("billsec"), "61.237");
@@ -449,7 +593,7 @@ mod tests {
             let r = cdr(&mut ids, &dialog(false, code));
             assert_eq!(r.get("disposition").unwrap().as_text(), want, "{code:?}");
             assert_eq!(r.get("billsec").unwrap().as_text(), "0.000");
-            assert_eq!(r.get("ended_by").unwrap(), &Field::Empty);
+            assert_eq!(r.get("ended_by").unwrap(), Field::Empty);
         }
         let mut refused = dialog(false, Some(503));
         refused.limit_refused = true;
@@ -483,7 +627,7 @@ mod tests {
         };
         let mut ids = Ids::new("n", 0, 0, 1);
         let r = acc_record(&mut ids, "acc", &t, Some("210 Bye received"), 1_000);
-        assert_eq!(r.fields.len(), ACC_COLUMNS.len());
+        assert_eq!(r.len(), ACC_COLUMNS.len());
         let get = |c| r.get(c).unwrap().as_text();
         assert_eq!(
             (get("method"), get("sip_code")),

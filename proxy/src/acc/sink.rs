@@ -17,6 +17,11 @@ pub trait Sink: Send {
     fn full(&self) -> bool {
         false
     }
+    /// At a group commit with nothing new to sync: work the sink put off (files lagging
+    /// behind the commit journal).
+    fn idle(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// The last chance to deliver before exit, within `deadline`.
     fn finish(&mut self, _deadline: std::time::Instant) {}
 }
@@ -32,6 +37,14 @@ impl Sink for FileSink {
 
     fn sync(&mut self) -> io::Result<()> {
         FileSink::sync(self)
+    }
+
+    fn full(&self) -> bool {
+        FileSink::full(self)
+    }
+
+    fn idle(&mut self) -> io::Result<()> {
+        self.write_waiting(false)
     }
 
     /// A clean stop leaves the journal with nothing to replay.
@@ -54,7 +67,7 @@ impl Sink for LogSink {
 
     fn write(&mut self, batch: &[Record], _now_ms: u64) -> io::Result<()> {
         for r in batch {
-            tracing::info!(target: "siplb::acc", "ACC: {}: {}", r.table, log_line(r));
+            tracing::info!(target: "siplb::acc", "ACC: {}: {}", r.table(), log_line(r));
         }
         Ok(())
     }
@@ -67,7 +80,7 @@ impl Sink for LogSink {
 /// `column=value;…` of the fields that have a value.
 pub fn log_line(r: &Record) -> String {
     let mut out = String::with_capacity(256);
-    for (name, f) in r.columns().iter().zip(&r.fields) {
+    for (name, f) in r.columns().iter().zip(r.fields()) {
         let v = f.as_text();
         if v.is_empty() {
             continue;

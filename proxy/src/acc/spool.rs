@@ -40,10 +40,9 @@ pub struct Spooled {
 impl Spooled {
     pub fn of(r: &Record) -> Spooled {
         Spooled {
-            table: r.table.clone(),
+            table: r.table().to_string(),
             fields: r
-                .fields
-                .iter()
+                .fields()
                 .map(|f| match f {
                     Field::Empty => None,
                     f => Some(f.as_text()),
@@ -455,15 +454,13 @@ mod tests {
     use crate::metrics::Counter;
 
     fn rec(i: u64) -> Record {
+        let id = format!("n1-1-{i}");
         let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
-        fields[0] = Field::Text("n1".into());
-        fields[1] = Field::Text(format!("n1-1-{i}"));
+        fields[0] = Field::Text("n1");
+        fields[1] = Field::Text(&id);
         fields[6] = Field::Int(200);
         fields[8] = Field::Time(1_000 + i);
-        Record {
-            table: "acc".into(),
-            fields,
-        }
+        Record::new("acc", &fields)
     }
 
     fn tmp(name: &str) -> PathBuf {

@@ -4,7 +4,7 @@
 use super::{ConfigError, Invalid};
 use crate::acc::config::{
     AccConfig, AccRule, DEFAULT_JOURNAL_KIB, DEFAULT_QUEUE, DEFAULT_SPOOL_MAX_MB,
-    DEFAULT_SYNC_INTERVAL_MS, Methods, Sinks, host_name,
+    DEFAULT_SYNC_INTERVAL_MS, DEFAULT_WRITE_INTERVAL_MS, Methods, Sinks, host_name,
 };
 use crate::acc::files::{Formats, Rotation, SyncMode};
 use crate::sip::Method;
@@ -35,6 +35,8 @@ pub struct AccFile {
     pub sync: Spanned<String>,
     /// The commit journal's size with `sync = "journal"`.
     pub journal_kib: Spanned<u64>,
+    /// With the journal, how long the record files may lag behind it.
+    pub write_interval_ms: Spanned<u64>,
     pub rotate_bytes: u64,
     pub rotate_interval_s: u64,
     pub queue: Spanned<usize>,
@@ -62,6 +64,7 @@ impl Default for AccFile {
             sync_interval_ms: Spanned::new(0..0, DEFAULT_SYNC_INTERVAL_MS),
             sync: Spanned::new(0..0, "journal".into()),
             journal_kib: Spanned::new(0..0, DEFAULT_JOURNAL_KIB),
+            write_interval_ms: Spanned::new(0..0, DEFAULT_WRITE_INTERVAL_MS),
             rotate_bytes: 0,
             rotate_interval_s: 0,
             queue: Spanned::new(0..0, DEFAULT_QUEUE),
@@ -308,6 +311,14 @@ pub(super) fn acc(
             "must be from 4 to 4194304 (4 GiB)".into(),
         ));
     }
+    let write_interval = *f.write_interval_ms.get_ref();
+    if write_interval > 60_000 {
+        return Err(invalid(
+            f.write_interval_ms.span(),
+            "acc.write_interval_ms",
+            "must be from 0 to 60000".into(),
+        ));
+    }
     if *f.queue.get_ref() < 2 {
         return Err(invalid(
             f.queue.span(),
@@ -337,6 +348,7 @@ pub(super) fn acc(
             sync_interval: Duration::from_millis(sync),
             sync_mode,
             journal_bytes: journal_kib << 10,
+            write_interval: Duration::from_millis(write_interval),
             rotation: Rotation {
                 max_bytes: f.rotate_bytes,
                 max_age_s: f.rotate_interval_s,
