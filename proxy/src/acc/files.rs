@@ -270,6 +270,14 @@ impl FileSink {
         self.sync_files()
     }
 
+    /// Whether the last commit is durable (see [`Journal::settle`]).
+    pub fn settled(&mut self, wait: bool) -> io::Result<bool> {
+        match &mut self.journal {
+            Some(j) => j.settle(wait),
+            None => Ok(true),
+        }
+    }
+
     /// Writes the bytes waiting for their files (all of them, or those due). A write cut
     /// short is cut off again, so that its retry writes nothing twice.
     pub fn write_waiting(&mut self, all: bool) -> io::Result<()> {

@@ -11,12 +11,14 @@
 //!
 //! `record`, `encode` and `time` do no I/O and read no clock: times come in the events, the id
 //! sequence is given. `files` is the file sink the writer thread drives (batched writes,
-//! sync on demand, rotation, torn-line recovery), `journal` its group commit (one synced
-//! journal per round, checkpoints, replay after a crash); `spool` and `postgres` the PostgreSQL sink (a
+//! sync on demand, rotation, torn-line recovery), `journal` its group commit (one durable
+//! journal write per round, checkpoints, replay after a crash) over `direct` (block-aligned
+//! `O_DIRECT | O_DSYNC` writes); `spool` and `postgres` the PostgreSQL sink (a
 //! durable spool the writer fills, a shipper thread that empties it into the database).
 
 pub mod accountant;
 pub mod config;
+mod direct;
 pub mod encode;
 pub mod files;
 pub mod journal;

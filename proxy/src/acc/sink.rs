@@ -11,8 +11,13 @@ pub trait Sink: Send {
     fn name(&self) -> &'static str;
     /// Writes `batch` (at `now_ms`, Unix ms), all of it or, on error, none of it.
     fn write(&mut self, batch: &[Record], now_ms: u64) -> io::Result<()>;
-    /// Makes what was written durable (the group commit).
+    /// Makes what was written durable (the group commit), or starts to: see `settled`.
     fn sync(&mut self) -> io::Result<()>;
+    /// Whether what the last `sync` started is durable (waiting for it when `wait`). A sink
+    /// whose sync is done when it returns: always.
+    fn settled(&mut self, _wait: bool) -> io::Result<bool> {
+        Ok(true)
+    }
     /// Whether the sink cannot take more for now (a full spool): new calls are refused.
     fn full(&self) -> bool {
         false
@@ -41,6 +46,10 @@ impl Sink for FileSink {
 
     fn full(&self) -> bool {
         FileSink::full(self)
+    }
+
+    fn settled(&mut self, wait: bool) -> io::Result<bool> {
+        FileSink::settled(self, wait)
     }
 
     fn idle(&mut self) -> io::Result<()> {

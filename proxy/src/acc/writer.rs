@@ -74,6 +74,7 @@ pub fn spawn(
         slots,
         batch: Vec::with_capacity(MAX_BATCH),
         unsynced: 0,
+        syncing: 0,
         last_sync: Instant::now(),
         next_queue: 0,
     };
@@ -89,6 +90,8 @@ struct Writer {
     batch: Vec<Record>,
     /// Records written to every sink and not yet synced.
     unsynced: u64,
+    /// Records whose sync has started and is not yet known durable.
+    syncing: u64,
     last_sync: Instant,
     /// Where the next drain starts, so that no worker's queue is always last.
     next_queue: usize,
@@ -141,11 +144,13 @@ impl Writer {
                 self.idle();
                 self.last_sync = Instant::now();
             }
+            self.settle(false);
             let queued: usize = self.plane.queues.iter().map(|q| q.len()).sum();
             self.plane.queued.set(queued as u64);
             if stopping && took == 0 && queued == 0 && !retrying {
                 self.sync();
-                if self.unsynced == 0 {
+                self.settle(true);
+                if self.unsynced == 0 && self.syncing == 0 {
                     break;
                 }
             }
@@ -280,8 +285,8 @@ impl Writer {
         }
     }
 
-    /// The group commit: every sink written since the last sync is synced; the records are
-    /// then counted as written.
+    /// The group commit: every sink written since the last sync is synced (or starts to
+    /// be); the records are counted as written once that is durable ([`Writer::settle`]).
     fn sync(&mut self) {
         let mut ok = true;
         for s in &mut self.slots {
@@ -301,8 +306,32 @@ impl Writer {
         }
         self.last_sync = Instant::now();
         if ok && self.slots.iter().all(|s| s.held.is_empty()) {
-            self.plane.written.add(self.unsynced);
+            self.syncing += self.unsynced;
             self.unsynced = 0;
+            self.settle(false);
+        }
+    }
+
+    /// Counts the records being synced as written once every sink says they are durable
+    /// (waiting for that when `wait`).
+    fn settle(&mut self, wait: bool) {
+        if self.syncing == 0 {
+            return;
+        }
+        let mut all = true;
+        for s in &mut self.slots {
+            match s.sink.settled(wait) {
+                Ok(true) => {}
+                Ok(false) => all = false,
+                Err(e) => {
+                    failed(&self.plane, s, &e, "sync");
+                    all = false;
+                }
+            }
+        }
+        if all {
+            self.plane.written.add(self.syncing);
+            self.syncing = 0;
         }
     }
 }
