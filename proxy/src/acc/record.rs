@@ -3,7 +3,7 @@
 
 use super::encode::json_text;
 use super::time::{rfc3339_ms, seconds_ms, write_int};
-use crate::proxy::event::{DialogRecord, TxnOutcome};
+use crate::proxy::event::{DialogRecord, Parties, TxnOutcome};
 use crate::proxy::target::Target;
 use std::fmt::Write;
 
@@ -341,17 +341,29 @@ pub fn acc_record(
     b.int(code.map(u64::from));
     b.text(reason);
     b.time(time_ms);
+    caller_and_callee(&mut b, p, t.source.addr.ip(), &t.account, t.gateway);
+    b.finish()
+}
+
+/// The columns both tables share, in their order: `src_user, src_domain, src_ip, dst_ouser,
+/// dst_user, dst_domain, account, gateway`.
+fn caller_and_callee(
+    b: &mut Builder,
+    p: &Parties,
+    src_ip: std::net::IpAddr,
+    account: &str,
+    gateway: Option<Target>,
+) {
     b.text(&p.from_user);
     b.text(&p.from_domain);
     b.text_with(|out| {
-        let _ = write!(out, "{}", t.source.addr.ip());
+        let _ = write!(out, "{src_ip}");
     });
     b.text(&p.to_user);
     b.text(&p.ruri_user);
     b.text(&p.ruri_host);
-    b.text(&t.account);
-    b.text_with(|out| write_target(t.gateway, out));
-    b.finish()
+    b.text(account);
+    b.text_with(|out| write_target(gateway, out));
 }
 
 /// What became of a call.
@@ -414,16 +426,7 @@ pub fn cdr(ids: &mut Ids, d: &DialogRecord) -> Record {
     b.text(&p.call_id);
     b.text(&p.from_tag);
     b.text(&d.to_tag);
-    b.text(&p.from_user);
-    b.text(&p.from_domain);
-    b.text_with(|out| {
-        let _ = write!(out, "{}", d.caller.addr.ip());
-    });
-    b.text(&p.to_user);
-    b.text(&p.ruri_user);
-    b.text(&p.ruri_host);
-    b.text(&d.account);
-    b.text_with(|out| write_target(d.gateway, out));
+    caller_and_callee(&mut b, p, d.caller.addr.ip(), &d.account, d.gateway);
     b.text(if d.inbound { "inbound" } else { "outbound" });
     b.int(Some(d.attempts.into()));
     b.time(t.invite_received);
