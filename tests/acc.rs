@@ -626,6 +626,27 @@ fn sigterm_mid_run_writes_every_cdr_and_ends_the_calls_up_with_shutdown() {
 // 5. kill -9 in the middle of a run, then a restart on the same folder
 // ---------------------------------------------------------------------------------------
 
+/// `examples/acc.toml` on `net` with `acc.write_interval_ms = ms`.
+fn writing_files_every(net: Net, acc: &Path, ms: u64) -> String {
+    let cfg = acc_config(net, acc, |s| {
+        s.replace(
+            "sync_interval_ms = 10 ",
+            &format!("write_interval_ms = {ms}\nsync_interval_ms = 10 "),
+        )
+    });
+    assert!(cfg.contains(&format!("write_interval_ms = {ms}")));
+    cfg
+}
+
+/// siplb with `cfg`, its two gateways, and a UAC (300 calls/s of 200 ms) 2.5 s into its run.
+fn mid_run(dir: &Path, net: Net, cfg: &str) -> (Siplb, (Sipp, Sipp), Child) {
+    let siplb = Siplb::start(BIN, dir, cfg);
+    let gws = gateways(dir, net, "uas.xml", &[]);
+    let uac = spawn_uac(dir, "uac", net, 3000, 300, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    (siplb, gws, uac)
+}
+
 #[test]
 fn kill_9_mid_run_then_restart_leaves_whole_lines_and_new_ids() {
     let _g = serial();
@@ -636,17 +657,8 @@ fn kill_9_mid_run_then_restart_leaves_whole_lines_and_new_ids() {
     // The files written with every batch: the torn line appended below then lies past every
     // byte the journal holds. (With the files lagging behind the journal, the restart writes
     // the journal's bytes back over it, as it would over a write a power cut tore.)
-    let cfg = acc_config(net, &acc, |s| {
-        s.replace(
-            "sync_interval_ms = 10 ",
-            "write_interval_ms = 0\nsync_interval_ms = 10 ",
-        )
-    });
-    assert!(cfg.contains("write_interval_ms = 0"));
-    let mut siplb = Siplb::start(BIN, &dir.0, &cfg);
-    let (u1, u2) = gateways(&dir.0, net, "uas.xml", &[]);
-    let uac = spawn_uac(&dir.0, "uac", net, 3000, 300, 200);
-    std::thread::sleep(Duration::from_millis(2500));
+    let cfg = writing_files_every(net, &acc, 0);
+    let (mut siplb, (u1, u2), uac) = mid_run(&dir.0, net, &cfg);
     kill9(&mut siplb);
     // A crash in the middle of a write (power loss: kill -9 alone does not cut a write to a
     // file short) leaves a torn last line; the restart must set it aside.
@@ -711,17 +723,8 @@ fn kill_9_with_the_files_lagging_the_journal_keeps_every_committed_record() {
     let acc = dir.0.join("acc");
     // The record files lag behind the journal by up to 5 s (100 ms by default; longer here,
     // so that the records read as committed below are surely not all in the files yet).
-    let cfg = acc_config(net, &acc, |s| {
-        s.replace(
-            "sync_interval_ms = 10 ",
-            "write_interval_ms = 5000\nsync_interval_ms = 10 ",
-        )
-    });
-    assert!(cfg.contains("write_interval_ms = 5000"));
-    let mut siplb = Siplb::start(BIN, &dir.0, &cfg);
-    let (u1, u2) = gateways(&dir.0, net, "uas.xml", &[]);
-    let uac = spawn_uac(&dir.0, "uac", net, 3000, 300, 200);
-    std::thread::sleep(Duration::from_millis(2500));
+    let cfg = writing_files_every(net, &acc, 5000);
+    let (mut siplb, (u1, u2), uac) = mid_run(&dir.0, net, &cfg);
     // Committed (durable in the journal) by now; some not yet in the files.
     let committed = siplb.stat("acc:written");
     kill9(&mut siplb);
