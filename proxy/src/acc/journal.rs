@@ -193,10 +193,10 @@ impl Journal {
         self.settle(true)?;
         debug_assert!(!self.needs_checkpoint());
         let at = self.cursor;
-        let len = self.pending.padded().len();
         if let (Some(ring), Some(direct)) = (&mut self.ring, &self.direct) {
             let mut round = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
             let data = round.padded();
+            let len = data.len() as u64;
             let write = io_uring::opcode::Write::new(
                 io_uring::types::Fd(direct.as_raw_fd()),
                 data.as_ptr(),
@@ -213,7 +213,7 @@ impl Journal {
                     at,
                     submitted: true,
                 });
-                self.cursor += len as u64;
+                self.cursor += len;
                 return Ok(());
             }
             // Not submitted: written at once below.
@@ -221,7 +221,7 @@ impl Journal {
         }
         let round = self.pending.padded();
         write_durably(&self.file, &mut self.direct, round, at)?;
-        self.cursor += len as u64;
+        self.cursor += round.len() as u64;
         self.pending.clear();
         Ok(())
     }
