@@ -1,10 +1,13 @@
 //! Durable block writes for the commit journal: buffers that start at a block boundary in
-//! memory, and a write that returns once its bytes are on stable storage, through an
-//! `O_DIRECT | O_DSYNC` descriptor when there is one, else buffered and `fdatasync`.
+//! memory, a write that returns once its bytes are on stable storage (through an
+//! `O_DIRECT | O_DSYNC` descriptor when there is one, else buffered and `fdatasync`), and the
+//! io_uring that submits such a write without waiting for it.
 
 use std::fs::File;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::fs::FileExt;
+use std::thread::ThreadId;
 
 /// The block `O_DIRECT` writes are aligned to, in memory, in the file and in length.
 pub const BLOCK: usize = 4096;
@@ -38,6 +41,15 @@ pub struct Aligned {
     raw: Vec<u8>,
     start: usize,
     len: usize,
+}
+
+impl Clone for Aligned {
+    /// The same bytes, at a block boundary of their own.
+    fn clone(&self) -> Aligned {
+        let mut a = Aligned::default();
+        a.extend_from_slice(self.as_slice());
+        a
+    }
 }
 
 impl Aligned {
@@ -91,5 +103,123 @@ impl Aligned {
         self.reserve(n - self.len);
         self.raw[self.start + self.len..self.start + n].fill(0);
         &self.raw[self.start..self.start + n]
+    }
+}
+
+/// The io_uring that submits the journal's writes, one at a time. Made by the first
+/// submission, on the thread that submits, with its completions' work deferred to that
+/// thread's next look at the ring (`IORING_SETUP_DEFER_TASKRUN`): a write that completes does
+/// not wake the writer thread from its sleep between two group commits (on a plain ring it
+/// does, one wake-up per commit). Such a ring takes submissions from that thread only; on
+/// another, [`Ring::submit_write`] declines and the caller writes at once. Kernels before 6.1
+/// get a plain ring.
+pub struct Ring {
+    state: State,
+}
+
+enum State {
+    Unmade,
+    Made {
+        ring: io_uring::IoUring,
+        /// The only thread the ring serves (none for a plain ring).
+        thread: Option<ThreadId>,
+    },
+    Off,
+}
+
+impl Ring {
+    /// A ring made on first use.
+    pub fn new() -> Ring {
+        Ring {
+            state: State::Unmade,
+        }
+    }
+
+    /// No ring: every write is made at once.
+    pub fn off() -> Ring {
+        Ring { state: State::Off }
+    }
+
+    fn get(&mut self) -> Option<&mut io_uring::IoUring> {
+        if let State::Unmade = self.state {
+            let deferred = io_uring::IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .build(4);
+            self.state = match deferred {
+                Ok(ring) => State::Made {
+                    ring,
+                    thread: Some(std::thread::current().id()),
+                },
+                Err(_) => match io_uring::IoUring::new(4) {
+                    Ok(ring) => State::Made { ring, thread: None },
+                    Err(e) => {
+                        tracing::debug!("acc: no io_uring for the journal ({e})");
+                        State::Off
+                    }
+                },
+            };
+        }
+        match &mut self.state {
+            State::Made { ring, thread }
+                if thread.is_none_or(|t| t == std::thread::current().id()) =>
+            {
+                Some(ring)
+            }
+            _ => None,
+        }
+    }
+
+    /// Submits a write of `data` to `fd` at `at`; false when it was not submitted.
+    ///
+    /// # Safety
+    ///
+    /// `data` must stay valid and untouched until [`Ring::reap`] has returned its result.
+    pub unsafe fn submit_write(&mut self, fd: RawFd, data: &[u8], at: u64) -> bool {
+        let Some(ring) = self.get() else {
+            return false;
+        };
+        let write =
+            io_uring::opcode::Write::new(io_uring::types::Fd(fd), data.as_ptr(), data.len() as u32)
+                .offset(at)
+                .build();
+        // SAFETY: the caller keeps `data` until the completion is reaped.
+        let pushed = unsafe { ring.submission().push(&write).is_ok() };
+        pushed && ring.submit().is_ok()
+    }
+
+    /// The result of the write submitted (bytes written, or a negated errno), once it has
+    /// completed; with `wait`, waits until it has. `None` on a thread the ring does not
+    /// serve: the write's buffer must then be given up ([`Ring::forget`]).
+    pub fn reap(&mut self, wait: bool) -> io::Result<Option<Option<i32>>> {
+        let Some(ring) = self.get() else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(c) = ring.completion().next() {
+                return Ok(Some(Some(c.result())));
+            }
+            // Runs the completion's deferred work when the ring's flag says there is some
+            // (a system call only then), or waits for it.
+            match ring.submit_and_wait(usize::from(wait)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(c) = ring.completion().next() {
+                return Ok(Some(Some(c.result())));
+            }
+            if !wait {
+                return Ok(Some(None));
+            }
+        }
+    }
+
+    /// Gives up a write submitted on another thread: `buffer` is never freed (the device may
+    /// still read it), and the ring is closed (a new one is made on this thread when needed).
+    pub fn forget(&mut self, buffer: Aligned) {
+        std::mem::forget(buffer);
+        self.state = State::Unmade;
     }
 }

@@ -21,7 +21,7 @@
 //! lengths, offset, CRC-32 of the rest) followed by the file name and the bytes; the scan
 //! stops at the first entry that is not whole or belongs to an older generation.
 
-use super::direct::{Aligned, BLOCK, write_durably};
+use super::direct::{Aligned, BLOCK, Ring, write_durably};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -50,8 +50,8 @@ pub struct Journal {
     in_flight: Option<InFlight>,
     /// The buffer of the round before, kept for the next.
     spare: Aligned,
-    /// Submits the rounds (none: each is written and synced at once).
-    ring: Option<io_uring::IoUring>,
+    /// Submits the rounds (off: each is written and synced at once).
+    ring: Ring,
     /// Restarts so far: a mark taken before one is void.
     restarts: u64,
 }
@@ -110,11 +110,11 @@ impl Journal {
                 tracing::debug!("{}: no O_DIRECT ({e}): buffered commits", path.display());
             })
             .ok();
-        let ring = direct.as_ref().and_then(|_| {
-            io_uring::IoUring::new(4)
-                .map_err(|e| tracing::debug!("acc: no io_uring for the journal ({e})"))
-                .ok()
-        });
+        let ring = if direct.is_some() {
+            Ring::new()
+        } else {
+            Ring::off()
+        };
         let mut j = Journal {
             dir: dir.into(),
             file,
@@ -193,21 +193,13 @@ impl Journal {
         self.settle(true)?;
         debug_assert!(!self.needs_checkpoint());
         let at = self.cursor;
-        if let (Some(ring), Some(direct)) = (&mut self.ring, &self.direct) {
+        if let Some(direct) = &self.direct {
             let mut round = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
             let data = round.padded();
             let len = data.len() as u64;
-            let write = io_uring::opcode::Write::new(
-                io_uring::types::Fd(direct.as_raw_fd()),
-                data.as_ptr(),
-                data.len() as u32,
-            )
-            .offset(at)
-            .build();
             // SAFETY: the buffer stays in `in_flight`, untouched, until its completion is
             // reaped (`settle`, also on drop).
-            let pushed = unsafe { ring.submission().push(&write).is_ok() };
-            if pushed && ring.submit().is_ok() {
+            if unsafe { self.ring.submit_write(direct.as_raw_fd(), data, at) } {
                 self.in_flight = Some(InFlight {
                     round,
                     at,
@@ -235,22 +227,17 @@ impl Journal {
         };
         let mut result = None;
         if f.submitted {
-            let ring = self.ring.as_mut().expect("a submitted round has a ring");
-            let r = loop {
-                if let Some(c) = ring.completion().next() {
-                    break c.result();
+            match self.ring.reap(wait)? {
+                Some(Some(r)) => result = Some(r),
+                Some(None) => return Ok(false),
+                None => {
+                    // Submitted on another thread, whose ring alone can reap it: written
+                    // again below from a copy; the device may still read the original.
+                    let copy = f.round.clone();
+                    self.ring.forget(std::mem::replace(&mut f.round, copy));
                 }
-                if !wait {
-                    return Ok(false);
-                }
-                match ring.submit_and_wait(1) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
+            }
             f.submitted = false;
-            result = Some(r);
         }
         let data = f.round.padded();
         if result.and_then(|r| usize::try_from(r).ok()) != Some(data.len()) {
@@ -433,6 +420,10 @@ impl Drop for Journal {
     fn drop(&mut self) {
         if let Err(e) = self.settle(true) {
             tracing::error!("acc: the journal's last round: {e}");
+            // The device may still read it: never freed.
+            if let Some(f) = self.in_flight.take().filter(|f| f.submitted) {
+                self.ring.forget(f.round);
+            }
         }
     }
 }
@@ -560,12 +551,38 @@ mod tests {
     }
 
     #[test]
+    fn a_round_submitted_on_one_thread_is_settled_and_replayed_from_another() {
+        let d = dir("threads");
+        let (mut j, _) = Journal::open(&d, 1 << 16).unwrap();
+        std::fs::write(d.join("a.csv"), b"").unwrap();
+        j.add("a.csv", 0, b"one\n");
+        j.commit().unwrap();
+        assert!(j.in_flight.as_ref().is_some_and(|f| f.submitted));
+        // The ring takes submissions and reaps completions on its own thread only.
+        let j = std::thread::spawn(move || {
+            let mut j = j;
+            assert!(j.settle(true).unwrap(), "written again at once");
+            j.add("a.csv", 4, b"two\n");
+            j.commit().unwrap();
+            assert!(j.settle(true).unwrap());
+            j
+        })
+        .join()
+        .unwrap();
+        drop(j);
+        let (_j, r) = Journal::open(&d, 1 << 16).unwrap();
+        assert_eq!(r.entries, 2);
+        assert_eq!(std::fs::read(d.join("a.csv")).unwrap(), b"one\ntwo\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn without_direct_io_rounds_are_written_and_synced_at_once() {
         let d = dir("buffered");
         let (mut j, _) = Journal::open(&d, 1 << 16).unwrap();
         // What a filesystem that refuses O_DIRECT leaves.
         j.direct = None;
-        j.ring = None;
+        j.ring = Ring::off();
         std::fs::write(d.join("a.csv"), b"").unwrap();
         j.add("a.csv", 0, b"one\n");
         j.commit().unwrap();
