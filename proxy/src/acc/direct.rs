@@ -120,7 +120,7 @@ pub struct Ring {
 enum State {
     Unmade,
     Made {
-        ring: io_uring::IoUring,
+        ring: Box<io_uring::IoUring>,
         /// The only thread the ring serves (none for a plain ring).
         thread: Option<ThreadId>,
     },
@@ -149,11 +149,14 @@ impl Ring {
                 .build(4);
             self.state = match deferred {
                 Ok(ring) => State::Made {
-                    ring,
+                    ring: Box::new(ring),
                     thread: Some(std::thread::current().id()),
                 },
                 Err(_) => match io_uring::IoUring::new(4) {
-                    Ok(ring) => State::Made { ring, thread: None },
+                    Ok(ring) => State::Made {
+                        ring: Box::new(ring),
+                        thread: None,
+                    },
                     Err(e) => {
                         tracing::debug!("acc: no io_uring for the journal ({e})");
                         State::Off
