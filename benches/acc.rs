@@ -277,11 +277,98 @@ fn writer(n: u64) {
     );
 }
 
+/// CPU time (ns) of this process's thread named `name`, from its `schedstat`.
+fn thread_cpu_ns(name: &str) -> Option<u64> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|t| {
+        let t = t.ok()?.path();
+        let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+        (comm.trim() == name).then_some(())?;
+        std::fs::read_to_string(t.join("schedstat"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// The writer thread's own CPU per call at a steady `rate` calls a second (`acc.toml`'s three
+/// records each, from two workers) for `secs` seconds: what accounting costs siplb on top of
+/// the workers' pushes, without the network and the proxy around it.
+fn writer_paced(rate: u64, secs: u64) {
+    const WORKERS: u64 = 2;
+    let dir = std::env::temp_dir().join(format!("siplb-bench-acc-paced-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let plane = Arc::new(AccPlane::new(WORKERS as usize, cfg.queue));
+    let sinks = siplb::acc::writer::file_and_log_sinks(&cfg, &plane).expect("acc folder");
+    let writer = siplb::acc::writer::spawn(cfg.clone(), plane.clone(), sinks).expect("writer");
+    // A second to settle in, then `secs` measured.
+    let warmup = rate;
+    let calls = rate * secs;
+    let cpu0 = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let producers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (cfg, plane) = (cfg.clone(), plane.clone());
+            std::thread::spawn(move || {
+                let mut a =
+                    Accountant::new(cfg, plane, w as u32, WORKERS as u32, T0, Arc::default());
+                let per_ms = rate as f64 / 1000.0 / WORKERS as f64;
+                let mut made = 0u64;
+                let mine = (warmup + calls) / WORKERS;
+                while made < mine {
+                    // Paced per millisecond, as a worker's batches come.
+                    let due = ((start.elapsed().as_secs_f64() * 1000.0) * per_ms) as u64;
+                    while made < due.min(mine) {
+                        let (events, _) = call_events(made * WORKERS + w);
+                        for e in &events {
+                            a.on_event(e);
+                        }
+                        made += 1;
+                    }
+                    a.flush();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                a.flush();
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    cpu0.store(
+        thread_cpu_ns("siplb-acc").expect("the writer thread"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let t0 = Instant::now();
+    for p in producers {
+        p.join().expect("producer");
+    }
+    let cpu1 = thread_cpu_ns("siplb-acc").expect("the writer thread");
+    let wall = t0.elapsed().as_secs_f64();
+    plane.stop.store(true, std::sync::atomic::Ordering::Release);
+    writer.join().expect("writer");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cpu = (cpu1 - cpu0.load(std::sync::atomic::Ordering::Relaxed)) as f64;
+    let measured = wall * rate as f64;
+    println!(
+        "acc/writer_paced: {rate} calls/s (3 records each) for {wall:.1} s: the writer thread {:.1} ms of CPU a second, {:.2} µs per call",
+        cpu / wall / 1e6,
+        cpu / measured / 1e3,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; `cargo test --benches` and `-- --test` do not.
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let filter = args.iter().find(|a| !a.starts_with('-'));
+    if filter.is_some_and(|f| f == "paced") {
+        let mut nums = args.iter().filter_map(|a| a.parse().ok());
+        let rate = nums.next().unwrap_or(2_000);
+        let secs = nums.next().unwrap_or(if full { 10 } else { 1 });
+        writer_paced(rate, secs);
+        return;
+    }
     if filter.is_none_or(|f| f != "writer") {
         benches();
         Criterion::default().configure_from_args().final_summary();
