@@ -409,16 +409,23 @@ impl Shard {
         if !self.cfg.emit.transaction(t.method) {
             return;
         }
-        let req = if t.forwarded.is_empty() {
-            &t.received
-        } else {
-            &t.forwarded
-        };
-        let Ok(m) = SipMsg::parse(req) else {
-            return;
+        let (parties, request_to_tag) = match t.parties.take() {
+            Some(p) => *p,
+            None => {
+                let req = if t.forwarded.is_empty() {
+                    &t.received
+                } else {
+                    &t.forwarded
+                };
+                let Ok(m) = SipMsg::parse(req) else {
+                    return;
+                };
+                let to_tag = String::from_utf8_lossy(m.to_tag().unwrap_or(b"")).into();
+                (Parties::of_request(&m), to_tag)
+            }
         };
         let to_tag = if fin.to_tag.is_empty() {
-            String::from_utf8_lossy(m.to_tag().unwrap_or(b"")).into()
+            request_to_tag
         } else {
             fin.to_tag
         };
@@ -432,7 +439,7 @@ impl Shard {
             gateway,
             dialog: t.dialog,
             method: t.method,
-            parties: Parties::of_request(&m),
+            parties,
             to_tag,
             source: t.upstream,
             destination: (!t.forwarded.is_empty()).then_some(t.downstream),

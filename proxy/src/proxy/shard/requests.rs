@@ -516,6 +516,12 @@ impl Shard {
         t.dialog = dialog;
         t.server_key = key.as_slice().into();
         self.key = key;
+        if self.cfg.emit.transaction(method) {
+            // Read for its outcome's report now, while the request is parsed. Forwarding
+            // changes none of it (nor does a failover's or an authenticated resend).
+            let to_tag = String::from_utf8_lossy(msg.to_tag().unwrap_or(b"")).into();
+            t.parties = Some(Box::new((Parties::of_request(msg), to_tag)));
+        }
         if kind == Kind::Invite || self.cfg.routing.gateways.credentials_of(dst.addr).is_some() {
             // Only an INVITE gets a final reply from siplb itself (408, 487): keep what it
             // came as for that (a non-INVITE times out silently, RFC 4320); and a request to

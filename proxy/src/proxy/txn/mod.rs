@@ -143,6 +143,9 @@ pub struct Txn {
     /// A final response was sent upstream (or the transaction ended without one): its outcome
     /// has been reported.
     pub reported: bool,
+    /// Who calls whom and the request's To tag, read from the request as it came when its
+    /// outcome is to be reported (so that reporting needs no second parse of it).
+    pub parties: Option<Box<(crate::proxy::event::Parties, Box<str>)>>,
     /// Times the request was forwarded afresh (failover, authentication): its branches'
     /// attempt numbers.
     pub attempts: u32,
@@ -184,6 +187,7 @@ impl Txn {
             local_request: false,
             dialog: None,
             reported: false,
+            parties: None,
             attempts: 0,
             auth_tries: 0,
             cseq_shift: 0,
