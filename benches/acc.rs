@@ -209,7 +209,44 @@ fn push(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, push);
+/// The writer's encoding of one call's records (`acc.toml`'s three), CSV and JSON lines.
+fn encode(c: &mut Criterion) {
+    let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
+    let mut a = Accountant::new(
+        config(Path::new("/nonexistent")),
+        plane.clone(),
+        0,
+        1,
+        T0,
+        Arc::default(),
+    );
+    let (events, records) = call_events(1);
+    for e in &events {
+        a.on_event(e);
+    }
+    a.flush();
+    let mut call = Vec::new();
+    while let Some(r) = plane.queues[0].pop() {
+        call.push(r);
+    }
+    assert_eq!(call.len() as u64, records);
+    let mut g = c.benchmark_group("acc/encode");
+    g.throughput(Throughput::Elements(records));
+    let mut out = String::with_capacity(1 << 16);
+    g.bench_function("call", |b| {
+        b.iter(|| {
+            out.clear();
+            for r in &call {
+                siplb::acc::encode::csv_line(black_box(r), &mut out);
+                siplb::acc::encode::json_line(black_box(r), &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, push, encode);
 
 /// The writer's throughput: `n` records (at least) from two workers through the real writer
 /// and file sink into a temporary folder.
