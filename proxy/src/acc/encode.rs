@@ -13,9 +13,33 @@ pub fn csv_header(columns: &[&str], out: &mut String) {
     out.push_str("\r\n");
 }
 
+/// Bytes a CSV field quotes for (bit 0) and a JSON string escapes (bit 1).
+static SPECIAL: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = JSON;
+        c += 1;
+    }
+    t[b',' as usize] = CSV;
+    t[b'\n' as usize] |= CSV;
+    t[b'\r' as usize] |= CSV;
+    t[b'"' as usize] = CSV | JSON;
+    t[b'\\' as usize] = JSON;
+    t
+};
+const CSV: u8 = 1;
+const JSON: u8 = 2;
+
+/// Whether any byte of `b` is of `class` in [`SPECIAL`] (one table lookup a byte, no branch).
+#[inline]
+fn holds_any(b: &[u8], class: u8) -> bool {
+    b.iter().fold(0, |any, &c| any | SPECIAL[usize::from(c)]) & class != 0
+}
+
 fn csv_text(s: &str, out: &mut String) {
     let b = s.as_bytes();
-    if memchr::memchr3(b',', b'"', b'\n', b).is_none() && memchr::memchr(b'\r', b).is_none() {
+    if !holds_any(b, CSV) {
         out.push_str(s);
         return;
     }
@@ -50,6 +74,13 @@ pub fn csv_line(r: &Record, out: &mut String) {
 /// A JSON string, escaped (RFC 8259 §7).
 pub(super) fn json_text(s: &str, out: &mut String) {
     out.push('"');
+    let b = s.as_bytes();
+    // Most fields need no escape: one copy.
+    if !holds_any(b, JSON) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: &str = match b {
@@ -176,6 +207,21 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["sip_reason"], "tab\there \"q\" back\\slash \u{1} é");
         assert_eq!(v["gateway"]["a"], "b");
+    }
+
+    #[test]
+    fn every_byte_a_format_treats_specially_is_quoted_or_escaped() {
+        for c in (0u8..0x80).map(char::from) {
+            let s = format!("a{c}b");
+            let mut csv = String::new();
+            csv_text(&s, &mut csv);
+            let quoted = [',', '"', '\n', '\r'].contains(&c);
+            assert_eq!(csv.starts_with('"'), quoted, "{c:?}: {csv}");
+            let mut json = String::new();
+            json_text(&s, &mut json);
+            let back: String = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, s, "{c:?}: {json}");
+        }
     }
 
     #[test]

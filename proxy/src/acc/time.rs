@@ -38,38 +38,53 @@ fn digits(out: &mut String, n: u64, width: usize) {
         }
     }
     let start = i.min(buf.len() - width);
-    // SAFETY-free: only ASCII digits.
-    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or("0"));
+    // ASCII digits, a byte each: pushed as they are, with no UTF-8 check of the slice.
+    for &b in &buf[start..] {
+        out.push(char::from(b));
+    }
+}
+
+/// Two digits, zero padded (`n` < 100).
+fn two(out: &mut String, n: u64) {
+    out.push(char::from(b'0' + (n / 10 % 10) as u8));
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// Appends unix ms as RFC 3339 UTC with milliseconds (no allocation: the hot path of the
 /// writer).
 pub fn write_rfc3339_ms(unix_ms: u64, out: &mut String) {
     let secs = unix_ms / 1000;
-    // The records of a batch share their second: its date and time are worked out once.
-    LAST_SECOND.with(|last| {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // The records of a day share its date: worked out once.
+    LAST_DAY.with(|last| {
         let mut last = last.borrow_mut();
-        if last.0 != Some(secs) || last.1.is_empty() {
+        if last.0 != Some(days) || last.1.is_empty() {
             last.1.clear();
-            write_second(secs as i64, &mut last.1);
-            last.0 = Some(secs);
+            write_date(days as i64, &mut last.1);
+            last.0 = Some(days);
         }
         out.push_str(&last.1);
     });
+    two(out, rem / 3600);
+    out.push(':');
+    two(out, rem / 60 % 60);
+    out.push(':');
+    two(out, rem % 60);
     out.push('.');
-    digits(out, unix_ms % 1000, 3);
+    let ms = unix_ms % 1000;
+    out.push(char::from(b'0' + (ms / 100) as u8));
+    two(out, ms % 100);
     out.push('Z');
 }
 
 thread_local! {
-    /// The last second written, and its text (`2026-12-01T11:49:44`).
-    static LAST_SECOND: std::cell::RefCell<(Option<u64>, String)> =
+    /// The last day written, and its date (`2026-12-01T`).
+    static LAST_DAY: std::cell::RefCell<(Option<u64>, String)> =
         const { std::cell::RefCell::new((None, String::new())) };
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds.
-fn write_second(secs: i64, out: &mut String) {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+/// `YYYY-MM-DDT` of a day count since 1970-01-01.
+fn write_date(days: i64, out: &mut String) {
     let (y, m, d) = civil(days);
     if (0..=9999).contains(&y) {
         digits(out, y as u64, 4);
@@ -77,16 +92,10 @@ fn write_second(secs: i64, out: &mut String) {
         let _ = write!(out, "{y:04}");
     }
     out.push('-');
-    digits(out, m.into(), 2);
+    two(out, m.into());
     out.push('-');
-    digits(out, d.into(), 2);
+    two(out, d.into());
     out.push('T');
-    let rem = rem as u64;
-    digits(out, rem / 3600, 2);
-    out.push(':');
-    digits(out, rem / 60 % 60, 2);
-    out.push(':');
-    digits(out, rem % 60, 2);
 }
 
 /// Milliseconds as decimal seconds with milliseconds (`61237` → `61.237`).
