@@ -397,6 +397,15 @@ impl Shard {
         self.cfg.emit.transactions || self.cfg.emit.dialogs
     }
 
+    /// Whether the outcome of transaction `id` is still to be reported (so that a final
+    /// response is read for it).
+    fn reports_outcome(&self, id: TxnId) -> bool {
+        self.wants_outcomes()
+            && self.txns.get(id).is_some_and(|t| {
+                !t.reported && !t.local_request && self.cfg.emit.transaction(t.method)
+            })
+    }
+
     /// Reports a transaction's outcome once (when events of transactions are wanted).
     fn report_txn(&mut self, now: Instant, id: TxnId, fin: Final) {
         let Some(t) = self.txns.get_mut(id) else {

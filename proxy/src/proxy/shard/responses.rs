@@ -97,7 +97,7 @@ impl Shard {
             }
             ClientAction::InviteAccepted => {
                 self.relay(id, msg, true);
-                if self.wants_outcomes() {
+                if self.reports_outcome(id) {
                     self.report_txn(now, id, final_of(msg));
                 }
                 self.answer(now, id, msg);
@@ -135,7 +135,7 @@ impl Shard {
                     return;
                 }
                 self.relay(id, msg, true);
-                if self.wants_outcomes() {
+                if self.reports_outcome(id) {
                     self.report_txn(now, id, final_of(msg));
                 }
                 let t = self.txns.get(id).expect("looked up above");
