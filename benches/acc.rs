@@ -13,6 +13,12 @@
 //!   two workers' accountants feeding their queues as fast as the queues take records; records
 //!   per second from the first push until `acc:written` (written and synced) reaches N
 //!   (200,000; 2,000 under `--test`). `-- writer N` sets N.
+//! - `acc/encode/call` (criterion): the writer's encoding of one call's three records, CSV and
+//!   JSON lines.
+//! - `acc/writer_paced` (only with `-- paced [RATE [SECS [SYNC_MS]]]`, default 2,000 calls/s,
+//!   10 s, 10 ms): the writer thread's own CPU per call (its `schedstat`) while two threads
+//!   feed it `acc.toml`'s records of RATE calls a second, paced per millisecond as workers
+//!   would; the first second is left out.
 
 use criterion::{Criterion, Throughput, criterion_group};
 use siplb::acc::accountant::Accountant;
@@ -332,11 +338,12 @@ fn thread_cpu_ns(name: &str) -> Option<u64> {
 /// The writer thread's own CPU per call at a steady `rate` calls a second (`acc.toml`'s three
 /// records each, from two workers) for `secs` seconds: what accounting costs siplb on top of
 /// the workers' pushes, without the network and the proxy around it.
-fn writer_paced(rate: u64, secs: u64) {
+fn writer_paced(rate: u64, secs: u64, sync_ms: u64) {
     const WORKERS: u64 = 2;
     let dir = std::env::temp_dir().join(format!("siplb-bench-acc-paced-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = config(&dir);
+    let mut cfg = config(&dir);
+    Arc::make_mut(&mut cfg).sync_interval = Duration::from_millis(sync_ms);
     let plane = Arc::new(AccPlane::new(WORKERS as usize, cfg.queue));
     let sinks = siplb::acc::writer::file_and_log_sinks(&cfg, &plane).expect("acc folder");
     let writer = siplb::acc::writer::spawn(cfg.clone(), plane.clone(), sinks).expect("writer");
@@ -388,7 +395,8 @@ fn writer_paced(rate: u64, secs: u64) {
     let cpu = (cpu1 - cpu0.load(std::sync::atomic::Ordering::Relaxed)) as f64;
     let measured = wall * rate as f64;
     println!(
-        "acc/writer_paced: {rate} calls/s (3 records each) for {wall:.1} s: the writer thread {:.1} ms of CPU a second, {:.2} µs per call",
+        "acc/writer_paced: {rate} calls/s (3 records each) for {wall:.1} s, sync every {} ms: the writer thread {:.1} ms of CPU a second, {:.2} µs per call",
+        cfg.sync_interval.as_millis(),
         cpu / wall / 1e6,
         cpu / measured / 1e3,
     );
@@ -403,7 +411,10 @@ fn main() {
         let mut nums = args.iter().filter_map(|a| a.parse().ok());
         let rate = nums.next().unwrap_or(2_000);
         let secs = nums.next().unwrap_or(if full { 10 } else { 1 });
-        writer_paced(rate, secs);
+        let sync_ms = nums
+            .next()
+            .unwrap_or(siplb::acc::config::DEFAULT_SYNC_INTERVAL_MS);
+        writer_paced(rate, secs, sync_ms);
         return;
     }
     if filter.is_none_or(|f| f != "writer") {
