@@ -117,6 +117,17 @@ pub struct Ring {
     state: State,
 }
 
+/// What [`Ring::reap`] found.
+pub enum Reaped {
+    /// The write completed: bytes written, or a negated errno.
+    Done(i32),
+    /// Not yet.
+    Pending,
+    /// It was submitted on another thread, whose ring alone can reap it: its buffer must be
+    /// given up ([`Ring::forget`]).
+    Elsewhere,
+}
+
 enum State {
     Unmade,
     Made {
@@ -192,16 +203,14 @@ impl Ring {
         pushed && ring.submit().is_ok()
     }
 
-    /// The result of the write submitted (bytes written, or a negated errno), once it has
-    /// completed; with `wait`, waits until it has. `None` on a thread the ring does not
-    /// serve: the write's buffer must then be given up ([`Ring::forget`]).
-    pub fn reap(&mut self, wait: bool) -> io::Result<Option<Option<i32>>> {
+    /// What became of the write submitted; with `wait`, waits until it has completed.
+    pub fn reap(&mut self, wait: bool) -> io::Result<Reaped> {
         let Some(ring) = self.get() else {
-            return Ok(None);
+            return Ok(Reaped::Elsewhere);
         };
         loop {
             if let Some(c) = ring.completion().next() {
-                return Ok(Some(Some(c.result())));
+                return Ok(Reaped::Done(c.result()));
             }
             // Runs the completion's deferred work when the ring's flag says there is some
             // (a system call only then), or waits for it.
@@ -211,10 +220,10 @@ impl Ring {
                 Err(e) => return Err(e),
             }
             if let Some(c) = ring.completion().next() {
-                return Ok(Some(Some(c.result())));
+                return Ok(Reaped::Done(c.result()));
             }
             if !wait {
-                return Ok(Some(None));
+                return Ok(Reaped::Pending);
             }
         }
     }

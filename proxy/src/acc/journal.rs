@@ -21,7 +21,7 @@
 //! lengths, offset, CRC-32 of the rest) followed by the file name and the bytes; the scan
 //! stops at the first entry that is not whole or belongs to an older generation.
 
-use super::direct::{Aligned, BLOCK, Ring, write_durably};
+use super::direct::{Aligned, BLOCK, Reaped, Ring, write_durably};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -228,11 +228,10 @@ impl Journal {
         let mut result = None;
         if f.submitted {
             match self.ring.reap(wait)? {
-                Some(Some(r)) => result = Some(r),
-                Some(None) => return Ok(false),
-                None => {
-                    // Submitted on another thread, whose ring alone can reap it: written
-                    // again below from a copy; the device may still read the original.
+                Reaped::Done(r) => result = Some(r),
+                Reaped::Pending => return Ok(false),
+                Reaped::Elsewhere => {
+                    // Written again below from a copy; the device may still read the original.
                     let copy = f.round.clone();
                     self.ring.forget(std::mem::replace(&mut f.round, copy));
                 }
