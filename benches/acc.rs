@@ -252,7 +252,71 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, push, encode);
+/// A whole call through one shard, without sockets (INVITE, 200, ACK, BYE, 200, as
+/// `siplb_benches::DialogDriver` drives it, one call a millisecond of virtual time): without
+/// accounting, with the events `acc.toml` asks of the shard (made and dropped), and with those
+/// events made into records and queued (the queue emptied in the loop).
+fn shard(c: &mut Criterion) {
+    use siplb::proxy::event::Emit;
+    use siplb_benches::DialogDriver;
+    const ROOM: usize = 200_000;
+    let every = Duration::from_millis(1);
+    let mut g = c.benchmark_group("acc/shard");
+    g.throughput(Throughput::Elements(1));
+    let mut d = DialogDriver::new(ROOM);
+    g.bench_function("call_without_accounting", |b| {
+        b.iter(|| {
+            d.call(every, true);
+            while let Some(e) = d.shard.poll_event() {
+                black_box(e);
+            }
+        })
+    });
+    drop(d);
+    let emit = Emit {
+        transactions: true,
+        dialogs: true,
+        failures: false,
+        requests: true,
+        transaction_methods: 1 << Method::Invite as u32,
+        request_methods: 1 << Method::Bye as u32,
+    };
+    let mut d = DialogDriver::with_events(ROOM, emit);
+    g.bench_function("call_with_events", |b| {
+        b.iter(|| {
+            d.call(every, true);
+            while let Some(e) = d.shard.poll_event() {
+                black_box(e);
+            }
+        })
+    });
+    drop(d);
+    let mut d = DialogDriver::with_events(ROOM, emit);
+    let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
+    let mut a = Accountant::new(
+        config(Path::new("/nonexistent")),
+        plane.clone(),
+        0,
+        1,
+        T0,
+        Arc::default(),
+    );
+    g.bench_function("call_with_records", |b| {
+        b.iter(|| {
+            d.call(every, true);
+            while let Some(e) = d.shard.poll_event() {
+                a.on_event(&e);
+            }
+            a.flush();
+            while let Some(r) = plane.queues[0].pop() {
+                black_box(r);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, push, encode, shard);
 
 /// The writer's throughput: `n` records (at least) from two workers through the real writer
 /// and file sink into a temporary folder.

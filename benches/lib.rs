@@ -120,6 +120,11 @@ const CALLER: &str = "198.18.1.20:5060";
 impl DialogDriver {
     /// A shard with room for `calls` calls, its customer's account being the customer itself.
     pub fn new(calls: usize) -> DialogDriver {
+        DialogDriver::with_events(calls, Default::default())
+    }
+
+    /// The same, with the shard's events as `emit` says (accounting's, for instance).
+    pub fn with_events(calls: usize, emit: siplb::proxy::event::Emit) -> DialogDriver {
         use siplb::proxy::{AccountKey, Customer, ProxyConfig, Routing, Shard};
         let routing = Routing {
             customers: vec![Customer {
@@ -139,6 +144,7 @@ impl DialogDriver {
         let mut cfg = ProxyConfig::new("198.18.0.10:5060".parse().expect("addr"), routing);
         cfg.max_dialogs = calls + 1;
         cfg.max_transactions = calls + 1;
+        cfg.emit = emit;
         let now = std::time::Instant::now();
         let mut shard = Shard::new(std::sync::Arc::new(cfg), 0, Default::default());
         shard.set_epoch(now, 1_700_000_000_000);
@@ -156,10 +162,26 @@ impl DialogDriver {
     /// `n` more calls, each answered and acknowledged, one every `every` (the INVITE
     /// transactions of the last 32 s are still open, as in a real run at that rate).
     pub fn establish(&mut self, n: usize, every: std::time::Duration) {
+        for _ in 0..n {
+            self.call(every, false);
+            while self.shard.poll_event().is_some() {}
+        }
+    }
+
+    /// The messages that went out, handed back to the shard's pool.
+    fn recycle_all(&mut self) {
+        for t in self.take() {
+            self.shard.recycle(t.data);
+        }
+    }
+
+    /// One more call, `every` after the last: answered and acknowledged, then (with
+    /// `hang_up`) ended by the caller's BYE, which the gateway answers.
+    pub fn call(&mut self, every: std::time::Duration, hang_up: bool) {
         use siplb::sip::{HeaderName, SipMsg};
         let invite = std::str::from_utf8(INVITE).expect("utf-8");
         let caller = CALLER.parse().expect("addr");
-        for _ in 0..n {
+        {
             let i = self.next;
             self.next += 1;
             self.now += every;
@@ -207,9 +229,38 @@ impl DialogDriver {
                 "ACK sip:15550001234@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-ack-{i}\r\n{route}\r\nMax-Forwards: 70\r\nFrom: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n{to}Call-ID: call-{i}@198.18.1.20\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
             );
             self.shard.handle(self.now, caller, ack.as_bytes());
-            for t in self.take() {
+            self.recycle_all();
+            if !hang_up {
+                return;
+            }
+            let bye = format!(
+                "BYE sip:15550001234@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-bye-{i}\r\n{route}\r\nMax-Forwards: 70\r\nFrom: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n{to}Call-ID: call-{i}@198.18.1.20\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+            );
+            self.shard.handle(self.now, caller, bye.as_bytes());
+            let out = self.take();
+            let fwd = out
+                .iter()
+                .find(|t| t.dst.addr == gw)
+                .expect("BYE forwarded");
+            let m = SipMsg::parse(&fwd.data).expect("forwarded BYE parses");
+            let line = |name| {
+                m.headers_named(name)
+                    .map(|(_, h)| String::from_utf8_lossy(h.line().of(m.buf)).into_owned())
+                    .collect::<String>()
+            };
+            let ok = format!(
+                "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
+                line(HeaderName::Via),
+                line(HeaderName::From),
+                line(HeaderName::To),
+                line(HeaderName::CallId),
+                line(HeaderName::CSeq),
+            );
+            for t in out {
                 self.shard.recycle(t.data);
             }
+            self.shard.handle(self.now, gw, ok.as_bytes());
+            self.recycle_all();
         }
     }
 
