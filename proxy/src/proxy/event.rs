@@ -111,8 +111,13 @@ pub struct Parties {
     pub ruri_host: Box<str>,
 }
 
-fn text(b: &[u8]) -> Box<str> {
-    String::from_utf8_lossy(b).into()
+/// Bytes of a message as text: as they are when they are UTF-8 (nearly always, SIP being
+/// ASCII; checked faster than the lossy conversion does), else with U+FFFD for what is not.
+pub(crate) fn text(b: &[u8]) -> Box<str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(b).into(),
+    }
 }
 
 /// User and host of a URI at `uri` in `buf` (empty when it does not parse).

@@ -21,7 +21,7 @@ mod routing;
 
 use super::clock::{Schedule, Wake, WallClock};
 use super::dialogs::{DialogFilter, DialogInfo, DialogState, DialogTable, info};
-use super::event::{Event, Parties, Refused, TxnOutcome};
+use super::event::{Event, Parties, Refused, TxnOutcome, text};
 use super::ids::{DialogId, TxnId};
 use super::originate::{Branches, local_tag};
 use super::output::Output;
@@ -429,7 +429,7 @@ impl Shard {
                 let Ok(m) = SipMsg::parse(req) else {
                     return;
                 };
-                let to_tag = String::from_utf8_lossy(m.to_tag().unwrap_or(b"")).into();
+                let to_tag = text(m.to_tag().unwrap_or(b""));
                 (Parties::of_request(&m), to_tag)
             }
         };
@@ -440,7 +440,7 @@ impl Shard {
         };
         let dialog = t.dialog.and_then(|d| self.dialogs.get(d));
         let (account, gateway) = match dialog {
-            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.trunk())),
+            Some(d) => (text(&d.account), Some(d.trunk())),
             None => (Box::default(), None),
         };
         let outcome = TxnOutcome {
@@ -508,14 +508,14 @@ impl Shard {
         }
         let d = dialog.and_then(|id| self.dialogs.get(id));
         let (account, gateway) = match d {
-            Some(d) => (String::from_utf8_lossy(&d.account).into(), Some(d.trunk())),
-            None => (String::from_utf8_lossy(account).into(), None),
+            Some(d) => (text(&d.account), Some(d.trunk())),
+            None => (text(account), None),
         };
         let seen = TxnOutcome {
             dialog,
             method: msg.method().unwrap_or(Method::Other),
             parties: Parties::of_request(msg),
-            to_tag: String::from_utf8_lossy(msg.to_tag().unwrap_or(b"")).into(),
+            to_tag: text(msg.to_tag().unwrap_or(b"")),
             source: Target::udp(src),
             destination: gateway,
             account,

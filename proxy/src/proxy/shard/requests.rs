@@ -6,7 +6,7 @@ use super::{ALLOW, Final, Shard};
 use crate::dialog::{Denied, Refusal};
 use crate::proxy::admission::{self, Admitted};
 use crate::proxy::dialogs::{Dialog, DialogState, DialogTimes, EndCause, Leg, Outcome, Side};
-use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, q850_cause};
+use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, q850_cause, text};
 use crate::proxy::forward::{self, Forward, did_param, first_contact, record_routes};
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress::{self, Ingress, Stateless};
@@ -457,9 +457,7 @@ impl Shard {
         let header = |name| {
             msg.headers_named(name)
                 .next()
-                .map_or(Default::default(), |(_, h)| {
-                    String::from_utf8_lossy(h.value().of(msg.buf)).into()
-                })
+                .map_or(Default::default(), |(_, h)| text(h.value().of(msg.buf)))
         };
         let account = self.account_of(customer, msg, src);
         let inbound = self.cfg.routing.gateways.position(src).is_some();
@@ -472,7 +470,7 @@ impl Shard {
             caller: Target::udp(src),
             gateway: inbound.then_some(Target::udp(src)),
             inbound,
-            account: String::from_utf8_lossy(account).into(),
+            account: text(account),
             times: DialogTimes {
                 invite_received: unix,
                 end: unix,
@@ -519,7 +517,7 @@ impl Shard {
         if self.cfg.emit.transaction(method) {
             // Read for its outcome's report now, while the request is parsed. Forwarding
             // changes none of it (nor does a failover's or an authenticated resend).
-            let to_tag = String::from_utf8_lossy(msg.to_tag().unwrap_or(b"")).into();
+            let to_tag = text(msg.to_tag().unwrap_or(b""));
             t.parties = Some(Box::new((Parties::of_request(msg), to_tag)));
         }
         if kind == Kind::Invite || self.cfg.routing.gateways.credentials_of(dst.addr).is_some() {

@@ -9,7 +9,7 @@ use crate::dialog::VarAt;
 use crate::proxy::admission;
 use crate::proxy::auth::Challenge;
 use crate::proxy::dialogs::{Dialog, DialogState};
-use crate::proxy::event::{q850_cause, reason_of};
+use crate::proxy::event::{q850_cause, reason_of, text};
 use crate::proxy::forward::Forward;
 use crate::proxy::forward::{self, first_contact, record_routes};
 use crate::proxy::gateway::{Algorithm, CallKey};
@@ -557,7 +557,7 @@ fn final_of(msg: &SipMsg<'_>) -> Final {
         code: msg.status(),
         reason: reason_of(msg),
         q850_cause: q850_cause(msg),
-        to_tag: String::from_utf8_lossy(msg.to_tag().unwrap_or(b"")).into(),
+        to_tag: text(msg.to_tag().unwrap_or(b"")),
         local: false,
     }
 }
