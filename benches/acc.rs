@@ -263,15 +263,22 @@ fn shard(c: &mut Criterion) {
     let every = Duration::from_millis(1);
     let mut g = c.benchmark_group("acc/shard");
     g.throughput(Throughput::Elements(1));
+    /// Calls through `d`, their events dropped.
+    fn calls(
+        d: &mut DialogDriver,
+        every: Duration,
+    ) -> impl FnMut(&mut criterion::Bencher<'_>) + '_ {
+        move |b| {
+            b.iter(|| {
+                d.call(every, true);
+                while let Some(e) = d.shard.poll_event() {
+                    black_box(e);
+                }
+            })
+        }
+    }
     let mut d = DialogDriver::new(ROOM);
-    g.bench_function("call_without_accounting", |b| {
-        b.iter(|| {
-            d.call(every, true);
-            while let Some(e) = d.shard.poll_event() {
-                black_box(e);
-            }
-        })
-    });
+    g.bench_function("call_without_accounting", calls(&mut d, every));
     drop(d);
     let emit = Emit {
         transactions: true,
@@ -282,14 +289,7 @@ fn shard(c: &mut Criterion) {
         request_methods: 1 << Method::Bye as u32,
     };
     let mut d = DialogDriver::with_events(ROOM, emit);
-    g.bench_function("call_with_events", |b| {
-        b.iter(|| {
-            d.call(every, true);
-            while let Some(e) = d.shard.poll_event() {
-                black_box(e);
-            }
-        })
-    });
+    g.bench_function("call_with_events", calls(&mut d, every));
     drop(d);
     let mut d = DialogDriver::with_events(ROOM, emit);
     let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));

@@ -199,11 +199,7 @@ impl DialogDriver {
                 .find(|t| t.dst.addr != caller)
                 .expect("INVITE forwarded");
             let m = SipMsg::parse(&fwd.data).expect("forwarded INVITE parses");
-            let line = |name| {
-                m.headers_named(name)
-                    .map(|(_, h)| String::from_utf8_lossy(h.line().of(m.buf)).into_owned())
-                    .collect::<String>()
-            };
+            let line = |name| header_lines(&m, name);
             let to = line(HeaderName::To);
             let to = format!("{};tag=gw{i}\r\n", to.trim_end());
             let ok = format!(
@@ -243,11 +239,7 @@ impl DialogDriver {
                 .find(|t| t.dst.addr == gw)
                 .expect("BYE forwarded");
             let m = SipMsg::parse(&fwd.data).expect("forwarded BYE parses");
-            let line = |name| {
-                m.headers_named(name)
-                    .map(|(_, h)| String::from_utf8_lossy(h.line().of(m.buf)).into_owned())
-                    .collect::<String>()
-            };
+            let line = |name| header_lines(&m, name);
             let ok = format!(
                 "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
                 line(HeaderName::Via),
@@ -283,6 +275,13 @@ impl DialogDriver {
             self.shard.recycle(t.data);
         }
     }
+}
+
+/// Every line of header `name` in `m`, with its CRLF (none: empty).
+fn header_lines(m: &siplb::sip::SipMsg<'_>, name: siplb::sip::HeaderName) -> String {
+    m.headers_named(name)
+        .map(|(_, h)| String::from_utf8_lossy(h.line().of(m.buf)).into_owned())
+        .collect()
 }
 
 /// What a proxy reads of every message it handles, as lengths (so that neither side has to
