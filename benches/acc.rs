@@ -165,18 +165,23 @@ fn call_events(call: u64) -> ([Event; 4], u64) {
     )
 }
 
-/// Pushes `events` `iters` times through one accountant; only the pushes are timed, the
-/// queue is emptied (records dropped) untimed before it fills.
-fn time_pushes(iters: u64, events: &[Event]) -> Duration {
-    let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
-    let mut a = Accountant::new(
+/// A worker's accountant (`acc.toml`'s `[acc]`, worker 0 of 1) queueing into `plane`.
+fn accountant(plane: &Arc<AccPlane>) -> Accountant {
+    Accountant::new(
         config(Path::new("/nonexistent")),
         plane.clone(),
         0,
         1,
         T0,
         Arc::default(),
-    );
+    )
+}
+
+/// Pushes `events` `iters` times through one accountant; only the pushes are timed, the
+/// queue is emptied (records dropped) untimed before it fills.
+fn time_pushes(iters: u64, events: &[Event]) -> Duration {
+    let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
+    let mut a = accountant(&plane);
     let mut total = Duration::ZERO;
     let mut done = 0;
     while done < iters {
@@ -218,14 +223,7 @@ fn push(c: &mut Criterion) {
 /// The writer's encoding of one call's records (`acc.toml`'s three), CSV and JSON lines.
 fn encode(c: &mut Criterion) {
     let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
-    let mut a = Accountant::new(
-        config(Path::new("/nonexistent")),
-        plane.clone(),
-        0,
-        1,
-        T0,
-        Arc::default(),
-    );
+    let mut a = accountant(&plane);
     let (events, records) = call_events(1);
     for e in &events {
         a.on_event(e);
@@ -293,14 +291,7 @@ fn shard(c: &mut Criterion) {
     drop(d);
     let mut d = DialogDriver::with_events(ROOM, emit);
     let plane = Arc::new(AccPlane::new(1, DEFAULT_QUEUE));
-    let mut a = Accountant::new(
-        config(Path::new("/nonexistent")),
-        plane.clone(),
-        0,
-        1,
-        T0,
-        Arc::default(),
-    );
+    let mut a = accountant(&plane);
     g.bench_function("call_with_records", |b| {
         b.iter(|| {
             d.call(every, true);

@@ -181,79 +181,78 @@ impl DialogDriver {
         use siplb::sip::{HeaderName, SipMsg};
         let invite = std::str::from_utf8(INVITE).expect("utf-8");
         let caller = CALLER.parse().expect("addr");
-        {
-            let i = self.next;
-            self.next += 1;
-            self.now += every;
-            self.shard.handle_timeout(self.now);
-            let inv = invite
-                .replace(
-                    "3c26700863d4-1a2b3c4d5e6f@198.18.1.20",
-                    &format!("call-{i}@198.18.1.20"),
-                )
-                .replace("8a0bb3a2f1e3c2d0", &format!("{i:016x}"));
-            self.shard.handle(self.now, caller, inv.as_bytes());
-            let out = self.take();
-            let fwd = out
-                .iter()
-                .find(|t| t.dst.addr != caller)
-                .expect("INVITE forwarded");
-            let m = SipMsg::parse(&fwd.data).expect("forwarded INVITE parses");
-            let line = |name| header_lines(&m, name);
-            let to = line(HeaderName::To);
-            let to = format!("{};tag=gw{i}\r\n", to.trim_end());
-            let ok = format!(
-                "SIP/2.0 200 OK\r\n{}{}{}{to}{}{}Contact: <sip:15550001234@{}>\r\nContent-Length: 0\r\n\r\n",
-                line(HeaderName::Via),
-                line(HeaderName::RecordRoute),
-                line(HeaderName::From),
-                line(HeaderName::CallId),
-                line(HeaderName::CSeq),
-                fwd.dst.addr,
-            );
-            let rr = line(HeaderName::RecordRoute);
-            let route = rr.trim_end().replacen("Record-Route", "Route", 1);
-            let gw = fwd.dst.addr;
-            for t in out {
-                self.shard.recycle(t.data);
-            }
-            self.shard.handle(self.now, gw, ok.as_bytes());
-            for t in self.take() {
-                self.shard.recycle(t.data);
-            }
-            let ack = format!(
-                "ACK sip:15550001234@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-ack-{i}\r\n{route}\r\nMax-Forwards: 70\r\nFrom: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n{to}Call-ID: call-{i}@198.18.1.20\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-            );
-            self.shard.handle(self.now, caller, ack.as_bytes());
-            self.recycle_all();
-            if !hang_up {
-                return;
-            }
-            let bye = format!(
-                "BYE sip:15550001234@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-bye-{i}\r\n{route}\r\nMax-Forwards: 70\r\nFrom: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n{to}Call-ID: call-{i}@198.18.1.20\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-            );
-            self.shard.handle(self.now, caller, bye.as_bytes());
-            let out = self.take();
-            let fwd = out
-                .iter()
-                .find(|t| t.dst.addr == gw)
-                .expect("BYE forwarded");
-            let m = SipMsg::parse(&fwd.data).expect("forwarded BYE parses");
-            let line = |name| header_lines(&m, name);
-            let ok = format!(
-                "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
-                line(HeaderName::Via),
-                line(HeaderName::From),
-                line(HeaderName::To),
-                line(HeaderName::CallId),
-                line(HeaderName::CSeq),
-            );
-            for t in out {
-                self.shard.recycle(t.data);
-            }
-            self.shard.handle(self.now, gw, ok.as_bytes());
-            self.recycle_all();
+        let i = self.next;
+        self.next += 1;
+        self.now += every;
+        self.shard.handle_timeout(self.now);
+        let inv = invite
+            .replace(
+                "3c26700863d4-1a2b3c4d5e6f@198.18.1.20",
+                &format!("call-{i}@198.18.1.20"),
+            )
+            .replace("8a0bb3a2f1e3c2d0", &format!("{i:016x}"));
+        self.shard.handle(self.now, caller, inv.as_bytes());
+        let out = self.take();
+        let fwd = out
+            .iter()
+            .find(|t| t.dst.addr != caller)
+            .expect("INVITE forwarded");
+        let m = SipMsg::parse(&fwd.data).expect("forwarded INVITE parses");
+        let line = |name| header_lines(&m, name);
+        let to = line(HeaderName::To);
+        let to = format!("{};tag=gw{i}\r\n", to.trim_end());
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{}{}{}{to}{}{}Contact: <sip:15550001234@{}>\r\nContent-Length: 0\r\n\r\n",
+            line(HeaderName::Via),
+            line(HeaderName::RecordRoute),
+            line(HeaderName::From),
+            line(HeaderName::CallId),
+            line(HeaderName::CSeq),
+            fwd.dst.addr,
+        );
+        let rr = line(HeaderName::RecordRoute);
+        let route = rr.trim_end().replacen("Record-Route", "Route", 1);
+        let gw = fwd.dst.addr;
+        for t in out {
+            self.shard.recycle(t.data);
         }
+        self.shard.handle(self.now, gw, ok.as_bytes());
+        self.recycle_all();
+        // The caller's requests within the call, through siplb's Record-Route.
+        let request = |method: &str, cseq: u32| {
+            format!(
+                "{method} sip:15550001234@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{}-{i}\r\n{route}\r\nMax-Forwards: 70\r\nFrom: \"Account 001\" <sip:acct001@198.18.1.20>;tag=6f7a3c21\r\n{to}Call-ID: call-{i}@198.18.1.20\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+                method.to_lowercase()
+            )
+        };
+        self.shard
+            .handle(self.now, caller, request("ACK", 1).as_bytes());
+        self.recycle_all();
+        if !hang_up {
+            return;
+        }
+        self.shard
+            .handle(self.now, caller, request("BYE", 2).as_bytes());
+        let out = self.take();
+        let fwd = out
+            .iter()
+            .find(|t| t.dst.addr == gw)
+            .expect("BYE forwarded");
+        let m = SipMsg::parse(&fwd.data).expect("forwarded BYE parses");
+        let line = |name| header_lines(&m, name);
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
+            line(HeaderName::Via),
+            line(HeaderName::From),
+            line(HeaderName::To),
+            line(HeaderName::CallId),
+            line(HeaderName::CSeq),
+        );
+        for t in out {
+            self.shard.recycle(t.data);
+        }
+        self.shard.handle(self.now, gw, ok.as_bytes());
+        self.recycle_all();
     }
 
     /// Lets the transactions of those calls end (Timers L and M, 32 s).
