@@ -169,6 +169,25 @@ socket = "siplb.ctl"
     )
 }
 
+/// Spawns `command`, whose program a test may have just written (a wrapper script): while
+/// another test thread forks, its child holds that file open for writing until it execs, and
+/// running the file fails with "Text file busy" (ETXTBSY) meanwhile; it is tried again then,
+/// for up to a second.
+pub fn spawn_written(command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Siplb {
     /// Starts `bin` with `config_text` written to `<dir>/siplb.toml`, and waits until its
     /// control socket answers.
@@ -181,15 +200,15 @@ impl Siplb {
         let config = dir.join("siplb.toml");
         std::fs::write(&config, config_text).expect("write config");
         let log = std::fs::File::create(dir.join("siplb.log")).expect("log file");
-        let child = in_netns(netns, bin)
+        let mut command = in_netns(netns, bin);
+        command
             .arg("--config")
             .arg(&config)
             .env("SIPLB_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start siplb");
+            .stderr(log);
+        let child = spawn_written(&mut command).expect("start siplb");
         let mut s = Siplb {
             child,
             config,
