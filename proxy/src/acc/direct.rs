@@ -205,6 +205,13 @@ impl Ring {
 
     /// What became of the write submitted; with `wait`, waits until it has completed.
     pub fn reap(&mut self, wait: bool) -> io::Result<Reaped> {
+        let deferred = matches!(
+            self.state,
+            State::Made {
+                thread: Some(_),
+                ..
+            }
+        );
         let Some(ring) = self.get() else {
             return Ok(Reaped::Elsewhere);
         };
@@ -212,8 +219,12 @@ impl Ring {
             if let Some(c) = ring.completion().next() {
                 return Ok(Reaped::Done(c.result()));
             }
-            // Runs the completion's deferred work when the ring's flag says there is some
-            // (a system call only then), or waits for it.
+            // A deferred ring's flag says when the completion's work is waiting to be run:
+            // without it (and without waiting) there is nothing a system call would find.
+            if !wait && deferred && !ring.submission().taskrun() {
+                return Ok(Reaped::Pending);
+            }
+            // Runs the completion's deferred work, or waits for it.
             match ring.submit_and_wait(usize::from(wait)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
