@@ -54,8 +54,15 @@ struct Open {
     dirty: bool,
     /// With the journal: bytes committed there and not yet written to the file (they go
     /// after `bytes`), and since when the oldest waits.
-    unwritten: Vec<u8>,
+    unwritten: String,
     since: Option<Instant>,
+}
+
+/// A file while a batch is encoded into it: where its bytes stood before.
+struct Taken {
+    key: (String, &'static str),
+    open: Open,
+    before: u64,
 }
 
 pub struct FileSink {
@@ -69,9 +76,6 @@ pub struct FileSink {
     /// The folder, open, for `syncfs`.
     dir_file: Option<File>,
     journal: Option<Journal>,
-    /// Each file's text of the batch being written, kept between batches so that a steady
-    /// stream of batches allocates nothing.
-    buffers: Vec<((String, &'static str), String)>,
     /// With the journal: how long the files may lag behind it (zero: written with every
     /// batch). Bigger, rarer writes cost the page cache much less per byte.
     write_after: Duration,
@@ -99,7 +103,6 @@ impl FileSink {
             sync_mode: SyncMode::File,
             dir_file: None,
             journal: None,
-            buffers: Vec::new(),
             write_after: Duration::ZERO,
             write_failed: false,
         })
@@ -171,83 +174,94 @@ impl FileSink {
     /// write fails, what this batch wrote to any file is cut off again, so a retry writes no
     /// record twice.
     pub fn write_batch(&mut self, records: &[Record], now_ms: u64) -> io::Result<()> {
-        let mut buffers = std::mem::take(&mut self.buffers);
-        for (_, text) in &mut buffers {
-            text.clear();
+        let exts: &[&'static str] = match (self.formats.csv, self.formats.jsonl) {
+            (true, true) => &[CSV, JSONL],
+            (true, false) => &[CSV],
+            (false, true) => &[JSONL],
+            (false, false) => return Ok(()),
+        };
+        // Every file the batch writes is rotated when due and opened before anything is
+        // written; a table's files are consecutive, in the order of `exts`.
+        let mut tables: Vec<&Record> = Vec::new();
+        for r in records {
+            if !tables.iter().any(|t| t.table() == r.table()) {
+                tables.push(r);
+            }
+        }
+        for r in &tables {
+            for ext in exts {
+                self.rotate_if_due(r.table(), ext, now_ms)?;
+                self.file(r.table(), ext, r.columns(), now_ms)?;
+            }
+        }
+        // Taken out of the map for the batch: each record finds its files at a glance and
+        // is encoded straight after the bytes they already wait with.
+        let mut taken: Vec<Taken> = Vec::with_capacity(tables.len() * exts.len());
+        for r in &tables {
+            for ext in exts {
+                let key = (r.table().to_string(), *ext);
+                let open = self.open.remove(&key).expect("opened above");
+                let before = open.bytes + open.unwritten.len() as u64;
+                taken.push(Taken { key, open, before });
+            }
         }
         for r in records {
-            if self.formats.csv {
-                csv_line(r, buffer(&mut buffers, r.table(), CSV));
-            }
-            if self.formats.jsonl {
-                json_line(r, buffer(&mut buffers, r.table(), JSONL));
+            let first = taken
+                .iter()
+                .position(|t| t.key.0 == r.table())
+                .expect("opened above");
+            for (t, ext) in taken[first..].iter_mut().zip(exts) {
+                if *ext == CSV {
+                    csv_line(r, &mut t.open.unwritten);
+                } else {
+                    json_line(r, &mut t.open.unwritten);
+                }
             }
         }
-        // (file, its length before this batch), to undo a partial batch.
-        let mut done: Vec<((String, &'static str), u64)> = Vec::new();
         let mark = self.journal.as_ref().map(Journal::mark);
         let deferred = self.deferred();
         let mut result = Ok(());
-        for ((table, ext), text) in buffers.iter().filter(|(_, text)| !text.is_empty()) {
-            let columns = records
-                .iter()
-                .find(|r| r.table() == table)
-                .map(Record::columns)
-                .unwrap_or(&[]);
-            let r = self
-                .rotate_if_due(table, ext, now_ms)
-                .and_then(|()| self.file(table, ext, columns, now_ms))
-                .and_then(|f| {
-                    let before = f.bytes + f.unwritten.len() as u64;
-                    done.push(((table.clone(), *ext), before));
-                    f.dirty = true;
-                    if deferred {
-                        // Committed by the journal; written to the file by a later sync.
-                        f.since.get_or_insert_with(Instant::now);
-                        f.unwritten.extend_from_slice(text.as_bytes());
-                        return Ok(before);
-                    }
-                    match f.file.write_all(text.as_bytes()) {
-                        Ok(()) => {
-                            f.bytes += text.len() as u64;
-                            Ok(before)
-                        }
-                        Err(e) => Err(io::Error::new(
-                            e.kind(),
-                            format!("{}: {e}", f.path.display()),
-                        )),
-                    }
-                });
-            match r {
-                Ok(before) => {
-                    if let Some(j) = &mut self.journal {
-                        j.add(&format!("{table}.{ext}"), before, text.as_bytes());
-                    }
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+        for t in &mut taken {
+            let f = &mut t.open;
+            let new = &f.unwritten[(t.before - f.bytes) as usize..];
+            f.dirty = true;
+            if let Some(j) = &mut self.journal {
+                let name = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                j.add(name, t.before, new.as_bytes());
             }
+            if deferred {
+                // Committed by the journal; written to the file by a later sync.
+                f.since.get_or_insert_with(Instant::now);
+                continue;
+            }
+            if let Err(e) = f.file.write_all(f.unwritten.as_bytes()) {
+                result = Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", f.path.display()),
+                ));
+                break;
+            }
+            f.bytes += f.unwritten.len() as u64;
+            f.unwritten.clear();
         }
         if result.is_err() {
             if let (Some(j), Some(mark)) = (self.journal.as_mut(), mark) {
                 j.rollback(mark);
             }
-            for (key, before) in done {
-                if let Some(f) = self.open.get_mut(&key) {
-                    if before >= f.bytes {
-                        f.unwritten.truncate((before - f.bytes) as usize);
-                    } else {
-                        let _ = f.file.set_len(before);
-                        f.bytes = before;
-                    }
+            for t in &mut taken {
+                let f = &mut t.open;
+                if t.before >= f.bytes {
+                    f.unwritten.truncate((t.before - f.bytes) as usize);
+                } else {
+                    let _ = f.file.set_len(t.before);
+                    f.bytes = t.before;
+                    f.unwritten.clear();
                 }
             }
         }
-        // A table that has gone quiet gives its buffer back.
-        buffers.retain(|(_, text)| !text.is_empty());
-        self.buffers = buffers;
+        for t in taken {
+            self.open.insert(t.key, t.open);
+        }
         result
     }
 
@@ -289,7 +303,7 @@ impl FileSink {
             if f.unwritten.is_empty() || !(all || due) {
                 continue;
             }
-            if let Err(e) = f.file.write_all(&f.unwritten) {
+            if let Err(e) = f.file.write_all(f.unwritten.as_bytes()) {
                 let _ = f.file.set_len(f.bytes);
                 result = Err(io::Error::new(
                     e.kind(),
@@ -406,7 +420,7 @@ impl FileSink {
                     bytes,
                     opened_ms: now_ms,
                     dirty: true,
-                    unwritten: Vec::new(),
+                    unwritten: String::new(),
                     since: None,
                 },
             );
@@ -450,25 +464,6 @@ impl FileSink {
 /// `fsync` of a folder: the names created and renamed in it are durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// The text being built for `table` in `ext`.
-fn buffer<'b>(
-    buffers: &'b mut Vec<((String, &'static str), String)>,
-    table: &str,
-    ext: &'static str,
-) -> &'b mut String {
-    let i = match buffers
-        .iter()
-        .position(|((t, e), _)| t == table && *e == ext)
-    {
-        Some(i) => i,
-        None => {
-            buffers.push(((table.to_string(), ext), String::new()));
-            buffers.len() - 1
-        }
-    };
-    &mut buffers[i].1
 }
 
 /// `YYYYMMDDTHHMMSSZ` of Unix ms.
