@@ -38,16 +38,28 @@ fn digits(out: &mut String, n: u64, width: usize) {
         }
     }
     let start = i.min(buf.len() - width);
-    // ASCII digits, a byte each: pushed as they are, with no UTF-8 check of the slice.
-    for &b in &buf[start..] {
-        out.push(char::from(b));
-    }
+    out.push_str(ascii(&buf[start..]));
+}
+
+/// ASCII bytes as text (in one piece: pushing them a `char` at a time checks each, and a
+/// checked conversion costs more than the digits).
+fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: only ASCII digits and punctuation come here, and ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
+/// Two digits, zero padded (`n` < 100), into `at`.
+fn put_two(at: &mut [u8], n: u64) {
+    at[0] = b'0' + (n / 10 % 10) as u8;
+    at[1] = b'0' + (n % 10) as u8;
 }
 
 /// Two digits, zero padded (`n` < 100).
 fn two(out: &mut String, n: u64) {
-    out.push(char::from(b'0' + (n / 10 % 10) as u8));
-    out.push(char::from(b'0' + (n % 10) as u8));
+    let mut b = [0u8; 2];
+    put_two(&mut b, n);
+    out.push_str(ascii(&b));
 }
 
 /// Appends unix ms as RFC 3339 UTC with milliseconds (no allocation: the hot path of the
@@ -56,31 +68,35 @@ pub fn write_rfc3339_ms(unix_ms: u64, out: &mut String) {
     let secs = unix_ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // The records of a day share its date: worked out once.
-    LAST_DAY.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != Some(days) || last.1.is_empty() {
-            last.1.clear();
-            write_date(days as i64, &mut last.1);
-            last.0 = Some(days);
+    let (day, date) = LAST_DAY.get();
+    if day == days {
+        out.push_str(ascii(&date));
+    } else {
+        let mut text = String::with_capacity(DATE);
+        write_date(days as i64, &mut text);
+        out.push_str(&text);
+        // A year of more than four digits is not kept.
+        if let Ok(date) = <[u8; DATE]>::try_from(text.as_bytes()) {
+            LAST_DAY.set((days, date));
         }
-        out.push_str(&last.1);
-    });
-    two(out, rem / 3600);
-    out.push(':');
-    two(out, rem / 60 % 60);
-    out.push(':');
-    two(out, rem % 60);
-    out.push('.');
+    }
+    let mut t = *b"00:00:00.000Z";
+    put_two(&mut t[0..], rem / 3600);
+    put_two(&mut t[3..], rem / 60 % 60);
+    put_two(&mut t[6..], rem % 60);
     let ms = unix_ms % 1000;
-    out.push(char::from(b'0' + (ms / 100) as u8));
-    two(out, ms % 100);
-    out.push('Z');
+    t[9] = b'0' + (ms / 100) as u8;
+    put_two(&mut t[10..], ms % 100);
+    out.push_str(ascii(&t));
 }
+
+/// The length of `YYYY-MM-DDT`.
+const DATE: usize = 11;
 
 thread_local! {
     /// The last day written, and its date (`2026-12-01T`).
-    static LAST_DAY: std::cell::RefCell<(Option<u64>, String)> =
-        const { std::cell::RefCell::new((None, String::new())) };
+    static LAST_DAY: std::cell::Cell<(u64, [u8; DATE])> =
+        const { std::cell::Cell::new((u64::MAX, [0; DATE])) };
 }
 
 /// `YYYY-MM-DDT` of a day count since 1970-01-01.
