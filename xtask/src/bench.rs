@@ -2,6 +2,7 @@
 //! proxies taking turns; CPU per call of each.
 
 use crate::ci::install_deps;
+use crate::procfs::{clk_tck, cpu_ticks, thread_cpu_between, thread_cpu_ns};
 use crate::{build_release_siplb, root};
 use anyhow::{Context, Result, bail};
 use siplb_tests::{SIPP_BASE_ARGS, read_sipp_csv, stop_child, try_wait_bound};
@@ -214,38 +215,6 @@ const BENCH_IP: &str = "127.0.50.1";
 /// The gateways' scenario unless `--uas-b` says otherwise.
 const UAS: &str = "examples/sipp/uas.xml";
 
-/// utime + stime in clock ticks of a process and all its descendants.
-pub(crate) fn cpu_ticks(pid: u32) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![pid];
-    while let Some(p) = stack.pop() {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
-            && let Some((_, rest)) = stat.rsplit_once(") ")
-        {
-            let f: Vec<&str> = rest.split(' ').collect();
-            total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        }
-        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            stack.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    total
-}
-
-pub(crate) fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// Fails unless something listens on UDP `addr` within 10 s.
 fn wait_udp(addr: &str) -> Result<()> {
     if !try_wait_bound(addr, Duration::from_secs(10)) {
@@ -260,6 +229,8 @@ struct Outcome {
     failed: u64,
     achieved_cps: f64,
     cpu_s: f64,
+    /// The proxy's CPU-s by kind of thread (the main process's threads only).
+    threads: Vec<(String, f64)>,
     wall_s: f64,
     retrans: u64,
     /// siplb only: (p50, p99, max) µs from kernel receive to processed.
@@ -375,6 +346,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 o.proxy
             );
         }
+    }
+    for o in outcomes.iter().filter(|o| o.messages.is_some() && o.ok > 0) {
+        let by_thread: Vec<String> = o
+            .threads
+            .iter()
+            .filter(|(_, cpu_s)| *cpu_s > 0.0)
+            .map(|(kind, cpu_s)| format!("{kind} {:.1}", cpu_s / o.ok as f64 * 1e6))
+            .collect();
+        println!(
+            "\n{}: CPU per call by thread, µs (the median round): {}",
+            o.proxy,
+            by_thread.join(", ")
+        );
     }
     for o in &outcomes {
         if let Some(n) = o.acc_written {
@@ -655,6 +639,7 @@ fn drive(
         wait_udp(&format!("{BENCH_IP}:{port}"))?;
     }
     let mut ticks0 = cpu_ticks(child.id());
+    let mut threads0 = thread_cpu_ns(child.id());
     let t0 = Instant::now();
     let mut sipp = Command::new("timeout")
         .current_dir(dir)
@@ -704,6 +689,7 @@ fn drive(
             let done = read_sipp_csv(&dir.join("uac.csv")).get("SuccessfulCall(C)");
             if done > 0 {
                 ticks0 = cpu_ticks(child.id());
+                threads0 = thread_cpu_ns(child.id());
                 warm = Some(done);
             }
         }
@@ -711,6 +697,7 @@ fn drive(
     };
     let wall_s = t0.elapsed().as_secs_f64();
     let ticks1 = cpu_ticks(child.id());
+    let threads = thread_cpu_between(&threads0, &thread_cpu_ns(child.id()));
     let stats = if let Some(bin) = &entry.siplb {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
@@ -766,6 +753,7 @@ fn drive(
         failed: get("FailedCall(C)") as u64,
         achieved_cps: get("SuccessfulCall(C)") / wall_s,
         cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
+        threads,
         messages,
         wall_s,
         retrans: get("Retransmissions(C)") as u64,

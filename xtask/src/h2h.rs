@@ -5,7 +5,8 @@
 //! (198.18.200.0/24); both are made here and deleted at the end. Writes a Markdown table and
 //! an SVG chart (calls/s against proxy CPU per call, one line per system).
 
-use crate::bench::{clk_tck, cpu_ticks, kamailio_args};
+use crate::bench::kamailio_args;
+use crate::procfs::{clk_tck, cpu_ticks};
 use crate::{build_release_siplb, output, root, run};
 use anyhow::{Context, Result, bail};
 use siplb_tests::stop_child;

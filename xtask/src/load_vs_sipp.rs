@@ -8,10 +8,10 @@
 //! veth end therefore polls in a kernel thread of its own (threaded NAPI), so that sipp and
 //! the generator are each charged with their own work only, the same way.
 
-use crate::bench::clk_tck;
 use crate::h2h::{
     GEN_IP, H2h, NS_GEN, NS_PROXY, PROXY_IP, median_by, prepare, us_per_call, write_docs_block,
 };
+use crate::procfs::clk_tck;
 use crate::{output, root, run};
 use anyhow::{Context, Result, bail};
 use siplb_tests::{read_sipp_csv, stop_child};

@@ -10,6 +10,7 @@ mod ebpf;
 mod h2h;
 mod load;
 mod load_vs_sipp;
+mod procfs;
 mod xdp;
 
 use anyhow::{Context, Result, bail};

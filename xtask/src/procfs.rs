@@ -1,0 +1,126 @@
+//! What `/proc` says of a process's CPU: all of it (with its descendants), and each of its
+//! threads'.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// utime + stime in clock ticks of a process and all its descendants.
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(") ")
+        {
+            let f: Vec<&str> = rest.split(' ').collect();
+            total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total
+}
+
+pub(crate) fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Nanoseconds on CPU of each kind of thread of `pid` (`/proc/<pid>/task/*/schedstat`): the
+/// threads named the same but for a trailing number (`siplb-w0`, `siplb-w1`) count together,
+/// as `siplb-w*`.
+pub(crate) fn thread_cpu_ns(pid: u32) -> BTreeMap<String, u64> {
+    let mut by_kind = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_kind;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let Some(ns) = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let comm = comm.trim();
+        let stem = comm.trim_end_matches(|c: char| c.is_ascii_digit());
+        let kind = if stem.len() < comm.len() {
+            format!("{}*", stem.trim_end_matches('-'))
+        } else {
+            comm.to_string()
+        };
+        *by_kind.entry(kind).or_insert(0) += ns;
+    }
+    by_kind
+}
+
+/// What each kind of thread used between two readings of [`thread_cpu_ns`], in seconds
+/// (threads gone by the second reading are left out).
+pub(crate) fn thread_cpu_between(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> Vec<(String, f64)> {
+    after
+        .iter()
+        .map(|(kind, ns)| {
+            let was = before.get(kind).copied().unwrap_or(0);
+            (kind.clone(), ns.saturating_sub(was) as f64 / 1e9)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_numbered_alike_count_together() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spin = |name: &str| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+                .unwrap()
+        };
+        let threads = [spin("probe-w0"), spin("probe-w1"), spin("probe-x")];
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let by_kind = thread_cpu_ns(std::process::id());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(
+            by_kind.get("probe-w*").is_some_and(|ns| *ns > 0),
+            "{by_kind:?}"
+        );
+        assert!(by_kind.contains_key("probe-x"), "{by_kind:?}");
+        assert!(!by_kind.contains_key("probe-w0"), "{by_kind:?}");
+        let later = BTreeMap::from([("probe-w*".to_string(), by_kind["probe-w*"] + 5)]);
+        assert_eq!(
+            thread_cpu_between(&by_kind, &later),
+            vec![("probe-w*".to_string(), 5e-9)]
+        );
+    }
+}
