@@ -58,6 +58,23 @@ struct Open {
     since: Option<Instant>,
 }
 
+impl Open {
+    /// Appends the bytes waiting for the file in one write. A write cut short is cut off
+    /// again (they all stay waiting), so that its retry writes nothing twice.
+    fn write_waiting(&mut self) -> io::Result<()> {
+        if let Err(e) = self.file.write_all(self.unwritten.as_bytes()) {
+            let _ = self.file.set_len(self.bytes);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", self.path.display()),
+            ));
+        }
+        self.bytes += self.unwritten.len() as u64;
+        self.unwritten.clear();
+        Ok(())
+    }
+}
+
 /// A file while a batch is encoded into it: where its bytes stood before.
 struct Taken {
     key: (String, &'static str),
@@ -234,15 +251,10 @@ impl FileSink {
                 f.since.get_or_insert_with(Instant::now);
                 continue;
             }
-            if let Err(e) = f.file.write_all(f.unwritten.as_bytes()) {
-                result = Err(io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", f.path.display()),
-                ));
+            if let Err(e) = f.write_waiting() {
+                result = Err(e);
                 break;
             }
-            f.bytes += f.unwritten.len() as u64;
-            f.unwritten.clear();
         }
         if result.is_err() {
             if let (Some(j), Some(mark)) = (self.journal.as_mut(), mark) {
@@ -303,16 +315,10 @@ impl FileSink {
             if f.unwritten.is_empty() || !(all || due) {
                 continue;
             }
-            if let Err(e) = f.file.write_all(f.unwritten.as_bytes()) {
-                let _ = f.file.set_len(f.bytes);
-                result = Err(io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", f.path.display()),
-                ));
+            if let Err(e) = f.write_waiting() {
+                result = Err(e);
                 break;
             }
-            f.bytes += f.unwritten.len() as u64;
-            f.unwritten.clear();
             if f.unwritten.capacity() > 2 * WRITE_BYTES {
                 f.unwritten.shrink_to(WRITE_BYTES);
             }
