@@ -397,17 +397,9 @@ impl Shard {
         self.cfg.emit.transactions || self.cfg.emit.dialogs
     }
 
-    /// Whether the outcome of transaction `id` is still to be reported (so that a final
-    /// response is read for it).
-    fn reports_outcome(&self, id: TxnId) -> bool {
-        self.wants_outcomes()
-            && self.txns.get(id).is_some_and(|t| {
-                !t.reported && !t.local_request && self.cfg.emit.transaction(t.method)
-            })
-    }
-
-    /// Reports a transaction's outcome once (when events of transactions are wanted).
-    fn report_txn(&mut self, now: Instant, id: TxnId, fin: Final) {
+    /// Reports a transaction's outcome once (when events of transactions are wanted); its
+    /// final response is read (`fin`) only then.
+    fn report_txn(&mut self, now: Instant, id: TxnId, fin: impl FnOnce() -> Final) {
         let Some(t) = self.txns.get_mut(id) else {
             return;
         };
@@ -418,6 +410,7 @@ impl Shard {
         if !self.cfg.emit.transaction(t.method) {
             return;
         }
+        let fin = fin();
         let (parties, request_to_tag) = match t.parties.take() {
             Some(p) => *p,
             None => {

@@ -171,7 +171,7 @@ impl Shard {
             to_tag: "".into(),
             local: false,
         };
-        self.report_txn(now, id, fin);
+        self.report_txn(now, id, || fin);
         if method == Method::Bye
             && !local
             && let Some(did) = dialog

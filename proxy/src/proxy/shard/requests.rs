@@ -416,7 +416,7 @@ impl Shard {
             to_tag: tag.into(),
             local: true,
         };
-        self.report_txn(now, id, fin);
+        self.report_txn(now, id, || fin);
     }
 
     /// The forwarded copy of request `msg` from `src`, with siplb's Via (`branch`), in a

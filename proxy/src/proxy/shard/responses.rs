@@ -97,9 +97,7 @@ impl Shard {
             }
             ClientAction::InviteAccepted => {
                 self.relay(id, msg, true);
-                if self.reports_outcome(id) {
-                    self.report_txn(now, id, final_of(msg));
-                }
+                self.report_txn(now, id, || final_of(msg));
                 self.answer(now, id, msg);
             }
             ClientAction::InviteFinal => {
@@ -135,9 +133,7 @@ impl Shard {
                     return;
                 }
                 self.relay(id, msg, true);
-                if self.reports_outcome(id) {
-                    self.report_txn(now, id, final_of(msg));
-                }
+                self.report_txn(now, id, || final_of(msg));
                 let t = self.txns.get(id).expect("looked up above");
                 let (method, upstream) = (t.method, t.upstream);
                 if method == Method::Bye
@@ -216,7 +212,7 @@ impl Shard {
                 d.outcome.reason = fin.reason.clone();
                 d.outcome.q850_cause = fin.q850_cause;
             }
-            self.report_txn(now, id, fin);
+            self.report_txn(now, id, || fin);
         }
         // Only the dialog's own INVITE fails it: the answer to an INVITE it replaced (a
         // caller that sent the INVITE again with a new branch) or to a re-INVITE does not.
