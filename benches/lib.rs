@@ -177,6 +177,20 @@ impl DialogDriver {
 
     /// One more call, `every` after the last: answered and acknowledged, then (with
     /// `hang_up`) ended by the caller's BYE, which the gateway answers.
+    /// Gives back the shard's output `out` and hands it `reply` from `from`.
+    fn answer(
+        &mut self,
+        out: Vec<siplb::proxy::Transmit>,
+        from: std::net::SocketAddr,
+        reply: &str,
+    ) {
+        for t in out {
+            self.shard.recycle(t.data);
+        }
+        self.shard.handle(self.now, from, reply.as_bytes());
+        self.recycle_all();
+    }
+
     pub fn call(&mut self, every: std::time::Duration, hang_up: bool) {
         use siplb::sip::{HeaderName, SipMsg};
         let invite = std::str::from_utf8(INVITE).expect("utf-8");
@@ -213,11 +227,7 @@ impl DialogDriver {
         let rr = line(HeaderName::RecordRoute);
         let route = rr.trim_end().replacen("Record-Route", "Route", 1);
         let gw = fwd.dst.addr;
-        for t in out {
-            self.shard.recycle(t.data);
-        }
-        self.shard.handle(self.now, gw, ok.as_bytes());
-        self.recycle_all();
+        self.answer(out, gw, &ok);
         // The caller's requests within the call, through siplb's Record-Route.
         let request = |method: &str, cseq: u32| {
             format!(
@@ -248,11 +258,7 @@ impl DialogDriver {
             line(HeaderName::CallId),
             line(HeaderName::CSeq),
         );
-        for t in out {
-            self.shard.recycle(t.data);
-        }
-        self.shard.handle(self.now, gw, ok.as_bytes());
-        self.recycle_all();
+        self.answer(out, gw, &ok);
     }
 
     /// Lets the transactions of those calls end (Timers L and M, 32 s).
