@@ -128,13 +128,13 @@ pub struct Listen {
 #[serde(deny_unknown_fields, default)]
 pub struct Workers {
     /// Worker threads; 0 = one per core.
-    pub count: usize,
+    pub count: Spanned<usize>,
     /// Pin worker k to core k.
     pub pin: bool,
     /// Provided receive buffers per worker (power of two).
     pub recv_buffers: Spanned<u16>,
     /// Size of one receive buffer; longer datagrams are dropped and counted.
-    pub recv_buffer_size: u32,
+    pub recv_buffer_size: Spanned<u32>,
     /// SO_RCVBUF of each worker socket.
     pub socket_rcvbuf: usize,
     /// Completions waited for at most per wake-up while `batch_wait_us` lasts.
@@ -148,10 +148,10 @@ pub struct Workers {
 impl Default for Workers {
     fn default() -> Self {
         Workers {
-            count: 0,
+            count: Spanned::new(0..0, 0),
             pin: true,
             recv_buffers: Spanned::new(0..0, DEFAULT_RECV_BUFFERS),
-            recv_buffer_size: DEFAULT_RECV_BUFFER_SIZE,
+            recv_buffer_size: Spanned::new(0..0, DEFAULT_RECV_BUFFER_SIZE),
             socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
             batch: DEFAULT_BATCH,
             batch_wait_us: DEFAULT_BATCH_WAIT_US,
@@ -251,7 +251,7 @@ impl Default for TimersFile {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Hand-off queue of each worker (datagrams from other workers).
-    pub queue_per_worker: usize,
+    pub queue_per_worker: Spanned<usize>,
     pub transactions_per_worker: usize,
     pub calls_per_worker: usize,
     /// Retry-After of the overload 503.
@@ -262,7 +262,7 @@ pub struct Limits {
     pub value_table: usize,
     /// The reply to an INVITE over a profile limit.
     pub reply_code: Spanned<u16>,
-    pub reply_reason: String,
+    pub reply_reason: Spanned<String>,
     /// Q.850 cause of the `Reason` header of that reply; 0 = no `Reason` header.
     pub reply_q850_cause: u16,
     /// Limits on profile sizes.
@@ -272,14 +272,14 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            queue_per_worker: DEFAULT_QUEUE_PER_WORKER,
+            queue_per_worker: Spanned::new(0..0, DEFAULT_QUEUE_PER_WORKER),
             transactions_per_worker: DEFAULT_TRANSACTIONS_PER_WORKER,
             calls_per_worker: DEFAULT_CALLS_PER_WORKER,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             account_table: DEFAULT_ACCOUNT_TABLE,
             value_table: DEFAULT_VALUE_TABLE,
             reply_code: Spanned::new(0..0, DEFAULT_LIMIT_REPLY_CODE),
-            reply_reason: DEFAULT_LIMIT_REPLY_REASON.into(),
+            reply_reason: Spanned::new(0..0, DEFAULT_LIMIT_REPLY_REASON.into()),
             reply_q850_cause: DEFAULT_LIMIT_Q850_CAUSE,
             profile: Vec::new(),
         }

@@ -290,7 +290,7 @@ impl Config {
             workers,
             pin_workers: f.workers.pin,
             recv_buffers: *f.workers.recv_buffers.get_ref(),
-            recv_buffer_size: f.workers.recv_buffer_size,
+            recv_buffer_size: *f.workers.recv_buffer_size.get_ref(),
             socket_rcvbuf: f.workers.socket_rcvbuf,
             batch: f.workers.batch,
             batch_wait_us: f.workers.batch_wait_us,
@@ -300,7 +300,7 @@ impl Config {
             control_socket: resolve(&f.control.socket),
             control_mode,
             control_group,
-            queue_per_worker: f.limits.queue_per_worker,
+            queue_per_worker: *f.limits.queue_per_worker.get_ref(),
             proxy,
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
             events_file: f.events.file.as_deref().map(resolve),
@@ -328,3 +328,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;

@@ -107,7 +107,16 @@ fn group_id(name: &str) -> Option<u32> {
     }
 }
 
-/// `[workers]`: how many (0 = one per core); the receive buffer count is checked.
+/// Workers a configuration may ask for at most: each has its own socket, rings and tables
+/// (about 15 MB), so a mistyped count would otherwise take the machine's memory.
+pub const MAX_WORKERS: usize = 1024;
+/// The receive buffer's bounds: a datagram of a usual path MTU fits, and no UDP datagram is
+/// longer than the largest.
+pub const MIN_RECV_BUFFER_SIZE: u32 = 1500;
+pub const MAX_RECV_BUFFER_SIZE: u32 = 65536;
+
+/// `[workers]`: how many (0 = one per core); the receive buffers' count and size are
+/// checked.
 pub(super) fn workers(w: &Workers, invalid: Invalid<'_>) -> Result<usize, ConfigError> {
     if !w.recv_buffers.get_ref().is_power_of_two() {
         return Err(invalid(
@@ -116,8 +125,23 @@ pub(super) fn workers(w: &Workers, invalid: Invalid<'_>) -> Result<usize, Config
             "must be a power of two".into(),
         ));
     }
-    Ok(match w.count {
+    let size = *w.recv_buffer_size.get_ref();
+    if !(MIN_RECV_BUFFER_SIZE..=MAX_RECV_BUFFER_SIZE).contains(&size) {
+        return Err(invalid(
+            w.recv_buffer_size.span(),
+            "workers.recv_buffer_size",
+            format!("{size} bytes: must be {MIN_RECV_BUFFER_SIZE} to {MAX_RECV_BUFFER_SIZE}"),
+        ));
+    }
+    Ok(match *w.count.get_ref() {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n if n > MAX_WORKERS => {
+            return Err(invalid(
+                w.count.span(),
+                "workers.count",
+                format!("{n}: at most {MAX_WORKERS} (0: one per core)"),
+            ));
+        }
         n => n,
     })
 }
@@ -650,23 +674,23 @@ pub(super) fn limits(l: &Limits, invalid: Invalid<'_>) -> Result<LimitReply, Con
             format!("{code} is not a final error code (400 to 699)"),
         ));
     }
-    if l.reply_reason.contains(['\r', '\n']) {
+    if l.reply_reason.get_ref().contains(['\r', '\n']) {
         return Err(invalid(
-            0..0,
+            l.reply_reason.span(),
             "limits.reply_reason",
             "must be one line".into(),
         ));
     }
-    if l.queue_per_worker == 0 {
+    if *l.queue_per_worker.get_ref() == 0 {
         return Err(invalid(
-            0..0,
+            l.queue_per_worker.span(),
             "limits.queue_per_worker",
             "must be at least 1".into(),
         ));
     }
     Ok(LimitReply {
         code,
-        reason: l.reply_reason.clone(),
+        reason: l.reply_reason.get_ref().clone(),
         q850_cause: Some(l.reply_q850_cause).filter(|c| *c != 0),
     })
 }

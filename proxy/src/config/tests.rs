@@ -2,11 +2,11 @@ use super::*;
 use crate::proxy::{AccountKey, DialogTimers, LimitReply};
 use crate::sip::Method;
 
-fn parse(src: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(src: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/siplb/t.toml"), src)
 }
 
-const MIN: &str = r#"
+pub(super) const MIN: &str = r#"
 [listen]
 sip = ["127.0.0.1:5060"]
 
@@ -57,16 +57,6 @@ fn bad_gateway_address() {
     assert!(
         e.starts_with("/etc/siplb/t.toml:11: `gateway_set.gateways`"),
         "{e}"
-    );
-}
-
-#[test]
-fn wrong_type_is_an_error() {
-    let src = format!("{MIN}\n[workers]\ncount = \"two\"\n");
-    let e = parse(&src).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
     );
 }
 
@@ -342,35 +332,6 @@ fn shipped_example_config_is_valid() {
         .map(|g| g.to_string())
         .collect();
     assert_eq!(gws, ["127.0.0.1:5081", "127.0.0.1:5082"]);
-}
-
-#[test]
-fn a_zero_timer_is_reported_at_its_own_line() {
-    // MIN ends at line 11, then an empty line: `[timers]` is line 13, `t1_ms` line 14.
-    let src = format!("{MIN}\n[timers]\nt1_ms = 0\n");
-    let e = parse(&src).unwrap_err().to_string();
-    assert_eq!(e, "/etc/siplb/t.toml:14: `timers.t1_ms`: must be > 0");
-    let src = format!("{MIN}\n[timers]\nt1_ms = 500\nt2_ms = 100\n");
-    let e = parse(&src).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "/etc/siplb/t.toml:15: `timers.t2_ms`: t2_ms (100) must be >= t1_ms (500)"
-    );
-    let src = format!("{MIN}\n[timers]\nt1_ms = 5000\n");
-    let e = parse(&src).unwrap_err().to_string();
-    assert!(e.starts_with("/etc/siplb/t.toml:14: `timers.t1_ms`"), "{e}");
-    let src = format!("{MIN}\n[dialog]\nearly_timeout_s = 0\n");
-    let e = parse(&src).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "/etc/siplb/t.toml:14: `dialog.early_timeout_s`: must be > 0"
-    );
-    let src = format!("{MIN}\n[workers]\nrecv_buffers = 500\n");
-    let e = parse(&src).unwrap_err().to_string();
-    assert!(
-        e.starts_with("/etc/siplb/t.toml:14: `workers.recv_buffers`"),
-        "{e}"
-    );
 }
 
 #[test]

@@ -1,0 +1,93 @@
+//! Numbers the configuration bounds: each mistake named with its key and its own line.
+
+use super::tests::{MIN, parse};
+
+#[test]
+fn wrong_type_is_an_error() {
+    let src = format!("{MIN}\n[workers]\ncount = \"two\"\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
+    );
+}
+
+#[test]
+fn a_zero_timer_is_reported_at_its_own_line() {
+    // MIN ends at line 11, then an empty line: `[timers]` is line 13, `t1_ms` line 14.
+    let src = format!("{MIN}\n[timers]\nt1_ms = 0\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(e, "/etc/siplb/t.toml:14: `timers.t1_ms`: must be > 0");
+    let src = format!("{MIN}\n[timers]\nt1_ms = 500\nt2_ms = 100\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:15: `timers.t2_ms`: t2_ms (100) must be >= t1_ms (500)"
+    );
+    let src = format!("{MIN}\n[timers]\nt1_ms = 5000\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(e.starts_with("/etc/siplb/t.toml:14: `timers.t1_ms`"), "{e}");
+    let src = format!("{MIN}\n[dialog]\nearly_timeout_s = 0\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `dialog.early_timeout_s`: must be > 0"
+    );
+    let src = format!("{MIN}\n[workers]\nrecv_buffers = 500\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:14: `workers.recv_buffers`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn worker_counts_and_buffer_sizes_out_of_bounds_name_key_and_line() {
+    let e = parse(&format!("{MIN}\n[workers]\nrecv_buffer_size = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `workers.recv_buffer_size`: 0 bytes: must be 1500 to 65536"
+    );
+    let e = parse(&format!("{MIN}\n[workers]\nrecv_buffer_size = 100000\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:14: `workers.recv_buffer_size`"),
+        "{e}"
+    );
+    let e = parse(&format!("{MIN}\n[workers]\npin = true\ncount = 100000\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:15: `workers.count`: 100000: at most 1024 (0: one per core)"
+    );
+    let c = parse(&format!(
+        "{MIN}\n[workers]\ncount = 3\nrecv_buffer_size = 1500\n"
+    ))
+    .unwrap();
+    assert_eq!(c.workers, 3);
+    assert_eq!(c.recv_buffer_size, 1500);
+}
+
+#[test]
+fn limits_mistakes_are_reported_at_their_own_line() {
+    let e = parse(&format!(
+        "{MIN}\n[limits]\nretry_after_s = 5\nqueue_per_worker = 0\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:15: `limits.queue_per_worker`: must be at least 1"
+    );
+    let e = parse(&format!("{MIN}\n[limits]\nreply_reason = \"a\\r\\nb\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `limits.reply_reason`: must be one line"
+    );
+}
