@@ -187,6 +187,10 @@ pub struct Worker {
     fleet: Option<Arc<crate::cluster::fleet::Fleet>>,
     /// The AF_XDP port (`workers.io`; none on the io_uring path).
     xsk: Option<crate::xsk::XskPort>,
+    /// Receive errors: a warning a second at most, so that one that repeats cannot fill
+    /// the log; the count of those not logged goes with the next.
+    recv_warnings: crate::logging::TokenBucket,
+    recv_errors_unlogged: u64,
 }
 
 // SAFETY: the raw pointers in BufRing and the msghdrs point into memory this worker owns; the
@@ -194,6 +198,19 @@ pub struct Worker {
 unsafe impl Send for Worker {}
 
 impl Worker {
+    fn recv_failed(&mut self, now: Instant, res: i32) {
+        if !self.recv_warnings.take(now) {
+            self.recv_errors_unlogged += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut self.recv_errors_unlogged);
+        tracing::warn!(
+            worker = self.id,
+            "recvmsg failed: {} ({unlogged} more since the last warning)",
+            io::Error::from_raw_os_error(-res)
+        );
+    }
+
     pub fn new(
         id: u32,
         cfg: &Config,
@@ -280,6 +297,8 @@ impl Worker {
             recv_hdr,
             sends: Vec::new(),
             free_sends: Vec::new(),
+            recv_warnings: crate::logging::TokenBucket::new(1.0, 3.0),
+            recv_errors_unlogged: 0,
             wake: vec![false; workers as usize],
             trace,
             rewrite: Rewrite::new(),
@@ -384,11 +403,7 @@ impl Worker {
                     TOKEN_RECV => {
                         if res < 0 {
                             if res != -libc::ENOBUFS {
-                                tracing::warn!(
-                                    worker = self.id,
-                                    "recvmsg failed: {}",
-                                    io::Error::from_raw_os_error(-res)
-                                );
+                                self.recv_failed(now, res);
                             }
                         } else if let Some(bid) = cqueue::buffer_select(flags) {
                             self.on_datagram(now, bid, res as usize);
