@@ -171,6 +171,57 @@ pub fn set_level(s: &str) -> Result<String, String> {
     Ok(level)
 }
 
+/// Characters of one value a call line shows at most (a Call-ID of 10 KB is cut there).
+pub const MAX_LOGGED_CHARS: usize = 256;
+
+/// Text from the network as a log line shows it: control characters written as escapes
+/// (`\u{1b}`, `\n`), so that a Call-ID cannot drive the reader's terminal or forge a line of
+/// its own, and at most `limit` characters, the rest counted.
+pub struct Clean<'a> {
+    text: &'a str,
+    limit: usize,
+}
+
+impl<'a> Clean<'a> {
+    /// At most [`MAX_LOGGED_CHARS`] characters.
+    pub fn short(text: &'a str) -> Clean<'a> {
+        Clean {
+            text,
+            limit: MAX_LOGGED_CHARS,
+        }
+    }
+
+    /// Every character.
+    pub fn whole(text: &'a str) -> Clean<'a> {
+        Clean {
+            text,
+            limit: usize::MAX,
+        }
+    }
+}
+
+impl std::fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let s = self.text;
+        let plain = !s.bytes().any(|b| b < 0x20 || b == 0x7f || b >= 0x80);
+        if plain && s.len() <= self.limit {
+            return f.write_str(s);
+        }
+        for (i, c) in s.chars().enumerate() {
+            if i == self.limit {
+                return write!(f, "…({} bytes)", s.len());
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A token bucket: `rate` tokens a second, at most `burst` held.
 #[derive(Debug)]
 pub struct TokenBucket {
@@ -349,9 +400,9 @@ pub fn write(l: &CallLine<'_>) {
     let ended_by = l.ended_by.map_or("-", EndedBy::as_str);
     tracing::info!(
         target: CALL_TARGET,
-        call_id = %l.call_id,
+        call_id = %Clean::short(l.call_id),
         source = %l.source,
-        account = %account,
+        account = %Clean::short(account),
         code = l.code,
         reason = l.reason,
         gateway = %gateway,
@@ -385,6 +436,23 @@ pub fn gateway_change(g: &crate::proxy::event::GatewayChange) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_text_is_logged_without_control_characters_and_cut_short() {
+        assert_eq!(Clean::short("abc@host").to_string(), "abc@host");
+        assert_eq!(Clean::short("é-ü").to_string(), "é-ü");
+        assert_eq!(
+            Clean::short("unk\x1b[5mBLINK\u{7}\0@x\r\nforged").to_string(),
+            "unk\\u{1b}[5mBLINK\\u{7}\\u{0}@x\\r\\nforged"
+        );
+        let long = "a".repeat(10_000);
+        let shown = Clean::short(&long).to_string();
+        assert_eq!(
+            shown,
+            format!("{}…(10000 bytes)", "a".repeat(MAX_LOGGED_CHARS))
+        );
+        assert_eq!(Clean::whole(&long).to_string(), long);
+    }
 
     #[test]
     fn levels_and_directives_are_checked() {

@@ -86,8 +86,9 @@ impl Sink for LogSink {
     }
 }
 
-/// `column=value;…` of the fields that have a value.
+/// `column=value;…` of the fields that have a value (control characters escaped).
 pub fn log_line(r: &Record) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(256);
     for (name, f) in r.columns().iter().zip(r.fields()) {
         let v = f.as_text();
@@ -99,7 +100,7 @@ pub fn log_line(r: &Record) -> String {
         }
         out.push_str(name);
         out.push('=');
-        out.push_str(&v);
+        let _ = write!(out, "{}", crate::logging::Clean::whole(&v));
     }
     out
 }
