@@ -349,3 +349,45 @@ fn gid_name(gid: u32) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// A client that connects and says nothing, or sends its request a byte at a time, holds up
+/// nobody: `siplb ctl` is answered meanwhile, the slow client too once its line is whole,
+/// and the silent ones get an error when their time to send is up. (Served one connection at
+/// a time, each with 5 s per read, four silent clients made `siplb ctl` give up after 10 s.)
+#[test]
+fn silent_and_slow_clients_do_not_hold_up_the_control_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let net = Net::new(80);
+    let (_dir, siplb) = start("ctl-slow", net);
+    let sock = siplb.config.parent().unwrap().join("siplb.ctl");
+    let silent: Vec<UnixStream> = (0..4)
+        .map(|_| UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    let slow = UnixStream::connect(&sock).expect("connect");
+    let dripping = std::thread::spawn(move || {
+        for b in b"core.vers" {
+            (&slow).write_all(&[*b]).expect("write a byte");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        slow
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let version = format!("siplb {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(siplb.ctl(&["core.version"]).unwrap(), version);
+
+    let mut slow = dripping.join().unwrap();
+    slow.write_all(b"ion\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = String::new();
+    slow.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, format!("ok\n{version}"));
+
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "error no request line within 5 s\n");
+    }
+}

@@ -18,7 +18,7 @@ use crate::dialog::Profiles;
 use crate::metrics::Counter;
 use crate::worker::{TOKEN_CONTROL, WorkerHandle};
 use io_uring::{IoUring, opcode, types};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -174,29 +174,139 @@ pub fn serve(path: &Path, state: ControlState) -> io::Result<std::thread::JoinHa
         .name("siplb-control".into())
         .spawn(move || {
             state.ring = IoUring::new(8).ok().map(std::cell::RefCell::new);
+            let mut waiting: Vec<Incoming> = Vec::new();
             while !state.shutdown.load(Ordering::Relaxed) {
                 if !state.ready.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                        if let Err(e) = handle(stream, &state) {
-                            tracing::debug!("control connection: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Err(e) => {
-                        tracing::warn!("control socket: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
+                serve_round(&listener, &mut waiting, &state);
             }
         })
+}
+
+/// How long a client has to send its request line, from its connection on: one that is slow
+/// or silent is answered with an error then, and never holds up the others.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections read at once at most; more wait in the listener's backlog.
+const MAX_WAITING: usize = 64;
+/// The longest request line.
+const MAX_REQUEST: usize = 4096;
+
+/// A connection whose request line is still coming.
+struct Incoming {
+    stream: UnixStream,
+    line: Vec<u8>,
+    deadline: Instant,
+}
+
+/// One round of the control thread: waits (at most 100 ms) for new connections and for the
+/// request lines of those already open, and answers each request as soon as its line is
+/// whole. The verbs themselves run one at a time on this thread.
+fn serve_round(listener: &UnixListener, waiting: &mut Vec<Incoming>, state: &ControlState) {
+    use std::os::fd::AsRawFd;
+    let now = Instant::now();
+    let mut timeout = Duration::from_millis(100);
+    for w in waiting.iter() {
+        timeout = timeout.min(w.deadline.saturating_duration_since(now));
+    }
+    let mut fds: Vec<libc::pollfd> = std::iter::once(listener.as_raw_fd())
+        .chain(waiting.iter().map(|w| w.stream.as_raw_fd()))
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    if waiting.len() >= MAX_WAITING {
+        fds[0].events = 0;
+    }
+    // SAFETY: `fds` is a valid array of pollfd of that length.
+    let n = unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        )
+    };
+    if n < 0 {
+        std::thread::sleep(Duration::from_millis(10));
+        return;
+    }
+    let whole: Vec<bool> = fds[1..]
+        .iter()
+        .zip(waiting.iter_mut())
+        .map(|(fd, w)| fd.revents != 0 && read_some(w))
+        .collect();
+    let now = Instant::now();
+    // From the back, so that what `swap_remove` moves into place was already looked at.
+    for i in (0..waiting.len()).rev() {
+        if whole[i] || waiting[i].deadline <= now {
+            answer(waiting.swap_remove(i), whole[i], state);
+        }
+    }
+    if fds[0].revents != 0 {
+        while waiting.len() < MAX_WAITING {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(true);
+                    waiting.push(Incoming {
+                        stream,
+                        line: Vec::new(),
+                        deadline: Instant::now() + REQUEST_DEADLINE,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!("control socket: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads what a connection has sent; whether its request is whole (a line end, the longest
+/// line, or the end of its input).
+fn read_some(w: &mut Incoming) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match (&w.stream).read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                let room = MAX_REQUEST - w.line.len();
+                w.line.extend_from_slice(&buf[..n.min(room)]);
+                if w.line.contains(&b'\n') || w.line.len() >= MAX_REQUEST {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Answers a connection: its verb's reply, or an error when its line did not come in time.
+fn answer(w: Incoming, whole: bool, state: &ControlState) {
+    let stream = w.stream;
+    let _ = stream.set_nonblocking(false);
+    // A client that does not read its reply holds the thread this long at most.
+    let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
+    let result = if whole {
+        handle(stream, &w.line, state)
+    } else {
+        let mut out = stream;
+        writeln!(
+            out,
+            "error no request line within {} s",
+            REQUEST_DEADLINE.as_secs()
+        )
+    };
+    if let Err(e) = result {
+        tracing::debug!("control connection: {e}");
+    }
 }
 
 /// Binds `path` with mode `perms.mode` and group `perms.gid`. The socket's inode gets the
@@ -234,11 +344,9 @@ pub fn take_json<S: AsRef<str>>(args: &mut Vec<S>) -> bool {
     args.len() != before
 }
 
-fn handle(stream: UnixStream, state: &ControlState) -> io::Result<()> {
-    let mut line = String::new();
-    BufReader::new(stream.try_clone()?)
-        .take(4096)
-        .read_line(&mut line)?;
+fn handle(stream: UnixStream, line: &[u8], state: &ControlState) -> io::Result<()> {
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
     let mut args: Vec<&str> = line.split_whitespace().collect();
     let json = take_json(&mut args);
     let mut out = stream;
@@ -267,7 +375,13 @@ pub fn call(path: &Path, json: bool, args: &[String]) -> Result<String, String> 
     let flag = if json { "--json " } else { "" };
     writeln!(s, "{flag}{}", args.join(" ")).map_err(|e| e.to_string())?;
     let mut reply = String::new();
-    s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut reply).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
+            "no answer from {} within 10 s (siplb busy or stuck?)",
+            path.display()
+        ),
+        _ => e.to_string(),
+    })?;
     match reply.split_once('\n') {
         Some(("ok", rest)) => Ok(rest.to_string()),
         Some((first, _)) if first.starts_with("error ") => Err(first["error ".len()..].to_string()),
