@@ -436,8 +436,12 @@ pub fn cdr(ids: &mut Ids, d: &DialogRecord) -> Record {
     let p = &d.parties;
     let t = &d.times;
     // Post-dial delay: INVITE received to the first 180/183, or to the final reply (the
-    // answer, or the end of a call that failed) when there was none.
-    let pdd_to = [t.ringing, t.answer, t.end].into_iter().find(|&x| x != 0);
+    // answer, or the end of a call that failed) when there was none; none for a call that
+    // got no reply at all (still ringing, unanswered, as siplb stopped).
+    let final_reply = if d.outcome.code.is_some() { t.end } else { 0 };
+    let pdd_to = [t.ringing, t.answer, final_reply]
+        .into_iter()
+        .find(|&x| x != 0);
     let pdd = pdd_to.map(|x| x.saturating_sub(t.invite_received));
     let duration = (t.end != 0).then(|| t.end.saturating_sub(t.invite_received));
     let billsec = if d.answered && t.end != 0 {
@@ -652,6 +656,11 @@ mod tests {
         let mut ids = Ids::new("n", 0, 0, 1);
         let r = cdr(&mut ids, &dialog(false, Some(486)));
         assert_eq!(r.get("pdd_ms").unwrap().as_text(), "65237");
+        // No reply at all (siplb stopped while the gateway was silent): no post-dial delay.
+        let mut silent = dialog(false, None);
+        silent.ended_by = Some(EndedBy::Shutdown);
+        let r = cdr(&mut ids, &silent);
+        assert_eq!(r.get("pdd_ms").unwrap(), Field::Empty);
     }
 
     #[test]
