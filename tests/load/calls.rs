@@ -139,9 +139,21 @@ impl Timers {
     }
 }
 
+/// A mark of this run: the process and the time it started, in hex.
+fn run_mark() -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{:x}{:x}", std::process::id(), ns & 0xff_ffff_ffff)
+}
+
 struct Names {
     local: String,
     local_ip: String,
+    /// This run's mark in every Call-ID, tag and branch, so that a run started right after
+    /// another is not taken for its retransmissions (a proxy keeps an answered INVITE's
+    /// transaction for 64·T1).
+    run: String,
     target: String,
     gateways: Vec<String>,
 }
@@ -185,6 +197,7 @@ impl<'a> Calls<'a> {
         let names = Names {
             local: local.to_string(),
             local_ip: local.ip().to_string(),
+            run: run_mark(),
             target: target.to_string(),
             gateways: gateways.iter().map(SocketAddr::to_string).collect(),
         };
@@ -207,6 +220,7 @@ impl<'a> Calls<'a> {
         Party {
             local: &self.names.local,
             local_ip: &self.names.local_ip,
+            run: &self.names.run,
             target: &self.names.target,
             account,
             number,

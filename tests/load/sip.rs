@@ -95,7 +95,7 @@ impl<'a> Msg<'a> {
             .unwrap_or(b"")
     }
 
-    /// The call number the generator put at the start of the Call-ID (`<n>-load@…`).
+    /// The call number the generator put at the start of the Call-ID (`<n>-load-<run>@…`).
     pub fn call(&self) -> Option<usize> {
         let id = self.get("call-id")?;
         let dash = id.iter().position(|&b| b == b'-')?;
@@ -131,6 +131,8 @@ pub struct Party<'a> {
     pub local: &'a str,
     /// The IP part of `local`.
     pub local_ip: &'a str,
+    /// The run's mark, after the call number in the Call-ID, the From tag and the branches.
+    pub run: &'a str,
     pub target: &'a str,
     pub account: &'a str,
     pub number: &'a str,
@@ -165,21 +167,32 @@ pub fn invite(p: &Party<'_>, n: usize) -> Vec<u8> {
         p.local_ip.as_bytes(),
         p.target.as_bytes(),
     );
-    let (acct, num) = (p.account.as_bytes(), p.number.as_bytes());
+    let (acct, num, run) = (p.account.as_bytes(), p.number.as_bytes(), p.run.as_bytes());
     push(&mut out, &[b"INVITE sip:", num, b"@", t, b" SIP/2.0\r\n"]);
     push(&mut out, &[b"Via: SIP/2.0/UDP ", l, b";branch=z9hG4bK-"]);
     decimal(&mut out, n);
     push(
         &mut out,
-        &[b"-i;rport\r\nFrom: <sip:", acct, b"@", lip, b">;tag="],
+        &[
+            b"-",
+            run,
+            b"-i;rport\r\nFrom: <sip:",
+            acct,
+            b"@",
+            lip,
+            b">;tag=",
+        ],
     );
     decimal(&mut out, n);
     push(
         &mut out,
-        &[b"\r\nTo: <sip:", num, b"@", t, b">\r\nCall-ID: "],
+        &[b"-", run, b"\r\nTo: <sip:", num, b"@", t, b">\r\nCall-ID: "],
     );
     decimal(&mut out, n);
-    push(&mut out, &[b"-load@", lip, b"\r\nCSeq: 1 INVITE\r\n"]);
+    push(
+        &mut out,
+        &[b"-load-", run, b"@", lip, b"\r\nCSeq: 1 INVITE\r\n"],
+    );
     push(
         &mut out,
         &[
@@ -215,12 +228,15 @@ pub fn in_dialog(
         p.target.as_bytes(),
     );
     let (acct, num, method) = (p.account.as_bytes(), p.number.as_bytes(), method.as_bytes());
+    let run = p.run.as_bytes();
     push(&mut out, &[method, b" ", uri, b" SIP/2.0\r\n"]);
     push(&mut out, &[b"Via: SIP/2.0/UDP ", l, b";branch=z9hG4bK-"]);
     decimal(&mut out, n);
     push(
         &mut out,
         &[
+            b"-",
+            run,
             b"-",
             branch.as_bytes(),
             b";rport\r\nFrom: <sip:",
@@ -233,14 +249,24 @@ pub fn in_dialog(
     decimal(&mut out, n);
     push(
         &mut out,
-        &[b"\r\nTo: <sip:", num, b"@", t, b">;tag=", to_tag, b"\r\n"],
+        &[
+            b"-",
+            run,
+            b"\r\nTo: <sip:",
+            num,
+            b"@",
+            t,
+            b">;tag=",
+            to_tag,
+            b"\r\n",
+        ],
     );
     for r in routes {
         push(&mut out, &[b"Route: ", r, b"\r\n"]);
     }
     out.extend_from_slice(b"Call-ID: ");
     decimal(&mut out, n);
-    push(&mut out, &[b"-load@", lip, b"\r\nCSeq: "]);
+    push(&mut out, &[b"-load-", run, b"@", lip, b"\r\nCSeq: "]);
     decimal(&mut out, cseq.into());
     push(&mut out, &[b" ", method, b"\r\nMax-Forwards: 70\r\n"]);
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
@@ -289,6 +315,7 @@ mod tests {
         let p = Party {
             local: "127.0.0.1:5070",
             local_ip: "127.0.0.1",
+            run: "1f2e",
             target: "127.0.0.1:5060",
             account: "acct001",
             number: "15550000001",
