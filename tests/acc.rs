@@ -135,10 +135,21 @@ fn same(csv: &str, json: &serde_json::Value) -> bool {
 }
 
 /// The records of `table` in `dir`: the CSV rows, checked to agree with the JSON lines
-/// (same records, same order, same columns, same values).
+/// (same records, same order, same columns, same values). The two files are written one
+/// after the other: a read that falls between the two writes is made again.
 fn table(dir: &Path, table: &str) -> Vec<Row> {
-    let csv = read_csv(&dir.join(format!("{table}.csv")));
-    let jsonl = read_jsonl(&dir.join(format!("{table}.jsonl")));
+    let read = || {
+        (
+            read_csv(&dir.join(format!("{table}.csv"))),
+            read_jsonl(&dir.join(format!("{table}.jsonl"))),
+        )
+    };
+    let (mut csv, mut jsonl) = read();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while csv.len() != jsonl.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        (csv, jsonl) = read();
+    }
     assert_eq!(
         csv.len(),
         jsonl.len(),
