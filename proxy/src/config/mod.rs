@@ -168,16 +168,18 @@ pub fn line_of(src: &str, at: usize) -> usize {
         + 1
 }
 
-/// A toml error as `file:line: message`, with the key of that line named when toml's
-/// message does not name it (wrong types do not).
+/// A toml error as `file:line: message`, with the key (or table header) of that line named
+/// when toml's message does not name it (wrong types and tables defined twice do not).
 fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map_or(0, |s| line_of(src, s.start));
     let mut message = e.message().trim().to_string();
-    let key = src
-        .lines()
-        .nth(line.saturating_sub(1))
-        .and_then(|l| l.split_once('='))
-        .map(|(k, _)| k.trim());
+    let text = src.lines().nth(line.saturating_sub(1)).map(str::trim);
+    let key = match text {
+        // A table header (a table defined twice): the header itself.
+        Some(t) if t.starts_with('[') => t.split('#').next().map(str::trim),
+        Some(t) => t.split_once('=').map(|(k, _)| k.trim()),
+        None => None,
+    };
     if let Some(key) = key
         && !key.is_empty()
         && !message.contains(key)

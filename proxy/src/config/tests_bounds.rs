@@ -1,4 +1,5 @@
-//! Numbers the configuration bounds: each mistake named with its key and its own line.
+//! Numbers the configuration bounds, and mistakes of form: each named with its key (or
+//! table) and its own line.
 
 use super::tests::{MIN, parse};
 
@@ -90,4 +91,14 @@ fn limits_mistakes_are_reported_at_their_own_line() {
         e,
         "/etc/siplb/t.toml:14: `limits.reply_reason`: must be one line"
     );
+}
+
+#[test]
+fn a_table_defined_twice_is_named_at_its_second_header() {
+    let e = parse(&format!(
+        "{MIN}\n[timers]\nt1_ms = 500\n\n[timers]\nt2_ms = 4000\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("/etc/siplb/t.toml:16: `[timers]`: "), "{e}");
 }
