@@ -360,6 +360,9 @@ fn handle(stream: UnixStream, line: &[u8], state: &ControlState) -> io::Result<(
     Ok(())
 }
 
+/// How long `siplb ctl` waits for siplb's answer.
+const CLIENT_WAIT: Duration = Duration::from_secs(10);
+
 /// Sends one request (`json`, or `--json` among `args`: ask for JSON); `Ok(output)` or
 /// `Err(message)` as the server said, or why it could not.
 pub fn call(path: &Path, json: bool, args: &[String]) -> Result<String, String> {
@@ -371,14 +374,15 @@ pub fn call(path: &Path, json: bool, args: &[String]) -> Result<String, String> 
             path.display()
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.set_read_timeout(Some(CLIENT_WAIT)).ok();
     let flag = if json { "--json " } else { "" };
     writeln!(s, "{flag}{}", args.join(" ")).map_err(|e| e.to_string())?;
     let mut reply = String::new();
     s.read_to_string(&mut reply).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
-            "no answer from {} within 10 s (siplb busy or stuck?)",
-            path.display()
+            "no answer from {} within {} s (siplb busy or stuck?)",
+            path.display(),
+            CLIENT_WAIT.as_secs()
         ),
         _ => e.to_string(),
     })?;
