@@ -20,16 +20,35 @@ pub fn install_deps(packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
+    // The packages' services are not started (Debian's policy-rc.d, for the install only): a
+    // system Kamailio on *:5060, PostgreSQL or Redis would hold the ports the tests use; the
+    // tests start servers of their own.
+    let policy = std::path::Path::new(POLICY_RC_D);
+    let ours = !policy.exists() && write_policy(policy).is_ok();
+    let installed = run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// A policy-rc.d that forbids starting services (exit 101: "action forbidden").
+fn write_policy(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "#!/bin/sh\nexit 101\n")?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 
 /// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
 /// (checksum offload on veth for the cpumap test), `capsh` (siplb without BPF capabilities),
 /// `script` (siplb's log on a terminal), `postgresql` (the accounting sink's tests start
-/// a server of their own) and `redis-server` (so do the fleet-limit tests).
+/// a server of their own), `redis-server` (so do the fleet-limit tests) and `kamailio` (a real
+/// peer on either side of siplb).
 pub const TEST_PACKAGES: &[&str] = &[
     "sip-tester",
     "iproute2",
@@ -39,6 +58,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bsdutils",
     "postgresql",
     "redis-server",
+    "kamailio",
 ];
 
 pub fn ci() -> Result<()> {
