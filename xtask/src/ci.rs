@@ -24,7 +24,14 @@ pub fn install_deps(packages: &[&str]) -> Result<()> {
     // system Kamailio on *:5060, PostgreSQL or Redis would hold the ports the tests use; the
     // tests start servers of their own.
     let policy = std::path::Path::new(POLICY_RC_D);
-    let ours = !policy.exists() && write_policy(policy).is_ok();
+    let ours = !policy.exists() && {
+        let written = write_policy(policy).is_ok();
+        if !written {
+            // Half made (not executable): not left behind.
+            let _ = std::fs::remove_file(policy);
+        }
+        written
+    };
     let installed = run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
