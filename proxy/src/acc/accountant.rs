@@ -126,6 +126,13 @@ impl Accountant {
         }
     }
 
+    /// Once per loop of the worker: wakes the writer thread when its group commit is due
+    /// ([`super::wake`]).
+    #[inline]
+    pub fn poke_writer(&self, now: std::time::Instant) {
+        self.plane.wake.poke(now);
+    }
+
     /// Whether new calls must be refused: records wait here, the queue is nearly full, or
     /// the writer cannot write.
     pub fn full(&self) -> bool {
