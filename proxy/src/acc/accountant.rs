@@ -5,6 +5,7 @@
 //! is stalled) the worker refuses new INVITEs, so that no record of a call let in is lost.
 
 use super::config::AccConfig;
+use super::files::Formats;
 use super::plane::AccPlane;
 use super::record::{Ids, Record, acc_record, cdr};
 use crate::metrics::ShardStats;
@@ -28,6 +29,13 @@ pub struct Accountant {
     high_water: usize,
     /// The worker's statistics (`acc:records`).
     stats: Arc<ShardStats>,
+    /// The file sink's formats, encoded here into each record (none without the sink).
+    lines: Option<Formats>,
+}
+
+/// The formats a worker encodes its records in: the file sink's, when it is on.
+fn cfg_lines(cfg: &AccConfig) -> Option<Formats> {
+    (cfg.sinks.files && (cfg.formats.csv || cfg.formats.jsonl)).then_some(cfg.formats)
 }
 
 impl Accountant {
@@ -44,6 +52,7 @@ impl Accountant {
         let capacity = plane.queues[worker as usize].capacity();
         Accountant {
             ids: Ids::new(&cfg.node, start_ms, worker, workers),
+            lines: cfg_lines(&cfg),
             cfg,
             plane,
             worker: worker as usize,
@@ -104,8 +113,11 @@ impl Accountant {
         }
     }
 
-    fn push(&mut self, r: Record) {
+    fn push(&mut self, mut r: Record) {
         self.stats.acc_records.inc();
+        if let Some(formats) = self.lines {
+            r.encode_lines(formats);
+        }
         if !self.waiting.is_empty() {
             self.waiting.push_back(r);
             return;
