@@ -129,11 +129,8 @@ impl BenchArgs {
                 uas: UAS.into(),
             });
             for (n, config_b) in self.configs_b.iter().enumerate() {
-                let file = Path::new(config_b)
-                    .file_name()
-                    .map_or(config_b.clone(), |f| f.to_string_lossy().into_owned());
                 entries.push(Entry {
-                    label: format!("{name}{{{file}}}"),
+                    label: format!("{name}{{{}}}", file_name(config_b)),
                     dir: format!("{name}-config-b{}", n + 1),
                     siplb: Some(target_dir(root).join("release/siplb")),
                     relay: false,
@@ -147,16 +144,30 @@ impl BenchArgs {
                 let path = bin
                     .canonicalize()
                     .with_context(|| format!("--siplb-bin {}", bin.display()))?;
+                let bin_base = entries.len();
                 entries.push(Entry {
                     label: format!("{name}[{}]", bin.display()),
                     dir: format!("{name}-bin{}", n + 1),
-                    siplb: Some(path),
+                    siplb: Some(path.clone()),
                     relay: false,
                     steering_off: name == "siplb-off",
                     base: Some(base),
                     config: self.config.clone(),
                     uas: UAS.into(),
                 });
+                // The binary with each `--config-b` too, against its own `--config` round.
+                for (m, config_b) in self.configs_b.iter().enumerate() {
+                    entries.push(Entry {
+                        label: format!("{name}[{}]{{{}}}", bin.display(), file_name(config_b)),
+                        dir: format!("{name}-bin{}-config-b{}", n + 1, m + 1),
+                        siplb: Some(path.clone()),
+                        relay: false,
+                        steering_off: name == "siplb-off",
+                        base: Some(bin_base),
+                        config: config_b.clone(),
+                        uas: self.uas_b.clone(),
+                    });
+                }
             }
         }
         if (!self.siplb_bins.is_empty() || !self.configs_b.is_empty())
@@ -203,6 +214,13 @@ struct Entry {
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR`, or the repository's `target/`.
+/// A config's file name, for labels.
+fn file_name(config: &str) -> String {
+    Path::new(config)
+        .file_name()
+        .map_or(config.to_string(), |f| f.to_string_lossy().into_owned())
+}
+
 fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => root.join(d),
@@ -380,7 +398,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     if entries.iter().any(|e| e.base.is_some()) {
         println!(
-            "\n| siplb | CPU ms per call (median) | rounds | vs `siplb` (fresh build, `--config`) |"
+            "\n| siplb | CPU ms per call (median) | rounds | vs its base (the fresh build, or the same binary, with `--config`) |"
         );
         println!("|---|---|---|---|");
         for (i, (e, o)) in entries.iter().zip(&outcomes).enumerate() {
