@@ -427,7 +427,6 @@ fn writer_paced(rate: u64, secs: u64, sync_ms: u64) {
                         made += 1;
                     }
                     a.flush();
-                    a.poke_writer(Instant::now());
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 a.flush();

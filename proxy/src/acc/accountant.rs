@@ -5,7 +5,6 @@
 //! is stalled) the worker refuses new INVITEs, so that no record of a call let in is lost.
 
 use super::config::AccConfig;
-use super::files::Formats;
 use super::plane::AccPlane;
 use super::record::{Ids, Record, acc_record, cdr};
 use crate::metrics::ShardStats;
@@ -29,13 +28,6 @@ pub struct Accountant {
     high_water: usize,
     /// The worker's statistics (`acc:records`).
     stats: Arc<ShardStats>,
-    /// The file sink's formats, encoded here into each record (none without the sink).
-    lines: Option<Formats>,
-}
-
-/// The formats a worker encodes its records in: the file sink's, when it is on.
-fn cfg_lines(cfg: &AccConfig) -> Option<Formats> {
-    (cfg.sinks.files && (cfg.formats.csv || cfg.formats.jsonl)).then_some(cfg.formats)
 }
 
 impl Accountant {
@@ -52,7 +44,6 @@ impl Accountant {
         let capacity = plane.queues[worker as usize].capacity();
         Accountant {
             ids: Ids::new(&cfg.node, start_ms, worker, workers),
-            lines: cfg_lines(&cfg),
             cfg,
             plane,
             worker: worker as usize,
@@ -113,11 +104,8 @@ impl Accountant {
         }
     }
 
-    fn push(&mut self, mut r: Record) {
+    fn push(&mut self, r: Record) {
         self.stats.acc_records.inc();
-        if let Some(formats) = self.lines {
-            r.encode_lines(formats);
-        }
         if !self.waiting.is_empty() {
             self.waiting.push_back(r);
             return;
@@ -136,13 +124,6 @@ impl Accountant {
                 break;
             }
         }
-    }
-
-    /// Once per loop of the worker: wakes the writer thread when its group commit is due
-    /// ([`super::wake`]).
-    #[inline]
-    pub fn poke_writer(&self, now: std::time::Instant) {
-        self.plane.wake.poke(now);
     }
 
     /// Whether new calls must be refused: records wait here, the queue is nearly full, or

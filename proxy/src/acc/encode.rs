@@ -225,24 +225,6 @@ mod tests {
     }
 
     #[test]
-    fn lines_a_worker_encodes_into_the_record_are_the_writers_and_leave_its_fields() {
-        let mut f = fields();
-        f[16] = Field::Json("{\"a\":\"b\"}");
-        let plain = Record::new("acc", &f);
-        for (csv, jsonl) in [(true, true), (true, false), (false, true)] {
-            let mut r = plain.clone();
-            r.encode_lines(crate::acc::files::Formats { csv, jsonl });
-            let (mut c, mut j) = (String::new(), String::new());
-            csv_line(&plain, &mut c);
-            json_line(&plain, &mut j);
-            assert_eq!(r.csv_line(), csv.then_some(c.as_str()));
-            assert_eq!(r.json_line(), jsonl.then_some(j.as_str()));
-            assert!(r.fields().eq(plain.fields()));
-            assert_eq!(r.table(), "acc");
-        }
-    }
-
-    #[test]
     fn seconds_are_json_numbers_with_their_milliseconds() {
         let mut f = fields();
         f[6] = Field::Seconds(61_237);

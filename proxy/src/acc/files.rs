@@ -228,18 +228,10 @@ impl FileSink {
                 .position(|t| t.key.0 == r.table())
                 .expect("opened above");
             for (t, ext) in taken[first..].iter_mut().zip(exts) {
-                let out = &mut t.open.unwritten;
-                // Lines its worker encoded are copied; others (replays, tests) encoded here.
                 if *ext == CSV {
-                    match r.csv_line() {
-                        Some(line) => out.push_str(line),
-                        None => csv_line(r, out),
-                    }
+                    csv_line(r, &mut t.open.unwritten);
                 } else {
-                    match r.json_line() {
-                        Some(line) => out.push_str(line),
-                        None => json_line(r, out),
-                    }
+                    json_line(r, &mut t.open.unwritten);
                 }
             }
         }
@@ -564,37 +556,6 @@ mod tests {
         max_bytes: 0,
         max_age_s: 0,
     };
-
-    #[test]
-    fn records_whose_worker_encoded_their_lines_are_written_byte_for_byte_the_same() {
-        let (a, b) = (dir("plain"), dir("encoded"));
-        let batch: Vec<Record> = (0..5)
-            .map(|n| record(["acc", "cdrs"][n as usize % 2], n))
-            .collect();
-        let encoded: Vec<Record> = batch
-            .iter()
-            .cloned()
-            .map(|mut r| {
-                r.encode_lines(BOTH);
-                r
-            })
-            .collect();
-        for (d, records) in [(&a, &batch), (&b, &encoded)] {
-            let mut sink = FileSink::new(d, BOTH, NEVER).unwrap();
-            sink.write_batch(records, 1_000).unwrap();
-            sink.sync().unwrap();
-        }
-        for name in ["acc.csv", "acc.jsonl", "cdrs.csv", "cdrs.jsonl"] {
-            let (x, y) = (
-                std::fs::read(a.join(name)).unwrap(),
-                std::fs::read(b.join(name)).unwrap(),
-            );
-            assert!(!x.is_empty());
-            assert_eq!(x, y, "{name}");
-        }
-        let _ = std::fs::remove_dir_all(&a);
-        let _ = std::fs::remove_dir_all(&b);
-    }
 
     #[test]
     fn records_go_to_their_tables_files_with_one_csv_header() {

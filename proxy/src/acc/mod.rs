@@ -14,8 +14,7 @@
 //! sync on demand, rotation, torn-line recovery), `journal` its group commit (one durable
 //! journal write per round, checkpoints, replay after a crash) over `direct` (block-aligned
 //! `O_DIRECT | O_DSYNC` writes); `spool` and `postgres` the PostgreSQL sink (a
-//! durable spool the writer fills, a shipper thread that empties it into the database). `wake`
-//! lets a worker wake the writer at its group commit instead of a timer of its own.
+//! durable spool the writer fills, a shipper thread that empties it into the database).
 
 pub mod accountant;
 pub mod config;
@@ -29,7 +28,6 @@ pub mod record;
 pub mod sink;
 pub mod spool;
 pub mod time;
-pub mod wake;
 pub mod writer;
 
 pub use record::{ACC_COLUMNS, CDR_COLUMNS, Disposition, Field, Ids, Record};

@@ -3,7 +3,6 @@
 //! writer's word that the sinks are stalled or the spool full, and the statistics.
 
 use super::record::Record;
-use super::wake::CommitWake;
 use crate::metrics::Counter;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +28,6 @@ pub struct AccPlane {
     pub spool_records: Arc<Counter>,
     /// `acc:queued`: records in the workers' queues (a gauge the writer refreshes).
     pub queued: Arc<Counter>,
-    /// The writer's wake-up at its next group commit, given by a worker.
-    pub wake: CommitWake,
 }
 
 impl AccPlane {
@@ -46,7 +43,6 @@ impl AccPlane {
             torn_lines: Arc::default(),
             spool_records: Arc::default(),
             queued: Arc::default(),
-            wake: CommitWake::default(),
         }
     }
 

@@ -1,8 +1,7 @@
 //! The records: a transaction record (tables `acc`, `missed_calls`, or one a rule names) and
 //! the CDR of a call (table `cdrs`), each a row of typed fields in the fixed column order.
 
-use super::encode::{csv_line, json_line, json_text};
-use super::files::Formats;
+use super::encode::json_text;
 use super::time::{rfc3339_ms, seconds_ms, write_int};
 use crate::proxy::event::{DialogRecord, Parties, TxnOutcome};
 use crate::proxy::target::Target;
@@ -121,10 +120,6 @@ pub struct Record {
     text: String,
     table_len: u32,
     slots: Vec<Slot>,
-    /// The record's CSV line and JSON line, when its worker encoded them
-    /// ([`Record::encode_lines`]): ranges of `text`, after the fields'.
-    csv: Option<(u32, u32)>,
-    json: Option<(u32, u32)>,
 }
 
 impl Record {
@@ -146,37 +141,6 @@ impl Record {
     /// How many fields it has.
     pub fn len(&self) -> usize {
         self.slots.len()
-    }
-
-    /// Encodes the record's lines for the file sink into the record itself, as its worker
-    /// makes it: there its fields are still in the core's cache, where the writer thread
-    /// would read them from another core's (measured in docs/BENCHMARKS.md, "Accounting").
-    pub fn encode_lines(&mut self, formats: Formats) {
-        // The fields' text, then the lines, in one new string: the fields keep their ranges.
-        let mut text = String::with_capacity(3 * self.text.len() + 40 * self.slots.len());
-        text.push_str(&self.text);
-        let at = text.len() as u32;
-        if formats.csv {
-            csv_line(self, &mut text);
-        }
-        let mid = text.len() as u32;
-        if formats.jsonl {
-            json_line(self, &mut text);
-        }
-        let end = text.len() as u32;
-        self.text = text;
-        self.csv = formats.csv.then_some((at, mid));
-        self.json = formats.jsonl.then_some((mid, end));
-    }
-
-    /// Its CSV line, when its worker encoded it.
-    pub fn csv_line(&self) -> Option<&str> {
-        self.csv.map(|(a, b)| &self.text[a as usize..b as usize])
-    }
-
-    /// Its JSON line, when its worker encoded it.
-    pub fn json_line(&self) -> Option<&str> {
-        self.json.map(|(a, b)| &self.text[a as usize..b as usize])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -230,8 +194,6 @@ impl Builder {
                 text: s,
                 table_len: table.len() as u32,
                 slots: Vec::with_capacity(columns),
-                csv: None,
-                json: None,
             },
         }
     }

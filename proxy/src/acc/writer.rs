@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 const MAX_BATCH: usize = 8192;
 /// How long the writer waits before retrying a sink that failed.
 const RETRY: Duration = Duration::from_millis(100);
-/// The writer's wait between two rounds, at least and at most.
-const MIN_WAIT: Duration = Duration::from_micros(500);
-const MAX_WAIT: Duration = Duration::from_millis(10);
 /// How long the sinks get to deliver (PostgreSQL) as siplb stops.
 const FINISH: Duration = Duration::from_secs(2);
 
@@ -168,18 +165,18 @@ impl Writer {
                     .queues
                     .iter()
                     .any(|q| q.len() * 4 >= q.capacity());
-                if retrying {
-                    std::thread::sleep(RETRY);
+                let idle = if retrying {
+                    RETRY
                 } else if pressure || stopping {
-                    std::thread::sleep(Duration::from_millis(1));
+                    Duration::from_millis(1)
                 } else {
                     // At the next group commit, and at least every 10 ms (records do not pile
-                    // up in the queues under a long sync interval), woken by a worker.
-                    let now = Instant::now();
-                    let next = (self.last_sync + self.cfg.sync_interval)
-                        .clamp(now + MIN_WAIT, now + MAX_WAIT);
-                    self.plane.wake.wait_until(next);
-                }
+                    // up in the queues under a long sync interval).
+                    let next = self.last_sync + self.cfg.sync_interval;
+                    next.saturating_duration_since(Instant::now())
+                        .clamp(Duration::from_micros(500), Duration::from_millis(10))
+                };
+                std::thread::sleep(idle);
             }
         }
         let deadline = Instant::now() + FINISH;

@@ -454,7 +454,6 @@ impl Worker {
             self.journal();
             if let Some(acc) = self.acc.as_mut() {
                 acc.flush();
-                acc.poke_writer(now);
                 self.shard.set_accounting_full(acc.full());
             }
             self.stats
