@@ -32,7 +32,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "examples/siplb.toml")]
     config: String,
     /// Another siplb binary (e.g. an older commit's release build) to run in the same rounds
-    /// as the freshly built one, under the label `siplb[PATH]` (repeatable)
+    /// as the freshly built one, under the label `siplb[PATH]` (repeatable); with every
+    /// `--config-b` too (`siplb[PATH]{FILE}`, compared with that binary's `--config` round)
     #[arg(long = "siplb-bin", value_name = "PATH")]
     siplb_bins: Vec<PathBuf>,
     /// Another configuration (e.g. examples/acc.toml) for siplb to run in the same rounds,
@@ -204,8 +205,9 @@ struct Entry {
     relay: bool,
     /// siplb with software hand-off (`steering.mode = "off"`).
     steering_off: bool,
-    /// For a `--siplb-bin` or `--config-b` entry: the entry of the freshly built siplb (with
-    /// `--config`) it is compared with.
+    /// For a `--siplb-bin` or `--config-b` entry: the entry it is compared with (for a
+    /// binary's `--config-b` entry, that binary's `--config` one; otherwise the freshly built
+    /// siplb with `--config`).
     base: Option<usize>,
     /// siplb's configuration, relative to the repository (empty for Kamailio).
     config: String,
