@@ -79,15 +79,15 @@ fn config(dir: &Path) -> Arc<AccConfig> {
 }
 
 fn parties(call: u64) -> Parties {
-    Parties {
-        call_id: format!("3c26700863d4-{call:08x}@198.18.1.20").into(),
-        from_tag: "6f7a3c21".into(),
-        from_user: "acct001".into(),
-        from_domain: "198.18.1.20".into(),
-        to_user: "15550001234".into(),
-        ruri_user: "15550001234".into(),
-        ruri_host: "198.18.0.10".into(),
-    }
+    Parties::new(
+        &format!("3c26700863d4-{call:08x}@198.18.1.20"),
+        "6f7a3c21",
+        "acct001",
+        "198.18.1.20",
+        "15550001234",
+        "15550001234",
+        "198.18.0.10",
+    )
 }
 
 fn caller() -> Target {

@@ -153,7 +153,7 @@ fn spawn_poster(sink: Arc<EventSink>, url: String) -> io::Result<std::thread::Jo
 pub fn call_end_json(r: &DialogRecord) -> String {
     let mut obj = serde_json::Map::new();
     obj.insert("Event".into(), "Call_End".into());
-    obj.insert("CallID".into(), r.parties.call_id.to_string().into());
+    obj.insert("CallID".into(), r.parties.call_id().to_string().into());
     obj.insert("From".into(), uri_of(r.from.as_bytes()).into());
     obj.insert("To".into(), uri_of(r.to.as_bytes()).into());
     for name in crate::dialog::BUILTIN_VARS {

@@ -292,7 +292,7 @@ impl<'e> CallLine<'e> {
         match e {
             Event::Refused(r) => Some(CallLine {
                 what: "refused",
-                call_id: &r.parties.call_id,
+                call_id: r.parties.call_id(),
                 source: r.source.addr,
                 account: &r.account,
                 code: r.code,
@@ -329,7 +329,7 @@ impl<'e> CallLine<'e> {
         };
         Some(CallLine {
             what,
-            call_id: &d.parties.call_id,
+            call_id: d.parties.call_id(),
             source: d.caller.addr,
             account: &d.account,
             code,

@@ -97,7 +97,7 @@ impl Accountant {
     fn on_request(&mut self, r: &TxnOutcome) {
         for i in 0..self.cfg.rules.len() {
             let rule = &self.cfg.rules[i];
-            if rule.matches(r.method, &r.account, &r.parties.ruri_user) {
+            if rule.matches(r.method, &r.account, r.parties.ruri_user()) {
                 let rec = acc_record(&mut self.ids, &rule.table, r, Some(&rule.comment), r.at_ms);
                 self.push(rec);
             }
@@ -192,10 +192,7 @@ mod tests {
         Event::Transaction(Box::new(TxnOutcome {
             dialog: None,
             method,
-            parties: Parties {
-                ruri_user: "0044".into(),
-                ..Parties::default()
-            },
+            parties: Parties::new("", "", "", "", "", "0044", ""),
             to_tag: "t".into(),
             source: Target::udp("127.0.0.1:5070".parse().unwrap()),
             destination: None,

@@ -362,9 +362,9 @@ pub fn acc_record(
     b.text(ids.node());
     b.text_with(|out| ids.write_next_id(out));
     b.text(t.method.as_str());
-    b.text(&p.from_tag);
+    b.text(p.from_tag());
     b.text(&t.to_tag);
-    b.text(&p.call_id);
+    b.text(p.call_id());
     b.int(code.map(u64::from));
     b.text(reason);
     b.time(time_ms);
@@ -381,12 +381,12 @@ fn caller_and_callee(
     account: &str,
     gateway: Option<Target>,
 ) {
-    b.text(&p.from_user);
-    b.text(&p.from_domain);
+    b.text(p.from_user());
+    b.text(p.from_domain());
     b.text_with(|out| write_ip(src_ip, out));
-    b.text(&p.to_user);
-    b.text(&p.ruri_user);
-    b.text(&p.ruri_host);
+    b.text(p.to_user());
+    b.text(p.ruri_user());
+    b.text(p.ruri_host());
     b.text(account);
     b.text_with(|out| write_target(gateway, out));
 }
@@ -452,8 +452,8 @@ pub fn cdr(ids: &mut Ids, d: &DialogRecord) -> Record {
     let mut b = Builder::new("cdrs", CDR_COLUMNS.len(), 640);
     b.text(ids.node());
     b.text_with(|out| ids.write_next_id(out));
-    b.text(&p.call_id);
-    b.text(&p.from_tag);
+    b.text(p.call_id());
+    b.text(p.from_tag());
     b.text(&d.to_tag);
     caller_and_callee(&mut b, p, d.caller.addr.ip(), &d.account, d.gateway);
     b.text(if d.inbound { "inbound" } else { "outbound" });
@@ -509,15 +509,15 @@ mod tests {
     use crate::sip::Method;
 
     fn parties() -> Parties {
-        Parties {
-            call_id: "c1".into(),
-            from_tag: "f1".into(),
-            from_user: "alice".into(),
-            from_domain: "cust.example".into(),
-            to_user: "bob".into(),
-            ruri_user: "0044123".into(),
-            ruri_host: "gw.example".into(),
-        }
+        Parties::new(
+            "c1",
+            "f1",
+            "alice",
+            "cust.example",
+            "bob",
+            "0044123",
+            "gw.example",
+        )
     }
 
     fn gw() -> Target {

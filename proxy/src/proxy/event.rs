@@ -96,19 +96,61 @@ impl EndedBy {
     }
 }
 
-/// What a request says about who calls whom, as text.
+/// What a request says about who calls whom, as text: the Call-ID, the From tag, From user
+/// and host (Kamailio's `src_user`, `src_domain`), To user (`dst_ouser`), Request-URI user
+/// and host (`dst_user`, `dst_domain`). The seven share one string: events are made for
+/// every call, and one allocation is cheaper than seven (`acc/shard` in
+/// docs/BENCHMARKS.md, "Accounting").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parties {
-    pub call_id: Box<str>,
-    pub from_tag: Box<str>,
-    /// From user and host (Kamailio's `src_user`, `src_domain`).
-    pub from_user: Box<str>,
-    pub from_domain: Box<str>,
-    /// To user (`dst_ouser`).
-    pub to_user: Box<str>,
-    /// Request-URI user and host (`dst_user`, `dst_domain`).
-    pub ruri_user: Box<str>,
-    pub ruri_host: Box<str>,
+    text: String,
+    /// Where each part ends in `text`, in the order above.
+    ends: [u32; PARTS],
+}
+
+const PARTS: usize = 7;
+
+/// Builds [`Parties`] a part at a time, in their order.
+struct PartsBuilder {
+    p: Parties,
+    n: usize,
+}
+
+impl PartsBuilder {
+    fn new(capacity: usize) -> PartsBuilder {
+        PartsBuilder {
+            p: Parties {
+                text: String::with_capacity(capacity),
+                ends: [0; PARTS],
+            },
+            n: 0,
+        }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        push_text(&mut self.p.text, b);
+        self.p.ends[self.n] = self.p.text.len() as u32;
+        self.n += 1;
+    }
+
+    /// The user and host of the URI at `uri` in `buf` (empty when it does not parse); the
+    /// host only when `host`.
+    fn push_user_host(&mut self, buf: &[u8], uri: Option<Span>, host: bool) {
+        let u = uri.and_then(|u| SipUri::parse(buf, u).ok());
+        self.push(
+            u.as_ref()
+                .and_then(|u| u.user)
+                .map_or(&b""[..], |s| s.of(buf)),
+        );
+        if host {
+            self.push(u.map_or(&b""[..], |u| u.host.of(buf)));
+        }
+    }
+
+    fn finish(self) -> Parties {
+        debug_assert_eq!(self.n, PARTS);
+        self.p
+    }
 }
 
 /// Bytes of a message as text: as they are when they are UTF-8 (nearly always, SIP being
@@ -120,54 +162,106 @@ pub(crate) fn text(b: &[u8]) -> Box<str> {
     }
 }
 
-/// User and host of a URI at `uri` in `buf` (empty when it does not parse).
-fn user_host(buf: &[u8], uri: Option<Span>) -> (Box<str>, Box<str>) {
-    match uri.and_then(|u| SipUri::parse(buf, u).ok()) {
-        Some(u) => (
-            text(u.user.map_or(&b""[..], |s| s.of(buf))),
-            text(u.host.of(buf)),
-        ),
-        None => Default::default(),
+/// [`text`], appended to `out`.
+fn push_text(out: &mut String, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
     }
 }
 
 impl Parties {
-    /// From a request.
-    pub fn of_request(msg: &SipMsg<'_>) -> Parties {
-        let buf = msg.buf;
-        let (from_user, from_domain) = user_host(buf, msg.from().map(|f| f.uri));
-        let (to_user, _) = user_host(buf, msg.to().map(|t| t.uri));
-        let (ruri_user, ruri_host) = user_host(buf, msg.request_uri());
-        Parties {
-            call_id: text(msg.call_id()),
-            from_tag: text(msg.from_tag().unwrap_or(b"")),
+    pub fn new(
+        call_id: &str,
+        from_tag: &str,
+        from_user: &str,
+        from_domain: &str,
+        to_user: &str,
+        ruri_user: &str,
+        ruri_host: &str,
+    ) -> Parties {
+        let parts = [
+            call_id,
+            from_tag,
             from_user,
             from_domain,
             to_user,
             ruri_user,
             ruri_host,
+        ];
+        let mut b = PartsBuilder::new(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            b.push(p.as_bytes());
         }
+        b.finish()
+    }
+
+    /// From a request.
+    pub fn of_request(msg: &SipMsg<'_>) -> Parties {
+        let buf = msg.buf;
+        let mut b = PartsBuilder::new(160);
+        b.push(msg.call_id());
+        b.push(msg.from_tag().unwrap_or(b""));
+        b.push_user_host(buf, msg.from().map(|f| f.uri), true);
+        b.push_user_host(buf, msg.to().map(|t| t.uri), false);
+        b.push_user_host(buf, msg.request_uri(), true);
+        b.finish()
     }
 
     /// From what a dialog keeps of its INVITE.
     fn of_dialog(d: &Dialog) -> Parties {
-        let header = |v: &[u8]| -> (Box<str>, Box<str>) {
-            let na = crate::sip::value::NameAddr::locate(v, Span::new(0, v.len()));
-            user_host(v, na.map(|na| na.uri))
+        let uri = |v: &[u8]| {
+            crate::sip::value::NameAddr::locate(v, Span::new(0, v.len())).map(|na| na.uri)
         };
-        let (from_user, from_domain) = header(&d.from);
-        let (to_user, _) = header(&d.to);
-        let (ruri_user, ruri_host) =
-            user_host(&d.request_uri, Some(Span::new(0, d.request_uri.len())));
-        Parties {
-            call_id: text(&d.call_id),
-            from_tag: text(d.caller_tag()),
-            from_user,
-            from_domain,
-            to_user,
-            ruri_user,
-            ruri_host,
-        }
+        let mut b = PartsBuilder::new(160);
+        b.push(&d.call_id);
+        b.push(d.caller_tag());
+        b.push_user_host(&d.from, uri(&d.from), true);
+        b.push_user_host(&d.to, uri(&d.to), false);
+        b.push_user_host(
+            &d.request_uri,
+            Some(Span::new(0, d.request_uri.len())),
+            true,
+        );
+        b.finish()
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start as usize..self.ends[i] as usize]
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.part(0)
+    }
+
+    pub fn from_tag(&self) -> &str {
+        self.part(1)
+    }
+
+    /// From user (`src_user`).
+    pub fn from_user(&self) -> &str {
+        self.part(2)
+    }
+
+    /// From host (`src_domain`).
+    pub fn from_domain(&self) -> &str {
+        self.part(3)
+    }
+
+    /// To user (`dst_ouser`).
+    pub fn to_user(&self) -> &str {
+        self.part(4)
+    }
+
+    /// Request-URI user (`dst_user`).
+    pub fn ruri_user(&self) -> &str {
+        self.part(5)
+    }
+
+    /// Request-URI host (`dst_domain`).
+    pub fn ruri_host(&self) -> &str {
+        self.part(6)
     }
 }
 
@@ -331,12 +425,35 @@ mod tests {
         );
         let p = Parties::of_request(&m);
         assert_eq!(
-            (&*p.call_id, &*p.from_tag, &*p.from_user, &*p.from_domain),
+            (p.call_id(), p.from_tag(), p.from_user(), p.from_domain()),
             ("call-1", "f1", "alice", "cust.example")
         );
         assert_eq!(
-            (&*p.to_user, &*p.ruri_user, &*p.ruri_host),
+            (p.to_user(), p.ruri_user(), p.ruri_host()),
             ("bob", "0044123", "gw.example")
+        );
+        assert_eq!(
+            p,
+            Parties::new(
+                "call-1",
+                "f1",
+                "alice",
+                "cust.example",
+                "bob",
+                "0044123",
+                "gw.example"
+            )
+        );
+        // A URI that is not a SIP URI leaves its parts empty, the others in place.
+        let m = parse(
+            "INVITE sip:0044123@gw.example SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:alice@cust.example>;tag=f1\r\nTo: <tel:+4412>\r\n\
+             Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        );
+        let p = Parties::of_request(&m);
+        assert_eq!(
+            (p.from_domain(), p.to_user(), p.ruri_user()),
+            ("cust.example", "", "0044123")
         );
     }
 }

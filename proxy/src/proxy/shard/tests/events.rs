@@ -70,9 +70,9 @@ fn an_answered_call_reports_every_moment_and_the_caller_who_ended_it() {
     assert_eq!(&*d.to_tag, "gw-tag");
     assert_eq!(
         (
-            &*d.parties.call_id,
-            &*d.parties.from_user,
-            &*d.parties.ruri_user
+            d.parties.call_id(),
+            d.parties.from_user(),
+            d.parties.ruri_user()
         ),
         ("c1", "alice", "+15551234")
     );
@@ -192,7 +192,7 @@ fn for_the_call_log_alone_refusals_failures_and_siplbs_ends_are_reported_not_nor
     let [Event::Refused(r)] = &refused[..] else {
         panic!("{refused:#?}")
     };
-    assert_eq!((&*r.parties.call_id, r.code), ("c0", 403));
+    assert_eq!((r.parties.call_id(), r.code), ("c0", 403));
     assert_eq!(r.source.addr, stranger());
     assert!(r.reason.starts_with("Forbidden"), "{}", r.reason);
     h.take();
@@ -213,7 +213,7 @@ fn for_the_call_log_alone_refusals_failures_and_siplbs_ends_are_reported_not_nor
     assert!(txns.is_empty());
     assert_eq!(dialogs.len(), 1);
     assert_eq!(
-        (&*dialogs[0].parties.call_id, dialogs[0].outcome.code),
+        (dialogs[0].parties.call_id(), dialogs[0].outcome.code),
         ("c2", Some(486))
     );
     assert_eq!(&*dialogs[0].outcome.reason, "Busy Here");
@@ -301,7 +301,7 @@ fn dialogs_left_up_at_exit_are_reported_as_ended_by_shutdown() {
     let (_, dialogs) = h.events();
     let ended: Vec<(&str, Option<EndedBy>)> = dialogs
         .iter()
-        .map(|d| (&*d.parties.call_id, d.ended_by))
+        .map(|d| (d.parties.call_id(), d.ended_by))
         .collect();
     assert!(
         ended.contains(&("c1", Some(EndedBy::Shutdown))),
