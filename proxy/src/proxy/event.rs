@@ -155,19 +155,21 @@ impl PartsBuilder {
 
 /// Bytes of a message as text: as they are when they are UTF-8 (nearly always, SIP being
 /// ASCII; checked faster than the lossy conversion does), else with U+FFFD for what is not.
-pub(crate) fn text(b: &[u8]) -> Box<str> {
+fn as_text(b: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(b) {
         Ok(s) => s.into(),
-        Err(_) => String::from_utf8_lossy(b).into(),
+        Err(_) => String::from_utf8_lossy(b),
     }
 }
 
-/// [`text`], appended to `out`.
+/// [`as_text`], owned.
+pub(crate) fn text(b: &[u8]) -> Box<str> {
+    as_text(b).into()
+}
+
+/// [`as_text`], appended to `out`.
 fn push_text(out: &mut String, b: &[u8]) {
-    match std::str::from_utf8(b) {
-        Ok(s) => out.push_str(s),
-        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
-    }
+    out.push_str(&as_text(b));
 }
 
 impl Parties {
