@@ -127,8 +127,13 @@ impl PartsBuilder {
         }
     }
 
+    /// Message bytes, as text ([`as_text`]).
     fn push(&mut self, b: &[u8]) {
-        push_text(&mut self.p.text, b);
+        self.push_str(&as_text(b));
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.p.text.push_str(s);
         self.p.ends[self.n] = self.p.text.len() as u32;
         self.n += 1;
     }
@@ -167,11 +172,6 @@ pub(crate) fn text(b: &[u8]) -> Box<str> {
     as_text(b).into()
 }
 
-/// [`as_text`], appended to `out`.
-fn push_text(out: &mut String, b: &[u8]) {
-    out.push_str(&as_text(b));
-}
-
 impl Parties {
     pub fn new(
         call_id: &str,
@@ -193,7 +193,7 @@ impl Parties {
         ];
         let mut b = PartsBuilder::new(parts.iter().map(|p| p.len()).sum());
         for p in parts {
-            b.push(p.as_bytes());
+            b.push_str(p);
         }
         b.finish()
     }
