@@ -106,6 +106,9 @@ const WRITE_BYTES: usize = 256 << 10;
 
 const CSV: &str = "csv";
 const JSONL: &str = "jsonl";
+/// Records whose memory a batch asks the cache for before encoding them (a 10 ms batch at
+/// 2,000 calls/s is about 60, well inside the cache).
+const PREFETCH: usize = 512;
 
 impl FileSink {
     pub fn new(dir: &Path, formats: Formats, rotation: Rotation) -> io::Result<FileSink> {
@@ -199,6 +202,11 @@ impl FileSink {
         };
         // Every file the batch writes is rotated when due and opened before anything is
         // written; a table's files are consecutive, in the order of `exts`.
+        // The records were made on other cores: their lines are asked for all at once
+        // rather than missed one at a time as they are encoded.
+        for r in records.iter().take(PREFETCH) {
+            r.prefetch();
+        }
         let mut tables: Vec<&Record> = Vec::new();
         for r in records {
             if !tables.iter().any(|t| t.table() == r.table()) {

@@ -133,6 +133,28 @@ impl Record {
         b.finish()
     }
 
+    /// Asks the CPU to bring the record's text and fields into its cache ahead of use: a
+    /// record is made on a worker's core and read on the writer's, where every line of it
+    /// is otherwise a cache miss met one at a time.
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let lines = |p: *const u8, len: usize| {
+                for off in (0..len).step_by(64) {
+                    // SAFETY: prefetching is a hint that never faults; the address is inside
+                    // (or one line past the start of) a live allocation.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast()) };
+                }
+            };
+            lines(self.text.as_ptr(), self.text.len());
+            lines(
+                self.slots.as_ptr().cast(),
+                std::mem::size_of_val(self.slots.as_slice()),
+            );
+        }
+    }
+
     /// The table the record goes to.
     pub fn table(&self) -> &str {
         &self.text[..self.table_len as usize]
