@@ -142,8 +142,8 @@ impl Record {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             let lines = |p: *const u8, len: usize| {
                 for off in (0..len).step_by(64) {
-                    // SAFETY: prefetching is a hint that never faults; the address is inside
-                    // (or one line past the start of) a live allocation.
+                    // SAFETY: a prefetch is a hint that never faults, and the address is
+                    // inside this record's live allocation.
                     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast()) };
                 }
             };
