@@ -200,13 +200,13 @@ impl FileSink {
             (false, true) => &[JSONL],
             (false, false) => return Ok(()),
         };
-        // Every file the batch writes is rotated when due and opened before anything is
-        // written; a table's files are consecutive, in the order of `exts`.
         // The records were made on other cores: their lines are asked for all at once
         // rather than missed one at a time as they are encoded.
         for r in records.iter().take(PREFETCH) {
             r.prefetch();
         }
+        // Every file the batch writes is rotated when due and opened before anything is
+        // written; a table's files are consecutive, in the order of `exts`.
         let mut tables: Vec<&Record> = Vec::new();
         for r in records {
             if !tables.iter().any(|t| t.table() == r.table()) {
