@@ -119,36 +119,28 @@ impl BenchArgs {
                 continue;
             }
             let base = entries.len();
+            let fresh = target_dir(root).join("release/siplb");
             entries.push(Entry {
                 label: name.into(),
                 dir: name.into(),
-                siplb: Some(target_dir(root).join("release/siplb")),
+                siplb: Some(fresh.clone()),
                 relay: false,
                 steering_off: name == "siplb-off",
                 base: None,
                 config: self.config.clone(),
                 uas: UAS.into(),
             });
-            for (n, config_b) in self.configs_b.iter().enumerate() {
-                entries.push(Entry {
-                    label: format!("{name}{{{}}}", file_name(config_b)),
-                    dir: format!("{name}-config-b{}", n + 1),
-                    siplb: Some(target_dir(root).join("release/siplb")),
-                    relay: false,
-                    steering_off: name == "siplb-off",
-                    base: Some(base),
-                    config: config_b.clone(),
-                    uas: self.uas_b.clone(),
-                });
-            }
+            self.push_configs_b(&mut entries, name, name, &fresh, base);
             for (n, bin) in self.siplb_bins.iter().enumerate() {
                 let path = bin
                     .canonicalize()
                     .with_context(|| format!("--siplb-bin {}", bin.display()))?;
                 let bin_base = entries.len();
+                let label = format!("{name}[{}]", bin.display());
+                let dir = format!("{name}-bin{}", n + 1);
                 entries.push(Entry {
-                    label: format!("{name}[{}]", bin.display()),
-                    dir: format!("{name}-bin{}", n + 1),
+                    label: label.clone(),
+                    dir: dir.clone(),
                     siplb: Some(path.clone()),
                     relay: false,
                     steering_off: name == "siplb-off",
@@ -157,18 +149,7 @@ impl BenchArgs {
                     uas: UAS.into(),
                 });
                 // The binary with each `--config-b` too, against its own `--config` round.
-                for (m, config_b) in self.configs_b.iter().enumerate() {
-                    entries.push(Entry {
-                        label: format!("{name}[{}]{{{}}}", bin.display(), file_name(config_b)),
-                        dir: format!("{name}-bin{}-config-b{}", n + 1, m + 1),
-                        siplb: Some(path.clone()),
-                        relay: false,
-                        steering_off: name == "siplb-off",
-                        base: Some(bin_base),
-                        config: config_b.clone(),
-                        uas: self.uas_b.clone(),
-                    });
-                }
+                self.push_configs_b(&mut entries, &label, &dir, &path, bin_base);
             }
         }
         if (!self.siplb_bins.is_empty() || !self.configs_b.is_empty())
@@ -180,6 +161,31 @@ impl BenchArgs {
             );
         }
         Ok(entries)
+    }
+
+    /// One entry per `--config-b` for the siplb `entries[base]` runs (`siplb`, its label;
+    /// `dir`, its folder), compared with that entry.
+    fn push_configs_b(
+        &self,
+        entries: &mut Vec<Entry>,
+        label: &str,
+        dir: &str,
+        siplb: &Path,
+        base: usize,
+    ) {
+        let steering_off = entries[base].steering_off;
+        for (n, config_b) in self.configs_b.iter().enumerate() {
+            entries.push(Entry {
+                label: format!("{label}{{{}}}", file_name(config_b)),
+                dir: format!("{dir}-config-b{}", n + 1),
+                siplb: Some(siplb.to_path_buf()),
+                relay: false,
+                steering_off,
+                base: Some(base),
+                config: config_b.clone(),
+                uas: self.uas_b.clone(),
+            });
+        }
     }
 
     fn proxies(&self) -> Vec<&'static str> {
@@ -215,7 +221,6 @@ struct Entry {
     uas: String,
 }
 
-/// Where cargo builds: `CARGO_TARGET_DIR`, or the repository's `target/`.
 /// A config's file name, for labels.
 fn file_name(config: &str) -> String {
     Path::new(config)
@@ -223,6 +228,7 @@ fn file_name(config: &str) -> String {
         .map_or(config.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR`, or the repository's `target/`.
 fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => root.join(d),
