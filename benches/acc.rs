@@ -106,6 +106,7 @@ fn outcome(call: u64, method: Method, code: Option<u16>, reason: &str) -> Box<Tx
         method,
         parties: parties(call),
         to_tag: "as5e8f1a2b".into(),
+        in_dialog: method == Method::Bye,
         source: caller(),
         destination: Some(gateway()),
         account: "customer".into(),

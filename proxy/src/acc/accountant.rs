@@ -68,6 +68,12 @@ impl Accountant {
     }
 
     fn on_transaction(&mut self, t: &TxnOutcome) {
+        // The INVITE flags are for calls: Kamailio's default configuration sets them only on
+        // requests outside a dialog, so a re-INVITE (answered, or refused with 491 or 488)
+        // is neither an `acc` record nor a missed call.
+        if t.method == Method::Invite && t.in_dialog {
+            return;
+        }
         let c = &self.cfg;
         let ok = t.code.is_some_and(|c| (200..300).contains(&c));
         let flagged = c.flags.contains(t.method) && (ok || c.failed_flags.contains(t.method));
@@ -194,6 +200,7 @@ mod tests {
             method,
             parties: Parties::new("", "", "", "", "", "0044", ""),
             to_tag: "t".into(),
+            in_dialog: method == Method::Bye,
             source: Target::udp("127.0.0.1:5070".parse().unwrap()),
             destination: None,
             account: "acct".into(),
@@ -219,7 +226,8 @@ mod tests {
     }
 
     #[test]
-    fn flags_record_2xx_and_failed_flags_the_rest_and_missed_calls_go_apart() {
+    fn flags_record_2xx_and_failed_flags_the_rest_missed_calls_go_apart_and_re_invites_are_not_calls()
+     {
         let c = cfg(|c| {
             c.flags.insert(Method::Invite);
             c.flags.insert(Method::Bye);
@@ -230,6 +238,14 @@ mod tests {
         a.on_event(&outcome(Method::Invite, Some(200)));
         a.on_event(&outcome(Method::Invite, Some(486)));
         a.on_event(&outcome(Method::Bye, None));
+        // Re-INVITEs, answered or refused, are not calls.
+        for code in [200, 491] {
+            let Event::Transaction(mut t) = outcome(Method::Invite, Some(code)) else {
+                unreachable!()
+            };
+            t.in_dialog = true;
+            a.on_event(&Event::Transaction(t));
+        }
         assert_eq!(
             drained(&plane),
             [

@@ -692,6 +692,7 @@ mod tests {
             method: Method::Bye,
             parties: parties(),
             to_tag: "gw".into(),
+            in_dialog: true,
             source: Target::udp("198.18.1.20:5070".parse().unwrap()),
             destination: Some(gw()),
             account: "alice".into(),

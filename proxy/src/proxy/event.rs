@@ -275,6 +275,9 @@ pub struct TxnOutcome {
     pub parties: Parties,
     /// The To tag of the final reply (or of the request, when it had one).
     pub to_tag: Box<str>,
+    /// The request had a To tag: it went inside a dialog (a re-INVITE, a BYE), rather than
+    /// making one.
+    pub in_dialog: bool,
     /// Where the request came from, and where it was forwarded (none for siplb's own reply).
     pub source: Target,
     pub destination: Option<Target>,

@@ -426,6 +426,7 @@ impl Shard {
                 (Parties::of_request(&m), to_tag)
             }
         };
+        let in_dialog = !request_to_tag.is_empty();
         let to_tag = if fin.to_tag.is_empty() {
             request_to_tag
         } else {
@@ -443,6 +444,7 @@ impl Shard {
             method: t.method,
             parties,
             to_tag,
+            in_dialog,
             source: t.upstream,
             destination: (!t.forwarded.is_empty()).then_some(t.downstream),
             code: fin.code,
@@ -504,11 +506,13 @@ impl Shard {
             Some(d) => (text(&d.account), Some(d.trunk())),
             None => (text(account), None),
         };
+        let to_tag = text(msg.to_tag().unwrap_or(b""));
         let seen = TxnOutcome {
             dialog,
             method: msg.method().unwrap_or(Method::Other),
             parties: Parties::of_request(msg),
-            to_tag: text(msg.to_tag().unwrap_or(b"")),
+            in_dialog: !to_tag.is_empty(),
+            to_tag,
             source: Target::udp(src),
             destination: gateway,
             account,

@@ -340,3 +340,42 @@ fn the_answer_to_an_invite_the_caller_replaced_does_not_end_the_call() {
         "the outcome of the call's own INVITE"
     );
 }
+
+/// A re-INVITE's outcome says it went inside a dialog, so that accounting does not take a
+/// refused re-INVITE (491) for a missed call; the INVITE that made the call says it did not.
+#[test]
+fn a_reinvites_outcome_is_marked_as_inside_the_dialog() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.caller_sends(&caller_in_dialog("INVITE", &ok, "z9hG4bK-re", 2).text());
+    let fwd_re = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("re-INVITE forwarded");
+    h.deliver(fwd_re.dst, &response(&fwd_re, 491, None));
+    h.take();
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 3).text());
+    let fwd_bye = h.take_one();
+    h.gateway_answers(&fwd_bye, &response(&fwd_bye, 200, None));
+    let (txns, dialogs) = h.events();
+    // The call's outcome stays its INVITE's 200.
+    assert_eq!(dialogs.len(), 1);
+    assert_eq!(dialogs[0].outcome.code, Some(200));
+    assert!(dialogs[0].answered);
+    let seen: Vec<(Method, Option<u16>, bool)> = txns
+        .iter()
+        .map(|t| (t.method, t.code, t.in_dialog))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Method::Invite, Some(200), false),
+            (Method::Invite, Some(491), true),
+            (Method::Bye, Some(200), true)
+        ]
+    );
+}
