@@ -14,7 +14,8 @@
 //!   per second from the first push until `acc:written` (written and synced) reaches N
 //!   (200,000; 2,000 under `--test`). `-- writer N` sets N.
 //! - `acc/encode/call` (criterion): the writer's encoding of one call's three records, CSV and
-//!   JSON lines.
+//!   JSON lines, one format after the other; `acc/encode/call_one_pass`: the same lines in
+//!   one pass over each record, as the file sink writes them when both formats are on.
 //! - `acc/writer_paced` (only with `-- paced [RATE [SECS [SYNC_MS]]]`, default 2,000 calls/s,
 //!   10 s, 10 ms): the writer thread's own CPU per call (its `schedstat`) while two threads
 //!   feed it `acc.toml`'s records of RATE calls a second, paced per millisecond as workers
@@ -246,6 +247,17 @@ fn encode(c: &mut Criterion) {
                 siplb::acc::encode::json_line(black_box(r), &mut out);
             }
             black_box(out.len())
+        })
+    });
+    let mut json = String::with_capacity(1 << 16);
+    g.bench_function("call_one_pass", |b| {
+        b.iter(|| {
+            out.clear();
+            json.clear();
+            for r in &call {
+                siplb::acc::encode::csv_and_json_lines(black_box(r), &mut out, &mut json);
+            }
+            black_box(out.len() + json.len())
         })
     });
     g.finish();

@@ -147,6 +147,75 @@ pub fn json_line(r: &Record, out: &mut String) {
     out.push_str("}\n");
 }
 
+/// The bytes of `s` that [`SPECIAL`] marks, all classes together (one pass for both formats).
+#[inline]
+fn classes(s: &str) -> u8 {
+    s.as_bytes()
+        .iter()
+        .fold(0, |any, &c| any | SPECIAL[usize::from(c)])
+}
+
+/// One record as a CSV line into `csv` and a JSON line into `json`: [`csv_line`] and
+/// [`json_line`] in one pass, each field read, scanned and formatted once (times, numbers)
+/// and copied into the other line. The writer encodes every record both ways when both
+/// formats are on, and reading a record twice cost more than the second copy (measured in
+/// docs/BENCHMARKS.md, "Accounting").
+pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
+    let keys: &[String] = if r.len() == CDR_COLUMNS.len() {
+        &CDR_KEYS
+    } else {
+        &ACC_KEYS
+    };
+    if r.is_empty() {
+        json.push('{');
+    }
+    for (i, (key, f)) in keys.iter().zip(r.fields()).enumerate() {
+        if i > 0 {
+            csv.push(',');
+        }
+        json.push_str(key);
+        let at = csv.len();
+        match f {
+            Field::Empty => json.push_str("null"),
+            Field::Text(s) => {
+                let c = classes(s);
+                if c & CSV == 0 {
+                    csv.push_str(s);
+                } else {
+                    csv_text(s, csv);
+                }
+                if c & JSON == 0 {
+                    json.push('"');
+                    json.push_str(s);
+                    json.push('"');
+                } else {
+                    json_text(s, json);
+                }
+            }
+            Field::Json(s) => {
+                csv_text(s, csv);
+                json.push_str(s);
+            }
+            Field::Int(n) => {
+                write_int(n, csv);
+                json.push_str(&csv[at..]);
+            }
+            Field::Seconds(ms) => {
+                write_seconds_ms(ms, csv);
+                json.push_str(&csv[at..]);
+            }
+            Field::Time(ms) => {
+                write_rfc3339_ms(ms, csv);
+                json.push('"');
+                json.push_str(&csv[at..]);
+                json.push('"');
+            }
+        }
+    }
+    csv.push_str("\r\n");
+    json.push_str("}\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::record::{Field, Record};
@@ -221,6 +290,33 @@ mod tests {
             json_text(&s, &mut json);
             let back: String = serde_json::from_str(&json).unwrap();
             assert_eq!(back, s, "{c:?}: {json}");
+        }
+    }
+
+    #[test]
+    fn both_lines_in_one_pass_are_the_lines_each_encoder_writes() {
+        let mut f = fields();
+        f[3] = Field::Text("tag,with \"quotes\"");
+        f[7] = Field::Text("tab\there \\ and a\r\nline break");
+        f[9] = Field::Seconds(61_237);
+        f[16] = Field::Json("{\"a\":\"b, c\"}");
+        let mut cdr = vec![Field::Text("x"); CDR_COLUMNS.len()];
+        cdr[14] = Field::Int(2);
+        cdr[15] = Field::Time(1_700_000_000_123);
+        cdr[21] = Field::Empty;
+        let records = [
+            Record::new("acc", &f),
+            Record::new("cdrs", &cdr),
+            Record::new("missed_calls", &fields()),
+        ];
+        for r in &records {
+            let (mut csv, mut json) = (String::from("before\r\n"), String::from("{}\n"));
+            let (mut csv1, mut json1) = (csv.clone(), json.clone());
+            csv_and_json_lines(r, &mut csv, &mut json);
+            csv_line(r, &mut csv1);
+            json_line(r, &mut json1);
+            assert_eq!(csv, csv1);
+            assert_eq!(json, json1);
         }
     }
 

@@ -5,7 +5,7 @@
 //! middle of a write) is moved to `<file>.torn`, so every line left in a file is a whole record
 //! and none is written twice. It runs on the writer thread, never on a worker.
 
-use super::encode::{csv_header, csv_line, json_line};
+use super::encode::{csv_and_json_lines, csv_header, csv_line, json_line};
 use super::journal::Journal;
 use super::record::Record;
 use std::collections::HashMap;
@@ -235,6 +235,12 @@ impl FileSink {
                 .iter()
                 .position(|t| t.key.0 == r.table())
                 .expect("opened above");
+            if let [CSV, JSONL] = exts {
+                // Both formats: the table's CSV file, then its JSON lines file.
+                let (csv, json) = taken[first..].split_at_mut(1);
+                csv_and_json_lines(r, &mut csv[0].open.unwritten, &mut json[0].open.unwritten);
+                continue;
+            }
             for (t, ext) in taken[first..].iter_mut().zip(exts) {
                 if *ext == CSV {
                     csv_line(r, &mut t.open.unwritten);
