@@ -3,6 +3,7 @@
 
 use crate::ci::install_deps;
 use crate::procfs::{clk_tck, cpu_ticks, thread_cpu_between, thread_cpu_ns};
+use crate::rounds;
 use crate::{build_release_siplb, root};
 use anyhow::{Context, Result, bail};
 use siplb_tests::{SIPP_BASE_ARGS, read_sipp_csv, stop_child, try_wait_bound};
@@ -406,9 +407,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     if entries.iter().any(|e| e.base.is_some()) {
         println!(
-            "\n| siplb | CPU ms per call (median) | rounds | vs its base (the fresh build, or the same binary, with `--config`) |"
+            "\n| siplb | CPU ms per call (median) | rounds | vs its base (the fresh build, or the same binary, with `--config`) | vs its base round by round (median) |"
         );
-        println!("|---|---|---|---|");
+        println!("|---|---|---|---|---|");
         for (i, (e, o)) in entries.iter().zip(&outcomes).enumerate() {
             if e.siplb.is_none() {
                 continue;
@@ -425,7 +426,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 ),
                 None => String::new(),
             };
-            println!("| {} | {:.3} | {rounds} | {vs} |", e.label, o.per_k());
+            let paired = e
+                .base
+                .and_then(|base| rounds::paired_change(&per_round[i], &per_round[base]))
+                .map_or(String::new(), |(median, each)| {
+                    let each: Vec<String> = each.iter().map(|c| format!("{c:+.1}")).collect();
+                    format!("{median:+.1} % ({})", each.join(", "))
+                });
+            println!(
+                "| {} | {:.3} | {rounds} | {vs} | {paired} |",
+                e.label,
+                o.per_k()
+            );
         }
     }
     if let [s, k] = &outcomes[..]

@@ -11,6 +11,7 @@ mod h2h;
 mod load;
 mod load_vs_sipp;
 mod procfs;
+mod rounds;
 mod xdp;
 
 use anyhow::{Context, Result, bail};

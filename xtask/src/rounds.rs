@@ -1,0 +1,36 @@
+//! Figures over a benchmark's rounds.
+
+/// The change of `rounds` against `base` round by round (each round's two runs follow each
+/// other, so the machine's drift over a run, often larger than the effect measured, touches
+/// both alike): the median and each round's, in percent. None without rounds.
+pub fn paired_change(rounds: &[f64], base: &[f64]) -> Option<(f64, Vec<f64>)> {
+    let each: Vec<f64> = rounds
+        .iter()
+        .zip(base)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(r, b)| (r / b - 1.0) * 100.0)
+        .collect();
+    let mut sorted = each.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => return None,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    Some((median, each))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_change;
+
+    #[test]
+    fn the_paired_change_is_the_median_of_each_rounds_change() {
+        let (median, each) = paired_change(&[1.1, 1.5, 2.2], &[1.0, 1.0, 2.0]).unwrap();
+        assert_eq!(each.len(), 3);
+        assert!((median - 10.0).abs() < 1e-9, "{median}");
+        let (median, _) = paired_change(&[1.1, 1.3], &[1.0, 1.0]).unwrap();
+        assert!((median - 20.0).abs() < 1e-9, "{median}");
+        assert!(paired_change(&[], &[]).is_none());
+    }
+}
