@@ -414,29 +414,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             if e.siplb.is_none() {
                 continue;
             }
-            let rounds = per_round[i]
-                .iter()
-                .map(|v| format!("{v:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let vs = match e.base {
-                Some(base) => format!(
-                    "{:+.1} %",
-                    (o.per_k() / outcomes[base].per_k() - 1.0) * 100.0
-                ),
-                None => String::new(),
-            };
-            let paired = e
+            let base = e
                 .base
-                .and_then(|base| rounds::paired_change(&per_round[i], &per_round[base]))
-                .map_or(String::new(), |(median, each)| {
-                    let each: Vec<String> = each.iter().map(|c| format!("{c:+.1}")).collect();
-                    format!("{median:+.1} % ({})", each.join(", "))
-                });
+                .map(|b| (outcomes[b].per_k(), per_round[b].as_slice()));
             println!(
-                "| {} | {:.3} | {rounds} | {vs} | {paired} |",
-                e.label,
-                o.per_k()
+                "{}",
+                rounds::comparison_row(&e.label, o.per_k(), &per_round[i], base)
             );
         }
     }
