@@ -31,10 +31,17 @@ static SPECIAL: [u8; 256] = {
 const CSV: u8 = 1;
 const JSON: u8 = 2;
 
-/// Whether any byte of `b` is of `class` in [`SPECIAL`] (one table lookup a byte, no branch).
+/// The classes of [`SPECIAL`] that bytes of `b` are of, all together (one table lookup a
+/// byte, no branch).
+#[inline]
+fn classes(b: &[u8]) -> u8 {
+    b.iter().fold(0, |any, &c| any | SPECIAL[usize::from(c)])
+}
+
+/// Whether any byte of `b` is of `class` in [`SPECIAL`].
 #[inline]
 fn holds_any(b: &[u8], class: u8) -> bool {
-    b.iter().fold(0, |any, &c| any | SPECIAL[usize::from(c)]) & class != 0
+    classes(b) & class != 0
 }
 
 fn csv_text(s: &str, out: &mut String) {
@@ -117,17 +124,23 @@ fn json_keys(columns: &[&str]) -> Vec<String> {
 static ACC_KEYS: LazyLock<Vec<String>> = LazyLock::new(|| json_keys(&ACC_COLUMNS));
 static CDR_KEYS: LazyLock<Vec<String>> = LazyLock::new(|| json_keys(&CDR_COLUMNS));
 
-/// One JSON line, written in place (times and reasons as strings, codes and durations as
-/// numbers, `vars` as the object it is).
-pub fn json_line(r: &Record, out: &mut String) {
-    let keys: &[String] = if r.len() == CDR_COLUMNS.len() {
-        &CDR_KEYS
-    } else {
-        &ACC_KEYS
-    };
+/// The JSON keys of `r`'s columns, the first with the line's `{`; a record of no field gets
+/// its `{` here.
+fn json_start(r: &Record, out: &mut String) -> &'static [String] {
     if r.is_empty() {
         out.push('{');
     }
+    if r.len() == CDR_COLUMNS.len() {
+        &CDR_KEYS
+    } else {
+        &ACC_KEYS
+    }
+}
+
+/// One JSON line, written in place (times and reasons as strings, codes and durations as
+/// numbers, `vars` as the object it is).
+pub fn json_line(r: &Record, out: &mut String) {
+    let keys = json_start(r, out);
     for (key, f) in keys.iter().zip(r.fields()) {
         out.push_str(key);
         match f {
@@ -147,28 +160,13 @@ pub fn json_line(r: &Record, out: &mut String) {
     out.push_str("}\n");
 }
 
-/// The bytes of `s` that [`SPECIAL`] marks, all classes together (one pass for both formats).
-#[inline]
-fn classes(s: &str) -> u8 {
-    s.as_bytes()
-        .iter()
-        .fold(0, |any, &c| any | SPECIAL[usize::from(c)])
-}
-
 /// One record as a CSV line into `csv` and a JSON line into `json`: [`csv_line`] and
 /// [`json_line`] in one pass, each field read, scanned and formatted once (times, numbers)
 /// and copied into the other line. The writer encodes every record both ways when both
 /// formats are on, and reading a record twice cost more than the second copy (measured in
 /// docs/BENCHMARKS.md, "Accounting").
 pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
-    let keys: &[String] = if r.len() == CDR_COLUMNS.len() {
-        &CDR_KEYS
-    } else {
-        &ACC_KEYS
-    };
-    if r.is_empty() {
-        json.push('{');
-    }
+    let keys = json_start(r, json);
     for (i, (key, f)) in keys.iter().zip(r.fields()).enumerate() {
         if i > 0 {
             csv.push(',');
@@ -178,7 +176,8 @@ pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
         match f {
             Field::Empty => json.push_str("null"),
             Field::Text(s) => {
-                let c = classes(s);
+                // One scan says what either format must do.
+                let c = classes(s.as_bytes());
                 if c & CSV == 0 {
                     csv.push_str(s);
                 } else {
