@@ -296,7 +296,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // call), so a burst of noise from the rest of the machine does not decide the comparison.
     let mut rounds: Vec<Vec<Outcome>> = entries.iter().map(|_| Vec::new()).collect();
     for round in 0..b.repeat {
-        for (i, entry) in entries.iter().enumerate() {
+        // Every other round runs the entries in reverse, so that a machine slowing down (or
+        // speeding up) through a run does not always favour the entry that runs first.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..entries.len()).collect()
+        } else {
+            (0..entries.len()).rev().collect()
+        };
+        for i in order {
+            let entry = &entries[i];
             let o = bench_one(&root, &work.join(format!("round{round}")), entry, &b)?;
             eprintln!(
                 "xtask: round {round} {}: ok {} failed {} cpu {:.2} s ({:.3} per 1000 calls)",
