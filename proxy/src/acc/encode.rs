@@ -38,15 +38,14 @@ fn classes(b: &[u8]) -> u8 {
     b.iter().fold(0, |any, &c| any | SPECIAL[usize::from(c)])
 }
 
-/// Whether any byte of `b` is of `class` in [`SPECIAL`].
-#[inline]
-fn holds_any(b: &[u8], class: u8) -> bool {
-    classes(b) & class != 0
+fn csv_text(s: &str, out: &mut String) {
+    csv_text_of(s, classes(s.as_bytes()), out);
 }
 
-fn csv_text(s: &str, out: &mut String) {
+/// [`csv_text`] of a text whose [`classes`] are known.
+fn csv_text_of(s: &str, classes: u8, out: &mut String) {
     let b = s.as_bytes();
-    if !holds_any(b, CSV) {
+    if classes & CSV == 0 {
         out.push_str(s);
         return;
     }
@@ -80,10 +79,14 @@ pub fn csv_line(r: &Record, out: &mut String) {
 
 /// A JSON string, escaped (RFC 8259 §7).
 pub(super) fn json_text(s: &str, out: &mut String) {
+    json_text_of(s, classes(s.as_bytes()), out);
+}
+
+/// [`json_text`] of a text whose [`classes`] are known.
+fn json_text_of(s: &str, classes: u8, out: &mut String) {
     out.push('"');
-    let b = s.as_bytes();
     // Most fields need no escape: one copy.
-    if !holds_any(b, JSON) {
+    if classes & JSON == 0 {
         out.push_str(s);
         out.push('"');
         return;
@@ -178,18 +181,8 @@ pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
             Field::Text(s) => {
                 // One scan says what either format must do.
                 let c = classes(s.as_bytes());
-                if c & CSV == 0 {
-                    csv.push_str(s);
-                } else {
-                    csv_text(s, csv);
-                }
-                if c & JSON == 0 {
-                    json.push('"');
-                    json.push_str(s);
-                    json.push('"');
-                } else {
-                    json_text(s, json);
-                }
+                csv_text_of(s, c, csv);
+                json_text_of(s, c, json);
             }
             Field::Json(s) => {
                 csv_text(s, csv);
