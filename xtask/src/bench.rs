@@ -2,7 +2,10 @@
 //! proxies taking turns; CPU per call of each.
 
 use crate::ci::install_deps;
-use crate::procfs::{clk_tck, cpu_ticks, thread_cpu_between, thread_cpu_ns};
+use crate::procfs::{
+    DiskRequests, clk_tck, cpu_ticks, disk_requests, per_call_by_thread, thread_cpu_between,
+    thread_cpu_ns,
+};
 use crate::rounds;
 use crate::{build_release_siplb, root};
 use anyhow::{Context, Result, bail};
@@ -258,6 +261,8 @@ struct Outcome {
     cpu_s: f64,
     /// The proxy's CPU-s by kind of thread (the main process's threads only).
     threads: Vec<(String, f64)>,
+    /// The machine's disks' requests over the same span.
+    disk: DiskRequests,
     wall_s: f64,
     retrans: u64,
     /// siplb only: (p50, p99, max) µs from kernel receive to processed.
@@ -383,16 +388,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     for o in outcomes.iter().filter(|o| o.messages.is_some() && o.ok > 0) {
-        let by_thread: Vec<String> = o
-            .threads
-            .iter()
-            .filter(|(_, cpu_s)| *cpu_s > 0.0)
-            .map(|(kind, cpu_s)| format!("{kind} {:.1}", cpu_s / o.ok as f64 * 1e6))
-            .collect();
+        let per_1000 = |n: u64| n as f64 * 1000.0 / o.ok as f64;
         println!(
-            "\n{}: CPU per call by thread, µs (the median round): {}",
+            "\n{}: CPU per call by thread, µs (the median round): {}\n\
+             {0}: the machine's disks meanwhile, per 1000 calls: {:.0} writes, {:.0} flushes",
             o.proxy,
-            by_thread.join(", ")
+            per_call_by_thread(&o.threads, o.ok),
+            per_1000(o.disk.writes),
+            per_1000(o.disk.flushes),
         );
     }
     for o in &outcomes {
@@ -669,6 +672,7 @@ fn drive(
     }
     let mut ticks0 = cpu_ticks(child.id());
     let mut threads0 = thread_cpu_ns(child.id());
+    let mut disk0 = disk_requests();
     let t0 = Instant::now();
     let mut sipp = Command::new("timeout")
         .current_dir(dir)
@@ -719,6 +723,7 @@ fn drive(
             if done > 0 {
                 ticks0 = cpu_ticks(child.id());
                 threads0 = thread_cpu_ns(child.id());
+                disk0 = disk_requests();
                 warm = Some(done);
             }
         }
@@ -727,6 +732,7 @@ fn drive(
     let wall_s = t0.elapsed().as_secs_f64();
     let ticks1 = cpu_ticks(child.id());
     let threads = thread_cpu_between(&threads0, &thread_cpu_ns(child.id()));
+    let disk = disk0.until(disk_requests());
     let stats = if let Some(bin) = &entry.siplb {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
@@ -783,6 +789,7 @@ fn drive(
         achieved_cps: get("SuccessfulCall(C)") / wall_s,
         cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
         threads,
+        disk,
         messages,
         wall_s,
         retrans: get("Retransmissions(C)") as u64,
