@@ -283,16 +283,20 @@ impl Builder {
 #[derive(Debug, Clone)]
 pub struct Ids {
     node: String,
-    start_ms: u64,
+    /// `<node>-<process start>-`, written once.
+    prefix: String,
     next: u64,
     step: u64,
 }
 
 impl Ids {
     pub fn new(node: &str, start_ms: u64, worker: u32, workers: u32) -> Ids {
+        let mut prefix = format!("{node}-");
+        write_int(start_ms, &mut prefix);
+        prefix.push('-');
         Ids {
             node: node.into(),
-            start_ms,
+            prefix,
             next: u64::from(worker),
             step: u64::from(workers.max(1)),
         }
@@ -311,10 +315,7 @@ impl Ids {
 
     /// Writes the next id.
     pub fn write_next_id(&mut self, out: &mut String) {
-        out.push_str(&self.node);
-        out.push('-');
-        write_int(self.start_ms, out);
-        out.push('-');
+        out.push_str(&self.prefix);
         write_int(self.next, out);
         self.next += self.step;
     }
