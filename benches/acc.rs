@@ -148,7 +148,7 @@ fn dialog(call: u64) -> Box<DialogRecord> {
         inbound: false,
         answered: true,
         ended_by: Some(EndedBy::Caller),
-        operator_cancelled: false,
+        cancelled_by: None,
         vars: vec![("BillSec".into(), "61".into())],
     })
 }

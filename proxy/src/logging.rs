@@ -320,7 +320,7 @@ impl<'e> CallLine<'e> {
         };
         let ended_by = d
             .ended_by
-            .or(d.operator_cancelled.then_some(EndedBy::Operator));
+            .or(d.cancelled_by.filter(|c| *c == EndedBy::Operator));
         // An answered call siplb ended: the answer's code, and why it ended.
         let (code, reason) = match (what, d.ended_by) {
             ("ended", Some(EndedBy::Operator)) => (200, "ended by operator"),

@@ -3,7 +3,7 @@
 
 use super::encode::json_text;
 use super::time::{rfc3339_ms, seconds_ms, write_int};
-use crate::proxy::event::{DialogRecord, Parties, TxnOutcome};
+use crate::proxy::event::{DialogRecord, EndedBy, Parties, TxnOutcome};
 use crate::proxy::target::Target;
 use std::fmt::Write;
 
@@ -435,7 +435,14 @@ impl Disposition {
         }
         match d.outcome.code {
             Some(486 | 600) => Disposition::Busy,
-            Some(487) => Disposition::Cancelled,
+            // Cancelled only by the caller's CANCEL; siplb's own for a call that rang too
+            // long is no answer, and a 487 for any other reason (the gateway's own, an
+            // operator's or a stopping siplb's CANCEL) a failure.
+            Some(487) => match d.cancelled_by {
+                Some(EndedBy::Caller) => Disposition::Cancelled,
+                Some(EndedBy::Timeout) => Disposition::NoAnswer,
+                _ => Disposition::Failed,
+            },
             None | Some(408 | 480) => Disposition::NoAnswer,
             Some(c) if c < 300 => Disposition::Answered,
             Some(_) => Disposition::Failed,
@@ -574,7 +581,7 @@ mod tests {
             },
             limit_refused: false,
             inbound: false,
-            operator_cancelled: false,
+            cancelled_by: None,
             answered,
             ended_by: answered.then_some(EndedBy::Caller),
             vars: vec![("BillSec".into(), "61".into())],
@@ -657,7 +664,6 @@ mod tests {
         for (code, want) in [
             (Some(486), "busy"),
             (Some(600), "busy"),
-            (Some(487), "cancelled"),
             (Some(408), "no_answer"),
             (Some(480), "no_answer"),
             (None, "no_answer"),
@@ -672,6 +678,32 @@ mod tests {
         refused.limit_refused = true;
         let r = cdr(&mut ids, &refused);
         assert_eq!(r.get("disposition").unwrap().as_text(), "rejected_limit");
+    }
+
+    #[test]
+    fn a_487_is_cancelled_only_after_the_callers_cancel() {
+        let mut ids = Ids::new("n", 0, 0, 1);
+        for (by, want) in [
+            (Some(EndedBy::Caller), "cancelled"),
+            // siplb gave up on a call that rang too long.
+            (Some(EndedBy::Timeout), "no_answer"),
+            (Some(EndedBy::Operator), "failed"),
+            (Some(EndedBy::Shutdown), "failed"),
+            // The gateway's own 487, without any CANCEL.
+            (None, "failed"),
+        ] {
+            let mut d = dialog(false, Some(487));
+            d.cancelled_by = by;
+            let r = cdr(&mut ids, &d);
+            assert_eq!(r.get("disposition").unwrap().as_text(), want, "{by:?}");
+        }
+        // A CANCEL the callee's busy signal crossed: its code decides.
+        let mut d = dialog(false, Some(486));
+        d.cancelled_by = Some(EndedBy::Caller);
+        assert_eq!(
+            cdr(&mut ids, &d).get("disposition").unwrap().as_text(),
+            "busy"
+        );
     }
 
     #[test]

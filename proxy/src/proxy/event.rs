@@ -323,8 +323,8 @@ pub struct DialogRecord {
     pub answered: bool,
     /// Who ended an answered dialog.
     pub ended_by: Option<EndedBy>,
-    /// An operator ended the dialog before its answer (`dlg.end_dlg`: CANCEL).
-    pub operator_cancelled: bool,
+    /// Who had the INVITE cancelled before the answer (the first to ask), if anyone.
+    pub cancelled_by: Option<EndedBy>,
     pub vars: Vec<(Box<str>, Box<str>)>,
 }
 
@@ -355,7 +355,7 @@ impl DialogRecord {
             limit_refused: false,
             answered: d.answered.is_some(),
             ended_by,
-            operator_cancelled: d.operator_cancelled,
+            cancelled_by: d.cancelled_by,
             vars: d.vars.clone(),
         }
     }

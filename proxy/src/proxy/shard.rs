@@ -21,7 +21,7 @@ mod routing;
 
 use super::clock::{Schedule, Wake, WallClock};
 use super::dialogs::{DialogFilter, DialogInfo, DialogState, DialogTable, info};
-use super::event::{Event, Parties, Refused, TxnOutcome, text};
+use super::event::{EndedBy, Event, Parties, Refused, TxnOutcome, text};
 use super::ids::{DialogId, TxnId};
 use super::originate::{Branches, local_tag};
 use super::output::Output;
@@ -378,7 +378,15 @@ impl Shard {
                     self.stats.timeouts.inc();
                     self.local_final(now, id, 408);
                 }
-                machine::TimerAction::SendCancel => self.send_cancel(now, id),
+                machine::TimerAction::SendCancel => {
+                    // The call rang too long (Timer C): siplb cancels it.
+                    if let Some(d) = t.dialog.and_then(|d| self.dialogs.get_mut(d))
+                        && d.invite == Some(id)
+                    {
+                        d.cancelled_by.get_or_insert(EndedBy::Timeout);
+                    }
+                    self.send_cancel(now, id)
+                }
                 machine::TimerAction::CancelUnanswered => self.local_final(now, id, 487),
                 machine::TimerAction::NonInviteTimeout => self.non_invite_timeout(now, id),
             }

@@ -10,6 +10,7 @@ pub mod table;
 pub use info::{DialogFilter, DialogInfo, EndTarget, LegInfo};
 pub use table::DialogTable;
 
+use super::event::EndedBy;
 use super::ids::TxnId;
 use super::target::Target;
 use crate::dialog::Membership;
@@ -162,8 +163,10 @@ pub struct Dialog {
     pub invite: Option<TxnId>,
     /// An early-timeout CANCEL was sent.
     pub early_cancelled: bool,
-    /// An operator's CANCEL was sent (`dlg.end_dlg` before the answer).
-    pub operator_cancelled: bool,
+    /// Who had the INVITE cancelled before the answer, the first to ask: the caller (its
+    /// CANCEL), an operator (`dlg.end_dlg`), the ringing's timeout (the early timeout, or
+    /// Timer C), siplb stopping (`[shutdown] dialogs = "bye"`).
+    pub cancelled_by: Option<EndedBy>,
     /// When the record is removed.
     pub expires: Instant,
     /// The profiles the dialog counts in; emptied (places given back) when it ends.
@@ -288,7 +291,7 @@ pub(crate) mod tests_support {
             outcome: Outcome::default(),
             invite: None,
             early_cancelled: false,
-            operator_cancelled: false,
+            cancelled_by: None,
             expires: now,
             profiles: Vec::new(),
             vars: Vec::new(),

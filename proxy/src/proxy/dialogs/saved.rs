@@ -175,7 +175,7 @@ impl SavedDialog {
             },
             invite: None,
             early_cancelled: false,
-            operator_cancelled: false,
+            cancelled_by: None,
             expires: answered + default_timeout,
             profiles: profiles.rejoin(&places),
             vars: self

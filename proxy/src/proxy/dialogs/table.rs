@@ -171,7 +171,7 @@ impl DialogTable {
         dialog.state = DialogState::Unconfirmed;
         dialog.end_cause = None;
         dialog.early_cancelled = false;
-        dialog.operator_cancelled = false;
+        dialog.cancelled_by = None;
         self.by_state[0] += 1;
         true
     }

@@ -9,7 +9,7 @@ use crate::proxy::admission;
 use crate::proxy::clock::Wake;
 use crate::proxy::dialogs::table::Due;
 use crate::proxy::dialogs::{DialogState, EndCause, EndTarget, Side};
-use crate::proxy::event::{DialogRecord, Event};
+use crate::proxy::event::{DialogRecord, EndedBy, Event};
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::originate;
 use crate::proxy::txn::{self, Cancel, ClientState, Txn};
@@ -33,7 +33,7 @@ impl Shard {
             s if s.is_early() => {
                 let invite = d.invite;
                 if let Some(d) = self.dialogs.get_mut(id) {
-                    d.operator_cancelled = true;
+                    d.cancelled_by.get_or_insert(EndedBy::Operator);
                 }
                 self.cancel_invite(now, id, invite);
                 true
@@ -53,6 +53,9 @@ impl Shard {
             .collect();
         for &(id, state, invite) in &up {
             if state.is_early() {
+                if let Some(d) = self.dialogs.get_mut(id) {
+                    d.cancelled_by.get_or_insert(EndedBy::Shutdown);
+                }
                 self.cancel_invite(now, id, invite);
             } else {
                 self.terminate(now, id, EndCause::Shutdown);
@@ -207,6 +210,7 @@ impl Shard {
                 }
                 Due::CancelEarly => {
                     d.early_cancelled = true;
+                    d.cancelled_by.get_or_insert(EndedBy::Timeout);
                     let invite = d.invite;
                     self.cancel_invite(now, id, invite);
                 }

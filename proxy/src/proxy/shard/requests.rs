@@ -326,7 +326,7 @@ impl Shard {
             outcome: Outcome::default(),
             invite: None,
             early_cancelled: false,
-            operator_cancelled: false,
+            cancelled_by: None,
             expires: self.early_expiry(now),
             profiles: admitted.profiles,
             vars: admitted.vars,
@@ -485,7 +485,7 @@ impl Shard {
             limit_refused: true,
             answered: false,
             ended_by: None::<EndedBy>,
-            operator_cancelled: false,
+            cancelled_by: None,
             vars: Vec::new(),
         };
         self.out.emit(Event::Dialog(Box::new(record)));
@@ -710,6 +710,11 @@ impl Shard {
             || inv.cancel != Cancel::None
         {
             return;
+        }
+        if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d))
+            && d.invite == Some(invite)
+        {
+            d.cancelled_by.get_or_insert(EndedBy::Caller);
         }
         match inv.client {
             ClientState::Calling => inv.cancel = Cancel::Pending,

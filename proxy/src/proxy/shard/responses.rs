@@ -257,7 +257,7 @@ impl Shard {
         };
         if d.invite != Some(id)
             || !d.state.is_early()
-            || d.operator_cancelled
+            || d.cancelled_by.is_some()
             || d.early_cancelled
             || !set.fails_over_on(code)
         {

@@ -233,7 +233,7 @@ fn for_the_call_log_alone_refusals_failures_and_siplbs_ends_are_reported_not_nor
     h.deliver(fwd.dst, &response(&fwd, 487, Some("gw3")));
     let (_, dialogs) = h.events();
     assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
-    assert!(dialogs[0].operator_cancelled && !dialogs[0].answered);
+    assert!(dialogs[0].cancelled_by == Some(EndedBy::Operator) && !dialogs[0].answered);
     assert_eq!(dialogs[0].outcome.code, Some(487));
 }
 
@@ -377,5 +377,52 @@ fn a_reinvites_outcome_is_marked_as_inside_the_dialog() {
             (Method::Invite, Some(491), true),
             (Method::Bye, Some(200), true)
         ]
+    );
+}
+
+#[test]
+fn a_487_says_who_had_the_invite_cancelled() {
+    // Each call rings, then ends with the gateway's 487: after the caller's CANCEL, after
+    // siplb's own at Timer C, and of the gateway's own accord.
+    let mut h = with_events();
+    let inv = invite("c1", "z9hG4bK-c1");
+    let (_, fwd) = h.start_call(&inv);
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw1")));
+    h.caller_sends(&cancel(&inv).text());
+    let c = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Cancel))
+        .expect("CANCEL downstream");
+    h.deliver(fwd.dst, &response(&c, 200, Some("gw1")));
+    h.deliver(fwd.dst, &response(&fwd, 487, Some("gw1")));
+    h.take();
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    assert_eq!(dialogs[0].cancelled_by, Some(EndedBy::Caller));
+
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-c2"));
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw2")));
+    h.advance(Duration::from_secs(180));
+    let c = h.take_one();
+    assert!(c.is_request(Method::Cancel), "{c:?}");
+    h.deliver(fwd.dst, &response(&c, 200, Some("gw2")));
+    h.deliver(fwd.dst, &response(&fwd, 487, Some("gw2")));
+    h.take();
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    assert_eq!(dialogs[0].cancelled_by, Some(EndedBy::Timeout));
+
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c3", "z9hG4bK-c3"));
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("gw3")));
+    h.deliver(fwd.dst, &response(&fwd, 487, Some("gw3")));
+    h.take();
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    assert_eq!(
+        (dialogs[0].cancelled_by, dialogs[0].outcome.code),
+        (None, Some(487))
     );
 }
