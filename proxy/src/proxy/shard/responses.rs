@@ -184,15 +184,23 @@ impl Shard {
         let timers = self.cfg.timers;
         let fin = match answer {
             FinalAnswer::Received(msg) => {
-                if msg.status() == Some(503) {
+                let as_500 = msg.status() == Some(503);
+                if as_500 {
                     // RFC 3261 §16.7 step 6: a gateway's 503 means that gateway, not siplb;
                     // the caller gets 500, without the gateway's Retry-After.
                     self.relay_503_as_500(id, msg);
                 } else {
                     self.relay(id, msg, true);
                 }
-                // The call log needs the outcome of a failed call.
-                (self.wants_outcomes() || self.cfg.emit.failures).then(|| final_of(msg))
+                // The call log needs the outcome of a failed call: the reply the caller got.
+                (self.wants_outcomes() || self.cfg.emit.failures).then(|| {
+                    let mut fin = final_of(msg);
+                    if as_500 {
+                        fin.code = Some(500);
+                        fin.reason = "Server Internal Error".into();
+                    }
+                    fin
+                })
             }
             FinalAnswer::Local(code) => match self.local_reply(id, code) {
                 Some(fin) => Some(fin),

@@ -85,6 +85,18 @@ fn when_every_gateway_answers_503_the_caller_gets_500_without_retry_after() {
     assert_eq!(fin.named("Retry-After"), None, "{fin:?}");
     assert_eq!(fin.vias().len(), 1, "siplb's Via is off: {fin:?}");
     assert!(h.call_state("c1").is_none_or(|s| s == DialogState::Ended));
+    // The call's record has the reply the caller got.
+    let records: Vec<_> = std::iter::from_fn(|| h.shard.poll_event())
+        .filter_map(|e| match e {
+            Event::Dialog(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].outcome.code, &*records[0].outcome.reason),
+        (Some(500), "Server Internal Error")
+    );
 }
 
 #[test]
