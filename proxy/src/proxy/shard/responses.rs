@@ -161,7 +161,8 @@ impl Shard {
         if d.times.first_reply == 0 {
             d.times.first_reply = unix;
         }
-        if (code == 180 || code == 183) && d.times.ringing == 0 {
+        // A ringing that comes after the answer (reordered on the way) is not the call's.
+        if (code == 180 || code == 183) && d.times.ringing == 0 && d.state.is_early() {
             d.times.ringing = unix;
         }
     }

@@ -426,3 +426,25 @@ fn a_487_says_who_had_the_invite_cancelled() {
         (None, Some(487))
     );
 }
+
+#[test]
+fn a_ringing_that_comes_after_the_answer_is_not_the_calls() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.advance(Duration::from_millis(300));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.advance(Duration::from_millis(50));
+    // The 180 overtaken on the way.
+    h.deliver(fwd.dst, &response(&fwd, 180, Some("gw-tag")));
+    h.take();
+    h.advance(Duration::from_millis(1_000));
+    let bye = caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2);
+    h.caller_sends(&bye.text());
+    let fwd_bye = h.take_one();
+    h.gateway_answers(&fwd_bye, &response(&fwd_bye, 200, None));
+    let (_, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    let t = &dialogs[0].times;
+    assert_eq!((t.answer, t.ringing), (EPOCH_MS + 300, 0));
+}
