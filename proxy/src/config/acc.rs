@@ -173,6 +173,25 @@ pub(super) fn acc(
     let flags = methods(&f.flags, "acc.flags", invalid)?;
     let failed_flags = methods(&f.failed_flags, "acc.failed_flags", invalid)?;
     let missed_flags = methods(&f.missed_flags, "acc.missed_flags", invalid)?;
+    for m in f.flags.get_ref() {
+        let why = match method(m, "acc.flags", invalid)? {
+            Method::Ack => {
+                "an ACK has no transaction of its own to complete (Kamailio's report_ack)"
+            }
+            Method::Cancel => {
+                "siplb answers a CANCEL itself and cancels the INVITE (Kamailio's report_cancels)"
+            }
+            _ => continue,
+        };
+        return Err(invalid(
+            m.span(),
+            "acc.flags",
+            format!(
+                "`{}` cannot be recorded by flag: {why}; an [[acc.rule]] records it on receipt",
+                m.get_ref()
+            ),
+        ));
+    }
     for m in f.failed_flags.get_ref() {
         if !flags.contains(method(m, "acc.failed_flags", invalid)?) {
             return Err(invalid(

@@ -483,6 +483,14 @@ fn acc_mistakes_name_their_key_and_line() {
             "`acc.failed_flags`",
         ),
         ("flags = [\"INVIT\"]", "`acc.flags`"),
+        (
+            "flags = [\"INVITE\", \"CANCEL\"]",
+            "`acc.flags`: `CANCEL` cannot be recorded by flag",
+        ),
+        (
+            "flags = [\"ack\"]",
+            "`acc.flags`: `ack` cannot be recorded by flag",
+        ),
         ("missed_flags = [\"BYE\"]", "`acc.missed_flags`"),
         ("sinks = [\"syslog\"]", "`acc.sinks`"),
         (
