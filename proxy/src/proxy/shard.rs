@@ -376,7 +376,14 @@ impl Shard {
                 }
                 machine::TimerAction::InviteTimeout => {
                     self.stats.timeouts.inc();
-                    self.local_final(now, id, 408);
+                    // The caller cancelled before the gateway said anything (its CANCEL held,
+                    // §9.1): the request is terminated as asked, 487, not timed out.
+                    let code = if t.cancel == super::txn::Cancel::Pending {
+                        487
+                    } else {
+                        408
+                    };
+                    self.local_final(now, id, code);
                 }
                 machine::TimerAction::SendCancel => {
                     // The call rang too long (Timer C): siplb cancels it.

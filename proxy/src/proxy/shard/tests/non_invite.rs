@@ -310,6 +310,21 @@ fn cancel_before_provisional_held_until_provisional() {
 }
 
 #[test]
+fn cancel_before_provisional_of_a_silent_gateway_ends_with_487_at_timer_b() {
+    let mut h = Harness::new();
+    let inv = invite("c1", "z9hG4bK-a");
+    h.start_call(&inv);
+    h.caller_sends(&cancel(&inv).text());
+    assert!(h.take_one().is_response(200));
+    // The gateway never answers: at Timer B the caller gets 487 (its request terminated as
+    // it asked), not 408.
+    h.advance(t1s(64));
+    let out: Vec<_> = h.take().into_iter().filter(|o| o.dst == caller()).collect();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert!(out[0].is_response(487), "{out:?}");
+}
+
+#[test]
 fn cancel_after_provisional_answered_and_sent_downstream() {
     let mut h = Harness::new();
     let inv = invite("c1", "z9hG4bK-a");
