@@ -17,6 +17,16 @@ fn other(gw: SocketAddr) -> SocketAddr {
     if gw == gw1() { gw2() } else { gw1() }
 }
 
+/// The calls' records the shard has emitted.
+fn dialog_records(h: &mut Harness) -> Vec<crate::proxy::event::DialogRecord> {
+    std::iter::from_fn(|| h.shard.poll_event())
+        .filter_map(|e| match e {
+            Event::Dialog(d) => Some(*d),
+            _ => None,
+        })
+        .collect()
+}
+
 fn with_retry_after(resp: String) -> String {
     resp.replace("Content-Length: 0", "Retry-After: 120\r\nContent-Length: 0")
 }
@@ -53,12 +63,7 @@ fn a_503_moves_the_call_to_the_other_gateway_and_the_caller_sees_only_the_answer
     assert_eq!(bye.dst, second.dst);
     h.deliver(bye.dst, &response(&bye, 200, None));
     h.take();
-    let records: Vec<_> = std::iter::from_fn(|| h.shard.poll_event())
-        .filter_map(|e| match e {
-            Event::Dialog(d) => Some(d),
-            _ => None,
-        })
-        .collect();
+    let records = dialog_records(&mut h);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].attempts, 2);
     assert_eq!(records[0].gateway.map(|g| g.addr), Some(second.dst));
@@ -86,12 +91,7 @@ fn when_every_gateway_answers_503_the_caller_gets_500_without_retry_after() {
     assert_eq!(fin.vias().len(), 1, "siplb's Via is off: {fin:?}");
     assert!(h.call_state("c1").is_none_or(|s| s == DialogState::Ended));
     // The call's record has the reply the caller got.
-    let records: Vec<_> = std::iter::from_fn(|| h.shard.poll_event())
-        .filter_map(|e| match e {
-            Event::Dialog(d) => Some(d),
-            _ => None,
-        })
-        .collect();
+    let records = dialog_records(&mut h);
     assert_eq!(records.len(), 1);
     assert_eq!(
         (records[0].outcome.code, &*records[0].outcome.reason),
