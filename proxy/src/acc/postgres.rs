@@ -42,10 +42,21 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const STAGE_ACC: &str = "siplb_stage_acc";
 const STAGE_CDRS: &str = "siplb_stage_cdrs";
 
-/// Parses the libpq connection string (`acc.postgres`).
+/// Parses the libpq connection string (`acc.postgres`). siplb speaks to PostgreSQL without
+/// TLS: a string that requires it is refused here rather than failing at every connection.
 pub fn parse(conn: &str) -> Result<tokio_postgres::Config, String> {
-    conn.parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a libpq connection string: {e}"))
+    let pg = conn
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a libpq connection string: {e}"))?;
+    if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "sslmode=require: siplb connects to PostgreSQL without TLS; use a Unix \
+                    socket (host=/run/postgresql) or a private network with sslmode=disable \
+                    or prefer"
+                .into(),
+        );
+    }
+    Ok(pg)
 }
 
 /// The PostgreSQL sink of `cfg`: its spool opened (a torn line set aside, counted in

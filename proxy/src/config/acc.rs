@@ -412,6 +412,16 @@ sinks = ["files", "postgres"]
         );
         let e = parse("host='unterminated").unwrap_err().to_string();
         assert!(e.contains("`acc.postgres`"), "{e}");
+        // TLS is not spoken: a string that demands it says so at once, with its line.
+        let e = parse("host=db.example sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`acc.postgres`") && e.contains("sslmode=require"),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:15:"), "{e}");
+        assert!(parse("postgresql://siplb@db.example/siplb?sslmode=disable").is_ok());
     }
 
     #[test]
