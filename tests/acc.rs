@@ -456,6 +456,14 @@ fn answered_busy_cancelled_and_refused_calls_leave_their_records() {
     assert_eq!(col(c, "disposition"), "rejected_limit", "{c:?}");
     assert_eq!(col(c, "account"), "blocked", "{c:?}");
     assert_eq!(col(c, "sip_code"), "503", "{c:?}");
+    // And a missed call, as Kamailio records an INVITE it answers itself with >= 300.
+    eventually(10, "the missed call of the refused call", || {
+        table(&acc, "missed_calls").len() == 3
+    });
+    let missed = table(&acc, "missed_calls");
+    let m = &missed[2];
+    assert_eq!(col(m, "sip_code"), "503", "{m:?}");
+    assert_eq!(col(m, "account"), "blocked", "{m:?}");
 
     unique_ids(
         cdrs.iter()

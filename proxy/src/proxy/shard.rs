@@ -13,6 +13,7 @@
 mod auth;
 mod lifecycle;
 mod parked;
+mod refuse;
 mod restart;
 pub use restart::JournalEntry;
 mod requests;

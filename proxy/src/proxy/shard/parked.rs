@@ -6,8 +6,9 @@
 
 use super::Shard;
 use crate::cluster::fleet::Answer;
-use crate::dialog::{Denied, Refusal};
+use crate::dialog::Denied;
 use crate::proxy::reply::Extra;
+use crate::proxy::txn;
 use crate::sip::SipMsg;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -19,6 +20,7 @@ pub(super) struct Parked {
     customer: usize,
     data: Vec<u8>,
     src: SocketAddr,
+    received: Instant,
     until: Instant,
 }
 
@@ -49,6 +51,7 @@ impl Shard {
             customer,
             data: msg.buf.to_vec(),
             src,
+            received: now,
             until: now + self.cfg.lease_wait,
         });
         self.stats.cluster_parked.inc();
@@ -83,9 +86,16 @@ impl Shard {
         }
     }
 
-    /// A CANCEL of an INVITE waiting here (same Call-ID and CSeq number): 200 to the CANCEL,
-    /// 487 to the INVITE, which goes no further. False when none waits.
-    pub(super) fn cancel_parked(&mut self, cancel: &SipMsg<'_>, src: SocketAddr) -> bool {
+    /// A CANCEL of an INVITE waiting here (same Call-ID and CSeq number): 200 to the CANCEL
+    /// (kept in a transaction under `cancel_key`), 487 to the INVITE, which goes no further,
+    /// and the call's records as for any cancelled call. False when none waits.
+    pub(super) fn cancel_parked(
+        &mut self,
+        now: Instant,
+        cancel: &SipMsg<'_>,
+        src: SocketAddr,
+        cancel_key: &[u8],
+    ) -> bool {
         let Some(i) = self.parked.iter().position(|p| {
             &*p.call_id == cancel.call_id()
                 && SipMsg::parse(&p.data).is_ok_and(|m| m.cseq == cancel.cseq)
@@ -93,10 +103,14 @@ impl Shard {
             return false;
         };
         let p = self.parked.swap_remove(i);
-        self.reply_stateless(cancel, src, 200, Extra::default());
-        if let Ok(invite) = SipMsg::parse(&p.data) {
-            self.reply_stateless(&invite, p.src, 487, Extra::default());
-        }
+        let Ok(invite) = SipMsg::parse(&p.data) else {
+            return false;
+        };
+        // As received, in order: the INVITE (not reported while it waited), the CANCEL.
+        self.report_request(p.received, &invite, p.src, None, &p.account);
+        self.report_request(now, cancel, src, None, &p.account);
+        self.answer_cancel(now, cancel, src, cancel_key.into());
+        self.refuse_cancelled(now, p.received, &invite, p.src, p.customer);
         true
     }
 
@@ -145,12 +159,10 @@ impl Shard {
             Answer::Granted => self.on_request(now, p.src, &msg),
             // (EndOver is not about parked INVITEs: handled above.)
             Answer::Full | Answer::EndOver => {
-                let profile = self.cfg.profiles.account();
-                let why = Refusal {
-                    profile,
-                    why: Denied::Limit,
-                };
-                self.reply_limit(now, &msg, p.src, Vec::new(), p.customer, why);
+                let mut key = std::mem::take(&mut self.key);
+                txn::server_key(&msg, &mut key);
+                let (received, customer) = (p.received, p.customer);
+                self.refuse_over_limit(now, received, &msg, p.src, key, customer, Denied::Limit);
             }
             Answer::Unavailable => self.reply_unavailable(&msg, p.src),
         }

@@ -2,11 +2,10 @@
 //! CANCEL, in-dialog requests, new INVITEs (admission, the dialog, the forwarded INVITE; where
 //! the call goes is `routing.rs`) and the stateless replies.
 
-use super::{ALLOW, Final, Shard};
-use crate::dialog::{Denied, Refusal};
+use super::{ALLOW, Shard};
 use crate::proxy::admission::{self, Admitted};
 use crate::proxy::dialogs::{Dialog, DialogState, DialogTimes, EndCause, Leg, Outcome, Side};
-use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, q850_cause, text};
+use crate::proxy::event::{EndedBy, Parties, q850_cause, text};
 use crate::proxy::forward::{self, Forward, did_param, first_contact, record_routes};
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress::{self, Ingress, Stateless};
@@ -18,7 +17,6 @@ use crate::proxy::txn::{
 };
 use crate::sip::value::NameAddr;
 use crate::sip::{HeaderName, Method, SipMsg, Span};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -340,85 +338,6 @@ impl Shard {
         }
     }
 
-    /// The reply to an INVITE a profile limit refused: by default `503 Account call limit`
-    /// with `Reason: Q.850;cause=34` and no `Retry-After`. Counted once: the reply is kept in
-    /// a server transaction, which answers the INVITE's retransmissions with it (without
-    /// asking the limits again) and resends it until the ACK (Timers G, H).
-    pub(super) fn reply_limit(
-        &mut self,
-        now: Instant,
-        msg: &SipMsg<'_>,
-        src: SocketAddr,
-        key: Vec<u8>,
-        customer: usize,
-        why: Refusal,
-    ) {
-        match why.why {
-            Denied::Lease => {
-                self.key = key;
-                return self.park(now, msg, src, customer);
-            }
-            Denied::Unavailable => {
-                self.key = key;
-                return self.reply_unavailable(msg, src);
-            }
-            Denied::Limit | Denied::TableFull => {}
-        }
-        self.stats.limits_rejected.inc();
-        if why.why == Denied::TableFull {
-            self.stats.limits_account_table_full.inc();
-        }
-        let lr = &self.cfg.limit_reply;
-        let mut headers = Vec::new();
-        if let Some(cause) = lr.q850_cause {
-            let _ = write!(
-                headers,
-                "Reason: Q.850;cause={cause};text=\"{}\"\r\n",
-                lr.reason.replace('"', "'")
-            );
-        }
-        let (code, reason, cause) = (lr.code, lr.reason.clone(), lr.q850_cause);
-        if self.cfg.emit.request(Method::Invite) {
-            let account = self.account_of(customer, msg, src).to_vec();
-            self.report_request(now, msg, src, None, &account);
-        }
-        if self.cfg.emit.dialogs || self.cfg.emit.failures {
-            self.report_refused(now, msg, src, customer, code, &reason, cause);
-        }
-        let extra = Extra {
-            reason: Some(&reason),
-            headers: &headers,
-            ..Extra::default()
-        };
-        if self.txns.len() >= self.cfg.max_transactions {
-            self.key = key;
-            // Reported above: not again as a stateless refusal.
-            return self.send_stateless(msg, src, code, extra);
-        }
-        let timers = self.cfg.timers;
-        let peer = Target::udp(src);
-        let mut t = Txn::new(Kind::Invite, Method::Invite, peer, peer, timers.t1);
-        let tag = self.local_reply_into(msg, src, code, extra, &mut t.last_response);
-        if self.cfg.emit.transaction(Method::Invite) {
-            t.received.extend_from_slice(&msg.buf[..msg.end()]);
-        }
-        machine::complete_server_invite(&mut t, now, &timers);
-        t.server_key = key.as_slice().into();
-        self.key = key;
-        self.out.send_copy(peer, &t.last_response);
-        let id = self.insert_txn(t);
-        self.reschedule(id);
-        self.stats.local_replies.inc();
-        let fin = Final {
-            code: Some(code),
-            reason: reason.into(),
-            q850_cause: cause,
-            to_tag: tag.into(),
-            local: true,
-        };
-        self.report_txn(now, id, || fin);
-    }
-
     /// The forwarded copy of request `msg` from `src`, with siplb's Via (`branch`), in a
     /// pooled buffer.
     pub(super) fn forwarded_copy(
@@ -439,56 +358,6 @@ impl Shard {
             &mut out,
         );
         out
-    }
-
-    /// The record of a call a limit refused: it never became a dialog.
-    #[allow(clippy::too_many_arguments)]
-    fn report_refused(
-        &mut self,
-        now: Instant,
-        msg: &SipMsg<'_>,
-        src: SocketAddr,
-        customer: usize,
-        code: u16,
-        reason: &str,
-        cause: Option<u16>,
-    ) {
-        let unix = self.clock.unix_ms(now);
-        let header = |name| {
-            msg.headers_named(name)
-                .next()
-                .map_or(Default::default(), |(_, h)| text(h.value().of(msg.buf)))
-        };
-        let account = self.account_of(customer, msg, src);
-        let inbound = self.cfg.routing.gateways.position(src).is_some();
-        let record = DialogRecord {
-            id: None,
-            parties: Parties::of_request(msg),
-            to_tag: Box::default(),
-            from: header(HeaderName::From),
-            to: header(HeaderName::To),
-            caller: Target::udp(src),
-            gateway: inbound.then_some(Target::udp(src)),
-            inbound,
-            account: text(account),
-            times: DialogTimes {
-                invite_received: unix,
-                end: unix,
-                ..DialogTimes::default()
-            },
-            attempts: 0,
-            outcome: Outcome {
-                code: Some(code),
-                reason: reason.into(),
-                q850_cause: cause,
-            },
-            limit_refused: true,
-            answered: false,
-            ended_by: None::<EndedBy>,
-            cancelled_by: None,
-            vars: Vec::new(),
-        };
-        self.out.emit(Event::Dialog(Box::new(record)));
     }
 
     /// Creates a proxy transaction for `msg`, answers 100 for INVITE, forwards to `dst`.
@@ -672,14 +541,44 @@ impl Shard {
         let invite = self.txns.by_server_key(&key);
         self.key = key;
         let Some(invite) = invite else {
-            if self.cancel_parked(msg, src) {
-                return;
+            if !self.cancel_parked(now, msg, src, &cancel_key) {
+                self.reply_stateless(msg, src, 481, Extra::default());
             }
-            return self.reply_stateless(msg, src, 481, Extra::default());
+            return;
         };
         let dialog = self.txns.get(invite).and_then(|t| t.dialog);
         self.report_request(now, msg, src, dialog, b"");
-        // 200 to the CANCEL, kept in a transaction of its own for its retransmissions.
+        self.answer_cancel(now, msg, src, cancel_key);
+        let Some(inv) = self.txns.get_mut(invite) else {
+            return;
+        };
+        if inv.kind != Kind::Invite
+            || inv.server != ServerState::Proceeding
+            || inv.cancel != Cancel::None
+        {
+            return;
+        }
+        if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d))
+            && d.invite == Some(invite)
+        {
+            d.cancelled_by.get_or_insert(EndedBy::Caller);
+        }
+        match inv.client {
+            ClientState::Calling => inv.cancel = Cancel::Pending,
+            ClientState::Proceeding => self.send_cancel(now, invite),
+            _ => {}
+        }
+    }
+
+    /// 200 to a CANCEL, kept in a transaction of its own (`cancel_key`) for its
+    /// retransmissions.
+    pub(super) fn answer_cancel(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        cancel_key: Box<[u8]>,
+    ) {
         let timers = self.cfg.timers;
         let peer = Target::udp(src);
         let mut t = Txn::new(Kind::NonInvite, Method::Cancel, peer, peer, timers.t1);
@@ -701,26 +600,6 @@ impl Shard {
         let cid = self.insert_txn(t);
         self.schedule_txn(cid, now + timers.timer_b);
         self.stats.local_replies.inc();
-
-        let Some(inv) = self.txns.get_mut(invite) else {
-            return;
-        };
-        if inv.kind != Kind::Invite
-            || inv.server != ServerState::Proceeding
-            || inv.cancel != Cancel::None
-        {
-            return;
-        }
-        if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d))
-            && d.invite == Some(invite)
-        {
-            d.cancelled_by.get_or_insert(EndedBy::Caller);
-        }
-        match inv.client {
-            ClientState::Calling => inv.cancel = Cancel::Pending,
-            ClientState::Proceeding => self.send_cancel(now, invite),
-            _ => {}
-        }
     }
 
     /// Sends CANCEL downstream for the INVITE `invite` (same branch, RFC 3261 §9.1).

@@ -605,6 +605,11 @@ fn response(req: &Out, code: u16, to_tag: Option<&str>) -> String {
 /// A harness whose customer's account is the From user (`alice`), limited to `max` calls,
 /// with profile `total` and the given dialog timeouts.
 fn limited(max: u32, timers: DialogTimers) -> Harness {
+    limited_with(max, timers, |_| {})
+}
+
+/// [`limited`], then `f` applied to the config.
+fn limited_with(max: u32, timers: DialogTimers, f: impl FnOnce(&mut ProxyConfig)) -> Harness {
     use crate::dialog::{ACCOUNT, ProfileLimits, Profiles, Rule};
     Harness::with_config(|c| {
         let p = Profiles::new(
@@ -621,6 +626,7 @@ fn limited(max: u32, timers: DialogTimers) -> Harness {
         c.rules = Arc::new(vec![Rule::new(p.id("total").unwrap())]);
         c.profiles = Arc::new(p);
         c.dialog = timers;
+        f(c);
     })
 }
 

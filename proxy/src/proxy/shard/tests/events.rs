@@ -131,11 +131,20 @@ fn a_limit_refusal_is_a_record_without_a_dialog() {
     let mut h = limited(1, DialogTimers::default());
     let mut cfg = (*h.shard.cfg).clone();
     cfg.emit.dialogs = true;
+    cfg.emit.transactions = true;
     h.shard.cfg = Arc::new(cfg);
     h.established_call("c1");
     h.events();
     h.caller_sends(&invite("c2", "z9hG4bK-c2").text());
-    let (_, dialogs) = h.events();
+    let (txns, dialogs) = h.events();
+    // The INVITE's own outcome too (a missed call for the flag), with its account.
+    assert_eq!(txns.len(), 1, "{txns:#?}");
+    let t = &txns[0];
+    assert_eq!(
+        (t.method, t.code, t.local),
+        (Method::Invite, Some(503), true)
+    );
+    assert_eq!((&*t.account, &*t.reason), ("alice", "Account call limit"));
     assert_eq!(dialogs.len(), 1);
     let d = &dialogs[0];
     assert!(d.limit_refused && d.id.is_none() && d.gateway.is_none());

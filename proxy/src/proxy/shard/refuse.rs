@@ -1,0 +1,237 @@
+//! New INVITEs that siplb answers itself with a final reply instead of forwarding them: those a
+//! profile limit refuses, and those cancelled while they waited for a fleet place. The reply
+//! is kept in a server transaction, which answers the INVITE's retransmissions with it and
+//! resends it until the ACK (Timers G, H), and the call gets its records as any other does:
+//! the INVITE as received, its transaction's outcome and a CDR.
+
+use super::Shard;
+use crate::dialog::{Denied, Refusal};
+use crate::proxy::dialogs::{DialogTimes, Outcome};
+use crate::proxy::event::{DialogRecord, EndedBy, Event, Parties, TxnOutcome, text};
+use crate::proxy::originate::local_tag;
+use crate::proxy::reply::Extra;
+use crate::proxy::target::Target;
+use crate::proxy::txn::{self, Kind, Txn, machine};
+use crate::sip::{HeaderName, Method, SipMsg};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// siplb's own final reply to a new INVITE.
+struct LocalFinal {
+    code: u16,
+    reason: String,
+    q850_cause: Option<u16>,
+    /// Extra header lines (`Reason`), CRLF-terminated.
+    headers: Vec<u8>,
+    /// The caller cancelled the INVITE (a 487); otherwise a limit refused it.
+    cancelled: bool,
+}
+
+impl Shard {
+    /// The reply to an INVITE a profile limit refused: by default `503 Account call limit`
+    /// with `Reason: Q.850;cause=34` and no `Retry-After`. Counted once: the reply is kept in
+    /// a server transaction, which answers the INVITE's retransmissions with it (without
+    /// asking the limits again) and resends it until the ACK (Timers G, H).
+    pub(super) fn reply_limit(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        key: Vec<u8>,
+        customer: usize,
+        why: Refusal,
+    ) {
+        match why.why {
+            Denied::Lease => {
+                self.key = key;
+                return self.park(now, msg, src, customer);
+            }
+            Denied::Unavailable => {
+                self.key = key;
+                return self.reply_unavailable(msg, src);
+            }
+            Denied::Limit | Denied::TableFull => {}
+        }
+        self.refuse_over_limit(now, now, msg, src, key, customer, why.why);
+    }
+
+    /// The limit reply to an INVITE received at `received`, for limit reason `why`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse_over_limit(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        key: Vec<u8>,
+        customer: usize,
+        why: Denied,
+    ) {
+        self.stats.limits_rejected.inc();
+        if why == Denied::TableFull {
+            self.stats.limits_account_table_full.inc();
+        }
+        if self.cfg.emit.request(Method::Invite) {
+            let account = self.account_of(customer, msg, src).to_vec();
+            self.report_request(received, msg, src, None, &account);
+        }
+        let lr = &self.cfg.limit_reply;
+        let mut headers = Vec::new();
+        if let Some(cause) = lr.q850_cause {
+            let _ = write!(
+                headers,
+                "Reason: Q.850;cause={cause};text=\"{}\"\r\n",
+                lr.reason.replace('"', "'")
+            );
+        }
+        let reply = LocalFinal {
+            code: lr.code,
+            reason: lr.reason.clone(),
+            q850_cause: lr.q850_cause,
+            headers,
+            cancelled: false,
+        };
+        self.refuse_invite(now, received, msg, src, key, customer, reply);
+    }
+
+    /// 487 to an INVITE received at `received` and cancelled by its caller before siplb
+    /// forwarded it (while it waited for a fleet place); the INVITE and the CANCEL were
+    /// reported as received.
+    pub(super) fn refuse_cancelled(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+    ) {
+        let mut key = std::mem::take(&mut self.key);
+        txn::server_key(msg, &mut key);
+        let reply = LocalFinal {
+            code: 487,
+            reason: crate::sip::reason_phrase(487).into(),
+            q850_cause: None,
+            headers: Vec::new(),
+            cancelled: true,
+        };
+        self.refuse_invite(now, received, msg, src, key, customer, reply);
+    }
+
+    /// siplb's own final reply to a new INVITE it did not forward, with the call's records:
+    /// its transaction's outcome (flags) and the call's CDR.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_invite(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        key: Vec<u8>,
+        customer: usize,
+        reply: LocalFinal,
+    ) {
+        if self.cfg.emit.dialogs || self.cfg.emit.failures {
+            self.report_refused(now, received, msg, src, customer, &reply);
+        }
+        let LocalFinal {
+            code,
+            reason,
+            q850_cause: cause,
+            headers,
+            ..
+        } = reply;
+        let extra = Extra {
+            reason: Some(&reason),
+            headers: &headers,
+            ..Extra::default()
+        };
+        let peer = Target::udp(src);
+        let tag = if self.txns.len() >= self.cfg.max_transactions {
+            self.key = key;
+            self.send_stateless(msg, src, code, extra);
+            local_tag(msg)
+        } else {
+            let timers = self.cfg.timers;
+            let mut t = Txn::new(Kind::Invite, Method::Invite, peer, peer, timers.t1);
+            let tag = self.local_reply_into(msg, src, code, extra, &mut t.last_response);
+            machine::complete_server_invite(&mut t, now, &timers);
+            t.server_key = key.as_slice().into();
+            // Reported below, at once: the transaction keeps only its reply.
+            t.reported = true;
+            self.key = key;
+            self.out.send_copy(peer, &t.last_response);
+            let id = self.insert_txn(t);
+            self.reschedule(id);
+            self.stats.local_replies.inc();
+            tag
+        };
+        if self.cfg.emit.transaction(Method::Invite) {
+            let outcome = TxnOutcome {
+                dialog: None,
+                method: Method::Invite,
+                parties: Parties::of_request(msg),
+                to_tag: tag.into(),
+                in_dialog: false,
+                source: peer,
+                destination: None,
+                account: text(self.account_of(customer, msg, src)),
+                gateway: None,
+                code: Some(code),
+                reason: reason.into(),
+                q850_cause: cause,
+                local: true,
+                at_ms: self.clock.unix_ms(now),
+            };
+            self.out.emit(Event::Transaction(Box::new(outcome)));
+        }
+    }
+
+    /// The CDR of a call siplb ended itself before forwarding it: it never became a dialog.
+    fn report_refused(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        customer: usize,
+        reply: &LocalFinal,
+    ) {
+        let unix = self.clock.unix_ms(now);
+        let header = |name| {
+            msg.headers_named(name)
+                .next()
+                .map_or(Default::default(), |(_, h)| text(h.value().of(msg.buf)))
+        };
+        let account = self.account_of(customer, msg, src);
+        let inbound = self.cfg.routing.gateways.position(src).is_some();
+        let record = DialogRecord {
+            id: None,
+            parties: Parties::of_request(msg),
+            to_tag: Box::default(),
+            from: header(HeaderName::From),
+            to: header(HeaderName::To),
+            caller: Target::udp(src),
+            gateway: inbound.then_some(Target::udp(src)),
+            inbound,
+            account: text(account),
+            times: DialogTimes {
+                invite_received: self.clock.unix_ms(received),
+                end: unix,
+                ..DialogTimes::default()
+            },
+            attempts: 0,
+            outcome: Outcome {
+                code: Some(reply.code),
+                reason: reply.reason.as_str().into(),
+                q850_cause: reply.q850_cause,
+            },
+            limit_refused: !reply.cancelled,
+            answered: false,
+            ended_by: None::<EndedBy>,
+            cancelled_by: reply.cancelled.then_some(EndedBy::Caller),
+            vars: Vec::new(),
+        };
+        self.out.emit(Event::Dialog(Box::new(record)));
+    }
+}
