@@ -131,8 +131,25 @@ impl Shard {
         customer: usize,
         reply: LocalFinal,
     ) {
-        if self.cfg.emit.dialogs || self.cfg.emit.failures {
-            self.report_refused(now, received, msg, src, customer, &reply);
+        // Who calls whom and the account, read once for both records.
+        let emit_txn = self.cfg.emit.transaction(Method::Invite);
+        let emit_cdr = self.cfg.emit.dialogs || self.cfg.emit.failures;
+        let call = (emit_txn || emit_cdr).then(|| {
+            (
+                Parties::of_request(msg),
+                text(self.account_of(customer, msg, src)),
+            )
+        });
+        if let (true, Some((parties, account))) = (emit_cdr, &call) {
+            self.report_refused(
+                now,
+                received,
+                msg,
+                src,
+                parties.clone(),
+                account.clone(),
+                &reply,
+            );
         }
         let LocalFinal {
             code,
@@ -166,16 +183,16 @@ impl Shard {
             self.stats.local_replies.inc();
             tag
         };
-        if self.cfg.emit.transaction(Method::Invite) {
+        if let (true, Some((parties, account))) = (emit_txn, call) {
             let outcome = TxnOutcome {
                 dialog: None,
                 method: Method::Invite,
-                parties: Parties::of_request(msg),
+                parties,
                 to_tag: tag.into(),
                 in_dialog: false,
                 source: peer,
                 destination: None,
-                account: text(self.account_of(customer, msg, src)),
+                account,
                 gateway: None,
                 code: Some(code),
                 reason: reason.into(),
@@ -188,13 +205,15 @@ impl Shard {
     }
 
     /// The CDR of a call siplb ended itself before forwarding it: it never became a dialog.
+    #[allow(clippy::too_many_arguments)]
     fn report_refused(
         &mut self,
         now: Instant,
         received: Instant,
         msg: &SipMsg<'_>,
         src: SocketAddr,
-        customer: usize,
+        parties: Parties,
+        account: Box<str>,
         reply: &LocalFinal,
     ) {
         let unix = self.clock.unix_ms(now);
@@ -203,18 +222,17 @@ impl Shard {
                 .next()
                 .map_or(Default::default(), |(_, h)| text(h.value().of(msg.buf)))
         };
-        let account = self.account_of(customer, msg, src);
         let inbound = self.cfg.routing.gateways.position(src).is_some();
         let record = DialogRecord {
             id: None,
-            parties: Parties::of_request(msg),
+            parties,
             to_tag: Box::default(),
             from: header(HeaderName::From),
             to: header(HeaderName::To),
             caller: Target::udp(src),
             gateway: inbound.then_some(Target::udp(src)),
             inbound,
-            account: text(account),
+            account,
             times: DialogTimes {
                 invite_received: self.clock.unix_ms(received),
                 end: unix,
