@@ -326,6 +326,11 @@ impl<'a> SipMsg<'a> {
 
         let mut headers = [Header::default(); MAX_HEADERS];
         let (n, headers_end, body_start) = header_lines(buf, lf + 1, &mut lfs, &mut headers)?;
+        // RFC 3261 lets a NUL into a start line or a header only as a quoted pair (`\` NUL in
+        // a quoted string, RFC 4475 intmeth); a raw one would reach the records and the logs.
+        if memchr::memchr_iter(0, &buf[s..headers_end]).any(|i| i == 0 || buf[s + i - 1] != b'\\') {
+            return Err(ParseError::HeaderLine);
+        }
 
         let mut via = None;
         let mut call_id = None;
@@ -378,8 +383,9 @@ impl<'a> SipMsg<'a> {
                 HeaderName::CallId => {
                     let v = h.value().of(buf);
                     // A folded value has white space after its line break, so no line feed
-                    // can be inside a value without a space or tab.
-                    if v.is_empty() || memchr::memchr3(b' ', b'\t', b'\r', v).is_some() {
+                    // can be inside a value without a space or tab; no control character is
+                    // a word's (RFC 3261 §25.1).
+                    if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == 0x7f) {
                         return Err(ParseError::BadHeader("Call-ID"));
                     }
                     once(&mut call_id, h.value(), "Call-ID")?

@@ -1513,3 +1513,49 @@ fn torture_ipv6_vias() {
         b"2001:db8::9:255"
     );
 }
+
+#[test]
+fn a_raw_nul_in_the_start_line_or_a_header_is_a_bad_header_line_and_one_in_a_body_is_not() {
+    for (prefix, line, e) in [
+        ("Call-ID", "Call-ID: a\0b@host", ParseError::HeaderLine),
+        (
+            "From",
+            "From: <sip:al\0ice@example.com>;tag=1",
+            ParseError::HeaderLine,
+        ),
+        ("Max-Forwards", "Max-Forwards: 70\0", ParseError::HeaderLine),
+        // As a quoted pair it passes the message's check, not the Call-ID's.
+        (
+            "Call-ID",
+            "Call-ID: a\\\0b@host",
+            ParseError::BadHeader("Call-ID"),
+        ),
+        (
+            "Call-ID",
+            "Call-ID: a\x7fb@host",
+            ParseError::BadHeader("Call-ID"),
+        ),
+    ] {
+        let b = request_with(prefix, line);
+        assert_eq!(parse_err(&b), e, "{line:?}");
+    }
+    // First in the datagram: refused, not read before its start.
+    let mut b = request(&[]);
+    b[0] = 0;
+    parse_err(&b);
+    let mut b = request(&[]);
+    let at = b.iter().position(|&c| c == b' ').unwrap() + 5;
+    b[at] = 0;
+    assert_eq!(parse_err(&b), ParseError::HeaderLine, "in the Request-URI");
+    // Escaped, it is a URI's business; in a body, the body's.
+    parse_ok(&request_with(
+        "From",
+        "From: <sip:al%00ice@example.com>;tag=1",
+    ));
+    let lines: Vec<&str> = BASE
+        .iter()
+        .copied()
+        .chain(["Content-Type: text/plain", "Content-Length: 3"])
+        .collect();
+    parse_ok(&build(&lines, b"a\0b"));
+}
