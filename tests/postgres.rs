@@ -384,3 +384,139 @@ fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
     assert_eq!(assert_same(&pg, &dir.0, "acc"), 100);
     drop(siplb);
 }
+
+/// The ids of `table` in the files sink, less those in `without`, in file order.
+fn csv_ids_without(dir: &Path, table: &str, without: &HashSet<String>) -> Vec<String> {
+    csv_ids(&dir.join("acc").join(format!("{table}.csv")))
+        .into_iter()
+        .filter(|id| !without.contains(id))
+        .collect()
+}
+
+#[test]
+fn a_kamailio_acc_table_is_named_in_the_log_and_the_records_wait_until_it_is_moved() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(83);
+    let dir = TempDir::new("postgres-kamailio");
+    let pg = Pg::new(&dir.0);
+    // The shape of Kamailio's own tables (kamdbctl): a serial id, no node, none of siplb's
+    // extra columns.
+    for t in ["acc", "missed_calls"] {
+        pg.psql(
+            "siplb",
+            &format!(
+                "CREATE TABLE {t} (id SERIAL PRIMARY KEY NOT NULL, \
+                 method VARCHAR(16) DEFAULT '' NOT NULL, from_tag VARCHAR(128) DEFAULT '' NOT NULL, \
+                 to_tag VARCHAR(128) DEFAULT '' NOT NULL, callid VARCHAR(255) DEFAULT '' NOT NULL, \
+                 sip_code VARCHAR(3) DEFAULT '' NOT NULL, sip_reason VARCHAR(128) DEFAULT '' NOT NULL, \
+                 time TIMESTAMP WITHOUT TIME ZONE NOT NULL)"
+            ),
+        );
+    }
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 20, 20, &[], 60);
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), 20, "uac: {:?}", uac.fields);
+    // An INVITE, a BYE and a CDR per call, all waiting.
+    wait_until(
+        10,
+        || format!("spool {}; {}", siplb.stat("acc:spool_records"), siplb.log()),
+        || siplb.stat("acc:spool_records") == 60,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let log = siplb.log();
+    assert!(
+        log.contains("table acc has no column node, src_user, src_domain"),
+        "the log names the table and what it lacks: {log}"
+    );
+    // Said once, not at every attempt (a connection every backoff for 4 s and more).
+    let said = log.matches("PostgreSQL refuses the records").count();
+    assert_eq!(said, 1, "{log}");
+    assert!(siplb.stat("acc:sink_errors") >= 3, "each attempt counted");
+    assert_eq!(pg.psql("siplb", "SELECT count(*) FROM acc"), "0");
+    assert_eq!(pg.psql("siplb", "SELECT count(*) FROM cdrs"), "0");
+    // Moved away: siplb makes its own tables at its next attempt and ships everything.
+    pg.psql(
+        "siplb",
+        "ALTER TABLE acc RENAME TO kamailio_acc; \
+         ALTER TABLE missed_calls RENAME TO kamailio_missed_calls",
+    );
+    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
+    wait_until(
+        30,
+        || format!("{:?} CDRs; {}", count(), siplb.log()),
+        || count().as_deref() == Ok("20"),
+    );
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 0,
+    );
+    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 20);
+    assert_eq!(assert_same(&pg, &dir.0, "acc"), 40);
+    assert!(siplb.log().contains("PostgreSQL is reachable again"));
+    drop(siplb);
+}
+
+#[test]
+fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(84);
+    let dir = TempDir::new("postgres-refused");
+    let pg = Pg::new(&dir.0);
+    // siplb's tables, and a constraint an operator added that every BYE record breaks.
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../proxy/sql/acc.sql");
+    pg.psql("siplb", &std::fs::read_to_string(schema).unwrap());
+    pg.psql(
+        "siplb",
+        "ALTER TABLE acc ADD CONSTRAINT no_bye CHECK (method <> 'BYE')",
+    );
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 30, 30, &[], 60);
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), 30, "uac: {:?}", uac.fields);
+    wait_until(
+        20,
+        || {
+            format!(
+                "spool {}, rejected {}; {}",
+                siplb.stat("acc:spool_records"),
+                siplb.stat("acc:rejected_records"),
+                siplb.log()
+            )
+        },
+        || siplb.stat("acc:spool_records") == 0 && siplb.stat("acc:rejected_records") == 30,
+    );
+    // Set aside: the 30 BYE records, each with its table, fields and the server's word.
+    let text = std::fs::read_to_string(dir.0.join("acc/spool/rejected.jsonl")).unwrap();
+    let mut refused = HashSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["table"], "acc", "{line}");
+        assert_eq!(v["fields"][2], "BYE", "{line}");
+        assert!(v["error"].as_str().unwrap().contains("no_bye"), "{line}");
+        refused.insert(v["fields"][1].as_str().unwrap().to_string());
+    }
+    assert_eq!(refused.len(), 30, "{text}");
+    // The rest landed once each, in the order of the files.
+    assert_eq!(
+        pg.ids("acc"),
+        csv_ids_without(&dir.0, "acc", &refused),
+        "acc: the INVITE records"
+    );
+    assert_eq!(pg.ids("acc").len(), 30);
+    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 30);
+    let log = siplb.log();
+    assert_eq!(
+        log.matches("PostgreSQL refused record").count(),
+        30,
+        "{log}"
+    );
+    drop(siplb);
+}

@@ -26,6 +26,8 @@ pub struct AccPlane {
     pub torn_lines: Arc<Counter>,
     /// `acc:spool_records`: records waiting in the PostgreSQL spool.
     pub spool_records: Arc<Counter>,
+    /// `acc:rejected_records`: records PostgreSQL refused, set aside.
+    pub rejected_records: Arc<Counter>,
     /// `acc:queued`: records in the workers' queues (a gauge the writer refreshes).
     pub queued: Arc<Counter>,
 }
@@ -42,6 +44,7 @@ impl AccPlane {
             sink_errors: Arc::default(),
             torn_lines: Arc::default(),
             spool_records: Arc::default(),
+            rejected_records: Arc::default(),
             queued: Arc::default(),
         }
     }
@@ -71,6 +74,7 @@ impl AccPlane {
             (names::ACC_SINK_ERRORS, self.sink_errors.clone()),
             (names::ACC_TORN_LINES, self.torn_lines.clone()),
             (names::ACC_SPOOL_RECORDS, self.spool_records.clone()),
+            (names::ACC_REJECTED_RECORDS, self.rejected_records.clone()),
             (names::ACC_QUEUED, self.queued.clone()),
         ]
     }

@@ -10,6 +10,15 @@
 //! spool passes `spool_max_mb` new INVITEs get 503. At exit the shipper gets a short while
 //! to catch up; what is left is shipped at the next start.
 //!
+//! A batch the database refuses while the connection stands is told apart by its SQLSTATE:
+//! a record it cannot take (class 22, a data exception such as a value too long for a
+//! column made by hand; class 23, a constraint) is found by halving the batch, set aside in
+//! `<acc.dir>/spool/rejected.jsonl` with the server's message and counted in
+//! `acc:rejected_records`, and the rest lands, so that one record cannot hold back every
+//! later one. Anything else (a table of another shape, a missing privilege) is the
+//! database's setup: the records stay spooled and are retried with the outage's backoff,
+//! with one log line per new message (and a reminder a minute).
+//!
 //! The tables are made from `proxy/sql/acc.sql` at every connection (`IF NOT EXISTS`); a
 //! table a rule names is made `LIKE acc` on first use.
 
@@ -18,10 +27,11 @@ use super::plane::AccPlane;
 use super::record::{ACC_COLUMNS, CDR_COLUMNS};
 use super::sink::Sink;
 use super::spool::{Spool, SpoolSink, Spooled};
+use crate::metrics::Counter;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -38,6 +48,10 @@ const SHIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Waits between connection attempts: from the first to the last, doubling.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A trouble that goes on is logged again this often.
+const REMIND: Duration = Duration::from_secs(60);
+/// Where refused records are set aside, in the spool's folder.
+pub const REJECTED: &str = "rejected.jsonl";
 /// Staging tables, one per shape, private to the connection.
 const STAGE_ACC: &str = "siplb_stage_acc";
 const STAGE_CDRS: &str = "siplb_stage_cdrs";
@@ -75,7 +89,7 @@ pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>>
         );
     }
     let mut s = SpoolSink::new(spool.clone(), cfg.spool_max_bytes)?;
-    s.shipper = Some(Shipper::spawn(pg, spool)?);
+    s.shipper = Some(Shipper::spawn(pg, spool, Counters::of(plane))?);
     Ok(Box::new(s))
 }
 
@@ -89,8 +103,30 @@ pub struct Shipper {
     thread: JoinHandle<()>,
 }
 
+/// The statistics the shipper adds to.
+#[derive(Clone, Default)]
+pub struct Counters {
+    /// `acc:sink_errors`: each failed connection attempt or batch.
+    pub errors: Arc<Counter>,
+    /// `acc:rejected_records`.
+    pub rejected: Arc<Counter>,
+}
+
+impl Counters {
+    fn of(plane: &AccPlane) -> Counters {
+        Counters {
+            errors: plane.sink_errors.clone(),
+            rejected: plane.rejected_records.clone(),
+        }
+    }
+}
+
 impl Shipper {
-    pub fn spawn(pg: tokio_postgres::Config, spool: Spool) -> io::Result<Shipper> {
+    pub fn spawn(
+        pg: tokio_postgres::Config,
+        spool: Spool,
+        counters: Counters,
+    ) -> io::Result<Shipper> {
         let finish: Arc<Mutex<Option<Instant>>> = Arc::default();
         let stop: Arc<AtomicBool> = Arc::default();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -102,6 +138,10 @@ impl Shipper {
             finish: finish.clone(),
             stop: stop.clone(),
             tables: HashSet::new(),
+            counters,
+            trouble: None,
+            backoff: BACKOFF_MIN,
+            schema_failed: None,
         };
         let thread = std::thread::Builder::new()
             .name("siplb-acc-pg".into())
@@ -146,6 +186,27 @@ struct Run {
     stop: Arc<AtomicBool>,
     /// Tables known to exist on this connection.
     tables: HashSet<String>,
+    counters: Counters,
+    /// Since when records have not been shipping, and what was last logged of it.
+    trouble: Option<Trouble>,
+    /// The wait before the next attempt after a failure.
+    backoff: Duration,
+    /// What making the tables last said, when it failed (warned once per message).
+    schema_failed: Option<String>,
+}
+
+struct Trouble {
+    since: Instant,
+    logged: Instant,
+    message: String,
+}
+
+/// What became of a batch that did not land whole.
+enum Failed {
+    /// The connection failed or timed out: reconnect.
+    Connection(String),
+    /// The database refused it for its setup (a table's shape, a privilege): retry later.
+    Refused(String),
 }
 
 impl Run {
@@ -161,8 +222,6 @@ impl Run {
 
     async fn run(&mut self) {
         let mut client: Option<Client> = None;
-        let mut down_since: Option<Instant> = None;
-        let mut backoff = BACKOFF_MIN;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
@@ -175,32 +234,17 @@ impl Run {
             let Some(c) = client.as_mut() else {
                 match tokio::time::timeout(self.at_most(CONNECT_TIMEOUT), self.connect()).await {
                     Ok(Ok(c)) => {
-                        if let Some(t) = down_since.take() {
-                            tracing::info!(
-                                "acc: PostgreSQL is reachable again after {:.1} s; shipping {} \
-                                 spooled records",
-                                t.elapsed().as_secs_f64(),
-                                self.spool.records()
-                            );
-                        }
-                        backoff = BACKOFF_MIN;
                         client = Some(c);
-                    }
-                    r => {
-                        let e = match r {
-                            Ok(Err(e)) => describe(&e),
-                            _ => "connection timed out".into(),
-                        };
-                        if down_since.is_none() {
-                            down_since = Some(Instant::now());
-                            tracing::error!(
-                                "acc: PostgreSQL is unreachable: {e}; records are spooled in {} \
-                                 (acc:spool_records) until it is back",
-                                self.spool.dir().display()
-                            );
+                        // Nothing waits: the trouble is over. Else it is once a batch lands
+                        // (a table the records cannot go into still fails them).
+                        if self.spool.caught_up() {
+                            self.recovered();
                         }
-                        tokio::time::sleep(self.at_most(backoff)).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                    Ok(Err(f)) => self.failed(&f).await,
+                    Err(_) => {
+                        self.failed(&Failed::Connection("connection timed out".into()))
+                            .await;
                     }
                 }
                 continue;
@@ -218,67 +262,270 @@ impl Run {
                 let _ = tokio::time::timeout(wait, self.spool.more.notified()).await;
                 continue;
             }
-            let shipped = tokio::time::timeout(
-                self.at_most(SHIP_TIMEOUT),
-                ship(c, &batch, &mut self.tables),
-            )
-            .await;
-            match shipped {
-                Ok(Ok(())) => {
+            match self.ship_batch(c, &batch).await {
+                Ok(rejected) => {
+                    if !rejected.is_empty()
+                        && let Err(e) = self.set_aside(&batch, &rejected)
+                    {
+                        // Not moved on: the batch is shipped again (it lands once) and its
+                        // refused records are set aside again.
+                        tracing::error!("acc: setting refused records aside failed: {e}");
+                        tokio::time::sleep(self.at_most(Duration::from_secs(1))).await;
+                        continue;
+                    }
+                    self.recovered();
                     if let Err(e) = self.spool.commit(end, lines) {
                         // It landed; shipping it again is harmless (the primary key).
                         tracing::error!("acc: recording what was shipped failed: {e}");
                         tokio::time::sleep(self.at_most(Duration::from_secs(1))).await;
                     }
                 }
-                r => {
-                    let e = match r {
-                        Ok(Err(e)) => describe(&e),
-                        _ => "timed out".into(),
-                    };
-                    if down_since.is_none() {
-                        down_since = Some(Instant::now());
-                        tracing::error!(
-                            "acc: shipping to PostgreSQL failed: {e}; records are spooled in {} \
-                             (acc:spool_records) and shipped again",
-                            self.spool.dir().display()
-                        );
-                    }
+                Err(f) => {
                     client = None;
                     self.tables.clear();
+                    self.failed(&f).await;
                 }
             }
         }
     }
 
-    /// Connects, makes the tables and the staging tables.
-    async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = self.pg.connect(NoTls).await?;
+    /// Ships `batch`; if the database refuses some of its records (a data exception, a
+    /// constraint), halves it until they are found and ships the rest: which were refused,
+    /// and why.
+    async fn ship_batch(
+        &mut self,
+        c: &mut Client,
+        batch: &[Spooled],
+    ) -> Result<Vec<(usize, String)>, Failed> {
+        let mut rejected = Vec::new();
+        // Ranges still to ship, the next on top.
+        let mut todo = vec![(0, batch.len())];
+        while let Some((a, b)) = todo.pop() {
+            let shipped = tokio::time::timeout(
+                self.at_most(SHIP_TIMEOUT),
+                ship(c, &batch[a..b], &mut self.tables),
+            )
+            .await;
+            match shipped {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if refuses_a_record(&e) => {
+                    if b - a == 1 {
+                        rejected.push((a, describe(&e)));
+                    } else {
+                        let m = a + (b - a) / 2;
+                        todo.push((m, b));
+                        todo.push((a, m));
+                    }
+                }
+                Ok(Err(e)) => return Err(failure(&e, c.is_closed())),
+                Err(_) => return Err(Failed::Connection("timed out".into())),
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// Appends the refused records of `batch` to [`REJECTED`] (synced), logs and counts them.
+    fn set_aside(&self, batch: &[Spooled], rejected: &[(usize, String)]) -> io::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Rejected<'a> {
+            #[serde(flatten)]
+            record: &'a Spooled,
+            error: &'a str,
+        }
+        let path = self.spool.dir().join(REJECTED);
+        let mut text = Vec::new();
+        for (i, error) in rejected {
+            serde_json::to_writer(
+                &mut text,
+                &Rejected {
+                    record: &batch[*i],
+                    error,
+                },
+            )
+            .map_err(io::Error::other)?;
+            text.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        f.write_all(&text)?;
+        f.sync_data()?;
+        for (i, error) in rejected {
+            let r = &batch[*i];
+            tracing::error!(
+                "acc: PostgreSQL refused record {} of table {}: {error}; it is set aside in {} \
+                 (acc:rejected_records) and the records after it are shipped",
+                r.fields.get(1).cloned().flatten().unwrap_or_default(),
+                r.table,
+                path.display()
+            );
+        }
+        self.counters.rejected.add(rejected.len() as u64);
+        Ok(())
+    }
+
+    /// Records are not shipping: said once per trouble (again when its message changes, and
+    /// every [`REMIND`]), counted, and waited out with the backoff.
+    async fn failed(&mut self, f: &Failed) {
+        self.counters.errors.add(1);
+        let (what, e) = match f {
+            Failed::Connection(e) => ("PostgreSQL is unreachable", e),
+            Failed::Refused(e) => ("PostgreSQL refuses the records", e),
+        };
+        let now = Instant::now();
+        let dir = self.spool.dir().display().to_string();
+        match &mut self.trouble {
+            None => {
+                tracing::error!(
+                    "acc: {what}: {e}; records are spooled in {dir} (acc:spool_records) until \
+                     they can be shipped"
+                );
+                self.trouble = Some(Trouble {
+                    since: now,
+                    logged: now,
+                    message: e.clone(),
+                });
+            }
+            Some(t) if t.message != *e || now - t.logged >= REMIND => {
+                tracing::error!(
+                    "acc: {what}: {e}; {} records spooled in {dir} for {:.0} s (acc:spool_records)",
+                    self.spool.records(),
+                    (now - t.since).as_secs_f64()
+                );
+                t.logged = now;
+                t.message.clone_from(e);
+            }
+            Some(_) => {}
+        }
+        tokio::time::sleep(self.at_most(self.backoff)).await;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// A batch landed: the end of a trouble, if there was one.
+    fn recovered(&mut self) {
+        self.backoff = BACKOFF_MIN;
+        if let Some(t) = self.trouble.take() {
+            tracing::info!(
+                "acc: PostgreSQL is reachable again after {:.1} s; shipping {} spooled records",
+                t.since.elapsed().as_secs_f64(),
+                self.spool.records()
+            );
+        }
+    }
+
+    /// Connects, makes the tables and the staging tables, and checks that `acc`,
+    /// `missed_calls` and `cdrs` have siplb's columns.
+    async fn connect(&mut self) -> Result<Client, Failed> {
+        let connection = |e: tokio_postgres::Error| Failed::Connection(describe(&e));
+        let (client, conn) = self.pg.connect(NoTls).await.map_err(connection)?;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            if let Err(e) = conn.await {
                 tracing::debug!("acc: PostgreSQL connection: {e}");
             }
         });
+        let failed = |e: tokio_postgres::Error| failure(&e, client.is_closed());
         // Not a notice per table that exists already.
         client
             .batch_execute("SET client_min_messages = warning")
-            .await?;
+            .await
+            .map_err(failed)?;
         if let Err(e) = client.batch_execute(SCHEMA).await {
             // A role without CREATE: the tables may have been made by hand.
-            tracing::warn!(
-                "acc: making the tables of proxy/sql/acc.sql failed ({}); shipping into the \
-                 tables as they are",
-                describe(&e)
-            );
+            let e = describe(&e);
+            if self.schema_failed.as_deref() != Some(e.as_str()) {
+                tracing::warn!(
+                    "acc: making the tables of proxy/sql/acc.sql failed ({e}); shipping into \
+                     the tables as they are"
+                );
+                self.schema_failed = Some(e);
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() \
+                 AND table_name IN ('acc', 'missed_calls', 'cdrs')",
+                &[],
+            )
+            .await
+            .map_err(failed)?;
+        let columns: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if let Some(e) = shape_error(&columns) {
+            return Err(Failed::Refused(e));
         }
         client
             .batch_execute(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {STAGE_ACC} (LIKE acc) ON COMMIT DELETE ROWS; \
                  CREATE TEMP TABLE IF NOT EXISTS {STAGE_CDRS} (LIKE cdrs) ON COMMIT DELETE ROWS"
             ))
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(client)
     }
+}
+
+/// What a failed statement says of the batch: the database's setup when it answered with a
+/// class of error that waiting for does not cure by itself (42: a table or column of
+/// another shape, a privilege; 0A, 3F), else the connection.
+fn failure(e: &tokio_postgres::Error, closed: bool) -> Failed {
+    let setup = e
+        .as_db_error()
+        .is_some_and(|d| matches!(&d.code().code()[..2], "42" | "0A" | "3F"));
+    if setup && !closed {
+        Failed::Refused(describe(e))
+    } else {
+        Failed::Connection(describe(e))
+    }
+}
+
+/// What is wrong with the shape of `acc`, `missed_calls` and `cdrs`, given their
+/// `(table, column)` pairs: a table missing, or a column siplb writes that a table lacks
+/// (as in Kamailio's own `acc`, whose `id` is a serial and which has no `node`).
+fn shape_error(columns: &[(String, String)]) -> Option<String> {
+    let mut wrong = Vec::new();
+    for (table, wanted) in [
+        ("acc", &ACC_COLUMNS[..]),
+        ("missed_calls", &ACC_COLUMNS[..]),
+        ("cdrs", &CDR_COLUMNS[..]),
+    ] {
+        let has: Vec<&str> = columns
+            .iter()
+            .filter(|(t, _)| t == table)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        if has.is_empty() {
+            wrong.push(format!("there is no table {table}"));
+            continue;
+        }
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|c| !has.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            wrong.push(format!(
+                "table {table} has no column {}",
+                missing.join(", ")
+            ));
+        }
+    }
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "{}: siplb's tables are those of proxy/sql/acc.sql (Kamailio's own acc and \
+             missed_calls have other columns: rename or drop them, or use another database)",
+            wrong.join("; ")
+        )
+    })
+}
+
+/// Whether the database refused a record of the batch rather than the batch's table or the
+/// connection: SQLSTATE class 22 (a data exception: a value too long, out of range, a byte
+/// it cannot store) or 23 (a constraint the table has).
+fn refuses_a_record(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|d| matches!(&d.code().code()[..2], "22" | "23"))
 }
 
 /// An error with its causes (tokio-postgres says only `db error` at the top).
@@ -298,7 +545,8 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A field in COPY's text format.
+/// A field in COPY's text format. PostgreSQL's text cannot hold a NUL character: it becomes
+/// U+FFFD (the files keep it).
 fn copy_field(f: Option<&str>, out: &mut String) {
     let Some(s) = f else {
         out.push_str("\\N");
@@ -310,17 +558,48 @@ fn copy_field(f: Option<&str>, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
+            '\0' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
 }
 
+/// JSON text with every `\u0000` escape made `\ufffd`: `jsonb` cannot hold a NUL.
+fn json_without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains("\\u0000") {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let esc = &rest[i..];
+        let n = if esc.starts_with("\\u0000") {
+            out.push_str("\\ufffd");
+            6
+        } else {
+            // A backslash and the character it escapes (`\\` among them).
+            let n = 1 + esc[1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&esc[..n]);
+            n
+        };
+        rest = &esc[n..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 /// The rows of `table` in `batch`, in COPY's text format.
 fn copy_rows<'a>(batch: impl Iterator<Item = &'a Spooled>, out: &mut String) {
     for r in batch {
+        let vars = (r.fields.len() == CDR_COLUMNS.len()).then_some(CDR_COLUMNS.len() - 1);
         for (i, f) in r.fields.iter().enumerate() {
             if i > 0 {
                 out.push('\t');
+            }
+            if Some(i) == vars {
+                copy_field(f.as_deref().map(json_without_nul).as_deref(), out);
+                continue;
             }
             copy_field(f.as_deref(), out);
         }
@@ -394,6 +673,36 @@ mod tests {
         let mut out = String::new();
         copy_rows([&r].into_iter(), &mut out);
         assert_eq!(out, "a\\tb\\\\c\\nd\t\\N\tx\n");
+        // PostgreSQL stores no NUL, in text or in jsonb.
+        let mut out = String::new();
+        copy_field(Some("a\0b"), &mut out);
+        assert_eq!(out, "a\u{FFFD}b");
+        assert_eq!(
+            json_without_nul(r#"{"a":"x\u0000y\\u0000","b\u0000":"\"é\u00001"}"#),
+            r#"{"a":"x\ufffdy\\u0000","b\ufffd":"\"é\ufffd1"}"#
+        );
+        assert_eq!(json_without_nul(r#"{"a":"\\"}"#), r#"{"a":"\\"}"#);
+    }
+
+    #[test]
+    fn a_table_of_another_shape_is_named_with_what_it_lacks() {
+        let mut cols: Vec<(String, String)> = Vec::new();
+        for (t, wanted) in [
+            ("acc", &ACC_COLUMNS[..]),
+            ("missed_calls", &ACC_COLUMNS[..]),
+            ("cdrs", &CDR_COLUMNS[..]),
+        ] {
+            cols.extend(wanted.iter().map(|c| (t.to_string(), c.to_string())));
+        }
+        assert_eq!(shape_error(&cols), None);
+        // Kamailio's own acc: an integer id, no node, none of siplb's extra columns.
+        cols.retain(|(t, c)| t != "acc" || !matches!(c.as_str(), "node" | "account"));
+        cols.retain(|(t, _)| t != "cdrs");
+        let e = shape_error(&cols).unwrap();
+        assert!(
+            e.starts_with("table acc has no column node, account; there is no table cdrs: "),
+            "{e}"
+        );
     }
 
     #[test]

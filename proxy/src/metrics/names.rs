@@ -61,6 +61,7 @@ pub const ACC_WRITTEN: &str = "acc:written";
 pub const ACC_SINK_ERRORS: &str = "acc:sink_errors";
 pub const ACC_TORN_LINES: &str = "acc:torn_lines";
 pub const ACC_SPOOL_RECORDS: &str = "acc:spool_records";
+pub const ACC_REJECTED_RECORDS: &str = "acc:rejected_records";
 pub const ACC_QUEUED: &str = "acc:queued";
 pub const ACC_QUEUE_FULL_503: &str = "acc:queue_full_503";
 pub const CLUSTER_LEASE_ROUND_TRIPS: &str = "cluster:lease_round_trips";
