@@ -67,6 +67,7 @@ impl ParseError {
             ParseError::Missing(_) => "Bad Request - Missing Header",
             ParseError::Repeated(_) => "Bad Request - Repeated Header",
             ParseError::BadHeader("Via") => "Bad Request - Bad Via",
+            ParseError::BadHeader("Call-ID") => "Bad Request - Bad Call-ID",
             ParseError::BadHeader("From") => "Bad Request - Bad From",
             ParseError::BadHeader("To") => "Bad Request - Bad To",
             ParseError::BadHeader("CSeq") => "Bad Request - Bad CSeq",
