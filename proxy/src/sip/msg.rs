@@ -327,8 +327,12 @@ impl<'a> SipMsg<'a> {
         let mut headers = [Header::default(); MAX_HEADERS];
         let (n, headers_end, body_start) = header_lines(buf, lf + 1, &mut lfs, &mut headers)?;
         // RFC 3261 lets a NUL into a start line or a header only as a quoted pair (`\` NUL in
-        // a quoted string, RFC 4475 intmeth); a raw one would reach the records and the logs.
-        if memchr::memchr_iter(0, &buf[s..headers_end]).any(|i| i == 0 || buf[s + i - 1] != b'\\') {
+        // a quoted string, RFC 4475 intmeth); a raw one in a request would reach the records
+        // and the logs. A response's is forwarded: refusing it would fail the call.
+        if matches!(start, StartLine::Request { .. })
+            && memchr::memchr_iter(0, &buf[s..headers_end])
+                .any(|i| i == 0 || buf[s + i - 1] != b'\\')
+        {
             return Err(ParseError::HeaderLine);
         }
 

@@ -1515,7 +1515,7 @@ fn torture_ipv6_vias() {
 }
 
 #[test]
-fn a_raw_nul_in_the_start_line_or_a_header_is_a_bad_header_line_and_one_in_a_body_is_not() {
+fn a_raw_nul_in_a_requests_start_line_or_header_is_a_bad_header_line_and_elsewhere_not() {
     for (prefix, line, e) in [
         ("Call-ID", "Call-ID: a\0b@host", ParseError::HeaderLine),
         (
@@ -1558,4 +1558,16 @@ fn a_raw_nul_in_the_start_line_or_a_header_is_a_bad_header_line_and_one_in_a_bod
         .chain(["Content-Type: text/plain", "Content-Length: 3"])
         .collect();
     parse_ok(&build(&lines, b"a\0b"));
+    // A response's is forwarded.
+    parse_ok(&build(
+        &[
+            "SIP/2.0 200 O\0K",
+            BASE[1],
+            "To: Bob <sip:bob@biloxi.example.com>;tag=a\0b",
+            BASE[4],
+            BASE[5],
+            BASE[6],
+        ],
+        b"",
+    ));
 }
