@@ -520,3 +520,56 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
     );
     drop(siplb);
 }
+
+#[test]
+fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(85);
+    let dir = TempDir::new("postgres-grant");
+    let pg = Pg::new(&dir.0);
+    // The tables made by an administrator; siplb's role may connect, nothing more.
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../proxy/sql/acc.sql");
+    pg.psql("siplb", &std::fs::read_to_string(schema).unwrap());
+    pg.psql("siplb", "CREATE ROLE acc_writer LOGIN");
+    let config = acc_config(net, &dir.0, &pg).replace("user=postgres", "user=acc_writer");
+    let siplb = Siplb::start(BIN, &dir.0, &config);
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
+    let uac = Sipp::caller(&dir.0, net, "uac.xml", 20, 20, &[], 60);
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), 20, "uac: {:?}", uac.fields);
+    wait_until(
+        10,
+        || format!("spool {}; {}", siplb.stat("acc:spool_records"), siplb.log()),
+        || siplb.stat("acc:spool_records") == 60,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let log = siplb.log();
+    // The privilege is named (not a table said to be missing), once.
+    assert!(log.contains("permission denied for table acc"), "{log}");
+    assert!(!log.contains("there is no table"), "{log}");
+    assert_eq!(
+        log.matches("PostgreSQL refuses the records").count(),
+        1,
+        "{log}"
+    );
+    pg.psql(
+        "siplb",
+        "GRANT SELECT, INSERT ON acc, missed_calls, cdrs TO acc_writer",
+    );
+    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
+    wait_until(
+        30,
+        || format!("{:?} CDRs; {}", count(), siplb.log()),
+        || count().as_deref() == Ok("20"),
+    );
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 0,
+    );
+    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 20);
+    assert_eq!(assert_same(&pg, &dir.0, "acc"), 40);
+    drop(siplb);
+}

@@ -444,9 +444,13 @@ impl Run {
         }
         let rows = client
             .query(
-                "SELECT table_name::text, column_name::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() \
-                 AND table_name IN ('acc', 'missed_calls', 'cdrs')",
+                // The catalog, not information_schema: it lists the columns of a table the
+                // role may not read (a missing privilege is told by the insert, not as a
+                // missing table), and finds the tables on the search path as the insert does.
+                "SELECT c.relname::text, a.attname::text FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 WHERE c.oid IN (to_regclass('acc'), to_regclass('missed_calls'), \
+                 to_regclass('cdrs')) AND a.attnum > 0 AND NOT a.attisdropped",
                 &[],
             )
             .await
