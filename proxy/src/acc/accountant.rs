@@ -140,6 +140,13 @@ impl Accountant {
             || self.plane.is_stalled()
     }
 
+    /// Whether as many records wait here as the queue holds before new INVITEs are refused:
+    /// requests in a dialog that would add more are refused too, so that what waits here
+    /// stays bounded however long the writer is stalled.
+    pub fn overflowing(&self) -> bool {
+        self.waiting.len() >= self.high_water
+    }
+
     /// Records waiting here (not yet in the queue).
     pub fn waiting(&self) -> usize {
         self.waiting.len()
@@ -315,5 +322,19 @@ mod tests {
         assert_eq!(ids.len(), 6);
         assert_eq!(ids[0], "n-1000-0");
         assert_eq!(ids[5], "n-1000-5");
+    }
+
+    #[test]
+    fn records_waiting_past_the_queues_high_water_are_an_overflow() {
+        let c = cfg(|c| c.flags.insert(Method::Invite));
+        let (mut a, plane) = accountant(c);
+        // The queue takes 4; 3 waiting on top of it is the high water of a queue of 4.
+        for n in 1..=7 {
+            a.on_event(&outcome(Method::Invite, Some(200)));
+            assert_eq!(a.overflowing(), n >= 7, "{n} records");
+        }
+        while plane.queues[0].pop().is_some() {}
+        a.flush();
+        assert!(!a.overflowing());
     }
 }

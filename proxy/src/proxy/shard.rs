@@ -64,6 +64,9 @@ pub struct Shard {
     swept: Vec<(DialogId, super::dialogs::table::Due)>,
     /// Accounting has no room for the records of a new call: new INVITEs get 503.
     acc_full: bool,
+    /// Accounting's records pile up on the worker past its queue: requests in a dialog that
+    /// would add more (other than ACK and BYE) get 503 too.
+    acc_overflow: bool,
     /// siplb drains (`core.drain`): new INVITEs and OPTIONS get 503.
     draining: bool,
     /// Calls given to each gateway set so far (round robin and weights turn on it).
@@ -101,6 +104,7 @@ impl Shard {
             due: Vec::new(),
             swept: Vec::new(),
             acc_full: false,
+            acc_overflow: false,
             draining: false,
             turns: Vec::new(),
             prober: None,
@@ -125,6 +129,13 @@ impl Shard {
     /// of a call let in is ever dropped.
     pub fn set_accounting_full(&mut self, full: bool) {
         self.acc_full = full;
+    }
+
+    /// Whether accounting's records pile up on the worker beyond its queue (the writer
+    /// stalled for long): a request in a dialog that would be recorded, other than ACK and
+    /// BYE, gets `503` + `Retry-After` meanwhile, so that the records waiting stay bounded.
+    pub fn set_accounting_overflow(&mut self, overflow: bool) {
+        self.acc_overflow = overflow;
     }
 
     /// Whether siplb drains (`core.drain`): new INVITEs get `503` + `Retry-After`, and so do

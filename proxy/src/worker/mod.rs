@@ -455,6 +455,7 @@ impl Worker {
             if let Some(acc) = self.acc.as_mut() {
                 acc.flush();
                 self.shard.set_accounting_full(acc.full());
+                self.shard.set_accounting_overflow(acc.overflowing());
             }
             self.stats
                 .inuse_transactions

@@ -466,6 +466,17 @@ impl Shard {
             }
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
+        // ACK and BYE end what a call let in; anything else that would be recorded waits
+        // while accounting cannot take more (its records would pile up without end).
+        if self.acc_overflow
+            && !matches!(method, Method::Ack | Method::Bye)
+            && (self.cfg.emit.request(method) || self.cfg.emit.transaction(method))
+        {
+            self.key = key;
+            self.stats.acc_queue_full_503.inc();
+            let retry = self.cfg.retry_after;
+            return self.reply_stateless(msg, src, 503, Extra::overload(retry));
+        }
         self.report_request(now, msg, src, Some(id), b"");
         if !matches!(method, Method::Ack | Method::Bye) {
             // A target refresh or a new CSeq: the restart journal saves the dialog again.

@@ -297,6 +297,33 @@ fn while_accounting_is_full_new_invites_get_503_and_calls_under_way_go_on() {
 }
 
 #[test]
+fn while_accounting_overflows_requests_in_a_dialog_but_ack_and_bye_get_503() {
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw")));
+    h.shard.set_accounting_overflow(true);
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    let acked = h.take();
+    assert!(
+        acked.iter().all(|o| !o.is_response(503)),
+        "the ACK goes on: {acked:?}"
+    );
+    h.caller_sends(&caller_in_dialog("INFO", &ok, "z9hG4bK-info", 2).text());
+    let out = h.take_one();
+    assert!(out.is_response(503), "{out:?}");
+    assert!(out.named("Retry-After").is_some(), "{out:?}");
+    assert_eq!(h.stats.acc_queue_full_503.get(), 1);
+    // The call can still end.
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 3).text());
+    let bye = h.take_one();
+    assert!(bye.is_request(Method::Bye), "{bye:?}");
+    h.shard.set_accounting_overflow(false);
+    h.caller_sends(&caller_in_dialog("INFO", &ok, "z9hG4bK-info2", 4).text());
+    let info = h.take_one();
+    assert!(info.is_request(Method::Info), "{info:?}");
+}
+
+#[test]
 fn dialogs_left_up_at_exit_are_reported_as_ended_by_shutdown() {
     let mut h = with_events();
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
