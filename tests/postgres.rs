@@ -264,6 +264,34 @@ fn assert_same(pg: &Pg, dir: &Path, table: &str) -> usize {
     rows.len()
 }
 
+/// `n` calls through siplb to the two gateways (sipp), every one answered.
+fn calls(dir: &Path, net: Net, n: u32) {
+    let uas1 = Sipp::uas(dir, "uas1", &net.gw(1), "uas.xml", &[]);
+    let uas2 = Sipp::uas(dir, "uas2", &net.gw(2), "uas.xml", &[]);
+    let uac = Sipp::caller(dir, net, "uac.xml", n, n, &[], 60);
+    let _ = (uas1.finish(), uas2.finish());
+    assert_eq!(uac.ok(), u64::from(n), "uac: {:?}", uac.fields);
+}
+
+/// Waits until `cdrs` in PostgreSQL holds `calls` CDRs and the spool is empty, then asserts
+/// that `cdrs` and `acc` hold the records of their files once each, in order (`acc`: an
+/// INVITE and a BYE record per call).
+fn all_shipped(pg: &Pg, siplb: &Siplb, dir: &Path, calls: usize) {
+    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
+    wait_until(
+        30,
+        || format!("{:?} CDRs; {}", count(), siplb.log()),
+        || count().as_deref() == Ok(calls.to_string().as_str()),
+    );
+    wait_until(
+        10,
+        || format!("spool {}", siplb.stat("acc:spool_records")),
+        || siplb.stat("acc:spool_records") == 0,
+    );
+    assert_eq!(assert_same(pg, dir, "cdrs"), calls);
+    assert_eq!(assert_same(pg, dir, "acc"), 2 * calls);
+}
+
 #[test]
 fn records_land_in_postgresql_exactly_once_in_order_across_a_server_restart() {
     let _g = serial();
@@ -297,20 +325,7 @@ fn records_land_in_postgresql_exactly_once_in_order_across_a_server_restart() {
         spooled > 0,
         "records waited in the spool while PostgreSQL was down"
     );
-    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
-    wait_until(
-        30,
-        || format!("{:?} CDRs; {}", count(), siplb.log()),
-        || count().as_deref() == Ok("200"),
-    );
-    wait_until(
-        10,
-        || format!("spool {}", siplb.stat("acc:spool_records")),
-        || siplb.stat("acc:spool_records") == 0,
-    );
-    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 200);
-    // An answered INVITE and a BYE per call.
-    assert_eq!(assert_same(&pg, &dir.0, "acc"), 400);
+    all_shipped(&pg, &siplb, &dir.0, 200);
     assert_eq!(
         pg.psql(
             "siplb",
@@ -352,11 +367,7 @@ fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
         || pg.try_psql("siplb", "SELECT count(*) FROM cdrs").as_deref() == Ok("0"),
     );
     pg.stop();
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::caller(&dir.0, net, "uac.xml", 50, 50, &[], 60);
-    let _ = (uas1.finish(), uas2.finish());
-    assert_eq!(uac.ok(), 50, "uac: {:?}", uac.fields);
+    calls(&dir.0, net, 50);
     wait_until(
         10,
         || format!("spool {}", siplb.stat("acc:spool_records")),
@@ -369,19 +380,7 @@ fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
     pg.start();
     assert_eq!(pg.psql("siplb", "SELECT count(*) FROM cdrs"), "0");
     let siplb = Siplb::start(BIN, &dir.0, &config);
-    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
-    wait_until(
-        30,
-        || format!("{:?} CDRs; {}", count(), siplb.log()),
-        || count().as_deref() == Ok("50"),
-    );
-    wait_until(
-        10,
-        || format!("spool {}", siplb.stat("acc:spool_records")),
-        || siplb.stat("acc:spool_records") == 0,
-    );
-    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 50);
-    assert_eq!(assert_same(&pg, &dir.0, "acc"), 100);
+    all_shipped(&pg, &siplb, &dir.0, 50);
     drop(siplb);
 }
 
@@ -415,11 +414,7 @@ fn a_kamailio_acc_table_is_named_in_the_log_and_the_records_wait_until_it_is_mov
         );
     }
     let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::caller(&dir.0, net, "uac.xml", 20, 20, &[], 60);
-    let _ = (uas1.finish(), uas2.finish());
-    assert_eq!(uac.ok(), 20, "uac: {:?}", uac.fields);
+    calls(&dir.0, net, 20);
     // An INVITE, a BYE and a CDR per call, all waiting.
     wait_until(
         10,
@@ -444,19 +439,7 @@ fn a_kamailio_acc_table_is_named_in_the_log_and_the_records_wait_until_it_is_mov
         "ALTER TABLE acc RENAME TO kamailio_acc; \
          ALTER TABLE missed_calls RENAME TO kamailio_missed_calls",
     );
-    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
-    wait_until(
-        30,
-        || format!("{:?} CDRs; {}", count(), siplb.log()),
-        || count().as_deref() == Ok("20"),
-    );
-    wait_until(
-        10,
-        || format!("spool {}", siplb.stat("acc:spool_records")),
-        || siplb.stat("acc:spool_records") == 0,
-    );
-    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 20);
-    assert_eq!(assert_same(&pg, &dir.0, "acc"), 40);
+    all_shipped(&pg, &siplb, &dir.0, 20);
     assert!(siplb.log().contains("PostgreSQL is reachable again"));
     drop(siplb);
 }
@@ -476,11 +459,7 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
         "ALTER TABLE acc ADD CONSTRAINT no_bye CHECK (method <> 'BYE')",
     );
     let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::caller(&dir.0, net, "uac.xml", 30, 30, &[], 60);
-    let _ = (uas1.finish(), uas2.finish());
-    assert_eq!(uac.ok(), 30, "uac: {:?}", uac.fields);
+    calls(&dir.0, net, 30);
     wait_until(
         20,
         || {
@@ -534,11 +513,7 @@ fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
     pg.psql("siplb", "CREATE ROLE acc_writer LOGIN");
     let config = acc_config(net, &dir.0, &pg).replace("user=postgres", "user=acc_writer");
     let siplb = Siplb::start(BIN, &dir.0, &config);
-    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas.xml", &[]);
-    let uac = Sipp::caller(&dir.0, net, "uac.xml", 20, 20, &[], 60);
-    let _ = (uas1.finish(), uas2.finish());
-    assert_eq!(uac.ok(), 20, "uac: {:?}", uac.fields);
+    calls(&dir.0, net, 20);
     wait_until(
         10,
         || format!("spool {}; {}", siplb.stat("acc:spool_records"), siplb.log()),
@@ -558,18 +533,6 @@ fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
         "siplb",
         "GRANT SELECT, INSERT ON acc, missed_calls, cdrs TO acc_writer",
     );
-    let count = || pg.try_psql("siplb", "SELECT count(*) FROM cdrs");
-    wait_until(
-        30,
-        || format!("{:?} CDRs; {}", count(), siplb.log()),
-        || count().as_deref() == Ok("20"),
-    );
-    wait_until(
-        10,
-        || format!("spool {}", siplb.stat("acc:spool_records")),
-        || siplb.stat("acc:spool_records") == 0,
-    );
-    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 20);
-    assert_eq!(assert_same(&pg, &dir.0, "acc"), 40);
+    all_shipped(&pg, &siplb, &dir.0, 20);
     drop(siplb);
 }
