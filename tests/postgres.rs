@@ -190,6 +190,12 @@ impl Pg {
             .unwrap_or_else(|e| panic!("psql {sql}: {e}"))
     }
 
+    /// siplb's tables, made as an administrator would, from proxy/sql/acc.sql.
+    fn make_tables(&self) {
+        let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../proxy/sql/acc.sql");
+        self.psql("siplb", &std::fs::read_to_string(schema).unwrap());
+    }
+
     /// The ids of `table`, in the order they were inserted.
     fn ids(&self, table: &str) -> Vec<String> {
         let out = self.psql("siplb", &format!("SELECT id FROM {table} ORDER BY ctid"));
@@ -452,8 +458,7 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
     let dir = TempDir::new("postgres-refused");
     let pg = Pg::new(&dir.0);
     // siplb's tables, and a constraint an operator added that every BYE record breaks.
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../proxy/sql/acc.sql");
-    pg.psql("siplb", &std::fs::read_to_string(schema).unwrap());
+    pg.make_tables();
     pg.psql(
         "siplb",
         "ALTER TABLE acc ADD CONSTRAINT no_bye CHECK (method <> 'BYE')",
@@ -508,8 +513,7 @@ fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
     let dir = TempDir::new("postgres-grant");
     let pg = Pg::new(&dir.0);
     // The tables made by an administrator; siplb's role may connect, nothing more.
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../proxy/sql/acc.sql");
-    pg.psql("siplb", &std::fs::read_to_string(schema).unwrap());
+    pg.make_tables();
     pg.psql("siplb", "CREATE ROLE acc_writer LOGIN");
     let config = acc_config(net, &dir.0, &pg).replace("user=postgres", "user=acc_writer");
     let siplb = Siplb::start(BIN, &dir.0, &config);

@@ -593,10 +593,15 @@ fn json_without_nul(s: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// Whether `r` is a CDR (the shape of `cdrs`) rather than a transaction record.
+fn is_cdr(r: &Spooled) -> bool {
+    r.fields.len() == CDR_COLUMNS.len()
+}
+
 /// The rows of `table` in `batch`, in COPY's text format.
 fn copy_rows<'a>(batch: impl Iterator<Item = &'a Spooled>, out: &mut String) {
     for r in batch {
-        let vars = (r.fields.len() == CDR_COLUMNS.len()).then_some(CDR_COLUMNS.len() - 1);
+        let vars = is_cdr(r).then_some(CDR_COLUMNS.len() - 1);
         for (i, f) in r.fields.iter().enumerate() {
             if i > 0 {
                 out.push('\t');
@@ -627,10 +632,7 @@ async fn ship(
     let mut made = Vec::new();
     for table in order {
         let rows = batch.iter().filter(|r| r.table == table);
-        let cdr = batch
-            .iter()
-            .find(|r| r.table == table)
-            .is_some_and(|r| r.fields.len() == CDR_COLUMNS.len());
+        let cdr = batch.iter().find(|r| r.table == table).is_some_and(is_cdr);
         let (stage, columns): (_, &[&str]) = if cdr {
             (STAGE_CDRS, &CDR_COLUMNS)
         } else {
