@@ -2,7 +2,8 @@
 //! `postgresql`, started here in a temporary folder as user `postgres`, on a private unix
 //! socket only), the real siplb binary writing `acc` and `cdrs` to files and to PostgreSQL,
 //! driven by sipp. The server is stopped in the middle of the run and started again: every
-//! record arrives exactly once, in the order of the files, and the spool empties.
+//! record arrives exactly once, in the order of the files, and the spool empties. Another
+//! server speaks TLS only, on 127.0.0.1, with a certificate of a CA the test makes.
 
 use siplb_tests::*;
 use std::collections::HashSet;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 const PORT: u16 = 55432;
+/// The TLS server's port (its TCP port on 127.0.0.1 and its socket's name).
+const TLS_PORT: u16 = 55433;
 
 /// The `postgres` user's uid and gid.
 fn postgres_user() -> (u32, u32) {
@@ -51,11 +54,24 @@ struct Pg {
     data: PathBuf,
     socket: PathBuf,
     user: (u32, u32),
+    port: u16,
+    /// TLS on 127.0.0.1 (the certificates in `data`), and nothing else but the Unix socket.
+    tls: bool,
     server: Option<Child>,
 }
 
 impl Pg {
     fn new(dir: &Path) -> Pg {
+        Pg::make(dir, false)
+    }
+
+    /// A server that takes TCP connections on 127.0.0.1 with TLS only (`hostnossl` is
+    /// rejected), its certificate issued for `localhost` by the CA of [`Pg::ca`].
+    fn with_tls(dir: &Path) -> Pg {
+        Pg::make(dir, true)
+    }
+
+    fn make(dir: &Path, tls: bool) -> Pg {
         let bin = pg_bin();
         let user = postgres_user();
         let data = dir.join("pgdata");
@@ -83,11 +99,23 @@ impl Pg {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if tls {
+            make_certs(dir, &data, user);
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+        }
         let mut pg = Pg {
             bin,
             data,
             socket,
             user,
+            port: if tls { TLS_PORT } else { PORT },
+            tls,
             server: None,
         };
         pg.start();
@@ -102,12 +130,23 @@ impl Pg {
             .append(true)
             .open(self.data.parent().unwrap().join("postgres.log"))
             .unwrap();
+        let listen = if self.tls {
+            vec![
+                "listen_addresses=127.0.0.1",
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+            ]
+        } else {
+            vec!["listen_addresses="]
+        };
         let child = Command::new(self.bin.join("postgres"))
             .args(["-D", self.data.to_str().unwrap()])
             .args(["-k", self.socket.to_str().unwrap()])
-            .args(["-p", &PORT.to_string()])
-            // The unix socket only; heap order is insert order (no vacuum reuses space).
-            .args(["-c", "listen_addresses=", "-c", "autovacuum=off"])
+            .args(["-p", &self.port.to_string()])
+            // Heap order is insert order (no vacuum reuses space).
+            .args(["-c", "autovacuum=off"])
+            .args(listen.iter().flat_map(|l| ["-c", l]))
             .uid(self.user.0)
             .gid(self.user.1)
             .stdin(Stdio::null())
@@ -156,14 +195,25 @@ impl Pg {
     /// The connection string siplb gets.
     fn conn(&self) -> String {
         format!(
-            "host={} port={PORT} user=postgres dbname=siplb",
-            self.socket.display()
+            "host={} port={} user=postgres dbname=siplb",
+            self.socket.display(),
+            self.port
         )
+    }
+
+    /// The CA that issued the TLS server's certificate.
+    fn ca(&self) -> PathBuf {
+        self.data.parent().unwrap().join("ca.crt")
     }
 
     fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", self.socket.to_str().unwrap(), "-p", &PORT.to_string()])
+            .args([
+                "-h",
+                self.socket.to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+            ])
             .args([
                 "-U",
                 "postgres",
@@ -209,6 +259,62 @@ impl Drop for Pg {
     }
 }
 
+/// A CA (`<dir>/ca.crt`) and the server certificate it issues for `localhost`, and its key,
+/// in `data` for the server (made with `openssl`).
+fn make_certs(dir: &Path, data: &Path, user: (u32, u32)) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (`apt-get install openssl`; `cargo xtask ci` installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let args = |fixed: &str, subject: &str| {
+        let mut v: Vec<String> = fixed.split(' ').map(String::from).collect();
+        v.extend(["-subj".to_string(), subject.to_string()]);
+        v
+    };
+    let run = |v: Vec<String>| openssl(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    run(args(
+        &format!("req -x509 {key} -days 2 -keyout ca.key -out ca.crt"),
+        "/CN=siplb test CA",
+    ));
+    run(args(
+        &format!("req {key} -keyout server.key -out server.csr"),
+        "/CN=localhost",
+    ));
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    for f in ["server.crt", "server.key"] {
+        let to = data.join(f);
+        std::fs::copy(dir.join(f), &to).unwrap();
+        std::os::unix::fs::chown(&to, Some(user.0), Some(user.1)).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+}
+
 /// The ids (second column) of a CSV file of the files sink, in file order.
 fn csv_ids(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -219,6 +325,11 @@ fn csv_ids(path: &Path) -> Vec<String> {
 }
 
 fn acc_config(net: Net, dir: &Path, pg: &Pg) -> String {
+    acc_config_to(net, dir, &pg.conn())
+}
+
+/// [`acc_config`] with the connection string `conn`.
+fn acc_config_to(net: Net, dir: &Path, conn: &str) -> String {
     config(
         net,
         2,
@@ -237,7 +348,6 @@ comment = "210 Bye received"
 table = "acc"
 "#,
             acc = dir.join("acc").display(),
-            conn = pg.conn(),
         ),
     )
 }
@@ -538,5 +648,78 @@ fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
         "GRANT SELECT, INSERT ON acc, missed_calls, cdrs TO acc_writer",
     );
     all_shipped(&pg, &siplb, &dir.0, 20);
+    drop(siplb);
+}
+
+#[test]
+fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_is_told() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(93);
+    let dir = TempDir::new("postgres-tls");
+    let pg = Pg::with_tls(&dir.0);
+    let tcp = |host: &str, mode: &str| {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={TLS_PORT} user=postgres dbname=siplb \
+             sslmode={mode} sslrootcert={}",
+            pg.ca().display()
+        )
+    };
+    // verify-full to 127.0.0.1: the certificate is for localhost. Told, and nothing lands.
+    let mut siplb = Siplb::start(
+        BIN,
+        &dir.0,
+        &acc_config_to(net, &dir.0, &tcp("127.0.0.1", "verify-full")),
+    );
+    calls(&dir.0, net, 10);
+    wait_until(
+        10,
+        || siplb.log(),
+        || siplb.log().contains("not valid for name"),
+    );
+    assert_eq!(siplb.stat("acc:spool_records"), 30, "{}", siplb.log());
+    assert!(siplb.stat("acc:sink_errors") > 0);
+    siplb.stop();
+    drop(siplb);
+    assert!(
+        pg.try_psql("siplb", "SELECT count(*) FROM cdrs").is_err(),
+        "no connection made the tables"
+    );
+    // verify-ca checks the chain only: the records of both runs land.
+    let siplb = Siplb::start(
+        BIN,
+        &dir.0,
+        &acc_config_to(net, &dir.0, &tcp("127.0.0.1", "verify-ca")),
+    );
+    calls(&dir.0, net, 10);
+    all_shipped(&pg, &siplb, &dir.0, 20);
+    drop(siplb);
+    // verify-full to the name the certificate is for, as a URL.
+    let ca = pg.ca().display().to_string().replace('/', "%2F");
+    let url = format!(
+        "postgresql://postgres@localhost:{TLS_PORT}/siplb?hostaddr=127.0.0.1\
+         &sslmode=verify-full&sslrootcert={ca}"
+    );
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &url));
+    calls(&dir.0, net, 10);
+    all_shipped(&pg, &siplb, &dir.0, 30);
+    drop(siplb);
+    // require without a root file: encrypted, the certificate not checked.
+    let plain = format!(
+        "host=localhost hostaddr=127.0.0.1 port={TLS_PORT} user=postgres dbname=siplb \
+         sslmode=require"
+    );
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &plain));
+    calls(&dir.0, net, 10);
+    all_shipped(&pg, &siplb, &dir.0, 40);
+    // The server takes TCP with TLS only; siplb's connection is one.
+    assert_eq!(
+        pg.psql(
+            "siplb",
+            "SELECT count(*) > 0 FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND datname = 'siplb' AND client_addr IS NOT NULL"
+        ),
+        "t"
+    );
     drop(siplb);
 }

@@ -54,8 +54,8 @@ fn write_policy(path: &std::path::Path) -> std::io::Result<()> {
 /// Debian packages the tests need: sipp, `ip` and `ss` (network namespaces), `ps`, `ethtool`
 /// (checksum offload on veth for the cpumap test), `capsh` (siplb without BPF capabilities),
 /// `script` (siplb's log on a terminal), `postgresql` (the accounting sink's tests start
-/// a server of their own), `redis-server` (so do the fleet-limit tests) and `kamailio` (a real
-/// peer on either side of siplb).
+/// a server of their own), `openssl` (their certificates for TLS), `redis-server` (so do the
+/// fleet-limit tests) and `kamailio` (a real peer on either side of siplb).
 pub const TEST_PACKAGES: &[&str] = &[
     "sip-tester",
     "iproute2",
@@ -64,6 +64,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "bsdutils",
     "postgresql",
+    "openssl",
     "redis-server",
     "kamailio",
 ];

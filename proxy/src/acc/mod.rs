@@ -14,7 +14,8 @@
 //! sync on demand, rotation, torn-line recovery), `journal` its group commit (one durable
 //! journal write per round, checkpoints, replay after a crash) over `direct` (block-aligned
 //! `O_DIRECT | O_DSYNC` writes); `spool` and `postgres` the PostgreSQL sink (a
-//! durable spool the writer fills, a shipper thread that empties it into the database).
+//! durable spool the writer fills, a shipper thread that empties it into the database), with
+//! `pgtls` its TLS as libpq's `sslmode` asks for it.
 
 pub mod accountant;
 pub mod config;
@@ -22,6 +23,7 @@ mod direct;
 pub mod encode;
 pub mod files;
 pub mod journal;
+pub mod pgtls;
 pub mod plane;
 pub mod postgres;
 pub mod record;

@@ -36,7 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The tables, as shipped in the repository.
 pub const SCHEMA: &str = include_str!("../../sql/acc.sql");
@@ -56,28 +57,17 @@ pub const REJECTED: &str = "rejected.jsonl";
 const STAGE_ACC: &str = "siplb_stage_acc";
 const STAGE_CDRS: &str = "siplb_stage_cdrs";
 
-/// Parses the libpq connection string (`acc.postgres`). siplb speaks to PostgreSQL without
-/// TLS: a string that requires it is refused here rather than failing at every connection.
-pub fn parse(conn: &str) -> Result<tokio_postgres::Config, String> {
-    let pg = conn
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a libpq connection string: {e}"))?;
-    if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: siplb connects to PostgreSQL without TLS; use a Unix \
-                    socket (host=/run/postgresql) or a private network with sslmode=disable \
-                    or prefer"
-                .into(),
-        );
-    }
-    Ok(pg)
+/// Parses the libpq connection string (`acc.postgres`): tokio-postgres's settings and the TLS
+/// connector its `sslmode` asks for ([`pgtls`](super::pgtls)).
+pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
+    super::pgtls::parse(conn)
 }
 
 /// The PostgreSQL sink of `cfg`: its spool opened (a torn line set aside, counted in
 /// `acc:torn_lines`) and its shipper started.
 pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>> {
     let conn = cfg.sinks.postgres.as_deref().unwrap_or_default();
-    let pg = parse(conn)
+    let (pg, tls) = parse(conn)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("acc.postgres: {e}")))?;
     let (spool, torn) = Spool::open(&cfg.dir.join("spool"), plane.spool_records.clone())?;
     plane.torn_lines.add(torn);
@@ -89,7 +79,7 @@ pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>>
         );
     }
     let mut s = SpoolSink::new(spool.clone(), cfg.spool_max_bytes)?;
-    s.shipper = Some(Shipper::spawn(pg, spool, Counters::of(plane))?);
+    s.shipper = Some(Shipper::spawn(pg, tls, spool, Counters::of(plane))?);
     Ok(Box::new(s))
 }
 
@@ -124,6 +114,7 @@ impl Counters {
 impl Shipper {
     pub fn spawn(
         pg: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
         spool: Spool,
         counters: Counters,
     ) -> io::Result<Shipper> {
@@ -134,6 +125,7 @@ impl Shipper {
             .build()?;
         let mut run = Run {
             pg,
+            tls,
             spool: spool.clone(),
             finish: finish.clone(),
             stop: stop.clone(),
@@ -181,6 +173,7 @@ impl Shipper {
 
 struct Run {
     pg: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     spool: Spool,
     finish: Arc<Mutex<Option<Instant>>>,
     stop: Arc<AtomicBool>,
@@ -419,7 +412,11 @@ impl Run {
     /// `missed_calls` and `cdrs` have siplb's columns.
     async fn connect(&mut self) -> Result<Client, Failed> {
         let connection = |e: tokio_postgres::Error| Failed::Connection(describe(&e));
-        let (client, conn) = self.pg.connect(NoTls).await.map_err(connection)?;
+        let (client, conn) = self
+            .pg
+            .connect(self.tls.clone())
+            .await
+            .map_err(connection)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("acc: PostgreSQL connection: {e}");

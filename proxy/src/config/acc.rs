@@ -131,7 +131,7 @@ fn table_name(s: &Spanned<String>, invalid: Invalid<'_>) -> Result<String, Confi
             "acc.rule.table",
             format!(
                 "`{t}` is not a table for transaction records: lower-case letters, digits and \
-                 `_`, starting with a letter, at most 63 (`cdrs` holds CDRs only)"
+                 `_`, not starting with a digit, at most 63 (`cdrs` holds CDRs only)"
             ),
         ));
     }
@@ -412,16 +412,17 @@ sinks = ["files", "postgres"]
         );
         let e = parse("host='unterminated").unwrap_err().to_string();
         assert!(e.contains("`acc.postgres`"), "{e}");
-        // TLS is not spoken: a string that demands it says so at once, with its line.
-        let e = parse("host=db.example sslmode=require")
+        // TLS as libpq has it; what cannot be done says so at once, with its line.
+        assert!(parse("host=db.example sslmode=require").is_ok());
+        assert!(parse("postgresql://siplb@db.example/siplb?sslmode=disable").is_ok());
+        let e = parse("host=db.example sslmode=verify-full sslrootcert=/nonexistent/ca.pem")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("`acc.postgres`") && e.contains("sslmode=require"),
+            e.contains("`acc.postgres`") && e.contains("/nonexistent/ca.pem"),
             "{e}"
         );
         assert!(e.contains("t.toml:15:"), "{e}");
-        assert!(parse("postgresql://siplb@db.example/siplb?sslmode=disable").is_ok());
     }
 
     #[test]
