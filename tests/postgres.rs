@@ -104,6 +104,7 @@ impl Pg {
             std::fs::write(
                 data.join("pg_hba.conf"),
                 "local all all trust\n\
+                 hostssl all siplb_cert 127.0.0.1/32 cert\n\
                  hostssl all all 127.0.0.1/32 trust\n\
                  hostnossl all all 127.0.0.1/32 reject\n",
             )
@@ -136,6 +137,8 @@ impl Pg {
                 "ssl=on",
                 "ssl_cert_file=server.crt",
                 "ssl_key_file=server.key",
+                // The CA of client certificates (`cert` in pg_hba.conf).
+                "ssl_ca_file=ca.crt",
             ]
         } else {
             vec!["listen_addresses="]
@@ -259,55 +262,47 @@ impl Drop for Pg {
     }
 }
 
-/// A CA (`<dir>/ca.crt`) and the server certificate it issues for `localhost`, and its key,
-/// in `data` for the server (made with `openssl`).
+/// A CA (`<dir>/ca.crt`), the server certificate it issues for `localhost` and its key (copied
+/// into `data` for the server), and a client certificate for role `siplb_cert`
+/// (`<dir>/client.crt`, `client.key`); made with `openssl`.
 fn make_certs(dir: &Path, data: &Path, user: (u32, u32)) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
+    let openssl = |args: String| {
+        let mut cmd = Command::new("openssl");
+        // The subject last: it holds a space.
+        let (args, subject) = args.split_once(" -subj ").unwrap_or((&args, ""));
+        cmd.args(args.split(' '));
+        if !subject.is_empty() {
+            cmd.args(["-subj", subject]);
+        }
+        let out = cmd
             .current_dir(dir)
             .output()
             .expect("openssl (`apt-get install openssl`; `cargo xtask ci` installs it)");
         assert!(
             out.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
     let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    let args = |fixed: &str, subject: &str| {
-        let mut v: Vec<String> = fixed.split(' ').map(String::from).collect();
-        v.extend(["-subj".to_string(), subject.to_string()]);
-        v
-    };
-    let run = |v: Vec<String>| openssl(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    run(args(
-        &format!("req -x509 {key} -days 2 -keyout ca.key -out ca.crt"),
-        "/CN=siplb test CA",
+    openssl(format!(
+        "req -x509 {key} -days 2 -keyout ca.key -out ca.crt -subj /CN=siplb test CA"
     ));
-    run(args(
-        &format!("req {key} -keyout server.key -out server.csr"),
-        "/CN=localhost",
-    ));
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    for f in ["server.crt", "server.key"] {
+    // X.509 v3 certificates (with an extension each), as rustls takes them.
+    for (name, subject, ext) in [
+        ("server", "localhost", "subjectAltName=DNS:localhost"),
+        ("client", "siplb_cert", "extendedKeyUsage=clientAuth"),
+    ] {
+        openssl(format!(
+            "req {key} -keyout {name}.key -out {name}.csr -subj /CN={subject}"
+        ));
+        std::fs::write(dir.join(format!("{name}.ext")), format!("{ext}\n")).unwrap();
+        openssl(format!(
+            "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+             -out {name}.crt -days 2 -extfile {name}.ext"
+        ));
+    }
+    for f in ["server.crt", "server.key", "ca.crt"] {
         let to = data.join(f);
         std::fs::copy(dir.join(f), &to).unwrap();
         std::os::unix::fs::chown(&to, Some(user.0), Some(user.1)).unwrap();
@@ -712,6 +707,19 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &plain));
     calls(&dir.0, net, 10);
     all_shipped(&pg, &siplb, &dir.0, 40);
+    drop(siplb);
+    // A role that logs in with a client certificate only (`cert` in pg_hba.conf).
+    pg.psql("postgres", "CREATE ROLE siplb_cert LOGIN SUPERUSER");
+    let cert = format!(
+        "host=localhost hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_cert dbname=siplb \
+         sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+        pg.ca().display(),
+        dir.0.join("client.crt").display(),
+        dir.0.join("client.key").display()
+    );
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &cert));
+    calls(&dir.0, net, 10);
+    all_shipped(&pg, &siplb, &dir.0, 50);
     // The server takes TCP with TLS only; siplb's connection is one.
     assert_eq!(
         pg.psql(
