@@ -105,6 +105,7 @@ impl Pg {
                 data.join("pg_hba.conf"),
                 "local all all trust\n\
                  hostssl all siplb_cert 127.0.0.1/32 cert\n\
+                 hostssl all siplb_scram 127.0.0.1/32 scram-sha-256\n\
                  hostssl all all 127.0.0.1/32 trust\n\
                  hostnossl all all 127.0.0.1/32 reject\n",
             )
@@ -699,10 +700,15 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     calls(&dir.0, net, 10);
     all_shipped(&pg, &siplb, &dir.0, 30);
     drop(siplb);
-    // require without a root file: encrypted, the certificate not checked.
+    // require without a root file: encrypted, the certificate not checked; a role with a
+    // password (SCRAM, bound to the TLS channel: SCRAM-SHA-256-PLUS).
+    pg.psql(
+        "postgres",
+        "CREATE ROLE siplb_scram LOGIN SUPERUSER PASSWORD 'pass word'",
+    );
     let plain = format!(
-        "host=localhost hostaddr=127.0.0.1 port={TLS_PORT} user=postgres dbname=siplb \
-         sslmode=require"
+        "host=localhost hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_scram \
+         password='pass word' dbname=siplb sslmode=require channel_binding=require"
     );
     let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &plain));
     calls(&dir.0, net, 10);

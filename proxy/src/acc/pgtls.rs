@@ -88,12 +88,13 @@ pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
         .map_err(|e| format!("not a libpq connection string: {e}"))?;
     let unix_only =
         !pg.get_hosts().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
-    pg.ssl_mode(if unix_only {
-        PgMode::Disable
-    } else {
-        keys.mode.of_connection()
-    });
     let home = std::env::var_os("HOME").map(PathBuf::from);
+    if unix_only {
+        // No TLS, so no file of the TLS keys is needed either (libpq does not read them).
+        pg.ssl_mode(PgMode::Disable);
+        return Ok((pg, connector(&TlsKeys::default(), None)?));
+    }
+    pg.ssl_mode(keys.mode.of_connection());
     Ok((pg, connector(&keys, home.as_deref())?))
 }
 
@@ -519,11 +520,16 @@ mod tests {
         assert_eq!(mode("host=db sslmode=allow"), Ok(PgMode::Prefer));
         assert_eq!(mode("host=db"), Ok(PgMode::Prefer));
         assert_eq!(mode("host=db sslmode=require"), Ok(PgMode::Require));
-        // A Unix socket never has TLS.
+        // A Unix socket never has TLS, and needs none of its files.
         assert_eq!(
             mode("host=/run/postgresql sslmode=require"),
             Ok(PgMode::Disable)
         );
+        assert_eq!(
+            mode("host=/run/postgresql sslmode=verify-full sslrootcert=/nonexistent.pem"),
+            Ok(PgMode::Disable)
+        );
+        assert!(mode("host=db sslmode=verify-full sslrootcert=/nonexistent.pem").is_err());
     }
 
     #[test]
