@@ -135,6 +135,25 @@ fn trim_end(buf: &[u8], start: usize, mut end: usize) -> usize {
     end
 }
 
+/// Whether every NUL of `h` (a start line and headers) is the second byte of a quoted pair:
+/// after a `\` inside a quoted string of its header, folded lines included. One pass.
+fn nuls_are_quoted_pairs(h: &[u8]) -> bool {
+    let (mut quoted, mut i) = (false, 0);
+    while i < h.len() {
+        match h[i] {
+            0 => return false,
+            b'"' => quoted = !quoted,
+            // The pair's second byte skipped, whatever it is but a line's end.
+            b'\\' if quoted && !matches!(h.get(i + 1), Some(b'\r' | b'\n')) => i += 1,
+            // A header ends where a line does not continue (folding).
+            b'\n' if !matches!(h.get(i + 1), Some(b' ' | b'\t')) => quoted = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The end of a line's content: before `\r\n` or `\n`.
 fn content_end(buf: &[u8], start: usize, lf: usize) -> usize {
     if lf > start && buf[lf - 1] == b'\r' {
@@ -330,8 +349,8 @@ impl<'a> SipMsg<'a> {
         // a quoted string, RFC 4475 intmeth); a raw one in a request would reach the records
         // and the logs. A response's is forwarded: refusing it would fail the call.
         if matches!(start, StartLine::Request { .. })
-            && memchr::memchr_iter(0, &buf[s..headers_end])
-                .any(|i| i == 0 || buf[s + i - 1] != b'\\')
+            && memchr::memchr(0, &buf[s..headers_end]).is_some()
+            && !nuls_are_quoted_pairs(&buf[s..headers_end])
         {
             return Err(ParseError::HeaderLine);
         }
