@@ -461,6 +461,13 @@ fn records_land_in_postgresql_exactly_once_in_order_across_a_server_restart() {
         "{}",
         siplb.log()
     );
+    assert!(
+        siplb
+            .log()
+            .contains("connected to PostgreSQL, database siplb as postgres, without TLS"),
+        "{}",
+        siplb.log()
+    );
     drop(siplb);
 }
 
@@ -689,6 +696,13 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     );
     calls(&dir.0, net, 10);
     all_shipped(&pg, &siplb, &dir.0, 20);
+    assert!(
+        siplb
+            .log()
+            .contains("connected to PostgreSQL, database siplb as postgres, over TLSv1.3"),
+        "{}",
+        siplb.log()
+    );
     drop(siplb);
     // verify-full to the name the certificate is for, as a URL.
     let ca = pg.ca().display().to_string().replace('/', "%2F");

@@ -463,6 +463,24 @@ impl Run {
             ))
             .await
             .map_err(failed)?;
+        // Whom and how: so that an operator sees TLS is on (or not) without asking the server.
+        let session = client
+            .query_one(
+                "SELECT current_user::text, current_database()::text, \
+                 coalesce((SELECT version FROM pg_catalog.pg_stat_ssl \
+                 WHERE pid = pg_backend_pid() AND ssl), '')",
+                &[],
+            )
+            .await
+            .map_err(failed)?;
+        let (user, db, tls): (String, String, String) =
+            (session.get(0), session.get(1), session.get(2));
+        let how = if tls.is_empty() {
+            "without TLS".to_string()
+        } else {
+            format!("over {tls}")
+        };
+        tracing::info!("acc: connected to PostgreSQL, database {db} as {user}, {how}");
         Ok(client)
     }
 }
