@@ -714,15 +714,16 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     calls(&dir.0, net, 10);
     all_shipped(&pg, &siplb, &dir.0, 30);
     drop(siplb);
-    // require without a root file: encrypted, the certificate not checked; a role with a
-    // password (SCRAM, bound to the TLS channel: SCRAM-SHA-256-PLUS).
+    // require without a root file: encrypted, the certificate not checked (an address
+    // without a name will do); a role with a password (SCRAM, bound to the TLS channel:
+    // SCRAM-SHA-256-PLUS).
     pg.psql(
         "postgres",
         "CREATE ROLE siplb_scram LOGIN SUPERUSER PASSWORD 'pass word'",
     );
     let plain = format!(
-        "host=localhost hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_scram \
-         password='pass word' dbname=siplb sslmode=require channel_binding=require"
+        "hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_scram password='pass word' \
+         dbname=siplb sslmode=require channel_binding=require"
     );
     let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &plain));
     calls(&dir.0, net, 10);

@@ -94,6 +94,21 @@ pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
         pg.ssl_mode(PgMode::Disable);
         return Ok((pg, connector(&TlsKeys::default(), None)?));
     }
+    if pg.get_hosts().is_empty() && !pg.get_hostaddrs().is_empty() && keys.mode != SslMode::Disable
+    {
+        // tokio-postgres names the server for TLS by `host` only, and without one refuses
+        // the handshake; libpq needs no name short of verify-full, and for it a `host`.
+        if keys.mode == SslMode::VerifyFull {
+            return Err(
+                "sslmode=verify-full checks the server's certificate against `host`, \
+                        the name it is issued for: give host=<that name> beside hostaddr"
+                    .into(),
+            );
+        }
+        for addr in pg.get_hostaddrs().to_vec() {
+            pg.host(addr.to_string());
+        }
+    }
     pg.ssl_mode(keys.mode.of_connection());
     Ok((pg, connector(&keys, home.as_deref())?))
 }
@@ -530,6 +545,15 @@ mod tests {
             Ok(PgMode::Disable)
         );
         assert!(mode("host=db sslmode=verify-full sslrootcert=/nonexistent.pem").is_err());
+        // An address alone: named by it for the handshake, short of verify-full.
+        let (pg, _) = parse("hostaddr=10.0.0.5 sslmode=require").unwrap();
+        assert_eq!(pg.get_hosts(), &[Host::Tcp("10.0.0.5".into())]);
+        let e = parse("hostaddr=10.0.0.5 sslmode=verify-full")
+            .err()
+            .unwrap();
+        assert!(e.contains("host=<that name>"), "{e}");
+        let (pg, _) = parse("hostaddr=10.0.0.5 sslmode=disable").unwrap();
+        assert!(pg.get_hosts().is_empty());
     }
 
     #[test]
