@@ -70,6 +70,8 @@ impl SslMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsKeys {
     pub mode: SslMode,
+    /// `sslmode` was in the string (`sslrootcert=system` makes the default `verify-full`).
+    pub mode_given: bool,
     /// A file of PEM certificates, or `system`.
     pub root_cert: Option<String>,
     pub cert: Option<PathBuf>,
@@ -86,8 +88,20 @@ pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
     let mut pg = rest
         .parse::<tokio_postgres::Config>()
         .map_err(|e| format!("not a libpq connection string: {e}"))?;
+    if pg.get_ssl_mode() != PgMode::Prefer {
+        // The split missed an sslmode that tokio-postgres read: never connect on a guess.
+        return Err(
+            "sslmode is written in a way siplb does not read; write it as sslmode=<mode>".into(),
+        );
+    }
+    if pg.get_hosts().is_empty() && pg.get_hostaddrs().is_empty() {
+        return Err(
+            "no host: give host=<name, address or Unix socket folder> (or hostaddr)".into(),
+        );
+    }
+    // A `hostaddr` is connected to over TCP whatever `host` says.
     let unix_only =
-        !pg.get_hosts().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+        pg.get_hostaddrs().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
     let home = std::env::var_os("HOME").map(PathBuf::from);
     if unix_only {
         // No TLS, so no file of the TLS keys is needed either (libpq does not read them).
@@ -127,11 +141,29 @@ pub fn split(conn: &str) -> Result<(String, TlsKeys), String> {
     };
     let mut keys = TlsKeys::default();
     for (k, v) in pairs {
-        match k.as_str() {
-            "sslmode" => keys.mode = SslMode::parse(&v)?,
-            "sslrootcert" => keys.root_cert = Some(v),
-            "sslcert" => keys.cert = Some(v.into()),
-            _ => keys.key = Some(v.into()),
+        // An empty value is the key's default, as with libpq.
+        let v = Some(v).filter(|v| !v.is_empty());
+        match (k.as_str(), v) {
+            ("sslmode", Some(v)) => {
+                keys.mode = SslMode::parse(&v)?;
+                keys.mode_given = true;
+            }
+            ("sslmode", None) => keys.mode_given = false,
+            ("sslrootcert", v) => keys.root_cert = v,
+            ("sslcert", v) => keys.cert = v.map(PathBuf::from),
+            (_, v) => keys.key = v.map(PathBuf::from),
+        }
+    }
+    if keys.root_cert.as_deref() == Some("system") {
+        // libpq (PostgreSQL 16): the system's CAs vouch for any name, so only verify-full.
+        if !keys.mode_given {
+            keys.mode = SslMode::VerifyFull;
+        } else if keys.mode != SslMode::VerifyFull {
+            return Err(
+                "sslrootcert=system takes sslmode=verify-full only (any public CA vouches \
+                 for a certificate of some name; the name is what is checked)"
+                    .into(),
+            );
         }
     }
     Ok((rest, keys))
@@ -141,72 +173,72 @@ pub fn split(conn: &str) -> Result<(String, TlsKeys), String> {
 /// `\` escaping the next character (the grammar of libpq and tokio-postgres). The TLS pairs
 /// are cut out; the others stay as they were written.
 fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> {
-    let b = s.as_bytes();
-    let mut i = 0;
+    // By character, white space as tokio-postgres has it (`char::is_whitespace`).
+    let cs: Vec<(usize, char)> = s.char_indices().collect();
+    let at = |j: usize| cs.get(j).map_or(s.len(), |&(i, _)| i);
+    let ch = |j: usize| cs.get(j).map(|&(_, c)| c);
+    let mut j = 0;
     let mut rest = String::new();
     let mut kept_from = 0;
     let mut taken = Vec::new();
-    let ws = |i: &mut usize| {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
+    let ws = |j: &mut usize| {
+        while ch(*j).is_some_and(char::is_whitespace) {
+            *j += 1;
         }
     };
     loop {
-        ws(&mut i);
-        let start = i;
-        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' {
-            i += 1;
+        ws(&mut j);
+        let start = j;
+        while ch(j).is_some_and(|c| !c.is_whitespace() && c != '=') {
+            j += 1;
         }
-        if i == start {
+        if j == start {
             break;
         }
-        let key = &s[start..i];
-        ws(&mut i);
-        if b.get(i) != Some(&b'=') {
+        let key = &s[at(start)..at(j)];
+        ws(&mut j);
+        if ch(j) != Some('=') {
             return Err(format!(
                 "not a libpq connection string: `{key}` is not followed by `=`"
             ));
         }
-        i += 1;
-        ws(&mut i);
-        let mut value = Vec::new();
-        if b.get(i) == Some(&b'\'') {
-            i += 1;
+        j += 1;
+        ws(&mut j);
+        let mut value = String::new();
+        if ch(j) == Some('\'') {
+            j += 1;
             loop {
-                match b.get(i) {
+                match ch(j) {
                     None => {
                         return Err("not a libpq connection string: a quoted value is not \
                                     closed"
                             .into());
                     }
-                    Some(b'\'') => break,
-                    Some(b'\\') if i + 1 < b.len() => {
-                        value.push(b[i + 1]);
-                        i += 2;
+                    Some('\'') => break,
+                    Some('\\') if j + 1 < cs.len() => {
+                        value.push(cs[j + 1].1);
+                        j += 2;
                     }
-                    Some(&c) => {
+                    Some(c) => {
                         value.push(c);
-                        i += 1;
+                        j += 1;
                     }
                 }
             }
-            i += 1;
+            j += 1;
         } else {
-            while i < b.len() && !b[i].is_ascii_whitespace() {
-                if b[i] == b'\\' && i + 1 < b.len() {
-                    i += 1;
+            while let Some(c) = ch(j).filter(|c| !c.is_whitespace()) {
+                if c == '\\' && j + 1 < cs.len() {
+                    j += 1;
                 }
-                value.push(b[i]);
-                i += 1;
+                value.push(cs[j].1);
+                j += 1;
             }
         }
         if KEYS.contains(&key) {
-            rest.push_str(&s[kept_from..start]);
-            kept_from = i;
-            taken.push((
-                key.to_string(),
-                String::from_utf8_lossy(&value).into_owned(),
-            ));
+            rest.push_str(&s[kept_from..at(start)]);
+            kept_from = at(j);
+            taken.push((key.to_string(), value));
         }
     }
     rest.push_str(&s[kept_from..]);
@@ -509,6 +541,30 @@ mod tests {
     }
 
     #[test]
+    fn white_space_is_any_that_tokio_postgres_takes_and_an_empty_value_is_the_default() {
+        // A no-break space separates pairs for tokio-postgres: so it does here.
+        let (rest, k) = keys("host=db\u{a0}sslmode=require sslrootcert=");
+        assert_eq!(
+            (rest.as_str(), k.mode),
+            ("host=db\u{a0} ", SslMode::Require)
+        );
+        assert_eq!(k.root_cert, None);
+        assert!(k.mode_given);
+    }
+
+    #[test]
+    fn the_systems_cas_are_for_verify_full_only() {
+        let (_, k) = keys("host=db sslrootcert=system");
+        assert_eq!(k.mode, SslMode::VerifyFull);
+        for weak in ["disable", "prefer", "require", "verify-ca"] {
+            let e = split(&format!("host=db sslmode={weak} sslrootcert=system")).unwrap_err();
+            assert!(e.contains("verify-full"), "{e}");
+        }
+        let (_, k) = keys("host=db sslmode=verify-full sslrootcert=system");
+        assert_eq!(k.mode, SslMode::VerifyFull);
+    }
+
+    #[test]
     fn a_bad_string_or_sslmode_is_an_error_that_says_what() {
         let e = split("host=h sslmode=always").unwrap_err();
         assert!(
@@ -545,6 +601,12 @@ mod tests {
             Ok(PgMode::Disable)
         );
         assert!(mode("host=db sslmode=verify-full sslrootcert=/nonexistent.pem").is_err());
+        // A hostaddr is reached over TCP, whatever host says: TLS as asked.
+        assert_eq!(
+            mode("host=/run/postgresql hostaddr=10.0.0.5 sslmode=require"),
+            Ok(PgMode::Require)
+        );
+        assert!(parse("dbname=siplb").err().unwrap().contains("no host"));
         // An address alone: named by it for the handshake, short of verify-full.
         let (pg, _) = parse("hostaddr=10.0.0.5 sslmode=require").unwrap();
         assert_eq!(pg.get_hosts(), &[Host::Tcp("10.0.0.5".into())]);
