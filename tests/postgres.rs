@@ -668,6 +668,14 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
             pg.ca().display()
         )
     };
+    // siplb with `conn`, 10 more calls, and every record of the folder shipped (`total`
+    // calls' worth): the running siplb.
+    let ship = |conn: &str, total: usize| {
+        let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, conn));
+        calls(&dir.0, net, 10);
+        all_shipped(&pg, &siplb, &dir.0, total);
+        siplb
+    };
     // verify-full to 127.0.0.1: the certificate is for localhost. Told, and nothing lands.
     let mut siplb = Siplb::start(
         BIN,
@@ -689,13 +697,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         "no connection made the tables"
     );
     // verify-ca checks the chain only: the records of both runs land.
-    let siplb = Siplb::start(
-        BIN,
-        &dir.0,
-        &acc_config_to(net, &dir.0, &tcp("127.0.0.1", "verify-ca")),
-    );
-    calls(&dir.0, net, 10);
-    all_shipped(&pg, &siplb, &dir.0, 20);
+    let siplb = ship(&tcp("127.0.0.1", "verify-ca"), 20);
     assert!(
         siplb
             .log()
@@ -710,10 +712,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         "postgresql://postgres@localhost:{TLS_PORT}/siplb?hostaddr=127.0.0.1\
          &sslmode=verify-full&sslrootcert={ca}"
     );
-    let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &url));
-    calls(&dir.0, net, 10);
-    all_shipped(&pg, &siplb, &dir.0, 30);
-    drop(siplb);
+    drop(ship(&url, 30));
     // require without a root file: encrypted, the certificate not checked (an address
     // without a name will do); a role with a password (SCRAM, bound to the TLS channel:
     // SCRAM-SHA-256-PLUS).
@@ -725,10 +724,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         "hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_scram password='pass word' \
          dbname=siplb sslmode=require channel_binding=require"
     );
-    let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &plain));
-    calls(&dir.0, net, 10);
-    all_shipped(&pg, &siplb, &dir.0, 40);
-    drop(siplb);
+    drop(ship(&plain, 40));
     // A role that logs in with a client certificate only (`cert` in pg_hba.conf).
     pg.psql("postgres", "CREATE ROLE siplb_cert LOGIN SUPERUSER");
     let cert = format!(
@@ -738,9 +734,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         dir.0.join("client.crt").display(),
         dir.0.join("client.key").display()
     );
-    let siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &cert));
-    calls(&dir.0, net, 10);
-    all_shipped(&pg, &siplb, &dir.0, 50);
+    let siplb = ship(&cert, 50);
     // The server takes TCP with TLS only; siplb's connection is one.
     assert_eq!(
         pg.psql(
