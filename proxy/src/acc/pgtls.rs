@@ -129,7 +129,7 @@ pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
 
 /// Takes the TLS keys out of `conn`: the rest of the string, as tokio-postgres parses it,
 /// and the keys.
-pub fn split(conn: &str) -> Result<(String, TlsKeys), String> {
+fn split(conn: &str) -> Result<(String, TlsKeys), String> {
     let trimmed = conn.trim_start();
     let (rest, pairs) = if ["postgres://", "postgresql://"]
         .iter()
@@ -301,7 +301,7 @@ enum Check {
 }
 
 /// The rustls connector for `keys`; `home` is where `~/.postgresql/root.crt` is looked for.
-pub fn connector(keys: &TlsKeys, home: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+fn connector(keys: &TlsKeys, home: Option<&Path>) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let default_root = home
         .map(|h| h.join(".postgresql/root.crt"))

@@ -57,17 +57,11 @@ pub const REJECTED: &str = "rejected.jsonl";
 const STAGE_ACC: &str = "siplb_stage_acc";
 const STAGE_CDRS: &str = "siplb_stage_cdrs";
 
-/// Parses the libpq connection string (`acc.postgres`): tokio-postgres's settings and the TLS
-/// connector its `sslmode` asks for ([`pgtls`](super::pgtls)).
-pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
-    super::pgtls::parse(conn)
-}
-
 /// The PostgreSQL sink of `cfg`: its spool opened (a torn line set aside, counted in
 /// `acc:torn_lines`) and its shipper started.
 pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>> {
     let conn = cfg.sinks.postgres.as_deref().unwrap_or_default();
-    let (pg, tls) = parse(conn)
+    let (pg, tls) = super::pgtls::parse(conn)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("acc.postgres: {e}")))?;
     let (spool, torn) = Spool::open(&cfg.dir.join("spool"), plane.spool_records.clone())?;
     plane.torn_lines.add(torn);
@@ -732,7 +726,7 @@ mod tests {
         for c in CDR_COLUMNS.iter().chain(&ACC_COLUMNS) {
             assert!(SCHEMA.contains(&format!("\n    {c} ")), "{c}");
         }
-        assert!(parse("host=/tmp port=5 user=postgres dbname=x").is_ok());
-        assert!(parse("host='unterminated").is_err());
+        assert!(crate::acc::pgtls::parse("host=/tmp port=5 user=postgres dbname=x").is_ok());
+        assert!(crate::acc::pgtls::parse("host='unterminated").is_err());
     }
 }

@@ -265,7 +265,7 @@ pub(super) fn acc(
     }
     match (&f.postgres, postgres_sink) {
         (Some(p), _) => {
-            crate::acc::postgres::parse(p.get_ref())
+            crate::acc::pgtls::parse(p.get_ref())
                 .map_err(|e| invalid(p.span(), "acc.postgres", e))?;
             sinks.postgres = Some(p.get_ref().clone());
         }
