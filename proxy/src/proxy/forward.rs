@@ -200,11 +200,19 @@ pub fn did_param(buf: &[u8], uri: Span) -> Option<DialogId> {
     DialogId::from_param(param(buf, u.params, b"did")?.of(buf))
 }
 
-/// The URI of the first Contact of `msg` (empty when it has none).
+/// The URI of the first Contact of `msg`, when it can be a Request-URI: a `sip:`/`sips:` URI
+/// without `?headers`, white space or control characters (empty otherwise: none, `*`,
+/// another scheme). siplb's own in-dialog
+/// requests (BYE) go to it.
 pub fn first_contact<'a>(msg: &SipMsg<'a>) -> &'a [u8] {
     msg.headers_named(HeaderName::Contact)
         .find_map(|(_, h)| CommaList::new(msg.buf, h.value()).next()?.ok())
         .and_then(|el| NameAddr::locate(msg.buf, el))
+        .filter(|na| {
+            let uri = na.uri.of(msg.buf);
+            !uri.iter().any(|&b| b <= b' ' || b == 0x7f)
+                && SipUri::parse(msg.buf, na.uri).is_ok_and(|u| u.params.end == na.uri.end)
+        })
         .map_or(&b""[..], |na| na.uri.of(msg.buf))
 }
 

@@ -221,12 +221,13 @@ pub fn hop_request(
             HeaderName::From | HeaderName::CallId | HeaderName::Route => {
                 out.extend_from_slice(h.line().of(buf))
             }
-            HeaderName::To => match response {
-                Some(r) => {
-                    if let Some((_, rh)) = r.headers_named(HeaderName::To).next() {
-                        out.extend_from_slice(rh.line().of(r.buf));
-                    }
-                }
+            // The response's To when it is one (a gateway's garbled To would make the ACK
+            // garbage too; the branch matches the ACK to its transaction either way).
+            HeaderName::To => match response
+                .filter(|r| r.to_checked().is_some())
+                .and_then(|r| Some((r, r.headers_named(HeaderName::To).next()?.1)))
+            {
+                Some((r, rh)) => out.extend_from_slice(rh.line().of(r.buf)),
                 None => out.extend_from_slice(h.line().of(buf)),
             },
             _ => continue,

@@ -3,7 +3,7 @@
 
 use super::target::Target;
 use crate::sip::value::{Params, host_ip};
-use crate::sip::{Rewrite, SipMsg};
+use crate::sip::{HeaderName, Rewrite, SipMsg};
 use std::net::{IpAddr, SocketAddr};
 
 /// The RFC 3261 branch magic cookie.
@@ -49,6 +49,24 @@ pub fn write_via(out: &mut Vec<u8>, local: Target, branch: &[u8]) {
     let _ = write!(out, "Via: SIP/2.0/{t} {addr};branch=");
     out.extend_from_slice(branch);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a response carries a Via value below the top one. Without one it was meant for
+/// this element and is not passed on (RFC 3261 §16.7 step 3): a gateway that drops the
+/// caller's Via answers nobody siplb could forward to.
+pub fn has_via_below_top(msg: &SipMsg<'_>) -> bool {
+    let buf = msg.buf;
+    msg.headers_named(HeaderName::Via).any(|(i, h)| {
+        let v = h.value();
+        let start = if i == msg.top_via_header {
+            msg.top_via.span.end
+        } else {
+            v.start
+        };
+        buf[start as usize..v.end as usize]
+            .iter()
+            .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b','))
+    })
 }
 
 /// Whether the top Via of a response names us (sent-by equals our address).

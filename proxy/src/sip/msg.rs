@@ -570,6 +570,18 @@ impl<'a> SipMsg<'a> {
             .or_else(|| NameAddr::locate(self.buf, self.to_value))
     }
 
+    /// The To header as name-addr when it is one (for a response judged now, as a request's
+    /// is: no NUL in it either).
+    pub fn to_checked(&self) -> Option<NameAddr> {
+        self.to.or_else(|| {
+            let v = self.to_value;
+            memchr::memchr(0, v.of(self.buf))
+                .is_none()
+                .then(|| NameAddr::parse(self.buf, v).ok())
+                .flatten()
+        })
+    }
+
     pub fn to_tag(&self) -> Option<&'a [u8]> {
         self.to()
             .and_then(|t| t.tag(self.buf))

@@ -19,7 +19,7 @@ use crate::proxy::originate::{self, local_tag};
 use crate::proxy::reply::{self, Extra};
 use crate::proxy::target::Target;
 use crate::proxy::txn::{self, Cancel, ClientAction, Kind, ServerState, machine};
-use crate::proxy::via::top_via_is_ours;
+use crate::proxy::via::{has_via_below_top, top_via_is_ours};
 use crate::sip::{HeaderName, Method, SipMsg};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -73,6 +73,20 @@ impl Shard {
         let dst = t.downstream.addr;
         if src != dst && !self.cfg.routing.gateways.answers_from(dst, src) {
             self.stats.resp_wrong_source.inc();
+            return;
+        }
+        if !t.local_request && !has_via_below_top(msg) {
+            self.stats.drop_replies.inc();
+            return;
+        }
+        // A 2xx makes the dialog, whose To siplb's own requests (BYE) carry: a To that is no
+        // name-addr makes the answer unusable, as a parse error would.
+        if t.kind == Kind::Invite
+            && (200..300).contains(&code)
+            && !t.local_request
+            && msg.to_checked().is_none()
+        {
+            self.stats.bad_msg.inc();
             return;
         }
         let action = machine::on_response(t, code, now, &timers);

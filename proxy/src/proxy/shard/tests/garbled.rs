@@ -1,0 +1,104 @@
+//! Answers a broken gateway writes: what siplb passes on, and what its own requests (the ACK
+//! of a non-2xx, the BYE at a dialog's timeout) take from them. Found by `fuzz.rs`.
+
+use super::*;
+
+/// RFC 3261 §16.7 step 3: a response whose only Via is siplb's was meant for siplb and is not
+/// passed on; the call goes on as if it never came (here: the gateway's proper 486 next).
+#[test]
+fn a_response_that_lost_the_callers_via_is_not_passed_on() {
+    let mut h = Harness::new();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let ok = response(&fwd, 200, Some("gw-tag"));
+    let callers_via = fwd.header_lines(HeaderName::Via)[1].clone();
+    let only_ours = ok.replacen(&callers_via, "", 1);
+    assert_ne!(ok, only_ours);
+    let dropped = h.stats.drop_replies.get();
+    h.deliver(fwd.dst, &only_ours);
+    h.expect_nothing();
+    assert_eq!(h.stats.drop_replies.get(), dropped + 1);
+    assert_eq!(h.call_state("c1"), Some(DialogState::Unconfirmed));
+    // Both Vias on one line, comma-separated, is the same message and passes.
+    let ours = fwd.vias()[0].clone();
+    let one_line = ok.replacen(
+        &format!("Via: {ours}\r\n{callers_via}"),
+        &format!("Via: {ours}, {}", &callers_via["Via: ".len()..]),
+        1,
+    );
+    assert_ne!(ok, one_line);
+    let busy = one_line.replacen("200 OK", "486 Busy Here", 1);
+    h.deliver(fwd.dst, &busy);
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(486)),
+        "{out:#?}"
+    );
+}
+
+/// The ACK of a non-2xx final takes the response's To (with the gateway's tag) only when it is
+/// one; a garbled To is not copied into the ACK, the INVITE's is used.
+#[test]
+fn the_ack_of_a_final_with_a_garbled_to_carries_the_invites_to() {
+    let mut h = Harness::new();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let busy = response(&fwd, 486, Some("gw-tag")).replacen("To: <sip:", "To: <s\r\nip:", 1);
+    h.deliver(fwd.dst, &busy);
+    let ack = h
+        .take()
+        .into_iter()
+        .find(|o| o.dst == fwd.dst)
+        .expect("an ACK to the gateway");
+    assert!(ack.is_request(Method::Ack), "{ack:?}");
+    assert_eq!(ack.branch(), fwd.branch());
+    assert_eq!(ack.header(HeaderName::To), fwd.header(HeaderName::To));
+}
+
+/// A Contact that cannot be a Request-URI (`*`, another scheme) is not a remote target: the
+/// BYE siplb sends at the dialog's timeout goes to the gateway's address instead of `BYE *`.
+#[test]
+fn a_2xx_contact_that_is_no_request_uri_is_not_the_remote_target() {
+    for contact in ["*", "<tel:+15551234>", "<sip:gw@127.0.0.1?Subject=x>"] {
+        let timers = DialogTimers {
+            default_timeout: Duration::from_secs(10),
+            ..DialogTimers::default()
+        };
+        let mut h = limited(5, timers);
+        let inv = invite("c1", "z9hG4bK-a");
+        let (_, fwd) = h.start_call(&inv);
+        let ok = response(&fwd, 200, Some("gw-tag")).replacen(
+            &format!("Contact: <sip:+15551234@{}>", fwd.dst),
+            &format!("Contact: {contact}"),
+            1,
+        );
+        let ok = h.gateway_answers(&fwd, &ok);
+        h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+        h.take();
+        h.advance(Duration::from_secs(12));
+        let out = h.take();
+        let bye = out
+            .iter()
+            .find(|o| o.dst == fwd.dst)
+            .unwrap_or_else(|| panic!("a BYE to the gateway: {out:#?}"));
+        assert!(bye.is_request(Method::Bye), "{bye:?}");
+        assert_eq!(bye.request_uri(), format!("sip:{}", fwd.dst), "{contact}");
+    }
+}
+
+/// A 2xx whose To is no name-addr cannot make a dialog (siplb's BYE would carry that To): it
+/// is dropped as unparsable, and the gateway's next, proper one makes the call.
+#[test]
+fn a_2xx_with_a_garbled_to_is_dropped_and_the_next_one_counts() {
+    let mut h = Harness::new();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let ok = response(&fwd, 200, Some("gw-tag"));
+    let garbled = ok.replacen("To: <sip:+", "To: <sip:+>", 1);
+    assert_ne!(ok, garbled);
+    let bad = h.stats.bad_msg.get();
+    h.deliver(fwd.dst, &garbled);
+    h.expect_nothing();
+    assert_eq!(h.stats.bad_msg.get(), bad + 1);
+    assert_eq!(h.call_state("c1"), Some(DialogState::Unconfirmed));
+    let relayed = h.gateway_answers(&fwd, &ok);
+    assert!(relayed.is_response(200), "{relayed:?}");
+    assert_eq!(h.call_state("c1"), Some(DialogState::ConfirmedNoAck));
+}
