@@ -635,6 +635,7 @@ mod cleanup;
 mod dialogs;
 mod events;
 mod failover;
+mod fuzz;
 mod garbled;
 mod inbound;
 mod invite;
