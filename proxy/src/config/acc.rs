@@ -38,7 +38,7 @@ pub struct AccFile {
     /// With the journal, how long the record files may lag behind it.
     pub write_interval_ms: Spanned<u64>,
     pub rotate_bytes: u64,
-    pub rotate_interval_s: u64,
+    pub rotate_interval_s: Spanned<u64>,
     pub queue: Spanned<usize>,
     pub postgres: Option<Spanned<String>>,
     pub spool_max_mb: Spanned<u64>,
@@ -66,7 +66,7 @@ impl Default for AccFile {
             journal_kib: Spanned::new(0..0, DEFAULT_JOURNAL_KIB),
             write_interval_ms: Spanned::new(0..0, DEFAULT_WRITE_INTERVAL_MS),
             rotate_bytes: 0,
-            rotate_interval_s: 0,
+            rotate_interval_s: Spanned::new(0..0, 0),
             queue: Spanned::new(0..0, DEFAULT_QUEUE),
             postgres: None,
             spool_max_mb: Spanned::new(0..0, DEFAULT_SPOOL_MAX_MB),
@@ -370,7 +370,7 @@ pub(super) fn acc(
             write_interval: Duration::from_millis(write_interval),
             rotation: Rotation {
                 max_bytes: f.rotate_bytes,
-                max_age_s: f.rotate_interval_s,
+                max_age_s: *f.rotate_interval_s.get_ref(),
             },
             queue: *f.queue.get_ref(),
             spool_max_bytes: f.spool_max_mb.get_ref().saturating_mul(1 << 20),

@@ -15,7 +15,7 @@ pub struct ClusterFile {
     /// `closed` or `open`.
     pub on_redis_down: Spanned<String>,
     pub open_share: Spanned<f64>,
-    pub quiet_ms: u64,
+    pub quiet_ms: Spanned<u64>,
     pub wait_ms: Spanned<u64>,
 }
 
@@ -27,7 +27,7 @@ impl Default for ClusterFile {
             block: Spanned::new(0..0, 8),
             on_redis_down: Spanned::new(0..0, "closed".into()),
             open_share: Spanned::new(0..0, 0.5),
-            quiet_ms: 5_000,
+            quiet_ms: Spanned::new(0..0, 5_000),
             wait_ms: Spanned::new(0..0, 1_000),
         }
     }
@@ -103,7 +103,7 @@ pub(super) fn cluster(
         lease: Duration::from_millis(*f.lease_ms.get_ref()),
         block: *f.block.get_ref(),
         on_redis_down,
-        quiet: Duration::from_millis(f.quiet_ms),
+        quiet: Duration::from_millis(*f.quiet_ms.get_ref()),
         wait: Duration::from_millis(*f.wait_ms.get_ref()),
     }))
 }

@@ -51,7 +51,7 @@ pub(super) fn profiles(
                 ));
             }
             let limits = ProfileLimits {
-                table: f.limits.value_table,
+                table: *f.limits.value_table.get_ref(),
                 ..Default::default()
             };
             if with {
@@ -65,7 +65,7 @@ pub(super) fn profiles(
         with_value.push((
             ACCOUNT.into(),
             ProfileLimits {
-                table: f.limits.account_table,
+                table: *f.limits.account_table.get_ref(),
                 ..Default::default()
             },
         ));
@@ -120,7 +120,7 @@ pub(super) fn profiles(
         }
     }
 
-    let profiles = Profiles::new(&no_value, &with_value, f.limits.account_table);
+    let profiles = Profiles::new(&no_value, &with_value, *f.limits.account_table.get_ref());
     let rules = d
         .rule
         .iter()

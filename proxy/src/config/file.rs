@@ -49,14 +49,14 @@ pub struct ShutdownFile {
     /// `"leave"` (the peers keep talking) or `"bye"` (BYE to both sides first).
     pub dialogs: Spanned<String>,
     /// With `"bye"`: how long siplb stays up after sending them, for their answers.
-    pub bye_wait_ms: u64,
+    pub bye_wait_ms: Spanned<u64>,
 }
 
 impl Default for ShutdownFile {
     fn default() -> Self {
         ShutdownFile {
             dialogs: Spanned::new(0..0, "leave".into()),
-            bye_wait_ms: 1000,
+            bye_wait_ms: Spanned::new(0..0, 1000),
         }
     }
 }
@@ -92,7 +92,7 @@ pub struct Events {
     /// URL each event is POSTed to (`http://host:port/path`).
     pub http_post: Option<Spanned<String>>,
     /// Events waiting for the writer; more are dropped and counted.
-    pub queue: usize,
+    pub queue: Spanned<usize>,
 }
 
 impl Default for Events {
@@ -100,7 +100,7 @@ impl Default for Events {
         Events {
             file: None,
             http_post: None,
-            queue: DEFAULT_EVENTS_QUEUE,
+            queue: Spanned::new(0..0, DEFAULT_EVENTS_QUEUE),
         }
     }
 }
@@ -138,7 +138,7 @@ pub struct Workers {
     /// SO_RCVBUF of each worker socket.
     pub socket_rcvbuf: usize,
     /// Completions waited for at most per wake-up while `batch_wait_us` lasts.
-    pub batch: usize,
+    pub batch: Spanned<usize>,
     /// Microseconds a worker holding one completion waits for more (0 = none).
     pub batch_wait_us: u32,
     /// The data path: `io_uring`, `af_xdp` or `auto`.
@@ -153,7 +153,7 @@ impl Default for Workers {
             recv_buffers: Spanned::new(0..0, DEFAULT_RECV_BUFFERS),
             recv_buffer_size: Spanned::new(0..0, DEFAULT_RECV_BUFFER_SIZE),
             socket_rcvbuf: DEFAULT_SOCKET_RCVBUF,
-            batch: DEFAULT_BATCH,
+            batch: Spanned::new(0..0, DEFAULT_BATCH),
             batch_wait_us: DEFAULT_BATCH_WAIT_US,
             io: Spanned::new(0..0, "io_uring".into()),
         }
@@ -226,11 +226,11 @@ pub struct Metrics {
 pub struct TimersFile {
     pub t1_ms: Spanned<u64>,
     pub t2_ms: Spanned<u64>,
-    pub t4_ms: u64,
-    pub timer_b_ms: u64,
-    pub timer_c_ms: u64,
-    pub timer_d_ms: u64,
-    pub call_linger_ms: u64,
+    pub t4_ms: Spanned<u64>,
+    pub timer_b_ms: Spanned<u64>,
+    pub timer_c_ms: Spanned<u64>,
+    pub timer_d_ms: Spanned<u64>,
+    pub call_linger_ms: Spanned<u64>,
 }
 
 impl Default for TimersFile {
@@ -238,11 +238,11 @@ impl Default for TimersFile {
         TimersFile {
             t1_ms: Spanned::new(0..0, DEFAULT_T1_MS),
             t2_ms: Spanned::new(0..0, DEFAULT_T2_MS),
-            t4_ms: DEFAULT_T4_MS,
-            timer_b_ms: DEFAULT_TIMER_B_MS,
-            timer_c_ms: DEFAULT_TIMER_C_MS,
-            timer_d_ms: DEFAULT_TIMER_D_MS,
-            call_linger_ms: DEFAULT_CALL_LINGER_MS,
+            t4_ms: Spanned::new(0..0, DEFAULT_T4_MS),
+            timer_b_ms: Spanned::new(0..0, DEFAULT_TIMER_B_MS),
+            timer_c_ms: Spanned::new(0..0, DEFAULT_TIMER_C_MS),
+            timer_d_ms: Spanned::new(0..0, DEFAULT_TIMER_D_MS),
+            call_linger_ms: Spanned::new(0..0, DEFAULT_CALL_LINGER_MS),
         }
     }
 }
@@ -257,9 +257,9 @@ pub struct Limits {
     /// Retry-After of the overload 503.
     pub retry_after_s: u32,
     /// Values of profile `account` held at once.
-    pub account_table: usize,
+    pub account_table: Spanned<usize>,
     /// Values of each other with-value profile held at once.
-    pub value_table: usize,
+    pub value_table: Spanned<usize>,
     /// The reply to an INVITE over a profile limit.
     pub reply_code: Spanned<u16>,
     pub reply_reason: Spanned<String>,
@@ -276,8 +276,8 @@ impl Default for Limits {
             transactions_per_worker: DEFAULT_TRANSACTIONS_PER_WORKER,
             calls_per_worker: DEFAULT_CALLS_PER_WORKER,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
-            account_table: DEFAULT_ACCOUNT_TABLE,
-            value_table: DEFAULT_VALUE_TABLE,
+            account_table: Spanned::new(0..0, DEFAULT_ACCOUNT_TABLE),
+            value_table: Spanned::new(0..0, DEFAULT_VALUE_TABLE),
             reply_code: Spanned::new(0..0, DEFAULT_LIMIT_REPLY_CODE),
             reply_reason: Spanned::new(0..0, DEFAULT_LIMIT_REPLY_REASON.into()),
             reply_q850_cause: DEFAULT_LIMIT_Q850_CAUSE,
@@ -415,10 +415,10 @@ pub struct GatewaySet {
     pub failover_codes: Option<Spanned<Vec<u16>>>,
     /// How long an attempt may go without any reply while another gateway is left; 0: Timer B.
     #[serde(default)]
-    pub failover_timeout_ms: Option<u64>,
+    pub failover_timeout_ms: Option<Spanned<u64>>,
     /// OPTIONS to every gateway this often; 0: no probing.
-    #[serde(default)]
-    pub probe_interval_ms: u64,
+    #[serde(default = "zero")]
+    pub probe_interval_ms: Spanned<u64>,
     /// A probe without a final reply after this has failed.
     pub probe_timeout_ms: Option<Spanned<u64>>,
     /// Failures in a row that take a gateway down.
@@ -433,6 +433,10 @@ pub struct GatewaySet {
 
 fn yes() -> bool {
     true
+}
+
+fn zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
 }
 
 /// `[[gateway_set.gateway]]`: one gateway with its own settings.

@@ -3,6 +3,7 @@
 //! relative paths resolve from the file's folder. Defaults are the `DEFAULT_*` constants.
 
 mod acc;
+mod bounds;
 mod cluster;
 mod dialog;
 pub mod file;
@@ -212,6 +213,7 @@ impl Config {
                 key: key.into(),
                 message,
             };
+        bounds::check(&f, &invalid)?;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -237,7 +239,7 @@ impl Config {
         };
         let mut proxy = ProxyConfig::new(listen, routing);
         proxy.timers = sections::timers(&f.timers, &invalid)?;
-        proxy.dialog_linger = Duration::from_millis(f.timers.call_linger_ms);
+        proxy.dialog_linger = Duration::from_millis(*f.timers.call_linger_ms.get_ref());
         proxy.dialog = sections::dialog_timers(&f.dialog, &invalid)?;
         let (mut profiles, rules) = dialog::profiles(&f, &invalid)?;
         proxy.rules = Arc::new(rules);
@@ -294,7 +296,7 @@ impl Config {
             recv_buffers: *f.workers.recv_buffers.get_ref(),
             recv_buffer_size: *f.workers.recv_buffer_size.get_ref(),
             socket_rcvbuf: f.workers.socket_rcvbuf,
-            batch: f.workers.batch,
+            batch: *f.workers.batch.get_ref(),
             batch_wait_us: f.workers.batch_wait_us,
             io,
             steering,
@@ -307,7 +309,7 @@ impl Config {
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
             events_file: f.events.file.as_deref().map(resolve),
             events_http,
-            events_queue: f.events.queue,
+            events_queue: *f.events.queue.get_ref(),
             metrics_listen,
             xdp_mode,
             flood_rate: f.steering.flood_rate,
@@ -319,7 +321,7 @@ impl Config {
                 f.steering.flood_burst
             },
             shutdown_dialogs,
-            shutdown_bye_wait: Duration::from_millis(f.shutdown.bye_wait_ms),
+            shutdown_bye_wait: Duration::from_millis(*f.shutdown.bye_wait_ms.get_ref()),
             node,
             acc: acc.map(Arc::new),
             cluster,

@@ -498,7 +498,7 @@ fn gateway_set(
         }
         gateways.failover_codes = codes.get_ref().clone();
     }
-    match set.failover_timeout_ms {
+    match set.failover_timeout_ms.as_ref().map(|ms| *ms.get_ref()) {
         Some(0) => gateways.failover_timeout = None,
         Some(ms) => gateways.failover_timeout = Some(Duration::from_millis(ms)),
         None => {}
@@ -530,7 +530,8 @@ fn gateway_set(
 /// The probing keys of a `[[gateway_set]]`: none when `probe_interval_ms` is 0 (the others
 /// are checked all the same).
 fn probe(set: &GatewaySet, invalid: Invalid<'_>) -> Result<Option<ProbeConfig>, ConfigError> {
-    let mut p = ProbeConfig::every(Duration::from_millis(set.probe_interval_ms));
+    let interval = *set.probe_interval_ms.get_ref();
+    let mut p = ProbeConfig::every(Duration::from_millis(interval));
     if let Some(t) = &set.probe_timeout_ms {
         if *t.get_ref() == 0 {
             return Err(invalid(
@@ -580,7 +581,7 @@ fn probe(set: &GatewaySet, invalid: Invalid<'_>) -> Result<Option<ProbeConfig>, 
         }
         p.from = Some(f.get_ref().clone());
     }
-    Ok((set.probe_interval_ms > 0).then_some(p))
+    Ok((interval > 0).then_some(p))
 }
 
 /// `[timers]`: the transaction timers (the call linger time is read with them).
@@ -610,10 +611,10 @@ pub(super) fn timers(t: &TimersFile, invalid: Invalid<'_>) -> Result<Timers, Con
     Ok(Timers {
         t1: ms(t1),
         t2: ms(t2),
-        t4: ms(t.t4_ms),
-        timer_b: ms(t.timer_b_ms),
-        timer_c: ms(t.timer_c_ms),
-        timer_d: ms(t.timer_d_ms),
+        t4: ms(*t.t4_ms.get_ref()),
+        timer_b: ms(*t.timer_b_ms.get_ref()),
+        timer_c: ms(*t.timer_c_ms.get_ref()),
+        timer_d: ms(*t.timer_d_ms.get_ref()),
     })
 }
 
@@ -650,8 +651,12 @@ pub(super) fn events(e: &Events, invalid: Invalid<'_>) -> Result<Option<String>,
             format!("`{}` is not an http:// URL", u.get_ref()),
         ));
     }
-    if e.queue == 0 {
-        return Err(invalid(0..0, "events.queue", "must be at least 1".into()));
+    if *e.queue.get_ref() == 0 {
+        return Err(invalid(
+            e.queue.span(),
+            "events.queue",
+            "must be at least 1".into(),
+        ));
     }
     Ok(e.http_post.as_ref().map(|u| u.get_ref().clone()))
 }
@@ -659,12 +664,13 @@ pub(super) fn events(e: &Events, invalid: Invalid<'_>) -> Result<Option<String>,
 /// `[limits]` (but its profiles, read with the dialog's): the reply over a limit; the table
 /// and queue sizes are checked.
 pub(super) fn limits(l: &Limits, invalid: Invalid<'_>) -> Result<LimitReply, ConfigError> {
-    if l.account_table == 0 || l.value_table == 0 {
-        return Err(invalid(
-            0..0,
-            "limits.account_table",
-            "limits.account_table and limits.value_table must be at least 1".into(),
-        ));
+    for (v, key) in [
+        (&l.account_table, "limits.account_table"),
+        (&l.value_table, "limits.value_table"),
+    ] {
+        if *v.get_ref() == 0 {
+            return Err(invalid(v.span(), key, "must be at least 1".into()));
+        }
     }
     let code = *l.reply_code.get_ref();
     if !(400..=699).contains(&code) {

@@ -86,3 +86,155 @@ fn a_table_defined_twice_is_named_at_its_second_header() {
     let e = error_after_min("[timers]\nt1_ms = 500\n\n[timers]\nt2_ms = 4000\n");
     assert!(e.starts_with("/etc/siplb/t.toml:16: `[timers]`: "), "{e}");
 }
+
+/// Every number that sizes memory or is added to a clock has an upper bound: one above it
+/// (and the largest TOML integer) is an error naming the key at its line, the bound itself
+/// is taken. Before, `dialog.default_timeout_s = 9223372036854775807` was taken and the
+/// first answered call overflowed the clock in a worker, and a queue or table of a few
+/// zeros too many tried to allocate it all at start.
+#[test]
+fn numbers_that_size_memory_or_set_a_timer_have_an_upper_bound() {
+    const BIG: u64 = i64::MAX as u64;
+    let redis = "[cluster]\nredis = [\"redis://127.0.0.1:6379\"]\n";
+    // (text before the key, the key's line, its name in the error, the key as written, max)
+    let cases: &[(&str, usize, &str, &str, u64)] = &[
+        ("[timers]\n", 14, "timers.t2_ms", "t2_ms", 60_000),
+        ("[timers]\n", 14, "timers.t4_ms", "t4_ms", 60_000),
+        (
+            "[timers]\n",
+            14,
+            "timers.timer_b_ms",
+            "timer_b_ms",
+            86_400_000,
+        ),
+        (
+            "[timers]\n",
+            14,
+            "timers.timer_c_ms",
+            "timer_c_ms",
+            86_400_000,
+        ),
+        (
+            "[timers]\n",
+            14,
+            "timers.timer_d_ms",
+            "timer_d_ms",
+            86_400_000,
+        ),
+        (
+            "[timers]\n",
+            14,
+            "timers.call_linger_ms",
+            "call_linger_ms",
+            86_400_000,
+        ),
+        (
+            "[dialog]\n",
+            14,
+            "dialog.default_timeout_s",
+            "default_timeout_s",
+            31_536_000,
+        ),
+        (
+            "[dialog]\n",
+            14,
+            "dialog.early_timeout_s",
+            "early_timeout_s",
+            31_536_000,
+        ),
+        (
+            "[dialog]\n",
+            14,
+            "dialog.noack_timeout_s",
+            "noack_timeout_s",
+            31_536_000,
+        ),
+        (
+            "[limits]\n",
+            14,
+            "limits.queue_per_worker",
+            "queue_per_worker",
+            1 << 24,
+        ),
+        (
+            "[limits]\n",
+            14,
+            "limits.account_table",
+            "account_table",
+            1 << 24,
+        ),
+        (
+            "[limits]\n",
+            14,
+            "limits.value_table",
+            "value_table",
+            1 << 24,
+        ),
+        ("[events]\n", 14, "events.queue", "queue", 1 << 24),
+        ("[workers]\n", 14, "workers.batch", "batch", 1024),
+        (
+            "[shutdown]\n",
+            14,
+            "shutdown.bye_wait_ms",
+            "bye_wait_ms",
+            86_400_000,
+        ),
+        (
+            "",
+            13,
+            "gateway_set.probe_interval_ms",
+            "probe_interval_ms",
+            86_400_000,
+        ),
+        (
+            "",
+            13,
+            "gateway_set.probe_timeout_ms",
+            "probe_timeout_ms",
+            86_400_000,
+        ),
+        (
+            "",
+            13,
+            "gateway_set.failover_timeout_ms",
+            "failover_timeout_ms",
+            86_400_000,
+        ),
+        (redis, 15, "cluster.lease_ms", "lease_ms", 86_400_000),
+        (redis, 15, "cluster.quiet_ms", "quiet_ms", 86_400_000),
+        (redis, 15, "cluster.wait_ms", "wait_ms", 86_400_000),
+        ("[acc]\n", 14, "acc.queue", "queue", 1 << 24),
+        (
+            "[acc]\n",
+            14,
+            "acc.rotate_interval_s",
+            "rotate_interval_s",
+            31_536_000,
+        ),
+    ];
+    for &(before, line, name, key, max) in cases {
+        for too_big in [max + 1, BIG] {
+            let e = error_after_min(&format!("{before}{key} = {too_big}\n"));
+            let unit = ["_ms", "_s"]
+                .iter()
+                .find(|u| key.ends_with(*u))
+                .map_or("", |u| &u[1..]);
+            assert_eq!(
+                e,
+                format!(
+                    "/etc/siplb/t.toml:{line}: `{name}`: {too_big}{unit} is too large: \
+                     at most {max}{unit}"
+                ),
+            );
+        }
+        let ok = format!("{MIN}\n{before}{key} = {max}\n");
+        if let Err(e) = parse(&ok) {
+            panic!("{name} = {max} is refused: {e}");
+        }
+    }
+    let e = error_after_min("[workers]\nbatch = 0\n");
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `workers.batch`: must be at least 1"
+    );
+}
