@@ -75,6 +75,8 @@ shard_stats! {
     drop_requests => names::CORE_DROP_REQUESTS,
     /// Responses dropped (no matching transaction, not ours, malformed).
     drop_replies => names::CORE_DROP_REPLIES,
+    /// Responses passed on with the request's Vias put back: they had none below siplb's.
+    replies_vias_restored => names::CORE_VIAS_RESTORED,
     /// Datagrams that failed to parse.
     bad_msg => names::CORE_BAD_MSG_HDR,
     /// Replies siplb generated itself (100 excluded).

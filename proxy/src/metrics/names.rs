@@ -7,6 +7,7 @@ pub const CORE_FWD_REQUESTS: &str = "core:fwd_requests";
 pub const CORE_FWD_REPLIES: &str = "core:fwd_replies";
 pub const CORE_DROP_REQUESTS: &str = "core:drop_requests";
 pub const CORE_DROP_REPLIES: &str = "core:drop_replies";
+pub const CORE_VIAS_RESTORED: &str = "core:vias_restored";
 pub const CORE_BAD_MSG_HDR: &str = "core:bad_msg_hdr";
 pub const CORE_FORBIDDEN: &str = "core:forbidden";
 pub const CORE_OVERLOAD_503: &str = "core:overload_503";

@@ -106,15 +106,22 @@ pub fn request(
 }
 
 /// Writes response `msg` as passed back upstream into `out`: without siplb's Via, and with
-/// CSeq number `cseq` when given (shifted back to the caller's).
-pub fn response(msg: &SipMsg<'_>, cseq: Option<u32>, rw: &mut Rewrite, out: &mut Vec<u8>) {
+/// CSeq number `cseq` when given (shifted back to the caller's). `vias`: the Via lines the
+/// request came with, put in place of siplb's when the response has no other (see
+/// [`remove_own_via`]).
+pub fn response(
+    msg: &SipMsg<'_>,
+    cseq: Option<u32>,
+    vias: Option<&[u8]>,
+    rw: &mut Rewrite,
+    out: &mut Vec<u8>,
+) {
     let buf = msg.buf;
     rw.clear();
     if let Some(n) = cseq {
         rewrite_cseq(msg, n, rw);
     }
-    let h = msg.headers()[msg.top_via_header];
-    remove_list_element(buf, h.line(), h.value(), msg.top_via.span, rw);
+    remove_own_via(msg, vias, rw);
     if msg.content_length.is_none() {
         rw.insert_fmt(
             msg.headers_end as usize,
@@ -124,14 +131,30 @@ pub fn response(msg: &SipMsg<'_>, cseq: Option<u32>, rw: &mut Rewrite, out: &mut
     rw.apply(buf, msg.end(), out);
 }
 
+/// siplb's Via taken off response `msg`. A response that carries no other Via (a UAS that
+/// answered an INVITE with the Vias of the CANCEL that followed it, as many test scenarios
+/// do) gets `vias`, those the request came with, in its place: what the server transaction
+/// would have answered with (RFC 3261 §8.2.6.2), so that the caller can match it.
+fn remove_own_via(msg: &SipMsg<'_>, vias: Option<&[u8]>, rw: &mut Rewrite) {
+    let h = msg.headers()[msg.top_via_header];
+    match vias {
+        Some(v) => rw.replace(h.line().start as usize, h.line().end as usize, |o| {
+            o.extend_from_slice(v)
+        }),
+        None => remove_list_element(msg.buf, h.line(), h.value(), msg.top_via.span, rw),
+    }
+}
+
 /// A response passed upstream with another status line (`SIP/2.0 <code> <reason>`) and
 /// without the headers called `drop`; otherwise as [`response`].
+#[allow(clippy::too_many_arguments)]
 pub fn response_as(
     msg: &SipMsg<'_>,
     code: u16,
     reason: &str,
     drop: &[u8],
     cseq: Option<u32>,
+    vias: Option<&[u8]>,
     rw: &mut Rewrite,
     out: &mut Vec<u8>,
 ) {
@@ -144,8 +167,7 @@ pub fn response_as(
     rw.replace(line.start as usize, line.end as usize, |o| {
         let _ = write!(o, "SIP/2.0 {code} {reason}\r\n");
     });
-    let h = msg.headers()[msg.top_via_header];
-    remove_list_element(buf, h.line(), h.value(), msg.top_via.span, rw);
+    remove_own_via(msg, vias, rw);
     for h in msg.headers() {
         if h.name_bytes(buf).eq_ignore_ascii_case(drop) {
             rw.delete(h.line().start as usize, h.line().end as usize);

@@ -75,10 +75,6 @@ impl Shard {
             self.stats.resp_wrong_source.inc();
             return;
         }
-        if !t.local_request && !has_via_below_top(msg) {
-            self.stats.drop_replies.inc();
-            return;
-        }
         // A 2xx makes the dialog, whose To siplb's own requests (BYE) carry: a To that is no
         // name-addr makes the answer unusable, as a parse error would.
         if t.kind == Kind::Invite
@@ -432,7 +428,8 @@ impl Shard {
     fn relay(&mut self, id: TxnId, msg: &SipMsg<'_>, keep: bool) {
         let mut out = self.out.buffer();
         let cseq = self.caller_cseq(id, msg);
-        forward::response(msg, cseq, &mut self.rewrite, &mut out);
+        let vias = self.missing_vias(id, msg);
+        forward::response(msg, cseq, vias.as_deref(), &mut self.rewrite, &mut out);
         let Some(t) = self.txns.get_mut(id) else {
             self.out.recycle(out);
             return;
@@ -443,6 +440,24 @@ impl Shard {
         }
         self.stats.fwd_replies.inc();
         self.out.send(t.upstream, out);
+    }
+
+    /// The Via lines the request of transaction `id` came with, when response `msg` has none
+    /// below siplb's (RFC 3261 §16.7 step 3 would have it dropped; siplb, stateful, answers
+    /// the caller as its server transaction would): those of the request as forwarded, but
+    /// siplb's own first line.
+    fn missing_vias(&self, id: TxnId, msg: &SipMsg<'_>) -> Option<Vec<u8>> {
+        if has_via_below_top(msg) {
+            return None;
+        }
+        self.stats.replies_vias_restored.inc();
+        let t = self.txns.get(id)?;
+        let fwd = SipMsg::parse(&t.forwarded).ok()?;
+        let mut vias = Vec::new();
+        for (_, h) in fwd.headers_named(HeaderName::Via).skip(1) {
+            vias.extend_from_slice(h.line().of(fwd.buf));
+        }
+        (!vias.is_empty()).then_some(vias)
     }
 
     /// The CSeq number a response to transaction `id` goes back to the caller with, when its
@@ -457,12 +472,14 @@ impl Shard {
     fn relay_503_as_500(&mut self, id: TxnId, msg: &SipMsg<'_>) {
         let mut out = self.out.buffer();
         let cseq = self.caller_cseq(id, msg);
+        let vias = self.missing_vias(id, msg);
         forward::response_as(
             msg,
             500,
             "Server Internal Error",
             b"Retry-After",
             cseq,
+            vias.as_deref(),
             &mut self.rewrite,
             &mut out,
         );
