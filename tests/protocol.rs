@@ -295,3 +295,108 @@ fn a_datagram_over_the_receive_buffer_gets_513() {
     assert_eq!(siplb.stat("core:truncated"), 1);
     siplb.assert_alive();
 }
+
+/// What outside probing does first: a flood of mangled datagrams through the real sockets,
+/// both workers and the hand-off between them. Valid INVITEs, responses to what siplb
+/// forwarded and RFC 4475's torture messages, cut, flipped, stretched past the receive buffer
+/// or replaced by random bytes, from the caller, the gateways and a stranger: siplb stays up,
+/// says nothing of a panic, and a clean call afterwards is forwarded as ever. (The shard's own
+/// fuzz test, `shard::tests::fuzz`, checks what it sends; this one the I/O around it.)
+#[test]
+fn a_flood_of_mangled_datagrams_leaves_siplb_up_and_forwarding() {
+    let _g = serial();
+    let net = Net::new(57);
+    let (_dir, mut siplb) = start("flood", net, "");
+    let (caller, gw1, gw2) = peers(net);
+    let stranger = udp(&format!("{}:5099", net.ip()));
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(repo().join("proxy/tests/torture"))
+        .expect("tests/torture")
+        .map(|e| std::fs::read(e.expect("torture").path()).expect("a torture message"))
+        .collect();
+    seeds.sort();
+    for i in 0..20 {
+        let inv = invite(&me, &net.siplb(), &format!("flood-{i}@x"), &format!("f{i}"));
+        seeds.push(inv);
+    }
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    const PIECES: [&[u8]; 5] = [b"\r\n", b"\0", b";", b"<", b" "];
+    let senders = [&caller, &caller, &gw1, &gw2, &stranger];
+    let mut buf = vec![0u8; 65536];
+    for g in [&gw1, &gw2] {
+        g.set_nonblocking(true).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while sent < 20_000 && started.elapsed() < Duration::from_secs(20) {
+        // Now and then a response to something a gateway got, mangled in its turn.
+        let gw = [&gw1, &gw2][sent % 2];
+        let mut m = match gw.recv_from(&mut buf) {
+            // (One written with the long header names: the helper reads no compact ones.)
+            Ok((n, _))
+                if sent % 10 == 0
+                    && ["From", "To", "Call-ID", "CSeq"]
+                        .iter()
+                        .all(|h| !header_lines(&buf[..n], h).is_empty()) =>
+            {
+                respond(&buf[..n], 180, "Ringing", "gw", "")
+            }
+            _ => seeds[next() as usize % seeds.len()].clone(),
+        };
+        for _ in 0..next() % 4 {
+            let at = next() as usize % (m.len() + 1);
+            match next() % 6 {
+                0 => m.truncate(at),
+                1 if at < m.len() => m[at] = next() as u8,
+                2 => {
+                    let piece = PIECES[next() as usize % PIECES.len()];
+                    m.splice(at..at, piece.iter().copied());
+                }
+                3 => {
+                    m.splice(at..at, std::iter::repeat_n(b'a', 20_000));
+                }
+                4 => m = (0..next() % 1500).map(|_| next() as u8).collect(),
+                _ => {
+                    m.drain(at..(at + 8).min(m.len()));
+                }
+            }
+        }
+        let from = senders[next() as usize % senders.len()];
+        let _ = from.send_to(&m, net.siplb());
+        sent += 1;
+    }
+    siplb.assert_alive();
+    for s in [&caller, &gw1, &gw2, &stranger] {
+        s.set_nonblocking(false).unwrap();
+        drain(s, QUIET);
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "flood: {sent} datagrams in {took:?}; core:bad_msg_hdr {}, core:fwd_requests {}, \
+         core:fwd_replies {}, core:truncated {}, core:hand_offs {}",
+        siplb.stat("core:bad_msg_hdr"),
+        siplb.stat("core:fwd_requests"),
+        siplb.stat("core:fwd_replies"),
+        siplb.stat("core:truncated"),
+        siplb.stat("core:hand_offs"),
+    );
+    assert!(siplb.stat("core:bad_msg_hdr") > 100, "the flood was read");
+
+    let inv = invite(&me, &net.siplb(), "after-the-flood@x", "after");
+    caller.send_to(&inv, net.siplb()).unwrap();
+    let got = at_gateways(&gw1, &gw2);
+    let fwd: Vec<_> = got
+        .iter()
+        .filter(|(_, m)| text(m).contains("Call-ID: after-the-flood@x"))
+        .collect();
+    assert_eq!(fwd.len(), 1, "the clean INVITE forwarded once");
+    assert!(text(&fwd[0].1).starts_with("INVITE "));
+    siplb.assert_alive();
+    assert!(!siplb.log().contains("panicked"), "{}", siplb.log());
+}
