@@ -66,7 +66,8 @@ impl Pg {
     }
 
     /// A server that takes TCP connections on 127.0.0.1 with TLS only (`hostnossl` is
-    /// rejected), its certificate issued for `localhost` by the CA of [`Pg::ca`].
+    /// rejected; but role `siplb_plain`, without TLS only), its certificate issued for
+    /// `localhost` by the CA of [`Pg::ca`].
     fn with_tls(dir: &Path) -> Pg {
         Pg::make(dir, true)
     }
@@ -106,6 +107,8 @@ impl Pg {
                 "local all all trust\n\
                  hostssl all siplb_cert 127.0.0.1/32 cert\n\
                  hostssl all siplb_scram 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all siplb_plain 127.0.0.1/32 reject\n\
+                 hostnossl all siplb_plain 127.0.0.1/32 trust\n\
                  hostssl all all 127.0.0.1/32 trust\n\
                  hostnossl all all 127.0.0.1/32 reject\n",
             )
@@ -744,5 +747,35 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         ),
         "t"
     );
+    drop(siplb);
+    // prefer (the default) as a role the server takes without TLS only: the TLS attempt is
+    // refused (pg_hba.conf), the second, without TLS, lands, as with libpq.
+    pg.psql("postgres", "CREATE ROLE siplb_plain LOGIN SUPERUSER");
+    let siplb = ship(
+        &format!("hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_plain dbname=siplb"),
+        60,
+    );
+    assert!(
+        siplb
+            .log()
+            .contains("database siplb as siplb_plain, without TLS"),
+        "{}",
+        siplb.log()
+    );
+    assert_eq!(siplb.stat("acc:sink_errors"), 0, "{}", siplb.log());
+    drop(siplb);
+    // allow: without TLS first, refused (hostnossl … reject), then over TLS.
+    let siplb = ship(
+        &format!("hostaddr=127.0.0.1 port={TLS_PORT} user=postgres dbname=siplb sslmode=allow"),
+        70,
+    );
+    assert!(
+        siplb
+            .log()
+            .contains("database siplb as postgres, over TLSv1.3"),
+        "{}",
+        siplb.log()
+    );
+    assert_eq!(siplb.stat("acc:sink_errors"), 0, "{}", siplb.log());
     drop(siplb);
 }

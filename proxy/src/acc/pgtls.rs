@@ -5,7 +5,8 @@
 //! | `sslmode` | TLS | the server's certificate |
 //! |---|---|---|
 //! | `disable` | never | |
-//! | `allow`, `prefer` (the default) | when the server offers it | not checked |
+//! | `allow` | without first; with when that fails | not checked |
+//! | `prefer` (the default) | with first when the server offers it; without when that fails | not checked |
 //! | `require` | always | not checked, or as for `verify-ca` when there is a root file |
 //! | `verify-ca` | always | signed by a CA of the root file |
 //! | `verify-full` | always | signed so, and issued for the host connected to |
@@ -56,12 +57,15 @@ impl SslMode {
         })
     }
 
-    /// What tokio-postgres does with the socket: `allow` becomes `prefer` (TLS first).
-    fn of_connection(self) -> PgMode {
+    /// What tokio-postgres is asked for at the first attempt, and at the second when the
+    /// first fails (libpq's two tries: `allow` without TLS first, then with; `prefer` with
+    /// TLS when the server offers it, then without).
+    fn of_connection(self) -> (PgMode, Option<PgMode>) {
         match self {
-            SslMode::Disable => PgMode::Disable,
-            SslMode::Allow | SslMode::Prefer => PgMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgMode::Require,
+            SslMode::Disable => (PgMode::Disable, None),
+            SslMode::Allow => (PgMode::Disable, Some(PgMode::Require)),
+            SslMode::Prefer => (PgMode::Prefer, Some(PgMode::Disable)),
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => (PgMode::Require, None),
         }
     }
 }
@@ -80,10 +84,55 @@ pub struct TlsKeys {
 
 const KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
+/// Where a connection goes and how: tokio-postgres's settings, the TLS connector, and the
+/// TLS setting of a second attempt when the first fails (`allow`, `prefer`).
+#[derive(Clone)]
+pub struct PgTarget {
+    pub pg: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+    pub then: Option<PgMode>,
+}
+
+impl PgTarget {
+    /// Connects as libpq would: once, and for `allow` and `prefer` once more the other way
+    /// when the first attempt fails (refused by `pg_hba.conf` for its encryption, a TLS
+    /// handshake that fails). The error of a second attempt tells both.
+    pub async fn connect(&self) -> Result<(tokio_postgres::Client, PgConnection), ConnectError> {
+        let first = match self.pg.connect(self.tls.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        let Some(mode) = self.then else {
+            return Err(ConnectError { first, then: None });
+        };
+        let mut pg = self.pg.clone();
+        pg.ssl_mode(mode);
+        pg.connect(self.tls.clone())
+            .await
+            .map_err(|e| ConnectError {
+                first,
+                then: Some((mode, e)),
+            })
+    }
+}
+
+/// A connection's I/O half, to be polled (spawned) while its client is used.
+pub type PgConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+/// Why a connection failed: the first attempt's error, and the second's when there was one.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub first: tokio_postgres::Error,
+    pub then: Option<(PgMode, tokio_postgres::Error)>,
+}
+
 /// A libpq connection string made ready to connect: tokio-postgres's settings and the TLS
 /// connector. Every file it names is read here, so that a missing or bad one is an error at
 /// once rather than at every connection.
-pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
+pub fn parse(conn: &str) -> Result<PgTarget, String> {
     let (rest, keys) = split(conn)?;
     let mut pg = rest
         .parse::<tokio_postgres::Config>()
@@ -106,7 +155,12 @@ pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
     if unix_only {
         // No TLS, so no file of the TLS keys is needed either (libpq does not read them).
         pg.ssl_mode(PgMode::Disable);
-        return Ok((pg, connector(&TlsKeys::default(), None)?));
+        let tls = connector(&TlsKeys::default(), None)?;
+        return Ok(PgTarget {
+            pg,
+            tls,
+            then: None,
+        });
     }
     if pg.get_hosts().is_empty() && !pg.get_hostaddrs().is_empty() && keys.mode != SslMode::Disable
     {
@@ -123,8 +177,10 @@ pub fn parse(conn: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
             pg.host(addr.to_string());
         }
     }
-    pg.ssl_mode(keys.mode.of_connection());
-    Ok((pg, connector(&keys, home.as_deref())?))
+    let (first, then) = keys.mode.of_connection();
+    pg.ssl_mode(first);
+    let tls = connector(&keys, home.as_deref())?;
+    Ok(PgTarget { pg, tls, then })
 }
 
 /// Takes the TLS keys out of `conn`: the rest of the string, as tokio-postgres parses it,
@@ -586,15 +642,24 @@ mod tests {
 
     #[test]
     fn each_sslmode_asks_tokio_postgres_for_tls_as_libpq_would() {
-        let mode = |s: &str| parse(s).map(|(pg, _)| pg.get_ssl_mode());
-        assert_eq!(mode("host=db sslmode=disable"), Ok(PgMode::Disable));
-        assert_eq!(mode("host=db sslmode=allow"), Ok(PgMode::Prefer));
-        assert_eq!(mode("host=db"), Ok(PgMode::Prefer));
-        assert_eq!(mode("host=db sslmode=require"), Ok(PgMode::Require));
+        let mode = |s: &str| parse(s).map(|t| t.pg.get_ssl_mode());
+        let both = |s: &str| parse(s).map(|t| (t.pg.get_ssl_mode(), t.then));
+        assert_eq!(both("host=db sslmode=disable"), Ok((PgMode::Disable, None)));
+        // libpq's two tries: allow without TLS first, prefer with TLS first.
+        assert_eq!(
+            both("host=db sslmode=allow"),
+            Ok((PgMode::Disable, Some(PgMode::Require)))
+        );
+        assert_eq!(both("host=db"), Ok((PgMode::Prefer, Some(PgMode::Disable))));
+        assert_eq!(both("host=db sslmode=require"), Ok((PgMode::Require, None)));
         // A Unix socket never has TLS, and needs none of its files.
         assert_eq!(
-            mode("host=/run/postgresql sslmode=require"),
-            Ok(PgMode::Disable)
+            both("host=/run/postgresql sslmode=require"),
+            Ok((PgMode::Disable, None))
+        );
+        assert_eq!(
+            both("host=/run/postgresql sslmode=allow"),
+            Ok((PgMode::Disable, None))
         );
         assert_eq!(
             mode("host=/run/postgresql sslmode=verify-full sslrootcert=/nonexistent.pem"),
@@ -608,13 +673,13 @@ mod tests {
         );
         assert!(parse("dbname=siplb").err().unwrap().contains("no host"));
         // An address alone: named by it for the handshake, short of verify-full.
-        let (pg, _) = parse("hostaddr=10.0.0.5 sslmode=require").unwrap();
+        let pg = parse("hostaddr=10.0.0.5 sslmode=require").unwrap().pg;
         assert_eq!(pg.get_hosts(), &[Host::Tcp("10.0.0.5".into())]);
         let e = parse("hostaddr=10.0.0.5 sslmode=verify-full")
             .err()
             .unwrap();
         assert!(e.contains("host=<that name>"), "{e}");
-        let (pg, _) = parse("hostaddr=10.0.0.5 sslmode=disable").unwrap();
+        let pg = parse("hostaddr=10.0.0.5 sslmode=disable").unwrap().pg;
         assert!(pg.get_hosts().is_empty());
     }
 

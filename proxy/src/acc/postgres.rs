@@ -23,6 +23,7 @@
 //! table a rule names is made `LIKE acc` on first use.
 
 use super::config::AccConfig;
+use super::pgtls::{ConnectError, PgTarget};
 use super::plane::AccPlane;
 use super::record::{ACC_COLUMNS, CDR_COLUMNS};
 use super::sink::Sink;
@@ -37,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The tables, as shipped in the repository.
 pub const SCHEMA: &str = include_str!("../../sql/acc.sql");
@@ -61,7 +61,7 @@ const STAGE_CDRS: &str = "siplb_stage_cdrs";
 /// `acc:torn_lines`) and its shipper started.
 pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>> {
     let conn = cfg.sinks.postgres.as_deref().unwrap_or_default();
-    let (pg, tls) = super::pgtls::parse(conn)
+    let target = super::pgtls::parse(conn)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("acc.postgres: {e}")))?;
     let (spool, torn) = Spool::open(&cfg.dir.join("spool"), plane.spool_records.clone())?;
     plane.torn_lines.add(torn);
@@ -73,7 +73,7 @@ pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>>
         );
     }
     let mut s = SpoolSink::new(spool.clone(), cfg.spool_max_bytes)?;
-    s.shipper = Some(Shipper::spawn(pg, tls, spool, Counters::of(plane))?);
+    s.shipper = Some(Shipper::spawn(target, spool, Counters::of(plane))?);
     Ok(Box::new(s))
 }
 
@@ -106,20 +106,14 @@ impl Counters {
 }
 
 impl Shipper {
-    pub fn spawn(
-        pg: tokio_postgres::Config,
-        tls: MakeRustlsConnect,
-        spool: Spool,
-        counters: Counters,
-    ) -> io::Result<Shipper> {
+    pub fn spawn(target: PgTarget, spool: Spool, counters: Counters) -> io::Result<Shipper> {
         let finish: Arc<Mutex<Option<Instant>>> = Arc::default();
         let stop: Arc<AtomicBool> = Arc::default();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let mut run = Run {
-            pg,
-            tls,
+            target,
             spool: spool.clone(),
             finish: finish.clone(),
             stop: stop.clone(),
@@ -166,8 +160,7 @@ impl Shipper {
 }
 
 struct Run {
-    pg: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+    target: PgTarget,
     spool: Spool,
     finish: Arc<Mutex<Option<Instant>>>,
     stop: Arc<AtomicBool>,
@@ -405,12 +398,11 @@ impl Run {
     /// Connects, makes the tables and the staging tables, and checks that `acc`,
     /// `missed_calls` and `cdrs` have siplb's columns.
     async fn connect(&mut self) -> Result<Client, Failed> {
-        let connection = |e: tokio_postgres::Error| Failed::Connection(describe(&e));
         let (client, conn) = self
-            .pg
-            .connect(self.tls.clone())
+            .target
+            .connect()
             .await
-            .map_err(connection)?;
+            .map_err(|e| Failed::Connection(describe_connect(&e)))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("acc: PostgreSQL connection: {e}");
@@ -551,6 +543,21 @@ fn describe(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// A failed connection: the first attempt's error, and the second's (`allow`, `prefer`).
+fn describe_connect(e: &ConnectError) -> String {
+    let first = describe(&e.first);
+    match &e.then {
+        None => first,
+        Some((mode, then)) => {
+            let how = match mode {
+                tokio_postgres::config::SslMode::Disable => "without TLS",
+                _ => "over TLS",
+            };
+            format!("{first}; then {how}: {}", describe(then))
+        }
+    }
 }
 
 /// `"name"`, quoted as an SQL identifier.
