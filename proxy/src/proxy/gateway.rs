@@ -283,29 +283,51 @@ impl GatewaySet {
         tried: &[SocketAddr],
         usable: impl Fn(usize) -> bool,
     ) -> Option<usize> {
-        let left = |i: &usize| !tried.contains(&self.gateways[*i].target.addr) && usable(*i);
-        let top = (0..self.gateways.len())
-            .filter(left)
-            .map(|i| self.gateways[i].priority)
-            .max()?;
-        let group = || {
-            (0..self.gateways.len())
-                .filter(left)
-                .filter(move |i| self.gateways[*i].priority == top)
+        // `usable` reads what other workers change (places taken, health): asked once per
+        // gateway, so that the group counted is the group chosen from.
+        let mut inline = [0usize; 64];
+        let mut spill = Vec::new();
+        let all: &mut [usize] = if self.gateways.len() <= inline.len() {
+            &mut inline
+        } else {
+            spill.resize(self.gateways.len(), 0);
+            &mut spill
         };
-        let n = group().count();
+        let mut left = 0;
+        for i in 0..self.gateways.len() {
+            if !tried.contains(&self.gateways[i].target.addr) && usable(i) {
+                all[left] = i;
+                left += 1;
+            }
+        }
+        let top = all[..left]
+            .iter()
+            .map(|&i| self.gateways[i].priority)
+            .max()?;
+        let mut n = 0;
+        for k in 0..left {
+            let i = all[k];
+            if self.gateways[i].priority == top {
+                all[n] = i;
+                n += 1;
+            }
+        }
+        let group = &all[..n];
         let pick = match self.algorithm {
             Algorithm::CallIdHash => owner_hash(GATEWAY_HASH_KEY, key.call_id) as usize % n,
             Algorithm::FromUserHash => owner_hash(GATEWAY_HASH_KEY, key.from_user) as usize % n,
             Algorithm::RoundRobin => (key.turn % n as u64) as usize,
             Algorithm::Weighted => {
-                let total: u64 = group().map(|i| u64::from(self.gateways[i].weight)).sum();
+                let total: u64 = group
+                    .iter()
+                    .map(|&i| u64::from(self.gateways[i].weight))
+                    .sum();
                 if total == 0 {
                     (key.turn % n as u64) as usize
                 } else {
                     let mut x = key.turn % total;
                     let mut k = 0;
-                    for i in group() {
+                    for &i in group {
                         let w = u64::from(self.gateways[i].weight);
                         if x < w {
                             break;
@@ -317,7 +339,7 @@ impl GatewaySet {
                 }
             }
         };
-        group().nth(pick)
+        group.get(pick).copied()
     }
 
     /// Chooses as [`choose`](Self::choose) among the gateways with room, and takes a place
@@ -498,6 +520,30 @@ mod tests {
             used[s.position(g.addr).unwrap()] += 1;
         }
         assert!(used[0] > 20 && used[1] > 20, "{used:?}");
+    }
+
+    /// Whether a gateway has room is asked once per choice: another worker that takes the
+    /// last place (or a probe that takes the gateway down) between two looks used to leave
+    /// an empty group to pick from, a division by zero in a worker.
+    #[test]
+    fn a_gateway_that_fills_up_while_a_call_chooses_is_asked_once() {
+        for algorithm in [
+            Algorithm::CallIdHash,
+            Algorithm::FromUserHash,
+            Algorithm::RoundRobin,
+            Algorithm::Weighted,
+        ] {
+            let mut s = set();
+            s.algorithm = algorithm;
+            let asked = std::cell::Cell::new(0);
+            // Room at the first look at each gateway, none at any later one.
+            let usable = |_| {
+                asked.set(asked.get() + 1);
+                asked.get() <= 2
+            };
+            assert!(s.choose(&key(7), &[], usable).is_some(), "{algorithm:?}");
+            assert_eq!(asked.get(), 2);
+        }
     }
 
     fn key(turn: u64) -> CallKey<'static> {
