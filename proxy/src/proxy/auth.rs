@@ -46,7 +46,9 @@ pub fn challenge(msg: &SipMsg<'_>) -> Option<Challenge> {
             continue;
         };
         let v = v.trim();
-        if v.len() < 7 || !v[..6].eq_ignore_ascii_case("Digest") {
+        // ASCII only: the digest parser takes character counts for byte offsets, and a
+        // challenge with a UTF-8 realm is passed on to the caller unanswered instead.
+        if !v.is_ascii() || v.len() < 7 || !v[..6].eq_ignore_ascii_case("Digest") {
             continue;
         }
         let Ok(parsed) = digest_auth::parse(&format!("Digest{}", &v[6..])) else {
@@ -231,6 +233,65 @@ mod tests {
         let text = reply(401, "WWW-Authenticate: Basic realm=\"r\"");
         assert!(challenge(&SipMsg::parse(text.as_bytes()).unwrap()).is_none());
         let text = reply(403, "X: y");
+        assert!(challenge(&SipMsg::parse(text.as_bytes()).unwrap()).is_none());
+    }
+
+    /// Challenges made of the pieces parsers trip over, ASCII or not: each is answered or
+    /// passed on, none panics (a UTF-8 realm panicked in the digest parser).
+    #[test]
+    fn any_challenge_is_answered_or_passed_on_never_a_panic() {
+        const PIECES: &[&str] = &[
+            "Digest ",
+            "digest",
+            "realm",
+            "nonce",
+            "qop",
+            "algorithm",
+            "opaque",
+            "stale",
+            "=",
+            "\"",
+            ",",
+            " ",
+            "\\",
+            "auth",
+            "auth-int",
+            "MD5",
+            "SHA-256",
+            "true",
+            "ä",
+            "тест",
+            "€",
+            "x",
+            "0",
+            ";",
+            "\t",
+            "=\"\"",
+        ];
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..20_000 {
+            let mut v = String::from(if round % 2 == 0 { "Digest " } else { "" });
+            for _ in 0..next() % 16 {
+                v += PIECES[next() as usize % PIECES.len()];
+            }
+            let text = reply(401, &format!("WWW-Authenticate: {v}"));
+            if let Ok(msg) = SipMsg::parse(text.as_bytes())
+                && let Some(ch) = challenge(&msg)
+            {
+                let _ = authorization(&ch, &creds(), "INVITE", "sip:x@y", "c1");
+            }
+        }
+        // A UTF-8 realm, before the fix a panic half the time, is passed on.
+        let text = reply(
+            401,
+            "WWW-Authenticate: Digest realm=\"тест\", nonce=\"abc\"",
+        );
         assert!(challenge(&SipMsg::parse(text.as_bytes()).unwrap()).is_none());
     }
 }

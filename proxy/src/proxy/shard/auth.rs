@@ -66,8 +66,18 @@ impl Shard {
         let Some(t) = self.txns.get(id) else {
             return false;
         };
-        let (dst, upstream, dialog, kind, shift) =
-            (t.downstream, t.upstream, t.dialog, t.kind, t.cseq_shift + 1);
+        let (dst, upstream, dialog, kind, shift) = (
+            t.downstream,
+            t.upstream,
+            t.dialog,
+            t.kind,
+            t.cseq_shift.saturating_add(1),
+        );
+        // The CSeq number goes up by one with each resend; past 2^31 - 1 it would be no CSeq
+        // (RFC 3261 §8.1.1.5): then the challenge goes to the caller instead.
+        if u64::from(msg.cseq) + u64::from(shift) >= 1 << 31 {
+            return false;
+        }
         let Some(creds) = self.cfg.routing.gateways.credentials_of(dst.addr) else {
             return false;
         };
