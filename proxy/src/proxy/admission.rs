@@ -20,10 +20,13 @@ pub struct Admitted {
     pub vars: Vec<(Box<str>, Box<str>)>,
 }
 
-/// The account of a call from `customer` (the key of its per-account limit).
+/// The account of a call from `customer` (the key of its per-account limit); none for a
+/// customer a reload removed while one of its INVITEs waited for a lease.
 pub fn account_of<'a>(cfg: &'a ProxyConfig, customer: usize, msg: &SipMsg<'a>) -> &'a [u8] {
     let buf = msg.buf;
-    let c = &cfg.routing.customers[customer];
+    let Some(c) = cfg.routing.customers.get(customer) else {
+        return b"";
+    };
     let from = msg.from().and_then(|f| SipUri::parse(buf, f.uri).ok());
     match c.account_key {
         AccountKey::Customer => c.name.as_bytes(),

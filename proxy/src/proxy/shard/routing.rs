@@ -112,8 +112,11 @@ impl Shard {
         msg: &SipMsg<'m>,
         src: SocketAddr,
     ) -> &'m [u8] {
+        // (A customer a reload removed while one of its INVITEs waited for a lease has
+        // none.)
         if self.cfg.routing.gateways.position(src).is_some() {
-            return self.cfg.routing.customers[customer].name.as_bytes();
+            let c = self.cfg.routing.customers.get(customer);
+            return c.map_or(&b""[..], |c| c.name.as_bytes());
         }
         admission::account_of(&self.cfg, customer, msg)
     }
