@@ -438,7 +438,12 @@ impl Run {
             )
             .await
             .map_err(failed)?;
-        let columns: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // Read without `Row::get`, which panics on a value of another type (a server that
+        // only speaks PostgreSQL's protocol).
+        let text =
+            |r: &tokio_postgres::Row, i: usize| r.try_get::<_, String>(i).unwrap_or_default();
+        let columns: Vec<(String, String)> =
+            rows.iter().map(|r| (text(r, 0), text(r, 1))).collect();
         if let Some(e) = shape_error(&columns) {
             return Err(Failed::Refused(e));
         }
@@ -459,8 +464,7 @@ impl Run {
             )
             .await
             .map_err(failed)?;
-        let (user, db, tls): (String, String, String) =
-            (session.get(0), session.get(1), session.get(2));
+        let (user, db, tls) = (text(&session, 0), text(&session, 1), text(&session, 2));
         let how = if tls.is_empty() {
             "without TLS".to_string()
         } else {
@@ -477,7 +481,7 @@ impl Run {
 fn failure(e: &tokio_postgres::Error, closed: bool) -> Failed {
     let setup = e
         .as_db_error()
-        .is_some_and(|d| matches!(&d.code().code()[..2], "42" | "0A" | "3F"));
+        .is_some_and(|d| matches!(d.code().code().get(..2), Some("42" | "0A" | "3F")));
     if setup && !closed {
         Failed::Refused(describe(e))
     } else {
@@ -530,7 +534,7 @@ fn shape_error(columns: &[(String, String)]) -> Option<String> {
 /// it cannot store) or 23 (a constraint the table has).
 fn refuses_a_record(e: &tokio_postgres::Error) -> bool {
     e.as_db_error()
-        .is_some_and(|d| matches!(&d.code().code()[..2], "22" | "23"))
+        .is_some_and(|d| matches!(d.code().code().get(..2), Some("22" | "23")))
 }
 
 /// An error with its causes (tokio-postgres says only `db error` at the top).
