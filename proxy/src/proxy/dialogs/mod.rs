@@ -104,7 +104,8 @@ impl Leg {
 
     /// The CSeq of a request siplb sends in this side's name (a BYE it originates).
     pub fn next_cseq(&mut self) -> u32 {
-        self.cseq += 1;
+        // Below 2^31 (RFC 3261 §8.1.1.5) even after a damaged restart journal.
+        self.cseq = self.cseq.saturating_add(1).min(i32::MAX as u32);
         self.cseq
     }
 }

@@ -37,6 +37,9 @@ pub enum Due {
     Remove,
 }
 
+/// Saved dialog ids are taken back below this (2^40: 35 years of 1,000 calls a second).
+const RESTORED_H_ID_MAX: u64 = 1 << 40;
+
 impl DialogTable {
     pub fn new(shard: u32) -> DialogTable {
         DialogTable {
@@ -82,7 +85,13 @@ impl DialogTable {
             return Err(Box::new(d));
         }
         let id = match DialogId::new(h_entry, h_id) {
-            Some(id) if h_entry == self.shard && !self.map.contains_key(&id) => {
+            // A saved id far beyond any count of calls (a damaged journal) is not taken: the
+            // next new dialog's would be past the last one, and none could be made.
+            Some(id)
+                if h_entry == self.shard
+                    && h_id < RESTORED_H_ID_MAX
+                    && !self.map.contains_key(&id) =>
+            {
                 self.next_h_id = self.next_h_id.max(h_id + 1);
                 id
             }
@@ -304,6 +313,25 @@ mod tests {
         assert!(t.set_state(id, DialogState::Early, DialogState::ConfirmedNoAck));
         assert_eq!(t.by_state(), [0, 0, 1, 0]);
         assert_eq!(t.early(), 0);
+    }
+
+    /// A damaged restart journal's id at the top of the range is not taken back: new
+    /// dialogs could not be made after it.
+    #[test]
+    fn a_restored_id_far_past_any_count_gets_a_new_one() {
+        let mut t = DialogTable::new(1);
+        let mut d = dialog();
+        d.state = DialogState::Confirmed;
+        let id = t.insert_restored(1, (1 << 48) - 1, d).unwrap();
+        assert!(id.h_id() < RESTORED_H_ID_MAX);
+        let mut d = dialog();
+        d.call_id = (*b"another").into();
+        assert!(t.insert(d).is_some(), "new dialogs are still made");
+        // One saved with a plausible id keeps it.
+        let mut d = dialog();
+        d.call_id = (*b"kept").into();
+        d.state = DialogState::Confirmed;
+        assert_eq!(t.insert_restored(1, 5_000, d).unwrap().h_id(), 5_000);
     }
 
     #[test]
