@@ -119,7 +119,7 @@ impl Spool {
                 );
             }
         }
-        let committed = match fs::read_to_string(dir.join(COMMITTED)) {
+        let mut committed = match fs::read_to_string(dir.join(COMMITTED)) {
             Ok(s) => parse_pos(&s).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -142,12 +142,23 @@ impl Spool {
         for &seg in segs.iter().filter(|&&s| s >= committed.seg) {
             let path = segment_path(dir, seg);
             let mut f = File::open(&path).map_err(|e| ctx(&path, e))?;
+            let len = f.metadata()?.len();
+            if seg == committed.seg && committed.off > len {
+                // A damaged `committed` file: what is appended from the end on must ship.
+                tracing::warn!(
+                    "{}: the offset shipped ({}) is past the end of {} ({len} bytes): taken as \
+                     its end",
+                    dir.join(COMMITTED).display(),
+                    committed.off,
+                    path.display()
+                );
+                committed.off = len;
+            }
             let from = if seg == committed.seg {
                 committed.off
             } else {
                 0
             };
-            let len = f.metadata()?.len();
             f.seek(SeekFrom::Start(from.min(len)))?;
             let mut buf = Vec::new();
             f.read_to_end(&mut buf)?;
@@ -537,6 +548,31 @@ mod tests {
             })
             .count();
         assert_eq!(torn_files, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A `committed` file that says more was shipped than the segment holds (damaged) is
+    /// taken as its end: what is appended after still ships.
+    #[test]
+    fn a_committed_offset_past_the_end_is_taken_as_the_end() {
+        let dir = tmp("past-end");
+        {
+            let (spool, _) = Spool::open(&dir, Arc::default()).unwrap();
+            let mut sink = SpoolSink::new(spool.clone(), u64::MAX).unwrap();
+            sink.append(&[rec(1)]).unwrap();
+            sink.flush().unwrap();
+            let (_, end, _) = spool.read(10).unwrap();
+            spool.commit(end, 1).unwrap();
+        }
+        let committed = fs::read_to_string(dir.join(COMMITTED)).unwrap();
+        let seg = committed.split_whitespace().next().unwrap().to_string();
+        fs::write(dir.join(COMMITTED), format!("{seg} 999999\n")).unwrap();
+        let (spool, _) = Spool::open(&dir, Arc::default()).unwrap();
+        let mut sink = SpoolSink::new(spool.clone(), u64::MAX).unwrap();
+        sink.append(&[rec(2)]).unwrap();
+        sink.flush().unwrap();
+        let (got, _, _) = spool.read(10).unwrap();
+        assert_eq!(ids(&got), ["n1-1-2"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
