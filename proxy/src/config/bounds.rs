@@ -8,8 +8,10 @@ use super::{ConfigError, Invalid};
 use std::fmt::Display;
 use toml::Spanned;
 
-/// Entries of a queue or a table: 16 Mi.
-pub const MAX_ENTRIES: u64 = 1 << 24;
+/// Entries of a queue, allocated whole at start (per worker): 1 Mi.
+pub const MAX_QUEUE: u64 = 1 << 20;
+/// Values of a profile's table (two slots of about 90 bytes each, zeroed at start): 4 Mi.
+pub const MAX_TABLE: u64 = 1 << 22;
 /// A transaction timer, the linger time, a probe's interval and timeout, the fleet's
 /// times: a day, in ms.
 pub const MAX_DAY_MS: u64 = 86_400_000;
@@ -81,25 +83,19 @@ pub(super) fn check(f: &FileConfig, invalid: Invalid<'_>) -> Result<(), ConfigEr
     at_most(
         &l.queue_per_worker,
         "limits.queue_per_worker",
-        MAX_ENTRIES,
+        MAX_QUEUE,
         n,
         invalid,
     )?;
     at_most(
         &l.account_table,
         "limits.account_table",
-        MAX_ENTRIES,
+        MAX_TABLE,
         n,
         invalid,
     )?;
-    at_most(
-        &l.value_table,
-        "limits.value_table",
-        MAX_ENTRIES,
-        n,
-        invalid,
-    )?;
-    at_most(&f.events.queue, "events.queue", MAX_ENTRIES, n, invalid)?;
+    at_most(&l.value_table, "limits.value_table", MAX_TABLE, n, invalid)?;
+    at_most(&f.events.queue, "events.queue", MAX_QUEUE, n, invalid)?;
     let batch = &f.workers.batch;
     if *batch.get_ref() == 0 {
         return Err(invalid(
@@ -139,7 +135,7 @@ pub(super) fn check(f: &FileConfig, invalid: Invalid<'_>) -> Result<(), ConfigEr
         at_most(&c.wait_ms, "cluster.wait_ms", MAX_DAY_MS, "ms", invalid)?;
     }
     if let Some(a) = &f.acc {
-        at_most(&a.queue, "acc.queue", MAX_ENTRIES, n, invalid)?;
+        at_most(&a.queue, "acc.queue", MAX_QUEUE, n, invalid)?;
         at_most(
             &a.rotate_interval_s,
             "acc.rotate_interval_s",
