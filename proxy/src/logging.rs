@@ -117,6 +117,35 @@ static LEVEL: OnceLock<Reloadable> = OnceLock::new();
 /// The registry under the reloadable filter, which the output layer sits on.
 type Filtered = tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
 
+/// Threads siplb cannot work without (by name prefix): a worker (its shard's calls, and a
+/// share of every datagram, would be lost while the process looks up), the accounting writer
+/// and its PostgreSQL shipper (records would pile up until calls are refused), the restart
+/// journal, the fleet's lease task.
+const ESSENTIAL: [&str; 4] = ["siplb-w", "siplb-acc", "siplb-journal", "siplb-cluster"];
+
+/// Whether a panic of thread `name` must stop siplb.
+pub fn is_essential(name: &str) -> bool {
+    ESSENTIAL.iter().any(|p| name.starts_with(p))
+}
+
+/// Logs every panic through the log (its format, its destination) as well as on stderr,
+/// and calls `stop` when the thread that panicked is one siplb cannot work without: an
+/// orderly stop (every queued record written) and a failed exit for the service manager to
+/// restart, rather than a process that looks up with a piece of it gone.
+pub fn install_panic_hook(stop: fn()) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        tracing::error!(thread = name, "panic: {info}");
+        default(info);
+        if is_essential(name) {
+            tracing::error!("thread {name} cannot go on: siplb stops");
+            stop();
+        }
+    }));
+}
+
 /// Sets up the log (once per process).
 pub fn init(cfg: &LogConfig) -> Result<(), String> {
     let level = initial_level(cfg)?;
@@ -515,5 +544,27 @@ mod tests {
         assert!(!log.first_time(t0 + Duration::from_secs(4), &line("a")));
         assert!(log.first_time(t0, &line("b")));
         assert!(log.first_time(t0 + Duration::from_secs(60), &line("a")));
+    }
+
+    #[test]
+    fn a_panic_stops_siplb_only_in_a_thread_it_cannot_work_without() {
+        for name in [
+            "siplb-w0",
+            "siplb-w15",
+            "siplb-acc",
+            "siplb-acc-pg",
+            "siplb-journal",
+        ] {
+            assert!(is_essential(name), "{name}");
+        }
+        for name in [
+            "siplb-control",
+            "siplb-metrics",
+            "siplb-post",
+            "siplb-drain",
+            "main",
+        ] {
+            assert!(!is_essential(name), "{name}");
+        }
     }
 }

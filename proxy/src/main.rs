@@ -189,6 +189,9 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     siplb::logging::init(&cfg.log).map_err(anyhow::Error::msg)?;
+    siplb::logging::install_panic_hook(|| {
+        let _ = signal_hook::low_level::raise(SIGTERM);
+    });
 
     // Before anything else is started or created: a second siplb on the same address stops
     // here, leaving the first one's control socket, steering and traffic alone.
