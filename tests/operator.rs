@@ -417,3 +417,37 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
     );
     siplb.assert_alive();
 }
+
+/// A panic in a worker (made on purpose here, `debug.panic_on_call_id`) is logged and stops
+/// siplb in order, with a failed exit for the service manager to restart it: not a process
+/// that stays up with a shard gone and its share of every datagram lost.
+#[test]
+fn a_panicking_worker_stops_siplb_in_order_with_a_failed_exit() {
+    let _g = serial();
+    let net = Net::new(58);
+    let dir = TempDir::new("panic");
+    let extra = "[debug]\npanic_on_call_id = \"boom@x\"\n";
+    let mut siplb = Siplb::start(BIN, &dir.0, &config(net, 2, extra));
+    let me = format!("{}:{}", net.ip(), net.caller_port());
+    let caller = udp(&me);
+    let fine = invite(&me, &net.siplb(), "fine@x", "f1");
+    caller.send_to(&fine, net.siplb()).unwrap();
+    siplb.wait_stat("core:rcv_requests", 1, "the first INVITE");
+    siplb.assert_alive();
+    let boom = invite(&me, &net.siplb(), "boom@x", "b1");
+    caller.send_to(&boom, net.siplb()).unwrap();
+    let status = siplb
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("siplb kept running: {}", siplb.log()));
+    let log = siplb.log();
+    assert!(!status.success(), "{status}: {log}");
+    assert!(
+        log.contains("panic:") && log.contains("debug.panic_on_call_id"),
+        "{log}"
+    );
+    assert!(log.contains("cannot go on: siplb stops"), "{log}");
+    assert!(
+        log.contains("dialogs up at shutdown"),
+        "an orderly stop: {log}"
+    );
+}

@@ -482,4 +482,6 @@ pub struct Debug {
     /// Ownership trace for tests: each worker appends `<processed_by> <received_by> <call-id>`
     /// per message to `<path>.<worker>`.
     pub trace_ownership: Option<String>,
+    /// Tests only: a worker that gets a datagram with this Call-ID panics.
+    pub panic_on_call_id: Option<String>,
 }

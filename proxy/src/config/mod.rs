@@ -124,6 +124,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Ownership trace (tests): each worker writes `<path>.<worker>`.
     pub trace_ownership: Option<PathBuf>,
+    /// `debug.panic_on_call_id` (tests): a worker panics on a datagram with this Call-ID.
+    pub panic_on_call_id: Option<Box<[u8]>>,
     /// `Call_End` events: the stream file, the URL they are POSTed to, the writer's queue.
     pub events_file: Option<PathBuf>,
     pub events_http: Option<String>,
@@ -307,6 +309,11 @@ impl Config {
             queue_per_worker: *f.limits.queue_per_worker.get_ref(),
             proxy,
             trace_ownership: f.debug.trace_ownership.as_deref().map(resolve),
+            panic_on_call_id: f
+                .debug
+                .panic_on_call_id
+                .as_deref()
+                .map(|s| s.as_bytes().into()),
             events_file: f.events.file.as_deref().map(resolve),
             events_http,
             events_queue: *f.events.queue.get_ref(),

@@ -170,6 +170,8 @@ pub struct Worker {
     /// Workers to wake at the end of this batch (hand-offs pushed to them).
     wake: Vec<bool>,
     trace: Option<BufWriter<std::fs::File>>,
+    /// `debug.panic_on_call_id`.
+    panic_on: Option<Box<[u8]>>,
     rewrite: Rewrite,
     /// Replies the worker makes itself (overload 503 for a hand-off that did not fit).
     own_transmits: Vec<Transmit>,
@@ -301,6 +303,7 @@ impl Worker {
             recv_errors_unlogged: 0,
             wake: vec![false; workers as usize],
             trace,
+            panic_on: cfg.panic_on_call_id.clone(),
             rewrite: Rewrite::new(),
             own_transmits: Vec::new(),
             workers,
@@ -692,6 +695,11 @@ impl Worker {
                 .and_then(|_| t.write_all(b"\n"))
                 .ok();
             }
+        }
+        if let Some(id) = &self.panic_on
+            && SipMsg::parse(data).is_ok_and(|m| m.call_id() == &id[..])
+        {
+            panic!("debug.panic_on_call_id: a datagram with that Call-ID (a test of a panic)");
         }
         self.shard.handle(now, src, data);
         if rx_ns != 0 {
