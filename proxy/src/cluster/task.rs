@@ -365,7 +365,7 @@ impl Task {
             self.stats
                 .leased
                 .get()
-                .saturating_sub((before - now) as u64),
+                .saturating_sub(before.saturating_sub(now) as u64),
         );
         let limit = lease.limit.load(Ordering::Relaxed);
         if let Some(g) = self.acquire(&lease.account, now, 0, limit).await {
