@@ -267,8 +267,8 @@ impl Drop for Pg {
 }
 
 /// A CA (`<dir>/ca.crt`), the server certificate it issues for `localhost` and its key (copied
-/// into `data` for the server), and a client certificate for role `siplb_cert`
-/// (`<dir>/client.crt`, `client.key`); made with `openssl`.
+/// into `data` for the server), a client certificate for role `siplb_cert`
+/// (`<dir>/client.crt`, `client.key`) and revocation lists; made with `openssl`.
 fn make_certs(dir: &Path, data: &Path, user: (u32, u32)) {
     let openssl = |args: String| {
         let mut cmd = Command::new("openssl");
@@ -306,6 +306,22 @@ fn make_certs(dir: &Path, data: &Path, user: (u32, u32)) {
              -out {name}.crt -days 2 -extfile {name}.ext"
         ));
     }
+    // Two revocation lists of the CA: `crl-empty.pem` (nothing revoked, in folder `crls/`
+    // too) and `crl-server.pem` (the server's certificate revoked).
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         default_md = sha256\ndefault_crl_days = 2\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let ca = "-config ca.cnf -keyfile ca.key -cert ca.crt";
+    openssl(format!("ca {ca} -gencrl -out crl-empty.pem"));
+    openssl(format!("ca {ca} -revoke server.crt"));
+    openssl(format!("ca {ca} -gencrl -out crl-server.pem"));
+    std::fs::create_dir_all(dir.join("crls")).unwrap();
+    std::fs::copy(dir.join("crl-empty.pem"), dir.join("crls/1a2b3c4d.r0")).unwrap();
     for f in ["server.crt", "server.key", "ca.crt"] {
         let to = data.join(f);
         std::fs::copy(dir.join(f), &to).unwrap();
@@ -699,8 +715,26 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         pg.try_psql("siplb", "SELECT count(*) FROM cdrs").is_err(),
         "no connection made the tables"
     );
-    // verify-ca checks the chain only: the records of both runs land.
-    let siplb = ship(&tcp("127.0.0.1", "verify-ca"), 20);
+    // verify-ca with a revocation list that revokes the server's certificate: refused.
+    let revoked = format!(
+        "{} sslcrl={}",
+        tcp("127.0.0.1", "verify-ca"),
+        dir.0.join("crl-server.pem").display()
+    );
+    let mut siplb = Siplb::start(BIN, &dir.0, &acc_config_to(net, &dir.0, &revoked));
+    calls(&dir.0, net, 10);
+    wait_until(10, || siplb.log(), || siplb.log().contains("Revoked"));
+    assert_eq!(siplb.stat("acc:spool_records"), 60, "{}", siplb.log());
+    siplb.stop();
+    drop(siplb);
+    // verify-ca checks the chain only (here with a folder of revocation lists that revoke
+    // nothing): the records of the three runs land.
+    let clean = format!(
+        "{} sslcrldir={}",
+        tcp("127.0.0.1", "verify-ca"),
+        dir.0.join("crls").display()
+    );
+    let siplb = ship(&clean, 30);
     assert!(
         siplb
             .log()
@@ -711,11 +745,17 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     drop(siplb);
     // verify-full to the name the certificate is for, as a URL.
     let ca = pg.ca().display().to_string().replace('/', "%2F");
+    let crl = dir
+        .0
+        .join("crl-empty.pem")
+        .display()
+        .to_string()
+        .replace('/', "%2F");
     let url = format!(
         "postgresql://postgres@localhost:{TLS_PORT}/siplb?hostaddr=127.0.0.1\
-         &sslmode=verify-full&sslrootcert={ca}"
+         &sslmode=verify-full&sslrootcert={ca}&sslcrl={crl}"
     );
-    drop(ship(&url, 30));
+    drop(ship(&url, 40));
     // require without a root file: encrypted, the certificate not checked (an address
     // without a name will do); a role with a password (SCRAM, bound to the TLS channel:
     // SCRAM-SHA-256-PLUS).
@@ -727,7 +767,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         "hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_scram password='pass word' \
          dbname=siplb sslmode=require channel_binding=require"
     );
-    drop(ship(&plain, 40));
+    drop(ship(&plain, 50));
     // A role that logs in with a client certificate only (`cert` in pg_hba.conf).
     pg.psql("postgres", "CREATE ROLE siplb_cert LOGIN SUPERUSER");
     let cert = format!(
@@ -737,7 +777,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         dir.0.join("client.crt").display(),
         dir.0.join("client.key").display()
     );
-    let siplb = ship(&cert, 50);
+    let siplb = ship(&cert, 60);
     // The server takes TCP with TLS only; siplb's connection is one.
     assert_eq!(
         pg.psql(
@@ -753,7 +793,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     pg.psql("postgres", "CREATE ROLE siplb_plain LOGIN SUPERUSER");
     let siplb = ship(
         &format!("hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_plain dbname=siplb"),
-        60,
+        70,
     );
     assert!(
         siplb
@@ -767,7 +807,7 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
     // allow: without TLS first, refused (hostnossl … reject), then over TLS.
     let siplb = ship(
         &format!("hostaddr=127.0.0.1 port={TLS_PORT} user=postgres dbname=siplb sslmode=allow"),
-        70,
+        80,
     );
     assert!(
         siplb

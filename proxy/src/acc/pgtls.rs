@@ -1,6 +1,6 @@
 //! TLS to PostgreSQL as libpq's `sslmode` has it, with rustls: the TLS keys read out of the
-//! connection string (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`; tokio-postgres takes
-//! only part of them), and the connector they make.
+//! connection string (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `sslcrl`, `sslcrldir`;
+//! tokio-postgres takes only part of them), and the connector they make.
 //!
 //! | `sslmode` | TLS | the server's certificate |
 //! |---|---|---|
@@ -13,14 +13,17 @@
 //!
 //! The root file is `sslrootcert`, else `~/.postgresql/root.crt` when it exists, as for
 //! libpq; `sslrootcert=system` is the system's CAs. `sslcert` and `sslkey` give a client
-//! certificate (both or neither; no default files). Over a Unix socket there is no TLS,
-//! whatever `sslmode` says, as with libpq.
+//! certificate (both or neither; no default files); `sslcrl` and `sslcrldir` revocation
+//! lists, read when the certificate is checked. Over a Unix socket there is no TLS, whatever
+//! `sslmode` says, as with libpq.
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,9 +83,19 @@ pub struct TlsKeys {
     pub root_cert: Option<String>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Certificate revocation lists (PEM): a file, and a folder of such files.
+    pub crl: Option<PathBuf>,
+    pub crl_dir: Option<PathBuf>,
 }
 
-const KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+const KEYS: [&str; 6] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "sslcrldir",
+];
 
 /// Where a connection goes and how: tokio-postgres's settings, the TLS connector, and the
 /// TLS setting of a second attempt when the first fails (`allow`, `prefer`).
@@ -207,6 +220,8 @@ fn split(conn: &str) -> Result<(String, TlsKeys), String> {
             ("sslmode", None) => keys.mode_given = false,
             ("sslrootcert", v) => keys.root_cert = v,
             ("sslcert", v) => keys.cert = v.map(PathBuf::from),
+            ("sslcrl", v) => keys.crl = v.map(PathBuf::from),
+            ("sslcrldir", v) => keys.crl_dir = v.map(PathBuf::from),
             (_, v) => keys.key = v.map(PathBuf::from),
         }
     }
@@ -388,7 +403,10 @@ fn connector(keys: &TlsKeys, home: Option<&Path>) -> Result<MakeRustlsConnect, S
         }
         (_, Some(root)) => {
             let roots = Arc::new(root_store(&root)?);
+            // With revocation lists, every certificate of the chain must be in the clear by
+            // its issuer's list, as libpq has OpenSSL check them (CRL_CHECK_ALL).
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .with_crls(revocation_lists(keys)?)
                 .build()
                 .map_err(|e| format!("sslrootcert={root}: {e}"))?;
             if check == Check::Chain {
@@ -421,6 +439,37 @@ fn connector(keys: &TlsKeys, home: Option<&Path>) -> Result<MakeRustlsConnect, S
         _ => return Err("sslcert and sslkey go together: give both, or neither".into()),
     };
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// The revocation lists of `sslcrl` (a PEM file) and `sslcrldir` (every file in the folder
+/// that holds one; libpq names them by hash). Read only when the certificate is checked.
+fn revocation_lists(keys: &TlsKeys) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let read = |path: &Path| {
+        CertificateRevocationListDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    };
+    let mut crls = Vec::new();
+    if let Some(f) = &keys.crl {
+        let found = read(f).map_err(|e| format!("sslcrl={}: {e}", f.display()))?;
+        if found.is_empty() {
+            return Err(format!("sslcrl={}: no revocation list in it", f.display()));
+        }
+        crls.extend(found);
+    }
+    if let Some(dir) = &keys.crl_dir {
+        let bad = |e: std::io::Error| format!("sslcrldir={}: {e}", dir.display());
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(bad)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            // A file that holds no list is not one (a README, a hash link's target twice).
+            crls.extend(read(&f).unwrap_or_default());
+        }
+    }
+    Ok(crls)
 }
 
 /// The CAs of a PEM file, or of the system (`system`).
@@ -546,182 +595,4 @@ impl ServerCertVerifier for Unchecked {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys(conn: &str) -> (String, TlsKeys) {
-        split(conn).unwrap()
-    }
-
-    #[test]
-    fn the_tls_keys_are_cut_out_of_a_key_value_string_and_the_rest_kept_as_written() {
-        let (rest, k) = keys(
-            "host=db.example sslmode = verify-full password='a b\\'c' \
-             sslrootcert='/etc/ca dir/ca.pem' dbname=siplb sslcert=/c.pem sslkey=/k\\ey.pem",
-        );
-        assert_eq!(rest, "host=db.example  password='a b\\'c'  dbname=siplb  ");
-        assert_eq!(k.mode, SslMode::VerifyFull);
-        assert_eq!(k.root_cert.as_deref(), Some("/etc/ca dir/ca.pem"));
-        assert_eq!(k.cert, Some(PathBuf::from("/c.pem")));
-        assert_eq!(k.key, Some(PathBuf::from("/key.pem")));
-        let pg: tokio_postgres::Config = rest.parse().unwrap();
-        assert_eq!(pg.get_password(), Some(&b"a b'c"[..]));
-        assert_eq!(pg.get_dbname(), Some("siplb"));
-        // No TLS key: the default, and the string as it was.
-        let (rest, k) = keys("host=/run/postgresql dbname=siplb");
-        assert_eq!(
-            (rest.as_str(), k),
-            ("host=/run/postgresql dbname=siplb", TlsKeys::default())
-        );
-    }
-
-    #[test]
-    fn the_tls_keys_are_cut_out_of_a_urls_query() {
-        let (rest, k) = keys(
-            "postgresql://siplb:p%3Fw@db.example:5433/siplb?sslmode=verify-ca\
-             &connect_timeout=5&sslrootcert=%2Fetc%2Fca.pem",
-        );
-        assert_eq!(
-            rest,
-            "postgresql://siplb:p%3Fw@db.example:5433/siplb?connect_timeout=5"
-        );
-        assert_eq!(k.mode, SslMode::VerifyCa);
-        assert_eq!(k.root_cert.as_deref(), Some("/etc/ca.pem"));
-        let (rest, k) = keys("postgres://h/db?sslmode=require");
-        assert_eq!(
-            (rest.as_str(), k.mode),
-            ("postgres://h/db", SslMode::Require)
-        );
-        let (rest, _) = keys("postgres://h/db");
-        assert_eq!(rest, "postgres://h/db");
-    }
-
-    #[test]
-    fn white_space_is_any_that_tokio_postgres_takes_and_an_empty_value_is_the_default() {
-        // A no-break space separates pairs for tokio-postgres: so it does here.
-        let (rest, k) = keys("host=db\u{a0}sslmode=require sslrootcert=");
-        assert_eq!(
-            (rest.as_str(), k.mode),
-            ("host=db\u{a0} ", SslMode::Require)
-        );
-        assert_eq!(k.root_cert, None);
-        assert!(k.mode_given);
-    }
-
-    #[test]
-    fn the_systems_cas_are_for_verify_full_only() {
-        let (_, k) = keys("host=db sslrootcert=system");
-        assert_eq!(k.mode, SslMode::VerifyFull);
-        for weak in ["disable", "prefer", "require", "verify-ca"] {
-            let e = split(&format!("host=db sslmode={weak} sslrootcert=system")).unwrap_err();
-            assert!(e.contains("verify-full"), "{e}");
-        }
-        let (_, k) = keys("host=db sslmode=verify-full sslrootcert=system");
-        assert_eq!(k.mode, SslMode::VerifyFull);
-    }
-
-    #[test]
-    fn a_bad_string_or_sslmode_is_an_error_that_says_what() {
-        let e = split("host=h sslmode=always").unwrap_err();
-        assert!(
-            e.contains("sslmode=always") && e.contains("verify-full"),
-            "{e}"
-        );
-        assert!(
-            split("host=h password='x")
-                .unwrap_err()
-                .contains("not closed")
-        );
-        assert!(split("host").unwrap_err().contains("`host`"));
-        assert!(
-            split("postgres://h/db?sslmode=%zz")
-                .unwrap_err()
-                .contains('%')
-        );
-    }
-
-    #[test]
-    fn each_sslmode_asks_tokio_postgres_for_tls_as_libpq_would() {
-        let mode = |s: &str| parse(s).map(|t| t.pg.get_ssl_mode());
-        let both = |s: &str| parse(s).map(|t| (t.pg.get_ssl_mode(), t.then));
-        assert_eq!(both("host=db sslmode=disable"), Ok((PgMode::Disable, None)));
-        // libpq's two tries: allow without TLS first, prefer with TLS first.
-        assert_eq!(
-            both("host=db sslmode=allow"),
-            Ok((PgMode::Disable, Some(PgMode::Require)))
-        );
-        assert_eq!(both("host=db"), Ok((PgMode::Prefer, Some(PgMode::Disable))));
-        assert_eq!(both("host=db sslmode=require"), Ok((PgMode::Require, None)));
-        // A Unix socket never has TLS, and needs none of its files.
-        assert_eq!(
-            both("host=/run/postgresql sslmode=require"),
-            Ok((PgMode::Disable, None))
-        );
-        assert_eq!(
-            both("host=/run/postgresql sslmode=allow"),
-            Ok((PgMode::Disable, None))
-        );
-        assert_eq!(
-            mode("host=/run/postgresql sslmode=verify-full sslrootcert=/nonexistent.pem"),
-            Ok(PgMode::Disable)
-        );
-        assert!(mode("host=db sslmode=verify-full sslrootcert=/nonexistent.pem").is_err());
-        // A hostaddr is reached over TCP, whatever host says: TLS as asked.
-        assert_eq!(
-            mode("host=/run/postgresql hostaddr=10.0.0.5 sslmode=require"),
-            Ok(PgMode::Require)
-        );
-        assert!(parse("dbname=siplb").err().unwrap().contains("no host"));
-        // An address alone: named by it for the handshake, short of verify-full.
-        let pg = parse("hostaddr=10.0.0.5 sslmode=require").unwrap().pg;
-        assert_eq!(pg.get_hosts(), &[Host::Tcp("10.0.0.5".into())]);
-        let e = parse("hostaddr=10.0.0.5 sslmode=verify-full")
-            .err()
-            .unwrap();
-        assert!(e.contains("host=<that name>"), "{e}");
-        let pg = parse("hostaddr=10.0.0.5 sslmode=disable").unwrap().pg;
-        assert!(pg.get_hosts().is_empty());
-    }
-
-    #[test]
-    fn a_check_of_the_certificate_needs_a_root_file_that_holds_a_ca() {
-        let dir = std::env::temp_dir().join(format!("siplb-pgtls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let k = |mode, root: Option<&str>| TlsKeys {
-            mode,
-            root_cert: root.map(str::to_string),
-            ..TlsKeys::default()
-        };
-        let e = connector(&k(SslMode::VerifyFull, None), Some(&dir))
-            .err()
-            .unwrap();
-        assert!(
-            e.contains("sslrootcert=") && e.contains("verify-full"),
-            "{e}"
-        );
-        let missing = dir.join("nope.pem");
-        let e = connector(&k(SslMode::VerifyCa, missing.to_str()), None)
-            .err()
-            .unwrap();
-        assert!(e.contains("nope.pem"), "{e}");
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        let e = connector(&k(SslMode::Require, empty.to_str()), None)
-            .err()
-            .unwrap();
-        assert!(e.contains("no CA certificate"), "{e}");
-        // Without a check, no file is needed.
-        assert!(connector(&k(SslMode::Require, None), Some(&dir)).is_ok());
-        let e = connector(
-            &TlsKeys {
-                cert: Some("/c.pem".into()),
-                ..TlsKeys::default()
-            },
-            None,
-        )
-        .err()
-        .unwrap();
-        assert!(e.contains("sslcert and sslkey"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;
