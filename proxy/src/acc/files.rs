@@ -509,18 +509,16 @@ pub fn set_aside_torn_line(path: &Path) -> io::Result<bool> {
     if len == 0 {
         return Ok(false);
     }
-    // Read back from the end until a line end (records are short; files may be long).
-    let mut tail = Vec::new();
+    // Read back from the end, a chunk at a time, until a line end (records are short; files
+    // may be long, and a crash may leave a long tail of zeros without one).
+    let mut chunk = vec![0u8; 64 * 1024];
     let mut pos = len;
     let keep = loop {
-        let step = pos.min(64 * 1024);
+        let step = pos.min(chunk.len() as u64);
         pos -= step;
-        let mut chunk = vec![0u8; step as usize];
         file.seek(SeekFrom::Start(pos))?;
-        file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
-        if let Some(i) = tail.iter().rposition(|&b| b == b'\n') {
+        file.read_exact(&mut chunk[..step as usize])?;
+        if let Some(i) = memchr::memrchr(b'\n', &chunk[..step as usize]) {
             break pos + i as u64 + 1;
         }
         if pos == 0 {
@@ -530,11 +528,11 @@ pub fn set_aside_torn_line(path: &Path) -> io::Result<bool> {
     if keep == len {
         return Ok(false);
     }
-    let torn = &tail[(keep - pos) as usize..];
     let mut name = path.as_os_str().to_owned();
     name.push(".torn");
     let mut aside = OpenOptions::new().create(true).append(true).open(&name)?;
-    aside.write_all(torn)?;
+    file.seek(SeekFrom::Start(keep))?;
+    io::copy(&mut Read::by_ref(&mut file).take(len - keep), &mut aside)?;
     aside.write_all(b"\n")?;
     aside.sync_data()?;
     file.set_len(keep)?;
@@ -543,247 +541,4 @@ pub fn set_aside_torn_line(path: &Path) -> io::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::acc::record::{ACC_COLUMNS, Field};
-
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("siplb-acc-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
-    fn record(table: &str, n: u64) -> Record {
-        let id = format!("node-1-{n}");
-        let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
-        fields[0] = Field::Text("node");
-        fields[1] = Field::Text(&id);
-        fields[2] = Field::Text("INVITE");
-        Record::new(table, &fields)
-    }
-
-    const BOTH: Formats = Formats {
-        csv: true,
-        jsonl: true,
-    };
-    const NEVER: Rotation = Rotation {
-        max_bytes: 0,
-        max_age_s: 0,
-    };
-
-    #[test]
-    fn records_go_to_their_tables_files_with_one_csv_header() {
-        let d = dir("write");
-        let mut sink = FileSink::new(&d, BOTH, NEVER).unwrap();
-        sink.write_batch(&[record("acc", 1), record("missed_calls", 2)], 0)
-            .unwrap();
-        sink.write_batch(&[record("acc", 3)], 0).unwrap();
-        sink.sync().unwrap();
-        let csv = std::fs::read_to_string(d.join("acc.csv")).unwrap();
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines.len(), 3, "{csv}");
-        assert!(lines[0].starts_with("node,id,method"));
-        assert!(lines[2].starts_with("node,node-1-3,INVITE"));
-        let jsonl = std::fs::read_to_string(d.join("missed_calls.jsonl")).unwrap();
-        assert_eq!(jsonl.lines().count(), 1);
-        // A new sink on the same files appends, without a second header.
-        let mut again = FileSink::new(&d, BOTH, NEVER).unwrap();
-        again.write_batch(&[record("acc", 4)], 0).unwrap();
-        let csv = std::fs::read_to_string(d.join("acc.csv")).unwrap();
-        assert_eq!(csv.lines().filter(|l| l.starts_with("node,id")).count(), 1);
-        assert_eq!(csv.lines().count(), 4);
-    }
-
-    #[test]
-    fn with_the_journal_a_lost_tail_comes_back_and_a_rotated_file_gets_nothing_old() {
-        let d = dir("journal");
-        let journal = |d: &Path, rotation| {
-            FileSink::new(d, BOTH, rotation)
-                .unwrap()
-                .with_sync(SyncMode::Journal, 64 << 10)
-                .unwrap()
-        };
-        let mut sink = journal(&d, NEVER);
-        sink.write_batch(&[record("acc", 1)], 0).unwrap();
-        sink.sync().unwrap();
-        sink.write_batch(&[record("acc", 2), record("cdrs", 3)], 0)
-            .unwrap();
-        sink.sync().unwrap();
-        let whole = std::fs::read(d.join("acc.csv")).unwrap();
-        // A power cut: what only the journal had reached the disk of is gone.
-        drop(sink);
-        std::fs::write(d.join("acc.csv"), &whole[..whole.len() - 20]).unwrap();
-        std::fs::remove_file(d.join("cdrs.jsonl")).unwrap();
-        let mut sink = journal(&d, NEVER);
-        assert_eq!(std::fs::read(d.join("acc.csv")).unwrap(), whole);
-        assert!(!d.join("cdrs.jsonl").exists(), "a gone file is not made up");
-        assert_eq!(sink.recover().unwrap(), 0);
-        // Rotation checkpoints first: after it, a crash puts nothing into the new acc.csv.
-        sink.rotation = Rotation {
-            max_bytes: 1,
-            max_age_s: 0,
-        };
-        sink.write_batch(&[record("acc", 4)], 1_000).unwrap();
-        sink.write_batch(&[record("acc", 5)], 1_000).unwrap();
-        sink.sync().unwrap();
-        let rotated: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("acc-"))
-            .collect();
-        assert_eq!(rotated.len(), 2, "acc.csv and acc.jsonl rotated");
-        let new = std::fs::read_to_string(d.join("acc.csv")).unwrap();
-        drop(sink);
-        let _sink = journal(&d, NEVER);
-        assert_eq!(std::fs::read_to_string(d.join("acc.csv")).unwrap(), new);
-        assert_eq!(new.lines().count(), 2, "{new}");
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn with_a_write_interval_files_lag_the_journal_and_a_crash_loses_none_of_it() {
-        let d = dir("lag");
-        let journal = |d: &Path| {
-            FileSink::new(d, BOTH, NEVER)
-                .unwrap()
-                .with_sync(SyncMode::Journal, 64 << 10)
-                .unwrap()
-                .with_write_interval(Duration::from_millis(50))
-        };
-        let lines = |d: &Path| {
-            std::fs::read_to_string(d.join("acc.csv"))
-                .map(|s| s.lines().count())
-                .unwrap_or(0)
-        };
-        let mut sink = journal(&d);
-        sink.write_batch(&[record("acc", 1)], 0).unwrap();
-        sink.sync().unwrap();
-        sink.write_batch(&[record("acc", 2)], 0).unwrap();
-        sink.sync().unwrap();
-        // Committed, not yet in the file (the header only).
-        assert_eq!(lines(&d), 1);
-        std::thread::sleep(Duration::from_millis(60));
-        sink.write_waiting(false).unwrap();
-        assert_eq!(lines(&d), 3);
-        // Committed and then lost with the process: the next start writes them.
-        sink.write_batch(&[record("acc", 3), record("acc", 4)], 0)
-            .unwrap();
-        sink.sync().unwrap();
-        assert_eq!(lines(&d), 3);
-        drop(sink);
-        let mut sink = journal(&d);
-        assert_eq!(lines(&d), 5);
-        let jsonl = std::fs::read_to_string(d.join("acc.jsonl")).unwrap();
-        assert_eq!(jsonl.lines().count(), 4);
-        // A clean stop (the last checkpoint) writes what waits.
-        sink.write_batch(&[record("acc", 5)], 0).unwrap();
-        sink.sync().unwrap();
-        sink.checkpoint().unwrap();
-        assert_eq!(lines(&d), 6);
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn a_torn_last_line_is_set_aside_once_and_the_rest_kept() {
-        let d = dir("torn");
-        std::fs::create_dir_all(&d).unwrap();
-        let path = d.join("acc.jsonl");
-        std::fs::write(
-            &path,
-            "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"meth",
-        )
-        .unwrap();
-        let mut sink = FileSink::new(
-            &d,
-            Formats {
-                csv: false,
-                jsonl: true,
-            },
-            NEVER,
-        )
-        .unwrap();
-        sink.write_batch(&[record("acc", 9)], 0).unwrap();
-        assert_eq!(sink.torn_lines, 1);
-        let text = std::fs::read_to_string(&path).unwrap();
-        for line in text.lines() {
-            serde_json::from_str::<serde_json::Value>(line)
-                .unwrap_or_else(|e| panic!("{e}: {line}"));
-        }
-        assert_eq!(text.lines().count(), 3);
-        let torn = std::fs::read_to_string(d.join("acc.jsonl.torn")).unwrap();
-        assert_eq!(torn, "{\"id\":\"c\",\"meth\n");
-        assert!(
-            !set_aside_torn_line(&path).unwrap(),
-            "whole lines are left alone"
-        );
-    }
-
-    #[test]
-    fn recovery_at_start_sets_aside_torn_lines_of_current_files_only() {
-        let d = dir("recover");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("acc.csv"), "h\r\nwhole\r\ntor").unwrap();
-        std::fs::write(d.join("cdrs.jsonl"), "{}\n").unwrap();
-        std::fs::write(d.join("acc-20261201T000000Z.csv"), "old\r\nx").unwrap();
-        let mut sink = FileSink::new(&d, BOTH, NEVER).unwrap();
-        assert_eq!(sink.recover().unwrap(), 1);
-        assert_eq!(sink.torn_lines, 1);
-        assert_eq!(
-            std::fs::read_to_string(d.join("acc.csv")).unwrap(),
-            "h\r\nwhole\r\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(d.join("acc.csv.torn")).unwrap(),
-            "tor\n"
-        );
-        assert!(!d.join("acc-20261201T000000Z.csv.torn").exists());
-        assert_eq!(sink.recover().unwrap(), 0, "once only");
-        std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn files_rotate_by_size_and_by_age_to_stamped_names() {
-        let d = dir("rotate");
-        let by_size = Rotation {
-            max_bytes: 1,
-            max_age_s: 0,
-        };
-        let mut sink = FileSink::new(
-            &d,
-            Formats {
-                csv: true,
-                jsonl: false,
-            },
-            by_size,
-        )
-        .unwrap();
-        let t = 1_796_125_784_123;
-        sink.write_batch(&[record("acc", 1)], t).unwrap();
-        sink.write_batch(&[record("acc", 2)], t).unwrap();
-        assert!(d.join("acc-20261201T114944Z.csv").exists());
-        let fresh = std::fs::read_to_string(d.join("acc.csv")).unwrap();
-        assert_eq!(
-            fresh.lines().count(),
-            2,
-            "a header and the new record: {fresh}"
-        );
-        let by_age = Rotation {
-            max_bytes: 0,
-            max_age_s: 60,
-        };
-        let mut sink = FileSink::new(
-            &d,
-            Formats {
-                csv: true,
-                jsonl: false,
-            },
-            by_age,
-        )
-        .unwrap();
-        sink.write_batch(&[record("cdrs", 1)], t).unwrap();
-        sink.write_batch(&[record("cdrs", 2)], t + 59_000).unwrap();
-        assert!(!d.join("cdrs-20261201T115043Z.csv").exists());
-        sink.write_batch(&[record("cdrs", 3)], t + 60_000).unwrap();
-        assert!(d.join("cdrs-20261201T115044Z.csv").exists());
-    }
-}
+mod tests;
