@@ -426,9 +426,12 @@ impl Shard {
 
     /// Passes a response upstream without our Via; `keep` stores it for retransmissions.
     fn relay(&mut self, id: TxnId, msg: &SipMsg<'_>, keep: bool) {
+        let Ok(vias) = self.missing_vias(id, msg) else {
+            self.stats.drop_replies.inc();
+            return;
+        };
         let mut out = self.out.buffer();
         let cseq = self.caller_cseq(id, msg);
-        let vias = self.missing_vias(id, msg);
         forward::response(msg, cseq, vias.as_deref(), &mut self.rewrite, &mut out);
         let Some(t) = self.txns.get_mut(id) else {
             self.out.recycle(out);
@@ -445,19 +448,24 @@ impl Shard {
     /// The Via lines the request of transaction `id` came with, when response `msg` has none
     /// below siplb's (RFC 3261 §16.7 step 3 would have it dropped; siplb, stateful, answers
     /// the caller as its server transaction would): those of the request as forwarded, but
-    /// siplb's own first line.
-    fn missing_vias(&self, id: TxnId, msg: &SipMsg<'_>) -> Option<Vec<u8>> {
+    /// siplb's own first line. `Ok(None)`: the response has its own. `Err`: it has none and
+    /// the request is no longer kept (a 2xx retransmission once the transaction is answered
+    /// on both sides): it is dropped rather than sent without a Via.
+    fn missing_vias(&self, id: TxnId, msg: &SipMsg<'_>) -> Result<Option<Vec<u8>>, ()> {
         if has_via_below_top(msg) {
-            return None;
+            return Ok(None);
         }
-        self.stats.replies_vias_restored.inc();
-        let t = self.txns.get(id)?;
-        let fwd = SipMsg::parse(&t.forwarded).ok()?;
+        let t = self.txns.get(id).ok_or(())?;
+        let fwd = SipMsg::parse(&t.forwarded).map_err(|_| ())?;
         let mut vias = Vec::new();
         for (_, h) in fwd.headers_named(HeaderName::Via).skip(1) {
             vias.extend_from_slice(h.line().of(fwd.buf));
         }
-        (!vias.is_empty()).then_some(vias)
+        if vias.is_empty() {
+            return Err(());
+        }
+        self.stats.replies_vias_restored.inc();
+        Ok(Some(vias))
     }
 
     /// The CSeq number a response to transaction `id` goes back to the caller with, when its
@@ -470,9 +478,12 @@ impl Shard {
     /// Passes a gateway's final 503 upstream as `500 Server Internal Error` without its
     /// `Retry-After`, so that a caller that honours it does not stop sending to siplb.
     fn relay_503_as_500(&mut self, id: TxnId, msg: &SipMsg<'_>) {
+        let Ok(vias) = self.missing_vias(id, msg) else {
+            self.stats.drop_replies.inc();
+            return;
+        };
         let mut out = self.out.buffer();
         let cseq = self.caller_cseq(id, msg);
-        let vias = self.missing_vias(id, msg);
         forward::response_as(
             msg,
             500,

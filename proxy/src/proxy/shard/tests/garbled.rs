@@ -11,7 +11,7 @@ fn a_response_that_lost_the_callers_via_gets_it_back() {
     let mut h = Harness::new();
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
     let vias = fwd.header_lines(HeaderName::Via);
-    let (ours, callers) = (&vias[0], &vias[1]);
+    let callers = &vias[1];
     let ringing = response(&fwd, 180, Some("gw-tag"));
     let only_ours = ringing.replacen(callers.as_str(), "", 1);
     assert_ne!(ringing, only_ours);
@@ -22,7 +22,28 @@ fn a_response_that_lost_the_callers_via_gets_it_back() {
         std::slice::from_ref(callers)
     );
     assert_eq!(h.stats.replies_vias_restored.get(), 1);
+    // The 2xx the same way: passed on with the caller's Via. Its retransmission comes once
+    // the transaction no longer keeps the request: dropped rather than sent without a Via.
+    let ok = response(&fwd, 200, Some("gw-tag"));
+    let ok_ours = ok.replacen(callers.as_str(), "", 1);
+    let out = h.gateway_answers(&fwd, &ok_ours);
+    assert!(out.is_response(200), "{out:?}");
+    assert_eq!(
+        out.header_lines(HeaderName::Via),
+        std::slice::from_ref(callers)
+    );
+    assert_eq!(h.stats.replies_vias_restored.get(), 2);
+    let dropped = h.stats.drop_replies.get();
+    h.deliver(fwd.dst, &ok_ours);
+    h.expect_nothing();
+    assert_eq!(h.stats.drop_replies.get(), dropped + 1);
+    // A proper retransmission is passed on as ever.
+    let again = h.gateway_answers(&fwd, &ok);
+    assert!(again.is_response(200), "{again:?}");
     // Both on one line, comma-separated, is the same message: passed on as it is.
+    let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-b"));
+    let vias = fwd.header_lines(HeaderName::Via);
+    let (ours, callers) = (&vias[0], &vias[1]);
     let one_line = response(&fwd, 486, Some("gw-tag")).replacen(
         &format!("{ours}{callers}"),
         &format!("{}, {}", ours.trim_end(), &callers["Via: ".len()..]),
@@ -41,7 +62,7 @@ fn a_response_that_lost_the_callers_via_gets_it_back() {
         callers["Via: ".len()..].trim_end(),
         "{busy:?}"
     );
-    assert_eq!(h.stats.replies_vias_restored.get(), 1);
+    assert_eq!(h.stats.replies_vias_restored.get(), 2);
 }
 
 /// The ACK of a non-2xx final takes the response's To (with the gateway's tag) only when it is
