@@ -142,6 +142,8 @@ const TOKEN_MASK: u64 = 3 << 62;
 /// The multishot poll of the AF_XDP socket (in TOKEN_CONTROL's class).
 const TOKEN_XSK: u64 = 1;
 const RING_ENTRIES: u32 = 1024;
+/// Hand-offs, and AF_XDP frames, taken per loop round at most.
+const ROUND_MAX: usize = 512;
 
 /// One in-flight `SendMsg`: its header, iovec, address and bytes stay put until completion.
 struct SendSlot {
@@ -172,6 +174,8 @@ pub struct Worker {
     trace: Option<BufWriter<std::fs::File>>,
     /// `debug.panic_on_call_id`.
     panic_on: Option<Box<[u8]>>,
+    /// Work was left for the next round (hand-offs, AF_XDP frames): it does not wait.
+    more: bool,
     rewrite: Rewrite,
     /// Replies the worker makes itself (overload 503 for a hand-off that did not fit).
     own_transmits: Vec<Transmit>,
@@ -304,6 +308,7 @@ impl Worker {
             wake: vec![false; workers as usize],
             trace,
             panic_on: cfg.panic_on_call_id.clone(),
+            more: false,
             rewrite: Rewrite::new(),
             own_transmits: Vec::new(),
             workers,
@@ -362,6 +367,12 @@ impl Worker {
             // INVITEs waiting for a fleet place: their answers come without a wake-up.
             let wait = if self.shard.has_parked() {
                 wait.min(Duration::from_millis(1))
+            } else {
+                wait
+            };
+            // Work left over from the last round (a flood): no wait.
+            let wait = if std::mem::take(&mut self.more) {
+                Duration::ZERO
             } else {
                 wait
             };
@@ -659,11 +670,18 @@ impl Worker {
         }
     }
 
+    /// A round's share of the hand-offs (a flood of datagrams other workers hand over must not
+    /// keep this one from its timers, sends and control work); the next round does not wait
+    /// while some are left.
     fn drain_hand_offs(&mut self, now: Instant) {
         let handle = self.plane.workers[self.id as usize].clone();
-        while let Some(h) = handle.queue.pop() {
+        for _ in 0..ROUND_MAX {
+            let Some(h) = handle.queue.pop() else {
+                return;
+            };
             self.process(now, h.src, &h.data, h.received_by, h.rx_ns);
         }
+        self.more = !handle.queue.is_empty();
     }
 
     fn process(

@@ -53,6 +53,12 @@ impl Worker {
                 break;
             }
             taken += n;
+            // A round's share: timers, sends and control work come between (the next round
+            // does not wait while frames are left).
+            if taken >= super::ROUND_MAX {
+                self.more = true;
+                break;
+            }
         }
         // One poll completion may stand for many frames: the batching decision counts the
         // frames, as it counts the socket's completions (a datagram each).
