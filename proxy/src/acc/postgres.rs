@@ -122,6 +122,7 @@ impl Shipper {
             trouble: None,
             backoff: BACKOFF_MIN,
             schema_failed: None,
+            conn_task: None,
         };
         let thread = std::thread::Builder::new()
             .name("siplb-acc-pg".into())
@@ -173,6 +174,10 @@ struct Run {
     backoff: Duration,
     /// What making the tables last said, when it failed (warned once per message).
     schema_failed: Option<String>,
+    /// The task that drives the connection's socket: ended with the client, so that a
+    /// connection given up on (a timeout while the server hangs) is closed, not left open
+    /// with its server backend and transaction.
+    conn_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Trouble {
@@ -190,6 +195,13 @@ enum Failed {
 }
 
 impl Run {
+    /// Closes the connection's socket (its client is dropped or never made it).
+    fn close(&mut self) {
+        if let Some(t) = self.conn_task.take() {
+            t.abort();
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         *self.finish.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -221,8 +233,12 @@ impl Run {
                             self.recovered();
                         }
                     }
-                    Ok(Err(f)) => self.failed(&f).await,
+                    Ok(Err(f)) => {
+                        self.close();
+                        self.failed(&f).await;
+                    }
                     Err(_) => {
+                        self.close();
                         self.failed(&Failed::Connection("connection timed out".into()))
                             .await;
                     }
@@ -262,6 +278,7 @@ impl Run {
                 }
                 Err(f) => {
                     client = None;
+                    self.close();
                     self.tables.clear();
                     self.failed(&f).await;
                 }
@@ -403,11 +420,14 @@ impl Run {
             .connect()
             .await
             .map_err(|e| Failed::Connection(describe_connect(&e)))?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("acc: PostgreSQL connection: {e}");
             }
         });
+        if let Some(old) = self.conn_task.replace(task) {
+            old.abort();
+        }
         let failed = |e: tokio_postgres::Error| failure(&e, client.is_closed());
         // Not a notice per table that exists already.
         client
