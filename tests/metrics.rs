@@ -1,6 +1,7 @@
 //! `/metrics` and the statistics through the real binary: the whole text checked line by line
-//! (`exposition.rs`), `HEAD`, the latency summary, build and process families, and the
-//! statistics whose names said something else than what they counted. Nets 65–68.
+//! (`exposition.rs`), `HEAD`, the latency summary, build and process families, the
+//! statistics whose names said something else than what they counted, and a scanner's idle
+//! connections. Nets 65–68 and 20.
 
 mod exposition;
 
@@ -281,4 +282,44 @@ fn record_gauges_say_what_they_count() {
     assert_eq!(sum(&exp, "siplb_dialog_active_dialogs"), 0.0);
     let help = &exp.families["siplb_core_call_records"].1;
     assert!(help.contains("linger"), "{help}");
+}
+
+/// What a scanner does to `/metrics`: 200 connections that never send. siplb holds 64 of
+/// them at once (the rest are closed as they come) and closes those after 10 s; a scrape
+/// afterwards is answered. Before, each was a task and a descriptor for as long as the
+/// scanner liked.
+#[test]
+fn idle_connections_to_metrics_are_bounded_and_closed() {
+    let _g = serial();
+    let (_dir, siplb, metrics) = start("metrics-idle", Net::new(20));
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", siplb.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(&metrics).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = fds();
+    assert!(
+        during <= before + 64 + 4,
+        "{during} descriptors with 200 idle connections (from {before})"
+    );
+    // Closed by siplb after 10 s: each reads the end of its stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    for mut c in idle {
+        c.set_read_timeout(Some(
+            deadline.saturating_duration_since(std::time::Instant::now()) + QUIET,
+        ))
+        .unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(c.read(&mut b), Ok(0)),
+            "an idle connection is closed"
+        );
+    }
+    assert!(fds() <= before + 4, "{} descriptors left", fds());
+    scrape(&metrics);
 }

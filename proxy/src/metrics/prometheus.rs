@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// What a scrape reads; all of it shared, none of it locked.
 #[derive(Clone)]
@@ -392,13 +393,21 @@ impl MetricsServer {
 }
 
 /// Serves `GET /metrics` on `addr` (anything else: 404), one request per connection.
+/// Connections served at once, and how long one may last.
+const CONNECTIONS: usize = 64;
+const CONNECTION_TIME: Duration = Duration::from_secs(10);
+
 pub fn serve(addr: SocketAddr, src: Sources) -> io::Result<MetricsServer> {
     // Bound here, so that a busy address is an error of the caller's.
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
+    // A scanner's connections that never send, send forever or never read are closed: at
+    // most CONNECTIONS at once (more are closed as they come), each CONNECTION_TIME at most.
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let src = Arc::new(src);
     let thread = std::thread::Builder::new()
@@ -420,20 +429,29 @@ pub fn serve(addr: SocketAddr, src: Sources) -> io::Result<MetricsServer> {
                     let stream = match conn {
                         Ok((stream, _)) => stream,
                         Err(e) => {
+                            // Out of descriptors, say: not a loop at full speed meanwhile.
                             tracing::warn!("metrics listener: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
                     };
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        drop(stream);
+                        continue;
+                    };
                     let src = src.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let service = service_fn(move |req| {
                             std::future::ready(Ok::<_, Infallible>(answer(&req, &src)))
                         });
                         let conn = http1::Builder::new()
                             .keep_alive(false)
                             .serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = conn.await {
-                            tracing::debug!("metrics connection: {e}");
+                        match tokio::time::timeout(CONNECTION_TIME, conn).await {
+                            Ok(Err(e)) => tracing::debug!("metrics connection: {e}"),
+                            Err(_) => tracing::debug!("metrics connection: timed out"),
+                            Ok(Ok(())) => {}
                         }
                     });
                 }
