@@ -166,37 +166,13 @@ impl Drop for Accountant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acc::config::{AccRule, Methods, Sinks};
-    use crate::acc::files::{Formats, Rotation};
+    use crate::acc::config::AccRule;
     use crate::proxy::event::Parties;
     use crate::proxy::target::Target;
-    use std::time::Duration;
 
     fn cfg(f: impl FnOnce(&mut AccConfig)) -> Arc<AccConfig> {
-        let mut c = AccConfig {
-            node: "n".into(),
-            flags: Methods::default(),
-            failed_flags: Methods::default(),
-            missed_flags: Methods::default(),
-            rules: Vec::new(),
-            cdrs: false,
-            sinks: Sinks::default(),
-            dir: "/nonexistent".into(),
-            formats: Formats {
-                csv: true,
-                jsonl: false,
-            },
-            sync_interval: Duration::from_millis(10),
-            sync_mode: Default::default(),
-            journal_bytes: 1 << 20,
-            write_interval: Duration::from_millis(100),
-            rotation: Rotation {
-                max_bytes: 0,
-                max_age_s: 0,
-            },
-            queue: 4,
-            spool_max_bytes: 1 << 20,
-        };
+        let mut c = AccConfig::for_tests("/nonexistent", 4);
+        c.formats.jsonl = false;
         f(&mut c);
         Arc::new(c)
     }

@@ -88,6 +88,39 @@ pub struct AccConfig {
     pub spool_max_bytes: u64,
 }
 
+#[cfg(test)]
+impl AccConfig {
+    /// For tests: nothing recorded, no sink, CSV and JSON lines into `dir`, a 10 ms group
+    /// commit with a 1 MiB journal, the files written every 100 ms, no rotation, a queue of
+    /// `queue`; the test sets what it is about.
+    pub fn for_tests(dir: impl Into<PathBuf>, queue: usize) -> AccConfig {
+        AccConfig {
+            node: "n".into(),
+            flags: Methods::default(),
+            failed_flags: Methods::default(),
+            missed_flags: Methods::default(),
+            rules: Vec::new(),
+            cdrs: false,
+            sinks: Sinks::default(),
+            dir: dir.into(),
+            formats: Formats {
+                csv: true,
+                jsonl: true,
+            },
+            sync_interval: Duration::from_millis(10),
+            sync_mode: SyncMode::default(),
+            journal_bytes: 1 << 20,
+            write_interval: Duration::from_millis(100),
+            rotation: Rotation {
+                max_bytes: 0,
+                max_age_s: 0,
+            },
+            queue,
+            spool_max_bytes: 1 << 20,
+        }
+    }
+}
+
 pub const DEFAULT_QUEUE: usize = 65_536;
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
 /// 16 MiB: at 2,000 calls/s with CSV and JSON lines, a checkpoint every few seconds.

@@ -359,37 +359,17 @@ fn failed(plane: &AccPlane, s: &mut Slot, e: &io::Error, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acc::config::{Methods, Sinks};
-    use crate::acc::files::{Formats, Rotation};
+    use crate::acc::config::Sinks;
     use crate::acc::record::{ACC_COLUMNS, Field};
 
     fn cfg(dir: &std::path::Path) -> AccConfig {
         AccConfig {
-            node: "n".into(),
-            flags: Methods::default(),
-            failed_flags: Methods::default(),
-            missed_flags: Methods::default(),
-            rules: Vec::new(),
             cdrs: true,
             sinks: Sinks {
                 files: true,
                 ..Sinks::default()
             },
-            dir: dir.into(),
-            formats: Formats {
-                csv: true,
-                jsonl: true,
-            },
-            sync_interval: Duration::from_millis(10),
-            sync_mode: Default::default(),
-            journal_bytes: 1 << 20,
-            write_interval: Duration::from_millis(100),
-            rotation: Rotation {
-                max_bytes: 0,
-                max_age_s: 0,
-            },
-            queue: 64,
-            spool_max_bytes: 1 << 20,
+            ..AccConfig::for_tests(dir, 64)
         }
     }
 

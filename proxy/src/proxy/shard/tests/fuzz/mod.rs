@@ -11,8 +11,7 @@
 
 use super::*;
 use crate::acc::accountant::Accountant;
-use crate::acc::config::{AccConfig, AccRule, DEFAULT_QUEUE, Methods, Sinks};
-use crate::acc::files::{Formats, Rotation};
+use crate::acc::config::{AccConfig, AccRule, DEFAULT_QUEUE, Methods};
 use crate::acc::plane::AccPlane;
 use crate::proxy::event::Emit;
 
@@ -70,26 +69,7 @@ fn acc_config() -> Arc<AccConfig> {
             },
         ],
         cdrs: true,
-        sinks: Sinks {
-            log: false,
-            files: false,
-            postgres: None,
-        },
-        dir: std::env::temp_dir(),
-        formats: Formats {
-            csv: true,
-            jsonl: true,
-        },
-        sync_interval: Duration::from_millis(10),
-        sync_mode: Default::default(),
-        journal_bytes: 1 << 20,
-        write_interval: Duration::from_millis(100),
-        rotation: Rotation {
-            max_bytes: 0,
-            max_age_s: 0,
-        },
-        queue: DEFAULT_QUEUE,
-        spool_max_bytes: 1 << 20,
+        ..AccConfig::for_tests(std::env::temp_dir(), DEFAULT_QUEUE)
     })
 }
 
