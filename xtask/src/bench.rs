@@ -3,8 +3,8 @@
 
 use crate::ci::install_deps;
 use crate::procfs::{
-    DiskRequests, clk_tck, cpu_ticks, disk_requests, per_call_by_thread, thread_cpu_between,
-    thread_cpu_ns,
+    DiskRequests, clk_tck, cpu_ticks, disk_requests, kernel_worker_ns, per_call_by_thread,
+    thread_cpu_between, thread_cpu_ns,
 };
 use crate::rounds;
 use crate::{build_release_siplb, root};
@@ -263,6 +263,8 @@ struct Outcome {
     threads: Vec<(String, f64)>,
     /// The machine's disks' requests over the same span.
     disk: DiskRequests,
+    /// The kernel's worker threads' CPU-s over the same span (machine-wide).
+    kworkers_s: f64,
     wall_s: f64,
     retrans: u64,
     /// siplb only: (p50, p99, max) µs from kernel receive to processed.
@@ -391,11 +393,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let per_1000 = |n: u64| n as f64 * 1000.0 / o.ok as f64;
         println!(
             "\n{}: CPU per call by thread, µs (the median round): {}\n\
-             {0}: the machine's disks meanwhile, per 1000 calls: {:.0} writes, {:.0} flushes",
+             {0}: the machine's disks meanwhile, per 1000 calls: {:.0} writes, {:.0} flushes\n\
+             {0}: the kernel's worker threads meanwhile (kworker/*, machine-wide): {:.1} µs per call",
             o.proxy,
             per_call_by_thread(&o.threads, o.ok),
             per_1000(o.disk.writes),
             per_1000(o.disk.flushes),
+            o.kworkers_s / o.ok as f64 * 1e6,
         );
     }
     for o in &outcomes {
@@ -673,6 +677,7 @@ fn drive(
     let mut ticks0 = cpu_ticks(child.id());
     let mut threads0 = thread_cpu_ns(child.id());
     let mut disk0 = disk_requests();
+    let mut kworkers0 = kernel_worker_ns();
     let t0 = Instant::now();
     let mut sipp = Command::new("timeout")
         .current_dir(dir)
@@ -724,6 +729,7 @@ fn drive(
                 ticks0 = cpu_ticks(child.id());
                 threads0 = thread_cpu_ns(child.id());
                 disk0 = disk_requests();
+                kworkers0 = kernel_worker_ns();
                 warm = Some(done);
             }
         }
@@ -733,6 +739,7 @@ fn drive(
     let ticks1 = cpu_ticks(child.id());
     let threads = thread_cpu_between(&threads0, &thread_cpu_ns(child.id()));
     let disk = disk0.until(disk_requests());
+    let kworkers_s = kernel_worker_ns().saturating_sub(kworkers0) as f64 / 1e9;
     let stats = if let Some(bin) = &entry.siplb {
         // The workers publish their latency figures every second.
         std::thread::sleep(Duration::from_millis(1200));
@@ -790,6 +797,7 @@ fn drive(
         cpu_s: (ticks1 - ticks0) as f64 / clk_tck(),
         threads,
         disk,
+        kworkers_s,
         messages,
         wall_s,
         retrans: get("Retransmissions(C)") as u64,

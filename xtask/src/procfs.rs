@@ -96,6 +96,30 @@ pub(crate) fn per_call_by_thread(threads: &[(String, f64)], calls: u64) -> Strin
     by_thread.join(", ")
 }
 
+/// Nanoseconds on CPU of all the kernel's worker threads so far (`kworker/…`, machine-wide):
+/// work a process hands to the kernel (a data sync through AIO, the flush after an
+/// `O_DSYNC` write, writeback) runs there and is not in the process's own figures.
+pub(crate) fn kernel_worker_ns() -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for p in procs.flatten() {
+        let dir = p.path();
+        let is_pid = p.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid
+            || !std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.starts_with("kworker"))
+        {
+            continue;
+        }
+        total += std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
 /// Requests the machine's disks completed so far: writes and cache flushes, summed over the
 /// whole devices of `/sys/block` (loop, RAM and zram devices left out: their requests end in
 /// another device's or in memory). Machine-wide: what a run adds shows against a run without
