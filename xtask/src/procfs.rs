@@ -106,7 +106,10 @@ pub(crate) fn kernel_worker_ns() -> u64 {
     let mut total = 0;
     for p in procs.flatten() {
         let dir = p.path();
-        let is_pid = p.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        let is_pid = p
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
         if !is_pid
             || !std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.starts_with("kworker"))
         {

@@ -500,7 +500,8 @@ impl Shard {
         let fwd = Forward {
             record_route: None,
             strip_route: own_route,
-            cseq: (shift > 0).then(|| msg.cseq.wrapping_add(shift)),
+            // Never past 2^31 - 1 (RFC 3261 §8.1.1.5), however near it the caller's is.
+            cseq: (shift > 0).then(|| msg.cseq.saturating_add(shift).min(i32::MAX as u32)),
             headers: b"",
         };
         if method == Method::Ack {

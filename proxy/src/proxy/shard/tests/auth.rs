@@ -156,6 +156,23 @@ fn a_challenged_bye_is_answered_too_and_the_shift_grows() {
 }
 
 #[test]
+fn a_shifted_cseq_never_passes_the_largest_a_cseq_may_be() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    for (n, branch) in [
+        (2_147_483_646u32, "z9hG4bK-i1"),
+        (2_147_483_647, "z9hG4bK-i2"),
+    ] {
+        h.caller_sends(&caller_in_dialog("INFO", &ok, branch, n).text());
+        let info = h.take_one();
+        assert_eq!(info.cseq(), (2_147_483_647, Method::Info), "from {n}");
+    }
+}
+
+#[test]
 fn the_gateways_own_requests_are_not_shifted() {
     let mut h = with_credentials();
     let (_, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
