@@ -466,13 +466,24 @@ impl Shard {
             }
             return self.reply_stateless(msg, src, 481, Extra::default());
         };
-        // ACK and BYE end what a call let in; anything else that would be recorded waits
-        // while accounting cannot take more (its records would pile up without end).
+        // The first ACK of a 2xx and the BYE of a call still up end what a call let in;
+        // anything else that would be recorded waits while accounting cannot take more (its
+        // records would pile up without end: a party can send BYEs to its ended dialog, or
+        // ACKs, as fast as it likes).
         if self.acc_overflow
-            && !matches!(method, Method::Ack | Method::Bye)
             && (self.cfg.emit.request(method) || self.cfg.emit.transaction(method))
+            && !self.dialogs.get(id).is_some_and(|d| match method {
+                Method::Ack => d.state == DialogState::ConfirmedNoAck,
+                Method::Bye => d.state != DialogState::Ended,
+                _ => false,
+            })
         {
             self.key = key;
+            if method == Method::Ack {
+                // No answer to an ACK: the 2xx's next retransmission brings it again.
+                self.stats.drop_requests.inc();
+                return;
+            }
             self.stats.acc_queue_full_503.inc();
             let retry = self.cfg.retry_after;
             return self.reply_stateless(msg, src, 503, Extra::overload(retry));

@@ -297,7 +297,7 @@ fn while_accounting_is_full_new_invites_get_503_and_calls_under_way_go_on() {
 }
 
 #[test]
-fn while_accounting_overflows_requests_in_a_dialog_but_ack_and_bye_get_503() {
+fn while_accounting_overflows_requests_in_a_dialog_but_the_calls_ack_and_bye_get_503() {
     let mut h = with_events();
     let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
     let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw")));
@@ -317,6 +317,17 @@ fn while_accounting_overflows_requests_in_a_dialog_but_ack_and_bye_get_503() {
     h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 3).text());
     let bye = h.take_one();
     assert!(bye.is_request(Method::Bye), "{bye:?}");
+    h.gateway_answers(&bye, &response(&bye, 200, None));
+    // Once the call is over, more BYEs and ACKs to its dialog would each be another record:
+    // a BYE gets 503, an ACK is dropped.
+    h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye2", 4).text());
+    let again = h.take_one();
+    assert!(again.is_response(503), "{again:?}");
+    assert_eq!(h.stats.acc_queue_full_503.get(), 2);
+    let dropped = h.stats.drop_requests.get();
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack2").text());
+    assert!(h.take().is_empty());
+    assert_eq!(h.stats.drop_requests.get(), dropped + 1);
     h.shard.set_accounting_overflow(false);
     h.caller_sends(&caller_in_dialog("INFO", &ok, "z9hG4bK-info2", 4).text());
     let info = h.take_one();
