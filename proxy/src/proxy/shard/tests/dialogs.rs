@@ -397,6 +397,36 @@ fn a_bye_with_a_wrong_to_tag_gets_481_and_the_call_keeps_its_place() {
     assert_eq!(h.alice(), 1);
 }
 
+/// A customer that sends a BYE with the tags the other way round, as if the callee hung up,
+/// must neither end the dialog (freeing its place in the limit) nor have it sent anywhere:
+/// the callee's side speaks from the gateway only.
+#[test]
+fn a_bye_posing_as_the_callee_from_elsewhere_gets_481_and_the_call_keeps_its_place() {
+    let mut h = limited(1, DialogTimers::default());
+    let call = h.established_call("c1");
+    let bye = gateway_in_dialog("BYE", &call.fwd, "gw-tag", "z9hG4bK-fake").text();
+    h.caller_sends(&bye);
+    let out = h.take_one();
+    assert!(out.is_response(481), "{out:?}");
+    assert_eq!(h.call_state("c1"), Some(DialogState::Confirmed));
+    assert_eq!(h.alice(), 1);
+    // The other gateway is no more the callee than the customer is.
+    let other: SocketAddr = if call.fwd.dst.port() == 5081 {
+        "127.0.0.1:5082"
+    } else {
+        "127.0.0.1:5081"
+    }
+    .parse()
+    .unwrap();
+    h.deliver(other, &bye.replace("z9hG4bK-fake", "z9hG4bK-fake2"));
+    assert!(h.take_one().is_response(481));
+    assert_eq!(h.alice(), 1);
+    // From the gateway itself, the same BYE ends the call.
+    h.deliver(call.fwd.dst, &bye.replace("z9hG4bK-fake", "z9hG4bK-real"));
+    let fwd = h.take_one();
+    assert!(fwd.is_request(Method::Bye), "{fwd:?}");
+}
+
 /// Before the answer a BYE does not end the dialog: the INVITE's outcome does.
 #[test]
 fn a_bye_before_the_answer_leaves_the_dialog_to_its_invite() {
