@@ -77,6 +77,10 @@ shard_stats! {
     drop_replies => names::CORE_DROP_REPLIES,
     /// Responses passed on with the request's Vias put back: they had none below siplb's.
     replies_vias_restored => names::CORE_VIAS_RESTORED,
+    /// A gateway's 2xx to an INVITE attempt siplb no longer had, acknowledged.
+    orphan_2xx => names::CORE_ORPHAN_2XX,
+    /// BYEs siplb sent to end such an attempt (once per attempt).
+    orphan_byes => names::CORE_ORPHAN_BYES,
     /// Datagrams that failed to parse.
     bad_msg => names::CORE_BAD_MSG_HDR,
     /// Replies siplb generated itself (100 excluded).

@@ -243,6 +243,53 @@ pub fn hop_request(
     );
 }
 
+/// The leg a 2xx to siplb's INVITE made (`ok`), as siplb sends in it on its own: to the
+/// 2xx's Contact (`contact`), along `route_set` (nearest hop first, may be empty).
+pub struct AnsweredLeg<'a, 'b> {
+    pub ok: &'a SipMsg<'b>,
+    pub contact: &'a [u8],
+    pub route_set: &'a [u8],
+}
+
+/// A request siplb sends on its own in `leg` as the caller would (the ACK of the 2xx, or a
+/// BYE), with the 2xx's From, To and Call-ID.
+pub fn in_answered_leg(
+    leg: &AnsweredLeg<'_, '_>,
+    method: Method,
+    local: Target,
+    branch: &[u8],
+    cseq: u32,
+    out: &mut Vec<u8>,
+) {
+    let (ok, contact, route_set) = (leg.ok, leg.contact, leg.route_set);
+    let buf = ok.buf;
+    let m = method.as_str();
+    let _ = write!(out, "{m} ");
+    out.extend_from_slice(contact);
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    write_via(out, local, branch);
+    if !route_set.is_empty() {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(route_set);
+        out.extend_from_slice(b"\r\n");
+    }
+    for h in ok.headers() {
+        if matches!(
+            h.name,
+            HeaderName::From | HeaderName::To | HeaderName::CallId
+        ) {
+            out.extend_from_slice(h.line().of(buf));
+            if !out.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "CSeq: {cseq} {m}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

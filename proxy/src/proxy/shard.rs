@@ -12,6 +12,7 @@
 
 mod auth;
 mod lifecycle;
+mod orphans;
 mod parked;
 mod refuse;
 mod restart;
@@ -75,6 +76,8 @@ pub struct Shard {
     prober: Option<super::probe::Prober>,
     /// INVITEs waiting for a fleet-wide place.
     parked: Vec<parked::Parked>,
+    /// Answered attempts nobody was on, ended with a BYE.
+    orphans: orphans::Orphans,
 }
 
 /// A final response for the record: status, reason, Q.850 cause, To tag, and whether siplb
@@ -109,6 +112,7 @@ impl Shard {
             turns: Vec::new(),
             prober: None,
             parked: Vec::new(),
+            orphans: Default::default(),
         }
     }
 

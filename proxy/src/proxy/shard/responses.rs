@@ -60,7 +60,9 @@ impl Shard {
         let found = self.txns.by_client_key(&key);
         self.key = key;
         let Some(id) = found else {
-            self.stats.drop_replies.inc();
+            if !self.on_orphan_2xx(now, src, msg) {
+                self.stats.drop_replies.inc();
+            }
             return;
         };
         let code = msg.status().unwrap_or(500);
@@ -86,12 +88,18 @@ impl Shard {
             return;
         }
         let action = machine::on_response(t, code, now, &timers);
-        let dialog = t.dialog;
+        let (dialog, kind) = (t.dialog, t.kind);
         if t.kind == Kind::Invite && !t.local_request {
             self.note_invite_reply(now, id, code);
         }
         match action {
             ClientAction::Absorb => {}
+            // A 2xx to an INVITE attempt that already ended (siplb gave up on it, or
+            // failed the call): nobody upstream will ACK it.
+            ClientAction::AbsorbRetransmission
+                if kind == Kind::Invite
+                    && (200..300).contains(&code)
+                    && self.on_orphan_2xx(now, src, msg) => {}
             ClientAction::AbsorbRetransmission => self.stats.retrans_absorbed.inc(),
             ClientAction::InviteProvisional { relay, send_cancel } => {
                 if relay {

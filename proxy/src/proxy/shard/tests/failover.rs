@@ -176,3 +176,86 @@ fn the_first_gateways_late_answers_are_not_relayed() {
         "nothing of the first attempt reaches the caller"
     );
 }
+
+/// A gateway that answers after siplb moved on to the next one: the caller never hears of
+/// it, and siplb ACKs the 2xx (each copy) and ends that call with one BYE, so that the
+/// gateway does not keep an answered call nobody is on.
+#[test]
+fn a_late_2xx_from_a_gateway_left_behind_is_acked_and_ended_with_a_bye() {
+    let mut h = Harness::with_config(|c| {
+        c.routing.gateways.sets[0].failover = true;
+        c.routing.gateways.sets[0].failover_timeout = Some(Duration::from_millis(1400));
+    });
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.advance(Duration::from_millis(1400));
+    let second = h.take().pop().unwrap();
+    assert!(second.is_request(Method::Invite) && second.dst == other(first.dst));
+    let late = response(&first, 200, Some("g1"));
+    let contact = late
+        .split_once("Contact: <")
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(uri, _)| uri.to_string())
+        .expect("the 2xx's Contact");
+    h.deliver(first.dst, &late);
+    let out = h.take();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let (ack, bye) = (&out[0], &out[1]);
+    assert!(
+        ack.is_request(Method::Ack) && ack.dst == first.dst,
+        "{ack:?}"
+    );
+    assert!(
+        bye.is_request(Method::Bye) && bye.dst == first.dst,
+        "{bye:?}"
+    );
+    for m in [ack, bye] {
+        assert!(
+            m.text().contains(&format!(" {contact} SIP/2.0\r\n")),
+            "{m:?}"
+        );
+        assert_eq!(m.call_id(), first.call_id());
+        assert_eq!(m.header(HeaderName::From), first.header(HeaderName::From));
+        assert!(m.header(HeaderName::To).unwrap().ends_with(";tag=g1"));
+    }
+    assert_eq!(ack.cseq(), (1, Method::Ack));
+    assert_eq!(bye.cseq(), (2, Method::Bye));
+    assert_ne!(ack.branch(), first.branch());
+    assert_eq!(h.stats.orphan_2xx.get(), 1);
+    assert_eq!(h.stats.orphan_byes.get(), 1);
+    // A retransmission of the 2xx gets the same ACK again, and no second BYE.
+    h.deliver(first.dst, &late);
+    let again = h.take_one();
+    assert!(again.is_request(Method::Ack), "{again:?}");
+    assert_eq!(again.branch(), ack.branch());
+    // The BYE's 200 ends it; the running attempt goes on untouched.
+    h.deliver(bye.dst, &response(bye, 200, None));
+    h.expect_nothing();
+    let ok = h.gateway_answers(&second, &response(&second, 200, Some("g2")));
+    assert!(ok.is_response(200), "{ok:?}");
+    // A stranger's 2xx makes siplb send nothing.
+    h.deliver("127.0.0.9:5060".parse().unwrap(), &late);
+    h.expect_nothing();
+}
+
+/// The caller's CANCEL before the gateway rang is held (RFC 3261 §9.1); when the gateway
+/// answers 200 only after the caller got its 487, siplb ends that call itself.
+#[test]
+fn a_2xx_after_the_call_was_cancelled_and_over_is_acked_and_ended() {
+    let mut h = Harness::new();
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, first) = h.start_call(&inv);
+    h.caller_sends(&cancel(&inv).text());
+    h.take();
+    h.advance(Duration::from_secs(40));
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.is_response(487) && o.dst == caller()),
+        "{out:#?}"
+    );
+    h.deliver(first.dst, &response(&first, 200, Some("late")));
+    let out = h.take();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(out[0].is_request(Method::Ack) && out[0].dst == first.dst);
+    assert!(out[1].is_request(Method::Bye) && out[1].dst == first.dst);
+    assert!(out.iter().all(|o| o.dst != caller()));
+}
