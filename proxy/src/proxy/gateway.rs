@@ -256,6 +256,15 @@ impl GatewaySet {
             .any(|g| g.target.addr == addr && g.answers_from.contains(&src))
     }
 
+    /// Whether `a` and `b` are addresses of one gateway (or the same address).
+    pub fn same_gateway(&self, a: SocketAddr, b: SocketAddr) -> bool {
+        a == b
+            || self
+                .gateways
+                .iter()
+                .any(|g| g.sends_from(a) && g.sends_from(b))
+    }
+
     /// Every address of every gateway (for the XDP guard's allow list).
     pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.gateways
@@ -445,6 +454,11 @@ impl Gateways {
     /// Whether the gateway at `addr` may answer from `src`.
     pub fn answers_from(&self, addr: SocketAddr, src: SocketAddr) -> bool {
         self.sets.iter().any(|s| s.answers_from(addr, src))
+    }
+
+    /// Whether `a` and `b` are addresses of one gateway (or the same address).
+    pub fn same_gateway(&self, a: SocketAddr, b: SocketAddr) -> bool {
+        a == b || self.sets.iter().any(|s| s.same_gateway(a, b))
     }
 
     /// Every address of every gateway.

@@ -46,6 +46,9 @@ pub enum Stateless {
     OptionsOk,
     /// 405 with Allow.
     MethodNotAllowed,
+    /// 481: a request that exists only inside a dialog (BYE, UPDATE, INFO, PRACK) came
+    /// without one.
+    NoDialog,
 }
 
 /// Classifies request `msg` from `src`; `existing` is the server transaction its key matched.
@@ -107,6 +110,9 @@ pub fn classify(
         }
         (Method::Ack, _) => Ingress::Absorb,
         (Method::Options, _) => Ingress::Stateless(Stateless::OptionsOk),
+        (Method::Bye | Method::Update | Method::Info | Method::Prack, _) => {
+            Ingress::Stateless(Stateless::NoDialog)
+        }
         _ => Ingress::Stateless(Stateless::MethodNotAllowed),
     }
 }
@@ -280,6 +286,14 @@ mod tests {
             path(&request("MESSAGE", ""), customer()),
             Ingress::Stateless(Stateless::MethodNotAllowed)
         );
+        // Methods of a dialog only, without one: no such call.
+        for m in ["BYE", "UPDATE", "INFO", "PRACK"] {
+            assert_eq!(
+                path(&request(m, ""), customer()),
+                Ingress::Stateless(Stateless::NoDialog),
+                "{m}"
+            );
+        }
     }
 
     #[test]

@@ -42,9 +42,9 @@ use std::time::{Duration, Instant};
 /// timeouts sweep more often (a tenth of the shortest), so that they are kept to within 10 %.
 const DIALOG_SWEEP: Duration = Duration::from_secs(60);
 
-/// Allowed methods, for 405.
-const ALLOW: &[u8] =
-    b"Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY\r\n";
+/// The methods siplb takes outside a dialog, for 405 (RFC 3261 §21.4.6: the methods valid
+/// for the address; inside a dialog every method is passed on).
+const ALLOW: &[u8] = b"Allow: INVITE, ACK, CANCEL, OPTIONS\r\n";
 
 pub struct Shard {
     cfg: Arc<ProxyConfig>,

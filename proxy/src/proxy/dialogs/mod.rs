@@ -221,16 +221,22 @@ impl Dialog {
 
     /// Where an in-dialog request with this From tag, received from `src`, goes: to the
     /// gateway when the caller sent it, to the caller when the callee did. A request that
-    /// names the trunk's side by its tag must come from the trunk itself: a customer that
-    /// sends a BYE with the tags the other way round would otherwise end the dialog (and
-    /// free its place in the limits) while the trunk's call stays up.
-    pub fn peer_for(&self, from_tag: Option<&[u8]>, src: Target) -> Option<Target> {
+    /// names the trunk's side by its tag must come from the trunk itself (`from_trunk`: `src`
+    /// is an address of the call's gateway): a customer that sends a BYE with the tags the
+    /// other way round would otherwise end the dialog (and free its place in the limits)
+    /// while the trunk's call stays up.
+    pub fn peer_for(
+        &self,
+        from_tag: Option<&[u8]>,
+        src: Target,
+        from_trunk: bool,
+    ) -> Option<Target> {
         match from_tag {
             Some(t) if t == self.caller_tag() => {
-                (!self.inbound || src == self.caller).then_some(self.gateway)
+                (!self.inbound || from_trunk).then_some(self.gateway)
             }
             Some(t) if self.callee_tag() == Some(t) => {
-                (self.inbound || src == self.gateway).then_some(self.caller)
+                (self.inbound || from_trunk).then_some(self.caller)
             }
             // A callee tag not seen yet (e.g. a BYE racing the 2xx): go by source.
             Some(_) if src == self.gateway => Some(self.caller),
@@ -323,24 +329,23 @@ mod tests {
     fn requests_go_to_the_other_side() {
         let mut d = dialog();
         let (caller, gw) = (d.caller, d.gateway);
-        assert_eq!(d.peer_for(Some(b"a"), caller), Some(gw));
-        assert_eq!(
-            d.peer_for(Some(b"b"), gw),
-            Some(caller),
-            "callee tag not seen yet"
-        );
-        assert_eq!(d.peer_for(Some(b"b"), caller), None);
-        d.callee_leg.tag = (*b"b").into();
-        assert_eq!(d.peer_for(Some(b"b"), gw), Some(caller));
-        // The callee's tag from anywhere but the gateway: the customer posing as the callee.
-        assert_eq!(d.peer_for(Some(b"b"), caller), None);
         let other = Target::udp("127.0.0.1:5082".parse().unwrap());
-        assert_eq!(d.peer_for(Some(b"b"), other), None);
+        // Whether a source is the call's trunk (here: exactly its address).
+        let peer =
+            |d: &Dialog, tag: &[u8], src: Target| d.peer_for(Some(tag), src, src == d.trunk());
+        assert_eq!(peer(&d, b"a", caller), Some(gw));
+        assert_eq!(peer(&d, b"b", gw), Some(caller), "callee tag not seen yet");
+        assert_eq!(peer(&d, b"b", caller), None);
+        d.callee_leg.tag = (*b"b").into();
+        assert_eq!(peer(&d, b"b", gw), Some(caller));
+        // The callee's tag from anywhere but the gateway: the customer posing as the callee.
+        assert_eq!(peer(&d, b"b", caller), None);
+        assert_eq!(peer(&d, b"b", other), None);
         // Inbound, the trunk is the caller: the caller's tag must come from it.
         d.inbound = true;
-        assert_eq!(d.peer_for(Some(b"a"), caller), Some(gw));
-        assert_eq!(d.peer_for(Some(b"a"), gw), None);
-        assert_eq!(d.peer_for(Some(b"b"), other), Some(caller));
+        assert_eq!(peer(&d, b"a", caller), Some(gw));
+        assert_eq!(peer(&d, b"a", gw), None);
+        assert_eq!(peer(&d, b"b", other), Some(caller));
     }
 
     #[test]

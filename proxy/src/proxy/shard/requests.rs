@@ -85,6 +85,7 @@ impl Shard {
                 };
                 self.reply_stateless(msg, src, 405, extra)
             }
+            Stateless::NoDialog => self.reply_stateless(msg, src, 481, Extra::default()),
         }
     }
 
@@ -457,7 +458,10 @@ impl Shard {
             .and_then(|id| self.dialogs.get(id))
             .filter(|d| *d.call_id == *msg.call_id())
             .filter(|d| d.to_tag_matches(msg.from_tag(), msg.to_tag()))
-            .and_then(|d| d.peer_for(msg.from_tag(), Target::udp(src)));
+            .and_then(|d| {
+                let from_trunk = self.cfg.routing.gateways.same_gateway(d.trunk().addr, src);
+                d.peer_for(msg.from_tag(), Target::udp(src), from_trunk)
+            });
         let (Some(id), Some(dst)) = (id, dst) else {
             self.key = key;
             if method == Method::Ack {

@@ -427,6 +427,23 @@ fn a_bye_posing_as_the_callee_from_elsewhere_gets_481_and_the_call_keeps_its_pla
     assert!(fwd.is_request(Method::Bye), "{fwd:?}");
 }
 
+/// A gateway may send from another of its addresses (`answers_from`): its BYE is the
+/// callee's.
+#[test]
+fn the_callees_bye_from_another_address_of_its_gateway_ends_the_call() {
+    let alt: SocketAddr = "127.0.0.1:5999".parse().unwrap();
+    let mut h = limited_with(1, DialogTimers::default(), |c| {
+        for g in &mut c.routing.gateways.sets[0].gateways {
+            g.answers_from = vec![alt];
+        }
+    });
+    let call = h.established_call("c1");
+    let bye = gateway_in_dialog("BYE", &call.fwd, "gw-tag", "z9hG4bK-alt").text();
+    h.deliver(alt, &bye);
+    let fwd = h.take_one();
+    assert!(fwd.is_request(Method::Bye) && fwd.dst == caller(), "{fwd:?}");
+}
+
 /// Before the answer a BYE does not end the dialog: the INVITE's outcome does.
 #[test]
 fn a_bye_before_the_answer_leaves_the_dialog_to_its_invite() {
