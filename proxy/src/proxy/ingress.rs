@@ -49,6 +49,9 @@ pub enum Stateless {
     /// 481: a request that exists only inside a dialog (BYE, UPDATE, INFO, PRACK) came
     /// without one.
     NoDialog,
+    /// 416: a new call to a `sips:` URI, which asks for TLS on every hop (RFC 3261 §26.2.2),
+    /// while siplb speaks UDP only.
+    SipsUnsupported,
 }
 
 /// Classifies request `msg` from `src`; `existing` is the server transaction its key matched.
@@ -96,6 +99,14 @@ pub fn classify(
         .count();
     if routes > usize::from(own_route.is_some()) {
         return Ingress::Stateless(Stateless::Forbidden("Forbidden - Preloaded Route"));
+    }
+    let sips = msg.request_uri().is_some_and(|u| {
+        u.of(buf)
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"sips:"))
+    });
+    if method == Method::Invite && sips {
+        return Ingress::Stateless(Stateless::SipsUnsupported);
     }
     match (method, peer) {
         (Method::Invite, Peer::Customer(customer)) => Ingress::NewInvite {
@@ -285,6 +296,13 @@ mod tests {
         assert_eq!(
             path(&request("MESSAGE", ""), customer()),
             Ingress::Stateless(Stateless::MethodNotAllowed)
+        );
+        assert_eq!(
+            path(
+                &request("INVITE", "").replacen("INVITE sip:", "INVITE SIPS:", 1),
+                customer()
+            ),
+            Ingress::Stateless(Stateless::SipsUnsupported)
         );
         // Methods of a dialog only, without one: no such call.
         for m in ["BYE", "UPDATE", "INFO", "PRACK"] {

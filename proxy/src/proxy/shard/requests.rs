@@ -86,6 +86,7 @@ impl Shard {
                 self.reply_stateless(msg, src, 405, extra)
             }
             Stateless::NoDialog => self.reply_stateless(msg, src, 481, Extra::default()),
+            Stateless::SipsUnsupported => self.reply_stateless(msg, src, 416, Extra::default()),
         }
     }
 

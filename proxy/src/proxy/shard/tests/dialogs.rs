@@ -441,7 +441,10 @@ fn the_callees_bye_from_another_address_of_its_gateway_ends_the_call() {
     let bye = gateway_in_dialog("BYE", &call.fwd, "gw-tag", "z9hG4bK-alt").text();
     h.deliver(alt, &bye);
     let fwd = h.take_one();
-    assert!(fwd.is_request(Method::Bye) && fwd.dst == caller(), "{fwd:?}");
+    assert!(
+        fwd.is_request(Method::Bye) && fwd.dst == caller(),
+        "{fwd:?}"
+    );
 }
 
 /// Before the answer a BYE does not end the dialog: the INVITE's outcome does.
