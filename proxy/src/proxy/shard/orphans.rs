@@ -75,11 +75,14 @@ impl Shard {
         // The call still runs on that gateway: an answer with a branch siplb does not know
         // may be a garbled copy of the live attempt's, which a BYE would end.
         let dst = Target::udp(src);
+        let gateways = &self.cfg.routing.gateways;
         if self
             .dialogs
             .by_call_id(msg.call_id())
             .and_then(|id| self.dialogs.get(id))
-            .is_some_and(|d| d.state != DialogState::Ended && d.gateway == dst)
+            .is_some_and(|d| {
+                d.state != DialogState::Ended && gateways.same_gateway(d.gateway.addr, src)
+            })
         {
             return false;
         }
