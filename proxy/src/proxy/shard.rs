@@ -29,7 +29,7 @@ use super::originate::{Branches, local_tag};
 use super::output::Output;
 use super::reply::{self, Extra};
 use super::target::{Target, Transmit};
-use super::txn::{Txn, TxnTable, machine};
+use super::txn::{self, Txn, TxnTable, machine};
 use super::{DialogTimers, ProxyConfig};
 use crate::metrics::ShardStats;
 use crate::sip::{Method, ParseError, Rewrite, SipMsg};
@@ -346,6 +346,30 @@ impl Shard {
     fn insert_txn(&mut self, txn: Txn) -> TxnId {
         self.stats.transactions.inc();
         self.txns.insert(txn)
+    }
+
+    /// Sends `out`, a request siplb makes itself (BYE, CANCEL) with `branch`, to `dst` in a
+    /// client transaction of its own (retransmitted, its answer absorbed), tied to `dialog`.
+    fn send_local_request(
+        &mut self,
+        now: Instant,
+        method: Method,
+        dst: Target,
+        branch: &[u8],
+        dialog: Option<DialogId>,
+        out: Vec<u8>,
+    ) {
+        let timers = self.cfg.timers;
+        let mut t = Txn::local_request(method, dst, now, &timers);
+        t.dialog = dialog;
+        let mut ck = Vec::new();
+        txn::client_key(branch, method == Method::Cancel, &mut ck);
+        t.client_key = ck.into();
+        t.forwarded.extend_from_slice(&out);
+        let id = self.insert_txn(t);
+        self.schedule_txn(id, now + timers.t1);
+        self.stats.fwd_requests.inc();
+        self.out.send(dst, out);
     }
 
     /// Makes sure the transaction `id` is run at `at` or earlier. One schedule entry per

@@ -12,7 +12,7 @@ use crate::proxy::dialogs::{DialogState, EndCause, EndTarget, Side};
 use crate::proxy::event::{DialogRecord, EndedBy, Event};
 use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::originate;
-use crate::proxy::txn::{self, Cancel, ClientState, Txn};
+use crate::proxy::txn::{Cancel, ClientState};
 use crate::sip::Method;
 use std::time::Instant;
 
@@ -112,18 +112,8 @@ impl Shard {
             byes.push((dst, branch, out));
         }
         self.end_dialog_now(now, id, cause);
-        let timers = self.cfg.timers;
         for (dst, branch, out) in byes {
-            let mut t = Txn::local_request(Method::Bye, dst, now, &timers);
-            t.dialog = Some(id);
-            let mut ck = Vec::new();
-            txn::client_key(&branch, false, &mut ck);
-            t.client_key = ck.into();
-            t.forwarded.extend_from_slice(&out);
-            let tid = self.insert_txn(t);
-            self.schedule_txn(tid, now + timers.t1);
-            self.stats.fwd_requests.inc();
-            self.out.send(dst, out);
+            self.send_local_request(now, Method::Bye, dst, &branch, Some(id), out);
         }
         true
     }

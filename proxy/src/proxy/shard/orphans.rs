@@ -11,7 +11,6 @@ use crate::proxy::dialogs::DialogState;
 use crate::proxy::forward::{did_param, first_contact, record_routes};
 use crate::proxy::originate;
 use crate::proxy::target::Target;
-use crate::proxy::txn::{self, Txn};
 use crate::sip::value::{CommaList, NameAddr};
 use crate::sip::{HeaderName, Method, SipMsg};
 use std::collections::HashMap;
@@ -124,16 +123,7 @@ impl Shard {
         let mut bye = self.out.buffer();
         let cseq = msg.cseq.saturating_add(1).min(i32::MAX as u32);
         originate::in_answered_leg(&leg, Method::Bye, self.local, &branch, cseq, &mut bye);
-        let timers = self.cfg.timers;
-        let mut t = Txn::local_request(Method::Bye, dst, now, &timers);
-        let mut ck = Vec::new();
-        txn::client_key(&branch, false, &mut ck);
-        t.client_key = ck.into();
-        t.forwarded.extend_from_slice(&bye);
-        let id = self.insert_txn(t);
-        self.schedule_txn(id, now + timers.t1);
-        self.stats.fwd_requests.inc();
-        self.out.send(dst, bye);
+        self.send_local_request(now, Method::Bye, dst, &branch, None, bye);
         true
     }
 }

@@ -647,16 +647,7 @@ impl Shard {
         inv.cancel = Cancel::Sent;
         inv.set(Timer::CancelGuard, now + timers.timer_b);
         let (dst, dialog) = (inv.downstream, inv.dialog);
-        let mut t = Txn::local_request(Method::Cancel, dst, now, &timers);
-        t.dialog = dialog;
-        let mut ck = Vec::new();
-        txn::client_key(&branch, true, &mut ck);
-        t.client_key = ck.into();
-        t.forwarded.extend_from_slice(&out);
-        let cid = self.insert_txn(t);
-        self.schedule_txn(cid, now + timers.t1);
         self.schedule_txn(invite, now + timers.timer_b);
-        self.stats.fwd_requests.inc();
-        self.out.send(dst, out);
+        self.send_local_request(now, Method::Cancel, dst, &branch, dialog, out);
     }
 }
