@@ -151,7 +151,8 @@ impl FileSink {
                 let (journal, replayed) = Journal::open(&self.dir, journal_bytes)?;
                 if replayed.entries > 0 {
                     tracing::warn!(
-                        "{}: {} writes of the last run that had not reached the disk were                          put back from {}",
+                        "{}: {} writes of the last run written again from {} (those the \
+                         files already had are unchanged)",
                         self.dir.display(),
                         replayed.entries,
                         super::journal::NAME
