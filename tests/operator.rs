@@ -415,6 +415,8 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
         e.contains("`listen.sip` cannot change without a restart"),
         "{e}"
     );
+    // The refusal is in siplb's own log too, not only on the asker's side.
+    wait_log(&siplb, "the running configuration is kept");
     siplb.assert_alive();
 }
 

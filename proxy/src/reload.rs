@@ -57,19 +57,23 @@ impl Reloader {
     /// Reads, checks and applies the configuration file; what was applied, or why nothing
     /// was.
     pub fn reload(&self) -> Result<String, String> {
-        let new = Config::load(&self.path).map_err(|e| e.to_string())?;
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply(&mut running, new)
+        logged((|| {
+            let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            self.apply(&mut running, new)
+        })())
     }
 
     /// `dispatcher.reload` (Kamailio's habit): reads the configuration file, checks it whole,
     /// and applies only its gateway sets and routes; everything else stays as it runs.
     pub fn reload_gateways(&self) -> Result<String, String> {
-        let file = Config::load(&self.path).map_err(|e| e.to_string())?;
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let mut new = running.cfg.clone();
-        new.proxy.routing.gateways = file.proxy.routing.gateways;
-        self.apply(&mut running, new)
+        logged((|| {
+            let file = Config::load(&self.path).map_err(|e| e.to_string())?;
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut new = running.cfg.clone();
+            new.proxy.routing.gateways = file.proxy.routing.gateways;
+            self.apply(&mut running, new)
+        })())
     }
 
     /// Hands `new` to the workers (and the XDP guard, the log level) if it can change live.
@@ -123,6 +127,14 @@ impl Reloader {
         tracing::info!("{summary}");
         Ok(summary)
     }
+}
+
+/// A refused reload in siplb's own log too, whoever asked (SIGHUP or `siplb ctl`).
+fn logged(r: Result<String, String>) -> Result<String, String> {
+    if let Err(e) = &r {
+        tracing::error!("reload: {e}; the running configuration is kept");
+    }
+    r
 }
 
 /// The networks the XDP guard exempts from the flood limit: customers' and gateways'.
@@ -416,8 +428,16 @@ gateways = ["127.0.0.1:5081"]
             ),
             ("name = \"a\"", "name = \"z\"", "customer"),
             ("[listen]", "[acc]\ncdrs = true\n[listen]", "[acc]"),
-            ("[listen]", "[shutdown]\ndialogs = \"bye\"\n[listen]", "shutdown.dialogs"),
-            ("[listen]", "[steering]\nflood_rate = 10\n[listen]", "steering.flood_rate"),
+            (
+                "[listen]",
+                "[shutdown]\ndialogs = \"bye\"\n[listen]",
+                "shutdown.dialogs",
+            ),
+            (
+                "[listen]",
+                "[steering]\nflood_rate = 10\n[listen]",
+                "steering.flood_rate",
+            ),
         ] {
             let new = load(&BASE.replace(from, to));
             let e = next_proxy(&old, &running, &new).unwrap_err();
