@@ -24,8 +24,19 @@ struct LocalFinal {
     q850_cause: Option<u16>,
     /// Extra header lines (`Reason`), CRLF-terminated.
     headers: Vec<u8>,
-    /// The caller cancelled the INVITE (a 487); otherwise a limit refused it.
-    cancelled: bool,
+    /// Why siplb answers it itself.
+    why: Why,
+}
+
+/// Why a new INVITE was answered by siplb without being forwarded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// A limit (the CDR's `rejected_limit`).
+    Limit,
+    /// The caller cancelled it while it waited (a 487).
+    Cancelled,
+    /// No route, or no gateway with room (404, 503).
+    Unrouted,
 }
 
 impl Shard {
@@ -90,7 +101,7 @@ impl Shard {
             reason: lr.reason.clone(),
             q850_cause: lr.q850_cause,
             headers,
-            cancelled: false,
+            why: Why::Limit,
         };
         self.refuse_invite(now, received, msg, src, key, customer, reply);
     }
@@ -113,9 +124,37 @@ impl Shard {
             reason: crate::sip::reason_phrase(487).into(),
             q850_cause: None,
             headers: Vec::new(),
-            cancelled: true,
+            why: Why::Cancelled,
         };
         self.refuse_invite(now, received, msg, src, key, customer, reply);
+    }
+
+    /// siplb's own `code` to a new INVITE of `customer` it has no gateway for (no route, or
+    /// none with room), with the call's records as any refused call has them: a missed call
+    /// and a CDR.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse_unrouted(
+        &mut self,
+        now: Instant,
+        msg: &SipMsg<'_>,
+        src: SocketAddr,
+        key: Vec<u8>,
+        customer: usize,
+        (code, reason, q850_cause): (u16, &str, Option<u16>),
+        headers: &[u8],
+    ) {
+        if self.cfg.emit.request(Method::Invite) {
+            let account = self.account_of(customer, msg, src).to_vec();
+            self.report_request(now, msg, src, None, &account);
+        }
+        let reply = LocalFinal {
+            code,
+            reason: reason.into(),
+            q850_cause,
+            headers: headers.to_vec(),
+            why: Why::Unrouted,
+        };
+        self.refuse_invite(now, now, msg, src, key, customer, reply);
     }
 
     /// siplb's own final reply to a new INVITE it did not forward, with the call's records:
@@ -244,10 +283,10 @@ impl Shard {
                 reason: reply.reason.as_str().into(),
                 q850_cause: reply.q850_cause,
             },
-            limit_refused: !reply.cancelled,
+            limit_refused: reply.why == Why::Limit,
             answered: false,
             ended_by: None::<EndedBy>,
-            cancelled_by: reply.cancelled.then_some(EndedBy::Caller),
+            cancelled_by: (reply.why == Why::Cancelled).then_some(EndedBy::Caller),
             vars: Vec::new(),
         };
         self.out.emit(Event::Dialog(Box::new(record)));

@@ -206,9 +206,14 @@ impl Shard {
                 let (set, turn, gateway, load) = match inbound {
                     Some(target) => (usize::from(u16::MAX), 0, target, None),
                     None => {
-                        let Some((set, turn, gw)) = self.choose_gateway(msg, src, customer) else {
-                            self.key = key;
-                            return;
+                        let (set, turn, gw) = match self.choose_gateway(msg, customer) {
+                            Ok(chosen) => chosen,
+                            Err(u) => {
+                                let answer = (u.code, u.reason, u.q850_cause);
+                                return self.refuse_unrouted(
+                                    now, msg, src, key, customer, answer, u.headers,
+                                );
+                            }
                         };
                         let g = &self.cfg.routing.gateways.sets[set].gateways[gw];
                         (set, turn, g.target, Some(g.state.clone()))

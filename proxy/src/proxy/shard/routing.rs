@@ -46,14 +46,13 @@ impl Shard {
 
     /// The gateway set a new call from `customer` goes to (its route), the worker's turn for
     /// that set, and the set's choice of gateway, on which a place is taken (`max_calls`).
-    /// None when there is none: the INVITE is answered here (404 without a route, 503 without
-    /// a gateway with room).
+    /// The answer siplb gives when there is none: 404 without a route, 503 without a gateway
+    /// with room.
     pub(super) fn choose_gateway(
         &mut self,
         msg: &SipMsg<'_>,
-        src: SocketAddr,
         customer: usize,
-    ) -> Option<(usize, u64, usize)> {
+    ) -> Result<(usize, u64, usize), Unrouted> {
         let buf = msg.buf;
         let routing = &self.cfg.routing;
         let name = routing
@@ -68,13 +67,12 @@ impl Shard {
         };
         let dialed = user(msg.request_uri());
         let Some(set) = routing.gateways.route(name, account, dialed) else {
-            let extra = Extra {
-                reason: Some("No Route"),
+            return Err(Unrouted {
+                code: 404,
+                reason: "No Route",
+                q850_cause: Some(3),
                 headers: b"Reason: Q.850;cause=3;text=\"No route to destination\"\r\n",
-                ..Extra::default()
-            };
-            self.reply_stateless(msg, src, 404, extra);
-            return None;
+            });
         };
         if self.turns.len() <= set {
             self.turns.resize(set + 1, 0);
@@ -91,17 +89,15 @@ impl Shard {
             },
             turn,
         };
-        match gateways.choose_and_take(&key, &[]) {
-            Some(i) => Some((set, turn, i)),
-            None => {
-                let extra = Extra {
-                    reason: Some("Service Unavailable - No Gateway"),
-                    ..Extra::default()
-                };
-                self.reply_stateless(msg, src, 503, extra);
-                None
-            }
-        }
+        gateways
+            .choose_and_take(&key, &[])
+            .map(|i| (set, turn, i))
+            .ok_or(Unrouted {
+                code: 503,
+                reason: "Service Unavailable - No Gateway",
+                q850_cause: None,
+                headers: b"",
+            })
     }
 
     /// The account of a new call of `customer` from `src`: the customer itself for a call
@@ -120,4 +116,12 @@ impl Shard {
         }
         admission::account_of(&self.cfg, customer, msg)
     }
+}
+
+/// siplb's own answer to a new call it has no gateway for.
+pub(super) struct Unrouted {
+    pub code: u16,
+    pub reason: &'static str,
+    pub q850_cause: Option<u16>,
+    pub headers: &'static [u8],
 }

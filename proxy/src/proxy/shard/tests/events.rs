@@ -495,3 +495,30 @@ fn a_ringing_that_comes_after_the_answer_is_not_the_calls() {
     let t = &dialogs[0].times;
     assert_eq!((t.answer, t.ringing), (EPOCH_MS + 300, 0));
 }
+
+/// A call siplb has no gateway for (every gateway of its set disabled) is refused with 503,
+/// and leaves its records as any refused call: its INVITE's outcome (a missed call) and a
+/// CDR that is a failure, not a limit's refusal.
+#[test]
+fn a_call_with_no_gateway_gets_503_and_leaves_its_records() {
+    let mut h = with_events();
+    for g in &h.shard.cfg.routing.gateways.sets[0].gateways {
+        g.state
+            .health
+            .force(crate::proxy::health::Admin::Disabled, false);
+    }
+    h.caller_sends(&invite("c1", "z9hG4bK-a").text());
+    let out = h.take_one();
+    assert!(out.is_response(503), "{out:?}");
+    assert!(out.text().contains("No Gateway"), "{out:?}");
+    let (txns, dialogs) = h.events();
+    assert_eq!(txns.len(), 1, "{txns:?}");
+    assert_eq!((txns[0].code, txns[0].local), (Some(503), true));
+    assert_eq!(dialogs.len(), 1, "{dialogs:?}");
+    assert_eq!(dialogs[0].outcome.code, Some(503));
+    assert!(!dialogs[0].limit_refused && !dialogs[0].answered);
+    // A retransmission of the INVITE gets the same answer, and no second record.
+    h.caller_sends(&invite("c1", "z9hG4bK-a").text());
+    assert!(h.take_one().is_response(503));
+    assert_eq!(h.events(), (vec![], vec![]));
+}
