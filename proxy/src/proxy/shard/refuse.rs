@@ -129,10 +129,9 @@ impl Shard {
         self.refuse_invite(now, received, msg, src, key, customer, reply);
     }
 
-    /// siplb's own `code` to a new INVITE of `customer` it has no gateway for (no route, or
-    /// none with room), with the call's records as any refused call has them: a missed call
-    /// and a CDR.
-    #[allow(clippy::too_many_arguments)]
+    /// siplb's own answer `u` to a new INVITE of `customer` it has no gateway for (no route,
+    /// or none with room), with the call's records as any refused call has them: a missed
+    /// call and a CDR.
     pub(super) fn refuse_unrouted(
         &mut self,
         now: Instant,
@@ -140,18 +139,17 @@ impl Shard {
         src: SocketAddr,
         key: Vec<u8>,
         customer: usize,
-        (code, reason, q850_cause): (u16, &str, Option<u16>),
-        headers: &[u8],
+        u: super::routing::Unrouted,
     ) {
         if self.cfg.emit.request(Method::Invite) {
             let account = self.account_of(customer, msg, src).to_vec();
             self.report_request(now, msg, src, None, &account);
         }
         let reply = LocalFinal {
-            code,
-            reason: reason.into(),
-            q850_cause,
-            headers: headers.to_vec(),
+            code: u.code,
+            reason: u.reason.into(),
+            q850_cause: u.q850_cause,
+            headers: u.headers.to_vec(),
             why: Why::Unrouted,
         };
         self.refuse_invite(now, now, msg, src, key, customer, reply);

@@ -208,12 +208,7 @@ impl Shard {
                     None => {
                         let (set, turn, gw) = match self.choose_gateway(msg, customer) {
                             Ok(chosen) => chosen,
-                            Err(u) => {
-                                let answer = (u.code, u.reason, u.q850_cause);
-                                return self.refuse_unrouted(
-                                    now, msg, src, key, customer, answer, u.headers,
-                                );
-                            }
+                            Err(u) => return self.refuse_unrouted(now, msg, src, key, customer, u),
                         };
                         let g = &self.cfg.routing.gateways.sets[set].gateways[gw];
                         (set, turn, g.target, Some(g.state.clone()))
