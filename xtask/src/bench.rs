@@ -2,9 +2,10 @@
 //! proxies taking turns; CPU per call of each.
 
 use crate::ci::install_deps;
+use crate::outcome::Outcome;
 use crate::procfs::{
-    DiskRequests, clk_tck, cpu_ticks, disk_requests, kernel_worker_ns, per_call_by_thread,
-    thread_cpu_between, thread_cpu_ns,
+    clk_tck, cpu_ticks, disk_requests, kernel_worker_ns, per_call_by_thread, thread_cpu_between,
+    thread_cpu_ns,
 };
 use crate::rounds;
 use crate::{build_release_siplb, root};
@@ -251,43 +252,6 @@ fn wait_udp(addr: &str) -> Result<()> {
         bail!("nothing listens on {addr}")
     }
     Ok(())
-}
-
-struct Outcome {
-    proxy: String,
-    ok: u64,
-    failed: u64,
-    achieved_cps: f64,
-    cpu_s: f64,
-    /// The proxy's CPU-s by kind of thread (the main process's threads only).
-    threads: Vec<(String, f64)>,
-    /// The machine's disks' requests over the same span.
-    disk: DiskRequests,
-    /// The kernel's worker threads' CPU-s over the same span (machine-wide).
-    kworkers_s: f64,
-    wall_s: f64,
-    retrans: u64,
-    /// siplb only: (p50, p99, max) µs from kernel receive to processed.
-    latency_us: Option<(u64, u64, u64)>,
-    /// siplb only: messages received (requests + replies), hand-offs, BPF steering on.
-    messages: Option<(u64, u64, u64)>,
-    /// siplb with `[acc]` only: `acc:written` (records written and synced).
-    acc_written: Option<u64>,
-    /// siplb with `[cluster]` only: `cluster:lease_round_trips`.
-    lease_round_trips: Option<u64>,
-    /// Calls sipp completed in the whole run (`ok` counts those after the warm-up).
-    ok_total: u64,
-}
-
-impl Outcome {
-    /// Proxy CPU-seconds per 1,000 successful calls.
-    fn per_k(&self) -> f64 {
-        if self.ok > 0 {
-            self.cpu_s / self.ok as f64 * 1000.0
-        } else {
-            f64::NAN
-        }
-    }
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {

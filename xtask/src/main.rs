@@ -10,6 +10,7 @@ mod ebpf;
 mod h2h;
 mod load;
 mod load_vs_sipp;
+mod outcome;
 mod procfs;
 mod rounds;
 mod xdp;
