@@ -168,74 +168,80 @@ pub fn next_proxy(
             ))
         }
     };
-    fixed("listen.sip", old.listen.to_string(), new.listen.to_string())?;
-    fixed(
-        "workers.count",
-        old.workers.to_string(),
-        new.workers.to_string(),
-    )?;
-    fixed(
-        "control.socket",
-        old.control_socket.display().to_string(),
-        new.control_socket.display().to_string(),
-    )?;
-    fixed(
-        "metrics.listen",
-        format!("{:?}", old.metrics_listen),
-        format!("{:?}", new.metrics_listen),
-    )?;
-    fixed(
-        "steering.mode",
-        format!("{:?}", old.steering),
-        format!("{:?}", new.steering),
-    )?;
-    fixed(
-        "events.file",
-        format!("{:?}", old.events_file),
-        format!("{:?}", new.events_file),
-    )?;
-    fixed(
-        "events.http_post",
-        format!("{:?}", old.events_http),
-        format!("{:?}", new.events_http),
-    )?;
-    fixed("node", old.node.clone(), new.node.clone())?;
-    // Read once at start: taken live they would be said applied and not be.
-    fixed(
-        "shutdown.dialogs",
-        format!("{:?}", old.shutdown_dialogs),
-        format!("{:?}", new.shutdown_dialogs),
-    )?;
-    fixed(
-        "shutdown.bye_wait_ms",
-        old.shutdown_bye_wait.as_millis().to_string(),
-        new.shutdown_bye_wait.as_millis().to_string(),
-    )?;
-    fixed(
-        "steering.xdp_mode",
-        format!("{:?}", old.xdp_mode),
-        format!("{:?}", new.xdp_mode),
-    )?;
-    fixed(
-        "steering.flood_rate",
-        old.flood_rate.to_string(),
-        new.flood_rate.to_string(),
-    )?;
-    fixed(
-        "steering.flood_burst",
-        old.flood_burst.to_string(),
-        new.flood_burst.to_string(),
-    )?;
-    fixed(
-        "steering.xdp_cpumap",
-        old.xdp_cpumap.to_string(),
-        new.xdp_cpumap.to_string(),
-    )?;
-    fixed(
-        "events.queue",
-        old.events_queue.to_string(),
-        new.events_queue.to_string(),
-    )?;
+    // The keys read only at start (some, like `[shutdown]`, would otherwise be said applied
+    // and not be): (key, running, in the file).
+    let fixed_keys: [(&str, String, String); 15] = [
+        ("listen.sip", old.listen.to_string(), new.listen.to_string()),
+        (
+            "workers.count",
+            old.workers.to_string(),
+            new.workers.to_string(),
+        ),
+        (
+            "control.socket",
+            old.control_socket.display().to_string(),
+            new.control_socket.display().to_string(),
+        ),
+        (
+            "metrics.listen",
+            format!("{:?}", old.metrics_listen),
+            format!("{:?}", new.metrics_listen),
+        ),
+        (
+            "steering.mode",
+            format!("{:?}", old.steering),
+            format!("{:?}", new.steering),
+        ),
+        (
+            "events.file",
+            format!("{:?}", old.events_file),
+            format!("{:?}", new.events_file),
+        ),
+        (
+            "events.http_post",
+            format!("{:?}", old.events_http),
+            format!("{:?}", new.events_http),
+        ),
+        ("node", old.node.clone(), new.node.clone()),
+        (
+            "shutdown.dialogs",
+            format!("{:?}", old.shutdown_dialogs),
+            format!("{:?}", new.shutdown_dialogs),
+        ),
+        (
+            "shutdown.bye_wait_ms",
+            old.shutdown_bye_wait.as_millis().to_string(),
+            new.shutdown_bye_wait.as_millis().to_string(),
+        ),
+        (
+            "steering.xdp_mode",
+            format!("{:?}", old.xdp_mode),
+            format!("{:?}", new.xdp_mode),
+        ),
+        (
+            "steering.flood_rate",
+            old.flood_rate.to_string(),
+            new.flood_rate.to_string(),
+        ),
+        (
+            "steering.flood_burst",
+            old.flood_burst.to_string(),
+            new.flood_burst.to_string(),
+        ),
+        (
+            "steering.xdp_cpumap",
+            old.xdp_cpumap.to_string(),
+            new.xdp_cpumap.to_string(),
+        ),
+        (
+            "events.queue",
+            old.events_queue.to_string(),
+            new.events_queue.to_string(),
+        ),
+    ];
+    for (key, was, now) in fixed_keys {
+        fixed(key, was, now)?;
+    }
     // A whole section: which of its keys differs is for the operator's diff to say.
     let section = |key: &str, same: bool| -> Result<(), String> {
         if same {
