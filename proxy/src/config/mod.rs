@@ -172,20 +172,27 @@ pub fn line_of(src: &str, at: usize) -> usize {
 }
 
 /// A toml error as `file:line: message`, with the key (or table header) of that line named
-/// when toml's message does not name it (wrong types and tables defined twice do not).
+/// by its full dotted path (`timers.t1_ms`) when toml's message does not name it that way,
+/// and serde's type words (`u64`, `a sequence`) said as a config's reader says them.
 fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map_or(0, |s| line_of(src, s.start));
-    let mut message = e.message().trim().to_string();
+    let mut message = plain_types(e.message().trim());
     let text = src.lines().nth(line.saturating_sub(1)).map(str::trim);
     let key = match text {
         // A table header (a table defined twice): the header itself.
-        Some(t) if t.starts_with('[') => t.split('#').next().map(str::trim),
-        Some(t) => t.split_once('=').map(|(k, _)| k.trim()),
+        Some(t) if t.starts_with('[') => t.split('#').next().map(|h| h.trim().to_string()),
+        Some(t) => t.split_once('=').map(|(k, _)| {
+            let k = k.trim().trim_matches('"');
+            match table_before(src, line) {
+                Some(table) => format!("{table}.{k}"),
+                None => k.to_string(),
+            }
+        }),
         None => None,
     };
     if let Some(key) = key
         && !key.is_empty()
-        && !message.contains(key)
+        && !message.contains(&format!("`{key}`"))
     {
         message = format!("`{key}`: {message}");
     }
@@ -194,6 +201,49 @@ fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
         line,
         message,
     }
+}
+
+/// The table whose keys line `line` (1-based) sets: the name in the nearest header above it
+/// (`[timers]` → `timers`, `[[gateway_set]]` → `gateway_set`), or none at the top level.
+fn table_before(src: &str, line: usize) -> Option<String> {
+    src.lines()
+        .take(line.saturating_sub(1))
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .last()
+        .map(|h| {
+            let h = h.split('#').next().unwrap_or(h).trim();
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                .to_string()
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// serde's names of the types a key takes, in the words of a configuration's reader.
+fn plain_types(message: &str) -> String {
+    const WORDS: [(&str, &str); 10] = [
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u16", "expected a whole number (0 to 65535)"),
+        ("expected u8", "expected a whole number (0 to 255)"),
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list ([...])"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a map", "expected a table"),
+    ];
+    let mut m = message.to_string();
+    for (serde, plain) in WORDS {
+        if let Some(at) = m.find(serde)
+            && !m[at + serde.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            m.replace_range(at..at + serde.len(), plain);
+        }
+    }
+    m
 }
 
 impl Config {

@@ -35,8 +35,35 @@ fn unknown_key_names_key_and_line() {
     let src = format!("{MIN}\n[timers]\nt1_ms = 100\nbogus = 3\n");
     let e = parse(&src).unwrap_err().to_string();
     assert!(
-        e.starts_with("/etc/siplb/t.toml:15: unknown field `bogus`"),
+        e.starts_with("/etc/siplb/t.toml:15: `timers.bogus`: unknown field `bogus`"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_the_dotted_key_and_what_it_takes() {
+    let cases = [
+        (
+            "[timers]\nt1_ms = \"fast\"",
+            "/etc/siplb/t.toml:14: `timers.t1_ms`: invalid type: string \"fast\", expected a whole number (0 or more)",
+        ),
+        (
+            "[timers]\nt1_ms = -5",
+            "/etc/siplb/t.toml:14: `timers.t1_ms`: invalid value: integer `-5`, expected a whole number (0 or more)",
+        ),
+        (
+            "[acc]\ncdrs = \"yes\" # on",
+            "/etc/siplb/t.toml:14: `acc.cdrs`: invalid type: string \"yes\", expected true or false",
+        ),
+    ];
+    for (body, want) in cases {
+        let e = parse(&format!("{MIN}\n{body}\n")).unwrap_err().to_string();
+        assert_eq!(e, want, "{body}");
+    }
+    let e = parse(&format!("node = 5\n{MIN}")).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:1: `node`: invalid type: integer `5`, expected a string"
     );
 }
 
@@ -159,7 +186,7 @@ fn each_dialog_misconfiguration_names_file_line_and_key() {
         ),
         (
             ("max = 5", "max = \"five\""),
-            "/etc/siplb/t.toml:31: `max`: invalid type: string \"five\", expected u32",
+            "/etc/siplb/t.toml:31: `limits.profile.max`: invalid type: string \"five\", expected a whole number (0 or more)",
         ),
     ];
     for ((from, to), want) in cases {

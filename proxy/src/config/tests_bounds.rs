@@ -14,7 +14,7 @@ fn wrong_type_is_an_error() {
     let e = error_after_min("[workers]\ncount = \"two\"\n");
     assert_eq!(
         e,
-        "/etc/siplb/t.toml:14: `count`: invalid type: string \"two\", expected usize"
+        "/etc/siplb/t.toml:14: `workers.count`: invalid type: string \"two\", expected a whole number (0 or more)"
     );
 }
 
