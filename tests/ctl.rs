@@ -65,6 +65,15 @@ fn ctl_help_lists_every_verb_with_its_description() {
     for v in ["core.uptime", "core.info", "system.listMethods", "dlg.list"] {
         assert!(VERBS.iter().any(|x| x.name == v), "{v} in the table");
     }
+    // A command line siplb cannot read: exit status 2 and the usage (docs/CLI.md).
+    for args in [&["ctl"][..], &["ctl", "--bogus", "core.uptime"]] {
+        let out = Command::new(BIN).args(args).output().expect("siplb ctl");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Usage: siplb ctl"),
+            "{out:?}"
+        );
+    }
 }
 
 /// `system.listMethods` (kamcmd's) from the running siplb: every verb with its description,
