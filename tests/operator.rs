@@ -76,6 +76,117 @@ fn a_second_instance_on_the_same_address_is_refused() {
     first.assert_alive();
 }
 
+/// The lock files of `net`'s address in the lock folder.
+fn lock_files(net: Net) -> Vec<std::path::PathBuf> {
+    let prefix = format!("siplb-udp-{}-5060-net", net.ip());
+    std::fs::read_dir("/run/lock")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A siplb that stops takes its lock file with it. One run by root and killed (-9) leaves it
+/// behind; a siplb started next on the same address as another user (`nobody`) takes it over
+/// instead of stopping at "Permission denied".
+#[test]
+fn a_lock_file_left_by_root_does_not_stop_a_start_as_another_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let net = Net::new(94);
+    let dir = TempDir::new("lock-left");
+    let mut root = Siplb::start(BIN, &dir.0, &config(net, 2, ""));
+    assert_eq!(lock_files(net).len(), 1, "siplb holds a lock file");
+    root.stop();
+    assert!(lock_files(net).is_empty(), "the lock file goes with siplb");
+
+    let mut root = Siplb::start(BIN, &dir.0, &config(net, 2, ""));
+    root.child.kill().expect("kill -9");
+    root.child.wait().expect("reap");
+    assert_eq!(lock_files(net).len(), 1, "a kill -9 leaves it");
+
+    // nobody's own folder and copy of the binary, wherever the checkout is.
+    let own = TempDir::new("lock-left-nobody");
+    std::fs::set_permissions(&own.0, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let bin = own.0.join("siplb");
+    std::fs::copy(BIN, &bin).expect("copy siplb");
+    let wrapper = own.0.join("as-nobody");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups {} \"$@\"\n",
+            bin.display()
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut nobody = Siplb::start(
+        wrapper.to_str().expect("utf-8 path"),
+        &own.0,
+        &config(net, 2, ""),
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", nobody.pid())).expect("status");
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t65534")),
+        "siplb runs as nobody: {status}"
+    );
+    nobody.stop();
+    assert!(
+        nobody.log().contains("shutting down"),
+        "stopped in order: {}",
+        nobody.log()
+    );
+    // (root's file stays: in the sticky lock folder only its owner may remove it.)
+    for f in lock_files(net) {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// `--check` tries the folders the configuration writes into: a folder siplb cannot make
+/// stops the check with its key, and a folder that does not exist yet is tried and left as it
+/// was.
+#[test]
+fn check_tries_the_folders_the_configuration_writes_into() {
+    let net = Net::new(95);
+    let dir = TempDir::new("check-folders");
+    std::fs::write(dir.0.join("blocker"), b"a file, not a folder").expect("write");
+    let check = |acc_dir: &str| {
+        let file = dir.0.join("check.toml");
+        let acc =
+            format!("[acc]\nflags = [\"INVITE\"]\nsinks = [\"files\"]\ndir = \"{acc_dir}\"\n");
+        std::fs::write(&file, config(net, 1, &acc)).expect("write");
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("--check")
+            .output()
+            .expect("siplb --check")
+    };
+    let out = check("blocker/acc");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "acc.dir: {}/blocker/acc: cannot be made",
+            dir.0.display()
+        )),
+        "{err}"
+    );
+    let out = check("new/acc");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !dir.0.join("new").exists(),
+        "the folder it tried is gone again"
+    );
+}
+
 /// The README's shell blocks, in order.
 fn readme_blocks() -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
@@ -356,6 +467,36 @@ fn shutdown_with_bye_ends_every_dialog_on_both_sides() {
     let (log, byes) = stop_with_calls_up(Net::new(78), "bye");
     assert!(log.contains("3 dialogs up at shutdown"), "{log}");
     assert_eq!(byes, 3, "each gateway got its calls' BYE: {log}");
+}
+
+/// Calls still ringing at SIGTERM are CANCELled with `dialogs = "leave"` too: their answer
+/// would come back to no siplb. The gateways get the CANCEL and the callers their 487.
+#[test]
+fn shutdown_cancels_the_calls_still_ringing_even_when_leaving_dialogs() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(21);
+    let dir = TempDir::new("shutdown-ringing");
+    let extra = "[shutdown]\ndialogs = \"leave\"\nbye_wait_ms = 1000\n";
+    let mut siplb = Siplb::start(BIN, &dir.0, &config(net, 2, extra));
+    let uas1 = Sipp::uas(&dir.0, "uas1", &net.gw(1), "uas_cancel.xml", &[]);
+    let uas2 = Sipp::uas(&dir.0, "uas2", &net.gw(2), "uas_cancel.xml", &[]);
+    let caller = std::thread::scope(|s| {
+        let uac = s.spawn(|| Sipp::caller(&dir.0, net, "uac_487.xml", 3, 10, &[], 20));
+        siplb.wait_stat("dialog:early_dialogs", 3, "calls did not ring");
+        siplb.stop();
+        uac.join().expect("caller")
+    });
+    let log = siplb.log();
+    assert!(log.contains("3 not answered yet CANCELled"), "{log}");
+    let (_, c1) = uas1.finish();
+    let (_, c2) = uas2.finish();
+    assert_eq!(
+        c1.get("2_CANCEL_Recv") + c2.get("2_CANCEL_Recv"),
+        3,
+        "each gateway got its calls' CANCEL: {log}"
+    );
+    assert_eq!(caller.ok(), 3, "each caller got its 487: {log}");
 }
 
 /// `siplb ctl cfg.reload`: customers and limits change live, the calls up stay counted, and

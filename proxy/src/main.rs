@@ -185,6 +185,10 @@ impl Drop for Running {
 fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let cfg = load(config)?;
     if check {
+        let problems = siplb::config::paths::unwritable(&cfg);
+        if !problems.is_empty() {
+            anyhow::bail!("{}: {}", cfg.path.display(), problems.join("; "));
+        }
         println!("{}: ok", cfg.path.display());
         return Ok(());
     }
@@ -548,41 +552,49 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     running.stop()
 }
 
-/// What `[shutdown] dialogs` says to do with the dialogs still up: leave them, or BYE to
-/// both sides (each worker ends its own) and wait `bye_wait_ms` for the answers.
+/// What `[shutdown] dialogs` says to do with the dialogs still up: leave the answered ones,
+/// or BYE to both sides (each worker ends its own). Calls not answered yet are CANCELled
+/// either way: their answer would reach no one. With anything ended, the answers get
+/// `bye_wait_ms`.
 fn shut_down_dialogs(plane: &Plane, cfg: &Config) {
     let up: u64 = plane
         .workers
         .iter()
         .map(|w| w.stats.active_dialogs.get())
         .sum();
-    match cfg.shutdown_dialogs {
-        ShutdownDialogs::Leave => tracing::info!(
-            "{up} dialogs up at shutdown; shutdown.dialogs = \"leave\": their peers keep \
-             talking, without siplb for their in-dialog requests"
-        ),
-        ShutdownDialogs::Bye => {
-            let (tx, rx) = std::sync::mpsc::sync_channel(plane.workers.len());
-            for w in &plane.workers {
-                // Workers look at their control queue at least every 200 ms.
-                let _ = w.control.push(ControlJob::EndAll { reply: tx.clone() });
-            }
-            drop(tx);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            let mut ended = 0;
-            for _ in 0..plane.workers.len() {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(n) => ended += n,
-                    Err(_) => break,
-                }
-            }
-            tracing::info!(
-                "{ended} dialogs up at shutdown; shutdown.dialogs = \"bye\": BYE sent to both \
-                 sides, waiting {} ms for the answers",
-                cfg.shutdown_bye_wait.as_millis()
-            );
-            std::thread::sleep(cfg.shutdown_bye_wait);
+    let answered = cfg.shutdown_dialogs == ShutdownDialogs::Bye;
+    let (tx, rx) = std::sync::mpsc::sync_channel(plane.workers.len());
+    for w in &plane.workers {
+        // Workers look at their control queue at least every 200 ms.
+        let _ = w.control.push(ControlJob::EndAll {
+            answered,
+            reply: tx.clone(),
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut ended = 0;
+    for _ in 0..plane.workers.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(n) => ended += n,
+            Err(_) => break,
         }
+    }
+    let wait = cfg.shutdown_bye_wait.as_millis();
+    if answered {
+        tracing::info!(
+            "{ended} dialogs up at shutdown; shutdown.dialogs = \"bye\": BYE sent to both \
+             sides (CANCEL to the calls not answered yet), waiting {wait} ms for the answers"
+        );
+    } else {
+        tracing::info!(
+            "{up} dialogs up at shutdown; shutdown.dialogs = \"leave\": their peers keep \
+             talking, without siplb for their in-dialog requests; {ended} not answered yet \
+             CANCELled"
+        );
+    }
+    if ended > 0 {
+        std::thread::sleep(cfg.shutdown_bye_wait);
     }
 }

@@ -7,6 +7,7 @@ mod bounds;
 mod cluster;
 mod dialog;
 pub mod file;
+pub mod paths;
 mod sections;
 
 use crate::proxy::{ProxyConfig, Routing};

@@ -48,8 +48,12 @@ pub enum ControlJob {
         target: EndTarget,
         reply: SyncSender<bool>,
     },
-    /// End every dialog as siplb stops: how many were up.
-    EndAll { reply: SyncSender<usize> },
+    /// End the dialogs as siplb stops: CANCEL for the calls not answered yet, and with
+    /// `answered` BYE to both sides of the others. How many were ended.
+    EndAll {
+        answered: bool,
+        reply: SyncSender<usize>,
+    },
     /// A reloaded configuration for the shard (new dialogs get it; live ones keep theirs).
     Reconfigure {
         cfg: Arc<ProxyConfig>,
@@ -589,8 +593,8 @@ impl Worker {
                 ControlJob::End { target, reply } => {
                     let _ = reply.send(self.shard.end_dialog(now, &target));
                 }
-                ControlJob::EndAll { reply } => {
-                    let _ = reply.send(self.shard.end_all(now));
+                ControlJob::EndAll { answered, reply } => {
+                    let _ = reply.send(self.shard.end_all(now, answered));
                 }
                 ControlJob::Reconfigure { cfg, reply } => {
                     self.shard.reconfigure(cfg);

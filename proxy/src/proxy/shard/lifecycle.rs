@@ -42,13 +42,15 @@ impl Shard {
         }
     }
 
-    /// Ends every dialog as siplb stops (`[shutdown] dialogs = "bye"`): BYE to both sides of
-    /// each answered one, CANCEL for each not answered yet. How many were up.
-    pub fn end_all(&mut self, now: Instant) -> usize {
+    /// Ends the dialogs siplb cannot leave behind as it stops: CANCEL for each call not
+    /// answered yet (its answer would come back to no one), and with `answered` (`[shutdown]
+    /// dialogs = "bye"`) BYE to both sides of each answered one. How many it ended.
+    pub fn end_all(&mut self, now: Instant, answered: bool) -> usize {
         let up: Vec<(DialogId, DialogState, Option<TxnId>)> = self
             .dialogs
             .iter()
             .filter(|(_, d)| d.state != DialogState::Ended)
+            .filter(|(_, d)| answered || d.state.is_early())
             .map(|(id, d)| (id, d.state, d.invite))
             .collect();
         for &(id, state, invite) in &up {
