@@ -254,7 +254,10 @@ fn set_state_takes_a_gateway_out_and_puts_it_back_and_dispatcher_reload_keeps_st
     let out = siplb
         .ctl(&["dispatcher.reload"])
         .expect("dispatcher.reload");
-    assert!(out.contains("reloaded"), "{out}");
+    assert!(
+        out.contains("gateway sets reloaded: changed: gateway_set (~trunk);"),
+        "{out}"
+    );
     assert!(
         dest(&siplb, &a2)["FLAGS"]
             .as_str()

@@ -530,7 +530,10 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
 
     std::fs::write(&siplb.config, limited(1)).expect("write");
     let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
-    assert!(out.contains("reloaded"), "{out}");
+    assert!(
+        out.contains("reloaded: changed: customer (~local), limits;"),
+        "{out}"
+    );
     assert_eq!(call("r1"), [100], "a customer now");
     assert_eq!(call("r2"), [503], "over the new limit of 1");
     let gateways = drain(&gw1, Duration::from_millis(100)).len()
@@ -538,7 +541,8 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
     assert!(gateways >= 1, "r1 was forwarded");
 
     std::fs::write(&siplb.config, limited(2)).expect("write");
-    siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    assert!(out.contains("reloaded: changed: limits.profile;"), "{out}");
     assert_eq!(call("r3"), [100], "the raised limit");
     assert_eq!(call("r4"), [503], "r1 and r3 still count");
     let size = siplb

@@ -6,6 +6,8 @@
 //! change live is refused, naming the key, and then nothing changes. Live dialogs keep what
 //! they were admitted with.
 
+mod changes;
+
 use crate::config::Config;
 use crate::proxy::{LiveGateways, ProxyConfig};
 use crate::steering::XdpGuard;
@@ -28,6 +30,16 @@ pub struct Reloader {
 struct Running {
     cfg: Config,
     proxy: Arc<ProxyConfig>,
+    /// The file as it was applied, for saying what a reload changes.
+    file: toml::Table,
+}
+
+/// The configuration file at `path`, read once: its text, checked and parsed.
+fn read(path: &std::path::Path) -> Result<(Config, toml::Table), String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cfg = Config::parse(path, &src).map_err(|e| e.to_string())?;
+    let file = src.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    Ok((cfg, file))
 }
 
 impl Reloader {
@@ -43,6 +55,8 @@ impl Reloader {
             running: Mutex::new(Running {
                 cfg: cfg.clone(),
                 proxy,
+                // The file as read at start (a file changed since reads as changed later).
+                file: read(&cfg.path).map(|r| r.1).unwrap_or_default(),
             }),
             workers,
             guard,
@@ -58,9 +72,9 @@ impl Reloader {
     /// was.
     pub fn reload(&self) -> Result<String, String> {
         logged((|| {
-            let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+            let (new, file) = read(&self.path)?;
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            self.apply(&mut running, new)
+            self.apply(&mut running, new, file, "reloaded")
         })())
     }
 
@@ -68,16 +82,31 @@ impl Reloader {
     /// and applies only its gateway sets and routes; everything else stays as it runs.
     pub fn reload_gateways(&self) -> Result<String, String> {
         logged((|| {
-            let file = Config::load(&self.path).map_err(|e| e.to_string())?;
+            let (from_file, file) = read(&self.path)?;
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             let mut new = running.cfg.clone();
-            new.proxy.routing.gateways = file.proxy.routing.gateways;
-            self.apply(&mut running, new)
+            new.proxy.routing.gateways = from_file.proxy.routing.gateways;
+            // What runs now: the file as applied before, with the file's gateway sets and
+            // routes.
+            let mut applied = running.file.clone();
+            for key in ["gateway_set", "route"] {
+                match file.get(key) {
+                    Some(v) => applied.insert(key.into(), v.clone()),
+                    None => applied.remove(key),
+                };
+            }
+            self.apply(&mut running, new, applied, "gateway sets reloaded")
         })())
     }
 
     /// Hands `new` to the workers (and the XDP guard, the log level) if it can change live.
-    fn apply(&self, running: &mut Running, new: Config) -> Result<String, String> {
+    fn apply(
+        &self,
+        running: &mut Running,
+        new: Config,
+        file: toml::Table,
+        what: &str,
+    ) -> Result<String, String> {
         let proxy = next_proxy(&running.cfg, &running.proxy, &new)?;
         let proxy = Arc::new(proxy);
         // Every worker takes it between two batches; a worker too busy to answer within a
@@ -115,8 +144,9 @@ impl Reloader {
             tracing::warn!("reload: log level: {e}");
         }
         let summary = format!(
-            "{}: reloaded: {} customers, {} gateways, {} rules",
+            "{}: {what}: {}; {} customers, {} gateways, {} rules",
             self.path.display(),
+            changes::between(&running.file, &file),
             proxy.routing.customers.len(),
             proxy.routing.gateways.len(),
             proxy.rules.len()
@@ -124,6 +154,7 @@ impl Reloader {
         self.live.set(proxy.routing.gateways.clone());
         running.cfg = new;
         running.proxy = proxy;
+        running.file = file;
         tracing::info!("{summary}");
         Ok(summary)
     }
