@@ -191,6 +191,15 @@ fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
         }),
         None => None,
     };
+    if let Some(key) = &key
+        && is_secret(key)
+    {
+        // The value may be the secret itself (`password = 98765432`): say what was expected.
+        message = match message.split_once(", expected ") {
+            Some((_, expected)) => format!("invalid value (not shown), expected {expected}"),
+            None => "invalid value (not shown)".into(),
+        };
+    }
     if let Some(key) = key
         && !key.is_empty()
         && !message.contains(&format!("`{key}`"))
@@ -202,6 +211,13 @@ fn toml_error(path: &Path, src: &str, e: &toml::de::Error) -> ConfigError {
         line,
         message,
     }
+}
+
+/// Keys whose values are or may hold secrets (a trunk's password, a connection string or URL
+/// with one): an error about them never shows the value.
+fn is_secret(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    matches!(last, "password" | "ha1" | "postgres" | "redis")
 }
 
 /// The table whose keys line `line` (1-based) sets: the name in the nearest header above it

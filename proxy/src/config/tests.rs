@@ -60,6 +60,17 @@ fn a_value_of_the_wrong_type_names_the_dotted_key_and_what_it_takes() {
         let e = parse(&format!("{MIN}\n{body}\n")).unwrap_err().to_string();
         assert_eq!(e, want, "{body}");
     }
+    // A secret's value is never shown, not even when it has the wrong type.
+    let e = parse(&MIN.replace(
+        "gateways = [\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",
+        "[[gateway_set.gateway]]\naddress = \"127.0.0.1:5081\"\nuser = \"u\"\npassword = 98765432",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `gateway_set.gateway.password`: invalid value (not shown), expected a string"
+    );
     let e = parse(&format!("node = 5\n{MIN}")).unwrap_err().to_string();
     assert_eq!(
         e,
