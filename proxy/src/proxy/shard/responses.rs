@@ -41,6 +41,9 @@ enum Decision {
     Retry,
     /// Send it again to the same gateway with credentials (a 401/407 siplb can answer).
     Authenticate(Challenge),
+    /// A challenge siplb would have answered, to an INVITE the caller (or siplb) has
+    /// cancelled meanwhile: no new attempt (RFC 3261 §16.10), the caller gets 487.
+    Terminated,
 }
 
 impl Shard {
@@ -199,6 +202,7 @@ impl Shard {
                     return;
                 }
             }
+            Decision::Terminated => return self.on_final(now, id, FinalAnswer::Local(487)),
         }
         let timers = self.cfg.timers;
         let fin = match answer {
@@ -259,7 +263,11 @@ impl Shard {
         if let FinalAnswer::Received(m) = answer
             && let Some(ch) = self.answerable_challenge(id, m)
         {
-            return Decision::Authenticate(ch);
+            return if self.invite_cancelled(id) {
+                Decision::Terminated
+            } else {
+                Decision::Authenticate(ch)
+            };
         }
         let code = match answer {
             FinalAnswer::Received(m) => m.status().unwrap_or(500),
@@ -294,6 +302,19 @@ impl Shard {
             Some(_) => Decision::Retry,
             None => Decision::Relay,
         }
+    }
+
+    /// Whether the INVITE `id` was cancelled: a CANCEL sent for it or held until its first
+    /// provisional, or its call cancelled by the caller, an operator or a timer.
+    fn invite_cancelled(&self, id: TxnId) -> bool {
+        let Some(t) = self.txns.get(id) else {
+            return false;
+        };
+        t.kind == Kind::Invite
+            && (t.cancel != Cancel::None
+                || t.dialog.and_then(|d| self.dialogs.get(d)).is_some_and(|d| {
+                    d.invite == Some(id) && (d.cancelled_by.is_some() || d.early_cancelled)
+                }))
     }
 
     /// The next gateway of dialog `d`'s set (its index): the set's choice among the gateways

@@ -258,3 +258,37 @@ fn a_reinvite_inside_an_authenticated_dialog_works_from_either_side() {
         .expect("the 200 to the trunk");
     assert_eq!(back.cseq(), (7, Method::Invite));
 }
+
+/// A challenge that crosses the caller's CANCEL is not answered (RFC 3261 §16.10: no new
+/// attempt after a CANCEL): the gateway's 407 is ACKed and the caller gets 487, whether the
+/// CANCEL was held (no provisional yet) or already sent on.
+#[test]
+fn a_challenge_that_crosses_the_callers_cancel_ends_the_call_with_487() {
+    for rang in [false, true] {
+        let mut h = with_credentials();
+        let inv = invite("c-x", "z9hG4bK-x");
+        let (_, first) = h.start_call(&inv);
+        if rang {
+            h.gateway_answers(&first, &response(&first, 180, Some("gw")));
+        }
+        h.caller_sends(&cancel(&inv).text());
+        let out = h.take();
+        assert!(out.iter().any(|o| o.dst == caller() && o.is_response(200)));
+        assert_eq!(
+            out.iter().any(|o| o.is_request(Method::Cancel)),
+            rang,
+            "a CANCEL goes on once the gateway has answered: {out:#?}"
+        );
+        h.deliver(first.dst, &challenge(&first, false));
+        let out = h.take();
+        assert!(
+            !out.iter().any(|o| o.is_request(Method::Invite)),
+            "rang {rang}: no authenticated INVITE after the CANCEL: {out:#?}"
+        );
+        assert!(out.iter().any(|o| o.dst == first.dst && o.is_request(Method::Ack)));
+        let fin = out.iter().find(|o| o.dst == caller()).expect("the caller's answer");
+        assert!(fin.is_response(487), "rang {rang}: {fin:#?}");
+        assert_eq!(fin.cseq(), (1, Method::Invite));
+        assert_eq!(h.stats.auth_resends.get(), 0);
+    }
+}
