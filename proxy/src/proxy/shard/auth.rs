@@ -126,6 +126,7 @@ impl Shard {
         t.forwarded.extend_from_slice(&out);
         t.ack.clear();
         t.cseq_shift = shift;
+        t.caller_cseq = msg.cseq;
         t.auth_tries += 1;
         match kind {
             Kind::Invite => machine::restart_client_invite(t, now, &timers, timer_b),

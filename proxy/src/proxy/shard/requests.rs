@@ -557,6 +557,7 @@ impl Shard {
         let txn = self.start_txn(now, src, dst, msg, key, Some(id), fwd);
         if let Some(t) = self.txns.get_mut(txn) {
             t.cseq_shift = shift;
+            t.caller_cseq = msg.cseq;
         }
     }
 

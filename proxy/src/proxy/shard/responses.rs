@@ -460,7 +460,7 @@ impl Shard {
             return;
         };
         let mut out = self.out.buffer();
-        let cseq = self.caller_cseq(id, msg);
+        let cseq = self.caller_cseq(id);
         forward::response(msg, cseq, vias.as_deref(), &mut self.rewrite, &mut out);
         let Some(t) = self.txns.get_mut(id) else {
             self.out.recycle(out);
@@ -498,10 +498,11 @@ impl Shard {
     }
 
     /// The CSeq number a response to transaction `id` goes back to the caller with, when its
-    /// request went out shifted (after an authenticated resend).
-    fn caller_cseq(&self, id: TxnId, msg: &SipMsg<'_>) -> Option<u32> {
-        let shift = self.txns.get(id).map_or(0, |t| t.cseq_shift);
-        (shift > 0).then(|| msg.cseq.wrapping_sub(shift))
+    /// request went out shifted (after an authenticated resend): the caller's own, whatever
+    /// number the gateway's response carries (the response is the transaction's by branch).
+    fn caller_cseq(&self, id: TxnId) -> Option<u32> {
+        let t = self.txns.get(id)?;
+        (t.cseq_shift > 0).then_some(t.caller_cseq)
     }
 
     /// Passes a gateway's final 503 upstream as `500 Server Internal Error` without its
@@ -512,7 +513,7 @@ impl Shard {
             return;
         };
         let mut out = self.out.buffer();
-        let cseq = self.caller_cseq(id, msg);
+        let cseq = self.caller_cseq(id);
         forward::response_as(
             msg,
             500,

@@ -151,9 +151,11 @@ pub struct Txn {
     pub attempts: u32,
     /// Authenticated resends after a challenge (one, and one more for a stale nonce).
     pub auth_tries: u8,
-    /// How far the forwarded request's CSeq is above the caller's (responses are shifted
-    /// back by it).
+    /// How far the forwarded request's CSeq is above the caller's: when not 0, responses go
+    /// back with `caller_cseq`.
     pub cseq_shift: u32,
+    /// The CSeq number of the request as the caller sent it (with a shift only).
+    pub caller_cseq: u32,
 }
 
 impl Txn {
@@ -191,6 +193,7 @@ impl Txn {
             attempts: 0,
             auth_tries: 0,
             cseq_shift: 0,
+            caller_cseq: 0,
         }
     }
 

@@ -169,6 +169,9 @@ fn a_shifted_cseq_never_passes_the_largest_a_cseq_may_be() {
         h.caller_sends(&caller_in_dialog("INFO", &ok, branch, n).text());
         let info = h.take_one();
         assert_eq!(info.cseq(), (2_147_483_647, Method::Info), "from {n}");
+        // Its answer goes back with the caller's own number, shifted or not.
+        let done = h.gateway_answers(&info, &response(&info, 200, None));
+        assert_eq!(done.cseq(), (n, Method::Info), "from {n}");
     }
 }
 
@@ -291,4 +294,16 @@ fn a_challenge_that_crosses_the_callers_cancel_ends_the_call_with_487() {
         assert_eq!(fin.cseq(), (1, Method::Invite));
         assert_eq!(h.stats.auth_resends.get(), 0);
     }
+}
+
+/// Responses go back to the caller with the CSeq of the caller's own request, whatever
+/// number the gateway's response carries: a gateway's `CSeq: 0` does not become 2^32 − 1.
+#[test]
+fn a_response_goes_back_with_the_callers_cseq_whatever_the_gateway_wrote() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c-q", "z9hG4bK-q"));
+    let wrong = response(&again, 180, Some("gw")).replace("CSeq: 2 INVITE", "CSeq: 0 INVITE");
+    assert_ne!(wrong, response(&again, 180, Some("gw")), "the test changed the CSeq");
+    let ringing = h.gateway_answers(&again, &wrong);
+    assert_eq!(ringing.cseq(), (1, Method::Invite));
 }
