@@ -21,6 +21,9 @@ pub struct Forward<'a> {
     /// Write this CSeq number instead of the request's (a dialog whose CSeq towards the
     /// callee was shifted by an authenticated resend).
     pub cseq: Option<u32>,
+    /// Add this to the CSeq number in a PRACK's `RAck` (RFC 3262 §7.2): it names the
+    /// INVITE by the number the callee saw, shifted as the CSeq is.
+    pub rack_shift: u32,
     /// Header lines (with their CRLFs) to add (`Proxy-Authorization`).
     pub headers: &'a [u8],
 }
@@ -47,6 +50,39 @@ fn rewrite_cseq(msg: &SipMsg<'_>, cseq: u32, rw: &mut Rewrite) {
     }
 }
 
+/// Adds `shift` to the CSeq number of `msg`'s `RAck` (`RAck: <RSeq> <CSeq> <method>`),
+/// never past 2^31 − 1.
+fn shift_rack(msg: &SipMsg<'_>, shift: u32, rw: &mut Rewrite) {
+    let buf = msg.buf;
+    let Some(h) = msg
+        .headers()
+        .iter()
+        .find(|h| h.name_bytes(buf).eq_ignore_ascii_case(b"RAck"))
+    else {
+        return;
+    };
+    let v = h.value();
+    let value = &buf[v.start as usize..v.end as usize];
+    let skip =
+        |from: usize, f: fn(&u8) -> bool| from + value[from..].iter().take_while(|b| f(b)).count();
+    let rseq_end = skip(0, u8::is_ascii_digit);
+    let cseq_start = skip(rseq_end, u8::is_ascii_whitespace);
+    let cseq_end = skip(cseq_start, u8::is_ascii_digit);
+    if rseq_end == 0 || cseq_start == rseq_end || cseq_end == cseq_start {
+        return;
+    }
+    let Some(n) = std::str::from_utf8(&value[cseq_start..cseq_end])
+        .ok()
+        .and_then(|t| t.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let at = v.start as usize;
+    rw.replace(at + cseq_start, at + cseq_end, |o| {
+        let _ = write!(o, "{}", n.saturating_add(shift).min(i32::MAX as u32));
+    });
+}
+
 /// Writes the forwarded copy of request `msg` from `src` into `out`, with siplb's Via
 /// (`local`, `branch`) on top.
 pub fn request(
@@ -62,6 +98,9 @@ pub fn request(
     rw.clear();
     if let Some(n) = fwd.cseq {
         rewrite_cseq(msg, n, rw);
+    }
+    if fwd.rack_shift > 0 {
+        shift_rack(msg, fwd.rack_shift, rw);
     }
     if !fwd.headers.is_empty() {
         let at = msg.headers_end as usize;

@@ -104,10 +104,18 @@ impl Shard {
         let initial = dialog
             .and_then(|d| self.dialogs.get(d))
             .is_some_and(|d| d.invite == Some(id));
+        // A PRACK names its INVITE by the number the gateway saw: the dialog's shift.
+        let rack_shift = match msg.method() {
+            Some(crate::sip::Method::Prack) => dialog
+                .and_then(|d| self.dialogs.get(d))
+                .map_or(0, |d| d.cseq_shift),
+            _ => 0,
+        };
         let fwd = Forward {
             record_route: if initial { dialog } else { None },
             strip_route: ingress::own_route(&msg, self.cfg.local),
             cseq: Some(msg.cseq.wrapping_add(shift)),
+            rack_shift,
             headers: header.as_bytes(),
         };
         let Some(out) = self.next_attempt(id, &msg, upstream.addr, fwd) else {

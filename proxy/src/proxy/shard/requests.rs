@@ -518,6 +518,7 @@ impl Shard {
             strip_route: own_route,
             // Never past 2^31 - 1 (RFC 3261 §8.1.1.5), however near it the caller's is.
             cseq: (shift > 0).then(|| msg.cseq.saturating_add(shift).min(i32::MAX as u32)),
+            rack_shift: if method == Method::Prack { shift } else { 0 },
             headers: b"",
         };
         if method == Method::Ack {

@@ -288,8 +288,14 @@ fn a_challenge_that_crosses_the_callers_cancel_ends_the_call_with_487() {
             !out.iter().any(|o| o.is_request(Method::Invite)),
             "rang {rang}: no authenticated INVITE after the CANCEL: {out:#?}"
         );
-        assert!(out.iter().any(|o| o.dst == first.dst && o.is_request(Method::Ack)));
-        let fin = out.iter().find(|o| o.dst == caller()).expect("the caller's answer");
+        assert!(
+            out.iter()
+                .any(|o| o.dst == first.dst && o.is_request(Method::Ack))
+        );
+        let fin = out
+            .iter()
+            .find(|o| o.dst == caller())
+            .expect("the caller's answer");
         assert!(fin.is_response(487), "rang {rang}: {fin:#?}");
         assert_eq!(fin.cseq(), (1, Method::Invite));
         assert_eq!(h.stats.auth_resends.get(), 0);
@@ -303,7 +309,32 @@ fn a_response_goes_back_with_the_callers_cseq_whatever_the_gateway_wrote() {
     let mut h = with_credentials();
     let (_, again) = challenged_call(&mut h, &invite("c-q", "z9hG4bK-q"));
     let wrong = response(&again, 180, Some("gw")).replace("CSeq: 2 INVITE", "CSeq: 0 INVITE");
-    assert_ne!(wrong, response(&again, 180, Some("gw")), "the test changed the CSeq");
+    assert_ne!(
+        wrong,
+        response(&again, 180, Some("gw")),
+        "the test changed the CSeq"
+    );
     let ringing = h.gateway_answers(&again, &wrong);
     assert_eq!(ringing.cseq(), (1, Method::Invite));
+}
+
+/// After an authenticated resend a PRACK's `RAck` names the INVITE by the CSeq the gateway
+/// saw (RFC 3262 §7.2), shifted as the PRACK's own CSeq is.
+#[test]
+fn a_prack_names_the_invite_by_its_shifted_cseq() {
+    let mut h = with_credentials();
+    let (_, again) = challenged_call(&mut h, &invite("c-p", "z9hG4bK-p"));
+    let reliable = response(&again, 183, Some("gw")).replace(
+        "Content-Length: 0",
+        "Require: 100rel\r\nRSeq: 1\r\nContent-Length: 0",
+    );
+    let early = h.gateway_answers(&again, &reliable);
+    assert_eq!(early.cseq(), (1, Method::Invite));
+    let mut prack = caller_in_dialog("PRACK", &early, "z9hG4bK-pr", 2);
+    prack.extra = "RAck: 1 1 INVITE\r\n".into();
+    h.caller_sends(&prack.text());
+    let out = h.take_one();
+    assert!(out.is_request(Method::Prack), "{out:#?}");
+    assert_eq!(out.cseq(), (3, Method::Prack));
+    assert_eq!(out.named("RAck").as_deref(), Some("1 2 INVITE"));
 }
