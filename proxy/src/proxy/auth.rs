@@ -1,18 +1,26 @@
 //! Digest authentication towards trunks (Kamailio's `uac_auth()`): the challenge of a 401
 //! (`WWW-Authenticate`) or 407 (`Proxy-Authenticate`) and the header that answers it, for MD5
 //! and SHA-256 (RFC 8760), with `qop=auth` or without `qop` (RFC 2617), from a password or an
-//! MD5 HA1. The challenge is parsed and hashed with the `digest_auth` crate; the answer is
-//! composed here because an HA1 stands in for the password. Pure: the client nonce is given.
+//! MD5 HA1. The challenge is read here as RFC 3261 §25.1 writes it (parameter names and the
+//! algorithm and qop tokens in any case, white space around `=`, quoted strings with their
+//! escapes and UTF-8); the hashes are the `digest_auth` crate's. Pure: the client nonce is
+//! given.
 
 use super::gateway::{Credentials, Secret};
 use crate::sip::SipMsg;
-use digest_auth::{AlgorithmType, Qop, WwwAuthenticateHeader};
+use digest_auth::{Algorithm, AlgorithmType};
 use std::fmt::Write;
 
 /// A challenge siplb can answer.
 #[derive(Debug, Clone)]
 pub struct Challenge {
-    header: WwwAuthenticateHeader,
+    realm: String,
+    nonce: String,
+    opaque: Option<String>,
+    stale: bool,
+    algorithm: Algorithm,
+    /// The `qop` tokens offered, lower case; none when the challenge has no `qop`.
+    qop: Option<Vec<String>>,
     /// 407 (a proxy's): answered with `Proxy-Authorization`; 401: `Authorization`.
     pub proxy: bool,
 }
@@ -20,11 +28,11 @@ pub struct Challenge {
 impl Challenge {
     /// The nonce was stale: the credentials were right, the gateway wants them again.
     pub fn stale(&self) -> bool {
-        self.header.stale
+        self.stale
     }
 
     pub fn realm(&self) -> &str {
-        &self.header.realm
+        &self.realm
     }
 }
 
@@ -37,7 +45,7 @@ pub fn challenge(msg: &SipMsg<'_>) -> Option<Challenge> {
         _ => return None,
     };
     let buf = msg.buf;
-    let mut best: Option<WwwAuthenticateHeader> = None;
+    let mut best: Option<Challenge> = None;
     for h in msg.headers() {
         if !h.name_bytes(buf).eq_ignore_ascii_case(name) {
             continue;
@@ -45,18 +53,9 @@ pub fn challenge(msg: &SipMsg<'_>) -> Option<Challenge> {
         let Ok(v) = std::str::from_utf8(h.value().of(buf)) else {
             continue;
         };
-        let v = v.trim();
-        // ASCII only: the digest parser takes character counts for byte offsets, and a
-        // challenge with a UTF-8 realm is passed on to the caller unanswered instead.
-        if !v.is_ascii() || v.len() < 7 || !v[..6].eq_ignore_ascii_case("Digest") {
-            continue;
-        }
-        let Ok(parsed) = digest_auth::parse(&format!("Digest{}", &v[6..])) else {
+        let Some(parsed) = parse(v, proxy) else {
             continue;
         };
-        if parsed.algorithm.algo == AlgorithmType::SHA2_512_256 {
-            continue;
-        }
         let better = match &best {
             None => true,
             Some(b) => {
@@ -68,7 +67,116 @@ pub fn challenge(msg: &SipMsg<'_>) -> Option<Challenge> {
             best = Some(parsed);
         }
     }
-    best.map(|header| Challenge { header, proxy })
+    best
+}
+
+/// One `Digest` challenge (`Digest realm="r", nonce="n", …`); none when it is not Digest,
+/// lacks a realm or nonce, names an algorithm siplb does not know, or holds a control
+/// character (it could not be written back into a request).
+fn parse(value: &str, proxy: bool) -> Option<Challenge> {
+    let v = value.trim();
+    let scheme = v.get(..6)?;
+    if !scheme.eq_ignore_ascii_case("Digest") || !v[6..].starts_with([' ', '\t']) {
+        return None;
+    }
+    let mut ch = Challenge {
+        realm: String::new(),
+        nonce: String::new(),
+        opaque: None,
+        stale: false,
+        algorithm: Algorithm::new(AlgorithmType::MD5, false),
+        qop: None,
+        proxy,
+    };
+    let (mut realm, mut nonce) = (false, false);
+    let mut rest = &v[6..];
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let name_len = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        if name_len == 0 {
+            return None;
+        }
+        let name = rest[..name_len].to_ascii_lowercase();
+        rest = rest[name_len..].trim_start_matches([' ', '\t']);
+        rest = rest.strip_prefix('=')?.trim_start_matches([' ', '\t']);
+        let (value, after) = if let Some(q) = rest.strip_prefix('"') {
+            unquote(q)?
+        } else {
+            let n = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+            (rest[..n].to_string(), &rest[n..])
+        };
+        rest = after;
+        if value.chars().any(char::is_control) {
+            return None;
+        }
+        match name.as_str() {
+            "realm" if !realm => (ch.realm, realm) = (value, true),
+            "nonce" if !nonce => (ch.nonce, nonce) = (value, true),
+            "opaque" => ch.opaque = Some(value),
+            "stale" => ch.stale = value.eq_ignore_ascii_case("true"),
+            "algorithm" => ch.algorithm = algorithm(&value)?,
+            "qop" => {
+                ch.qop = Some(
+                    value
+                        .split(',')
+                        .map(|t| t.trim().to_ascii_lowercase())
+                        .filter(|t| !t.is_empty())
+                        .collect(),
+                )
+            }
+            _ => {}
+        }
+    }
+    (realm && nonce).then_some(ch)
+}
+
+/// An algorithm siplb answers, named in any case.
+fn algorithm(name: &str) -> Option<Algorithm> {
+    let n = name.to_ascii_uppercase();
+    let (base, sess) = match n.strip_suffix("-SESS") {
+        Some(b) => (b, true),
+        None => (n.as_str(), false),
+    };
+    match base {
+        "MD5" => Some(Algorithm::new(AlgorithmType::MD5, sess)),
+        "SHA-256" => Some(Algorithm::new(AlgorithmType::SHA2_256, sess)),
+        _ => None,
+    }
+}
+
+/// RFC 3261 §25.1 `token` characters.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+/// The text of a quoted string whose opening quote is already taken, with its escapes
+/// undone, and what follows its closing quote; none when it does not close.
+fn unquote(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => out.push(chars.next()?.1),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// `text` as a quoted string's inside: `"` and `\` escaped.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The header line (with its CRLF) that answers `ch` for a request `method` to `uri` with
@@ -81,29 +189,28 @@ pub fn authorization(
     uri: &str,
     cnonce: &str,
 ) -> Option<String> {
-    let h = &ch.header;
-    let algo = h.algorithm;
-    let qop_auth = match &h.qop {
+    let algo = ch.algorithm;
+    let qop_auth = match &ch.qop {
         None => false,
-        Some(list) if list.contains(&Qop::AUTH) => true,
+        Some(list) if list.iter().any(|q| q == "auth") => true,
         Some(_) => return None,
     };
     let ha1 = match &creds.secret {
-        Secret::Password(p) => algo.hash_str(&format!("{}:{}:{p}", creds.user, h.realm)),
+        Secret::Password(p) => algo.hash_str(&format!("{}:{}:{p}", creds.user, ch.realm)),
         Secret::Ha1(hex) if algo.algo == AlgorithmType::MD5 => hex.clone(),
         Secret::Ha1(_) => return None,
     };
     let ha1 = if algo.sess {
-        algo.hash_str(&format!("{ha1}:{}:{cnonce}", h.nonce))
+        algo.hash_str(&format!("{ha1}:{}:{cnonce}", ch.nonce))
     } else {
         ha1
     };
     let ha2 = algo.hash_str(&format!("{method}:{uri}"));
     let nc = "00000001";
     let response = if qop_auth {
-        algo.hash_str(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", h.nonce))
+        algo.hash_str(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce))
     } else {
-        algo.hash_str(&format!("{ha1}:{}:{ha2}", h.nonce))
+        algo.hash_str(&format!("{ha1}:{}:{ha2}", ch.nonce))
     };
     let name = if ch.proxy {
         "Proxy-Authorization"
@@ -111,15 +218,18 @@ pub fn authorization(
         "Authorization"
     };
     let mut out = format!(
-        "{name}: Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", \
+        "{name}: Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
          response=\"{response}\", algorithm={algo}",
-        creds.user, h.realm, h.nonce
+        quoted(&creds.user),
+        quoted(&ch.realm),
+        quoted(&ch.nonce),
+        quoted(uri)
     );
     if qop_auth {
-        let _ = write!(out, ", qop=auth, nc={nc}, cnonce=\"{cnonce}\"");
+        let _ = write!(out, ", qop=auth, nc={nc}, cnonce=\"{}\"", quoted(cnonce));
     }
-    if let Some(o) = &h.opaque {
-        let _ = write!(out, ", opaque=\"{o}\"");
+    if let Some(o) = &ch.opaque {
+        let _ = write!(out, ", opaque=\"{}\"", quoted(o));
     }
     out.push_str("\r\n");
     Some(out)
@@ -287,11 +397,67 @@ mod tests {
                 let _ = authorization(&ch, &creds(), "INVITE", "sip:x@y", "c1");
             }
         }
-        // A UTF-8 realm, before the fix a panic half the time, is passed on.
+        // A UTF-8 realm (a panic half the time in the digest crate's parser) is answered,
+        // hashed over its UTF-8 bytes.
         let text = reply(
             401,
             "WWW-Authenticate: Digest realm=\"тест\", nonce=\"abc\"",
         );
-        assert!(challenge(&SipMsg::parse(text.as_bytes()).unwrap()).is_none());
+        let ch = challenge(&SipMsg::parse(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(ch.realm(), "тест");
+    }
+
+    /// RFC 3261 §25.1: parameter names and the algorithm's and qop's tokens in any case,
+    /// white space around `=`; each form is answered as the plain one is.
+    #[test]
+    fn a_challenge_is_read_whatever_its_case_and_spacing() {
+        let plain = "Digest realm=\"r\", nonce=\"n\", algorithm=MD5, qop=\"auth\"";
+        let answer = |v: &str| {
+            let text = reply(401, &format!("WWW-Authenticate: {v}"));
+            let msg = SipMsg::parse(text.as_bytes()).unwrap();
+            let ch = challenge(&msg).unwrap_or_else(|| panic!("not read: {v}"));
+            authorization(&ch, &creds(), "INVITE", "sip:x", "c1")
+        };
+        let want = answer(plain).unwrap();
+        for v in [
+            "digest REALM=\"r\", NONCE=\"n\", Algorithm=md5, QOP=\"AUTH\"",
+            "Digest realm = \"r\" ,nonce= \"n\",algorithm =MD5,qop=\"auth,auth-int\"",
+            "Digest   realm=\"r\",\tnonce=\"n\", qop=auth",
+        ] {
+            assert_eq!(answer(v).as_deref(), Some(want.as_str()), "{v}");
+        }
+        let sha = answer("Digest realm=\"r\", nonce=\"n\", algorithm=sha-256-SESS").unwrap();
+        assert!(sha.contains("algorithm=SHA-256-sess"), "{sha}");
+        // qop offered without auth (auth-int only): passed on to the caller.
+        assert!(answer("Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"").is_none());
+    }
+
+    /// Values are written back quoted as the grammar wants, escapes and all; a value with a
+    /// control character is not answered (it could not be written into a request).
+    #[test]
+    fn values_are_quoted_again_and_control_characters_refused() {
+        let text = reply(
+            407,
+            "Proxy-Authenticate: Digest realm=\"a\\\"b\", nonce=\"n\\\\x\", opaque=\"o\\\"\"",
+        );
+        let msg = SipMsg::parse(text.as_bytes()).unwrap();
+        let ch = challenge(&msg).unwrap();
+        assert_eq!(ch.realm(), "a\"b");
+        let h = authorization(&ch, &creds(), "INVITE", "sip:x", "c1").unwrap();
+        assert!(h.contains("realm=\"a\\\"b\", nonce=\"n\\\\x\""), "{h}");
+        assert!(h.contains("opaque=\"o\\\"\""), "{h}");
+        let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);
+        let ha1 = md5("siplb:a\"b:trunk-secret");
+        let want = md5(&format!("{ha1}:n\\x:{}", md5("INVITE:sip:x")));
+        assert!(h.contains(&format!("response=\"{want}\"")), "{h}");
+        for bad in ["r\u{0}", "r\u{7f}x", "\u{1b}[5m"] {
+            let text = reply(
+                401,
+                &format!("WWW-Authenticate: Digest realm=\"{bad}\", nonce=\"n\""),
+            );
+            if let Ok(msg) = SipMsg::parse(text.as_bytes()) {
+                assert!(challenge(&msg).is_none(), "{bad:?}");
+            }
+        }
     }
 }

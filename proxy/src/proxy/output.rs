@@ -31,6 +31,10 @@ impl Output {
     }
 
     pub fn send(&mut self, dst: Target, data: Vec<u8>) {
+        // A message that could not be made is not sent as an empty datagram.
+        if data.is_empty() {
+            return self.recycle(data);
+        }
         self.transmits.push_back(Transmit { dst, data });
     }
 

@@ -131,14 +131,20 @@ impl Shard {
                 t.ack.clear();
                 t.ack.extend_from_slice(&ack);
                 let dst = t.downstream;
-                self.out.send(dst, ack);
+                // (Nothing when the request as forwarded does not parse: never an empty
+                // datagram.)
+                if !ack.is_empty() {
+                    self.out.send(dst, ack);
+                }
                 self.on_final(now, id, FinalAnswer::Received(msg));
             }
             ClientAction::Relay2xxRetransmission => self.relay(id, msg, false),
             ClientAction::ResendAck => {
                 self.stats.retrans_absorbed.inc();
                 let t = self.txns.get(id).expect("looked up above");
-                self.out.send_copy(t.downstream, &t.ack);
+                if !t.ack.is_empty() {
+                    self.out.send_copy(t.downstream, &t.ack);
+                }
             }
             ClientAction::NonInviteProvisional { relay } => {
                 if relay {
