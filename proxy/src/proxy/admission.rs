@@ -53,7 +53,8 @@ pub fn admit(
             None => (b"", b""),
         }
     };
-    let (dialed, _) = user_host(msg.request_uri());
+    let dialed = crate::proxy::route::dialed(msg);
+    let dialed = &*dialed;
     let (from_user, from_domain) = user_host(msg.from().map(|f| f.uri));
     let (to_user, _) = user_host(msg.to().map(|t| t.uri));
     let c = &cfg.routing.customers[customer];

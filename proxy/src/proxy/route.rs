@@ -165,6 +165,53 @@ impl Routing {
     }
 }
 
+/// The number a request dialed, as numbers are compared (inbound ownership, routes, rules):
+/// the user of a `sip:`/`sips:` Request-URI, or the number of a `tel:` one (RFC 3966), up to
+/// its parameters, with `%`-escapes undone (RFC 3261 §19.1.4 compares unescaped) and, for
+/// `tel:`, the visual separators `-`, `.`, `(`, `)` left out. Empty when there is none.
+pub fn dialed<'a>(msg: &crate::sip::SipMsg<'a>) -> std::borrow::Cow<'a, [u8]> {
+    use crate::sip::value::SipUri;
+    use std::borrow::Cow;
+    let buf = msg.buf;
+    let Some(span) = msg.request_uri() else {
+        return Cow::Borrowed(b"");
+    };
+    let (raw, tel): (&'a [u8], bool) = match SipUri::parse(buf, span) {
+        Ok(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), false),
+        Err(true) => {
+            let uri = span.of(buf);
+            match uri.get(..4) {
+                Some(s) if s.eq_ignore_ascii_case(b"tel:") => (&uri[4..], true),
+                _ => (b"", false),
+            }
+        }
+        Err(false) => (b"", false),
+    };
+    let number = raw.split(|&b| b == b';').next().unwrap_or(b"");
+    let separator = |b: &u8| tel && matches!(b, b'-' | b'.' | b'(' | b')');
+    if !number.iter().any(|b| *b == b'%' || separator(b)) {
+        return Cow::Borrowed(number);
+    }
+    let mut out = Vec::with_capacity(number.len());
+    let mut i = 0;
+    while i < number.len() {
+        let b = number[i];
+        let hex = |at: usize| number.get(at).and_then(|c| (*c as char).to_digit(16));
+        if b == b'%'
+            && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        if !separator(&b) {
+            out.push(b);
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +323,30 @@ mod tests {
         assert_eq!(
             r.classify("192.0.2.1:5060".parse().unwrap(), b"other.com"),
             Peer::Unknown
+        );
+    }
+
+    #[test]
+    fn the_number_dialed_is_read_from_sip_and_tel_uris_unescaped() {
+        let number = |uri: &str| {
+            let text = format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let msg = crate::sip::SipMsg::parse(text.as_bytes()).unwrap();
+            String::from_utf8(super::dialed(&msg).into_owned()).unwrap()
+        };
+        assert_eq!(number("sip:+15551234@gw"), "+15551234");
+        assert_eq!(number("sip:%2B15551234@gw"), "+15551234");
+        assert_eq!(number("sip:+15551234;npdi@gw;user=phone"), "+15551234");
+        assert_eq!(number("tel:+1-555-123.4"), "+15551234");
+        assert_eq!(number("TEL:+1(555)1234;phone-context=x"), "+15551234");
+        assert_eq!(number("sip:gw"), "");
+        assert_eq!(
+            number("sip:100%zz@gw"),
+            "100%zz",
+            "a broken escape stays as it is"
         );
     }
 }

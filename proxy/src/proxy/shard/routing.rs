@@ -22,13 +22,8 @@ impl Shard {
         key: Vec<u8>,
         own_route: Option<(usize, Span)>,
     ) {
-        let buf = msg.buf;
-        let dialed = msg
-            .request_uri()
-            .and_then(|u| SipUri::parse(buf, u).ok())
-            .and_then(|u| u.user)
-            .map_or(&b""[..], |s| s.of(buf));
-        match self.cfg.routing.inbound(dialed, msg.call_id()) {
+        let dialed = crate::proxy::route::dialed(msg);
+        match self.cfg.routing.inbound(&dialed, msg.call_id()) {
             Some((customer, target)) => {
                 self.on_new_invite(now, src, msg, key, customer, own_route, Some(target))
             }
@@ -65,8 +60,8 @@ impl Shard {
                 .and_then(|u| u.user)
                 .map_or(&b""[..], |s| s.of(buf))
         };
-        let dialed = user(msg.request_uri());
-        let Some(set) = routing.gateways.route(name, account, dialed) else {
+        let dialed = crate::proxy::route::dialed(msg);
+        let Some(set) = routing.gateways.route(name, account, &dialed) else {
             return Err(Unrouted {
                 code: 404,
                 reason: "No Route",

@@ -101,3 +101,25 @@ fn without_numbers_a_gateways_invite_is_still_forbidden() {
     h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+15550001"));
     assert!(h.take_one().is_response(403));
 }
+
+/// The number is compared unescaped (RFC 3261 §19.1.4), and a `tel:` Request-URI's number
+/// counts as a `sip:` one's user does.
+#[test]
+fn an_escaped_or_tel_number_reaches_its_owner() {
+    for (n, uri) in ["sip:%2B15550001@127.0.0.1:5060", "tel:+1-555-0001"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut h = with_numbers(None);
+        let text = from_gateway(&format!("c-e{n}"), &format!("z9hG4bK-e{n}"), "+15551234")
+            .replace("sip:+15551234@127.0.0.1:5060", uri);
+        assert!(text.contains(uri), "{text}");
+        h.deliver(gw1(), &text);
+        let out = h.take();
+        assert!(
+            out.iter()
+                .any(|o| o.is_request(Method::Invite) && o.dst == target()),
+            "{uri}: {out:#?}"
+        );
+    }
+}
