@@ -102,6 +102,8 @@ shard_stats! {
     transactions => names::TM_CREATED,
     /// Requests sent again with credentials after a gateway's 401/407.
     auth_resends => names::UAC_AUTH_RESENDS,
+    /// Challenges of a gateway siplb has credentials for that went to the caller unanswered.
+    auth_failures => names::UAC_AUTH_FAILURES,
     /// INVITEs sent on to the next gateway of their set (a timeout, 408 or failover code).
     failovers => names::DISPATCHER_FAILOVERS,
     /// INVITE client transactions that timed out (Timer B): 408 upstream.

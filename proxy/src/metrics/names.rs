@@ -58,6 +58,7 @@ pub const EVENTS_DROPPED: &str = "events:dropped";
 pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
 pub const LOG_DROPPED_LINES: &str = "log:dropped_lines";
 pub const UAC_AUTH_RESENDS: &str = "uac:auth_resends";
+pub const UAC_AUTH_FAILURES: &str = "uac:auth_failures";
 pub const DISPATCHER_FAILOVERS: &str = "dispatcher:failovers";
 pub const ACC_RECORDS: &str = "acc:records";
 pub const ACC_WRITTEN: &str = "acc:written";

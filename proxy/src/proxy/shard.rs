@@ -56,6 +56,8 @@ pub struct Shard {
     schedule: Schedule,
     clock: WallClock,
     branches: Branches,
+    /// When the last unanswered challenge was said in the log (`challenge_given_up`).
+    auth_warned: Option<Instant>,
     out: Output,
     rewrite: Rewrite,
     /// Scratch: a transaction key.
@@ -95,6 +97,7 @@ impl Shard {
         Shard {
             local: Target::udp(cfg.local),
             branches: Branches::new(cfg.branch_key, id),
+            auth_warned: None,
             cfg,
             stats,
             txns: TxnTable::default(),

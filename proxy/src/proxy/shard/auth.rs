@@ -13,7 +13,7 @@ use crate::proxy::ids::TxnId;
 use crate::proxy::ingress;
 use crate::proxy::txn::{Kind, machine};
 use crate::sip::SipMsg;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl Shard {
     /// The challenge in response `msg` to transaction `id` that siplb may answer: its request
@@ -144,5 +144,33 @@ impl Shard {
         self.out.send(dst, out);
         self.reschedule(id);
         true
+    }
+
+    /// A response to transaction `id` about to go to the caller: a challenge from a gateway
+    /// siplb has credentials for is counted and, at most every 10 s, said in the log.
+    pub(super) fn challenge_given_up(&mut self, now: Instant, id: TxnId, msg: &SipMsg<'_>) {
+        let Some(status @ (401 | 407)) = msg.status() else {
+            return;
+        };
+        let Some(t) = self.txns.get(id).filter(|t| !t.local_request) else {
+            return;
+        };
+        let gateway = t.downstream.addr;
+        if self.cfg.routing.gateways.credentials_of(gateway).is_none() {
+            return;
+        }
+        self.stats.auth_failures.inc();
+        if self
+            .auth_warned
+            .is_none_or(|at| now >= at + Duration::from_secs(10))
+        {
+            self.auth_warned = Some(now);
+            tracing::warn!(
+                %gateway,
+                "uac: the gateway's {status} went to the caller unanswered: a second challenge \
+                 (are its user and password right?) or one siplb cannot answer; counted in \
+                 uac:auth_failures"
+            );
+        }
     }
 }

@@ -159,6 +159,7 @@ impl Shard {
                     self.reschedule(id);
                     return;
                 }
+                self.challenge_given_up(now, id, msg);
                 self.relay(id, msg, true);
                 self.report_txn(now, id, || final_of(msg));
                 let t = self.txns.get(id).expect("looked up above");
@@ -213,6 +214,7 @@ impl Shard {
         let timers = self.cfg.timers;
         let fin = match answer {
             FinalAnswer::Received(msg) => {
+                self.challenge_given_up(now, id, msg);
                 let as_500 = msg.status() == Some(503);
                 if as_500 {
                     // RFC 3261 §16.7 step 6: a gateway's 503 means that gateway, not siplb;

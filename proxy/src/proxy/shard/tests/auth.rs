@@ -90,6 +90,11 @@ fn a_second_challenge_goes_to_the_caller_with_its_cseq_and_nothing_is_left() {
         "no loop: {out:#?}"
     );
     assert_eq!(h.stats.auth_resends.get(), 1);
+    assert_eq!(
+        h.stats.auth_failures.get(),
+        1,
+        "the second challenge counted"
+    );
     h.advance(Duration::from_secs(64));
     assert_eq!(h.shard.transactions(), 0);
     assert!(h.call_state("c1").is_none());
@@ -199,6 +204,11 @@ fn without_credentials_the_challenge_goes_to_the_caller() {
         "{out:#?}"
     );
     assert_eq!(h.stats.auth_resends.get(), 0);
+    assert_eq!(
+        h.stats.auth_failures.get(),
+        0,
+        "no credentials, nothing given up"
+    );
 }
 
 #[test]
