@@ -29,7 +29,7 @@ pub struct Forward<'a> {
 }
 
 /// Writes `cseq` as the number of `msg`'s CSeq header, keeping its method.
-fn rewrite_cseq(msg: &SipMsg<'_>, cseq: u32, rw: &mut Rewrite) {
+pub(crate) fn rewrite_cseq(msg: &SipMsg<'_>, cseq: u32, rw: &mut Rewrite) {
     let buf = msg.buf;
     if let Some((_, h)) = msg.headers_named(HeaderName::CSeq).next() {
         let v = h.value();

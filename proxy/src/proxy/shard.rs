@@ -361,7 +361,7 @@ impl Shard {
         branch: &[u8],
         dialog: Option<DialogId>,
         out: Vec<u8>,
-    ) {
+    ) -> TxnId {
         let timers = self.cfg.timers;
         let mut t = Txn::local_request(method, dst, now, &timers);
         t.dialog = dialog;
@@ -373,6 +373,7 @@ impl Shard {
         self.schedule_txn(id, now + timers.t1);
         self.stats.fwd_requests.inc();
         self.out.send(dst, out);
+        id
     }
 
     /// Makes sure the transaction `id` is run at `at` or earlier. One schedule entry per

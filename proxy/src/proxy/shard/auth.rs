@@ -146,13 +146,14 @@ impl Shard {
         true
     }
 
-    /// A response to transaction `id` about to go to the caller: a challenge from a gateway
-    /// siplb has credentials for is counted and, at most every 10 s, said in the log.
+    /// A response to transaction `id` left unanswered (passed to the caller, or to a request
+    /// of siplb's own): a challenge from a gateway siplb has credentials for is counted and,
+    /// at most every 10 s, said in the log.
     pub(super) fn challenge_given_up(&mut self, now: Instant, id: TxnId, msg: &SipMsg<'_>) {
         let Some(status @ (401 | 407)) = msg.status() else {
             return;
         };
-        let Some(t) = self.txns.get(id).filter(|t| !t.local_request) else {
+        let Some(t) = self.txns.get(id) else {
             return;
         };
         let gateway = t.downstream.addr;
@@ -167,10 +168,81 @@ impl Shard {
             self.auth_warned = Some(now);
             tracing::warn!(
                 %gateway,
-                "uac: the gateway's {status} went to the caller unanswered: a second challenge \
-                 (are its user and password right?) or one siplb cannot answer; counted in \
+                "uac: the gateway's {status} was left unanswered: a second challenge (are its \
+                 user and password right?) or one siplb cannot answer; counted in \
                  uac:auth_failures"
             );
         }
+    }
+
+    /// A BYE of siplb's own (ending a call: an operator, a timeout, a stop, a late 2xx)
+    /// challenged by a gateway it has credentials for: the same BYE again with credentials,
+    /// CSeq + 1 and a new branch, in a transaction of its own (one resend per challenge, one
+    /// more for a stale nonce). Whether it went.
+    pub(super) fn authenticate_local(&mut self, now: Instant, id: TxnId, msg: &SipMsg<'_>) -> bool {
+        let Some(t) = self.txns.get(id) else {
+            return false;
+        };
+        if !t.local_request || t.method != crate::sip::Method::Bye {
+            return false;
+        }
+        let (dst, dialog, tries) = (t.downstream, t.dialog, t.auth_tries);
+        let Some(creds) = self.cfg.routing.gateways.credentials_of(dst.addr) else {
+            return false;
+        };
+        let Some(ch) = auth::challenge(msg) else {
+            return false;
+        };
+        if !(tries == 0 || (tries == 1 && ch.stale())) {
+            return false;
+        }
+        let sent = std::mem::take(&mut self.txns.get_mut(id).expect("found above").forwarded);
+        let made = self.local_with_credentials(&sent, &ch, creds.clone());
+        if let Some(t) = self.txns.get_mut(id) {
+            t.forwarded = sent;
+        }
+        let Some((branch, out)) = made else {
+            return false;
+        };
+        let again =
+            self.send_local_request(now, crate::sip::Method::Bye, dst, &branch, dialog, out);
+        if let Some(t) = self.txns.get_mut(again) {
+            t.auth_tries = tries + 1;
+        }
+        self.stats.auth_resends.inc();
+        true
+    }
+
+    /// The request `sent` (siplb's own) again, answering `ch`: its branch and CSeq number
+    /// changed and the credentials added. None when it cannot be.
+    fn local_with_credentials(
+        &mut self,
+        sent: &[u8],
+        ch: &Challenge,
+        creds: crate::proxy::gateway::Credentials,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let req = SipMsg::parse(sent).ok()?;
+        let cseq = req.cseq.checked_add(1).filter(|c| *c < 1 << 31)?;
+        let old = req.branch()?;
+        let at = old.as_ptr() as usize - sent.as_ptr() as usize;
+        let uri = req.request_uri().map_or(&b""[..], |u| u.of(req.buf));
+        let uri = String::from_utf8_lossy(uri);
+        let mut cnonce = Vec::with_capacity(48);
+        self.branches.next(&mut cnonce);
+        let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
+        let header = auth::authorization(ch, &creds, "BYE", &uri, &cnonce)?;
+        let mut branch = Vec::with_capacity(48);
+        self.branches.next(&mut branch);
+        let rw = &mut self.rewrite;
+        rw.clear();
+        rw.replace(at, at + old.len(), |o| o.extend_from_slice(&branch));
+        crate::proxy::forward::rewrite_cseq(&req, cseq, rw);
+        rw.insert(req.headers_end as usize, |o| {
+            o.extend_from_slice(header.as_bytes())
+        });
+        let mut out = self.out.buffer();
+        rw.apply(sent, sent.len(), &mut out);
+        SipMsg::parse(&out).ok()?;
+        Some((branch, out))
     }
 }

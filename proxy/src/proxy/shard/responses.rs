@@ -18,7 +18,7 @@ use crate::proxy::ingress;
 use crate::proxy::originate::{self, local_tag};
 use crate::proxy::reply::{self, Extra};
 use crate::proxy::target::Target;
-use crate::proxy::txn::{self, Cancel, ClientAction, Kind, ServerState, machine};
+use crate::proxy::txn::{self, Cancel, ClientAction, ClientState, Kind, ServerState, machine};
 use crate::proxy::via::{has_via_below_top, top_via_is_ours};
 use crate::sip::{HeaderName, Method, SipMsg};
 use std::net::SocketAddr;
@@ -90,12 +90,21 @@ impl Shard {
             self.stats.bad_msg.inc();
             return;
         }
+        // The first final answer to a request of siplb's own: a challenge is answered.
+        let own_final = t.local_request
+            && code >= 200
+            && matches!(t.client, ClientState::Calling | ClientState::Proceeding);
         let action = machine::on_response(t, code, now, &timers);
         let (dialog, kind) = (t.dialog, t.kind);
         if t.kind == Kind::Invite && !t.local_request {
             self.note_invite_reply(now, id, code);
         }
         match action {
+            ClientAction::Absorb if own_final && matches!(code, 401 | 407) => {
+                if !self.authenticate_local(now, id, msg) {
+                    self.challenge_given_up(now, id, msg);
+                }
+            }
             ClientAction::Absorb => {}
             // A 2xx to an INVITE attempt that already ended (siplb gave up on it, or
             // failed the call): nobody upstream will ACK it.

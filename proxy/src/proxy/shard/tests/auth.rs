@@ -348,3 +348,36 @@ fn a_prack_names_the_invite_by_its_shifted_cseq() {
     assert_eq!(out.cseq(), (3, Method::Prack));
     assert_eq!(out.named("RAck").as_deref(), Some("1 2 INVITE"));
 }
+
+/// A BYE of siplb's own (here a dialog's timeout) that the gateway challenges goes again
+/// with credentials, CSeq + 1 and a new branch; a second challenge is not answered.
+#[test]
+fn siplbs_own_bye_is_sent_again_with_credentials() {
+    let mut h = with_credentials_and(|c| c.dialog.default_timeout = Duration::from_secs(2));
+    let (_, again) = challenged_call(&mut h, &invite("c-b", "z9hG4bK-b"));
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.advance(Duration::from_secs(3));
+    let out = h.take();
+    let bye = out
+        .iter()
+        .find(|o| o.dst == again.dst && o.is_request(Method::Bye))
+        .expect("BYE to the gateway");
+    h.deliver(bye.dst, &challenge(bye, false));
+    let out = h.take();
+    let bye2 = out
+        .iter()
+        .find(|o| o.is_request(Method::Bye))
+        .unwrap_or_else(|| panic!("the BYE again: {out:#?}"));
+    assert_eq!(bye2.dst, bye.dst);
+    assert_eq!(bye2.cseq(), (bye.cseq().0 + 1, Method::Bye));
+    assert_ne!(bye2.branch(), bye.branch());
+    let auth = bye2.named("Proxy-Authorization").expect("credentials");
+    assert!(auth.contains("username=\"siplb\""), "{auth}");
+    assert_eq!(h.stats.auth_resends.get(), 2);
+    // A second challenge: given up, counted.
+    h.deliver(bye2.dst, &challenge(bye2, false));
+    assert!(!h.take().iter().any(|o| o.is_request(Method::Bye)));
+    assert_eq!(h.stats.auth_failures.get(), 1);
+}
