@@ -15,6 +15,13 @@ use crate::proxy::txn::{Kind, machine};
 use crate::sip::SipMsg;
 use std::time::{Duration, Instant};
 
+/// The largest UDP payload over IPv4 (65,535 less the IP and UDP headers).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// What forwarding adds to a request at most, besides the credentials: siplb's Via and
+/// Record-Route, a Max-Forwards, `received`/`rport`.
+const FORWARD_GROWTH: usize = 512;
+
 impl Shard {
     /// The challenge in response `msg` to transaction `id` that siplb may answer: its request
     /// went to a gateway with credentials, and this is its first challenge (or the second,
@@ -101,6 +108,16 @@ impl Shard {
             );
             return false;
         };
+        // The request with its credentials (and siplb's Via and Record-Route) must still fit
+        // a UDP datagram; when it would not, the challenge goes to the caller at once.
+        if received.len() + header.len() + FORWARD_GROWTH > MAX_UDP_PAYLOAD {
+            tracing::warn!(
+                bytes = received.len() + header.len(),
+                "uac: the request with its credentials would not fit a datagram; the \
+                 challenge goes to the caller"
+            );
+            return false;
+        }
         let initial = dialog
             .and_then(|d| self.dialogs.get(d))
             .is_some_and(|d| d.invite == Some(id));

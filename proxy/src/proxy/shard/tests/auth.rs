@@ -381,3 +381,18 @@ fn siplbs_own_bye_is_sent_again_with_credentials() {
     assert!(!h.take().iter().any(|o| o.is_request(Method::Bye)));
     assert_eq!(h.stats.auth_failures.get(), 1);
 }
+
+/// A request that would not fit a datagram with its credentials is not sent again: the
+/// challenge goes to the caller at once, not after a send that fails.
+#[test]
+fn a_request_too_big_for_its_credentials_leaves_the_challenge_to_the_caller() {
+    let mut h = with_credentials();
+    let mut inv = invite("c-big", "z9hG4bK-big");
+    inv.body = "a=x-pad:".to_string() + &"y".repeat(65_000) + "\r\n";
+    let (_, first) = h.start_call(&inv);
+    h.deliver(first.dst, &challenge(&first, false));
+    let out = h.take();
+    assert!(!out.iter().any(|o| o.is_request(Method::Invite)), "{}", out.len());
+    assert!(out.iter().any(|o| o.dst == caller() && o.is_response(407)));
+    assert_eq!(h.stats.auth_resends.get(), 0);
+}
