@@ -392,7 +392,11 @@ fn a_request_too_big_for_its_credentials_leaves_the_challenge_to_the_caller() {
     let (_, first) = h.start_call(&inv);
     h.deliver(first.dst, &challenge(&first, false));
     let out = h.take();
-    assert!(!out.iter().any(|o| o.is_request(Method::Invite)), "{}", out.len());
+    assert!(
+        !out.iter().any(|o| o.is_request(Method::Invite)),
+        "{}",
+        out.len()
+    );
     assert!(out.iter().any(|o| o.dst == caller() && o.is_response(407)));
     assert_eq!(h.stats.auth_resends.get(), 0);
 }
