@@ -73,7 +73,6 @@ impl Shard {
         };
         // The call still runs on that gateway: an answer with a branch siplb does not know
         // may be a garbled copy of the live attempt's, which a BYE would end.
-        let dst = Target::udp(src);
         let gateways = &self.cfg.routing.gateways;
         if self
             .dialogs
@@ -85,6 +84,47 @@ impl Shard {
         {
             return false;
         }
+        self.end_answered_leg(now, src, msg, to_tag)
+    }
+
+    /// A second 2xx to the call's INVITE from its gateway, with a To tag other than the
+    /// answer's: a second dialog (a fork behind the gateway) that siplb neither counts nor
+    /// bills. It is acknowledged and ended with a BYE, not passed to the caller, so that one
+    /// call is one dialog. Whether it was such a 2xx.
+    pub(super) fn on_forked_2xx(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        txn: crate::proxy::ids::TxnId,
+        dialog: Option<crate::proxy::ids::DialogId>,
+    ) -> bool {
+        let Some(to_tag) = msg.to_tag() else {
+            return false;
+        };
+        // The call's own INVITE only: the answer to a re-INVITE the callee sent carries the
+        // caller's tag.
+        let other = dialog
+            .and_then(|id| self.dialogs.get(id))
+            .filter(|d| d.invite == Some(txn))
+            .and_then(|d| d.callee_tag())
+            .is_some_and(|answered| answered != to_tag);
+        if !other || msg.from_tag().is_none() || msg.to_checked().is_none() {
+            return false;
+        }
+        self.end_answered_leg(now, src, msg, to_tag)
+    }
+
+    /// ACKs the 2xx `msg` from `src` (each copy) and, once per (Call-ID, To tag), ends its
+    /// dialog with a BYE. Whether the ACK could be made.
+    fn end_answered_leg(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+        to_tag: &[u8],
+    ) -> bool {
+        let dst = Target::udp(src);
         let contact = first_contact(msg);
         let contact = if contact.is_empty() {
             format!("sip:{src}").into_bytes()

@@ -147,7 +147,11 @@ impl Shard {
                 }
                 self.on_final(now, id, FinalAnswer::Received(msg));
             }
-            ClientAction::Relay2xxRetransmission => self.relay(id, msg, false),
+            ClientAction::Relay2xxRetransmission => {
+                if !self.on_forked_2xx(now, src, msg, id, dialog) {
+                    self.relay(id, msg, false);
+                }
+            }
             ClientAction::ResendAck => {
                 self.stats.retrans_absorbed.inc();
                 let t = self.txns.get(id).expect("looked up above");

@@ -259,3 +259,34 @@ fn a_2xx_after_the_call_was_cancelled_and_over_is_acked_and_ended() {
     assert!(out[1].is_request(Method::Bye) && out[1].dst == first.dst);
     assert!(out.iter().all(|o| o.dst != caller()));
 }
+
+/// A second 2xx to the call's INVITE with another To tag (a fork behind the gateway) is a
+/// dialog siplb would neither count nor bill: it is ACKed and ended with a BYE, and the caller
+/// does not see it. A copy of the answer's own 2xx still goes to the caller.
+#[test]
+fn a_second_dialog_forked_behind_the_gateway_is_acked_and_ended() {
+    let mut h = Harness::new();
+    let call = h.established_call("c1");
+    h.deliver(call.fwd.dst, &response(&call.fwd, 200, Some("gw-tag")));
+    let copy = h.take_one();
+    assert!(copy.is_response(200) && copy.dst == caller(), "{copy:?}");
+    h.deliver(call.fwd.dst, &response(&call.fwd, 200, Some("fork-2")));
+    let out = h.take();
+    assert!(!out.iter().any(|o| o.dst == caller()), "{out:#?}");
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let (ack, bye) = (&out[0], &out[1]);
+    assert!(
+        ack.is_request(Method::Ack) && ack.dst == call.fwd.dst,
+        "{ack:?}"
+    );
+    assert!(
+        bye.is_request(Method::Bye) && bye.dst == call.fwd.dst,
+        "{bye:?}"
+    );
+    for m in [ack, bye] {
+        assert!(m.header(HeaderName::To).unwrap().ends_with(";tag=fork-2"));
+    }
+    assert_eq!(h.stats.orphan_2xx.get(), 1);
+    assert_eq!(h.stats.orphan_byes.get(), 1);
+    assert!(h.call_state("c1").is_some(), "the call itself goes on");
+}
