@@ -11,6 +11,7 @@ use crate::proxy::auth::{self, Challenge};
 use crate::proxy::forward::Forward;
 use crate::proxy::ids::TxnId;
 use crate::proxy::ingress;
+use crate::proxy::originate::Branches;
 use crate::proxy::txn::{Kind, machine};
 use crate::sip::SipMsg;
 use std::time::{Duration, Instant};
@@ -88,8 +89,6 @@ impl Shard {
         let Some(creds) = self.cfg.routing.gateways.credentials_of(dst.addr) else {
             return false;
         };
-        let uri = msg.request_uri().map_or(&b""[..], |u| u.of(msg.buf));
-        let uri = String::from_utf8_lossy(uri);
         // The method as the request line writes it.
         let method = msg
             .start_line
@@ -98,10 +97,7 @@ impl Shard {
             .next()
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
-        let mut cnonce = Vec::with_capacity(48);
-        self.branches.next(&mut cnonce);
-        let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
-        let Some(header) = auth::authorization(ch, creds, &method, &uri, &cnonce) else {
+        let Some(header) = answer(&mut self.branches, ch, creds, &method, &msg) else {
             tracing::debug!(
                 realm = ch.realm(),
                 "a challenge the gateway's credentials cannot answer"
@@ -242,12 +238,7 @@ impl Shard {
         let cseq = req.cseq.checked_add(1).filter(|c| *c < 1 << 31)?;
         let old = req.branch()?;
         let at = old.as_ptr() as usize - sent.as_ptr() as usize;
-        let uri = req.request_uri().map_or(&b""[..], |u| u.of(req.buf));
-        let uri = String::from_utf8_lossy(uri);
-        let mut cnonce = Vec::with_capacity(48);
-        self.branches.next(&mut cnonce);
-        let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
-        let header = auth::authorization(ch, &creds, "BYE", &uri, &cnonce)?;
+        let header = answer(&mut self.branches, ch, &creds, "BYE", &req)?;
         let mut branch = Vec::with_capacity(48);
         self.branches.next(&mut branch);
         let rw = &mut self.rewrite;
@@ -262,4 +253,21 @@ impl Shard {
         SipMsg::parse(&out).ok()?;
         Some((branch, out))
     }
+}
+
+/// The header that answers `ch` for request `req` (`method` as its request line writes it)
+/// with `creds`, a fresh client nonce taken from `branches`.
+fn answer(
+    branches: &mut Branches,
+    ch: &Challenge,
+    creds: &crate::proxy::gateway::Credentials,
+    method: &str,
+    req: &SipMsg<'_>,
+) -> Option<String> {
+    let uri = req.request_uri().map_or(&b""[..], |u| u.of(req.buf));
+    let uri = String::from_utf8_lossy(uri);
+    let mut cnonce = Vec::with_capacity(48);
+    branches.next(&mut cnonce);
+    let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
+    auth::authorization(ch, creds, method, &uri, &cnonce)
 }
