@@ -140,11 +140,9 @@ impl Shard {
                 t.ack.clear();
                 t.ack.extend_from_slice(&ack);
                 let dst = t.downstream;
-                // (Nothing when the request as forwarded does not parse: never an empty
-                // datagram.)
-                if !ack.is_empty() {
-                    self.out.send(dst, ack);
-                }
+                // (Empty when the request as forwarded does not parse: `Output::send` sends no
+                // empty datagram.)
+                self.out.send(dst, ack);
                 self.on_final(now, id, FinalAnswer::Received(msg));
             }
             ClientAction::Relay2xxRetransmission => {
@@ -155,9 +153,7 @@ impl Shard {
             ClientAction::ResendAck => {
                 self.stats.retrans_absorbed.inc();
                 let t = self.txns.get(id).expect("looked up above");
-                if !t.ack.is_empty() {
-                    self.out.send_copy(t.downstream, &t.ack);
-                }
+                self.out.send_copy(t.downstream, &t.ack);
             }
             ClientAction::NonInviteProvisional { relay } => {
                 if relay {
