@@ -356,7 +356,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     for o in outcomes.iter().filter(|o| o.messages.is_some() && o.ok > 0) {
         let per_1000 = |n: u64| n as f64 * 1000.0 / o.ok as f64;
         println!(
-            "\n{}: CPU per call by thread, µs (the median round): {}\n\
+            "\n{}: CPU per call by thread, µs, and runs on a CPU per call (the median round): {}\n\
              {0}: the machine's disks meanwhile, per 1000 calls: {:.0} writes, {:.0} flushes\n\
              {0}: the kernel's worker threads meanwhile (kworker/*, machine-wide): {:.1} µs per call",
             o.proxy,

@@ -9,8 +9,9 @@ pub(crate) struct Outcome {
     pub failed: u64,
     pub achieved_cps: f64,
     pub cpu_s: f64,
-    /// The proxy's CPU-s by kind of thread (the main process's threads only).
-    pub threads: Vec<(String, f64)>,
+    /// The proxy's CPU-s and runs (times put on a CPU) by kind of thread (the main process's
+    /// threads only).
+    pub threads: Vec<(String, f64, u64)>,
     /// The machine's disks' requests over the same span.
     pub disk: DiskRequests,
     /// The kernel's worker threads' CPU-s over the same span (machine-wide).

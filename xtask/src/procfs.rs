@@ -36,10 +36,19 @@ pub(crate) fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Nanoseconds on CPU of each kind of thread of `pid` (`/proc/<pid>/task/*/schedstat`): the
-/// threads named the same but for a trailing number (`siplb-w0`, `siplb-w1`) count together,
-/// as `siplb-w*`.
-pub(crate) fn thread_cpu_ns(pid: u32) -> BTreeMap<String, u64> {
+/// What one kind of thread has used so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ThreadUse {
+    /// Nanoseconds on CPU.
+    pub ns: u64,
+    /// Times it was put on a CPU (each wake-up or return from preemption).
+    pub runs: u64,
+}
+
+/// What each kind of thread of `pid` has used (`/proc/<pid>/task/*/schedstat`: time on CPU,
+/// and how many times it ran): the threads named the same but for a trailing number
+/// (`siplb-w0`, `siplb-w1`) count together, as `siplb-w*`.
+pub(crate) fn thread_cpu_ns(pid: u32) -> BTreeMap<String, ThreadUse> {
     let mut by_kind = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_kind;
@@ -52,10 +61,9 @@ pub(crate) fn thread_cpu_ns(pid: u32) -> BTreeMap<String, u64> {
         ) else {
             continue;
         };
-        let Some(ns) = stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
+        let mut fields = stat.split_whitespace().map(|v| v.parse::<u64>().ok());
+        let (Some(Some(ns)), Some(_waited), Some(Some(runs))) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -66,32 +74,45 @@ pub(crate) fn thread_cpu_ns(pid: u32) -> BTreeMap<String, u64> {
         } else {
             comm.to_string()
         };
-        *by_kind.entry(kind).or_insert(0) += ns;
+        let used: &mut ThreadUse = by_kind.entry(kind).or_default();
+        used.ns += ns;
+        used.runs += runs;
     }
     by_kind
 }
 
-/// What each kind of thread used between two readings of [`thread_cpu_ns`], in seconds
-/// (threads gone by the second reading are left out).
+/// What each kind of thread used between two readings of [`thread_cpu_ns`]: CPU seconds and
+/// runs (threads gone by the second reading are left out).
 pub(crate) fn thread_cpu_between(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> Vec<(String, f64)> {
+    before: &BTreeMap<String, ThreadUse>,
+    after: &BTreeMap<String, ThreadUse>,
+) -> Vec<(String, f64, u64)> {
     after
         .iter()
-        .map(|(kind, ns)| {
-            let was = before.get(kind).copied().unwrap_or(0);
-            (kind.clone(), ns.saturating_sub(was) as f64 / 1e9)
+        .map(|(kind, used)| {
+            let was = before.get(kind).copied().unwrap_or_default();
+            (
+                kind.clone(),
+                used.ns.saturating_sub(was.ns) as f64 / 1e9,
+                used.runs.saturating_sub(was.runs),
+            )
         })
         .collect()
 }
 
-/// Each kind of thread's CPU per call, µs (`kind 12.3, …`), of those that used any.
-pub(crate) fn per_call_by_thread(threads: &[(String, f64)], calls: u64) -> String {
+/// Each kind of thread's CPU per call, µs, and its runs per call (`kind 12.3 (0.41 runs), …`),
+/// of those that used any.
+pub(crate) fn per_call_by_thread(threads: &[(String, f64, u64)], calls: u64) -> String {
     let by_thread: Vec<String> = threads
         .iter()
-        .filter(|(_, cpu_s)| *cpu_s > 0.0)
-        .map(|(kind, cpu_s)| format!("{kind} {:.1}", cpu_s / calls as f64 * 1e6))
+        .filter(|(_, cpu_s, _)| *cpu_s > 0.0)
+        .map(|(kind, cpu_s, runs)| {
+            format!(
+                "{kind} {:.1} ({:.2} runs)",
+                cpu_s / calls as f64 * 1e6,
+                *runs as f64 / calls as f64
+            )
+        })
         .collect();
     by_thread.join(", ")
 }
