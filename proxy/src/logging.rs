@@ -11,6 +11,7 @@ use crate::metrics::Counter;
 use crate::proxy::{DialogRecord, EndedBy, Event};
 use std::hash::BuildHasher;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tracing_subscriber::layer::SubscriberExt;
@@ -155,6 +156,8 @@ pub fn init(cfg: &LogConfig) -> Result<(), String> {
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
+    // A JSON line escapes every value itself; a text line's field is quoted by [`Clean`].
+    QUOTE_FIELDS.store(cfg.format == LogFormat::Text, Ordering::Relaxed);
     let output: Box<dyn Layer<Filtered> + Send + Sync> = match cfg.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -203,12 +206,19 @@ pub fn set_level(s: &str) -> Result<String, String> {
 /// Characters of one value a call line shows at most (a Call-ID of 10 KB is cut there).
 pub const MAX_LOGGED_CHARS: usize = 256;
 
+/// Whether [`Clean::field`] quotes a value that needs it: in the text format, where a field
+/// is `name=value` and a value with a space, `"`, `=` or `\\` could pass for more fields.
+static QUOTE_FIELDS: AtomicBool = AtomicBool::new(true);
+
 /// Text from the network as a log line shows it: control characters written as escapes
 /// (`\u{1b}`, `\n`), so that a Call-ID cannot drive the reader's terminal or forge a line of
-/// its own, and at most `limit` characters, the rest counted.
+/// its own, and at most `limit` characters, the rest counted. As a field of a text line
+/// ([`Clean::field`]), a value that is not one plain word is quoted, with `"` and `\\`
+/// escaped: `call_id="a b=c"`.
 pub struct Clean<'a> {
     text: &'a str,
     limit: usize,
+    quote: bool,
 }
 
 impl<'a> Clean<'a> {
@@ -217,6 +227,7 @@ impl<'a> Clean<'a> {
         Clean {
             text,
             limit: MAX_LOGGED_CHARS,
+            quote: false,
         }
     }
 
@@ -225,6 +236,17 @@ impl<'a> Clean<'a> {
         Clean {
             text,
             limit: usize::MAX,
+            quote: false,
+        }
+    }
+
+    /// At most [`MAX_LOGGED_CHARS`] characters, as the value of a field: quoted in the text
+    /// format when it is not one plain word.
+    pub fn field(text: &'a str) -> Clean<'a> {
+        Clean {
+            text,
+            limit: MAX_LOGGED_CHARS,
+            quote: QUOTE_FIELDS.load(Ordering::Relaxed),
         }
     }
 }
@@ -233,19 +255,30 @@ impl std::fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write;
         let s = self.text;
+        let quoted = self.quote
+            && (s.is_empty() || s.bytes().any(|b| matches!(b, b' ' | b'"' | b'=' | b'\\')));
         let plain = !s.bytes().any(|b| b < 0x20 || b == 0x7f || b >= 0x80);
-        if plain && s.len() <= self.limit {
+        if plain && !quoted && s.len() <= self.limit {
             return f.write_str(s);
+        }
+        if quoted {
+            f.write_char('"')?;
         }
         for (i, c) in s.chars().enumerate() {
             if i == self.limit {
-                return write!(f, "…({} bytes)", s.len());
+                write!(f, "…({} bytes)", s.len())?;
+                break;
             }
             if c.is_control() {
                 write!(f, "{}", c.escape_default())?;
+            } else if quoted && (c == '"' || c == '\\') {
+                write!(f, "\\{c}")?;
             } else {
                 f.write_char(c)?;
             }
+        }
+        if quoted {
+            f.write_char('"')?;
         }
         Ok(())
     }
@@ -429,9 +462,9 @@ pub fn write(l: &CallLine<'_>) {
     let ended_by = l.ended_by.map_or("-", EndedBy::as_str);
     tracing::info!(
         target: CALL_TARGET,
-        call_id = %Clean::short(l.call_id),
+        call_id = %Clean::field(l.call_id),
         source = %l.source,
-        account = %Clean::short(account),
+        account = %Clean::field(account),
         code = l.code,
         reason = l.reason,
         gateway = %gateway,
@@ -481,6 +514,19 @@ mod tests {
             format!("{}…(10000 bytes)", "a".repeat(MAX_LOGGED_CHARS))
         );
         assert_eq!(Clean::whole(&long).to_string(), long);
+    }
+
+    #[test]
+    fn a_field_that_is_not_one_plain_word_is_quoted() {
+        assert_eq!(Clean::field("abc@host").to_string(), "abc@host");
+        assert_eq!(
+            Clean::field("x source=1.2.3.4").to_string(),
+            "\"x source=1.2.3.4\""
+        );
+        assert_eq!(Clean::field("a\"b\\c").to_string(), "\"a\\\"b\\\\c\"");
+        assert_eq!(Clean::field("a=b\n").to_string(), "\"a=b\\n\"");
+        // Outside a field (a message's text) nothing is quoted.
+        assert_eq!(Clean::short("a b").to_string(), "a b");
     }
 
     #[test]

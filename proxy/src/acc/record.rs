@@ -607,6 +607,24 @@ mod tests {
     }
 
     #[test]
+    fn a_value_cannot_pass_for_more_columns_in_the_log_line() {
+        let mut d = dialog(true, Some(200));
+        d.parties = Parties::new(
+            "x;sip_code=200\\y\n",
+            "f1",
+            "alice",
+            "cust.example",
+            "bob",
+            "0044123",
+            "gw.example",
+        );
+        let r = cdr(&mut Ids::new("n", 0, 0, 1), &d);
+        let line = crate::acc::sink::log_line(&r);
+        assert!(line.contains(";callid=x\\;sip_code=200\\\\y\\n;"), "{line}");
+        assert_eq!(line.matches("sip_code=").count(), 2, "{line}");
+    }
+
+    #[test]
     fn every_column_is_documented() {
         let doc = include_str!("../../../docs/CDR.md");
         for c in ACC_COLUMNS.iter().chain(&CDR_COLUMNS) {

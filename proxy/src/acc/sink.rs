@@ -86,7 +86,9 @@ impl Sink for LogSink {
     }
 }
 
-/// `column=value;…` of the fields that have a value (control characters escaped).
+/// `column=value;…` of the fields that have a value: control characters escaped (`\n`,
+/// `\u{1b}`), and a `;` or `\` in a value written `\;` or `\\`, so that a Call-ID cannot
+/// pass for more columns.
 pub fn log_line(r: &Record) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(256);
@@ -100,7 +102,14 @@ pub fn log_line(r: &Record) -> String {
         }
         out.push_str(name);
         out.push('=');
-        let _ = write!(out, "{}", crate::logging::Clean::whole(&v));
+        let escaped;
+        let v = if v.contains([';', '\\']) {
+            escaped = v.replace('\\', "\\\\").replace(';', "\\;");
+            &escaped
+        } else {
+            &*v
+        };
+        let _ = write!(out, "{}", crate::logging::Clean::whole(v));
     }
     out
 }
