@@ -34,6 +34,24 @@ impl Challenge {
     pub fn realm(&self) -> &str {
         &self.realm
     }
+
+    /// Both ask for credentials of one realm from the same kind of server (a proxy's 407 or
+    /// a server's 401).
+    pub fn same_realm(&self, other: &Challenge) -> bool {
+        self.proxy == other.proxy && self.realm == other.realm
+    }
+}
+
+/// A challenge siplb has answered for a request, kept while the request may be challenged
+/// again by another server on its way (an SBC's 407, then the softswitch's 401 behind it):
+/// each resend answers every one of them.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub challenge: Challenge,
+    /// Answers made to its nonce so far (the next one's `nc`).
+    pub uses: u32,
+    /// It was answered again after a stale nonce.
+    pub renewed: bool,
 }
 
 /// The first Digest challenge of response `msg` (401 or 407) whose algorithm siplb knows,
@@ -180,14 +198,16 @@ fn quoted(text: &str) -> String {
 }
 
 /// The header line (with its CRLF) that answers `ch` for a request `method` to `uri` with
-/// `creds`, client nonce `cnonce`; none when the credentials cannot answer it (an MD5 HA1 for
-/// a SHA-256 challenge, or `qop` offered without `auth`).
+/// `creds`, client nonce `cnonce`, the `nc`-th answer to its nonce (from 1); none when the
+/// credentials cannot answer it (an MD5 HA1 for a SHA-256 challenge, or `qop` offered without
+/// `auth`).
 pub fn authorization(
     ch: &Challenge,
     creds: &Credentials,
     method: &str,
     uri: &str,
     cnonce: &str,
+    nc: u32,
 ) -> Option<String> {
     let algo = ch.algorithm;
     let qop_auth = match &ch.qop {
@@ -206,7 +226,7 @@ pub fn authorization(
         ha1
     };
     let ha2 = algo.hash_str(&format!("{method}:{uri}"));
-    let nc = "00000001";
+    let nc = format!("{nc:08x}");
     let response = if qop_auth {
         algo.hash_str(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce))
     } else {
@@ -276,7 +296,7 @@ mod tests {
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert!(ch.proxy && !ch.stale());
-        let h = authorization(&ch, &creds(), "INVITE", "sip:+1555@198.18.2.30", "cn").unwrap();
+        let h = authorization(&ch, &creds(), "INVITE", "sip:+1555@198.18.2.30", "cn", 1).unwrap();
         assert!(h.starts_with("Proxy-Authorization: Digest "), "{h}");
         let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);
         let ha1 = md5("siplb:trunk.example:trunk-secret");
@@ -297,7 +317,7 @@ mod tests {
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert!(!ch.proxy);
-        let h = authorization(&ch, &creds(), "BYE", "sip:gw", "cn").unwrap();
+        let h = authorization(&ch, &creds(), "BYE", "sip:gw", "cn", 1).unwrap();
         assert!(h.starts_with("Authorization: Digest "), "{h}");
         assert_eq!(field(&h, "algorithm"), "SHA-256");
         assert!(!h.contains("qop="), "{h}");
@@ -325,8 +345,8 @@ mod tests {
         let ch = challenge(&msg).unwrap();
         assert!(ch.stale());
         assert_eq!(
-            authorization(&ch, &by_ha1, "INVITE", "sip:x", "c"),
-            authorization(&ch, &creds(), "INVITE", "sip:x", "c")
+            authorization(&ch, &by_ha1, "INVITE", "sip:x", "c", 1),
+            authorization(&ch, &creds(), "INVITE", "sip:x", "c", 1)
         );
         let text = reply(
             401,
@@ -334,7 +354,15 @@ mod tests {
         );
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         assert!(
-            authorization(&challenge(&msg).unwrap(), &by_ha1, "INVITE", "sip:x", "c").is_none()
+            authorization(
+                &challenge(&msg).unwrap(),
+                &by_ha1,
+                "INVITE",
+                "sip:x",
+                "c",
+                1
+            )
+            .is_none()
         );
     }
 
@@ -394,7 +422,7 @@ mod tests {
             if let Ok(msg) = SipMsg::parse(text.as_bytes())
                 && let Some(ch) = challenge(&msg)
             {
-                let _ = authorization(&ch, &creds(), "INVITE", "sip:x@y", "c1");
+                let _ = authorization(&ch, &creds(), "INVITE", "sip:x@y", "c1", 1);
             }
         }
         // A UTF-8 realm (a panic half the time in the digest crate's parser) is answered,
@@ -416,7 +444,7 @@ mod tests {
             let text = reply(401, &format!("WWW-Authenticate: {v}"));
             let msg = SipMsg::parse(text.as_bytes()).unwrap();
             let ch = challenge(&msg).unwrap_or_else(|| panic!("not read: {v}"));
-            authorization(&ch, &creds(), "INVITE", "sip:x", "c1")
+            authorization(&ch, &creds(), "INVITE", "sip:x", "c1", 1)
         };
         let want = answer(plain).unwrap();
         for v in [
@@ -443,7 +471,7 @@ mod tests {
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert_eq!(ch.realm(), "a\"b");
-        let h = authorization(&ch, &creds(), "INVITE", "sip:x", "c1").unwrap();
+        let h = authorization(&ch, &creds(), "INVITE", "sip:x", "c1", 1).unwrap();
         assert!(h.contains("realm=\"a\\\"b\", nonce=\"n\\\\x\""), "{h}");
         assert!(h.contains("opaque=\"o\\\"\""), "{h}");
         let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);

@@ -4,10 +4,12 @@
 //! the challenge. From then on the caller's requests of that dialog go out with their CSeq
 //! raised by the dialog's shift, and the answers come back lowered by their transaction's
 //! (see `requests.rs` and `responses.rs`). One resend per challenge, one more for a stale
-//! nonce; a second challenge goes to the caller.
+//! nonce; a second challenge for the same realm goes to the caller. A challenge for another
+//! realm (an SBC's 407 answered, then the softswitch behind it sends its 401) is answered too,
+//! the resend carrying the answers to both, up to [`MAX_REALMS`] realms.
 
 use super::Shard;
-use crate::proxy::auth::{self, Challenge};
+use crate::proxy::auth::{self, Answered, Challenge};
 use crate::proxy::forward::Forward;
 use crate::proxy::ids::TxnId;
 use crate::proxy::ingress;
@@ -23,10 +25,14 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Record-Route, a Max-Forwards, `received`/`rport`.
 const FORWARD_GROWTH: usize = 512;
 
+/// The most realms one request answers on its way: an SBC's, the softswitch's behind it, and
+/// one more.
+const MAX_REALMS: usize = 3;
+
 impl Shard {
     /// The challenge in response `msg` to transaction `id` that siplb may answer: its request
-    /// went to a gateway with credentials, and this is its first challenge (or the second,
-    /// when the nonce was stale).
+    /// went to a gateway with credentials, and the challenge is for a realm not answered yet
+    /// (or for one answered once whose nonce was stale).
     pub(super) fn answerable_challenge(&self, id: TxnId, msg: &SipMsg<'_>) -> Option<Challenge> {
         let t = self.txns.get(id)?;
         if t.local_request || t.received.is_empty() {
@@ -37,10 +43,10 @@ impl Shard {
             .gateways
             .credentials_of(t.downstream.addr)?;
         let ch = auth::challenge(msg)?;
-        match t.auth_tries {
-            0 => Some(ch),
-            1 if ch.stale() => Some(ch),
-            _ => None,
+        let answered = t.challenges.as_deref().map_or(&[][..], |a| &a[..]);
+        match answered.iter().find(|a| a.challenge.same_realm(&ch)) {
+            None => (answered.len() < MAX_REALMS).then_some(ch),
+            Some(a) => (ch.stale() && !a.renewed).then_some(ch),
         }
     }
 
@@ -97,13 +103,40 @@ impl Shard {
             .next()
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
-        let Some(header) = answer(&mut self.branches, ch, creds, &method, &msg) else {
-            tracing::debug!(
-                realm = ch.realm(),
-                "a challenge the gateway's credentials cannot answer"
-            );
-            return false;
-        };
+        // Every challenge met on the way so far is answered again, the new one replacing a
+        // stale one of its realm.
+        let mut answered: Vec<Answered> = t.challenges.as_deref().cloned().unwrap_or_default();
+        match answered.iter_mut().find(|a| a.challenge.same_realm(ch)) {
+            Some(a) => {
+                a.challenge = ch.clone();
+                a.uses = 0;
+                a.renewed = true;
+            }
+            None => answered.push(Answered {
+                challenge: ch.clone(),
+                uses: 0,
+                renewed: false,
+            }),
+        }
+        let mut header = String::new();
+        for a in &mut answered {
+            a.uses += 1;
+            let Some(h) = answer(
+                &mut self.branches,
+                &a.challenge,
+                creds,
+                &method,
+                &msg,
+                a.uses,
+            ) else {
+                tracing::debug!(
+                    realm = a.challenge.realm(),
+                    "a challenge the gateway's credentials cannot answer"
+                );
+                return false;
+            };
+            header.push_str(&h);
+        }
         // The request with its credentials (and siplb's Via and Record-Route) must still fit
         // a UDP datagram; when it would not, the challenge goes to the caller at once.
         if received.len() + header.len() + FORWARD_GROWTH > MAX_UDP_PAYLOAD {
@@ -149,6 +182,7 @@ impl Shard {
         t.cseq_shift = shift;
         t.caller_cseq = msg.cseq;
         t.auth_tries += 1;
+        t.challenges = Some(Box::new(answered));
         match kind {
             Kind::Invite => machine::restart_client_invite(t, now, &timers, timer_b),
             Kind::NonInvite => machine::restart_client_non_invite(t, now, &timers),
@@ -238,7 +272,7 @@ impl Shard {
         let cseq = req.cseq.checked_add(1).filter(|c| *c < 1 << 31)?;
         let old = req.branch()?;
         let at = old.as_ptr() as usize - sent.as_ptr() as usize;
-        let header = answer(&mut self.branches, ch, &creds, "BYE", &req)?;
+        let header = answer(&mut self.branches, ch, &creds, "BYE", &req, 1)?;
         let mut branch = Vec::with_capacity(48);
         self.branches.next(&mut branch);
         let rw = &mut self.rewrite;
@@ -256,18 +290,19 @@ impl Shard {
 }
 
 /// The header that answers `ch` for request `req` (`method` as its request line writes it)
-/// with `creds`, a fresh client nonce taken from `branches`.
+/// with `creds`, a fresh client nonce taken from `branches`, the `nc`-th answer to its nonce.
 fn answer(
     branches: &mut Branches,
     ch: &Challenge,
     creds: &crate::proxy::gateway::Credentials,
     method: &str,
     req: &SipMsg<'_>,
+    nc: u32,
 ) -> Option<String> {
     let uri = req.request_uri().map_or(&b""[..], |u| u.of(req.buf));
     let uri = String::from_utf8_lossy(uri);
     let mut cnonce = Vec::with_capacity(48);
     branches.next(&mut cnonce);
     let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
-    auth::authorization(ch, creds, method, &uri, &cnonce)
+    auth::authorization(ch, creds, method, &uri, &cnonce, nc)
 }

@@ -424,6 +424,7 @@ impl Shard {
         t.ack.clear();
         t.cseq_shift = 0;
         t.auth_tries = 0;
+        t.challenges = None;
         machine::restart_client_invite(t, now, &timers, timer_b);
         self.stats.failovers.inc();
         self.stats.fwd_requests.inc();

@@ -151,6 +151,9 @@ pub struct Txn {
     pub attempts: u32,
     /// Authenticated resends after a challenge (one, and one more for a stale nonce).
     pub auth_tries: u8,
+    /// The challenges the request's resends answer (one per realm on its way), once it was
+    /// challenged.
+    pub challenges: Option<Box<Vec<crate::proxy::auth::Answered>>>,
     /// How far the forwarded request's CSeq is above the caller's: when not 0, responses go
     /// back with `caller_cseq`.
     pub cseq_shift: u32,
@@ -192,6 +195,7 @@ impl Txn {
             parties: None,
             attempts: 0,
             auth_tries: 0,
+            challenges: None,
             cseq_shift: 0,
             caller_cseq: 0,
         }

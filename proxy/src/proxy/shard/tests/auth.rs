@@ -400,3 +400,99 @@ fn a_request_too_big_for_its_credentials_leaves_the_challenge_to_the_caller() {
     assert!(out.iter().any(|o| o.dst == caller() && o.is_response(407)));
     assert_eq!(h.stats.auth_resends.get(), 0);
 }
+
+/// A challenge of `code` (401: `WWW-Authenticate`, 407: `Proxy-Authenticate`) for `realm`.
+fn challenge_of(req: &Out, code: u16, realm: &str) -> String {
+    let header = if code == 407 {
+        "Proxy-Authenticate"
+    } else {
+        "WWW-Authenticate"
+    };
+    response(req, code, Some("gw-auth")).replace(
+        "Content-Length: 0",
+        &format!(
+            "{header}: Digest realm=\"{realm}\", nonce=\"n-{realm}\", qop=\"auth\"\r\n\
+             Content-Length: 0"
+        ),
+    )
+}
+
+#[test]
+fn a_proxys_challenge_then_the_servers_behind_it_are_both_answered() {
+    let mut h = with_credentials();
+    let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.deliver(first.dst, &challenge_of(&first, 407, "sbc"));
+    let second = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("sent again");
+    // The softswitch behind the SBC asks for its own credentials.
+    h.deliver(second.dst, &challenge_of(&second, 401, "softswitch"));
+    let out = h.take();
+    assert!(!out.iter().any(|o| o.dst == caller()), "{out:#?}");
+    let third = out
+        .iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("sent a third time");
+    assert_eq!(third.cseq(), (3, Method::Invite));
+    let proxy = third
+        .named("Proxy-Authorization")
+        .expect("the SBC's answer");
+    assert!(proxy.contains("realm=\"sbc\""), "{proxy}");
+    assert!(
+        proxy.contains("nc=00000002"),
+        "its nonce's second use: {proxy}"
+    );
+    let server = third
+        .named("Authorization")
+        .expect("the softswitch's answer");
+    assert!(server.contains("realm=\"softswitch\""), "{server}");
+    assert!(server.contains("nc=00000001"), "{server}");
+    assert_eq!(h.stats.auth_resends.get(), 2);
+    // Its answer reaches the caller with the caller's CSeq.
+    let ok = h.gateway_answers(third, &response(third, 200, Some("gw")));
+    assert_eq!(ok.cseq(), (1, Method::Invite));
+    // The softswitch refusing the answer again (the password is wrong) ends the resends.
+    let mut h = with_credentials();
+    let (_, first) = h.start_call(&invite("c2", "z9hG4bK-b"));
+    h.deliver(first.dst, &challenge_of(&first, 407, "sbc"));
+    let second = h.take().pop().unwrap();
+    h.deliver(second.dst, &challenge_of(&second, 401, "softswitch"));
+    let third = h.take().pop().unwrap();
+    h.deliver(third.dst, &challenge_of(&third, 401, "softswitch"));
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(401)),
+        "{out:#?}"
+    );
+    assert!(
+        !out.iter().any(|o| o.is_request(Method::Invite)),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn a_request_answers_at_most_three_realms() {
+    let mut h = with_credentials();
+    let (_, mut sent) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    for (i, realm) in ["a", "b", "c"].iter().enumerate() {
+        h.deliver(sent.dst, &challenge_of(&sent, 407, realm));
+        sent = h
+            .take()
+            .into_iter()
+            .find(|o| o.is_request(Method::Invite))
+            .expect("sent again");
+        assert_eq!(sent.cseq(), (i as u32 + 2, Method::Invite));
+    }
+    h.deliver(sent.dst, &challenge_of(&sent, 407, "d"));
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(407)),
+        "the fourth goes to the caller: {out:#?}"
+    );
+    assert!(
+        !out.iter().any(|o| o.is_request(Method::Invite)),
+        "{out:#?}"
+    );
+}
