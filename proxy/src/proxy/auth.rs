@@ -198,9 +198,10 @@ fn quoted(text: &str) -> String {
 }
 
 /// The header line (with its CRLF) that answers `ch` for a request `method` to `uri` with
-/// `creds`, client nonce `cnonce`, the `nc`-th answer to its nonce (from 1); none when the
-/// credentials cannot answer it (an MD5 HA1 for a SHA-256 challenge, or `qop` offered without
-/// `auth`).
+/// `creds`, client nonce `cnonce`, the `nc`-th answer to its nonce (from 1); `body` is the
+/// request's body, which `qop=auth-int` covers (used when `auth` is not offered). None when the
+/// credentials cannot answer it (an MD5 HA1 for a SHA-256 challenge, or `qop` offered with
+/// neither `auth` nor `auth-int`).
 pub fn authorization(
     ch: &Challenge,
     creds: &Credentials,
@@ -208,11 +209,13 @@ pub fn authorization(
     uri: &str,
     cnonce: &str,
     nc: u32,
+    body: &[u8],
 ) -> Option<String> {
     let algo = ch.algorithm;
-    let qop_auth = match &ch.qop {
-        None => false,
-        Some(list) if list.iter().any(|q| q == "auth") => true,
+    let qop = match &ch.qop {
+        None => None,
+        Some(list) if list.iter().any(|q| q == "auth") => Some("auth"),
+        Some(list) if list.iter().any(|q| q == "auth-int") => Some("auth-int"),
         Some(_) => return None,
     };
     let ha1 = match &creds.secret {
@@ -225,12 +228,16 @@ pub fn authorization(
     } else {
         ha1
     };
-    let ha2 = algo.hash_str(&format!("{method}:{uri}"));
-    let nc = format!("{nc:08x}");
-    let response = if qop_auth {
-        algo.hash_str(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce))
+    // RFC 2617 §3.2.2.3: auth-int also covers the body, as H(body).
+    let ha2 = if qop == Some("auth-int") {
+        algo.hash_str(&format!("{method}:{uri}:{}", algo.hash(body)))
     } else {
-        algo.hash_str(&format!("{ha1}:{}:{ha2}", ch.nonce))
+        algo.hash_str(&format!("{method}:{uri}"))
+    };
+    let nc = format!("{nc:08x}");
+    let response = match qop {
+        Some(qop) => algo.hash_str(&format!("{ha1}:{}:{nc}:{cnonce}:{qop}:{ha2}", ch.nonce)),
+        None => algo.hash_str(&format!("{ha1}:{}:{ha2}", ch.nonce)),
     };
     let name = if ch.proxy {
         "Proxy-Authorization"
@@ -245,8 +252,8 @@ pub fn authorization(
         quoted(&ch.nonce),
         quoted(uri)
     );
-    if qop_auth {
-        let _ = write!(out, ", qop=auth, nc={nc}, cnonce=\"{}\"", quoted(cnonce));
+    if let Some(qop) = qop {
+        let _ = write!(out, ", qop={qop}, nc={nc}, cnonce=\"{}\"", quoted(cnonce));
     }
     if let Some(o) = &ch.opaque {
         let _ = write!(out, ", opaque=\"{}\"", quoted(o));
@@ -296,7 +303,16 @@ mod tests {
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert!(ch.proxy && !ch.stale());
-        let h = authorization(&ch, &creds(), "INVITE", "sip:+1555@198.18.2.30", "cn", 1).unwrap();
+        let h = authorization(
+            &ch,
+            &creds(),
+            "INVITE",
+            "sip:+1555@198.18.2.30",
+            "cn",
+            1,
+            b"",
+        )
+        .unwrap();
         assert!(h.starts_with("Proxy-Authorization: Digest "), "{h}");
         let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);
         let ha1 = md5("siplb:trunk.example:trunk-secret");
@@ -305,6 +321,44 @@ mod tests {
         assert_eq!(field(&h, "response"), want);
         assert_eq!(field(&h, "opaque"), "op");
         assert_eq!(field(&h, "nc"), "00000001");
+    }
+
+    /// `qop=auth-int` alone: H(A2) covers the body as H(body) (RFC 2617 §3.2.2.3), and the
+    /// n-th answer to one nonce says so in `nc`.
+    #[test]
+    fn an_auth_int_challenge_is_answered_over_the_body() {
+        let text = reply(
+            401,
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\", qop=\"auth-int\"",
+        );
+        let msg = SipMsg::parse(text.as_bytes()).unwrap();
+        let ch = challenge(&msg).unwrap();
+        let body = b"v=0\r\no=- 1 1 IN IP4 198.18.1.20\r\n";
+        let h = authorization(&ch, &creds(), "INVITE", "sip:x@gw", "cn", 3, body).unwrap();
+        let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);
+        let md5_body = digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash(body);
+        let ha1 = md5("siplb:r:trunk-secret");
+        let ha2 = md5(&format!("INVITE:sip:x@gw:{md5_body}"));
+        let want = md5(&format!("{ha1}:abc:00000003:cn:auth-int:{ha2}"));
+        assert_eq!(field(&h, "response"), want);
+        assert!(h.contains("qop=auth-int, nc=00000003"), "{h}");
+        // With both offered, auth is taken.
+        let text = reply(
+            401,
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"abc\", qop=\"auth-int,auth\"",
+        );
+        let msg = SipMsg::parse(text.as_bytes()).unwrap();
+        let h = authorization(
+            &challenge(&msg).unwrap(),
+            &creds(),
+            "INVITE",
+            "sip:x@gw",
+            "cn",
+            1,
+            body,
+        )
+        .unwrap();
+        assert!(h.contains("qop=auth,"), "{h}");
     }
 
     #[test]
@@ -317,7 +371,7 @@ mod tests {
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert!(!ch.proxy);
-        let h = authorization(&ch, &creds(), "BYE", "sip:gw", "cn", 1).unwrap();
+        let h = authorization(&ch, &creds(), "BYE", "sip:gw", "cn", 1, b"").unwrap();
         assert!(h.starts_with("Authorization: Digest "), "{h}");
         assert_eq!(field(&h, "algorithm"), "SHA-256");
         assert!(!h.contains("qop="), "{h}");
@@ -345,8 +399,8 @@ mod tests {
         let ch = challenge(&msg).unwrap();
         assert!(ch.stale());
         assert_eq!(
-            authorization(&ch, &by_ha1, "INVITE", "sip:x", "c", 1),
-            authorization(&ch, &creds(), "INVITE", "sip:x", "c", 1)
+            authorization(&ch, &by_ha1, "INVITE", "sip:x", "c", 1, b""),
+            authorization(&ch, &creds(), "INVITE", "sip:x", "c", 1, b"")
         );
         let text = reply(
             401,
@@ -360,7 +414,8 @@ mod tests {
                 "INVITE",
                 "sip:x",
                 "c",
-                1
+                1,
+                b""
             )
             .is_none()
         );
@@ -422,7 +477,7 @@ mod tests {
             if let Ok(msg) = SipMsg::parse(text.as_bytes())
                 && let Some(ch) = challenge(&msg)
             {
-                let _ = authorization(&ch, &creds(), "INVITE", "sip:x@y", "c1", 1);
+                let _ = authorization(&ch, &creds(), "INVITE", "sip:x@y", "c1", 1, b"");
             }
         }
         // A UTF-8 realm (a panic half the time in the digest crate's parser) is answered,
@@ -444,7 +499,7 @@ mod tests {
             let text = reply(401, &format!("WWW-Authenticate: {v}"));
             let msg = SipMsg::parse(text.as_bytes()).unwrap();
             let ch = challenge(&msg).unwrap_or_else(|| panic!("not read: {v}"));
-            authorization(&ch, &creds(), "INVITE", "sip:x", "c1", 1)
+            authorization(&ch, &creds(), "INVITE", "sip:x", "c1", 1, b"")
         };
         let want = answer(plain).unwrap();
         for v in [
@@ -456,8 +511,8 @@ mod tests {
         }
         let sha = answer("Digest realm=\"r\", nonce=\"n\", algorithm=sha-256-SESS").unwrap();
         assert!(sha.contains("algorithm=SHA-256-sess"), "{sha}");
-        // qop offered without auth (auth-int only): passed on to the caller.
-        assert!(answer("Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\"").is_none());
+        // qop offered with neither auth nor auth-int: passed on to the caller.
+        assert!(answer("Digest realm=\"r\", nonce=\"n\", qop=\"auth-conf\"").is_none());
     }
 
     /// Values are written back quoted as the grammar wants, escapes and all; a value with a
@@ -471,7 +526,7 @@ mod tests {
         let msg = SipMsg::parse(text.as_bytes()).unwrap();
         let ch = challenge(&msg).unwrap();
         assert_eq!(ch.realm(), "a\"b");
-        let h = authorization(&ch, &creds(), "INVITE", "sip:x", "c1", 1).unwrap();
+        let h = authorization(&ch, &creds(), "INVITE", "sip:x", "c1", 1, b"").unwrap();
         assert!(h.contains("realm=\"a\\\"b\", nonce=\"n\\\\x\""), "{h}");
         assert!(h.contains("opaque=\"o\\\"\""), "{h}");
         let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);

@@ -304,5 +304,6 @@ fn answer(
     let mut cnonce = Vec::with_capacity(48);
     branches.next(&mut cnonce);
     let cnonce = String::from_utf8_lossy(&cnonce[cnonce.len().saturating_sub(16)..]);
-    auth::authorization(ch, creds, method, &uri, &cnonce, nc)
+    let body = req.body.of(req.buf);
+    auth::authorization(ch, creds, method, &uri, &cnonce, nc, body)
 }
