@@ -161,7 +161,9 @@ impl Writer {
             batch.clear();
             let mut n = 0;
             for q in &self.plane.queues {
-                while let Some(e) = q.pop() {
+                // What the queue held, at most: a worker that keeps pushing cannot hold the
+                // round (and its batch's memory) open.
+                for e in std::iter::from_fn(|| q.pop()).take(QUEUE) {
                     n += 1;
                     match e {
                         JournalEntry::Up(d) => {
