@@ -222,15 +222,24 @@ mod tests {
             t.join().unwrap();
         }
         assert!(
-            by_kind.get("probe-w*").is_some_and(|ns| *ns > 0),
+            by_kind
+                .get("probe-w*")
+                .is_some_and(|u| u.ns > 0 && u.runs > 0),
             "{by_kind:?}"
         );
         assert!(by_kind.contains_key("probe-x"), "{by_kind:?}");
         assert!(!by_kind.contains_key("probe-w0"), "{by_kind:?}");
-        let later = BTreeMap::from([("probe-w*".to_string(), by_kind["probe-w*"] + 5)]);
+        let was = by_kind["probe-w*"];
+        let later = BTreeMap::from([(
+            "probe-w*".to_string(),
+            ThreadUse {
+                ns: was.ns + 5,
+                runs: was.runs + 2,
+            },
+        )]);
         assert_eq!(
             thread_cpu_between(&by_kind, &later),
-            vec![("probe-w*".to_string(), 5e-9)]
+            vec![("probe-w*".to_string(), 5e-9, 2)]
         );
     }
 
