@@ -21,6 +21,8 @@ pub const MAX_RETRANSMIT_MS: u64 = 60_000;
 pub const MAX_YEAR_S: u64 = 31_536_000;
 /// `workers.batch`: the completions one ring can hold.
 pub const MAX_BATCH: u64 = 1024;
+/// `limits.transaction_mb_per_worker`: 1 TiB.
+pub const MAX_TRANSACTION_MB: u64 = 1 << 20;
 
 /// Checks every bounded key that `f` sets.
 pub(super) fn check(f: &FileConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
@@ -95,6 +97,21 @@ pub(super) fn check(f: &FileConfig, invalid: Invalid<'_>) -> Result<(), ConfigEr
         invalid,
     )?;
     at_most(&l.value_table, "limits.value_table", MAX_TABLE, n, invalid)?;
+    let mb = &l.transaction_mb_per_worker;
+    if *mb.get_ref() == 0 {
+        return Err(invalid(
+            mb.span(),
+            "limits.transaction_mb_per_worker",
+            "must be at least 1".into(),
+        ));
+    }
+    at_most(
+        mb,
+        "limits.transaction_mb_per_worker",
+        MAX_TRANSACTION_MB,
+        n,
+        invalid,
+    )?;
     at_most(&f.events.queue, "events.queue", MAX_QUEUE, n, invalid)?;
     let batch = &f.workers.batch;
     if *batch.get_ref() == 0 {

@@ -253,6 +253,8 @@ pub struct Limits {
     /// Hand-off queue of each worker (datagrams from other workers).
     pub queue_per_worker: Spanned<usize>,
     pub transactions_per_worker: usize,
+    /// Memory the open transactions of a worker may hold (the messages they keep), MiB.
+    pub transaction_mb_per_worker: Spanned<u64>,
     pub calls_per_worker: usize,
     /// Retry-After of the overload 503.
     pub retry_after_s: u32,
@@ -274,6 +276,7 @@ impl Default for Limits {
         Limits {
             queue_per_worker: Spanned::new(0..0, DEFAULT_QUEUE_PER_WORKER),
             transactions_per_worker: DEFAULT_TRANSACTIONS_PER_WORKER,
+            transaction_mb_per_worker: Spanned::new(0..0, DEFAULT_TRANSACTION_MB_PER_WORKER),
             calls_per_worker: DEFAULT_CALLS_PER_WORKER,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             account_table: Spanned::new(0..0, DEFAULT_ACCOUNT_TABLE),

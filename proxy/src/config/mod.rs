@@ -22,6 +22,7 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "siplb.ctl";
 pub const DEFAULT_CONTROL_MODE: u32 = 0o660;
 pub const DEFAULT_QUEUE_PER_WORKER: usize = 65_536;
 pub const DEFAULT_TRANSACTIONS_PER_WORKER: usize = 200_000;
+pub const DEFAULT_TRANSACTION_MB_PER_WORKER: u64 = 1024;
 pub const DEFAULT_CALLS_PER_WORKER: usize = 200_000;
 pub const DEFAULT_RETRY_AFTER_S: u32 = 5;
 pub const DEFAULT_RECV_BUFFERS: u16 = 512;
@@ -319,6 +320,8 @@ impl Config {
         proxy.emit.dialogs = f.events.file.is_some() || events_http.is_some();
         proxy.limit_reply = sections::limits(&f.limits, &invalid)?;
         proxy.max_transactions = f.limits.transactions_per_worker;
+        proxy.max_transaction_bytes =
+            (*f.limits.transaction_mb_per_worker.get_ref() as usize) << 20;
         proxy.max_dialogs = f.limits.calls_per_worker;
         proxy.retry_after = f.limits.retry_after_s;
         let metrics_listen = sections::metrics(&f.metrics, &invalid)?;

@@ -74,6 +74,11 @@ fn limits_mistakes_are_reported_at_their_own_line() {
         e,
         "/etc/siplb/t.toml:15: `limits.queue_per_worker`: must be at least 1"
     );
+    let e = error_after_min("[limits]\ntransaction_mb_per_worker = 0\n");
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `limits.transaction_mb_per_worker`: must be at least 1"
+    );
     let e = error_after_min("[limits]\nreply_reason = \"a\\r\\nb\"\n");
     assert_eq!(
         e,
@@ -169,6 +174,13 @@ fn numbers_that_size_memory_or_set_a_timer_have_an_upper_bound() {
             "limits.value_table",
             "value_table",
             1 << 22,
+        ),
+        (
+            "[limits]\n",
+            14,
+            "limits.transaction_mb_per_worker",
+            "transaction_mb_per_worker",
+            1 << 20,
         ),
         ("[events]\n", 14, "events.queue", "queue", 1 << 20),
         ("[workers]\n", 14, "workers.batch", "batch", 1024),

@@ -105,6 +105,9 @@ pub struct ProxyConfig {
     pub timers: Timers,
     /// Open transactions per shard; a new INVITE beyond it gets 503 + Retry-After.
     pub max_transactions: usize,
+    /// Bytes the open transactions of a shard may hold (the messages they keep, as
+    /// [`txn::TxnTable::bytes`] counts them); a new INVITE beyond it gets 503 + Retry-After.
+    pub max_transaction_bytes: usize,
     /// Dialog records per shard (`limits.calls_per_worker`); a new INVITE beyond it gets 503 +
     /// Retry-After.
     pub max_dialogs: usize,
@@ -179,6 +182,7 @@ impl ProxyConfig {
             local,
             timers: Timers::default(),
             max_transactions: 200_000,
+            max_transaction_bytes: 1 << 30,
             max_dialogs: 200_000,
             dialog_linger: Duration::from_secs(32),
             dialog: DialogTimers::default(),

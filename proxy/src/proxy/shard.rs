@@ -220,7 +220,14 @@ impl Shard {
 
     /// Whether a new INVITE would be refused for lack of room.
     pub fn full(&self) -> bool {
-        self.txns.len() >= self.cfg.max_transactions || self.dialogs.len() >= self.cfg.max_dialogs
+        self.txns_full() || self.dialogs.len() >= self.cfg.max_dialogs
+    }
+
+    /// No room for another transaction: as many as `limits.transactions_per_worker`, or as
+    /// much memory held as `limits.transaction_mb_per_worker`.
+    fn txns_full(&self) -> bool {
+        self.txns.len() >= self.cfg.max_transactions
+            || self.txns.bytes() >= self.cfg.max_transaction_bytes
     }
 
     // ---------------------------------------------------------------------- outputs

@@ -201,7 +201,7 @@ impl Shard {
             ..Extra::default()
         };
         let peer = Target::udp(src);
-        let tag = if self.txns.len() >= self.cfg.max_transactions {
+        let tag = if self.txns_full() {
             self.key = key;
             self.send_stateless(msg, src, code, extra);
             local_tag(msg)

@@ -534,7 +534,7 @@ impl Shard {
             self.out.send(dst, out);
             return;
         }
-        if self.txns.len() >= self.cfg.max_transactions {
+        if self.txns_full() {
             self.key = key;
             return self.reply_overload(msg, src);
         }

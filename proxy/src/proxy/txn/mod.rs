@@ -159,6 +159,8 @@ pub struct Txn {
     pub cseq_shift: u32,
     /// The CSeq number of the request as the caller sent it (with a shift only).
     pub caller_cseq: u32,
+    /// What [`TxnTable::bytes`] counts for it, from its insertion.
+    pub charged: u32,
 }
 
 impl Txn {
@@ -198,6 +200,7 @@ impl Txn {
             challenges: None,
             cseq_shift: 0,
             caller_cseq: 0,
+            charged: 0,
         }
     }
 

@@ -17,6 +17,8 @@ pub struct TxnTable {
     slots: Chunked<Option<Txn>>,
     free: Vec<u32>,
     live: usize,
+    /// The bytes the open transactions hold, as [`TxnTable::insert`] counts them.
+    bytes: usize,
     next_generation: u32,
     server_index: HashMap<Box<[u8]>, u32>,
     client_index: HashMap<Box<[u8]>, u32>,
@@ -32,8 +34,24 @@ impl TxnTable {
         self.live == 0
     }
 
+    /// Memory the open transactions hold: each counted as it is inserted, its record and the
+    /// messages it keeps then (the request as received and as forwarded, a reply, its keys).
+    /// Later changes of size are not followed: the bulk of a transaction is its request, held
+    /// from the start.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Adds `txn` under its keys (those not empty); its id.
     pub fn insert(&mut self, mut txn: Txn) -> TxnId {
+        let charged = std::mem::size_of::<Option<Txn>>()
+            + txn.received.capacity()
+            + txn.forwarded.capacity()
+            + txn.last_response.capacity()
+            + txn.ack.capacity()
+            + 2 * (txn.server_key.len() + txn.client_key.len());
+        txn.charged = u32::try_from(charged).unwrap_or(u32::MAX);
+        self.bytes += txn.charged as usize;
         self.next_generation = self.next_generation.wrapping_add(1);
         txn.generation = self.next_generation;
         let generation = txn.generation;
@@ -122,6 +140,7 @@ impl TxnTable {
         }
         self.free.push(id.slot);
         self.live -= 1;
+        self.bytes -= t.charged as usize;
         Some(t)
     }
 }

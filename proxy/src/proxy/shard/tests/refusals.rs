@@ -123,6 +123,48 @@ fn full_transaction_table_gets_503_with_retry_after() {
     assert!(h.call_state("c3").is_none());
 }
 
+/// Transactions holding as much memory as `limits.transaction_mb_per_worker` allows: a new
+/// INVITE gets the overload 503 whatever their number, and room comes back as they end.
+#[test]
+fn transactions_holding_their_memory_budget_get_503_with_retry_after() {
+    let mut h = Harness::with_config(|c| c.max_transaction_bytes = 64 * 1024);
+    let big = |call_id: &str, branch: &str| {
+        invite(call_id, branch).text().replace(
+            "Max-Forwards: 70",
+            &format!("Max-Forwards: 70\r\nX-Pad: {}", "p".repeat(12_000)),
+        )
+    };
+    let mut forwarded = 0;
+    let mut refused = None;
+    for i in 0..10 {
+        h.caller_sends(&big(&format!("c{i}"), &format!("z9hG4bK-{i}")));
+        let out = h.take();
+        if let Some(r) = out.iter().find(|o| o.is_response(503)) {
+            refused = Some(i);
+            assert_eq!(r.dst, caller());
+            assert_eq!(r.named("Retry-After").as_deref(), Some("5"), "{r:?}");
+            break;
+        }
+        assert!(out.iter().any(|o| o.is_request(Method::Invite)), "{out:?}");
+        forwarded += 1;
+    }
+    // Each keeps the request as received and as forwarded, 24 KB or more.
+    assert!(
+        refused.is_some() && (1..=3).contains(&forwarded),
+        "{forwarded}"
+    );
+    assert!(h.shard.transactions() < 10);
+    assert_eq!(h.stats.overload_503.get(), 1);
+    // Small INVITEs are refused too while the memory is held …
+    h.caller_sends(&invite("small", "z9hG4bK-s").text());
+    assert!(h.take().iter().any(|o| o.is_response(503)));
+    // … and pass once the big ones' transactions have ended (Timer B, then C).
+    h.advance(Duration::from_secs(200));
+    h.take();
+    h.caller_sends(&invite("after", "z9hG4bK-after").text());
+    assert!(h.take().iter().any(|o| o.is_request(Method::Invite)));
+}
+
 #[test]
 fn unparsable_request_with_via_gets_400_with_reason() {
     let mut h = Harness::new();
