@@ -127,6 +127,9 @@ shard_stats! {
     inuse_transactions => names::TM_INUSE,
     /// Dialog records held, not ended ones and ended ones lingering (a gauge, as above).
     call_records => names::CORE_CALL_RECORDS,
+    /// Memory the open transactions hold, as `limits.transaction_mb_per_worker` counts it
+    /// (a gauge, as above).
+    transaction_bytes => names::CORE_TRANSACTION_BYTES,
     /// Dialogs not ended (a gauge, refreshed by the worker after each batch).
     active_dialogs => names::DIALOG_ACTIVE,
     /// Dialogs not answered yet (a gauge, as above).

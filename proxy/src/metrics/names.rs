@@ -28,6 +28,7 @@ pub const TM_CREATED: &str = "tmx:created_transactions";
 pub const TM_TIMEOUTS: &str = "tmx:timeouts";
 pub const TM_INUSE: &str = "tmx:inuse_transactions";
 pub const CORE_CALL_RECORDS: &str = "core:call_records";
+pub const CORE_TRANSACTION_BYTES: &str = "core:transaction_bytes";
 pub const DIALOG_ACTIVE: &str = "dialog:active_dialogs";
 pub const DIALOG_EARLY: &str = "dialog:early_dialogs";
 pub const DIALOG_STARTING: &str = "dialog:starting";
@@ -94,6 +95,7 @@ pub const GAUGES: &[&str] = &[
     ACC_QUEUED,
     TM_INUSE,
     CORE_CALL_RECORDS,
+    CORE_TRANSACTION_BYTES,
     CORE_STEERING_BPF,
     CORE_DRAINING,
     CLUSTER_DEGRADED,

@@ -173,6 +173,11 @@ impl Shard {
         self.txns.len()
     }
 
+    /// Memory the open transactions hold ([`crate::proxy::txn::TxnTable::bytes`]).
+    pub fn transaction_bytes(&self) -> usize {
+        self.txns.bytes()
+    }
+
     /// Dialog records held (active and lingering).
     pub fn dialog_records(&self) -> usize {
         self.dialogs.len()

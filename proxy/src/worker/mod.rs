@@ -474,6 +474,9 @@ impl Worker {
                 .call_records
                 .set(self.shard.dialog_records() as u64);
             self.stats
+                .transaction_bytes
+                .set(self.shard.transaction_bytes() as u64);
+            self.stats
                 .active_dialogs
                 .set(self.shard.active_dialogs() as u64);
             self.stats
