@@ -216,6 +216,9 @@ pub struct ValueTable {
     limits_version: AtomicU32,
     /// Serialises inserting and re-using slots; `used` counts the slots holding a value.
     insert: Mutex<usize>,
+    /// Dialogs over all values, kept as places are taken and given back: a scrape of the
+    /// metrics reads it instead of scanning every slot.
+    total: AtomicU64,
 }
 
 impl ValueTable {
@@ -234,6 +237,7 @@ impl ValueTable {
             own_limits: std::sync::RwLock::new(own_limits),
             limits_version: AtomicU32::new(0),
             insert: Mutex::new(0),
+            total: AtomicU64::new(0),
         }
     }
 
@@ -330,6 +334,7 @@ impl ValueTable {
                 {
                     Ok(_) => {
                         s.high.fetch_max(count_of(w) + 1, Ordering::Relaxed);
+                        self.total.fetch_add(1, Ordering::Relaxed);
                         return Ok(Place(i as u32));
                     }
                     // Re-used for another value meanwhile: look again.
@@ -410,6 +415,7 @@ impl ValueTable {
         if !reused {
             *used += 1;
         }
+        self.total.fetch_add(1, Ordering::Relaxed);
         Ok(Some(Place(i as u32)))
     }
 
@@ -423,6 +429,7 @@ impl ValueTable {
             .word
             .fetch_sub(1, Ordering::AcqRel);
         debug_assert!(count_of(before) > 0, "released more than acquired");
+        self.total.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Dialogs with `value` now.
@@ -439,12 +446,7 @@ impl ValueTable {
 
     /// Dialogs over all values.
     pub fn total(&self) -> u64 {
-        self.slots
-            .iter()
-            .map(|s| s.word.load(Ordering::Relaxed))
-            .filter(|w| state_of(*w) == READY)
-            .map(|w| count_of(w) as u64)
-            .sum()
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Values held (with or without dialogs).
