@@ -7,9 +7,11 @@
 //! answer. [`Health::record`](super::health::Health::record) turns those into up and down.
 //!
 //! Replies reach the prober because they carry its Call-ID, and every datagram goes to the
-//! worker that owns its Call-ID: each probe's Call-ID (`siplb-probe-<n>-<k>`) is chosen with
-//! `k` such that it hashes to the prober's worker. They are recognised by the Call-ID prefix
-//! before any transaction matching.
+//! worker that owns its Call-ID: each probe's Call-ID (`siplb-probe-<token>-<n>-<k>`) is
+//! chosen with `k` such that it hashes to the prober's worker. They are recognised by the
+//! Call-ID prefix before any transaction matching. The token is random per process, so that
+//! the Call-IDs, From tags and branches of one run's probes are never those of another's (a
+//! restart, another node probing the same gateway; RFC 3261 §8.1.1.4, §8.1.1.7, §19.3).
 
 use super::event::{Event, GatewayChange};
 use super::gateway::Gateways;
@@ -84,6 +86,8 @@ pub struct Prober {
     workers: u32,
     hash_key: u32,
     local: Target,
+    /// Random per process: in every probe's Call-ID and From tag.
+    token: String,
     /// Probes sent so far (Call-ID and CSeq).
     seq: u64,
     entries: Vec<Entry>,
@@ -94,13 +98,21 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// The prober of worker `worker` of `workers`, whose owner hash key is `hash_key`.
-    pub fn new(worker: u32, workers: u32, hash_key: u32, local: SocketAddr) -> Prober {
+    /// The prober of worker `worker` of `workers`, whose owner hash key is `hash_key`;
+    /// `token` (random per process) sets its probes apart from any other run's.
+    pub fn new(
+        worker: u32,
+        workers: u32,
+        hash_key: u32,
+        local: SocketAddr,
+        token: String,
+    ) -> Prober {
         Prober {
             worker,
             workers,
             hash_key,
             local: Target::udp(local),
+            token,
             seq: 0,
             entries: Vec::new(),
             next: None,
@@ -152,7 +164,8 @@ impl Prober {
                 let call_id = self.call_id();
                 let e = &mut self.entries[i];
                 let mut buf = out.buffer();
-                write_options(&mut buf, self.local, e.addr, &call_id, self.seq, cfg);
+                let tag = format!("p{}-{}", self.token, self.seq);
+                write_options(&mut buf, self.local, e.addr, &call_id, &tag, self.seq, cfg);
                 out.send(Target::udp(e.addr), buf);
                 e.out = Some(Out {
                     call_id,
@@ -207,11 +220,11 @@ impl Prober {
         true
     }
 
-    /// `siplb-probe-<seq>-<k>` with the first `k` whose owner is this worker.
+    /// `siplb-probe-<token>-<seq>-<k>` with the first `k` whose owner is this worker.
     fn call_id(&self) -> String {
         let mut k = 0u32;
         loop {
-            let id = format!("siplb-probe-{}-{k}", self.seq);
+            let id = format!("siplb-probe-{}-{}-{k}", self.token, self.seq);
             let h = owner_hash(self.hash_key, id.as_bytes());
             if owner_of(h, self.workers) == self.worker {
                 return id;
@@ -298,6 +311,7 @@ fn write_options(
     local: Target,
     to: SocketAddr,
     call_id: &str,
+    tag: &str,
     seq: u64,
     cfg: &ProbeConfig,
 ) {
@@ -309,7 +323,7 @@ fn write_options(
     };
     let _ = write!(
         out,
-        "Max-Forwards: 70\r\nFrom: <{from}>;tag=p{seq}\r\nTo: <sip:{to}>\r\n\
+        "Max-Forwards: 70\r\nFrom: <{from}>;tag={tag}\r\nTo: <sip:{to}>\r\n\
          Call-ID: {call_id}\r\nCSeq: {seq} OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
 }

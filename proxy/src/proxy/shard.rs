@@ -123,11 +123,16 @@ impl Shard {
     /// worker `worker` of `workers`, whose owner hash key is `hash_key`, so that it can choose
     /// Call-IDs whose replies come back to it.
     pub fn enable_probing(&mut self, worker: u32, workers: u32, hash_key: u32) {
+        // 64 bits of a branch of siplb's own: random per process, and unpredictable.
+        let mut branch = Vec::with_capacity(48);
+        self.branches.next(&mut branch);
+        let token = String::from_utf8_lossy(&branch[branch.len().saturating_sub(16)..]).into();
         self.prober = Some(super::probe::Prober::new(
             worker,
             workers,
             hash_key,
             self.cfg.local,
+            token,
         ));
     }
 

@@ -72,7 +72,7 @@ fn up(g: &Gateways, i: usize) -> bool {
 fn every_gateway_gets_an_options_whose_call_id_its_worker_owns() {
     let g = gateways();
     for worker in 0..3 {
-        let mut p = Prober::new(worker, 3, 777, local());
+        let mut p = Prober::new(worker, 3, 777, local(), "t0k".into());
         let mut out = Output::default();
         let t0 = Instant::now();
         p.tick(t0, &g, &mut out);
@@ -96,10 +96,31 @@ fn every_gateway_gets_an_options_whose_call_id_its_worker_owns() {
     }
 }
 
+/// Two runs (a restart, or two nodes probing one gateway) never send the same Call-ID, From
+/// tag or branch: each has a token of its own in them.
+#[test]
+fn probes_of_two_runs_share_no_call_id_tag_or_branch() {
+    let g = gateways();
+    let first = |token: &str| {
+        let mut p = Prober::new(0, 1, 1, local(), token.into());
+        let mut out = Output::default();
+        p.tick(Instant::now(), &g, &mut out);
+        let (_, data) = sent(&mut out).remove(0);
+        let m = SipMsg::parse(&data).unwrap();
+        let tag = m.from_tag().unwrap().to_vec();
+        (m.call_id().to_vec(), tag, m.branch().unwrap().to_vec())
+    };
+    let (a, b) = (first("9f3c2a10d4e5b6a7"), first("01b2c3d4e5f60718"));
+    assert_ne!(a.0, b.0, "Call-ID");
+    assert_ne!(a.1, b.1, "From tag");
+    assert_ne!(a.2, b.2, "branch");
+    assert!(a.1.windows(16).any(|w| w == b"9f3c2a10d4e5b6a7"), "{:?}", a.1);
+}
+
 #[test]
 fn silence_takes_a_gateway_down_after_two_probes_and_one_answer_brings_it_back() {
     let g = gateways();
-    let mut p = Prober::new(0, 1, 1, local());
+    let mut p = Prober::new(0, 1, 1, local(), "t0k".into());
     let mut out = Output::default();
     let mut now = Instant::now();
     let mut downs = Vec::new();
@@ -145,7 +166,7 @@ fn silence_takes_a_gateway_down_after_two_probes_and_one_answer_brings_it_back()
 fn a_failure_code_counts_and_other_answers_do_not() {
     let mut g = gateways();
     g.sets[0].probe.as_mut().unwrap().thresholds.down_after = 1;
-    let mut p = Prober::new(0, 1, 1, local());
+    let mut p = Prober::new(0, 1, 1, local(), "t0k".into());
     let mut out = Output::default();
     let now = Instant::now();
     p.tick(now, &g, &mut out);
@@ -160,7 +181,7 @@ fn a_failure_code_counts_and_other_answers_do_not() {
 #[test]
 fn replies_from_elsewhere_provisional_or_late_are_taken_and_ignored() {
     let g = gateways();
-    let mut p = Prober::new(0, 1, 1, local());
+    let mut p = Prober::new(0, 1, 1, local(), "t0k".into());
     let mut out = Output::default();
     let now = Instant::now();
     p.tick(now, &g, &mut out);
@@ -187,7 +208,7 @@ fn disabled_or_unprobed_gateways_get_no_probe_and_a_reload_keeps_the_schedule() 
         .state
         .health
         .force(crate::proxy::Admin::Disabled, true);
-    let mut p = Prober::new(0, 1, 1, local());
+    let mut p = Prober::new(0, 1, 1, local(), "t0k".into());
     let mut out = Output::default();
     let now = Instant::now();
     p.tick(now, &g, &mut out);
