@@ -368,7 +368,9 @@ impl<'e> CallLine<'e> {
     }
 
     fn of_dialog(d: &'e DialogRecord) -> Option<CallLine<'e>> {
-        let what = if d.limit_refused {
+        // Refused: answered by siplb itself, never forwarded (a limit, no route, no gateway,
+        // overload); but a CANCEL that came first ends the call as a failure, with its 487.
+        let what = if d.limit_refused || (d.attempts == 0 && d.outcome.code != Some(487)) {
             "refused"
         } else if !d.answered {
             if matches!(d.outcome.code, Some(401 | 407)) {

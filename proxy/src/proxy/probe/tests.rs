@@ -114,7 +114,11 @@ fn probes_of_two_runs_share_no_call_id_tag_or_branch() {
     assert_ne!(a.0, b.0, "Call-ID");
     assert_ne!(a.1, b.1, "From tag");
     assert_ne!(a.2, b.2, "branch");
-    assert!(a.1.windows(16).any(|w| w == b"9f3c2a10d4e5b6a7"), "{:?}", a.1);
+    assert!(
+        a.1.windows(16).any(|w| w == b"9f3c2a10d4e5b6a7"),
+        "{:?}",
+        a.1
+    );
 }
 
 #[test]

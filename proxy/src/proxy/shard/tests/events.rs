@@ -517,6 +517,10 @@ fn a_call_with_no_gateway_gets_503_and_leaves_its_records() {
     assert_eq!(dialogs.len(), 1, "{dialogs:?}");
     assert_eq!(dialogs[0].outcome.code, Some(503));
     assert!(!dialogs[0].limit_refused && !dialogs[0].answered);
+    // Its log line calls it refused, as siplb answered it without forwarding it.
+    let e = crate::proxy::event::Event::Dialog(Box::new(dialogs[0].clone()));
+    let line = crate::logging::CallLine::of(&e).expect("a line");
+    assert_eq!((line.what, line.code), ("refused", 503));
     // A retransmission of the INVITE gets the same answer, and no second record.
     h.caller_sends(&invite("c1", "z9hG4bK-a").text());
     assert!(h.take_one().is_response(503));
