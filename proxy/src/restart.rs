@@ -12,7 +12,7 @@ use crate::proxy::dialogs::saved::SavedDialog;
 use crate::proxy::shard::JournalEntry;
 use crossbeam_queue::ArrayQueue;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ enum Line {
 pub struct JournalPlane {
     pub queues: Vec<ArrayQueue<JournalEntry>>,
     pub stop: AtomicBool,
-    /// `dialog:journal_dropped`: entries a full queue could not take.
+    /// `dialog:journal_dropped`: entries a worker's full [`Backlog`] dropped.
     pub dropped: Arc<crate::metrics::Counter>,
     /// `dialog:journal_written`: entries written and synced.
     pub written: Arc<crate::metrics::Counter>,
@@ -57,11 +57,72 @@ impl JournalPlane {
         }
     }
 
-    /// From worker `w`.
-    pub fn push(&self, w: usize, e: JournalEntry) {
-        if self.queues[w].push(e).is_err() {
-            self.dropped.inc_shared();
+    /// From worker `w`; the entry back when its queue is full (the worker keeps it for its
+    /// next round).
+    pub fn try_push(&self, w: usize, e: JournalEntry) -> Result<(), JournalEntry> {
+        self.queues[w].push(e)
+    }
+}
+
+/// Changes of dialogs up a worker keeps while its journal queue is full.
+const BACKLOG: usize = 65_536;
+/// Ends of dialogs it keeps meanwhile.
+const BACKLOG_ENDS: usize = 1 << 20;
+
+/// A worker's journal entries waiting for room in its queue, oldest first: a full queue (the
+/// journal thread behind, its disk slow) delays them instead of dropping them. The wait is
+/// bounded: past [`BACKLOG`] entries a dialog's change is dropped (counted in
+/// `dialog:journal_dropped`: that dialog may not come back after a restart), but its end
+/// only past [`BACKLOG_ENDS`]: a dialog the journal still holds up would come back after a
+/// restart as a ghost, holding its place in its account's limit.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    waiting: VecDeque<JournalEntry>,
+}
+
+impl Backlog {
+    /// Adds `entries` behind those waiting and hands as many as its queue takes to the
+    /// journal as worker `w`; whether nothing is left waiting.
+    pub fn hand_over(
+        &mut self,
+        plane: &JournalPlane,
+        w: usize,
+        entries: impl IntoIterator<Item = JournalEntry>,
+    ) -> bool {
+        while let Some(e) = self.waiting.pop_front() {
+            if let Err(e) = plane.try_push(w, e) {
+                self.waiting.push_front(e);
+                break;
+            }
         }
+        for e in entries {
+            let e = if self.waiting.is_empty() {
+                match plane.try_push(w, e) {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                }
+            } else {
+                e
+            };
+            let room = match e {
+                JournalEntry::Up(_) => BACKLOG,
+                JournalEntry::Down(_) => BACKLOG_ENDS,
+            };
+            if self.waiting.len() < room {
+                self.waiting.push_back(e);
+            } else {
+                plane.dropped.inc_shared();
+            }
+        }
+        self.waiting.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
     }
 }
 
@@ -285,12 +346,24 @@ mod tests {
         let d = dir("rw");
         let plane = Arc::new(JournalPlane::new(2));
         let t = spawn(d.clone(), plane.clone(), &[saved("old")]).unwrap();
-        plane.push(0, JournalEntry::Up(Box::new(saved("a"))));
-        plane.push(1, JournalEntry::Up(Box::new(saved("b"))));
-        plane.push(0, JournalEntry::Down("old".into()));
+        plane
+            .try_push(0, JournalEntry::Up(Box::new(saved("a"))))
+            .ok()
+            .unwrap();
+        plane
+            .try_push(1, JournalEntry::Up(Box::new(saved("b"))))
+            .ok()
+            .unwrap();
+        plane
+            .try_push(0, JournalEntry::Down("old".into()))
+            .ok()
+            .unwrap();
         let mut b2 = saved("b");
         b2.caller_leg.cseq = 7;
-        plane.push(1, JournalEntry::Up(Box::new(b2)));
+        plane
+            .try_push(1, JournalEntry::Up(Box::new(b2)))
+            .ok()
+            .unwrap();
         plane.stop.store(true, Ordering::Release);
         t.join().unwrap();
         assert_eq!(plane.written.get(), 4);
@@ -322,5 +395,41 @@ mod tests {
         let msg = b"BYE sip:x SIP/2.0\r\nCall-ID: abc@h\r\n\r\n";
         let h = crate::worker::owner::call_id_hash(9, msg).unwrap() as usize;
         assert_eq!(owner(9, "abc@h", 3), h % 3);
+    }
+
+    /// A full queue delays a worker's entries, in order, instead of dropping them; past its
+    /// bound a backlog drops changes of dialogs up before it drops an end.
+    #[test]
+    fn a_full_queue_delays_entries_in_order_and_never_drops_an_end_first() {
+        let plane = JournalPlane::new(1);
+        let mut b = Backlog::default();
+        let up = |i: usize| JournalEntry::Up(Box::new(saved(&format!("c{i}"))));
+        assert!(!b.hand_over(&plane, 0, (0..QUEUE + 3).map(up)));
+        assert_eq!((plane.queues[0].len(), b.len()), (QUEUE, 3));
+        // The journal takes two: two of the three waiting follow, in order.
+        for i in 0..2 {
+            assert!(
+                matches!(plane.queues[0].pop(), Some(JournalEntry::Up(d)) if d.call_id == format!("c{i}"))
+            );
+        }
+        assert!(!b.hand_over(&plane, 0, [JournalEntry::Down("c0".into())]));
+        assert_eq!(b.len(), 2, "one Up and the Down still wait");
+        while plane.queues[0].pop().is_some() {}
+        assert!(b.hand_over(&plane, 0, []));
+        let rest: Vec<String> = std::iter::from_fn(|| plane.queues[0].pop())
+            .map(|e| match e {
+                JournalEntry::Up(d) => format!("up {}", d.call_id),
+                JournalEntry::Down(c) => format!("down {c}"),
+            })
+            .collect();
+        assert_eq!(rest, [format!("up c{}", QUEUE + 2), "down c0".to_string()]);
+        assert_eq!(plane.dropped.get(), 0);
+        // Past the bound, changes are dropped and counted; ends still wait.
+        let mut b = Backlog::default();
+        let full = JournalPlane::new(1);
+        b.hand_over(&full, 0, (0..QUEUE + BACKLOG + 5).map(up));
+        assert_eq!((b.len(), full.dropped.get()), (BACKLOG, 5));
+        b.hand_over(&full, 0, [JournalEntry::Down("c1".into())]);
+        assert_eq!((b.len(), full.dropped.get()), (BACKLOG + 1, 5));
     }
 }

@@ -185,6 +185,8 @@ pub struct Worker {
     calls: Option<crate::logging::CallLog>,
     /// The accounting buffer (none without `[acc]`).
     acc: Option<crate::acc::accountant::Accountant>,
+    /// Restart journal entries its full queue could not take yet.
+    journal_backlog: crate::restart::Backlog,
     /// The fleet's leases (none without `[cluster]`): answers for parked INVITEs.
     fleet: Option<Arc<crate::cluster::fleet::Fleet>>,
     /// The AF_XDP port (`workers.io`; none on the io_uring path).
@@ -315,6 +317,7 @@ impl Worker {
             calls: (cfg.log.calls_per_second > 0)
                 .then(|| crate::logging::CallLog::new(cfg.log.calls_per_second, cfg.workers)),
             acc,
+            journal_backlog: Default::default(),
             fleet,
             xsk,
         })
@@ -508,8 +511,14 @@ impl Worker {
         // The dialogs still up end here for siplb: each gets its record (`ended_by =
         // shutdown`) before the worker stops; its accounting buffer goes to the writer.
         let now = Instant::now();
-        // With the restart journal, answered dialogs stay up for the next run.
-        self.journal();
+        // With the restart journal, answered dialogs stay up for the next run: what the
+        // journal's queue could not take yet gets a second to go.
+        for _ in 0..100 {
+            if self.journal() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let up = self.shard.abandon_all(now, self.plane.journal.is_some());
         if up > 0 {
             tracing::info!(
@@ -575,15 +584,15 @@ impl Worker {
         }
     }
 
-    /// Hands the journal entries of the dialogs that changed to the journal writer.
-    fn journal(&mut self) {
-        if let Some(j) = &self.plane.journal {
-            let mut entries = Vec::new();
-            self.shard.journal_entries(&mut entries);
-            for e in entries {
-                j.push(self.id as usize, e);
-            }
-        }
+    /// Hands the journal entries of the dialogs that changed to the journal writer, in
+    /// order ([`crate::restart::Backlog`]); whether nothing is left waiting.
+    fn journal(&mut self) -> bool {
+        let Some(j) = &self.plane.journal else {
+            return true;
+        };
+        let mut entries = Vec::new();
+        self.shard.journal_entries(&mut entries);
+        self.journal_backlog.hand_over(j, self.id as usize, entries)
     }
 
     fn drain_control(&mut self, now: Instant) {
