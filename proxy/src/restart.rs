@@ -18,7 +18,12 @@ use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A failing journal is said in the log at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a stop waits for a failing journal to work again.
+const GIVE_UP: Duration = Duration::from_secs(2);
 
 /// How often the writer appends and syncs what the workers handed over.
 const SYNC: Duration = Duration::from_millis(10);
@@ -185,6 +190,9 @@ pub fn spawn(
         live: HashMap::new(),
         live_bytes: 0,
         plane,
+        broken: false,
+        failing: None,
+        held: 0,
     };
     for d in restored {
         let line = encode(&Line::Up(Box::new(d.clone())));
@@ -212,6 +220,13 @@ struct Writer {
     live: HashMap<String, Vec<u8>>,
     live_bytes: u64,
     plane: Arc<JournalPlane>,
+    /// A write failed (a full disk, a file made read-only): the file may not say what the
+    /// live set says any more, and is rewritten whole from it once writing works again.
+    broken: bool,
+    /// Since when writing fails, and when that was last logged.
+    failing: Option<(Instant, Instant)>,
+    /// Entries taken while writing failed: written (counted) with the rewrite.
+    held: u64,
 }
 
 impl Writer {
@@ -245,22 +260,74 @@ impl Writer {
                     }
                 }
             }
-            if !batch.is_empty() {
-                match self.append(&batch) {
-                    Ok(()) => self.plane.written.add(n),
-                    Err(e) => tracing::error!("dialog journal {}: {e}", self.path.display()),
+            if !batch.is_empty() || self.broken {
+                // After a failed write the file is rewritten from the live set, which has
+                // every change since: nothing handed over is lost while the disk recovers.
+                let written = if self.broken {
+                    self.compact()
+                } else {
+                    self.append(&batch)
+                };
+                match written {
+                    Ok(()) => {
+                        self.plane.written.add(n + std::mem::take(&mut self.held));
+                        if let Some((since, _)) = self.failing.take() {
+                            tracing::info!(
+                                "dialog journal {}: written whole again after {:.1} s",
+                                self.path.display(),
+                                since.elapsed().as_secs_f64()
+                            );
+                        }
+                        self.broken = false;
+                    }
+                    Err(e) => {
+                        self.held += n;
+                        self.failed(&e);
+                    }
                 }
-                if self.len >= COMPACT_AT
+                if !self.broken
+                    && self.len >= COMPACT_AT
                     && self.len >= self.live_bytes * 4
                     && let Err(e) = self.compact()
                 {
-                    tracing::error!("dialog journal {}: compaction: {e}", self.path.display());
+                    self.failed(&e);
                 }
             }
             if stopping && batch.is_empty() {
-                break;
+                if !self.broken {
+                    break;
+                }
+                if self
+                    .failing
+                    .is_some_and(|(since, _)| since.elapsed() >= GIVE_UP)
+                {
+                    tracing::error!(
+                        "dialog journal {}: stopping without it: the dialogs up now will not \
+                         come back at the next start",
+                        self.path.display()
+                    );
+                    break;
+                }
             }
             std::thread::sleep(SYNC);
+        }
+    }
+
+    /// A write failed: the file is rewritten once writing works again; said in the log at
+    /// once, then at most every [`LOG_EVERY`].
+    fn failed(&mut self, e: &io::Error) {
+        self.broken = true;
+        let now = Instant::now();
+        let first = self.failing.is_none();
+        let (since, logged) = self.failing.get_or_insert((now, now));
+        if first || now.duration_since(*logged) >= LOG_EVERY {
+            *logged = now;
+            tracing::error!(
+                "dialog journal {}: {e} (failing for {:.0} s; the dialogs' changes are kept \
+                 and the file rewritten once it can be)",
+                self.path.display(),
+                now.duration_since(*since).as_secs_f64()
+            );
         }
     }
 
@@ -276,16 +343,25 @@ impl Writer {
     }
 
     /// Rewrites the file with the live set only: a new file, synced, renamed over the old.
+    /// An error names the file and the step that failed.
     fn compact(&mut self) -> io::Result<()> {
         let tmp = self.dir.join("dialogs.jsonl.new");
-        let mut f = File::create(&tmp)?;
+        let step =
+            |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        let mut f = File::create(&tmp).map_err(step(format!("creating {}", tmp.display())))?;
         let mut len = 0;
         for line in self.live.values() {
-            f.write_all(line)?;
+            f.write_all(line)
+                .map_err(step(format!("writing {}", tmp.display())))?;
             len += line.len() as u64;
         }
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
+        f.sync_all()
+            .map_err(step(format!("syncing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &self.path).map_err(step(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            self.path.display()
+        )))?;
         File::open(&self.dir)?.sync_all()?;
         self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
         self.len = len;
@@ -431,5 +507,59 @@ mod tests {
         assert_eq!((b.len(), full.dropped.get()), (BACKLOG, 5));
         b.hand_over(&full, 0, [JournalEntry::Down("c1".into())]);
         assert_eq!((b.len(), full.dropped.get()), (BACKLOG + 1, 5));
+    }
+
+    /// A write that fails (the file made immutable for a while) loses nothing: once it can be
+    /// written again the file is rewritten whole from the live set.
+    #[test]
+    fn a_failed_write_is_made_good_once_the_file_can_be_written_again() {
+        let d = dir("fail");
+        let plane = Arc::new(JournalPlane::new(1));
+        let t = spawn(d.clone(), plane.clone(), &[]).unwrap();
+        let wait_written = |n: u64| {
+            let t0 = Instant::now();
+            while plane.written.get() < n && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            plane.written.get()
+        };
+        let up = |c: &str| JournalEntry::Up(Box::new(saved(c)));
+        plane.try_push(0, up("a")).ok().unwrap();
+        assert_eq!(wait_written(1), 1);
+        let file = file_of(&d);
+        let chattr = |flag: &str| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&file)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !chattr("+i") {
+            eprintln!("skipped: chattr +i does not work here");
+            plane.stop.store(true, Ordering::Release);
+            t.join().unwrap();
+            return;
+        }
+        plane.try_push(0, up("b")).ok().unwrap();
+        plane
+            .try_push(0, JournalEntry::Down("a".into()))
+            .ok()
+            .unwrap();
+        plane.try_push(0, up("c")).ok().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let while_failing = plane.written.get();
+        assert!(chattr("-i"));
+        assert_eq!(
+            while_failing, 1,
+            "nothing written while the file is immutable"
+        );
+        assert_eq!(wait_written(4), 4);
+        plane.stop.store(true, Ordering::Release);
+        t.join().unwrap();
+        let (back, bad) = load(&d).unwrap();
+        let mut ids: Vec<&str> = back.iter().map(|d| d.call_id.as_str()).collect();
+        ids.sort();
+        assert_eq!((ids, bad), (vec!["b", "c"], 0));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
