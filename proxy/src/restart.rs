@@ -403,6 +403,7 @@ mod tests {
             q850_cause: None,
             vars: vec![],
             places: vec![("account".into(), Some("a".into()), 0)],
+            customer: None,
             tried: vec![],
             set: 0,
             turn: 0,

@@ -42,8 +42,13 @@ impl SavedLeg {
     }
 }
 
-/// A place the dialog holds: profile name, value, customer.
+/// A place the dialog holds: profile name, value, customer (its index when saved; the
+/// dialog's `customer` names it).
 pub type SavedPlace = (String, Option<String>, u16);
+
+/// The customer index of the places of a dialog whose customer is gone from the
+/// configuration: counted apart from every customer there is.
+pub const REMOVED_CUSTOMER: u16 = u16::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedDialog {
@@ -71,6 +76,11 @@ pub struct SavedDialog {
     pub q850_cause: Option<u16>,
     pub vars: Vec<(String, String)>,
     pub places: Vec<SavedPlace>,
+    /// The name of the customer its places count for: a restart whose configuration has
+    /// customers added, removed or reordered puts them back under that customer's index
+    /// then (none in a journal from before it was kept: the index saved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     pub tried: Vec<SocketAddr>,
     pub set: u16,
     pub turn: u64,
@@ -79,8 +89,15 @@ pub struct SavedDialog {
 }
 
 impl SavedDialog {
-    /// `d` (answered, not ended) as the journal keeps it.
-    pub fn of(h_entry: u32, h_id: u64, d: &Dialog, profiles: &Profiles) -> SavedDialog {
+    /// `d` (answered, not ended) as the journal keeps it; `customers` are the customers'
+    /// names in configuration order.
+    pub fn of(
+        h_entry: u32,
+        h_id: u64,
+        d: &Dialog,
+        profiles: &Profiles,
+        customers: &[&str],
+    ) -> SavedDialog {
         SavedDialog {
             h_entry,
             h_id,
@@ -118,6 +135,11 @@ impl SavedDialog {
                     )
                 })
                 .collect(),
+            customer: d
+                .profiles
+                .first()
+                .and_then(|m| customers.get(m.customer as usize))
+                .map(|c| c.to_string()),
             tried: d.tried.clone(),
             set: d.set,
             turn: d.turn,
@@ -126,19 +148,30 @@ impl SavedDialog {
         }
     }
 
-    /// The dialog again, at `now` (unix ms `now_ms`), its places taken again in `profiles`;
-    /// it expires `default_timeout` after its answer, as it would have.
+    /// The dialog again, at `now` (unix ms `now_ms`), its places taken again in `profiles`
+    /// for its customer as `customers` (names, in configuration order) place it now; it
+    /// expires `default_timeout` after its answer, as it would have.
     pub fn dialog(
         &self,
         now: Instant,
         now_ms: u64,
         default_timeout: Duration,
         profiles: &Profiles,
+        customers: &[&str],
     ) -> Dialog {
+        let customer = self.customer.as_ref().map(|name| {
+            customers
+                .iter()
+                .position(|c| c == name)
+                .map_or(REMOVED_CUSTOMER, |i| i as u16)
+        });
         let places: Vec<crate::dialog::profiles::NamedPlace> = self
             .places
             .iter()
-            .map(|(p, v, c)| (p.clone(), v.as_ref().map(|v| v.as_bytes().into()), *c))
+            .map(|(p, v, c)| {
+                let c = customer.unwrap_or(*c);
+                (p.clone(), v.as_ref().map(|v| v.as_bytes().into()), c)
+            })
             .collect();
         // An Instant `ms` unix ms ago (or now, for a time in the future).
         let at = |ms: u64| now.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms)));

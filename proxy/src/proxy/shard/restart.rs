@@ -27,9 +27,22 @@ impl Shard {
         self.dialogs.take_dirty(&mut ids);
         for id in ids {
             match self.dialogs.get(id) {
-                Some(d) if d.state.is_confirmed() => out.push(JournalEntry::Up(Box::new(
-                    SavedDialog::of(id.h_entry(), id.h_id(), d, &self.cfg.profiles),
-                ))),
+                Some(d) if d.state.is_confirmed() => {
+                    let customers: Vec<&str> = self
+                        .cfg
+                        .routing
+                        .customers
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    out.push(JournalEntry::Up(Box::new(SavedDialog::of(
+                        id.h_entry(),
+                        id.h_id(),
+                        d,
+                        &self.cfg.profiles,
+                        &customers,
+                    ))))
+                }
                 Some(d) => out.push(JournalEntry::Down(
                     String::from_utf8_lossy(&d.call_id).into(),
                 )),
@@ -45,7 +58,10 @@ impl Shard {
         self.start_clock(now);
         let unix = self.clock.unix_ms(now);
         let keep = self.cfg.dialog.default_timeout + self.cfg.dialog_linger;
-        let d = saved.dialog(now, unix, keep, &self.cfg.profiles);
+        let customers: Vec<&str> = (self.cfg.routing.customers.iter())
+            .map(|c| c.name.as_str())
+            .collect();
+        let d = saved.dialog(now, unix, keep, &self.cfg.profiles, &customers);
         match self.dialogs.insert_restored(saved.h_entry, saved.h_id, d) {
             Ok(_) => {
                 self.ensure_sweep(now);

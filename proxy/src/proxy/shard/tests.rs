@@ -643,3 +643,4 @@ mod non_invite;
 mod parked;
 mod probing;
 mod refusals;
+mod restart;
