@@ -219,10 +219,21 @@ fn a_killed_nodes_places_come_back_after_the_lease_time() {
 
 /// The final reply to a raw INVITE from `caller` (account `acct1`) through `siplb`.
 fn raw_invite(caller: &std::net::UdpSocket, siplb: &str, call_id: &str) -> Vec<u8> {
+    raw_invite_from(caller, siplb, call_id, "acct1")
+}
+
+/// [`raw_invite`] from account `user` (the From user).
+fn raw_invite_from(
+    caller: &std::net::UdpSocket,
+    siplb: &str,
+    call_id: &str,
+    user: &str,
+) -> Vec<u8> {
     let me = caller.local_addr().unwrap().to_string();
-    caller
-        .send_to(&invite(&me, siplb, call_id, call_id), siplb)
-        .expect("send");
+    let inv = String::from_utf8(invite(&me, siplb, call_id, call_id))
+        .expect("text")
+        .replace("sip:acct1@", &format!("sip:{user}@"));
+    caller.send_to(inv.as_bytes(), siplb).expect("send");
     drain(caller, Duration::from_millis(1500))
         .into_iter()
         .map(|(_, m)| m)
@@ -267,11 +278,77 @@ fn with_redis_stopped_a_closed_fleet_refuses_new_leases_and_holds_the_limit_once
         wait_for("both nodes back on Redis", Duration::from_secs(5), || {
             a.siplb.stat("cluster:degraded") == 0 && b.siplb.stat("cluster:degraded") == 0
         });
-        // One lease period.
-        std::thread::sleep(Duration::from_millis(1000));
+        // One lease period, and the wait for the other nodes' leases after Redis lost them
+        // (a renewal, 333 ms, and 1.25 s).
+        std::thread::sleep(Duration::from_millis(2000));
         let rb = calls(&b, 20, 10, 3000);
         assert_eq!(rb.ok(), 14, "the fleet limit holds: a still has 6");
         assert_eq!(rb.failed(), 6);
+        let _ = ca.join();
+    });
+}
+
+/// Redis back empty while node a, which holds the whole limit, has not told it so yet (its
+/// process stopped): node b, back first, finds the fleet's leases lost and leases no new
+/// place until a has had time to renew its own (503 with Retry-After meanwhile), instead of
+/// granting places a still holds; once a is back, b gets the limit reply.
+#[test]
+fn redis_back_empty_leases_nothing_new_until_the_other_nodes_renewed() {
+    let _g = serial();
+    require_sipp();
+    let mut redis = RedisServer::start("cluster-lost");
+    let (a, b) = pair(
+        std::slice::from_ref(&redis.url),
+        (119, 120),
+        "quiet_ms = 300",
+    );
+    std::thread::scope(|s| {
+        let ca = s.spawn(|| calls(&a, 20, 40, 12_000));
+        wait_for("a's 20 calls", Duration::from_secs(10), || {
+            size_of_a(&a.siplb) == 20
+        });
+        // SAFETY: pausing the siplb this test started, by its PID.
+        unsafe { libc::kill(a.siplb.pid() as i32, libc::SIGSTOP) };
+        redis.restart();
+        wait_for("b back on Redis", Duration::from_secs(5), || {
+            b.siplb.stat("cluster:degraded") == 0
+        });
+        let caller = udp(&format!("{}:5077", b.net.ip()));
+        let reply = raw_invite_from(&caller, &b.net.siplb(), "lost-1@x", "A");
+        // SAFETY: as above.
+        unsafe { libc::kill(a.siplb.pid() as i32, libc::SIGCONT) };
+        assert_eq!(status_of(&reply), Some(503), "{}", text(&reply));
+        assert_eq!(
+            header_lines(&reply, "Retry-After").len(),
+            1,
+            "the wait, not the limit: {}",
+            text(&reply)
+        );
+        assert!(
+            b.siplb.log().contains("has lost the fleet's leases"),
+            "{}",
+            b.siplb.log()
+        );
+        wait_for("a back on Redis", Duration::from_secs(5), || {
+            a.siplb.stat("cluster:degraded") == 0
+        });
+        std::thread::sleep(Duration::from_millis(2000));
+        let reply = raw_invite_from(&caller, &b.net.siplb(), "lost-2@x", "A");
+        assert_eq!(
+            status_of(&reply),
+            Some(503),
+            "{}\na: {} calls, log:\n{}\nb's log:\n{}",
+            text(&reply),
+            size_of_a(&a.siplb),
+            a.siplb.log(),
+            b.siplb.log()
+        );
+        assert!(
+            text(&reply).contains("Account call limit"),
+            "a holds the limit: {}",
+            text(&reply)
+        );
+        assert_eq!(size_of_a(&b.siplb), 0);
         let _ = ca.join();
     });
 }
@@ -298,7 +375,7 @@ fn with_redis_stopped_an_open_fleet_admits_a_share_of_the_limit_per_node() {
         wait_for("a back on Redis", Duration::from_secs(5), || {
             a.siplb.stat("cluster:degraded") == 0
         });
-        std::thread::sleep(Duration::from_millis(1000));
+        std::thread::sleep(Duration::from_millis(2000));
         let rb = calls(&b, 15, 10, 3000);
         assert_eq!(rb.ok(), 10, "the fleet limit holds: a has 10");
         assert_eq!(rb.failed(), 5);

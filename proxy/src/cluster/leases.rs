@@ -86,6 +86,10 @@ pub struct Leases<C> {
     total: Script,
 }
 
+/// A key every node keeps set while it leases: when it is gone, the server lost the fleet's
+/// leases (restarted without persistence, or flushed).
+const KEPT_KEY: &str = "siplb:fleet";
+
 fn nodes_key(account: &str) -> String {
     format!("siplb:{{{account}}}:nodes")
 }
@@ -183,6 +187,24 @@ impl<C: ConnectionLike> Leases<C> {
             .query_async(&mut self.conn)
             .await?;
         Ok(v.is_some())
+    }
+
+    /// Whether the server still has the fleet's leases: [`KEPT_KEY`] is there.
+    pub async fn kept(&mut self) -> RedisResult<bool> {
+        redis::cmd("EXISTS")
+            .arg(KEPT_KEY)
+            .query_async(&mut self.conn)
+            .await
+    }
+
+    /// Says the fleet's leases are on the server (after this node's are: a node that finds
+    /// it then knows they are counted).
+    pub async fn keep(&mut self) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(KEPT_KEY)
+            .arg(1)
+            .query_async(&mut self.conn)
+            .await
     }
 
     /// The places the whole fleet holds of `account`.

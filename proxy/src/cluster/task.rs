@@ -90,6 +90,16 @@ struct Task {
     degraded_since: Option<Instant>,
     /// Degraded time already counted into `degraded_s`.
     degraded_counted: Duration,
+    /// Connected once already: a connection made after is a reconnection.
+    connected_once: bool,
+    /// The server's leases are to be looked at (a reconnection): re-registered at once.
+    resync: bool,
+    /// Until when no new place is leased: Redis lost the fleet's leases, and the other
+    /// nodes have not all told it again what they hold.
+    hold_until: Option<Instant>,
+    /// Redis was found to have the fleet's leases once: from then on, finding it without
+    /// them means it lost them (before, it is a fleet starting).
+    kept_seen: bool,
 }
 
 /// Starts the lease task on a thread of its own.
@@ -114,6 +124,10 @@ pub fn spawn(
                 next_connect: Instant::now(),
                 degraded_since: None,
                 degraded_counted: Duration::ZERO,
+                connected_once: false,
+                resync: false,
+                hold_until: None,
+                kept_seen: false,
             };
             rt.block_on(task.run(stop));
         })?;
@@ -182,9 +196,9 @@ impl Task {
             if restored {
                 self.release_restored().await;
             }
-            if Instant::now() >= next_renew || restored {
+            if Instant::now() >= next_renew || restored || self.resync {
                 next_renew = Instant::now() + renew_every;
-                self.renew().await;
+                self.renew(renew_every).await;
             }
             self.count_degraded();
         }
@@ -199,6 +213,9 @@ impl Task {
                 Ok(Ok(c)) => {
                     tracing::info!("cluster: connected to Redis {}", self.cfg.redis.join(", "));
                     self.conn = Some(Leases::new(c, &self.cfg.node, self.cfg.lease));
+                    // Again: the leases are looked at and renewed before any new one.
+                    self.resync = self.connected_once;
+                    self.connected_once = true;
                 }
                 Ok(Err(e)) => self.down(&format!("cannot connect: {e}")),
                 Err(_) => self.down("cannot connect: timed out"),
@@ -278,6 +295,14 @@ impl Task {
         let (leased, taken) = lease.get();
         if taken < leased {
             return Decided(Answer::Granted);
+        }
+        if self.resync {
+            self.renew((self.cfg.lease / 3).max(Duration::from_millis(10)))
+                .await;
+        }
+        if self.hold_until.is_some_and(|t| Instant::now() < t) {
+            self.stats.refused_unavailable.inc();
+            return Decided(Answer::Unavailable);
         }
         let near = lease.near.load(Ordering::Relaxed);
         let want = if near { 1 } else { self.cfg.block.max(1) };
@@ -401,11 +426,39 @@ impl Task {
 
     /// Renews every lease (which also tells whether the account is near its limit), gives
     /// back the spares of quiet accounts and of those near their limit, and forgets idle ones.
-    async fn renew(&mut self) {
+    /// First looks whether Redis still has the fleet's leases: when it lost them (restarted
+    /// without persistence, flushed), every node tells it again what it holds at its next
+    /// renewal, `renew_every` apart at most; until then no new place is leased here.
+    async fn renew(&mut self, renew_every: Duration) {
         // Without a connection (Redis down, or never used yet): try again, so that the
         // degraded state ends even on a node that has nothing leased.
         if self.conn.is_none() && self.leases().await.is_some() {
             self.up();
+        }
+        self.resync = false;
+        let kept = match self.conn.as_mut() {
+            Some(leases) => leases.kept().await,
+            None => return,
+        };
+        let lost = match kept {
+            Ok(kept) => !kept,
+            Err(e) => return self.down(&e.to_string()),
+        };
+        let seen = std::mem::replace(&mut self.kept_seen, true);
+        if lost && seen && self.hold_until.is_none() {
+            // Time for the other nodes to notice and reconnect (at most a second apart).
+            let settle = renew_every + Duration::from_secs(1) + Duration::from_millis(250);
+            tracing::warn!(
+                "cluster: Redis {} has lost the fleet's leases (restarted empty or flushed): \
+                 renewing this node's; new places wait {:.1} s for the other nodes' \
+                 (calls that need one meanwhile get 503)",
+                self.cfg.redis.join(", "),
+                settle.as_secs_f64()
+            );
+            self.hold_until = Some(Instant::now() + settle);
+        }
+        if self.hold_until.is_some_and(|t| Instant::now() >= t) {
+            self.hold_until = None;
         }
         let now_ms = super::fleet::unix_ms();
         let quiet = self.cfg.quiet.as_millis() as u64;
@@ -429,5 +482,12 @@ impl Task {
         }
         self.fleet.forget_idle();
         self.stats.leased.set(self.fleet.leased_total());
+        // Said once this node's leases are in: a node that finds it knows they are counted.
+        if lost
+            && let Some(leases) = self.conn.as_mut()
+            && let Err(e) = leases.keep().await
+        {
+            self.down(&e.to_string());
+        }
     }
 }
