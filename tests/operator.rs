@@ -185,6 +185,38 @@ fn check_tries_the_folders_the_configuration_writes_into() {
         !dir.0.join("new").exists(),
         "the folder it tried is gone again"
     );
+    // A restart journal whose file cannot be written (made immutable).
+    let journal = dir.0.join("j");
+    std::fs::create_dir_all(&journal).expect("mkdir");
+    let file = journal.join("dialogs.jsonl");
+    std::fs::write(&file, b"").expect("write");
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&file)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if chattr("+i") {
+        let toml = dir.0.join("journal.toml");
+        std::fs::write(&toml, config(net, 1, "[dialog]\njournal_dir = \"j\"\n")).expect("write");
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&toml)
+            .arg("--check")
+            .output()
+            .expect("siplb --check");
+        assert!(chattr("-i"));
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "dialog.journal_dir: {}: cannot be written",
+                file.display()
+            )),
+            "{err}"
+        );
+    }
 }
 
 /// The README's shell blocks, in order.

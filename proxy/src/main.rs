@@ -264,7 +264,10 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         let (restored, torn) = siplb::restart::load(dir)
             .with_context(|| format!("dialog.journal_dir {}", dir.display()))?;
         if torn > 0 {
-            tracing::warn!("dialog journal: {torn} unreadable lines skipped (a torn write)");
+            tracing::warn!(
+                "dialog journal: {torn} unreadable lines skipped (a torn write), kept in {}",
+                dir.join("dialogs.jsonl.torn").display()
+            );
         }
         let j = Arc::new(siplb::restart::JournalPlane::new(cfg.workers));
         for d in &restored {

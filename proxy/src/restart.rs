@@ -161,7 +161,16 @@ pub fn load(dir: &Path) -> io::Result<(Vec<SavedDialog>, usize)> {
             Ok(Line::Down(call_id)) => {
                 live.remove(&call_id);
             }
-            Err(_) => bad += 1,
+            Err(_) => {
+                // Kept aside, as accounting keeps a torn line: the rewrite at start drops it.
+                bad += 1;
+                let mut torn = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("dialogs.jsonl.torn"))?;
+                torn.write_all(&line)?;
+                torn.write_all(b"\n")?;
+            }
         }
     }
     let dialogs = order.into_iter().filter_map(|c| live.remove(&c)).collect();
@@ -346,9 +355,17 @@ impl Writer {
     /// An error names the file and the step that failed.
     fn compact(&mut self) -> io::Result<()> {
         let tmp = self.dir.join("dialogs.jsonl.new");
+        let done = self.rewrite(&tmp);
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
+    }
+
+    fn rewrite(&mut self, tmp: &Path) -> io::Result<()> {
         let step =
             |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-        let mut f = File::create(&tmp).map_err(step(format!("creating {}", tmp.display())))?;
+        let mut f = File::create(tmp).map_err(step(format!("creating {}", tmp.display())))?;
         let mut len = 0;
         for line in self.live.values() {
             f.write_all(line)
@@ -357,7 +374,7 @@ impl Writer {
         }
         f.sync_all()
             .map_err(step(format!("syncing {}", tmp.display())))?;
-        std::fs::rename(&tmp, &self.path).map_err(step(format!(
+        std::fs::rename(tmp, &self.path).map_err(step(format!(
             "renaming {} to {}",
             tmp.display(),
             self.path.display()
@@ -449,6 +466,11 @@ mod tests {
         f.write_all(b"{\"up\":{\"h_entry\":0,\"call_").unwrap();
         let (back, bad) = load(&d).unwrap();
         assert_eq!(bad, 1);
+        assert_eq!(
+            std::fs::read_to_string(d.join("dialogs.jsonl.torn")).unwrap(),
+            "{\"up\":{\"h_entry\":0,\"call_\n",
+            "the torn line kept aside"
+        );
         let ids: Vec<&str> = back.iter().map(|s| s.call_id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(back[1].caller_leg.cseq, 7, "the last state of b");

@@ -28,16 +28,34 @@ fn folders(cfg: &Config) -> Vec<(&'static str, PathBuf)> {
     out
 }
 
-/// Every folder of `cfg` that siplb could not write into, as `key: folder: why` lines.
+/// Files already there that siplb appends to or replaces, with the key that names them.
+fn files(cfg: &Config) -> Vec<(&'static str, PathBuf)> {
+    let mut out = Vec::new();
+    if let Some(d) = &cfg.journal_dir {
+        out.push(("dialog.journal_dir", d.join("dialogs.jsonl")));
+    }
+    out
+}
+
+/// Every folder of `cfg` that siplb could not write into, and every file there it could not
+/// write (one made immutable), as `key: path: why` lines.
 pub fn unwritable(cfg: &Config) -> Vec<String> {
-    folders(cfg)
+    let folders = folders(cfg).into_iter().filter_map(|(key, dir)| {
+        try_folder(&dir)
+            .err()
+            .map(|why| format!("{key}: {}: {why}", dir.display()))
+    });
+    let files = files(cfg)
         .into_iter()
-        .filter_map(|(key, dir)| {
-            try_folder(&dir)
+        .filter(|(_, f)| f.exists())
+        .filter_map(|(key, f)| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&f)
                 .err()
-                .map(|why| format!("{key}: {}: {why}", dir.display()))
-        })
-        .collect()
+                .map(|e| format!("{key}: {}: cannot be written: {e}", f.display()))
+        });
+    folders.chain(files).collect()
 }
 
 /// Makes `dir` (and what is missing above it) if it does not exist, makes and removes a file
