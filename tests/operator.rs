@@ -197,26 +197,29 @@ fn check_tries_the_folders_the_configuration_writes_into() {
             .status()
             .is_ok_and(|s| s.success())
     };
-    if chattr("+i") {
-        let toml = dir.0.join("journal.toml");
-        std::fs::write(&toml, config(net, 1, "[dialog]\njournal_dir = \"j\"\n")).expect("write");
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&toml)
-            .arg("--check")
-            .output()
-            .expect("siplb --check");
-        assert!(chattr("-i"));
-        assert_eq!(out.status.code(), Some(1), "{out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(&format!(
-                "dialog.journal_dir: {}: cannot be written",
-                file.display()
-            )),
-            "{err}"
-        );
-    }
+    assert!(
+        chattr("+i"),
+        "chattr +i {} (needs root and ext4)",
+        file.display()
+    );
+    let toml = dir.0.join("journal.toml");
+    std::fs::write(&toml, config(net, 1, "[dialog]\njournal_dir = \"j\"\n")).expect("write");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&toml)
+        .arg("--check")
+        .output()
+        .expect("siplb --check");
+    assert!(chattr("-i"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "dialog.journal_dir: {}: cannot be written",
+            file.display()
+        )),
+        "{err}"
+    );
 }
 
 /// The README's shell blocks, in order.
