@@ -135,8 +135,13 @@ pub fn spawn(
 }
 
 impl Task {
+    /// How often the leases are renewed: a third of their time.
+    fn renew_every(&self) -> Duration {
+        (self.cfg.lease / 3).max(Duration::from_millis(10))
+    }
+
     async fn run(&mut self, stop: Arc<AtomicBool>) {
-        let renew_every = (self.cfg.lease / 3).max(Duration::from_millis(10));
+        let renew_every = self.renew_every();
         let mut next_renew = Instant::now() + renew_every;
         let mut next_check = Instant::now() + SHORT_CHECK;
         // Accounts refused while other nodes may still give spares back: asked again then.
@@ -198,7 +203,7 @@ impl Task {
             }
             if Instant::now() >= next_renew || restored || self.resync {
                 next_renew = Instant::now() + renew_every;
-                self.renew(renew_every).await;
+                self.renew().await;
             }
             self.count_degraded();
         }
@@ -297,8 +302,7 @@ impl Task {
             return Decided(Answer::Granted);
         }
         if self.resync {
-            self.renew((self.cfg.lease / 3).max(Duration::from_millis(10)))
-                .await;
+            self.renew().await;
         }
         if self.hold_until.is_some_and(|t| Instant::now() < t) {
             self.stats.refused_unavailable.inc();
@@ -428,8 +432,8 @@ impl Task {
     /// back the spares of quiet accounts and of those near their limit, and forgets idle ones.
     /// First looks whether Redis still has the fleet's leases: when it lost them (restarted
     /// without persistence, flushed), every node tells it again what it holds at its next
-    /// renewal, `renew_every` apart at most; until then no new place is leased here.
-    async fn renew(&mut self, renew_every: Duration) {
+    /// renewal, [`Task::renew_every`] apart at most; until then no new place is leased here.
+    async fn renew(&mut self) {
         // Without a connection (Redis down, or never used yet): try again, so that the
         // degraded state ends even on a node that has nothing leased.
         if self.conn.is_none() && self.leases().await.is_some() {
@@ -447,7 +451,7 @@ impl Task {
         let seen = std::mem::replace(&mut self.kept_seen, true);
         if lost && seen && self.hold_until.is_none() {
             // Time for the other nodes to notice and reconnect (at most a second apart).
-            let settle = renew_every + Duration::from_secs(1) + Duration::from_millis(250);
+            let settle = self.renew_every() + Duration::from_millis(1250);
             tracing::warn!(
                 "cluster: Redis {} has lost the fleet's leases (restarted empty or flushed): \
                  renewing this node's; new places wait {:.1} s for the other nodes' \
