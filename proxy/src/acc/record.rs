@@ -539,8 +539,13 @@ mod tests {
     use crate::sip::Method;
 
     fn parties() -> Parties {
+        parties_of("c1")
+    }
+
+    /// [`parties`] with Call-ID `call_id`.
+    fn parties_of(call_id: &str) -> Parties {
         Parties::new(
-            "c1",
+            call_id,
             "f1",
             "alice",
             "cust.example",
@@ -609,15 +614,7 @@ mod tests {
     #[test]
     fn a_value_cannot_pass_for_more_columns_in_the_log_line() {
         let mut d = dialog(true, Some(200));
-        d.parties = Parties::new(
-            "x;sip_code=200\\y\n",
-            "f1",
-            "alice",
-            "cust.example",
-            "bob",
-            "0044123",
-            "gw.example",
-        );
+        d.parties = parties_of("x;sip_code=200\\y\n");
         let r = cdr(&mut Ids::new("n", 0, 0, 1), &d);
         let line = crate::acc::sink::log_line(&r);
         assert!(line.contains(";callid=x\\;sip_code=200\\\\y\\n;"), "{line}");
