@@ -122,12 +122,10 @@ impl Backlog {
         self.waiting.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    /// Entries waiting.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.waiting.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
     }
 }
 
@@ -504,7 +502,7 @@ mod tests {
         let mut b = Backlog::default();
         let up = |i: usize| JournalEntry::Up(Box::new(saved(&format!("c{i}"))));
         assert!(!b.hand_over(&plane, 0, (0..QUEUE + 3).map(up)));
-        assert_eq!((plane.queues[0].len(), b.len()), (QUEUE, 3));
+        assert_eq!((plane.queues[0].len(), b.waiting()), (QUEUE, 3));
         // The journal takes two: two of the three waiting follow, in order.
         for i in 0..2 {
             assert!(
@@ -512,7 +510,7 @@ mod tests {
             );
         }
         assert!(!b.hand_over(&plane, 0, [JournalEntry::Down("c0".into())]));
-        assert_eq!(b.len(), 2, "one Up and the Down still wait");
+        assert_eq!(b.waiting(), 2, "one Up and the Down still wait");
         while plane.queues[0].pop().is_some() {}
         assert!(b.hand_over(&plane, 0, []));
         let rest: Vec<String> = std::iter::from_fn(|| plane.queues[0].pop())
@@ -527,9 +525,9 @@ mod tests {
         let mut b = Backlog::default();
         let full = JournalPlane::new(1);
         b.hand_over(&full, 0, (0..QUEUE + BACKLOG + 5).map(up));
-        assert_eq!((b.len(), full.dropped.get()), (BACKLOG, 5));
+        assert_eq!((b.waiting(), full.dropped.get()), (BACKLOG, 5));
         b.hand_over(&full, 0, [JournalEntry::Down("c1".into())]);
-        assert_eq!((b.len(), full.dropped.get()), (BACKLOG + 1, 5));
+        assert_eq!((b.waiting(), full.dropped.get()), (BACKLOG + 1, 5));
     }
 
     /// A write that fails (the file made immutable for a while) loses nothing: once it can be

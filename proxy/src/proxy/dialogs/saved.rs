@@ -5,6 +5,7 @@
 
 use super::{Dialog, DialogState, DialogTimes, EndCause, Leg, Outcome};
 use crate::dialog::Profiles;
+use crate::proxy::route::Customer;
 use crate::proxy::target::Target;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -89,14 +90,14 @@ pub struct SavedDialog {
 }
 
 impl SavedDialog {
-    /// `d` (answered, not ended) as the journal keeps it; `customers` are the customers'
-    /// names in configuration order.
+    /// `d` (answered, not ended) as the journal keeps it; `customers` in configuration
+    /// order.
     pub fn of(
         h_entry: u32,
         h_id: u64,
         d: &Dialog,
         profiles: &Profiles,
-        customers: &[&str],
+        customers: &[Customer],
     ) -> SavedDialog {
         SavedDialog {
             h_entry,
@@ -139,7 +140,7 @@ impl SavedDialog {
                 .profiles
                 .first()
                 .and_then(|m| customers.get(m.customer as usize))
-                .map(|c| c.to_string()),
+                .map(|c| c.name.clone()),
             tried: d.tried.clone(),
             set: d.set,
             turn: d.turn,
@@ -149,7 +150,7 @@ impl SavedDialog {
     }
 
     /// The dialog again, at `now` (unix ms `now_ms`), its places taken again in `profiles`
-    /// for its customer as `customers` (names, in configuration order) place it now; it
+    /// for its customer as `customers` (in configuration order) place it now; it
     /// expires `default_timeout` after its answer, as it would have.
     pub fn dialog(
         &self,
@@ -157,12 +158,12 @@ impl SavedDialog {
         now_ms: u64,
         default_timeout: Duration,
         profiles: &Profiles,
-        customers: &[&str],
+        customers: &[Customer],
     ) -> Dialog {
         let customer = self.customer.as_ref().map(|name| {
             customers
                 .iter()
-                .position(|c| c == name)
+                .position(|c| c.name == *name)
                 .map_or(REMOVED_CUSTOMER, |i| i as u16)
         });
         let places: Vec<crate::dialog::profiles::NamedPlace> = self

@@ -28,19 +28,12 @@ impl Shard {
         for id in ids {
             match self.dialogs.get(id) {
                 Some(d) if d.state.is_confirmed() => {
-                    let customers: Vec<&str> = self
-                        .cfg
-                        .routing
-                        .customers
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect();
                     out.push(JournalEntry::Up(Box::new(SavedDialog::of(
                         id.h_entry(),
                         id.h_id(),
                         d,
                         &self.cfg.profiles,
-                        &customers,
+                        &self.cfg.routing.customers,
                     ))))
                 }
                 Some(d) => out.push(JournalEntry::Down(
@@ -58,10 +51,13 @@ impl Shard {
         self.start_clock(now);
         let unix = self.clock.unix_ms(now);
         let keep = self.cfg.dialog.default_timeout + self.cfg.dialog_linger;
-        let customers: Vec<&str> = (self.cfg.routing.customers.iter())
-            .map(|c| c.name.as_str())
-            .collect();
-        let d = saved.dialog(now, unix, keep, &self.cfg.profiles, &customers);
+        let d = saved.dialog(
+            now,
+            unix,
+            keep,
+            &self.cfg.profiles,
+            &self.cfg.routing.customers,
+        );
         match self.dialogs.insert_restored(saved.h_entry, saved.h_id, d) {
             Ok(_) => {
                 self.ensure_sweep(now);
