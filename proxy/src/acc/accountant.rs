@@ -60,7 +60,7 @@ impl Accountant {
             Event::Transaction(t) => self.on_transaction(t),
             Event::Request(r) => self.on_request(r),
             Event::Dialog(d) if self.cfg.cdrs => {
-                let r = cdr(&mut self.ids, d);
+                let r = cdr(&mut self.ids, self.plane.spare(self.worker), d);
                 self.push(r);
             }
             Event::Dialog(_) | Event::Refused(_) | Event::Gateway(_) => {}
@@ -90,27 +90,37 @@ impl Accountant {
 
     /// A transaction's record; one without a final answer has the code of its local timeout.
     fn transaction_record(&mut self, table: &str, t: &TxnOutcome) -> Record {
+        let spare = self.plane.spare(self.worker);
         if t.code.is_none() {
             let mut timed_out = t.clone();
             timed_out.code = Some(408);
             timed_out.reason = "Request Timeout".into();
             timed_out.local = true;
-            return acc_record(&mut self.ids, table, &timed_out, None, t.at_ms);
+            return acc_record(&mut self.ids, spare, table, &timed_out, None, t.at_ms);
         }
-        acc_record(&mut self.ids, table, t, None, t.at_ms)
+        acc_record(&mut self.ids, spare, table, t, None, t.at_ms)
     }
 
     fn on_request(&mut self, r: &TxnOutcome) {
         for i in 0..self.cfg.rules.len() {
             let rule = &self.cfg.rules[i];
             if rule.matches(r.method, &r.account, r.parties.ruri_user()) {
-                let rec = acc_record(&mut self.ids, &rule.table, r, Some(&rule.comment), r.at_ms);
+                let spare = self.plane.spare(self.worker);
+                let rec = acc_record(
+                    &mut self.ids,
+                    spare,
+                    &rule.table,
+                    r,
+                    Some(&rule.comment),
+                    r.at_ms,
+                );
                 self.push(rec);
             }
         }
     }
 
-    fn push(&mut self, r: Record) {
+    fn push(&mut self, mut r: Record) {
+        r.set_origin(self.worker as u16);
         self.stats.acc_records.inc();
         if !self.waiting.is_empty() {
             self.waiting.push_back(r);
@@ -206,6 +216,36 @@ mod tests {
         std::iter::from_fn(|| plane.queues[0].pop())
             .map(|r| (r.table().to_string(), r.get("sip_code").unwrap().as_text()))
             .collect()
+    }
+
+    #[test]
+    fn a_record_handed_back_is_built_again_in_its_own_buffers_and_others_are_not_kept() {
+        let c = cfg(|c| c.flags.insert(Method::Invite));
+        let (mut a, plane) = accountant(c);
+        a.on_event(&outcome(Method::Invite, Some(200)));
+        let first = plane.queues[0].pop().unwrap();
+        assert_eq!(first.origin(), 0, "made by worker 0");
+        let buffer = first.table().as_ptr();
+        plane.recycle(first);
+        a.on_event(&outcome(Method::Invite, Some(200)));
+        let second = plane.queues[0].pop().unwrap();
+        assert_eq!(
+            second.table().as_ptr(),
+            buffer,
+            "built in the record handed back"
+        );
+        assert_eq!(second.get("sip_code").unwrap().as_text(), "200");
+        assert!(plane.spare(0).is_none());
+        // Records no worker made (replays, tests) and records grown large are freed.
+        plane.recycle(Record::new("acc", &[]));
+        assert!(plane.spare(0).is_none());
+        let mut big = Record::new(
+            "acc",
+            &[super::super::record::Field::Text(&"x".repeat(8192))],
+        );
+        big.set_origin(0);
+        plane.recycle(big);
+        assert!(plane.spare(0).is_none());
     }
 
     #[test]

@@ -8,8 +8,14 @@ use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Records kept for reuse per worker at most: a few group commits' worth at a high call rate.
+const SPARES: usize = 512;
+
 pub struct AccPlane {
     pub queues: Vec<ArrayQueue<Record>>,
+    /// Per worker, records the writer is done with, handed back so that the worker builds
+    /// its next ones in their buffers (bounded: what does not fit is freed).
+    spares: Vec<ArrayQueue<Record>>,
     /// Records a worker could not queue as it stopped (its queue full): the writer takes
     /// them after the queues. Touched only at exit.
     leftovers: Mutex<Vec<Record>>,
@@ -37,6 +43,9 @@ impl AccPlane {
     pub fn new(workers: usize, capacity: usize) -> AccPlane {
         AccPlane {
             queues: (0..workers).map(|_| ArrayQueue::new(capacity)).collect(),
+            spares: (0..workers)
+                .map(|_| ArrayQueue::new(capacity.clamp(1, SPARES)))
+                .collect(),
             leftovers: Mutex::new(Vec::new()),
             stalled: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -47,6 +56,20 @@ impl AccPlane {
             rejected_records: Arc::default(),
             queued: Arc::default(),
         }
+    }
+
+    /// Hands a written record back to the worker that made it, for its buffers.
+    pub fn recycle(&self, r: Record) {
+        if r.reusable()
+            && let Some(q) = self.spares.get(usize::from(r.origin()))
+        {
+            let _ = q.push(r);
+        }
+    }
+
+    /// A record worker `worker` can build its next one in, if one was handed back.
+    pub fn spare(&self, worker: usize) -> Option<Record> {
+        self.spares.get(worker)?.pop()
     }
 
     /// Hands over the records a stopping worker could not queue.

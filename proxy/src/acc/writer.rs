@@ -243,7 +243,9 @@ impl Writer {
             }
         }
         self.unsynced += self.batch.len() as u64;
-        self.batch.clear();
+        for r in self.batch.drain(..) {
+            self.plane.recycle(r);
+        }
     }
 
     /// Retries the sinks that hold records; whether any still does.
