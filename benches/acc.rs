@@ -410,12 +410,13 @@ fn thread_cpu_ns(name: &str) -> Option<u64> {
 /// The writer thread's own CPU per call at a steady `rate` calls a second (`acc.toml`'s three
 /// records each, from two workers) for `secs` seconds: what accounting costs siplb on top of
 /// the workers' pushes, without the network and the proxy around it.
-fn writer_paced(rate: u64, secs: u64, sync_ms: u64) {
+fn writer_paced(rate: u64, secs: u64, sync_ms: u64, write_ms: u64) {
     const WORKERS: u64 = 2;
     let dir = std::env::temp_dir().join(format!("siplb-bench-acc-paced-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = config(&dir);
     Arc::make_mut(&mut cfg).sync_interval = Duration::from_millis(sync_ms);
+    Arc::make_mut(&mut cfg).write_interval = Duration::from_millis(write_ms);
     let plane = Arc::new(AccPlane::new(WORKERS as usize, cfg.queue));
     let sinks = siplb::acc::writer::file_and_log_sinks(&cfg, &plane).expect("acc folder");
     let writer = siplb::acc::writer::spawn(cfg.clone(), plane.clone(), sinks).expect("writer");
@@ -486,7 +487,10 @@ fn main() {
         let sync_ms = nums
             .next()
             .unwrap_or(siplb::acc::config::DEFAULT_SYNC_INTERVAL_MS);
-        writer_paced(rate, secs, sync_ms);
+        let write_ms = nums
+            .next()
+            .unwrap_or(siplb::acc::config::DEFAULT_WRITE_INTERVAL_MS);
+        writer_paced(rate, secs, sync_ms, write_ms);
         return;
     }
     if filter.is_none_or(|f| f != "writer") {

@@ -916,10 +916,8 @@ fn a_full_disk_refuses_new_calls_and_loses_no_record_of_an_accepted_one() {
     assert!(during["acc:sink_errors"] > 0, "{during:?}");
     assert!(during["acc:queue_full_503"] > 0, "{during:?}");
     assert!(uac.failed() > 0, "uac: {:?}", uac.fields);
-    assert!(
-        during["acc:written"] < during["acc:records"],
-        "records held: {during:?}"
-    );
+    // Records refused by the full files are held (or, committed to the journal before the
+    // files' deferred write failed, durable there): none is lost, as the end shows.
     std::fs::remove_file(&filler).expect("free the space");
     all_written(&siplb, during["acc:records"]);
     drop((u1.finish(), u2.finish()));

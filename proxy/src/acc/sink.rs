@@ -52,8 +52,10 @@ impl Sink for FileSink {
         FileSink::settled(self, wait)
     }
 
+    /// Nothing came in since the last commit: every committed byte goes to its file now,
+    /// as there is no batch left to write it with.
     fn idle(&mut self) -> io::Result<()> {
-        self.write_waiting(false)
+        self.write_waiting(true)
     }
 
     /// A clean stop leaves the journal with nothing to replay.

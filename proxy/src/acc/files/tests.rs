@@ -141,6 +141,30 @@ fn with_a_write_interval_files_lag_the_journal_and_a_crash_loses_none_of_it() {
 }
 
 #[test]
+fn a_commit_with_nothing_new_writes_every_committed_byte_to_the_files_however_young() {
+    use crate::acc::sink::Sink;
+    let d = dir("idle");
+    let mut sink = FileSink::new(&d, BOTH, NEVER)
+        .unwrap()
+        .with_sync(SyncMode::Journal, 64 << 10)
+        .unwrap()
+        .with_write_interval(Duration::from_secs(60));
+    let lines = |name: &str| {
+        std::fs::read_to_string(d.join(name))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    sink.write(&[record("acc", 1), record("acc", 2)], 0)
+        .unwrap();
+    Sink::sync(&mut sink).unwrap();
+    assert_eq!(lines("acc.csv"), 1, "committed, waiting (the header only)");
+    sink.idle().unwrap();
+    assert_eq!(lines("acc.csv"), 3);
+    assert_eq!(lines("acc.jsonl"), 2);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn a_torn_last_line_is_set_aside_once_and_the_rest_kept() {
     let d = dir("torn");
     std::fs::create_dir_all(&d).unwrap();
