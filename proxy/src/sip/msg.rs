@@ -406,9 +406,10 @@ impl<'a> SipMsg<'a> {
                 HeaderName::CallId => {
                     let v = h.value().of(buf);
                     // A folded value has white space after its line break, so no line feed
-                    // can be inside a value without a space or tab; no control character is
-                    // a word's (RFC 3261 §25.1).
-                    if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == 0x7f) {
+                    // can be inside a value without a space or tab; no control character, and
+                    // nothing outside ASCII, is a word's (RFC 3261 §25.1): two Call-IDs that
+                    // differ only there would be one call in the records.
+                    if v.is_empty() || v.iter().any(|&b| b <= b' ' || b >= 0x7f) {
                         return Err(ParseError::BadHeader("Call-ID"));
                     }
                     once(&mut call_id, h.value(), "Call-ID")?

@@ -195,6 +195,21 @@ fn empty_or_spaced_call_id_is_400() {
 }
 
 #[test]
+fn a_call_id_with_bytes_outside_ascii_is_400() {
+    for id in [
+        &b"\xff\xfe-55218d"[..],
+        b"latin1-\xe9",
+        "caf\u{e9}@h".as_bytes(),
+        b"a\x7f",
+    ] {
+        let mut b = request_with("Call-ID:", "Call-ID: PLACEHOLDER");
+        let at = b.windows(11).position(|w| w == b"PLACEHOLDER").unwrap();
+        b.splice(at..at + 11, id.iter().copied());
+        assert_eq!(parse_err(&b), ParseError::BadHeader("Call-ID"), "{id:?}");
+    }
+}
+
+#[test]
 fn response_parses() {
     let b = build(
         &[
