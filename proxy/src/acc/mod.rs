@@ -23,6 +23,7 @@ mod direct;
 pub mod encode;
 pub mod files;
 pub mod journal;
+pub mod pglimit;
 pub mod pgtls;
 pub mod plane;
 pub mod postgres;

@@ -17,6 +17,7 @@
 //! lists, read when the certificate is checked. Over a Unix socket there is no TLS, whatever
 //! `sslmode` says, as with libpq.
 
+use super::pglimit::{self, PgError};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -111,7 +112,7 @@ impl PgTarget {
     /// when the first attempt fails (refused by `pg_hba.conf` for its encryption, a TLS
     /// handshake that fails). The error of a second attempt tells both.
     pub async fn connect(&self) -> Result<(tokio_postgres::Client, PgConnection), ConnectError> {
-        let first = match self.pg.connect(self.tls.clone()).await {
+        let first = match pglimit::connect(&self.pg, &mut self.tls.clone()).await {
             Ok(c) => return Ok(c),
             Err(e) => e,
         };
@@ -120,7 +121,7 @@ impl PgTarget {
         };
         let mut pg = self.pg.clone();
         pg.ssl_mode(mode);
-        pg.connect(self.tls.clone())
+        pglimit::connect(&pg, &mut self.tls.clone())
             .await
             .map_err(|e| ConnectError {
                 first,
@@ -130,16 +131,18 @@ impl PgTarget {
 }
 
 /// A connection's I/O half, to be polled (spawned) while its client is used.
-pub type PgConnection = tokio_postgres::Connection<
-    tokio_postgres::Socket,
-    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
->;
+pub type PgConnection =
+    pglimit::PgConnection<
+        <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+            pglimit::Limited<pglimit::Socket>,
+        >>::Stream,
+    >;
 
 /// Why a connection failed: the first attempt's error, and the second's when there was one.
 #[derive(Debug)]
 pub struct ConnectError {
-    pub first: tokio_postgres::Error,
-    pub then: Option<(PgMode, tokio_postgres::Error)>,
+    pub first: PgError,
+    pub then: Option<(PgMode, PgError)>,
 }
 
 /// A libpq connection string made ready to connect: tokio-postgres's settings and the TLS

@@ -23,6 +23,7 @@
 //! table a rule names is made `LIKE acc` on first use.
 
 use super::config::AccConfig;
+use super::pglimit::PgError;
 use super::pgtls::{ConnectError, PgTarget};
 use super::plane::AccPlane;
 use super::record::{ACC_COLUMNS, CDR_COLUMNS};
@@ -46,6 +47,8 @@ const BATCH: usize = 5000;
 /// How long a connection attempt, or a batch, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SHIP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A batch unanswered this long is logged (and still waited for, up to `SHIP_TIMEOUT`).
+const STALL_WARNING: Duration = Duration::from_secs(5);
 /// Waits between connection attempts: from the first to the last, doubling.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -298,11 +301,29 @@ impl Run {
         // Ranges still to ship, the next on top.
         let mut todo = vec![(0, batch.len())];
         while let Some((a, b)) = todo.pop() {
-            let shipped = tokio::time::timeout(
-                self.at_most(SHIP_TIMEOUT),
-                ship(c, &batch[a..b], &mut self.tables),
-            )
-            .await;
+            let limit = self.at_most(SHIP_TIMEOUT);
+            let shipped = {
+                let mut shipping = std::pin::pin!(tokio::time::timeout(
+                    limit,
+                    ship(c, &batch[a..b], &mut self.tables),
+                ));
+                // A server that holds the batch (a lock, a hung backend) is told long before the
+                // batch is given up.
+                tokio::select! {
+                    r = &mut shipping => r,
+                    () = tokio::time::sleep(STALL_WARNING.min(limit)) => {
+                        tracing::warn!(
+                            "acc: PostgreSQL has not answered a batch of {} records for {} s (a \
+                             lock, a hung server?); records spool meanwhile, and the batch is given \
+                             up after {} s",
+                            b - a,
+                            STALL_WARNING.as_secs(),
+                            SHIP_TIMEOUT.as_secs()
+                        );
+                        shipping.await
+                    }
+                }
+            };
             match shipped {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) if refuses_a_record(&e) => {
@@ -571,7 +592,23 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 /// A failed connection: the first attempt's error, and the second's (`allow`, `prefer`).
 fn describe_connect(e: &ConnectError) -> String {
-    let first = describe(&e.first);
+    let one = |e: &PgError| match e {
+        PgError::Pg(e) => {
+            let s = describe(e);
+            // What the protocol's decoder says of bytes that are not PostgreSQL's messages.
+            let garbled = ["unexpected message", "bytes remaining", "invalid message"];
+            if e.as_db_error().is_none()
+                && garbled.iter().any(|g| s.contains(g))
+                && !s.contains("PostgreSQL server?")
+            {
+                format!("{s} (is this a PostgreSQL server?)")
+            } else {
+                s
+            }
+        }
+        e => e.to_string(),
+    };
+    let first = one(&e.first);
     match &e.then {
         None => first,
         Some((mode, then)) => {
@@ -579,7 +616,7 @@ fn describe_connect(e: &ConnectError) -> String {
                 tokio_postgres::config::SslMode::Disable => "without TLS",
                 _ => "over TLS",
             };
-            format!("{first}; then {how}: {}", describe(then))
+            format!("{first}; then {how}: {}", one(then))
         }
     }
 }
