@@ -16,8 +16,9 @@
 //! - `acc/encode/call` (criterion): the writer's encoding of one call's three records, CSV and
 //!   JSON lines, one format after the other; `acc/encode/call_one_pass`: the same lines in
 //!   one pass over each record, as the file sink writes them when both formats are on.
-//! - `acc/writer_paced` (only with `-- paced [RATE [SECS [SYNC_MS]]]`, default 2,000 calls/s,
-//!   10 s, 10 ms): the writer thread's own CPU per call (its `schedstat`) while two threads
+//! - `acc/writer_paced` (only with `-- paced [RATE [SECS [SYNC_MS [WRITE_MS]]]]`, default
+//!   2,000 calls/s, 10 s, 10 ms, `acc.write_interval_ms`'s default): the writer thread's own
+//!   CPU per call (its `schedstat`) while two threads
 //!   feed it `acc.toml`'s records of RATE calls a second, paced per millisecond as workers
 //!   would; the first second is left out.
 

@@ -126,7 +126,7 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
 /// 16 MiB: at 2,000 calls/s with CSV and JSON lines, a checkpoint every few seconds.
 pub const DEFAULT_JOURNAL_KIB: u64 = 16 << 10;
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 1024;
-pub const DEFAULT_WRITE_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_WRITE_INTERVAL_MS: u64 = 100;
 
 impl AccConfig {
     /// Whether any transaction is recorded by flag.

@@ -101,8 +101,8 @@ pub struct FileSink {
 }
 
 /// With the journal, a file's waiting bytes are written once there are this many, however
-/// young (at 2,000 calls/s a CDR file gets about 1 MB a second).
-const WRITE_BYTES: usize = 4 << 20;
+/// young.
+const WRITE_BYTES: usize = 256 << 10;
 
 const CSV: &str = "csv";
 const JSONL: &str = "jsonl";
