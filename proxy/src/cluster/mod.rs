@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod leases;
+pub mod resp_limit;
 pub mod task;
 
 use redis::aio::MultiplexedConnection;
@@ -21,17 +22,61 @@ pub enum Redis {
 impl Redis {
     pub async fn connect(urls: &[String]) -> redis::RedisResult<Redis> {
         match urls {
-            [one] => Ok(Redis::Single(
-                redis::Client::open(one.as_str())?
-                    .get_multiplexed_async_connection()
-                    .await?,
-            )),
+            [one] => Ok(Redis::Single(single(one).await?)),
             seeds => Ok(Redis::Cluster(
                 redis::cluster::ClusterClient::new(seeds.to_vec())?
                     .get_async_connection()
                     .await?,
             )),
         }
+    }
+}
+
+/// A connection to one server, made on siplb's own socket under [`resp_limit::Limited`] so
+/// that no reply makes siplb hold more than its bound; with the redis crate's timeouts (a
+/// second to connect, 500 ms per reply).
+async fn single(url: &str) -> redis::RedisResult<MultiplexedConnection> {
+    use redis::ConnectionAddr;
+    use resp_limit::Limited;
+    let client = redis::Client::open(url)?;
+    let info = client.get_connection_info();
+    let config = redis::AsyncConnectionConfig::new();
+    let connect = async {
+        match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                let _ = s.set_nodelay(true);
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    info.redis_settings(),
+                    Limited::new(s),
+                    config,
+                )
+                .await?;
+                tokio::spawn(driver);
+                Ok(conn)
+            }
+            ConnectionAddr::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path).await?;
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    info.redis_settings(),
+                    Limited::new(s),
+                    config,
+                )
+                .await?;
+                tokio::spawn(driver);
+                Ok(conn)
+            }
+            // TLS (`rediss://`) and what else the crate knows: its own connection.
+            _ => client.get_multiplexed_async_connection().await,
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting to Redis timed out",
+        )
+        .into()),
     }
 }
 
@@ -63,5 +108,38 @@ impl redis::aio::ConnectionLike for Redis {
             Redis::Single(c) => c.get_db(),
             Redis::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers anything with a bulk string of 2 GiB and then sends zeros.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_server_that_announces_a_huge_reply_is_cut_off_at_its_header() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut command = [0u8; 512];
+            let _ = s.read(&mut command);
+            let _ = s.write_all(b"$2147483647\r\n");
+            let zeros = vec![0u8; 1 << 16];
+            let mut sent = 0usize;
+            while sent < 1 << 30 && s.write_all(&zeros).is_ok() {
+                sent += zeros.len();
+            }
+            sent
+        });
+        // The crate asks the server about itself as it connects: the answer is the huge one.
+        let e = match Redis::connect(&[format!("redis://127.0.0.1:{port}")]).await {
+            Ok(_) => panic!("connected to a server that is not Redis"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("is this a Redis server?"), "{e}");
+        let sent = server.join().unwrap();
+        assert!(sent < 64 << 20, "siplb read {sent} bytes before it gave up");
     }
 }
