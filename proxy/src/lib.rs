@@ -16,6 +16,7 @@ pub mod events;
 pub mod instance;
 pub mod logging;
 pub mod metrics;
+pub mod peer;
 pub mod proxy;
 pub mod reload;
 pub mod restart;

@@ -7,6 +7,7 @@
 //! connection is made here too ([`connect`]), on siplb's own socket, as tokio-postgres would
 //! make it: each host in turn, `hostaddr`, the ports, `connect_timeout`, keepalives.
 
+use crate::peer::{Framing, Watched};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -38,32 +39,38 @@ enum State {
 }
 
 /// A stream whose incoming PostgreSQL messages are checked against [`MAX_MESSAGE`].
-pub struct Limited<S> {
-    inner: S,
+pub type Limited<S> = Watched<S, Messages>;
+
+/// PostgreSQL's framing as it goes by.
+pub struct Messages {
     state: State,
     /// The header being read (type byte, then a big-endian length that counts itself).
     header: [u8; 5],
 }
 
-impl<S> Limited<S> {
-    /// The socket to the server, before anything is sent on it.
-    pub fn socket(inner: S) -> Limited<S> {
-        Limited {
-            inner,
+/// The socket to the server, before anything is sent on it.
+pub fn socket<S>(inner: S) -> Limited<S> {
+    Watched {
+        inner,
+        framing: Messages {
             state: State::Start,
             header: [0; 5],
-        }
+        },
     }
+}
 
-    /// A stream that carries messages from its first byte (inside TLS).
-    pub fn messages(inner: S) -> Limited<S> {
-        Limited {
-            inner,
+/// A stream that carries messages from its first byte (inside TLS).
+pub fn messages<S>(inner: S) -> Limited<S> {
+    Watched {
+        inner,
+        framing: Messages {
             state: State::Messages { header: 0, body: 0 },
             header: [0; 5],
-        }
+        },
     }
+}
 
+impl Framing for Messages {
     /// Follows what the client sends first: an SSLRequest is answered by a single byte.
     fn wrote(&mut self, data: &[u8]) {
         if self.state == State::Start {
@@ -139,41 +146,7 @@ impl<S> Limited<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(this.read(&buf.filled()[before..])),
-            other => other,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.wrote(data);
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: TlsStream + Unpin> TlsStream for Limited<S> {
+impl<S: TlsStream + Unpin> TlsStream for Watched<S, Messages> {
     fn channel_binding(&self) -> ChannelBinding {
         self.inner.channel_binding()
     }
@@ -195,7 +168,7 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         let tls = self.0.connect(stream);
-        Box::pin(async move { Ok(Limited::messages(tls.await?)) })
+        Box::pin(async move { Ok(messages(tls.await?)) })
     }
 }
 
@@ -330,7 +303,7 @@ where
                 PgError::Socket(io::Error::other(format!("TLS: {e}")))
             })?;
             let (client, mut conn) = pg
-                .connect_raw(Limited::socket(socket), LimitedTls(tls))
+                .connect_raw(self::socket(socket), LimitedTls(tls))
                 .await?;
             if pg.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
                 let mut ask = std::pin::pin!(client.simple_query("SHOW transaction_read_only"));
@@ -412,8 +385,8 @@ mod tests {
         m
     }
 
-    fn startup() -> Limited<()> {
-        let mut l = Limited::socket(());
+    fn startup() -> Messages {
+        let mut l = socket(()).framing;
         l.wrote(b"\0\0\0\x10\0\x03\0\0user\0x\0\0");
         l
     }
@@ -449,12 +422,12 @@ mod tests {
 
     #[test]
     fn the_answer_to_an_ssl_request_is_one_byte_then_tls_or_messages() {
-        let mut tls = Limited::socket(());
+        let mut tls = socket(()).framing;
         tls.wrote(&SSL_REQUEST);
         // 'S': TLS records follow, whatever they look like.
         tls.read(b"S\x16\x03\x03\xff\xff\xff\xff").unwrap();
         assert_eq!(tls.state, State::Through);
-        let mut plain = Limited::socket(());
+        let mut plain = socket(()).framing;
         plain.wrote(&SSL_REQUEST);
         let mut bytes = b"N".to_vec();
         bytes.extend(message(b'R', &[0, 0, 0, 0]));
@@ -462,7 +435,7 @@ mod tests {
         assert_eq!(plain.state, State::Messages { header: 0, body: 0 });
         bytes = vec![b'N', b'E'];
         bytes.extend_from_slice(&0x7fff_fff0u32.to_be_bytes());
-        let mut huge = Limited::socket(());
+        let mut huge = socket(()).framing;
         huge.wrote(&SSL_REQUEST);
         assert!(huge.read(&bytes).is_err());
     }
@@ -470,24 +443,7 @@ mod tests {
     /// A server that answers the startup with a message header of 2 GiB and then zeros.
     #[tokio::test(flavor = "current_thread")]
     async fn a_server_that_claims_a_huge_message_is_refused_before_siplb_makes_room_for_it() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            let (mut s, _) = listener.accept().unwrap();
-            let mut startup = [0u8; 512];
-            let _ = s.read(&mut startup);
-            let mut header = vec![b'R'];
-            header.extend_from_slice(&0x7fff_fff0u32.to_be_bytes());
-            let _ = s.write_all(&header);
-            // What the client takes before it gives up.
-            let zeros = vec![0u8; 1 << 16];
-            let mut sent = 0usize;
-            while sent < 1 << 30 && s.write_all(&zeros).is_ok() {
-                sent += zeros.len();
-            }
-            sent
-        });
+        let (port, server) = crate::peer::announcing_server(b"R\x7f\xff\xff\xf0");
         let target = crate::acc::pgtls::parse(&format!(
             "host=127.0.0.1 port={port} user=u dbname=d sslmode=disable connect_timeout=10"
         ))

@@ -37,7 +37,6 @@ impl Redis {
 /// second to connect, 500 ms per reply).
 async fn single(url: &str) -> redis::RedisResult<MultiplexedConnection> {
     use redis::ConnectionAddr;
-    use resp_limit::Limited;
     let client = redis::Client::open(url)?;
     let info = client.get_connection_info();
     let config = redis::AsyncConnectionConfig::new();
@@ -46,25 +45,11 @@ async fn single(url: &str) -> redis::RedisResult<MultiplexedConnection> {
             ConnectionAddr::Tcp(host, port) => {
                 let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                 let _ = s.set_nodelay(true);
-                let (conn, driver) = MultiplexedConnection::new_with_config(
-                    info.redis_settings(),
-                    Limited::new(s),
-                    config,
-                )
-                .await?;
-                tokio::spawn(driver);
-                Ok(conn)
+                over(info.redis_settings(), s, config).await
             }
             ConnectionAddr::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path).await?;
-                let (conn, driver) = MultiplexedConnection::new_with_config(
-                    info.redis_settings(),
-                    Limited::new(s),
-                    config,
-                )
-                .await?;
-                tokio::spawn(driver);
-                Ok(conn)
+                over(info.redis_settings(), s, config).await
             }
             // TLS (`rediss://`) and what else the crate knows: its own connection.
             _ => client.get_multiplexed_async_connection().await,
@@ -78,6 +63,22 @@ async fn single(url: &str) -> redis::RedisResult<MultiplexedConnection> {
         )
         .into()),
     }
+}
+
+/// The multiplexed connection over `stream`, its bound kept beneath it, its driver spawned.
+async fn over<S>(
+    settings: &redis::RedisConnectionInfo,
+    stream: S,
+    config: redis::AsyncConnectionConfig,
+) -> redis::RedisResult<MultiplexedConnection>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, driver) =
+        MultiplexedConnection::new_with_config(settings, resp_limit::limited(stream), config)
+            .await?;
+    tokio::spawn(driver);
+    Ok(conn)
 }
 
 impl redis::aio::ConnectionLike for Redis {
@@ -115,24 +116,10 @@ impl redis::aio::ConnectionLike for Redis {
 mod tests {
     use super::*;
 
-    /// A server that answers anything with a bulk string of 2 GiB and then sends zeros.
+    /// A server that answers anything with a bulk string of 2 GiB and then zeros.
     #[tokio::test(flavor = "current_thread")]
     async fn a_server_that_announces_a_huge_reply_is_cut_off_at_its_header() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            let (mut s, _) = listener.accept().unwrap();
-            let mut command = [0u8; 512];
-            let _ = s.read(&mut command);
-            let _ = s.write_all(b"$2147483647\r\n");
-            let zeros = vec![0u8; 1 << 16];
-            let mut sent = 0usize;
-            while sent < 1 << 30 && s.write_all(&zeros).is_ok() {
-                sent += zeros.len();
-            }
-            sent
-        });
+        let (port, server) = crate::peer::announcing_server(b"$2147483647\r\n");
         // The crate asks the server about itself as it connects: the answer is the huge one.
         let e = match Redis::connect(&[format!("redis://127.0.0.1:{port}")]).await {
             Ok(_) => panic!("connected to a server that is not Redis"),

@@ -6,10 +6,8 @@
 //! the bytes go by, and fails the connection with a clear error at the first reply longer than
 //! [`MAX_REPLY`] bytes or [`MAX_ELEMENTS`] elements, or nested deeper than [`MAX_DEPTH`].
 
+use crate::peer::{Framing, Watched};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The longest reply siplb takes: its replies (the lease scripts', GET, SET, EXISTS) are a few
 /// dozen bytes.
@@ -32,8 +30,18 @@ enum At {
 }
 
 /// A stream whose incoming replies are checked against the bounds.
-pub struct Limited<S> {
-    inner: S,
+pub type Limited<S> = Watched<S, Replies>;
+
+/// The stream to a server, before anything is sent on it.
+pub fn limited<S>(inner: S) -> Limited<S> {
+    Watched {
+        inner,
+        framing: Replies::default(),
+    }
+}
+
+/// RESP's framing as it goes by.
+pub struct Replies {
     at: At,
     /// Elements still to come at each level of nesting, the innermost last.
     open: Vec<u64>,
@@ -52,10 +60,9 @@ fn too_much(what: String) -> io::Error {
     )
 }
 
-impl<S> Limited<S> {
-    pub fn new(inner: S) -> Limited<S> {
-        Limited {
-            inner,
+impl Default for Replies {
+    fn default() -> Replies {
+        Replies {
             at: At::Type,
             open: Vec::new(),
             number: Some(0),
@@ -64,7 +71,9 @@ impl<S> Limited<S> {
             elements: 0,
         }
     }
+}
 
+impl Replies {
     /// A value is whole: it counts in the aggregates around it, and a reply ends with its
     /// outermost value.
     fn value_done(&mut self) {
@@ -125,7 +134,7 @@ impl<S> Limited<S> {
     }
 
     /// Follows the bytes just read; an error at a reply past a bound.
-    fn read(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.bytes += bytes.len() as u64;
         if self.bytes > MAX_REPLY {
             return Err(too_much(format!("a reply of over {} bytes", self.bytes)));
@@ -200,36 +209,9 @@ impl<S> Limited<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(this.read(&buf.filled()[before..])),
-            other => other,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+impl Framing for Replies {
+    fn read(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.follow(bytes)
     }
 }
 
@@ -237,8 +219,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
 mod tests {
     use super::*;
 
-    fn fed(bytes: &[u8], cut: usize) -> io::Result<Limited<()>> {
-        let mut l = Limited::new(());
+    fn fed(bytes: &[u8], cut: usize) -> io::Result<Replies> {
+        let mut l = Replies::default();
         for chunk in bytes.chunks(cut) {
             l.read(chunk)?;
         }
@@ -275,12 +257,12 @@ mod tests {
 
     #[test]
     fn an_endless_line_or_a_reply_of_many_small_parts_fails_once_past_the_bound() {
-        let mut l = Limited::new(());
+        let mut l = Replies::default();
         let mut line = b"+".to_vec();
         line.extend(std::iter::repeat_n(b'x', 70_000));
         assert!(l.read(&line).is_err());
         // Many elements of an array, each small: the reply's bytes add up.
-        let mut l = Limited::new(());
+        let mut l = Replies::default();
         l.read(b"*60000\r\n").unwrap();
         let chunk = b"$10000\r\n"
             .iter()
@@ -296,6 +278,6 @@ mod tests {
         }
         assert!(failed, "over 16 MiB in one reply");
         // Lengths that are not numbers are not a length.
-        assert!(Limited::new(()).read(b"$abc\r\n").is_err());
+        assert!(Replies::default().read(b"$abc\r\n").is_err());
     }
 }
