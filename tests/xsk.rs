@@ -409,6 +409,39 @@ fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
     assert!(stats["xdp:xsk_tx"] >= 4 * 500 - 20, "{stats:?}");
 }
 
+/// Replies longer than the link's MTU (a 180 and a 200 with a 1600-byte header) go back to the
+/// caller through the kernel's path, which fragments them: an AF_XDP frame cannot be.
+#[test]
+fn replies_longer_than_the_mtu_reach_the_caller_fragmented() {
+    let _g = serial();
+    require_sipp();
+    let pair = NetnsPair::new(55);
+    pair.tx_checksum_off_a();
+    let dir = TempDir::new("xsk-mtu");
+    let config = af_xdp_config(&pair, "generic", &pair.ip_b, "", "");
+    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &config);
+    let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
+    let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas_big.xml", &[]);
+    let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas_big.xml", &[]);
+    let uac = Sipp::uac_in(
+        Some(&pair.a),
+        &dir.0,
+        "uac",
+        &format!("{}:5060", pair.ip_b),
+        &pair.ip_a,
+        "uac.xml",
+        20,
+        10,
+        &[],
+        60,
+    );
+    drop((uas1, uas2));
+    siplb.assert_alive();
+    let stats = siplb.stats();
+    siplb.stop();
+    assert_eq!((uac.ok(), uac.failed()), (20, 0), "{stats:?}");
+}
+
 #[test]
 fn calls_through_siplb_on_the_af_xdp_path_native() {
     calls_through_af_xdp(54, "native");

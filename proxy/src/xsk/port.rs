@@ -90,6 +90,8 @@ pub struct XskPort {
     pending: u32,
     addr: SocketAddrV4,
     mac: Mac,
+    /// The interface's MTU: the longest IP packet a frame may carry unfragmented.
+    mtu: usize,
     hops: NextHops,
     ip_id: u16,
     pub counts: PortCounts,
@@ -109,6 +111,7 @@ pub struct Opened {
 pub fn open(ifname: &str, addr: SocketAddrV4, workers: u32, mode: BindMode) -> io::Result<Opened> {
     let ifindex = ifindex(ifname)?;
     let mac = mac_of(ifname)?;
+    let mtu = mtu_of(ifname);
     let queues = rx_queues(ifname).max(1);
     let mut ports = Vec::new();
     let mut zero_copy = false;
@@ -143,6 +146,7 @@ pub fn open(ifname: &str, addr: SocketAddrV4, workers: u32, mode: BindMode) -> i
                 pending: 0,
                 addr,
                 mac,
+                mtu,
                 hops: NextHops::new(ifindex),
                 ip_id: 0,
                 counts: PortCounts::default(),
@@ -214,7 +218,11 @@ impl XskPort {
         let SocketAddr::V4(dst) = dst else {
             return false;
         };
-        if frame::HEADERS + payload.len() > self.queue.umem.frame_size() as usize {
+        // Longer than the link takes: the kernel's path fragments it (a frame sent here
+        // unfragmented would be dropped on the way, and the datagram lost).
+        if frame::HEADERS + payload.len() > self.queue.umem.frame_size() as usize
+            || frame::IP_HEADER + frame::UDP_HEADER + payload.len() > self.mtu
+        {
             return false;
         }
         let Some(dst_mac) = self.hops.mac_for(*dst.ip(), now) else {
@@ -294,6 +302,14 @@ fn mac_of(ifname: &str) -> io::Result<Mac> {
             .ok_or_else(|| io::Error::other(format!("no MAC address on {ifname}")))?;
     }
     Ok(mac)
+}
+
+/// The interface's MTU (`/sys/class/net/<if>/mtu`; 1500 when it cannot be read).
+fn mtu_of(ifname: &str) -> usize {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(1500)
 }
 
 /// The interface's receive queues (`/sys/class/net/<if>/queues/rx-*`).
