@@ -362,17 +362,24 @@ gateways = ["{gw}:5081", "{gw}:5082"]
 /// what the caller sends arrives through the workers' AF_XDP sockets and what siplb sends
 /// back to the caller leaves through them (the gateways, on siplb's own host, are reached
 /// through the kernel).
-fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
-    let _g = serial();
+/// `calls` calls at `rate` from the caller on `a` through siplb on the AF_XDP path (`b`) to
+/// two gateways on `b` playing `uas`: the caller's sipp, and siplb's statistics as it stops.
+fn af_xdp_calls(
+    n: u8,
+    xdp_mode: &str,
+    uas: &str,
+    calls: u32,
+    rate: u32,
+) -> (SippStats, std::collections::HashMap<String, u64>) {
     require_sipp();
     let pair = NetnsPair::new(n);
     pair.tx_checksum_off_a();
-    let dir = TempDir::new(&format!("xsk-{xdp_mode}"));
+    let dir = TempDir::new(&format!("xsk-{n}-{xdp_mode}"));
     let config = af_xdp_config(&pair, xdp_mode, &pair.ip_b, "", "");
     let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &config);
     let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
-    let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas.xml", &[]);
-    let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas.xml", &[]);
+    let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), uas, &[]);
+    let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), uas, &[]);
     let uac = Sipp::uac_in(
         Some(&pair.a),
         &dir.0,
@@ -380,8 +387,8 @@ fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
         &format!("{}:5060", pair.ip_b),
         &pair.ip_a,
         "uac.xml",
-        500,
-        100,
+        calls,
+        rate,
         &[],
         120,
     );
@@ -391,6 +398,12 @@ fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
     siplb.assert_alive();
     let stats = siplb.stats();
     siplb.stop();
+    (uac, stats)
+}
+
+fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
+    let _g = serial();
+    let (uac, stats) = af_xdp_calls(n, xdp_mode, "uas.xml", 500, 100);
     eprintln!(
         "{xdp_mode}: xsk_rx {} xsk_tx {} redirected_xsk {} passed {}",
         stats["xdp:xsk_rx"], stats["xdp:xsk_tx"], stats["xdp:redirected_xsk"], stats["xdp:passed"]
@@ -414,31 +427,7 @@ fn calls_through_af_xdp(n: u8, xdp_mode: &str) {
 #[test]
 fn replies_longer_than_the_mtu_reach_the_caller_fragmented() {
     let _g = serial();
-    require_sipp();
-    let pair = NetnsPair::new(55);
-    pair.tx_checksum_off_a();
-    let dir = TempDir::new("xsk-mtu");
-    let config = af_xdp_config(&pair, "generic", &pair.ip_b, "", "");
-    let mut siplb = Siplb::start_in(Some(&pair.b), BIN, &dir.0, &config);
-    let gw = |k: u16| format!("{}:{}", pair.ip_b, 5080 + k);
-    let uas1 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas1", &gw(1), "uas_big.xml", &[]);
-    let uas2 = Sipp::uas_in(Some(&pair.b), &dir.0, "uas2", &gw(2), "uas_big.xml", &[]);
-    let uac = Sipp::uac_in(
-        Some(&pair.a),
-        &dir.0,
-        "uac",
-        &format!("{}:5060", pair.ip_b),
-        &pair.ip_a,
-        "uac.xml",
-        20,
-        10,
-        &[],
-        60,
-    );
-    drop((uas1, uas2));
-    siplb.assert_alive();
-    let stats = siplb.stats();
-    siplb.stop();
+    let (uac, stats) = af_xdp_calls(55, "generic", "uas_big.xml", 20, 10);
     assert_eq!((uac.ok(), uac.failed()), (20, 0), "{stats:?}");
 }
 
