@@ -1,11 +1,12 @@
 //! What the XDP guard reads of a UDP payload to the SIP port: whether its head can be SIP.
 //!
-//! A SIP datagram is a keep-alive (only CR and LF bytes), or empty lines (RFC 3261 §7.5 allows
-//! them before a start line) followed by a start line: a status line `SIP/2.0 NNN `, or a
-//! request line `Method SP Request-URI`, where the method is a `token` (letters of either case,
-//! digits and `-.!%*_+`'~`) and the Request-URI starts with a URI scheme and a colon. The
-//! guard runs these functions on the first [`HEAD`] bytes after the empty lines; userspace and
-//! the tests run the same ones.
+//! A SIP datagram is a keep-alive (only CR and LF bytes, any number), or at most
+//! [`MAX_LEADING`] bytes of empty lines (RFC 3261 §7.5 allows them before a start line)
+//! followed by a start line: a status line `SIP/2.0 NNN `, or a request line
+//! `Method SP Request-URI`, where the method is a `token` (letters of either case, digits and
+//! `-.!%*_+`'~`) and the Request-URI starts with a URI scheme and a colon. The guard runs these
+//! functions on the first [`HEAD`] bytes after the empty lines; userspace and the tests run the
+//! same ones.
 
 /// Bytes of the payload read for the start line.
 pub const HEAD: usize = 32;
@@ -73,11 +74,8 @@ pub enum Head {
 
 /// Classifies a whole payload (userspace and tests; the guard does the same in steps).
 pub fn classify(payload: &[u8]) -> Head {
-    let lead = payload
-        .iter()
-        .take(MAX_LEADING + 1)
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let empty = |b: &u8| *b == b'\r' || *b == b'\n';
+    let lead = payload.iter().take_while(|b| empty(b)).count();
     if lead == payload.len() {
         return Head::KeepAlive;
     }
@@ -125,6 +123,15 @@ mod tests {
         assert_eq!(classify(b"\r\n\r\n"), Head::KeepAlive);
         assert_eq!(classify(b"\n"), Head::KeepAlive);
         assert_eq!(classify(b"\r\nBYE sip:a@b SIP/2.0\r\n"), Head::StartLine(2));
+        assert_eq!(classify(&[b'\n'; 700]), Head::KeepAlive, "of any length");
+    }
+
+    #[test]
+    fn at_most_max_leading_empty_line_bytes_before_a_start_line() {
+        let line = b"BYE sip:a@b SIP/2.0\r\n";
+        let with = |n: usize| [&b"\r\n".repeat(n / 2)[..], line].concat();
+        assert_eq!(classify(&with(MAX_LEADING)), Head::StartLine(MAX_LEADING));
+        assert_eq!(classify(&with(MAX_LEADING + 2)), Head::NotSip);
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! it hands it on in software.
 //!
 //! `siplb_guard` (XDP, on the interface of the listen address): lets everything pass that is
-//! not IPv4 UDP to the SIP port, and every IP fragment; of the rest, drops what comes from a
-//! blocklisted source, what does not start like a SIP request or status line, and what passes
-//! a source's flood limit (a token bucket per source, like Kamailio's `pike`; allow-listed
-//! sources are exempt). What it lets through it can send on to the worker that owns the call:
-//! to that worker's AF_XDP socket (the AF_XDP data path), or to its CPU through a cpumap.
+//! not IPv4 UDP to the SIP port; of the rest, drops what comes from a blocklisted source, what
+//! does not start like a SIP request or status line, and what passes a source's flood limit
+//! (a token bucket per source, like Kamailio's `pike`; allow-listed sources are exempt). A
+//! fragmented datagram is judged by its first fragment, which holds the UDP header and the
+//! start line; its later fragments pass to the kernel's reassembly, but for a blocklisted
+//! source's. What it lets through whole it can send on to the worker that owns the call: to
+//! that worker's AF_XDP socket (the AF_XDP data path), or to its CPU through a cpumap.
 //! Counts each outcome per CPU.
 #![no_std]
 #![no_main]
@@ -213,6 +215,9 @@ static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOUR
 const ETH_HEADER: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const IPPROTO_UDP: u8 = 17;
+/// The IPv4 header's fragment offset, and its "more fragments" flag.
+const FRAG_OFFSET: u16 = 0x1fff;
+const FRAG_MORE: u16 = 0x2000;
 
 #[xdp]
 pub fn siplb_guard(ctx: XdpContext) -> u32 {
@@ -263,24 +268,38 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
     if !(20..=60).contains(&ihl) || at::<u8>(ctx, ETH_HEADER + 9)? != IPPROTO_UDP {
         return Ok(XDP_PASS);
     }
-    // A fragment (more to come, or not the first): reassembly is the kernel's business.
-    if u16::from_be(at::<u16>(ctx, ETH_HEADER + 6)?) & 0x3fff != 0 {
+    let src: u32 = at(ctx, ETH_HEADER + 12)?;
+    let key = Key::new(32, src);
+    let frag = u16::from_be(at::<u16>(ctx, ETH_HEADER + 6)?);
+    if frag & FRAG_OFFSET != 0 {
+        // A later fragment has no UDP header to read. A blocklisted source's is dropped (its
+        // first fragment is, below, so it could only wait in the kernel's reassembly queue,
+        // taking room from others' fragments); the rest is the kernel's to reassemble.
+        if BLOCKLIST.get(&key).is_some() {
+            count(shared::XDP_SEEN);
+            count(shared::XDP_DROP_BLOCKED);
+            return Ok(XDP_DROP);
+        }
         return Ok(XDP_PASS);
     }
+    // A whole datagram, or the first fragment of one: its UDP header and the head of its
+    // payload are here, and dropping the first fragment drops the datagram.
+    let first_fragment = frag & FRAG_MORE != 0;
     let udp = ETH_HEADER + ihl;
+    let Ok(header) = load::<[u8; UDP_HEADER as usize]>(ctx, udp) else {
+        return Ok(XDP_PASS); // cut short: the kernel drops it
+    };
     let port = *XDP_CONFIG.get(shared::XDP_SIP_PORT).ok_or(())?;
-    if u16::from_be(load::<u16>(ctx, udp + 2)?) as u32 != port {
+    if u16::from_be_bytes([header[2], header[3]]) as u32 != port {
         return Ok(XDP_PASS);
     }
     count(shared::XDP_SEEN);
-    let src: u32 = at(ctx, ETH_HEADER + 12)?;
-    let key = Key::new(32, src);
     if BLOCKLIST.get(&key).is_some() {
         count(shared::XDP_DROP_BLOCKED);
         return Ok(XDP_DROP);
     }
-    let payload = udp + 8;
-    let len = (u16::from_be(load::<u16>(ctx, udp + 4)?) as usize).saturating_sub(8);
+    let payload = udp + UDP_HEADER as usize;
+    let len = (u16::from_be_bytes([header[4], header[5]]) as usize).saturating_sub(8);
     if !is_sip(ctx, payload, len) {
         count(shared::XDP_DROP_NOT_SIP);
         return Ok(XDP_DROP);
@@ -291,6 +310,10 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
         return Ok(XDP_DROP);
     }
     count(shared::XDP_PASSED);
+    if first_fragment {
+        // The kernel reassembles it; steering then places the whole datagram.
+        return Ok(XDP_PASS);
+    }
     // On to the worker that owns the call: its AF_XDP socket, or its CPU (where the kernel
     // then delivers it and steering picks the same worker's socket).
     let xsks = *XDP_CONFIG.get(shared::XDP_XSK_WORKERS).ok_or(())?;
@@ -383,7 +406,7 @@ fn is_sip(ctx: &XdpContext, payload: usize, len: usize) -> bool {
         return false;
     }
     let mut lead = 0;
-    while lead < head::MAX_LEADING && lead < len {
+    while lead <= head::MAX_LEADING && lead < len {
         match load::<u8>(ctx, payload + lead) {
             Ok(b'\r') | Ok(b'\n') => lead += 1,
             _ => break,
@@ -392,10 +415,61 @@ fn is_sip(ctx: &XdpContext, payload: usize, len: usize) -> bool {
     if lead == len {
         return true;
     }
-    if lead >= head::MAX_LEADING {
-        return false;
+    if lead > head::MAX_LEADING {
+        // Too many empty lines for a start line: a keep-alive if nothing else follows.
+        return only_empty_lines(ctx, payload + lead, payload + len);
     }
     load::<[u8; head::HEAD]>(ctx, payload + lead).is_ok_and(|h| head::looks_like_start_line(&h))
+}
+
+/// A keep-alive's check of the bytes from `at` to `end`, on the program's stack.
+#[repr(C)]
+struct EmptyLines {
+    md: *mut xdp_md,
+    at: u32,
+    end: u32,
+    /// 1 while every byte read was CR or LF.
+    ok: u32,
+}
+
+/// Whether the packet's bytes from `at` to `end` are all CR or LF (and in the packet).
+#[inline(always)]
+fn only_empty_lines(ctx: &XdpContext, at: usize, end: usize) -> bool {
+    let mut c = EmptyLines {
+        md: ctx.ctx,
+        at: at as u32,
+        end: end as u32,
+        ok: 1,
+    };
+    // SAFETY: `empty_line_byte` has the callback signature bpf_loop expects, and `c`
+    // outlives the call.
+    unsafe {
+        bpf_loop(
+            shared::MAX_SCAN_BYTES,
+            empty_line_byte as *mut c_void,
+            &mut c as *mut EmptyLines as *mut c_void,
+            0,
+        );
+    }
+    c.ok == 1 && end - at <= shared::MAX_SCAN_BYTES as usize
+}
+
+/// One `bpf_loop` step of [`only_empty_lines`].
+extern "C" fn empty_line_byte(i: u32, data: *mut c_void) -> c_long {
+    // SAFETY: `data` is the `EmptyLines` that `only_empty_lines` passed to bpf_loop.
+    let c = unsafe { &mut *(data as *mut EmptyLines) };
+    let pos = c.at + i;
+    if pos >= c.end {
+        return 1;
+    }
+    let mut b = 0u8;
+    // SAFETY: one byte into `b`; the helper checks `pos` against the packet.
+    let r = unsafe { bpf_xdp_load_bytes(c.md, pos, &mut b as *mut u8 as *mut c_void, 1) };
+    if r != 0 || (b != b'\r' && b != b'\n') {
+        c.ok = 0;
+        return 1;
+    }
+    0
 }
 
 /// Takes one token from `src`'s bucket (`rate` per second, at most the configured burst);
@@ -414,7 +488,10 @@ fn over_limit(src: u32, rate: u32) -> bool {
             // SAFETY: a value of the map; another CPU may update it at the same time, which
             // only makes the limit approximate.
             let b = unsafe { &mut *b };
-            let refill = (now.saturating_sub(b.last_ns) / 1000) * rate as u64 / 1000;
+            // At most 1,000 s of refill (the product stays far from overflow: `rate` is at
+            // most 10 million, checked with the config).
+            let idle_us = (now.saturating_sub(b.last_ns) / 1000).min(1_000_000_000);
+            let refill = idle_us * rate as u64 / 1000;
             let tokens = (b.milli_tokens + refill).min(burst);
             b.last_ns = now;
             if tokens < 1000 {

@@ -23,6 +23,8 @@ pub const MAX_YEAR_S: u64 = 31_536_000;
 pub const MAX_BATCH: u64 = 1024;
 /// `limits.transaction_mb_per_worker`: 1 TiB.
 pub const MAX_TRANSACTION_MB: u64 = 1 << 20;
+/// The XDP guard's flood limit and burst, per source: ten million datagrams (a second).
+pub const MAX_FLOOD: u64 = 10_000_000;
 
 /// Checks every bounded key that `f` sets.
 pub(super) fn check(f: &FileConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
@@ -113,6 +115,21 @@ pub(super) fn check(f: &FileConfig, invalid: Invalid<'_>) -> Result<(), ConfigEr
         invalid,
     )?;
     at_most(&f.events.queue, "events.queue", MAX_QUEUE, n, invalid)?;
+    let st = &f.steering;
+    at_most(
+        &st.flood_rate,
+        "steering.flood_rate",
+        MAX_FLOOD,
+        "",
+        invalid,
+    )?;
+    at_most(
+        &st.flood_burst,
+        "steering.flood_burst",
+        MAX_FLOOD,
+        "",
+        invalid,
+    )?;
     let batch = &f.workers.batch;
     if *batch.get_ref() == 0 {
         return Err(invalid(
@@ -194,6 +211,12 @@ trait Wide {
 impl Wide for u64 {
     fn wide(self) -> u64 {
         self
+    }
+}
+
+impl Wide for u32 {
+    fn wide(self) -> u64 {
+        self.into()
     }
 }
 

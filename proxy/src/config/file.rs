@@ -172,9 +172,9 @@ pub struct Steering {
     /// `auto` (native, else generic), `native`, `generic` or `off`.
     pub xdp_mode: Spanned<String>,
     /// The XDP guard's flood limit: datagrams per second per source (0 = none).
-    pub flood_rate: u32,
+    pub flood_rate: Spanned<u32>,
     /// Its burst (0 = one second's worth).
-    pub flood_burst: u32,
+    pub flood_burst: Spanned<u32>,
     /// The XDP guard sends each datagram on to its owner worker's CPU (cpumap redirect).
     pub xdp_cpumap: bool,
 }
@@ -186,8 +186,8 @@ impl Default for Steering {
             hash_key: None,
             xdp_interfaces: Vec::new(),
             xdp_mode: Spanned::new(0..0, "auto".into()),
-            flood_rate: 0,
-            flood_burst: 0,
+            flood_rate: Spanned::new(0..0, 0),
+            flood_burst: Spanned::new(0..0, 0),
             xdp_cpumap: false,
         }
     }

@@ -389,13 +389,12 @@ impl Config {
             events_queue: *f.events.queue.get_ref(),
             metrics_listen,
             xdp_mode,
-            flood_rate: f.steering.flood_rate,
+            flood_rate: *f.steering.flood_rate.get_ref(),
             xdp_cpumap: f.steering.xdp_cpumap,
             log,
-            flood_burst: if f.steering.flood_burst == 0 {
-                f.steering.flood_rate
-            } else {
-                f.steering.flood_burst
+            flood_burst: match *f.steering.flood_burst.get_ref() {
+                0 => *f.steering.flood_rate.get_ref(),
+                burst => burst,
             },
             shutdown_dialogs,
             shutdown_bye_wait: Duration::from_millis(*f.shutdown.bye_wait_ms.get_ref()),

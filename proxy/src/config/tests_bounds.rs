@@ -244,6 +244,17 @@ fn numbers_that_size_memory_or_set_a_timer_have_an_upper_bound() {
             panic!("{name} = {max} is refused: {e}");
         }
     }
+    for key in ["flood_rate", "flood_burst"] {
+        let e = error_after_min(&format!("[steering]\n{key} = 10000001\n"));
+        assert_eq!(
+            e,
+            format!(
+                "/etc/siplb/t.toml:14: `steering.{key}`: 10000001 is too large: at most 10000000"
+            )
+        );
+        let ok = format!("{MIN}\n[steering]\n{key} = 10000000\n");
+        assert!(parse(&ok).is_ok(), "{key} = 10000000 is refused");
+    }
     let e = error_after_min("[workers]\nbatch = 0\n");
     assert_eq!(
         e,
