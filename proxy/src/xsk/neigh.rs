@@ -1,8 +1,16 @@
 //! Next hops for frames sent through AF_XDP: the kernel's route to each destination
 //! (`RTM_GETROUTE`, as `ip route get` asks) and the neighbour (ARP) entries of one interface
-//! (an `RTM_GETNEIGH` dump), read over rtnetlink and cached. A destination the cache cannot place (routed through another interface, or whose
-//! next hop's MAC the kernel does not know yet) is the caller's to send through the kernel's
-//! socket path, which resolves it; a later refresh then finds it.
+//! (an `RTM_GETNEIGH` dump), read over rtnetlink and cached. A destination the cache cannot
+//! place (routed through another interface, or whose next hop's MAC the kernel does not know
+//! yet) is the caller's to send through the kernel's socket path, which resolves it; a later
+//! refresh then finds it.
+//!
+//! Frames sent through AF_XDP never reach the kernel's neighbour state machine, so an entry
+//! the kernel has not confirmed lately (STALE) would stay so, with its MAC, for ever: a peer
+//! that moved to another MAC (a failover that sent no gratuitous ARP, a replaced card) would be
+//! sent to at the old one. A STALE next hop therefore gets one datagram through the kernel's
+//! path every [`NUDGE`]: the kernel then checks the entry (DELAY, then unicast ARP probes) and
+//! resolves it again if the MAC no longer answers.
 
 use super::frame::Mac;
 use std::collections::HashMap;
@@ -33,6 +41,7 @@ const RTN_UNICAST: u8 = 1;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 const NUD_INCOMPLETE: u16 = 0x01;
+const NUD_STALE: u16 = 0x04;
 const NUD_FAILED: u16 = 0x20;
 const NUD_NONE: u16 = 0x00;
 
@@ -44,6 +53,8 @@ pub struct NextHops {
     /// Destination → next hop through our interface (None: routed elsewhere).
     hops: HashMap<Ipv4Addr, Option<Ipv4Addr>>,
     macs: HashMap<Ipv4Addr, Mac>,
+    /// The next hops whose entries are STALE, and when each last went through the kernel.
+    stale: HashMap<Ipv4Addr, Option<Instant>>,
     /// When the neighbours were last read, and when the routes were forgotten.
     neighbours_read: Option<Instant>,
     routes_since: Option<Instant>,
@@ -53,6 +64,8 @@ pub struct NextHops {
 const ROUTES_KEPT: Duration = Duration::from_secs(10);
 /// The neighbour table is read again after this long.
 const NEIGHBOURS_KEPT: Duration = Duration::from_secs(1);
+/// A STALE next hop gets a datagram through the kernel's path this often.
+pub const NUDGE: Duration = Duration::from_secs(5);
 
 impl NextHops {
     pub fn new(ifindex: u32) -> NextHops {
@@ -60,13 +73,15 @@ impl NextHops {
             ifindex,
             hops: HashMap::new(),
             macs: HashMap::new(),
+            stale: HashMap::new(),
             neighbours_read: None,
             routes_since: None,
         }
     }
 
     /// The MAC to send a frame for `dst` to, if `dst` is reached through our interface and
-    /// its next hop's MAC is known.
+    /// its next hop's MAC is known (and this datagram is not the one that goes through the
+    /// kernel to have a STALE entry checked).
     pub fn mac_for(&mut self, dst: Ipv4Addr, now: Instant) -> Option<Mac> {
         if self
             .routes_since
@@ -103,22 +118,52 @@ impl NextHops {
                 tracing::debug!("AF_XDP next hops: reading the neighbour table: {e}");
             }
         }
-        self.macs.get(&hop).copied()
+        let mac = self.macs.get(&hop).copied()?;
+        if self.nudge(hop, now) {
+            return None;
+        }
+        Some(mac)
+    }
+
+    /// Whether a datagram to `hop` should go through the kernel now, to have its STALE entry
+    /// checked: once per [`NUDGE`].
+    fn nudge(&mut self, hop: Ipv4Addr, now: Instant) -> bool {
+        let Some(last) = self.stale.get_mut(&hop) else {
+            return false;
+        };
+        if last.is_some_and(|t| now.duration_since(t) < NUDGE) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Reads the neighbours of our interface again.
     pub fn read_neighbours(&mut self) -> io::Result<()> {
         let nl = Netlink::open()?;
-        let mut macs = HashMap::new();
+        let mut entries = Vec::new();
         nl.request(RTM_GETNEIGH, NLM_F_DUMP, &[], |kind, body| {
             if kind == RTM_NEWNEIGH
-                && let Some((ip, mac)) = parse_neigh(body, self.ifindex)
+                && let Some(entry) = parse_neigh(body, self.ifindex)
             {
-                macs.insert(ip, mac);
+                entries.push(entry);
             }
         })?;
-        self.macs = macs;
+        self.take(entries);
         Ok(())
+    }
+
+    /// Takes a fresh read of the neighbours: `(address, MAC, state)`.
+    fn take(&mut self, entries: Vec<(Ipv4Addr, Mac, u16)>) {
+        let mut stale = HashMap::new();
+        self.macs.clear();
+        for (ip, mac, state) in entries {
+            self.macs.insert(ip, mac);
+            if state & NUD_STALE != 0 {
+                stale.insert(ip, self.stale.get(&ip).copied().flatten());
+            }
+        }
+        self.stale = stale;
     }
 }
 
@@ -174,8 +219,8 @@ fn u32_of(v: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(v.try_into().ok()?))
 }
 
-/// A usable IPv4 neighbour entry of `ifindex`.
-fn parse_neigh(body: &[u8], ifindex: u32) -> Option<(Ipv4Addr, Mac)> {
+/// A usable IPv4 neighbour entry of `ifindex`: address, MAC, state.
+fn parse_neigh(body: &[u8], ifindex: u32) -> Option<(Ipv4Addr, Mac, u16)> {
     // struct ndmsg: family, pad, pad16, ifindex (i32), state (u16), flags, type.
     if body.len() < BODY || i32::from(body[0]) != libc::AF_INET {
         return None;
@@ -193,7 +238,7 @@ fn parse_neigh(body: &[u8], ifindex: u32) -> Option<(Ipv4Addr, Mac)> {
             _ => {}
         }
     }
-    Some((ip?, mac?))
+    Some((ip?, mac?, state))
 }
 
 struct Netlink {
@@ -330,5 +375,34 @@ mod tests {
         let mut n = NextHops::new(1);
         n.read_neighbours().expect("rtnetlink dump");
         assert_eq!(n.mac_for(Ipv4Addr::LOCALHOST, Instant::now()), None);
+    }
+
+    #[test]
+    fn a_stale_next_hop_goes_through_the_kernel_once_per_nudge_interval() {
+        const REACHABLE: u16 = 0x02;
+        let (fresh, stale) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+        let mac = [2, 0, 0, 0, 0, 1];
+        let mut n = NextHops::new(7);
+        n.take(vec![(fresh, mac, REACHABLE), (stale, mac, NUD_STALE)]);
+        let t0 = Instant::now();
+        assert!(!n.nudge(fresh, t0), "a confirmed entry is used");
+        assert!(
+            n.nudge(stale, t0),
+            "the first datagram to a stale one goes to the kernel"
+        );
+        assert!(!n.nudge(stale, t0 + Duration::from_secs(1)));
+        // A read of the table while the entry is still STALE keeps when it was nudged.
+        n.take(vec![(fresh, mac, REACHABLE), (stale, mac, NUD_STALE)]);
+        assert!(!n.nudge(stale, t0 + Duration::from_secs(2)));
+        assert!(n.nudge(stale, t0 + NUDGE));
+        assert!(!n.nudge(stale, t0 + NUDGE + Duration::from_secs(1)));
+        // Confirmed again by the kernel: used until it goes stale again.
+        n.take(vec![(stale, mac, REACHABLE)]);
+        assert!(!n.nudge(stale, t0 + 3 * NUDGE));
+        assert_eq!(n.macs.get(&stale), Some(&mac));
+        assert!(
+            !n.macs.contains_key(&fresh),
+            "an entry that went away is forgotten"
+        );
     }
 }

@@ -167,8 +167,8 @@ impl XskPort {
         self.sock.as_raw_fd()
     }
 
-    /// Hands each received datagram for our address and port to `f(source, payload, receive
-    /// time)` (CLOCK_MONOTONIC ns as the XDP program stamped it, 0 when it did not); the
+    /// Hands each received datagram for our address, port and MAC to `f(source, payload,
+    /// receive time)` (CLOCK_MONOTONIC ns as the XDP program stamped it, 0 when it did not); the
     /// frames taken from the RX ring (0: it was empty).
     pub fn receive(&mut self, mut f: impl FnMut(SocketAddr, &[u8], u64)) -> usize {
         let n = self.sock.rx.ready().min(RX_BATCH);
@@ -181,7 +181,12 @@ impl XskPort {
             // SAFETY: the frame is ours until it goes back to the fill ring below.
             let bytes = unsafe { self.queue.umem.bytes(d.addr, d.len as usize) };
             match frame::parse(bytes) {
-                Ok(dg) if dg.dst == self.addr => {
+                // Sent to our address and MAC (or a group MAC), as the kernel's path takes
+                // it: a frame for another host seen in promiscuous mode is not ours.
+                Ok(dg)
+                    if dg.dst == self.addr
+                        && (dg.dst_mac == self.mac || dg.dst_mac[0] & 1 == 1) =>
+                {
                     self.counts.rx += 1;
                     f(SocketAddr::V4(dg.src), dg.payload, self.stamp(d.addr));
                 }
