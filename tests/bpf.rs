@@ -409,6 +409,12 @@ fn xdp_guard_limits_a_flood_and_blocks_blocklisted_sources() {
     );
     // Its bucket has filled again meanwhile: only the blocklist can stop it now.
     std::thread::sleep(std::time::Duration::from_millis(1200));
+    let top = siplb.ctl(&["--json", "pike.top", "1"]).expect("pike.top");
+    assert_eq!(
+        top.trim(),
+        format!(r#"[{{"source":"{flooder}","tokens":50.0}}]"#),
+        "pike.top shows the bucket as it is now, full"
+    );
     assert_eq!(
         options(&pair.a, &flooder, &pair.ip_b, 5, 1.0),
         0,

@@ -315,7 +315,65 @@ fn sip_datagrams_reach_their_owners_af_xdp_socket_and_answers_go_out_generic() {
     round_trip(53, GuardMode::Generic);
 }
 
+/// A second guard on an interface that has one is refused, and the error says why in the
+/// kernel's words (the errno), not only which call failed.
+#[test]
+fn a_guard_that_cannot_attach_says_why() {
+    let _g = serial();
+    let pair = NetnsPair::new(59);
+    let (dev, b) = (pair.dev_b.clone(), pair.b.clone());
+    std::thread::spawn(move || {
+        enter(&b);
+        let first = XdpGuard::attach(&dev, 5060, 0, 0, GuardMode::Generic, Redirect::Pass)
+            .expect("the first guard");
+        let second = XdpGuard::attach(&dev, 5060, 0, 0, GuardMode::Generic, Redirect::Pass);
+        let e = second.err().expect("a second guard on the same interface");
+        assert!(e.contains("busy"), "{e}");
+        assert!(e.contains("os error 16"), "{e}");
+        drop(first);
+    })
+    .join()
+    .expect("guard thread");
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_siplb");
+
+/// A bridge has no native XDP: with `workers.io = "af_xdp"` and `steering.xdp_mode =
+/// "native"` siplb refuses to start, and says which key to change.
+#[test]
+fn af_xdp_on_a_bridge_in_native_mode_names_the_xdp_mode() {
+    let _g = serial();
+    let pair = NetnsPair::new(60);
+    let ip = |args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(st.success(), "ip {args:?}");
+    };
+    let b = pair.b.as_str();
+    ip(&["-n", b, "link", "add", "sl60br", "type", "bridge"]);
+    ip(&["-n", b, "addr", "add", "198.18.61.2/24", "dev", "sl60br"]);
+    ip(&["-n", b, "link", "set", "sl60br", "up"]);
+    let dir = TempDir::new("xsk-bridge");
+    let config = af_xdp_config(&pair, "native", &pair.ip_b, "", "")
+        .replace(&format!("{}:5060", pair.ip_b), "198.18.61.2:5060");
+    std::fs::write(dir.0.join("siplb.toml"), &config).expect("config");
+    let out = in_netns(Some(b), BIN)
+        .arg("--config")
+        .arg(dir.0.join("siplb.toml"))
+        .current_dir(&dir.0)
+        .output()
+        .expect("siplb");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("steering.xdp_mode = \"native\" could not attach")
+            && text.contains("steering.xdp_mode = \"generic\""),
+        "{text}"
+    );
+}
 
 /// siplb on `b` with 2 workers on the AF_XDP path, the caller on `a` as its customer
 /// (`customer` more lines of its table), gateways on `gw`:5081 and :5082, `extra` tables.

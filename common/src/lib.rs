@@ -84,6 +84,18 @@ pub mod bpf {
         pub milli_tokens: u64,
         pub last_ns: u64,
     }
+
+    impl Bucket {
+        /// Its tokens in thousandths at `now_ns` (CLOCK_MONOTONIC), filled at `rate` per
+        /// second up to `burst` tokens since it was last filled (at most 1,000 s of filling
+        /// is counted: with `rate` at most 10 million the product cannot overflow).
+        #[inline(always)]
+        pub fn milli_tokens_at(&self, now_ns: u64, rate: u32, burst: u32) -> u64 {
+            let idle_us = (now_ns.saturating_sub(self.last_ns) / 1000).min(1_000_000_000);
+            let refill = idle_us * rate as u64 / 1000;
+            (self.milli_tokens + refill).min(burst.max(1) as u64 * 1000)
+        }
+    }
 }
 
 /// FNV-1a 32-bit offset basis.

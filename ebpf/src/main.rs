@@ -478,9 +478,7 @@ fn over_limit(src: u32, rate: u32) -> bool {
     let burst = XDP_CONFIG
         .get(shared::XDP_FLOOD_BURST)
         .copied()
-        .unwrap_or(rate)
-        .max(1) as u64
-        * 1000;
+        .unwrap_or(rate);
     // SAFETY: reads the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     match PIKE.get_ptr_mut(&src) {
@@ -488,11 +486,7 @@ fn over_limit(src: u32, rate: u32) -> bool {
             // SAFETY: a value of the map; another CPU may update it at the same time, which
             // only makes the limit approximate.
             let b = unsafe { &mut *b };
-            // At most 1,000 s of refill (the product stays far from overflow: `rate` is at
-            // most 10 million, checked with the config).
-            let idle_us = (now.saturating_sub(b.last_ns) / 1000).min(1_000_000_000);
-            let refill = idle_us * rate as u64 / 1000;
-            let tokens = (b.milli_tokens + refill).min(burst);
+            let tokens = b.milli_tokens_at(now, rate, burst);
             b.last_ns = now;
             if tokens < 1000 {
                 b.milli_tokens = tokens;
@@ -504,7 +498,7 @@ fn over_limit(src: u32, rate: u32) -> bool {
         }
         None => {
             let fresh = Bucket {
-                milli_tokens: burst - 1000,
+                milli_tokens: burst.max(1) as u64 * 1000 - 1000,
                 last_ns: now,
             };
             let _ = PIKE.insert(&src, &fresh, 0);

@@ -505,7 +505,18 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     Some(g)
                 }
                 Err(e) if cfg.io == siplb::config::IoPath::AfXdp => {
-                    bail!("workers.io = \"af_xdp\": the XDP program is not attached: {e}");
+                    let hint = match mode {
+                        steering::GuardMode::Native => {
+                            "; a device without native XDP (a bridge, a bond) needs \
+                             steering.xdp_mode = \"generic\" (or \"auto\")"
+                        }
+                        _ => "",
+                    };
+                    bail!(
+                        "workers.io = \"af_xdp\" needs the XDP guard, which \
+                         steering.xdp_mode = \"{}\" could not attach: {e}{hint}",
+                        mode.name()
+                    );
                 }
                 Err(e) => {
                     tracing::warn!("XDP guard not attached: {e}");

@@ -49,7 +49,7 @@ fn load_object() -> Result<Ebpf, String> {
         return Err(NEEDS_PRIVILEGE.into());
     }
     Ebpf::load(OBJECT).map_err(|e| {
-        let e = e.to_string();
+        let e = chain(&e);
         if e.contains("Operation not permitted") || e.contains("Permission denied") {
             format!("it needs root or CAP_BPF + CAP_NET_ADMIN; the kernel refused: {e}")
         } else {
@@ -115,11 +115,11 @@ impl BpfSteering {
             .try_into()
             .map_err(|e| format!("{e}"))?;
         prog.load()
-            .map_err(|e| format!("loading {}: {e}", shared::STEER_PROGRAM))?;
+            .map_err(|e| format!("loading {}: {}", shared::STEER_PROGRAM, chain(&e)))?;
         // SAFETY: the fd is a worker's socket, open for the life of the proxy.
         let group = unsafe { BorrowedFd::borrow_raw(sockets[0]) };
         prog.attach(group)
-            .map_err(|e| format!("attaching to the SO_REUSEPORT group: {e}"))?;
+            .map_err(|e| format!("attaching to the SO_REUSEPORT group: {}", chain(&e)))?;
         Ok(BpfSteering {
             _ebpf: ebpf,
             group: sockets[0],
@@ -149,6 +149,8 @@ pub struct XdpGuard {
     xsks: std::sync::Mutex<XskMap<MapData>>,
     pub interface: String,
     pub mode: &'static str,
+    /// The flood limit it was given: per second, and the burst.
+    flood: (u32, u32),
 }
 
 /// Where the guard sends what it lets through.
@@ -177,6 +179,17 @@ pub enum GuardMode {
     Auto,
     Native,
     Generic,
+}
+
+impl GuardMode {
+    /// As `steering.xdp_mode` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuardMode::Auto => "auto",
+            GuardMode::Native => "native",
+            GuardMode::Generic => "generic",
+        }
+    }
 }
 
 impl XdpGuard {
@@ -266,7 +279,7 @@ impl XdpGuard {
             .try_into()
             .map_err(|e| format!("{e}"))?;
         prog.load()
-            .map_err(|e| format!("loading {}: {e}", shared::GUARD_PROGRAM))?;
+            .map_err(|e| format!("loading {}: {}", shared::GUARD_PROGRAM, chain(&e)))?;
         let tries: &[(XdpMode, &'static str)] = match mode {
             GuardMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
             GuardMode::Native => &[(XdpMode::Driver, "native")],
@@ -285,9 +298,10 @@ impl XdpGuard {
                         xsks: std::sync::Mutex::new(xsks),
                         interface: interface.into(),
                         mode: name,
+                        flood: (flood_rate, flood_burst),
                     });
                 }
-                Err(e) => last = format!("attaching to {interface} ({name}): {e}"),
+                Err(e) => last = format!("attaching to {interface} ({name}): {}", chain(&e)),
             }
         }
         Err(last)
@@ -346,16 +360,23 @@ impl XdpGuard {
         out
     }
 
-    /// The sources the flood limit tracks, the busiest first: (source, tokens left).
+    /// The sources the flood limit tracks, the busiest first: (source, tokens it has now,
+    /// its bucket filled since its last datagram).
     pub fn pike_top(&self, n: usize) -> Vec<(std::net::Ipv4Addr, f64)> {
         let m = self.pike.lock().unwrap_or_else(|e| e.into_inner());
+        let now = monotonic_ns();
+        let (rate, burst) = self.flood;
         let mut out: Vec<(std::net::Ipv4Addr, f64)> = m
             .iter()
             .filter_map(Result::ok)
-            .map(|(src, b)| {
+            .map(|(src, [milli_tokens, last_ns])| {
+                let b = shared::Bucket {
+                    milli_tokens,
+                    last_ns,
+                };
                 (
                     std::net::Ipv4Addr::from(u32::from_be(src)),
-                    b[0] as f64 / 1000.0,
+                    b.milli_tokens_at(now, rate, burst) as f64 / 1000.0,
                 )
             })
             .collect();
@@ -375,6 +396,31 @@ impl XdpGuard {
         }
         out
     }
+}
+
+/// An error and its sources, "a: b: c" (aya's errors keep the kernel's errno in a source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the guard's `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The interface that holds IPv4 address `ip` (`lo` for 127.0.0.1).

@@ -168,7 +168,7 @@ pub struct Steering {
     /// Fixed owner-hash key (tests); random per start when absent.
     pub hash_key: Option<u32>,
     /// Interfaces for XDP when listening on a wildcard address.
-    pub xdp_interfaces: Vec<String>,
+    pub xdp_interfaces: Spanned<Vec<String>>,
     /// `auto` (native, else generic), `native`, `generic` or `off`.
     pub xdp_mode: Spanned<String>,
     /// The XDP guard's flood limit: datagrams per second per source (0 = none).
@@ -184,7 +184,7 @@ impl Default for Steering {
         Steering {
             mode: Spanned::new(0..0, "auto".into()),
             hash_key: None,
-            xdp_interfaces: Vec::new(),
+            xdp_interfaces: Spanned::new(0..0, Vec::new()),
             xdp_mode: Spanned::new(0..0, "auto".into()),
             flood_rate: Spanned::new(0..0, 0),
             flood_burst: Spanned::new(0..0, 0),

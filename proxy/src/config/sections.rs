@@ -207,6 +207,16 @@ pub(super) fn steering(
             ));
         }
     };
+    if let Some(name) = s.xdp_interfaces.get_ref().first() {
+        return Err(invalid(
+            s.xdp_interfaces.span(),
+            "steering.xdp_interfaces",
+            format!(
+                "`{name}`: not used (a wildcard listen address is refused; the guard goes on \
+                 the interface that holds the listen address)"
+            ),
+        ));
+    }
     Ok((mode, xdp_mode))
 }
 

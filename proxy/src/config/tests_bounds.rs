@@ -261,3 +261,17 @@ fn numbers_that_size_memory_or_set_a_timer_have_an_upper_bound() {
         "/etc/siplb/t.toml:14: `workers.batch`: must be at least 1"
     );
 }
+
+#[test]
+fn xdp_interfaces_is_refused_until_it_is_used() {
+    let e = parse(&format!(
+        "{MIN}\n[steering]\nxdp_interfaces = [\"nosuch0\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("/etc/siplb/t.toml:14: `steering.xdp_interfaces`: `nosuch0`: not used"),
+        "{e}"
+    );
+    assert!(parse(&format!("{MIN}\n[steering]\nxdp_interfaces = []\n")).is_ok());
+}
