@@ -58,7 +58,13 @@ pub struct NextHops {
     /// When the neighbours were last read, and when the routes were forgotten.
     neighbours_read: Option<Instant>,
     routes_since: Option<Instant>,
+    /// The rtnetlink socket the questions go through (opened again after an error).
+    nl: Option<Netlink>,
 }
+
+/// Destinations whose routes are kept at most (a flood of replies to many sources asks the
+/// kernel for each once, and the table starts again when full).
+const MAX_HOPS: usize = 65_536;
 
 /// Routes asked for are forgotten this often (a route that changed is then asked again).
 const ROUTES_KEPT: Duration = Duration::from_secs(10);
@@ -76,6 +82,7 @@ impl NextHops {
             stale: HashMap::new(),
             neighbours_read: None,
             routes_since: None,
+            nl: None,
         }
     }
 
@@ -86,6 +93,7 @@ impl NextHops {
         if self
             .routes_since
             .is_none_or(|t| now.duration_since(t) >= ROUTES_KEPT)
+            || self.hops.len() >= MAX_HOPS
         {
             self.hops.clear();
             self.routes_since = Some(now);
@@ -93,11 +101,12 @@ impl NextHops {
         let hop = match self.hops.get(&dst) {
             Some(h) => *h,
             None => {
-                let h = match route_to(dst) {
+                let h = match self.netlink().and_then(|nl| route_to(nl, dst)) {
                     Ok(Some((oif, gateway))) if oif == self.ifindex => Some(gateway.unwrap_or(dst)),
                     Ok(_) => None,
                     Err(e) => {
                         tracing::debug!("AF_XDP next hops: the route to {dst}: {e}");
+                        self.nl = None;
                         None
                     }
                 };
@@ -116,6 +125,7 @@ impl NextHops {
             self.neighbours_read = Some(now);
             if let Err(e) = self.read_neighbours() {
                 tracing::debug!("AF_XDP next hops: reading the neighbour table: {e}");
+                self.nl = None;
             }
         }
         let mac = self.macs.get(&hop).copied()?;
@@ -138,17 +148,26 @@ impl NextHops {
         true
     }
 
+    /// The rtnetlink socket, opened if need be.
+    fn netlink(&mut self) -> io::Result<&mut Netlink> {
+        if self.nl.is_none() {
+            self.nl = Some(Netlink::open()?);
+        }
+        Ok(self.nl.as_mut().expect("just opened"))
+    }
+
     /// Reads the neighbours of our interface again.
     pub fn read_neighbours(&mut self) -> io::Result<()> {
-        let nl = Netlink::open()?;
+        let ifindex = self.ifindex;
         let mut entries = Vec::new();
-        nl.request(RTM_GETNEIGH, NLM_F_DUMP, &[], |kind, body| {
-            if kind == RTM_NEWNEIGH
-                && let Some(entry) = parse_neigh(body, self.ifindex)
-            {
-                entries.push(entry);
-            }
-        })?;
+        self.netlink()?
+            .request(RTM_GETNEIGH, NLM_F_DUMP, &[], |kind, body| {
+                if kind == RTM_NEWNEIGH
+                    && let Some(entry) = parse_neigh(body, ifindex)
+                {
+                    entries.push(entry);
+                }
+            })?;
         self.take(entries);
         Ok(())
     }
@@ -168,8 +187,7 @@ impl NextHops {
 }
 
 /// The kernel's route to `dst` (`ip route get`): its output interface and gateway.
-pub fn route_to(dst: Ipv4Addr) -> io::Result<Option<(u32, Option<Ipv4Addr>)>> {
-    let nl = Netlink::open()?;
+fn route_to(nl: &mut Netlink, dst: Ipv4Addr) -> io::Result<Option<(u32, Option<Ipv4Addr>)>> {
     // RTA_DST: 4 + 4 bytes; and dst_len 32 in the rtmsg.
     let mut attr = [0u8; 8];
     attr[0..2].copy_from_slice(&8u16.to_ne_bytes());
@@ -243,6 +261,9 @@ fn parse_neigh(body: &[u8], ifindex: u32) -> Option<(Ipv4Addr, Mac, u16)> {
 
 struct Netlink {
     fd: OwnedFd,
+    /// The sequence number of the last request: what the kernel sends back carries it, and
+    /// anything else (the rest of an answer given up on) is skipped.
+    seq: u32,
 }
 
 impl Netlink {
@@ -274,14 +295,14 @@ impl Netlink {
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             )
         };
-        Ok(Netlink { fd })
+        Ok(Netlink { fd, seq: 0 })
     }
 
     /// Sends request `request` (IPv4; `flags` besides NLM_F_REQUEST, `attrs` after the
     /// 12-byte body, whose dst_len is 32 when attributes are given) and calls
     /// `each(message type, body)` per message of the answer.
     fn request(
-        &self,
+        &mut self,
         request: u16,
         flags: u16,
         attrs: &[u8],
@@ -292,7 +313,8 @@ impl Netlink {
         req[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
         req[4..6].copy_from_slice(&request.to_ne_bytes());
         req[6..8].copy_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-        req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        req[8..12].copy_from_slice(&self.seq.to_ne_bytes());
         req[NLMSG_HDR] = libc::AF_INET as u8;
         if !attrs.is_empty() {
             req[NLMSG_HDR + 1] = 32;
@@ -332,6 +354,11 @@ impl Netlink {
                 if len < NLMSG_HDR || len > rest.len() {
                     return Err(io::Error::other("malformed netlink message"));
                 }
+                let seq = u32::from_ne_bytes(rest[8..12].try_into().expect("4 bytes"));
+                if seq != self.seq {
+                    rest = &rest[((len + 3) & !3).min(rest.len())..];
+                    continue;
+                }
                 match kind {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
@@ -366,7 +393,10 @@ mod tests {
     fn a_local_destination_has_no_route_out_of_an_interface() {
         // 127.0.0.1 is local in every network namespace: the kernel's own delivery, not a
         // frame to send.
-        assert_eq!(route_to(Ipv4Addr::LOCALHOST).unwrap(), None);
+        let mut nl = Netlink::open().expect("rtnetlink");
+        assert_eq!(route_to(&mut nl, Ipv4Addr::LOCALHOST).unwrap(), None);
+        // The same socket answers the next question.
+        assert_eq!(route_to(&mut nl, Ipv4Addr::LOCALHOST).unwrap(), None);
     }
 
     #[test]
