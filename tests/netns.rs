@@ -110,3 +110,21 @@ impl Drop for NetnsPair {
         }
     }
 }
+
+/// The MAC of interface `dev` in namespace `ns`.
+pub fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-br", "link", "show", dev])
+        .output()
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let m = text
+        .split_whitespace()
+        .nth(2)
+        .expect("a MAC in ip -br link");
+    let mut b = [0u8; 6];
+    for (i, p) in m.split(':').enumerate() {
+        b[i] = u8::from_str_radix(p, 16).expect("hex");
+    }
+    b
+}
