@@ -459,3 +459,82 @@ fn a_node_back_after_kill_9_ends_the_restored_calls_the_fleet_has_no_places_for(
         drop(a2);
     });
 }
+
+/// A relay in front of the Redis at `url` (a `redis+unix://` socket) that holds every chunk
+/// the server sends back for `delay`, as a Redis far away would: its `redis://` URL.
+/// Requests sent together are answered together, one delay for all.
+fn slow_relay(url: &str, delay: Duration) -> String {
+    use std::io::{Read, Write};
+    let path = url
+        .strip_prefix("redis+unix://")
+        .expect("a unix socket")
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("relay");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = std::os::unix::net::UnixStream::connect(&path) else {
+                return;
+            };
+            let (mut c, mut s) = (
+                client.try_clone().expect("dup"),
+                server.try_clone().expect("dup"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut s);
+            });
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n @ 1..) = server.read(&mut buf) {
+                    std::thread::sleep(delay);
+                    if client.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}")
+}
+
+/// 150 INVITEs of 150 accounts at once, through a Redis 25 ms away: the lease task asks for
+/// the 150 accounts' places together, so every INVITE is answered within the lease wait
+/// (one at a time, 150 round trips would take 3.75 s and most would get 503).
+#[test]
+fn many_accounts_asking_at_once_are_answered_within_the_lease_wait() {
+    let _g = serial();
+    require_sipp();
+    let redis = RedisServer::start("cluster-many");
+    let far = slow_relay(&redis.url, Duration::from_millis(25));
+    let n = node(Net::new(121), "a", std::slice::from_ref(&far), 20, "");
+    let caller = udp(&format!("{}:5077", n.net.ip()));
+    let me = caller.local_addr().expect("address").to_string();
+    let siplb = n.net.siplb();
+    const ACCOUNTS: usize = 150;
+    for i in 0..ACCOUNTS {
+        let call_id = format!("many-{i}@x");
+        let inv = String::from_utf8(invite(&me, &siplb, &call_id, &format!("m{i}")))
+            .expect("text")
+            .replace("sip:acct1@", &format!("sip:acct{i:03}@"));
+        caller.send_to(inv.as_bytes(), &siplb).expect("send");
+    }
+    let mut finals = std::collections::HashMap::<String, u16>::new();
+    for (_, m) in drain(&caller, Duration::from_millis(1500)) {
+        if let Some(code) = status_of(&m).filter(|c| *c >= 200) {
+            let call_id = header_lines(&m, "Call-ID").join("");
+            finals.entry(call_id).or_insert(code);
+        }
+    }
+    let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+    for code in finals.values() {
+        *codes.entry(*code).or_default() += 1;
+    }
+    assert_eq!(
+        codes,
+        [(200, ACCOUNTS)].into(),
+        "every account's INVITE answered by the gateway: {:?}",
+        n.siplb.stats()
+    );
+    assert!(n.siplb.stat("cluster:lease_round_trips") >= ACCOUNTS as u64);
+}

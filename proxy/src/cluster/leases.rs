@@ -9,6 +9,7 @@
 
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Node ARGV[1], which holds ARGV[6] places of the account (its own count, authoritative),
@@ -77,13 +78,14 @@ pub struct Grant {
 }
 
 /// One node's leases, over a connection to a Redis server or cluster.
+#[derive(Clone)]
 pub struct Leases<C> {
     conn: C,
-    node: String,
+    node: Arc<str>,
     lease_ms: u64,
-    acquire: Script,
-    set: Script,
-    total: Script,
+    acquire: Arc<Script>,
+    set: Arc<Script>,
+    total: Arc<Script>,
 }
 
 /// A key every node keeps set while it leases: when it is gone, the server lost the fleet's
@@ -109,9 +111,9 @@ impl<C: ConnectionLike> Leases<C> {
             conn,
             node: node.into(),
             lease_ms: lease.as_millis().max(1) as u64,
-            acquire: Script::new(ACQUIRE),
-            set: Script::new(SET),
-            total: Script::new(TOTAL),
+            acquire: Arc::new(Script::new(ACQUIRE)),
+            set: Arc::new(Script::new(SET)),
+            total: Arc::new(Script::new(TOTAL)),
         }
     }
 
@@ -145,7 +147,7 @@ impl<C: ConnectionLike> Leases<C> {
             .key(nodes_key(account))
             .key(format!("{prefix}{}", self.node))
             .key(short_key(account))
-            .arg(&self.node)
+            .arg(&*self.node)
             .arg(want)
             .arg(limit)
             .arg(self.lease_ms)
@@ -171,7 +173,7 @@ impl<C: ConnectionLike> Leases<C> {
             .set
             .key(nodes_key(account))
             .key(format!("{prefix}{}", self.node))
-            .arg(&self.node)
+            .arg(&*self.node)
             .arg(held)
             .arg(self.lease_ms)
             .invoke_async(&mut self.conn)

@@ -14,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 
 /// A connection to what `[cluster] redis` names: one URL is a single server, several are the
 /// seeds of a Redis Cluster.
+#[derive(Clone)]
 pub enum Redis {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),

@@ -81,6 +81,13 @@ enum More {
 }
 use More::{Decided, Refused};
 
+/// A request for places that needs Redis: the account, its lease, its limit, and whether
+/// this is its last try.
+type Ask = (Box<[u8]>, Arc<Lease>, u32, bool);
+
+/// Requests sent to Redis at once, at most.
+const MAX_ASKS: usize = 256;
+
 struct Task {
     cfg: ClusterConfig,
     fleet: Arc<Fleet>,
@@ -177,18 +184,31 @@ impl Task {
                     .min(Duration::from_millis(100));
                 let _ = tokio::time::timeout(wait, self.fleet.wake.notified()).await;
             }
+            let mut asks = Vec::new();
             for (account, (limit, last_try)) in wanted {
                 let lease = self.fleet.lease(&account);
                 if limit == 0 {
                     self.give_back(&lease, 0).await;
                     continue;
                 }
-                match self.more(&lease, limit).await {
-                    Refused { settle_in } if !last_try && !settle_in.is_zero() => {
-                        again.insert(account, (limit, Instant::now() + settle_in));
+                match self.before_more(&lease).await {
+                    Some(answer) => self.fleet.answer(&account, answer),
+                    None => asks.push((account, lease, limit, last_try)),
+                }
+            }
+            // The accounts that need Redis are asked together, pipelined on the one
+            // connection: an account (or a customer with many) does not hold up the others'
+            // answers for a round trip each.
+            for chunk in asks.chunks(MAX_ASKS) {
+                let grants = self.acquire_many(chunk).await;
+                for ((account, lease, limit, last_try), grant) in chunk.iter().zip(grants) {
+                    match self.more(lease, *limit, grant) {
+                        Refused { settle_in } if !last_try && !settle_in.is_zero() => {
+                            again.insert(account.clone(), (*limit, Instant::now() + settle_in));
+                        }
+                        Refused { .. } => self.fleet.answer(account, Answer::Full),
+                        Decided(answer) => self.fleet.answer(account, answer),
                     }
-                    Refused { .. } => self.fleet.answer(&account, Answer::Full),
-                    Decided(answer) => self.fleet.answer(&account, answer),
                 }
             }
             if Instant::now() >= next_check {
@@ -295,22 +315,77 @@ impl Task {
         }
     }
 
-    /// More places for an account that has no spare one.
-    async fn more(&mut self, lease: &Lease, limit: u32) -> More {
+    /// The answer to a request for places that needs no new lease (a spare place, or none
+    /// while the fleet's leases are being written again); `None` when Redis must be asked.
+    async fn before_more(&mut self, lease: &Lease) -> Option<Answer> {
         let (leased, taken) = lease.get();
         if taken < leased {
-            return Decided(Answer::Granted);
+            return Some(Answer::Granted);
         }
         if self.resync {
             self.renew().await;
         }
         if self.hold_until.is_some_and(|t| Instant::now() < t) {
             self.stats.refused_unavailable.inc();
-            return Decided(Answer::Unavailable);
+            return Some(Answer::Unavailable);
         }
-        let near = lease.near.load(Ordering::Relaxed);
-        let want = if near { 1 } else { self.cfg.block.max(1) };
-        match self.acquire(&lease.account, leased, want, limit).await {
+        None
+    }
+
+    /// How many places to ask for at once.
+    fn want(&self, lease: &Lease) -> u32 {
+        if lease.near.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.cfg.block.max(1)
+        }
+    }
+
+    /// [`acquire`](Self::acquire) for several accounts at once, `(account, lease, limit, _)`
+    /// each: the scripts go out together on the connection (which pipelines them) and each
+    /// answer, or `None`, comes back in the same order.
+    async fn acquire_many(&mut self, asks: &[Ask]) -> Vec<Option<Grant>> {
+        let wait = self.cfg.wait;
+        let wants: Vec<u32> = asks.iter().map(|(_, l, _, _)| self.want(l)).collect();
+        let Some(leases) = self.leases().await else {
+            return vec![None; asks.len()];
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (i, ((account, lease, limit, _), want)) in asks.iter().zip(wants).enumerate() {
+            let mut leases = leases.clone();
+            let name = String::from_utf8_lossy(account).into_owned();
+            let (held, limit) = (lease.get().0, *limit);
+            set.spawn(async move {
+                let r =
+                    tokio::time::timeout(wait, leases.acquire_and_free(&name, held, want, limit))
+                        .await;
+                (i, r)
+            });
+        }
+        let mut out = vec![None; asks.len()];
+        let mut failed = None;
+        while let Some(done) = set.join_next().await {
+            self.stats.round_trips.inc();
+            match done {
+                Ok((i, Ok(Ok(g)))) => out[i] = Some(g),
+                Ok((_, Ok(Err(e)))) => failed = Some(e.to_string()),
+                Ok((_, Err(_))) => failed = Some("timed out".into()),
+                Err(e) => failed = Some(format!("lease request: {e}")),
+            }
+        }
+        match failed {
+            Some(why) => self.down(&why),
+            None => self.up(),
+        }
+        out
+    }
+
+    /// More places for an account that has no spare one, from what Redis granted (`None`:
+    /// it could not be asked).
+    fn more(&mut self, lease: &Lease, limit: u32, grant: Option<Grant>) -> More {
+        let leased = lease.get().0;
+        let want = self.want(lease);
+        match grant {
             Some(g) => {
                 self.mark_near(lease, g.free);
                 lease.grant(g.granted);
