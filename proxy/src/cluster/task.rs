@@ -85,6 +85,10 @@ use More::{Decided, Refused};
 /// this is its last try.
 type Ask = (Box<[u8]>, Arc<Lease>, u32, bool);
 
+/// A question for Redis: of this lease's account, this node holds so many places, wants so
+/// many more, under this limit.
+type Question = (Arc<Lease>, u32, u32, u32);
+
 /// Requests sent to Redis at once, at most.
 const MAX_ASKS: usize = 256;
 
@@ -184,7 +188,7 @@ impl Task {
                     .min(Duration::from_millis(100));
                 let _ = tokio::time::timeout(wait, self.fleet.wake.notified()).await;
             }
-            let mut asks = Vec::new();
+            let mut asks: Vec<Ask> = Vec::new();
             for (account, (limit, last_try)) in wanted {
                 let lease = self.fleet.lease(&account);
                 if limit == 0 {
@@ -200,7 +204,13 @@ impl Task {
             // connection: an account (or a customer with many) does not hold up the others'
             // answers for a round trip each.
             for chunk in asks.chunks(MAX_ASKS) {
-                let grants = self.acquire_many(chunk).await;
+                let questions: Vec<Question> = chunk
+                    .iter()
+                    .map(|(_, lease, limit, _)| {
+                        (lease.clone(), lease.get().0, self.want(lease), *limit)
+                    })
+                    .collect();
+                let grants = self.acquire_many(&questions).await;
                 for ((account, lease, limit, last_try), grant) in chunk.iter().zip(grants) {
                     match self.more(lease, *limit, grant) {
                         Refused { settle_in } if !last_try && !settle_in.is_zero() => {
@@ -341,20 +351,22 @@ impl Task {
         }
     }
 
-    /// [`acquire`](Self::acquire) for several accounts at once, `(account, lease, limit, _)`
-    /// each: the scripts go out together on the connection (which pipelines them) and each
-    /// answer, or `None`, comes back in the same order.
-    async fn acquire_many(&mut self, asks: &[Ask]) -> Vec<Option<Grant>> {
+    /// [`acquire`](Self::acquire) for several accounts at once: the scripts go out together
+    /// on the connection (which pipelines them) and each answer, or `None`, comes back in the
+    /// same order as the questions.
+    async fn acquire_many(&mut self, questions: &[Question]) -> Vec<Option<Grant>> {
+        if questions.is_empty() {
+            return Vec::new();
+        }
         let wait = self.cfg.wait;
-        let wants: Vec<u32> = asks.iter().map(|(_, l, _, _)| self.want(l)).collect();
         let Some(leases) = self.leases().await else {
-            return vec![None; asks.len()];
+            return vec![None; questions.len()];
         };
         let mut set = tokio::task::JoinSet::new();
-        for (i, ((account, lease, limit, _), want)) in asks.iter().zip(wants).enumerate() {
+        for (i, (lease, held, want, limit)) in questions.iter().enumerate() {
             let mut leases = leases.clone();
-            let name = String::from_utf8_lossy(account).into_owned();
-            let (held, limit) = (lease.get().0, *limit);
+            let name = String::from_utf8_lossy(&lease.account).into_owned();
+            let (held, want, limit) = (*held, *want, *limit);
             set.spawn(async move {
                 let r =
                     tokio::time::timeout(wait, leases.acquire_and_free(&name, held, want, limit))
@@ -362,7 +374,7 @@ impl Task {
                 (i, r)
             });
         }
-        let mut out = vec![None; asks.len()];
+        let mut out = vec![None; questions.len()];
         let mut failed = None;
         while let Some(done) = set.join_next().await {
             self.stats.round_trips.inc();
@@ -438,32 +450,70 @@ impl Task {
             let (leased, taken) = l.get();
             leased > taken && l.free.load(Ordering::Relaxed) < few
         });
-        for lease in watched {
-            let name = String::from_utf8_lossy(&lease.account).into_owned();
-            let wait = self.cfg.wait;
-            let Some(leases) = self.conn.as_mut() else {
+        // Asked together, as the requests for places are (one GET after another would hold
+        // up the lease task for a round trip per watched account, every SHORT_CHECK).
+        let wait = self.cfg.wait;
+        for chunk in watched.chunks(MAX_ASKS) {
+            let Some(leases) = self.conn.as_ref() else {
                 return;
             };
-            let r = tokio::time::timeout(wait, leases.short(&name)).await;
-            self.stats.round_trips.inc();
-            match r {
-                Ok(Ok(true)) => {
-                    lease.near.store(true, Ordering::Relaxed);
-                    self.give_back(&lease, 0).await;
+            let mut set = tokio::task::JoinSet::new();
+            for (i, lease) in chunk.iter().enumerate() {
+                let mut leases = leases.clone();
+                let name = String::from_utf8_lossy(&lease.account).into_owned();
+                set.spawn(
+                    async move { (i, tokio::time::timeout(wait, leases.short(&name)).await) },
+                );
+            }
+            let mut spares = Vec::new();
+            let mut failed = None;
+            while let Some(done) = set.join_next().await {
+                self.stats.round_trips.inc();
+                match done {
+                    Ok((i, Ok(Ok(true)))) => {
+                        let lease = &chunk[i];
+                        lease.near.store(true, Ordering::Relaxed);
+                        if let Some(now) = self.trim(lease, 0) {
+                            let limit = lease.limit.load(Ordering::Relaxed);
+                            spares.push((lease.clone(), now, 0, limit));
+                        }
+                    }
+                    Ok((_, Ok(Ok(false)))) => {}
+                    Ok((_, Ok(Err(e)))) => failed = Some(e.to_string()),
+                    Ok((_, Err(_))) => failed = Some("timed out".into()),
+                    Err(e) => failed = Some(format!("lease request: {e}")),
                 }
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => return self.down(&e.to_string()),
-                Err(_) => return self.down("timed out"),
+            }
+            if let Some(why) = failed {
+                return self.down(&why);
+            }
+            let grants = self.acquire_many(&spares).await;
+            for ((lease, ..), grant) in spares.iter().zip(grants) {
+                if let Some(g) = grant {
+                    self.mark_near(lease, g.free);
+                }
             }
         }
     }
 
     /// Gives `lease`'s spares back but `keep`, and tells Redis what the node holds now.
     async fn give_back(&mut self, lease: &Lease, keep: u32) {
+        let Some(now) = self.trim(lease, keep) else {
+            return;
+        };
+        let limit = lease.limit.load(Ordering::Relaxed);
+        if let Some(g) = self.acquire(&lease.account, now, 0, limit).await {
+            self.mark_near(lease, g.free);
+        }
+    }
+
+    /// Gives `lease`'s spares back but `keep`, here: what it holds now, `None` when that did
+    /// not change (Redis need not be told).
+    fn trim(&self, lease: &Lease, keep: u32) -> Option<u32> {
         let (before, _) = lease.get();
         let now = lease.trim(keep);
         if now == before {
-            return;
+            return None;
         }
         self.stats.leased.set(
             self.stats
@@ -471,10 +521,7 @@ impl Task {
                 .get()
                 .saturating_sub(before.saturating_sub(now) as u64),
         );
-        let limit = lease.limit.load(Ordering::Relaxed);
-        if let Some(g) = self.acquire(&lease.account, now, 0, limit).await {
-            self.mark_near(lease, g.free);
-        }
+        Some(now)
     }
 
     /// After a restart: leases the places of the restored calls again, and has the workers
@@ -541,21 +588,44 @@ impl Task {
         }
         let now_ms = super::fleet::unix_ms();
         let quiet = self.cfg.quiet.as_millis() as u64;
+        // Every lease renewed (or its spares given back), all of them asked together: one
+        // round trip after another would take longer than a lease lives with many accounts
+        // and a distant Redis, and hold up the requests for new places meanwhile.
+        let mut questions = Vec::new();
         for lease in self.fleet.leases_where(|l| l.get().0 > 0) {
             let (leased, taken) = lease.get();
             let idle = now_ms.saturating_sub(lease.last_take_ms.load(Ordering::Relaxed)) >= quiet;
-            if leased > taken && (idle || lease.near.load(Ordering::Relaxed)) {
-                self.give_back(&lease, 0).await;
-                continue;
-            }
-            if leased == 0 {
-                continue;
-            }
             let limit = lease.limit.load(Ordering::Relaxed);
-            if let Some(g) = self.acquire(&lease.account, leased, 0, limit).await {
-                self.mark_near(&lease, g.free);
-                if lease.near.load(Ordering::Relaxed) && leased > taken {
-                    self.give_back(&lease, 0).await;
+            if leased > taken && (idle || lease.near.load(Ordering::Relaxed)) {
+                if let Some(now) = self.trim(&lease, 0) {
+                    questions.push((lease, now, 0, limit));
+                }
+                continue;
+            }
+            if leased > 0 {
+                questions.push((lease, leased, 0, limit));
+            }
+        }
+        let mut spares = Vec::new();
+        for chunk in questions.chunks(MAX_ASKS) {
+            let grants = self.acquire_many(chunk).await;
+            for ((lease, _, _, limit), grant) in chunk.iter().zip(grants) {
+                let Some(g) = grant else { continue };
+                self.mark_near(lease, g.free);
+                // Near the limit now: the spares go back at once.
+                if lease.near.load(Ordering::Relaxed)
+                    && lease.get().0 > lease.get().1
+                    && let Some(now) = self.trim(lease, 0)
+                {
+                    spares.push((lease.clone(), now, 0, *limit));
+                }
+            }
+        }
+        for chunk in spares.chunks(MAX_ASKS) {
+            let grants = self.acquire_many(chunk).await;
+            for ((lease, ..), grant) in chunk.iter().zip(grants) {
+                if let Some(g) = grant {
+                    self.mark_near(lease, g.free);
                 }
             }
         }
