@@ -5,6 +5,7 @@
 mod acc;
 mod bounds;
 mod cluster;
+mod datapath;
 mod dialog;
 pub mod file;
 pub mod paths;
@@ -299,8 +300,8 @@ impl Config {
 
         let listen = sections::listen(&f.listen, &invalid)?;
         let workers = sections::workers(&f.workers, &invalid)?;
-        let (steering, xdp_mode) = sections::steering(&f.steering, &invalid)?;
-        let io = sections::io(&f.workers, steering, xdp_mode, &invalid)?;
+        let (steering, xdp_mode) = datapath::steering(&f.steering, &invalid)?;
+        let io = datapath::io(&f.workers, steering, xdp_mode, &invalid)?;
         let customers = sections::customers(&f.customer, &invalid)?;
         let gateways = sections::gateways(&f.gateway_set, &f.route, &customers, &invalid)?;
         let routing = Routing {

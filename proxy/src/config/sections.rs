@@ -5,14 +5,13 @@
 
 use super::file::GatewayFile;
 use super::file::{Control, CustomerFile, DialogFile, Events, GatewaySet, Limits, Listen, Metrics};
-use super::file::{Log, RouteFile, Steering, TimersFile, Workers};
-use super::{ConfigError, Invalid, SteeringMode};
+use super::file::{Log, RouteFile, TimersFile, Workers};
+use super::{ConfigError, Invalid};
 use crate::logging::{LogConfig, LogFormat};
 use crate::proxy::{AccountKey, Cidr, Customer, DialogTimers, LimitReply, Timers};
 use crate::proxy::{
     Algorithm, Credentials, Gateway, Gateways, Numbers, ProbeConfig, Secret, SetRoute, Target,
 };
-use crate::steering::GuardMode;
 use std::net::SocketAddr;
 use std::time::Duration;
 use toml::Spanned;
@@ -144,80 +143,6 @@ pub(super) fn workers(w: &Workers, invalid: Invalid<'_>) -> Result<usize, Config
         }
         n => n,
     })
-}
-
-/// `workers.io`. AF_XDP needs the XDP guard, which redirects to the sockets.
-pub(super) fn io(
-    w: &Workers,
-    steering: SteeringMode,
-    xdp_mode: Option<GuardMode>,
-    invalid: Invalid<'_>,
-) -> Result<super::IoPath, ConfigError> {
-    let io = match w.io.get_ref().as_str() {
-        "io_uring" => super::IoPath::IoUring,
-        "af_xdp" => super::IoPath::AfXdp,
-        "auto" => super::IoPath::Auto,
-        other => {
-            return Err(invalid(
-                w.io.span(),
-                "workers.io",
-                format!("`{other}` is not one of io_uring, af_xdp, auto"),
-            ));
-        }
-    };
-    if io == super::IoPath::AfXdp && (steering == SteeringMode::Off || xdp_mode.is_none()) {
-        return Err(invalid(
-            w.io.span(),
-            "workers.io",
-            "`af_xdp` needs the XDP program: steering.mode must not be `off`, nor \
-             steering.xdp_mode"
-                .into(),
-        ));
-    }
-    Ok(io)
-}
-
-/// `[steering]`: the steering mode and the XDP guard's (`None` = no guard).
-pub(super) fn steering(
-    s: &Steering,
-    invalid: Invalid<'_>,
-) -> Result<(SteeringMode, Option<GuardMode>), ConfigError> {
-    let mode = match s.mode.get_ref().as_str() {
-        "auto" => SteeringMode::Auto,
-        "bpf" => SteeringMode::Bpf,
-        "off" => SteeringMode::Off,
-        other => {
-            return Err(invalid(
-                s.mode.span(),
-                "steering.mode",
-                format!("`{other}` is not one of auto, bpf, off"),
-            ));
-        }
-    };
-    let xdp_mode = match s.xdp_mode.get_ref().as_str() {
-        "auto" => Some(GuardMode::Auto),
-        "native" => Some(GuardMode::Native),
-        "generic" => Some(GuardMode::Generic),
-        "off" => None,
-        other => {
-            return Err(invalid(
-                s.xdp_mode.span(),
-                "steering.xdp_mode",
-                format!("`{other}` is not one of auto, native, generic, off"),
-            ));
-        }
-    };
-    if let Some(name) = s.xdp_interfaces.get_ref().first() {
-        return Err(invalid(
-            s.xdp_interfaces.span(),
-            "steering.xdp_interfaces",
-            format!(
-                "`{name}`: not used (a wildcard listen address is refused; the guard goes on \
-                 the interface that holds the listen address)"
-            ),
-        ));
-    }
-    Ok((mode, xdp_mode))
 }
 
 /// `[[customer]]`: each needs sources, domains or both.
