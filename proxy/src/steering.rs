@@ -364,7 +364,7 @@ impl XdpGuard {
     /// its bucket filled since its last datagram).
     pub fn pike_top(&self, n: usize) -> Vec<(std::net::Ipv4Addr, f64)> {
         let m = self.pike.lock().unwrap_or_else(|e| e.into_inner());
-        let now = monotonic_ns();
+        let now = clock_ns(libc::CLOCK_MONOTONIC);
         let (rate, burst) = self.flood;
         let mut out: Vec<(std::net::Ipv4Addr, f64)> = m
             .iter()
@@ -412,14 +412,14 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of the guard's `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
+/// `clock` in ns (CLOCK_MONOTONIC is the clock of the guard's `bpf_ktime_get_ns`).
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

@@ -358,28 +358,46 @@ impl Task {
         if questions.is_empty() {
             return Vec::new();
         }
-        let wait = self.cfg.wait;
-        let Some(leases) = self.leases().await else {
+        let Some(leases) = self.leases().await.cloned() else {
             return vec![None; questions.len()];
         };
+        self.together(
+            &leases,
+            questions,
+            |mut leases, (lease, held, want, limit)| {
+                let name = String::from_utf8_lossy(&lease.account).into_owned();
+                let (held, want, limit) = (*held, *want, *limit);
+                async move { leases.acquire_and_free(&name, held, want, limit).await }
+            },
+        )
+        .await
+    }
+
+    /// Asks Redis `ask(connection, item)` for every item at once, each on a clone of
+    /// `leases` (the connection pipelines them), within the lease wait: the answers in the
+    /// items' order, `None` where one failed. A failure marks Redis down; none, up.
+    async fn together<I, T, Fut>(
+        &mut self,
+        leases: &Leases<Redis>,
+        items: &[I],
+        ask: impl Fn(Leases<Redis>, &I) -> Fut,
+    ) -> Vec<Option<T>>
+    where
+        Fut: std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let wait = self.cfg.wait;
         let mut set = tokio::task::JoinSet::new();
-        for (i, (lease, held, want, limit)) in questions.iter().enumerate() {
-            let mut leases = leases.clone();
-            let name = String::from_utf8_lossy(&lease.account).into_owned();
-            let (held, want, limit) = (*held, *want, *limit);
-            set.spawn(async move {
-                let r =
-                    tokio::time::timeout(wait, leases.acquire_and_free(&name, held, want, limit))
-                        .await;
-                (i, r)
-            });
+        for (i, item) in items.iter().enumerate() {
+            let asked = ask(leases.clone(), item);
+            set.spawn(async move { (i, tokio::time::timeout(wait, asked).await) });
         }
-        let mut out = vec![None; questions.len()];
+        let mut out: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
         let mut failed = None;
         while let Some(done) = set.join_next().await {
             self.stats.round_trips.inc();
             match done {
-                Ok((i, Ok(Ok(g)))) => out[i] = Some(g),
+                Ok((i, Ok(Ok(v)))) => out[i] = Some(v),
                 Ok((_, Ok(Err(e)))) => failed = Some(e.to_string()),
                 Ok((_, Err(_))) => failed = Some("timed out".into()),
                 Err(e) => failed = Some(format!("lease request: {e}")),
@@ -390,6 +408,19 @@ impl Task {
             None => self.up(),
         }
         out
+    }
+
+    /// Tells Redis what the node holds now of each account whose spares were given back
+    /// ([`trim`](Self::trim)), all at once, and notes how near each is to its limit.
+    async fn gave_back(&mut self, spares: &[Question]) {
+        for chunk in spares.chunks(MAX_ASKS) {
+            let grants = self.acquire_many(chunk).await;
+            for ((lease, ..), grant) in chunk.iter().zip(grants) {
+                if let Some(g) = grant {
+                    self.mark_near(lease, g.free);
+                }
+            }
+        }
     }
 
     /// More places for an account that has no spare one, from what Redis granted (`None`:
@@ -452,47 +483,30 @@ impl Task {
         });
         // Asked together, as the requests for places are (one GET after another would hold
         // up the lease task for a round trip per watched account, every SHORT_CHECK).
-        let wait = self.cfg.wait;
         for chunk in watched.chunks(MAX_ASKS) {
-            let Some(leases) = self.conn.as_ref() else {
+            let Some(leases) = self.conn.clone() else {
                 return;
             };
-            let mut set = tokio::task::JoinSet::new();
-            for (i, lease) in chunk.iter().enumerate() {
-                let mut leases = leases.clone();
-                let name = String::from_utf8_lossy(&lease.account).into_owned();
-                set.spawn(
-                    async move { (i, tokio::time::timeout(wait, leases.short(&name)).await) },
-                );
+            let short = self
+                .together(&leases, chunk, |mut leases, lease| {
+                    let name = String::from_utf8_lossy(&lease.account).into_owned();
+                    async move { leases.short(&name).await }
+                })
+                .await;
+            if short.iter().any(Option::is_none) {
+                return;
             }
             let mut spares = Vec::new();
-            let mut failed = None;
-            while let Some(done) = set.join_next().await {
-                self.stats.round_trips.inc();
-                match done {
-                    Ok((i, Ok(Ok(true)))) => {
-                        let lease = &chunk[i];
-                        lease.near.store(true, Ordering::Relaxed);
-                        if let Some(now) = self.trim(lease, 0) {
-                            let limit = lease.limit.load(Ordering::Relaxed);
-                            spares.push((lease.clone(), now, 0, limit));
-                        }
+            for (lease, short) in chunk.iter().zip(short) {
+                if short == Some(true) {
+                    lease.near.store(true, Ordering::Relaxed);
+                    if let Some(now) = self.trim(lease, 0) {
+                        let limit = lease.limit.load(Ordering::Relaxed);
+                        spares.push((lease.clone(), now, 0, limit));
                     }
-                    Ok((_, Ok(Ok(false)))) => {}
-                    Ok((_, Ok(Err(e)))) => failed = Some(e.to_string()),
-                    Ok((_, Err(_))) => failed = Some("timed out".into()),
-                    Err(e) => failed = Some(format!("lease request: {e}")),
                 }
             }
-            if let Some(why) = failed {
-                return self.down(&why);
-            }
-            let grants = self.acquire_many(&spares).await;
-            for ((lease, ..), grant) in spares.iter().zip(grants) {
-                if let Some(g) = grant {
-                    self.mark_near(lease, g.free);
-                }
-            }
+            self.gave_back(&spares).await;
         }
     }
 
@@ -621,14 +635,7 @@ impl Task {
                 }
             }
         }
-        for chunk in spares.chunks(MAX_ASKS) {
-            let grants = self.acquire_many(chunk).await;
-            for ((lease, ..), grant) in chunk.iter().zip(grants) {
-                if let Some(g) = grant {
-                    self.mark_near(lease, g.free);
-                }
-            }
-        }
+        self.gave_back(&spares).await;
         self.fleet.forget_idle();
         self.stats.leased.set(self.fleet.leased_total());
         // Said once this node's leases are in: a node that finds it knows they are counted.

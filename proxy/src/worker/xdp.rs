@@ -5,6 +5,7 @@
 
 use super::{TOKEN_XSK, Worker};
 use crate::proxy::Transmit;
+use crate::steering::clock_ns;
 use io_uring::{opcode, types};
 use siplb_common::owner_of;
 use std::io;
@@ -88,14 +89,4 @@ impl Worker {
             self.stats.xsk_tx.set(port.counts.tx);
         }
     }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the timespec it is given.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
