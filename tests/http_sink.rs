@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A real HTTP server for the tests: accepts POSTs on `addr` (one request per connection or
-/// kept alive), answers `200 OK` and keeps every request body.
+/// A real HTTP server for the tests: accepts requests on `addr` (one per connection or kept
+/// alive), answers `200 OK` (or what it is told to) and keeps every request's body.
 pub struct HttpSink {
     pub bodies: Arc<Mutex<Vec<String>>>,
     server: Arc<tiny_http::Server>,
@@ -14,6 +14,14 @@ pub struct HttpSink {
 
 impl HttpSink {
     pub fn start(addr: &str) -> HttpSink {
+        HttpSink::answering(addr, 200, None)
+    }
+
+    /// [`start`](Self::start), answering `status` to every request, with a `Location`
+    /// header when given (a redirect).
+    pub fn answering(addr: &str, status: u16, location: Option<&str>) -> HttpSink {
+        let location = location
+            .map(|l| tiny_http::Header::from_bytes("Location", l).expect("a Location header"));
         let server =
             Arc::new(tiny_http::Server::http(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}")));
         let bodies: Arc<Mutex<Vec<String>>> = Default::default();
@@ -32,7 +40,11 @@ impl HttpSink {
                 b.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&body).into());
-                let _ = request.respond(tiny_http::Response::empty(200));
+                let mut response = tiny_http::Response::empty(status);
+                if let Some(l) = &location {
+                    response.add_header(l.clone());
+                }
+                let _ = request.respond(response);
             }
         });
         HttpSink {

@@ -5,7 +5,9 @@
 //! hands it to a poster thread that POSTs it to the HTTP endpoint. A worker never waits for
 //! either: when the queue is full the event is dropped and counted in `events:dropped`. A slow
 //! or dead endpoint never holds up the file: when the poster's own queue is full, the event is
-//! not POSTed (counted in `events:http_failed`) but is still in the file.
+//! not POSTed (counted in `events:http_failed`) but is still in the file. Nor does it hold up
+//! shutdown: the poster gets [`POST_DRAIN`] to empty its queue once the writer has ended, and
+//! what is left is counted as failed.
 
 use crate::metrics::Counter;
 use crate::proxy::DialogRecord;
@@ -26,8 +28,10 @@ pub struct EventSink {
     pub written: Arc<Counter>,
     /// Events dropped because the queue was full.
     pub dropped: Arc<Counter>,
-    /// POSTs that failed (no connection, timeout, status ≥ 400).
+    /// POSTs that failed (no connection, timeout, any status but 2xx) or were not tried.
     pub http_failed: Arc<Counter>,
+    /// Events waiting for the poster, a gauge.
+    pub http_queued: Arc<Counter>,
     /// Set after the workers stopped: the writer drains the queue and ends.
     pub shutdown: AtomicBool,
     /// Set by the writer when it ended: the poster drains its queue and ends.
@@ -42,6 +46,7 @@ impl EventSink {
             written: Arc::default(),
             dropped: Arc::default(),
             http_failed: Arc::default(),
+            http_queued: Arc::default(),
             shutdown: AtomicBool::new(false),
             http_done: AtomicBool::new(false),
         }
@@ -88,8 +93,11 @@ pub fn spawn(
                     {
                         tracing::warn!("event file: {e}");
                     }
-                    if poster.is_some() && sink.http_queue.push(event).is_err() {
-                        sink.http_failed.inc_shared();
+                    if poster.is_some() {
+                        if sink.http_queue.push(event).is_err() {
+                            sink.http_failed.inc_shared();
+                        }
+                        sink.http_queued.set(sink.http_queue.len() as u64);
                     }
                     sink.written.inc_shared();
                     n += 1;
@@ -114,28 +122,48 @@ pub fn spawn(
         })
 }
 
-/// POSTs each event (2 s timeout); a failure is counted and the event is not retried.
+/// How long a POST may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the poster goes on POSTing once the writer has ended (shutdown); the events
+/// still queued then are counted as failed (they are in the file, if there is one).
+pub const POST_DRAIN: Duration = Duration::from_secs(2);
+
+/// POSTs each event; a failure is counted and the event is not retried. Redirects are not
+/// followed (a client that follows one turns the POST into a GET and the event is lost): a
+/// 3xx is a failure like a 4xx or 5xx.
 fn spawn_poster(sink: Arc<EventSink>, url: String) -> io::Result<std::thread::JoinHandle<()>> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(2)))
+        .timeout_global(Some(POST_TIMEOUT))
+        .max_redirects(0)
+        .http_status_as_error(false)
         .build()
         .into();
     std::thread::Builder::new()
         .name("siplb-post".into())
         .spawn(move || {
+            // Once the writer has ended (shutdown): POSTs after it are not tried.
+            let mut deadline: Option<std::time::Instant> = None;
+            let mut skipped = 0u64;
             loop {
                 let done = sink.http_done.load(Ordering::Acquire);
                 let mut n = 0;
                 while let Some(event) = sink.http_queue.pop() {
-                    let r = agent
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .send(event.as_bytes());
-                    if let Err(e) = r {
-                        sink.http_failed.inc_shared();
-                        tracing::debug!("POST {url}: {e}");
-                    }
+                    sink.http_queued.set(sink.http_queue.len() as u64);
                     n += 1;
+                    let now = std::time::Instant::now();
+                    if deadline.is_none() && sink.http_done.load(Ordering::Acquire) {
+                        deadline = Some(now + POST_DRAIN);
+                    }
+                    if deadline.is_some_and(|d| now >= d) {
+                        sink.http_failed.inc_shared();
+                        skipped += 1;
+                        continue;
+                    }
+                    if let Err(why) = post(&agent, &url, &event) {
+                        sink.http_failed.inc_shared();
+                        tracing::debug!("POST {url}: {why}");
+                    }
                 }
                 if done {
                     break;
@@ -144,7 +172,28 @@ fn spawn_poster(sink: Arc<EventSink>, url: String) -> io::Result<std::thread::Jo
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
+            if skipped > 0 {
+                tracing::warn!(
+                    "events: {skipped} not POSTed to {url} at shutdown: the endpoint was too \
+                     slow to take them within {} s (counted in events:http_failed)",
+                    POST_DRAIN.as_secs()
+                );
+            }
         })
+}
+
+/// One POST: an error unless the answer is 2xx.
+fn post(agent: &ureq::Agent, url: &str, event: &str) -> Result<(), String> {
+    let r = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(event.as_bytes())
+        .map_err(|e| e.to_string())?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(r.status().to_string())
+    }
 }
 
 /// The `Call_End` event of an answered dialog, as the dialog article's `dialog:end` route

@@ -4,7 +4,8 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::iterator::exfiltrator::WithOrigin;
 use siplb::acc::plane::AccPlane;
 use siplb::config::{Config, ShutdownDialogs, SteeringMode};
 use siplb::control::{self, ControlState};
@@ -294,7 +295,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let plane = Arc::new(plane);
     running.plane = Some(plane.clone());
     // From here on SIGINT and SIGTERM are caught (and wait for the main thread, below).
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("signal handlers")?;
+    let mut signals =
+        SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]).context("signal handlers")?;
     let shutdown = running.shutdown.clone();
     let steering_bpf: Arc<siplb::metrics::Counter> = Arc::default();
     // The XDP guard's counters, refreshed from its per-CPU map (see below).
@@ -318,6 +320,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         (names::EVENTS_WRITTEN, sink.written.clone()),
         (names::EVENTS_DROPPED, sink.dropped.clone()),
         (names::EVENTS_HTTP_FAILED, sink.http_failed.clone()),
+        (names::EVENTS_HTTP_QUEUED, sink.http_queued.clone()),
     ];
     globals.extend(xdp.iter().cloned());
     globals.extend(acc_stats);
@@ -552,7 +555,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         cfg.control_socket.display()
     );
 
-    for sig in signals.forever() {
+    for sig in signals.forever().map(|o| o.signal) {
         if sig == SIGHUP {
             tracing::info!("SIGHUP: reloading {}", cfg.path.display());
             // A refusal is logged by the reload itself.
@@ -562,6 +565,22 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         tracing::info!("signal {sig}: shutting down");
         break;
     }
+    // A second SIGINT or SIGTERM during the orderly stop ends the process at once: what has
+    // not been written by then is lost, as after kill -9 (the files stay readable). Not one
+    // siplb raised itself (a panic, the end of a drain): that asks for the stop under way.
+    let me = std::process::id() as libc::pid_t;
+    std::thread::Builder::new()
+        .name("siplb-signals".into())
+        .spawn(move || {
+            let again = signals
+                .forever()
+                .find(|o| o.signal != SIGHUP && o.process.is_none_or(|p| p.pid != me));
+            if let Some(sig) = again.map(|o| o.signal) {
+                tracing::warn!("signal {sig} again: exiting now, without finishing the stop");
+                std::process::exit(1);
+            }
+        })
+        .context("signal thread")?;
     shut_down_dialogs(&plane, &cfg);
     running.stop()
 }

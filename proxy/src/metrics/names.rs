@@ -57,6 +57,7 @@ pub const XDP_XSK_RX_BAD: &str = "xdp:xsk_rx_bad";
 pub const EVENTS_WRITTEN: &str = "events:written";
 pub const EVENTS_DROPPED: &str = "events:dropped";
 pub const EVENTS_HTTP_FAILED: &str = "events:http_failed";
+pub const EVENTS_HTTP_QUEUED: &str = "events:http_queued";
 pub const LOG_DROPPED_LINES: &str = "log:dropped_lines";
 pub const UAC_AUTH_RESENDS: &str = "uac:auth_resends";
 pub const UAC_AUTH_FAILURES: &str = "uac:auth_failures";
@@ -93,6 +94,7 @@ pub const MAX_OF_WORKERS: &[&str] = &[
 pub const GAUGES: &[&str] = &[
     ACC_SPOOL_RECORDS,
     ACC_QUEUED,
+    EVENTS_HTTP_QUEUED,
     TM_INUSE,
     CORE_CALL_RECORDS,
     CORE_TRANSACTION_BYTES,
