@@ -200,6 +200,23 @@ fn core_verbs_and_json_after_the_verb() {
         json(&a);
     }
     assert_eq!(siplb.ctl(&["dlg.list", "--json"]).unwrap(), "[]\n");
+
+    // A file being edited that does not pass the checks still names the socket: the verb
+    // runs, the problem is said on stderr, and a reload refuses it.
+    let good = std::fs::read_to_string(&siplb.config).unwrap();
+    std::fs::write(
+        &siplb.config,
+        format!("{good}\n[metrics]\nlisten_typo = 1\n"),
+    )
+    .unwrap();
+    let (code, out, err) = ctl_status(&siplb, &["core.version"]);
+    assert_eq!((code, out.as_str()), (0, version.as_str()), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("listen_typo"),
+        "{err}"
+    );
+    let (code, _, err) = ctl_status(&siplb, &["cfg.reload"]);
+    assert!(code != 0 && err.contains("listen_typo"), "{code}: {err}");
     siplb.assert_alive();
 }
 

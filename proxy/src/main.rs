@@ -11,7 +11,8 @@ use siplb::config::{Config, ShutdownDialogs, SteeringMode};
 use siplb::control::{self, ControlState};
 use siplb::events::{self, EventSink};
 use siplb::metrics::names;
-use siplb::metrics::prometheus::{self, MetricsServer};
+use siplb::metrics::prometheus;
+use siplb::metrics::server::{self, MetricsServer};
 use siplb::reload::Reloader;
 use siplb::steering::{self, BpfSteering, Redirect, XdpGuard};
 use siplb::worker::{ControlJob, Plane, Worker, WorkerHandle, pin_to_core};
@@ -71,9 +72,20 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(&path)?)
 }
 
+/// Runs a control verb against the siplb of `config`. A file that does not pass the checks
+/// (being edited before a reload) still names the socket: the problem is said on stderr and
+/// the verb runs.
 fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result<()> {
-    let cfg = load(config)?;
-    let out = control::call(&cfg.control_socket, json, &args).map_err(anyhow::Error::msg)?;
+    let path = config.context("--config <file> is required")?;
+    let socket = match Config::load(&path) {
+        Ok(cfg) => cfg.control_socket,
+        Err(e) => {
+            let socket = Config::control_socket_of(&path).map_err(anyhow::Error::msg)?;
+            eprintln!("siplb: warning: {e}");
+            socket
+        }
+    };
+    let out = control::call(&socket, json, &args).map_err(anyhow::Error::msg)?;
     print!("{out}");
     Ok(())
 }
@@ -335,7 +347,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     ));
     if let Some(addr) = cfg.metrics_listen {
         running.metrics = Some(
-            prometheus::serve(
+            server::serve(
                 addr,
                 prometheus::Sources {
                     workers: plane.workers.iter().map(|w| w.stats.clone()).collect(),

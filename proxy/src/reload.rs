@@ -9,11 +9,12 @@
 mod changes;
 
 use crate::config::Config;
-use crate::proxy::{LiveGateways, ProxyConfig};
+use crate::proxy::gateway::GatewayState;
+use crate::proxy::{LiveGateways, ProxyConfig, Target};
 use crate::steering::XdpGuard;
 use crate::worker::{ControlJob, WorkerHandle};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// What a reload needs: the running configuration and where to hand the new one.
@@ -32,7 +33,13 @@ struct Running {
     proxy: Arc<ProxyConfig>,
     /// The file as it was applied, for saying what a reload changes.
     file: toml::Table,
+    /// Gateways a reload removed, while calls still hold their state: one added back takes
+    /// it again, so that its calls under way still count for `max_calls`.
+    retired: Retired,
 }
+
+/// The states of removed gateways, by address, as long as something holds them.
+pub type Retired = Vec<(Target, Weak<GatewayState>)>;
 
 /// The configuration file at `path`, read once: its text, checked and parsed.
 fn read(path: &std::path::Path) -> Result<(Config, toml::Table), String> {
@@ -57,6 +64,7 @@ impl Reloader {
                 proxy,
                 // The file as read at start (a file changed since reads as changed later).
                 file: read(&cfg.path).map(|r| r.1).unwrap_or_default(),
+                retired: Vec::new(),
             }),
             workers,
             guard,
@@ -107,7 +115,7 @@ impl Reloader {
         file: toml::Table,
         what: &str,
     ) -> Result<String, String> {
-        let proxy = next_proxy(&running.cfg, &running.proxy, &new)?;
+        let proxy = next_proxy(&running.cfg, &running.proxy, &running.retired, &new)?;
         let proxy = Arc::new(proxy);
         // Every worker takes it between two batches; a worker too busy to answer within a
         // second takes it at its next wake-up all the same.
@@ -148,9 +156,10 @@ impl Reloader {
             self.path.display(),
             changes::between(&running.file, &file),
             proxy.routing.customers.len(),
-            proxy.routing.gateways.len(),
+            proxy.routing.gateways.distinct(),
             proxy.rules.len()
         );
+        running.retired = retire(&running.proxy, &running.retired, &proxy);
         self.live.set(proxy.routing.gateways.clone());
         running.cfg = new;
         running.proxy = proxy;
@@ -182,11 +191,35 @@ pub fn allow_list(proxy: &ProxyConfig) -> Vec<ipnet::Ipv4Net> {
         .collect()
 }
 
+/// The gateways' states to keep for a later reload: those of gateways `running` had and
+/// `next` has not, and those `retired` already kept, while calls hold them.
+fn retire(running: &ProxyConfig, retired: &Retired, next: &ProxyConfig) -> Retired {
+    let all = |p: &ProxyConfig| -> Vec<(Target, Weak<GatewayState>)> {
+        p.routing
+            .gateways
+            .sets
+            .iter()
+            .flat_map(|s| &s.gateways)
+            .map(|g| (g.target, Arc::downgrade(&g.state)))
+            .collect()
+    };
+    let kept: Vec<Target> = all(next).into_iter().map(|(t, _)| t).collect();
+    let mut out: Retired = Vec::new();
+    for (t, w) in all(running).into_iter().chain(retired.iter().cloned()) {
+        if !kept.contains(&t) && !out.iter().any(|(o, _)| *o == t) && w.strong_count() > 0 {
+            out.push((t, w));
+        }
+    }
+    out
+}
+
 /// The shards' configuration after a reload from `new`, or why not: the keys that cannot
-/// change live must not have, and the profiles take the new limits in place.
+/// change live must not have, and the profiles take the new limits in place. A gateway
+/// kept, or added back while its calls from before are up (`retired`), keeps its state.
 pub fn next_proxy(
     old: &Config,
     running: &ProxyConfig,
+    retired: &Retired,
     new: &Config,
 ) -> Result<ProxyConfig, String> {
     let fixed = |key: &str, was: String, now: String| -> Result<(), String> {
@@ -341,6 +374,14 @@ pub fn next_proxy(
                         g.state.health.force(crate::proxy::Admin::Active, false);
                     }
                 }
+            } else if let Some(state) = retired
+                .iter()
+                .find(|(t, _)| *t == g.target)
+                .and_then(|(_, w)| w.upgrade())
+            {
+                // Back after a reload without it: its calls count, its health starts anew.
+                state.health.force(crate::proxy::Admin::Active, probed);
+                g.state = state;
             }
         }
     }
@@ -407,7 +448,7 @@ gateways = ["127.0.0.1:5081"]
             "gateways = [\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",
         ) + "\n[[customer]]\nname = \"b\"\nsources = [\"127.0.0.2/32\"]\n";
         let new = load(&text);
-        let next = next_proxy(&old, &running, &new).unwrap();
+        let next = next_proxy(&old, &running, &Vec::new(), &new).unwrap();
         assert!(
             Arc::ptr_eq(&next.profiles, &running.profiles),
             "counts kept"
@@ -428,9 +469,40 @@ gateways = ["127.0.0.1:5081"]
         let g = &running.routing.gateways.sets[0].gateways[0];
         g.state.take(None);
         let new = load(BASE);
-        let next = next_proxy(&old, &running, &new).unwrap();
+        let next = next_proxy(&old, &running, &Vec::new(), &new).unwrap();
         let kept = &next.routing.gateways.sets[0].gateways[0];
         assert!(std::sync::Arc::ptr_eq(&kept.state, &g.state));
+    }
+
+    #[test]
+    fn a_gateway_removed_and_added_back_while_its_calls_are_up_counts_them() {
+        let with_two = BASE.replace(
+            "gateways = [\"127.0.0.1:5081\"]",
+            "gateways = [\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",
+        );
+        let old = load(&with_two);
+        let running = old.proxy.clone();
+        let second = running.routing.gateways.sets[0].gateways[1].clone();
+        // A call up on it (what its dialog holds), then a reload without it.
+        let call = second.state.clone();
+        assert!(call.take(Some(1)));
+        let without = load(BASE);
+        let next = next_proxy(&old, &running, &Vec::new(), &without).unwrap();
+        let retired = retire(&running, &Vec::new(), &next);
+        assert_eq!(retired.len(), 1);
+        drop(running);
+        drop(second);
+        // Added back: the call still counts against `max_calls`.
+        let back = load(&with_two);
+        let again = next_proxy(&without, &next, &retired, &back).unwrap();
+        let g = &again.routing.gateways.sets[0].gateways[1];
+        assert!(Arc::ptr_eq(&g.state, &call));
+        assert!(!g.state.has_room(Some(1)));
+        // Once its calls have ended, nothing is kept for it.
+        drop((old, again));
+        call.give_back();
+        drop(call);
+        assert!(retire(&next, &retired, &next).is_empty());
     }
 
     #[test]
@@ -443,11 +515,11 @@ gateways = ["127.0.0.1:5081"]
             "name = \"trunk\"\n",
             "name = \"trunk\"\nprobe_interval_ms = 1000\n",
         );
-        let next = next_proxy(&old, &running, &load(&probed)).unwrap();
+        let next = next_proxy(&old, &running, &Vec::new(), &load(&probed)).unwrap();
         let kept = &next.routing.gateways.sets[0].gateways[0].state.health;
         assert_eq!(kept.flag_text(), "IP", "still down, probed now");
         // Probing turned off: nothing would bring it back, so it is active again.
-        let again = next_proxy(&load(&probed), &next, &load(BASE)).unwrap();
+        let again = next_proxy(&load(&probed), &next, &Vec::new(), &load(BASE)).unwrap();
         let kept = &again.routing.gateways.sets[0].gateways[0].state.health;
         assert_eq!(kept.flag_text(), "AX");
     }
@@ -477,7 +549,7 @@ gateways = ["127.0.0.1:5081"]
             ),
         ] {
             let new = load(&BASE.replace(from, to));
-            let e = next_proxy(&old, &running, &new).unwrap_err();
+            let e = next_proxy(&old, &running, &Vec::new(), &new).unwrap_err();
             assert!(e.starts_with(&format!("`{key}`")), "{key}: {e}");
             // The key, not the running configuration's insides.
             assert!(e.len() < 200 && !e.contains("Some("), "{e}");

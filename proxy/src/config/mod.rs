@@ -274,6 +274,26 @@ impl Config {
         Config::parse(path, &src)
     }
 
+    /// The control socket the file at `path` names (`control.socket`, else the default),
+    /// read leniently: the rest of the file may be invalid (`siplb ctl` with a file being
+    /// edited), as long as it is TOML.
+    pub fn control_socket_of(path: &Path) -> Result<PathBuf, String> {
+        let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let table: toml::Table = src
+            .parse()
+            .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?;
+        let socket = table
+            .get("control")
+            .and_then(|c| c.get("socket"))
+            .and_then(|s| s.as_str())
+            .unwrap_or(DEFAULT_CONTROL_SOCKET);
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Ok(dir.join(socket))
+    }
+
     /// The configuration in `src`, read from `path` (relative paths resolve from its folder).
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let f: file::FileConfig = toml::from_str(src).map_err(|e| toml_error(path, src, &e))?;

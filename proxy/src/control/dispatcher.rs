@@ -66,7 +66,7 @@ fn kamcmd_text(v: &Value) -> String {
     let mut out = format!("{{\n\tNRSETS: {}\n\tRECORDS: {{\n", v["NRSETS"]);
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
-        Value::Null => String::new(),
+        Value::Null => "none".into(),
         other => other.to_string(),
     };
     for set in v["RECORDS"].as_array().into_iter().flatten() {
@@ -115,7 +115,7 @@ fn dest_value(g: &Gateway) -> Value {
         "CALLS": g.state.calls.load(Ordering::Relaxed),
         "MAX_CALLS": g.max_calls.map_or(Value::Null, Value::from),
         "LAST_REPLY": last,
-        "RTT_MS": h.rtt().map_or(Value::Null, |d| Value::from(d.as_secs_f64() * 1000.0)),
+        "RTT_MS": h.rtt().map_or(Value::Null, |d| Value::from(d.as_micros() as f64 / 1000.0)),
         "PROBES_SENT": sent,
         "PROBES_FAILED": failed,
     })

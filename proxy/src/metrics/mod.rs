@@ -5,6 +5,7 @@
 
 pub mod names;
 pub mod prometheus;
+pub mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -1,4 +1,4 @@
-//! Prometheus text exposition (format 0.0.4) on `metrics.listen`, `GET /metrics` (and `HEAD`).
+//! Prometheus text exposition (format 0.0.4), served on `metrics.listen` by [`super::server`].
 //!
 //! Names are `siplb_<group>_<name>`, `_total` on counters. Per-worker statistics
 //! carry a `worker` label (sum them for the node); profile sizes carry a `profile` label (the
@@ -10,20 +10,9 @@
 use super::names;
 use crate::dialog::Profiles;
 use crate::metrics::{Counter, ShardStats};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 /// What a scrape reads; all of it shared, none of it locked.
 #[derive(Clone)]
@@ -377,114 +366,6 @@ fn render_process(out: &mut String, p: &Process) {
     }
 }
 
-/// The `/metrics` HTTP server: hyper on a single-threaded tokio runtime, in a thread of its
-/// own. [`MetricsServer::stop`] ends it.
-pub struct MetricsServer {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl MetricsServer {
-    /// Stops accepting, drops the connections in progress and waits for the thread.
-    pub fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
-/// Serves `GET /metrics` on `addr` (anything else: 404), one request per connection.
-/// Connections served at once, and how long one may last.
-const CONNECTIONS: usize = 64;
-const CONNECTION_TIME: Duration = Duration::from_secs(10);
-
-pub fn serve(addr: SocketAddr, src: Sources) -> io::Result<MetricsServer> {
-    // Bound here, so that a busy address is an error of the caller's.
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    // A scanner's connections that never send, send forever or never read are closed: at
-    // most CONNECTIONS at once (more are closed as they come), each CONNECTION_TIME at most.
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let src = Arc::new(src);
-    let thread = std::thread::Builder::new()
-        .name("siplb-metrics".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!("metrics listener: {e}");
-                        return;
-                    }
-                };
-                loop {
-                    let conn = tokio::select! {
-                        _ = &mut stopped => break,
-                        conn = listener.accept() => conn,
-                    };
-                    let stream = match conn {
-                        Ok((stream, _)) => stream,
-                        Err(e) => {
-                            // Out of descriptors, say: not a loop at full speed meanwhile.
-                            tracing::warn!("metrics listener: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        drop(stream);
-                        continue;
-                    };
-                    let src = src.clone();
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let service = service_fn(move |req| {
-                            std::future::ready(Ok::<_, Infallible>(answer(&req, &src)))
-                        });
-                        let conn = http1::Builder::new()
-                            .keep_alive(false)
-                            .serve_connection(TokioIo::new(stream), service);
-                        match tokio::time::timeout(CONNECTION_TIME, conn).await {
-                            Ok(Err(e)) => tracing::debug!("metrics connection: {e}"),
-                            Err(_) => tracing::debug!("metrics connection: timed out"),
-                            Ok(Ok(())) => {}
-                        }
-                    });
-                }
-            });
-        })?;
-    Ok(MetricsServer { stop, thread })
-}
-
-/// `GET /metrics`: the text; `HEAD /metrics`: the same head (hyper leaves out the body of a
-/// reply to HEAD, Content-Length kept); another method on `/metrics`: 405; anything else: 404.
-fn answer<B>(req: &Request<B>, src: &Sources) -> Response<Full<Bytes>> {
-    let plain = |status: StatusCode, text: &'static str| {
-        let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-        *resp.status_mut() = status;
-        resp
-    };
-    if req.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
-    }
-    let mut resp = Response::new(Full::new(Bytes::from(render(src))));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
-}
-
 #[cfg(test)]
 #[path = "../../../tests/exposition.rs"]
 mod exposition;
@@ -698,54 +579,5 @@ mod tests {
         assert!(me.resident_bytes.unwrap() > 1 << 20);
         assert!(me.open_fds.unwrap() >= 3);
         assert!(me.max_fds.unwrap() >= me.open_fds.unwrap());
-    }
-
-    /// One request per connection, answered and closed; `GET` and `HEAD` on `/metrics` only.
-    #[test]
-    fn serves_metrics_head_405_and_404_then_stops() {
-        use std::io::{Read, Write};
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = free.local_addr().unwrap();
-        drop(free);
-        let src = Sources {
-            workers: vec![Arc::new(ShardStats::default())],
-            globals: vec![],
-            profiles: Arc::new(Profiles::new(&[], &[], 10)),
-            gateways: None,
-        };
-        let server = serve(addr, src).unwrap();
-        let ask = |method: &str, path: &str| {
-            let mut c = std::net::TcpStream::connect(addr).unwrap();
-            write!(c, "{method} {path} HTTP/1.1\r\nHost: siplb\r\n\r\n").unwrap();
-            let mut text = String::new();
-            c.read_to_string(&mut text).unwrap();
-            text
-        };
-        let ok = ask("GET", "/metrics");
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
-        assert!(ok.contains("\r\n\r\n# HELP siplb_"), "{ok}");
-        let head = ask("HEAD", "/metrics");
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-        assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
-        let length = |t: &str| {
-            t.lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(str::to_owned)
-                })
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        };
-        assert!(length(&head).unwrap() > 1000, "{head}");
-        let post = ask("POST", "/metrics");
-        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-        assert!(post.contains("allow: GET, HEAD\r\n"), "{post}");
-        let missing = ask("GET", "/other");
-        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-        assert!(missing.ends_with("\r\n\r\nnot found\n"), "{missing}");
-        server.stop();
-        assert!(std::net::TcpStream::connect(addr).is_err());
     }
 }

@@ -439,6 +439,17 @@ impl Gateways {
         self.sets.iter().map(GatewaySet::len).sum()
     }
 
+    /// Gateways, one in several sets counted once (by address).
+    pub fn distinct(&self) -> usize {
+        let mut seen: Vec<Target> = Vec::new();
+        for g in self.sets.iter().flat_map(|s| &s.gateways) {
+            if !seen.contains(&g.target) {
+                seen.push(g.target);
+            }
+        }
+        seen.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -135,7 +135,9 @@ impl Health {
         let failed = match outcome {
             Outcome::Reply { code, rtt, failed } => {
                 self.last_reply.store(u32::from(code), Ordering::Relaxed);
-                self.rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
+                // 0 is kept for "never answered".
+                self.rtt_us
+                    .store((rtt.as_micros() as u64).max(1), Ordering::Relaxed);
                 failed
             }
             Outcome::Timeout => {
@@ -188,10 +190,10 @@ impl Health {
         }
     }
 
-    /// The last answered probe's round trip.
+    /// The last answered probe's round trip (none while no probe was ever answered).
     pub fn rtt(&self) -> Option<Duration> {
         match self.rtt_us.load(Ordering::Relaxed) {
-            0 if self.last_reply.load(Ordering::Relaxed) == NO_REPLY => None,
+            0 => None,
             us => Some(Duration::from_micros(us)),
         }
     }
@@ -228,6 +230,7 @@ mod tests {
         h.set_probing(true);
         assert_eq!(h.flag_text(), "AP");
         assert_eq!(h.record(Outcome::Timeout, T), None);
+        assert_eq!(h.rtt(), None, "never answered: no round trip");
         assert_eq!(h.flag_text(), "TP");
         assert!(h.usable(), "trying still takes calls");
         // An answer in between starts the count again.
