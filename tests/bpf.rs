@@ -113,11 +113,7 @@ fn run_mtu(
              for i in range({junk}):\n    s.sendto(b'\\x16\\x03 junk %d' % i, ('{b}', 5060))\n",
             b = pair.ip_b
         );
-        let st = in_netns(Some(&pair.a), "python3")
-            .args(["-c", &script])
-            .status()
-            .expect("python3");
-        assert!(st.success(), "junk sender");
+        python_in(Some(&pair.a), &script);
         // The XDP counters are read every 200 ms.
         std::thread::sleep(std::time::Duration::from_millis(600));
     }
@@ -260,18 +256,9 @@ fn xdp_guard_reads_the_start_line(n: u8, xdp_mode: &str) {
         b = pair.ip_b,
         methods = methods,
     );
-    let out = in_netns(Some(&pair.a), "python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let codes = python_in(Some(&pair.a), &script);
     // The XDP counters are read every 200 ms.
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let codes = String::from_utf8_lossy(&out.stdout).trim().to_string();
     siplb.assert_alive();
     let stats = siplb.stats();
     siplb.stop();
@@ -327,19 +314,7 @@ fn options(ns: &str, from: &str, to: &str, count: u32, wait_s: f64) -> u64 {
          \x20   pass\n\
          print(n)\n"
     );
-    let out = in_netns(Some(ns), "python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("count")
+    python_in(Some(ns), &script).parse().expect("count")
 }
 
 /// A flood of OPTIONS from one address that is neither a customer nor a gateway is cut down
@@ -498,17 +473,7 @@ fn xdp_guard_judges_a_fragmented_datagram_by_its_first_fragment() {
             to = pair.ip_b,
             junk = if junk { "True" } else { "False" },
         );
-        let out = in_netns(Some(&pair.a), "python3")
-            .args(["-c", &script])
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
+        python_in(Some(&pair.a), &script)
             .parse::<u64>()
             .expect("count")
     };
@@ -595,16 +560,7 @@ fn bpf_and_userspace_hashes_agree() {
         }
     }
     script += "s.settimeout(1.0)\nn = 0\ntry:\n    while True:\n        s.recv(65536); n += 1\nexcept socket.timeout:\n    pass\nprint(n)\n";
-    let out = in_netns(Some(&pair.a), "python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answered: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let answered: usize = python_in(Some(&pair.a), &script).parse().unwrap();
     let sent = cases.len() * 8;
     assert_eq!(answered, sent, "every OPTIONS answered");
     let stats = siplb.stats();

@@ -3,6 +3,16 @@
 
 use std::process::{Command, Stdio};
 
+/// Runs `ip <args>` (iproute2) and asserts it succeeded.
+#[track_caller]
+pub fn ip(args: &[&str]) {
+    let st = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("ip (iproute2)");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
 /// Two network namespaces joined by a veth pair, made by the test and deleted on drop:
 /// `a` (callers, `198.18.<n>.1`) and `b` (siplb and the gateways, `198.18.<n>.2`).
 pub struct NetnsPair {
@@ -26,13 +36,6 @@ impl NetnsPair {
                 .stderr(Stdio::null())
                 .status();
         }
-        let ip = |args: &[&str]| {
-            let st = Command::new("ip")
-                .args(args)
-                .status()
-                .expect("ip (iproute2)");
-            assert!(st.success(), "ip {args:?} failed");
-        };
         ip(&["netns", "add", &a]);
         ip(&["netns", "add", &b]);
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
@@ -60,11 +63,7 @@ impl NetnsPair {
     /// Sets the MTU of both ends of the veth pair (to force IP fragmentation).
     pub fn set_mtu(&self, mtu: u32) {
         for (ns, dev) in [(&self.a, &self.dev_a), (&self.b, &self.dev_b)] {
-            let st = Command::new("ip")
-                .args(["-n", ns, "link", "set", dev, "mtu", &mtu.to_string()])
-                .status()
-                .expect("ip");
-            assert!(st.success(), "mtu {mtu} on {dev}");
+            ip(&["-n", ns, "link", "set", dev, "mtu", &mtu.to_string()]);
         }
     }
 
@@ -94,13 +93,9 @@ impl NetnsPair {
 
 fn add_address(ns: &str, dev: &str, like: &str, host: u8) -> String {
     let net = like.rsplit_once('.').expect("dotted").0;
-    let ip = format!("{net}.{host}");
-    let st = Command::new("ip")
-        .args(["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev])
-        .status()
-        .expect("ip");
-    assert!(st.success(), "add {ip} to {dev}");
-    ip
+    let addr = format!("{net}.{host}");
+    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+    addr
 }
 
 impl Drop for NetnsPair {
@@ -109,6 +104,22 @@ impl Drop for NetnsPair {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// Runs a python3 `script` in namespace `ns` (none: here), asserts it succeeded, and
+/// returns what it printed, trimmed.
+#[track_caller]
+pub fn python_in(ns: Option<&str>, script: &str) -> String {
+    let out = crate::in_netns(ns, "python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The MAC of interface `dev` in namespace `ns`.

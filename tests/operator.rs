@@ -268,10 +268,6 @@ fn the_readme_runs_as_written() {
     }
     let dir = TempDir::new("readme");
     let ns = format!("siplb-readme-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        let st = Command::new("ip").args(args).status().expect("ip");
-        assert!(st.success(), "ip {args:?}");
-    };
     ip(&["netns", "add", &ns]);
     ip(&["-n", &ns, "link", "set", "lo", "up"]);
     // Into files, not pipes: what the blocks leave running keeps its output open.

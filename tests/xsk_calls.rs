@@ -13,13 +13,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_siplb");
 fn af_xdp_on_a_bridge_in_native_mode_names_the_xdp_mode() {
     let _g = serial();
     let pair = NetnsPair::new(60);
-    let ip = |args: &[&str]| {
-        let st = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .expect("ip");
-        assert!(st.success(), "ip {args:?}");
-    };
     let b = pair.b.as_str();
     ip(&["-n", b, "link", "add", "sl60br", "type", "bridge"]);
     ip(&["-n", b, "addr", "add", "198.18.61.2/24", "dev", "sl60br"]);
@@ -210,13 +203,6 @@ fn a_caller_that_moves_to_another_mac_is_followed() {
     }
     let before = run.calls("before", 20, 10);
     assert_eq!((before.ok(), before.failed()), (20, 0));
-    let ip = |args: &[&str]| {
-        let st = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .expect("ip");
-        assert!(st.success(), "ip {args:?}");
-    };
     let siplb_mac = mac_of(&p.b, &p.dev_b).map(|b| format!("{b:02x}")).join(":");
     // A new MAC flushes the interface's neighbour entries: the permanent one comes after.
     ip(&[
@@ -311,16 +297,7 @@ fn a_frame_for_another_mac_is_not_taken() {
         b = p.ip_b,
         dev = p.dev_a,
     );
-    let out = in_netns(Some(&p.a), "python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answered = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let answered = python_in(Some(&p.a), &script);
     let stats = run.stop();
     assert_eq!(answered, "3", "only the frames to siplb's MAC: {stats:?}");
     assert_eq!(stats["xdp:xsk_rx_bad"], 5, "{stats:?}");
