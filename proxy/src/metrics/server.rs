@@ -175,10 +175,8 @@ mod tests {
     use crate::dialog::Profiles;
     use crate::metrics::ShardStats;
 
-    /// One request per connection, answered and closed; `GET` and `HEAD` on `/metrics` only.
-    #[test]
-    fn serves_metrics_head_405_and_404_then_stops() {
-        use std::io::{Read, Write};
+    /// A server on a free loopback port, with one worker's statistics.
+    fn started() -> (SocketAddr, MetricsServer) {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = free.local_addr().unwrap();
         drop(free);
@@ -188,7 +186,14 @@ mod tests {
             profiles: Arc::new(Profiles::new(&[], &[], 10)),
             gateways: None,
         };
-        let server = serve(addr, src).unwrap();
+        (addr, serve(addr, src).unwrap())
+    }
+
+    /// One request per connection, answered and closed; `GET` and `HEAD` on `/metrics` only.
+    #[test]
+    fn serves_metrics_head_405_and_404_then_stops() {
+        use std::io::{Read, Write};
+        let (addr, server) = started();
         let ask = |method: &str, path: &str| {
             let mut c = std::net::TcpStream::connect(addr).unwrap();
             write!(c, "{method} {path} HTTP/1.1\r\nHost: siplb\r\n\r\n").unwrap();
@@ -235,16 +240,7 @@ mod tests {
     #[test]
     fn idle_connections_from_one_address_do_not_keep_others_out() {
         use std::io::{Read, Write};
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = free.local_addr().unwrap();
-        drop(free);
-        let src = Sources {
-            workers: vec![Arc::new(ShardStats::default())],
-            globals: vec![],
-            profiles: Arc::new(Profiles::new(&[], &[], 10)),
-            gateways: None,
-        };
-        let server = serve(addr, src).unwrap();
+        let (addr, server) = started();
         let from = |ip: &str| {
             let s =
                 socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
