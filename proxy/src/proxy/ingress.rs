@@ -17,8 +17,13 @@ pub enum Ingress {
     /// A CANCEL: it goes to the INVITE it cancels.
     Cancel,
     /// A request inside a dialog: a To tag, or siplb's own Route with a dialog id on top
-    /// (removed when forwarded).
-    InDialog { own_route: Option<(usize, Span)> },
+    /// (removed when forwarded). `stranger`: its source is neither a gateway nor a customer's
+    /// (a customer's target answering an inbound call); the dialog decides whether it may
+    /// speak for one of its sides.
+    InDialog {
+        own_route: Option<(usize, Span)>,
+        stranger: bool,
+    },
     /// A new INVITE from a customer; siplb's own Route on top (a customer using siplb as its
     /// outbound proxy) is removed when it is forwarded.
     NewInvite {
@@ -70,11 +75,15 @@ pub fn classify(
         return Ingress::Cancel;
     }
     let buf = msg.buf;
-    let from_domain = SipUri::parse(buf, msg.from().map_or(Span::default(), |f| f.uri))
-        .map(|u| u.host.of(buf))
-        .unwrap_or(b"");
-    let peer = routing.classify(src, from_domain);
-    if peer == Peer::Unknown {
+    let peer = peer(msg, src, routing);
+    let own_route = own_route(msg, local);
+    // Only a To tag, or siplb's dialog id in its Route, makes a request in-dialog; a Route of
+    // siplb's without one is an outbound-proxy hop, removed (RFC 3261 §16.4).
+    let own_dialog = own_route.is_some_and(|(_, r)| {
+        NameAddr::parse(buf, r).is_ok_and(|na| did_param(buf, na.uri).is_some())
+    });
+    let in_dialog = msg.to_tag().is_some() || own_dialog;
+    if peer == Peer::Unknown && !in_dialog {
         return Ingress::Stateless(Stateless::Forbidden("Forbidden - Unknown Source"));
     }
     if let Some((0, _)) = msg.max_forwards {
@@ -83,14 +92,11 @@ pub fn classify(
     if let Some(idx) = msg.proxy_require {
         return Ingress::Stateless(Stateless::BadExtension(idx));
     }
-    let own_route = own_route(msg, local);
-    // Only a To tag, or siplb's dialog id in its Route, makes a request in-dialog; a Route of
-    // siplb's without one is an outbound-proxy hop, removed (RFC 3261 §16.4).
-    let own_dialog = own_route.is_some_and(|(_, r)| {
-        NameAddr::parse(buf, r).is_ok_and(|na| did_param(buf, na.uri).is_some())
-    });
-    if msg.to_tag().is_some() || own_dialog {
-        return Ingress::InDialog { own_route };
+    if in_dialog {
+        return Ingress::InDialog {
+            own_route,
+            stranger: peer == Peer::Unknown,
+        };
     }
     // What is left of the route set after siplb's own entry is a preloaded route.
     let routes = msg
@@ -126,6 +132,16 @@ pub fn classify(
         }
         _ => Ingress::Stateless(Stateless::MethodNotAllowed),
     }
+}
+
+/// Who sent `msg` from `src`: a gateway, a customer (by source address and From domain) or
+/// neither.
+pub fn peer(msg: &SipMsg<'_>, src: SocketAddr, routing: &Routing) -> Peer {
+    let buf = msg.buf;
+    let from_domain = SipUri::parse(buf, msg.from().map_or(Span::default(), |f| f.uri))
+        .map(|u| u.host.of(buf))
+        .unwrap_or(b"");
+    routing.classify(src, from_domain)
 }
 
 /// The top Route of `msg` when it names siplb (`local`).
@@ -234,7 +250,19 @@ mod tests {
         let bye = request("BYE", "").replace("To: <sip:b@y>", "To: <sip:b@y>;tag=2");
         assert_eq!(
             path(&bye, customer()),
-            Ingress::InDialog { own_route: None }
+            Ingress::InDialog {
+                own_route: None,
+                stranger: false
+            }
+        );
+        // From an address siplb does not know: the dialog decides.
+        let stranger = "192.0.2.9:5060".parse().unwrap();
+        assert_eq!(
+            path(&bye, stranger),
+            Ingress::InDialog {
+                own_route: None,
+                stranger: true
+            }
         );
     }
 
@@ -254,7 +282,10 @@ mod tests {
         let m = request("BYE", "Route: <sip:127.0.0.1:5060;lr;did=1>\r\n");
         assert!(matches!(
             path(&m, customer()),
-            Ingress::InDialog { own_route: Some(_) }
+            Ingress::InDialog {
+                own_route: Some(_),
+                stranger: false
+            }
         ));
     }
 

@@ -266,6 +266,16 @@ impl Dialog {
         }
     }
 
+    /// The address of the side that sends requests with this From tag: the caller's source,
+    /// or the gateway (an inbound call's customer target) the call went to.
+    pub fn side_address(&self, from_tag: Option<&[u8]>) -> Target {
+        if self.from_caller(from_tag) {
+            self.caller
+        } else {
+            self.gateway
+        }
+    }
+
     /// Whether a request with this From tag comes from the caller's side.
     pub fn from_caller(&self, from_tag: Option<&[u8]>) -> bool {
         from_tag == Some(self.caller_tag())

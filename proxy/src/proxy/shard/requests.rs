@@ -11,6 +11,7 @@ use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress::{self, Ingress, Stateless};
 use crate::proxy::originate::{self, local_tag};
 use crate::proxy::reply::{self, Extra};
+use crate::proxy::route::Peer;
 use crate::proxy::target::Target;
 use crate::proxy::txn::{
     self, Cancel, ClientState, Kind, ServerAction, ServerState, Timer, Txn, machine,
@@ -40,7 +41,10 @@ impl Shard {
                 self.key = key;
                 self.on_cancel(now, src, msg)
             }
-            Ingress::InDialog { own_route } => self.on_in_dialog(now, src, msg, key, own_route),
+            Ingress::InDialog {
+                own_route,
+                stranger,
+            } => self.on_in_dialog(now, src, msg, key, own_route, stranger),
             Ingress::NewInvite {
                 customer,
                 own_route,
@@ -108,8 +112,9 @@ impl Shard {
             ServerAction::AckOf2xx => {
                 // A peer that reuses the INVITE branch for the ACK of a 2xx: end to end.
                 let own_route = ingress::own_route(msg, self.cfg.local);
+                let stranger = ingress::peer(msg, src, &self.cfg.routing) == Peer::Unknown;
                 let key = std::mem::take(&mut self.key);
-                self.on_in_dialog(now, src, msg, key, own_route);
+                self.on_in_dialog(now, src, msg, key, own_route, stranger);
             }
         }
     }
@@ -442,6 +447,7 @@ impl Shard {
         msg: &SipMsg<'_>,
         key: Vec<u8>,
         own_route: Option<(usize, Span)>,
+        stranger: bool,
     ) {
         let method = msg.method().unwrap_or(Method::Other);
         let buf = msg.buf;
@@ -455,6 +461,16 @@ impl Shard {
                     .is_some_and(|d| *d.call_id == *msg.call_id())
             })
             .or_else(|| self.dialogs.by_call_id(msg.call_id()));
+        // A source that is neither a gateway nor a customer speaks only for the side of its
+        // dialog at its own address: the customer's target of an inbound call.
+        if stranger
+            && !id
+                .and_then(|id| self.dialogs.get(id))
+                .is_some_and(|d| d.side_address(msg.from_tag()).addr.ip() == src.ip())
+        {
+            self.key = key;
+            return self.forbid(msg, src, "Forbidden - Unknown Source");
+        }
         let dst = id
             .and_then(|id| self.dialogs.get(id))
             .filter(|d| *d.call_id == *msg.call_id())

@@ -123,3 +123,37 @@ fn an_escaped_or_tel_number_reaches_its_owner() {
         );
     }
 }
+
+/// The customer's target of an inbound call may be outside its `sources` (or the customer
+/// known by domain only): its requests inside the call still reach the trunk. Another address
+/// that is neither a gateway nor a customer's, with the same tags, is still refused.
+#[test]
+fn a_target_outside_the_sources_hangs_up_its_inbound_call() {
+    let outside: SocketAddr = "127.0.0.9:5090".parse().unwrap();
+    let mut h = Harness::with_config(|c| {
+        let cust = &mut c.routing.customers[0];
+        cust.numbers = vec![Numbers::Prefix("+1555".into())];
+        cust.targets = vec![Target::udp(outside)];
+    });
+    h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+15550001"));
+    let fwd = h.take().pop().unwrap();
+    assert!(fwd.is_request(Method::Invite) && fwd.dst == outside, "{fwd:?}");
+    h.deliver(outside, &response(&fwd, 200, Some("cust")));
+    assert!(h.take_one().is_response(200));
+
+    let stranger: SocketAddr = "192.0.2.9:5090".parse().unwrap();
+    let bye = gateway_in_dialog("BYE", &fwd, "cust", "z9hG4bK-s").text();
+    h.deliver(stranger, &bye);
+    let out = h.take_one();
+    assert!(out.is_response(403) && out.dst == stranger, "{out:?}");
+    assert_eq!(h.call_state("c1"), Some(DialogState::ConfirmedNoAck));
+
+    let bye = gateway_in_dialog("BYE", &fwd, "cust", "z9hG4bK-b").text();
+    h.deliver(outside, &bye);
+    let out = h.take_one();
+    assert!(
+        out.is_request(Method::Bye) && out.dst == gw1(),
+        "the BYE goes to the trunk: {out:?}"
+    );
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
+}
