@@ -180,9 +180,10 @@ pub struct Dialog {
     /// The gateway set of the call, and the worker's turn it was given (the choice's key).
     pub set: u16,
     pub turn: u64,
-    /// How far the CSeq of the caller's requests is raised on their way to the callee: one
-    /// per authenticated resend (Kamailio's `track_cseq_updates`); the answers are lowered
-    /// back by their transaction's shift.
+    /// How far the CSeq of the requests toward the trunk (from the caller on an outgoing
+    /// call, from the customer's target on an inbound one) is raised: one per authenticated
+    /// resend (Kamailio's `track_cseq_updates`); the answers are lowered back by their
+    /// transaction's shift. See [`Dialog::cseq_shift_of`].
     pub cseq_shift: u32,
     /// A call from a gateway to a customer: `gateway` is then the customer's target, and the
     /// trunk is the caller.
@@ -273,6 +274,16 @@ impl Dialog {
             self.caller
         } else {
             self.gateway
+        }
+    }
+
+    /// The CSeq shift of a request with this From tag: the dialog's `cseq_shift` when it goes
+    /// toward the trunk (the trunk answers challenges on its own requests itself), else 0.
+    pub fn cseq_shift_of(&self, from_tag: Option<&[u8]>) -> u32 {
+        if self.from_caller(from_tag) != self.inbound {
+            self.cseq_shift
+        } else {
+            0
         }
     }
 

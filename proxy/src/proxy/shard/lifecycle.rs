@@ -98,13 +98,20 @@ impl Shard {
             let Some(d) = self.dialogs.get_mut(id).filter(|d| d.state.is_confirmed()) else {
                 return false;
             };
-            // The BYE speaks for the other side: its CSeq is that side's next.
-            let cseq = if toward_callee {
-                // In the callee's eyes the caller's CSeq is shifted by authenticated resends.
-                d.caller_leg.next_cseq().wrapping_add(d.cseq_shift)
+            // The BYE speaks for the other side: its CSeq is that side's next. A BYE to the
+            // trunk (to the callee of an outgoing call, the caller of an inbound one) adds the
+            // shift of authenticated resends, as that side's own requests do.
+            let leg = if toward_callee {
+                &mut d.caller_leg
             } else {
-                d.callee_leg.next_cseq()
+                &mut d.callee_leg
             };
+            let shift = if toward_callee != d.inbound {
+                d.cseq_shift
+            } else {
+                0
+            };
+            let cseq = leg.next_cseq().wrapping_add(shift);
             let mut branch = Vec::with_capacity(40);
             self.branches.next(&mut branch);
             let mut out = self.out.buffer();

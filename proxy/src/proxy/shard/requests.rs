@@ -517,9 +517,8 @@ impl Shard {
         let (from_caller, shift) = {
             let d = self.dialogs.get_mut(id).expect("found above");
             let from_caller = d.from_caller(msg.from_tag());
-            // The caller's requests carry the CSeq the callee expects after authenticated
-            // resends.
-            let shift = if from_caller { d.cseq_shift } else { 0 };
+            // Requests toward the trunk carry the CSeq it expects after authenticated resends.
+            let shift = d.cseq_shift_of(msg.from_tag());
             let leg = d.leg_of_sender(msg.from_tag());
             leg.saw_cseq(msg.cseq);
             // A target refresh request updates its sender's remote target (RFC 3261 §12.2.2).

@@ -21,7 +21,7 @@ fn with_credentials_and(f: impl FnOnce(&mut ProxyConfig)) -> Harness {
     })
 }
 
-fn challenge(req: &Out, stale: bool) -> String {
+pub(super) fn challenge(req: &Out, stale: bool) -> String {
     let stale = if stale { ", stale=true" } else { "" };
     response(req, 407, Some("gw-auth")).replace(
         "Content-Length: 0",

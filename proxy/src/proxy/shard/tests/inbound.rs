@@ -157,3 +157,82 @@ fn a_target_outside_the_sources_hangs_up_its_inbound_call() {
     );
     assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
 }
+
+/// The trunk challenges a request from the customer's side of an inbound call: the resend
+/// takes CSeq + 1, and from then on the requests toward the trunk (the customer's, and
+/// siplb's own BYE for it) are raised by that shift, the trunk's own requests are not.
+#[test]
+fn a_challenge_from_the_trunk_shifts_the_customers_side_of_an_inbound_call() {
+    use crate::proxy::gateway::{Credentials, Secret};
+    let mut h = Harness::with_config(|c| {
+        let cust = &mut c.routing.customers[0];
+        cust.numbers = vec![Numbers::Prefix("+1555".into())];
+        cust.targets = vec![Target::udp(target())];
+        for g in &mut c.routing.gateways.sets[0].gateways {
+            g.credentials = Some(Credentials {
+                user: "siplb".into(),
+                secret: Secret::Password("trunk-secret".into()),
+            });
+        }
+    });
+    let inv = from_gateway("c1", "z9hG4bK-in", "+15550001");
+    h.deliver(gw1(), &inv);
+    let fwd = h.take().pop().unwrap();
+    h.deliver(target(), &response(&fwd, 200, Some("cust")));
+    let ok = h.take_one();
+    assert!(ok.is_response(200) && ok.dst == gw1(), "{ok:?}");
+    let trunk = |method, branch: &str, cseq| {
+        let r = caller_in_dialog(method, &ok, branch, cseq);
+        Req {
+            vias: vec![format!("SIP/2.0/UDP {};branch={branch}", gw1())],
+            ..r
+        }
+        .text()
+    };
+    h.deliver(gw1(), &trunk("ACK", "z9hG4bK-ack", 1));
+    assert!(h.take_one().is_request(Method::Ack));
+
+    // The customer's INFO, challenged by the trunk and sent again with CSeq + 1.
+    let customer = |method, branch: &str, cseq| {
+        let r = gateway_in_dialog(method, &fwd, "cust", branch);
+        Req { cseq, ..r }.text()
+    };
+    h.deliver(target(), &customer("INFO", "z9hG4bK-info", 1));
+    let info = h.take_one();
+    assert!(info.dst == gw1() && info.cseq() == (1, Method::Info), "{info:?}");
+    h.deliver(gw1(), &super::auth::challenge(&info, false));
+    let mut out = h.take();
+    let info2 = out.pop().unwrap();
+    assert!(info2.named("Proxy-Authorization").is_some(), "{info2:?}");
+    assert_eq!(info2.cseq(), (2, Method::Info));
+    h.deliver(gw1(), &response(&info2, 200, None));
+    let back = h.take_one();
+    assert!(back.dst == target() && back.cseq() == (1, Method::Info), "{back:?}");
+
+    // The trunk's own requests keep their numbers.
+    h.deliver(gw1(), &trunk("INFO", "z9hG4bK-tinfo", 2));
+    let tinfo = h.take_one();
+    assert!(tinfo.dst == target(), "{tinfo:?}");
+    assert_eq!(tinfo.cseq(), (2, Method::Info));
+    h.deliver(target(), &response(&tinfo, 200, None));
+    h.take();
+
+    // The customer's next request is raised; so is siplb's own BYE to the trunk.
+    h.deliver(target(), &customer("INFO", "z9hG4bK-info2", 2));
+    let next = h.take_one();
+    assert!(next.dst == gw1(), "{next:?}");
+    assert_eq!(next.cseq(), (3, Method::Info));
+    h.deliver(gw1(), &response(&next, 200, None));
+    h.take();
+    let call = crate::proxy::dialogs::EndTarget::Tags {
+        call_id: (*b"c1").into(),
+        from_tag: (*b"alice-tag").into(),
+        to_tag: (*b"cust").into(),
+    };
+    assert!(h.shard.end_dialog(h.now, &call));
+    let byes = h.take();
+    let to_trunk = byes.iter().find(|o| o.dst == gw1()).expect("a BYE to the trunk");
+    assert_eq!(to_trunk.cseq(), (4, Method::Bye), "{byes:#?}");
+    let to_customer = byes.iter().find(|o| o.dst == target()).expect("a BYE to the customer");
+    assert_eq!(to_customer.cseq(), (3, Method::Bye), "{byes:#?}");
+}
