@@ -355,9 +355,10 @@ pub fn next_proxy(
     next.branch_key = running.branch_key;
     // A gateway kept by address keeps its state (its calls under way count on, its health);
     // whether it is probed follows its set's configuration.
+    let sets = next.routing.gateways.clone();
     for set in &mut next.routing.gateways.sets {
-        let probed = set.probe.is_some();
         for g in &mut set.gateways {
+            let probed = sets.probed(g.target);
             if let Some(old) = running
                 .routing
                 .gateways

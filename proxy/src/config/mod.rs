@@ -431,3 +431,5 @@ impl Config {
 mod tests;
 #[cfg(test)]
 mod tests_bounds;
+#[cfg(test)]
+mod tests_gateways;

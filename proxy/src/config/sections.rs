@@ -263,6 +263,7 @@ pub(super) fn gateways(
         }
         all.sets.push(gateway_set(set, invalid)?);
     }
+    all.share_states();
     for r in routes {
         let name = r.gateway_set.get_ref();
         let Some(set) = all.sets.iter().position(|s| s.name == *name) else {

@@ -88,16 +88,6 @@ fn bad_cidr_names_line_and_key() {
     );
 }
 
-#[test]
-fn bad_gateway_address() {
-    let src = MIN.replace("127.0.0.1:5082", "gw.example.com:5060");
-    let e = parse(&src).unwrap_err().to_string();
-    assert!(
-        e.starts_with("/etc/siplb/t.toml:11: `gateway_set.gateways`"),
-        "{e}"
-    );
-}
-
 /// The dialog article's profiles and the per-account limit, for the error tests below.
 const DIALOG: &str = r#"
 [dialog]
@@ -399,20 +389,6 @@ fn workers_io_names_a_data_path_and_af_xdp_needs_the_xdp_program() {
 }
 
 #[test]
-fn a_gateway_listed_twice_in_a_set_is_refused() {
-    let src = MIN.replace(
-        "[\"127.0.0.1:5081\", \"127.0.0.1:5082\"]",
-        "[\n  \"127.0.0.1:5081\",\n  \"127.0.0.1:5082\",\n  \"127.0.0.1:5081\",\n]",
-    );
-    let e = parse(&src).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "/etc/siplb/t.toml:14: `gateway_set.gateways`: `127.0.0.1:5081` is listed twice in \
-         gateway set `trunk`"
-    );
-}
-
-#[test]
 fn a_missing_file_says_its_os_error_once() {
     use std::error::Error;
     let e = Config::load(Path::new("/nonexistent/siplb.toml")).unwrap_err();
@@ -628,150 +604,6 @@ fn cluster_keys_resolve_and_their_mistakes_name_key_and_line() {
 fn acc_paths_resolve_from_the_config_folder() {
     let c = parse(&format!("{MIN}\n[acc]\ndir = \"cdr\"\ncdrs = true\n")).unwrap();
     assert_eq!(c.acc.unwrap().dir, Path::new("/etc/siplb/cdr"));
-}
-
-#[test]
-fn failover_keys_are_read_and_checked() {
-    let set = |extra: &str| {
-        parse(&MIN.replace(
-            "name = \"trunk\"\n",
-            &format!("name = \"trunk\"\n{extra}\n"),
-        ))
-    };
-    let c = set("failover_codes = [503]\nfailover_timeout_ms = 0").unwrap();
-    let g = &c.proxy.routing.gateways.sets[0];
-    assert!(g.failover && g.failover_codes == [503] && g.failover_timeout.is_none());
-    let c = set("failover = false").unwrap();
-    assert!(!c.proxy.routing.gateways.sets[0].failover);
-    let d = parse(MIN).unwrap();
-    assert_eq!(
-        d.proxy.routing.gateways.sets[0].failover_codes,
-        [500, 502, 503]
-    );
-    assert_eq!(
-        d.proxy.routing.gateways.sets[0].failover_timeout,
-        Some(Duration::from_millis(5000))
-    );
-    let e = set("failover_codes = [486]").unwrap_err().to_string();
-    assert!(
-        e.contains("`gateway_set.failover_codes`: 486 is not a 5xx"),
-        "{e}"
-    );
-}
-
-#[test]
-fn probe_keys_are_read_and_checked() {
-    let set = |extra: &str| {
-        parse(&MIN.replace(
-            "name = \"trunk\"\n",
-            &format!("name = \"trunk\"\n{extra}\n"),
-        ))
-    };
-    let d = parse(MIN).unwrap();
-    let g = &d.proxy.routing.gateways.sets[0];
-    assert!(g.probe.is_none(), "not probed by default");
-    assert!(!g.gateways[0].state.health.probing());
-    let c = set(
-        "probe_interval_ms = 2000\nprobe_timeout_ms = 1000\nprobe_down_after = 2\n\
-         probe_up_after = 1\nprobe_fail_codes = [503, 404]\nprobe_from = \"sip:ping@lb.example\"",
-    )
-    .unwrap();
-    let g = &c.proxy.routing.gateways.sets[0];
-    let p = g.probe.as_ref().unwrap();
-    assert_eq!(p.interval, Duration::from_secs(2));
-    assert_eq!(p.timeout, Duration::from_secs(1));
-    assert_eq!((p.thresholds.down_after, p.thresholds.up_after), (2, 1));
-    assert_eq!(p.fail_codes, [503, 404]);
-    assert_eq!(p.from.as_deref(), Some("sip:ping@lb.example"));
-    assert!(g.gateways[0].state.health.probing());
-    let c = set("probe_interval_ms = 500").unwrap();
-    let p = c.proxy.routing.gateways.sets[0].probe.clone().unwrap();
-    assert_eq!(p.timeout, Duration::from_millis(1000));
-    assert_eq!(p.fail_codes.len(), 100, "every 5xx");
-    for (extra, key) in [
-        ("probe_timeout_ms = 0", "gateway_set.probe_timeout_ms"),
-        ("probe_down_after = 0", "gateway_set.probe_down_after"),
-        ("probe_up_after = 0", "gateway_set.probe_up_after"),
-        ("probe_fail_codes = [100]", "gateway_set.probe_fail_codes"),
-        ("probe_from = \"ping@x\"", "gateway_set.probe_from"),
-    ] {
-        let e = set(extra).unwrap_err().to_string();
-        assert!(e.contains(&format!("`{key}`")), "{extra}: {e}");
-    }
-}
-
-#[test]
-fn gateway_sets_and_routes_are_read_and_checked() {
-    let src = format!(
-        "{MIN}
-[[gateway_set]]
-name = \"intl\"
-algorithm = \"weighted\"
-[[gateway_set.gateway]]
-address = \"127.0.0.1:5091\"
-weight = 3
-priority = 2
-max_calls = 10
-match_ip_only = true
-[[gateway_set.gateway]]
-address = \"127.0.0.1:5092\"
-
-[[route]]
-prefix = \"00\"
-gateway_set = \"intl\"
-[[route]]
-customer = \"local\"
-gateway_set = \"trunk\"
-"
-    );
-    let c = parse(&src).unwrap();
-    let g = &c.proxy.routing.gateways;
-    assert_eq!(g.sets.len(), 2);
-    let intl = &g.sets[1];
-    assert_eq!(intl.algorithm, crate::proxy::Algorithm::Weighted);
-    let first = &intl.gateways[0];
-    assert_eq!(
-        (first.weight, first.priority, first.max_calls),
-        (3, 2, Some(10))
-    );
-    assert!(first.match_ip_only);
-    assert_eq!(g.route("local", b"local", b"0044"), Some(1));
-    assert_eq!(g.route("local", b"local", b"1555"), Some(0));
-    for (from, to, want) in [
-        (
-            "name = \"intl\"",
-            "name = \"trunk\"",
-            "`gateway_set.name`: gateway set `trunk` is defined twice",
-        ),
-        (
-            "gateway_set = \"intl\"",
-            "gateway_set = \"nope\"",
-            "`route.gateway_set`: no gateway set named `nope`",
-        ),
-        (
-            "customer = \"local\"",
-            "customer = \"nobody\"",
-            "`route.customer`: no customer named `nobody`",
-        ),
-        (
-            "algorithm = \"weighted\"",
-            "algorithm = \"random\"",
-            "`gateway_set.algorithm`: `random` is not one of callid_hash, from_user_hash, round_robin, weighted",
-        ),
-        (
-            "max_calls = 10",
-            "max_calls = 0",
-            "`gateway_set.gateway.max_calls`",
-        ),
-        (
-            "address = \"127.0.0.1:5092\"",
-            "address = \"127.0.0.1:5091\"",
-            "listed twice",
-        ),
-    ] {
-        let e = parse(&src.replacen(from, to, 1)).unwrap_err().to_string();
-        assert!(e.contains(want), "{to}: {e}");
-    }
 }
 
 #[test]

@@ -477,13 +477,57 @@ impl Gateways {
         self.sets.iter().flat_map(GatewaySet::addresses)
     }
 
-    /// The credentials of the gateway at `addr`, if it has any.
-    pub fn credentials_of(&self, addr: SocketAddr) -> Option<&Credentials> {
+    /// The credentials of the gateway at `addr` for a call in set `set`: that set's entry
+    /// for it (a gateway in two sets may have an account in each), else the first set's that
+    /// has any (a call from a trunk belongs to no set).
+    pub fn credentials_of(&self, set: usize, addr: SocketAddr) -> Option<&Credentials> {
+        fn of(s: &GatewaySet, addr: SocketAddr) -> Option<Option<&Credentials>> {
+            s.gateways
+                .iter()
+                .find(|g| g.target.addr == addr)
+                .map(|g| g.credentials.as_ref())
+        }
+        match self.sets.get(set).and_then(|s| of(s, addr)) {
+            Some(own) => own,
+            None => self.sets.iter().find_map(|s| of(s, addr).flatten()),
+        }
+    }
+
+    /// Whether the gateway at `addr` has credentials in any set.
+    pub fn has_credentials(&self, addr: SocketAddr) -> bool {
+        self.sets.iter().any(|s| {
+            s.gateways
+                .iter()
+                .any(|g| g.target.addr == addr && g.credentials.is_some())
+        })
+    }
+
+    /// Gives every gateway listed in several sets one state (its calls count once against
+    /// `max_calls`, its health is one), probed when any of its sets probes.
+    pub fn share_states(&mut self) {
+        let mut first: Vec<(Target, Arc<GatewayState>, bool)> = Vec::new();
+        for set in &mut self.sets {
+            let probed = set.probe.is_some();
+            for g in &mut set.gateways {
+                match first.iter_mut().find(|(t, ..)| *t == g.target) {
+                    Some((_, state, any)) => {
+                        g.state = state.clone();
+                        *any |= probed;
+                    }
+                    None => first.push((g.target, g.state.clone(), probed)),
+                }
+            }
+        }
+        for (_, state, probed) in first {
+            state.health.set_probing(probed);
+        }
+    }
+
+    /// Whether any set probes the gateway at `target`.
+    pub fn probed(&self, target: Target) -> bool {
         self.sets
             .iter()
-            .flat_map(|s| &s.gateways)
-            .find(|g| g.target.addr == addr)
-            .and_then(|g| g.credentials.as_ref())
+            .any(|s| s.probe.is_some() && s.gateways.iter().any(|g| g.target == target))
     }
 
     /// The first set's choice for `call_id` (tests, and calls before routes are asked).

@@ -1,8 +1,8 @@
 //! Digest authentication towards trunks (Kamailio's `uac_auth()` with `track_cseq_updates`):
 //! a 401/407 from a gateway siplb has credentials for is answered by sending the request again
 //! with `Authorization`/`Proxy-Authorization`, a new branch and CSeq + 1; the caller never sees
-//! the challenge. From then on the caller's requests of that dialog go out with their CSeq
-//! raised by the dialog's shift, and the answers come back lowered by their transaction's
+//! the challenge. From then on the requests of that dialog toward the gateway go out with
+//! their CSeq raised by the dialog's shift, and the answers come back lowered by their transaction's
 //! (see `requests.rs` and `responses.rs`). One resend per challenge, one more for a stale
 //! nonce; a second challenge for the same realm goes to the caller. A challenge for another
 //! realm (an SBC's 407 answered, then the softswitch behind it sends its 401) is answered too,
@@ -11,11 +11,13 @@
 use super::Shard;
 use crate::proxy::auth::{self, Answered, Challenge};
 use crate::proxy::forward::Forward;
-use crate::proxy::ids::TxnId;
+use crate::proxy::gateway::Credentials;
+use crate::proxy::ids::{DialogId, TxnId};
 use crate::proxy::ingress;
 use crate::proxy::originate::Branches;
 use crate::proxy::txn::{Kind, machine};
 use crate::sip::SipMsg;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The largest UDP payload over IPv4 (65,535 less the IP and UDP headers).
@@ -30,6 +32,22 @@ const FORWARD_GROWTH: usize = 512;
 const MAX_REALMS: usize = 3;
 
 impl Shard {
+    /// The credentials for the gateway at `addr` in the call of `dialog`: those of the call's
+    /// gateway set.
+    fn credentials(&self, dialog: Option<DialogId>, addr: SocketAddr) -> Option<&Credentials> {
+        self.cfg
+            .routing
+            .gateways
+            .credentials_of(self.set_of(dialog), addr)
+    }
+
+    /// The gateway set of the call of `dialog` (none for a call from a trunk).
+    fn set_of(&self, dialog: Option<DialogId>) -> usize {
+        dialog
+            .and_then(|d| self.dialogs.get(d))
+            .map_or(usize::MAX, |d| usize::from(d.set))
+    }
+
     /// The challenge in response `msg` to transaction `id` that siplb may answer: its request
     /// went to a gateway with credentials, and the challenge is for a realm not answered yet
     /// (or for one answered once whose nonce was stale).
@@ -38,10 +56,7 @@ impl Shard {
         if t.local_request || t.received.is_empty() {
             return None;
         }
-        self.cfg
-            .routing
-            .gateways
-            .credentials_of(t.downstream.addr)?;
+        self.credentials(t.dialog, t.downstream.addr)?;
         let ch = auth::challenge(msg)?;
         let answered = t.challenges.as_deref().map_or(&[][..], |a| &a[..]);
         match answered.iter().find(|a| a.challenge.same_realm(&ch)) {
@@ -92,7 +107,8 @@ impl Shard {
         if u64::from(msg.cseq) + u64::from(shift) >= 1 << 31 {
             return false;
         }
-        let Some(creds) = self.cfg.routing.gateways.credentials_of(dst.addr) else {
+        let set = self.set_of(dialog);
+        let Some(creds) = self.cfg.routing.gateways.credentials_of(set, dst.addr) else {
             return false;
         };
         // The method as the request line writes it.
@@ -204,7 +220,7 @@ impl Shard {
             return;
         };
         let gateway = t.downstream.addr;
-        if self.cfg.routing.gateways.credentials_of(gateway).is_none() {
+        if self.credentials(t.dialog, gateway).is_none() {
             return;
         }
         self.stats.auth_failures.inc();
@@ -234,7 +250,8 @@ impl Shard {
             return false;
         }
         let (dst, dialog, tries) = (t.downstream, t.dialog, t.auth_tries);
-        let Some(creds) = self.cfg.routing.gateways.credentials_of(dst.addr) else {
+        let set = self.set_of(dialog);
+        let Some(creds) = self.cfg.routing.gateways.credentials_of(set, dst.addr) else {
             return false;
         };
         let Some(ch) = auth::challenge(msg) else {

@@ -396,7 +396,7 @@ impl Shard {
             let to_tag = text(msg.to_tag().unwrap_or(b""));
             t.parties = Some(Box::new((Parties::of_request(msg), to_tag)));
         }
-        if kind == Kind::Invite || self.cfg.routing.gateways.credentials_of(dst.addr).is_some() {
+        if kind == Kind::Invite || self.cfg.routing.gateways.has_credentials(dst.addr) {
             // Only an INVITE gets a final reply from siplb itself (408, 487): keep what it
             // came as for that (a non-INVITE times out silently, RFC 4320); and a request to
             // a gateway that may challenge it, to resend it with credentials.
