@@ -207,7 +207,15 @@ max_calls = 1
     let user = |set| g.credentials_of(set, addr).map(|c| c.user.as_str());
     assert_eq!(user(1), Some("first"));
     assert_eq!(user(2), Some("second"));
-    assert_eq!(user(usize::MAX), Some("first"), "a call from the trunk: the first set's");
-    assert_eq!(user(0), Some("first"), "a set without it: the first that has it");
+    assert_eq!(
+        user(usize::MAX),
+        Some("first"),
+        "a call from the trunk: the first set's"
+    );
+    assert_eq!(
+        user(0),
+        Some("first"),
+        "a set without it: the first that has it"
+    );
     assert_eq!(g.distinct(), 3);
 }

@@ -249,11 +249,12 @@ impl GatewaySet {
             .or_else(|| self.gateways.iter().position(|g| g.sends_from(src)))
     }
 
-    /// Whether the gateway at `addr` may answer from `src` (one of its other addresses).
+    /// Whether the gateway at `addr` may answer from `src` (one of its other addresses, or
+    /// any port of its IP when it is matched by IP alone).
     pub fn answers_from(&self, addr: SocketAddr, src: SocketAddr) -> bool {
         self.gateways
             .iter()
-            .any(|g| g.target.addr == addr && g.answers_from.contains(&src))
+            .any(|g| g.target.addr == addr && g.sends_from(src))
     }
 
     /// Whether `a` and `b` are addresses of one gateway (or the same address).

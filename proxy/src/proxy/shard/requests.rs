@@ -199,11 +199,12 @@ impl Shard {
                     self.stats.processed_dialogs.inc();
                     self.ensure_sweep(now);
                 }
+                let caller = self.sender(src);
                 let d = self
                     .dialogs
                     .get_mut(id)
                     .expect("known dialog is in the table");
-                d.caller = Target::udp(src);
+                d.caller = caller;
                 d.caller_leg.saw_cseq(msg.cseq);
                 id
             }
@@ -245,6 +246,7 @@ impl Shard {
                     }
                 };
                 let mut dialog = self.new_dialog(now, src, gateway, msg, admitted);
+                dialog.caller = self.sender(src);
                 dialog.set = set as u16;
                 dialog.turn = turn;
                 dialog.load = load;
@@ -288,6 +290,16 @@ impl Shard {
     /// When the record of a dialog not answered yet goes at the latest: its early timeout, the
     /// CANCEL that sends and siplb's own 487 when that gets no answer, then the linger. Its
     /// `default_timeout` counts from the answer, as Kamailio's does.
+    /// Where requests to the sender of an INVITE from `src` go: a gateway's own address
+    /// (a trunk that sends from other ports or addresses listens on its configured one), else
+    /// `src`.
+    fn sender(&self, src: SocketAddr) -> Target {
+        let gateways = &self.cfg.routing.gateways;
+        gateways.position(src).map_or(Target::udp(src), |(set, i)| {
+            gateways.sets[set].gateways[i].target
+        })
+    }
+
     fn early_expiry(&self, now: Instant) -> Instant {
         now + self.cfg.dialog.early_timeout + self.cfg.timers.timer_b * 2 + self.cfg.dialog_linger
     }

@@ -137,7 +137,10 @@ fn a_target_outside_the_sources_hangs_up_its_inbound_call() {
     });
     h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+15550001"));
     let fwd = h.take().pop().unwrap();
-    assert!(fwd.is_request(Method::Invite) && fwd.dst == outside, "{fwd:?}");
+    assert!(
+        fwd.is_request(Method::Invite) && fwd.dst == outside,
+        "{fwd:?}"
+    );
     h.deliver(outside, &response(&fwd, 200, Some("cust")));
     assert!(h.take_one().is_response(200));
 
@@ -199,7 +202,10 @@ fn a_challenge_from_the_trunk_shifts_the_customers_side_of_an_inbound_call() {
     };
     h.deliver(target(), &customer("INFO", "z9hG4bK-info", 1));
     let info = h.take_one();
-    assert!(info.dst == gw1() && info.cseq() == (1, Method::Info), "{info:?}");
+    assert!(
+        info.dst == gw1() && info.cseq() == (1, Method::Info),
+        "{info:?}"
+    );
     h.deliver(gw1(), &super::auth::challenge(&info, false));
     let mut out = h.take();
     let info2 = out.pop().unwrap();
@@ -207,7 +213,10 @@ fn a_challenge_from_the_trunk_shifts_the_customers_side_of_an_inbound_call() {
     assert_eq!(info2.cseq(), (2, Method::Info));
     h.deliver(gw1(), &response(&info2, 200, None));
     let back = h.take_one();
-    assert!(back.dst == target() && back.cseq() == (1, Method::Info), "{back:?}");
+    assert!(
+        back.dst == target() && back.cseq() == (1, Method::Info),
+        "{back:?}"
+    );
 
     // The trunk's own requests keep their numbers.
     h.deliver(gw1(), &trunk("INFO", "z9hG4bK-tinfo", 2));
@@ -231,8 +240,57 @@ fn a_challenge_from_the_trunk_shifts_the_customers_side_of_an_inbound_call() {
     };
     assert!(h.shard.end_dialog(h.now, &call));
     let byes = h.take();
-    let to_trunk = byes.iter().find(|o| o.dst == gw1()).expect("a BYE to the trunk");
+    let to_trunk = byes
+        .iter()
+        .find(|o| o.dst == gw1())
+        .expect("a BYE to the trunk");
     assert_eq!(to_trunk.cseq(), (4, Method::Bye), "{byes:#?}");
-    let to_customer = byes.iter().find(|o| o.dst == target()).expect("a BYE to the customer");
+    let to_customer = byes
+        .iter()
+        .find(|o| o.dst == target())
+        .expect("a BYE to the customer");
     assert_eq!(to_customer.cseq(), (3, Method::Bye), "{byes:#?}");
+}
+
+/// A trunk matched by IP alone that sends from another port: the call's requests to it go to
+/// its configured address (where it listens), its answers from any port of its IP count, and
+/// the record names the configured address.
+#[test]
+fn an_ip_only_trunk_is_reached_at_its_configured_address() {
+    let mut h = Harness::with_config(|c| {
+        let cust = &mut c.routing.customers[0];
+        cust.numbers = vec![Numbers::Prefix("+1555".into())];
+        cust.targets = vec![Target::udp(target())];
+        c.routing.gateways.sets[0].gateways[0].match_ip_only = true;
+        c.emit.dialogs = true;
+    });
+    let port: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let inv = from_gateway("c1", "z9hG4bK-in", "+15550001")
+        .replace(&gw1().to_string(), &port.to_string());
+    h.deliver(port, &inv);
+    let out = h.take();
+    assert!(out[0].is_response(100) && out[0].dst == port, "{out:#?}");
+    let fwd = out.last().unwrap().clone();
+    h.deliver(target(), &response(&fwd, 200, Some("cust")));
+    assert_eq!(
+        h.take_one().dst,
+        port,
+        "the INVITE's answers go where it came from"
+    );
+
+    let bye = gateway_in_dialog("BYE", &fwd, "cust", "z9hG4bK-b").text();
+    h.deliver(target(), &bye);
+    let out = h.take_one();
+    assert!(out.is_request(Method::Bye) && out.dst == gw1(), "{out:?}");
+    h.deliver(port, &response(&out, 200, None));
+    let ok = h.take_one();
+    assert!(ok.is_response(200) && ok.dst == target(), "{ok:?}");
+    h.shard.abandon_all(h.now, false);
+    let gateway = std::iter::from_fn(|| h.shard.poll_event())
+        .find_map(|e| match e {
+            Event::Dialog(d) => Some(d.gateway),
+            _ => None,
+        })
+        .flatten();
+    assert_eq!(gateway.map(|g| g.addr), Some(gw1()));
 }
