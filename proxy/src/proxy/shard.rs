@@ -29,6 +29,7 @@ use super::originate::{Branches, local_tag};
 use super::output::Output;
 use super::reply::{self, Extra};
 use super::target::{Target, Transmit};
+use super::txn::left::LeftAttempts;
 use super::txn::{self, Txn, TxnTable, machine};
 use super::{DialogTimers, ProxyConfig};
 use crate::metrics::ShardStats;
@@ -52,6 +53,8 @@ pub struct Shard {
     /// siplb's own address, as it writes it in Via and Record-Route.
     local: Target,
     txns: TxnTable,
+    /// INVITE attempts moved past, whose late or retransmitted finals still get an ACK.
+    left: LeftAttempts,
     dialogs: DialogTable,
     schedule: Schedule,
     clock: WallClock,
@@ -101,6 +104,7 @@ impl Shard {
             cfg,
             stats,
             txns: TxnTable::default(),
+            left: LeftAttempts::default(),
             dialogs: DialogTable::new(id),
             schedule: Schedule::default(),
             clock: WallClock::default(),

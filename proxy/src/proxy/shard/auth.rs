@@ -180,7 +180,7 @@ impl Shard {
             rack_shift,
             headers: header.as_bytes(),
         };
-        let Some(out) = self.next_attempt(id, &msg, upstream.addr, fwd) else {
+        let Some(out) = self.next_attempt(now, id, &msg, upstream.addr, fwd) else {
             return false;
         };
         if let Some(d) = dialog.and_then(|d| self.dialogs.get_mut(d)) {

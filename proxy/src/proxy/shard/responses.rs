@@ -18,6 +18,7 @@ use crate::proxy::ingress;
 use crate::proxy::originate::{self, local_tag};
 use crate::proxy::reply::{self, Extra};
 use crate::proxy::target::Target;
+use crate::proxy::txn::left::Left;
 use crate::proxy::txn::{self, Cancel, ClientAction, ClientState, Kind, ServerState, machine};
 use crate::proxy::via::{has_via_below_top, top_via_is_ours};
 use crate::sip::{HeaderName, Method, SipMsg};
@@ -63,6 +64,10 @@ impl Shard {
         let found = self.txns.by_client_key(&key);
         self.key = key;
         let Some(id) = found else {
+            if self.ack_left_attempt(now, src, msg) {
+                self.stats.retrans_absorbed.inc();
+                return;
+            }
             if !self.on_orphan_2xx(now, src, msg) {
                 self.stats.drop_replies.inc();
             }
@@ -411,7 +416,7 @@ impl Shard {
         if let Some(d) = self.dialogs.get_mut(did) {
             d.cseq_shift = 0;
         }
-        let Some(out) = self.next_attempt(id, &msg, upstream.addr, fwd) else {
+        let Some(out) = self.next_attempt(now, id, &msg, upstream.addr, fwd) else {
             return false;
         };
         let timer_b = self.attempt_timeout(did);
@@ -438,11 +443,23 @@ impl Shard {
     /// client key; the copy to send.
     pub(super) fn next_attempt(
         &mut self,
+        now: Instant,
         id: TxnId,
         msg: &SipMsg<'_>,
         upstream: SocketAddr,
         fwd: Forward<'_>,
     ) -> Option<Vec<u8>> {
+        let t = self.txns.get_mut(id)?;
+        // The attempt moved past is remembered: its final answer (retransmitted, or late)
+        // gets an ACK.
+        if t.kind == Kind::Invite && !t.forwarded.is_empty() && !t.client_key.is_empty() {
+            let left = Left {
+                dst: t.downstream,
+                forwarded: std::mem::take(&mut t.forwarded),
+            };
+            let key = t.client_key.clone();
+            self.left.leave(now, self.cfg.timers.timer_b, key, left);
+        }
         let t = self.txns.get_mut(id)?;
         t.attempts += 1;
         let attempt = t.attempts;
@@ -453,6 +470,28 @@ impl Shard {
         txn::client_key(&branch, false, &mut ck);
         self.txns.set_client_key(id, ck.into());
         Some(out)
+    }
+
+    /// A final non-2xx answer to an INVITE attempt moved past (`self.key` is its client key):
+    /// ACKed, hop by hop, as the attempt's own would have been. Whether it was one.
+    fn ack_left_attempt(&mut self, now: Instant, src: SocketAddr, msg: &SipMsg<'_>) -> bool {
+        if msg.status().unwrap_or(0) < 300 || msg.cseq_method != Method::Invite {
+            return false;
+        }
+        let Some(left) = self.left.get(now, &self.key) else {
+            return false;
+        };
+        let dst = left.dst;
+        if src != dst.addr && !self.cfg.routing.gateways.answers_from(dst.addr, src) {
+            return false;
+        }
+        let Ok(fwd) = SipMsg::parse(&left.forwarded) else {
+            return false;
+        };
+        let mut ack = self.out.buffer();
+        originate::hop_request(&fwd, Method::Ack, Some(msg), &mut ack);
+        self.out.send(dst, ack);
+        true
     }
 
     /// Timer B of the next attempt of dialog `did`'s INVITE: the set's failover timeout while

@@ -4,8 +4,10 @@
 //!
 //! [`Txn`] is the record and its timers; [`table`] keeps them (slab, generations, the server
 //! and client indices); [`machine`] holds the state machines, which change a transaction's
-//! states and timers and return what the shard must do. Nothing here sends or reads a clock.
+//! states and timers and return what the shard must do; [`left`] remembers the attempts a
+//! transaction moved past, to acknowledge their late answers. Nothing here sends or reads a clock.
 
+pub mod left;
 pub mod machine;
 pub mod table;
 

@@ -75,6 +75,26 @@ fn a_challenged_invite_goes_again_with_credentials_and_cseq_plus_one() {
     assert_eq!(done.cseq(), (2, Method::Bye));
 }
 
+/// The gateway's challenge again (its ACK was lost): ACKed again, though the transaction
+/// has moved on to the authenticated attempt.
+#[test]
+fn a_retransmitted_challenge_of_the_first_attempt_is_acked_again() {
+    let mut h = with_credentials();
+    let (first, again) = challenged_call(&mut h, &invite("c1", "z9hG4bK-a"));
+    h.deliver(first.dst, &challenge(&first, false));
+    let ack = h.take_one();
+    assert!(
+        ack.is_request(Method::Ack) && ack.dst == first.dst,
+        "{ack:?}"
+    );
+    assert_eq!(
+        (ack.branch(), ack.cseq()),
+        (first.branch(), (1, Method::Ack))
+    );
+    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
+    assert!(ok.is_response(200));
+}
+
 #[test]
 fn a_second_challenge_goes_to_the_caller_with_its_cseq_and_nothing_is_left() {
     let mut h = with_credentials();

@@ -122,6 +122,14 @@ fn a_silent_gateway_is_left_after_the_failover_timeout() {
         "no CANCEL without a provisional, no 408: {out:#?}"
     );
     assert!(out[0].is_request(Method::Invite) && out[0].dst == other(first.dst));
+    // The first gateway's late answer to the attempt left behind gets its ACK.
+    h.deliver(first.dst, &response(&first, 500, Some("g1")));
+    let ack = h.take_one();
+    assert!(
+        ack.is_request(Method::Ack) && ack.dst == first.dst,
+        "{ack:?}"
+    );
+    assert_eq!(ack.branch(), first.branch());
     let ok = h.gateway_answers(&out[0], &response(&out[0], 200, Some("g2")));
     assert!(ok.is_response(200));
 }
@@ -169,7 +177,18 @@ fn the_first_gateways_late_answers_are_not_relayed() {
     let busy = response(&first, 503, Some("g1"));
     h.deliver(first.dst, &busy);
     h.take();
+    // Its 503 again: ACKed again (RFC 3261 §17.1.1.2), as the first copy was.
     h.deliver(first.dst, &busy);
+    let ack = h.take_one();
+    assert!(
+        ack.is_request(Method::Ack) && ack.dst == first.dst,
+        "{ack:?}"
+    );
+    assert_eq!(ack.branch(), first.branch());
+    assert!(ack.header(HeaderName::To).unwrap().ends_with(";tag=g1"));
+    // From anywhere else, nothing.
+    h.deliver(caller(), &busy);
+    h.expect_nothing();
     h.deliver(first.dst, &response(&first, 200, Some("g1")));
     assert!(
         h.take().iter().all(|o| o.dst != caller()),

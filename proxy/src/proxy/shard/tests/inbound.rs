@@ -270,7 +270,7 @@ fn an_ip_only_trunk_is_reached_at_its_configured_address() {
     h.deliver(port, &inv);
     let out = h.take();
     assert!(out[0].is_response(100) && out[0].dst == port, "{out:#?}");
-    let fwd = out.last().unwrap().clone();
+    let fwd = out.into_iter().last().unwrap();
     h.deliver(target(), &response(&fwd, 200, Some("cust")));
     assert_eq!(
         h.take_one().dst,
