@@ -57,6 +57,21 @@ pub struct Answered {
 /// The first Digest challenge of response `msg` (401 or 407) whose algorithm siplb knows,
 /// SHA-256 preferred when several are offered.
 pub fn challenge(msg: &SipMsg<'_>) -> Option<Challenge> {
+    preferring(msg, AlgorithmType::SHA2_256)
+}
+
+/// The challenge of `msg` that `creds` answer best: SHA-256 preferred with a password, MD5
+/// with an HA1 (an MD5 hash, which answers nothing else).
+pub fn challenge_for(msg: &SipMsg<'_>, creds: &Credentials) -> Option<Challenge> {
+    match creds.secret {
+        Secret::Password(_) => preferring(msg, AlgorithmType::SHA2_256),
+        Secret::Ha1(_) => preferring(msg, AlgorithmType::MD5),
+    }
+}
+
+/// The first Digest challenge of `msg` whose algorithm siplb knows, the first of algorithm
+/// `preferred` when there is one.
+fn preferring(msg: &SipMsg<'_>, preferred: AlgorithmType) -> Option<Challenge> {
     let (name, proxy): (&[u8], bool) = match msg.status()? {
         401 => (b"WWW-Authenticate", false),
         407 => (b"Proxy-Authenticate", true),
@@ -76,10 +91,7 @@ pub fn challenge(msg: &SipMsg<'_>) -> Option<Challenge> {
         };
         let better = match &best {
             None => true,
-            Some(b) => {
-                b.algorithm.algo == AlgorithmType::MD5
-                    && parsed.algorithm.algo == AlgorithmType::SHA2_256
-            }
+            Some(b) => b.algorithm.algo != preferred && parsed.algorithm.algo == preferred,
         };
         if better {
             best = Some(parsed);
@@ -254,6 +266,9 @@ pub fn authorization(
     );
     if let Some(qop) = qop {
         let _ = write!(out, ", qop={qop}, nc={nc}, cnonce=\"{}\"", quoted(cnonce));
+    } else if algo.sess {
+        // The session key covers the cnonce, so the server must read it, `qop` or not.
+        let _ = write!(out, ", cnonce=\"{}\"", quoted(cnonce));
     }
     if let Some(o) = &ch.opaque {
         let _ = write!(out, ", opaque=\"{}\"", quoted(o));
@@ -419,6 +434,18 @@ mod tests {
             )
             .is_none()
         );
+        // Offered both: the HA1 answers the MD5 one, a password the SHA-256 one.
+        let text = reply(
+            401,
+            "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256\r\n\
+             WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=MD5",
+        );
+        let msg = SipMsg::parse(text.as_bytes()).unwrap();
+        let by_ha1_ch = challenge_for(&msg, &by_ha1).unwrap();
+        assert_eq!(by_ha1_ch.algorithm.algo, AlgorithmType::MD5);
+        assert!(authorization(&by_ha1_ch, &by_ha1, "INVITE", "sip:x", "c", 1, b"").is_some());
+        let by_password = challenge_for(&msg, &creds()).unwrap();
+        assert_eq!(by_password.algorithm.algo, AlgorithmType::SHA2_256);
     }
 
     #[test]
@@ -511,6 +538,17 @@ mod tests {
         }
         let sha = answer("Digest realm=\"r\", nonce=\"n\", algorithm=sha-256-SESS").unwrap();
         assert!(sha.contains("algorithm=SHA-256-sess"), "{sha}");
+        // A -sess algorithm without qop: the cnonce its session key covers is sent too, and
+        // the response is the one RFC 2617 §3.2.2.2 computes with it.
+        let sess = answer("Digest realm=\"r\", nonce=\"n\", algorithm=MD5-sess").unwrap();
+        assert!(
+            sess.contains("cnonce=\"c1\"") && !sess.contains("qop="),
+            "{sess}"
+        );
+        let md5 = |s: &str| digest_auth::Algorithm::new(AlgorithmType::MD5, false).hash_str(s);
+        let ha1 = md5(&format!("{}:n:c1", md5("siplb:r:trunk-secret")));
+        let want = md5(&format!("{ha1}:n:{}", md5("INVITE:sip:x")));
+        assert!(sess.contains(&format!("response=\"{want}\"")), "{sess}");
         // qop offered with neither auth nor auth-int: passed on to the caller.
         assert!(answer("Digest realm=\"r\", nonce=\"n\", qop=\"auth-conf\"").is_none());
     }

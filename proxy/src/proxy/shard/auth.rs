@@ -56,8 +56,8 @@ impl Shard {
         if t.local_request || t.received.is_empty() {
             return None;
         }
-        self.credentials(t.dialog, t.downstream.addr)?;
-        let ch = auth::challenge(msg)?;
+        let creds = self.credentials(t.dialog, t.downstream.addr)?;
+        let ch = auth::challenge_for(msg, creds)?;
         let answered = t.challenges.as_deref().map_or(&[][..], |a| &a[..]);
         match answered.iter().find(|a| a.challenge.same_realm(&ch)) {
             None => (answered.len() < MAX_REALMS).then_some(ch),
@@ -254,7 +254,7 @@ impl Shard {
         let Some(creds) = self.cfg.routing.gateways.credentials_of(set, dst.addr) else {
             return false;
         };
-        let Some(ch) = auth::challenge(msg) else {
+        let Some(ch) = auth::challenge_for(msg, creds) else {
             return false;
         };
         if !(tries == 0 || (tries == 1 && ch.stale())) {
