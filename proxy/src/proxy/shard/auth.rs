@@ -240,8 +240,9 @@ impl Shard {
 
     /// A BYE of siplb's own (ending a call: an operator, a timeout, a stop, a late 2xx)
     /// challenged by a gateway it has credentials for: the same BYE again with credentials,
-    /// CSeq + 1 and a new branch, in a transaction of its own (one resend per challenge, one
-    /// more for a stale nonce). Whether it went.
+    /// CSeq + 1 and a new branch, in a transaction of its own. As for a forwarded request:
+    /// one resend per realm, one more for a stale nonce, every realm met so far answered again
+    /// (an SBC's 407, then the softswitch's 401), up to [`MAX_REALMS`]. Whether it went.
     pub(super) fn authenticate_local(&mut self, now: Instant, id: TxnId, msg: &SipMsg<'_>) -> bool {
         let Some(t) = self.txns.get(id) else {
             return false;
@@ -249,7 +250,8 @@ impl Shard {
         if !t.local_request || t.method != crate::sip::Method::Bye {
             return false;
         }
-        let (dst, dialog, tries) = (t.downstream, t.dialog, t.auth_tries);
+        let (dst, dialog) = (t.downstream, t.dialog);
+        let mut answered: Vec<Answered> = t.challenges.as_deref().cloned().unwrap_or_default();
         let set = self.set_of(dialog);
         let Some(creds) = self.cfg.routing.gateways.credentials_of(set, dst.addr) else {
             return false;
@@ -257,11 +259,24 @@ impl Shard {
         let Some(ch) = auth::challenge_for(msg, creds) else {
             return false;
         };
-        if !(tries == 0 || (tries == 1 && ch.stale())) {
-            return false;
+        let count = answered.len();
+        match answered.iter_mut().find(|a| a.challenge.same_realm(&ch)) {
+            Some(a) if ch.stale() && !a.renewed => {
+                a.challenge = ch;
+                a.uses = 0;
+                a.renewed = true;
+            }
+            Some(_) => return false,
+            None if count < MAX_REALMS => answered.push(Answered {
+                challenge: ch,
+                uses: 0,
+                renewed: false,
+            }),
+            None => return false,
         }
+        let creds = creds.clone();
         let sent = std::mem::take(&mut self.txns.get_mut(id).expect("found above").forwarded);
-        let made = self.local_with_credentials(&sent, &ch, creds.clone());
+        let made = self.local_with_credentials(&sent, &mut answered, &creds);
         if let Some(t) = self.txns.get_mut(id) {
             t.forwarded = sent;
         }
@@ -271,31 +286,53 @@ impl Shard {
         let again =
             self.send_local_request(now, crate::sip::Method::Bye, dst, &branch, dialog, out);
         if let Some(t) = self.txns.get_mut(again) {
-            t.auth_tries = tries + 1;
+            t.auth_tries = u8::try_from(answered.len()).unwrap_or(u8::MAX);
+            t.challenges = Some(Box::new(answered));
         }
         self.stats.auth_resends.inc();
         true
     }
 
-    /// The request `sent` (siplb's own) again, answering `ch`: its branch and CSeq number
-    /// changed and the credentials added. None when it cannot be.
+    /// The request `sent` (siplb's own) again, answering every challenge in `answered`: its
+    /// branch and CSeq number changed, the credentials it carried replaced. None when it
+    /// cannot be.
     fn local_with_credentials(
         &mut self,
         sent: &[u8],
-        ch: &Challenge,
-        creds: crate::proxy::gateway::Credentials,
+        answered: &mut [Answered],
+        creds: &crate::proxy::gateway::Credentials,
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let req = SipMsg::parse(sent).ok()?;
         let cseq = req.cseq.checked_add(1).filter(|c| *c < 1 << 31)?;
         let old = req.branch()?;
         let at = old.as_ptr() as usize - sent.as_ptr() as usize;
-        let header = answer(&mut self.branches, ch, &creds, "BYE", &req, 1)?;
+        let mut header = String::new();
+        for a in answered.iter_mut() {
+            a.uses += 1;
+            header.push_str(&answer(
+                &mut self.branches,
+                &a.challenge,
+                creds,
+                "BYE",
+                &req,
+                a.uses,
+            )?);
+        }
         let mut branch = Vec::with_capacity(48);
         self.branches.next(&mut branch);
         let rw = &mut self.rewrite;
         rw.clear();
         rw.replace(at, at + old.len(), |o| o.extend_from_slice(&branch));
         crate::proxy::forward::rewrite_cseq(&req, cseq, rw);
+        for h in req.headers() {
+            let name = h.name_bytes(req.buf);
+            if name.eq_ignore_ascii_case(b"Authorization")
+                || name.eq_ignore_ascii_case(b"Proxy-Authorization")
+            {
+                let line = h.line();
+                rw.replace(line.start as usize, line.end as usize, |_| {});
+            }
+        }
         rw.insert(req.headers_end as usize, |o| {
             o.extend_from_slice(header.as_bytes())
         });

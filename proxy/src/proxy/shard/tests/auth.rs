@@ -402,6 +402,58 @@ fn siplbs_own_bye_is_sent_again_with_credentials() {
     assert_eq!(h.stats.auth_failures.get(), 1);
 }
 
+/// siplb's own BYE through an SBC (407, realm `sbc`) to the softswitch behind it (401, realm
+/// `core`): each challenge is answered, the second resend carrying both answers, the first
+/// realm's counted on (`nc=00000002`); the same realm again is given up.
+#[test]
+fn siplbs_own_bye_answers_a_second_realm_too() {
+    let mut h = with_credentials_and(|c| c.dialog.default_timeout = Duration::from_secs(2));
+    let (_, first) = h.start_call(&invite("c-r", "z9hG4bK-r"));
+    let ok = h.gateway_answers(&first, &response(&first, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.advance(Duration::from_secs(3));
+    let out = h.take();
+    let bye = out
+        .iter()
+        .find(|o| o.dst == first.dst && o.is_request(Method::Bye))
+        .expect("BYE to the gateway");
+    h.deliver(bye.dst, &challenge_of(bye, 407, "sbc"));
+    let bye2 = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Bye))
+        .unwrap();
+    assert!(bye2.named("Proxy-Authorization").is_some());
+    h.deliver(bye2.dst, &challenge_of(&bye2, 401, "core"));
+    let out = h.take();
+    let bye3 = out
+        .iter()
+        .find(|o| o.is_request(Method::Bye))
+        .unwrap_or_else(|| panic!("the BYE a third time: {out:#?}"));
+    assert_eq!(bye3.cseq(), (bye.cseq().0 + 2, Method::Bye));
+    let sbc = bye3.named("Proxy-Authorization").expect("the SBC's answer");
+    assert!(
+        sbc.contains("realm=\"sbc\"") && sbc.contains("nc=00000002"),
+        "{sbc}"
+    );
+    let core = bye3
+        .named("Authorization")
+        .expect("the softswitch's answer");
+    assert!(
+        core.contains("realm=\"core\"") && core.contains("nc=00000001"),
+        "{core}"
+    );
+    let text = bye3.text();
+    assert_eq!(
+        text.matches("Authorization:").count(),
+        2,
+        "one answer per realm: {text}"
+    );
+    h.deliver(bye3.dst, &challenge_of(bye3, 401, "core"));
+    assert!(!h.take().iter().any(|o| o.is_request(Method::Bye)));
+}
+
 /// A request that would not fit a datagram with its credentials is not sent again: the
 /// challenge goes to the caller at once, not after a send that fails.
 #[test]
