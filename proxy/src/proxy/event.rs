@@ -140,15 +140,22 @@ impl PartsBuilder {
 
     /// The user and host of the URI at `uri` in `buf` (empty when it does not parse); the
     /// host only when `host`.
+    /// The user and (with `host`) the host of `uri`; a `tel:` URI's user is its number as
+    /// written (up to its parameters) and it has no host, as Kamailio's `$rU` and `$rd` read.
     fn push_user_host(&mut self, buf: &[u8], uri: Option<Span>, host: bool) {
-        let u = uri.and_then(|u| SipUri::parse(buf, u).ok());
-        self.push(
-            u.as_ref()
-                .and_then(|u| u.user)
-                .map_or(&b""[..], |s| s.of(buf)),
-        );
+        let (user, h): (&[u8], &[u8]) = match uri.map(|u| (u, SipUri::parse(buf, u))) {
+            Some((_, Ok(u))) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
+            Some((span, Err(_))) => match span.of(buf) {
+                [t, e, l, b':', rest @ ..] if [*t, *e, *l].eq_ignore_ascii_case(b"tel") => {
+                    (rest.split(|&b| b == b';').next().unwrap_or(b""), b"")
+                }
+                _ => (b"", b""),
+            },
+            None => (b"", b""),
+        };
+        self.push(user);
         if host {
-            self.push(u.map_or(&b""[..], |u| u.host.of(buf)));
+            self.push(h);
         }
     }
 
@@ -451,10 +458,21 @@ mod tests {
                 "gw.example"
             )
         );
-        // A URI that is not a SIP URI leaves its parts empty, the others in place.
+        // A tel: URI's user is its number, without a host; a URI of another scheme leaves
+        // its parts empty, the others in place.
+        let m = parse(
+            "INVITE tel:+44-20-7946;phone-context=+44 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:alice@cust.example>;tag=f1\r\nTo: <TEL:+4412>\r\n\
+             Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        );
+        let p = Parties::of_request(&m);
+        assert_eq!(
+            (p.from_domain(), p.to_user(), p.ruri_user(), p.ruri_host()),
+            ("cust.example", "+4412", "+44-20-7946", "")
+        );
         let m = parse(
             "INVITE sip:0044123@gw.example SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
-             From: <sip:alice@cust.example>;tag=f1\r\nTo: <tel:+4412>\r\n\
+             From: <sip:alice@cust.example>;tag=f1\r\nTo: <urn:service:sos>\r\n\
              Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
         );
         let p = Parties::of_request(&m);
