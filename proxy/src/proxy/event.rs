@@ -141,7 +141,7 @@ impl PartsBuilder {
     /// The user and host of the URI at `uri` in `buf` (empty when it does not parse); the
     /// host only when `host`.
     /// The user and (with `host`) the host of `uri`; a `tel:` URI's user is its number as
-    /// written (up to its parameters) and it has no host, as Kamailio's `$rU` and `$rd` read.
+    /// written (up to its parameters) and it has no host.
     fn push_user_host(&mut self, buf: &[u8], uri: Option<Span>, host: bool) {
         let (user, h): (&[u8], &[u8]) = match uri.map(|u| (u, SipUri::parse(buf, u))) {
             Some((_, Ok(u))) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
