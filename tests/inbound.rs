@@ -3,7 +3,8 @@
 //! customer's account limit applies — the real binary, a sipp caller sending from a gateway's
 //! address and a sipp UAS as the customer's PBX.
 //!
-//! Tests take `serial()` and net 107.
+//! Tests take `serial()` and net 107. The PBX hanging up: `uas_hangup.xml` and
+//! `uac_hung_up.xml` in `tests/scenarios`.
 
 use siplb_tests::*;
 
@@ -91,5 +92,47 @@ fn a_trunks_calls_reach_the_customer_that_owns_the_number_within_its_limit() {
     );
     // Only the 5 calls let in became dialogs.
     assert_eq!(siplb.stat("dialog:processed_dialogs"), 5);
+    siplb.stop();
+}
+
+/// The customer's PBX ends the calls from the trunk. It is known by its From domain only (no
+/// `sources`), so its address is no customer's source: its BYEs are let in as the calls' own
+/// side and reach the trunk, and every dialog ends.
+#[test]
+fn the_customers_pbx_hangs_up_calls_from_the_trunk() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(107);
+    let dir = TempDir::new("inbound-hangup");
+    let config = config(net).replace(
+        &format!("sources = [\"{}/32\"]", net.ip()),
+        "domains = [\"pbx.example\"]",
+    );
+    assert!(config.contains("pbx.example"), "{config}");
+    let mut siplb = Siplb::start(BIN, &dir.0, &config);
+    let pbx = Sipp::uas(&dir.0, "pbx", &net.gw(2), "uas_hangup.xml", &[]);
+    let inf = repo().join("examples/sipp/accounts.csv");
+    let calls = Sipp::uac(
+        &dir.0,
+        "trunk",
+        &net.siplb(),
+        &net.ip(),
+        "uac_hung_up.xml",
+        3,
+        10,
+        &["-inf", inf.to_str().expect("utf-8")],
+        60,
+    );
+    assert_eq!((calls.ok(), calls.failed()), (3, 0), "{:?}", calls.fields);
+    let (pbx_stats, _) = pbx.finish();
+    assert_eq!(
+        pbx_stats.get("SuccessfulCall(C)"),
+        3,
+        "the PBX's BYEs were answered: {:?}",
+        pbx_stats.fields
+    );
+    assert_eq!(siplb.stat("core:forbidden"), 0);
+    assert_eq!(siplb.stat("dialog:active_dialogs"), 0);
+    assert_eq!(siplb.stat("dialog:processed_dialogs"), 3);
     siplb.stop();
 }

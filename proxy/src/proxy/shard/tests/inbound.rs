@@ -261,7 +261,12 @@ fn an_ip_only_trunk_is_reached_at_its_configured_address() {
         let cust = &mut c.routing.customers[0];
         cust.numbers = vec![Numbers::Prefix("+1555".into())];
         cust.targets = vec![Target::udp(target())];
-        c.routing.gateways.sets[0].gateways[0].match_ip_only = true;
+        let gw = &mut c.routing.gateways.sets[0].gateways[0];
+        gw.match_ip_only = true;
+        gw.credentials = Some(crate::proxy::gateway::Credentials {
+            user: "siplb".into(),
+            secret: crate::proxy::gateway::Secret::Password("trunk-secret".into()),
+        });
         c.emit.dialogs = true;
     });
     let port: SocketAddr = "127.0.0.1:40000".parse().unwrap();
@@ -282,6 +287,11 @@ fn an_ip_only_trunk_is_reached_at_its_configured_address() {
     h.deliver(target(), &bye);
     let out = h.take_one();
     assert!(out.is_request(Method::Bye) && out.dst == gw1(), "{out:?}");
+    // Challenged, from where it listens: answered.
+    h.deliver(gw1(), &super::auth::challenge(&out, false));
+    let out = h.take_one();
+    assert!(out.is_request(Method::Bye) && out.dst == gw1(), "{out:?}");
+    assert!(out.named("Proxy-Authorization").is_some(), "{out:?}");
     h.deliver(port, &response(&out, 200, None));
     let ok = h.take_one();
     assert!(ok.is_response(200) && ok.dst == target(), "{ok:?}");
