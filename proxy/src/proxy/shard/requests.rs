@@ -476,9 +476,9 @@ impl Shard {
         // A source that is neither a gateway nor a customer speaks only for the side of its
         // dialog at its own address: the customer's target of an inbound call.
         if stranger
-            && !id
+            && id
                 .and_then(|id| self.dialogs.get(id))
-                .is_some_and(|d| d.side_address(msg.from_tag()).addr.ip() == src.ip())
+                .is_none_or(|d| d.side_address(msg.from_tag()).addr.ip() != src.ip())
         {
             self.key = key;
             return self.forbid(msg, src, "Forbidden - Unknown Source");
