@@ -34,19 +34,21 @@ fn calls(dir: &TempDir, net: Net, calls: u32) {
     );
 }
 
+/// siplb on `net`, in a new folder named after `tag`, posting its events to `url`.
+fn start(tag: &str, net: Net, url: &str) -> (TempDir, Siplb) {
+    let dir = TempDir::new(tag);
+    let siplb = Siplb::start(BIN, &dir.0, &events_config(net, url));
+    (dir, siplb)
+}
+
 /// siplb on `net` with an endpoint that accepts connections and never answers, after 10
 /// calls: every event is in the file and most still wait for the poster (2 s per POST).
 fn with_a_hung_endpoint(tag: &str, net: Net) -> (TempDir, Siplb, TcpListener) {
     require_sipp();
-    let dir = TempDir::new(tag);
     let addr = format!("{}:8080", net.ip());
     // Never accepted: the kernel completes the connections and keeps what is sent.
     let hung = TcpListener::bind(&addr).expect("bind the endpoint");
-    let mut siplb = Siplb::start(
-        BIN,
-        &dir.0,
-        &events_config(net, &format!("http://{addr}/call_end")),
-    );
+    let (dir, mut siplb) = start(tag, net, &format!("http://{addr}/call_end"));
     calls(&dir, net, 10);
     siplb.assert_alive();
     siplb.wait_stat("events:written", 10, "10 events written");
@@ -120,12 +122,7 @@ fn a_redirecting_event_endpoint_counts_failures_and_is_not_followed() {
     let (from, to) = (format!("{}:8080", net.ip()), format!("{}:8081", net.ip()));
     let target = HttpSink::start(&to);
     let redirecting = HttpSink::answering(&from, 307, Some(&format!("http://{to}/moved")));
-    let dir = TempDir::new("events-redirect");
-    let mut siplb = Siplb::start(
-        BIN,
-        &dir.0,
-        &events_config(net, &format!("http://{from}/call_end")),
-    );
+    let (dir, mut siplb) = start("events-redirect", net, &format!("http://{from}/call_end"));
     calls(&dir, net, 5);
     siplb.assert_alive();
     siplb.wait_stat(
