@@ -186,8 +186,15 @@ impl Shard {
 
     /// Which side of dialog `id` sends from `addr`.
     pub(super) fn side_of(&self, id: DialogId, addr: crate::proxy::target::Target) -> Side {
+        let gateways = &self.cfg.routing.gateways;
         match self.dialogs.get(id) {
-            Some(d) if d.caller == addr => Side::Caller,
+            // A trunk that calls may send from other ports or addresses than its own.
+            Some(d)
+                if d.caller == addr
+                    || (d.inbound && gateways.same_gateway(d.caller.addr, addr.addr)) =>
+            {
+                Side::Caller
+            }
             _ => Side::Callee,
         }
     }
