@@ -199,7 +199,10 @@ impl Shard {
                     self.stats.processed_dialogs.inc();
                     self.ensure_sweep(now);
                 }
-                let caller = self.sender(src);
+                let caller = match inbound {
+                    Some(_) => self.sender(src),
+                    None => Target::udp(src),
+                };
                 let d = self
                     .dialogs
                     .get_mut(id)
@@ -246,7 +249,9 @@ impl Shard {
                     }
                 };
                 let mut dialog = self.new_dialog(now, src, gateway, msg, admitted);
-                dialog.caller = self.sender(src);
+                if inbound.is_some() {
+                    dialog.caller = self.sender(src);
+                }
                 dialog.set = set as u16;
                 dialog.turn = turn;
                 dialog.load = load;
