@@ -177,17 +177,24 @@ fn logged(r: Result<String, String>) -> Result<String, String> {
     r
 }
 
-/// The networks the XDP guard exempts from the flood limit: customers' and gateways'.
+/// The networks the XDP guard exempts from the flood limit: customers' (their sources and
+/// the targets their calls from trunks go to) and gateways'.
 pub fn allow_list(proxy: &ProxyConfig) -> Vec<ipnet::Ipv4Net> {
     let routing = &proxy.routing;
+    let v4 = |a: std::net::SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(a) => Some(ipnet::Ipv4Net::from(a)),
+        std::net::IpAddr::V6(_) => None,
+    };
     routing
         .customers
         .iter()
-        .flat_map(|c| c.sources.iter().filter_map(|s| s.ipv4()))
-        .chain(routing.gateways.addresses().filter_map(|g| match g.ip() {
-            std::net::IpAddr::V4(a) => Some(a.into()),
-            std::net::IpAddr::V6(_) => None,
-        }))
+        .flat_map(|c| {
+            c.sources
+                .iter()
+                .filter_map(|s| s.ipv4())
+                .chain(c.targets.iter().filter_map(|t| v4(t.addr)))
+        })
+        .chain(routing.gateways.addresses().filter_map(v4))
         .collect()
 }
 
@@ -421,6 +428,18 @@ gateways = ["127.0.0.1:5081"]
     fn load(text: &str) -> Config {
         Config::parse(Path::new("/etc/siplb/siplb.toml"), text)
             .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// The flood limit spares customers' sources, the targets of their calls from trunks
+    /// (which need not be in their sources) and the gateways.
+    #[test]
+    fn the_guards_allow_list_holds_sources_targets_and_gateways() {
+        let c = load(&BASE.replace(
+            "sources = [\"127.0.0.1/32\"]",
+            "sources = [\"10.1.0.0/16\"]\nnumbers = [\"1555\"]\ntargets = [\"192.0.2.7:5090\"]",
+        ));
+        let nets: Vec<String> = allow_list(&c.proxy).iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.1.0.0/16", "192.0.2.7/32", "127.0.0.1/32"]);
     }
 
     #[test]
