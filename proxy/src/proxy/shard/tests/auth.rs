@@ -369,22 +369,27 @@ fn a_prack_names_the_invite_by_its_shifted_cseq() {
     assert_eq!(out.named("RAck").as_deref(), Some("1 2 INVITE"));
 }
 
+/// The call whose INVITE went to the gateway as `fwd` answered and ACKed, then left to its
+/// dialog timeout (2 s in these tests): the BYE siplb sends the gateway.
+fn timed_out(h: &mut Harness, fwd: &Out) -> Out {
+    let ok = h.gateway_answers(fwd, &response(fwd, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    h.advance(Duration::from_secs(3));
+    h.take()
+        .into_iter()
+        .find(|o| o.dst == fwd.dst && o.is_request(Method::Bye))
+        .expect("BYE to the gateway")
+}
+
 /// A BYE of siplb's own (here a dialog's timeout) that the gateway challenges goes again
 /// with credentials, CSeq + 1 and a new branch; a second challenge is not answered.
 #[test]
 fn siplbs_own_bye_is_sent_again_with_credentials() {
     let mut h = with_credentials_and(|c| c.dialog.default_timeout = Duration::from_secs(2));
     let (_, again) = challenged_call(&mut h, &invite("c-b", "z9hG4bK-b"));
-    let ok = h.gateway_answers(&again, &response(&again, 200, Some("gw")));
-    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
-    h.take();
-    h.advance(Duration::from_secs(3));
-    let out = h.take();
-    let bye = out
-        .iter()
-        .find(|o| o.dst == again.dst && o.is_request(Method::Bye))
-        .expect("BYE to the gateway");
-    h.deliver(bye.dst, &challenge(bye, false));
+    let bye = timed_out(&mut h, &again);
+    h.deliver(bye.dst, &challenge(&bye, false));
     let out = h.take();
     let bye2 = out
         .iter()
@@ -409,16 +414,8 @@ fn siplbs_own_bye_is_sent_again_with_credentials() {
 fn siplbs_own_bye_answers_a_second_realm_too() {
     let mut h = with_credentials_and(|c| c.dialog.default_timeout = Duration::from_secs(2));
     let (_, first) = h.start_call(&invite("c-r", "z9hG4bK-r"));
-    let ok = h.gateway_answers(&first, &response(&first, 200, Some("gw")));
-    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
-    h.take();
-    h.advance(Duration::from_secs(3));
-    let out = h.take();
-    let bye = out
-        .iter()
-        .find(|o| o.dst == first.dst && o.is_request(Method::Bye))
-        .expect("BYE to the gateway");
-    h.deliver(bye.dst, &challenge_of(bye, 407, "sbc"));
+    let bye = timed_out(&mut h, &first);
+    h.deliver(bye.dst, &challenge_of(&bye, 407, "sbc"));
     let bye2 = h
         .take()
         .into_iter()
