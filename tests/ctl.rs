@@ -217,6 +217,24 @@ fn core_verbs_and_json_after_the_verb() {
     );
     let (code, _, err) = ctl_status(&siplb, &["cfg.reload"]);
     assert!(code != 0 && err.contains("listen_typo"), "{code}: {err}");
+    assert_eq!(err.lines().count(), 1, "said once: {err}");
+    // Not even TOML (an unclosed table header): the socket is read line by line, and the
+    // reload's refusal, siplb's own, names the line.
+    let broken = format!(
+        "{good}
+[[customer]
+name = \"x\"
+"
+    );
+    std::fs::write(&siplb.config, &broken).unwrap();
+    let (code, out, err) = ctl_status(&siplb, &["core.version"]);
+    assert_eq!((code, out.as_str()), (0, version.as_str()), "{err}");
+    let line = broken.lines().count() - 1;
+    let (code, _, err) = ctl_status(&siplb, &["cfg.reload"]);
+    assert!(
+        code != 0 && err.contains(&format!(":{line}:")),
+        "{code}: {err}"
+    );
     siplb.assert_alive();
 }
 

@@ -81,7 +81,10 @@ fn ctl(config: Option<PathBuf>, json: bool, args: Vec<String>) -> anyhow::Result
         Ok(cfg) => cfg.control_socket,
         Err(e) => {
             let socket = Config::control_socket_of(&path).map_err(anyhow::Error::msg)?;
-            eprintln!("siplb: warning: {e}");
+            // A reload is refused by siplb itself, which says why: said once.
+            if args.first().map(String::as_str) != Some("cfg.reload") {
+                eprintln!("siplb: warning: {e}");
+            }
             socket
         }
     };

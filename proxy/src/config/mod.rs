@@ -279,14 +279,16 @@ impl Config {
     /// edited), as long as it is TOML.
     pub fn control_socket_of(path: &Path) -> Result<PathBuf, String> {
         let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let table: toml::Table = src
-            .parse()
-            .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?;
-        let socket = table
-            .get("control")
-            .and_then(|c| c.get("socket"))
-            .and_then(|s| s.as_str())
-            .unwrap_or(DEFAULT_CONTROL_SOCKET);
+        // A file that is not TOML at all (an edit under way) is read line by line.
+        let socket = match src.parse::<toml::Table>() {
+            Ok(table) => table
+                .get("control")
+                .and_then(|c| c.get("socket"))
+                .and_then(|s| s.as_str())
+                .map(String::from),
+            Err(_) => control_socket_by_lines(&src),
+        };
+        let socket = socket.unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into());
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -425,6 +427,34 @@ impl Config {
             journal_dir: f.dialog.journal_dir.as_deref().map(resolve),
         })
     }
+}
+
+/// `control.socket` of a file that does not parse, read line by line: a `socket = "…"` line
+/// in the `[control]` table, or a top-level `control.socket = "…"`; none when neither is
+/// there (or its value is not a plain quoted string).
+fn control_socket_by_lines(src: &str) -> Option<String> {
+    let mut table = String::new();
+    for line in src.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            table = line.trim_matches(['[', ']', ' ']).into();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let ours = (table == "control" && key == "socket")
+            || (table.is_empty() && key == "control.socket");
+        if !ours {
+            continue;
+        }
+        let value = value.trim();
+        let quote = value.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+        let inner = &value[1..];
+        return inner.find(quote).map(|end| inner[..end].to_string());
+    }
+    None
 }
 
 #[cfg(test)]

@@ -640,3 +640,27 @@ fn customer_numbers_and_targets_are_read_and_checked() {
         assert!(e.contains(want), "{lines}: {e}");
     }
 }
+
+/// `siplb ctl` finds the socket of a file being edited: one that fails the checks, or that is
+/// not even TOML (an unclosed table header), read line by line then.
+#[test]
+fn the_control_socket_is_found_in_a_file_that_does_not_parse() {
+    let dir = std::env::temp_dir().join(format!("siplb-ctl-socket-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("siplb.toml");
+    let socket = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        Config::control_socket_of(&path).unwrap()
+    };
+    let with = format!("{MIN}\n[control] # ours\nsocket = \"run/ctl.sock\"\n");
+    assert_eq!(socket(&with), dir.join("run/ctl.sock"));
+    let broken = format!("{with}\n[[customer]\nname = \"a\"\n");
+    assert!(parse(&broken).is_err());
+    assert_eq!(socket(&broken), dir.join("run/ctl.sock"));
+    let dotted = format!("control.socket = '/x/ctl.sock'\n{MIN}\n[[customer]\n");
+    assert_eq!(socket(&dotted), Path::new("/x/ctl.sock"));
+    // Another table's `socket`, or none at all: the default, beside the file.
+    let other = format!("{MIN}\n[metrics]\nsocket = \"no\"\n[[customer]\n");
+    assert_eq!(socket(&other), dir.join(DEFAULT_CONTROL_SOCKET));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
