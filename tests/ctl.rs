@@ -1,7 +1,7 @@
 //! `siplb ctl` through the real binary: what it says it can do (`--help`,
 //! `system.listMethods`, close matches for an unknown verb), `--json` on either side of the
 //! verb, `core.version`/`core.uptime`/`core.info`, JSON structured all the way down, and the
-//! control socket's permissions whatever the umask. Nets 61..64.
+//! control socket's permissions whatever the umask, its folder made at start. Nets 61..64, 80, 25.
 
 use siplb::control::table::VERBS;
 use siplb_tests::*;
@@ -434,4 +434,19 @@ fn silent_and_slow_clients_do_not_hold_up_the_control_socket() {
         s.read_to_string(&mut reply).unwrap();
         assert_eq!(reply, "error no request line within 5 s\n");
     }
+}
+
+/// A control socket in a folder that does not exist yet: siplb makes the folder, as
+/// `--check` promises by making and removing it.
+#[test]
+fn the_control_sockets_folder_is_made_at_start() {
+    let net = Net::new(25);
+    let dir = TempDir::new("ctl-folder");
+    let text =
+        config(net, 2, "").replace("socket = \"siplb.ctl\"", "socket = \"run/new/siplb.ctl\"");
+    assert!(text.contains("run/new/siplb.ctl"), "{text}");
+    let mut siplb = Siplb::start(BIN, &dir.0, &text);
+    assert!(dir.0.join("run/new/siplb.ctl").exists());
+    siplb.assert_alive();
+    siplb.stop();
 }

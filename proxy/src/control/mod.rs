@@ -321,6 +321,10 @@ fn bind(path: &Path, perms: SocketPerms) -> io::Result<UnixListener> {
     if unsafe { libc::fchmod(s.as_raw_fd(), perms.mode as libc::mode_t) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // Its folder is made when it does not exist yet, as `--check` tries it.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     s.bind(&SockAddr::unix(path)?)?;
     let set = || -> io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms.mode))?;
