@@ -199,10 +199,7 @@ impl Shard {
                     self.stats.processed_dialogs.inc();
                     self.ensure_sweep(now);
                 }
-                let caller = match inbound {
-                    Some(_) => self.sender(src),
-                    None => Target::udp(src),
-                };
+                let caller = self.sender(src, inbound.is_some());
                 let d = self
                     .dialogs
                     .get_mut(id)
@@ -248,10 +245,8 @@ impl Shard {
                         return self.reply_limit(now, msg, src, key, customer, why);
                     }
                 };
-                let mut dialog = self.new_dialog(now, src, gateway, msg, admitted);
-                if inbound.is_some() {
-                    dialog.caller = self.sender(src);
-                }
+                let caller = self.sender(src, inbound.is_some());
+                let mut dialog = self.new_dialog(now, caller, gateway, msg, admitted);
                 dialog.set = set as u16;
                 dialog.turn = turn;
                 dialog.load = load;
@@ -292,19 +287,20 @@ impl Shard {
         }
     }
 
+    /// Where requests to the sender of an INVITE from `src` go: `src`, or for a call from a
+    /// trunk (`from_trunk`) the gateway's own address (a trunk that sends from other ports or
+    /// addresses listens on its configured one).
+    fn sender(&self, src: SocketAddr, from_trunk: bool) -> Target {
+        let gateways = &self.cfg.routing.gateways;
+        match gateways.position(src).filter(|_| from_trunk) {
+            Some((set, i)) => gateways.sets[set].gateways[i].target,
+            None => Target::udp(src),
+        }
+    }
+
     /// When the record of a dialog not answered yet goes at the latest: its early timeout, the
     /// CANCEL that sends and siplb's own 487 when that gets no answer, then the linger. Its
     /// `default_timeout` counts from the answer, as Kamailio's does.
-    /// Where requests to the sender of an INVITE from `src` go: a gateway's own address
-    /// (a trunk that sends from other ports or addresses listens on its configured one), else
-    /// `src`.
-    fn sender(&self, src: SocketAddr) -> Target {
-        let gateways = &self.cfg.routing.gateways;
-        gateways.position(src).map_or(Target::udp(src), |(set, i)| {
-            gateways.sets[set].gateways[i].target
-        })
-    }
-
     fn early_expiry(&self, now: Instant) -> Instant {
         now + self.cfg.dialog.early_timeout + self.cfg.timers.timer_b * 2 + self.cfg.dialog_linger
     }
@@ -312,7 +308,7 @@ impl Shard {
     fn new_dialog(
         &self,
         now: Instant,
-        src: SocketAddr,
+        caller: Target,
         gateway: Target,
         msg: &SipMsg<'_>,
         admitted: Admitted,
@@ -325,7 +321,7 @@ impl Shard {
         };
         Dialog {
             call_id: msg.call_id().into(),
-            caller: Target::udp(src),
+            caller,
             gateway,
             caller_leg: Leg::new(
                 msg.from_tag().unwrap_or(b""),
