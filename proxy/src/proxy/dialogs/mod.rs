@@ -280,7 +280,12 @@ impl Dialog {
     /// The CSeq shift of a request with this From tag: the dialog's `cseq_shift` when it goes
     /// toward the trunk (the trunk answers challenges on its own requests itself), else 0.
     pub fn cseq_shift_of(&self, from_tag: Option<&[u8]>) -> u32 {
-        if self.from_caller(from_tag) != self.inbound {
+        self.cseq_shift_of_side(self.from_caller(from_tag))
+    }
+
+    /// The CSeq shift of a request from the caller's side (`caller`) or the callee's.
+    pub fn cseq_shift_of_side(&self, caller: bool) -> u32 {
+        if caller != self.inbound {
             self.cseq_shift
         } else {
             0

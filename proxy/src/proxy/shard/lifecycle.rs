@@ -101,15 +101,11 @@ impl Shard {
             // The BYE speaks for the other side: its CSeq is that side's next. A BYE to the
             // trunk (to the callee of an outgoing call, the caller of an inbound one) adds the
             // shift of authenticated resends, as that side's own requests do.
+            let shift = d.cseq_shift_of_side(toward_callee);
             let leg = if toward_callee {
                 &mut d.caller_leg
             } else {
                 &mut d.callee_leg
-            };
-            let shift = if toward_callee != d.inbound {
-                d.cseq_shift
-            } else {
-                0
             };
             let cseq = leg.next_cseq().wrapping_add(shift);
             let mut branch = Vec::with_capacity(40);
