@@ -439,16 +439,12 @@ impl Shard {
                     self.stats.retransmissions.inc();
                     self.out.send_copy(t.upstream, &t.last_response);
                 }
+                // An attempt cancelled before the gateway said anything (its CANCEL held,
+                // §9.1) just ends: the caller had its 487 at the CANCEL.
+                machine::TimerAction::InviteTimeout if t.cancel == super::txn::Cancel::Pending => {}
                 machine::TimerAction::InviteTimeout => {
                     self.stats.timeouts.inc();
-                    // The caller cancelled before the gateway said anything (its CANCEL held,
-                    // §9.1): the request is terminated as asked, 487, not timed out.
-                    let code = if t.cancel == super::txn::Cancel::Pending {
-                        487
-                    } else {
-                        408
-                    };
-                    self.local_final(now, id, code);
+                    self.local_final(now, id, 408);
                 }
                 machine::TimerAction::SendCancel => {
                     // The call rang too long (Timer C): siplb cancels it.

@@ -125,7 +125,10 @@ impl DialogInfo {
             timeout,
             lifetime: timers.default_timeout.as_secs(),
             caller: leg(&d.caller_leg),
-            callee: leg(&d.callee_leg),
+            callee: LegInfo {
+                tag: lossy(d.shown_callee_tag()),
+                ..leg(&d.callee_leg)
+            },
             profiles: d
                 .profiles
                 .iter()

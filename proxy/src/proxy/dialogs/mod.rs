@@ -146,6 +146,9 @@ pub struct Dialog {
     pub caller_leg: Leg,
     /// The callee side; its tag is empty until the 2xx names it.
     pub callee_leg: Leg,
+    /// The To tag of the last provisional relayed for the INVITE, while it is not answered
+    /// (what `dlg.list` shows and `dlg.terminate_dlg` finds a ringing call by).
+    pub early_tag: Box<[u8]>,
     /// The From header value of the INVITE (caller's tag included).
     pub from: Box<[u8]>,
     /// The To header value, from the 2xx once there is one (callee's tag included).
@@ -218,6 +221,12 @@ impl Dialog {
     /// The callee's tag, once the 2xx named it.
     pub fn callee_tag(&self) -> Option<&[u8]> {
         Some(&*self.callee_leg.tag).filter(|t| !t.is_empty())
+    }
+
+    /// The callee's tag as an operator sees it: the 2xx's, or before the answer the last
+    /// provisional's (empty when neither had one).
+    pub fn shown_callee_tag(&self) -> &[u8] {
+        self.callee_tag().unwrap_or(&self.early_tag)
     }
 
     /// Where an in-dialog request with this From tag, received from `src`, goes: to the
@@ -320,6 +329,7 @@ pub(crate) mod tests_support {
             gateway: Target::udp("127.0.0.1:5081".parse().unwrap()),
             caller_leg: Leg::new(b"a", b"sip:a@h", 1, Vec::new()),
             callee_leg: Leg::default(),
+            early_tag: Box::default(),
             from: (*b"<sip:a@x>;tag=a").into(),
             to: (*b"<sip:b@x>").into(),
             request_uri: (*b"sip:b@x").into(),

@@ -183,6 +183,7 @@ impl SavedDialog {
             gateway: Target::udp(self.gateway),
             caller_leg: self.caller_leg.leg(),
             callee_leg: self.callee_leg.leg(),
+            early_tag: Box::default(),
             from: self.from.as_bytes().into(),
             to: self.to.as_bytes().into(),
             request_uri: self.request_uri.as_bytes().into(),

@@ -264,7 +264,7 @@ impl DialogTable {
                 to_tag,
             } => self.by_call_id(call_id).filter(|id| {
                 let d = &self.map[id];
-                let (a, b) = (d.caller_tag(), d.callee_tag().unwrap_or(b""));
+                let (a, b) = (d.caller_tag(), d.shown_callee_tag());
                 (**from_tag == *a && **to_tag == *b) || (**from_tag == *b && **to_tag == *a)
             }),
         }

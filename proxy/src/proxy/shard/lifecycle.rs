@@ -229,6 +229,17 @@ impl Shard {
         self.swept = due;
     }
 
+    /// Cancels INVITE `tid` before the gateway said anything: the CANCEL waits for a
+    /// provisional (RFC 3261 §9.1), the caller gets 487 at once (as Kamailio's `tm` answers
+    /// with its default `cancel_b_method`). Whatever the gateway answers later is not relayed;
+    /// a 2xx gets ACK and BYE from siplb.
+    pub(super) fn cancel_before_reply(&mut self, now: Instant, tid: TxnId) {
+        if let Some(t) = self.txns.get_mut(tid) {
+            t.cancel = Cancel::Pending;
+        }
+        self.local_final(now, tid, 487);
+    }
+
     /// Cancels the INVITE of a dialog not answered in time, as Timer C would.
     pub(super) fn cancel_invite(&mut self, now: Instant, id: DialogId, invite: Option<TxnId>) {
         let alive = invite.and_then(|tid| {
@@ -237,11 +248,7 @@ impl Shard {
         });
         match alive {
             Some((tid, ClientState::Proceeding, Cancel::None)) => self.send_cancel(now, tid),
-            Some((tid, ClientState::Calling, Cancel::None)) => {
-                if let Some(t) = self.txns.get_mut(tid) {
-                    t.cancel = Cancel::Pending;
-                }
-            }
+            Some((tid, ClientState::Calling, Cancel::None)) => self.cancel_before_reply(now, tid),
             Some(_) => {}
             // Its transaction is gone: nothing can answer it any more.
             None => self.fail_dialog(now, Some(id)),

@@ -87,6 +87,23 @@ impl Shard {
         self.end_answered_leg(now, src, msg, to_tag)
     }
 
+    /// A 2xx from `src` to an INVITE whose caller already has siplb's final answer (487 after
+    /// a CANCEL that came before the gateway said anything): acknowledged and ended with a
+    /// BYE, as the caller will never take it. Whether it did.
+    pub(super) fn on_2xx_after_final(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMsg<'_>,
+    ) -> bool {
+        match msg.to_tag() {
+            Some(to_tag) if msg.from_tag().is_some() && msg.to_checked().is_some() => {
+                self.end_answered_leg(now, src, msg, to_tag)
+            }
+            _ => false,
+        }
+    }
+
     /// A second 2xx to the call's INVITE from its gateway, with a To tag other than the
     /// answer's: a second dialog (a fork behind the gateway) that siplb neither counts nor
     /// bills. It is acknowledged and ended with a BYE, not passed to the caller, so that one

@@ -330,6 +330,7 @@ impl Shard {
                 record_routes(msg, None),
             ),
             callee_leg: Leg::default(),
+            early_tag: Box::default(),
             from: value_of(HeaderName::From).of(buf).into(),
             to: value_of(HeaderName::To).of(buf).into(),
             request_uri: msg.request_uri().map_or(&b""[..], |u| u.of(buf)).into(),
@@ -622,7 +623,7 @@ impl Shard {
             d.cancelled_by.get_or_insert(EndedBy::Caller);
         }
         match inv.client {
-            ClientState::Calling => inv.cancel = Cancel::Pending,
+            ClientState::Calling => self.cancel_before_reply(now, invite),
             ClientState::Proceeding => self.send_cancel(now, invite),
             _ => {}
         }

@@ -95,6 +95,21 @@ impl Shard {
             self.stats.bad_msg.inc();
             return;
         }
+        // The caller already has its final answer: siplb gave it 487 when it or an operator
+        // cancelled before the gateway said anything (or 408 on Timer B). Nothing the gateway
+        // says now reaches the caller; an answer is acknowledged and ended (BYE).
+        let answered_upstream = t.kind == Kind::Invite
+            && !t.local_request
+            && matches!(
+                t.server,
+                ServerState::Completed | ServerState::Confirmed | ServerState::Terminated
+            );
+        if answered_upstream && (200..300).contains(&code) {
+            machine::abandon_client(t);
+            self.on_2xx_after_final(now, src, msg);
+            self.reschedule(id);
+            return;
+        }
         // The first final answer to a request of siplb's own: a challenge is answered.
         let own_final = t.local_request
             && code >= 200
@@ -119,11 +134,12 @@ impl Shard {
                     && self.on_orphan_2xx(now, src, msg) => {}
             ClientAction::AbsorbRetransmission => self.stats.retrans_absorbed.inc(),
             ClientAction::InviteProvisional { relay, send_cancel } => {
-                if relay {
+                if relay && !answered_upstream {
                     self.relay(id, msg, false);
                     if let Some(d) = dialog {
                         self.dialogs
                             .set_state(d, DialogState::Unconfirmed, DialogState::Early);
+                        self.note_early_tag(id, d, msg);
                     }
                 }
                 if send_cancel {
@@ -148,7 +164,9 @@ impl Shard {
                 // (Empty when the request as forwarded does not parse: `Output::send` sends no
                 // empty datagram.)
                 self.out.send(dst, ack);
-                self.on_final(now, id, FinalAnswer::Received(msg));
+                if !answered_upstream {
+                    self.on_final(now, id, FinalAnswer::Received(msg));
+                }
             }
             ClientAction::Relay2xxRetransmission => {
                 if !self.on_forked_2xx(now, src, msg, id, dialog) {
@@ -189,6 +207,20 @@ impl Shard {
             }
         }
         self.reschedule(id);
+    }
+
+    /// Notes the To tag of a provisional to the dialog's own INVITE (not yet answered).
+    fn note_early_tag(&mut self, id: TxnId, did: DialogId, msg: &SipMsg<'_>) {
+        let Some(tag) = msg.to_tag().filter(|t| !t.is_empty()) else {
+            return;
+        };
+        if let Some(d) = self.dialogs.get_mut(did)
+            && d.invite == Some(id)
+            && d.state.is_early()
+            && *d.early_tag != *tag
+        {
+            d.early_tag = tag.into();
+        }
     }
 
     /// Notes the times of the first reply and of ringing on the dialog of its initial INVITE.
@@ -627,7 +659,19 @@ impl Shard {
     }
 
     /// The final reply to an INVITE that siplb makes itself.
+    /// Nothing when the caller already has a final answer (siplb's 487 at a CANCEL that came
+    /// before the gateway said anything, then Timer B of that attempt).
     pub(super) fn local_final(&mut self, now: Instant, id: TxnId, code: u16) {
+        let answered = self.txns.get(id).is_some_and(|t| {
+            t.kind == Kind::Invite
+                && matches!(
+                    t.server,
+                    ServerState::Completed | ServerState::Confirmed | ServerState::Terminated
+                )
+        });
+        if answered {
+            return;
+        }
         self.on_final(now, id, FinalAnswer::Local(code));
     }
 
@@ -669,6 +713,7 @@ impl Shard {
             d.outcome.q850_cause = q850_cause(msg);
         }
         d.callee_leg.tag = msg.to_tag().unwrap_or(b"").into();
+        d.early_tag = Box::default();
         d.callee_leg.contact = first_contact(msg).into();
         d.callee_leg.route_set = record_routes(msg, Some(did)).into();
         if let Some((_, h)) = msg.headers_named(HeaderName::To).next() {

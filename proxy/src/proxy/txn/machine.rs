@@ -111,6 +111,15 @@ pub fn complete_server_invite(t: &mut Txn, now: Instant, timers: &Timers) {
     t.set(Timer::H, now + timers.timer_b);
 }
 
+/// The client side of `t` has nothing more to do (the caller has its answer and the
+/// gateway's 2xx is being ended by siplb): no retransmission, no timer of its own.
+pub fn abandon_client(t: &mut Txn) {
+    t.client = ClientState::Terminated;
+    for x in [Timer::A, Timer::B, Timer::C, Timer::D, Timer::CancelGuard] {
+        t.clear(x);
+    }
+}
+
 /// The client side of INVITE `t` starts over, toward another gateway (failover): Calling,
 /// Timer A from T1 and Timer B at `timer_b`; the server side stays as it is.
 pub fn restart_client_invite(t: &mut Txn, now: Instant, timers: &Timers, timer_b: Duration) {

@@ -305,15 +305,17 @@ fn a_challenge_that_crosses_the_callers_cancel_ends_the_call_with_487() {
             h.gateway_answers(&first, &response(&first, 180, Some("gw")));
         }
         h.caller_sends(&cancel(&inv).text());
-        let out = h.take();
+        let mut out = h.take();
         assert!(out.iter().any(|o| o.dst == caller() && o.is_response(200)));
         assert_eq!(
             out.iter().any(|o| o.is_request(Method::Cancel)),
             rang,
             "a CANCEL goes on once the gateway has answered: {out:#?}"
         );
+        // Before the gateway said anything the caller has its 487 at once.
+        out.retain(|o| !o.is_response(200) && !o.is_request(Method::Cancel));
         h.deliver(first.dst, &challenge(&first, false));
-        let out = h.take();
+        out.extend(h.take());
         assert!(
             !out.iter().any(|o| o.is_request(Method::Invite)),
             "rang {rang}: no authenticated INVITE after the CANCEL: {out:#?}"

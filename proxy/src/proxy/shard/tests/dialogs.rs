@@ -488,3 +488,65 @@ fn a_reinvite_refreshes_the_targets_of_both_sides() {
     assert_eq!(&*c.caller_leg.contact, b"sip:alice@127.0.0.1:5999");
     assert_eq!(&*c.callee_leg.contact, b"sip:gw@127.0.0.1:5998");
 }
+
+/// `dlg.end_dlg` on a call the gateway has not answered at all: the caller gets 487 at once
+/// (not at Timer B), the CANCEL waits for the gateway's first provisional.
+#[test]
+fn an_operator_ends_a_call_the_gateway_has_not_answered_yet() {
+    let mut h = limited(5, DialogTimers::default());
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, fwd) = h.start_call(&inv);
+    let id = h.shard.dialog_infos(h.now, &Default::default())[0].h_id;
+    let target = crate::proxy::EndTarget::Id {
+        h_entry: 0,
+        h_id: id,
+    };
+    assert!(h.shard.end_dialog(h.now, &target));
+    let terminated = h.take_one();
+    assert_eq!(terminated.dst, caller());
+    assert!(terminated.is_response(487), "{terminated:?}");
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
+    assert_eq!(h.alice(), 0, "its place is given back at once");
+    h.caller_sends(&ack_non_2xx(&inv, &terminated).text());
+    h.expect_nothing();
+    h.deliver(fwd.dst, &response(&fwd, 100, None));
+    let c = h.take_one();
+    assert!(c.is_request(Method::Cancel) && c.dst == fwd.dst, "{c:?}");
+}
+
+/// A ringing call shows the To tag of its 180 as the callee's in `dlg.list`, and
+/// `dlg.terminate_dlg` finds it by that tag.
+#[test]
+fn a_ringing_call_is_listed_and_ended_by_the_tag_of_its_ringing() {
+    let mut h = limited(5, DialogTimers::default());
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, fwd) = h.start_call(&inv);
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("ring-tag")));
+    let listed = h.shard.dialog_infos(h.now, &Default::default());
+    assert_eq!(listed[0].callee.tag, "ring-tag");
+    let wrong = crate::proxy::EndTarget::Tags {
+        call_id: (*b"c1").into(),
+        from_tag: (*b"alice-tag").into(),
+        to_tag: (*b"other").into(),
+    };
+    assert!(!h.shard.end_dialog(h.now, &wrong));
+    let target = crate::proxy::EndTarget::Tags {
+        call_id: (*b"c1").into(),
+        from_tag: (*b"alice-tag").into(),
+        to_tag: (*b"ring-tag").into(),
+    };
+    assert!(h.shard.end_dialog(h.now, &target));
+    let c = h.take_one();
+    assert!(c.is_request(Method::Cancel) && c.dst == fwd.dst, "{c:?}");
+    // Answered by another fork than the one that rang: the 2xx's tag is the callee's.
+    let (_, fwd) = h.start_call(&invite("c2", "z9hG4bK-b"));
+    h.gateway_answers(&fwd, &response(&fwd, 180, Some("ring-tag")));
+    h.gateway_answers(&fwd, &response(&fwd, 200, Some("ok-tag")));
+    let c2 = h
+        .shard
+        .dialog_infos(h.now, &Default::default())
+        .into_iter()
+        .find(|i| i.call_id == "c2")
+        .unwrap();
+    assert_eq!(c2.callee.tag, "ok-tag");
+}

@@ -288,40 +288,96 @@ fn ack_never_answered() {
 
 // -------------------------------------------------------------------------------- CANCEL
 
+/// The caller cancels before the gateway said anything: 200 to the CANCEL and, as Kamailio's
+/// `tm` does, 487 at once; the caller's ACK ends it here.
+fn cancel_unanswered_invite(h: &mut Harness, inv: &Req) {
+    h.caller_sends(&cancel(inv).text());
+    let out = h.take();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(out.iter().all(|o| o.dst == caller()), "{out:#?}");
+    let ok = out.iter().find(|o| o.is_response(200)).expect("200");
+    assert_eq!(ok.cseq(), (1, Method::Cancel));
+    let terminated = out.iter().find(|o| o.is_response(487)).expect("487");
+    assert_eq!(terminated.cseq(), (1, Method::Invite));
+    h.caller_sends(&ack_non_2xx(inv, terminated).text());
+    h.expect_nothing();
+}
+
 #[test]
-fn cancel_before_provisional_held_until_provisional() {
+fn cancel_before_provisional_answers_487_at_once_and_holds_the_cancel() {
     let mut h = Harness::new();
     let inv = invite("c1", "z9hG4bK-a");
     let (_, fwd) = h.start_call(&inv);
-    h.caller_sends(&cancel(&inv).text());
-    let ok = h.take_one();
-    assert_eq!(ok.dst, caller());
-    assert!(ok.is_response(200), "{ok:?}");
-    assert_eq!(ok.cseq(), (1, Method::Cancel));
+    cancel_unanswered_invite(&mut h, &inv);
+    assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
     // RFC 3261 §9.1: no CANCEL before a provisional response; the INVITE is still retransmitted.
     h.advance(T1);
     let out = h.take_one();
-    assert!(out.is_request(Method::Invite));
-    h.deliver(fwd.dst, &response(&fwd, 100, None));
+    assert!(
+        out.is_request(Method::Invite) && out.dst == fwd.dst,
+        "{out:?}"
+    );
+    // The gateway's ringing is not passed on: it gets the CANCEL.
+    h.deliver(fwd.dst, &response(&fwd, 180, Some("gw-tag")));
     let c = h.take_one();
     assert_eq!(c.dst, fwd.dst);
     assert!(c.is_request(Method::Cancel), "{c:?}");
     assert_eq!(c.branch(), fwd.branch());
+    h.deliver(fwd.dst, &response(&c, 200, Some("gw-tag")));
+    h.expect_nothing();
+    // Its 487 is acknowledged and not passed on either: the caller had its answer.
+    h.deliver(fwd.dst, &response(&fwd, 487, Some("gw-tag")));
+    let ack = h.take_one();
+    assert_eq!(ack.dst, fwd.dst);
+    assert!(ack.is_request(Method::Ack), "{ack:?}");
+    h.advance(t1s(64));
+    h.expect_nothing();
 }
 
 #[test]
-fn cancel_before_provisional_of_a_silent_gateway_ends_with_487_at_timer_b() {
+fn cancel_before_provisional_of_a_silent_gateway_says_nothing_more_at_timer_b() {
     let mut h = Harness::new();
     let inv = invite("c1", "z9hG4bK-a");
-    h.start_call(&inv);
-    h.caller_sends(&cancel(&inv).text());
-    assert!(h.take_one().is_response(200));
-    // The gateway never answers: at Timer B the caller gets 487 (its request terminated as
-    // it asked), not 408.
+    let (_, fwd) = h.start_call(&inv);
+    cancel_unanswered_invite(&mut h, &inv);
+    // The gateway never answers: its INVITE is retransmitted until Timer B, and the caller
+    // hears nothing more.
     h.advance(t1s(64));
-    let out: Vec<_> = h.take().into_iter().filter(|o| o.dst == caller()).collect();
-    assert_eq!(out.len(), 1, "{out:#?}");
-    assert!(out[0].is_response(487), "{out:?}");
+    let out = h.take();
+    assert!(!out.is_empty());
+    assert!(
+        out.iter()
+            .all(|o| o.dst == fwd.dst && o.is_request(Method::Invite)),
+        "{out:#?}"
+    );
+    h.advance(t1s(64));
+    h.expect_nothing();
+}
+
+#[test]
+fn an_answer_after_the_callers_487_is_acked_and_ended_by_siplb() {
+    let mut h = Harness::new();
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, fwd) = h.start_call(&inv);
+    cancel_unanswered_invite(&mut h, &inv);
+    // The gateway answers before it saw anything of the CANCEL (none was sent).
+    let ok = response(&fwd, 200, Some("gw-tag"));
+    h.deliver(fwd.dst, &ok);
+    let out = h.take();
+    assert_eq!(out.len(), 2, "ACK and BYE to the gateway only: {out:#?}");
+    assert!(out.iter().all(|o| o.dst == fwd.dst), "{out:#?}");
+    assert!(out.iter().any(|o| o.is_request(Method::Ack)), "{out:#?}");
+    let bye = out.iter().find(|o| o.is_request(Method::Bye)).expect("BYE");
+    assert_eq!(bye.call_id(), fwd.call_id());
+    // A copy of the 2xx gets the ACK again, and no second BYE.
+    h.deliver(fwd.dst, &ok);
+    let again = h.take_one();
+    assert!(
+        again.is_request(Method::Ack) && again.dst == fwd.dst,
+        "{again:?}"
+    );
+    h.deliver(fwd.dst, &response(bye, 200, Some("gw-tag")));
+    h.expect_nothing();
 }
 
 #[test]
