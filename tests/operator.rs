@@ -587,6 +587,22 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
         .expect("size");
     assert_eq!(size.trim(), "2");
 
+    // A customer put before `local`: customers are known by name, `local`'s calls still count.
+    let front = limited(2).replacen(
+        "[[customer]]",
+        "[[customer]]\nname = \"first\"\nsources = [\"127.0.99.2/32\"]\n\n[[customer]]",
+        1,
+    );
+    std::fs::write(&siplb.config, &front).expect("write");
+    let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    assert!(out.contains("customer (+first)"), "{out}");
+    assert_eq!(call("r5"), [503], "r1 and r3 still count for `local`");
+    // And taken out again.
+    std::fs::write(&siplb.config, limited(2)).expect("write");
+    let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
+    assert!(out.contains("customer (-first)"), "{out}");
+    assert_eq!(call("r6"), [503], "still");
+
     std::fs::write(
         &siplb.config,
         limited(2).replace(&net.siplb(), &format!("{}:5099", net.ip())),

@@ -9,8 +9,9 @@
 mod changes;
 
 use crate::config::Config;
+use crate::proxy::dialogs::saved::REMOVED_CUSTOMER;
 use crate::proxy::gateway::GatewayState;
-use crate::proxy::{LiveGateways, ProxyConfig, Target};
+use crate::proxy::{Customer, LiveGateways, ProxyConfig, Target};
 use crate::steering::XdpGuard;
 use crate::worker::{ControlJob, WorkerHandle};
 use std::path::PathBuf;
@@ -334,31 +335,20 @@ pub fn next_proxy(
         "cluster",
         format!("{:?}", old.cluster) == format!("{:?}", new.cluster),
     )?;
-    // A customer's number is part of its accounts' keys in the limit tables: the customers
-    // there are keep their places; new ones come after them.
-    for (i, (a, b)) in running
-        .routing
-        .customers
-        .iter()
-        .zip(&new.proxy.routing.customers)
-        .enumerate()
-    {
-        if a.name != b.name {
-            return Err(format!(
-                "`customer`: customer {} was `{}` and is `{}` in the file: customers keep their \
-                 order across a reload (add new ones after them); nothing was reloaded",
-                i + 1,
-                a.name,
-                b.name
-            ));
-        }
-    }
     running
         .profiles
         .update_limits(&new.proxy.profiles)
         .map_err(|(key, e)| format!("`{key}`: {e}; nothing was reloaded"))?;
     let mut next = new.proxy.clone();
+    let used = running.profiles.account_scope();
+    keep_customer_slots(
+        &running.routing.customers,
+        used,
+        &mut next.routing.customers,
+    )?;
     next.profiles = running.profiles.clone();
+    let slots = next.routing.customers.iter().map(|c| c.slot + 1).max();
+    next.profiles.widen_accounts(slots.unwrap_or(0));
     next.branch_key = running.branch_key;
     // A gateway kept by address keeps its state (its calls under way count on, its health);
     // whether it is probed follows its set's configuration.
@@ -394,6 +384,36 @@ pub fn next_proxy(
         }
     }
     Ok(next)
+}
+
+/// Gives each customer of a reloaded file the number its accounts are counted under: that of
+/// the running customer of the same name, or for a new one a number no customer had before
+/// (the counts of a removed customer's live calls stay under its own until they end). `used`:
+/// how many numbers were given since start.
+fn keep_customer_slots(
+    running: &[Customer],
+    used: u16,
+    next: &mut [Customer],
+) -> Result<(), String> {
+    let mut fresh = running.iter().map(|c| c.slot + 1).fold(used, u16::max);
+    for c in next.iter_mut() {
+        match running.iter().find(|r| r.name == c.name) {
+            Some(r) => c.slot = r.slot,
+            None if fresh < REMOVED_CUSTOMER => {
+                c.slot = fresh;
+                fresh += 1;
+            }
+            None => {
+                return Err(format!(
+                    "`customer`: `{}` would be the {}th customer since siplb started, more than \
+                     it can count apart without a restart; nothing was reloaded",
+                    c.name,
+                    u32::from(fresh) + 1
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -482,6 +502,66 @@ gateways = ["127.0.0.1:5081"]
         next.profiles.leave(&mut places);
     }
 
+    /// Customers are known by name: one removed from the front or renamed does not move the
+    /// others' counts, and a new one never counts under a number an old one had.
+    #[test]
+    fn customers_removed_or_renamed_anywhere_keep_the_others_counts() {
+        let two = BASE.replace(
+            "[[gateway_set]]",
+            "[[customer]]\nname = \"b\"\nsources = [\"127.0.0.2/32\"]\n\n[[gateway_set]]",
+        );
+        let old = load(&two);
+        let running = old.proxy.clone();
+        let slot = |p: &ProxyConfig, name: &str| {
+            p.routing
+                .customers
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.slot)
+        };
+        assert_eq!(
+            (slot(&running, "a"), slot(&running, "b")),
+            (Some(0), Some(1))
+        );
+        let call = |p: &ProxyConfig, name: &str, out: &mut Vec<_>| {
+            let facts = crate::dialog::CallFacts {
+                dialed: b"1",
+                from_user: b"u",
+                from_domain: b"d",
+                to_user: b"t",
+                source: "127.0.0.2".parse().unwrap(),
+                customer: name,
+                customer_index: slot(p, name).unwrap(),
+                account: b"u",
+            };
+            p.profiles.enter(&p.rules, &facts, out)
+        };
+        let (mut a_calls, mut b_calls) = (Vec::new(), Vec::new());
+        call(&running, "a", &mut a_calls).unwrap();
+        call(&running, "b", &mut b_calls).unwrap();
+        // `a` removed from the front, a new `c`, and each account allowed one call.
+        let text = two.replace("max = 5", "max = 1").replace(
+            "name = \"a\"\nsources = [\"127.0.0.1/32\"]",
+            "name = \"c\"\nsources = [\"127.0.0.3/32\"]",
+        );
+        let new = load(&text);
+        let next = next_proxy(&old, &running, &Vec::new(), &new).unwrap();
+        assert_eq!(slot(&next, "b"), Some(1), "kept by name");
+        assert_eq!(slot(&next, "c"), Some(2), "not `a`'s old number");
+        assert!(
+            call(&next, "b", &mut Vec::new()).is_err(),
+            "b's call still counts"
+        );
+        let mut c_calls = Vec::new();
+        call(&next, "c", &mut c_calls).expect("c's account `u` is not a's or b's");
+        // Renamed back and forth: `a` comes back as a new customer after `c`'s number.
+        let again = next_proxy(&new, &next, &Vec::new(), &load(&two)).unwrap();
+        assert_eq!((slot(&again, "a"), slot(&again, "b")), (Some(3), Some(1)));
+        for mut places in [a_calls, b_calls, c_calls] {
+            running.profiles.leave(&mut places);
+        }
+    }
+
     #[test]
     fn a_gateway_kept_across_a_reload_keeps_its_calls() {
         let old = load(BASE);
@@ -555,7 +635,6 @@ gateways = ["127.0.0.1:5081"]
                 "profiles_no_value = [\"total\", \"other\"]",
                 "dialog.profiles_with_value",
             ),
-            ("name = \"a\"", "name = \"z\"", "customer"),
             ("[listen]", "[acc]\ncdrs = true\n[listen]", "[acc]"),
             (
                 "[listen]",

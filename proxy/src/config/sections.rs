@@ -150,8 +150,19 @@ pub(super) fn customers(
     list: &[CustomerFile],
     invalid: Invalid<'_>,
 ) -> Result<Vec<Customer>, ConfigError> {
-    let mut customers = Vec::new();
+    let mut customers: Vec<Customer> = Vec::new();
     for c in list {
+        // A customer is known by its name across reloads (its accounts' counts follow it).
+        if customers
+            .iter()
+            .any(|known| known.name == *c.name.get_ref())
+        {
+            return Err(invalid(
+                c.name.span(),
+                "customer.name",
+                format!("a second customer named `{}`", c.name.get_ref()),
+            ));
+        }
         let mut sources = Vec::new();
         for s in &c.sources {
             sources.push(
@@ -183,6 +194,7 @@ pub(super) fn customers(
             }
         };
         customers.push(Customer {
+            slot: customers.len().min(usize::from(u16::MAX - 1)) as u16,
             name: c.name.get_ref().clone(),
             sources,
             domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),

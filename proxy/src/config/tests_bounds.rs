@@ -86,6 +86,17 @@ fn limits_mistakes_are_reported_at_their_own_line() {
     );
 }
 
+/// Customers are known by name (reloads match them by it): two of one name are refused at the
+/// second's name.
+#[test]
+fn a_second_customer_of_one_name_is_refused_at_its_name() {
+    let e = error_after_min("[[customer]]\nname = \"local\"\nsources = [\"10.0.0.1/32\"]\n");
+    assert_eq!(
+        e,
+        "/etc/siplb/t.toml:14: `customer.name`: a second customer named `local`"
+    );
+}
+
 #[test]
 fn a_table_defined_twice_is_named_at_its_second_header() {
     let e = error_after_min("[timers]\nt1_ms = 500\n\n[timers]\nt2_ms = 4000\n");

@@ -300,6 +300,23 @@ impl Profiles {
             .store(customers, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// How many customers' accounts are counted apart (every customer number given since
+    /// start is below it).
+    pub fn account_scope(&self) -> u16 {
+        self.list[self.account() as usize]
+            .scoped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts the accounts of at least `customers` customers apart (a reload that adds
+    /// customers; the running count is never lowered, as live dialogs hold keys of it).
+    pub fn widen_accounts(&self, customers: u16) {
+        let id = self.account() as usize;
+        self.list[id]
+            .scoped
+            .fetch_max(customers, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Takes the limits of `new` (a reloaded configuration's profiles), keeping every count:
     /// live dialogs stay counted, and a count above a lowered limit only stops new dialogs.
     /// The profiles themselves (names, kinds, table sizes) cannot change live: the key that

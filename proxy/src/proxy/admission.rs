@@ -70,7 +70,7 @@ pub fn admit(
         to_user,
         source: src.ip(),
         customer: &c.name,
-        customer_index: customer as u16,
+        customer_index: c.slot,
         account,
     };
     let mut out = Admitted {
@@ -111,6 +111,7 @@ mod tests {
     fn cfg(key: AccountKey, limit: Option<u32>) -> ProxyConfig {
         let routing = Routing {
             customers: vec![Customer {
+                slot: 0,
                 name: "acme".into(),
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],

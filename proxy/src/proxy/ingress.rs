@@ -168,6 +168,7 @@ mod tests {
     fn routing() -> Routing {
         Routing {
             customers: vec![Customer {
+                slot: 0,
                 name: "acme".into(),
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],

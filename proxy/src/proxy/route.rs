@@ -54,6 +54,11 @@ impl FromStr for Cidr {
 #[derive(Debug, Clone)]
 pub struct Customer {
     pub name: String,
+    /// The number its accounts are counted under in profile `account` (the From user `1000`
+    /// of one customer is not that of another): its place in the file when siplb started,
+    /// kept by name across reloads; a customer a reload adds gets a number never used
+    /// before, so that removing or reordering customers never mixes their counts.
+    pub slot: u16,
     /// Source networks; empty = any source (then `domains` must be set).
     pub sources: Vec<Cidr>,
     /// From domains (lower case); empty = any.
@@ -219,6 +224,7 @@ mod tests {
     #[test]
     fn the_most_specific_number_match_wins() {
         let cust = |name: &str, numbers: Vec<Numbers>, t: &str| Customer {
+            slot: 0,
             name: name.into(),
             sources: vec![],
             domains: vec!["x".into()],
@@ -280,6 +286,7 @@ mod tests {
     fn gateways_match_before_customers() {
         let r = Routing {
             customers: vec![Customer {
+                slot: 0,
                 name: "c".into(),
                 sources: vec!["127.0.0.1".parse().unwrap()],
                 domains: vec![],
@@ -307,6 +314,7 @@ mod tests {
     fn customer_by_domain() {
         let r = Routing {
             customers: vec![Customer {
+                slot: 0,
                 name: "d".into(),
                 sources: vec![],
                 domains: vec!["example.com".into()],

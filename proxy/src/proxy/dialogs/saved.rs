@@ -139,7 +139,7 @@ impl SavedDialog {
             customer: d
                 .profiles
                 .first()
-                .and_then(|m| customers.get(m.customer as usize))
+                .and_then(|m| customers.iter().find(|c| c.slot == m.customer))
                 .map(|c| c.name.clone()),
             tried: d.tried.clone(),
             set: d.set,
@@ -163,8 +163,8 @@ impl SavedDialog {
         let customer = self.customer.as_ref().map(|name| {
             customers
                 .iter()
-                .position(|c| c.name == *name)
-                .map_or(REMOVED_CUSTOMER, |i| i as u16)
+                .find(|c| c.name == *name)
+                .map_or(REMOVED_CUSTOMER, |c| c.slot)
         });
         let places: Vec<crate::dialog::profiles::NamedPlace> = self
             .places

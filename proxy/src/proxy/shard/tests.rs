@@ -209,6 +209,7 @@ impl Harness {
     fn with_config(f: impl FnOnce(&mut ProxyConfig)) -> Harness {
         let routing = Routing {
             customers: vec![Customer {
+                slot: 0,
                 name: "acme".into(),
                 sources: vec!["127.0.0.1/32".parse().unwrap()],
                 domains: vec![],

@@ -17,6 +17,7 @@ fn with_customers(names: &[&str]) -> Harness {
             .map(|(i, name)| {
                 let mut cust = caller.clone();
                 cust.name = name.to_string();
+                cust.slot = i as u16;
                 if *name != caller.name {
                     cust.sources = vec![format!("10.9.9.{}/32", i + 1).parse().unwrap()];
                 }
