@@ -74,6 +74,14 @@ fn ctl_help_lists_every_verb_with_its_description() {
             "{out:?}"
         );
     }
+    // No configuration file named, to run or to reach siplb: the same.
+    for args in [&[][..], &["--check"], &["ctl", "core.uptime"]] {
+        let out = Command::new(BIN).args(args).output().expect("siplb");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--config <file> is required"), "{err}");
+        assert!(err.contains("Usage: siplb"), "{err}");
+    }
 }
 
 /// `system.listMethods` (kamcmd's) from the running siplb: every verb with its description,
@@ -434,6 +442,38 @@ fn silent_and_slow_clients_do_not_hold_up_the_control_socket() {
         s.read_to_string(&mut reply).unwrap();
         assert_eq!(reply, "error no request line within 5 s\n");
     }
+
+    // More idle connections than siplb reads at once: the one idle longest gives way to each
+    // new one, so `siplb ctl` is answered (before, it waited for their time to be up).
+    let idle: Vec<UnixStream> = (0..70)
+        .map(|_| UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(siplb.ctl(&["core.version"]).unwrap(), version);
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = String::new();
+    first.read_to_string(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        "error 64 connections were waiting and this one had sent no request line longest\n"
+    );
+    drop(idle);
+
+    // A request longer than siplb takes is answered with an error, not a reset connection;
+    // `siplb ctl` says so itself.
+    let mut long = UnixStream::connect(&sock).expect("connect");
+    let line = format!("core.version {}\n", "a".repeat(5000));
+    long.write_all(line.as_bytes()).unwrap();
+    long.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = String::new();
+    long.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error request longer than 4096 bytes\n");
+    let e = siplb.ctl(&["core.version", &"a".repeat(5000)]).unwrap_err();
+    assert!(e.contains("siplb takes at most 4095"), "{e}");
 }
 
 /// A control socket in a folder that does not exist yet: siplb makes the folder, as

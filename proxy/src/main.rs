@@ -57,6 +57,16 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if cli.config.is_none() {
+        // A command line siplb cannot use: its usage, exit status 2, as clap's own errors.
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--config <file> is required",
+            )
+            .exit();
+    }
     let result = match cli.command {
         Some(Command::Ctl { json, args }) => ctl(cli.config, json, args),
         None => run(cli.config, cli.check),

@@ -197,7 +197,7 @@ impl Default for Steering {
 #[serde(deny_unknown_fields, default)]
 pub struct Control {
     /// Control socket path (relative to the config file's folder).
-    pub socket: String,
+    pub socket: Spanned<String>,
     /// The socket's mode, an octal string (`"0660"`).
     pub mode: Option<Spanned<String>>,
     /// The group the socket is handed to (a name).
@@ -207,7 +207,7 @@ pub struct Control {
 impl Default for Control {
     fn default() -> Self {
         Control {
-            socket: DEFAULT_CONTROL_SOCKET.into(),
+            socket: Spanned::new(0..0, DEFAULT_CONTROL_SOCKET.into()),
             mode: None,
             group: None,
         }

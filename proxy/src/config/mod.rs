@@ -349,6 +349,20 @@ impl Config {
         proxy.retry_after = f.limits.retry_after_s;
         let metrics_listen = sections::metrics(&f.metrics, &invalid)?;
         let (control_mode, control_group) = sections::control(&f.control, &invalid)?;
+        let control_socket = resolve(f.control.socket.get_ref());
+        // A Unix socket's address holds at most 107 bytes (`sun_path`, less its end).
+        if control_socket.as_os_str().len() > 107 {
+            return Err(invalid(
+                f.control.socket.span(),
+                "control.socket",
+                format!(
+                    "`{}` is {} bytes long; a Unix socket's path is at most 107 (a shorter \
+                     path, or one relative to the configuration's folder)",
+                    control_socket.display(),
+                    control_socket.as_os_str().len()
+                ),
+            ));
+        }
         let shutdown_dialogs = match f.shutdown.dialogs.get_ref().as_str() {
             "leave" => ShutdownDialogs::Leave,
             "bye" => ShutdownDialogs::Bye,
@@ -396,7 +410,7 @@ impl Config {
             io,
             steering,
             hash_key: f.steering.hash_key,
-            control_socket: resolve(&f.control.socket),
+            control_socket,
             control_mode,
             control_group,
             queue_per_worker: *f.limits.queue_per_worker.get_ref(),

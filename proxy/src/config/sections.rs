@@ -720,6 +720,22 @@ mod control_tests {
         }
     }
 
+    /// A path longer than a Unix socket's address holds fails `--check`, not the start.
+    #[test]
+    fn a_control_socket_path_too_long_for_a_unix_socket_is_an_error_naming_the_key() {
+        let long = format!("/run/{}/siplb.ctl", "d".repeat(92));
+        assert_eq!(long.len(), 107);
+        assert!(parse(&format!("socket = \"{long}\"")).is_ok());
+        let longer = format!("/run/{}/siplb.ctl", "d".repeat(93));
+        let e = parse(&format!("socket = \"{longer}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/siplb/t.toml:5: `control.socket`: ") && e.contains("108 bytes"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn control_group_is_looked_up_and_an_unknown_one_is_an_error_naming_the_key() {
         // The group of gid 0 exists everywhere (`root`, or `wheel`).

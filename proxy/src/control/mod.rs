@@ -218,9 +218,6 @@ fn serve_round(listener: &UnixListener, waiting: &mut Vec<Incoming>, state: &Con
             revents: 0,
         })
         .collect();
-    if waiting.len() >= MAX_WAITING {
-        fds[0].events = 0;
-    }
     // SAFETY: `fds` is a valid array of pollfd of that length.
     let n = unsafe {
         libc::poll(
@@ -242,13 +239,27 @@ fn serve_round(listener: &UnixListener, waiting: &mut Vec<Incoming>, state: &Con
     // From the back, so that what `swap_remove` moves into place was already looked at.
     for i in (0..waiting.len()).rev() {
         if whole[i] || waiting[i].deadline <= now {
-            answer(waiting.swap_remove(i), whole[i], state);
+            let outcome = if whole[i] {
+                Outcome::Whole
+            } else {
+                Outcome::Late
+            };
+            answer(waiting.swap_remove(i), outcome, state);
         }
     }
     if fds[0].revents != 0 {
-        while waiting.len() < MAX_WAITING {
+        for _ in 0..MAX_WAITING {
             match listener.accept() {
                 Ok((stream, _)) => {
+                    // Full: the connection that has waited longest gives way (it has sent
+                    // nothing whole in all that time), so that idle ones never lock out
+                    // `siplb ctl`.
+                    if waiting.len() >= MAX_WAITING
+                        && let Some(oldest) =
+                            (0..waiting.len()).min_by_key(|&i| waiting[i].deadline)
+                    {
+                        answer(waiting.swap_remove(oldest), Outcome::Evicted, state);
+                    }
                     let _ = stream.set_nonblocking(true);
                     waiting.push(Incoming {
                         stream,
@@ -288,13 +299,43 @@ fn read_some(w: &mut Incoming) -> bool {
     }
 }
 
+/// Why a connection is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Its request line is whole (or as long as a request may be).
+    Whole,
+    /// Its time to send the line is up.
+    Late,
+    /// It gave way to a new connection (every place taken, it had waited longest).
+    Evicted,
+}
+
 /// Answers a connection: its verb's reply, or an error when its line did not come in time.
-fn answer(w: Incoming, whole: bool, state: &ControlState) {
+fn answer(w: Incoming, outcome: Outcome, state: &ControlState) {
     let stream = w.stream;
     let _ = stream.set_nonblocking(false);
     // A client that does not read its reply holds the thread this long at most.
     let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
-    let result = if whole {
+    let whole = outcome == Outcome::Whole;
+    let result = if outcome == Outcome::Evicted {
+        let mut out = stream;
+        writeln!(
+            out,
+            "error {MAX_WAITING} connections were waiting and this one had sent no request \
+             line longest"
+        )
+    } else if whole && w.line.len() >= MAX_REQUEST && !w.line.contains(&b'\n') {
+        let mut out = stream;
+        let said = writeln!(out, "error request longer than {MAX_REQUEST} bytes");
+        // Read what the client still sends (briefly): closing with it unread would reset
+        // the connection, and the client would see that instead of the answer.
+        let _ = out.shutdown(std::net::Shutdown::Write);
+        let _ = out.set_read_timeout(Some(Duration::from_millis(100)));
+        let mut sink = [0u8; 4096];
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until && matches!((&out).read(&mut sink), Ok(n) if n > 0) {}
+        said
+    } else if whole {
         handle(stream, &w.line, state)
     } else {
         let mut out = stream;
@@ -380,7 +421,15 @@ pub fn call(path: &Path, json: bool, args: &[String]) -> Result<String, String> 
     })?;
     s.set_read_timeout(Some(CLIENT_WAIT)).ok();
     let flag = if json { "--json " } else { "" };
-    writeln!(s, "{flag}{}", args.join(" ")).map_err(|e| e.to_string())?;
+    let request = format!("{flag}{}", args.join(" "));
+    if request.len() >= MAX_REQUEST {
+        return Err(format!(
+            "the request is {} bytes long; siplb takes at most {}",
+            request.len(),
+            MAX_REQUEST - 1
+        ));
+    }
+    writeln!(s, "{request}").map_err(|e| e.to_string())?;
     let mut reply = String::new();
     s.read_to_string(&mut reply).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
