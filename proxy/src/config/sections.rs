@@ -510,11 +510,16 @@ fn probe(set: &GatewaySet, invalid: Invalid<'_>) -> Result<Option<ProbeConfig>, 
         }
     }
     if let Some(codes) = &set.probe_fail_codes {
-        if let Some(bad) = codes.get_ref().iter().find(|c| !(200..=699).contains(*c)) {
+        if let Some(bad) = codes.get_ref().iter().find(|c| !(300..=699).contains(*c)) {
+            let why = if (200..300).contains(bad) {
+                "a 2xx always shows the gateway alive"
+            } else {
+                "not a final reply code"
+            };
             return Err(invalid(
                 codes.span(),
                 "gateway_set.probe_fail_codes",
-                format!("{bad} is not a final reply code (200–699)"),
+                format!("{bad}: {why} (failure codes are 300–699)"),
             ));
         }
         p.fail_codes = codes.get_ref().clone();

@@ -91,6 +91,10 @@ fn probe_keys_are_read_and_checked() {
         ("probe_down_after = 0", "gateway_set.probe_down_after"),
         ("probe_up_after = 0", "gateway_set.probe_up_after"),
         ("probe_fail_codes = [100]", "gateway_set.probe_fail_codes"),
+        (
+            "probe_fail_codes = [503, 200]",
+            "gateway_set.probe_fail_codes",
+        ),
         ("probe_from = \"ping@x\"", "gateway_set.probe_from"),
     ] {
         let e = set(extra).unwrap_err().to_string();

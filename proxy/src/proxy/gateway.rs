@@ -636,6 +636,26 @@ mod tests {
         assert_eq!(used, [3000, 1000]);
     }
 
+    /// Weight 0 is a standby: no calls while a gateway of its priority has a weight, the
+    /// failover's after that one was tried, and turns when all have 0.
+    #[test]
+    fn a_gateway_of_weight_0_is_a_standby() {
+        let mut s = set();
+        s.algorithm = Algorithm::Weighted;
+        s.gateways[1].weight = 0;
+        assert!((0..100).all(|t| s.choose(&key(t), &[], |_| true) == Some(0)));
+        let first = s.gateways[0].target.addr;
+        assert_eq!(s.choose(&key(0), &[first], |_| true), Some(1));
+        assert_eq!(
+            s.choose(&key(0), &[], |i| i == 1),
+            Some(1),
+            "the only usable"
+        );
+        s.gateways[0].weight = 0;
+        let picks: Vec<_> = (0..4).map(|t| s.choose(&key(t), &[], |_| true)).collect();
+        assert_eq!(picks, [Some(0), Some(1), Some(0), Some(1)]);
+    }
+
     #[test]
     fn round_robin_takes_each_in_turn_and_from_user_hash_keeps_a_caller_on_one() {
         let mut s = set();
