@@ -230,6 +230,12 @@ fn set_state_takes_a_gateway_out_and_puts_it_back_and_dispatcher_reload_keeps_st
         .ctl(&["dispatcher.set_state", "i", "trunk", &uri2])
         .expect("set_state i");
     assert_eq!(dest(&siplb, &a2)["FLAGS"], "IX");
+    // The operator's hand is in the log, as the probes' changes are.
+    let log = siplb.log();
+    assert!(
+        log.contains("dispatcher.set_state i: gateway of set `trunk` forced from AP to IX"),
+        "{log}"
+    );
     let (n1, n2) = counted(&gw1, &gw2, || calls(&caller, net, "forced", 10));
     assert_eq!((n1, n2), (10, 0));
 

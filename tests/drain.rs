@@ -85,6 +85,11 @@ fn a_drain_refuses_new_calls_lets_the_live_ones_end_and_exits_by_itself() {
     assert!(status.success(), "{status}: {}", siplb.log());
     let log = siplb.log();
     assert!(log.contains("drained: no dialog is up any more"), "{log}");
+    // Its own stop, not a signal from outside.
+    assert!(
+        !log.contains("signal 15") && !log.contains("SIGTERM"),
+        "{log}"
+    );
     let (_, c1) = uas1.finish();
     let (_, c2) = uas2.finish();
     assert_eq!(

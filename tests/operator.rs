@@ -461,6 +461,9 @@ fn sighup_reloads_instead_of_stopping() {
     // `siplb ctl` finds the socket through the file: give it back.
     std::fs::write(dir.0.join("siplb.toml"), &text).expect("write");
     assert!(siplb.ctl(&["core.version"]).is_ok(), "still answering");
+    // SIGTERM stops it, said by name.
+    signal(&siplb, libc::SIGTERM);
+    wait_log(&siplb, "SIGTERM: shutting down");
 }
 
 /// Calls held up while siplb stops: `[shutdown] dialogs` decides whether the gateways get a

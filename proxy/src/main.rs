@@ -580,20 +580,25 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         cfg.control_socket.display()
     );
 
-    for sig in signals.forever().map(|o| o.signal) {
-        if sig == SIGHUP {
+    let me = std::process::id() as libc::pid_t;
+    for o in signals.forever() {
+        if o.signal == SIGHUP {
             tracing::info!("SIGHUP: reloading {}", cfg.path.display());
             // A refusal is logged by the reload itself.
             let _ = reloader.reload();
             continue;
         }
-        tracing::info!("signal {sig}: shutting down");
+        if o.process.is_some_and(|p| p.pid == me) {
+            // Raised by siplb itself, which said why (the end of a drain, a failed worker).
+            tracing::info!("shutting down");
+        } else {
+            tracing::info!("{}: shutting down", signal_name(o.signal));
+        }
         break;
     }
     // A second SIGINT or SIGTERM during the orderly stop ends the process at once: what has
     // not been written by then is lost, as after kill -9 (the files stay readable). Not one
     // siplb raised itself (a panic, the end of a drain): that asks for the stop under way.
-    let me = std::process::id() as libc::pid_t;
     std::thread::Builder::new()
         .name("siplb-signals".into())
         .spawn(move || {
@@ -601,13 +606,25 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 .forever()
                 .find(|o| o.signal != SIGHUP && o.process.is_none_or(|p| p.pid != me));
             if let Some(sig) = again.map(|o| o.signal) {
-                tracing::warn!("signal {sig} again: exiting now, without finishing the stop");
+                tracing::warn!(
+                    "{} again: exiting now, without finishing the stop",
+                    signal_name(sig)
+                );
                 std::process::exit(1);
             }
         })
         .context("signal thread")?;
     shut_down_dialogs(&plane, &cfg);
     running.stop()
+}
+
+/// The name of a signal siplb stops on, as operators write it.
+fn signal_name(sig: i32) -> String {
+    match sig {
+        SIGTERM => "SIGTERM".into(),
+        SIGINT => "SIGINT".into(),
+        other => format!("signal {other}"),
+    }
 }
 
 /// What `[shutdown] dialogs` says to do with the dialogs still up: leave the answered ones,

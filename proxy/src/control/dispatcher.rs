@@ -153,7 +153,15 @@ pub fn set_state(g: &Gateways, st: &str, set: &str, addr: &str) -> Result<(), St
             s.name
         ));
     }
+    let was = gw.state.health.flag_text();
     gw.state.health.force(admin, probing);
+    tracing::info!(
+        target: "siplb::dispatcher",
+        gateway = %a,
+        "dispatcher.set_state {st}: gateway of set `{}` forced from {was} to {}",
+        s.name,
+        gw.state.health.flag_text()
+    );
     Ok(())
 }
 
