@@ -571,7 +571,7 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
     std::fs::write(&siplb.config, limited(1)).expect("write");
     let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
     assert!(
-        out.contains("reloaded: changed: customer (~local), limits;"),
+        out.contains("reloaded: changed: customer (~local), limits.profile;"),
         "{out}"
     );
     assert_eq!(call("r1"), [100], "a customer now");

@@ -27,6 +27,9 @@ fn tables(prefix: &str, old: &Table, new: &Table, out: &mut Vec<String>) {
             (Some(Value::Table(a)), Some(Value::Table(b))) => {
                 tables(&format!("{key}."), a, b, out);
             }
+            // A table added or taken out whole: its keys, dotted, as for one that changed.
+            (None, Some(Value::Table(b))) => tables(&format!("{key}."), &Table::new(), b, out),
+            (Some(Value::Table(a)), None) => tables(&format!("{key}."), a, &Table::new(), out),
             (Some(Value::Array(a)), Some(Value::Array(b))) => match (named(a), named(b)) {
                 (Some(a), Some(b)) => out.push(format!("{key} ({})", by_name(&a, &b))),
                 _ => out.push(key),
@@ -78,6 +81,17 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A table written or taken out whole is named by its keys, as CLI.md shows them.
+    #[test]
+    fn a_table_added_or_removed_whole_names_its_keys() {
+        let old = t("[log]\nlevel = \"info\"\n");
+        let new = t("[timers]\nt1_ms = 250\ntimer_b_ms = 8000\n");
+        assert_eq!(
+            between(&old, &new),
+            "changed: log.level, timers.t1_ms, timers.timer_b_ms"
+        );
+    }
+
     #[test]
     fn the_same_file_changes_nothing() {
         let a = t("[timers]\nt1_ms = 500\n[[customer]]\nname = \"a\"\n");
@@ -118,7 +132,7 @@ gateways = ["192.0.2.1:5060"]
 "#);
         assert_eq!(
             between(&old, &new),
-            "changed: customer (+b, ~c, -a), log, timers.t1_ms"
+            "changed: customer (+b, ~c, -a), log.level, timers.t1_ms"
         );
     }
 
