@@ -116,7 +116,8 @@ impl Reloader {
         file: toml::Table,
         what: &str,
     ) -> Result<String, String> {
-        let proxy = next_proxy(&running.cfg, &running.proxy, &running.retired, &new)?;
+        let proxy = next_proxy(&running.cfg, &running.proxy, &running.retired, &new)
+            .map_err(|e| name_section_keys(e, &running.file, &file))?;
         let proxy = Arc::new(proxy);
         // Every worker takes it between two batches; a worker too busy to answer within a
         // second takes it at its next wake-up all the same.
@@ -386,6 +387,29 @@ pub fn next_proxy(
     Ok(next)
 }
 
+/// A refusal that names a whole section read only at start (`[acc]`, `[cluster]`) names the
+/// keys of it that differ between the file as applied and as it is now, when the files say.
+fn name_section_keys(refusal: String, applied: &toml::Table, file: &toml::Table) -> String {
+    for section in ["acc", "cluster"] {
+        if !refusal.starts_with(&format!("`[{section}]`")) {
+            continue;
+        }
+        let only = |t: &toml::Table| -> toml::Table {
+            t.get(section)
+                .map(|v| toml::Table::from_iter([(section.to_string(), v.clone())]))
+                .unwrap_or_default()
+        };
+        let keys = changes::keys(&only(applied), &only(file));
+        if !keys.is_empty() {
+            return format!(
+                "`{}` cannot change without a restart; nothing was reloaded",
+                keys.join("`, `")
+            );
+        }
+    }
+    refusal
+}
+
 /// Gives each customer of a reloaded file the number its accounts are counted under: that of
 /// the running customer of the same name, or for a new one a number no customer had before
 /// (the counts of a removed customer's live calls stay under its own until they end). `used`:
@@ -625,6 +649,20 @@ gateways = ["127.0.0.1:5081"]
     }
 
     #[test]
+    fn a_refused_section_is_named_by_the_keys_that_differ() {
+        let t = |s: &str| -> toml::Table { s.parse().unwrap() };
+        let applied = t("[acc]\ndir = \"/var/lib/siplb\"\ncdrs = true\n");
+        let file = t("[acc]\ndir = \"/var/lib/siplb\"\ncdrs = false\nqueue = 9\n");
+        let refusal = "`[acc]` cannot change without a restart (…)".to_string();
+        assert_eq!(
+            name_section_keys(refusal, &applied, &file),
+            "`acc.cdrs`, `acc.queue` cannot change without a restart; nothing was reloaded"
+        );
+        let other = "`listen.sip` cannot change".to_string();
+        assert_eq!(name_section_keys(other.clone(), &applied, &file), other);
+    }
+
+    #[test]
     fn what_cannot_change_live_is_refused_naming_the_key() {
         let old = load(BASE);
         let running = old.proxy.clone();
@@ -633,6 +671,11 @@ gateways = ["127.0.0.1:5081"]
             (
                 "profiles_no_value = [\"total\"]",
                 "profiles_no_value = [\"total\", \"other\"]",
+                "dialog.profiles_no_value",
+            ),
+            (
+                "profiles_with_value = [\"account\"]",
+                "profiles_with_value = [\"account\", \"dest\"]",
                 "dialog.profiles_with_value",
             ),
             ("[listen]", "[acc]\ncdrs = true\n[listen]", "[acc]"),

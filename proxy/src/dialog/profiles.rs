@@ -328,9 +328,19 @@ impl Profiles {
                 .map(|p| (p.name.clone(), p.with_value()))
                 .collect()
         };
-        if names(self) != names(new) {
+        let (was, now) = (names(self), names(new));
+        if was != now {
+            let of = |list: &[(String, bool)], valued: bool| -> Vec<String> {
+                let kind = list.iter().filter(|p| p.1 == valued);
+                kind.map(|p| p.0.clone()).collect()
+            };
+            let key = if of(&was, false) != of(&now, false) {
+                "dialog.profiles_no_value"
+            } else {
+                "dialog.profiles_with_value"
+            };
             return Err((
-                "dialog.profiles_with_value",
+                key,
                 "the profiles cannot change without a restart (their limits can)".into(),
             ));
         }

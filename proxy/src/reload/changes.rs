@@ -7,13 +7,19 @@ use toml::{Table, Value};
 /// The keys that differ between the file as it was applied and as it is now, as
 /// `changed: timers.t1_ms, customer (+b, -a, ~c)`, or `nothing changed`.
 pub fn between(old: &Table, new: &Table) -> String {
-    let mut out = Vec::new();
-    tables("", old, new, &mut out);
+    let out = keys(old, new);
     if out.is_empty() {
         "nothing changed".into()
     } else {
         format!("changed: {}", out.join(", "))
     }
+}
+
+/// The dotted keys (and named lists) that differ between `old` and `new`, sorted.
+pub fn keys(old: &Table, new: &Table) -> Vec<String> {
+    let mut out = Vec::new();
+    tables("", old, new, &mut out);
+    out
 }
 
 fn tables(prefix: &str, old: &Table, new: &Table, out: &mut Vec<String>) {
