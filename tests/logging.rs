@@ -207,6 +207,18 @@ fn a_flood_of_refusals_is_rate_limited_and_counted() {
         n as u64,
         "each line written or counted"
     );
+    // The next line written says how many were left out before it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let inv = invite(&stranger_addr, &net.siplb(), "after-the-flood@x", "f");
+    stranger.send_to(&inv, net.siplb()).unwrap();
+    drain(&stranger, QUIET);
+    let log = siplb.log();
+    assert!(
+        log.contains(&format!(
+            "{dropped} call lines left out over [log] calls_per_second"
+        )),
+        "{log}"
+    );
 }
 
 #[test]

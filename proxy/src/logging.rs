@@ -327,6 +327,8 @@ const REFUSAL_SLOTS: usize = 4096;
 /// One worker's call lines.
 pub struct CallLog {
     bucket: TokenBucket,
+    /// Lines over the rate since the last one written: said before the next one.
+    left_out: u64,
     /// (hash of Call-ID and code, when) of recent refusals, to log each once.
     recent: Box<[(u64, Option<Instant>)]>,
     hasher: std::hash::RandomState,
@@ -410,6 +412,7 @@ impl CallLog {
         let rate = (f64::from(calls_per_second) / workers.max(1) as f64).max(1.0);
         CallLog {
             bucket: TokenBucket::new(rate, rate),
+            left_out: 0,
             recent: vec![(0, None); REFUSAL_SLOTS].into_boxed_slice(),
             hasher: std::hash::RandomState::new(),
         }
@@ -439,9 +442,18 @@ impl CallLog {
             return false;
         }
         if self.bucket.take(now) {
+            if self.left_out > 0 {
+                tracing::info!(
+                    target: CALL_TARGET,
+                    "{} call lines left out over [log] calls_per_second (log:dropped_lines)",
+                    self.left_out
+                );
+                self.left_out = 0;
+            }
             true
         } else {
             dropped.inc();
+            self.left_out += 1;
             false
         }
     }
