@@ -209,6 +209,21 @@ fn core_verbs_and_json_after_the_verb() {
     }
     assert_eq!(siplb.ctl(&["dlg.list", "--json"]).unwrap(), "[]\n");
 
+    // Statistics asked for twice are printed once; a group that does not exist among others
+    // is left out; alone, it is an error.
+    let both = siplb
+        .ctl(&["stats.get_statistics", "core:hand_offs", "core:", "nosuch:"])
+        .unwrap();
+    assert_eq!(both.matches("core:hand_offs = ").count(), 1, "{both}");
+    assert!(both.lines().all(|l| l.starts_with("core:")), "{both}");
+    let e = siplb
+        .ctl(&["stats.get_statistics", "nosuch:", "core:nosuch"])
+        .unwrap_err();
+    assert!(
+        e.contains("no statistic matches `nosuch:`, `core:nosuch`"),
+        "{e}"
+    );
+
     // A file being edited that does not pass the checks still names the socket: the verb
     // runs, the problem is said on stderr, and a reload refuses it.
     let good = std::fs::read_to_string(&siplb.config).unwrap();

@@ -157,22 +157,24 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                 rest.to_vec()
             };
             let stats = statistics(state);
-            let mut out = Vec::new();
+            // Each statistic once, in the order the arguments first ask for it; an argument
+            // that matches nothing is left out, unless none matches anything.
+            let mut out: Vec<(String, u64)> = Vec::new();
             for f in &filters {
-                let before = out.len();
                 for (name, v) in &stats {
                     let keep = match *f {
                         "all" => true,
                         g if g.ends_with(':') => name.starts_with(g),
                         n => *name == n,
                     };
-                    if keep {
+                    if keep && !out.iter().any(|(n, _)| n == name) {
                         out.push((name.to_string(), *v));
                     }
                 }
-                if out.len() == before {
-                    return Err(format!("no statistic matches `{f}`"));
-                }
+            }
+            if out.is_empty() {
+                let asked: Vec<String> = filters.iter().map(|f| format!("`{f}`")).collect();
+                return Err(format!("no statistic matches {}", asked.join(", ")));
             }
             Ok(Reply::Statistics(out))
         }
