@@ -223,6 +223,8 @@ fn core_verbs_and_json_after_the_verb() {
         e.contains("no statistic matches `nosuch:`, `core:nosuch`"),
         "{e}"
     );
+    let e = siplb.ctl(&["core.version", "extra"]).unwrap_err();
+    assert!(e.ends_with("usage: core.version\n"), "{e:?}");
 
     // A file being edited that does not pass the checks still names the socket: the verb
     // runs, the problem is said on stderr, and a reload refuses it.

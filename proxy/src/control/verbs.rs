@@ -71,7 +71,7 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
         if n.contains(&rest.len()) {
             Ok(())
         } else {
-            Err(format!("usage: {verb} {usage}"))
+            Err(format!("usage: {verb} {usage}").trim_end().to_string())
         }
     };
     match verb {
