@@ -229,13 +229,14 @@ impl Shard {
         self.swept = due;
     }
 
-    /// Cancels INVITE `tid` before the gateway said anything: the CANCEL waits for a
-    /// provisional (RFC 3261 §9.1), the caller gets 487 at once (as Kamailio's `tm` answers
-    /// with its default `cancel_b_method`). Whatever the gateway answers later is not relayed;
-    /// a 2xx gets ACK and BYE from siplb.
+    /// Cancels INVITE `tid` before the gateway said anything, as Kamailio's `tm` does with
+    /// its default `cancel_b_method`: the INVITE is no longer retransmitted, the caller gets
+    /// 487 at once, and the CANCEL waits for a provisional (RFC 3261 §9.1) until Timer B.
+    /// Whatever the gateway answers later is not relayed; a 2xx gets ACK and BYE from siplb.
     pub(super) fn cancel_before_reply(&mut self, now: Instant, tid: TxnId) {
         if let Some(t) = self.txns.get_mut(tid) {
             t.cancel = Cancel::Pending;
+            t.clear(crate::proxy::txn::Timer::A);
         }
         self.local_final(now, tid, 487);
     }
