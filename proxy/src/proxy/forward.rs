@@ -26,6 +26,8 @@ pub struct Forward<'a> {
     pub rack_shift: u32,
     /// Header lines (with their CRLFs) to add (`Proxy-Authorization`).
     pub headers: &'a [u8],
+    /// Write this Request-URI instead of the request's.
+    pub request_uri: Option<&'a [u8]>,
 }
 
 /// Writes `cseq` as the number of `msg`'s CSeq header, keeping its method.
@@ -101,6 +103,11 @@ pub fn request(
     }
     if fwd.rack_shift > 0 {
         shift_rack(msg, fwd.rack_shift, rw);
+    }
+    if let (Some(uri), Some(at)) = (fwd.request_uri, msg.request_uri()) {
+        rw.replace(at.start as usize, at.end as usize, |o| {
+            o.extend_from_slice(uri)
+        });
     }
     if !fwd.headers.is_empty() {
         let at = msg.headers_end as usize;

@@ -151,13 +151,14 @@ pub fn own_route(msg: &SipMsg<'_>, local: SocketAddr) -> Option<(usize, Span)> {
 }
 
 fn route_names(buf: &[u8], route: Span, local: SocketAddr) -> bool {
-    let Ok(na) = NameAddr::parse(buf, route) else {
-        return false;
-    };
-    let Ok(uri) = SipUri::parse(buf, na.uri) else {
-        return false;
-    };
-    uri.port.unwrap_or(5060) == local.port() && host_ip(uri.host.of(buf)) == Some(local.ip())
+    NameAddr::parse(buf, route).is_ok_and(|na| uri_names(buf, na.uri, local))
+}
+
+/// Whether the SIP URI at `uri` names siplb (`local`): its host and port.
+pub fn uri_names(buf: &[u8], uri: Span, local: SocketAddr) -> bool {
+    SipUri::parse(buf, uri).is_ok_and(|u| {
+        u.port.unwrap_or(5060) == local.port() && host_ip(u.host.of(buf)) == Some(local.ip())
+    })
 }
 
 #[cfg(test)]

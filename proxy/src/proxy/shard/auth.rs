@@ -179,6 +179,7 @@ impl Shard {
             cseq: Some(msg.cseq.wrapping_add(shift)),
             rack_shift,
             headers: header.as_bytes(),
+            ..Forward::default()
         };
         let Some(out) = self.next_attempt(now, id, &msg, upstream.addr, fwd) else {
             return false;

@@ -542,6 +542,17 @@ impl Shard {
             }
             (from_caller, shift)
         };
+        // A request sent to siplb's own address (a peer that took siplb's Record-Route for
+        // the remote target) goes on to the other side's Contact, not back to siplb.
+        let remote_target: Option<Box<[u8]>> = msg
+            .request_uri()
+            .filter(|&u| ingress::uri_names(buf, u, self.local.addr))
+            .and_then(|_| self.dialogs.get(id))
+            .map(|d| match from_caller {
+                true => d.callee_leg.contact.clone(),
+                false => d.caller_leg.contact.clone(),
+            })
+            .filter(|c| !c.is_empty());
         let fwd = Forward {
             record_route: None,
             strip_route: own_route,
@@ -549,6 +560,7 @@ impl Shard {
             cseq: (shift > 0).then(|| msg.cseq.saturating_add(shift).min(i32::MAX as u32)),
             rack_shift: if method == Method::Prack { shift } else { 0 },
             headers: b"",
+            request_uri: remote_target.as_deref(),
         };
         if method == Method::Ack {
             self.dialogs

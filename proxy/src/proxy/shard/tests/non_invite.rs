@@ -33,6 +33,32 @@ fn bye_from_caller_goes_to_the_call_gateway() {
     assert_eq!(h.call_state("c1"), Some(DialogState::Ended));
 }
 
+/// A BYE sent to siplb's own address (a peer that took the Record-Route for the remote
+/// target) goes to the other side's Contact, not on with siplb's address in it.
+#[test]
+fn a_request_sent_to_siplbs_own_address_goes_to_the_other_sides_contact() {
+    let mut h = Harness::new();
+    let call = h.established_call("c1");
+    let mut bye = caller_in_dialog("BYE", &call.ok, "z9hG4bK-bye", 2);
+    let contact = bye.uri.clone();
+    bye.uri = "sip:127.0.0.1:5060".into();
+    h.caller_sends(&bye.text());
+    let out = h.take_one();
+    assert!(
+        out.is_request(Method::Bye) && out.dst == call.gateway(),
+        "{out:?}"
+    );
+    assert_eq!(out.request_uri(), contact);
+    out.assert_content_length();
+    // And the gateway's way back, to the caller's Contact.
+    let mut back = gateway_in_dialog("INFO", &call.fwd, "gw-tag", "z9hG4bK-info");
+    back.uri = "sip:127.0.0.1:5060;transport=udp".into();
+    h.deliver(call.gateway(), &back.text());
+    let out = h.take_one();
+    assert_eq!(out.dst, caller());
+    assert_eq!(out.request_uri(), "sip:alice@127.0.0.1:5070");
+}
+
 #[test]
 fn bye_from_gateway_goes_to_the_caller_address() {
     let mut h = Harness::new();
