@@ -128,6 +128,7 @@ impl DialogDriver {
         use siplb::proxy::{AccountKey, Customer, ProxyConfig, Routing, Shard};
         let routing = Routing {
             customers: vec![Customer {
+                slot: 0,
                 name: "bench".into(),
                 sources: vec!["198.18.1.0/24".parse().expect("cidr")],
                 domains: vec![],
