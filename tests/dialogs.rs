@@ -460,7 +460,13 @@ fn operator_ends_dialogs_by_id_and_by_tags() {
         for (i, d) in list.iter().enumerate() {
             if i % 2 == 0 {
                 let (e, id) = (d["h_entry"].to_string(), d["h_id"].to_string());
-                siplb.ctl(&["dlg.end_dlg", &e, &id]).expect("end_dlg");
+                // The first with Kamailio's extra_hdrs, as an operator types them.
+                let extra: &[&str] = match i {
+                    0 => &["Reason:", "Q.850;cause=16\\r\\nX-Ended-By:", "noc"],
+                    _ => &[],
+                };
+                let args = [&["dlg.end_dlg", &e, &id][..], extra].concat();
+                siplb.ctl(&args).expect("end_dlg");
             } else {
                 let cid = d["call-id"].as_str().unwrap();
                 let ft = d["caller"]["tag"].as_str().unwrap();
@@ -496,6 +502,10 @@ fn operator_ends_dialogs_by_id_and_by_tags() {
         (
             &["dlg.end_dlg", "x"][..],
             "usage: dlg.end_dlg <h_entry> <h_id>",
+        ),
+        (
+            &["dlg.end_dlg", "0", "1", "Call-ID:", "x"][..],
+            "extra_hdrs: siplb writes `Call-ID` itself",
         ),
         (&["dlg.profile_get_size", "nope"][..], "no profile `nope`"),
         (

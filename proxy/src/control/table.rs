@@ -75,12 +75,12 @@ pub const VERBS: &[Verb] = &[
     ),
     verb(
         DLG_END_DLG,
-        "<h_entry> <h_id>",
+        "<h_entry> <h_id> [extra_hdrs]",
         "ends a dialog: BYE to both sides (CANCEL if not answered)",
     ),
     verb(
         DLG_TERMINATE_DLG,
-        "<callid> <from_tag> <to_tag>",
+        "<callid> <from_tag> <to_tag> [extra_hdrs]",
         "ends a dialog found by Call-ID and tags",
     ),
     verb(

@@ -234,22 +234,30 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
             })))
         }
         DLG_END_DLG => {
-            want(2..=2, "<h_entry> <h_id>")?;
+            if rest.len() < 2 {
+                return Err(format!("usage: {verb} <h_entry> <h_id> [extra_hdrs]"));
+            }
             let (Ok(h_entry), Ok(h_id)) = (rest[0].parse(), rest[1].parse()) else {
-                return Err(format!("usage: {verb} <h_entry> <h_id> (numbers)"));
+                return Err(format!(
+                    "usage: {verb} <h_entry> <h_id> (numbers) [extra_hdrs]"
+                ));
             };
-            end(state, EndTarget::Id { h_entry, h_id })
+            let extra = extra_headers(&rest[2..])?;
+            end(state, EndTarget::Id { h_entry, h_id }, extra)
         }
         DLG_TERMINATE_DLG => {
-            want(3..=3, "<callid> <from_tag> <to_tag>")?;
-            end(
-                state,
-                EndTarget::Tags {
-                    call_id: rest[0].as_bytes().into(),
-                    from_tag: rest[1].as_bytes().into(),
-                    to_tag: rest[2].as_bytes().into(),
-                },
-            )
+            if rest.len() < 3 {
+                return Err(format!(
+                    "usage: {verb} <callid> <from_tag> <to_tag> [extra_hdrs]"
+                ));
+            }
+            let extra = extra_headers(&rest[3..])?;
+            let target = EndTarget::Tags {
+                call_id: rest[0].as_bytes().into(),
+                from_tag: rest[1].as_bytes().into(),
+                to_tag: rest[2].as_bytes().into(),
+            };
+            end(state, target, extra)
         }
         BLOCKLIST => {
             let guard = state.guard.get().ok_or("the XDP guard is not attached")?;
@@ -347,9 +355,10 @@ fn dialogs(state: &ControlState, filter: DialogFilter) -> Result<Vec<DialogInfo>
 }
 
 /// Asks every worker to end the dialog; it is found if one of them had it.
-fn end(state: &ControlState, target: EndTarget) -> Result<Reply, String> {
+fn end(state: &ControlState, target: EndTarget, extra: Box<[u8]>) -> Result<Reply, String> {
     let found = ask_workers(state, |reply| ControlJob::End {
         target: target.clone(),
+        extra: extra.clone(),
         reply,
     })?;
     if found.contains(&true) {
@@ -357,6 +366,62 @@ fn end(state: &ControlState, target: EndTarget) -> Result<Reply, String> {
     } else {
         Err("dialog not found".into())
     }
+}
+
+/// The headers a BYE of `dlg.end_dlg` / `dlg.terminate_dlg` carries besides its own
+/// (Kamailio's `extra_hdrs`), from the rest of the request line: `Name: value` lines apart
+/// by CRLF, written as `\r\n` (the request is one line); each with its CRLF. None of the
+/// headers siplb writes itself, nothing that is not a header line.
+fn extra_headers(args: &[&str]) -> Result<Box<[u8]>, String> {
+    const OWN: [&str; 16] = [
+        "via",
+        "v",
+        "from",
+        "f",
+        "to",
+        "t",
+        "call-id",
+        "i",
+        "cseq",
+        "content-length",
+        "l",
+        "max-forwards",
+        "route",
+        "contact",
+        "m",
+        "content-type",
+    ];
+    let text = args.join(" ");
+    if text.len() > 1024 {
+        return Err("extra_hdrs: at most 1024 bytes".into());
+    }
+    let mut out = Vec::new();
+    for line in text.split("\\r\\n").flat_map(|l| l.split("\r\n")) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!(
+                "extra_hdrs: `{line}` is not a `Name: value` header line"
+            ));
+        };
+        let name = name.trim_end();
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(format!("extra_hdrs: `{name}` is not a header name"));
+        }
+        if OWN.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!("extra_hdrs: siplb writes `{name}` itself"));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(format!(
+                "extra_hdrs: the value of `{name}` has a control character"
+            ));
+        }
+        out.extend_from_slice(format!("{name}: {}\r\n", value.trim()).as_bytes());
+    }
+    Ok(out.into())
 }
 
 fn leg_value(l: &LegInfo) -> Value {
@@ -458,6 +523,32 @@ pub fn ctime(t: u64) -> String {
 mod tests {
     use super::*;
     use crate::proxy::{DialogInfo, LegInfo};
+
+    /// `extra_hdrs` as kamcmd users write them: lines apart by a written `\r\n` (the
+    /// request is one line), spaces kept; siplb's own headers and non-headers refused.
+    #[test]
+    fn extra_headers_are_header_lines_apart_by_crlf() {
+        let x = extra_headers(&[
+            "Reason:",
+            "SIP;cause=200;text=\"operator\"\\r\\nX-Who:",
+            "noc",
+        ]);
+        assert_eq!(
+            &*x.unwrap(),
+            b"Reason: SIP;cause=200;text=\"operator\"\r\nX-Who: noc\r\n"
+        );
+        assert_eq!(&*extra_headers(&[]).unwrap(), b"");
+        for (bad, why) in [
+            ("Call-ID: x", "writes `Call-ID` itself"),
+            ("v: SIP/2.0/UDP h", "writes `v` itself"),
+            ("no colon", "not a `Name: value` header line"),
+            ("Bad Name: x", "not a header name"),
+        ] {
+            let e = extra_headers(&[bad]).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(extra_headers(&[&"a".repeat(1100)]).is_err());
+    }
 
     fn leg(tag: &str) -> LegInfo {
         LegInfo {

@@ -156,14 +156,15 @@ pub fn local_tag(msg: &SipMsg<'_>) -> String {
 }
 
 /// A BYE siplb sends on its own to one side of dialog `d`: toward the callee as the caller
-/// would send it, toward the caller as the callee would. `cseq` is the sending side's next.
+/// would send it, toward the caller as the callee would. `cseq` is the sending side's next;
+/// `headers` (each line with its CRLF) go before Content-Length: a `Reason`, an operator's.
 pub fn bye(
     d: &Dialog,
     toward_callee: bool,
     local: Target,
     branch: &[u8],
     cseq: u32,
-    reason: Option<&str>,
+    headers: &[u8],
     out: &mut Vec<u8>,
 ) {
     let (leg, peer, from, to) = if toward_callee {
@@ -191,9 +192,7 @@ pub fn bye(
     out.extend_from_slice(b"\r\nCall-ID: ");
     out.extend_from_slice(&d.call_id);
     let _ = write!(out, "\r\nCSeq: {cseq} BYE\r\n");
-    if let Some(r) = reason {
-        let _ = write!(out, "Reason: {r}\r\n");
-    }
+    out.extend_from_slice(headers);
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
 }
 
@@ -381,7 +380,7 @@ mod tests {
             local(),
             b"z9hG4bK-x",
             2,
-            Some("SIP;cause=408"),
+            b"Reason: SIP;cause=408\r\n",
             &mut out,
         );
         let m = SipMsg::parse(&out).unwrap();
@@ -400,8 +399,12 @@ mod tests {
         let mut d = dialog();
         d.caller_leg.contact = Box::default();
         let mut out = Vec::new();
-        bye(&d, false, local(), b"z9hG4bK-x", 9, None, &mut out);
+        let extra = b"X-Why: operator\r\n";
+        bye(&d, false, local(), b"z9hG4bK-x", 9, extra, &mut out);
         let m = SipMsg::parse(&out).unwrap();
+        assert!(
+            String::from_utf8_lossy(&out).contains("\r\nX-Why: operator\r\nContent-Length: 0\r\n")
+        );
         assert_eq!(
             m.request_uri().map(|u| u.of(&out)),
             Some(&b"sip:127.0.0.1:5070"[..])

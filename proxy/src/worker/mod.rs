@@ -46,6 +46,8 @@ pub enum ControlJob {
     /// End a dialog (BYE to both sides, or CANCEL before the answer): whether found here.
     End {
         target: EndTarget,
+        /// Header lines the BYEs carry besides their own (`extra_hdrs`).
+        extra: Box<[u8]>,
         reply: SyncSender<bool>,
     },
     /// End the dialogs as siplb stops: CANCEL for the calls not answered yet, and with
@@ -602,8 +604,12 @@ impl Worker {
                 ControlJob::Dialogs { filter, reply } => {
                     let _ = reply.send(self.shard.dialog_infos(now, &filter));
                 }
-                ControlJob::End { target, reply } => {
-                    let _ = reply.send(self.shard.end_dialog(now, &target));
+                ControlJob::End {
+                    target,
+                    extra,
+                    reply,
+                } => {
+                    let _ = reply.send(self.shard.end_dialog_with(now, &target, &extra));
                 }
                 ControlJob::EndAll { answered, reply } => {
                     let _ = reply.send(self.shard.end_all(now, answered));

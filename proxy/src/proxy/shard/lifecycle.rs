@@ -17,13 +17,19 @@ use crate::sip::Method;
 use std::time::Instant;
 
 /// The Reason of the BYEs of a dialog that timed out, and of one siplb ends as it stops.
-const TIMEOUT_REASON: &str = "SIP;cause=408;text=\"dialog timeout\"";
-const SHUTDOWN_REASON: &str = "SIP;cause=503;text=\"proxy shutting down\"";
+const TIMEOUT_REASON: &str = "Reason: SIP;cause=408;text=\"dialog timeout\"\r\n";
+const SHUTDOWN_REASON: &str = "Reason: SIP;cause=503;text=\"proxy shutting down\"\r\n";
 
 impl Shard {
     /// Ends the dialog `target` names, if this shard has it: BYE to both sides when answered,
     /// CANCEL when not yet. Whether it was found.
     pub fn end_dialog(&mut self, now: Instant, target: &EndTarget) -> bool {
+        self.end_dialog_with(now, target, b"")
+    }
+
+    /// [`end_dialog`](Self::end_dialog), the BYEs carrying the header lines `extra` (each
+    /// with its CRLF; Kamailio's `extra_hdrs`).
+    pub fn end_dialog_with(&mut self, now: Instant, target: &EndTarget, extra: &[u8]) -> bool {
         let Some(id) = self.dialogs.find(target) else {
             return false;
         };
@@ -38,7 +44,7 @@ impl Shard {
                 self.cancel_invite(now, id, invite);
                 true
             }
-            _ => self.terminate(now, id, EndCause::Operator),
+            _ => self.terminate_with(now, id, EndCause::Operator, extra),
         }
     }
 
@@ -87,12 +93,26 @@ impl Shard {
     /// Ends an answered dialog from siplb's side: BYE to the callee (as the caller would send
     /// it) and to the caller (as the callee would), each in a transaction of its own.
     pub fn terminate(&mut self, now: Instant, id: DialogId, cause: EndCause) -> bool {
+        self.terminate_with(now, id, cause, b"")
+    }
+
+    /// [`terminate`](Self::terminate), the BYEs carrying the header lines `extra`.
+    fn terminate_with(
+        &mut self,
+        now: Instant,
+        id: DialogId,
+        cause: EndCause,
+        extra: &[u8],
+    ) -> bool {
         let local = self.local;
         let reason = match cause {
-            EndCause::Expired => Some(TIMEOUT_REASON),
-            EndCause::Shutdown => Some(SHUTDOWN_REASON),
-            _ => None,
+            EndCause::Expired => TIMEOUT_REASON,
+            EndCause::Shutdown => SHUTDOWN_REASON,
+            _ => "",
         };
+        let mut headers = Vec::with_capacity(reason.len() + extra.len());
+        headers.extend_from_slice(reason.as_bytes());
+        headers.extend_from_slice(extra);
         let mut byes = Vec::with_capacity(2);
         for toward_callee in [true, false] {
             let Some(d) = self.dialogs.get_mut(id).filter(|d| d.state.is_confirmed()) else {
@@ -112,7 +132,7 @@ impl Shard {
             self.branches.next(&mut branch);
             let mut out = self.out.buffer();
             let d = self.dialogs.get(id).expect("checked above");
-            originate::bye(d, toward_callee, local, &branch, cseq, reason, &mut out);
+            originate::bye(d, toward_callee, local, &branch, cseq, &headers, &mut out);
             let dst = if toward_callee { d.gateway } else { d.caller };
             byes.push((dst, branch, out));
         }

@@ -550,3 +550,28 @@ fn a_ringing_call_is_listed_and_ended_by_the_tag_of_its_ringing() {
         .unwrap();
     assert_eq!(c2.callee.tag, "ok-tag");
 }
+
+/// `dlg.end_dlg` with `extra_hdrs`: both BYEs carry them.
+#[test]
+fn an_operators_byes_carry_the_extra_headers_given() {
+    let mut h = limited(5, DialogTimers::default());
+    h.established_call("c1");
+    let id = h.shard.dialog_infos(h.now, &Default::default())[0].h_id;
+    let target = crate::proxy::EndTarget::Id {
+        h_entry: 0,
+        h_id: id,
+    };
+    let extra = b"Reason: Q.850;cause=16\r\nX-Ended: noc\r\n";
+    assert!(h.shard.end_dialog_with(h.now, &target, extra));
+    let byes = h.take();
+    assert_eq!(byes.len(), 2, "{byes:#?}");
+    for bye in &byes {
+        assert!(bye.is_request(Method::Bye), "{bye:?}");
+        let text = String::from_utf8_lossy(&bye.data);
+        assert!(
+            text.contains("\r\nReason: Q.850;cause=16\r\nX-Ended: noc\r\n"),
+            "{text}"
+        );
+        bye.assert_content_length();
+    }
+}
