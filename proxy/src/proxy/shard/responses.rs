@@ -97,14 +97,19 @@ impl Shard {
         }
         // The caller already has its final answer: siplb gave it 487 when it or an operator
         // cancelled before the gateway said anything (or 408 on Timer B). Nothing the gateway
-        // says now reaches the caller; an answer is acknowledged and ended (BYE).
+        // says now reaches the caller; the answer to a call's INVITE is acknowledged and ended
+        // (BYE). That to a re-INVITE is relayed (RFC 3261 §16.7 step 5): its dialog is up.
         let answered_upstream = t.kind == Kind::Invite
             && !t.local_request
             && matches!(
                 t.server,
                 ServerState::Completed | ServerState::Confirmed | ServerState::Terminated
             );
-        if answered_upstream && (200..300).contains(&code) {
+        let initial = t
+            .dialog
+            .and_then(|d| self.dialogs.get(d))
+            .is_none_or(|d| d.invite == Some(id));
+        if answered_upstream && initial && (200..300).contains(&code) {
             machine::abandon_client(t);
             self.on_2xx_after_final(now, src, msg);
             self.reschedule(id);

@@ -396,6 +396,31 @@ fn an_answer_after_the_callers_487_is_acked_and_ended_by_siplb() {
     h.expect_nothing();
 }
 
+/// A re-INVITE cancelled before the gateway said anything gets its 487 at once too; but the
+/// call is up, so a 2xx that comes after is relayed (RFC 3261 §16.7 step 5), not ended.
+#[test]
+fn a_reinvite_cancelled_early_keeps_the_call_and_relays_a_late_2xx() {
+    let mut h = Harness::new();
+    let call = h.established_call("c1");
+    let reinvite = caller_in_dialog("INVITE", &call.ok, "z9hG4bK-re", 2);
+    h.caller_sends(&reinvite.text());
+    let fwd = h
+        .take()
+        .into_iter()
+        .find(|o| o.is_request(Method::Invite))
+        .expect("re-INVITE forwarded");
+    h.caller_sends(&cancel(&reinvite).text());
+    let out = h.take();
+    assert!(out.iter().any(|o| o.is_response(487)), "{out:#?}");
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, None));
+    assert!(
+        ok.is_response(200) && ok.cseq() == (2, Method::Invite),
+        "{ok:?}"
+    );
+    assert_eq!(h.call_state("c1"), Some(DialogState::Confirmed));
+    h.expect_nothing();
+}
+
 #[test]
 fn cancel_after_provisional_answered_and_sent_downstream() {
     let mut h = Harness::new();
