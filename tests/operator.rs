@@ -608,6 +608,12 @@ fn cfg_reload_applies_customers_and_limits_live_and_keeps_the_counts() {
     let out = siplb.ctl(&["cfg.reload"]).expect("cfg.reload");
     assert!(out.contains("customer (-first)"), "{out}");
     assert_eq!(call("r6"), [503], "still");
+    // In JSON, the parts of the line.
+    let out = siplb.ctl(&["cfg.reload", "--json"]).expect("cfg.reload");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["what"], "reloaded", "{out}");
+    assert_eq!(v["changed"], serde_json::json!([]), "{out}");
+    assert_eq!(v["customers"], 1, "{out}");
 
     std::fs::write(
         &siplb.config,

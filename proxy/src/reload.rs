@@ -79,7 +79,7 @@ impl Reloader {
 
     /// Reads, checks and applies the configuration file; what was applied, or why nothing
     /// was.
-    pub fn reload(&self) -> Result<String, String> {
+    pub fn reload(&self) -> Result<Reloaded, String> {
         logged((|| {
             let (new, file) = read(&self.path)?;
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -89,7 +89,7 @@ impl Reloader {
 
     /// `dispatcher.reload` (Kamailio's habit): reads the configuration file, checks it whole,
     /// and applies only its gateway sets and routes; everything else stays as it runs.
-    pub fn reload_gateways(&self) -> Result<String, String> {
+    pub fn reload_gateways(&self) -> Result<Reloaded, String> {
         logged((|| {
             let (from_file, file) = read(&self.path)?;
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,7 +115,7 @@ impl Reloader {
         new: Config,
         file: toml::Table,
         what: &str,
-    ) -> Result<String, String> {
+    ) -> Result<Reloaded, String> {
         let proxy = next_proxy(&running.cfg, &running.proxy, &running.retired, &new)
             .map_err(|e| name_section_keys(e, &running.file, &file))?;
         let proxy = Arc::new(proxy);
@@ -153,14 +153,14 @@ impl Reloader {
         {
             tracing::warn!("reload: log level: {e}");
         }
-        let summary = format!(
-            "{}: {what}: {}; {} customers, {} gateways, {} rules",
-            self.path.display(),
-            changes::between(&running.file, &file),
-            proxy.routing.customers.len(),
-            proxy.routing.gateways.distinct(),
-            proxy.rules.len()
-        );
+        let summary = Reloaded {
+            file: self.path.display().to_string(),
+            what: what.to_string(),
+            changed: changes::keys(&running.file, &file),
+            customers: proxy.routing.customers.len(),
+            gateways: proxy.routing.gateways.distinct(),
+            rules: proxy.rules.len(),
+        };
         running.retired = retire(&running.proxy, &running.retired, &proxy);
         self.live.set(proxy.routing.gateways.clone());
         running.cfg = new;
@@ -171,8 +171,37 @@ impl Reloader {
     }
 }
 
+/// What a reload applied: the line siplb logs and `cfg.reload` prints
+/// (`siplb.toml: reloaded: changed: timers.t1_ms; 2 customers, 3 gateways, 1 rules`), and
+/// its parts for `--json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub file: String,
+    /// `reloaded`, or `gateway sets reloaded`.
+    pub what: String,
+    /// The dotted keys and named tables that changed ([`changes::keys`]).
+    pub changed: Vec<String>,
+    pub customers: usize,
+    pub gateways: usize,
+    pub rules: usize,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let changed = match self.changed.is_empty() {
+            true => "nothing changed".to_string(),
+            false => format!("changed: {}", self.changed.join(", ")),
+        };
+        write!(
+            f,
+            "{}: {}: {changed}; {} customers, {} gateways, {} rules",
+            self.file, self.what, self.customers, self.gateways, self.rules
+        )
+    }
+}
+
 /// A refused reload in siplb's own log too, whoever asked (SIGHUP or `siplb ctl`).
-fn logged(r: Result<String, String>) -> Result<String, String> {
+fn logged<T>(r: Result<T, String>) -> Result<T, String> {
     if let Err(e) = &r {
         tracing::error!("reload: {e}; the running configuration is kept");
     }

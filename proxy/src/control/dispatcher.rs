@@ -44,7 +44,7 @@ pub fn run(state: &ControlState, verb: &str, rest: &[&str]) -> Result<Reply, Str
             }
             reloader
                 .reload_gateways()
-                .map(|s| Reply::Scalar(Value::from(s)))
+                .map(|r| super::verbs::reloaded(&r))
         }
         other => Err(super::table::unknown(other)),
     }

@@ -304,7 +304,7 @@ pub fn run(state: &ControlState, args: &[&str]) -> Result<Reply, String> {
                 .reloader
                 .as_ref()
                 .ok_or_else(|| "reload is not available yet".to_string())?;
-            r.reload().map(|s| Reply::Scalar(Value::from(s)))
+            r.reload().map(|r| reloaded(&r))
         }
         super::dispatcher::DISPATCHER_LIST
         | super::dispatcher::DISPATCHER_SET_STATE
@@ -365,6 +365,22 @@ fn end(state: &ControlState, target: EndTarget, extra: Box<[u8]>) -> Result<Repl
         Ok(Reply::Empty)
     } else {
         Err("dialog not found".into())
+    }
+}
+
+/// What `cfg.reload` and `dispatcher.reload` print: the line siplb logs, or in JSON its
+/// parts (`changed` a list of dotted keys and named tables).
+pub fn reloaded(r: &crate::reload::Reloaded) -> Reply {
+    Reply::Both {
+        text: Box::new(Reply::Scalar(Value::from(r.to_string()))),
+        json: json!({
+            "file": r.file,
+            "what": r.what,
+            "changed": r.changed,
+            "customers": r.customers,
+            "gateways": r.gateways,
+            "rules": r.rules,
+        }),
     }
 }
 

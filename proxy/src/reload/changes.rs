@@ -4,17 +4,6 @@
 
 use toml::{Table, Value};
 
-/// The keys that differ between the file as it was applied and as it is now, as
-/// `changed: timers.t1_ms, customer (+b, -a, ~c)`, or `nothing changed`.
-pub fn between(old: &Table, new: &Table) -> String {
-    let out = keys(old, new);
-    if out.is_empty() {
-        "nothing changed".into()
-    } else {
-        format!("changed: {}", out.join(", "))
-    }
-}
-
 /// The dotted keys (and named lists) that differ between `old` and `new`, sorted.
 pub fn keys(old: &Table, new: &Table) -> Vec<String> {
     let mut out = Vec::new();
@@ -85,6 +74,16 @@ mod tests {
 
     fn t(s: &str) -> Table {
         s.parse().unwrap()
+    }
+
+    /// The keys as the reload's line says them.
+    fn between(old: &Table, new: &Table) -> String {
+        let changed = keys(old, new);
+        if changed.is_empty() {
+            "nothing changed".into()
+        } else {
+            format!("changed: {}", changed.join(", "))
+        }
     }
 
     /// A table written or taken out whole is named by its keys, as CLI.md shows them.
