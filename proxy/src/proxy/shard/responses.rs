@@ -105,11 +105,12 @@ impl Shard {
                 t.server,
                 ServerState::Completed | ServerState::Confirmed | ServerState::Terminated
             );
-        let initial = t
-            .dialog
-            .and_then(|d| self.dialogs.get(d))
-            .is_none_or(|d| d.invite == Some(id));
-        if answered_upstream && initial && (200..300).contains(&code) {
+        if answered_upstream
+            && (200..300).contains(&code)
+            && t.dialog
+                .and_then(|d| self.dialogs.get(d))
+                .is_none_or(|d| d.invite == Some(id))
+        {
             machine::abandon_client(t);
             self.on_2xx_after_final(now, src, msg);
             self.reschedule(id);
