@@ -183,6 +183,28 @@ fn the_callee_a_timeout_and_an_operator_end_dialogs_too() {
     assert_eq!(dialogs[0].ended_by, Some(EndedBy::Timeout));
 }
 
+/// A CANCEL before the gateway said anything: the call's record comes with siplb's 487, at
+/// once, cancelled by the caller; a 2xx the gateway sends after it adds no record.
+#[test]
+fn a_call_cancelled_before_any_reply_is_reported_at_once_as_cancelled() {
+    let mut h = with_events();
+    let inv = invite("c1", "z9hG4bK-a");
+    let (_, fwd) = h.start_call(&inv);
+    h.caller_sends(&cancel(&inv).text());
+    h.take();
+    let (txns, dialogs) = h.events();
+    assert_eq!(dialogs.len(), 1, "{dialogs:#?}");
+    let d = &dialogs[0];
+    assert_eq!(d.outcome.code, Some(487));
+    assert_eq!(d.cancelled_by, Some(EndedBy::Caller));
+    assert!(!d.answered && d.ended_by.is_none());
+    assert_eq!(d.times.first_reply, 0, "the gateway never replied");
+    assert!(txns.iter().any(|t| t.code == Some(487)), "{txns:#?}");
+    h.deliver(fwd.dst, &response(&fwd, 200, Some("late")));
+    assert_eq!(h.take().len(), 2, "ACK and BYE");
+    assert_eq!(h.events(), (vec![], vec![]), "nothing more reported");
+}
+
 #[test]
 fn nothing_is_emitted_unless_asked_for() {
     let mut h = Harness::new();
