@@ -27,11 +27,13 @@ pub fn account_of<'a>(cfg: &'a ProxyConfig, customer: usize, msg: &SipMsg<'a>) -
     let Some(c) = cfg.routing.customers.get(customer) else {
         return b"";
     };
-    let from = msg.from().and_then(|f| SipUri::parse(buf, f.uri).ok());
+    let (user, host) = msg
+        .from()
+        .map_or((&b""[..], &b""[..]), |f| SipUri::user_and_host(buf, f.uri));
     match c.account_key {
         AccountKey::Customer => c.name.as_bytes(),
-        AccountKey::FromUser => from.and_then(|u| u.user).map_or(&b""[..], |s| s.of(buf)),
-        AccountKey::FromDomain => from.map_or(&b""[..], |u| u.host.of(buf)),
+        AccountKey::FromUser => user,
+        AccountKey::FromDomain => host,
     }
 }
 
@@ -48,10 +50,7 @@ pub fn admit(
 ) -> Result<Admitted, Refusal> {
     let buf = msg.buf;
     let user_host = |uri: Option<Span>| -> (&[u8], &[u8]) {
-        match uri.and_then(|u| SipUri::parse(buf, u).ok()) {
-            Some(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
-            None => (b"", b""),
-        }
+        uri.map_or((b"", b""), |u| SipUri::user_and_host(buf, u))
     };
     let dialed = crate::proxy::route::dialed(msg);
     let dialed = &*dialed;

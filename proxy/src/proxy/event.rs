@@ -138,21 +138,10 @@ impl PartsBuilder {
         self.n += 1;
     }
 
-    /// The user and host of the URI at `uri` in `buf` (empty when it does not parse); the
-    /// host only when `host`.
-    /// The user and (with `host`) the host of `uri`; a `tel:` URI's user is its number as
-    /// written (up to its parameters) and it has no host.
+    /// The user and (with `host`) the host of `uri` ([`SipUri::user_and_host`]: a `tel:`
+    /// URI's user is its number as written, up to its parameters, and it has no host).
     fn push_user_host(&mut self, buf: &[u8], uri: Option<Span>, host: bool) {
-        let (user, h): (&[u8], &[u8]) = match uri.map(|u| (u, SipUri::parse(buf, u))) {
-            Some((_, Ok(u))) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
-            Some((span, Err(_))) => match span.of(buf) {
-                [t, e, l, b':', rest @ ..] if [*t, *e, *l].eq_ignore_ascii_case(b"tel") => {
-                    (rest.split(|&b| b == b';').next().unwrap_or(b""), b"")
-                }
-                _ => (b"", b""),
-            },
-            None => (b"", b""),
-        };
+        let (user, h) = uri.map_or((&b""[..], &b""[..]), |u| SipUri::user_and_host(buf, u));
         self.push(user);
         if host {
             self.push(h);

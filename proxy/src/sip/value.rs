@@ -427,6 +427,22 @@ impl SipUri {
             params: Span::new(hp_end, params_end),
         })
     }
+
+    /// The user and host of the URI at `span`, as accounts and records name them: a SIP
+    /// URI's user (empty when it has none) and host; a `tel:` URI's number as written, up to
+    /// its parameters, and no host (RFC 3966); both empty for any other URI, or a malformed one.
+    pub fn user_and_host(buf: &[u8], span: Span) -> (&[u8], &[u8]) {
+        match SipUri::parse(buf, span) {
+            Ok(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
+            Err(true) => match span.of(buf) {
+                [t, e, l, b':', rest @ ..] if [*t, *e, *l].eq_ignore_ascii_case(b"tel") => {
+                    (rest.split(|&b| b == b';').next().unwrap_or(b""), b"")
+                }
+                _ => (b"", b""),
+            },
+            Err(false) => (b"", b""),
+        }
+    }
 }
 
 /// `host[:port]` with IPv6 references in brackets.

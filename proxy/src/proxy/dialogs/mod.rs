@@ -209,9 +209,9 @@ impl Dialog {
     pub fn from_user(&self) -> Vec<u8> {
         let v = &self.from[..];
         crate::sip::value::NameAddr::locate(v, crate::sip::Span::new(0, v.len()))
-            .and_then(|na| crate::sip::value::SipUri::parse(v, na.uri).ok())
-            .and_then(|u| u.user)
-            .map_or_else(Vec::new, |s| s.of(v).to_vec())
+            .map_or_else(Vec::new, |na| {
+                crate::sip::value::SipUri::user_and_host(v, na.uri).0.to_vec()
+            })
     }
 
     pub fn caller_tag(&self) -> &[u8] {

@@ -55,11 +55,7 @@ impl Shard {
             .get(customer)
             .map_or("", |c| c.name.as_str());
         let account = admission::account_of(&self.cfg, customer, msg);
-        let user = |uri: Option<Span>| {
-            uri.and_then(|u| SipUri::parse(buf, u).ok())
-                .and_then(|u| u.user)
-                .map_or(&b""[..], |s| s.of(buf))
-        };
+        let user = |uri: Option<Span>| uri.map_or(&b""[..], |u| SipUri::user_and_host(buf, u).0);
         let dialed = crate::proxy::route::dialed(msg);
         let Some(set) = routing.gateways.route(name, account, &dialed) else {
             return Err(Unrouted {

@@ -69,6 +69,34 @@ fn over_the_account_limit_an_invite_gets_the_limit_reply_and_nothing_is_forwarde
 }
 
 #[test]
+fn a_tel_from_uri_is_counted_under_its_number() {
+    // `account_key = "from_user"`: a tel: URI's user is its number (RFC 3966), as the CDR's
+    // src_user shows it; two callers of no SIP user must not share one empty account.
+    let mut h = limited(1, DialogTimers::default());
+    let account = |h: &Harness, v: &[u8]| {
+        let p = h.shard.cfg.profiles.get(crate::dialog::ACCOUNT).unwrap();
+        p.size(Some(v))
+    };
+    let mut inv = invite("t1", "z9hG4bK-t1");
+    inv.from = "<tel:+44-20-7946;phone-context=+44>;tag=t1".into();
+    let forwarded = |h: &mut Harness| h.take().iter().any(|o| o.first_line().starts_with("INVITE "));
+    h.caller_sends(&inv.text());
+    assert!(forwarded(&mut h));
+    assert_eq!(account(&h, b"+44-20-7946"), 1);
+    assert_eq!(account(&h, b""), 0);
+    // Another number is another account; the same number is over its limit.
+    let mut inv = invite("t2", "z9hG4bK-t2");
+    inv.from = "<TEL:+15550100>;tag=t2".into();
+    h.caller_sends(&inv.text());
+    assert!(forwarded(&mut h));
+    assert_eq!(account(&h, b"+15550100"), 1);
+    let mut inv = invite("t3", "z9hG4bK-t3");
+    inv.from = "\"Bob\" <tel:+44-20-7946>;tag=t3".into();
+    h.caller_sends(&inv.text());
+    assert_eq!(h.take_one().first_line(), "SIP/2.0 503 Account call limit");
+}
+
+#[test]
 fn the_limit_reply_is_configurable() {
     let mut h = Harness::with_config(|c| {
         let p = crate::dialog::Profiles::new(
