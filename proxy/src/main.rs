@@ -639,10 +639,12 @@ fn shut_down_dialogs(plane: &Plane, cfg: &Config) {
         .sum();
     let answered = cfg.shutdown_dialogs == ShutdownDialogs::Bye;
     let (tx, rx) = std::sync::mpsc::sync_channel(plane.workers.len());
+    let at = std::time::Instant::now();
     for w in &plane.workers {
         // Workers look at their control queue at least every 200 ms.
         let _ = w.control.push(ControlJob::EndAll {
             answered,
+            at,
             reply: tx.clone(),
         });
     }

@@ -75,6 +75,8 @@ pub struct Shard {
     acc_overflow: bool,
     /// siplb drains (`core.drain`): new INVITEs and OPTIONS get 503.
     draining: bool,
+    /// When siplb began to stop, once it has.
+    stopping_at: Option<Instant>,
     /// Calls given to each gateway set so far (round robin and weights turn on it).
     turns: Vec<u64>,
     /// The OPTIONS prober, in the one worker that probes.
@@ -116,6 +118,7 @@ impl Shard {
             acc_full: false,
             acc_overflow: false,
             draining: false,
+            stopping_at: None,
             turns: Vec::new(),
             prober: None,
             parked: Vec::new(),
@@ -156,8 +159,10 @@ impl Shard {
 
     /// Whether siplb drains (`core.drain`): new INVITEs get `503` + `Retry-After`, and so do
     /// OPTIONS to siplb (probes move traffic away); everything in a dialog goes on.
+    /// A stopping siplb drains whatever `core.drain` says: a call let in during the stop's
+    /// wait would be left with no CANCEL and no BYE.
     pub fn set_draining(&mut self, draining: bool) {
-        self.draining = draining;
+        self.draining = draining || self.stopping_at.is_some();
     }
 
     /// Takes a reloaded configuration: new requests and new dialogs follow it; a live dialog

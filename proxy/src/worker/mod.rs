@@ -54,6 +54,8 @@ pub enum ControlJob {
     /// `answered` BYE to both sides of the others. How many were ended.
     EndAll {
         answered: bool,
+        /// When the stop began: the end of the dialogs left up to the last moment.
+        at: Instant,
         reply: SyncSender<usize>,
     },
     /// A reloaded configuration for the shard (new dialogs get it; live ones keep theirs).
@@ -611,8 +613,12 @@ impl Worker {
                 } => {
                     let _ = reply.send(self.shard.end_dialog_with(now, &target, &extra));
                 }
-                ControlJob::EndAll { answered, reply } => {
-                    let _ = reply.send(self.shard.end_all(now, answered));
+                ControlJob::EndAll {
+                    answered,
+                    at,
+                    reply,
+                } => {
+                    let _ = reply.send(self.shard.end_all(now, at, answered));
                 }
                 ControlJob::Reconfigure { cfg, reply } => {
                     self.shard.reconfigure(cfg);

@@ -50,8 +50,12 @@ impl Shard {
 
     /// Ends the dialogs siplb cannot leave behind as it stops: CANCEL for each call not
     /// answered yet (its answer would come back to no one), and with `answered` (`[shutdown]
-    /// dialogs = "bye"`) BYE to both sides of each answered one. How many it ended.
-    pub fn end_all(&mut self, now: Instant, answered: bool) -> usize {
+    /// dialogs = "bye"`) BYE to both sides of each answered one. How many it ended. The stop
+    /// began `at`: dialogs still up when the worker stops ended then
+    /// ([`abandon_all`](Self::abandon_all)). New INVITEs get 503 from now on, as in a drain.
+    pub fn end_all(&mut self, now: Instant, at: Instant, answered: bool) -> usize {
+        self.stopping_at.get_or_insert(at.min(now));
+        self.draining = true;
         let up: Vec<(DialogId, DialogState, Option<TxnId>)> = self
             .dialogs
             .iter()
@@ -76,16 +80,24 @@ impl Shard {
     /// reported (`ended_by = shutdown` when answered), so that its CDR is written before exit.
     /// With `keep_answered` (the restart journal has them), answered dialogs are left as they
     /// are: the next run goes on with them. How many were ended.
+    ///
+    /// They end when the stop began ([`end_all`](Self::end_all)), not after the wait for the
+    /// answers to its CANCELs and BYEs (`shutdown.bye_wait_ms`): a call is not billed for
+    /// that wait. One answered during the wait ends at its answer.
     pub fn abandon_all(&mut self, now: Instant, keep_answered: bool) -> usize {
-        let up: Vec<DialogId> = self
+        let stop = self.stopping_at.filter(|&t| t <= now);
+        let up: Vec<(DialogId, Instant)> = self
             .dialogs
             .iter()
             .filter(|(_, d)| d.state != DialogState::Ended)
             .filter(|(_, d)| !(keep_answered && d.state.is_confirmed()))
-            .map(|(id, _)| id)
+            .map(|(id, d)| {
+                let began = d.answered.unwrap_or(d.created);
+                (id, stop.map_or(now, |t| t.max(began).min(now)))
+            })
             .collect();
-        for &id in &up {
-            self.end_dialog_now(now, id, EndCause::Shutdown);
+        for &(id, at) in &up {
+            self.end_dialog_now(at, id, EndCause::Shutdown);
         }
         up.len()
     }

@@ -380,6 +380,50 @@ fn dialogs_left_up_at_exit_are_reported_as_ended_by_shutdown() {
 }
 
 #[test]
+fn dialogs_left_up_at_exit_end_when_the_stop_began_not_after_its_wait() {
+    // `shutdown.dialogs = "leave"`: the ringing call is CANCELled and siplb waits
+    // `bye_wait_ms` for the answer; the answered call is not billed for that wait.
+    let mut h = with_events();
+    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw")));
+    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+    h.take();
+    let (_, ring) = h.start_call(&invite("c2", "z9hG4bK-b"));
+    h.gateway_answers(&ring, &response(&ring, 180, Some("gw2")));
+    h.take();
+    h.events();
+    h.advance(Duration::from_secs(5));
+    let stop = h.now;
+    assert_eq!(h.shard.end_all(h.now, stop, false), 1, "the ringing call");
+    h.advance(Duration::from_secs(1));
+    h.take();
+    // A new call during the wait would get neither CANCEL nor BYE: it gets 503.
+    h.caller_sends(&invite("c4", "z9hG4bK-d").text());
+    let refused = h.take_one();
+    assert!(refused.is_response(503), "{refused:?}");
+    assert!(refused.named("Retry-After").is_some());
+    // A call answered during the wait (its answer crossed the CANCEL) ends at its answer.
+    let ok2 = h.gateway_answers(&ring, &response(&ring, 200, Some("gw2")));
+    assert!(ok2.is_response(200), "{ok2:?}");
+    h.caller_sends(&ack_2xx(&ok2, "z9hG4bK-ack2").text());
+    h.take();
+    h.advance(Duration::from_secs(2));
+    h.take();
+    h.events();
+    h.shard.abandon_all(h.now, false);
+    let (_, dialogs) = h.events();
+    let end = |id: &str| {
+        let d = dialogs.iter().find(|d| d.parties.call_id() == id).unwrap();
+        assert_eq!(d.ended_by, Some(EndedBy::Shutdown), "{id}");
+        (d.times.answer, d.times.end)
+    };
+    let (a1, e1) = end("c1");
+    assert_eq!(e1 - a1, 5000, "billed up to the stop");
+    let (a2, e2) = end("c2");
+    assert_eq!(e2, a2, "answered after the stop began");
+}
+
+#[test]
 fn the_answer_to_an_invite_the_caller_replaced_does_not_end_the_call() {
     let mut h = with_events();
     let (_, first) = h.start_call(&invite("c1", "z9hG4bK-a"));
