@@ -519,8 +519,15 @@ pub fn cdr(ids: &mut Ids, spare: Option<Record>, d: &DialogRecord) -> Record {
     let t = &d.times;
     // Post-dial delay: INVITE received to the first 180/183, or to the final reply (the
     // answer, or the end of a call that failed) when there was none; none for a call that
-    // got no reply at all (still ringing, unanswered, as siplb stopped).
-    let final_reply = if d.outcome.code.is_some() { t.end } else { 0 };
+    // got no reply at all (still ringing, unanswered, as siplb stopped), nor for one
+    // cancelled (by the caller, an operator, the early timeout, the stop) before it rang:
+    // its 487 only measures how long the caller waited.
+    let cancelled = d.cancelled_by.is_some() && d.outcome.code == Some(487);
+    let final_reply = if d.outcome.code.is_some() && !cancelled {
+        t.end
+    } else {
+        0
+    };
     let pdd_to = [t.ringing, t.answer, final_reply]
         .into_iter()
         .find(|&x| x != 0);

@@ -201,6 +201,22 @@ fn pdd_without_ringing_runs_to_the_final_reply() {
     silent.ended_by = Some(EndedBy::Shutdown);
     let r = cdr(&mut ids, None, &silent);
     assert_eq!(r.get("pdd_ms").unwrap(), Field::Empty);
+    // Cancelled before it rang: the 487 measures the caller's patience, not the network.
+    for by in [EndedBy::Caller, EndedBy::Operator, EndedBy::Shutdown] {
+        let mut early = dialog(false, Some(487));
+        early.cancelled_by = Some(by);
+        let r = cdr(&mut ids, None, &early);
+        assert_eq!(r.get("pdd_ms").unwrap(), Field::Empty, "{by:?}");
+    }
+    // Cancelled after it rang: to the ringing.
+    let mut rang = dialog(false, Some(487));
+    rang.times.ringing = rang.times.invite_received + 900;
+    rang.cancelled_by = Some(EndedBy::Caller);
+    let r = cdr(&mut ids, None, &rang);
+    assert_eq!(r.get("pdd_ms").unwrap().as_text(), "900");
+    // A gateway's own 487, no CANCEL: a final reply like any other.
+    let r = cdr(&mut ids, None, &dialog(false, Some(487)));
+    assert_eq!(r.get("pdd_ms").unwrap().as_text(), "65237");
 }
 
 #[test]
