@@ -215,8 +215,8 @@ impl FileSink {
             }
         }
         for r in &tables {
+            self.rotate_if_due(r.table(), exts, now_ms)?;
             for ext in exts {
-                self.rotate_if_due(r.table(), ext, now_ms)?;
                 self.file(r.table(), ext, r.columns(), now_ms)?;
             }
         }
@@ -449,32 +449,43 @@ impl FileSink {
         Ok(self.open.get_mut(&key).expect("inserted above"))
     }
 
-    /// Moves the file of `table` in `ext` aside when it is past its size or age.
-    fn rotate_if_due(&mut self, table: &str, ext: &'static str, now_ms: u64) -> io::Result<()> {
-        let key = (table.to_string(), ext);
-        let Some(f) = self.open.get(&key) else {
-            return Ok(());
-        };
+    /// Moves the files of `table` (one per format in `exts`) aside together when one of them
+    /// is past its size or age, so that the rotated CSV and JSON lines files hold the same
+    /// records: `<table>-<stamp>.<ext>`, or `<table>-<stamp>-<n>.<ext>` when a rotation in
+    /// the same second took that name.
+    fn rotate_if_due(&mut self, table: &str, exts: &[&'static str], now_ms: u64) -> io::Result<()> {
         let r = self.rotation;
-        let big = r.max_bytes > 0 && f.bytes + f.unwritten.len() as u64 >= r.max_bytes;
-        let old = r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
-        if !(big || old) {
+        let due = exts.iter().any(|&ext| {
+            self.open.get(&(table.to_string(), ext)).is_some_and(|f| {
+                let big = r.max_bytes > 0 && f.bytes + f.unwritten.len() as u64 >= r.max_bytes;
+                let old =
+                    r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
+                big || old
+            })
+        });
+        if !due {
             return Ok(());
         }
         if self.journal.is_some() {
             // The journal's entries name the file, not its inode: none may outlive it.
             self.checkpoint()?;
         }
-        let f = self.open.remove(&key).expect("looked up above");
-        f.file.sync_data()?;
         let stamp = rotation_stamp(now_ms);
-        let mut to = self.dir.join(format!("{table}-{stamp}.{ext}"));
-        let mut n = 1;
-        while to.exists() {
-            to = self.dir.join(format!("{table}-{stamp}-{n}.{ext}"));
+        let name = |n: u32, ext: &str| match n {
+            0 => format!("{table}-{stamp}.{ext}"),
+            n => format!("{table}-{stamp}-{n}.{ext}"),
+        };
+        let mut n = 0;
+        while exts.iter().any(|ext| self.dir.join(name(n, ext)).exists()) {
             n += 1;
         }
-        std::fs::rename(&f.path, &to)?;
+        for &ext in exts {
+            let Some(f) = self.open.remove(&(table.to_string(), ext)) else {
+                continue;
+            };
+            f.file.sync_data()?;
+            std::fs::rename(&f.path, self.dir.join(name(n, ext)))?;
+        }
         if self.journal.is_some() {
             sync_dir(&self.dir)?;
         }

@@ -267,6 +267,49 @@ fn files_rotate_by_size_and_by_age_to_stamped_names() {
     assert!(d.join("cdrs-20261201T115044Z.csv").exists());
 }
 
+#[test]
+fn a_tables_csv_and_json_lines_files_rotate_together_and_pair_up() {
+    let d = dir("rotate-pairs");
+    // After one record, one of the two files is at the size and the other below it: the
+    // other goes with it.
+    let limit = {
+        let probe = dir("rotate-pairs-probe");
+        let mut sink = FileSink::new(&probe, BOTH, NEVER).unwrap();
+        sink.write_batch(&[record("acc", 1)], 0).unwrap();
+        sink.sync().unwrap();
+        let len = |ext| std::fs::metadata(probe.join(format!("acc.{ext}"))).unwrap().len();
+        assert_ne!(len("csv"), len("jsonl"));
+        len("csv").max(len("jsonl"))
+    };
+    let rotation = Rotation {
+        max_bytes: limit,
+        max_age_s: 0,
+    };
+    let mut sink = FileSink::new(&d, BOTH, rotation).unwrap();
+    let t = 1_796_125_784_123;
+    for n in 1..=3 {
+        sink.write_batch(&[record("acc", n)], t).unwrap();
+    }
+    sink.sync().unwrap();
+    // The record ids a file holds, whichever its format.
+    let ids = |name: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(d.join(name)).unwrap();
+        text.lines()
+            .filter_map(|l| l.find("node-1-").map(|i| &l[i..i + 8]))
+            .map(str::to_string)
+            .collect()
+    };
+    // Two rotations in one second: the second takes `-1`, for both formats alike.
+    for (csv, jsonl, id) in [
+        ("acc-20261201T114944Z.csv", "acc-20261201T114944Z.jsonl", "node-1-1"),
+        ("acc-20261201T114944Z-1.csv", "acc-20261201T114944Z-1.jsonl", "node-1-2"),
+        ("acc.csv", "acc.jsonl", "node-1-3"),
+    ] {
+        assert_eq!(ids(csv), [id], "{csv}");
+        assert_eq!(ids(jsonl), [id], "{jsonl}");
+    }
+}
+
 /// A tail without a line end that spans several chunks (a crash can leave megabytes of zeros)
 /// is set aside whole, in one pass, and the complete lines before it are kept.
 #[test]
