@@ -35,7 +35,7 @@ enum Why {
     Limit,
     /// The caller cancelled it while it waited (a 487).
     Cancelled,
-    /// No route, or no gateway with room (404, 503).
+    /// No route, no gateway with room, or (from a trunk) a number nobody owns (404, 503).
     Unrouted,
 }
 

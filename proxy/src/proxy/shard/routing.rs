@@ -5,7 +5,6 @@
 use super::Shard;
 use crate::proxy::admission;
 use crate::proxy::gateway::{Algorithm, CallKey};
-use crate::proxy::reply::Extra;
 use crate::sip::value::SipUri;
 use crate::sip::{SipMsg, Span};
 use std::net::SocketAddr;
@@ -27,14 +26,16 @@ impl Shard {
             Some((customer, target)) => {
                 self.on_new_invite(now, src, msg, key, customer, own_route, Some(target))
             }
+            // Recorded as siplb's other refusals are (a missed call, a CDR with no
+            // account): attempts at numbers nobody owns are what fraud and KPI work look for.
             None => {
-                self.key = key;
-                let extra = Extra {
-                    reason: Some("Not Found - Unallocated Number"),
+                let unallocated = Unrouted {
+                    code: 404,
+                    reason: "Not Found - Unallocated Number",
+                    q850_cause: Some(1),
                     headers: b"Reason: Q.850;cause=1;text=\"Unallocated number\"\r\n",
-                    ..Extra::default()
                 };
-                self.reply_stateless(msg, src, 404, extra)
+                self.refuse_unrouted(now, msg, src, key, usize::MAX, unallocated)
             }
         }
     }
