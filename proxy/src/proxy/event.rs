@@ -155,11 +155,23 @@ impl PartsBuilder {
 }
 
 /// Bytes of a message as text: as they are when they are UTF-8 (nearly always, SIP being
-/// ASCII; checked faster than the lossy conversion does), else with U+FFFD for what is not.
+/// ASCII), else each byte that is not written `%XX` (RFC 3986's escape, as a URI would
+/// carry it): two callers whose users differ only in such bytes stay apart in the records,
+/// as they are in the profiles, where U+FFFD would have made them one.
 fn as_text(b: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(b) {
         Ok(s) => s.into(),
-        Err(_) => String::from_utf8_lossy(b),
+        Err(_) => {
+            use std::fmt::Write;
+            let mut out = String::with_capacity(b.len() + 8);
+            for chunk in b.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for byte in chunk.invalid() {
+                    let _ = write!(out, "%{byte:02X}");
+                }
+            }
+            out.into()
+        }
     }
 }
 
@@ -469,5 +481,13 @@ mod tests {
             (p.from_domain(), p.to_user(), p.ruri_user()),
             ("cust.example", "", "0044123")
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_escaped_and_stay_apart() {
+        assert_eq!(&*text(b"ren\xc3\xa9"), "ren\u{e9}", "UTF-8 as it is");
+        assert_eq!(&*text(b"ren\xe9\xff"), "ren%E9%FF");
+        assert_eq!(&*text(b"ren\xe9\xfe"), "ren%E9%FE");
+        assert_eq!(&*text(b"\xff\xc3\xa9x\x80"), "%FF\u{e9}x%80");
     }
 }
