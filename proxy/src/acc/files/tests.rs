@@ -277,7 +277,11 @@ fn a_tables_csv_and_json_lines_files_rotate_together_and_pair_up() {
         let mut sink = FileSink::new(&probe, BOTH, NEVER).unwrap();
         sink.write_batch(&[record("acc", 1)], 0).unwrap();
         sink.sync().unwrap();
-        let len = |ext| std::fs::metadata(probe.join(format!("acc.{ext}"))).unwrap().len();
+        let len = |ext| {
+            std::fs::metadata(probe.join(format!("acc.{ext}")))
+                .unwrap()
+                .len()
+        };
         assert_ne!(len("csv"), len("jsonl"));
         len("csv").max(len("jsonl"))
     };
@@ -301,8 +305,16 @@ fn a_tables_csv_and_json_lines_files_rotate_together_and_pair_up() {
     };
     // Two rotations in one second: the second takes `-1`, for both formats alike.
     for (csv, jsonl, id) in [
-        ("acc-20261201T114944Z.csv", "acc-20261201T114944Z.jsonl", "node-1-1"),
-        ("acc-20261201T114944Z-1.csv", "acc-20261201T114944Z-1.jsonl", "node-1-2"),
+        (
+            "acc-20261201T114944Z.csv",
+            "acc-20261201T114944Z.jsonl",
+            "node-1-1",
+        ),
+        (
+            "acc-20261201T114944Z-1.csv",
+            "acc-20261201T114944Z-1.jsonl",
+            "node-1-2",
+        ),
         ("acc.csv", "acc.jsonl", "node-1-3"),
     ] {
         assert_eq!(ids(csv), [id], "{csv}");

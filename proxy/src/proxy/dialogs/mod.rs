@@ -208,10 +208,14 @@ impl Dialog {
     /// The user part of the From URI (the key of the From-user hash).
     pub fn from_user(&self) -> Vec<u8> {
         let v = &self.from[..];
-        crate::sip::value::NameAddr::locate(v, crate::sip::Span::new(0, v.len()))
-            .map_or_else(Vec::new, |na| {
-                crate::sip::value::SipUri::user_and_host(v, na.uri).0.to_vec()
-            })
+        crate::sip::value::NameAddr::locate(v, crate::sip::Span::new(0, v.len())).map_or_else(
+            Vec::new,
+            |na| {
+                crate::sip::value::SipUri::user_and_host(v, na.uri)
+                    .0
+                    .to_vec()
+            },
+        )
     }
 
     pub fn caller_tag(&self) -> &[u8] {

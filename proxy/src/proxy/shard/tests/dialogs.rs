@@ -79,7 +79,11 @@ fn a_tel_from_uri_is_counted_under_its_number() {
     };
     let mut inv = invite("t1", "z9hG4bK-t1");
     inv.from = "<tel:+44-20-7946;phone-context=+44>;tag=t1".into();
-    let forwarded = |h: &mut Harness| h.take().iter().any(|o| o.first_line().starts_with("INVITE "));
+    let forwarded = |h: &mut Harness| {
+        h.take()
+            .iter()
+            .any(|o| o.first_line().starts_with("INVITE "))
+    };
     h.caller_sends(&inv.text());
     assert!(forwarded(&mut h));
     assert_eq!(account(&h, b"+44-20-7946"), 1);

@@ -81,7 +81,10 @@ fn a_number_nobody_owns_gets_404_and_is_recorded_as_a_refused_call() {
     h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+4420"));
     let out = h.take_one();
     assert!(out.is_response(404) && out.dst == gw1(), "{out:?}");
-    assert_eq!(out.first_line(), "SIP/2.0 404 Not Found - Unallocated Number");
+    assert_eq!(
+        out.first_line(),
+        "SIP/2.0 404 Not Found - Unallocated Number"
+    );
     assert!(h.call_state("c1").is_none());
     // The INVITE sent again gets the same reply from its transaction, and no second record.
     h.deliver(gw1(), &from_gateway("c1", "z9hG4bK-in", "+4420"));
@@ -98,7 +101,11 @@ fn a_number_nobody_owns_gets_404_and_is_recorded_as_a_refused_call() {
     assert_eq!(d.outcome.code, Some(404));
     assert_eq!(d.outcome.q850_cause, Some(1));
     assert_eq!(&*d.account, "", "no customer owns it");
-    assert_eq!(d.gateway.map(|g| g.addr), Some(gw1()), "the trunk it came from");
+    assert_eq!(
+        d.gateway.map(|g| g.addr),
+        Some(gw1()),
+        "the trunk it came from"
+    );
 }
 
 #[test]
