@@ -589,11 +589,15 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
     let net = Net::new(84);
     let dir = TempDir::new("postgres-refused");
     let pg = Pg::new(&dir.0);
-    // siplb's tables, and a constraint an operator added that every BYE record breaks.
+    // siplb's tables, and a constraint an operator added that every BYE record breaks; also
+    // columns of the operator's own, filled by the database (Kamailio's `acc` has an `id
+    // SERIAL`), which siplb's records leave to it.
     pg.make_tables();
     pg.psql(
         "siplb",
-        "ALTER TABLE acc ADD CONSTRAINT no_bye CHECK (method <> 'BYE')",
+        "ALTER TABLE acc ADD CONSTRAINT no_bye CHECK (method <> 'BYE'); \
+         ALTER TABLE acc ADD COLUMN row_id bigserial; \
+         ALTER TABLE cdrs ADD COLUMN created_at timestamptz NOT NULL DEFAULT now()",
     );
     let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
     calls(&dir.0, net, 30);

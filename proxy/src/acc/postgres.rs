@@ -488,10 +488,16 @@ impl Run {
         if let Some(e) = shape_error(&columns) {
             return Err(Failed::Refused(e));
         }
+        // The staging tables have siplb's columns, of the tables' types, and nothing else: no
+        // `NOT NULL` of a column an operator added with a default or as an identity (`LIKE`
+        // would copy the constraint and not the default, and refuse every record).
+        let (acc_cols, cdr_cols) = (ACC_COLUMNS.join(", "), CDR_COLUMNS.join(", "));
         client
             .batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {STAGE_ACC} (LIKE acc) ON COMMIT DELETE ROWS; \
-                 CREATE TEMP TABLE IF NOT EXISTS {STAGE_CDRS} (LIKE cdrs) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS {STAGE_ACC} ON COMMIT DELETE ROWS AS \
+                 SELECT {acc_cols} FROM acc WITH NO DATA; \
+                 CREATE TEMP TABLE IF NOT EXISTS {STAGE_CDRS} ON COMMIT DELETE ROWS AS \
+                 SELECT {cdr_cols} FROM cdrs WITH NO DATA"
             ))
             .await
             .map_err(failed)?;
