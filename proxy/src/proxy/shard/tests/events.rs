@@ -384,10 +384,7 @@ fn dialogs_left_up_at_exit_end_when_the_stop_began_not_after_its_wait() {
     // `shutdown.dialogs = "leave"`: the ringing call is CANCELled and siplb waits
     // `bye_wait_ms` for the answer; the answered call is not billed for that wait.
     let mut h = with_events();
-    let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
-    let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw")));
-    h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
-    h.take();
+    h.established_call("c1");
     let (_, ring) = h.start_call(&invite("c2", "z9hG4bK-b"));
     h.gateway_answers(&ring, &response(&ring, 180, Some("gw2")));
     h.take();
