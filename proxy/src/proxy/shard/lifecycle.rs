@@ -85,7 +85,7 @@ impl Shard {
     /// answers to its CANCELs and BYEs (`shutdown.bye_wait_ms`): a call is not billed for
     /// that wait. One answered during the wait ends at its answer.
     pub fn abandon_all(&mut self, now: Instant, keep_answered: bool) -> usize {
-        let stop = self.stopping_at.filter(|&t| t <= now);
+        let stop = self.stopping_at;
         let up: Vec<(DialogId, Instant)> = self
             .dialogs
             .iter()
@@ -93,7 +93,7 @@ impl Shard {
             .filter(|(_, d)| !(keep_answered && d.state.is_confirmed()))
             .map(|(id, d)| {
                 let began = d.answered.unwrap_or(d.created);
-                (id, stop.map_or(now, |t| t.max(began).min(now)))
+                (id, stop.map_or(now, |t| t.max(began)))
             })
             .collect();
         for &(id, at) in &up {

@@ -35,7 +35,9 @@ impl Shard {
                     q850_cause: Some(1),
                     headers: b"Reason: Q.850;cause=1;text=\"Unallocated number\"\r\n",
                 };
-                self.refuse_unrouted(now, msg, src, key, usize::MAX, unallocated)
+                // No customer: the record's account is empty.
+                let no_customer = usize::MAX;
+                self.refuse_unrouted(now, msg, src, key, no_customer, unallocated)
             }
         }
     }
