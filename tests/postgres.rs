@@ -515,6 +515,21 @@ fn records_spooled_while_postgresql_is_down_are_shipped_at_the_next_start() {
     siplb.stop();
     assert!(siplb.log().contains("left in the spool"), "{}", siplb.log());
     drop(siplb);
+    // Started without `acc.postgres`, siplb says what it leaves unshipped, and leaves it.
+    let files_only = config
+        .replace("sinks = [\"files\", \"postgres\"]", "sinks = [\"files\"]")
+        .lines()
+        .filter(|l| !l.starts_with("postgres ="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut siplb = Siplb::start(BIN, &dir.0, &files_only);
+    siplb.stop();
+    assert!(
+        siplb.log().contains("150 records in") && siplb.log().contains("were never shipped"),
+        "{}",
+        siplb.log()
+    );
+    drop(siplb);
     pg.start();
     assert_eq!(pg.psql("siplb", "SELECT count(*) FROM cdrs"), "0");
     let siplb = Siplb::start(BIN, &dir.0, &config);
@@ -589,55 +604,147 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
     let net = Net::new(84);
     let dir = TempDir::new("postgres-refused");
     let pg = Pg::new(&dir.0);
-    // siplb's tables, and a constraint an operator added that every BYE record breaks; also
-    // columns of the operator's own, filled by the database (Kamailio's `acc` has an `id
-    // SERIAL`), which siplb's records leave to it.
+    // siplb's tables, a column made narrower by hand than an INVITE (a BYE fits), and a
+    // constraint an operator added that every answered call's CDR breaks; also columns of
+    // the operator's own, filled by the database (Kamailio's `acc` has an `id SERIAL`),
+    // which siplb's records leave to it.
     pg.make_tables();
     pg.psql(
         "siplb",
-        "ALTER TABLE acc ADD CONSTRAINT no_bye CHECK (method <> 'BYE'); \
+        "ALTER TABLE acc ALTER COLUMN method TYPE varchar(3); \
+         ALTER TABLE cdrs ADD CONSTRAINT unanswered CHECK (disposition <> 'answered'); \
          ALTER TABLE acc ADD COLUMN row_id bigserial; \
          ALTER TABLE cdrs ADD COLUMN created_at timestamptz NOT NULL DEFAULT now()",
     );
     let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
     calls(&dir.0, net, 30);
-    wait_until(
-        20,
-        || {
-            format!(
-                "spool {}, rejected {}; {}",
-                siplb.stat("acc:spool_records"),
-                siplb.stat("acc:rejected_records"),
-                siplb.log()
-            )
-        },
-        || siplb.stat("acc:spool_records") == 0 && siplb.stat("acc:rejected_records") == 30,
-    );
-    // Set aside: the 30 BYE records, each with its table, fields and the server's word.
-    let text = std::fs::read_to_string(dir.0.join("acc/spool/rejected.jsonl")).unwrap();
+    let stats = || {
+        format!(
+            "spool {}, rejected {}; {}",
+            siplb.stat("acc:spool_records"),
+            siplb.stat("acc:rejected_records"),
+            siplb.log()
+        )
+    };
+    wait_until(20, stats, || {
+        siplb.stat("acc:spool_records") == 0 && siplb.stat("acc:rejected_records") == 60
+    });
+    // Set aside: the 30 INVITE records and the 30 CDRs, each with its table, its columns and
+    // the server's word.
+    let rejected = dir.0.join("acc/spool/rejected.jsonl");
+    let set_aside = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&rejected)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
     let mut refused = HashSet::new();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["table"], "acc", "{line}");
-        assert_eq!(v["fields"][2], "BYE", "{line}");
-        assert!(v["error"].as_str().unwrap().contains("no_bye"), "{line}");
-        refused.insert(v["fields"][1].as_str().unwrap().to_string());
+    for v in set_aside() {
+        if v["table"] == "cdrs" {
+            assert!(v["error"].as_str().unwrap().contains("unanswered"), "{v}");
+            assert!(v["record"]["vars"].is_object(), "{v}");
+            continue;
+        }
+        assert_eq!(v["table"], "acc", "{v}");
+        assert_eq!(v["record"]["method"], "INVITE", "{v}");
+        assert!(v["error"].as_str().unwrap().contains("varying(3)"), "{v}");
+        refused.insert(v["record"]["id"].as_str().unwrap().to_string());
     }
-    assert_eq!(refused.len(), 30, "{text}");
+    assert_eq!(refused.len(), 30, "{:?}", set_aside());
     // The rest landed once each, in the order of the files.
     assert_eq!(
         pg.ids("acc"),
         csv_ids_without(&dir.0, "acc", &refused),
-        "acc: the INVITE records"
+        "acc: the BYE records"
     );
     assert_eq!(pg.ids("acc").len(), 30);
-    assert_eq!(assert_same(&pg, &dir.0, "cdrs"), 30);
     let log = siplb.log();
     assert_eq!(
         log.matches("PostgreSQL refused record").count(),
-        30,
+        60,
         "{log}"
     );
+
+    // Once the column is wide again and the constraint gone, siplb's staging tables follow
+    // without a reconnection (the one of `acc`, made while the column was narrow, is made
+    // again): nothing more is refused.
+    pg.psql(
+        "siplb",
+        "ALTER TABLE acc ALTER COLUMN method TYPE text; \
+         ALTER TABLE cdrs DROP CONSTRAINT unanswered",
+    );
+    calls(&dir.0, net, 10);
+    let count = |t: &str| pg.psql("siplb", &format!("SELECT count(*) FROM {t}"));
+    wait_until(20, stats, || count("cdrs") == "10");
+    assert_eq!(siplb.stat("acc:rejected_records"), 60, "{}", stats());
+    assert_eq!(count("acc"), "50");
+    assert_eq!(siplb.stat("acc:sink_errors"), 0, "{}", stats());
+
+    // The set-aside records shipped again, as CDR.md tells: the file renamed retry.jsonl.
+    std::fs::rename(&rejected, dir.0.join("acc/spool/retry.jsonl")).unwrap();
+    wait_until(20, stats, || count("cdrs") == "40" && count("acc") == "80");
+    wait_until(5, stats, || !dir.0.join("acc/spool/retry.jsonl").exists());
+    assert!(!rejected.exists(), "none refused again: {:?}", set_aside());
+    assert!(
+        siplb
+            .log()
+            .contains("60 landed (or had landed), 0 refused again"),
+        "{}",
+        siplb.log()
+    );
+    // Every record of the files once, with its values.
+    for t in ["acc", "cdrs"] {
+        let mut files = csv_ids(&dir.0.join("acc").join(format!("{t}.csv")));
+        let mut rows = pg.ids(t);
+        files.sort();
+        rows.sort();
+        assert_eq!(rows, files, "{t}");
+    }
+    assert_eq!(
+        pg.psql(
+            "siplb",
+            "SELECT count(*) FROM cdrs JOIN acc USING (callid) WHERE acc.method = 'INVITE' \
+             AND disposition = 'answered' \
+             AND jsonb_typeof(vars) = 'object'"
+        ),
+        "40"
+    );
+    drop(siplb);
+}
+
+#[test]
+fn a_connection_the_server_closes_while_idle_is_made_again_without_an_alarm() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(26);
+    let dir = TempDir::new("postgres-idle");
+    let pg = Pg::new(&dir.0);
+    pg.make_tables();
+    // What a server, a pooler or a firewall does to a connection left idle.
+    pg.psql(
+        "siplb",
+        "ALTER DATABASE siplb SET idle_session_timeout = '1s'",
+    );
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
+    let count = || pg.psql("siplb", "SELECT count(*) FROM cdrs");
+    for round in 1..=2 {
+        calls(&dir.0, net, 2);
+        wait_until(10, || siplb.log(), || count() == (2 * round).to_string());
+        // Idle for longer than the server allows.
+        std::thread::sleep(Duration::from_millis(1600));
+    }
+    let log = siplb.log();
+    assert!(
+        pg.log().contains("idle-session timeout"),
+        "the server closed the connection: {}",
+        pg.log()
+    );
+    assert!(log.contains("connection was closed; reconnecting"), "{log}");
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(!log.contains(" ERROR "), "{log}");
+    assert_eq!(siplb.stat("acc:sink_errors"), 0, "{log}");
+    all_shipped(&pg, &siplb, &dir.0, 4);
     drop(siplb);
 }
 

@@ -254,6 +254,8 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             .with_context(|| format!("acc.dir {}", acc.dir.display()))?;
         if acc.sinks.postgres.is_some() {
             sinks.push(siplb::acc::postgres::sink(acc, &queues).context("acc.postgres")?);
+        } else {
+            siplb::acc::postgres::warn_if_left(acc);
         }
         let t = siplb::acc::writer::spawn(acc.clone(), queues.clone(), sinks).context("acc")?;
         acc_stats = queues.statistics();

@@ -30,10 +30,8 @@ use super::record::{ACC_COLUMNS, CDR_COLUMNS};
 use super::sink::Sink;
 use super::spool::{Spool, SpoolSink, Spooled};
 use crate::metrics::Counter;
-use bytes::Bytes;
-use futures_util::SinkExt;
-use std::collections::HashSet;
-use std::io::{self, Write};
+use ship::Stages;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -54,11 +52,12 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A trouble that goes on is logged again this often.
 const REMIND: Duration = Duration::from_secs(60);
-/// Where refused records are set aside, in the spool's folder.
-pub const REJECTED: &str = "rejected.jsonl";
-/// Staging tables, one per shape, private to the connection.
-const STAGE_ACC: &str = "siplb_stage_acc";
-const STAGE_CDRS: &str = "siplb_stage_cdrs";
+pub use rejected::{REJECTED, RETRY};
+/// How often the shipper looks for a [`RETRY`] file.
+const RETRY_LOOK: Duration = Duration::from_secs(1);
+
+mod rejected;
+mod ship;
 
 /// The PostgreSQL sink of `cfg`: its spool opened (a torn line set aside, counted in
 /// `acc:torn_lines`) and its shipper started.
@@ -78,6 +77,33 @@ pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>>
     let mut s = SpoolSink::new(spool.clone(), cfg.spool_max_bytes)?;
     s.shipper = Some(Shipper::spawn(target, spool, Counters::of(plane))?);
     Ok(Box::new(s))
+}
+
+/// Without `acc.postgres`: records an earlier run spooled and never shipped are said at
+/// start, not left in the spool without a word.
+pub fn warn_if_left(cfg: &AccConfig) {
+    let dir = cfg.dir.join("spool");
+    if !dir.is_dir() {
+        return;
+    }
+    match Spool::open(&dir, Arc::default()) {
+        Ok((s, _)) if s.records() > 0 => tracing::warn!(
+            "acc: {} records in {} were never shipped to PostgreSQL, and acc.postgres is not \
+             set: they stay there until it is set again",
+            s.records(),
+            dir.display()
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("acc: {}: {e}", dir.display()),
+    }
+    for f in [REJECTED, RETRY] {
+        if dir.join(f).exists() {
+            tracing::warn!(
+                "acc: {} holds records PostgreSQL refused, and acc.postgres is not set",
+                dir.join(f).display()
+            );
+        }
+    }
 }
 
 /// The shipper thread.
@@ -120,10 +146,12 @@ impl Shipper {
             spool: spool.clone(),
             finish: finish.clone(),
             stop: stop.clone(),
-            tables: HashSet::new(),
+            stages: Stages::default(),
+            retry_looked: None,
             counters,
             trouble: None,
             backoff: BACKOFF_MIN,
+            quiet_retry: true,
             schema_failed: None,
             conn_task: None,
         };
@@ -168,13 +196,18 @@ struct Run {
     spool: Spool,
     finish: Arc<Mutex<Option<Instant>>>,
     stop: Arc<AtomicBool>,
-    /// Tables known to exist on this connection.
-    tables: HashSet<String>,
+    /// The staging tables of this connection, and the tables it knows exist.
+    stages: Stages,
+    /// When the shipper last looked for a [`RETRY`] file.
+    retry_looked: Option<Instant>,
     counters: Counters,
     /// Since when records have not been shipping, and what was last logged of it.
     trouble: Option<Trouble>,
     /// The wait before the next attempt after a failure.
     backoff: Duration,
+    /// A batch that fails for its connection may be tried once more on a new one, at once
+    /// and unlogged: since the last batch landed, it has not been.
+    quiet_retry: bool,
     /// What making the tables last said, when it failed (warned once per message).
     schema_failed: Option<String>,
     /// The task that drives the connection's socket: ended with the client, so that a
@@ -195,6 +228,17 @@ enum Failed {
     Connection(String),
     /// The database refused it for its setup (a table's shape, a privilege): retry later.
     Refused(String),
+    /// The server answered the connection with an error (a password, a database, a role):
+    /// retry later.
+    Login(String),
+}
+
+impl Failed {
+    fn message(&self) -> &String {
+        match self {
+            Failed::Connection(e) | Failed::Refused(e) | Failed::Login(e) => e,
+        }
+    }
 }
 
 impl Run {
@@ -248,6 +292,30 @@ impl Run {
                 }
                 continue;
             };
+            // Closed while idle (the server's `idle_session_timeout`, a pooler, a firewall):
+            // not an outage. A new connection is made when there is something to ship.
+            let idle_closed = |c: &Client| {
+                if c.is_closed() {
+                    tracing::info!("acc: the PostgreSQL connection was closed; reconnecting");
+                }
+                c.is_closed()
+            };
+            if self.retry_due() {
+                if idle_closed(c) {
+                    client = None;
+                    self.close();
+                    self.stages.clear();
+                    self.retry_looked = None;
+                    continue;
+                }
+                if let Err(f) = self.ship_retry(c).await {
+                    client = None;
+                    self.close();
+                    self.stages.clear();
+                    self.failed(&f).await;
+                }
+                continue;
+            }
             let (batch, end, lines) = match self.spool.read(BATCH) {
                 Ok(b) => b,
                 Err(e) => {
@@ -261,8 +329,15 @@ impl Run {
                 let _ = tokio::time::timeout(wait, self.spool.more.notified()).await;
                 continue;
             }
+            if idle_closed(c) {
+                client = None;
+                self.close();
+                self.stages.clear();
+                continue;
+            }
             match self.ship_batch(c, &batch).await {
                 Ok(rejected) => {
+                    self.quiet_retry = true;
                     if !rejected.is_empty()
                         && let Err(e) = self.set_aside(&batch, &rejected)
                     {
@@ -282,11 +357,69 @@ impl Run {
                 Err(f) => {
                     client = None;
                     self.close();
-                    self.tables.clear();
+                    self.stages.clear();
+                    if matches!(f, Failed::Connection(_))
+                        && self.trouble.is_none()
+                        && std::mem::take(&mut self.quiet_retry)
+                    {
+                        // Once, at once and without an alarm: a connection the server
+                        // closed while idle is told only when it is used.
+                        tracing::info!("acc: PostgreSQL: {}; reconnecting", f.message());
+                        continue;
+                    }
                     self.failed(&f).await;
                 }
             }
         }
+    }
+
+    /// Whether to look for a [`RETRY`] file now.
+    fn retry_due(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .retry_looked
+            .is_some_and(|t| now.duration_since(t) < RETRY_LOOK)
+        {
+            return false;
+        }
+        self.retry_looked = Some(now);
+        self.spool.dir().join(RETRY).exists()
+    }
+
+    /// Ships the records of the [`RETRY`] file again (those that landed before land once),
+    /// sets aside again those still refused, and deletes the file.
+    async fn ship_retry(&mut self, c: &mut Client) -> Result<(), Failed> {
+        let dir = self.spool.dir().to_path_buf();
+        let records = match rejected::read_retry(&dir) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::error!("acc: {e}");
+                return Ok(());
+            }
+        };
+        let mut refused = 0;
+        for chunk in records.chunks(BATCH) {
+            let rejected = self.ship_batch(c, chunk).await?;
+            if !rejected.is_empty() {
+                self.set_aside(chunk, &rejected).map_err(|e| {
+                    Failed::Connection(format!("setting refused records aside failed: {e}"))
+                })?;
+            }
+            refused += rejected.len();
+        }
+        let path = dir.join(RETRY);
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::error!("acc: {}: {e}", path.display());
+        }
+        tracing::info!(
+            "acc: {} records of {} shipped again: {} landed (or had landed), {refused} refused \
+             again",
+            records.len(),
+            path.display(),
+            records.len() - refused
+        );
+        Ok(())
     }
 
     /// Ships `batch`; if the database refuses some of its records (a data exception, a
@@ -300,12 +433,13 @@ impl Run {
         let mut rejected = Vec::new();
         // Ranges still to ship, the next on top.
         let mut todo = vec![(0, batch.len())];
+        let mut stages_fresh = false;
         while let Some((a, b)) = todo.pop() {
             let limit = self.at_most(SHIP_TIMEOUT);
             let shipped = {
                 let mut shipping = std::pin::pin!(tokio::time::timeout(
                     limit,
-                    ship(c, &batch[a..b], &mut self.tables),
+                    ship::ship(c, &batch[a..b], &mut self.stages),
                 ));
                 // A server that holds the batch (a lock, a hung backend) is told long before the
                 // batch is given up.
@@ -327,7 +461,15 @@ impl Run {
             match shipped {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) if refuses_a_record(&e) => {
-                    if b - a == 1 {
+                    if !std::mem::replace(&mut stages_fresh, true) {
+                        // A staging table may have a type the operator has changed since:
+                        // made again from the tables as they are, and the range tried again.
+                        self.stages
+                            .forget(c)
+                            .await
+                            .map_err(|e| failure(&e, c.is_closed()))?;
+                        todo.push((a, b));
+                    } else if b - a == 1 {
                         rejected.push((a, describe(&e)));
                     } else {
                         let m = a + (b - a) / 2;
@@ -336,7 +478,13 @@ impl Run {
                     }
                 }
                 Ok(Err(e)) => return Err(failure(&e, c.is_closed())),
-                Err(_) => return Err(Failed::Connection("timed out".into())),
+                Err(_) => {
+                    return Err(Failed::Connection(format!(
+                        "a batch of {} records was not answered in {} s",
+                        b - a,
+                        limit.as_secs()
+                    )));
+                }
             }
         }
         Ok(rejected)
@@ -344,32 +492,11 @@ impl Run {
 
     /// Appends the refused records of `batch` to [`REJECTED`] (synced), logs and counts them.
     fn set_aside(&self, batch: &[Spooled], rejected: &[(usize, String)]) -> io::Result<()> {
-        #[derive(serde::Serialize)]
-        struct Rejected<'a> {
-            #[serde(flatten)]
-            record: &'a Spooled,
-            error: &'a str,
-        }
-        let path = self.spool.dir().join(REJECTED);
-        let mut text = Vec::new();
-        for (i, error) in rejected {
-            serde_json::to_writer(
-                &mut text,
-                &Rejected {
-                    record: &batch[*i],
-                    error,
-                },
-            )
-            .map_err(io::Error::other)?;
-            text.push(b'\n');
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        f.write_all(&text)?;
-        f.sync_data()?;
+        let text: Vec<u8> = rejected
+            .iter()
+            .flat_map(|(i, error)| rejected::line(&batch[*i], error))
+            .collect();
+        let path = rejected::append(self.spool.dir(), &text)?;
         for (i, error) in rejected {
             let r = &batch[*i];
             tracing::error!(
@@ -388,10 +515,12 @@ impl Run {
     /// every [`REMIND`]), counted, and waited out with the backoff.
     async fn failed(&mut self, f: &Failed) {
         self.counters.errors.add(1);
-        let (what, e) = match f {
-            Failed::Connection(e) => ("PostgreSQL is unreachable", e),
-            Failed::Refused(e) => ("PostgreSQL refuses the records", e),
+        let what = match f {
+            Failed::Connection(_) => "PostgreSQL is unreachable",
+            Failed::Login(_) => "PostgreSQL refuses siplb's connection",
+            Failed::Refused(_) => "PostgreSQL refuses the records",
         };
+        let e = f.message();
         let now = Instant::now();
         let dir = self.spool.dir().display().to_string();
         match &mut self.trouble {
@@ -433,14 +562,17 @@ impl Run {
         }
     }
 
-    /// Connects, makes the tables and the staging tables, and checks that `acc`,
+    /// Connects, makes the tables, and checks that `acc`,
     /// `missed_calls` and `cdrs` have siplb's columns.
     async fn connect(&mut self) -> Result<Client, Failed> {
-        let (client, conn) = self
-            .target
-            .connect()
-            .await
-            .map_err(|e| Failed::Connection(describe_connect(&e)))?;
+        let (client, conn) = self.target.connect().await.map_err(|e| {
+            let answered = |e: &PgError| matches!(e, PgError::Pg(e) if e.as_db_error().is_some());
+            if answered(&e.first) || e.then.as_ref().is_some_and(|(_, e)| answered(e)) {
+                Failed::Login(describe_connect(&e))
+            } else {
+                Failed::Connection(describe_connect(&e))
+            }
+        })?;
         let task = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("acc: PostgreSQL connection: {e}");
@@ -488,19 +620,6 @@ impl Run {
         if let Some(e) = shape_error(&columns) {
             return Err(Failed::Refused(e));
         }
-        // The staging tables have siplb's columns, of the tables' types, and nothing else: no
-        // `NOT NULL` of a column an operator added with a default or as an identity (`LIKE`
-        // would copy the constraint and not the default, and refuse every record).
-        let (acc_cols, cdr_cols) = (ACC_COLUMNS.join(", "), CDR_COLUMNS.join(", "));
-        client
-            .batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {STAGE_ACC} ON COMMIT DELETE ROWS AS \
-                 SELECT {acc_cols} FROM acc WITH NO DATA; \
-                 CREATE TEMP TABLE IF NOT EXISTS {STAGE_CDRS} ON COMMIT DELETE ROWS AS \
-                 SELECT {cdr_cols} FROM cdrs WITH NO DATA"
-            ))
-            .await
-            .map_err(failed)?;
         // Whom and how: so that an operator sees TLS is on (or not) without asking the server.
         let session = client
             .query_one(
@@ -530,7 +649,14 @@ fn failure(e: &tokio_postgres::Error, closed: bool) -> Failed {
         .as_db_error()
         .is_some_and(|d| matches!(d.code().code().get(..2), Some("42" | "0A" | "3F")));
     if setup && !closed {
-        Failed::Refused(describe(e))
+        let mut why = describe(e);
+        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_COLUMN_REFERENCE) {
+            why.push_str(
+                " (each of siplb's tables needs a primary key or a unique index on (node, id); \
+                 a table partitioned by time cannot have one: see docs/CDR.md, \"Tables\")",
+            );
+        }
+        Failed::Refused(why)
     } else {
         Failed::Connection(describe(e))
     }
@@ -625,128 +751,6 @@ fn describe_connect(e: &ConnectError) -> String {
             format!("{first}; then {how}: {}", one(then))
         }
     }
-}
-
-/// `"name"`, quoted as an SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A field in COPY's text format. PostgreSQL's text cannot hold a NUL character: it becomes
-/// U+FFFD (the files keep it).
-fn copy_field(f: Option<&str>, out: &mut String) {
-    let Some(s) = f else {
-        out.push_str("\\N");
-        return;
-    };
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\0' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-}
-
-/// JSON text with every `\u0000` escape made `\ufffd`: `jsonb` cannot hold a NUL.
-fn json_without_nul(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains("\\u0000") {
-        return s.into();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let esc = &rest[i..];
-        let n = if esc.starts_with("\\u0000") {
-            out.push_str("\\ufffd");
-            6
-        } else {
-            // A backslash and the character it escapes (`\\` among them).
-            let n = 1 + esc[1..].chars().next().map_or(0, char::len_utf8);
-            out.push_str(&esc[..n]);
-            n
-        };
-        rest = &esc[n..];
-    }
-    out.push_str(rest);
-    out.into()
-}
-
-/// Whether `r` is a CDR (the shape of `cdrs`) rather than a transaction record.
-fn is_cdr(r: &Spooled) -> bool {
-    r.fields.len() == CDR_COLUMNS.len()
-}
-
-/// The rows of `table` in `batch`, in COPY's text format.
-fn copy_rows<'a>(batch: impl Iterator<Item = &'a Spooled>, out: &mut String) {
-    for r in batch {
-        let vars = is_cdr(r).then_some(CDR_COLUMNS.len() - 1);
-        for (i, f) in r.fields.iter().enumerate() {
-            if i > 0 {
-                out.push('\t');
-            }
-            if Some(i) == vars {
-                copy_field(f.as_deref().map(json_without_nul).as_deref(), out);
-                continue;
-            }
-            copy_field(f.as_deref(), out);
-        }
-        out.push('\n');
-    }
-}
-
-/// Ships `batch` in one transaction, table by table in the order they first appear.
-async fn ship(
-    client: &mut Client,
-    batch: &[Spooled],
-    tables: &mut HashSet<String>,
-) -> Result<(), tokio_postgres::Error> {
-    let mut order: Vec<&str> = Vec::new();
-    for r in batch {
-        if !order.contains(&r.table.as_str()) {
-            order.push(&r.table);
-        }
-    }
-    let tx = client.transaction().await?;
-    let mut made = Vec::new();
-    for table in order {
-        let rows = batch.iter().filter(|r| r.table == table);
-        let cdr = batch.iter().find(|r| r.table == table).is_some_and(is_cdr);
-        let (stage, columns): (_, &[&str]) = if cdr {
-            (STAGE_CDRS, &CDR_COLUMNS)
-        } else {
-            (STAGE_ACC, &ACC_COLUMNS)
-        };
-        let t = ident(table);
-        if !cdr && !tables.contains(table) && !matches!(table, "acc" | "missed_calls") {
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {t} (LIKE acc INCLUDING ALL)"
-            ))
-            .await?;
-            made.push(table.to_string());
-        }
-        let cols = columns.join(", ");
-        let mut text = String::with_capacity(batch.len() * 256);
-        copy_rows(rows, &mut text);
-        let sink = tx
-            .copy_in::<_, Bytes>(&format!("COPY {stage} ({cols}) FROM STDIN"))
-            .await?;
-        futures_util::pin_mut!(sink);
-        sink.send(Bytes::from(text)).await?;
-        sink.finish().await?;
-        tx.batch_execute(&format!(
-            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (node, id) DO \
-             NOTHING; TRUNCATE {stage}"
-        ))
-        .await?;
-    }
-    tx.commit().await?;
-    tables.extend(made);
-    Ok(())
 }
 
 #[cfg(test)]

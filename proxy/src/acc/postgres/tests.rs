@@ -1,5 +1,6 @@
 //! Tests of the PostgreSQL sink's text and statements (no server).
 
+use super::ship::{copy_field, copy_rows, ident, json_without_nul};
 use super::*;
 
 #[test]
