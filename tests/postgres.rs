@@ -8,6 +8,7 @@
 use siplb_tests::*;
 use std::collections::HashSet;
 use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -874,9 +875,24 @@ fn records_ship_over_tls_as_sslmode_asks_and_a_certificate_that_fails_the_check_
         "postgres",
         "CREATE ROLE siplb_scram LOGIN SUPERUSER PASSWORD 'pass word'",
     );
+    // Where it goes from a connection service file, the password from a password file
+    // (mode 600), as libpq takes them.
+    let service = dir.0.join("pg_service.conf");
+    std::fs::write(
+        &service,
+        format!(
+            "[accounting]\nhostaddr=127.0.0.1\nport={TLS_PORT}\nuser=siplb_scram\n\
+             dbname=siplb\nsslmode=require\n"
+        ),
+    )
+    .unwrap();
+    let pgpass = dir.0.join("pgpass");
+    std::fs::write(&pgpass, "*:*:siplb:siplb_scram:pass word\n").unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
     let plain = format!(
-        "hostaddr=127.0.0.1 port={TLS_PORT} user=siplb_scram password='pass word' \
-         dbname=siplb sslmode=require channel_binding=require"
+        "service=accounting servicefile={} passfile={} channel_binding=require",
+        service.display(),
+        pgpass.display()
     );
     drop(ship(&plain, 50));
     // A role that logs in with a client certificate only (`cert` in pg_hba.conf).

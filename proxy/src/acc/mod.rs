@@ -23,6 +23,7 @@ mod direct;
 pub mod encode;
 pub mod files;
 pub mod journal;
+pub mod pgconn;
 pub mod pglimit;
 pub mod pgtls;
 pub mod plane;

@@ -17,6 +17,7 @@
 //! lists, read when the certificate is checked. Over a Unix socket there is no TLS, whatever
 //! `sslmode` says, as with libpq.
 
+use super::pgconn::{self, ConnString, Env};
 use super::pglimit::{self, PgError};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -87,16 +88,25 @@ pub struct TlsKeys {
     /// Certificate revocation lists (PEM): a file, and a folder of such files.
     pub crl: Option<PathBuf>,
     pub crl_dir: Option<PathBuf>,
+    /// `sslsni=0`: no server name in the handshake.
+    pub no_sni: bool,
+    /// `sslcertmode`.
+    pub cert_mode: CertMode,
+    /// `sslpassword` was given (said when the key cannot be read).
+    pub key_password: bool,
+    /// `ssl_min_protocol_version`, `ssl_max_protocol_version`: the minor of TLS 1.x.
+    pub tls_min: Option<u8>,
+    pub tls_max: Option<u8>,
 }
 
-const KEYS: [&str; 6] = [
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "sslcrl",
-    "sslcrldir",
-];
+/// libpq's `sslcertmode`: whether the client certificate is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertMode {
+    Disable,
+    #[default]
+    Allow,
+    Require,
+}
 
 /// Where a connection goes and how: tokio-postgres's settings, the TLS connector, and the
 /// TLS setting of a second attempt when the first fails (`allow`, `prefer`).
@@ -149,10 +159,14 @@ pub struct ConnectError {
 /// connector. Every file it names is read here, so that a missing or bad one is an error at
 /// once rather than at every connection.
 pub fn parse(conn: &str) -> Result<PgTarget, String> {
-    let (rest, keys) = split(conn)?;
-    let mut pg = rest
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a libpq connection string: {e}"))?;
+    let env = Env::of_process();
+    let (rest, keys, cs) = split(conn, &env)?;
+    let mut pg = rest.parse::<tokio_postgres::Config>().map_err(|e| {
+        // tokio-postgres says which keyword only in the error's cause.
+        let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+        format!("not a libpq connection string: {e}{cause}")
+    })?;
+    pgconn::apply(&mut pg, &cs, &env)?;
     if pg.get_ssl_mode() != PgMode::Prefer {
         // The split missed an sslmode that tokio-postgres read: never connect on a guess.
         return Err(
@@ -167,7 +181,7 @@ pub fn parse(conn: &str) -> Result<PgTarget, String> {
     // A `hostaddr` is connected to over TCP whatever `host` says.
     let unix_only =
         pg.get_hostaddrs().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = env.home.clone();
     if unix_only {
         // No TLS, so no file of the TLS keys is needed either (libpq does not read them).
         pg.ssl_mode(PgMode::Disable);
@@ -199,34 +213,63 @@ pub fn parse(conn: &str) -> Result<PgTarget, String> {
     Ok(PgTarget { pg, tls, then })
 }
 
-/// Takes the TLS keys out of `conn`: the rest of the string, as tokio-postgres parses it,
-/// and the keys.
-fn split(conn: &str) -> Result<(String, TlsKeys), String> {
-    let trimmed = conn.trim_start();
-    let (rest, pairs) = if ["postgres://", "postgresql://"]
-        .iter()
-        .any(|p| trimmed.starts_with(p))
-    {
-        split_url(trimmed)?
-    } else {
-        split_key_values(conn)?
-    };
+/// Reads `conn` ([`pgconn::read`]) and its TLS keys: the rest of the string, as
+/// tokio-postgres parses it, the keys, and the whole string taken apart.
+fn split(conn: &str, env: &Env) -> Result<(String, TlsKeys, ConnString), String> {
+    let cs = pgconn::read(conn, env)?;
     let mut keys = TlsKeys::default();
-    for (k, v) in pairs {
+    let mut require_ssl = false;
+    let bool_of = |k: &str, v: &str| match v {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(format!("{k}={v}: 0 or 1")),
+    };
+    for (k, v) in &cs.taken {
         // An empty value is the key's default, as with libpq.
-        let v = Some(v).filter(|v| !v.is_empty());
+        let v = Some(v.as_str()).filter(|v| !v.is_empty());
         match (k.as_str(), v) {
             ("sslmode", Some(v)) => {
-                keys.mode = SslMode::parse(&v)?;
+                keys.mode = SslMode::parse(v)?;
                 keys.mode_given = true;
             }
             ("sslmode", None) => keys.mode_given = false,
-            ("sslrootcert", v) => keys.root_cert = v,
+            ("sslrootcert", v) => keys.root_cert = v.map(str::to_string),
             ("sslcert", v) => keys.cert = v.map(PathBuf::from),
+            ("sslkey", v) => keys.key = v.map(PathBuf::from),
             ("sslcrl", v) => keys.crl = v.map(PathBuf::from),
             ("sslcrldir", v) => keys.crl_dir = v.map(PathBuf::from),
-            (_, v) => keys.key = v.map(PathBuf::from),
+            ("sslsni", v) => keys.no_sni = !bool_of(k, v.unwrap_or("1"))?,
+            ("sslcertmode", v) => {
+                keys.cert_mode = match v.unwrap_or("allow") {
+                    "disable" => CertMode::Disable,
+                    "allow" => CertMode::Allow,
+                    "require" => CertMode::Require,
+                    other => {
+                        return Err(format!(
+                            "sslcertmode={other}: not one of disable, allow, require"
+                        ));
+                    }
+                }
+            }
+            ("sslpassword", v) => keys.key_password = v.is_some(),
+            // TLS compression is off everywhere; libpq ignores it too.
+            ("sslcompression", v) => {
+                bool_of(k, v.unwrap_or("0"))?;
+            }
+            ("requiressl", v) => require_ssl = bool_of(k, v.unwrap_or("0"))?,
+            ("ssl_min_protocol_version", v) => keys.tls_min = v.map(tls_version).transpose()?,
+            ("ssl_max_protocol_version", v) => keys.tls_max = v.map(tls_version).transpose()?,
+            // Not TLS: [`pgconn::apply`].
+            _ => {}
         }
+    }
+    if require_ssl && !keys.mode_given {
+        // libpq's older spelling of sslmode=require.
+        keys.mode = SslMode::Require;
+        keys.mode_given = true;
+    }
+    if keys.cert_mode == CertMode::Require && keys.cert.is_none() {
+        return Err("sslcertmode=require: give the certificate, sslcert and sslkey".into());
     }
     if keys.root_cert.as_deref() == Some("system") {
         // libpq (PostgreSQL 16): the system's CAs vouch for any name, so only verify-full.
@@ -240,130 +283,39 @@ fn split(conn: &str) -> Result<(String, TlsKeys), String> {
             );
         }
     }
-    Ok((rest, keys))
+    Ok((cs.rest.clone(), keys, cs))
 }
 
-/// `key = value` pairs, a value either bare (up to white space) or in single quotes, with
-/// `\` escaping the next character (the grammar of libpq and tokio-postgres). The TLS pairs
-/// are cut out; the others stay as they were written.
-fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> {
-    // By character, white space as tokio-postgres has it (`char::is_whitespace`).
-    let cs: Vec<(usize, char)> = s.char_indices().collect();
-    let at = |j: usize| cs.get(j).map_or(s.len(), |&(i, _)| i);
-    let ch = |j: usize| cs.get(j).map(|&(_, c)| c);
-    let mut j = 0;
-    let mut rest = String::new();
-    let mut kept_from = 0;
-    let mut taken = Vec::new();
-    let ws = |j: &mut usize| {
-        while ch(*j).is_some_and(char::is_whitespace) {
-            *j += 1;
-        }
-    };
-    loop {
-        ws(&mut j);
-        let start = j;
-        while ch(j).is_some_and(|c| !c.is_whitespace() && c != '=') {
-            j += 1;
-        }
-        if j == start {
-            break;
-        }
-        let key = &s[at(start)..at(j)];
-        ws(&mut j);
-        if ch(j) != Some('=') {
-            return Err(format!(
-                "not a libpq connection string: `{key}` is not followed by `=`"
-            ));
-        }
-        j += 1;
-        ws(&mut j);
-        let mut value = String::new();
-        if ch(j) == Some('\'') {
-            j += 1;
-            loop {
-                match ch(j) {
-                    None => {
-                        return Err("not a libpq connection string: a quoted value is not \
-                                    closed"
-                            .into());
-                    }
-                    Some('\'') => break,
-                    Some('\\') if j + 1 < cs.len() => {
-                        value.push(cs[j + 1].1);
-                        j += 2;
-                    }
-                    Some(c) => {
-                        value.push(c);
-                        j += 1;
-                    }
-                }
-            }
-            j += 1;
-        } else {
-            while let Some(c) = ch(j).filter(|c| !c.is_whitespace()) {
-                if c == '\\' && j + 1 < cs.len() {
-                    j += 1;
-                }
-                value.push(cs[j].1);
-                j += 1;
-            }
-        }
-        if KEYS.contains(&key) {
-            rest.push_str(&s[kept_from..at(start)]);
-            kept_from = at(j);
-            taken.push((key.to_string(), value));
-        }
+/// A TLS version as `ssl_min_protocol_version` and `ssl_max_protocol_version` give it: the
+/// minor number of TLS 1.x.
+fn tls_version(v: &str) -> Result<u8, String> {
+    match v {
+        "TLSv1" => Ok(0),
+        "TLSv1.1" => Ok(1),
+        "TLSv1.2" => Ok(2),
+        "TLSv1.3" => Ok(3),
+        other => Err(format!(
+            "ssl_min_protocol_version or ssl_max_protocol_version={other}: not one of TLSv1, \
+             TLSv1.1, TLSv1.2, TLSv1.3"
+        )),
     }
-    rest.push_str(&s[kept_from..]);
-    Ok((rest, taken))
 }
 
-/// A URL: the TLS parameters of its query (`?k=v&k=v`, percent-encoded) cut out.
-fn split_url(s: &str) -> Result<(String, Vec<(String, String)>), String> {
-    // As tokio-postgres reads it: the credentials end at the first `@`, the query starts at
-    // the first `?` after them.
-    let after_creds = s.find('@').map_or(0, |i| i + 1);
-    let Some(q) = s[after_creds..].find('?').map(|i| i + after_creds) else {
-        return Ok((s.to_string(), Vec::new()));
-    };
-    let mut kept = Vec::new();
-    let mut taken = Vec::new();
-    for param in s[q + 1..].split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = param.split_once('=').unwrap_or((param, ""));
-        let key = percent_decode(k)?;
-        if KEYS.contains(&key.as_str()) {
-            taken.push((key, percent_decode(v)?));
-        } else {
-            kept.push(param);
-        }
+/// The TLS versions rustls may use given the keys' bounds (it has 1.2 and 1.3 only).
+fn tls_versions(keys: &TlsKeys) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let (min, max) = (keys.tls_min.unwrap_or(2), keys.tls_max.unwrap_or(3));
+    let versions: Vec<_> = [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, p)| p)
+        .collect();
+    if versions.is_empty() {
+        return Err(format!(
+            "ssl_min_protocol_version and ssl_max_protocol_version leave no TLS version siplb \
+             speaks (TLSv1.2, TLSv1.3): from TLSv1.{min} to TLSv1.{max}"
+        ));
     }
-    let mut rest = s[..q].to_string();
-    if !kept.is_empty() {
-        rest.push('?');
-        rest.push_str(&kept.join("&"));
-    }
-    Ok((rest, taken))
-}
-
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("not a libpq connection string: a bad `%` in `{s}`"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("not a libpq connection string: `{s}`"))
+    Ok(versions)
 }
 
 /// How much of the server's certificate is checked.
@@ -420,11 +372,13 @@ fn connector(keys: &TlsKeys, home: Option<&Path>) -> Result<MakeRustlsConnect, S
         }
     };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&tls_versions(keys)?)
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let config = match (&keys.cert, &keys.key) {
+    let cert = (&keys.cert, &keys.key);
+    let mut config = match cert {
+        _ if keys.cert_mode == CertMode::Disable => builder.with_no_client_auth(),
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
@@ -433,14 +387,32 @@ fn connector(keys: &TlsKeys, home: Option<&Path>) -> Result<MakeRustlsConnect, S
             if chain.is_empty() {
                 return Err(format!("sslcert={}: no certificate in it", cert.display()));
             }
-            let key_der = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("sslkey={}: {e}", key.display()))?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                let encrypted = std::fs::read_to_string(key)
+                    .is_ok_and(|t| t.contains("ENCRYPTED") || t.contains("Proc-Type: 4,ENCRYPTED"));
+                if encrypted {
+                    format!(
+                        "sslkey={}: the key is encrypted{}; siplb cannot decrypt it: store it \
+                         decrypted, readable by siplb's user only (openssl pkey -in <key> -out \
+                         <plain key>)",
+                        key.display(),
+                        if keys.key_password {
+                            " (sslpassword)"
+                        } else {
+                            ""
+                        }
+                    )
+                } else {
+                    format!("sslkey={}: {e}", key.display())
+                }
+            })?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| format!("sslcert, sslkey: {e}"))?
         }
         _ => return Err("sslcert and sslkey go together: give both, or neither".into()),
     };
+    config.enable_sni = !keys.no_sni;
     Ok(MakeRustlsConnect::new(config))
 }
 

@@ -423,6 +423,14 @@ sinks = ["files", "postgres"]
             "{e}"
         );
         assert!(e.contains("t.toml:15:"), "{e}");
+        // A keyword libpq does not know is named, with the one meant.
+        let e = parse("host=db.example dbnme=siplb")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml:15:") && e.contains("`dbnme` is not a libpq keyword (`dbname`?)"),
+            "{e}"
+        );
     }
 
     #[test]

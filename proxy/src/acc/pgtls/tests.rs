@@ -2,8 +2,44 @@
 
 use super::*;
 
+fn split(conn: &str) -> Result<(String, TlsKeys), String> {
+    super::split(conn, &Env::default()).map(|(rest, keys, _)| (rest, keys))
+}
+
 fn keys(conn: &str) -> (String, TlsKeys) {
     split(conn).unwrap()
+}
+
+#[test]
+fn libpqs_other_tls_keywords_are_read_and_bad_values_named() {
+    let (rest, k) = keys(
+        "host=db sslsni=0 sslcompression=1 sslcertmode=disable sslpassword=x \
+         ssl_min_protocol_version=TLSv1.3",
+    );
+    assert_eq!(rest.split_whitespace().collect::<Vec<_>>(), ["host=db"]);
+    assert!(k.no_sni && k.key_password);
+    assert_eq!(k.cert_mode, CertMode::Disable);
+    assert_eq!(tls_versions(&k).unwrap(), [&rustls::version::TLS13]);
+    // The older spelling of sslmode=require, which sslmode overrides.
+    assert_eq!(keys("host=db requiressl=1").1.mode, SslMode::Require);
+    assert_eq!(
+        keys("host=db requiressl=1 sslmode=disable").1.mode,
+        SslMode::Disable
+    );
+    let (_, k) = keys("host=db ssl_max_protocol_version=TLSv1.2");
+    assert_eq!(tls_versions(&k).unwrap(), [&rustls::version::TLS12]);
+    let (_, k) = keys("host=db ssl_max_protocol_version=TLSv1.1");
+    assert!(tls_versions(&k).unwrap_err().contains("TLSv1.2"));
+    for (bad, says) in [
+        ("sslsni=yes", "sslsni=yes: 0 or 1"),
+        ("sslcertmode=always", "sslcertmode=always"),
+        ("sslcertmode=require", "sslcertmode=require: give"),
+        ("ssl_min_protocol_version=TLSv2", "TLSv2"),
+        ("requiressl=2", "requiressl=2"),
+    ] {
+        let e = split(&format!("host=db {bad}")).unwrap_err();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }
 
 #[test]
