@@ -143,7 +143,22 @@ pub fn read(conn: &str, env: &Env) -> Result<ConnString, String> {
     for k in &present {
         known(k)?;
     }
-    let mut taken = pairs;
+    let mut taken = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if k != "requiressl" {
+            taken.push((k, v));
+            continue;
+        }
+        // libpq's older spelling of sslmode, read as that sslmode where it is written.
+        let mode = match v.as_str() {
+            "" => continue,
+            "1" => "require",
+            "0" => "prefer",
+            other => return Err(format!("requiressl={other}: 0 or 1")),
+        };
+        taken.push(("sslmode".into(), mode.into()));
+        present.push("sslmode".into());
+    }
     let service = taken
         .iter()
         .rev()
@@ -165,10 +180,18 @@ pub fn read(conn: &str, env: &Env) -> Result<ConnString, String> {
             if TAKEN.contains(&k.as_str()) {
                 taken.push((k, v));
             } else if url {
-                rest.push(if rest.contains('?') { '&' } else { '?' });
-                rest.push_str(&percent_encode(&k));
-                rest.push('=');
-                rest.push_str(&percent_encode(&v));
+                // A query parameter holds one host (or port): a list is one each.
+                let values: Vec<&str> = if matches!(k.as_str(), "host" | "hostaddr" | "port") {
+                    v.split(',').collect()
+                } else {
+                    vec![v.as_str()]
+                };
+                for v in values {
+                    rest.push(if rest.contains('?') { '&' } else { '?' });
+                    rest.push_str(&percent_encode(&k));
+                    rest.push('=');
+                    rest.push_str(&percent_encode(v));
+                }
             } else {
                 let quoted = v.replace('\\', "\\\\").replace('\'', "\\'");
                 rest = format!("{k}='{quoted}' {rest}");
@@ -315,10 +338,11 @@ fn service_pairs(
         .unwrap_or_else(|| PathBuf::from("/etc/postgresql-common"))
         .join("pg_service.conf");
     let mut looked = Vec::new();
-    for path in user_file.into_iter().chain([system_file]) {
+    for (i, path) in user_file.into_iter().chain([system_file]).enumerate() {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => {
+            // Only `servicefile` must be there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && (file.is_none() || i > 0) => {
                 looked.push(path.display().to_string());
                 continue;
             }
@@ -429,17 +453,21 @@ pub fn password_from_file(
         }
         let fields = pgpass_fields(line);
         if fields.len() < 5 {
+            // libpq skips a line of fewer fields.
             continue;
         }
-        // A Unix socket folder is `localhost` too.
-        let socket = host.starts_with('/') && fields[0] == "localhost";
+        // The default socket folder is `localhost` too (libpq's, Debian's build).
+        let socket = matches!(
+            host.trim_end_matches('/'),
+            "/var/run/postgresql" | "/run/postgresql"
+        ) && fields[0] == "localhost";
         let matches = fields[..4]
             .iter()
             .zip(wanted)
             .enumerate()
             .all(|(i, (f, w))| f == "*" || f == w || (i == 0 && socket));
         if matches {
-            return Ok(Some(fields[4..].join(":")));
+            return Ok(Some(fields[4].clone()));
         }
     }
     Ok(None)
@@ -456,7 +484,7 @@ fn pgpass_fields(line: &str) -> Vec<String> {
                     f.push(n);
                 }
             }
-            ':' if out.len() < 5 => out.push(String::new()),
+            ':' => out.push(String::new()),
             c => {
                 if let Some(f) = out.last_mut() {
                     f.push(c);
@@ -467,11 +495,13 @@ fn pgpass_fields(line: &str) -> Vec<String> {
     out
 }
 
+/// A string taken apart: the rest as written, the pairs taken out, and every keyword given.
+type Split = (String, Vec<(String, String)>, Vec<String>);
+
 /// `key = value` pairs, a value either bare (up to white space) or in single quotes, with
 /// `\` escaping the next character (the grammar of libpq and tokio-postgres). The [`TAKEN`]
 /// pairs are cut out; the others stay as they were written. Also every key seen.
-#[allow(clippy::type_complexity)]
-fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>, Vec<String>), String> {
+fn split_key_values(s: &str) -> Result<Split, String> {
     // By character, white space as tokio-postgres has it (`char::is_whitespace`).
     let cs: Vec<(usize, char)> = s.char_indices().collect();
     let at = |j: usize| cs.get(j).map_or(s.len(), |&(i, _)| i);
@@ -551,8 +581,7 @@ fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>, Vec<Strin
 
 /// A URL: the [`TAKEN`] parameters of its query (`?k=v&k=v`, percent-encoded) cut out;
 /// also every keyword it gives, in its body or its query.
-#[allow(clippy::type_complexity)]
-fn split_url(s: &str) -> Result<(String, Vec<(String, String)>, Vec<String>), String> {
+fn split_url(s: &str) -> Result<Split, String> {
     let mut present = Vec::new();
     // As tokio-postgres reads it: the credentials end at the first `@`, the query starts at
     // the first `?` after them.
@@ -575,14 +604,10 @@ fn split_url(s: &str) -> Result<(String, Vec<(String, String)>, Vec<String>), St
     let main = &s[after_creds..q.unwrap_or(s.len())];
     let (netloc, path) = main.split_once('/').unwrap_or((main, ""));
     if !netloc.is_empty() {
+        // tokio-postgres gives every host of the address part a port (5432 when none is
+        // written): a service's port would be one more.
         present.push("host".into());
-        // A port after a name, an address, or a bracketed IPv6 address.
-        if netloc
-            .split(',')
-            .any(|h| h.rsplit_once(']').map_or(h, |(_, p)| p).contains(':'))
-        {
-            present.push("port".into());
-        }
+        present.push("port".into());
     }
     if !path.is_empty() {
         present.push("dbname".into());

@@ -218,7 +218,6 @@ pub fn parse(conn: &str) -> Result<PgTarget, String> {
 fn split(conn: &str, env: &Env) -> Result<(String, TlsKeys, ConnString), String> {
     let cs = pgconn::read(conn, env)?;
     let mut keys = TlsKeys::default();
-    let mut require_ssl = false;
     let bool_of = |k: &str, v: &str| match v {
         "0" => Ok(false),
         "1" => Ok(true),
@@ -256,17 +255,15 @@ fn split(conn: &str, env: &Env) -> Result<(String, TlsKeys, ConnString), String>
             ("sslcompression", v) => {
                 bool_of(k, v.unwrap_or("0"))?;
             }
-            ("requiressl", v) => require_ssl = bool_of(k, v.unwrap_or("0"))?,
-            ("ssl_min_protocol_version", v) => keys.tls_min = v.map(tls_version).transpose()?,
-            ("ssl_max_protocol_version", v) => keys.tls_max = v.map(tls_version).transpose()?,
+            ("ssl_min_protocol_version", v) => {
+                keys.tls_min = v.map(|v| tls_version(k, v)).transpose()?;
+            }
+            ("ssl_max_protocol_version", v) => {
+                keys.tls_max = v.map(|v| tls_version(k, v)).transpose()?;
+            }
             // Not TLS: [`pgconn::apply`].
             _ => {}
         }
-    }
-    if require_ssl && !keys.mode_given {
-        // libpq's older spelling of sslmode=require.
-        keys.mode = SslMode::Require;
-        keys.mode_given = true;
     }
     if keys.cert_mode == CertMode::Require && keys.cert.is_none() {
         return Err("sslcertmode=require: give the certificate, sslcert and sslkey".into());
@@ -286,17 +283,16 @@ fn split(conn: &str, env: &Env) -> Result<(String, TlsKeys, ConnString), String>
     Ok((cs.rest.clone(), keys, cs))
 }
 
-/// A TLS version as `ssl_min_protocol_version` and `ssl_max_protocol_version` give it: the
-/// minor number of TLS 1.x.
-fn tls_version(v: &str) -> Result<u8, String> {
+/// A TLS version as `ssl_min_protocol_version` and `ssl_max_protocol_version` (`key`) give
+/// it: the minor number of TLS 1.x.
+fn tls_version(key: &str, v: &str) -> Result<u8, String> {
     match v {
         "TLSv1" => Ok(0),
         "TLSv1.1" => Ok(1),
         "TLSv1.2" => Ok(2),
         "TLSv1.3" => Ok(3),
         other => Err(format!(
-            "ssl_min_protocol_version or ssl_max_protocol_version={other}: not one of TLSv1, \
-             TLSv1.1, TLSv1.2, TLSv1.3"
+            "{key}={other}: not one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3"
         )),
     }
 }

@@ -52,7 +52,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A trouble that goes on is logged again this often.
 const REMIND: Duration = Duration::from_secs(60);
-pub use rejected::{REJECTED, RETRY};
+pub use rejected::{REJECTED, RETRY, RETRY_FAILED, warn_if_left};
 /// How often the shipper looks for a [`RETRY`] file.
 const RETRY_LOOK: Duration = Duration::from_secs(1);
 
@@ -77,33 +77,6 @@ pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>>
     let mut s = SpoolSink::new(spool.clone(), cfg.spool_max_bytes)?;
     s.shipper = Some(Shipper::spawn(target, spool, Counters::of(plane))?);
     Ok(Box::new(s))
-}
-
-/// Without `acc.postgres`: records an earlier run spooled and never shipped are said at
-/// start, not left in the spool without a word.
-pub fn warn_if_left(cfg: &AccConfig) {
-    let dir = cfg.dir.join("spool");
-    if !dir.is_dir() {
-        return;
-    }
-    match Spool::open(&dir, Arc::default()) {
-        Ok((s, _)) if s.records() > 0 => tracing::warn!(
-            "acc: {} records in {} were never shipped to PostgreSQL, and acc.postgres is not \
-             set: they stay there until it is set again",
-            s.records(),
-            dir.display()
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("acc: {}: {e}", dir.display()),
-    }
-    for f in [REJECTED, RETRY] {
-        if dir.join(f).exists() {
-            tracing::warn!(
-                "acc: {} holds records PostgreSQL refused, and acc.postgres is not set",
-                dir.join(f).display()
-            );
-        }
-    }
 }
 
 /// The shipper thread.
@@ -300,22 +273,6 @@ impl Run {
                 }
                 c.is_closed()
             };
-            if self.retry_due() {
-                if idle_closed(c) {
-                    client = None;
-                    self.close();
-                    self.stages.clear();
-                    self.retry_looked = None;
-                    continue;
-                }
-                if let Err(f) = self.ship_retry(c).await {
-                    client = None;
-                    self.close();
-                    self.stages.clear();
-                    self.failed(&f).await;
-                }
-                continue;
-            }
             let (batch, end, lines) = match self.spool.read(BATCH) {
                 Ok(b) => b,
                 Err(e) => {
@@ -325,6 +282,25 @@ impl Run {
                 }
             };
             if lines == 0 {
+                // Caught up: the records set aside to ship again, if the operator asked.
+                if self.retry_due() {
+                    if idle_closed(c) {
+                        client = None;
+                        self.close();
+                        self.stages.clear();
+                        self.retry_looked = None;
+                        continue;
+                    }
+                    let r = self.ship_retry(c).await;
+                    self.retry_looked = Some(Instant::now());
+                    if let Err(f) = r {
+                        client = None;
+                        self.close();
+                        self.stages.clear();
+                        self.failed(&f).await;
+                    }
+                    continue;
+                }
                 let wait = self.at_most(Duration::from_millis(100));
                 let _ = tokio::time::timeout(wait, self.spool.more.notified()).await;
                 continue;
@@ -387,9 +363,12 @@ impl Run {
     }
 
     /// Ships the records of the [`RETRY`] file again (those that landed before land once),
-    /// sets aside again those still refused, and deletes the file.
+    /// sets aside again those still refused, and deletes the file. When a batch fails, the
+    /// file keeps the records not yet shipped; when the database refuses them for its setup
+    /// (not their values), it is renamed [`RETRY_FAILED`] and left for the operator.
     async fn ship_retry(&mut self, c: &mut Client) -> Result<(), Failed> {
         let dir = self.spool.dir().to_path_buf();
+        let path = dir.join(RETRY);
         let records = match rejected::read_retry(&dir) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
@@ -398,17 +377,47 @@ impl Run {
                 return Ok(());
             }
         };
-        let mut refused = 0;
-        for chunk in records.chunks(BATCH) {
-            let rejected = self.ship_batch(c, chunk).await?;
+        let (mut refused, mut done) = (0, 0);
+        while done < records.len() {
+            let chunk: Vec<Spooled> = records[done..(done + BATCH).min(records.len())]
+                .iter()
+                .map(|(r, _)| r.clone())
+                .collect();
+            let rejected = match self.ship_batch(c, &chunk).await {
+                Ok(r) => r,
+                Err(f) => {
+                    let left: Vec<u8> = records[done..]
+                        .iter()
+                        .flat_map(|(_, line)| line.iter().copied().chain([b'\n']))
+                        .collect();
+                    if let Err(e) = rejected::replace(&path, &left) {
+                        tracing::error!("acc: {}: {e}", path.display());
+                    }
+                    if let Failed::Refused(why) = &f {
+                        let failed = dir.join(RETRY_FAILED);
+                        if let Err(e) = std::fs::rename(&path, &failed) {
+                            tracing::error!("acc: {}: {e}", path.display());
+                        }
+                        tracing::error!(
+                            "acc: PostgreSQL refuses the records of {} ({why}); the {} not \
+                             shipped are kept in {}: rename it {RETRY} to try again",
+                            path.display(),
+                            records.len() - done,
+                            failed.display()
+                        );
+                        return Ok(());
+                    }
+                    return Err(f);
+                }
+            };
             if !rejected.is_empty() {
-                self.set_aside(chunk, &rejected).map_err(|e| {
+                self.set_aside(&chunk, &rejected).map_err(|e| {
                     Failed::Connection(format!("setting refused records aside failed: {e}"))
                 })?;
             }
             refused += rejected.len();
+            done += chunk.len();
         }
-        let path = dir.join(RETRY);
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::error!("acc: {}: {e}", path.display());
         }
@@ -566,7 +575,13 @@ impl Run {
     /// `missed_calls` and `cdrs` have siplb's columns.
     async fn connect(&mut self) -> Result<Client, Failed> {
         let (client, conn) = self.target.connect().await.map_err(|e| {
-            let answered = |e: &PgError| matches!(e, PgError::Pg(e) if e.as_db_error().is_some());
+            // The server said no to siplb's credentials or database (SQLSTATE class 28, 3D,
+            // 42): not a server away, busy or starting.
+            let answered = |e: &PgError| {
+                matches!(e, PgError::Pg(e) if e.as_db_error().is_some_and(|d| {
+                    matches!(d.code().code().get(..2), Some("28" | "3D" | "42"))
+                }))
+            };
             if answered(&e.first) || e.then.as_ref().is_some_and(|(_, e)| answered(e)) {
                 Failed::Login(describe_connect(&e))
             } else {

@@ -104,12 +104,27 @@ fn a_service_gives_what_the_string_does_not() {
     // The string's own keyword wins.
     assert_eq!(pg.get_application_name(), Some("mine"));
     assert_eq!(cs.get("sslmode"), Some("verify-full"));
-    // A URL takes a service in its query; its host and port win over the service's.
+    // A URL takes a service in its query; its host and port win over the service's (a
+    // host without a port is on 5432, as tokio-postgres reads it).
     let cs = read("postgresql://u@mine:5999/x?service=acct", &env).unwrap();
     let pg: tokio_postgres::Config = cs.rest.parse().unwrap();
     assert_eq!(pg.get_ports(), [5999]);
     assert_eq!(pg.get_dbname(), Some("x"));
     assert_eq!(pg.get_application_name(), Some("svc"));
+    let cs = read("postgresql://u@mine/x?service=acct", &env).unwrap();
+    let pg: tokio_postgres::Config = cs.rest.parse().unwrap();
+    assert_eq!(pg.get_ports(), [5432]);
+    // A service's hosts, one parameter each.
+    std::fs::write(d.join("two.conf"), "[two]\nhost=a,b\nport=1,2\n").unwrap();
+    let two = format!("servicefile={}", d.join("two.conf").display());
+    let cs = read(&format!("postgresql:///x?service=two&{two}"), &env).unwrap();
+    let pg: tokio_postgres::Config = cs.rest.parse().unwrap();
+    assert_eq!(pg.get_hosts().len(), 2, "{}", cs.rest);
+    assert_eq!(pg.get_ports(), [1, 2]);
+    // A servicefile named is read first; the system's, when it has no such service, may be
+    // missing.
+    let e = read(&format!("service=none {two}"), &env).unwrap_err();
+    assert!(e.contains("service `none` is not defined"), "{e}");
     // The system's file when the user's has no such service.
     let cs = read("service=sys", &env).unwrap();
     let pg: tokio_postgres::Config = cs.rest.parse().unwrap();
@@ -143,9 +158,10 @@ fn a_password_comes_from_the_password_file_when_the_string_has_none() {
         let mut pg: tokio_postgres::Config = cs.rest.parse().map_err(|e| format!("{e}"))?;
         apply(&mut pg, &cs, &env).map(|()| pg.get_password().map(<[u8]>::to_vec))
     };
+    // The password ends at its first `:` not escaped, as libpq reads it.
     assert_eq!(
         pw("host=db.example dbname=siplb user=siplb").unwrap(),
-        Some(b"s3cr:et:x".to_vec())
+        Some(b"s3cr:et".to_vec())
     );
     assert_eq!(pw("host=any user=admin").unwrap(), Some(b"adm".to_vec()));
     assert_eq!(
@@ -153,6 +169,8 @@ fn a_password_comes_from_the_password_file_when_the_string_has_none() {
         Some(b"viasocket".to_vec())
     );
     assert_eq!(pw("host=db.example user=nobody").unwrap(), None);
+    // `localhost` is the default socket folder, not any.
+    assert_eq!(pw("host=/tmp/sock user=sock").unwrap(), None);
     // The string's own password wins.
     assert_eq!(
         pw("host=any user=admin password=p").unwrap(),

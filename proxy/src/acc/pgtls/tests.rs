@@ -20,12 +20,17 @@ fn libpqs_other_tls_keywords_are_read_and_bad_values_named() {
     assert!(k.no_sni && k.key_password);
     assert_eq!(k.cert_mode, CertMode::Disable);
     assert_eq!(tls_versions(&k).unwrap(), [&rustls::version::TLS13]);
-    // The older spelling of sslmode=require, which sslmode overrides.
+    // The older spelling of sslmode: the last one written wins, as in libpq.
     assert_eq!(keys("host=db requiressl=1").1.mode, SslMode::Require);
     assert_eq!(
         keys("host=db requiressl=1 sslmode=disable").1.mode,
         SslMode::Disable
     );
+    assert_eq!(
+        keys("host=db sslmode=disable requiressl=1").1.mode,
+        SslMode::Require
+    );
+    assert_eq!(keys("host=db requiressl=0").1.mode, SslMode::Prefer);
     let (_, k) = keys("host=db ssl_max_protocol_version=TLSv1.2");
     assert_eq!(tls_versions(&k).unwrap(), [&rustls::version::TLS12]);
     let (_, k) = keys("host=db ssl_max_protocol_version=TLSv1.1");
@@ -34,7 +39,10 @@ fn libpqs_other_tls_keywords_are_read_and_bad_values_named() {
         ("sslsni=yes", "sslsni=yes: 0 or 1"),
         ("sslcertmode=always", "sslcertmode=always"),
         ("sslcertmode=require", "sslcertmode=require: give"),
-        ("ssl_min_protocol_version=TLSv2", "TLSv2"),
+        (
+            "ssl_min_protocol_version=TLSv2",
+            "ssl_min_protocol_version=TLSv2",
+        ),
         ("requiressl=2", "requiressl=2"),
     ] {
         let e = split(&format!("host=db {bad}")).unwrap_err();

@@ -1,9 +1,11 @@
 //! Records PostgreSQL refused: set aside in `<acc.dir>/spool/rejected.jsonl`, one JSON object
 //! per line (`table`, `record` with a member per column, `error`), and shipped again when
-//! the operator renames that file `retry.jsonl` once the table takes them.
+//! the operator renames that file `retry.jsonl` once the table takes them; and what an
+//! earlier run left, said at a start without `acc.postgres`.
 
+use super::super::config::AccConfig;
 use super::super::record::{ACC_COLUMNS, CDR_COLUMNS};
-use super::super::spool::Spooled;
+use super::super::spool::{Spool, Spooled};
 use super::ship::columns_of;
 use serde_json::{Map, Value};
 use std::io::{self, Write};
@@ -13,6 +15,13 @@ use std::path::{Path, PathBuf};
 pub const REJECTED: &str = "rejected.jsonl";
 /// What the shipper ships again, in the spool's folder: `rejected.jsonl`, renamed.
 pub const RETRY: &str = "retry.jsonl";
+/// [`RETRY`] once the database refused its records for its setup, left for the operator.
+pub const RETRY_FAILED: &str = "retry-failed.jsonl";
+/// Lines of [`RETRY`] that are not records, set aside as they were.
+pub const RETRY_BAD: &str = "retry-bad.jsonl";
+
+/// A record of [`RETRY`], and its line as written.
+pub type RetryLine = (Spooled, Vec<u8>);
 
 /// One line of [`REJECTED`]: the record with its columns named (the CDR's variables as the
 /// JSON object they are), and the server's message.
@@ -92,9 +101,9 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
     })
 }
 
-/// The records of `dir`/[`RETRY`], if there is such a file; a line that is not a record is
-/// logged and left out.
-pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<Spooled>>> {
+/// The records of `dir`/[`RETRY`], each with its line, if there is such a file; a line that
+/// is not a record is logged and moved to [`RETRY_BAD`] as it was.
+pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<RetryLine>>> {
     let path = dir.join(RETRY);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
@@ -102,20 +111,81 @@ pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<Spooled>>> {
         Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
     };
     let mut out = Vec::new();
+    let mut bad = Vec::new();
     for (n, l) in text.split(|&b| b == b'\n').enumerate() {
         if l.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match parse(l) {
-            Ok(r) => out.push(r),
-            Err(e) => tracing::error!(
-                "acc: {} line {}: not a record siplb set aside ({e}); left out",
-                path.display(),
-                n + 1
-            ),
+            Ok(r) => out.push((r, l.to_vec())),
+            Err(e) => {
+                tracing::error!(
+                    "acc: {} line {}: not a record siplb set aside ({e}); moved to {}",
+                    path.display(),
+                    n + 1,
+                    dir.join(RETRY_BAD).display()
+                );
+                bad.extend_from_slice(l);
+                bad.push(b'\n');
+            }
         }
     }
+    if !bad.is_empty() {
+        let bad_path = dir.join(RETRY_BAD);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&bad_path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bad_path.display())))?;
+        f.write_all(&bad)?;
+        f.sync_data()?;
+        let good: Vec<u8> = out
+            .iter()
+            .flat_map(|(_, l)| l.iter().copied().chain([b'\n']))
+            .collect();
+        replace(&path, &good)?;
+    }
     Ok(Some(out))
+}
+
+/// Replaces the file at `path` with `text`, synced, atomically.
+pub fn replace(path: &Path, text: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Without `acc.postgres`: records an earlier run spooled and never shipped are said at
+/// start, not left in the spool without a word.
+pub fn warn_if_left(cfg: &AccConfig) {
+    let dir = cfg.dir.join("spool");
+    if !dir.is_dir() {
+        return;
+    }
+    match Spool::open(&dir, std::sync::Arc::default()) {
+        Ok((s, _)) if s.records() > 0 => tracing::warn!(
+            "acc: {} records in {} were never shipped to PostgreSQL, and acc.postgres is not \
+             set: they stay there until it is set again",
+            s.records(),
+            dir.display()
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("acc: {}: {e}", dir.display()),
+    }
+    for f in [REJECTED, RETRY, RETRY_FAILED] {
+        if dir.join(f).exists() {
+            tracing::warn!(
+                "acc: {} holds records PostgreSQL refused, and acc.postgres is not set",
+                dir.join(f).display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +219,28 @@ mod tests {
             fields: ACC_COLUMNS.iter().map(|c| Some(c.to_string())).collect(),
         };
         assert_eq!(parse(&line(&acc, "e")).unwrap(), acc);
+    }
+
+    #[test]
+    fn a_line_of_retry_jsonl_that_is_not_a_record_is_moved_aside_not_lost() {
+        let dir = std::env::temp_dir().join(format!("siplb-retry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(read_retry(&dir).unwrap().is_none());
+        let good = line(&cdr(), "e");
+        let mut text = good.clone();
+        text.extend_from_slice(b"{\"table\": \"cdrs\", \"record\": {\"calid\": \"x\"}}\n\n");
+        text.extend_from_slice(&good);
+        std::fs::write(dir.join(RETRY), &text).unwrap();
+        let read = read_retry(&dir).unwrap().unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].0, cdr());
+        // The bad line is in retry-bad.jsonl as it was, and retry.jsonl has the records.
+        let bad = std::fs::read_to_string(dir.join(RETRY_BAD)).unwrap();
+        assert!(bad.contains("calid") && bad.lines().count() == 1, "{bad}");
+        let left = std::fs::read(dir.join(RETRY)).unwrap();
+        assert_eq!(left, [good.clone(), good].concat());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
