@@ -15,7 +15,8 @@
 //! journal write per round, checkpoints, replay after a crash) over `direct` (block-aligned
 //! `O_DIRECT | O_DSYNC` writes); `spool` and `postgres` the PostgreSQL sink (a
 //! durable spool the writer fills, a shipper thread that empties it into the database), with
-//! `pgtls` its TLS as libpq's `sslmode` asks for it.
+//! `pgconn` its connection string as libpq reads it and `pgtls` its TLS as libpq's `sslmode`
+//! asks for it.
 
 pub mod accountant;
 pub mod config;
