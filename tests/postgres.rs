@@ -682,8 +682,38 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
     assert_eq!(count("acc"), "50");
     assert_eq!(siplb.stat("acc:sink_errors"), 0, "{}", stats());
 
+    // Shipped again while the database refuses them for its setup (a trigger that says the
+    // role may not insert): kept in retry-failed.jsonl, a second such retry added to the
+    // first's, none lost.
+    let spool = dir.0.join("acc/spool");
+    pg.psql(
+        "siplb",
+        "CREATE FUNCTION no_cdrs() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'not now' USING ERRCODE = '42501'; END $$; \
+         CREATE TRIGGER no_cdrs BEFORE INSERT ON cdrs FOR EACH ROW EXECUTE FUNCTION no_cdrs()",
+    );
+    let lines = std::fs::read_to_string(&rejected).unwrap();
+    std::fs::remove_file(&rejected).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    let failed = spool.join("retry-failed.jsonl");
+    let kept = || {
+        std::fs::read_to_string(&failed)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    for (half, after) in [(&lines[..30], 30), (&lines[30..], 60)] {
+        let tmp = spool.join("retry.tmp");
+        std::fs::write(&tmp, half.join("\n") + "\n").unwrap();
+        std::fs::rename(&tmp, spool.join("retry.jsonl")).unwrap();
+        wait_until(10, stats, || kept() == after);
+        assert!(!spool.join("retry.jsonl").exists());
+    }
+    assert!(siplb.log().contains("are kept in"), "{}", siplb.log());
+    assert_eq!(count("cdrs"), "10");
+    pg.psql("siplb", "DROP TRIGGER no_cdrs ON cdrs");
+
     // The set-aside records shipped again, as CDR.md tells: the file renamed retry.jsonl.
-    std::fs::rename(&rejected, dir.0.join("acc/spool/retry.jsonl")).unwrap();
+    std::fs::rename(&failed, dir.0.join("acc/spool/retry.jsonl")).unwrap();
     wait_until(20, stats, || count("cdrs") == "40" && count("acc") == "80");
     wait_until(5, stats, || !dir.0.join("acc/spool/retry.jsonl").exists());
     assert!(!rejected.exists(), "none refused again: {:?}", set_aside());

@@ -32,6 +32,19 @@ const PASSED: [&str; 18] = [
     "load_balance_hosts",
 ];
 
+/// The values tokio-postgres takes for those of [`PASSED`] that have a few, as said in the
+/// error of one it does not.
+pub const VALUES: [(&str, &str); 5] = [
+    ("target_session_attrs", "any, read-write"),
+    ("channel_binding", "disable, prefer, require"),
+    ("load_balance_hosts", "disable, random"),
+    ("sslnegotiation", "postgres, direct"),
+    (
+        "sslmode",
+        "disable, allow, prefer, require, verify-ca, verify-full",
+    ),
+];
+
 /// Keywords taken out of the string, for siplb to apply.
 const TAKEN: [&str; 26] = [
     "sslmode",
@@ -263,6 +276,11 @@ pub fn apply(pg: &mut tokio_postgres::Config, cs: &ConnString, env: &Env) -> Res
             "max_protocol_version={v}: not one of 3.0, 3.2, latest"
         ));
     }
+    if pg.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadOnly {
+        return Err(
+            "target_session_attrs=read-only: records are written; any or read-write".into(),
+        );
+    }
     if pg.get_password().is_none()
         && let Some(user) = pg.get_user().map(str::to_string)
     {
@@ -296,8 +314,9 @@ fn known(key: &str) -> Result<(), String> {
         .iter()
         .chain(TAKEN.iter())
         .chain(UNSUPPORTED.iter().map(|(k, _)| k));
+    let lower = key.to_ascii_lowercase();
     let near = all
-        .map(|k| (distance(key, k), *k))
+        .map(|k| (distance(&lower, k), *k))
         .filter(|(d, _)| *d <= 2)
         .min();
     Err(match near {

@@ -164,7 +164,11 @@ pub fn parse(conn: &str) -> Result<PgTarget, String> {
     let mut pg = rest.parse::<tokio_postgres::Config>().map_err(|e| {
         // tokio-postgres says which keyword only in the error's cause.
         let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
-        format!("not a libpq connection string: {e}{cause}")
+        let values = pgconn::VALUES
+            .iter()
+            .find(|(k, _)| cause.contains(&format!("`{k}`")))
+            .map_or(String::new(), |(_, v)| format!(" (one of {v})"));
+        format!("not a libpq connection string: {e}{cause}{values}")
     })?;
     pgconn::apply(&mut pg, &cs, &env)?;
     if pg.get_ssl_mode() != PgMode::Prefer {

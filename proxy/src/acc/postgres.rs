@@ -359,7 +359,8 @@ impl Run {
             return false;
         }
         self.retry_looked = Some(now);
-        self.spool.dir().join(RETRY).exists()
+        // A file (a folder or a dangling link of that name is not one).
+        self.spool.dir().join(RETRY).is_file()
     }
 
     /// Ships the records of the [`RETRY`] file again (those that landed before land once),
@@ -394,9 +395,12 @@ impl Run {
                         tracing::error!("acc: {}: {e}", path.display());
                     }
                     if let Failed::Refused(why) = &f {
+                        // Added to what an earlier retry left there, never over it.
                         let failed = dir.join(RETRY_FAILED);
-                        if let Err(e) = std::fs::rename(&path, &failed) {
-                            tracing::error!("acc: {}: {e}", path.display());
+                        let kept = rejected::append_to(&failed, &left)
+                            .and_then(|()| std::fs::remove_file(&path));
+                        if let Err(e) = kept {
+                            tracing::error!("acc: {}: {e}", failed.display());
                         }
                         tracing::error!(
                             "acc: PostgreSQL refuses the records of {} ({why}); the {} not \
@@ -582,10 +586,17 @@ impl Run {
                     matches!(d.code().code().get(..2), Some("28" | "3D" | "42"))
                 }))
             };
-            if answered(&e.first) || e.then.as_ref().is_some_and(|(_, e)| answered(e)) {
-                Failed::Login(describe_connect(&e))
+            let said = describe_connect(&e);
+            if said.contains("password missing") {
+                // tokio-postgres's word when the server asks for a password there is none of.
+                Failed::Login(format!(
+                    "{said} (the server asks for one: give password, or a line of the \
+                     passfile or ~/.pgpass that matches)"
+                ))
+            } else if answered(&e.first) || e.then.as_ref().is_some_and(|(_, e)| answered(e)) {
+                Failed::Login(said)
             } else {
-                Failed::Connection(describe_connect(&e))
+                Failed::Connection(said)
             }
         })?;
         let task = tokio::spawn(async move {
@@ -658,11 +669,12 @@ impl Run {
 
 /// What a failed statement says of the batch: the database's setup when it answered with a
 /// class of error that waiting for does not cure by itself (42: a table or column of
-/// another shape, a privilege; 0A, 3F), else the connection.
+/// another shape, a privilege; 25: a server or role that takes no writes; 0A, 3F), else
+/// the connection.
 fn failure(e: &tokio_postgres::Error, closed: bool) -> Failed {
     let setup = e
         .as_db_error()
-        .is_some_and(|d| matches!(d.code().code().get(..2), Some("42" | "0A" | "3F")));
+        .is_some_and(|d| matches!(d.code().code().get(..2), Some("42" | "0A" | "3F" | "25")));
     if setup && !closed {
         let mut why = describe(e);
         if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_COLUMN_REFERENCE) {

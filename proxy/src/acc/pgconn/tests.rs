@@ -47,6 +47,7 @@ fn every_libpq_keyword_is_known_and_an_unknown_one_is_named() {
     for (typo, meant) in [
         ("dbnme", "`dbname`?"),
         ("sslmod", "`sslmode`?"),
+        ("DBNAME", "`dbname`?"),
         ("foo", "keyword"),
     ] {
         let e = read(&format!("host=h {typo}=x"), &Env::default()).unwrap_err();
@@ -75,6 +76,7 @@ fn the_keywords_tokio_postgres_lacks_are_applied() {
         ("gssencmode=require", "GSSAPI"),
         ("keepalives_count=x", "keepalives_count=x"),
         ("min_protocol_version=3.2", "3.0"),
+        ("target_session_attrs=read-only", "any or read-write"),
     ] {
         let e = apply_to(&format!("host=h {bad}")).unwrap_err();
         assert!(e.contains(says), "{bad}: {e}");

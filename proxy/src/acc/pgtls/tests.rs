@@ -130,6 +130,12 @@ fn a_bad_string_or_sslmode_is_an_error_that_says_what() {
             .contains("not closed")
     );
     assert!(split("host").unwrap_err().contains("`host`"));
+    // A value tokio-postgres does not take: the keyword and the values it does.
+    let e = parse("host=h target_session_attrs=primary").err().unwrap();
+    assert!(
+        e.contains("`target_session_attrs`") && e.contains("one of any, read-write"),
+        "{e}"
+    );
     assert!(
         split("postgres://h/db?sslmode=%zz")
             .unwrap_err()

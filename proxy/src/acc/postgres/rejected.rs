@@ -49,14 +49,19 @@ pub fn line(r: &Spooled, error: &str) -> Vec<u8> {
 /// Appends `lines` to `dir`/[`REJECTED`], synced.
 pub fn append(dir: &Path, lines: &[u8]) -> io::Result<PathBuf> {
     let path = dir.join(REJECTED);
+    append_to(&path, lines)?;
+    Ok(path)
+}
+
+/// Appends `lines` to the file at `path` (made if need be), synced.
+pub fn append_to(path: &Path, lines: &[u8]) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     f.write_all(lines)?;
-    f.sync_data()?;
-    Ok(path)
+    f.sync_data()
 }
 
 /// A line of [`RETRY`] as a record to ship: written by [`line`], or by siplb before the
@@ -72,9 +77,23 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
         Value::String(s) => Some(s.clone()),
         v => Some(v.to_string()),
     };
+    if table.is_empty() {
+        return Err("its \"table\" is empty".into());
+    }
+    // `cdrs` holds CDRs; every other table (`acc`, `missed_calls`, a rule's) transaction
+    // records.
+    let columns: &[&str] = if table == "cdrs" {
+        &CDR_COLUMNS
+    } else {
+        &ACC_COLUMNS
+    };
     if let Some(fields) = v["fields"].as_array() {
-        if fields.len() != ACC_COLUMNS.len() && fields.len() != CDR_COLUMNS.len() {
-            return Err(format!("it has {} fields", fields.len()));
+        if fields.len() != columns.len() {
+            return Err(format!(
+                "it has {} fields where table {table} has {}",
+                fields.len(),
+                columns.len()
+            ));
         }
         return Ok(Spooled {
             table,
@@ -84,13 +103,11 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
     let record = v["record"]
         .as_object()
         .ok_or("it has no \"record\" object")?;
-    let columns: &[&str] = if record.contains_key("disposition") {
-        &CDR_COLUMNS
-    } else {
-        &ACC_COLUMNS
-    };
     if let Some(k) = record.keys().find(|k| !columns.contains(&k.as_str())) {
-        return Err(format!("\"{k}\" is not a column of siplb's records"));
+        return Err(format!("\"{k}\" is not a column of table {table}"));
+    }
+    if let Some(c) = columns.iter().find(|c| !record.contains_key(**c)) {
+        return Err(format!("its record has no \"{c}\" (null for no value)"));
     }
     Ok(Spooled {
         table,
@@ -131,14 +148,7 @@ pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<RetryLine>>> {
         }
     }
     if !bad.is_empty() {
-        let bad_path = dir.join(RETRY_BAD);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&bad_path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bad_path.display())))?;
-        f.write_all(&bad)?;
-        f.sync_data()?;
+        append_to(&dir.join(RETRY_BAD), &bad)?;
         let good: Vec<u8> = out
             .iter()
             .flat_map(|(_, l)| l.iter().copied().chain([b'\n']))
@@ -219,6 +229,21 @@ mod tests {
             fields: ACC_COLUMNS.iter().map(|c| Some(c.to_string())).collect(),
         };
         assert_eq!(parse(&line(&acc, "e")).unwrap(), acc);
+        // A record edited by hand must still have every column of its table's shape.
+        for (bad, says) in [
+            (
+                r#"{"table":"cdrs","record":{"node":"x"},"error":"e"}"#,
+                "no \"id\"",
+            ),
+            (
+                r#"{"table":"acc","record":{"disposition":"x"}}"#,
+                "\"disposition\"",
+            ),
+            (r#"{"table":"","record":{}}"#, "empty"),
+        ] {
+            let e = parse(bad.as_bytes()).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
