@@ -705,10 +705,14 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
         let tmp = spool.join("retry.tmp");
         std::fs::write(&tmp, half.join("\n") + "\n").unwrap();
         std::fs::rename(&tmp, spool.join("retry.jsonl")).unwrap();
-        wait_until(10, stats, || kept() == after);
+        wait_until(20, stats, || kept() == after);
         assert!(!spool.join("retry.jsonl").exists());
     }
-    assert!(siplb.log().contains("are kept in"), "{}", siplb.log());
+    assert!(
+        siplb.log().contains("records not shipped are added to"),
+        "{}",
+        siplb.log()
+    );
     assert_eq!(count("cdrs"), "10");
     pg.psql("siplb", "DROP TRIGGER no_cdrs ON cdrs");
 

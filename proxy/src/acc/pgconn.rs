@@ -156,22 +156,11 @@ pub fn read(conn: &str, env: &Env) -> Result<ConnString, String> {
     for k in &present {
         known(k)?;
     }
-    let mut taken = Vec::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        if k != "requiressl" {
-            taken.push((k, v));
-            continue;
-        }
-        // libpq's older spelling of sslmode, read as that sslmode where it is written.
-        let mode = match v.as_str() {
-            "" => continue,
-            "1" => "require",
-            "0" => "prefer",
-            other => return Err(format!("requiressl={other}: 0 or 1")),
-        };
-        taken.push(("sslmode".into(), mode.into()));
+    // libpq's older spelling of sslmode is that sslmode where it is written.
+    if present.iter().any(|k| k == "requiressl") {
         present.push("sslmode".into());
     }
+    let mut taken = pairs;
     let service = taken
         .iter()
         .rev()
@@ -185,8 +174,21 @@ pub fn read(conn: &str, env: &Env) -> Result<ConnString, String> {
             .find(|(k, _)| k == "servicefile")
             .map(|(_, v)| PathBuf::from(v))
             .filter(|p| !p.as_os_str().is_empty());
+        let url_host = url && present.iter().any(|k| k == "host");
         for (k, v) in service_pairs(&name, file.as_deref(), env)? {
-            if present.contains(&k) {
+            let as_mode = if k == "requiressl" {
+                "sslmode"
+            } else {
+                k.as_str()
+            };
+            if url_host && k == "port" && !present.iter().any(|p| p == "port") {
+                return Err(format!(
+                    "the URL names a host without a port, and service `{name}` gives \
+                     port={v}: write the port in the URL (a host written without one is on \
+                     5432)"
+                ));
+            }
+            if present.contains(&k) || present.iter().any(|p| p == as_mode) {
                 continue;
             }
             present.push(k.clone());
@@ -209,6 +211,18 @@ pub fn read(conn: &str, env: &Env) -> Result<ConnString, String> {
                 let quoted = v.replace('\\', "\\\\").replace('\'', "\\'");
                 rest = format!("{k}='{quoted}' {rest}");
             }
+        }
+    }
+    for (k, v) in &mut taken {
+        if k == "requiressl" {
+            // As libpq reads it: `1…` is require, anything else prefer.
+            let mode = if v.starts_with('1') {
+                "require"
+            } else {
+                "prefer"
+            };
+            *k = "sslmode".into();
+            *v = mode.into();
         }
     }
     Ok(ConnString { rest, taken })
@@ -623,10 +637,14 @@ fn split_url(s: &str) -> Result<Split, String> {
     let main = &s[after_creds..q.unwrap_or(s.len())];
     let (netloc, path) = main.split_once('/').unwrap_or((main, ""));
     if !netloc.is_empty() {
-        // tokio-postgres gives every host of the address part a port (5432 when none is
-        // written): a service's port would be one more.
         present.push("host".into());
-        present.push("port".into());
+        // A port after a name, an address, or a bracketed IPv6 address.
+        if netloc
+            .split(',')
+            .any(|h| h.rsplit_once(']').map_or(h, |(_, p)| p).contains(':'))
+        {
+            present.push("port".into());
+        }
     }
     if !path.is_empty() {
         present.push("dbname".into());

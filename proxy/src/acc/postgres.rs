@@ -53,10 +53,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A trouble that goes on is logged again this often.
 const REMIND: Duration = Duration::from_secs(60);
 pub use rejected::{REJECTED, RETRY, RETRY_FAILED, warn_if_left};
-/// How often the shipper looks for a [`RETRY`] file.
-const RETRY_LOOK: Duration = Duration::from_secs(1);
 
 mod rejected;
+mod retry;
 mod ship;
 
 /// The PostgreSQL sink of `cfg`: its spool opened (a torn line set aside, counted in
@@ -121,6 +120,7 @@ impl Shipper {
             stop: stop.clone(),
             stages: Stages::default(),
             retry_looked: None,
+            retrying: None,
             counters,
             trouble: None,
             backoff: BACKOFF_MIN,
@@ -173,6 +173,8 @@ struct Run {
     stages: Stages,
     /// When the shipper last looked for a [`RETRY`] file.
     retry_looked: Option<Instant>,
+    /// A retry under way.
+    retrying: Option<retry::Retrying>,
     counters: Counters,
     /// Since when records have not been shipping, and what was last logged of it.
     trouble: Option<Trouble>,
@@ -233,6 +235,11 @@ impl Run {
     }
 
     async fn run(&mut self) {
+        self.run_until_stopped().await;
+        self.save_retry();
+    }
+
+    async fn run_until_stopped(&mut self) {
         let mut client: Option<Client> = None;
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -288,12 +295,9 @@ impl Run {
                         client = None;
                         self.close();
                         self.stages.clear();
-                        self.retry_looked = None;
                         continue;
                     }
-                    let r = self.ship_retry(c).await;
-                    self.retry_looked = Some(Instant::now());
-                    if let Err(f) = r {
+                    if let Err(f) = self.retry_step(c).await {
                         client = None;
                         self.close();
                         self.stages.clear();
@@ -347,92 +351,6 @@ impl Run {
                 }
             }
         }
-    }
-
-    /// Whether to look for a [`RETRY`] file now.
-    fn retry_due(&mut self) -> bool {
-        let now = Instant::now();
-        if self
-            .retry_looked
-            .is_some_and(|t| now.duration_since(t) < RETRY_LOOK)
-        {
-            return false;
-        }
-        self.retry_looked = Some(now);
-        // A file (a folder or a dangling link of that name is not one).
-        self.spool.dir().join(RETRY).is_file()
-    }
-
-    /// Ships the records of the [`RETRY`] file again (those that landed before land once),
-    /// sets aside again those still refused, and deletes the file. When a batch fails, the
-    /// file keeps the records not yet shipped; when the database refuses them for its setup
-    /// (not their values), it is renamed [`RETRY_FAILED`] and left for the operator.
-    async fn ship_retry(&mut self, c: &mut Client) -> Result<(), Failed> {
-        let dir = self.spool.dir().to_path_buf();
-        let path = dir.join(RETRY);
-        let records = match rejected::read_retry(&dir) {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                tracing::error!("acc: {e}");
-                return Ok(());
-            }
-        };
-        let (mut refused, mut done) = (0, 0);
-        while done < records.len() {
-            let chunk: Vec<Spooled> = records[done..(done + BATCH).min(records.len())]
-                .iter()
-                .map(|(r, _)| r.clone())
-                .collect();
-            let rejected = match self.ship_batch(c, &chunk).await {
-                Ok(r) => r,
-                Err(f) => {
-                    let left: Vec<u8> = records[done..]
-                        .iter()
-                        .flat_map(|(_, line)| line.iter().copied().chain([b'\n']))
-                        .collect();
-                    if let Err(e) = rejected::replace(&path, &left) {
-                        tracing::error!("acc: {}: {e}", path.display());
-                    }
-                    if let Failed::Refused(why) = &f {
-                        // Added to what an earlier retry left there, never over it.
-                        let failed = dir.join(RETRY_FAILED);
-                        let kept = rejected::append_to(&failed, &left)
-                            .and_then(|()| std::fs::remove_file(&path));
-                        if let Err(e) = kept {
-                            tracing::error!("acc: {}: {e}", failed.display());
-                        }
-                        tracing::error!(
-                            "acc: PostgreSQL refuses the records of {} ({why}); the {} not \
-                             shipped are kept in {}: rename it {RETRY} to try again",
-                            path.display(),
-                            records.len() - done,
-                            failed.display()
-                        );
-                        return Ok(());
-                    }
-                    return Err(f);
-                }
-            };
-            if !rejected.is_empty() {
-                self.set_aside(&chunk, &rejected).map_err(|e| {
-                    Failed::Connection(format!("setting refused records aside failed: {e}"))
-                })?;
-            }
-            refused += rejected.len();
-            done += chunk.len();
-        }
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::error!("acc: {}: {e}", path.display());
-        }
-        tracing::info!(
-            "acc: {} records of {} shipped again: {} landed (or had landed), {refused} refused \
-             again",
-            records.len(),
-            path.display(),
-            records.len() - refused
-        );
-        Ok(())
     }
 
     /// Ships `batch`; if the database refuses some of its records (a data exception, a
@@ -669,12 +587,13 @@ impl Run {
 
 /// What a failed statement says of the batch: the database's setup when it answered with a
 /// class of error that waiting for does not cure by itself (42: a table or column of
-/// another shape, a privilege; 25: a server or role that takes no writes; 0A, 3F), else
+/// another shape, a privilege; 0A, 3F; 25006, a server or role that takes no writes), else
 /// the connection.
 fn failure(e: &tokio_postgres::Error, closed: bool) -> Failed {
-    let setup = e
-        .as_db_error()
-        .is_some_and(|d| matches!(d.code().code().get(..2), Some("42" | "0A" | "3F" | "25")));
+    let setup = e.as_db_error().is_some_and(|d| {
+        matches!(d.code().code().get(..2), Some("42" | "0A" | "3F"))
+            || *d.code() == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
+    });
     if setup && !closed {
         let mut why = describe(e);
         if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_COLUMN_REFERENCE) {

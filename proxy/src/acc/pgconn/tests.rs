@@ -113,9 +113,8 @@ fn a_service_gives_what_the_string_does_not() {
     assert_eq!(pg.get_ports(), [5999]);
     assert_eq!(pg.get_dbname(), Some("x"));
     assert_eq!(pg.get_application_name(), Some("svc"));
-    let cs = read("postgresql://u@mine/x?service=acct", &env).unwrap();
-    let pg: tokio_postgres::Config = cs.rest.parse().unwrap();
-    assert_eq!(pg.get_ports(), [5432]);
+    let e = read("postgresql://u@mine/x?service=acct", &env).unwrap_err();
+    assert!(e.contains("port=5433: write the port in the URL"), "{e}");
     // A service's hosts, one parameter each.
     std::fs::write(d.join("two.conf"), "[two]\nhost=a,b\nport=1,2\n").unwrap();
     let two = format!("servicefile={}", d.join("two.conf").display());
@@ -131,6 +130,12 @@ fn a_service_gives_what_the_string_does_not() {
     let cs = read("service=sys", &env).unwrap();
     let pg: tokio_postgres::Config = cs.rest.parse().unwrap();
     assert_eq!(pg.get_user(), Some("sys"));
+    // The service's requiressl is its sslmode, unless the string gives one.
+    std::fs::write(d.join("ssl.conf"), "[ssl]\nhost=h\nrequiressl=1\n").unwrap();
+    let ssl = format!("service=ssl servicefile={}", d.join("ssl.conf").display());
+    assert_eq!(read(&ssl, &env).unwrap().get("sslmode"), Some("require"));
+    let own = read(&format!("{ssl} sslmode=disable"), &env).unwrap();
+    assert_eq!(own.get("sslmode"), Some("disable"));
     let e = read("service=nope", &env).unwrap_err();
     assert!(e.contains("service `nope` is not defined in"), "{e}");
     std::fs::write(d.join("bad.conf"), "[x]\nhots=h\n").unwrap();

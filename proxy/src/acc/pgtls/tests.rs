@@ -43,7 +43,6 @@ fn libpqs_other_tls_keywords_are_read_and_bad_values_named() {
             "ssl_min_protocol_version=TLSv2",
             "ssl_min_protocol_version=TLSv2",
         ),
-        ("requiressl=2", "requiressl=2"),
     ] {
         let e = split(&format!("host=db {bad}")).unwrap_err();
         assert!(e.contains(says), "{bad}: {e}");

@@ -19,6 +19,8 @@ pub const RETRY: &str = "retry.jsonl";
 pub const RETRY_FAILED: &str = "retry-failed.jsonl";
 /// Lines of [`RETRY`] that are not records, set aside as they were.
 pub const RETRY_BAD: &str = "retry-bad.jsonl";
+/// [`RETRY`] taken by the shipper: what it is shipping (a restart finishes it).
+pub const SHIPPING: &str = "retry-shipping.jsonl";
 
 /// A record of [`RETRY`], and its line as written.
 pub type RetryLine = (Spooled, Vec<u8>);
@@ -77,8 +79,17 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
         Value::String(s) => Some(s.clone()),
         v => Some(v.to_string()),
     };
-    if table.is_empty() {
-        return Err("its \"table\" is empty".into());
+    // A name siplb writes records into (as `acc.rule.table` is checked).
+    let name_ok = table.len() <= 63
+        && table
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(format!("\"{table}\" is not a table siplb writes"));
     }
     // `cdrs` holds CDRs; every other table (`acc`, `missed_calls`, a rule's) transaction
     // records.
@@ -118,15 +129,13 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
     })
 }
 
-/// The records of `dir`/[`RETRY`], each with its line, if there is such a file; a line that
-/// is not a record is logged and moved to [`RETRY_BAD`] as it was.
-pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<RetryLine>>> {
-    let path = dir.join(RETRY);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-    };
+/// The records of the file at `path` ([`SHIPPING`]), each with its line; a line that is not
+/// a record is logged and moved to [`RETRY_BAD`] beside it, as it was, and the file
+/// rewritten without it.
+pub fn read_retry(path: &Path) -> io::Result<Vec<RetryLine>> {
+    let text = std::fs::read(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let bad_path = path.with_file_name(RETRY_BAD);
     let mut out = Vec::new();
     let mut bad = Vec::new();
     for (n, l) in text.split(|&b| b == b'\n').enumerate() {
@@ -137,10 +146,9 @@ pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<RetryLine>>> {
             Ok(r) => out.push((r, l.to_vec())),
             Err(e) => {
                 tracing::error!(
-                    "acc: {} line {}: not a record siplb set aside ({e}); moved to {}",
-                    path.display(),
+                    "acc: {RETRY} line {}: not a record siplb set aside ({e}); moved to {}",
                     n + 1,
-                    dir.join(RETRY_BAD).display()
+                    bad_path.display()
                 );
                 bad.extend_from_slice(l);
                 bad.push(b'\n');
@@ -148,14 +156,14 @@ pub fn read_retry(dir: &Path) -> io::Result<Option<Vec<RetryLine>>> {
         }
     }
     if !bad.is_empty() {
-        append_to(&dir.join(RETRY_BAD), &bad)?;
+        append_to(&bad_path, &bad)?;
         let good: Vec<u8> = out
             .iter()
             .flat_map(|(_, l)| l.iter().copied().chain([b'\n']))
             .collect();
-        replace(&path, &good)?;
+        replace(path, &good)?;
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Replaces the file at `path` with `text`, synced, atomically.
@@ -188,7 +196,7 @@ pub fn warn_if_left(cfg: &AccConfig) {
         Ok(_) => {}
         Err(e) => tracing::warn!("acc: {}: {e}", dir.display()),
     }
-    for f in [REJECTED, RETRY, RETRY_FAILED] {
+    for f in [REJECTED, RETRY, SHIPPING, RETRY_FAILED, RETRY_BAD] {
         if dir.join(f).exists() {
             tracing::warn!(
                 "acc: {} holds records PostgreSQL refused, and acc.postgres is not set",
@@ -225,7 +233,7 @@ mod tests {
         assert_eq!(v["error"], "value too long");
         assert_eq!(parse(&l).unwrap(), r);
         let acc = Spooled {
-            table: "bye log".into(),
+            table: "bye_log".into(),
             fields: ACC_COLUMNS.iter().map(|c| Some(c.to_string())).collect(),
         };
         assert_eq!(parse(&line(&acc, "e")).unwrap(), acc);
@@ -239,7 +247,8 @@ mod tests {
                 r#"{"table":"acc","record":{"disposition":"x"}}"#,
                 "\"disposition\"",
             ),
-            (r#"{"table":"","record":{}}"#, "empty"),
+            (r#"{"table":"","record":{}}"#, "not a table"),
+            (r#"{"table":"Acc\"; x","record":{}}"#, "not a table"),
         ] {
             let e = parse(bad.as_bytes()).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
@@ -251,19 +260,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("siplb-retry-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(read_retry(&dir).unwrap().is_none());
+        assert!(read_retry(&dir.join(SHIPPING)).is_err());
         let good = line(&cdr(), "e");
         let mut text = good.clone();
         text.extend_from_slice(b"{\"table\": \"cdrs\", \"record\": {\"calid\": \"x\"}}\n\n");
         text.extend_from_slice(&good);
-        std::fs::write(dir.join(RETRY), &text).unwrap();
-        let read = read_retry(&dir).unwrap().unwrap();
+        std::fs::write(dir.join(SHIPPING), &text).unwrap();
+        let read = read_retry(&dir.join(SHIPPING)).unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!(read[0].0, cdr());
-        // The bad line is in retry-bad.jsonl as it was, and retry.jsonl has the records.
+        // The bad line is in retry-bad.jsonl as it was, and the file has the records.
         let bad = std::fs::read_to_string(dir.join(RETRY_BAD)).unwrap();
         assert!(bad.contains("calid") && bad.lines().count() == 1, "{bad}");
-        let left = std::fs::read(dir.join(RETRY)).unwrap();
+        let left = std::fs::read(dir.join(SHIPPING)).unwrap();
         assert_eq!(left, [good.clone(), good].concat());
         let _ = std::fs::remove_dir_all(&dir);
     }
