@@ -746,6 +746,30 @@ fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_land() {
         "40"
     );
     drop(siplb);
+
+    // A retry a stop (or a crash) left under way is finished at the next start, before the
+    // retry.jsonl waiting beside it is taken; records already in their tables land once.
+    std::fs::write(
+        spool.join("retry-shipping.jsonl"),
+        lines[..2].join("\n") + "\n",
+    )
+    .unwrap();
+    std::fs::write(spool.join("retry.jsonl"), lines[2..5].join("\n") + "\n").unwrap();
+    let siplb = Siplb::start(BIN, &dir.0, &acc_config(net, &dir.0, &pg));
+    let left = || {
+        ["retry.jsonl", "retry-shipping.jsonl"]
+            .iter()
+            .any(|f| spool.join(f).exists())
+    };
+    wait_until(15, || siplb.log(), || !left());
+    let log = siplb.log();
+    let (first, then) = (
+        log.find("2 records of retry.jsonl shipped again: 2 landed"),
+        log.find("3 records of retry.jsonl shipped again: 3 landed"),
+    );
+    assert!(first.is_some() && then.is_some() && first < then, "{log}");
+    assert_eq!((count("acc"), count("cdrs")), ("80".into(), "40".into()));
+    drop(siplb);
 }
 
 #[test]
