@@ -74,7 +74,14 @@ pub fn sink(cfg: &AccConfig, plane: &Arc<AccPlane>) -> io::Result<Box<dyn Sink>>
         );
     }
     let mut s = SpoolSink::new(spool.clone(), cfg.spool_max_bytes)?;
-    s.shipper = Some(Shipper::spawn(target, spool, Counters::of(plane))?);
+    // The tables siplb writes: those a set-aside record shipped again may name.
+    let mut tables: Vec<String> = ["acc", "missed_calls", "cdrs"].map(String::from).to_vec();
+    for r in &cfg.rules {
+        if !tables.contains(&r.table) {
+            tables.push(r.table.clone());
+        }
+    }
+    s.shipper = Some(Shipper::spawn(target, spool, Counters::of(plane), tables)?);
     Ok(Box::new(s))
 }
 
@@ -107,7 +114,12 @@ impl Counters {
 }
 
 impl Shipper {
-    pub fn spawn(target: PgTarget, spool: Spool, counters: Counters) -> io::Result<Shipper> {
+    pub fn spawn(
+        target: PgTarget,
+        spool: Spool,
+        counters: Counters,
+        tables: Vec<String>,
+    ) -> io::Result<Shipper> {
         let finish: Arc<Mutex<Option<Instant>>> = Arc::default();
         let stop: Arc<AtomicBool> = Arc::default();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -121,6 +133,7 @@ impl Shipper {
             stages: Stages::default(),
             retry_looked: None,
             retrying: None,
+            tables,
             counters,
             trouble: None,
             backoff: BACKOFF_MIN,
@@ -175,6 +188,8 @@ struct Run {
     retry_looked: Option<Instant>,
     /// A retry under way.
     retrying: Option<retry::Retrying>,
+    /// The tables siplb writes (`acc`, `missed_calls`, `cdrs`, the rules').
+    tables: Vec<String>,
     counters: Counters,
     /// Since when records have not been shipping, and what was last logged of it.
     trouble: Option<Trouble>,

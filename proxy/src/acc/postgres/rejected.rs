@@ -67,8 +67,9 @@ pub fn append_to(path: &Path, lines: &[u8]) -> io::Result<()> {
 }
 
 /// A line of [`RETRY`] as a record to ship: written by [`line`], or by siplb before the
-/// columns were named (`fields`, in the columns' order).
-pub fn parse(text: &[u8]) -> Result<Spooled, String> {
+/// columns were named (`fields`, in the columns' order); its table one of `tables`, those
+/// siplb writes.
+pub fn parse(text: &[u8], tables: &[String]) -> Result<Spooled, String> {
     let v: Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     let table = v["table"]
         .as_str()
@@ -79,17 +80,11 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
         Value::String(s) => Some(s.clone()),
         v => Some(v.to_string()),
     };
-    // A name siplb writes records into (as `acc.rule.table` is checked).
-    let name_ok = table.len() <= 63
-        && table
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && table
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !name_ok {
-        return Err(format!("\"{table}\" is not a table siplb writes"));
+    if !tables.contains(&table) {
+        return Err(format!(
+            "\"{table}\" is not a table siplb writes ({})",
+            tables.join(", ")
+        ));
     }
     // `cdrs` holds CDRs; every other table (`acc`, `missed_calls`, a rule's) transaction
     // records.
@@ -132,7 +127,7 @@ pub fn parse(text: &[u8]) -> Result<Spooled, String> {
 /// The records of the file at `path` ([`SHIPPING`]), each with its line; a line that is not
 /// a record is logged and moved to [`RETRY_BAD`] beside it, as it was, and the file
 /// rewritten without it.
-pub fn read_retry(path: &Path) -> io::Result<Vec<RetryLine>> {
+pub fn read_retry(path: &Path, tables: &[String]) -> io::Result<Vec<RetryLine>> {
     let text = std::fs::read(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let bad_path = path.with_file_name(RETRY_BAD);
@@ -142,7 +137,7 @@ pub fn read_retry(path: &Path) -> io::Result<Vec<RetryLine>> {
         if l.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match parse(l) {
+        match parse(l, tables) {
             Ok(r) => out.push((r, l.to_vec())),
             Err(e) => {
                 tracing::error!(
@@ -210,6 +205,12 @@ pub fn warn_if_left(cfg: &AccConfig) {
 mod tests {
     use super::*;
 
+    fn known() -> Vec<String> {
+        ["acc", "missed_calls", "cdrs", "bye_log"]
+            .map(String::from)
+            .to_vec()
+    }
+
     fn cdr() -> Spooled {
         let mut fields: Vec<Option<String>> =
             CDR_COLUMNS.iter().map(|c| Some(format!("v-{c}"))).collect();
@@ -231,12 +232,12 @@ mod tests {
         assert_eq!(v["record"]["from_tag"], Value::Null);
         assert_eq!(v["record"]["vars"]["tariff"], "gold \"plus\"");
         assert_eq!(v["error"], "value too long");
-        assert_eq!(parse(&l).unwrap(), r);
+        assert_eq!(parse(&l, &known()).unwrap(), r);
         let acc = Spooled {
             table: "bye_log".into(),
             fields: ACC_COLUMNS.iter().map(|c| Some(c.to_string())).collect(),
         };
-        assert_eq!(parse(&line(&acc, "e")).unwrap(), acc);
+        assert_eq!(parse(&line(&acc, "e"), &known()).unwrap(), acc);
         // A record edited by hand must still have every column of its table's shape.
         for (bad, says) in [
             (
@@ -248,9 +249,12 @@ mod tests {
                 "\"disposition\"",
             ),
             (r#"{"table":"","record":{}}"#, "not a table"),
-            (r#"{"table":"Acc\"; x","record":{}}"#, "not a table"),
+            (
+                r#"{"table":"pg_class","record":{}}"#,
+                "not a table siplb writes (acc,",
+            ),
         ] {
-            let e = parse(bad.as_bytes()).unwrap_err();
+            let e = parse(bad.as_bytes(), &known()).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }
@@ -260,13 +264,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("siplb-retry-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(read_retry(&dir.join(SHIPPING)).is_err());
+        assert!(read_retry(&dir.join(SHIPPING), &known()).is_err());
         let good = line(&cdr(), "e");
         let mut text = good.clone();
         text.extend_from_slice(b"{\"table\": \"cdrs\", \"record\": {\"calid\": \"x\"}}\n\n");
         text.extend_from_slice(&good);
         std::fs::write(dir.join(SHIPPING), &text).unwrap();
-        let read = read_retry(&dir.join(SHIPPING)).unwrap();
+        let read = read_retry(&dir.join(SHIPPING), &known()).unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!(read[0].0, cdr());
         // The bad line is in retry-bad.jsonl as it was, and the file has the records.
@@ -281,13 +285,13 @@ mod tests {
     fn the_positional_lines_of_earlier_versions_read_back_too() {
         let r = cdr();
         let old = serde_json::json!({"table": "cdrs", "fields": r.fields, "error": "x"});
-        assert_eq!(parse(old.to_string().as_bytes()).unwrap(), r);
-        assert!(parse(br#"{"table":"acc","fields":["a"]}"#).is_err());
+        assert_eq!(parse(old.to_string().as_bytes(), &known()).unwrap(), r);
+        assert!(parse(br#"{"table":"acc","fields":["a"]}"#, &known()).is_err());
         assert!(
-            parse(br#"{"table":"acc","record":{"nod":"a"}}"#)
+            parse(br#"{"table":"acc","record":{"nod":"a"}}"#, &known())
                 .unwrap_err()
                 .contains("\"nod\"")
         );
-        assert!(parse(b"{").is_err());
+        assert!(parse(b"{", &known()).is_err());
     }
 }

@@ -59,7 +59,7 @@ impl Run {
                 self.retry_looked = Some(Instant::now() + REMIND);
                 return Ok(());
             }
-            match rejected::read_retry(&shipping) {
+            match rejected::read_retry(&shipping, &self.tables) {
                 Ok(records) => {
                     self.retrying = Some(Retrying {
                         records,
@@ -165,12 +165,19 @@ impl Run {
         }
     }
 
-    /// At the stop: a retry under way keeps only what is left, for the next start.
+    /// At the stop: a retry under way keeps only what is left (the batch in flight, if
+    /// any, among it), for the next start.
     pub(super) fn save_retry(&mut self) {
         if let Some(r) = self.retrying.take() {
             let shipping = self.spool.dir().join(SHIPPING);
-            if let Err(e) = rejected::replace(&shipping, &lines(&r.records[r.done..])) {
-                tracing::error!("acc: {}: {e}", shipping.display());
+            match rejected::replace(&shipping, &lines(&r.records[r.done..])) {
+                Ok(()) => tracing::info!(
+                    "acc: {} records of {RETRY} not shipped yet are left in {}, shipped at the \
+                     next start",
+                    r.records.len() - r.done,
+                    shipping.display()
+                ),
+                Err(e) => tracing::error!("acc: {}: {e}", shipping.display()),
             }
         }
     }
