@@ -232,6 +232,13 @@ impl Failed {
 }
 
 impl Run {
+    /// Drops the connection: the next turn makes a new one, with new staging tables.
+    fn disconnect(&mut self, client: &mut Option<Client>) {
+        *client = None;
+        self.close();
+        self.stages.clear();
+    }
+
     /// Closes the connection's socket (its client is dropped or never made it).
     fn close(&mut self) {
         if let Some(t) = self.conn_task.take() {
@@ -307,15 +314,11 @@ impl Run {
                 // Caught up: the records set aside to ship again, if the operator asked.
                 if self.retry_due() {
                     if idle_closed(c) {
-                        client = None;
-                        self.close();
-                        self.stages.clear();
+                        self.disconnect(&mut client);
                         continue;
                     }
                     if let Err(f) = self.retry_step(c).await {
-                        client = None;
-                        self.close();
-                        self.stages.clear();
+                        self.disconnect(&mut client);
                         self.failed(&f).await;
                     }
                     continue;
@@ -325,9 +328,7 @@ impl Run {
                 continue;
             }
             if idle_closed(c) {
-                client = None;
-                self.close();
-                self.stages.clear();
+                self.disconnect(&mut client);
                 continue;
             }
             match self.ship_batch(c, &batch).await {
@@ -350,9 +351,7 @@ impl Run {
                     }
                 }
                 Err(f) => {
-                    client = None;
-                    self.close();
-                    self.stages.clear();
+                    self.disconnect(&mut client);
                     if matches!(f, Failed::Connection(_))
                         && self.trouble.is_none()
                         && std::mem::take(&mut self.quiet_retry)
