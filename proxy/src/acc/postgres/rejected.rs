@@ -152,13 +152,17 @@ pub fn read_retry(path: &Path, tables: &[String]) -> io::Result<Vec<RetryLine>> 
     }
     if !bad.is_empty() {
         append_to(&bad_path, &bad)?;
-        let good: Vec<u8> = out
-            .iter()
-            .flat_map(|(_, l)| l.iter().copied().chain([b'\n']))
-            .collect();
-        replace(path, &good)?;
+        replace(path, &lines(&out))?;
     }
     Ok(out)
+}
+
+/// The lines of `records`, as they were read.
+pub fn lines(records: &[RetryLine]) -> Vec<u8> {
+    records
+        .iter()
+        .flat_map(|(_, line)| line.iter().copied().chain([b'\n']))
+        .collect()
 }
 
 /// Replaces the file at `path` with `text`, synced, atomically.

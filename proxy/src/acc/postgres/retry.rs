@@ -5,7 +5,7 @@
 //! batches keep failing is added to [`RETRY_FAILED`] for the operator after
 //! [`MAX_FAILURES`] tries.
 
-use super::rejected::{self, RETRY, RETRY_FAILED, RetryLine, SHIPPING};
+use super::rejected::{self, RETRY, RETRY_FAILED, RetryLine, SHIPPING, lines};
 use super::{BATCH, Failed, REMIND, Run};
 use crate::acc::spool::Spooled;
 use std::time::{Duration, Instant};
@@ -181,12 +181,4 @@ impl Run {
             }
         }
     }
-}
-
-/// The lines of `records`, as they were read.
-fn lines(records: &[RetryLine]) -> Vec<u8> {
-    records
-        .iter()
-        .flat_map(|(_, line)| line.iter().copied().chain([b'\n']))
-        .collect()
 }
