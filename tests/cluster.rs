@@ -158,9 +158,11 @@ fn two_nodes_answer_exactly_the_limit(redis: &[String], nets: (u8, u8)) {
     assert_eq!(
         ra.ok() + rb.ok(),
         20,
-        "answered fleet-wide: {} + {}",
+        "answered fleet-wide: {} + {}\n{}\n{}",
         ra.ok(),
-        rb.ok()
+        rb.ok(),
+        what_happened(&a),
+        what_happened(&b)
     );
     assert_eq!(ra.failed() + rb.failed(), 80);
     assert!(most <= 20, "sampled fleet size {most}");
@@ -169,6 +171,22 @@ fn two_nodes_answer_exactly_the_limit(redis: &[String], nets: (u8, u8)) {
     assert_eq!(sa["limits:rejected"] + sb["limits:rejected"], 80);
     assert!(sa["cluster:lease_round_trips"] > 0 && sb["cluster:lease_round_trips"] > 0);
     assert_eq!(sa["cluster:degraded_s"] + sb["cluster:degraded_s"], 0);
+}
+
+/// For a failed assertion: `n`'s fleet statistics and what its log says of the fleet beyond
+/// the calls themselves.
+fn what_happened(n: &Node) -> String {
+    let stats: std::collections::BTreeMap<_, _> = n.siplb.stats().into_iter().collect();
+    let mut out = format!("node on {}:", n.net.ip());
+    for (k, v) in stats.iter().filter(|(k, _)| k.starts_with("cluster:")) {
+        out += &format!(" {k}={v}");
+    }
+    for line in n.siplb.log().lines() {
+        if !line.contains("siplb::call:") {
+            out += &format!("\n  {line}");
+        }
+    }
+    out
 }
 
 #[test]
@@ -215,6 +233,44 @@ fn a_killed_nodes_places_come_back_after_the_lease_time() {
         assert_eq!(rb.failed(), 5);
         let _ = ca.join();
     });
+}
+
+/// A node stalled for longer than its lease time (SIGSTOP: a VM paused, a thread starved of
+/// CPU) renews its leases late; it says so, since the fleet may have given its places away.
+#[test]
+fn a_node_stalled_past_its_lease_time_warns_that_its_leases_expired() {
+    let _g = serial();
+    require_sipp();
+    let redis = RedisServer::start("cluster-stall");
+    let a = node(Net::new(27), "a", std::slice::from_ref(&redis.url), 20, "");
+    std::thread::scope(|s| {
+        let ca = s.spawn(|| calls(&a, 3, 20, 5000));
+        wait_for("a's calls", Duration::from_secs(10), || {
+            size_of_a(&a.siplb) == 3
+        });
+        let pid = a.siplb.pid() as i32;
+        // SAFETY: signals to the siplb this test started, by its PID.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        // The lease time (1 s), and some.
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        wait_for("the warning", Duration::from_secs(5), || {
+            a.siplb.log().contains("leases were renewed")
+        });
+        let log = a.siplb.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("leases were renewed"))
+            .unwrap();
+        assert!(
+            line.contains("WARN") && line.contains("more than lease_ms (1.0 s)"),
+            "{line}"
+        );
+        assert_eq!(ca.join().expect("a").ok(), 3, "the calls went on");
+    });
+    // Renewed on time: no such warning.
+    assert_eq!(a.siplb.log().matches("leases were renewed").count(), 1);
 }
 
 /// The final reply to a raw INVITE from `caller` (account `acct1`) through `siplb`.

@@ -67,7 +67,8 @@ pub fn require_sipp() {
     );
 }
 
-/// A scratch folder removed on drop.
+/// A scratch folder removed on drop, unless the test is failing (kept, and its path said, so
+/// that siplb's log and sipp's files can be read) or `SIPLB_KEEP_TEST_DIRS` is set.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -81,7 +82,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::env::var_os("SIPLB_KEEP_TEST_DIRS").is_none() {
+        if std::thread::panicking() {
+            eprintln!("the failed test's files are kept in {}", self.0.display());
+        } else if std::env::var_os("SIPLB_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }

@@ -111,6 +111,9 @@ struct Task {
     /// Redis was found to have the fleet's leases once: from then on, finding it without
     /// them means it lost them (before, it is a fleet starting).
     kept_seen: bool,
+    /// When the last renewal that reached Redis began (`None` after one that did not): a
+    /// renewal later than a lease time after it finds this node's leases expired.
+    renewed_at: Option<Instant>,
 }
 
 /// Starts the lease task on a thread of its own.
@@ -139,6 +142,7 @@ pub fn spawn(
                 resync: false,
                 hold_until: None,
                 kept_seen: false,
+                renewed_at: None,
             };
             rt.block_on(task.run(stop));
         })?;
@@ -261,6 +265,8 @@ impl Task {
 
     fn down(&mut self, why: &str) {
         self.conn = None;
+        // Warned of as an outage: no renewal is late for it.
+        self.renewed_at = None;
         if self.degraded_since.is_none() {
             tracing::warn!(
                 "cluster: Redis {} unreachable ({why}); on_redis_down = {}",
@@ -538,6 +544,26 @@ impl Task {
         Some(now)
     }
 
+    /// Notes a renewal beginning at `began`, and warns when the one before reached Redis more
+    /// than a lease time earlier: this node's leases expired meanwhile, and other nodes may
+    /// have been granted the places its calls hold (the thread starved of CPU, or Redis slow
+    /// to answer without failing).
+    fn renewed_late(&mut self, began: Instant) {
+        if let Some(last) = self.renewed_at.replace(began) {
+            let gap = began - last;
+            if gap > self.cfg.lease && self.fleet.leased_total() > 0 {
+                tracing::warn!(
+                    "cluster: this node's leases were renewed {:.1} s apart, more than \
+                     lease_ms ({:.1} s): they expired meanwhile, and other nodes may have \
+                     taken the places its calls hold (the fleet over a limit until those \
+                     calls end)",
+                    gap.as_secs_f64(),
+                    self.cfg.lease.as_secs_f64()
+                );
+            }
+        }
+    }
+
     /// After a restart: leases the places of the restored calls again, and has the workers
     /// end (BYE) those the fleet no longer has places for (other nodes took them while this
     /// one was down).
@@ -576,6 +602,7 @@ impl Task {
             self.up();
         }
         self.resync = false;
+        let began = Instant::now();
         let kept = match self.conn.as_mut() {
             Some(leases) => leases.kept().await,
             None => return,
@@ -584,6 +611,7 @@ impl Task {
             Ok(kept) => !kept,
             Err(e) => return self.down(&e.to_string()),
         };
+        self.renewed_late(began);
         let seen = std::mem::replace(&mut self.kept_seen, true);
         if lost && seen && self.hold_until.is_none() {
             // Time for the other nodes to notice and reconnect (at most a second apart).
