@@ -816,6 +816,8 @@ fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
     let pg = Pg::new(&dir.0);
     // The tables made by an administrator; siplb's role may connect, nothing more.
     pg.make_tables();
+    // And `cdrs` without its key, as a table partitioned by time would be.
+    pg.psql("siplb", "ALTER TABLE cdrs DROP CONSTRAINT cdrs_pkey");
     pg.psql("siplb", "CREATE ROLE acc_writer LOGIN");
     let config = acc_config(net, &dir.0, &pg).replace("user=postgres", "user=acc_writer");
     let siplb = Siplb::start(BIN, &dir.0, &config);
@@ -839,6 +841,16 @@ fn a_role_without_privileges_is_told_and_its_records_land_once_granted() {
         "siplb",
         "GRANT SELECT, INSERT ON acc, missed_calls, cdrs TO acc_writer",
     );
+    // Next: the table without the key the shipping needs is named.
+    let keyless = "table cdrs: db error: ERROR: there is no unique or exclusion constraint \
+                   matching the ON CONFLICT specification (table cdrs needs a primary key";
+    wait_until(10, || siplb.log(), || siplb.log().contains(keyless));
+    assert_eq!(
+        pg.psql("siplb", "SELECT count(*) FROM acc"),
+        "0",
+        "one transaction"
+    );
+    pg.psql("siplb", "ALTER TABLE cdrs ADD PRIMARY KEY (node, id)");
     all_shipped(&pg, &siplb, &dir.0, 20);
     drop(siplb);
 }

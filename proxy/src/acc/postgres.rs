@@ -405,7 +405,7 @@ impl Run {
             };
             match shipped {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) if refuses_a_record(&e) => {
+                Ok(Err(e)) if refuses_a_record(&e.error) => {
                     if !std::mem::replace(&mut stages_fresh, true) {
                         // A staging table may have a type the operator has changed since:
                         // made again from the tables as they are, and the range tried again.
@@ -415,14 +415,16 @@ impl Run {
                             .map_err(|e| failure(&e, c.is_closed()))?;
                         todo.push((a, b));
                     } else if b - a == 1 {
-                        rejected.push((a, describe(&e)));
+                        rejected.push((a, describe(&e.error)));
                     } else {
                         let m = a + (b - a) / 2;
                         todo.push((m, b));
                         todo.push((a, m));
                     }
                 }
-                Ok(Err(e)) => return Err(failure(&e, c.is_closed())),
+                Ok(Err(e)) => {
+                    return Err(failure_in(&e.error, c.is_closed(), e.table.as_deref()));
+                }
                 Err(_) => {
                     return Err(Failed::Connection(format!(
                         "a batch of {} records was not answered in {} s",
@@ -604,17 +606,28 @@ impl Run {
 /// another shape, a privilege; 0A, 3F; 25006, a server or role that takes no writes), else
 /// the connection.
 fn failure(e: &tokio_postgres::Error, closed: bool) -> Failed {
+    failure_in(e, closed, None)
+}
+
+/// [`failure`] of a statement about `table`, which a refusal names.
+fn failure_in(e: &tokio_postgres::Error, closed: bool, table: Option<&str>) -> Failed {
     let setup = e.as_db_error().is_some_and(|d| {
         matches!(d.code().code().get(..2), Some("42" | "0A" | "3F"))
             || *d.code() == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
     });
     if setup && !closed {
-        let mut why = describe(e);
+        let mut why = match table {
+            Some(t) => format!("table {t}: {}", describe(e)),
+            None => describe(e),
+        };
         if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_COLUMN_REFERENCE) {
-            why.push_str(
-                " (each of siplb's tables needs a primary key or a unique index on (node, id); \
-                 a table partitioned by time cannot have one: see docs/CDR.md, \"Tables\")",
-            );
+            why.push_str(&format!(
+                " ({} needs a primary key or a unique index on (node, id); a table \
+                 partitioned by time cannot have one: see docs/CDR.md, \"Tables\")",
+                table.map_or("each of siplb's tables".to_string(), |t| format!(
+                    "table {t}"
+                ))
+            ));
         }
         Failed::Refused(why)
     } else {

@@ -127,12 +127,26 @@ pub(super) fn copy_rows<'a>(batch: impl Iterator<Item = &'a Spooled>, out: &mut 
     }
 }
 
+/// A statement of [`ship`] that failed, and the table it was about (`None`: the transaction's
+/// own begin or commit).
+#[derive(Debug)]
+pub struct ShipError {
+    pub table: Option<String>,
+    pub error: tokio_postgres::Error,
+}
+
+impl From<tokio_postgres::Error> for ShipError {
+    fn from(error: tokio_postgres::Error) -> ShipError {
+        ShipError { table: None, error }
+    }
+}
+
 /// Ships `batch` in one transaction, table by table in the order they first appear.
 pub async fn ship(
     client: &mut Client,
     batch: &[Spooled],
     stages: &mut Stages,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), ShipError> {
     let mut order: Vec<&str> = Vec::new();
     for r in batch {
         if !order.contains(&r.table.as_str()) {
@@ -144,50 +158,69 @@ pub async fn ship(
     let mut made = Vec::new();
     let mut staged = Vec::new();
     for table in order {
-        let rows = batch.iter().filter(|r| r.table == table);
-        let Some(first) = batch.iter().find(|r| r.table == table) else {
-            continue;
-        };
-        let cdr = is_cdr(first);
-        let t = ident(table);
-        if !cdr && !stages.tables.contains(table) && !matches!(table, "acc" | "missed_calls") {
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {t} (LIKE acc INCLUDING ALL)"
-            ))
-            .await?;
-            made.push(table.to_string());
-        }
-        let cols = columns_of(first).join(", ");
-        let stage = match stages.of.get(table) {
-            Some(s) => s.clone(),
-            None => {
-                // Numbered: a table's name may be as long as an identifier may be.
-                let s = format!("siplb_stage_{}", stages.of.len() + staged.len());
-                tx.batch_execute(&format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS {s} ON COMMIT DELETE ROWS AS \
-                     SELECT {cols} FROM {t} WITH NO DATA"
-                ))
-                .await?;
-                staged.push((table.to_string(), s.clone()));
-                s
-            }
-        };
-        let mut text = String::with_capacity(batch.len() * 256);
-        copy_rows(rows, &mut text);
-        let sink = tx
-            .copy_in::<_, Bytes>(&format!("COPY {stage} ({cols}) FROM STDIN"))
-            .await?;
-        futures_util::pin_mut!(sink);
-        sink.send(Bytes::from(text)).await?;
-        sink.finish().await?;
-        tx.batch_execute(&format!(
-            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (node, id) DO \
-             NOTHING; TRUNCATE {stage}"
-        ))
-        .await?;
+        into_table(&tx, batch, table, stages, &mut made, &mut staged)
+            .await
+            .map_err(|error| ShipError {
+                table: Some(table.to_string()),
+                error,
+            })?;
     }
     tx.commit().await?;
     stages.tables.extend(made);
     stages.of.extend(staged);
+    Ok(())
+}
+
+/// `batch`'s records of `table` into it, through its staging table (made if need be, and
+/// noted in `staged`; a rule's table made is noted in `made`).
+async fn into_table(
+    tx: &tokio_postgres::Transaction<'_>,
+    batch: &[Spooled],
+    table: &str,
+    stages: &Stages,
+    made: &mut Vec<String>,
+    staged: &mut Vec<(String, String)>,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = batch.iter().filter(|r| r.table == table);
+    let Some(first) = batch.iter().find(|r| r.table == table) else {
+        return Ok(());
+    };
+    let cdr = is_cdr(first);
+    let t = ident(table);
+    if !cdr && !stages.tables.contains(table) && !matches!(table, "acc" | "missed_calls") {
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {t} (LIKE acc INCLUDING ALL)"
+        ))
+        .await?;
+        made.push(table.to_string());
+    }
+    let cols = columns_of(first).join(", ");
+    let stage = match stages.of.get(table) {
+        Some(s) => s.clone(),
+        None => {
+            // Numbered: a table's name may be as long as an identifier may be.
+            let s = format!("siplb_stage_{}", stages.of.len() + staged.len());
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {s} ON COMMIT DELETE ROWS AS \
+                 SELECT {cols} FROM {t} WITH NO DATA"
+            ))
+            .await?;
+            staged.push((table.to_string(), s.clone()));
+            s
+        }
+    };
+    let mut text = String::with_capacity(batch.len() * 256);
+    copy_rows(rows, &mut text);
+    let sink = tx
+        .copy_in::<_, Bytes>(&format!("COPY {stage} ({cols}) FROM STDIN"))
+        .await?;
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from(text)).await?;
+    sink.finish().await?;
+    tx.batch_execute(&format!(
+        "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (node, id) DO \
+         NOTHING; TRUNCATE {stage}"
+    ))
+    .await?;
     Ok(())
 }
