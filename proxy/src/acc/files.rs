@@ -15,6 +15,12 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Which encodings the sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Formats {
@@ -48,6 +54,8 @@ pub struct Rotation {
 struct Open {
     file: File,
     path: PathBuf,
+    /// Its table's columns (a CSV file made again gets the header).
+    columns: &'static [&'static str],
     bytes: u64,
     opened_ms: u64,
     /// Written since its last `fdatasync` (with the journal: since the last checkpoint).
@@ -98,6 +106,8 @@ pub struct FileSink {
     write_after: Duration,
     /// The last deferred write failed: new calls are refused until one succeeds.
     write_failed: bool,
+    /// The journal's size, to make it again.
+    journal_bytes: u64,
 }
 
 /// With the journal, a file's waiting bytes are written once there are this many, however
@@ -125,6 +135,7 @@ impl FileSink {
             journal: None,
             write_after: Duration::ZERO,
             write_failed: false,
+            journal_bytes: 0,
         })
     }
 
@@ -148,6 +159,7 @@ impl FileSink {
         match mode {
             SyncMode::Filesystem => self.dir_file = Some(File::open(&self.dir)?),
             SyncMode::Journal => {
+                self.journal_bytes = journal_bytes;
                 let (journal, replayed) = Journal::open(&self.dir, journal_bytes)?;
                 if replayed.entries > 0 {
                     tracing::warn!(
@@ -213,6 +225,10 @@ impl FileSink {
             if !tables.iter().any(|t| t.table() == r.table()) {
                 tables.push(r);
             }
+        }
+        if !self.deferred() {
+            // Written with this batch: into the files at their paths.
+            self.follow_moved(now_ms)?;
         }
         for r in &tables {
             self.rotate_if_due(r.table(), exts, now_ms)?;
@@ -299,6 +315,10 @@ impl FileSink {
     /// past [`WRITE_BYTES`]) are then written to the files: a crash before that loses
     /// nothing, as the next start writes them back from the journal.
     pub fn sync(&mut self) -> io::Result<()> {
+        if self.journal.as_ref().is_some_and(Journal::moved) {
+            // Committed into a journal nobody would find after a crash: made again first.
+            self.follow_moved(unix_ms())?;
+        }
         if let Some(j) = &mut self.journal {
             if j.has_pending() {
                 if j.needs_checkpoint() {
@@ -322,6 +342,25 @@ impl FileSink {
     /// Writes the bytes waiting for their files (all of them, or those due). A write cut
     /// short is cut off again, so that its retry writes nothing twice.
     pub fn write_waiting(&mut self, all: bool) -> io::Result<()> {
+        let after = self.write_after;
+        let due = |f: &Open| {
+            !f.unwritten.is_empty()
+                && (all
+                    || f.unwritten.len() >= WRITE_BYTES
+                    || f.since.is_some_and(|t| t.elapsed() >= after))
+        };
+        if self.open.values().any(due) {
+            let result = self.follow_moved(unix_ms());
+            if result.is_err() {
+                self.write_failed = true;
+                return result;
+            }
+        }
+        self.write_waiting_here(all)
+    }
+
+    /// [`FileSink::write_waiting`] into the files open now, wherever their paths lead.
+    fn write_waiting_here(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
         let mut result = Ok(());
         for f in self.open.values_mut() {
@@ -399,12 +438,31 @@ impl FileSink {
         &mut self,
         table: &str,
         ext: &'static str,
-        columns: &[&str],
+        columns: &'static [&'static str],
         now_ms: u64,
     ) -> io::Result<&mut Open> {
         let key = (table.to_string(), ext);
         if !self.open.contains_key(&key) {
+            let open = self.open_file(table, ext, columns, now_ms)?;
+            self.open.insert(key.clone(), open);
+        }
+        Ok(self.open.get_mut(&key).expect("inserted above"))
+    }
+
+    /// Opens the file of `table` in `ext` (torn line set aside, CSV header written to a new
+    /// file).
+    fn open_file(
+        &mut self,
+        table: &str,
+        ext: &'static str,
+        columns: &'static [&'static str],
+        now_ms: u64,
+    ) -> io::Result<Open> {
+        {
             let path = self.path(table, ext);
+            // The folder made again if it was removed while siplb ran.
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
             if set_aside_torn_line(&path)? {
                 self.torn_lines += 1;
                 tracing::warn!(
@@ -433,20 +491,70 @@ impl FileSink {
                     sync_dir(&self.dir)?;
                 }
             }
-            self.open.insert(
-                key.clone(),
-                Open {
-                    file,
-                    path,
-                    bytes,
-                    opened_ms: now_ms,
-                    dirty: true,
-                    unwritten: String::new(),
-                    since: None,
-                },
-            );
+            Ok(Open {
+                file,
+                path,
+                columns,
+                bytes,
+                opened_ms: now_ms,
+                dirty: true,
+                unwritten: String::new(),
+                since: None,
+            })
         }
-        Ok(self.open.get_mut(&key).expect("inserted above"))
+    }
+
+    /// Before the files are written to: each whose path no longer leads to it (removed with
+    /// its folder, moved away as logrotate does without `copytruncate`, replaced) is made
+    /// again at its path, and the bytes waiting for it go there; likewise the journal. The
+    /// records written before are wherever the old file went. With the journal, everything
+    /// is then written and synced and the journal started over, so that no entry names a
+    /// file at an offset of the one it replaced. A file that cannot be made again (a folder
+    /// in its place) is an error naming it: its bytes keep waiting, and new calls are
+    /// refused until it can be.
+    fn follow_moved(&mut self, now_ms: u64) -> io::Result<()> {
+        let moved: Vec<(String, &'static str)> = self
+            .open
+            .iter()
+            .filter(|(_, f)| super::journal::moved(&f.file, &f.path))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let journal_moved = self.journal.as_ref().is_some_and(Journal::moved);
+        if moved.is_empty() && !journal_moved {
+            return Ok(());
+        }
+        if journal_moved {
+            tracing::warn!(
+                "{}: removed or replaced while siplb ran; made again",
+                self.dir.join(super::journal::NAME).display()
+            );
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
+            let (journal, _) = Journal::open(&self.dir, self.journal_bytes)?;
+            // The old one's last commit settles as it is dropped.
+            self.journal = Some(journal);
+        }
+        for key in moved {
+            let columns = self.open[&key].columns;
+            let mut new = self.open_file(&key.0, key.1, columns, now_ms)?;
+            let old = self.open.remove(&key).expect("listed above");
+            tracing::warn!(
+                "{}: removed, moved away or replaced while siplb wrote to it; made again (the \
+                 records before it are where the old file went)",
+                old.path.display()
+            );
+            new.unwritten = old.unwritten;
+            new.since = old.since;
+            self.open.insert(key, new);
+        }
+        if self.journal.is_some() {
+            self.write_waiting_here(true)?;
+            self.sync_files()?;
+            if let Some(j) = &mut self.journal {
+                j.restart()?;
+            }
+        }
+        Ok(())
     }
 
     /// Moves the files of `table` (one per format in `exts`) aside together when one of them
@@ -466,6 +574,8 @@ impl FileSink {
         if !due {
             return Ok(());
         }
+        // Only siplb's own files are moved aside (never a folder put in a file's place).
+        self.follow_moved(now_ms)?;
         if self.journal.is_some() {
             // The journal's entries name the file, not its inode: none may outlive it.
             self.checkpoint()?;

@@ -99,8 +99,20 @@ impl Journal {
         let size = size.max(len).max(2 * BLOCK as u64);
         if len < size {
             // Written, not just allocated: a later overwrite then changes no metadata.
-            write_zeros(&file, len, size)?;
-            file.sync_all()?;
+            if let Err(e) = write_zeros(&file, len, size).and_then(|()| file.sync_all()) {
+                if fresh {
+                    // Not left behind half made, taking the room a smaller one would need.
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: making the commit journal of {} KiB (acc.journal_kib): {e}",
+                        path.display(),
+                        size / 1024
+                    ),
+                ));
+            }
         }
         let direct = OpenOptions::new()
             .write(true)
@@ -130,6 +142,12 @@ impl Journal {
         };
         let replayed = j.replay(fresh)?;
         Ok((j, replayed))
+    }
+
+    /// Whether the journal's path no longer leads to the file open here (the folder or the
+    /// file removed or replaced while siplb runs): commits would go nowhere.
+    pub fn moved(&self) -> bool {
+        moved(&self.file, &self.dir.join(NAME))
     }
 
     /// Notes that `data` was written to `name` (a file of the folder) at `offset`; it is
@@ -390,6 +408,15 @@ impl Journal {
     fn zero(&self) -> io::Result<()> {
         write_zeros(&self.file, 0, self.size)?;
         self.file.sync_data()
+    }
+}
+
+/// Whether `path` no longer leads to `file` (gone, or another file or folder there).
+pub fn moved(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(there)) => (open.dev(), open.ino()) != (there.dev(), there.ino()),
+        _ => true,
     }
 }
 

@@ -342,3 +342,154 @@ fn a_long_torn_tail_is_set_aside_whole() {
     assert!(!set_aside_torn_line(&path).unwrap(), "once");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Ids of the records in a CSV file (its header checked).
+fn csv_ids(path: &Path) -> Vec<String> {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("node,id,"), "{text}");
+    lines
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect()
+}
+
+fn jsonl_count(path: &Path) -> usize {
+    fs::read_to_string(path).unwrap().lines().count()
+}
+
+#[test]
+fn a_file_moved_away_or_its_folder_removed_is_made_again_and_no_record_is_lost() {
+    for (mode, interval) in [
+        (SyncMode::File, Duration::ZERO),
+        (SyncMode::Journal, Duration::ZERO),
+        (SyncMode::Journal, Duration::from_secs(3600)),
+    ] {
+        let d = dir("moved");
+        let mut sink = FileSink::new(&d, BOTH, NEVER)
+            .unwrap()
+            .with_sync(mode, 64 << 10)
+            .unwrap()
+            .with_write_interval(interval);
+        sink.write_batch(&[record("acc", 1)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_batch(&[record("acc", 2)], 0).unwrap();
+        sink.sync().unwrap();
+        // logrotate without copytruncate: both files moved away between two batches.
+        sink.write_waiting(true).unwrap();
+        fs::rename(d.join("acc.csv"), d.join("acc.csv.1")).unwrap();
+        fs::rename(d.join("acc.jsonl"), d.join("acc.jsonl.1")).unwrap();
+        sink.write_batch(&[record("acc", 3)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_waiting(true).unwrap();
+        assert_eq!(
+            csv_ids(&d.join("acc.csv.1")),
+            ["node-1-1", "node-1-2"],
+            "{mode:?}"
+        );
+        assert_eq!(csv_ids(&d.join("acc.csv")), ["node-1-3"], "{mode:?}");
+        assert_eq!(jsonl_count(&d.join("acc.jsonl")), 1, "{mode:?}");
+        // The whole folder removed: made again, the journal too.
+        fs::remove_dir_all(&d).unwrap();
+        sink.write_batch(&[record("acc", 4), record("cdrs", 5)], 0)
+            .unwrap();
+        sink.sync().unwrap();
+        sink.write_waiting(true).unwrap();
+        assert_eq!(csv_ids(&d.join("acc.csv")), ["node-1-4"], "{mode:?}");
+        assert_eq!(jsonl_count(&d.join("acc.jsonl")), 1, "{mode:?}");
+        if mode == SyncMode::Journal {
+            assert!(d.join(super::super::journal::NAME).exists());
+            // The new journal holds what was committed since: a crash puts it back.
+            sink.write_batch(&[record("acc", 6)], 0).unwrap();
+            sink.sync().unwrap();
+            sink.settled(true).unwrap();
+            sink.write_waiting(true).unwrap();
+            let whole = fs::read(d.join("acc.csv")).unwrap();
+            drop(sink);
+            // A power cut: the file's tail, which only the journal had reached the disk of.
+            fs::write(d.join("acc.csv"), &whole[..whole.len() - 10]).unwrap();
+            let _again = FileSink::new(&d, BOTH, NEVER)
+                .unwrap()
+                .with_sync(mode, 64 << 10)
+                .unwrap();
+            assert_eq!(
+                csv_ids(&d.join("acc.csv")),
+                ["node-1-4", "node-1-6"],
+                "{mode:?}"
+            );
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[test]
+fn a_folder_in_a_files_place_is_an_error_naming_it_and_its_records_wait() {
+    for (mode, interval) in [
+        (SyncMode::File, Duration::ZERO),
+        (SyncMode::Journal, Duration::from_secs(3600)),
+    ] {
+        let d = dir("isdir");
+        let mut sink = FileSink::new(
+            &d,
+            BOTH,
+            Rotation {
+                max_bytes: 1,
+                max_age_s: 0,
+            },
+        )
+        .unwrap()
+        .with_sync(mode, 64 << 10)
+        .unwrap()
+        .with_write_interval(interval);
+        sink.rotation = NEVER;
+        sink.write_batch(&[record("cdrs", 1)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_waiting(true).unwrap();
+        fs::remove_file(d.join("cdrs.csv")).unwrap();
+        fs::create_dir(d.join("cdrs.csv")).unwrap();
+        let failed = match mode {
+            // Written with the batch: the batch fails whole, to be retried.
+            SyncMode::File => sink.write_batch(&[record("cdrs", 2)], 0),
+            // Written later: the commit holds it, the write to the file fails.
+            _ => {
+                sink.write_batch(&[record("cdrs", 2)], 0).unwrap();
+                sink.sync().unwrap();
+                sink.write_waiting(true)
+            }
+        };
+        let e = failed.unwrap_err().to_string();
+        assert!(
+            e.contains("cdrs.csv") && e.contains("directory"),
+            "{mode:?}: {e}"
+        );
+        if mode != SyncMode::File {
+            assert!(sink.full(), "new calls refused meanwhile");
+        }
+        // Rotation by size moves siplb's own files only: never the folder.
+        sink.rotation = Rotation {
+            max_bytes: 1,
+            max_age_s: 0,
+        };
+        assert!(sink.write_batch(&[record("cdrs", 3)], 0).is_err());
+        assert!(d.join("cdrs.csv").is_dir());
+        sink.rotation = NEVER;
+        fs::remove_dir(d.join("cdrs.csv")).unwrap();
+        match mode {
+            SyncMode::File => {
+                sink.write_batch(&[record("cdrs", 2), record("cdrs", 3)], 0)
+                    .unwrap();
+            }
+            _ => {
+                sink.write_batch(&[record("cdrs", 3)], 0).unwrap();
+                sink.sync().unwrap();
+                sink.write_waiting(true).unwrap();
+                assert!(!sink.full());
+            }
+        }
+        assert_eq!(
+            csv_ids(&d.join("cdrs.csv")),
+            ["node-1-2", "node-1-3"],
+            "{mode:?}"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
