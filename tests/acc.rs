@@ -334,6 +334,19 @@ fn accounts(dir: &Path, name: &str, account: &str) -> String {
 /// A sipp UAC in the background (for tests that stop siplb under it): `uac.xml`, `calls`
 /// at `rate`, hold `hold_ms`, statistics every second in `<name>.csv`.
 fn spawn_uac(dir: &Path, name: &str, net: Net, calls: u32, rate: u32, hold_ms: u32) -> Child {
+    spawn_uac_on(dir, name, net, 5070, calls, rate, hold_ms)
+}
+
+/// [`spawn_uac`] from port `port` of the caller's address.
+fn spawn_uac_on(
+    dir: &Path,
+    name: &str,
+    net: Net,
+    port: u16,
+    calls: u32,
+    rate: u32,
+    hold_ms: u32,
+) -> Child {
     Command::new("sipp")
         .current_dir(dir)
         .arg(net.siplb())
@@ -345,7 +358,7 @@ fn spawn_uac(dir: &Path, name: &str, net: Net, calls: u32, rate: u32, hold_ms: u
                 .to_str()
                 .expect("utf-8"),
         ])
-        .args(["-i", &net.ip(), "-p", "5070"])
+        .args(["-i", &net.ip(), "-p", &port.to_string()])
         .args(SIPP_BASE_ARGS)
         .args(["-stf", &format!("{name}.csv")])
         .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
@@ -892,6 +905,23 @@ fn a_full_disk_refuses_new_calls_and_loses_no_record_of_an_accepted_one() {
     });
     assert!(cfg.contains("queue = 4"));
     let mount = Tmpfs::mount(&acc, "64k");
+    // A journal bigger than the disk: the start fails naming it and the key that sizes it,
+    // and leaves no half-made journal taking the room a smaller one needs.
+    let big = dir.0.join("big.toml");
+    std::fs::write(&big, cfg.replace("journal_kib = 16", "journal_kib = 128")).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&big)
+        .current_dir(&dir.0)
+        .output()
+        .expect("siplb");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("commit.journal: making the commit journal of 128 KiB (acc.journal_kib)"),
+        "{err}"
+    );
+    assert!(!acc.join("commit.journal").exists());
     let mut siplb = Siplb::start(BIN, &dir.0, &cfg);
     let (u1, u2) = gateways(&dir.0, net, "uas.xml", &[]);
     // One call first, so that every file exists with its header.
@@ -945,5 +975,106 @@ fn a_full_disk_refuses_new_calls_and_loses_no_record_of_an_accepted_one() {
     assert_eq!(count("INVITE"), 1 + uac.ok());
     assert_eq!(count("BYE"), 1 + uac.ok());
     unique_ids(cdrs.iter().chain(&rows));
+    drop(mount);
+}
+
+/// `sync = "file"`, SIGTERM while the disk is full: the writer keeps trying for a while
+/// counted from the stop (not from when the disk filled), so space freed meanwhile loses
+/// nothing; still full when that time is up, the loss is counted exactly, logged, and the
+/// exit status says so.
+#[test]
+fn a_stop_while_the_disk_is_full_waits_for_space_and_else_says_what_it_lost() {
+    let _g = serial();
+    require_sipp();
+    let net = Net::new(28);
+    let dir = TempDir::new("acc-stop-full");
+    let acc = dir.0.join("acc");
+    let cfg = acc_config(net, &acc, |s| {
+        s.replace(
+            "sinks = [\"files\"]",
+            "sinks = [\"files\"]\nsync = \"file\"",
+        )
+    });
+    assert!(cfg.contains("sync = \"file\""));
+    let mount = Tmpfs::mount(&acc, "64k");
+    let (_u1, _u2) = gateways(&dir.0, net, "uas.xml", &[]);
+    let records = |acc: &Path| -> usize {
+        ["acc", "missed_calls", "cdrs"]
+            .iter()
+            .map(|t| table(acc, t).len())
+            .sum()
+    };
+    let written_at_stop = |log: &str| -> usize {
+        let line = log
+            .lines()
+            .find(|l| l.contains("records written and synced"))
+            .unwrap_or_else(|| panic!("{log}"));
+        let n = line
+            .split("acc: ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        n.parse().unwrap()
+    };
+    for free_in_time in [true, false] {
+        let mut siplb = Siplb::start(BIN, &dir.0, &cfg);
+        // Calls up, their records made as they end at the stop.
+        let uac = spawn_uac(&dir.0, "held", net, 5, 50, 60_000);
+        eventually(10, "5 calls up", || {
+            siplb.stats().get("dialog:active_dialogs") == Some(&5)
+        });
+        let filler = acc.join("filler");
+        fill(&filler);
+        // Short calls until their records meet the full disk (the files' last pages
+        // take a few), well before the stop.
+        let short = spawn_uac_on(&dir.0, "short", net, 5071, 40, 20, 100);
+        eventually(10, "a failed write", || {
+            siplb.stats()["acc:sink_errors"] > 0
+        });
+        let _ = finish_uac(short, &dir.0, "short");
+        std::thread::sleep(Duration::from_millis(2500));
+        // SAFETY: a signal to the siplb this test started, by its PID.
+        unsafe { libc::kill(siplb.pid() as i32, libc::SIGTERM) };
+        if free_in_time {
+            std::thread::sleep(Duration::from_millis(700));
+            std::fs::remove_file(&filler).expect("free the space");
+        }
+        let status = siplb.wait_exit(Duration::from_secs(20)).expect("exits");
+        let log = siplb.log();
+        let _ = finish_uac(uac, &dir.0, "held");
+        if free_in_time {
+            assert!(status.success(), "{log}");
+            assert!(!log.contains("lost"), "{log}");
+            assert!(log.contains("takes records again"), "{log}");
+            assert_eq!(records(&acc), written_at_stop(&log), "{log}");
+        } else {
+            assert!(!status.success(), "{log}");
+            let line = log
+                .lines()
+                .find(|l| l.contains("records are lost to it"))
+                .unwrap_or_else(|| panic!("{log}"));
+            let lost: usize = line
+                .split("fails: ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            // The 5 calls' CDRs (`ended_by = shutdown`) made at the stop, and what the
+            // short calls left that the disk did not take.
+            assert!(lost >= 5, "{line}");
+            let shutdown = table(&acc, "cdrs")
+                .iter()
+                .filter(|r| col(r, "ended_by") == "shutdown")
+                .count();
+            assert_eq!(shutdown, 5, "the first stop's only: {line}");
+            std::fs::remove_file(&filler).expect("free the space");
+        }
+        drop(siplb);
+    }
     drop(mount);
 }

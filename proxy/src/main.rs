@@ -186,6 +186,12 @@ impl Running {
             acc.stop.store(true, Ordering::Release);
             let _ = t.join();
             tracing::info!("acc: {} records written and synced", acc.written.get());
+            let lost = acc.lost.load(Ordering::Relaxed);
+            if lost > 0 {
+                failed = Some(anyhow::anyhow!(
+                    "acc: {lost} records were lost as siplb stopped (a sink still failing)"
+                ));
+            }
         }
         if let Some((fleet, t)) = self.cluster.take() {
             fleet.wake.notify_one();

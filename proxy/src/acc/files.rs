@@ -146,6 +146,11 @@ impl FileSink {
         self
     }
 
+    /// Whether records are committed through the journal.
+    pub fn journal_mode(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Whether the files' bytes wait for [`FileSink::sync`] rather than being written with
     /// their batch.
     fn deferred(&self) -> bool {

@@ -5,7 +5,7 @@
 use super::record::Record;
 use crate::metrics::Counter;
 use crossbeam_queue::ArrayQueue;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Records kept for reuse per worker at most: a few group commits' worth at a high call rate.
@@ -36,6 +36,9 @@ pub struct AccPlane {
     pub rejected_records: Arc<Counter>,
     /// `acc:queued`: records in the workers' queues (a gauge the writer refreshes).
     pub queued: Arc<Counter>,
+    /// Records the writer gave up on as siplb stopped (a sink still failing): the exit
+    /// status says so.
+    pub lost: AtomicU64,
 }
 
 impl AccPlane {
@@ -55,6 +58,7 @@ impl AccPlane {
             spool_records: Arc::default(),
             rejected_records: Arc::default(),
             queued: Arc::default(),
+            lost: AtomicU64::new(0),
         }
     }
 
@@ -83,6 +87,14 @@ impl AccPlane {
     /// Takes what stopping workers left.
     pub fn take_leftovers(&self) -> Vec<Record> {
         std::mem::take(&mut *self.leftovers.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// How many records stopping workers left.
+    pub fn leftovers_len(&self) -> usize {
+        self.leftovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_stalled(&self) -> bool {

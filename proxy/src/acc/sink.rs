@@ -29,6 +29,16 @@ pub trait Sink: Send {
     }
     /// The last chance to deliver before exit, within `deadline`.
     fn finish(&mut self, _deadline: std::time::Instant) {}
+    /// Whether records written to the sink and not yet synced survive the process's exit
+    /// (written into the page cache), rather than being lost with it (still in memory).
+    fn unsynced_survive_exit(&self) -> bool {
+        true
+    }
+    /// What becomes of the records the sink has taken but could not deliver, when siplb
+    /// stops while it fails.
+    fn at_exit(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Sink for FileSink {
@@ -56,6 +66,20 @@ impl Sink for FileSink {
     /// as there is no batch left to write it with.
     fn idle(&mut self) -> io::Result<()> {
         self.write_waiting(true)
+    }
+
+    fn unsynced_survive_exit(&self) -> bool {
+        !self.journal_mode()
+    }
+
+    fn at_exit(&self) -> Option<String> {
+        self.journal_mode().then(|| {
+            format!(
+                "the records committed to {} and not yet in their files are written there \
+                 at the next start",
+                super::journal::NAME
+            )
+        })
     }
 
     /// A clean stop leaves the journal with nothing to replay.

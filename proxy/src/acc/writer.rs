@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 const MAX_BATCH: usize = 8192;
 /// How long the writer waits before retrying a sink that failed.
 const RETRY: Duration = Duration::from_millis(100);
-/// How long the sinks get to deliver (PostgreSQL) as siplb stops.
+/// How long the sinks get to deliver (PostgreSQL) as siplb stops, and how long a failing
+/// sink gets from the stop to take its records before they are given up.
 const FINISH: Duration = Duration::from_secs(2);
 
 /// A sink and the batches it failed to take, oldest first.
@@ -77,6 +78,7 @@ pub fn spawn(
         syncing: 0,
         last_sync: Instant::now(),
         next_queue: 0,
+        stopped_at: None,
     };
     std::thread::Builder::new()
         .name("siplb-acc".into())
@@ -95,6 +97,8 @@ struct Writer {
     last_sync: Instant,
     /// Where the next drain starts, so that no worker's queue is always last.
     next_queue: usize,
+    /// When the writer first saw the stop.
+    stopped_at: Option<Instant>,
 }
 
 /// Marks the calling thread as batch work for the scheduler: when its disk waits end, it
@@ -185,20 +189,41 @@ impl Writer {
         }
     }
 
-    /// A sink that still fails well after the stop: give up on it (its records stay in the
-    /// workers' files or spool for the next start) rather than hang the exit.
-    fn stopping_too_long(&self) -> bool {
-        self.slots
-            .iter()
-            .filter_map(|s| s.failing_since)
-            .any(|t| t.elapsed() >= FINISH)
-            && {
-                let lost: usize = self.slots.iter().map(|s| s.held.len()).sum();
+    /// A sink that still fails [`FINISH`] after the stop: give up on it rather than hang the
+    /// exit, saying how many records are lost to it (those it could not take, those still
+    /// queued, and those it took but did not sync where that dies with the process) or where
+    /// they wait (the journal, the spool), and noting the loss for the exit status.
+    fn stopping_too_long(&mut self) -> bool {
+        let since = *self.stopped_at.get_or_insert_with(Instant::now);
+        if since.elapsed() < FINISH || self.slots.iter().all(|s| s.failing_since.is_none()) {
+            return false;
+        }
+        let queued: usize =
+            self.plane.queues.iter().map(|q| q.len()).sum::<usize>() + self.plane.leftovers_len();
+        let mut lost = 0;
+        for s in self.slots.iter().filter(|s| s.failing_since.is_some()) {
+            let unsynced = if s.unsynced && !s.sink.unsynced_survive_exit() {
+                self.unsynced as usize
+            } else {
+                0
+            };
+            let n = s.held.len() + queued + unsynced;
+            if n > 0 {
                 tracing::error!(
-                    "acc: stopping with {lost} records a sink could not take; they are lost to it"
+                    "acc: stopping while sink {} fails: {n} records are lost to it ({} it \
+                     could not take, {queued} never taken from the queues, {unsynced} taken \
+                     and not synced)",
+                    s.sink.name(),
+                    s.held.len()
                 );
-                true
             }
+            if let Some(then) = s.sink.at_exit() {
+                tracing::warn!("acc: stopping while sink {} fails: {then}", s.sink.name());
+            }
+            lost = lost.max(n);
+        }
+        self.plane.lost.store(lost as u64, Ordering::Relaxed);
+        true
     }
 
     /// Takes up to a batch from the queues (and, once stopping, what workers left).
