@@ -263,11 +263,19 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         } else {
             siplb::acc::postgres::warn_if_left(acc);
         }
+        let no_sink = sinks.is_empty();
         let t = siplb::acc::writer::spawn(acc.clone(), queues.clone(), sinks).context("acc")?;
         acc_stats = queues.statistics();
         plane.acc = Some((acc.clone(), queues.clone()));
         running.acc = Some((queues, t));
-        tracing::info!("acc: node {}, records to {}", acc.node, acc.dir.display());
+        if no_sink {
+            tracing::warn!(
+                "acc: node {}, sinks = []: records are made (acc:records) and written nowhere",
+                acc.node
+            );
+        } else {
+            tracing::info!("acc: node {}, records to {}", acc.node, acc.dir.display());
+        }
     }
     let mut cluster_stats = Vec::new();
     if let Some(c) = &cfg.cluster {

@@ -360,7 +360,10 @@ impl Writer {
             }
         }
         if all {
-            self.plane.written.add(self.syncing);
+            // With no sink (`sinks = []`) nothing was written.
+            if !self.slots.is_empty() {
+                self.plane.written.add(self.syncing);
+            }
             self.syncing = 0;
         }
     }
@@ -405,6 +408,22 @@ mod tests {
         let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
         fields[1] = Field::Text(&id);
         Record::new("acc", &fields)
+    }
+
+    #[test]
+    fn with_no_sink_records_are_taken_and_none_counts_as_written() {
+        let d = std::env::temp_dir().join(format!("siplb-writer-none-{}", std::process::id()));
+        let cfg = Arc::new(AccConfig::for_tests(&d, 64));
+        let plane = Arc::new(AccPlane::new(1, cfg.queue));
+        let t = spawn(cfg, plane.clone(), Vec::new()).unwrap();
+        for n in 0..10 {
+            plane.queues[0].push(record(n)).unwrap();
+        }
+        plane.stop.store(true, Ordering::Release);
+        t.join().unwrap();
+        assert!(plane.queues[0].is_empty());
+        assert_eq!(plane.written.get(), 0);
+        assert!(!d.exists(), "no folder made");
     }
 
     #[test]
