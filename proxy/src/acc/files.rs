@@ -98,7 +98,7 @@ pub struct FileSink {
     /// Torn lines found and set aside since the sink was made.
     pub torn_lines: u64,
     sync_mode: SyncMode,
-    /// The folder, open, for `syncfs`.
+    /// The folder, open and locked ([`lock_dir`]), also for `syncfs`.
     dir_file: Option<File>,
     journal: Option<Journal>,
     /// With the journal: how long the files may lag behind it (zero: written with every
@@ -161,8 +161,8 @@ impl FileSink {
     /// With the journal, what the last process committed and a crash lost is put back
     /// into its files first.
     pub fn with_sync(mut self, mode: SyncMode, journal_bytes: u64) -> io::Result<FileSink> {
+        self.dir_file = Some(lock_dir(&self.dir)?);
         match mode {
-            SyncMode::Filesystem => self.dir_file = Some(File::open(&self.dir)?),
             SyncMode::Journal => {
                 self.journal_bytes = journal_bytes;
                 let (journal, replayed) = Journal::open(&self.dir, journal_bytes)?;
@@ -177,7 +177,7 @@ impl FileSink {
                 }
                 self.journal = Some(journal);
             }
-            SyncMode::File => {}
+            SyncMode::File | SyncMode::Filesystem => {}
         }
         self.sync_mode = mode;
         Ok(self)
@@ -606,6 +606,26 @@ impl FileSink {
         }
         Ok(())
     }
+}
+
+/// The folder, open and locked for this process: one writer per folder, as the journal's
+/// lock makes it with `sync = "journal"` (a second siplb would interleave its lines and
+/// rotations with this one's).
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let f =
+        File::open(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    // SAFETY: a valid descriptor; the lock goes with it.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!(
+                "{}: locked by another process (another siplb with this acc.dir?): {e}",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(f)
 }
 
 /// `fsync` of a folder: the names created and renamed in it are durable.

@@ -493,3 +493,28 @@ fn a_folder_in_a_files_place_is_an_error_naming_it_and_its_records_wait() {
         fs::remove_dir_all(&d).unwrap();
     }
 }
+
+#[test]
+fn one_sink_per_folder_whatever_its_sync() {
+    let d = dir("lock");
+    let sink = |mode| {
+        FileSink::new(&d, BOTH, NEVER)
+            .unwrap()
+            .with_sync(mode, 64 << 10)
+    };
+    for (first, second) in [
+        (SyncMode::File, SyncMode::File),
+        (SyncMode::Filesystem, SyncMode::Journal),
+        (SyncMode::Journal, SyncMode::File),
+    ] {
+        let held = sink(first).unwrap();
+        let e = sink(second).err().expect("a second sink on the folder");
+        assert!(
+            e.to_string().contains("locked by another process"),
+            "{first:?} then {second:?}: {e}"
+        );
+        drop(held);
+        sink(second).unwrap();
+    }
+    fs::remove_dir_all(&d).unwrap();
+}
