@@ -236,6 +236,11 @@ impl FileSink {
             self.follow_moved(now_ms)?;
         }
         for r in &tables {
+            // Opened before the rotation too: a file kept from before a restart may be
+            // past its age already.
+            for ext in exts {
+                self.file(r.table(), ext, r.columns(), now_ms)?;
+            }
             self.rotate_if_due(r.table(), exts, now_ms)?;
             for ext in exts {
                 self.file(r.table(), ext, r.columns(), now_ms)?;
@@ -480,7 +485,16 @@ impl FileSink {
                 .append(true)
                 .open(&path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            let mut bytes = file.metadata()?.len();
+            let meta = file.metadata()?;
+            let mut bytes = meta.len();
+            // A file kept from before a restart is as old as it is, for rotation by age.
+            let opened_ms = meta
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+                .filter(|&t| bytes > 0 && t <= now_ms)
+                .unwrap_or(now_ms);
             if bytes == 0 {
                 if ext == CSV {
                     let mut header = String::new();
@@ -501,7 +515,7 @@ impl FileSink {
                 path,
                 columns,
                 bytes,
-                opened_ms: now_ms,
+                opened_ms,
                 dirty: true,
                 unwritten: String::new(),
                 since: None,
@@ -558,6 +572,32 @@ impl FileSink {
             if let Some(j) = &mut self.journal {
                 j.restart()?;
             }
+        }
+        Ok(())
+    }
+
+    /// Rotates the tables with a file past its age although no record came to write (the
+    /// writer's group commit with nothing new), so that a quiet period does not keep the
+    /// last records from a collector of rotated files.
+    pub fn rotate_aged(&mut self, now_ms: u64) -> io::Result<()> {
+        let max_age_s = self.rotation.max_age_s;
+        if max_age_s == 0 {
+            return Ok(());
+        }
+        let mut tables: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| now_ms.saturating_sub(f.opened_ms) >= max_age_s * 1000)
+            .map(|((t, _), _)| t.clone())
+            .collect();
+        tables.sort();
+        tables.dedup();
+        for table in tables {
+            let exts: Vec<&'static str> = [CSV, JSONL]
+                .into_iter()
+                .filter(|ext| self.open.contains_key(&(table.clone(), *ext)))
+                .collect();
+            self.rotate_if_due(&table, &exts, now_ms)?;
         }
         Ok(())
     }

@@ -63,9 +63,13 @@ impl Sink for FileSink {
     }
 
     /// Nothing came in since the last commit: every committed byte goes to its file now,
-    /// as there is no batch left to write it with.
+    /// as there is no batch left to write it with, and files past their age are rotated.
     fn idle(&mut self) -> io::Result<()> {
-        self.write_waiting(true)
+        self.write_waiting(true)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.rotate_aged(now_ms)
     }
 
     fn unsynced_survive_exit(&self) -> bool {

@@ -88,7 +88,9 @@ fn with_the_journal_a_lost_tail_comes_back_and_a_rotated_file_gets_nothing_old()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("acc-"))
         .collect();
-    assert_eq!(rotated.len(), 2, "acc.csv and acc.jsonl rotated");
+    // The files kept from before the restart, past their size, are rotated before the
+    // first write, and the next ones after it.
+    assert_eq!(rotated.len(), 4, "acc.csv and acc.jsonl rotated twice");
     let new = std::fs::read_to_string(d.join("acc.csv")).unwrap();
     drop(sink);
     let _sink = journal(&d, NEVER);
@@ -516,5 +518,42 @@ fn one_sink_per_folder_whatever_its_sync() {
         drop(held);
         sink(second).unwrap();
     }
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn files_past_their_age_rotate_without_new_records_and_keep_their_age_across_a_restart() {
+    let d = dir("aged");
+    let hourly = Rotation {
+        max_bytes: 0,
+        max_age_s: 3600,
+    };
+    let now = unix_ms();
+    let rotated = |d: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("acc-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut sink = FileSink::new(&d, BOTH, hourly).unwrap();
+    sink.write_batch(&[record("acc", 1)], now).unwrap();
+    sink.rotate_aged(now + 3_599_000).unwrap();
+    assert!(rotated(&d).is_empty());
+    // An hour on, no record since: rotated all the same, both formats together.
+    sink.rotate_aged(now + 3_600_000).unwrap();
+    assert_eq!(rotated(&d).len(), 2, "{:?}", rotated(&d));
+    assert!(!d.join("acc.csv").exists());
+    // A file from before a restart keeps its age: its first write an hour after it was
+    // made rotates it first.
+    sink.write_batch(&[record("acc", 2)], now).unwrap();
+    drop(sink);
+    let mut sink = FileSink::new(&d, BOTH, hourly).unwrap();
+    let later = unix_ms() + 3_600_000;
+    sink.write_batch(&[record("acc", 3)], later).unwrap();
+    assert_eq!(rotated(&d).len(), 4, "{:?}", rotated(&d));
+    assert_eq!(csv_ids(&d.join("acc.csv")), ["node-1-3"]);
     fs::remove_dir_all(&d).unwrap();
 }
