@@ -381,7 +381,8 @@ pub fn reason_of(msg: &SipMsg<'_>) -> Box<str> {
     text(phrase)
 }
 
-/// The cause of the first `Reason: Q.850;cause=N` header of `msg` (RFC 3326).
+/// The cause of the first `Reason: Q.850;cause=N` header of `msg` (RFC 3326) whose cause is
+/// one Q.850 can carry (1 to 127, seven bits); another is not recorded.
 pub fn q850_cause(msg: &SipMsg<'_>) -> Option<u16> {
     let buf = msg.buf;
     msg.headers()
@@ -400,7 +401,15 @@ pub fn q850_cause(msg: &SipMsg<'_>) -> Option<u16> {
                 if !n.of(buf).eq_ignore_ascii_case(b"cause") {
                     return None;
                 }
-                std::str::from_utf8(val.of(buf)).ok()?.parse().ok()
+                let v = val.of(buf);
+                if !v.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                std::str::from_utf8(v)
+                    .ok()?
+                    .parse()
+                    .ok()
+                    .filter(|c| (1..=127).contains(c))
             })
         })
 }
@@ -422,6 +431,16 @@ mod tests {
         let m = parse(BUSY);
         assert_eq!(&*reason_of(&m), "Busy Here");
         assert_eq!(q850_cause(&m), Some(17));
+    }
+
+    #[test]
+    fn a_cause_q850_cannot_carry_is_not_recorded_and_the_next_one_is() {
+        for bad in ["0", "128", "65535", "99999", "-1", "+17", "abc", ""] {
+            let text = BUSY.replace("Q.850 ;cause=17", &format!("Q.850;cause={bad}"));
+            assert_eq!(q850_cause(&parse(&text)), None, "cause={bad}");
+        }
+        let text = BUSY.replace("Q.850 ;cause=17", "Q.850;cause=0, Q.850;cause=127");
+        assert_eq!(q850_cause(&parse(&text)), Some(127));
     }
 
     #[test]
