@@ -950,6 +950,11 @@ fn a_full_disk_refuses_new_calls_and_loses_no_record_of_an_accepted_one() {
     // files' deferred write failed, durable there): none is lost, as the end shows.
     std::fs::remove_file(&filler).expect("free the space");
     all_written(&siplb, during["acc:records"]);
+    let log = siplb.log();
+    assert!(
+        log.contains("acc: sink files works again after") || log.contains("takes records again"),
+        "the recovery is said: {log}"
+    );
     drop((u1.finish(), u2.finish()));
     let stats = siplb.stats();
     siplb.stop();

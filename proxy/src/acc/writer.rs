@@ -259,7 +259,7 @@ impl Writer {
             match s.sink.write(&self.batch, now) {
                 Ok(()) => {
                     s.unsynced = true;
-                    s.failing_since = None;
+                    works_again(s);
                 }
                 Err(e) => {
                     failed(&self.plane, s, &e, "write");
@@ -304,10 +304,12 @@ impl Writer {
     /// A group commit with nothing to sync: the sinks' deferred work.
     fn idle(&mut self) {
         for s in &mut self.slots {
-            if s.held.is_empty()
-                && let Err(e) = s.sink.idle()
-            {
-                failed(&self.plane, s, &e, "write");
+            if !s.held.is_empty() {
+                continue;
+            }
+            match s.sink.idle() {
+                Ok(()) => works_again(s),
+                Err(e) => failed(&self.plane, s, &e, "write"),
             }
         }
     }
@@ -326,10 +328,11 @@ impl Writer {
             match s.sink.sync() {
                 Ok(()) => {
                     s.unsynced = false;
-                    s.failing_since = None;
+                    works_again(s);
                 }
                 Err(e) => {
-                    failed(&self.plane, s, &e, "sync");
+                    // (With the journal a sync also writes the files their committed bytes.)
+                    failed(&self.plane, s, &e, "write or sync");
                     ok = false;
                 }
             }
@@ -366,6 +369,18 @@ impl Writer {
             }
             self.syncing = 0;
         }
+    }
+}
+
+/// A sink that was failing works again: said once, with how long it failed.
+fn works_again(s: &mut Slot) {
+    if let Some(since) = s.failing_since.take() {
+        tracing::info!(
+            "acc: sink {} works again after {:.1} s",
+            s.sink.name(),
+            since.elapsed().as_secs_f64()
+        );
+        s.logged = None;
     }
 }
 
