@@ -28,7 +28,7 @@ pub struct AccFile {
     pub sinks: Spanned<Vec<Spanned<String>>>,
     /// Any of `csv`, `jsonl`.
     pub formats: Spanned<Vec<Spanned<String>>>,
-    pub dir: String,
+    pub dir: Spanned<String>,
     pub sync_interval_ms: Spanned<u64>,
     /// `journal` (one synced journal per commit), `file` (fdatasync each file) or
     /// `filesystem` (one syncfs).
@@ -60,7 +60,7 @@ impl Default for AccFile {
             cdrs: false,
             sinks: list(&["files"]),
             formats: list(&["csv", "jsonl"]),
-            dir: "acc".into(),
+            dir: Spanned::new(0..0, "acc".into()),
             sync_interval_ms: Spanned::new(0..0, DEFAULT_SYNC_INTERVAL_MS),
             sync: Spanned::new(0..0, "journal".into()),
             journal_kib: Spanned::new(0..0, DEFAULT_JOURNAL_KIB),
@@ -159,7 +159,9 @@ pub(super) fn acc(
                     n.span(),
                     "node",
                     format!(
-                        "`{}` is not a node name: printable characters, no spaces, commas or quotes",
+                        "`{}` is not a node name: printable ASCII characters (it goes into \
+                         every record's id and the fleet's Redis keys), no spaces, commas or \
+                         quotes",
                         n.get_ref()
                     ),
                 ));
@@ -170,6 +172,21 @@ pub(super) fn acc(
     let Some(f) = f else {
         return Ok((node, None));
     };
+    let dir = f.dir.get_ref();
+    if dir.trim().is_empty() || dir.contains('\0') {
+        return Err(invalid(
+            f.dir.span(),
+            "acc.dir",
+            format!(
+                "{dir:?} is not a folder name{}",
+                if dir.contains('\0') {
+                    " (a NUL byte)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     let flags = methods(&f.flags, "acc.flags", invalid)?;
     let failed_flags = methods(&f.failed_flags, "acc.failed_flags", invalid)?;
     let missed_flags = methods(&f.missed_flags, "acc.missed_flags", invalid)?;
@@ -362,7 +379,7 @@ pub(super) fn acc(
             rules,
             cdrs: f.cdrs,
             sinks,
-            dir: resolve(&f.dir),
+            dir: resolve(f.dir.get_ref()),
             formats,
             sync_interval: Duration::from_millis(sync),
             sync_mode,

@@ -34,6 +34,24 @@ fn files(cfg: &Config) -> Vec<(&'static str, PathBuf)> {
     if let Some(d) = &cfg.journal_dir {
         out.push(("dialog.journal_dir", d.join("dialogs.jsonl")));
     }
+    if let Some(acc) = cfg.acc.as_deref().filter(|a| a.sinks.files) {
+        let mut tables = vec!["acc", "missed_calls"];
+        if acc.cdrs {
+            tables.push("cdrs");
+        }
+        tables.extend(acc.rules.iter().map(|r| r.table.as_str()));
+        tables.sort_unstable();
+        tables.dedup();
+        let exts = [(acc.formats.csv, "csv"), (acc.formats.jsonl, "jsonl")];
+        for t in tables {
+            for (_, ext) in exts.iter().filter(|(on, _)| *on) {
+                out.push(("acc.dir", acc.dir.join(format!("{t}.{ext}"))));
+            }
+        }
+        if acc.sync_mode == crate::acc::files::SyncMode::Journal {
+            out.push(("acc.dir", acc.dir.join(crate::acc::journal::NAME)));
+        }
+    }
     out
 }
 
@@ -150,6 +168,27 @@ mod tests {
         );
         std::fs::remove_file(d.join("blocker")).unwrap();
         assert!(unwritable(&cfg).is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn check_names_a_record_file_that_is_a_folder() {
+        let d = scratch("recfile");
+        let src = format!(
+            "{}\n[acc]\nflags = [\"INVITE\"]\ncdrs = true\nsinks = [\"files\"]\ndir = \"acc\"\n",
+            super::super::tests::MIN
+        );
+        let cfg = Config::parse(&d.join("t.toml"), &src).unwrap();
+        std::fs::create_dir_all(d.join("acc/cdrs.csv")).unwrap();
+        let problems = unwritable(&cfg);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "acc.dir: {}/acc/cdrs.csv: cannot be written",
+                d.display()
+            )),
+            "{problems:?}"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -523,6 +523,11 @@ fn acc_mistakes_name_their_key_and_line() {
             "`acc.rule.table`",
         ),
         ("bogus = 1", "unknown field `bogus`"),
+        ("dir = \"\"", "`acc.dir`: \"\" is not a folder name"),
+        (
+            "dir = \"a\\u0000b\"",
+            "`acc.dir`: \"a\\0b\" is not a folder name (a NUL byte)",
+        ),
     ];
     for (body, want) in cases {
         let e = acc(body).unwrap_err().to_string();
@@ -536,6 +541,10 @@ fn acc_mistakes_name_their_key_and_line() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`node`"), "{e}");
+    let e = parse(&format!("node = \"nodé\"\n{MIN}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("printable ASCII characters"), "{e}");
 }
 
 #[test]
