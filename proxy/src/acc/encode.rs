@@ -13,14 +13,20 @@ pub fn csv_header(columns: &[&str], out: &mut String) {
     out.push_str("\r\n");
 }
 
-/// Bytes a CSV field quotes for (bit 0) and a JSON string escapes (bit 1).
+/// Bytes a CSV field quotes for (bit 0), a JSON string escapes (bit 1), and a CSV field
+/// writes `%XX` (bit 2: control characters but tab and the line breaks, which CSV has no
+/// escape for and a terminal showing the file would act on).
 static SPECIAL: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
     while c < 0x20 {
-        t[c] = JSON;
+        t[c] = JSON | CSV_CONTROL;
         c += 1;
     }
+    t[b'\t' as usize] = JSON;
+    t[b'\n' as usize] = JSON;
+    t[b'\r' as usize] = JSON;
+    t[0x7f] = CSV_CONTROL;
     t[b',' as usize] = CSV;
     t[b'\n' as usize] |= CSV;
     t[b'\r' as usize] |= CSV;
@@ -30,6 +36,7 @@ static SPECIAL: [u8; 256] = {
 };
 const CSV: u8 = 1;
 const JSON: u8 = 2;
+const CSV_CONTROL: u8 = 4;
 
 /// The classes of [`SPECIAL`] that bytes of `b` are of, all together (one table lookup a
 /// byte, no branch).
@@ -44,6 +51,21 @@ fn csv_text(s: &str, out: &mut String) {
 
 /// [`csv_text`] of a text whose [`classes`] are known.
 fn csv_text_of(s: &str, classes: u8, out: &mut String) {
+    if classes & CSV_CONTROL != 0 {
+        let mut shown = String::with_capacity(s.len() + 8);
+        for c in s.chars() {
+            match c {
+                '\t' | '\n' | '\r' => shown.push(c),
+                c if c.is_ascii_control() => {
+                    let _ =
+                        std::fmt::Write::write_fmt(&mut shown, format_args!("%{:02X}", c as u8));
+                }
+                c => shown.push(c),
+            }
+        }
+        let classes = classes & !CSV_CONTROL;
+        return csv_text_of(&shown, classes, out);
+    }
     let b = s.as_bytes();
     if classes & CSV == 0 {
         out.push_str(s);
@@ -225,6 +247,25 @@ mod tests {
 
     fn record() -> Record {
         Record::new("missed_calls", &fields())
+    }
+
+    #[test]
+    fn control_characters_are_written_percent_escaped_in_csv_and_escaped_in_json() {
+        let mut f = fields();
+        f[7] = Field::Text("a\u{1b}]0;owned\u{7}b\tc\u{7f}d\r\ne");
+        let r = Record::new("acc", &f);
+        let (mut csv, mut json) = (String::new(), String::new());
+        csv_line(&r, &mut csv);
+        assert!(
+            csv.contains(",\"a%1B]0;owned%07b\tc%7Fd\r\ne\","),
+            "tab and line breaks kept (quoted), the rest %XX: {csv:?}"
+        );
+        assert!(!csv.bytes().any(|b| b == 0x1b || b == 0x07 || b == 0x7f));
+        json_line(&r, &mut json);
+        assert!(json.contains(r#""a\u001b]0;owned\u0007b\tc"#), "{json:?}");
+        let (mut csv2, mut json2) = (String::new(), String::new());
+        csv_and_json_lines(&r, &mut csv2, &mut json2);
+        assert_eq!((csv2, json2), (csv, json));
     }
 
     #[test]
