@@ -81,10 +81,9 @@ pub fn admit(
         .push(("SetupTime".into(), (unix_ms / 1000).to_string().into()));
     for v in cfg.vars.iter().filter(|v| v.at == VarAt::Invite) {
         let value = crate::dialog::profiles::value_of(&v.value, &facts);
-        out.vars.push((
-            v.name.as_str().into(),
-            String::from_utf8_lossy(&value).into(),
-        ));
+        // As the records write text from a message: bytes that are not UTF-8 as `%XX`.
+        out.vars
+            .push((v.name.as_str().into(), crate::proxy::event::text(&value)));
     }
     Ok(out)
 }
