@@ -76,8 +76,8 @@ impl Shard {
         up.len()
     }
 
-    /// Ends every dialog still up, without a word to the peers, as the worker stops: each is
-    /// reported (`ended_by = shutdown` when answered), so that its CDR is written before exit.
+    /// Ends every dialog still up, without a word to the peers (but the 487 to the caller of a
+    /// call the stop CANCELled), as the worker stops: each is reported (`ended_by = shutdown` when answered), so that its CDR is written before exit.
     /// With `keep_answered` (the restart journal has them), answered dialogs are left as they
     /// are: the next run goes on with them. How many were ended.
     ///
@@ -97,7 +97,25 @@ impl Shard {
             })
             .collect();
         for &(id, at) in &up {
-            self.end_dialog_now(at, id, EndCause::Shutdown);
+            // A call not answered yet that the stop CANCELled ([`end_all`](Self::end_all))
+            // and whose 487 did not come in time: its caller gets the 487 from siplb, and the
+            // INVITE's outcome is recorded as any failed INVITE's is (the missed-call flag),
+            // which also ends the dialog.
+            let invite = self
+                .dialogs
+                .get(id)
+                .filter(|d| d.state.is_early() && d.cancelled_by == Some(EndedBy::Shutdown))
+                .and_then(|d| d.invite);
+            if let Some(invite) = invite {
+                self.local_final(at.max(now), invite, 487);
+            }
+            if self
+                .dialogs
+                .get(id)
+                .is_some_and(|d| d.state != DialogState::Ended)
+            {
+                self.end_dialog_now(at, id, EndCause::Shutdown);
+            }
         }
         up.len()
     }

@@ -420,6 +420,35 @@ fn dialogs_left_up_at_exit_end_when_the_stop_began_not_after_its_wait() {
     assert_eq!(e2, a2, "answered after the stop began");
 }
 
+/// A ringing call the stop CANCELled whose gateway sends no 487 within the wait: at exit
+/// its caller gets 487 from siplb, and the INVITE's outcome is reported (a missed call).
+#[test]
+fn a_call_the_stop_cancelled_without_an_answer_gets_487_and_its_outcome_at_exit() {
+    let mut h = with_events();
+    let (_, ring) = h.start_call(&invite("c1", "z9hG4bK-a"));
+    h.gateway_answers(&ring, &response(&ring, 180, Some("gw")));
+    h.take();
+    h.events();
+    assert_eq!(h.shard.end_all(h.now, h.now, false), 1);
+    let cancel = h.take_one();
+    assert!(cancel.is_request(Method::Cancel), "{cancel:?}");
+    h.advance(Duration::from_secs(2));
+    h.shard.abandon_all(h.now, false);
+    let out = h.take();
+    assert!(
+        out.iter().any(|o| o.dst == caller() && o.is_response(487)),
+        "{out:?}"
+    );
+    let (txns, dialogs) = h.events();
+    let invite = txns
+        .iter()
+        .find(|t| t.method == Method::Invite)
+        .unwrap_or_else(|| panic!("{txns:?}"));
+    assert_eq!((invite.code, invite.local), (Some(487), true), "{invite:?}");
+    assert_eq!(dialogs.len(), 1, "one CDR");
+    assert_eq!(dialogs[0].outcome.code, Some(487));
+}
+
 #[test]
 fn the_answer_to_an_invite_the_caller_replaced_does_not_end_the_call() {
     let mut h = with_events();
