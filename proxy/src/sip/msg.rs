@@ -418,6 +418,11 @@ impl<'a> SipMsg<'a> {
                 HeaderName::From => {
                     let na = NameAddr::parse(buf, h.value())
                         .map_err(|_| ParseError::BadHeader("From"))?;
+                    // A SIP URI that does not parse names no caller: its account and the
+                    // records' src_user would be empty (another account's limit).
+                    if SipUri::parse(buf, na.uri) == Err(false) {
+                        return Err(ParseError::BadHeader("From"));
+                    }
                     once(&mut from, (Some(na), h.value()), "From")?
                 }
                 HeaderName::To if !is_request => once(&mut to, (None, h.value()), "To")?,

@@ -42,7 +42,9 @@ static CLASS: [u8; 256] = {
         if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
             c |= SCHEME;
         }
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.') {
+        // `_` is no hostname's (RFC 1123), but hosts of SIP peers have it, and Kamailio
+        // takes it.
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
             c |= HOST;
         }
         t[i] = c;

@@ -527,3 +527,23 @@ fn invalid_ipv6_reference_is_400() {
         assert_eq!(e, ParseError::RequestUri, "{uri}");
     }
 }
+
+#[test]
+fn a_from_whose_sip_uri_does_not_parse_is_400_and_other_schemes_pass() {
+    for bad in [
+        r#"From: <sip:u@dom,ain"x>;tag=1"#,
+        "From: <sip:u@>;tag=1",
+        "From: <sip:u@host:99999>;tag=1",
+    ] {
+        let e = parse_err(&request_with("From:", bad));
+        assert_eq!(e, ParseError::BadHeader("From"), "{bad}");
+    }
+    for good in [
+        "From: <sip:u@edge_1.example>;tag=1",
+        "From: <tel:+15551234>;tag=1",
+        "From: <urn:service:sos>;tag=1",
+        "From: \"A\" <sips:u@[2001:db8::1]:5061>;tag=1",
+    ] {
+        parse_ok(&request_with("From:", good));
+    }
+}
