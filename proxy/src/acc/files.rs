@@ -6,7 +6,7 @@
 //! and none is written twice. It runs on the writer thread, never on a worker.
 
 use super::encode::{csv_and_json_lines, csv_header, csv_line, json_line};
-use super::journal::Journal;
+use super::journal::{FileId, Journal};
 use super::record::Record;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -56,6 +56,8 @@ struct Open {
     path: PathBuf,
     /// Its table's columns (a CSV file made again gets the header).
     columns: &'static [&'static str],
+    /// Which file it is: whether its path still leads to it.
+    id: Option<FileId>,
     bytes: u64,
     opened_ms: u64,
     /// Written since its last `fdatasync` (with the journal: since the last checkpoint).
@@ -511,6 +513,7 @@ impl FileSink {
                 }
             }
             Ok(Open {
+                id: FileId::of(&file),
                 file,
                 path,
                 columns,
@@ -535,7 +538,7 @@ impl FileSink {
         let moved: Vec<(String, &'static str)> = self
             .open
             .iter()
-            .filter(|(_, f)| super::journal::moved(&f.file, &f.path))
+            .filter(|(_, f)| FileId::moved_from(f.id, &f.path))
             .map(|(k, _)| k.clone())
             .collect();
         let journal_moved = self.journal.as_ref().is_some_and(Journal::moved);

@@ -38,6 +38,9 @@ const HEADER: usize = 4 + 8 + 2 + 4 + 8 + 4;
 pub struct Journal {
     dir: PathBuf,
     file: File,
+    /// Its path, and which file it is: see [`Journal::moved`].
+    path: PathBuf,
+    id: Option<FileId>,
     /// The same file, `O_DIRECT | O_DSYNC`, for the commits (none where it cannot be had).
     direct: Option<File>,
     size: u64,
@@ -127,9 +130,12 @@ impl Journal {
         } else {
             Ring::off()
         };
+        let id = FileId::of(&file);
         let mut j = Journal {
             dir: dir.into(),
             file,
+            path: path.clone(),
+            id,
             direct,
             size,
             generation: 0,
@@ -147,7 +153,7 @@ impl Journal {
     /// Whether the journal's path no longer leads to the file open here (the folder or the
     /// file removed or replaced while siplb runs): commits would go nowhere.
     pub fn moved(&self) -> bool {
-        moved(&self.file, &self.dir.join(NAME))
+        FileId::moved_from(self.id, &self.path)
     }
 
     /// Notes that `data` was written to `name` (a file of the folder) at `offset`; it is
@@ -411,12 +417,25 @@ impl Journal {
     }
 }
 
-/// Whether `path` no longer leads to `file` (gone, or another file or folder there).
-pub fn moved(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(open), Ok(there)) => (open.dev(), open.ino()) != (there.dev(), there.ino()),
-        _ => true,
+/// Which file an open file is (device and inode), to tell whether its path still leads to
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId(u64, u64);
+
+impl FileId {
+    pub fn of(file: &File) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().ok().map(|m| FileId(m.dev(), m.ino()))
+    }
+
+    /// Whether `path` no longer leads to this file (gone, or another file or folder there):
+    /// one `stat`.
+    pub fn moved_from(id: Option<FileId>, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (id, std::fs::metadata(path)) {
+            (Some(id), Ok(there)) => id != FileId(there.dev(), there.ino()),
+            _ => true,
+        }
     }
 }
 
