@@ -418,11 +418,6 @@ impl<'a> SipMsg<'a> {
                 HeaderName::From => {
                     let na = NameAddr::parse(buf, h.value())
                         .map_err(|_| ParseError::BadHeader("From"))?;
-                    // A SIP URI that does not parse names no caller: its account and the
-                    // records' src_user would be empty (another account's limit).
-                    if SipUri::parse(buf, na.uri) == Err(false) {
-                        return Err(ParseError::BadHeader("From"));
-                    }
                     once(&mut from, (Some(na), h.value()), "From")?
                 }
                 HeaderName::To if !is_request => once(&mut to, (None, h.value()), "To")?,
@@ -486,7 +481,7 @@ impl<'a> SipMsg<'a> {
             Some((cl, _)) => Span::new(body_start, body_start + cl as usize),
             None => Span::new(body_start, buf.len()),
         };
-        Ok(SipMsg {
+        let msg = SipMsg {
             buf,
             start,
             start_line,
@@ -507,7 +502,20 @@ impl<'a> SipMsg<'a> {
             top_via,
             top_via_header,
             proxy_require,
-        })
+        };
+        // A request outside a dialog (an INVITE making one) whose From has a SIP URI that
+        // does not parse names no caller: its account and the records' src_user would be
+        // empty (another account's limit). In a dialog the tags match it, and a peer's
+        // sloppy From must not keep its BYE from ending the call.
+        if is_request
+            && msg.to_tag().is_none()
+            && msg
+                .from
+                .is_some_and(|f| SipUri::parse(buf, f.uri) == Err(false))
+        {
+            return Err(ParseError::BadHeader("From"));
+        }
+        Ok(msg)
     }
 
     pub fn headers(&self) -> &[Header] {

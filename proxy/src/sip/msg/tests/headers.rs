@@ -546,4 +546,12 @@ fn a_from_whose_sip_uri_does_not_parse_is_400_and_other_schemes_pass() {
     ] {
         parse_ok(&request_with("From:", good));
     }
+    // In a dialog (a To tag) the tags match the request: a peer's sloppy From passes.
+    let in_dialog = String::from_utf8(request_with("From:", r#"From: <sip:u@dom,ain"x>;tag=1"#))
+        .unwrap()
+        .replace(
+            "To: Bob <sip:bob@biloxi.example.com>",
+            "To: Bob <sip:bob@biloxi.example.com>;tag=b1",
+        );
+    parse_ok(in_dialog.as_bytes());
 }
