@@ -400,3 +400,44 @@ fn a_flood_of_mangled_datagrams_leaves_siplb_up_and_forwarding() {
     siplb.assert_alive();
     assert!(!siplb.log().contains("panicked"), "{}", siplb.log());
 }
+
+/// A ringing call at SIGTERM: siplb CANCELs it; the gateway never answers the CANCEL, so at
+/// the end of `shutdown.bye_wait_ms` the caller gets siplb's own 487 instead of nothing.
+#[test]
+fn a_ringing_call_the_stop_cancels_gets_a_final_answer_even_from_a_silent_gateway() {
+    let _g = serial();
+    let net = Net::new(29);
+    let (_dir, mut siplb) = start("stop-487", net, "[shutdown]\nbye_wait_ms = 500\n");
+    let (caller, gw1, gw2) = peers(net);
+    let me = caller.local_addr().unwrap().to_string();
+    caller
+        .send_to(
+            &invite(&me, &net.siplb(), "stop-487@x", "z9hG4bK-s487"),
+            net.siplb(),
+        )
+        .unwrap();
+    let got = at_gateways(&gw1, &gw2);
+    let (gw, fwd) = the_request(&got, "INVITE");
+    gw.send_to(&respond(&fwd, 180, "Ringing", "gw1", ""), net.siplb())
+        .unwrap();
+    let ringing = drain(&caller, QUIET);
+    assert_eq!(statuses(&ringing), [100, 180]);
+    // SAFETY: a signal to the siplb this test started, by its PID.
+    unsafe { libc::kill(siplb.pid() as i32, libc::SIGTERM) };
+    // The gateway gets the CANCEL and says nothing.
+    let cancel = drain(&gw, Duration::from_millis(400));
+    assert!(
+        cancel.iter().any(|(_, m)| m.starts_with(b"CANCEL ")),
+        "{:?}",
+        cancel.iter().map(|(_, m)| text(m)).collect::<Vec<_>>()
+    );
+    let status = siplb.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+    let answer = drain(&caller, Duration::from_millis(500));
+    assert_eq!(
+        statuses(&answer),
+        [487],
+        "{:?}",
+        answer.iter().map(|(_, m)| text(m)).collect::<Vec<_>>()
+    );
+}

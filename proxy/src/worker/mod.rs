@@ -530,6 +530,9 @@ impl Worker {
                 "{up} dialogs up at exit recorded as ended by shutdown"
             );
         }
+        // What that answered (the 487s of calls the stop CANCELled) goes out now: the ring's
+        // loop is over.
+        self.send_left();
         self.drain_events(now);
         if let Some(t) = self.trace.as_mut() {
             t.flush()?;
@@ -686,6 +689,31 @@ impl Worker {
         self.stats.latency_p50_us.set(h.value_at_quantile(0.50));
         self.stats.latency_p99_us.set(h.value_at_quantile(0.99));
         self.stats.latency_max_us.set(h.max());
+    }
+
+    /// Sends what the shard still has to send with plain `sendto`s, as the worker stops.
+    fn send_left(&mut self) {
+        let fd = self.socket.as_raw_fd();
+        while let Some(t) = self.shard.poll_transmit() {
+            let Some(t) = self.xsk_send(t) else {
+                continue;
+            };
+            // SAFETY: plain data, filled in below.
+            let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let len = socket::sockaddr_to_storage(t.dst.addr, &mut addr);
+            // SAFETY: a valid descriptor, buffer and address of `len` bytes.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    t.data.as_ptr() as *const libc::c_void,
+                    t.data.len(),
+                    0,
+                    &addr as *const _ as *const libc::sockaddr,
+                    len,
+                )
+            };
+        }
+        self.xsk_flush();
     }
 
     fn flush_transmits(&mut self) -> io::Result<()> {
