@@ -100,8 +100,9 @@ pub struct FileSink {
     /// Torn lines found and set aside since the sink was made.
     pub torn_lines: u64,
     sync_mode: SyncMode,
-    /// The folder, open and locked ([`lock_dir`]), also for `syncfs`.
+    /// The folder, open and locked ([`lock_dir`]), also for `syncfs`; which folder it is.
     dir_file: Option<File>,
+    dir_id: Option<FileId>,
     journal: Option<Journal>,
     /// With the journal: how long the files may lag behind it (zero: written with every
     /// batch). Bigger, rarer writes cost the page cache much less per byte.
@@ -134,6 +135,7 @@ impl FileSink {
             torn_lines: 0,
             sync_mode: SyncMode::File,
             dir_file: None,
+            dir_id: None,
             journal: None,
             write_after: Duration::ZERO,
             write_failed: false,
@@ -163,7 +165,9 @@ impl FileSink {
     /// With the journal, what the last process committed and a crash lost is put back
     /// into its files first.
     pub fn with_sync(mut self, mode: SyncMode, journal_bytes: u64) -> io::Result<FileSink> {
-        self.dir_file = Some(lock_dir(&self.dir)?);
+        let dir = lock_dir(&self.dir)?;
+        self.dir_id = FileId::of(&dir);
+        self.dir_file = Some(dir);
         match mode {
             SyncMode::Journal => {
                 self.journal_bytes = journal_bytes;
@@ -329,7 +333,10 @@ impl FileSink {
     pub fn sync(&mut self) -> io::Result<()> {
         if self.journal.as_ref().is_some_and(Journal::moved) {
             // Committed into a journal nobody would find after a crash: made again first.
-            self.follow_moved(unix_ms())?;
+            if let Err(e) = self.follow_moved(unix_ms()) {
+                self.write_failed = true;
+                return Err(e);
+            }
         }
         if let Some(j) = &mut self.journal {
             if j.has_pending() {
@@ -338,7 +345,8 @@ impl FileSink {
                 }
                 j.commit()?;
             }
-            return self.write_waiting(false);
+            // Committed: durable whatever comes of the files' write.
+            return self.write_waiting(false).map_err(files_behind);
         }
         self.sync_files()
     }
@@ -535,24 +543,51 @@ impl FileSink {
     /// in its place) is an error naming it: its bytes keep waiting, and new calls are
     /// refused until it can be.
     fn follow_moved(&mut self, now_ms: u64) -> io::Result<()> {
-        let moved: Vec<(String, &'static str)> = self
-            .open
-            .iter()
-            .filter(|(_, f)| FileId::moved_from(f.id, &f.path))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut moved: Vec<(String, &'static str)> = Vec::new();
+        let mut truncated = false;
+        for (k, f) in self.open.iter_mut() {
+            match std::fs::metadata(&f.path) {
+                Ok(m) if FileId::of_metadata(&m) == f.id => {
+                    if m.len() < f.bytes {
+                        // Cut short in place (logrotate's `copytruncate`): its size is what it
+                        // has now, and an emptied CSV file gets its header back.
+                        tracing::warn!(
+                            "{}: cut to {} bytes while siplb wrote to it",
+                            f.path.display(),
+                            m.len()
+                        );
+                        f.bytes = m.len();
+                        if m.len() == 0 && k.1 == CSV {
+                            let mut header = String::new();
+                            csv_header(f.columns, &mut header);
+                            f.unwritten.insert_str(0, &header);
+                        }
+                        truncated = true;
+                    }
+                }
+                _ => moved.push(k.clone()),
+            }
+        }
         let journal_moved = self.journal.as_ref().is_some_and(Journal::moved);
-        if moved.is_empty() && !journal_moved {
+        if moved.is_empty() && !journal_moved && !truncated {
             return Ok(());
         }
+        if !moved.is_empty() || journal_moved {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
+            if FileId::moved_from(self.dir_id, &self.dir) {
+                // The folder made again: locked again, as at start.
+                let f = lock_dir(&self.dir)?;
+                self.dir_id = FileId::of(&f);
+                self.dir_file = Some(f);
+            }
+        }
         if journal_moved {
+            let (journal, _) = Journal::open(&self.dir, self.journal_bytes)?;
             tracing::warn!(
                 "{}: removed or replaced while siplb ran; made again",
                 self.dir.join(super::journal::NAME).display()
             );
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
-            let (journal, _) = Journal::open(&self.dir, self.journal_bytes)?;
             // The old one's last commit settles as it is dropped.
             self.journal = Some(journal);
         }
@@ -649,6 +684,28 @@ impl FileSink {
         }
         Ok(())
     }
+}
+
+/// A failed write of committed bytes to their files: the records are durable in the
+/// journal (the writer counts them so), but the files are behind.
+#[derive(Debug)]
+pub struct FilesBehind(pub io::Error);
+
+impl std::fmt::Display for FilesBehind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for FilesBehind {}
+
+fn files_behind(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), FilesBehind(e))
+}
+
+/// Whether `e` is [`FilesBehind`].
+pub fn is_files_behind(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<FilesBehind>())
 }
 
 /// The folder, open and locked for this process: one writer per folder, as the journal's

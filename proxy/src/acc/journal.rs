@@ -424,8 +424,12 @@ pub struct FileId(u64, u64);
 
 impl FileId {
     pub fn of(file: &File) -> Option<FileId> {
+        file.metadata().ok().as_ref().and_then(FileId::of_metadata)
+    }
+
+    pub fn of_metadata(m: &std::fs::Metadata) -> Option<FileId> {
         use std::os::unix::fs::MetadataExt;
-        file.metadata().ok().map(|m| FileId(m.dev(), m.ino()))
+        Some(FileId(m.dev(), m.ino()))
     }
 
     /// Whether `path` no longer leads to this file (gone, or another file or folder there):

@@ -330,6 +330,11 @@ impl Writer {
                     s.unsynced = false;
                     works_again(s);
                 }
+                Err(e) if super::files::is_files_behind(&e) => {
+                    // Committed (durable in the journal); the files' write failed.
+                    failed(&self.plane, s, &e, "write");
+                    s.unsynced = false;
+                }
                 Err(e) => {
                     // (With the journal a sync also writes the files their committed bytes.)
                     failed(&self.plane, s, &e, "write or sync");
@@ -372,8 +377,12 @@ impl Writer {
     }
 }
 
-/// A sink that was failing works again: said once, with how long it failed.
+/// A sink that was failing works again: said once, with how long it failed (not while it
+/// still cannot take more: with the journal, a batch is taken while the files' writes fail).
 fn works_again(s: &mut Slot) {
+    if s.sink.full() {
+        return;
+    }
     if let Some(since) = s.failing_since.take() {
         tracing::info!(
             "acc: sink {} works again after {:.1} s",

@@ -557,3 +557,71 @@ fn files_past_their_age_rotate_without_new_records_and_keep_their_age_across_a_r
     assert_eq!(csv_ids(&d.join("acc.csv")), ["node-1-3"]);
     fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_file_cut_short_in_place_gets_its_header_back_and_a_remade_folder_is_locked_again() {
+    for mode in [SyncMode::File, SyncMode::Journal] {
+        let d = dir("cut");
+        let mut sink = FileSink::new(&d, BOTH, NEVER)
+            .unwrap()
+            .with_sync(mode, 64 << 10)
+            .unwrap()
+            .with_write_interval(Duration::from_secs(3600));
+        sink.write_batch(&[record("acc", 1), record("acc", 2)], 0)
+            .unwrap();
+        sink.sync().unwrap();
+        sink.write_waiting(true).unwrap();
+        // logrotate's copytruncate: copied away, then cut to nothing in place.
+        fs::copy(d.join("acc.csv"), d.join("acc.csv.1")).unwrap();
+        File::create(d.join("acc.csv")).unwrap();
+        sink.write_batch(&[record("acc", 3)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_waiting(true).unwrap();
+        assert_eq!(csv_ids(&d.join("acc.csv")), ["node-1-3"], "{mode:?}");
+        // The folder removed and made again: a second sink on it is still refused.
+        fs::remove_dir_all(&d).unwrap();
+        sink.write_batch(&[record("acc", 4)], 0).unwrap();
+        sink.sync().unwrap();
+        sink.write_waiting(true).unwrap();
+        let second = FileSink::new(&d, BOTH, NEVER)
+            .unwrap()
+            .with_sync(mode, 64 << 10);
+        let e = second.err().expect("refused");
+        assert!(
+            e.to_string().contains("locked by another process"),
+            "{mode:?}: {e}"
+        );
+        drop(sink);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[test]
+fn with_the_journal_a_failed_write_of_committed_bytes_says_the_records_are_durable() {
+    let d = dir("behind");
+    let mut sink = FileSink::new(&d, BOTH, NEVER)
+        .unwrap()
+        .with_sync(SyncMode::Journal, 64 << 10)
+        .unwrap()
+        .with_write_interval(Duration::from_millis(1));
+    sink.write_batch(&[record("acc", 1)], 0).unwrap();
+    sink.sync().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    sink.sync().unwrap();
+    fs::remove_file(d.join("acc.csv")).unwrap();
+    fs::create_dir(d.join("acc.csv")).unwrap();
+    sink.write_batch(&[record("acc", 2)], 0).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    // Committed to the journal; the file's write fails: the writer counts the records as
+    // durable, and new calls are refused meanwhile.
+    let e = sink.sync().unwrap_err();
+    assert!(is_files_behind(&e), "{e}");
+    assert!(e.to_string().contains("acc.csv"), "{e}");
+    assert!(sink.full());
+    fs::remove_dir(d.join("acc.csv")).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    sink.sync().unwrap();
+    assert!(!sink.full());
+    assert_eq!(csv_ids(&d.join("acc.csv")), ["node-1-2"]);
+    fs::remove_dir_all(&d).unwrap();
+}
