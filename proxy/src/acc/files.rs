@@ -383,6 +383,7 @@ impl FileSink {
     fn write_waiting_here(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
         let mut result = Ok(());
+        let mut wrote = false;
         for f in self.open.values_mut() {
             let due =
                 f.unwritten.len() >= WRITE_BYTES || f.since.is_some_and(|t| t.elapsed() >= after);
@@ -393,12 +394,16 @@ impl FileSink {
                 result = Err(e);
                 break;
             }
+            wrote = true;
             if f.unwritten.capacity() > 2 * WRITE_BYTES {
                 f.unwritten.shrink_to(WRITE_BYTES);
             }
             f.since = None;
         }
-        self.write_failed = result.is_err();
+        // A round with nothing due says nothing of whether writes work again.
+        if result.is_err() || wrote {
+            self.write_failed = result.is_err();
+        }
         result
     }
 

@@ -90,6 +90,9 @@ impl Sink for FileSink {
     fn finish(&mut self, _deadline: std::time::Instant) {
         if let Err(e) = self.checkpoint() {
             tracing::error!("acc: the last checkpoint of the files failed: {e}");
+            if let Some(then) = self.at_exit() {
+                tracing::warn!("acc: sink files: {then}");
+            }
         }
     }
 }
