@@ -719,17 +719,7 @@ pub fn is_files_behind(e: &io::Error) -> bool {
 fn lock_dir(dir: &Path) -> io::Result<File> {
     let f =
         File::open(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    // SAFETY: a valid descriptor; the lock goes with it.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!(
-                "{}: locked by another process (another siplb with this acc.dir?): {e}",
-                dir.display()
-            ),
-        ));
-    }
+    super::journal::lock(&f, dir)?;
     Ok(f)
 }
 

@@ -85,17 +85,7 @@ impl Journal {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         // One writer per folder: a second siplb on the same `acc.dir` would interleave its
         // commits (and lines) with this one's.
-        // SAFETY: a valid descriptor; the lock goes with it.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!(
-                    "{}: locked by another process (another siplb with this acc.dir?): {e}",
-                    path.display()
-                ),
-            ));
-        }
+        lock(&file, &path)?;
         let len = file.metadata()?.len();
         let fresh = len == 0;
         // Room for the marker's block and one round's at least.
@@ -415,6 +405,22 @@ impl Journal {
         write_zeros(&self.file, 0, self.size)?;
         self.file.sync_data()
     }
+}
+
+/// Locks `file` (at `path`) for this process, or says which other siplb holds it.
+pub fn lock(file: &File, path: &Path) -> io::Result<()> {
+    // SAFETY: a valid descriptor; the lock goes with it.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!(
+                "{}: locked by another process (another siplb with this acc.dir?): {e}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Which file an open file is (device and inode), to tell whether its path still leads to
