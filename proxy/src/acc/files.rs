@@ -10,7 +10,7 @@ use super::journal::{FileId, Journal};
 use super::record::Record;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -66,12 +66,23 @@ struct Open {
     /// after `bytes`), and since when the oldest waits.
     unwritten: String,
     since: Option<Instant>,
+    /// Written in this round of [`FileSink::write_waiting`], not yet counted.
+    appended: bool,
 }
 
 impl Open {
     /// Appends the bytes waiting for the file in one write. A write cut short is cut off
     /// again (they all stay waiting), so that its retry writes nothing twice.
     fn write_waiting(&mut self) -> io::Result<()> {
+        self.append_waiting()?;
+        self.bytes += self.unwritten.len() as u64;
+        self.unwritten.clear();
+        Ok(())
+    }
+
+    /// [`Open::write_waiting`] with the bytes kept waiting (and `bytes` where it was), to be
+    /// cut back when a write to another file fails.
+    fn append_waiting(&mut self) -> io::Result<()> {
         if let Err(e) = self.file.write_all(self.unwritten.as_bytes()) {
             let _ = self.file.set_len(self.bytes);
             return Err(io::Error::new(
@@ -79,8 +90,6 @@ impl Open {
                 format!("{}: {e}", self.path.display()),
             ));
         }
-        self.bytes += self.unwritten.len() as u64;
-        self.unwritten.clear();
         Ok(())
     }
 }
@@ -379,7 +388,10 @@ impl FileSink {
         self.write_waiting_here(all)
     }
 
-    /// [`FileSink::write_waiting`] into the files open now, wherever their paths lead.
+    /// [`FileSink::write_waiting`] into the files open now, wherever their paths lead. All
+    /// or nothing: when a file's write fails, those written before it are cut back, so that
+    /// a record not yet committed (a checkpoint writes the journal's pending round too) is
+    /// in every file or in none, and the writer's count of what is lost holds.
     fn write_waiting_here(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
         let mut result = Ok(());
@@ -390,11 +402,21 @@ impl FileSink {
             if f.unwritten.is_empty() || !(all || due) {
                 continue;
             }
-            if let Err(e) = f.write_waiting() {
+            if let Err(e) = f.append_waiting() {
                 result = Err(e);
                 break;
             }
+            f.appended = true;
             wrote = true;
+        }
+        for f in self.open.values_mut().filter(|f| f.appended) {
+            f.appended = false;
+            if result.is_err() {
+                let _ = f.file.set_len(f.bytes);
+                continue;
+            }
+            f.bytes += f.unwritten.len() as u64;
+            f.unwritten.clear();
             if f.unwritten.capacity() > 2 * WRITE_BYTES {
                 f.unwritten.shrink_to(WRITE_BYTES);
             }
@@ -535,159 +557,9 @@ impl FileSink {
                 dirty: true,
                 unwritten: String::new(),
                 since: None,
+                appended: false,
             })
         }
-    }
-
-    /// Before the files are written to: each whose path no longer leads to it (removed with
-    /// its folder, moved away as logrotate does without `copytruncate`, replaced) is made
-    /// again at its path, and the bytes waiting for it go there; likewise the journal. The
-    /// records written before are wherever the old file went. With the journal, everything
-    /// is then written and synced and the journal started over, so that no entry names a
-    /// file at an offset of the one it replaced. A file that cannot be made again (a folder
-    /// in its place) is an error naming it: its bytes keep waiting, and new calls are
-    /// refused until it can be.
-    fn follow_moved(&mut self, now_ms: u64) -> io::Result<()> {
-        let mut moved: Vec<(String, &'static str)> = Vec::new();
-        let mut truncated = false;
-        for (k, f) in self.open.iter_mut() {
-            match std::fs::metadata(&f.path) {
-                Ok(m) if FileId::of_metadata(&m) == f.id => {
-                    if m.len() < f.bytes {
-                        // Cut short in place (logrotate's `copytruncate`): its size is what it
-                        // has now, and an emptied CSV file gets its header back.
-                        tracing::warn!(
-                            "{}: cut to {} bytes while siplb wrote to it",
-                            f.path.display(),
-                            m.len()
-                        );
-                        f.bytes = m.len();
-                        if m.len() == 0 && k.1 == CSV {
-                            let mut header = String::new();
-                            csv_header(f.columns, &mut header);
-                            f.unwritten.insert_str(0, &header);
-                        }
-                        truncated = true;
-                    }
-                }
-                _ => moved.push(k.clone()),
-            }
-        }
-        let journal_moved = self.journal.as_ref().is_some_and(Journal::moved);
-        if moved.is_empty() && !journal_moved && !truncated {
-            return Ok(());
-        }
-        if !moved.is_empty() || journal_moved {
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
-            if FileId::moved_from(self.dir_id, &self.dir) {
-                // The folder made again: locked again, as at start.
-                let f = lock_dir(&self.dir)?;
-                self.dir_id = FileId::of(&f);
-                self.dir_file = Some(f);
-            }
-        }
-        if journal_moved {
-            let (journal, _) = Journal::open(&self.dir, self.journal_bytes)?;
-            tracing::warn!(
-                "{}: removed or replaced while siplb ran; made again",
-                self.dir.join(super::journal::NAME).display()
-            );
-            // The old one's last commit settles as it is dropped.
-            self.journal = Some(journal);
-        }
-        for key in moved {
-            let columns = self.open[&key].columns;
-            let mut new = self.open_file(&key.0, key.1, columns, now_ms)?;
-            let old = self.open.remove(&key).expect("listed above");
-            tracing::warn!(
-                "{}: removed, moved away or replaced while siplb wrote to it; made again (the \
-                 records before it are where the old file went)",
-                old.path.display()
-            );
-            new.unwritten = old.unwritten;
-            new.since = old.since;
-            self.open.insert(key, new);
-        }
-        if self.journal.is_some() {
-            self.write_waiting_here(true)?;
-            self.sync_files()?;
-            if let Some(j) = &mut self.journal {
-                j.restart()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Rotates the tables with a file past its age although no record came to write (the
-    /// writer's group commit with nothing new), so that a quiet period does not keep the
-    /// last records from a collector of rotated files.
-    pub fn rotate_aged(&mut self, now_ms: u64) -> io::Result<()> {
-        let max_age_s = self.rotation.max_age_s;
-        if max_age_s == 0 {
-            return Ok(());
-        }
-        let mut tables: Vec<String> = self
-            .open
-            .iter()
-            .filter(|(_, f)| now_ms.saturating_sub(f.opened_ms) >= max_age_s * 1000)
-            .map(|((t, _), _)| t.clone())
-            .collect();
-        tables.sort();
-        tables.dedup();
-        for table in tables {
-            let exts: Vec<&'static str> = [CSV, JSONL]
-                .into_iter()
-                .filter(|ext| self.open.contains_key(&(table.clone(), *ext)))
-                .collect();
-            self.rotate_if_due(&table, &exts, now_ms)?;
-        }
-        Ok(())
-    }
-
-    /// Moves the files of `table` (one per format in `exts`) aside together when one of them
-    /// is past its size or age, so that the rotated CSV and JSON lines files hold the same
-    /// records: `<table>-<stamp>.<ext>`, or `<table>-<stamp>-<n>.<ext>` when a rotation in
-    /// the same second took that name.
-    fn rotate_if_due(&mut self, table: &str, exts: &[&'static str], now_ms: u64) -> io::Result<()> {
-        let r = self.rotation;
-        let due = exts.iter().any(|&ext| {
-            self.open.get(&(table.to_string(), ext)).is_some_and(|f| {
-                let big = r.max_bytes > 0 && f.bytes + f.unwritten.len() as u64 >= r.max_bytes;
-                let old =
-                    r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
-                big || old
-            })
-        });
-        if !due {
-            return Ok(());
-        }
-        // Only siplb's own files are moved aside (never a folder put in a file's place).
-        self.follow_moved(now_ms)?;
-        if self.journal.is_some() {
-            // The journal's entries name the file, not its inode: none may outlive it.
-            self.checkpoint()?;
-        }
-        let stamp = rotation_stamp(now_ms);
-        let name = |n: u32, ext: &str| match n {
-            0 => format!("{table}-{stamp}.{ext}"),
-            n => format!("{table}-{stamp}-{n}.{ext}"),
-        };
-        let mut n = 0;
-        while exts.iter().any(|ext| self.dir.join(name(n, ext)).exists()) {
-            n += 1;
-        }
-        for &ext in exts {
-            let Some(f) = self.open.remove(&(table.to_string(), ext)) else {
-                continue;
-            };
-            f.file.sync_data()?;
-            std::fs::rename(&f.path, self.dir.join(name(n, ext)))?;
-        }
-        if self.journal.is_some() {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
     }
 }
 
@@ -713,74 +585,12 @@ pub fn is_files_behind(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<FilesBehind>())
 }
 
-/// The folder, open and locked for this process: one writer per folder, as the journal's
-/// lock makes it with `sync = "journal"` (a second siplb would interleave its lines and
-/// rotations with this one's).
-fn lock_dir(dir: &Path) -> io::Result<File> {
-    let f =
-        File::open(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    super::journal::lock(&f, dir)?;
-    Ok(f)
-}
+mod moved;
+mod rotate;
+mod torn;
 
-/// `fsync` of a folder: the names created and renamed in it are durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// `YYYYMMDDTHHMMSSZ` of Unix ms.
-fn rotation_stamp(ms: u64) -> String {
-    let t = super::time::rfc3339_ms(ms);
-    // 2026-12-01T11:49:44.123Z → 20261201T114944Z
-    let digits: String = t[..19]
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .collect();
-    format!("{digits}Z")
-}
-
-/// When the file at `path` does not end with a line end (a write cut short by a crash), moves
-/// its last, incomplete line to `<path>.torn` and cuts it off. Whether there was one.
-pub fn set_aside_torn_line(path: &Path) -> io::Result<bool> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-    };
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(false);
-    }
-    // Read back from the end, a chunk at a time, until a line end (records are short; files
-    // may be long, and a crash may leave a long tail of zeros without one).
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut pos = len;
-    let keep = loop {
-        let step = pos.min(chunk.len() as u64);
-        pos -= step;
-        file.seek(SeekFrom::Start(pos))?;
-        file.read_exact(&mut chunk[..step as usize])?;
-        if let Some(i) = memchr::memrchr(b'\n', &chunk[..step as usize]) {
-            break pos + i as u64 + 1;
-        }
-        if pos == 0 {
-            break 0;
-        }
-    };
-    if keep == len {
-        return Ok(false);
-    }
-    let mut name = path.as_os_str().to_owned();
-    name.push(".torn");
-    let mut aside = OpenOptions::new().create(true).append(true).open(&name)?;
-    file.seek(SeekFrom::Start(keep))?;
-    io::copy(&mut Read::by_ref(&mut file).take(len - keep), &mut aside)?;
-    aside.write_all(b"\n")?;
-    aside.sync_data()?;
-    file.set_len(keep)?;
-    file.sync_data()?;
-    Ok(true)
-}
+use moved::{lock_dir, sync_dir};
+pub use torn::set_aside_torn_line;
 
 #[cfg(test)]
 mod tests;
