@@ -9,7 +9,7 @@ use super::encode::{csv_and_json_lines, csv_header, csv_line, json_line};
 use super::journal::{FileId, Journal};
 use super::record::Record;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -51,49 +51,6 @@ pub struct Rotation {
     pub max_age_s: u64,
 }
 
-struct Open {
-    file: File,
-    path: PathBuf,
-    /// Its table's columns (a CSV file made again gets the header).
-    columns: &'static [&'static str],
-    /// Which file it is: whether its path still leads to it.
-    id: Option<FileId>,
-    bytes: u64,
-    opened_ms: u64,
-    /// Written since its last `fdatasync` (with the journal: since the last checkpoint).
-    dirty: bool,
-    /// With the journal: bytes committed there and not yet written to the file (they go
-    /// after `bytes`), and since when the oldest waits.
-    unwritten: String,
-    since: Option<Instant>,
-    /// Written in this round of [`FileSink::write_waiting`], not yet counted.
-    appended: bool,
-}
-
-impl Open {
-    /// Appends the bytes waiting for the file in one write. A write cut short is cut off
-    /// again (they all stay waiting), so that its retry writes nothing twice.
-    fn write_waiting(&mut self) -> io::Result<()> {
-        self.append_waiting()?;
-        self.bytes += self.unwritten.len() as u64;
-        self.unwritten.clear();
-        Ok(())
-    }
-
-    /// [`Open::write_waiting`] with the bytes kept waiting (and `bytes` where it was), to be
-    /// cut back when a write to another file fails.
-    fn append_waiting(&mut self) -> io::Result<()> {
-        if let Err(e) = self.file.write_all(self.unwritten.as_bytes()) {
-            let _ = self.file.set_len(self.bytes);
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{}: {e}", self.path.display()),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// A file while a batch is encoded into it: where its bytes stood before.
 struct Taken {
     key: (String, &'static str),
@@ -124,7 +81,7 @@ pub struct FileSink {
 
 /// With the journal, a file's waiting bytes are written once there are this many, however
 /// young.
-const WRITE_BYTES: usize = 256 << 10;
+pub(super) const WRITE_BYTES: usize = 256 << 10;
 
 const CSV: &str = "csv";
 const JSONL: &str = "jsonl";
@@ -268,7 +225,7 @@ impl FileSink {
             for ext in exts {
                 let key = (r.table().to_string(), *ext);
                 let open = self.open.remove(&key).expect("opened above");
-                let before = open.bytes + open.unwritten.len() as u64;
+                let before = open.end();
                 taken.push(Taken { key, open, before });
             }
         }
@@ -296,7 +253,7 @@ impl FileSink {
         let mut result = Ok(());
         for t in &mut taken {
             let f = &mut t.open;
-            let new = &f.unwritten[(t.before - f.bytes) as usize..];
+            let new = &f.unwritten[f.index_of(t.before)..];
             f.dirty = true;
             if let Some(j) = &mut self.journal {
                 let name = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -319,11 +276,13 @@ impl FileSink {
             for t in &mut taken {
                 let f = &mut t.open;
                 if t.before >= f.bytes {
-                    f.unwritten.truncate((t.before - f.bytes) as usize);
+                    let keep = f.index_of(t.before);
+                    f.unwritten.truncate(keep);
                 } else {
                     let _ = f.file.set_len(t.before);
                     f.bytes = t.before;
                     f.unwritten.clear();
+                    f.skip = 0;
                 }
             }
         }
@@ -373,9 +332,9 @@ impl FileSink {
     pub fn write_waiting(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
         let due = |f: &Open| {
-            !f.unwritten.is_empty()
+            f.waiting() > 0
                 && (all
-                    || f.unwritten.len() >= WRITE_BYTES
+                    || f.waiting() >= WRITE_BYTES
                     || f.since.is_some_and(|t| t.elapsed() >= after))
         };
         if self.open.values().any(due) {
@@ -397,30 +356,28 @@ impl FileSink {
         let mut result = Ok(());
         let mut wrote = false;
         for f in self.open.values_mut() {
-            let due =
-                f.unwritten.len() >= WRITE_BYTES || f.since.is_some_and(|t| t.elapsed() >= after);
-            if f.unwritten.is_empty() || !(all || due) {
+            let due = f.waiting() >= WRITE_BYTES || f.since.is_some_and(|t| t.elapsed() >= after);
+            if f.waiting() == 0 || !(all || due) {
                 continue;
             }
-            if let Err(e) = f.append_waiting() {
-                result = Err(e);
-                break;
+            match f.append_waiting(all) {
+                // Less than a block: it waits for more.
+                Ok(0) => f.since = Some(Instant::now()),
+                Ok(n) => f.appended = n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-            f.appended = true;
-            wrote = true;
+            wrote |= f.appended > 0;
         }
-        for f in self.open.values_mut().filter(|f| f.appended) {
-            f.appended = false;
+        for f in self.open.values_mut().filter(|f| f.appended > 0) {
+            let n = std::mem::take(&mut f.appended);
             if result.is_err() {
                 let _ = f.file.set_len(f.bytes);
                 continue;
             }
-            f.bytes += f.unwritten.len() as u64;
-            f.unwritten.clear();
-            if f.unwritten.capacity() > 2 * WRITE_BYTES {
-                f.unwritten.shrink_to(WRITE_BYTES);
-            }
-            f.since = None;
+            f.wrote(n);
         }
         // A round with nothing due says nothing of whether writes work again.
         if result.is_err() || wrote {
@@ -517,11 +474,7 @@ impl FileSink {
                     path.display()
                 );
             }
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let mut file = open::open_append(&path)?;
             let meta = file.metadata()?;
             let mut bytes = meta.len();
             // A file kept from before a restart is as old as it is, for rotation by age.
@@ -547,18 +500,8 @@ impl FileSink {
                     sync_dir(&self.dir)?;
                 }
             }
-            Ok(Open {
-                id: FileId::of(&file),
-                file,
-                path,
-                columns,
-                bytes,
-                opened_ms,
-                dirty: true,
-                unwritten: String::new(),
-                since: None,
-                appended: false,
-            })
+            let direct = self.deferred();
+            Ok(Open::new(file, path, columns, bytes, opened_ms, direct))
         }
     }
 }
@@ -586,10 +529,12 @@ pub fn is_files_behind(e: &io::Error) -> bool {
 }
 
 mod moved;
+mod open;
 mod rotate;
 mod torn;
 
 use moved::{lock_dir, sync_dir};
+use open::Open;
 pub use torn::set_aside_torn_line;
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ impl FileSink {
                             m.len()
                         );
                         f.bytes = m.len();
+                        f.rewrite_partial_line();
                         if m.len() == 0 && k.1 == CSV {
                             let mut header = String::new();
                             csv_header(f.columns, &mut header);
@@ -76,6 +77,8 @@ impl FileSink {
                  records before it are where the old file went)",
                 old.path.display()
             );
+            // The line the old file has in part is cut off there and written whole here.
+            let _ = old.file.set_len(old.bytes - old.skip as u64);
             new.unwritten = old.unwritten;
             new.since = old.since;
             self.open.insert(key, new);

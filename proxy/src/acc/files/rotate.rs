@@ -43,7 +43,7 @@ impl FileSink {
         let r = self.rotation;
         let due = exts.iter().any(|&ext| {
             self.open.get(&(table.to_string(), ext)).is_some_and(|f| {
-                let big = r.max_bytes > 0 && f.bytes + f.unwritten.len() as u64 >= r.max_bytes;
+                let big = r.max_bytes > 0 && f.end() >= r.max_bytes;
                 let old =
                     r.max_age_s > 0 && now_ms.saturating_sub(f.opened_ms) >= r.max_age_s * 1000;
                 big || old
