@@ -331,13 +331,7 @@ impl FileSink {
     /// short is cut off again, so that its retry writes nothing twice.
     pub fn write_waiting(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
-        let due = |f: &Open| {
-            f.waiting() > 0
-                && (all
-                    || f.waiting() >= WRITE_BYTES
-                    || f.since.is_some_and(|t| t.elapsed() >= after))
-        };
-        if self.open.values().any(due) {
+        if self.open.values().any(|f| f.due(all, after)) {
             let result = self.follow_moved(unix_ms());
             if result.is_err() {
                 self.write_failed = true;
@@ -356,8 +350,7 @@ impl FileSink {
         let mut result = Ok(());
         let mut wrote = false;
         for f in self.open.values_mut() {
-            let due = f.waiting() >= WRITE_BYTES || f.since.is_some_and(|t| t.elapsed() >= after);
-            if f.waiting() == 0 || !(all || due) {
+            if !f.due(all, after) {
                 continue;
             }
             match f.append_waiting(all) {
@@ -533,7 +526,8 @@ mod open;
 mod rotate;
 mod torn;
 
-use moved::{lock_dir, sync_dir};
+use moved::lock_dir;
+pub(super) use moved::sync_dir;
 use open::Open;
 pub use torn::set_aside_torn_line;
 

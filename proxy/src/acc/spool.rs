@@ -10,7 +10,7 @@
 //! Fully shipped segments are deleted. A torn last line (a crash in the middle of a write)
 //! is moved to `<segment>.torn` on opening.
 
-use super::files::set_aside_torn_line;
+use super::files::{set_aside_torn_line, sync_dir};
 use super::record::{Field, Record};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -95,10 +95,6 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     }
     segs.sort_unstable();
     Ok(segs)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all())
 }
 
 impl Spool {

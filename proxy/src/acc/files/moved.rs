@@ -105,6 +105,6 @@ pub(super) fn lock_dir(dir: &Path) -> io::Result<File> {
 }
 
 /// `fsync` of a folder: the names created and renamed in it are durable.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(in crate::acc) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

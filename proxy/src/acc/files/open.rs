@@ -85,6 +85,15 @@ impl Open {
         self.unwritten.len() - self.skip
     }
 
+    /// Whether bytes wait and are to be written now: `all` of them, or once there are
+    /// [`super::WRITE_BYTES`] or the oldest has waited `after`.
+    pub(super) fn due(&self, all: bool, after: std::time::Duration) -> bool {
+        self.waiting() > 0
+            && (all
+                || self.waiting() >= super::WRITE_BYTES
+                || self.since.is_some_and(|t| t.elapsed() >= after))
+    }
+
     /// Where the file ends once the waiting bytes are written.
     pub(super) fn end(&self) -> u64 {
         self.bytes + self.waiting() as u64
