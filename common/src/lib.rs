@@ -53,6 +53,11 @@ pub mod bpf {
     /// the receive time (`bpf_ktime_get_ns`, CLOCK_MONOTONIC), both native-endian `u64`s.
     pub const XSK_META_MAGIC: u64 = 0x7369_706c_6272_7874;
     pub const XSK_META_LEN: usize = 16;
+    /// The guard's read-only global (`u32`) saying whether it puts that stamp in front of
+    /// the frames (1, as built). Loaded with 0 where the kernel refuses the guard the helper
+    /// that makes room for it (`bpf_xdp_adjust_meta`): the verifier then never reaches the
+    /// call, and the frames go without a stamp.
+    pub const XDP_STAMP_GLOBAL: &str = "SIPLB_XDP_STAMP";
     pub const XSK_QUEUE_BASE: u32 = MAX_WORKERS;
     /// `SIPLB_WORKER_CPU`: the CPU of each worker (`u32` by worker number), and the cpumap.
     pub const WORKER_CPU_MAP: &str = "SIPLB_WORKER_CPU";

@@ -212,6 +212,12 @@ static XSKS: XskMap = XskMap::with_max_entries(2 * shared::MAX_WORKERS, 0);
 #[map(name = "SIPLB_PIKE")]
 static PIKE: LruHashMap<u32, Bucket> = LruHashMap::with_max_entries(shared::SOURCES_MAX, 0);
 
+/// Whether frames redirected to AF_XDP sockets get their receive time in front
+/// (`shared::XDP_STAMP_GLOBAL`): a read-only global, so that with 0 the verifier sees the
+/// branch that stamps as dead and never checks its helper.
+#[unsafe(no_mangle)]
+static SIPLB_XDP_STAMP: u32 = 1;
+
 const ETH_HEADER: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const IPPROTO_UDP: u8 = 17;
@@ -376,6 +382,10 @@ fn try_guard(ctx: &XdpContext) -> Result<u32, ()> {
 /// Puts `[XSK_META_MAGIC, now]` in the frame's XDP metadata.
 #[inline(always)]
 fn stamp(ctx: &XdpContext) {
+    // SAFETY: a read of a static; volatile so that the value set at load time is read.
+    if unsafe { core::ptr::read_volatile(&SIPLB_XDP_STAMP) } == 0 {
+        return;
+    }
     // SAFETY: grows the metadata area in front of the packet; checked below.
     if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(shared::XSK_META_LEN as i32)) } != 0 {
         return;

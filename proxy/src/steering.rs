@@ -11,7 +11,7 @@
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, CpuMap, HashMap, MapData, PerCpuArray, ReusePortSockArray, XskMap};
 use aya::programs::{SkReuseport, Xdp, XdpMode};
-use aya::{Ebpf, include_bytes_aligned};
+use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 use ipnet::Ipv4Net;
 use siplb_common::bpf as shared;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -45,10 +45,20 @@ pub fn privileged(eff: u64) -> bool {
 /// Loads the committed object; without the privilege for it, says so rather than which of
 /// its maps the kernel refused first.
 fn load_object() -> Result<Ebpf, String> {
+    load_object_stamping(true)
+}
+
+/// [`load_object`], with the XDP guard's receive-time stamp on or off
+/// (`siplb_common::bpf::XDP_STAMP_GLOBAL`).
+fn load_object_stamping(stamp: bool) -> Result<Ebpf, String> {
     if effective_capabilities().is_some_and(|c| !privileged(c)) {
         return Err(NEEDS_PRIVILEGE.into());
     }
-    Ebpf::load(OBJECT).map_err(|e| {
+    let stamp = u32::from(stamp);
+    let loaded = EbpfLoader::new()
+        .override_global(shared::XDP_STAMP_GLOBAL, &stamp, true)
+        .load(OBJECT);
+    loaded.map_err(|e| {
         let e = chain(&e);
         if e.contains("Operation not permitted") || e.contains("Permission denied") {
             format!("it needs root or CAP_BPF + CAP_NET_ADMIN; the kernel refused: {e}")
@@ -56,6 +66,21 @@ fn load_object() -> Result<Ebpf, String> {
             format!("loading the BPF object: {e}")
         }
     })
+}
+
+/// The XDP guard's program in `ebpf`.
+fn guard_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, String> {
+    ebpf.program_mut(shared::GUARD_PROGRAM)
+        .ok_or("no XDP program in the BPF object")?
+        .try_into()
+        .map_err(|e| format!("{e}"))
+}
+
+/// Loads the XDP guard's program into the kernel (the verifier's words when it refuses).
+fn load_guard(ebpf: &mut Ebpf) -> Result<(), String> {
+    guard_program(ebpf)?
+        .load()
+        .map_err(|e| format!("loading {}: {}", shared::GUARD_PROGRAM, chain(&e)))
 }
 
 /// A socket fd owned by a worker, borrowed while the map takes its own reference to it.
@@ -205,6 +230,20 @@ impl XdpGuard {
         redirect: Redirect<'_>,
     ) -> Result<XdpGuard, String> {
         let mut ebpf = load_object()?;
+        if let Err(e) = load_guard(&mut ebpf) {
+            if !e.contains("bpf_xdp_adjust_meta") {
+                return Err(e);
+            }
+            // Some kernels refuse XDP programs that helper (seen on a Firecracker guest's
+            // 6.18): the guard works without it, only AF_XDP frames lack their stamp.
+            tracing::info!(
+                "XDP guard: this kernel refuses it bpf_xdp_adjust_meta; frames it gives to \
+                 AF_XDP sockets go without their receive time (latency is then measured from \
+                 when a worker reads them)"
+            );
+            ebpf = load_object_stamping(false)?;
+            load_guard(&mut ebpf)?;
+        }
         {
             let map = ebpf
                 .map_mut(shared::XDP_CONFIG_MAP)
@@ -273,13 +312,7 @@ impl XdpGuard {
         let allow = LpmTrie::try_from(take(shared::ALLOW_MAP)?).map_err(|e| e.to_string())?;
         let pike = HashMap::try_from(take(shared::PIKE_MAP)?).map_err(|e| e.to_string())?;
         let xsks = XskMap::try_from(take(shared::XSKS_MAP)?).map_err(|e| e.to_string())?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(shared::GUARD_PROGRAM)
-            .ok_or("no XDP program in the BPF object")?
-            .try_into()
-            .map_err(|e| format!("{e}"))?;
-        prog.load()
-            .map_err(|e| format!("loading {}: {}", shared::GUARD_PROGRAM, chain(&e)))?;
+        let prog = guard_program(&mut ebpf)?;
         let tries: &[(XdpMode, &'static str)] = match mode {
             GuardMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
             GuardMode::Native => &[(XdpMode::Driver, "native")],

@@ -32,13 +32,15 @@ impl Worker {
         };
         let mut taken = 0;
         // The XDP program stamps frames with CLOCK_MONOTONIC; the latency figures use
-        // CLOCK_REALTIME (the socket path's SCM_TIMESTAMPNS).
+        // CLOCK_REALTIME (the socket path's SCM_TIMESTAMPNS). A frame without a stamp (a
+        // kernel that refuses the guard the helper for it) counts from when it is read.
         let to_realtime =
             clock_ns(libc::CLOCK_REALTIME).wrapping_sub(clock_ns(libc::CLOCK_MONOTONIC));
         loop {
+            let read_ns = clock_ns(libc::CLOCK_REALTIME);
             let n = port.receive(|src, payload, rx_mono| {
                 let rx_ns = if rx_mono == 0 {
-                    0
+                    read_ns
                 } else {
                     rx_mono.wrapping_add(to_realtime)
                 };
