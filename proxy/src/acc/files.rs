@@ -5,6 +5,7 @@
 //! middle of a write) is moved to `<file>.torn`, so every line left in a file is a whole record
 //! and none is written twice. It runs on the writer thread, never on a worker.
 
+use super::direct::Ring;
 use super::encode::{csv_and_json_lines, csv_header, csv_line, json_line};
 use super::journal::{FileId, Journal};
 use super::record::Record;
@@ -77,7 +78,17 @@ pub struct FileSink {
     write_failed: bool,
     /// The journal's size, to make it again.
     journal_bytes: u64,
+    /// When a commit last looked whether the journal's path still leads to it.
+    journal_looked: Option<Instant>,
+    /// Submits the files' direct writes of a round together.
+    ring: Ring,
 }
+
+/// How often the group commit looks whether the journal was removed or replaced (a path
+/// walk: at every 10 ms commit it was most of what the writer spent in the kernel outside
+/// its writes). A crash within this long of an operator removing the folder can lose what
+/// was committed meanwhile; the removal itself loses every record written before it.
+const JOURNAL_LOOK: Duration = Duration::from_millis(100);
 
 /// With the journal, a file's waiting bytes are written once there are this many, however
 /// young.
@@ -106,6 +117,8 @@ impl FileSink {
             write_after: Duration::ZERO,
             write_failed: false,
             journal_bytes: 0,
+            journal_looked: None,
+            ring: Ring::with_entries(16),
         })
     }
 
@@ -299,7 +312,7 @@ impl FileSink {
     /// past [`WRITE_BYTES`]) are then written to the files: a crash before that loses
     /// nothing, as the next start writes them back from the journal.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.journal.as_ref().is_some_and(Journal::moved) {
+        if self.journal_look_due() && self.journal.as_ref().is_some_and(Journal::moved) {
             // Committed into a journal nobody would find after a crash: made again first.
             if let Err(e) = self.follow_moved(unix_ms()) {
                 self.write_failed = true;
@@ -317,6 +330,17 @@ impl FileSink {
             return self.write_waiting(false).map_err(files_behind);
         }
         self.sync_files()
+    }
+
+    /// Whether it is time to look whether the journal moved ([`JOURNAL_LOOK`]).
+    fn journal_look_due(&mut self) -> bool {
+        let due = self
+            .journal_looked
+            .is_none_or(|t| t.elapsed() >= JOURNAL_LOOK);
+        if due {
+            self.journal_looked = Some(Instant::now());
+        }
+        due
     }
 
     /// Whether the last commit is durable (see [`Journal::settle`]).
@@ -345,24 +369,78 @@ impl FileSink {
     /// or nothing: when a file's write fails, those written before it are cut back, so that
     /// a record not yet committed (a checkpoint writes the journal's pending round too) is
     /// in every file or in none, and the writer's count of what is lost holds.
+    ///
+    /// The direct writes of a round go to the kernel together, through the sink's io_uring,
+    /// and are waited for together; a file not due yet whose whole blocks could go straight
+    /// to the device goes with them (one device notification and one wait for all of them).
     fn write_waiting_here(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
+        if !self.open.values().any(|f| f.due(all, after)) {
+            return Ok(());
+        }
         let mut result = Ok(());
         let mut wrote = false;
+        let mut direct = 0;
         for f in self.open.values_mut() {
-            if !f.due(all, after) {
+            let due = f.due(all, after);
+            if !due && !f.direct_ready() {
                 continue;
             }
-            match f.append_waiting(all) {
-                // Less than a block: it waits for more.
-                Ok(0) => f.since = Some(Instant::now()),
-                Ok(n) => f.appended = n,
+            match f.plan_direct() {
+                Ok(true) => direct += 1,
+                // Not due: it waits for its time, through the page cache then.
+                Ok(false) if !due => {}
+                Ok(false) => match f.append_waiting(all) {
+                    Ok(n) => f.appended = n,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             }
             wrote |= f.appended > 0;
+        }
+        if direct > 0 {
+            let writes: Vec<_> = self.open.values().filter_map(Open::planned_write).collect();
+            let results = if result.is_ok() {
+                self.ring.write_together(&writes)
+            } else {
+                // Nothing more is written once one has failed.
+                Some(vec![-libc::ECANCELED; writes.len()])
+            };
+            drop(writes);
+            let mut results = results.map(Vec::into_iter);
+            for f in self.open.values_mut() {
+                let Some((_, bytes, _)) = f.planned_write() else {
+                    continue;
+                };
+                let len = bytes.len();
+                let made = match results.as_mut().and_then(Iterator::next) {
+                    Some(n) if n < 0 => Err(io::Error::from_raw_os_error(-n)),
+                    Some(n) if (n as usize) < len => f.finish_short_write(n as usize),
+                    Some(_) => Ok(()),
+                    // No ring on this thread: written here, one after the other.
+                    None => f.finish_short_write(0),
+                };
+                let made = if result.is_err() {
+                    Err(io::Error::from_raw_os_error(libc::ECANCELED))
+                } else {
+                    made
+                };
+                match f.direct_done(made, all) {
+                    Ok(n) => f.appended = n,
+                    Err(e) => {
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
+                    }
+                }
+                wrote |= f.appended > 0;
+            }
         }
         for f in self.open.values_mut().filter(|f| f.appended > 0) {
             let n = std::mem::take(&mut f.appended);
@@ -531,5 +609,7 @@ pub(super) use moved::sync_dir;
 use open::Open;
 pub use torn::set_aside_torn_line;
 
+#[cfg(test)]
+mod direct_tests;
 #[cfg(test)]
 mod tests;
