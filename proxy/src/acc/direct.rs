@@ -115,9 +115,6 @@ impl Aligned {
 /// get a plain ring.
 pub struct Ring {
     state: State,
-    /// Submission queue entries: 4 for the journal's one write at a time, more for
-    /// [`Ring::write_together`].
-    entries: u32,
 }
 
 /// What [`Ring::reap`] found.
@@ -144,23 +141,14 @@ enum State {
 impl Ring {
     /// A ring made on first use.
     pub fn new() -> Ring {
-        Ring::with_entries(4)
-    }
-
-    /// A ring made on first use, of `entries` submission slots.
-    pub fn with_entries(entries: u32) -> Ring {
         Ring {
             state: State::Unmade,
-            entries,
         }
     }
 
     /// No ring: every write is made at once.
     pub fn off() -> Ring {
-        Ring {
-            state: State::Off,
-            entries: 0,
-        }
+        Ring { state: State::Off }
     }
 
     fn get(&mut self) -> Option<&mut io_uring::IoUring> {
@@ -169,13 +157,13 @@ impl Ring {
                 .setup_single_issuer()
                 .setup_defer_taskrun()
                 .setup_taskrun_flag()
-                .build(self.entries);
+                .build(4);
             self.state = match deferred {
                 Ok(ring) => State::Made {
                     ring: Box::new(ring),
                     thread: Some(std::thread::current().id()),
                 },
-                Err(_) => match io_uring::IoUring::new(self.entries) {
+                Err(_) => match io_uring::IoUring::new(4) {
                     Ok(ring) => State::Made {
                         ring: Box::new(ring),
                         thread: None,
@@ -213,57 +201,6 @@ impl Ring {
         // SAFETY: the caller keeps `data` until the completion is reaped.
         let pushed = unsafe { ring.submission().push(&write).is_ok() };
         pushed && ring.submit().is_ok()
-    }
-
-    /// Writes each of `writes` (descriptor, bytes, offset), all submitted in one system call
-    /// where the ring has room (the block layer then hands them to the device together: on a
-    /// virtual machine one notification instead of one each), and waits for all of them. Each
-    /// one's bytes written or negated errno, in order; none when this ring cannot be used
-    /// here (the caller writes them itself).
-    pub fn write_together(&mut self, writes: &[(RawFd, &[u8], u64)]) -> Option<Vec<i32>> {
-        let ring = self.get()?;
-        let mut results = vec![0i32; writes.len()];
-        let (mut pushed, mut reaped) = (0, 0);
-        let mut logged = false;
-        while reaped < writes.len() {
-            while pushed < writes.len() {
-                let (fd, data, at) = writes[pushed];
-                let write = io_uring::opcode::Write::new(
-                    io_uring::types::Fd(fd),
-                    data.as_ptr(),
-                    data.len() as u32,
-                )
-                .offset(at)
-                .build()
-                .user_data(pushed as u64);
-                // SAFETY: `data` is borrowed until this function returns, and it returns
-                // only once every write submitted has completed.
-                if unsafe { ring.submission().push(&write) }.is_err() {
-                    break;
-                }
-                pushed += 1;
-            }
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Entries pushed stay in the ring until the kernel takes them, and the
-                    // buffers must outlive every one: asked again until all have completed.
-                    if !logged {
-                        tracing::warn!("acc: waiting for the record files' writes: {e}");
-                        logged = true;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }
-            for c in ring.completion() {
-                if let Some(r) = results.get_mut(c.user_data() as usize) {
-                    *r = c.result();
-                    reaped += 1;
-                }
-            }
-        }
-        Some(results)
     }
 
     /// What became of the write submitted; with `wait`, waits until it has completed.

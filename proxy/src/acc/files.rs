@@ -5,7 +5,6 @@
 //! middle of a write) is moved to `<file>.torn`, so every line left in a file is a whole record
 //! and none is written twice. It runs on the writer thread, never on a worker.
 
-use super::direct::Ring;
 use super::encode::{csv_and_json_lines, csv_header, csv_line, json_line};
 use super::journal::{FileId, Journal};
 use super::record::Record;
@@ -80,8 +79,6 @@ pub struct FileSink {
     journal_bytes: u64,
     /// When a commit last looked whether the journal's path still leads to it.
     journal_looked: Option<Instant>,
-    /// Submits the files' direct writes of a round together.
-    ring: Ring,
 }
 
 /// How often the group commit looks whether the journal was removed or replaced (a path
@@ -118,7 +115,6 @@ impl FileSink {
             write_failed: false,
             journal_bytes: 0,
             journal_looked: None,
-            ring: Ring::with_entries(16),
         })
     }
 
@@ -370,77 +366,27 @@ impl FileSink {
     /// a record not yet committed (a checkpoint writes the journal's pending round too) is
     /// in every file or in none, and the writer's count of what is lost holds.
     ///
-    /// The direct writes of a round go to the kernel together, through the sink's io_uring,
-    /// and are waited for together; a file not due yet whose whole blocks could go straight
-    /// to the device goes with them (one device notification and one wait for all of them).
+    /// The direct writes are made one after the other, each waited for: submitted together
+    /// through an io_uring they would save device notifications, but a write that makes a
+    /// file longer cannot be made without blocking on ext4, so io_uring hands each to a
+    /// worker thread of its own, which cost siplb more than it saved (docs/BENCHMARKS.md,
+    /// "Accounting").
     fn write_waiting_here(&mut self, all: bool) -> io::Result<()> {
         let after = self.write_after;
-        if !self.open.values().any(|f| f.due(all, after)) {
-            return Ok(());
-        }
         let mut result = Ok(());
         let mut wrote = false;
-        let mut direct = 0;
         for f in self.open.values_mut() {
-            let due = f.due(all, after);
-            if !due && !f.direct_ready() {
+            if !f.due(all, after) {
                 continue;
             }
-            match f.plan_direct() {
-                Ok(true) => direct += 1,
-                // Not due: it waits for its time, through the page cache then.
-                Ok(false) if !due => {}
-                Ok(false) => match f.append_waiting(all) {
-                    Ok(n) => f.appended = n,
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                },
+            match f.append_waiting(all) {
+                Ok(n) => f.appended = n,
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             }
             wrote |= f.appended > 0;
-        }
-        if direct > 0 {
-            let writes: Vec<_> = self.open.values().filter_map(Open::planned_write).collect();
-            let results = if result.is_ok() {
-                self.ring.write_together(&writes)
-            } else {
-                // Nothing more is written once one has failed.
-                Some(vec![-libc::ECANCELED; writes.len()])
-            };
-            drop(writes);
-            let mut results = results.map(Vec::into_iter);
-            for f in self.open.values_mut() {
-                let Some((_, bytes, _)) = f.planned_write() else {
-                    continue;
-                };
-                let len = bytes.len();
-                let made = match results.as_mut().and_then(Iterator::next) {
-                    Some(n) if n < 0 => Err(io::Error::from_raw_os_error(-n)),
-                    Some(n) if (n as usize) < len => f.finish_short_write(n as usize),
-                    Some(_) => Ok(()),
-                    // No ring on this thread: written here, one after the other.
-                    None => f.finish_short_write(0),
-                };
-                let made = if result.is_err() {
-                    Err(io::Error::from_raw_os_error(libc::ECANCELED))
-                } else {
-                    made
-                };
-                match f.direct_done(made, all) {
-                    Ok(n) => f.appended = n,
-                    Err(e) => {
-                        if result.is_ok() {
-                            result = Err(e);
-                        }
-                    }
-                }
-                wrote |= f.appended > 0;
-            }
         }
         for f in self.open.values_mut().filter(|f| f.appended > 0) {
             let n = std::mem::take(&mut f.appended);

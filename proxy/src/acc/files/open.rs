@@ -15,7 +15,6 @@ use crate::acc::direct::{Aligned, BLOCK};
 use crate::acc::journal::FileId;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,9 +47,6 @@ pub(super) struct Open {
     /// Bytes of `unwritten` written in this round of `FileSink::write_waiting`, not yet
     /// counted in `bytes`.
     pub(super) appended: usize,
-    /// The direct write [`Open::plan_direct`] set up for this round (whole blocks of
-    /// `aligned`, at this offset of the file), not yet made.
-    pub(super) planned: Option<u64>,
 }
 
 impl Open {
@@ -81,7 +77,6 @@ impl Open {
             skip: 0,
             since: None,
             appended: 0,
-            planned: None,
         }
     }
 
@@ -97,11 +92,6 @@ impl Open {
             && (all
                 || self.waiting() >= super::WRITE_BYTES
                 || self.since.is_some_and(|t| t.elapsed() >= after))
-    }
-
-    /// Whether enough waits for a direct write.
-    pub(super) fn direct_ready(&self) -> bool {
-        self.direct.is_some() && self.waiting() >= DIRECT_BYTES
     }
 
     /// Where the file ends once the waiting bytes are written.
@@ -128,96 +118,16 @@ impl Open {
     /// waiting: fewer go through the page cache, as a direct write costs more than a few
     /// pages). How many were written.
     pub(super) fn append_waiting(&mut self, all: bool) -> io::Result<usize> {
-        if !self.plan_direct()? {
+        if self.direct.is_none() || self.waiting() < DIRECT_BYTES {
             self.append_buffered(0)?;
             return Ok(self.waiting());
         }
-        let (at, direct) = (self.planned.unwrap_or(0), self.direct.as_ref());
-        let result = direct
-            .expect("planned")
-            .write_all_at(self.aligned.as_slice(), at);
-        self.direct_done(result, all)
-    }
-
-    /// Sets up the direct write of the waiting bytes' whole blocks (the start of the file's
-    /// last partial block first), to be made by the caller from [`Open::planned_write`] and
-    /// finished with [`Open::direct_done`]; false when they go through the page cache
-    /// instead (no `O_DIRECT`, fewer than [`DIRECT_BYTES`] waiting).
-    pub(super) fn plan_direct(&mut self) -> io::Result<bool> {
-        self.planned = None;
-        if !self.direct_ready() {
-            return Ok(false);
-        }
-        let head = (self.bytes % BLOCK as u64) as usize;
-        let end = (head + self.waiting()) / BLOCK * BLOCK;
-        let take = end - head;
-        let at = self.bytes - head as u64;
-        self.aligned.clear();
-        if head <= self.skip {
-            // The block's start is the line written in part, still in memory.
-            let from = self.skip - head;
-            self.aligned
-                .extend_from_slice(&self.unwritten.as_bytes()[from..self.skip + take]);
-        } else {
-            self.aligned.extend_from_slice(&[0; BLOCK][..head]);
-            let read = self
-                .file
-                .read_exact_at(&mut self.aligned.as_mut_slice()[..head], at);
-            read.map_err(|e| self.named(e))?;
-            self.aligned
-                .extend_from_slice(&self.unwritten.as_bytes()[self.skip..self.skip + take]);
-        }
-        self.planned = Some(at);
-        Ok(true)
-    }
-
-    /// The write [`Open::plan_direct`] set up: descriptor, bytes, offset.
-    pub(super) fn planned_write(&self) -> Option<(RawFd, &[u8], u64)> {
-        let at = self.planned?;
-        let fd = self.direct.as_ref()?.as_raw_fd();
-        Some((fd, self.aligned.as_slice(), at))
-    }
-
-    /// Finishes the planned direct write with its `result`: how many waiting bytes are now
-    /// written (all of them, the rest through the page cache, when `all`). A filesystem that
-    /// refuses such a write gets the bytes through the page cache, now and from then on; a
-    /// write that fails is cut off again.
-    pub(super) fn direct_done(&mut self, result: io::Result<()>, all: bool) -> io::Result<usize> {
-        let Some(at) = self.planned.take() else {
-            return Ok(0);
-        };
-        let take = self.aligned.len() - (self.bytes - at) as usize;
-        match result {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::debug!(
-                    "{}: no O_DIRECT writes ({e}): buffered",
-                    self.path.display()
-                );
-                self.direct = None;
-                let _ = self.file.set_len(self.bytes);
-                self.append_buffered(0)?;
-                return Ok(self.waiting());
-            }
-            Err(e) => {
-                let _ = self.file.set_len(self.bytes);
-                return Err(self.named(e));
-            }
-        }
-        if all && take < self.waiting() {
-            self.append_buffered(take)?;
+        let done = self.append_direct()?;
+        if all && done < self.waiting() {
+            self.append_buffered(done)?;
             return Ok(self.waiting());
         }
-        Ok(take)
-    }
-
-    /// The rest of a direct write the kernel made in part (`n` of its bytes): written at
-    /// once, from where it stopped.
-    pub(super) fn finish_short_write(&self, n: usize) -> io::Result<()> {
-        let (Some(at), Some(direct)) = (self.planned, self.direct.as_ref()) else {
-            return Ok(());
-        };
-        direct.write_all_at(&self.aligned.as_slice()[n..], at + n as u64)
+        Ok(done)
     }
 
     /// Counts `n` waiting bytes as written: the lines now whole in the file leave memory.
@@ -252,8 +162,60 @@ impl Open {
         Ok(())
     }
 
+    /// Writes whole blocks, from the start of the file's last partial block, through the
+    /// `O_DIRECT` descriptor (given up for good, and the bytes appended through the page
+    /// cache, if the filesystem refuses such a write). How many waiting bytes were written.
+    fn append_direct(&mut self) -> io::Result<usize> {
+        let head = (self.bytes % BLOCK as u64) as usize;
+        let end = (head + self.waiting()) / BLOCK * BLOCK;
+        if end <= head {
+            return Ok(0);
+        }
+        let take = end - head;
+        let at = self.bytes - head as u64;
+        self.aligned.clear();
+        if head <= self.skip {
+            // The block's start is the line written in part, still in memory.
+            let from = self.skip - head;
+            self.aligned
+                .extend_from_slice(&self.unwritten.as_bytes()[from..self.skip + take]);
+        } else {
+            self.aligned.extend_from_slice(&[0; BLOCK][..head]);
+            let read = self
+                .file
+                .read_exact_at(&mut self.aligned.as_mut_slice()[..head], at);
+            read.map_err(|e| self.named(e))?;
+            self.aligned
+                .extend_from_slice(&self.unwritten.as_bytes()[self.skip..self.skip + take]);
+        }
+        let direct = self.direct.as_ref().expect("checked by the caller");
+        match direct.write_all_at(self.aligned.as_slice(), at) {
+            Ok(()) => Ok(take),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!(
+                    "{}: no O_DIRECT writes ({e}): buffered",
+                    self.path.display()
+                );
+                self.direct = None;
+                let _ = self.file.set_len(self.bytes);
+                self.append_buffered(0)?;
+                Ok(self.waiting())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.bytes);
+                Err(self.named(e))
+            }
+        }
+    }
+
     fn named(&self, e: io::Error) -> io::Error {
         io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+    }
+
+    /// Whether enough waits for a direct write.
+    #[cfg(test)]
+    pub(super) fn direct_ready(&self) -> bool {
+        self.direct.is_some() && self.waiting() >= DIRECT_BYTES
     }
 
     /// Puts `direct` in place of its `O_DIRECT` descriptor; the one it had.

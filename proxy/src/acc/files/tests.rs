@@ -1,7 +1,6 @@
 //! The file sink: formats, rotation, torn lines, recovery (its direct writes: `direct_tests`).
 
 use super::*;
-use crate::acc::direct::BLOCK;
 use crate::acc::record::{ACC_COLUMNS, Field};
 use std::fs::{self, OpenOptions};
 
@@ -11,7 +10,7 @@ pub(super) fn dir(tag: &str) -> PathBuf {
     d
 }
 
-pub(super) fn record(table: &str, n: u64) -> Record {
+fn record(table: &str, n: u64) -> Record {
     let id = format!("node-1-{n}");
     let mut fields = vec![Field::Empty; ACC_COLUMNS.len()];
     fields[0] = Field::Text("node");
