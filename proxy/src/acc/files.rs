@@ -82,8 +82,8 @@ pub struct FileSink {
 }
 
 /// How often the group commit looks whether the journal was removed or replaced (a path
-/// walk: at every 10 ms commit it was most of what the writer spent in the kernel outside
-/// its writes). A crash within this long of an operator removing the folder can lose what
+/// walk through every folder of `acc.dir`: at every 10 ms commit it was 7 % of the writer's
+/// time under `perf`). A crash within this long of an operator removing the folder can lose what
 /// was committed meanwhile; the removal itself loses every record written before it.
 const JOURNAL_LOOK: Duration = Duration::from_millis(100);
 
