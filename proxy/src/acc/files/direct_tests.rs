@@ -1,7 +1,7 @@
 //! The file sink's direct writes: whole blocks through `O_DIRECT`, a round's writes submitted
 //! together, and what a file moved, cut short or failing does to them.
 
-use super::tests::{BOTH, NEVER, csv_ids, dir, jsonl_count};
+use super::tests::{BOTH, NEVER, csv_ids, dir, journal_sink, jsonl_count};
 use super::*;
 use crate::acc::direct::BLOCK;
 use crate::acc::record::{ACC_COLUMNS, Field};
@@ -23,11 +23,7 @@ fn wide_record(n: u64) -> Record {
 fn with_the_journal_whole_blocks_go_straight_to_the_device_and_the_files_are_the_same() {
     let d = dir("direct");
     let plain = dir("direct-plain");
-    let mut sink = FileSink::new(&d, BOTH, NEVER)
-        .unwrap()
-        .with_sync(SyncMode::Journal, 1 << 20)
-        .unwrap()
-        .with_write_interval(Duration::from_millis(1));
+    let mut sink = journal_sink(&d, 1 << 20, Duration::from_millis(1));
     let mut written_through_the_cache = FileSink::new(&plain, BOTH, NEVER)
         .unwrap()
         .with_sync(SyncMode::File, 0)
@@ -77,11 +73,7 @@ fn with_the_journal_whole_blocks_go_straight_to_the_device_and_the_files_are_the
 fn a_file_moved_or_cut_short_while_a_line_is_in_it_in_part_gets_whole_lines_only() {
     for cut in [false, true] {
         let d = dir(&format!("direct-moved-{cut}"));
-        let mut sink = FileSink::new(&d, BOTH, NEVER)
-            .unwrap()
-            .with_sync(SyncMode::Journal, 1 << 20)
-            .unwrap()
-            .with_write_interval(Duration::from_millis(1));
+        let mut sink = journal_sink(&d, 1 << 20, Duration::from_millis(1));
         let batch: Vec<Record> = (1..=600).map(wide_record).collect();
         sink.write_batch(&batch, 0).unwrap();
         // Due when the commit writes the files, once: whole blocks, the rest waiting (a
@@ -132,11 +124,7 @@ fn a_round_of_direct_writes_that_fails_in_one_file_is_in_no_file() {
     // others, and the map's order differs from one sink to the next.
     for n in 0..8 {
         let d = dir(&format!("direct-all-or-none-{n}"));
-        let mut sink = FileSink::new(&d, BOTH, NEVER)
-            .unwrap()
-            .with_sync(SyncMode::Journal, 4 << 20)
-            .unwrap()
-            .with_write_interval(Duration::from_secs(3600));
+        let mut sink = journal_sink(&d, 4 << 20, Duration::from_secs(3600));
         // Enough in each of the four files for their whole blocks to go directly.
         let tables = ["acc", "missed_calls"];
         let batch = |from: u64| -> Vec<Record> {

@@ -19,6 +19,16 @@ fn record(table: &str, n: u64) -> Record {
     Record::new(table, &fields)
 }
 
+/// A sink on `d` (both formats, no rotation) that commits through a journal of `journal`
+/// bytes, its files lagging behind it by up to `interval`.
+pub(super) fn journal_sink(d: &Path, journal: u64, interval: Duration) -> FileSink {
+    FileSink::new(d, BOTH, NEVER)
+        .unwrap()
+        .with_sync(SyncMode::Journal, journal)
+        .unwrap()
+        .with_write_interval(interval)
+}
+
 pub(super) const BOTH: Formats = Formats {
     csv: true,
     jsonl: true,
@@ -146,11 +156,7 @@ fn with_a_write_interval_files_lag_the_journal_and_a_crash_loses_none_of_it() {
 fn a_commit_with_nothing_new_writes_every_committed_byte_to_the_files_however_young() {
     use crate::acc::sink::Sink;
     let d = dir("idle");
-    let mut sink = FileSink::new(&d, BOTH, NEVER)
-        .unwrap()
-        .with_sync(SyncMode::Journal, 64 << 10)
-        .unwrap()
-        .with_write_interval(Duration::from_secs(60));
+    let mut sink = journal_sink(&d, 64 << 10, Duration::from_secs(60));
     let lines = |name: &str| {
         std::fs::read_to_string(d.join(name))
             .map(|s| s.lines().count())
@@ -599,11 +605,7 @@ fn a_file_cut_short_in_place_gets_its_header_back_and_a_remade_folder_is_locked_
 #[test]
 fn with_the_journal_a_failed_write_of_committed_bytes_says_the_records_are_durable() {
     let d = dir("behind");
-    let mut sink = FileSink::new(&d, BOTH, NEVER)
-        .unwrap()
-        .with_sync(SyncMode::Journal, 64 << 10)
-        .unwrap()
-        .with_write_interval(Duration::from_millis(1));
+    let mut sink = journal_sink(&d, 64 << 10, Duration::from_millis(1));
     sink.write_batch(&[record("acc", 1)], 0).unwrap();
     sink.sync().unwrap();
     std::thread::sleep(Duration::from_millis(5));
@@ -632,11 +634,7 @@ fn a_checkpoint_whose_write_fails_leaves_the_pending_round_in_no_file() {
     // from one sink to the next, so several sinks are tried.
     for n in 0..8 {
         let d = dir(&format!("all-or-none-{n}"));
-        let mut sink = FileSink::new(&d, BOTH, NEVER)
-            .unwrap()
-            .with_sync(SyncMode::Journal, 64 << 10)
-            .unwrap()
-            .with_write_interval(Duration::from_secs(3600));
+        let mut sink = journal_sink(&d, 64 << 10, Duration::from_secs(3600));
         sink.write_batch(&[record("acc", 1), record("missed_calls", 2)], 0)
             .unwrap();
         sink.sync().unwrap();
