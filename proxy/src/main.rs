@@ -313,7 +313,7 @@ fn run(config: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         }
         let j = Arc::new(siplb::restart::JournalPlane::new(cfg.workers));
         for d in &restored {
-            let w = siplb::restart::owner(hash_key, &d.call_id, cfg.workers);
+            let w = siplb::restart::owner(hash_key, d.call_id_bytes(), cfg.workers);
             j.restored[w]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

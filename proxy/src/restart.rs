@@ -176,9 +176,11 @@ pub fn load(dir: &Path) -> io::Result<(Vec<SavedDialog>, usize)> {
 }
 
 /// The owner of `call_id` among `workers` under hash key `key` (as steering computes it).
-pub fn owner(key: u32, call_id: &str, workers: usize) -> usize {
-    let msg = format!("X\r\nCall-ID: {call_id}\r\n\r\n");
-    crate::worker::owner::call_id_hash(key, msg.as_bytes()).unwrap_or(0) as usize % workers.max(1)
+pub fn owner(key: u32, call_id: &[u8], workers: usize) -> usize {
+    let mut msg = b"X\r\nCall-ID: ".to_vec();
+    msg.extend_from_slice(call_id);
+    msg.extend_from_slice(b"\r\n\r\n");
+    crate::worker::owner::call_id_hash(key, &msg).unwrap_or(0) as usize % workers.max(1)
 }
 
 /// Starts the writer over `dir`, whose live set is `restored` (written out at once as the
@@ -424,6 +426,7 @@ mod tests {
             turn: 0,
             cseq_shift: 0,
             inbound: false,
+            raw: Vec::new(),
         }
     }
 
@@ -491,7 +494,11 @@ mod tests {
     fn the_owner_is_the_steering_owner() {
         let msg = b"BYE sip:x SIP/2.0\r\nCall-ID: abc@h\r\n\r\n";
         let h = crate::worker::owner::call_id_hash(9, msg).unwrap() as usize;
-        assert_eq!(owner(9, "abc@h", 3), h % 3);
+        assert_eq!(owner(9, b"abc@h", 3), h % 3);
+        // A Call-ID that is not UTF-8: its own bytes, not their text with U+FFFD.
+        let msg = b"BYE sip:x SIP/2.0\r\nCall-ID: ab\xffc@h\r\n\r\n";
+        let h = crate::worker::owner::call_id_hash(9, msg).unwrap() as usize;
+        assert_eq!(owner(9, b"ab\xffc@h", 1000), h % 1000);
     }
 
     /// A full queue delays a worker's entries, in order, instead of dropping them; past its

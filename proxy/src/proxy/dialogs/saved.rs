@@ -15,6 +15,29 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The bytes of a dialog's fields that are not UTF-8, by field name: the journal's field
+/// shows them with U+FFFD, and the restored dialog gets them back as they were, so that a
+/// tag, Contact or Call-ID with such bytes still matches after a restart.
+type RawFields = Vec<(String, Vec<u8>)>;
+
+/// `b` as the journal's text; kept in `raw` under `name` too when it is not UTF-8.
+fn keep(raw: &mut RawFields, name: &str, b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            raw.push((name.to_string(), b.to_vec()));
+            text(b)
+        }
+    }
+}
+
+/// The bytes of field `name`: from `raw` when kept there, else its text's.
+fn bytes<'a>(raw: &'a RawFields, name: &str, text: &'a str) -> &'a [u8] {
+    raw.iter()
+        .find(|(n, _)| n == name)
+        .map_or(text.as_bytes(), |(_, b)| b.as_slice())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedLeg {
     pub tag: String,
@@ -24,21 +47,22 @@ pub struct SavedLeg {
 }
 
 impl SavedLeg {
-    fn of(l: &Leg) -> SavedLeg {
+    /// `l`, the leg named `side` (`caller_leg`, `callee_leg`).
+    fn of(l: &Leg, side: &str, raw: &mut RawFields) -> SavedLeg {
         SavedLeg {
-            tag: text(&l.tag),
-            contact: text(&l.contact),
+            tag: keep(raw, &format!("{side}.tag"), &l.tag),
+            contact: keep(raw, &format!("{side}.contact"), &l.contact),
             cseq: l.cseq(),
-            route_set: text(&l.route_set),
+            route_set: keep(raw, &format!("{side}.route_set"), &l.route_set),
         }
     }
 
-    fn leg(&self) -> Leg {
+    fn leg(&self, side: &str, raw: &RawFields) -> Leg {
         Leg::new(
-            self.tag.as_bytes(),
-            self.contact.as_bytes(),
+            bytes(raw, &format!("{side}.tag"), &self.tag),
+            bytes(raw, &format!("{side}.contact"), &self.contact),
             self.cseq,
-            self.route_set.as_bytes().to_vec(),
+            bytes(raw, &format!("{side}.route_set"), &self.route_set).to_vec(),
         )
     }
 }
@@ -87,9 +111,18 @@ pub struct SavedDialog {
     pub turn: u64,
     pub cseq_shift: u32,
     pub inbound: bool,
+    /// The fields above whose bytes are not UTF-8, as they were (none in a journal from
+    /// before it was kept: restored with U+FFFD).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: RawFields,
 }
 
 impl SavedDialog {
+    /// Its Call-ID's bytes (the text's, unless they are not UTF-8).
+    pub fn call_id_bytes(&self) -> &[u8] {
+        bytes(&self.raw, "call_id", &self.call_id)
+    }
+
     /// `d` (answered, not ended) as the journal keeps it; `customers` in configuration
     /// order.
     pub fn of(
@@ -99,18 +132,33 @@ impl SavedDialog {
         profiles: &Profiles,
         customers: &[Customer],
     ) -> SavedDialog {
+        let mut raw = RawFields::new();
+        let places = d
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                (
+                    profiles.list[m.profile as usize].name.clone(),
+                    m.value
+                        .as_ref()
+                        .map(|(v, _)| keep(&mut raw, &format!("places.{i}"), v)),
+                    m.customer,
+                )
+            })
+            .collect();
         SavedDialog {
             h_entry,
             h_id,
-            call_id: text(&d.call_id),
+            call_id: keep(&mut raw, "call_id", &d.call_id),
             caller: d.caller.addr,
             gateway: d.gateway.addr,
-            caller_leg: SavedLeg::of(&d.caller_leg),
-            callee_leg: SavedLeg::of(&d.callee_leg),
-            from: text(&d.from),
-            to: text(&d.to),
-            request_uri: text(&d.request_uri),
-            account: text(&d.account),
+            caller_leg: SavedLeg::of(&d.caller_leg, "caller_leg", &mut raw),
+            callee_leg: SavedLeg::of(&d.callee_leg, "callee_leg", &mut raw),
+            from: keep(&mut raw, "from", &d.from),
+            to: keep(&mut raw, "to", &d.to),
+            request_uri: keep(&mut raw, "request_uri", &d.request_uri),
+            account: keep(&mut raw, "account", &d.account),
             state: d.state.number(),
             invite_received: d.times.invite_received,
             invite_forwarded: d.times.invite_forwarded,
@@ -125,17 +173,7 @@ impl SavedDialog {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            places: d
-                .profiles
-                .iter()
-                .map(|m| {
-                    (
-                        profiles.list[m.profile as usize].name.clone(),
-                        m.value.as_ref().map(|(v, _)| text(v)),
-                        m.customer,
-                    )
-                })
-                .collect(),
+            places,
             customer: d
                 .profiles
                 .first()
@@ -146,6 +184,7 @@ impl SavedDialog {
             turn: d.turn,
             cseq_shift: d.cseq_shift,
             inbound: d.inbound,
+            raw,
         }
     }
 
@@ -169,25 +208,30 @@ impl SavedDialog {
         let places: Vec<crate::dialog::profiles::NamedPlace> = self
             .places
             .iter()
-            .map(|(p, v, c)| {
+            .enumerate()
+            .map(|(i, (p, v, c))| {
                 let c = customer.unwrap_or(*c);
-                (p.clone(), v.as_ref().map(|v| v.as_bytes().into()), c)
+                let v = v
+                    .as_ref()
+                    .map(|v| bytes(&self.raw, &format!("places.{i}"), v).into());
+                (p.clone(), v, c)
             })
             .collect();
+        let raw = &self.raw;
         // An Instant `ms` unix ms ago (or now, for a time in the future).
         let at = |ms: u64| now.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms)));
         let answered = at(self.answer).unwrap_or(now);
         Dialog {
-            call_id: self.call_id.as_bytes().into(),
+            call_id: bytes(raw, "call_id", &self.call_id).into(),
             caller: Target::udp(self.caller),
             gateway: Target::udp(self.gateway),
-            caller_leg: self.caller_leg.leg(),
-            callee_leg: self.callee_leg.leg(),
+            caller_leg: self.caller_leg.leg("caller_leg", raw),
+            callee_leg: self.callee_leg.leg("callee_leg", raw),
             early_tag: Box::default(),
-            from: self.from.as_bytes().into(),
-            to: self.to.as_bytes().into(),
-            request_uri: self.request_uri.as_bytes().into(),
-            account: self.account.as_bytes().into(),
+            from: bytes(raw, "from", &self.from).into(),
+            to: bytes(raw, "to", &self.to).into(),
+            request_uri: bytes(raw, "request_uri", &self.request_uri).into(),
+            account: bytes(raw, "account", &self.account).into(),
             state: if self.state == 3 {
                 DialogState::ConfirmedNoAck
             } else {
@@ -226,5 +270,56 @@ impl SavedDialog {
             inbound: self.inbound,
             load: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_support::dialog;
+    use super::*;
+    use crate::dialog::Profiles;
+
+    #[test]
+    fn bytes_that_are_not_utf8_come_back_as_they_were_after_a_restart() {
+        let mut d = dialog();
+        d.call_id = (*b"c\xff1").into();
+        d.caller_leg = Leg::new(b"a\xfe", b"<sip:a\xc3@h>", 3, b"<sip:r\x80;lr>".to_vec());
+        d.callee_leg = Leg::new(b"gw", b"<sip:gw@g>", 1, Vec::new());
+        d.from = (*b"<sip:a\xc3@h>;tag=a\xfe").into();
+        d.account = (*b"acct\xff").into();
+        let profiles = Profiles::new(&[], &[], 10);
+        let saved = SavedDialog::of(1, 2, &d, &profiles, &[]);
+        assert_eq!(
+            saved.call_id, "c\u{fffd}1",
+            "the journal's text shows U+FFFD"
+        );
+        assert_eq!(saved.raw.len(), 6, "{:?}", saved.raw);
+        let line = serde_json::to_string(&saved).unwrap();
+        let read: SavedDialog = serde_json::from_str(&line).unwrap();
+        assert_eq!(read, saved);
+        let now = Instant::now();
+        let back = read.dialog(now, 1_000, Duration::from_secs(60), &profiles, &[]);
+        assert_eq!(back.call_id, d.call_id);
+        assert_eq!(back.caller_leg.tag, d.caller_leg.tag);
+        assert_eq!(back.caller_leg.contact, d.caller_leg.contact);
+        assert_eq!(back.caller_leg.route_set, d.caller_leg.route_set);
+        assert_eq!(back.callee_leg.tag, d.callee_leg.tag);
+        assert_eq!((back.from, back.to), (d.from.clone(), d.to.clone()));
+        assert_eq!(back.account, d.account);
+    }
+
+    #[test]
+    fn without_such_bytes_a_journal_line_is_as_before() {
+        let d = dialog();
+        let profiles = Profiles::new(&[], &[], 10);
+        let saved = SavedDialog::of(1, 2, &d, &profiles, &[]);
+        assert!(saved.raw.is_empty());
+        let line = serde_json::to_string(&saved).unwrap();
+        assert!(
+            !line.contains("\"raw\""),
+            "not written when there are none: {line}"
+        );
+        let read: SavedDialog = serde_json::from_str(&line).unwrap();
+        assert_eq!(read, saved);
     }
 }
