@@ -20,12 +20,25 @@ fn text(b: &[u8]) -> String {
 /// tag, Contact or Call-ID with such bytes still matches after a restart.
 type RawFields = Vec<(String, Vec<u8>)>;
 
-/// `b` as the journal's text; kept in `raw` under `name` too when it is not UTF-8.
-fn keep(raw: &mut RawFields, name: &str, b: &[u8]) -> String {
+/// The names a leg's fields (tag, contact, route set) are kept under in `raw`.
+const CALLER_LEG: [&str; 3] = [
+    "caller_leg.tag",
+    "caller_leg.contact",
+    "caller_leg.route_set",
+];
+const CALLEE_LEG: [&str; 3] = [
+    "callee_leg.tag",
+    "callee_leg.contact",
+    "callee_leg.route_set",
+];
+
+/// `b` as the journal's text; kept in `raw` too when it is not UTF-8, under `name` (the
+/// name made only then: a dialog is saved at each change).
+fn keep(raw: &mut RawFields, name: impl FnOnce() -> String, b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(s) => s.to_string(),
         Err(_) => {
-            raw.push((name.to_string(), b.to_vec()));
+            raw.push((name(), b.to_vec()));
             text(b)
         }
     }
@@ -38,6 +51,11 @@ fn bytes<'a>(raw: &'a RawFields, name: &str, text: &'a str) -> &'a [u8] {
         .map_or(text.as_bytes(), |(_, b)| b.as_slice())
 }
 
+/// The name a profile value is kept under in `raw`: its place's index.
+fn place_name(i: usize) -> String {
+    format!("places.{i}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedLeg {
     pub tag: String,
@@ -47,22 +65,22 @@ pub struct SavedLeg {
 }
 
 impl SavedLeg {
-    /// `l`, the leg named `side` (`caller_leg`, `callee_leg`).
-    fn of(l: &Leg, side: &str, raw: &mut RawFields) -> SavedLeg {
+    /// `l`, its fields kept in `raw` under `names` ([`CALLER_LEG`], [`CALLEE_LEG`]).
+    fn of(l: &Leg, names: [&str; 3], raw: &mut RawFields) -> SavedLeg {
         SavedLeg {
-            tag: keep(raw, &format!("{side}.tag"), &l.tag),
-            contact: keep(raw, &format!("{side}.contact"), &l.contact),
+            tag: keep(raw, || names[0].into(), &l.tag),
+            contact: keep(raw, || names[1].into(), &l.contact),
             cseq: l.cseq(),
-            route_set: keep(raw, &format!("{side}.route_set"), &l.route_set),
+            route_set: keep(raw, || names[2].into(), &l.route_set),
         }
     }
 
-    fn leg(&self, side: &str, raw: &RawFields) -> Leg {
+    fn leg(&self, names: [&str; 3], raw: &RawFields) -> Leg {
         Leg::new(
-            bytes(raw, &format!("{side}.tag"), &self.tag),
-            bytes(raw, &format!("{side}.contact"), &self.contact),
+            bytes(raw, names[0], &self.tag),
+            bytes(raw, names[1], &self.contact),
             self.cseq,
-            bytes(raw, &format!("{side}.route_set"), &self.route_set).to_vec(),
+            bytes(raw, names[2], &self.route_set).to_vec(),
         )
     }
 }
@@ -142,7 +160,7 @@ impl SavedDialog {
                     profiles.list[m.profile as usize].name.clone(),
                     m.value
                         .as_ref()
-                        .map(|(v, _)| keep(&mut raw, &format!("places.{i}"), v)),
+                        .map(|(v, _)| keep(&mut raw, || place_name(i), v)),
                     m.customer,
                 )
             })
@@ -150,15 +168,15 @@ impl SavedDialog {
         SavedDialog {
             h_entry,
             h_id,
-            call_id: keep(&mut raw, "call_id", &d.call_id),
+            call_id: keep(&mut raw, || "call_id".into(), &d.call_id),
             caller: d.caller.addr,
             gateway: d.gateway.addr,
-            caller_leg: SavedLeg::of(&d.caller_leg, "caller_leg", &mut raw),
-            callee_leg: SavedLeg::of(&d.callee_leg, "callee_leg", &mut raw),
-            from: keep(&mut raw, "from", &d.from),
-            to: keep(&mut raw, "to", &d.to),
-            request_uri: keep(&mut raw, "request_uri", &d.request_uri),
-            account: keep(&mut raw, "account", &d.account),
+            caller_leg: SavedLeg::of(&d.caller_leg, CALLER_LEG, &mut raw),
+            callee_leg: SavedLeg::of(&d.callee_leg, CALLEE_LEG, &mut raw),
+            from: keep(&mut raw, || "from".into(), &d.from),
+            to: keep(&mut raw, || "to".into(), &d.to),
+            request_uri: keep(&mut raw, || "request_uri".into(), &d.request_uri),
+            account: keep(&mut raw, || "account".into(), &d.account),
             state: d.state.number(),
             invite_received: d.times.invite_received,
             invite_forwarded: d.times.invite_forwarded,
@@ -213,7 +231,7 @@ impl SavedDialog {
                 let c = customer.unwrap_or(*c);
                 let v = v
                     .as_ref()
-                    .map(|v| bytes(&self.raw, &format!("places.{i}"), v).into());
+                    .map(|v| bytes(&self.raw, &place_name(i), v).into());
                 (p.clone(), v, c)
             })
             .collect();
@@ -225,8 +243,8 @@ impl SavedDialog {
             call_id: bytes(raw, "call_id", &self.call_id).into(),
             caller: Target::udp(self.caller),
             gateway: Target::udp(self.gateway),
-            caller_leg: self.caller_leg.leg("caller_leg", raw),
-            callee_leg: self.callee_leg.leg("callee_leg", raw),
+            caller_leg: self.caller_leg.leg(CALLER_LEG, raw),
+            callee_leg: self.callee_leg.leg(CALLEE_LEG, raw),
             early_tag: Box::default(),
             from: bytes(raw, "from", &self.from).into(),
             to: bytes(raw, "to", &self.to).into(),
@@ -287,13 +305,15 @@ mod tests {
         d.callee_leg = Leg::new(b"gw", b"<sip:gw@g>", 1, Vec::new());
         d.from = (*b"<sip:a\xc3@h>;tag=a\xfe").into();
         d.account = (*b"acct\xff").into();
-        let profiles = Profiles::new(&[], &[], 10);
+        let limits = crate::dialog::profiles::ProfileLimits::default();
+        let profiles = Profiles::new(&[], &[("account".into(), limits)], 10);
+        d.profiles = profiles.rejoin(&[("account".into(), Some((*b"acct\xff").into()), 0)]);
         let saved = SavedDialog::of(1, 2, &d, &profiles, &[]);
         assert_eq!(
             saved.call_id, "c\u{fffd}1",
             "the journal's text shows U+FFFD"
         );
-        assert_eq!(saved.raw.len(), 6, "{:?}", saved.raw);
+        assert_eq!(saved.raw.len(), 7, "{:?}", saved.raw);
         let line = serde_json::to_string(&saved).unwrap();
         let read: SavedDialog = serde_json::from_str(&line).unwrap();
         assert_eq!(read, saved);
@@ -304,8 +324,11 @@ mod tests {
         assert_eq!(back.caller_leg.contact, d.caller_leg.contact);
         assert_eq!(back.caller_leg.route_set, d.caller_leg.route_set);
         assert_eq!(back.callee_leg.tag, d.callee_leg.tag);
-        assert_eq!((back.from, back.to), (d.from.clone(), d.to.clone()));
+        assert_eq!((&back.from, &back.to), (&d.from, &d.to));
         assert_eq!(back.account, d.account);
+        let value = |d: &Dialog| d.profiles[0].value.as_ref().map(|(v, _)| v.clone());
+        assert_eq!(value(&back), value(&d));
+        assert_eq!(value(&back).as_deref(), Some(&b"acct\xff"[..]));
     }
 
     #[test]
