@@ -43,7 +43,7 @@ fn digits(out: &mut String, n: u64, width: usize) {
 
 /// ASCII bytes as text (in one piece: pushing them a `char` at a time checks each, and a
 /// checked conversion costs more than the digits).
-fn ascii(b: &[u8]) -> &str {
+pub(super) fn ascii(b: &[u8]) -> &str {
     debug_assert!(b.is_ascii());
     // SAFETY: only ASCII digits and punctuation come here, and ASCII is UTF-8.
     unsafe { std::str::from_utf8_unchecked(b) }
