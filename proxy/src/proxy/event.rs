@@ -110,31 +110,27 @@ pub struct Parties {
 
 const PARTS: usize = 7;
 
-/// Builds [`Parties`] a part at a time, in their order.
+/// Builds [`Parties`] a part at a time, in their order: the parts' bytes go into one buffer,
+/// checked as UTF-8 once at the end (nearly always they are ASCII); only when that fails is
+/// each part made text on its own ([`as_text`]).
 struct PartsBuilder {
-    p: Parties,
+    raw: Vec<u8>,
+    ends: [u32; PARTS],
     n: usize,
 }
 
 impl PartsBuilder {
     fn new(capacity: usize) -> PartsBuilder {
         PartsBuilder {
-            p: Parties {
-                text: String::with_capacity(capacity),
-                ends: [0; PARTS],
-            },
+            raw: Vec::with_capacity(capacity),
+            ends: [0; PARTS],
             n: 0,
         }
     }
 
-    /// Message bytes, as text ([`as_text`]).
     fn push(&mut self, b: &[u8]) {
-        self.push_str(&as_text(b));
-    }
-
-    fn push_str(&mut self, s: &str) {
-        self.p.text.push_str(s);
-        self.p.ends[self.n] = self.p.text.len() as u32;
+        self.raw.extend_from_slice(b);
+        self.ends[self.n] = self.raw.len() as u32;
         self.n += 1;
     }
 
@@ -150,7 +146,15 @@ impl PartsBuilder {
 
     fn finish(self) -> Parties {
         debug_assert_eq!(self.n, PARTS);
-        self.p
+        let ends = self.ends;
+        match String::from_utf8(self.raw) {
+            // Each part on its own is UTF-8 too when every end is a character's boundary.
+            Ok(text) if ends.iter().all(|&e| text.is_char_boundary(e as usize)) => {
+                Parties { text, ends }
+            }
+            Ok(text) => Parties::escaped(text.as_bytes(), &ends),
+            Err(e) => Parties::escaped(e.as_bytes(), &ends),
+        }
     }
 }
 
@@ -201,9 +205,22 @@ impl Parties {
         ];
         let mut b = PartsBuilder::new(parts.iter().map(|p| p.len()).sum());
         for p in parts {
-            b.push_str(p);
+            b.push(p.as_bytes());
         }
         b.finish()
+    }
+
+    /// The parts of `raw` (ending at `ends`), each made text on its own ([`as_text`]).
+    fn escaped(raw: &[u8], ends: &[u32; PARTS]) -> Parties {
+        let mut text = String::with_capacity(raw.len() + 16);
+        let mut out = [0; PARTS];
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            text.push_str(&as_text(&raw[start..end as usize]));
+            out[i] = text.len() as u32;
+            start = end as usize;
+        }
+        Parties { text, ends: out }
     }
 
     /// From a request.
@@ -349,9 +366,13 @@ impl DialogRecord {
             (_, Some(EndCause::Operator)) => Some(EndedBy::Operator),
             (_, Some(EndCause::Shutdown)) => Some(EndedBy::Shutdown),
         };
+        let parties = match d.parties.take() {
+            Some(p) => *p,
+            None => Parties::of_dialog(d),
+        };
         DialogRecord {
             id: Some(id),
-            parties: Parties::of_dialog(d),
+            parties,
             to_tag: text(d.callee_tag().unwrap_or(b"")),
             from: text(&d.from),
             to: text(&d.to),
@@ -387,7 +408,13 @@ pub fn q850_cause(msg: &SipMsg<'_>) -> Option<u16> {
     let buf = msg.buf;
     msg.headers()
         .iter()
-        .filter(|h| h.name_bytes(buf).eq_ignore_ascii_case(b"Reason"))
+        // A header siplb names is not a Reason; of the others, only a line starting with
+        // R can be one (this runs for every final reply, nearly all without one).
+        .filter(|h| {
+            h.name == crate::sip::HeaderName::Other
+                && h.line().of(buf).first().map(u8::to_ascii_lowercase) == Some(b'r')
+                && h.name_bytes(buf).eq_ignore_ascii_case(b"Reason")
+        })
         .flat_map(|h| crate::sip::value::CommaList::new(buf, h.value()).filter_map(Result::ok))
         .find_map(|el| {
             let v = el.of(buf);
@@ -499,6 +526,27 @@ mod tests {
         assert_eq!(
             (p.from_domain(), p.to_user(), p.ruri_user()),
             ("cust.example", "", "0044123")
+        );
+    }
+
+    #[test]
+    fn a_character_split_between_two_parts_is_escaped_in_each() {
+        let mut b = PartsBuilder::new(8);
+        b.push(b"a\xc3");
+        b.push(b"\xa9b");
+        for _ in 2..PARTS {
+            b.push(b"");
+        }
+        let p = b.finish();
+        assert_eq!((p.call_id(), p.from_tag()), ("a%C3", "%A9b"));
+        let mut b = PartsBuilder::new(8);
+        for part in [&b"ren\xc3\xa9"[..], b"x\xff", b"", b"d", b"e", b"f", b"g"] {
+            b.push(part);
+        }
+        let p = b.finish();
+        assert_eq!(
+            (p.call_id(), p.from_tag(), p.from_user(), p.ruri_host()),
+            ("ren\u{e9}", "x%FF", "", "g")
         );
     }
 

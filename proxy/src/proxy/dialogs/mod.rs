@@ -193,6 +193,10 @@ pub struct Dialog {
     pub inbound: bool,
     /// The place the call holds on its gateway (`max_calls`), given back when it ends.
     pub load: Option<std::sync::Arc<crate::proxy::gateway::GatewayState>>,
+    /// The INVITE's parties as its transaction's report read them, kept for the dialog's
+    /// own report (not parsed again from `from`, `to` and `request_uri`); none when
+    /// transactions are not reported, or the dialog was restored.
+    pub parties: Option<Box<crate::proxy::event::Parties>>,
 }
 
 impl Dialog {
@@ -354,6 +358,7 @@ pub(crate) mod tests_support {
             set: 0,
             turn: 0,
             load: None,
+            parties: None,
             cseq_shift: 0,
             inbound: false,
         }

@@ -287,6 +287,7 @@ impl SavedDialog {
             cseq_shift: self.cseq_shift,
             inbound: self.inbound,
             load: None,
+            parties: None,
         }
     }
 }

@@ -159,6 +159,7 @@ impl Shard {
                     && (d.state.is_early() || d.end_cause == Some(EndCause::Failed))
             })
         });
+        let fresh = known.is_none();
         let id = match known {
             Some(id) => {
                 if self
@@ -273,9 +274,18 @@ impl Shard {
             ..Forward::default()
         };
         let txn = self.start_txn(now, src, gateway, msg, key, Some(id), fwd);
+        let wanted = self.cfg.emit.dialogs || self.cfg.emit.failures;
+        let parties = match self.txns.get(txn).and_then(|t| t.parties.as_deref()) {
+            // The dialog's report reads the same parts of the INVITE it was made from.
+            Some((p, _)) if fresh && wanted => Some(Box::new(p.clone())),
+            _ => None,
+        };
         if let Some(d) = self.dialogs.get_mut(id) {
             d.invite = Some(txn);
             d.times.invite_forwarded = unix;
+            if parties.is_some() {
+                d.parties = parties;
+            }
         }
         // While another gateway is left, an attempt may go without a reply only so long.
         let timer_b = self.attempt_timeout(id);
@@ -354,6 +364,7 @@ impl Shard {
             set: 0,
             turn: 0,
             load: None,
+            parties: None,
             cseq_shift: 0,
             inbound: false,
         }

@@ -618,3 +618,33 @@ fn a_call_with_no_gateway_gets_503_and_leaves_its_records() {
     assert!(h.take_one().is_response(503));
     assert_eq!(h.events(), (vec![], vec![]));
 }
+
+#[test]
+fn a_dialogs_report_has_the_parties_of_its_invite_whether_or_not_transactions_are_reported() {
+    let call = |transactions: bool| {
+        let mut h = Harness::with_config(|c| {
+            c.emit.dialogs = true;
+            c.emit.transactions = transactions;
+        });
+        h.shard.set_epoch(h.now, EPOCH_MS);
+        let (_, fwd) = h.start_call(&invite("c1", "z9hG4bK-a"));
+        let ok = h.gateway_answers(&fwd, &response(&fwd, 200, Some("gw-tag")));
+        h.caller_sends(&ack_2xx(&ok, "z9hG4bK-ack").text());
+        h.take();
+        h.caller_sends(&caller_in_dialog("BYE", &ok, "z9hG4bK-bye", 2).text());
+        let fwd_bye = h.take_one();
+        h.gateway_answers(&fwd_bye, &response(&fwd_bye, 200, None));
+        h.events()
+    };
+    // Kept from the INVITE's transaction report, and read again from the dialog without one.
+    let (txns, kept) = call(true);
+    let (_, read_again) = call(false);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].parties, txns[0].parties, "the INVITE's");
+    assert_eq!(kept[0].parties, read_again[0].parties);
+    assert_eq!(
+        (kept[0].parties.from_tag(), kept[0].parties.to_user()),
+        (txns[0].parties.from_tag(), txns[0].parties.to_user())
+    );
+    assert!(!kept[0].parties.from_tag().is_empty());
+}
