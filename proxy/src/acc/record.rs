@@ -416,16 +416,19 @@ fn write_v4(ip: std::net::Ipv4Addr, port: Option<u16>, out: &mut String) {
         }
         put(b'0' + o % 10);
     }
-    if let Some(p) = port {
+    if let Some(mut p) = port {
         put(b':');
-        let mut started = false;
-        for div in [10_000, 1_000, 100, 10, 1] {
-            let d = (p / div % 10) as u8;
-            if d != 0 || started || div == 1 {
-                started = true;
-                put(b'0' + d);
+        let mut digits = [0u8; 5];
+        let mut k = digits.len();
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (p % 10) as u8;
+            p /= 10;
+            if p == 0 {
+                break;
             }
         }
+        digits[k..].iter().for_each(|&d| put(d));
     }
     out.push_str(ascii(&buf[..n]));
 }
