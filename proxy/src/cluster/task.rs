@@ -265,8 +265,12 @@ impl Task {
 
     fn down(&mut self, why: &str) {
         self.conn = None;
-        // Warned of as an outage: no renewal is late for it.
-        self.renewed_at = None;
+        // Warned of as an outage: no renewal is late for it. But the leases may have expired
+        // already: a node stalled past its lease time (SIGSTOP, a paused VM) finds on waking
+        // that the command it had sent timed out.
+        if let Some(last) = self.renewed_at.take() {
+            self.warn_expired(last.elapsed(), "ago");
+        }
         if self.degraded_since.is_none() {
             tracing::warn!(
                 "cluster: Redis {} unreachable ({why}); on_redis_down = {}",
@@ -550,17 +554,22 @@ impl Task {
     /// to answer without failing).
     fn renewed_late(&mut self, began: Instant) {
         if let Some(last) = self.renewed_at.replace(began) {
-            let gap = began - last;
-            if gap > self.cfg.lease && self.fleet.leased_total() > 0 {
-                tracing::warn!(
-                    "cluster: this node's leases were renewed {:.1} s apart, more than \
-                     lease_ms ({:.1} s): they expired meanwhile, and other nodes may have \
-                     taken the places its calls hold (the fleet over a limit until those \
-                     calls end)",
-                    gap.as_secs_f64(),
-                    self.cfg.lease.as_secs_f64()
-                );
-            }
+            self.warn_expired(began - last, "apart");
+        }
+    }
+
+    /// Warns that this node's leases expired when `gap` (between two renewals: `apart`, or
+    /// since the last one: `ago`) is longer than a lease time and it holds any.
+    fn warn_expired(&self, gap: Duration, how: &str) {
+        if gap > self.cfg.lease && self.fleet.leased_total() > 0 {
+            tracing::warn!(
+                "cluster: this node's leases were renewed {:.1} s {how}, more than \
+                 lease_ms ({:.1} s): they expired meanwhile, and other nodes may have \
+                 taken the places its calls hold (the fleet over a limit until those \
+                 calls end)",
+                gap.as_secs_f64(),
+                self.cfg.lease.as_secs_f64()
+            );
         }
     }
 
