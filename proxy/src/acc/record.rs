@@ -2,7 +2,7 @@
 //! the CDR of a call (table `cdrs`), each a row of typed fields in the fixed column order.
 
 use super::encode::json_text;
-use super::time::{ascii, rfc3339_ms, seconds_ms, write_int};
+use super::time::{ascii, decimal, rfc3339_ms, seconds_ms, write_int};
 use crate::proxy::event::{DialogRecord, EndedBy, Parties, TxnOutcome};
 use crate::proxy::target::Target;
 use std::fmt::Write;
@@ -416,18 +416,10 @@ fn write_v4(ip: std::net::Ipv4Addr, port: Option<u16>, out: &mut String) {
         }
         put(b'0' + o % 10);
     }
-    if let Some(mut p) = port {
+    if let Some(p) = port {
         put(b':');
-        let mut digits = [0u8; 5];
-        let mut k = digits.len();
-        loop {
-            k -= 1;
-            digits[k] = b'0' + (p % 10) as u8;
-            p /= 10;
-            if p == 0 {
-                break;
-            }
-        }
+        let mut digits = [0u8; 20];
+        let k = decimal(&mut digits, p.into());
         digits[k..].iter().for_each(|&d| put(d));
     }
     out.push_str(ascii(&buf[..n]));

@@ -27,18 +27,21 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
 /// Writes `n` as `width` digits (zero padded; years and fields here fit).
 fn digits(out: &mut String, n: u64, width: usize) {
     let mut buf = [b'0'; 20];
+    let start = decimal(&mut buf, n).min(buf.len() - width);
+    out.push_str(ascii(&buf[start..]));
+}
+
+/// Writes the decimal digits of `n` at the end of `buf`; where they start.
+pub(super) fn decimal(buf: &mut [u8; 20], mut n: u64) -> usize {
     let mut i = buf.len();
-    let mut n = n;
     loop {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return i;
         }
     }
-    let start = i.min(buf.len() - width);
-    out.push_str(ascii(&buf[start..]));
 }
 
 /// ASCII bytes as text (in one piece: pushing them a `char` at a time checks each, and a
