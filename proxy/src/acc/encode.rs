@@ -49,6 +49,17 @@ fn csv_text(s: &str, out: &mut String) {
     csv_text_of(s, classes(s.as_bytes()), out);
 }
 
+/// Whether no byte of `b` is one either format quotes or escapes ([`SPECIAL`]), written as
+/// comparisons rather than a table so that the compiler checks 32 bytes a step: records
+/// nearly always hold none, and one look through all their text fields then spares a look
+/// at each.
+#[inline]
+fn plain(b: &[u8]) -> bool {
+    !b.iter().fold(false, |any, &c| {
+        any | (c < 0x20) | (c == 0x7f) | (c == b',') | (c == b'"') | (c == b'\\')
+    })
+}
+
 /// [`csv_text`] of a text whose [`classes`] are known.
 fn csv_text_of(s: &str, classes: u8, out: &mut String) {
     if classes & CSV_CONTROL != 0 {
@@ -146,8 +157,15 @@ fn json_keys(columns: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// [`json_keys`], each followed by the quote that opens a string value (`,"callid":"`).
+fn json_keys_quoted(columns: &[&str]) -> Vec<String> {
+    json_keys(columns).into_iter().map(|k| k + "\"").collect()
+}
+
 static ACC_KEYS: LazyLock<Vec<String>> = LazyLock::new(|| json_keys(&ACC_COLUMNS));
 static CDR_KEYS: LazyLock<Vec<String>> = LazyLock::new(|| json_keys(&CDR_COLUMNS));
+static ACC_KEYS_QUOTED: LazyLock<Vec<String>> = LazyLock::new(|| json_keys_quoted(&ACC_COLUMNS));
+static CDR_KEYS_QUOTED: LazyLock<Vec<String>> = LazyLock::new(|| json_keys_quoted(&CDR_COLUMNS));
 
 /// The JSON keys of `r`'s columns, the first with the line's `{`; a record of no field gets
 /// its `{` here.
@@ -159,6 +177,16 @@ fn json_start(r: &Record, out: &mut String) -> &'static [String] {
         &CDR_KEYS
     } else {
         &ACC_KEYS
+    }
+}
+
+/// [`json_start`], with the keys' quoted forms ([`json_keys_quoted`]).
+fn json_start_quoted(r: &Record, out: &mut String) -> (&'static [String], &'static [String]) {
+    let keys = json_start(r, out);
+    if r.len() == CDR_COLUMNS.len() {
+        (keys, &CDR_KEYS_QUOTED)
+    } else {
+        (keys, &ACC_KEYS_QUOTED)
     }
 }
 
@@ -191,6 +219,59 @@ pub fn json_line(r: &Record, out: &mut String) {
 /// formats are on, and reading a record twice cost more than the second copy (measured in
 /// docs/BENCHMARKS.md, "Accounting").
 pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
+    if !plain(r.texts().as_bytes()) {
+        return csv_and_json_lines_escaped(r, csv, json);
+    }
+    // No text field to quote or escape: each is copied as it is into both lines.
+    let (keys, quoted) = json_start_quoted(r, json);
+    for (i, ((key, key_quoted), f)) in keys.iter().zip(quoted).zip(r.fields()).enumerate() {
+        if i > 0 {
+            csv.push(',');
+        }
+        match f {
+            Field::Text(s) => {
+                csv.push_str(s);
+                json.push_str(key_quoted);
+                json.push_str(s);
+                json.push('"');
+            }
+            Field::Time(ms) => {
+                let at = csv.len();
+                write_rfc3339_ms(ms, csv);
+                json.push_str(key_quoted);
+                json.push_str(&csv[at..]);
+                json.push('"');
+            }
+            Field::Empty => {
+                json.push_str(key);
+                json.push_str("null");
+            }
+            Field::Json(s) => {
+                json.push_str(key);
+                csv_text(s, csv);
+                json.push_str(s);
+            }
+            Field::Int(n) => {
+                json.push_str(key);
+                let at = csv.len();
+                write_int(n, csv);
+                json.push_str(&csv[at..]);
+            }
+            Field::Seconds(ms) => {
+                json.push_str(key);
+                let at = csv.len();
+                write_seconds_ms(ms, csv);
+                json.push_str(&csv[at..]);
+            }
+        }
+    }
+    csv.push_str("\r\n");
+    json.push_str("}\n");
+}
+
+/// [`csv_and_json_lines`] of a record with a text field to quote or escape: each text field
+/// looked through on its own.
+fn csv_and_json_lines_escaped(r: &Record, csv: &mut String, json: &mut String) {
     let keys = json_start(r, json);
     for (i, (key, f)) in keys.iter().zip(r.fields()).enumerate() {
         if i > 0 {
@@ -351,6 +432,46 @@ mod tests {
             assert_eq!(csv, csv1);
             assert_eq!(json, json1);
         }
+    }
+
+    #[test]
+    fn records_with_nothing_to_escape_are_written_as_those_with_something() {
+        let mut acc = fields();
+        acc[7] = Field::Text("Busy here");
+        acc[9] = Field::Seconds(61_237);
+        let mut cdr = vec![Field::Text("x"); CDR_COLUMNS.len()];
+        cdr[14] = Field::Int(2);
+        cdr[15] = Field::Time(1_700_000_000_123);
+        cdr[21] = Field::Empty;
+        cdr[25] = Field::Text("Übergabe");
+        let mut cdr_vars = cdr.clone();
+        cdr_vars[29] = Field::Json("{\"a\":\"b, c\"}");
+        let records = [
+            Record::new("acc", &acc),
+            Record::new("cdrs", &cdr),
+            Record::new("cdrs", &cdr_vars),
+        ];
+        for r in &records {
+            assert!(plain(r.texts().as_bytes()), "{r:?}");
+            let (mut csv, mut json) = (String::new(), String::new());
+            let (mut csv1, mut json1) = (String::new(), String::new());
+            csv_and_json_lines(r, &mut csv, &mut json);
+            csv_and_json_lines_escaped(r, &mut csv1, &mut json1);
+            assert_eq!((csv, json), (csv1, json1));
+        }
+        // Any byte either format treats specially sends a record the escaping way.
+        for c in (0u8..0x80).filter(|&c| SPECIAL[usize::from(c)] != 0) {
+            let text = format!("a{}b", char::from(c));
+            let mut f = acc.clone();
+            f[7] = Field::Text(&text);
+            let r = Record::new("acc", &f);
+            assert!(!plain(r.texts().as_bytes()), "{c:#x}");
+        }
+        assert!(
+            (0u8..=0xff)
+                .filter(|&c| SPECIAL[usize::from(c)] == 0)
+                .all(|c| plain(&[c]))
+        );
     }
 
     #[test]

@@ -191,12 +191,37 @@ impl Record {
     fn read(&self, s: Slot) -> Field<'_> {
         match s {
             Slot::Empty => Field::Empty,
-            Slot::Text(a, b) => Field::Text(&self.text[a as usize..b as usize]),
+            Slot::Text(a, b) => Field::Text(self.range(a, b)),
             Slot::Int(n) => Field::Int(n),
             Slot::Seconds(ms) => Field::Seconds(ms),
             Slot::Time(ms) => Field::Time(ms),
-            Slot::Json(a, b) => Field::Json(&self.text[a as usize..b as usize]),
+            Slot::Json(a, b) => Field::Json(self.range(a, b)),
         }
+    }
+
+    /// The text of a field. Read for every field of every record the writer encodes, where
+    /// a checked slice's bounds and character boundaries were a tenth of the encoding.
+    #[inline]
+    fn range(&self, a: u32, b: u32) -> &str {
+        let (a, b) = (a as usize, b as usize);
+        debug_assert!(self.text.get(a..b).is_some());
+        // SAFETY: a slot's range is only ever made by `Builder::write` (private to this
+        // module, as are the writers it is given, which only append), from the text's length
+        // before and after whole strings were appended to it: both ends are within the text
+        // and on character boundaries. The text is only appended to while the record is
+        // built, and cleared together with its slots when it is reused.
+        unsafe { self.text.get_unchecked(a..b) }
+    }
+
+    /// The text of its text fields, in one piece, up to the last field when that is JSON (the
+    /// dialog's variables, always the CDR's last): what the encoders look through at once
+    /// for a byte either format quotes or escapes.
+    pub fn texts(&self) -> &str {
+        let end = match self.slots.last() {
+            Some(Slot::Json(a, _)) => *a as usize,
+            _ => self.text.len(),
+        };
+        &self.text[self.table_len as usize..end]
     }
 
     /// Its fields, in column order.
@@ -289,7 +314,7 @@ impl Builder {
     }
 
     /// A text field written by `write` (none when it writes nothing).
-    pub fn text_with(&mut self, write: impl FnOnce(&mut String)) {
+    fn text_with(&mut self, write: impl FnOnce(&mut String)) {
         let (a, b) = self.write(write);
         self.r.slots.push(if a == b {
             Slot::Empty
@@ -299,7 +324,7 @@ impl Builder {
     }
 
     /// A JSON field written by `write`.
-    pub fn json_with(&mut self, write: impl FnOnce(&mut String)) {
+    fn json_with(&mut self, write: impl FnOnce(&mut String)) {
         let (a, b) = self.write(write);
         self.r.slots.push(Slot::Json(a, b));
     }
