@@ -8,7 +8,8 @@
 # Needs valgrind. Prints, for each of the three benchmarks, the instructions of one call
 # through the shard (`DialogDriver::call`, inclusive, its messages made and handled), and
 # for the records those of `Accountant::on_event` per event (three events a call: the
-# INVITE's transaction, the BYE's request, the dialog's record).
+# INVITE's transaction, the BYE's request, the dialog's record); then the writer's
+# encoding of one record into its CSV and JSON lines (`csv_and_json_lines`, per record).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -42,3 +43,7 @@ for b in call_without_accounting call_with_events call_with_records; do
     echo "acc/shard/$b: DialogDriver::call: $(per_call "$out/$b" 'DialogDriver::call')"
 done
 echo "acc/shard/call_with_records: Accountant::on_event: $(per_call "$out/call_with_records" 'Accountant::on_event')"
+# The writer's side: both lines of a record (`acc/encode/call_one_pass`, a call's three records).
+valgrind --tool=callgrind --callgrind-out-file="$out/encode" "$bin" --bench --profile-time 2 \
+    'acc/encode/call_one_pass$' > /dev/null 2>&1
+echo "acc/encode/call_one_pass: csv_and_json_lines: $(per_call "$out/encode" 'encode::csv_and_json_lines')"
