@@ -219,24 +219,34 @@ pub fn json_line(r: &Record, out: &mut String) {
 /// formats are on, and reading a record twice cost more than the second copy (measured in
 /// docs/BENCHMARKS.md, "Accounting").
 pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
-    if !plain(r.texts().as_bytes()) {
-        return csv_and_json_lines_escaped(r, csv, json);
-    }
-    // No text field to quote or escape: each is copied as it is into both lines.
+    lines(r, plain(r.texts().as_bytes()), csv, json);
+}
+
+/// [`csv_and_json_lines`], told whether the record's text fields hold no byte to quote or
+/// escape (nearly always): then each is copied as it is into both lines, with no look at
+/// each and a string's JSON key written together with its opening quote.
+fn lines(r: &Record, plain: bool, csv: &mut String, json: &mut String) {
     let (keys, quoted) = json_start_quoted(r, json);
     for (i, ((key, key_quoted), f)) in keys.iter().zip(quoted).zip(r.fields()).enumerate() {
         if i > 0 {
             csv.push(',');
         }
+        let at = csv.len();
         match f {
-            Field::Text(s) => {
+            Field::Text(s) if plain => {
                 csv.push_str(s);
                 json.push_str(key_quoted);
                 json.push_str(s);
                 json.push('"');
             }
+            Field::Text(s) => {
+                json.push_str(key);
+                // One scan says what either format must do.
+                let c = classes(s.as_bytes());
+                csv_text_of(s, c, csv);
+                json_text_of(s, c, json);
+            }
             Field::Time(ms) => {
-                let at = csv.len();
                 write_rfc3339_ms(ms, csv);
                 json.push_str(key_quoted);
                 json.push_str(&csv[at..]);
@@ -253,57 +263,13 @@ pub fn csv_and_json_lines(r: &Record, csv: &mut String, json: &mut String) {
             }
             Field::Int(n) => {
                 json.push_str(key);
-                let at = csv.len();
                 write_int(n, csv);
                 json.push_str(&csv[at..]);
             }
             Field::Seconds(ms) => {
                 json.push_str(key);
-                let at = csv.len();
                 write_seconds_ms(ms, csv);
                 json.push_str(&csv[at..]);
-            }
-        }
-    }
-    csv.push_str("\r\n");
-    json.push_str("}\n");
-}
-
-/// [`csv_and_json_lines`] of a record with a text field to quote or escape: each text field
-/// looked through on its own.
-fn csv_and_json_lines_escaped(r: &Record, csv: &mut String, json: &mut String) {
-    let keys = json_start(r, json);
-    for (i, (key, f)) in keys.iter().zip(r.fields()).enumerate() {
-        if i > 0 {
-            csv.push(',');
-        }
-        json.push_str(key);
-        let at = csv.len();
-        match f {
-            Field::Empty => json.push_str("null"),
-            Field::Text(s) => {
-                // One scan says what either format must do.
-                let c = classes(s.as_bytes());
-                csv_text_of(s, c, csv);
-                json_text_of(s, c, json);
-            }
-            Field::Json(s) => {
-                csv_text(s, csv);
-                json.push_str(s);
-            }
-            Field::Int(n) => {
-                write_int(n, csv);
-                json.push_str(&csv[at..]);
-            }
-            Field::Seconds(ms) => {
-                write_seconds_ms(ms, csv);
-                json.push_str(&csv[at..]);
-            }
-            Field::Time(ms) => {
-                write_rfc3339_ms(ms, csv);
-                json.push('"');
-                json.push_str(&csv[at..]);
-                json.push('"');
             }
         }
     }
@@ -455,8 +421,8 @@ mod tests {
             assert!(plain(r.texts().as_bytes()), "{r:?}");
             let (mut csv, mut json) = (String::new(), String::new());
             let (mut csv1, mut json1) = (String::new(), String::new());
-            csv_and_json_lines(r, &mut csv, &mut json);
-            csv_and_json_lines_escaped(r, &mut csv1, &mut json1);
+            lines(r, true, &mut csv, &mut json);
+            lines(r, false, &mut csv1, &mut json1);
             assert_eq!((csv, json), (csv1, json1));
         }
         // Any byte either format treats specially sends a record the escaping way.

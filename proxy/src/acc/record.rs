@@ -216,7 +216,7 @@ impl Record {
     /// The text of its text fields, in one piece, up to the last field when that is JSON (the
     /// dialog's variables, always the CDR's last): what the encoders look through at once
     /// for a byte either format quotes or escapes.
-    pub fn texts(&self) -> &str {
+    pub(super) fn texts(&self) -> &str {
         let end = match self.slots.last() {
             Some(Slot::Json(a, _)) => *a as usize,
             _ => self.text.len(),
