@@ -94,13 +94,16 @@ fn csv_text_of(s: &str, classes: u8, out: &mut String) {
 }
 
 /// One CSV line. Written in place, without a temporary per field: it runs for every record.
+/// Text fields are copied as they are when none holds a byte to quote ([`plain`]).
 pub fn csv_line(r: &Record, out: &mut String) {
+    let plain = plain(r.texts().as_bytes());
     for (i, f) in r.fields().enumerate() {
         if i > 0 {
             out.push(',');
         }
         match f {
             Field::Empty => {}
+            Field::Text(s) if plain => out.push_str(s),
             Field::Text(s) | Field::Json(s) => csv_text(s, out),
             Field::Int(n) => write_int(n, out),
             Field::Seconds(ms) => write_seconds_ms(ms, out),
@@ -191,13 +194,20 @@ fn json_start_quoted(r: &Record, out: &mut String) -> (&'static [String], &'stat
 }
 
 /// One JSON line, written in place (times and reasons as strings, codes and durations as
-/// numbers, `vars` as the object it is).
+/// numbers, `vars` as the object it is). Text fields are copied as they are when none holds
+/// a byte to escape ([`plain`]).
 pub fn json_line(r: &Record, out: &mut String) {
+    let plain = plain(r.texts().as_bytes());
     let keys = json_start(r, out);
     for (key, f) in keys.iter().zip(r.fields()) {
         out.push_str(key);
         match f {
             Field::Empty => out.push_str("null"),
+            Field::Text(s) if plain => {
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
+            }
             Field::Text(s) => json_text(s, out),
             Field::Int(n) => write_int(n, out),
             Field::Seconds(ms) => write_seconds_ms(ms, out),
@@ -423,6 +433,11 @@ mod tests {
             let (mut csv1, mut json1) = (String::new(), String::new());
             lines(r, true, &mut csv, &mut json);
             lines(r, false, &mut csv1, &mut json1);
+            let (mut csv2, mut json2) = (String::new(), String::new());
+            csv_line(r, &mut csv2);
+            json_line(r, &mut json2);
+            assert_eq!(csv2, csv1);
+            assert_eq!(json2, json1);
             assert_eq!((csv, json), (csv1, json1));
         }
         // Any byte either format treats specially sends a record the escaping way.
