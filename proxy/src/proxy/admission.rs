@@ -6,8 +6,7 @@
 use super::ProxyConfig;
 use super::route::AccountKey;
 use crate::dialog::{CallFacts, Membership, Refusal, VarAt};
-use crate::sip::value::SipUri;
-use crate::sip::{SipMsg, Span};
+use crate::sip::SipMsg;
 use std::net::SocketAddr;
 
 /// What admission gives a call it lets in.
@@ -23,13 +22,10 @@ pub struct Admitted {
 /// The account of a call from `customer` (the key of its per-account limit); none for a
 /// customer a reload removed while one of its INVITEs waited for a lease.
 pub fn account_of<'a>(cfg: &'a ProxyConfig, customer: usize, msg: &SipMsg<'a>) -> &'a [u8] {
-    let buf = msg.buf;
     let Some(c) = cfg.routing.customers.get(customer) else {
         return b"";
     };
-    let (user, host) = msg
-        .from()
-        .map_or((&b""[..], &b""[..]), |f| SipUri::user_and_host(buf, f.uri));
+    let (user, host) = msg.from_user_host();
     match c.account_key {
         AccountKey::Customer => c.name.as_bytes(),
         AccountKey::FromUser => user,
@@ -48,14 +44,10 @@ pub fn admit(
     inbound: bool,
     unix_ms: u64,
 ) -> Result<Admitted, Refusal> {
-    let buf = msg.buf;
-    let user_host = |uri: Option<Span>| -> (&[u8], &[u8]) {
-        uri.map_or((b"", b""), |u| SipUri::user_and_host(buf, u))
-    };
     let dialed = crate::proxy::route::dialed(msg);
     let dialed = &*dialed;
-    let (from_user, from_domain) = user_host(msg.from().map(|f| f.uri));
-    let (to_user, _) = user_host(msg.to().map(|t| t.uri));
+    let (from_user, from_domain) = msg.from_user_host();
+    let (to_user, _) = msg.to_user_host();
     let c = &cfg.routing.customers[customer];
     let account = if inbound {
         c.name.as_bytes()

@@ -225,13 +225,16 @@ impl Parties {
 
     /// From a request.
     pub fn of_request(msg: &SipMsg<'_>) -> Parties {
-        let buf = msg.buf;
         let mut b = PartsBuilder::new(160);
         b.push(msg.call_id());
         b.push(msg.from_tag().unwrap_or(b""));
-        b.push_user_host(buf, msg.from().map(|f| f.uri), true);
-        b.push_user_host(buf, msg.to().map(|t| t.uri), false);
-        b.push_user_host(buf, msg.request_uri(), true);
+        let (user, host) = msg.from_user_host();
+        b.push(user);
+        b.push(host);
+        b.push(msg.to_user_host().0);
+        let (user, host) = msg.request_user_host();
+        b.push(user);
+        b.push(host);
         b.finish()
     }
 

@@ -137,10 +137,10 @@ pub fn classify(
 /// Who sent `msg` from `src`: a gateway, a customer (by source address and From domain) or
 /// neither.
 pub fn peer(msg: &SipMsg<'_>, src: SocketAddr, routing: &Routing) -> Peer {
-    let buf = msg.buf;
-    let from_domain = SipUri::parse(buf, msg.from().map_or(Span::default(), |f| f.uri))
-        .map(|u| u.host.of(buf))
-        .unwrap_or(b"");
+    let from_domain = match msg.from_sip_uri() {
+        Some((_, Ok(u))) => u.host.of(msg.buf),
+        _ => b"",
+    };
     routing.classify(src, from_domain)
 }
 

@@ -175,13 +175,12 @@ impl Routing {
 /// its parameters, with `%`-escapes undone (RFC 3261 §19.1.4 compares unescaped) and, for
 /// `tel:`, the visual separators `-`, `.`, `(`, `)` left out. Empty when there is none.
 pub fn dialed<'a>(msg: &crate::sip::SipMsg<'a>) -> std::borrow::Cow<'a, [u8]> {
-    use crate::sip::value::SipUri;
     use std::borrow::Cow;
     let buf = msg.buf;
-    let Some(span) = msg.request_uri() else {
+    let Some((span, parsed)) = msg.request_sip_uri() else {
         return Cow::Borrowed(b"");
     };
-    let (raw, tel): (&'a [u8], bool) = match SipUri::parse(buf, span) {
+    let (raw, tel): (&'a [u8], bool) = match parsed {
         Ok(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), false),
         Err(true) => {
             let uri = span.of(buf);

@@ -7,6 +7,7 @@
 use super::scan::{self, LineFeeds};
 use super::value::{self, CommaList, NameAddr, SipUri, Via, is_token};
 use super::{HeaderName, Method, ParseError, Span};
+use std::cell::OnceCell;
 
 /// At most this many header lines; more is a 400.
 pub const MAX_HEADERS: usize = 64;
@@ -90,6 +91,12 @@ pub struct SipMsg<'a> {
     pub top_via_header: usize,
     /// Index of the first Proxy-Require header, if any.
     pub proxy_require: Option<usize>,
+    /// A request's Request-URI as [`SipUri::parse`] read it with the start line.
+    request_uri_parsed: Option<Result<SipUri, bool>>,
+    /// The From and To URIs [`SipUri::parse`]d when first asked: checks, classification,
+    /// admission, routing and the call's records all read From's user and host.
+    from_uri: OnceCell<Result<SipUri, bool>>,
+    to_uri: OnceCell<Result<SipUri, bool>>,
 }
 
 /// Position of the first `b` in `buf[from..end]`, eight bytes at a time: cheaper than a
@@ -180,7 +187,11 @@ fn parse_version(v: &[u8]) -> Result<(), ParseError> {
     Err(ParseError::StartLine)
 }
 
-fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseError> {
+fn parse_start_line(
+    buf: &[u8],
+    s: usize,
+    e: usize,
+) -> Result<(StartLine, Option<Result<SipUri, bool>>), ParseError> {
     let line = &buf[s..e];
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
@@ -202,7 +213,7 @@ fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseEr
             Some(b' ') => Span::new(s + sp1 + 5, e),
             Some(_) => return Err(ParseError::StartLine),
         };
-        return Ok(StartLine::Response { code, reason });
+        return Ok((StartLine::Response { code, reason }, None));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces.
     let sp1 = line
@@ -226,7 +237,8 @@ fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseEr
         return Err(ParseError::RequestUri);
     }
     let uri_span = Span::new(s + sp1 + 1, s + sp2);
-    match SipUri::parse(buf, uri_span) {
+    let parsed = SipUri::parse(buf, uri_span);
+    match parsed {
         // `?headers` are not allowed in a Request-URI (RFC 3261 §19.1.5; RFC 4475 escruri).
         Ok(u) if u.params.end != uri_span.end => return Err(ParseError::RequestUri),
         Ok(_) => {}
@@ -239,11 +251,12 @@ fn parse_start_line(buf: &[u8], s: usize, e: usize) -> Result<StartLine, ParseEr
         }
         Err(false) => return Err(ParseError::RequestUri),
     }
-    Ok(StartLine::Request {
+    let start = StartLine::Request {
         method: Method::parse(method),
         method_span: Span::new(s, s + sp1),
         uri: uri_span,
-    })
+    };
+    Ok((start, Some(parsed)))
 }
 
 /// The header lines from `pos` (the line after the start line) to the empty line, into
@@ -340,7 +353,7 @@ impl<'a> SipMsg<'a> {
         }
         let mut lfs = LineFeeds::new(buf, s);
         let lf = lfs.next(s).ok_or(ParseError::Unterminated)?;
-        let start = parse_start_line(buf, s, content_end(buf, s, lf))?;
+        let (start, request_uri_parsed) = parse_start_line(buf, s, content_end(buf, s, lf))?;
         let start_line = Span::new(s, lf + 1);
 
         let mut headers = [Header::default(); MAX_HEADERS];
@@ -502,6 +515,9 @@ impl<'a> SipMsg<'a> {
             top_via,
             top_via_header,
             proxy_require,
+            request_uri_parsed,
+            from_uri: OnceCell::new(),
+            to_uri: OnceCell::new(),
         };
         // A request outside a dialog (an INVITE making one) whose From has a SIP URI that
         // does not parse names no caller: its account and the records' src_user would be
@@ -509,9 +525,8 @@ impl<'a> SipMsg<'a> {
         // sloppy From must not keep its BYE from ending the call.
         if is_request
             && msg.to_tag().is_none()
-            && msg
-                .from
-                .is_some_and(|f| SipUri::parse(buf, f.uri) == Err(false))
+            && msg.from.is_some()
+            && msg.from_sip_uri().is_some_and(|(_, u)| u == Err(false))
         {
             return Err(ParseError::BadHeader("From"));
         }
@@ -593,6 +608,42 @@ impl<'a> SipMsg<'a> {
                 .is_none()
                 .then(|| NameAddr::parse(self.buf, v).ok())
                 .flatten()
+        })
+    }
+
+    /// The From URI and [`SipUri::parse`] of it, parsed once for all who ask.
+    pub fn from_sip_uri(&self) -> Option<(Span, Result<SipUri, bool>)> {
+        let f = self.from()?;
+        Some((
+            f.uri,
+            *self.from_uri.get_or_init(|| SipUri::parse(self.buf, f.uri)),
+        ))
+    }
+
+    /// The user and host of the From URI ([`SipUri::user_and_host`]).
+    pub fn from_user_host(&self) -> (&'a [u8], &'a [u8]) {
+        self.from_sip_uri().map_or((b"", b""), |(uri, parsed)| {
+            SipUri::user_and_host_of(self.buf, uri, parsed)
+        })
+    }
+
+    /// The user and host of the To URI ([`SipUri::user_and_host`]), parsed once.
+    pub fn to_user_host(&self) -> (&'a [u8], &'a [u8]) {
+        self.to().map_or((b"", b""), |t| {
+            let parsed = *self.to_uri.get_or_init(|| SipUri::parse(self.buf, t.uri));
+            SipUri::user_and_host_of(self.buf, t.uri, parsed)
+        })
+    }
+
+    /// A request's Request-URI and [`SipUri::parse`] of it (made with the start line).
+    pub fn request_sip_uri(&self) -> Option<(Span, Result<SipUri, bool>)> {
+        Some((self.request_uri()?, self.request_uri_parsed?))
+    }
+
+    /// The user and host of a request's Request-URI ([`SipUri::user_and_host`]).
+    pub fn request_user_host(&self) -> (&'a [u8], &'a [u8]) {
+        self.request_sip_uri().map_or((b"", b""), |(uri, parsed)| {
+            SipUri::user_and_host_of(self.buf, uri, parsed)
         })
     }
 

@@ -405,22 +405,18 @@ impl SipUri {
         };
         let scheme = Span::new(s, colon);
         let rest = colon + 1;
-        // userinfo ends at the last '@' before any ';', '?' (an '@' may be escaped only as %40).
-        let hp_end = memchr::memchr2(b';', b'?', &buf[rest..e]).map_or(e, |p| rest + p);
-        let (user, host_start) = match memchr::memrchr(b'@', &buf[rest..hp_end]) {
+        let (at, hp_end) = user_and_host_ends(&buf[rest..e]);
+        let (user, host_start) = match at {
             Some(p) => (Some(Span::new(rest, rest + p)), rest + p + 1),
-            None => {
-                // user part may contain ';' (e.g. sip:user;par=x@host): look for '@' further on
-                match memchr::memchr(b'@', &buf[rest..e]) {
-                    Some(p) => (Some(Span::new(rest, rest + p)), rest + p + 1),
-                    None => (None, rest),
-                }
-            }
+            None => (None, rest),
         };
-        let hp_end = memchr::memchr2(b';', b'?', &buf[host_start..e]).map_or(e, |p| host_start + p);
+        let hp_end = rest + hp_end;
         let (host, port) =
             parse_host_port(buf, Span::new(host_start, hp_end)).map_err(|_| false)?;
-        let params_end = memchr::memchr(b'?', &buf[hp_end..e]).map_or(e, |p| hp_end + p);
+        let params_end = buf[hp_end..e]
+            .iter()
+            .position(|&c| c == b'?')
+            .map_or(e, |p| hp_end + p);
         Ok(SipUri {
             scheme,
             user,
@@ -434,7 +430,17 @@ impl SipUri {
     /// URI's user (empty when it has none) and host; a `tel:` URI's number as written, up to
     /// its parameters, and no host (RFC 3966); both empty for any other URI, or a malformed one.
     pub fn user_and_host(buf: &[u8], span: Span) -> (&[u8], &[u8]) {
-        match SipUri::parse(buf, span) {
+        SipUri::user_and_host_of(buf, span, SipUri::parse(buf, span))
+    }
+
+    /// [`user_and_host`](Self::user_and_host) of the URI at `span` parsed already
+    /// (`parsed`, what [`SipUri::parse`] gave).
+    pub fn user_and_host_of(
+        buf: &[u8],
+        span: Span,
+        parsed: Result<SipUri, bool>,
+    ) -> (&[u8], &[u8]) {
+        match parsed {
             Ok(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), u.host.of(buf)),
             Err(true) => match span.of(buf) {
                 [t, e, l, b':', rest @ ..] if [*t, *e, *l].eq_ignore_ascii_case(b"tel") => {
@@ -444,6 +450,42 @@ impl SipUri {
             },
             Err(false) => (b"", b""),
         }
+    }
+}
+
+/// Where the user and the host part end in the text of a SIP URI after its scheme's colon:
+/// the index of the `@` that ends the user, if there is one, and the index where host and
+/// port end (the first `;` or `?` after them, or the end). The user ends at the last `@`
+/// before the first `;` or `?` (an `@` in the user is escaped, `%40`) or, when there is
+/// none, at the first `@` further on: a user may hold a `;` (`sip:a;b=c@host`). One pass
+/// over bytes that are nearly always few: three library searches of a few bytes each cost
+/// more than it (`SipUri::user_and_host`, ten a call in `acc/shard`).
+fn user_and_host_ends(b: &[u8]) -> (Option<usize>, usize) {
+    let mut at = None;
+    let mut sep = b.len();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'@' => at = Some(i),
+            b';' | b'?' => {
+                sep = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    if at.is_some() || sep == b.len() {
+        return (at, sep);
+    }
+    match b[sep..].iter().position(|&c| c == b'@') {
+        Some(p) => {
+            let at = sep + p;
+            let end = b[at + 1..]
+                .iter()
+                .position(|&c| c == b';' || c == b'?')
+                .map_or(b.len(), |q| at + 1 + q);
+            (Some(at), end)
+        }
+        None => (None, sep),
     }
 }
 
@@ -607,158 +649,4 @@ impl Via {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sp(b: &[u8]) -> Span {
-        Span::new(0, b.len())
-    }
-
-    #[test]
-    fn comma_list_respects_quotes_and_brackets() {
-        let b = br#""a, b" <sip:x;p=1,2>, <sip:y>,sip:z"#;
-        let v: Vec<_> = CommaList::new(b, sp(b))
-            .map(|r| r.unwrap().of(b).to_vec())
-            .collect();
-        assert_eq!(
-            v,
-            vec![
-                br#""a, b" <sip:x;p=1,2>"#.to_vec(),
-                b"<sip:y>".to_vec(),
-                b"sip:z".to_vec()
-            ]
-        );
-        let bad = br#""unbalanced, x"#;
-        assert!(CommaList::new(bad, sp(bad)).any(|r| r.is_err()));
-    }
-
-    #[test]
-    fn name_addr_forms() {
-        let b = br#""J \"Rosenberg\" <x>" <sip:j@example.com;transport=udp>;tag=98asjd8"#;
-        let na = NameAddr::parse(b, sp(b)).unwrap();
-        assert_eq!(na.uri.of(b), b"sip:j@example.com;transport=udp");
-        assert_eq!(na.tag(b).unwrap().of(b), b"98asjd8");
-        let b = b"sip:j@example.com;tag=abc";
-        let na = NameAddr::parse(b, sp(b)).unwrap();
-        assert_eq!(na.uri.of(b), b"sip:j@example.com");
-        assert_eq!(na.tag(b).unwrap().of(b), b"abc");
-        assert!(NameAddr::parse(b"<sip:unclosed", sp(b"<sip:unclosed")).is_err());
-        let b = b"caller<sip:caller@example.com>;tag=323";
-        assert_eq!(
-            NameAddr::parse(b, sp(b)).unwrap().uri.of(b),
-            b"sip:caller@example.com"
-        );
-        let b = b"<name:John_Smith>";
-        assert_eq!(
-            NameAddr::parse(b, sp(b)).unwrap().uri.of(b),
-            b"name:John_Smith"
-        );
-    }
-
-    #[test]
-    fn name_addr_rejects_malformed_forms() {
-        for bad in [
-            &b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43"[..],
-            b"\"Watson, Thomas\" < sip:t.watson@example.org >",
-            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
-            b"<sip:a@h> junk",
-            b"<>",
-            b"no-scheme",
-            b":no-scheme",
-            b"\"Name\" sip:a@h",
-            b"\"unbalanced <sip:a@h>",
-        ] {
-            assert!(
-                NameAddr::parse(bad, sp(bad)).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn uri_hosts_and_ports() {
-        let b = b"sip:user@[2001:db8::10]:5070;lr;did=1";
-        let u = SipUri::parse(b, sp(b)).unwrap();
-        assert_eq!(u.host.of(b), b"[2001:db8::10]");
-        assert_eq!(u.port, Some(5070));
-        assert_eq!(param(b, u.params, b"did").unwrap().of(b), b"1");
-        assert_eq!(host_ip(u.host.of(b)), Some("2001:db8::10".parse().unwrap()));
-        let b = b"sip:127.0.0.1;lr";
-        let u = SipUri::parse(b, sp(b)).unwrap();
-        assert_eq!(
-            (u.host.of(b), u.port, u.user),
-            (&b"127.0.0.1"[..], None, None)
-        );
-        assert_eq!(
-            SipUri::parse(b"unknownscheme:x", sp(b"unknownscheme:x")),
-            Err(true)
-        );
-        assert_eq!(
-            SipUri::parse(b"sip:[2001:db8::10", sp(b"sip:[2001:db8::10")),
-            Err(false)
-        );
-        assert_eq!(
-            SipUri::parse(b"sip:h:99999", sp(b"sip:h:99999")),
-            Err(false)
-        );
-    }
-
-    #[test]
-    fn via_with_odd_white_space() {
-        let b = b"SIP / 2.0 / UDP 192.0.2.1:5060 ;branch=z9hG4bK1;rport";
-        let v = Via::parse(b, sp(b)).unwrap();
-        assert_eq!(v.transport.of(b), b"UDP");
-        assert_eq!(v.host.of(b), b"192.0.2.1");
-        assert_eq!(v.port, Some(5060));
-        assert_eq!(v.branch(b).unwrap().of(b), b"z9hG4bK1");
-        assert!(param(b, v.params, b"rport").unwrap().is_empty());
-        let b = b"SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3";
-        assert_eq!(Via::parse(b, sp(b)).unwrap().host.of(b), b"[2001:db8::9:1]");
-        assert!(Via::parse(b"SIP/3.0/UDP h", sp(b"SIP/3.0/UDP h")).is_err());
-        assert!(Via::parse(b"SIP/2.0/UDP", sp(b"SIP/2.0/UDP")).is_err());
-    }
-
-    #[test]
-    fn numbers() {
-        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
-        assert_eq!(parse_u32(b"4294967296"), None);
-        assert_eq!(parse_u32(b"-1"), None);
-        assert_eq!(parse_u32(b""), None);
-        assert_eq!(parse_u32(b"99999999999999999999"), None);
-    }
-
-    #[test]
-    fn locate_finds_uri_and_params_without_judging() {
-        for (v, uri, tag) in [
-            (&b"<sip:b@h>;tag=x1"[..], &b"sip:b@h"[..], Some(&b"x1"[..])),
-            (b"\"A <, B\" <sip:b@h>;tag=x2", b"sip:b@h", Some(b"x2")),
-            (b"sip:b@h;tag=x3", b"sip:b@h", Some(b"x3")),
-            (b"sip:b@h", b"sip:b@h", None),
-            (b"Bell, Alexander <sip:a@h>;tag=x4", b"sip:a@h", Some(b"x4")),
-        ] {
-            let na = NameAddr::locate(v, sp(v)).unwrap();
-            assert_eq!(na.uri.of(v), uri);
-            assert_eq!(na.tag(v).map(|t| t.of(v)), tag);
-        }
-        assert!(NameAddr::locate(b"<sip:unclosed", sp(b"<sip:unclosed")).is_none());
-    }
-
-    #[test]
-    fn via_branch_fast_and_slow_paths_agree() {
-        for v in [
-            &b"SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport"[..],
-            b"SIP/2.0/UDP h;BRANCH=z9hG4bK1",
-            b"SIP/2.0/UDP h;rport;branch=z9hG4bK1",
-            b"SIP/2.0/UDP h;branch= z9hG4bK1 ;ttl=1",
-        ] {
-            let via = Via::parse(v, sp(v)).unwrap();
-            assert_eq!(
-                via.branch(v).unwrap().of(v),
-                b"z9hG4bK1",
-                "{:?}",
-                std::str::from_utf8(v)
-            );
-        }
-    }
-}
+mod tests;

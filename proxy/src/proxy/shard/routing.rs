@@ -5,7 +5,6 @@
 use super::Shard;
 use crate::proxy::admission;
 use crate::proxy::gateway::{Algorithm, CallKey};
-use crate::sip::value::SipUri;
 use crate::sip::{SipMsg, Span};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -51,14 +50,12 @@ impl Shard {
         msg: &SipMsg<'_>,
         customer: usize,
     ) -> Result<(usize, u64, usize), Unrouted> {
-        let buf = msg.buf;
         let routing = &self.cfg.routing;
         let name = routing
             .customers
             .get(customer)
             .map_or("", |c| c.name.as_str());
         let account = admission::account_of(&self.cfg, customer, msg);
-        let user = |uri: Option<Span>| uri.map_or(&b""[..], |u| SipUri::user_and_host(buf, u).0);
         let dialed = crate::proxy::route::dialed(msg);
         let Some(set) = routing.gateways.route(name, account, &dialed) else {
             return Err(Unrouted {
@@ -78,7 +75,7 @@ impl Shard {
             call_id: msg.call_id(),
             // Parsed only when the choice depends on it.
             from_user: match gateways.algorithm {
-                Algorithm::FromUserHash => user(msg.from().map(|f| f.uri)),
+                Algorithm::FromUserHash => msg.from_user_host().0,
                 _ => b"",
             },
             turn,

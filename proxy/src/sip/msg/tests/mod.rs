@@ -103,6 +103,50 @@ fn parses_basic_invite() {
     assert_eq!(m.max_forwards.map(|m| m.0), Some(70));
 }
 
+#[test]
+fn users_and_hosts_are_those_of_their_uris_read_once() {
+    fn uh<'a>(m: &SipMsg<'a>, uri: Option<crate::sip::Span>) -> (&'a [u8], &'a [u8]) {
+        uri.map_or((b"", b""), |u| SipUri::user_and_host(m.buf, u))
+    }
+    let cases = [
+        request(&[]),
+        request_with("INVITE", "INVITE tel:+1-555-0100;phone-context=x SIP/2.0"),
+        request_with("INVITE", "INVITE sip:[2001:db8::1]:5070;lr SIP/2.0"),
+        request_with("From", "From: <sip:a;b=c@host:5061>;tag=1"),
+        request_with("From", "From: <tel:+15550100>;tag=1"),
+        request_with("To", "To: <sips:carol@chicago.example.com;transport=tls>"),
+    ];
+    for b in &cases {
+        let m = parse_ok(b);
+        for _ in 0..2 {
+            assert_eq!(m.from_user_host(), uh(&m, m.from().map(|f| f.uri)));
+            assert_eq!(m.to_user_host(), uh(&m, m.to().map(|t| t.uri)));
+            assert_eq!(m.request_user_host(), uh(&m, m.request_uri()));
+        }
+        let (uri, parsed) = m.request_sip_uri().unwrap();
+        assert_eq!(parsed, SipUri::parse(m.buf, uri));
+    }
+    assert_eq!(
+        parse_ok(&cases[1]).request_user_host(),
+        (&b"+1-555-0100"[..], &b""[..])
+    );
+    assert_eq!(
+        parse_ok(&cases[3]).from_user_host(),
+        (&b"a;b=c"[..], &b"host"[..])
+    );
+    // A response's From and To are read when asked; it has no Request-URI.
+    let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+To: <sip:bob@b.example>;tag=9\r\nFrom: <sip:alice@a.example>;tag=1\r\nCall-ID: c\r\n\
+CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let m = parse_ok(resp);
+    assert_eq!(m.from_user_host(), (&b"alice"[..], &b"a.example"[..]));
+    assert_eq!(m.to_user_host(), (&b"bob"[..], &b"b.example"[..]));
+    assert_eq!(
+        (m.request_sip_uri(), m.request_user_host()),
+        (None, (&b""[..], &b""[..]))
+    );
+}
+
 mod framing;
 mod headers;
 mod start_line;
