@@ -97,6 +97,10 @@ pub struct SipMsg<'a> {
     /// admission, routing and the call's records all read From's user and host.
     from_uri: OnceCell<Result<SipUri, bool>>,
     to_uri: OnceCell<Result<SipUri, bool>>,
+    /// The From and To tags, found when first asked: a call's messages are asked for them
+    /// by the transaction, the dialog and the records, a dozen times each.
+    from_tag: OnceCell<Option<Span>>,
+    to_tag: OnceCell<Option<Span>>,
 }
 
 /// Position of the first `b` in `buf[from..end]`, eight bytes at a time: cheaper than a
@@ -518,6 +522,8 @@ impl<'a> SipMsg<'a> {
             request_uri_parsed,
             from_uri: OnceCell::new(),
             to_uri: OnceCell::new(),
+            from_tag: OnceCell::new(),
+            to_tag: OnceCell::new(),
         };
         // A request outside a dialog (an INVITE making one) whose From has a SIP URI that
         // does not parse names no caller: its account and the records' src_user would be
@@ -588,9 +594,10 @@ impl<'a> SipMsg<'a> {
     }
 
     pub fn from_tag(&self) -> Option<&'a [u8]> {
-        self.from()
-            .and_then(|f| f.tag(self.buf))
-            .map(|s| s.of(self.buf))
+        let tag = self
+            .from_tag
+            .get_or_init(|| self.from().and_then(|f| f.tag(self.buf)));
+        tag.map(|s| s.of(self.buf))
     }
 
     /// The To header as name-addr (for a response located now, without judging it).
@@ -648,9 +655,10 @@ impl<'a> SipMsg<'a> {
     }
 
     pub fn to_tag(&self) -> Option<&'a [u8]> {
-        self.to()
-            .and_then(|t| t.tag(self.buf))
-            .map(|s| s.of(self.buf))
+        let tag = self
+            .to_tag
+            .get_or_init(|| self.to().and_then(|t| t.tag(self.buf)));
+        tag.map(|s| s.of(self.buf))
     }
 
     pub fn span(&self, s: Span) -> &'a [u8] {
