@@ -176,21 +176,11 @@ impl Routing {
 /// `tel:`, the visual separators `-`, `.`, `(`, `)` left out. Empty when there is none.
 pub fn dialed<'a>(msg: &crate::sip::SipMsg<'a>) -> std::borrow::Cow<'a, [u8]> {
     use std::borrow::Cow;
-    let buf = msg.buf;
-    let Some((span, parsed)) = msg.request_sip_uri() else {
-        return Cow::Borrowed(b"");
-    };
-    let (raw, tel): (&'a [u8], bool) = match parsed {
-        Ok(u) => (u.user.map_or(&b""[..], |s| s.of(buf)), false),
-        Err(true) => {
-            let uri = span.of(buf);
-            match uri.get(..4) {
-                Some(s) if s.eq_ignore_ascii_case(b"tel:") => (&uri[4..], true),
-                _ => (b"", false),
-            }
-        }
-        Err(false) => (b"", false),
-    };
+    // The user of a SIP URI or the number of a `tel:` one, nothing for any other scheme
+    // ([`crate::sip::value::SipUri::user_and_host`]): a number not from a SIP URI is a
+    // `tel:` one.
+    let raw = msg.request_user_host().0;
+    let tel = matches!(msg.request_sip_uri(), Some((_, Err(true))));
     let number = raw.split(|&b| b == b';').next().unwrap_or(b"");
     let separator = |b: &u8| tel && matches!(b, b'-' | b'.' | b'(' | b')');
     if !number.iter().any(|b| *b == b'%' || separator(b)) {
